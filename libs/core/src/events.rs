@@ -1,0 +1,286 @@
+//! Domain events. Each is carried in one `Envelope` on the log (see `aloft-eventlog`).
+//!
+//! `aloft.executions` carries two kinds of execution events: *requests* (appended by admin on behalf of a
+//! user: `ExecutionRequested`, `TerminateRequested`) and *decisions* (appended only by the partition owner,
+//! sequenced gap-free per execution stream and fenced by `writer_epoch`). `aloft.registry` carries
+//! registrations, which are immutable per version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compiler::CompiledWorkflow;
+use crate::ids::{ExecutionId, Identifier};
+use crate::spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
+use crate::state::{ExecutionPhase, NodePhase};
+use crate::types::Value;
+
+pub type Outputs = BTreeMap<String, Value>;
+
+/// Why an attempt failed; user and system errors have separate retry budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The task itself failed (non-zero exit, bad outputs). Counts against `retries.user`.
+    User,
+    /// The attempt ran longer than the task's timeout. Counts against `retries.user`.
+    Timeout,
+    /// The executor or the machine failed (could not start, lost on restart). Counts against `retries.system`.
+    System,
+}
+
+impl ErrorKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::User => "USER",
+            ErrorKind::Timeout => "TIMEOUT",
+            ErrorKind::System => "SYSTEM",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ExecutionEvent {
+    ExecutionRequested {
+        execution: ExecutionId,
+        request_id: String,
+        workflow: Box<CompiledWorkflow>,
+        inputs: Outputs,
+        launch_plan: Option<Identifier>,
+        requested_at: i64,
+        /// The schedule time this execution was fired for, when a schedule launched it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled_at: Option<i64>,
+    },
+    TerminateRequested {
+        execution: ExecutionId,
+        reason: String,
+        requested_at: i64,
+    },
+    /// A propeller took ownership of a partition; decisions with another epoch read after it are discarded.
+    PartitionClaimed {
+        partition: u32,
+        epoch: u64,
+        owner: String,
+        at: i64,
+    },
+    ExecutionStarted {
+        execution: ExecutionId,
+        at: i64,
+    },
+    AttemptStarted {
+        execution: ExecutionId,
+        node: usize,
+        attempt: u32,
+        at: i64,
+    },
+    AttemptSucceeded {
+        execution: ExecutionId,
+        node: usize,
+        attempt: u32,
+        outputs: Outputs,
+        at: i64,
+    },
+    AttemptFailed {
+        execution: ExecutionId,
+        node: usize,
+        attempt: u32,
+        kind: ErrorKind,
+        message: String,
+        at: i64,
+    },
+    /// A node used up its retry budget.
+    NodeFailed {
+        execution: ExecutionId,
+        node: usize,
+        phase: NodePhase,
+        message: String,
+        at: i64,
+    },
+    ExecutionFinished {
+        execution: ExecutionId,
+        phase: ExecutionPhase,
+        outputs: Outputs,
+        error: Option<String>,
+        at: i64,
+    },
+}
+
+impl ExecutionEvent {
+    /// The execution this event is about; `None` for partition-level events.
+    pub fn execution(&self) -> Option<&ExecutionId> {
+        match self {
+            ExecutionEvent::ExecutionRequested { execution, .. }
+            | ExecutionEvent::TerminateRequested { execution, .. }
+            | ExecutionEvent::ExecutionStarted { execution, .. }
+            | ExecutionEvent::AttemptStarted { execution, .. }
+            | ExecutionEvent::AttemptSucceeded { execution, .. }
+            | ExecutionEvent::AttemptFailed { execution, .. }
+            | ExecutionEvent::NodeFailed { execution, .. }
+            | ExecutionEvent::ExecutionFinished { execution, .. } => Some(execution),
+            ExecutionEvent::PartitionClaimed { .. } => None,
+        }
+    }
+
+    /// Requests come from admin and are not part of the owner's sequence.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::TerminateRequested { .. }
+        )
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecutionEvent::ExecutionRequested { .. } => "ExecutionRequested",
+            ExecutionEvent::TerminateRequested { .. } => "TerminateRequested",
+            ExecutionEvent::PartitionClaimed { .. } => "PartitionClaimed",
+            ExecutionEvent::ExecutionStarted { .. } => "ExecutionStarted",
+            ExecutionEvent::AttemptStarted { .. } => "AttemptStarted",
+            ExecutionEvent::AttemptSucceeded { .. } => "AttemptSucceeded",
+            ExecutionEvent::AttemptFailed { .. } => "AttemptFailed",
+            ExecutionEvent::NodeFailed { .. } => "NodeFailed",
+            ExecutionEvent::ExecutionFinished { .. } => "ExecutionFinished",
+        }
+    }
+
+    pub fn occurred_at(&self) -> i64 {
+        match self {
+            ExecutionEvent::ExecutionRequested { requested_at, .. }
+            | ExecutionEvent::TerminateRequested { requested_at, .. } => *requested_at,
+            ExecutionEvent::PartitionClaimed { at, .. }
+            | ExecutionEvent::ExecutionStarted { at, .. }
+            | ExecutionEvent::AttemptStarted { at, .. }
+            | ExecutionEvent::AttemptSucceeded { at, .. }
+            | ExecutionEvent::AttemptFailed { at, .. }
+            | ExecutionEvent::NodeFailed { at, .. }
+            | ExecutionEvent::ExecutionFinished { at, .. } => *at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RegistryEvent {
+    ProjectRegistered {
+        project: ProjectSpec,
+        at: i64,
+    },
+    TaskRegistered {
+        id: Identifier,
+        spec: TaskSpec,
+        digest: String,
+        at: i64,
+    },
+    WorkflowRegistered {
+        id: Identifier,
+        spec: WorkflowSpec,
+        compiled: Box<CompiledWorkflow>,
+        digest: String,
+        at: i64,
+    },
+    LaunchPlanRegistered {
+        id: Identifier,
+        spec: LaunchPlanSpec,
+        workflow: Identifier,
+        default_inputs: Outputs,
+        fixed_inputs: Outputs,
+        digest: String,
+        at: i64,
+    },
+    /// Makes this version the one that is scheduled; every other version of the name stops.
+    LaunchPlanActivated {
+        id: Identifier,
+        at: i64,
+    },
+    LaunchPlanDeactivated {
+        id: Identifier,
+        at: i64,
+    },
+}
+
+impl RegistryEvent {
+    /// Registry streams hold exactly one event each (entities are immutable per version).
+    pub fn stream(&self) -> String {
+        match self {
+            RegistryEvent::ProjectRegistered { project, .. } => format!("project/{}", project.name),
+            RegistryEvent::TaskRegistered { id, .. } => format!("task/{id}"),
+            RegistryEvent::WorkflowRegistered { id, .. } => format!("workflow/{id}"),
+            RegistryEvent::LaunchPlanRegistered { id, .. } => format!("launch_plan/{id}"),
+            // State changes of one launch plan: one stream per change, made unique by its time.
+            RegistryEvent::LaunchPlanActivated { id, at } => format!("launch_plan_state/{id}/activated/{at}"),
+            RegistryEvent::LaunchPlanDeactivated { id, at } => {
+                format!("launch_plan_state/{id}/deactivated/{at}")
+            }
+        }
+    }
+
+    pub fn at(&self) -> i64 {
+        match self {
+            RegistryEvent::ProjectRegistered { at, .. }
+            | RegistryEvent::TaskRegistered { at, .. }
+            | RegistryEvent::WorkflowRegistered { at, .. }
+            | RegistryEvent::LaunchPlanRegistered { at, .. }
+            | RegistryEvent::LaunchPlanActivated { at, .. }
+            | RegistryEvent::LaunchPlanDeactivated { at, .. } => *at,
+        }
+    }
+}
+
+/// What the scheduler records on `aloft.schedules`: its progress per launch plan version, so a new leader
+/// knows what was fired without any state outside the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ScheduleEvent {
+    /// The execution for `scheduled_at` was requested (after its `ExecutionRequested` was acknowledged).
+    ScheduleFired {
+        launch_plan: Identifier,
+        scheduled_at: i64,
+        execution: ExecutionId,
+        fired_at: i64,
+    },
+    /// Missed times up to `through` were skipped by the catch-up policy.
+    ScheduleSkipped {
+        launch_plan: Identifier,
+        through: i64,
+        count: u32,
+        at: i64,
+    },
+    /// Every cursor at this point of the topic: a new leader starts reading here (its offset is committed
+    /// for the snapshot group) instead of at offset 0.
+    ScheduleCursors {
+        cursors: Vec<(Identifier, i64)>,
+        at: i64,
+    },
+}
+
+impl ScheduleEvent {
+    /// The cursors this event moves: `(launch plan version, schedule time reached)`.
+    pub fn cursors(&self) -> Vec<(&Identifier, i64)> {
+        match self {
+            ScheduleEvent::ScheduleFired {
+                launch_plan,
+                scheduled_at,
+                ..
+            } => vec![(launch_plan, *scheduled_at)],
+            ScheduleEvent::ScheduleSkipped {
+                launch_plan, through, ..
+            } => vec![(launch_plan, *through)],
+            ScheduleEvent::ScheduleCursors { cursors, .. } => {
+                cursors.iter().map(|(id, at)| (id, *at)).collect()
+            }
+        }
+    }
+
+    /// The stream of this event on `aloft.schedules`.
+    pub fn stream(&self) -> String {
+        match self {
+            ScheduleEvent::ScheduleFired { launch_plan, .. }
+            | ScheduleEvent::ScheduleSkipped { launch_plan, .. } => {
+                format!("schedule/{launch_plan}")
+            }
+            ScheduleEvent::ScheduleCursors { at, .. } => format!("schedule_cursors/{at}"),
+        }
+    }
+}

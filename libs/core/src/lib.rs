@@ -1,0 +1,21 @@
+//! The pure domain of Aloft: identifiers, the literal type system, task/workflow specs, the workflow
+//! compiler and the execution state machine (`apply` / `decide`).
+//!
+//! This crate owns the rules; it must not do IO (no tokio, no sqlx, no rdkafka). Every function here is a
+//! plain function over plain data so it can be property-tested and replayed: live processing and replay of
+//! the event log run exactly this code.
+
+pub mod compiler;
+pub mod events;
+pub mod ids;
+pub mod schedule;
+pub mod spec;
+pub mod state;
+pub mod types;
+
+pub use compiler::{compile_workflow, CompileError, CompiledNode, CompiledWorkflow, NodeBinding};
+pub use events::{ExecutionEvent, RegistryEvent, ScheduleEvent};
+pub use ids::{ExecutionId, Identifier};
+pub use spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
+pub use state::{decide, AppliedEvent, ExecutionPhase, ExecutionState, NodePhase, PartitionFold};
+pub use types::{LiteralType, Value};

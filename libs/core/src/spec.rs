@@ -1,0 +1,408 @@
+//! What users register: projects, tasks, workflows and launch plans, as written in YAML/JSON spec files.
+//!
+//! A spec file holds one or more documents, each tagged with `kind`. Versions left out are filled in with a
+//! hash of the content, so registering the same content twice is idempotent.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ids::{validate_name, validate_version, Identifier, NameError};
+use crate::types::{parse_duration_millis, LiteralType};
+
+pub const DEFAULT_DOMAINS: [&str; 3] = ["development", "staging", "production"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_domains")]
+    pub domains: Vec<String>,
+}
+
+fn default_domains() -> Vec<String> {
+    DEFAULT_DOMAINS.iter().map(|d| d.to_string()).collect()
+}
+
+impl ProjectSpec {
+    pub fn validate(&self) -> Result<(), NameError> {
+        validate_name("project", &self.name)?;
+        for domain in &self.domains {
+            validate_name("domain", domain)?;
+        }
+        Ok(())
+    }
+}
+
+/// Named, typed inputs and outputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    #[serde(default)]
+    pub inputs: BTreeMap<String, LiteralType>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, LiteralType>,
+}
+
+/// How a task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskKind {
+    /// A local subprocess in a fresh working directory. Inputs arrive as files in `$ALOFT_INPUT_DIR` and as
+    /// `ALOFT_INPUT_<NAME>` env vars; outputs are read from files the command writes to `$ALOFT_OUTPUT_DIR`.
+    Process {
+        command: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+    /// Does nothing and succeeds; for tests and benchmarks.
+    Noop,
+    /// Sleeps for `duration` (e.g. `2s`) and succeeds.
+    Sleep { duration: String },
+    /// Copies each input to the output of the same name.
+    Echo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Retries after user errors (non-zero exit, timeout).
+    #[serde(default)]
+    pub user: u32,
+    /// Retries after system errors (the executor or the machine failed). Separate budget, as in Flyte.
+    #[serde(default = "default_system_retries")]
+    pub system: u32,
+}
+
+fn default_system_retries() -> u32 {
+    3
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            user: 0,
+            system: default_system_retries(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub interface: Interface,
+    pub run: TaskKind,
+    #[serde(default)]
+    pub retries: RetryPolicy,
+    /// Per-attempt timeout such as `30s` or `1h`; the attempt is killed and counts as a user error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+impl TaskSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name("task name", &self.name).map_err(|e| e.to_string())?;
+        if let Some(version) = &self.version {
+            validate_version(version).map_err(|e| e.to_string())?;
+        }
+        validate_interface_names(&self.interface)?;
+        if let Some(timeout) = &self.timeout {
+            let millis =
+                parse_duration_millis(timeout).map_err(|e| format!("task {}: timeout: {e}", self.name))?;
+            if millis <= 0 {
+                return Err(format!("task {}: timeout must be positive", self.name));
+            }
+        }
+        match &self.run {
+            TaskKind::Process { command, .. } if command.is_empty() => Err(format!(
+                "task {}: run.process.command must not be empty",
+                self.name
+            )),
+            TaskKind::Sleep { duration } => parse_duration_millis(duration)
+                .map(|_| ())
+                .map_err(|e| format!("task {}: run.sleep.duration: {e}", self.name)),
+            TaskKind::Echo => {
+                for (output, output_type) in &self.interface.outputs {
+                    match self.interface.inputs.get(output) {
+                        Some(input_type) if input_type.is_assignable_to(output_type) => {}
+                        _ => {
+                            return Err(format!(
+                                "task {}: echo output {output:?} needs an input of the same name and type",
+                                self.name
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn timeout_millis(&self) -> Option<i64> {
+        self.timeout
+            .as_deref()
+            .and_then(|t| parse_duration_millis(t).ok())
+    }
+}
+
+fn validate_interface_names(interface: &Interface) -> Result<(), String> {
+    for name in interface.inputs.keys().chain(interface.outputs.keys()) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.len() <= crate::ids::MAX_NAME_LEN;
+        if !valid {
+            return Err(format!(
+                "variable name {name:?} is invalid: use letters, digits and '_', starting with a letter"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A reference to a registered task: `name` (latest version at registration time) or `name@version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskRef {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl TaskRef {
+    pub fn parse(text: &str) -> TaskRef {
+        match text.split_once('@') {
+            Some((name, version)) => TaskRef {
+                name: name.to_string(),
+                version: Some(version.to_string()),
+            },
+            None => TaskRef {
+                name: text.to_string(),
+                version: None,
+            },
+        }
+    }
+}
+
+/// Where a node input (or a workflow output) gets its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum BindingSpec {
+    /// `{input: x}`: a workflow input.
+    WorkflowInput { input: String },
+    /// `{node: a, output: y}`: an upstream node's output.
+    NodeOutput { node: String, output: String },
+    /// `{value: 3}`: a constant, converted by the input's declared type.
+    Constant { value: serde_json::Value },
+    /// Shorthand: `inputs.x` or `a.y`.
+    Shorthand(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub id: String,
+    /// `name` or `name@version`.
+    pub task: String,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, BindingSpec>,
+    /// Ordering-only dependencies: run after these nodes even without a data binding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Overrides the task's retry policy for this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub interface: Interface,
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, BindingSpec>,
+}
+
+impl WorkflowSpec {
+    pub fn validate_names(&self) -> Result<(), String> {
+        validate_name("workflow name", &self.name).map_err(|e| e.to_string())?;
+        if let Some(version) = &self.version {
+            validate_version(version).map_err(|e| e.to_string())?;
+        }
+        validate_interface_names(&self.interface)?;
+        for node in &self.nodes {
+            validate_name("node id", &node.id).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchPlanSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `name` or `name@version` of the workflow.
+    pub workflow: String,
+    /// Inputs used when the caller gives none; the caller may override them.
+    #[serde(default)]
+    pub default_inputs: BTreeMap<String, serde_json::Value>,
+    /// Inputs the caller may not override.
+    #[serde(default)]
+    pub fixed_inputs: BTreeMap<String, serde_json::Value>,
+    /// Fire on a cron expression or a fixed rate while this version is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
+}
+
+impl LaunchPlanSpec {
+    pub fn validate_names(&self) -> Result<(), String> {
+        validate_name("launch plan name", &self.name).map_err(|e| e.to_string())?;
+        if let Some(version) = &self.version {
+            validate_version(version).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// One document of a spec file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SpecDocument {
+    Project(ProjectSpec),
+    Task(TaskSpec),
+    Workflow(WorkflowSpec),
+    LaunchPlan(LaunchPlanSpec),
+}
+
+/// A short, stable hash of any serializable spec, used as its default version and to tell identical
+/// re-registrations from conflicting ones. serde_json with `BTreeMap`s and struct field order is canonical.
+pub fn content_digest<T: Serialize>(spec: &T) -> String {
+    let canonical = serde_json::to_vec(spec).unwrap_or_default();
+    hex::encode(&Sha256::digest(&canonical)[..8])
+}
+
+/// The identifier a spec gets: its own version, or a digest of its content without a version.
+pub fn identifier_for(
+    project: &str,
+    domain: &str,
+    name: &str,
+    version: Option<&str>,
+    digest: &str,
+) -> Identifier {
+    Identifier {
+        project: project.to_string(),
+        domain: domain.to_string(),
+        name: name.to_string(),
+        version: version.map(str::to_string).unwrap_or_else(|| digest.to_string()),
+    }
+}
+
+/// Rejects JSON in which an object names a key twice (JSON parsers keep the last silently, which would
+/// let a node input be bound twice without anyone noticing). The error gives the path of the key.
+pub fn reject_duplicate_keys(json: &str) -> Result<(), String> {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    DuplicateKeyCheck { path: String::new() }
+        .deserialize(&mut deserializer)
+        .map_err(|e| e.to_string())
+}
+
+struct DuplicateKeyCheck {
+    path: String,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DuplicateKeyCheck {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DuplicateKeyCheck {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom(format!(
+                    "{path} is given more than once"
+                )));
+            }
+            map.next_value_seed(DuplicateKeyCheck { path })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while seq
+            .next_element_seed(DuplicateKeyCheck {
+                path: format!("{}[{index}]", self.path),
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_given_twice_is_reported_with_its_path() {
+        let json = r#"{"nodes": [{"id": "a", "inputs": {"n": "inputs.x", "n": "inputs.y"}}]}"#;
+        let error = reject_duplicate_keys(json).unwrap_err();
+        assert!(
+            error.contains("nodes[0].inputs.n is given more than once"),
+            "{error}"
+        );
+        assert!(reject_duplicate_keys(r#"{"a": {"n": 1}, "b": {"n": 2}}"#).is_ok());
+    }
+}

@@ -1,0 +1,606 @@
+//! The execution state machine: `apply(state, event)` folds one event into the state and `decide(state,
+//! now)` returns the decisions that follow from it. Both are pure; the propeller and every replay run the
+//! same code, so replaying a partition from offset 0 rebuilds exactly the live state.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compiler::{CompiledWorkflow, NodeBinding};
+use crate::events::{ErrorKind, ExecutionEvent, Outputs};
+use crate::ids::{ExecutionId, Identifier};
+use crate::types::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionPhase {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Aborted,
+    TimedOut,
+}
+
+impl ExecutionPhase {
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, ExecutionPhase::Queued | ExecutionPhase::Running)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExecutionPhase::Queued => "QUEUED",
+            ExecutionPhase::Running => "RUNNING",
+            ExecutionPhase::Succeeded => "SUCCEEDED",
+            ExecutionPhase::Failed => "FAILED",
+            ExecutionPhase::Aborted => "ABORTED",
+            ExecutionPhase::TimedOut => "TIMED_OUT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NodePhase {
+    /// Waiting for upstream nodes.
+    Pending,
+    /// Ready to run (first attempt or a retry).
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Skipped,
+    Aborted,
+}
+
+impl NodePhase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodePhase::Pending => "PENDING",
+            NodePhase::Queued => "QUEUED",
+            NodePhase::Running => "RUNNING",
+            NodePhase::Succeeded => "SUCCEEDED",
+            NodePhase::Failed => "FAILED",
+            NodePhase::TimedOut => "TIMED_OUT",
+            NodePhase::Skipped => "SKIPPED",
+            NodePhase::Aborted => "ABORTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptPhase {
+    Running,
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+impl AttemptPhase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptPhase::Running => "RUNNING",
+            AttemptPhase::Succeeded => "SUCCEEDED",
+            AttemptPhase::Failed => "FAILED",
+            AttemptPhase::Aborted => "ABORTED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptState {
+    pub number: u32,
+    pub phase: AttemptPhase,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<(ErrorKind, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeState {
+    pub phase: NodePhase,
+    pub attempts: Vec<AttemptState>,
+    pub user_failures: u32,
+    pub system_failures: u32,
+    pub outputs: Option<Outputs>,
+    pub error: Option<String>,
+    waiting_on: usize,
+}
+
+impl NodeState {
+    pub fn running_attempt(&self) -> Option<&AttemptState> {
+        self.attempts.last().filter(|a| a.phase == AttemptPhase::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionState {
+    pub id: ExecutionId,
+    pub request_id: String,
+    pub workflow: Arc<CompiledWorkflow>,
+    pub inputs: Outputs,
+    pub launch_plan: Option<Identifier>,
+    pub phase: ExecutionPhase,
+    pub nodes: Vec<NodeState>,
+    /// The seq of the last decision applied; the next must be `last_seq + 1`.
+    pub last_seq: u64,
+    pub outputs: Outputs,
+    pub error: Option<String>,
+    pub terminate_reason: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    downstream: Arc<Vec<Vec<usize>>>,
+    /// Nodes in phase Queued, i.e. ready for an attempt (or out of budget, see `decide`).
+    ready: BTreeSet<usize>,
+    succeeded_nodes: usize,
+    failed_node: Option<usize>,
+}
+
+impl ExecutionState {
+    pub fn new(
+        id: ExecutionId,
+        request_id: String,
+        workflow: Arc<CompiledWorkflow>,
+        inputs: Outputs,
+        launch_plan: Option<Identifier>,
+        created_at: i64,
+    ) -> ExecutionState {
+        let mut downstream = vec![Vec::new(); workflow.nodes.len()];
+        let mut nodes = Vec::with_capacity(workflow.nodes.len());
+        let mut ready = BTreeSet::new();
+        for (index, node) in workflow.nodes.iter().enumerate() {
+            for &up in &node.upstream {
+                downstream[up].push(index);
+            }
+            let phase = if node.upstream.is_empty() {
+                ready.insert(index);
+                NodePhase::Queued
+            } else {
+                NodePhase::Pending
+            };
+            nodes.push(NodeState {
+                phase,
+                attempts: Vec::new(),
+                user_failures: 0,
+                system_failures: 0,
+                outputs: None,
+                error: None,
+                waiting_on: node.upstream.len(),
+            });
+        }
+        ExecutionState {
+            id,
+            request_id,
+            workflow,
+            inputs,
+            launch_plan,
+            phase: ExecutionPhase::Queued,
+            nodes,
+            last_seq: 0,
+            outputs: Outputs::new(),
+            error: None,
+            terminate_reason: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            downstream: Arc::new(downstream),
+            ready,
+            succeeded_nodes: 0,
+            failed_node: None,
+        }
+    }
+
+    /// The input values of a node, resolved from workflow inputs, constants and upstream outputs.
+    pub fn node_inputs(&self, node: usize) -> Result<Outputs, String> {
+        let compiled = &self.workflow.nodes[node];
+        compiled
+            .inputs
+            .iter()
+            .map(|(name, binding)| self.resolve(binding).map(|value| (name.clone(), value)))
+            .collect()
+    }
+
+    fn resolve(&self, binding: &NodeBinding) -> Result<Value, String> {
+        match binding {
+            NodeBinding::Constant(value) => Ok(value.clone()),
+            NodeBinding::WorkflowInput(name) => self
+                .inputs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("workflow input {name:?} has no value")),
+            NodeBinding::NodeOutput { node, output } => self.nodes[*node]
+                .outputs
+                .as_ref()
+                .and_then(|outputs| outputs.get(output))
+                .cloned()
+                .ok_or_else(|| {
+                    format!(
+                        "node {:?} has no output {output:?}",
+                        self.workflow.nodes[*node].id
+                    )
+                }),
+        }
+    }
+
+    pub fn running_attempts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| node.running_attempt().map(|attempt| (index, attempt.number)))
+    }
+
+    /// Folds one event about this execution into the state. Events that no longer fit (a result for an
+    /// attempt that was aborted) change nothing but are still part of the history.
+    pub fn apply(&mut self, event: &ExecutionEvent) {
+        match event {
+            ExecutionEvent::TerminateRequested { reason, .. } => {
+                if !self.phase.is_terminal() && self.terminate_reason.is_none() {
+                    self.terminate_reason = Some(reason.clone());
+                }
+            }
+            ExecutionEvent::ExecutionStarted { at, .. } => {
+                if self.phase == ExecutionPhase::Queued {
+                    self.phase = ExecutionPhase::Running;
+                    self.started_at = Some(*at);
+                }
+            }
+            ExecutionEvent::AttemptStarted {
+                node, attempt, at, ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued || self.phase.is_terminal() {
+                    return;
+                }
+                debug_assert_eq!(
+                    *attempt as usize,
+                    state.attempts.len() + 1,
+                    "attempts are numbered 1, 2, ..."
+                );
+                state.phase = NodePhase::Running;
+                state.attempts.push(AttemptState {
+                    number: *attempt,
+                    phase: AttemptPhase::Running,
+                    started_at: *at,
+                    finished_at: None,
+                    error: None,
+                });
+                self.ready.remove(node);
+            }
+            ExecutionEvent::AttemptSucceeded {
+                node,
+                attempt,
+                outputs,
+                at,
+                ..
+            } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                if let Some(last) = state.attempts.last_mut() {
+                    last.phase = AttemptPhase::Succeeded;
+                    last.finished_at = Some(*at);
+                }
+                state.phase = NodePhase::Succeeded;
+                state.outputs = Some(outputs.clone());
+                self.succeeded_nodes += 1;
+                let downstream = Arc::clone(&self.downstream);
+                for &down in &downstream[*node] {
+                    let down_state = &mut self.nodes[down];
+                    down_state.waiting_on -= 1;
+                    if down_state.waiting_on == 0 && down_state.phase == NodePhase::Pending {
+                        down_state.phase = NodePhase::Queued;
+                        self.ready.insert(down);
+                    }
+                }
+            }
+            ExecutionEvent::AttemptFailed {
+                node,
+                attempt,
+                kind,
+                message,
+                at,
+                ..
+            } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                if let Some(last) = state.attempts.last_mut() {
+                    last.phase = AttemptPhase::Failed;
+                    last.finished_at = Some(*at);
+                    last.error = Some((*kind, message.clone()));
+                }
+                match kind {
+                    ErrorKind::System => state.system_failures += 1,
+                    ErrorKind::User | ErrorKind::Timeout => state.user_failures += 1,
+                }
+                // Back to the queue: `decide` either retries it or, out of budget, fails the node.
+                state.phase = NodePhase::Queued;
+                self.ready.insert(*node);
+            }
+            ExecutionEvent::NodeFailed {
+                node, phase, message, ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued {
+                    return;
+                }
+                state.phase = *phase;
+                state.error = Some(message.clone());
+                self.ready.remove(node);
+                self.failed_node.get_or_insert(*node);
+            }
+            ExecutionEvent::ExecutionFinished {
+                phase,
+                outputs,
+                error,
+                at,
+                ..
+            } => {
+                if self.phase.is_terminal() {
+                    return;
+                }
+                self.phase = *phase;
+                self.outputs = outputs.clone();
+                self.error = error.clone();
+                self.finished_at = Some(*at);
+                // A terminate request read before or after the finish leaves the same state: the owner
+                // applies its own decisions on acknowledgement, possibly before a request that precedes
+                // them in the log, and replay must still give the live state.
+                self.terminate_reason = None;
+                for state in &mut self.nodes {
+                    match state.phase {
+                        NodePhase::Running => {
+                            state.phase = NodePhase::Aborted;
+                            if let Some(last) = state.attempts.last_mut() {
+                                last.phase = AttemptPhase::Aborted;
+                                last.finished_at = Some(*at);
+                            }
+                        }
+                        NodePhase::Pending | NodePhase::Queued => state.phase = NodePhase::Skipped,
+                        _ => {}
+                    }
+                }
+                self.ready.clear();
+            }
+            ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
+        }
+    }
+
+    fn is_running_attempt(&self, node: usize, attempt: u32) -> bool {
+        !self.phase.is_terminal()
+            && self
+                .nodes
+                .get(node)
+                .and_then(NodeState::running_attempt)
+                .is_some_and(|a| a.number == attempt)
+    }
+
+    fn budget_exhausted(&self, node: usize) -> Option<(NodePhase, String)> {
+        let state = &self.nodes[node];
+        let retries = self.workflow.nodes[node].retries;
+        let over_user = state.user_failures > retries.user;
+        let over_system = state.system_failures > retries.system;
+        if !over_user && !over_system {
+            return None;
+        }
+        let (kind, message) = state
+            .attempts
+            .last()
+            .and_then(|a| a.error.clone())
+            .unwrap_or((ErrorKind::System, "failed".to_string()));
+        let phase = if kind == ErrorKind::Timeout {
+            NodePhase::TimedOut
+        } else {
+            NodePhase::Failed
+        };
+        let budget = if over_system { "system" } else { "user" };
+        Some((
+            phase,
+            format!(
+                "{} after {} attempt(s), {budget} retries used up: {message}",
+                phase.as_str(),
+                state.attempts.len()
+            ),
+        ))
+    }
+}
+
+/// The decisions that follow from `state` at time `now` (unix millis). Applying them in order is valid.
+pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
+    if state.phase.is_terminal() {
+        return Vec::new();
+    }
+    let execution = state.id.clone();
+    let finish = |phase, outputs, error| ExecutionEvent::ExecutionFinished {
+        execution: execution.clone(),
+        phase,
+        outputs,
+        error,
+        at: now,
+    };
+    if let Some(reason) = &state.terminate_reason {
+        return vec![finish(
+            ExecutionPhase::Aborted,
+            Outputs::new(),
+            Some(format!("terminated: {reason}")),
+        )];
+    }
+    let mut decisions = Vec::new();
+    if state.phase == ExecutionPhase::Queued {
+        decisions.push(ExecutionEvent::ExecutionStarted {
+            execution: execution.clone(),
+            at: now,
+        });
+    }
+    if let Some(failed) = state.failed_node {
+        let node = &state.workflow.nodes[failed];
+        let message = state.nodes[failed].error.clone().unwrap_or_default();
+        decisions.push(finish(
+            ExecutionPhase::Failed,
+            Outputs::new(),
+            Some(format!("node {:?} {message}", node.id)),
+        ));
+        return decisions;
+    }
+    if state.succeeded_nodes == state.nodes.len() {
+        let outputs: Result<Outputs, String> = state
+            .workflow
+            .outputs
+            .iter()
+            .map(|(name, binding)| state.resolve(binding).map(|v| (name.clone(), v)))
+            .collect();
+        decisions.push(match outputs {
+            Ok(outputs) => finish(ExecutionPhase::Succeeded, outputs, None),
+            Err(error) => finish(ExecutionPhase::Failed, Outputs::new(), Some(error)),
+        });
+        return decisions;
+    }
+    for &node in &state.ready {
+        if let Some((phase, message)) = state.budget_exhausted(node) {
+            let node_id = state.workflow.nodes[node].id.clone();
+            decisions.push(ExecutionEvent::NodeFailed {
+                execution: execution.clone(),
+                node,
+                phase,
+                message: message.clone(),
+                at: now,
+            });
+            // Fail fast: running attempts are aborted by the finish.
+            decisions.push(finish(
+                ExecutionPhase::Failed,
+                Outputs::new(),
+                Some(format!("node {node_id:?} {message}")),
+            ));
+            return decisions;
+        }
+    }
+    for &node in &state.ready {
+        let attempt = state.nodes[node].attempts.len() as u32 + 1;
+        decisions.push(ExecutionEvent::AttemptStarted {
+            execution: execution.clone(),
+            node,
+            attempt,
+            at: now,
+        });
+    }
+    decisions
+}
+
+/// Position and fencing data of one event, from its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    pub seq: u64,
+    pub writer_epoch: u64,
+}
+
+/// What happened to an event offered to a partition fold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppliedEvent {
+    Accepted,
+    /// Already applied (same stream and seq): processing is idempotent.
+    Duplicate,
+    /// Written by an owner whose epoch is not the partition's current one.
+    Fenced,
+    /// Not applicable (an execution name that already exists, an unknown execution).
+    Ignored(String),
+}
+
+/// The admission rule every reader of `aloft.executions` shares (propeller and admin projections):
+/// requests always pass; a claim must raise the epoch; a decision must carry the current epoch and the next
+/// seq of its stream.
+pub fn admit(
+    partition_epoch: u64,
+    last_seq: Option<u64>,
+    meta: &EventMeta,
+    event: &ExecutionEvent,
+) -> AppliedEvent {
+    match event {
+        ExecutionEvent::PartitionClaimed { epoch, .. } => {
+            if *epoch > partition_epoch {
+                AppliedEvent::Accepted
+            } else {
+                AppliedEvent::Fenced
+            }
+        }
+        ExecutionEvent::ExecutionRequested { .. } => match last_seq {
+            Some(_) => AppliedEvent::Ignored("an execution with this name already exists".to_string()),
+            None => AppliedEvent::Accepted,
+        },
+        ExecutionEvent::TerminateRequested { .. } => match last_seq {
+            Some(_) => AppliedEvent::Accepted,
+            None => AppliedEvent::Ignored("unknown execution".to_string()),
+        },
+        _ => {
+            if meta.writer_epoch != partition_epoch {
+                return AppliedEvent::Fenced;
+            }
+            match last_seq {
+                None => AppliedEvent::Ignored("unknown execution".to_string()),
+                Some(last) if meta.seq <= last => AppliedEvent::Duplicate,
+                Some(last) if meta.seq == last + 1 => AppliedEvent::Accepted,
+                Some(last) => AppliedEvent::Ignored(format!("seq {} after {last} leaves a gap", meta.seq)),
+            }
+        }
+    }
+}
+
+/// The state of one partition of `aloft.executions`: its epoch and every execution in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartitionFold {
+    pub epoch: u64,
+    pub executions: HashMap<ExecutionId, ExecutionState>,
+}
+
+impl PartitionFold {
+    pub fn apply(&mut self, meta: &EventMeta, event: &ExecutionEvent) -> AppliedEvent {
+        let last_seq = event
+            .execution()
+            .and_then(|id| self.executions.get(id))
+            .map(|state| state.last_seq);
+        let verdict = admit(self.epoch, last_seq, meta, event);
+        if verdict != AppliedEvent::Accepted {
+            return verdict;
+        }
+        match event {
+            ExecutionEvent::PartitionClaimed { epoch, .. } => self.epoch = *epoch,
+            ExecutionEvent::ExecutionRequested {
+                execution,
+                request_id,
+                workflow,
+                inputs,
+                launch_plan,
+                requested_at,
+                ..
+            } => {
+                let state = ExecutionState::new(
+                    execution.clone(),
+                    request_id.clone(),
+                    Arc::new((**workflow).clone()),
+                    inputs.clone(),
+                    launch_plan.clone(),
+                    *requested_at,
+                );
+                self.executions.insert(execution.clone(), state);
+            }
+            other => {
+                let Some(state) = other.execution().and_then(|id| self.executions.get_mut(id)) else {
+                    return AppliedEvent::Ignored("unknown execution".to_string());
+                };
+                if !other.is_request() {
+                    state.last_seq = meta.seq;
+                }
+                state.apply(other);
+            }
+        }
+        AppliedEvent::Accepted
+    }
+}

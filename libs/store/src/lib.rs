@@ -1,0 +1,205 @@
+//! Admin's read models (projects, tasks, workflows, launch plans, executions, node executions, task
+//! attempts, execution events) on Postgres or SQLite through sqlx, with numbered migrations.
+//!
+//! Everything here is derived from the event log: projections commit their log offset in the same
+//! transaction as the rows they change, so dropping the tables and replaying gives the same rows. The SQL
+//! is written once, in the dialect both databases share. This crate must not decide anything: the rules
+//! live in `aloft-core`.
+
+pub mod projection;
+pub mod queries;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("invalid database url {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("stored row is unreadable ({table}): {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "read_models",
+        include_str!("../migrations/0001_read_models.sql"),
+    ),
+    (2, "schedules", include_str!("../migrations/0002_schedules.sql")),
+];
+
+/// The tables replay rebuilds, in a stable order (used to drop and to compare them).
+pub const PROJECTION_TABLES: &[(&str, &str)] = &[
+    ("projects", "name"),
+    ("tasks", "project, domain, name, version"),
+    ("workflows", "project, domain, name, version"),
+    ("launch_plans", "project, domain, name, version"),
+    ("executions", "project, domain, name"),
+    ("node_executions", "project, domain, execution, node_index"),
+    ("task_attempts", "project, domain, execution, node_index, attempt"),
+    ("execution_events", "log_partition, log_offset"),
+    ("log_offsets", "topic, log_partition"),
+];
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    is_sqlite: bool,
+}
+
+impl Store {
+    /// Connects (`postgres://...` or `sqlite://PATH`) and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(Error::BadUrl {
+                url: url.to_string(),
+                reason: "expected postgres://USER@HOST:PORT/DB or sqlite://PATH".to_string(),
+            });
+        }
+        let url = if is_sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+        } else {
+            url.to_string()
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| Error::BadUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let pool = AnyPoolOptions::new()
+            // SQLite allows one writer; a single connection avoids "database is locked" under load.
+            .max_connections(if is_sqlite { 1 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        if is_sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA synchronous=NORMAL").execute(&pool).await?;
+        }
+        let store = Store { pool, is_sqlite };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.is_sqlite
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, name, sql) in MIGRATIONS {
+            let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if applied.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                let without_comments: String = statement
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if without_comments.trim().is_empty() {
+                    continue;
+                }
+                sqlx::query(&without_comments).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(*name)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, name, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// Empties every projection table (and the offsets), so the projector replays from offset 0.
+    pub async fn drop_projections(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (table, _) in PROJECTION_TABLES {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every row of every projection table as text, in key order: the audit comparison of a replay.
+    pub async fn dump_projections(&self) -> Result<String> {
+        let mut dump = String::new();
+        for (table, key) in PROJECTION_TABLES {
+            dump.push_str(&format!("## {table}\n"));
+            let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                let mut fields = Vec::with_capacity(row.len());
+                for index in 0..row.len() {
+                    let text = row
+                        .try_get::<Option<i64>, _>(index)
+                        .map(|v| v.map(|n| n.to_string()))
+                        .or_else(|_| row.try_get::<Option<String>, _>(index))
+                        .map_err(|e| Error::Corrupt {
+                            table,
+                            reason: e.to_string(),
+                        })?;
+                    fields.push(text.unwrap_or_else(|| "NULL".to_string()));
+                }
+                dump.push_str(&fields.join("|"));
+                dump.push('\n');
+            }
+        }
+        Ok(dump)
+    }
+}
+
+/// Creates a fresh, uniquely named Postgres database next to `base_url` (for tests and benchmarks) and
+/// returns its URL.
+pub async fn create_scratch_postgres_database(base_url: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let name = format!("aloft_scratch_{}", uuid::Uuid::new_v4().simple());
+    let pool = AnyPoolOptions::new().max_connections(1).connect(base_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let (server, _) = base_url.rsplit_once('/').ok_or_else(|| Error::BadUrl {
+        url: base_url.to_string(),
+        reason: "expected postgres://USER@HOST:PORT/DB".to_string(),
+    })?;
+    Ok(format!("{server}/{name}"))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,494 @@
+//! Applying log events to the read models, inside the projector's transaction. The admission rule
+//! (fencing, dedupe by seq) is `aloft_core::state::admit`, the same one the propeller folds with.
+
+use aloft_core::events::{ExecutionEvent, RegistryEvent};
+use aloft_core::state::{admit, AppliedEvent, EventMeta, NodePhase};
+use aloft_core::ExecutionId;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use crate::{to_json, Result};
+
+/// `(topic, partition, next_offset, epoch)` for every partition the projector has seen.
+pub async fn load_offsets(pool: &AnyPool) -> Result<Vec<(String, u32, u64, u64)>> {
+    let rows = sqlx::query("SELECT topic, log_partition, next_offset, epoch FROM log_offsets")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String, _>(0)?,
+                row.try_get::<i64, _>(1)? as u32,
+                row.try_get::<i64, _>(2)? as u64,
+                row.try_get::<i64, _>(3)? as u64,
+            ))
+        })
+        .collect()
+}
+
+pub async fn save_offset(
+    conn: &mut AnyConnection,
+    topic: &str,
+    partition: u32,
+    next_offset: u64,
+    epoch: u64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO log_offsets (topic, log_partition, next_offset, epoch) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (topic, log_partition) DO UPDATE SET next_offset = excluded.next_offset, epoch = excluded.epoch",
+    )
+    .bind(topic)
+    .bind(partition as i64)
+    .bind(next_offset as i64)
+    .bind(epoch as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Registrations are first-writer-wins per identifier, so replay in log order gives the same rows.
+pub async fn apply_registry_event(
+    conn: &mut AnyConnection,
+    offset: u64,
+    event: &RegistryEvent,
+) -> Result<()> {
+    let offset = offset as i64;
+    match event {
+        RegistryEvent::ProjectRegistered { project, at } => {
+            sqlx::query(
+                "INSERT INTO projects (name, description, domains_json, registered_at, registry_offset) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&project.name)
+            .bind(&project.description)
+            .bind(to_json(&project.domains))
+            .bind(*at)
+            .bind(offset)
+            .execute(conn)
+            .await?;
+        }
+        RegistryEvent::TaskRegistered { id, spec, digest, at } => {
+            sqlx::query(
+                "INSERT INTO tasks (project, domain, name, version, digest, spec_json, registered_at, registry_offset) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (project, domain, name, version) DO NOTHING",
+            )
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .bind(&id.version)
+            .bind(digest)
+            .bind(to_json(spec))
+            .bind(*at)
+            .bind(offset)
+            .execute(conn)
+            .await?;
+        }
+        RegistryEvent::WorkflowRegistered {
+            id,
+            spec,
+            compiled,
+            digest,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO workflows (project, domain, name, version, digest, spec_json, compiled_json, registered_at, \
+                 registry_offset) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (project, domain, name, version) DO NOTHING",
+            )
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .bind(&id.version)
+            .bind(digest)
+            .bind(to_json(spec))
+            .bind(to_json(compiled))
+            .bind(*at)
+            .bind(offset)
+            .execute(conn)
+            .await?;
+        }
+        RegistryEvent::LaunchPlanActivated { id, .. } => {
+            // One active version per name: activating one deactivates the others in the same transaction.
+            sqlx::query(
+                "UPDATE launch_plans SET active = 0 WHERE project = $1 AND domain = $2 AND name = $3",
+            )
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE launch_plans SET active = 1 WHERE project = $1 AND domain = $2 AND name = $3 AND version = $4",
+            )
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .bind(&id.version)
+            .execute(conn)
+            .await?;
+        }
+        RegistryEvent::LaunchPlanDeactivated { id, .. } => {
+            sqlx::query(
+                "UPDATE launch_plans SET active = 0 WHERE project = $1 AND domain = $2 AND name = $3 AND version = $4",
+            )
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .bind(&id.version)
+            .execute(conn)
+            .await?;
+        }
+        RegistryEvent::LaunchPlanRegistered {
+            id,
+            spec,
+            workflow,
+            default_inputs,
+            fixed_inputs,
+            digest,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO launch_plans (project, domain, name, version, digest, spec_json, workflow_version, \
+                 default_inputs_json, fixed_inputs_json, registered_at, registry_offset) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (project, domain, name, version) DO NOTHING",
+            )
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .bind(&id.version)
+            .bind(digest)
+            .bind(to_json(spec))
+            .bind(format!("{}@{}", workflow.name, workflow.version))
+            .bind(to_json(default_inputs))
+            .bind(to_json(fixed_inputs))
+            .bind(*at)
+            .bind(offset)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn last_seq(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<u64>> {
+    let row = sqlx::query("SELECT last_seq FROM executions WHERE project = $1 AND domain = $2 AND name = $3")
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get::<i64, _>(0)? as u64),
+        None => None,
+    })
+}
+
+/// Where an event sits in the log, from its record and envelope.
+pub struct LoggedEvent<'a> {
+    pub partition: u32,
+    pub offset: u64,
+    pub stream: &'a str,
+    pub seq: u64,
+    pub writer_epoch: u64,
+    pub occurred_at: i64,
+    pub event: &'a ExecutionEvent,
+}
+
+/// Applies one execution-topic event if the admission rule accepts it; `partition_epoch` is updated by
+/// claims. Returns the verdict.
+pub async fn apply_execution_event(
+    conn: &mut AnyConnection,
+    partition_epoch: &mut u64,
+    logged: &LoggedEvent<'_>,
+) -> Result<AppliedEvent> {
+    let event = logged.event;
+    let last = match event.execution() {
+        Some(id) => last_seq(conn, id).await?,
+        None => None,
+    };
+    let meta = EventMeta {
+        seq: logged.seq,
+        writer_epoch: logged.writer_epoch,
+    };
+    let verdict = admit(*partition_epoch, last, &meta, event);
+    if verdict != AppliedEvent::Accepted {
+        return Ok(verdict);
+    }
+    let Some(id) = event.execution() else {
+        if let ExecutionEvent::PartitionClaimed { epoch, .. } = event {
+            *partition_epoch = *epoch;
+        }
+        return Ok(verdict);
+    };
+    let (p, d, n) = (id.project.as_str(), id.domain.as_str(), id.name.as_str());
+    if !event.is_request() {
+        sqlx::query("UPDATE executions SET last_seq = $1 WHERE project = $2 AND domain = $3 AND name = $4")
+            .bind(logged.seq as i64)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+    }
+    match event {
+        ExecutionEvent::ExecutionRequested {
+            request_id,
+            workflow,
+            inputs,
+            launch_plan,
+            requested_at,
+            scheduled_at,
+            ..
+        } => {
+            let (lp_name, lp_version) = launch_plan
+                .as_ref()
+                .map(|lp| (lp.name.as_str(), lp.version.as_str()))
+                .unwrap_or(("", ""));
+            sqlx::query(
+                "INSERT INTO executions (project, domain, name, request_id, workflow_name, workflow_version, \
+                 launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, \
+                 last_seq, log_partition, scheduled_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, '{}', '', $10, 0, $11, $12)",
+            )
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(request_id)
+            .bind(&workflow.id.name)
+            .bind(&workflow.id.version)
+            .bind(lp_name)
+            .bind(lp_version)
+            .bind(to_json(inputs))
+            .bind(*requested_at)
+            .bind(logged.partition as i64)
+            .bind(*scheduled_at)
+            .execute(&mut *conn)
+            .await?;
+            for (index, node) in workflow.nodes.iter().enumerate() {
+                let phase = if node.upstream.is_empty() {
+                    NodePhase::Queued
+                } else {
+                    NodePhase::Pending
+                };
+                sqlx::query(
+                    "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
+                     task_version, phase, attempts, outputs_json, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, '', '')",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(index as i64)
+                .bind(&node.id)
+                .bind(&node.task_id.name)
+                .bind(&node.task_id.version)
+                .bind(phase.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        ExecutionEvent::TerminateRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
+        ExecutionEvent::ExecutionStarted { at, .. } => {
+            sqlx::query(
+                "UPDATE executions SET phase = 'RUNNING', started_at = $1 \
+                 WHERE project = $2 AND domain = $3 AND name = $4 AND phase = 'QUEUED'",
+            )
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExecutionEvent::AttemptStarted {
+            node, attempt, at, ..
+        } => {
+            let updated = sqlx::query(
+                "UPDATE node_executions SET phase = 'RUNNING', attempts = $1, started_at = COALESCE(started_at, $2) \
+                 WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 AND phase IN ('QUEUED', 'PENDING')",
+            )
+            .bind(*attempt as i64)
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .execute(&mut *conn)
+            .await?;
+            if updated.rows_affected() > 0 {
+                sqlx::query(
+                    "INSERT INTO task_attempts (project, domain, execution, node_index, attempt, node_id, phase, \
+                     error_kind, error, started_at) SELECT $1, $2, $3, $4, $5, node_id, 'RUNNING', '', '', $6 \
+                     FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 AND node_index = $4",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(*node as i64)
+                .bind(*attempt as i64)
+                .bind(*at)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        ExecutionEvent::AttemptSucceeded {
+            node,
+            attempt,
+            outputs,
+            at,
+            ..
+        } => {
+            finish_attempt(conn, id, *node, *attempt, "SUCCEEDED", "", "", *at).await?;
+            sqlx::query(
+                "UPDATE node_executions SET phase = 'SUCCEEDED', outputs_json = $1, finished_at = $2 \
+                 WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 AND phase = 'RUNNING' \
+                 AND attempts = $7",
+            )
+            .bind(to_json(outputs))
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .bind(*attempt as i64)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExecutionEvent::AttemptFailed {
+            node,
+            attempt,
+            kind,
+            message,
+            at,
+            ..
+        } => {
+            finish_attempt(conn, id, *node, *attempt, "FAILED", kind.as_str(), message, *at).await?;
+            sqlx::query(
+                "UPDATE node_executions SET phase = 'QUEUED', error = $1 \
+                 WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5 AND phase = 'RUNNING' \
+                 AND attempts = $6",
+            )
+            .bind(message)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .bind(*attempt as i64)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExecutionEvent::NodeFailed {
+            node,
+            phase,
+            message,
+            at,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE node_executions SET phase = $1, error = $2, finished_at = $3 \
+                 WHERE project = $4 AND domain = $5 AND execution = $6 AND node_index = $7",
+            )
+            .bind(phase.as_str())
+            .bind(message)
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExecutionEvent::ExecutionFinished {
+            phase,
+            outputs,
+            error,
+            at,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE executions SET phase = $1, outputs_json = $2, error = $3, finished_at = $4 \
+                 WHERE project = $5 AND domain = $6 AND name = $7",
+            )
+            .bind(phase.as_str())
+            .bind(to_json(outputs))
+            .bind(error.clone().unwrap_or_default())
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+            for (from, to) in [("'RUNNING'", "ABORTED"), ("'PENDING', 'QUEUED'", "SKIPPED")] {
+                sqlx::query(&format!(
+                    "UPDATE node_executions SET phase = $1, finished_at = $2 \
+                     WHERE project = $3 AND domain = $4 AND execution = $5 AND phase IN ({from})"
+                ))
+                .bind(to)
+                .bind(*at)
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE task_attempts SET phase = 'ABORTED', finished_at = $1 \
+                 WHERE project = $2 AND domain = $3 AND execution = $4 AND phase = 'RUNNING'",
+            )
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO execution_events (log_partition, log_offset, project, domain, execution, stream, seq, \
+         writer_epoch, occurred_at, kind, payload_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (log_partition, log_offset) DO NOTHING",
+    )
+    .bind(logged.partition as i64)
+    .bind(logged.offset as i64)
+    .bind(p)
+    .bind(d)
+    .bind(n)
+    .bind(logged.stream)
+    .bind(logged.seq as i64)
+    .bind(logged.writer_epoch as i64)
+    .bind(logged.occurred_at)
+    .bind(event.kind())
+    .bind(to_json(event))
+    .execute(&mut *conn)
+    .await?;
+    Ok(verdict)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_attempt(
+    conn: &mut AnyConnection,
+    id: &ExecutionId,
+    node: usize,
+    attempt: u32,
+    phase: &str,
+    error_kind: &str,
+    error: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE task_attempts SET phase = $1, error_kind = $2, error = $3, finished_at = $4 \
+         WHERE project = $5 AND domain = $6 AND execution = $7 AND node_index = $8 AND attempt = $9 AND phase = 'RUNNING'",
+    )
+    .bind(phase)
+    .bind(error_kind)
+    .bind(error)
+    .bind(at)
+    .bind(&id.project)
+    .bind(&id.domain)
+    .bind(&id.name)
+    .bind(node as i64)
+    .bind(attempt as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

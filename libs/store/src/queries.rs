@@ -1,0 +1,479 @@
+//! Reads of the read models, for admin's API.
+
+use aloft_core::compiler::CompiledWorkflow;
+use aloft_core::events::Outputs;
+use aloft_core::spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
+use aloft_core::{ExecutionId, Identifier};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{from_json, Result, Store};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRow {
+    pub spec: ProjectSpec,
+    pub registered_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub id: Identifier,
+    pub digest: String,
+    pub spec: TaskSpec,
+    pub registered_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRow {
+    pub id: Identifier,
+    pub digest: String,
+    pub spec: WorkflowSpec,
+    pub compiled: CompiledWorkflow,
+    pub registered_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchPlanRow {
+    pub id: Identifier,
+    pub active: bool,
+    pub digest: String,
+    pub spec: LaunchPlanSpec,
+    pub workflow: Identifier,
+    pub default_inputs: Outputs,
+    pub fixed_inputs: Outputs,
+    pub registered_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub id: ExecutionId,
+    pub request_id: String,
+    pub workflow: Identifier,
+    pub launch_plan: Option<Identifier>,
+    pub phase: String,
+    pub inputs: Outputs,
+    pub outputs: Outputs,
+    pub error: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub last_seq: u64,
+    pub scheduled_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRow {
+    pub node_index: u32,
+    pub node_id: String,
+    pub task: Identifier,
+    pub phase: String,
+    pub attempts: u32,
+    pub outputs: Option<Outputs>,
+    pub error: String,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub node_id: String,
+    pub attempt: u32,
+    pub phase: String,
+    pub error_kind: String,
+    pub error: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub log_partition: u32,
+    pub log_offset: u64,
+    pub stream: String,
+    pub seq: u64,
+    pub writer_epoch: u64,
+    pub occurred_at: i64,
+    pub kind: String,
+    pub payload_json: String,
+}
+
+fn identifier(row: &AnyRow, name_col: &str, version_col: &str) -> Result<Identifier> {
+    Ok(Identifier {
+        project: row.try_get("project")?,
+        domain: row.try_get("domain")?,
+        name: row.try_get(name_col)?,
+        version: row.try_get(version_col)?,
+    })
+}
+
+/// `version = None` selects the latest registered version.
+fn version_clause(version: Option<&str>) -> &'static str {
+    match version {
+        Some(_) => "AND version = $4",
+        None => "ORDER BY registry_offset DESC LIMIT 1",
+    }
+}
+
+impl Store {
+    pub async fn get_project(&self, name: &str) -> Result<Option<ProjectRow>> {
+        let row = sqlx::query(
+            "SELECT name, description, domains_json, registered_at FROM projects WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| project_row(&row)).transpose()
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<ProjectRow>> {
+        let rows =
+            sqlx::query("SELECT name, description, domains_json, registered_at FROM projects ORDER BY name")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter().map(project_row).collect()
+    }
+
+    pub async fn get_task(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<TaskRow>> {
+        let columns = "project, domain, name, version, digest, spec_json, registered_at";
+        let row = self
+            .fetch_version("tasks", columns, project, domain, name, version)
+            .await?;
+        row.map(|row| task_row(&row)).transpose()
+    }
+
+    pub async fn list_tasks(&self, project: &str, domain: &str, name: Option<&str>) -> Result<Vec<TaskRow>> {
+        let rows = list_query(self, "tasks", "digest, spec_json", project, domain, name).await?;
+        rows.iter().map(task_row).collect()
+    }
+
+    pub async fn get_workflow(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<WorkflowRow>> {
+        let columns = "project, domain, name, version, digest, spec_json, compiled_json, registered_at";
+        let row = self
+            .fetch_version("workflows", columns, project, domain, name, version)
+            .await?;
+        row.map(|row| workflow_row(&row)).transpose()
+    }
+
+    pub async fn list_workflows(
+        &self,
+        project: &str,
+        domain: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<WorkflowRow>> {
+        let rows = list_query(
+            self,
+            "workflows",
+            "digest, spec_json, compiled_json",
+            project,
+            domain,
+            name,
+        )
+        .await?;
+        rows.iter().map(workflow_row).collect()
+    }
+
+    pub async fn get_launch_plan(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<LaunchPlanRow>> {
+        let columns =
+            "project, domain, name, version, digest, spec_json, workflow_version, default_inputs_json, \
+                       fixed_inputs_json, registered_at, active";
+        let row = self
+            .fetch_version("launch_plans", columns, project, domain, name, version)
+            .await?;
+        row.map(|row| launch_plan_row(&row)).transpose()
+    }
+
+    /// One version of a registered entity; `version = None` selects the latest registered.
+    async fn fetch_version(
+        &self,
+        table: &str,
+        columns: &str,
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<AnyRow>> {
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE project = $1 AND domain = $2 AND name = $3 {}",
+            version_clause(version)
+        );
+        let mut query = sqlx::query(&sql).bind(project).bind(domain).bind(name);
+        if let Some(version) = version {
+            query = query.bind(version);
+        }
+        Ok(query.fetch_optional(self.pool()).await?)
+    }
+
+    pub async fn list_launch_plans(
+        &self,
+        project: &str,
+        domain: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<LaunchPlanRow>> {
+        let rows = list_query(
+            self,
+            "launch_plans",
+            "digest, spec_json, workflow_version, default_inputs_json, fixed_inputs_json, active",
+            project,
+            domain,
+            name,
+        )
+        .await?;
+        rows.iter().map(launch_plan_row).collect()
+    }
+
+    pub async fn get_execution(&self, id: &ExecutionId) -> Result<Option<ExecutionRow>> {
+        let row = sqlx::query(&format!(
+            "{EXECUTION_COLUMNS} WHERE project = $1 AND domain = $2 AND name = $3"
+        ))
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| execution_row(&row)).transpose()
+    }
+
+    pub async fn list_executions(
+        &self,
+        project: &str,
+        domain: &str,
+        limit: u32,
+    ) -> Result<Vec<ExecutionRow>> {
+        let rows = sqlx::query(&format!(
+            "{EXECUTION_COLUMNS} WHERE project = $1 AND domain = $2 ORDER BY created_at DESC, name LIMIT $3"
+        ))
+        .bind(project)
+        .bind(domain)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(execution_row).collect()
+    }
+
+    pub async fn node_executions(&self, id: &ExecutionId) -> Result<Vec<NodeRow>> {
+        let rows = sqlx::query(
+            "SELECT node_index, node_id, project, domain, task_name, task_version, phase, attempts, outputs_json, error, \
+             started_at, finished_at FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
+             ORDER BY node_index",
+        )
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let outputs_json: String = row.try_get("outputs_json")?;
+                Ok(NodeRow {
+                    node_index: row.try_get::<i64, _>("node_index")? as u32,
+                    node_id: row.try_get("node_id")?,
+                    task: identifier(row, "task_name", "task_version")?,
+                    phase: row.try_get("phase")?,
+                    attempts: row.try_get::<i64, _>("attempts")? as u32,
+                    outputs: if outputs_json.is_empty() {
+                        None
+                    } else {
+                        Some(from_json("node_executions", &outputs_json)?)
+                    },
+                    error: row.try_get("error")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn task_attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT node_id, attempt, phase, error_kind, error, started_at, finished_at FROM task_attempts \
+             WHERE project = $1 AND domain = $2 AND execution = $3 ORDER BY node_index, attempt",
+        )
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRow {
+                    node_id: row.try_get("node_id")?,
+                    attempt: row.try_get::<i64, _>("attempt")? as u32,
+                    phase: row.try_get("phase")?,
+                    error_kind: row.try_get("error_kind")?,
+                    error: row.try_get("error")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every admitted event of one execution, in log order.
+    pub async fn execution_history(&self, id: &ExecutionId) -> Result<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT log_partition, log_offset, stream, seq, writer_epoch, occurred_at, kind, payload_json \
+             FROM execution_events WHERE project = $1 AND domain = $2 AND execution = $3 \
+             ORDER BY log_partition, log_offset",
+        )
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRow {
+                    log_partition: row.try_get::<i64, _>("log_partition")? as u32,
+                    log_offset: row.try_get::<i64, _>("log_offset")? as u64,
+                    stream: row.try_get("stream")?,
+                    seq: row.try_get::<i64, _>("seq")? as u64,
+                    writer_epoch: row.try_get::<i64, _>("writer_epoch")? as u64,
+                    occurred_at: row.try_get("occurred_at")?,
+                    kind: row.try_get("kind")?,
+                    payload_json: row.try_get("payload_json")?,
+                })
+            })
+            .collect()
+    }
+}
+
+const EXECUTION_COLUMNS: &str = "SELECT project, domain, name, request_id, workflow_name, workflow_version, \
+     launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, started_at, \
+     finished_at, last_seq, scheduled_at FROM executions";
+
+async fn list_query(
+    store: &Store,
+    table: &str,
+    columns: &str,
+    project: &str,
+    domain: &str,
+    name: Option<&str>,
+) -> Result<Vec<AnyRow>> {
+    // Without a name: the latest version of every name. With one: every version of it, newest first.
+    let sql = match name {
+        Some(_) => format!(
+            "SELECT project, domain, name, version, registered_at, {columns} FROM {table} \
+             WHERE project = $1 AND domain = $2 AND name = $3 ORDER BY registry_offset DESC"
+        ),
+        None => format!(
+            "SELECT t.project, t.domain, t.name, t.version, t.registered_at, {columns} FROM {table} t \
+             WHERE t.project = $1 AND t.domain = $2 AND t.registry_offset = (SELECT MAX(registry_offset) FROM {table} u \
+             WHERE u.project = t.project AND u.domain = t.domain AND u.name = t.name) ORDER BY t.name"
+        ),
+    };
+    let mut query = sqlx::query(&sql).bind(project).bind(domain);
+    if let Some(name) = name {
+        query = query.bind(name);
+    }
+    Ok(query.fetch_all(store.pool()).await?)
+}
+
+fn project_row(row: &AnyRow) -> Result<ProjectRow> {
+    let domains_json: String = row.try_get("domains_json")?;
+    Ok(ProjectRow {
+        spec: ProjectSpec {
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            domains: from_json("projects", &domains_json)?,
+        },
+        registered_at: row.try_get("registered_at")?,
+    })
+}
+
+fn task_row(row: &AnyRow) -> Result<TaskRow> {
+    let spec_json: String = row.try_get("spec_json")?;
+    Ok(TaskRow {
+        id: identifier(row, "name", "version")?,
+        digest: row.try_get("digest")?,
+        spec: from_json("tasks", &spec_json)?,
+        registered_at: row.try_get("registered_at")?,
+    })
+}
+
+fn workflow_row(row: &AnyRow) -> Result<WorkflowRow> {
+    let spec_json: String = row.try_get("spec_json")?;
+    let compiled_json: String = row.try_get("compiled_json")?;
+    Ok(WorkflowRow {
+        id: identifier(row, "name", "version")?,
+        digest: row.try_get("digest")?,
+        spec: from_json("workflows", &spec_json)?,
+        compiled: from_json("workflows", &compiled_json)?,
+        registered_at: row.try_get("registered_at")?,
+    })
+}
+
+fn launch_plan_row(row: &AnyRow) -> Result<LaunchPlanRow> {
+    let spec: LaunchPlanSpec = from_json("launch_plans", &row.try_get::<String, _>("spec_json")?)?;
+    let id = identifier(row, "name", "version")?;
+    let workflow_ref: String = row.try_get("workflow_version")?;
+    let (workflow_name, workflow_version) = workflow_ref
+        .split_once('@')
+        .unwrap_or((workflow_ref.as_str(), ""));
+    Ok(LaunchPlanRow {
+        workflow: Identifier {
+            project: id.project.clone(),
+            domain: id.domain.clone(),
+            name: workflow_name.to_string(),
+            version: workflow_version.to_string(),
+        },
+        id,
+        digest: row.try_get("digest")?,
+        spec,
+        default_inputs: from_json("launch_plans", &row.try_get::<String, _>("default_inputs_json")?)?,
+        fixed_inputs: from_json("launch_plans", &row.try_get::<String, _>("fixed_inputs_json")?)?,
+        registered_at: row.try_get("registered_at")?,
+        active: row.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
+    let launch_plan_name: String = row.try_get("launch_plan_name")?;
+    let project: String = row.try_get("project")?;
+    let domain: String = row.try_get("domain")?;
+    Ok(ExecutionRow {
+        id: ExecutionId {
+            project: project.clone(),
+            domain: domain.clone(),
+            name: row.try_get("name")?,
+        },
+        request_id: row.try_get("request_id")?,
+        workflow: identifier(row, "workflow_name", "workflow_version")?,
+        launch_plan: if launch_plan_name.is_empty() {
+            None
+        } else {
+            Some(Identifier {
+                project,
+                domain,
+                name: launch_plan_name,
+                version: row.try_get("launch_plan_version")?,
+            })
+        },
+        phase: row.try_get("phase")?,
+        inputs: from_json("executions", &row.try_get::<String, _>("inputs_json")?)?,
+        outputs: from_json("executions", &row.try_get::<String, _>("outputs_json")?)?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        last_seq: row.try_get::<i64, _>("last_seq")? as u64,
+        scheduled_at: row.try_get("scheduled_at")?,
+    })
+}

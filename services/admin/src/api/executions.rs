@@ -1,0 +1,264 @@
+//! Launching executions: what a launch plan, workflow or task resolves to, and its inputs merged and
+//! type-checked.
+
+use super::*;
+
+impl AdminApi {
+    /// The id of a new execution: the given name (validated) or a generated one; refused if it exists.
+    pub(super) async fn new_execution_id(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+    ) -> ApiResult<ExecutionId> {
+        let name = if name.is_empty() {
+            execution_name()
+        } else {
+            name.to_string()
+        };
+        let id = ExecutionId {
+            project: project.to_string(),
+            domain: domain.to_string(),
+            name,
+        };
+        id.validate().map_err(|e| invalid(e.to_string()))?;
+        if self.store.get_execution(&id).await?.is_some() {
+            return Err(ApiError::AlreadyExists(format!(
+                "execution {id} already exists; choose another name"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// Appends the request, waits for the read model and tells whether this request created the execution.
+    pub(super) async fn request_execution(
+        &self,
+        id: ExecutionId,
+        workflow: CompiledWorkflow,
+        inputs: Outputs,
+        launch_plan: Option<Identifier>,
+    ) -> ApiResult<wire::CreateExecutionResponse> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let event = ExecutionEvent::ExecutionRequested {
+            execution: id.clone(),
+            request_id: request_id.clone(),
+            workflow: Box::new(workflow),
+            inputs,
+            launch_plan,
+            requested_at: now_millis(),
+            scheduled_at: None,
+        };
+        let envelope = Envelope::unsequenced(
+            format!("request/{}/{request_id}", id.partition_key()),
+            event.occurred_at(),
+            Payload::Execution(event),
+        );
+        let position = self
+            .append(&self.topics.executions, &id.partition_key(), envelope)
+            .await?;
+        self.wait_projected(&self.topics.executions, position).await?;
+        let stored = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("execution {id} missing after projection")))?;
+        if stored.request_id != request_id {
+            return Err(ApiError::AlreadyExists(format!(
+                "execution {id} already exists; choose another name"
+            )));
+        }
+        Ok(wire::CreateExecutionResponse {
+            id: Some(execution_id_to_wire(&id)),
+            outcome: wire::WriteOutcome::Created as i32,
+        })
+    }
+
+    /// A new execution of exactly the workflow version an earlier one ran, with its inputs, some replaced.
+    pub(super) async fn relaunch(
+        &self,
+        request: wire::RelaunchExecutionRequest,
+    ) -> ApiResult<wire::CreateExecutionResponse> {
+        let source = execution_id_from_wire(request.id.as_ref())?;
+        let history = self.store.execution_history(&source).await?;
+        let requested = history
+            .iter()
+            .find(|event| event.kind == "ExecutionRequested")
+            .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
+        let Ok(ExecutionEvent::ExecutionRequested {
+            workflow,
+            mut inputs,
+            launch_plan,
+            ..
+        }) = serde_json::from_str::<ExecutionEvent>(&requested.payload_json)
+        else {
+            return Err(ApiError::Internal(format!(
+                "the request of {source} is unreadable"
+            )));
+        };
+        for (name, text) in &request.text_inputs {
+            let input_type = workflow
+                .interface
+                .inputs
+                .get(name)
+                .ok_or_else(|| invalid(format!("unknown input {name:?} for workflow {}", workflow.id)))?;
+            let value = input_type
+                .parse_text(text)
+                .map_err(|e| invalid(format!("input {name} ({input_type}): {e}")))?;
+            inputs.insert(name.clone(), value);
+        }
+        let id = self
+            .new_execution_id(&source.project, &source.domain, &request.name)
+            .await?;
+        self.request_execution(id, *workflow, inputs, launch_plan).await
+    }
+
+    /// Resolves what to run and with which inputs, type-checking every input.
+    pub(super) async fn resolve_launch(
+        &self,
+        request: &wire::CreateExecutionRequest,
+    ) -> ApiResult<(CompiledWorkflow, Option<Identifier>, Outputs, Outputs)> {
+        use wire::create_execution_request::Target;
+        let (project, domain) = (request.project.as_str(), request.domain.as_str());
+        let target = request
+            .target
+            .as_ref()
+            .ok_or_else(|| invalid("target is required: a launch plan, workflow or task"))?;
+        match target {
+            Target::LaunchPlan(id) => {
+                let plan = self
+                    .store
+                    .get_launch_plan(project, domain, &id.name, requested_version(id))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!(
+                            "launch plan {:?} is not registered in {project}/{domain}",
+                            id.name
+                        ))
+                    })?;
+                let workflow = self
+                    .store
+                    .get_workflow(project, domain, &plan.workflow.name, Some(&plan.workflow.version))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::Internal(format!(
+                            "workflow {} of launch plan {} is missing",
+                            plan.workflow, plan.id
+                        ))
+                    })?;
+                Ok((
+                    workflow.compiled,
+                    Some(plan.id),
+                    plan.default_inputs,
+                    plan.fixed_inputs,
+                ))
+            }
+            Target::Workflow(id) => {
+                let workflow = self
+                    .store
+                    .get_workflow(project, domain, &id.name, requested_version(id))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!(
+                            "workflow {:?} is not registered in {project}/{domain}",
+                            id.name
+                        ))
+                    })?;
+                Ok((workflow.compiled, None, Outputs::new(), Outputs::new()))
+            }
+            Target::Task(id) => {
+                let task = self
+                    .store
+                    .get_task(project, domain, &id.name, requested_version(id))
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!(
+                            "task {:?} is not registered in {project}/{domain}",
+                            id.name
+                        ))
+                    })?;
+                Ok((
+                    CompiledWorkflow::for_single_task(task.id, task.spec),
+                    None,
+                    Outputs::new(),
+                    Outputs::new(),
+                ))
+            }
+        }
+    }
+}
+
+pub(super) fn merge_inputs(
+    interface_inputs: &BTreeMap<String, LiteralType>,
+    defaults: Outputs,
+    fixed: &Outputs,
+    request: &wire::CreateExecutionRequest,
+) -> ApiResult<Outputs> {
+    let mut inputs = defaults;
+    let declared = |name: &str| {
+        interface_inputs.get(name).ok_or_else(|| {
+            let names: Vec<&str> = interface_inputs.keys().map(String::as_str).collect();
+            invalid(format!(
+                "unknown input {name:?}; the inputs are: {}",
+                if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
+    };
+    for (name, literal) in request.inputs.as_ref().map(|m| &m.values).into_iter().flatten() {
+        let input_type = declared(name)?;
+        inputs.insert(name.clone(), value_from_wire(literal, input_type, name)?);
+    }
+    for (name, text) in &request.text_inputs {
+        let input_type = declared(name)?;
+        let value = input_type
+            .parse_text(text)
+            .map_err(|e| invalid(format!("input {name} ({input_type}): {e}")))?;
+        inputs.insert(name.clone(), value);
+    }
+    for (name, value) in fixed {
+        let overridden = request
+            .inputs
+            .as_ref()
+            .is_some_and(|m| m.values.contains_key(name))
+            || request.text_inputs.contains_key(name);
+        if overridden {
+            return Err(invalid(format!(
+                "input {name:?} is fixed by the launch plan and cannot be set"
+            )));
+        }
+        inputs.insert(name.clone(), value.clone());
+    }
+    for (name, input_type) in interface_inputs {
+        match inputs.get(name) {
+            Some(value) => input_type
+                .check(value)
+                .map_err(|e| invalid(format!("input {name}: {e}")))?,
+            None if matches!(input_type, LiteralType::Optional(_)) => {
+                inputs.insert(name.clone(), aloft_core::Value::None);
+            }
+            None => return Err(invalid(format!("missing input {name:?} of type {input_type}"))),
+        }
+    }
+    Ok(inputs)
+}
+
+pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> wire::Execution {
+    wire::Execution {
+        id: Some(execution_id_to_wire(&row.id)),
+        phase: execution_phase_to_wire(&row.phase) as i32,
+        workflow: Some(identifier_to_wire(&row.workflow)),
+        launch_plan: row.launch_plan.as_ref().map(identifier_to_wire),
+        inputs: Some(outputs_to_wire(&row.inputs)),
+        outputs: Some(outputs_to_wire(&row.outputs)),
+        error: row.error,
+        created_at_millis: row.created_at,
+        started_at_millis: row.started_at.unwrap_or(0),
+        finished_at_millis: row.finished_at.unwrap_or(0),
+        nodes: Vec::new(),
+        attempts: Vec::new(),
+        scheduled_at_millis: row.scheduled_at.unwrap_or(0),
+    }
+}

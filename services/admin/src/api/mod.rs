@@ -1,0 +1,602 @@
+//! The AdminService gRPC API. Write RPCs validate, append one event, wait until admin's own projection has
+//! applied it (bounded), and answer from the projection: created, already exists with identical content
+//! (idempotent), conflict (ALREADY_EXISTS) or invalid (INVALID_ARGUMENT naming the field).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_core::compiler::{compile_workflow, CompiledWorkflow};
+use aloft_core::events::{ExecutionEvent, Outputs, RegistryEvent};
+use aloft_core::ids::validate_name;
+use aloft_core::spec::{
+    content_digest, identifier_for, LaunchPlanSpec, ProjectSpec, TaskRef, TaskSpec, WorkflowSpec,
+};
+use aloft_core::{ExecutionId, Identifier, LiteralType};
+use aloft_eventlog::{Envelope, EventLog, Payload, Position, Topics};
+use aloft_proto::v1 as wire;
+use aloft_proto::v1::admin_service_server::AdminService;
+use aloft_store::Store;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::convert::*;
+use crate::error::{ApiError, ApiResult};
+use crate::history::summarize;
+use crate::projector::Progress;
+
+mod executions;
+mod registry;
+
+use executions::{execution_to_wire, merge_inputs};
+use registry::{launch_plan_to_wire, task_to_wire, workflow_to_wire};
+
+pub struct AdminApi {
+    pub store: Store,
+    pub log: Arc<dyn EventLog>,
+    pub topics: Topics,
+    pub progress: watch::Receiver<Progress>,
+    pub projection_wait: Duration,
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(message.into())
+}
+
+fn parse_spec<T: serde::de::DeserializeOwned>(kind: &str, spec_json: &str) -> ApiResult<T> {
+    let spec = serde_json::from_str(spec_json).map_err(|e| invalid(format!("invalid {kind} spec: {e}")))?;
+    aloft_core::spec::reject_duplicate_keys(spec_json)
+        .map_err(|e| invalid(format!("invalid {kind} spec: {e}")))?;
+    Ok(spec)
+}
+
+fn execution_name() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..11)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("a{tail}")
+}
+
+impl AdminApi {
+    async fn append(&self, topic: &str, key: &str, envelope: Envelope) -> ApiResult<Position> {
+        Ok(self.log.append(topic, key, envelope.encode()).await?)
+    }
+
+    /// Read-your-writes: waits until the projection has applied the record at `position`.
+    async fn wait_projected(&self, topic: &str, position: Position) -> ApiResult<()> {
+        let mut progress = self.progress.clone();
+        let key = (topic.to_string(), position.partition);
+        let applied = async {
+            progress
+                .wait_for(|p| p.get(&key).is_some_and(|next| *next > position.offset))
+                .await
+                .map(|_| ())
+        };
+        match tokio::time::timeout(self.projection_wait, applied).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::Unavailable("the projector stopped".to_string())),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "the write was appended (offset {}) but the read model has not caught up within {:?}; retry the read",
+                position.offset, self.projection_wait
+            ))),
+        }
+    }
+
+    async fn append_registry(&self, event: RegistryEvent) -> ApiResult<()> {
+        let stream = event.stream();
+        let envelope = Envelope::unsequenced(stream.clone(), event.at(), Payload::Registry(event));
+        let position = self.append(&self.topics.registry, &stream, envelope).await?;
+        self.wait_projected(&self.topics.registry, position).await
+    }
+
+    async fn require_domain(&self, project: &str, domain: &str) -> ApiResult<()> {
+        validate_name("project", project).map_err(|e| invalid(e.to_string()))?;
+        validate_name("domain", domain).map_err(|e| invalid(e.to_string()))?;
+        let Some(row) = self.store.get_project(project).await? else {
+            return Err(ApiError::NotFound(format!(
+                "project {project:?} does not exist; create it first (aloft project create {project})"
+            )));
+        };
+        if !row.spec.domains.iter().any(|d| d == domain) {
+            return Err(invalid(format!(
+                "project {project:?} has no domain {domain:?}; its domains are {}",
+                row.spec.domains.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Compares an existing registration with a new one: identical is fine, different is a conflict.
+    fn outcome(
+        kind: &str,
+        id: &Identifier,
+        existing_digest: Option<&str>,
+        digest: &str,
+    ) -> ApiResult<Option<wire::WriteOutcome>> {
+        match existing_digest {
+            None => Ok(None),
+            Some(existing) if existing == digest => Ok(Some(wire::WriteOutcome::AlreadyExistsIdentical)),
+            Some(_) => Err(ApiError::AlreadyExists(format!(
+                "{kind} {id} is already registered with different content; versions are immutable, register a new version"
+            ))),
+        }
+    }
+}
+
+/// The identifier a get request names; it is required.
+fn required_id(request: wire::GetEntityRequest) -> ApiResult<wire::Identifier> {
+    request.id.ok_or_else(|| invalid("id is required"))
+}
+
+/// The version a request names; empty means the latest registered.
+fn requested_version(id: &wire::Identifier) -> Option<&str> {
+    (!id.version.is_empty()).then_some(id.version.as_str())
+}
+
+/// A list request narrowed to one name (every version of it), or all names when empty.
+fn optional_name(request: &wire::ListEntitiesRequest) -> Option<&str> {
+    (!request.name.is_empty()).then_some(request.name.as_str())
+}
+
+fn not_found(kind: &str, id: &wire::Identifier) -> ApiError {
+    ApiError::NotFound(format!(
+        "{kind} {:?} not found in {}/{}",
+        id.name, id.project, id.domain
+    ))
+}
+
+// tonic fixes the error type of every RPC to `Status`, however large.
+#[allow(clippy::result_large_err)]
+fn into_status<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_project(
+        &self,
+        request: Request<wire::CreateProjectRequest>,
+    ) -> Result<Response<wire::CreateProjectResponse>, Status> {
+        into_status(async {
+            let project = request.into_inner().project.ok_or_else(|| invalid("project is required"))?;
+            let domains = if project.domains.is_empty() {
+                aloft_core::spec::DEFAULT_DOMAINS.iter().map(|d| d.to_string()).collect()
+            } else {
+                project.domains
+            };
+            let spec = ProjectSpec { name: project.name, description: project.description, domains };
+            spec.validate().map_err(|e| invalid(e.to_string()))?;
+            let respond = |outcome: wire::WriteOutcome, spec: &ProjectSpec| wire::CreateProjectResponse {
+                project: Some(wire::Project { name: spec.name.clone(), description: spec.description.clone(), domains: spec.domains.clone() }),
+                outcome: outcome as i32,
+            };
+            let check = |existing: Option<aloft_store::queries::ProjectRow>| -> ApiResult<Option<wire::WriteOutcome>> {
+                match existing {
+                    None => Ok(None),
+                    Some(row) if row.spec == spec => Ok(Some(wire::WriteOutcome::AlreadyExistsIdentical)),
+                    Some(_) => Err(ApiError::AlreadyExists(format!("project {:?} already exists with a different description or domains", spec.name))),
+                }
+            };
+            if let Some(outcome) = check(self.store.get_project(&spec.name).await?)? {
+                return Ok(respond(outcome, &spec));
+            }
+            self.append_registry(RegistryEvent::ProjectRegistered { project: spec.clone(), at: now_millis() }).await?;
+            check(self.store.get_project(&spec.name).await?)?;
+            Ok(respond(wire::WriteOutcome::Created, &spec))
+        }
+        .await)
+    }
+
+    async fn list_projects(
+        &self,
+        _request: Request<wire::ListProjectsRequest>,
+    ) -> Result<Response<wire::ListProjectsResponse>, Status> {
+        into_status(
+            async {
+                let projects = self.store.list_projects().await?;
+                Ok(wire::ListProjectsResponse {
+                    projects: projects
+                        .into_iter()
+                        .map(|row| wire::Project {
+                            name: row.spec.name,
+                            description: row.spec.description,
+                            domains: row.spec.domains,
+                        })
+                        .collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn register_task(
+        &self,
+        request: Request<wire::RegisterRequest>,
+    ) -> Result<Response<wire::RegisterResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let spec: TaskSpec = parse_spec("task", &request.spec_json)?;
+                self.register_task(&request.project, &request.domain, spec).await
+            }
+            .await,
+        )
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<wire::GetEntityRequest>,
+    ) -> Result<Response<wire::Task>, Status> {
+        into_status(
+            async {
+                let id = required_id(request.into_inner())?;
+                let row = self
+                    .store
+                    .get_task(&id.project, &id.domain, &id.name, requested_version(&id))
+                    .await?;
+                row.map(task_to_wire).ok_or_else(|| not_found("task", &id))
+            }
+            .await,
+        )
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<wire::ListEntitiesRequest>,
+    ) -> Result<Response<wire::ListTasksResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let rows = self
+                    .store
+                    .list_tasks(&request.project, &request.domain, optional_name(&request))
+                    .await?;
+                Ok(wire::ListTasksResponse {
+                    tasks: rows.into_iter().map(task_to_wire).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn register_workflow(
+        &self,
+        request: Request<wire::RegisterRequest>,
+    ) -> Result<Response<wire::RegisterResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let spec: WorkflowSpec = parse_spec("workflow", &request.spec_json)?;
+                self.register_workflow(&request.project, &request.domain, spec)
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<wire::GetEntityRequest>,
+    ) -> Result<Response<wire::Workflow>, Status> {
+        into_status(
+            async {
+                let id = required_id(request.into_inner())?;
+                let row = self
+                    .store
+                    .get_workflow(&id.project, &id.domain, &id.name, requested_version(&id))
+                    .await?;
+                row.map(workflow_to_wire)
+                    .ok_or_else(|| not_found("workflow", &id))
+            }
+            .await,
+        )
+    }
+
+    async fn list_workflows(
+        &self,
+        request: Request<wire::ListEntitiesRequest>,
+    ) -> Result<Response<wire::ListWorkflowsResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let rows = self
+                    .store
+                    .list_workflows(&request.project, &request.domain, optional_name(&request))
+                    .await?;
+                Ok(wire::ListWorkflowsResponse {
+                    workflows: rows.into_iter().map(workflow_to_wire).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn register_launch_plan(
+        &self,
+        request: Request<wire::RegisterRequest>,
+    ) -> Result<Response<wire::RegisterResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let spec: LaunchPlanSpec = parse_spec("launch plan", &request.spec_json)?;
+                self.register_launch_plan(&request.project, &request.domain, spec)
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn get_launch_plan(
+        &self,
+        request: Request<wire::GetEntityRequest>,
+    ) -> Result<Response<wire::LaunchPlan>, Status> {
+        into_status(
+            async {
+                let id = required_id(request.into_inner())?;
+                let row = self
+                    .store
+                    .get_launch_plan(&id.project, &id.domain, &id.name, requested_version(&id))
+                    .await?;
+                row.map(launch_plan_to_wire)
+                    .ok_or_else(|| not_found("launch plan", &id))
+            }
+            .await,
+        )
+    }
+
+    async fn list_launch_plans(
+        &self,
+        request: Request<wire::ListEntitiesRequest>,
+    ) -> Result<Response<wire::ListLaunchPlansResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let rows = self
+                    .store
+                    .list_launch_plans(&request.project, &request.domain, optional_name(&request))
+                    .await?;
+                Ok(wire::ListLaunchPlansResponse {
+                    launch_plans: rows.into_iter().map(launch_plan_to_wire).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn activate_launch_plan(
+        &self,
+        request: Request<wire::GetEntityRequest>,
+    ) -> Result<Response<wire::LaunchPlan>, Status> {
+        into_status(self.set_launch_plan_active(request.into_inner().id, true).await)
+    }
+
+    async fn deactivate_launch_plan(
+        &self,
+        request: Request<wire::GetEntityRequest>,
+    ) -> Result<Response<wire::LaunchPlan>, Status> {
+        into_status(self.set_launch_plan_active(request.into_inner().id, false).await)
+    }
+
+    async fn create_execution(
+        &self,
+        request: Request<wire::CreateExecutionRequest>,
+    ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                self.require_domain(&request.project, &request.domain).await?;
+                let id = self
+                    .new_execution_id(&request.project, &request.domain, &request.name)
+                    .await?;
+                let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
+                let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
+                self.request_execution(id, workflow, inputs, launch_plan).await
+            }
+            .await,
+        )
+    }
+
+    async fn relaunch_execution(
+        &self,
+        request: Request<wire::RelaunchExecutionRequest>,
+    ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
+        let request = request.into_inner();
+        into_status(self.relaunch(request).await)
+    }
+
+    async fn get_execution(
+        &self,
+        request: Request<wire::GetExecutionRequest>,
+    ) -> Result<Response<wire::Execution>, Status> {
+        into_status(
+            async {
+                let id = execution_id_from_wire(request.into_inner().id.as_ref())?;
+                let row = self
+                    .store
+                    .get_execution(&id)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+                let mut execution = execution_to_wire(row);
+                execution.nodes = self
+                    .store
+                    .node_executions(&id)
+                    .await?
+                    .into_iter()
+                    .map(|node| wire::NodeExecution {
+                        node_id: node.node_id,
+                        phase: node_phase_to_wire(&node.phase) as i32,
+                        task: Some(identifier_to_wire(&node.task)),
+                        attempts: node.attempts,
+                        outputs: node.outputs.as_ref().map(outputs_to_wire),
+                        error: node.error,
+                        started_at_millis: node.started_at.unwrap_or(0),
+                        finished_at_millis: node.finished_at.unwrap_or(0),
+                    })
+                    .collect();
+                execution.attempts = self
+                    .store
+                    .task_attempts(&id)
+                    .await?
+                    .into_iter()
+                    .map(|attempt| wire::TaskAttempt {
+                        node_id: attempt.node_id,
+                        attempt: attempt.attempt,
+                        phase: attempt.phase,
+                        error_kind: attempt.error_kind,
+                        error: attempt.error,
+                        started_at_millis: attempt.started_at,
+                        finished_at_millis: attempt.finished_at.unwrap_or(0),
+                    })
+                    .collect();
+                Ok(execution)
+            }
+            .await,
+        )
+    }
+
+    async fn list_executions(
+        &self,
+        request: Request<wire::ListExecutionsRequest>,
+    ) -> Result<Response<wire::ListExecutionsResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let limit = if request.limit == 0 {
+                    50
+                } else {
+                    request.limit.min(1000)
+                };
+                let rows = self
+                    .store
+                    .list_executions(&request.project, &request.domain, limit)
+                    .await?;
+                Ok(wire::ListExecutionsResponse {
+                    executions: rows.into_iter().map(execution_to_wire).collect(),
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn get_execution_data(
+        &self,
+        request: Request<wire::GetExecutionRequest>,
+    ) -> Result<Response<wire::ExecutionData>, Status> {
+        into_status(
+            async {
+                let id = execution_id_from_wire(request.into_inner().id.as_ref())?;
+                let row = self
+                    .store
+                    .get_execution(&id)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+                let node_outputs = self
+                    .store
+                    .node_executions(&id)
+                    .await?
+                    .into_iter()
+                    .filter_map(|node| {
+                        node.outputs
+                            .map(|outputs| (node.node_id, outputs_to_wire(&outputs)))
+                    })
+                    .collect();
+                Ok(wire::ExecutionData {
+                    inputs: Some(outputs_to_wire(&row.inputs)),
+                    outputs: Some(outputs_to_wire(&row.outputs)),
+                    node_outputs,
+                })
+            }
+            .await,
+        )
+    }
+
+    async fn terminate_execution(
+        &self,
+        request: Request<wire::TerminateExecutionRequest>,
+    ) -> Result<Response<wire::TerminateExecutionResponse>, Status> {
+        let request = request.into_inner();
+        into_status(
+            async {
+                let id = execution_id_from_wire(request.id.as_ref())?;
+                let row = self
+                    .store
+                    .get_execution(&id)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+                if !matches!(row.phase.as_str(), "QUEUED" | "RUNNING") {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "execution {id} already finished ({})",
+                        row.phase
+                    )));
+                }
+                let reason = if request.reason.is_empty() {
+                    "terminated by user".to_string()
+                } else {
+                    request.reason
+                };
+                let event = ExecutionEvent::TerminateRequested {
+                    execution: id.clone(),
+                    reason,
+                    requested_at: now_millis(),
+                };
+                let envelope = Envelope::unsequenced(
+                    format!("request/{}/{}", id.partition_key(), uuid::Uuid::new_v4()),
+                    event.occurred_at(),
+                    Payload::Execution(event),
+                );
+                let position = self
+                    .append(&self.topics.executions, &id.partition_key(), envelope)
+                    .await?;
+                self.wait_projected(&self.topics.executions, position).await?;
+                Ok(wire::TerminateExecutionResponse {})
+            }
+            .await,
+        )
+    }
+
+    async fn get_execution_history(
+        &self,
+        request: Request<wire::GetExecutionRequest>,
+    ) -> Result<Response<wire::ExecutionHistory>, Status> {
+        into_status(
+            async {
+                let id = execution_id_from_wire(request.into_inner().id.as_ref())?;
+                let rows = self.store.execution_history(&id).await?;
+                if rows.is_empty() {
+                    return Err(ApiError::NotFound(format!("execution {id} not found")));
+                }
+                let node_ids: Vec<String> = self
+                    .store
+                    .node_executions(&id)
+                    .await?
+                    .into_iter()
+                    .map(|n| n.node_id)
+                    .collect();
+                Ok(wire::ExecutionHistory {
+                    events: rows
+                        .into_iter()
+                        .map(|row| wire::HistoryEvent {
+                            summary: summarize(&row.payload_json, &node_ids),
+                            log_partition: row.log_partition,
+                            log_offset: row.log_offset,
+                            stream: row.stream,
+                            seq: row.seq,
+                            writer_epoch: row.writer_epoch,
+                            occurred_at_millis: row.occurred_at,
+                            kind: row.kind,
+                            payload_json: row.payload_json,
+                        })
+                        .collect(),
+                })
+            }
+            .await,
+        )
+    }
+}

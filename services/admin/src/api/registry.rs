@@ -1,0 +1,348 @@
+//! Registrations: tasks, workflows (compiled against the registered tasks), launch plans (with their
+//! schedules) and launch plan activation.
+
+use super::*;
+
+impl AdminApi {
+    pub(super) async fn register_task(
+        &self,
+        project: &str,
+        domain: &str,
+        spec: TaskSpec,
+    ) -> ApiResult<wire::RegisterResponse> {
+        self.require_domain(project, domain).await?;
+        spec.validate().map_err(invalid)?;
+        let digest = content_digest(&TaskSpec {
+            version: None,
+            ..spec.clone()
+        });
+        let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
+        let existing = self
+            .store
+            .get_task(project, domain, &spec.name, Some(&id.version))
+            .await?;
+        if let Some(outcome) =
+            Self::outcome("task", &id, existing.as_ref().map(|t| t.digest.as_str()), &digest)?
+        {
+            return Ok(wire::RegisterResponse {
+                id: Some(identifier_to_wire(&id)),
+                outcome: outcome as i32,
+            });
+        }
+        self.append_registry(RegistryEvent::TaskRegistered {
+            id: id.clone(),
+            spec,
+            digest: digest.clone(),
+            at: now_millis(),
+        })
+        .await?;
+        let stored = self
+            .store
+            .get_task(project, domain, &id.name, Some(&id.version))
+            .await?;
+        Self::outcome("task", &id, stored.as_ref().map(|t| t.digest.as_str()), &digest)?;
+        Ok(wire::RegisterResponse {
+            id: Some(identifier_to_wire(&id)),
+            outcome: wire::WriteOutcome::Created as i32,
+        })
+    }
+
+    async fn compile(
+        &self,
+        project: &str,
+        domain: &str,
+        id: Identifier,
+        spec: &WorkflowSpec,
+    ) -> ApiResult<CompiledWorkflow> {
+        let mut tasks: HashMap<TaskRef, (Identifier, TaskSpec)> = HashMap::new();
+        for node in &spec.nodes {
+            let task_ref = TaskRef::parse(&node.task);
+            if tasks.contains_key(&task_ref) {
+                continue;
+            }
+            if let Some(row) = self
+                .store
+                .get_task(project, domain, &task_ref.name, task_ref.version.as_deref())
+                .await?
+            {
+                tasks.insert(task_ref, (row.id, row.spec));
+            }
+        }
+        compile_workflow(id, spec, &|task_ref| tasks.get(task_ref).cloned())
+            .map_err(|e| invalid(e.to_string()))
+    }
+
+    pub(super) async fn register_workflow(
+        &self,
+        project: &str,
+        domain: &str,
+        spec: WorkflowSpec,
+    ) -> ApiResult<wire::RegisterResponse> {
+        self.require_domain(project, domain).await?;
+        spec.validate_names().map_err(invalid)?;
+        let digest = content_digest(&WorkflowSpec {
+            version: None,
+            ..spec.clone()
+        });
+        let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
+        let compiled = self.compile(project, domain, id.clone(), &spec).await?;
+        let existing = self
+            .store
+            .get_workflow(project, domain, &spec.name, Some(&id.version))
+            .await?;
+        if let Some(outcome) = Self::outcome(
+            "workflow",
+            &id,
+            existing.as_ref().map(|w| w.digest.as_str()),
+            &digest,
+        )? {
+            return Ok(wire::RegisterResponse {
+                id: Some(identifier_to_wire(&id)),
+                outcome: outcome as i32,
+            });
+        }
+        let event = RegistryEvent::WorkflowRegistered {
+            id: id.clone(),
+            spec,
+            compiled: Box::new(compiled),
+            digest: digest.clone(),
+            at: now_millis(),
+        };
+        self.append_registry(event).await?;
+        let stored = self
+            .store
+            .get_workflow(project, domain, &id.name, Some(&id.version))
+            .await?;
+        Self::outcome(
+            "workflow",
+            &id,
+            stored.as_ref().map(|w| w.digest.as_str()),
+            &digest,
+        )?;
+        Ok(wire::RegisterResponse {
+            id: Some(identifier_to_wire(&id)),
+            outcome: wire::WriteOutcome::Created as i32,
+        })
+    }
+
+    pub(super) async fn register_launch_plan(
+        &self,
+        project: &str,
+        domain: &str,
+        spec: LaunchPlanSpec,
+    ) -> ApiResult<wire::RegisterResponse> {
+        self.require_domain(project, domain).await?;
+        spec.validate_names().map_err(invalid)?;
+        let workflow_ref = TaskRef::parse(&spec.workflow);
+        let workflow = self
+            .store
+            .get_workflow(
+                project,
+                domain,
+                &workflow_ref.name,
+                workflow_ref.version.as_deref(),
+            )
+            .await?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "launch plan {}: workflow {:?} is not registered",
+                    spec.name, spec.workflow
+                ))
+            })?;
+        let convert = |inputs: &BTreeMap<String, serde_json::Value>, field: &str| -> ApiResult<Outputs> {
+            inputs
+                .iter()
+                .map(|(name, json)| {
+                    let input_type = workflow.compiled.interface.inputs.get(name).ok_or_else(|| {
+                        invalid(format!(
+                            "launch plan {}: {field}.{name}: the workflow has no input {name:?}",
+                            spec.name
+                        ))
+                    })?;
+                    input_type
+                        .from_json(json)
+                        .map(|value| (name.clone(), value))
+                        .map_err(|e| invalid(format!("launch plan {}: {field}.{name}: {e}", spec.name)))
+                })
+                .collect()
+        };
+        let default_inputs = convert(&spec.default_inputs, "default_inputs")?;
+        let fixed_inputs = convert(&spec.fixed_inputs, "fixed_inputs")?;
+        if let Some(schedule) = &spec.schedule {
+            validate_schedule(
+                &spec.name,
+                schedule,
+                &workflow.compiled,
+                &default_inputs,
+                &fixed_inputs,
+            )?;
+        }
+        let pinned = LaunchPlanSpec {
+            version: None,
+            workflow: format!("{}@{}", workflow.id.name, workflow.id.version),
+            ..spec.clone()
+        };
+        let digest = content_digest(&pinned);
+        let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
+        let existing = self
+            .store
+            .get_launch_plan(project, domain, &spec.name, Some(&id.version))
+            .await?;
+        if let Some(outcome) = Self::outcome(
+            "launch plan",
+            &id,
+            existing.as_ref().map(|l| l.digest.as_str()),
+            &digest,
+        )? {
+            return Ok(wire::RegisterResponse {
+                id: Some(identifier_to_wire(&id)),
+                outcome: outcome as i32,
+            });
+        }
+        let event = RegistryEvent::LaunchPlanRegistered {
+            id: id.clone(),
+            spec,
+            workflow: workflow.id.clone(),
+            default_inputs,
+            fixed_inputs,
+            digest: digest.clone(),
+            at: now_millis(),
+        };
+        self.append_registry(event).await?;
+        let stored = self
+            .store
+            .get_launch_plan(project, domain, &id.name, Some(&id.version))
+            .await?;
+        Self::outcome(
+            "launch plan",
+            &id,
+            stored.as_ref().map(|l| l.digest.as_str()),
+            &digest,
+        )?;
+        Ok(wire::RegisterResponse {
+            id: Some(identifier_to_wire(&id)),
+            outcome: wire::WriteOutcome::Created as i32,
+        })
+    }
+}
+
+/// A schedule must parse, its kickoff input must be a datetime input of the workflow, and every other
+/// required input must have a value, since nobody passes inputs to a scheduled fire.
+fn validate_schedule(
+    plan: &str,
+    schedule: &aloft_core::schedule::ScheduleSpec,
+    workflow: &CompiledWorkflow,
+    defaults: &Outputs,
+    fixed: &Outputs,
+) -> ApiResult<()> {
+    schedule
+        .compile()
+        .map_err(|e| invalid(format!("launch plan {plan}: {e}")))?;
+    if let Some(kickoff) = &schedule.kickoff_time_input {
+        match workflow.interface.inputs.get(kickoff) {
+            None => {
+                return Err(invalid(format!(
+                    "launch plan {plan}: schedule.kickoff_time_input {kickoff:?} is not an input of workflow {}",
+                    workflow.id.name
+                )))
+            }
+            Some(input_type) if !LiteralType::Datetime.is_assignable_to(input_type) => {
+                return Err(invalid(format!(
+                    "launch plan {plan}: schedule.kickoff_time_input {kickoff:?} has type {input_type}, not datetime"
+                )))
+            }
+            Some(_) if fixed.contains_key(kickoff) => {
+                return Err(invalid(format!("launch plan {plan}: schedule.kickoff_time_input {kickoff:?} is also a fixed input")))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, input_type) in &workflow.interface.inputs {
+        let given = defaults.contains_key(name)
+            || fixed.contains_key(name)
+            || schedule.kickoff_time_input.as_deref() == Some(name);
+        if !given && !matches!(input_type, LiteralType::Optional(_)) {
+            return Err(invalid(format!(
+                "launch plan {plan}: a scheduled launch plan must give every required input; {name:?} ({input_type}) has no default"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl AdminApi {
+    pub(super) async fn set_launch_plan_active(
+        &self,
+        id: Option<wire::Identifier>,
+        active: bool,
+    ) -> ApiResult<wire::LaunchPlan> {
+        let id = id.ok_or_else(|| invalid("id is required"))?;
+        if id.version.is_empty() {
+            return Err(invalid(
+                "id.version is required: say which version to (de)activate",
+            ));
+        }
+        let row = self
+            .store
+            .get_launch_plan(&id.project, &id.domain, &id.name, Some(&id.version))
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "launch plan {}@{} is not registered in {}/{}",
+                    id.name, id.version, id.project, id.domain
+                ))
+            })?;
+        if row.active != active {
+            let at = now_millis();
+            let event = if active {
+                RegistryEvent::LaunchPlanActivated {
+                    id: row.id.clone(),
+                    at,
+                }
+            } else {
+                RegistryEvent::LaunchPlanDeactivated {
+                    id: row.id.clone(),
+                    at,
+                }
+            };
+            self.append_registry(event).await?;
+        }
+        let row = self
+            .store
+            .get_launch_plan(&id.project, &id.domain, &id.name, Some(&id.version))
+            .await?
+            .ok_or_else(|| ApiError::Internal("launch plan vanished".to_string()))?;
+        Ok(launch_plan_to_wire(row))
+    }
+}
+
+pub(super) fn task_to_wire(row: aloft_store::queries::TaskRow) -> wire::Task {
+    wire::Task {
+        id: Some(identifier_to_wire(&row.id)),
+        interface: Some(interface_to_wire(&row.spec.interface)),
+        spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
+        registered_at_millis: row.registered_at,
+    }
+}
+
+pub(super) fn workflow_to_wire(row: aloft_store::queries::WorkflowRow) -> wire::Workflow {
+    wire::Workflow {
+        id: Some(identifier_to_wire(&row.id)),
+        interface: Some(interface_to_wire(&row.compiled.interface)),
+        spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
+        node_ids: row.compiled.nodes.iter().map(|n| n.id.clone()).collect(),
+        registered_at_millis: row.registered_at,
+    }
+}
+
+pub(super) fn launch_plan_to_wire(row: aloft_store::queries::LaunchPlanRow) -> wire::LaunchPlan {
+    wire::LaunchPlan {
+        id: Some(identifier_to_wire(&row.id)),
+        workflow: Some(identifier_to_wire(&row.workflow)),
+        default_inputs: Some(outputs_to_wire(&row.default_inputs)),
+        fixed_inputs: Some(outputs_to_wire(&row.fixed_inputs)),
+        spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
+        registered_at_millis: row.registered_at,
+        active: row.active,
+    }
+}

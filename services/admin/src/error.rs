@@ -1,0 +1,50 @@
+//! The one mapping from error kinds to gRPC status codes.
+
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        match error {
+            ApiError::InvalidArgument(message) => Status::invalid_argument(message),
+            ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::AlreadyExists(message) => Status::already_exists(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::Unavailable(message) => Status::unavailable(message),
+            ApiError::Internal(message) => {
+                // Logged once here, where it is turned into an answer.
+                tracing::error!(error = %message, "internal error");
+                Status::internal(message)
+            }
+        }
+    }
+}
+
+impl From<aloft_store::Error> for ApiError {
+    fn from(error: aloft_store::Error) -> ApiError {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<aloft_eventlog::Error> for ApiError {
+    fn from(error: aloft_eventlog::Error) -> ApiError {
+        ApiError::Unavailable(format!("event log: {error}"))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,94 @@
+//! One-line, human-readable summaries of history events.
+
+use aloft_core::events::ExecutionEvent;
+
+pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
+    let Ok(event) = serde_json::from_str::<ExecutionEvent>(payload_json) else {
+        return "(unreadable event)".to_string();
+    };
+    let node_name = |index: &usize| {
+        node_ids
+            .get(*index)
+            .cloned()
+            .unwrap_or_else(|| format!("#{index}"))
+    };
+    let values = |outputs: &aloft_core::events::Outputs| {
+        outputs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match event {
+        ExecutionEvent::ExecutionRequested {
+            workflow,
+            inputs,
+            scheduled_at,
+            ..
+        } => {
+            let trigger = scheduled_at
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|at| format!(" (scheduled for {})", at.to_rfc3339()))
+                .unwrap_or_default();
+            format!(
+                "requested {} with {}{trigger}",
+                workflow.id,
+                if inputs.is_empty() {
+                    "no inputs".to_string()
+                } else {
+                    values(&inputs)
+                }
+            )
+        }
+        ExecutionEvent::TerminateRequested { reason, .. } => format!("terminate requested: {reason}"),
+        ExecutionEvent::PartitionClaimed {
+            partition,
+            epoch,
+            owner,
+            ..
+        } => {
+            format!("partition {partition} claimed by {owner} (epoch {epoch})")
+        }
+        ExecutionEvent::ExecutionStarted { .. } => "execution started".to_string(),
+        ExecutionEvent::AttemptStarted { node, attempt, .. } => {
+            format!("node {} attempt {attempt} started", node_name(&node))
+        }
+        ExecutionEvent::AttemptSucceeded {
+            node,
+            attempt,
+            outputs,
+            ..
+        } => {
+            format!(
+                "node {} attempt {attempt} succeeded: {}",
+                node_name(&node),
+                values(&outputs)
+            )
+        }
+        ExecutionEvent::AttemptFailed {
+            node,
+            attempt,
+            kind,
+            message,
+            ..
+        } => {
+            format!(
+                "node {} attempt {attempt} failed ({}): {message}",
+                node_name(&node),
+                kind.as_str()
+            )
+        }
+        ExecutionEvent::NodeFailed { node, message, .. } => {
+            format!("node {} failed: {message}", node_name(&node))
+        }
+        ExecutionEvent::ExecutionFinished {
+            phase,
+            outputs,
+            error,
+            ..
+        } => match error {
+            Some(error) => format!("execution {}: {error}", phase.as_str()),
+            None => format!("execution {}: {}", phase.as_str(), values(&outputs)),
+        },
+    }
+}

@@ -1,0 +1,135 @@
+//! Admin: Aloft's public API (gRPC) and the read models behind it. It projects every topic into Postgres or
+//! SQLite and turns write requests into events on the log; it never runs or decides anything itself.
+
+pub mod api;
+pub mod convert;
+pub mod error;
+pub mod history;
+pub mod metrics;
+pub mod projector;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_eventlog::{EventLog, Topics};
+use aloft_proto::v1::admin_service_server::AdminServiceServer;
+use aloft_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    pub topics: Topics,
+    /// How long a write waits for its event to reach the read model before answering UNAVAILABLE.
+    pub projection_wait: Duration,
+    /// Creates this project (with the default domains) at start if missing: for `aloft dev`.
+    pub bootstrap_project: Option<String>,
+    /// Serves /healthz, /readyz and /metrics here when set.
+    pub ops_listen: Option<std::net::SocketAddr>,
+}
+
+impl AdminOptions {
+    pub fn new(topics: Topics) -> AdminOptions {
+        AdminOptions {
+            topics,
+            projection_wait: Duration::from_secs(10),
+            bootstrap_project: None,
+            ops_listen: None,
+        }
+    }
+}
+
+/// Serves the API on `listener` and runs the projector until `shutdown` is cancelled. The API stops first,
+/// then the projector (which commits with every batch).
+pub async fn run(
+    options: AdminOptions,
+    store: Store,
+    log: Arc<dyn EventLog>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    metrics::register();
+    let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
+    if let Some(address) = options.ops_listen {
+        let pool = store.pool().clone();
+        let progress = progress_rx.clone();
+        let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(move || {
+            let pool = pool.clone();
+            let started = !progress.borrow().is_empty();
+            Box::pin(async move {
+                let probe = sqlx::query("SELECT 1").execute(&pool);
+                match tokio::time::timeout(Duration::from_secs(2), probe).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Err(format!("database unreachable: {error}")),
+                    Err(_) => return Err("database did not answer within 2 s".to_string()),
+                }
+                if started {
+                    Ok(())
+                } else {
+                    Err("the projector has not started".to_string())
+                }
+            })
+        });
+        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+    }
+    let projector_shutdown = CancellationToken::new();
+    let projector = tokio::spawn(projector::run(
+        store.clone(),
+        Arc::clone(&log),
+        options.topics.clone(),
+        progress_tx,
+        projector_shutdown.clone(),
+    ));
+    let api = api::AdminApi {
+        store,
+        log,
+        topics: options.topics.clone(),
+        progress: progress_rx,
+        projection_wait: options.projection_wait,
+    };
+    if let Some(project) = &options.bootstrap_project {
+        bootstrap_project(&api, project).await?;
+    }
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "admin API listening");
+    let served = tonic::transport::Server::builder()
+        .add_service(AdminServiceServer::new(api))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled(),
+        )
+        .await;
+    projector_shutdown.cancel();
+    let _ = projector.await;
+    served?;
+    Ok(())
+}
+
+async fn bootstrap_project(api: &api::AdminApi, project: &str) -> anyhow::Result<()> {
+    use aloft_proto::v1::admin_service_server::AdminService;
+    // Decide from a caught-up read model: after a replay from offset 0 the project may exist in the log
+    // but not yet in the tables, and registering it again would add an event to the log.
+    let registry = api.topics.registry.clone();
+    let end = api.log.end_offset(&registry, 0).await?;
+    let mut progress = api.progress.clone();
+    let caught_up = progress.wait_for(|p| p.get(&(registry.clone(), 0)).copied().unwrap_or(0) >= end);
+    tokio::time::timeout(std::time::Duration::from_secs(120), caught_up)
+        .await
+        .map_err(|_| anyhow::anyhow!("the read model did not catch up with the registry within 120 s"))??;
+    let request = aloft_proto::v1::CreateProjectRequest {
+        project: Some(aloft_proto::v1::Project {
+            name: project.to_string(),
+            description: "created by aloft dev".to_string(),
+            domains: Vec::new(),
+        }),
+    };
+    match api.create_project(tonic::Request::new(request)).await {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(status) => Err(anyhow::anyhow!(
+            "creating project {project}: {}",
+            status.message()
+        )),
+    }
+}

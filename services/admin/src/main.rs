@@ -1,0 +1,38 @@
+use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use clap::Parser;
+
+/// Aloft admin: the public gRPC API and the read models.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Address of the gRPC API.
+    #[arg(long, env = "ALOFT_ADMIN_LISTEN", default_value = "127.0.0.1:8089")]
+    listen: std::net::SocketAddr,
+    /// Create this project at start if it does not exist.
+    #[arg(long, env = "ALOFT_BOOTSTRAP_PROJECT")]
+    bootstrap_project: Option<String>,
+    /// Serve /healthz, /readyz (database reachable, projector running) and /metrics on this address.
+    #[arg(long, env = "ALOFT_OPS_LISTEN")]
+    ops_listen: Option<std::net::SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    aloft_telemetry::init_tracing("aloft-admin", "info");
+    let shutdown = shutdown_on_signals();
+    let database_url = args.backend.database_url();
+    let store = aloft_store::Store::connect(&database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("--database-url {database_url}: {e}"))?;
+    let log = args.backend.open_log().await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
+    let mut options = aloft_admin::AdminOptions::new(args.backend.topics());
+    options.bootstrap_project = args.bootstrap_project;
+    options.ops_listen = args.ops_listen;
+    aloft_admin::run(options, store, log, listener, shutdown).await
+}

@@ -1,0 +1,19 @@
+//! Admin's metrics (labels: topic only).
+
+use aloft_telemetry::ops::{Metric, MetricKind};
+
+pub const EVENTS_PROJECTED: Metric = Metric {
+    name: "aloft_admin_events_projected_total",
+    kind: MetricKind::Counter,
+    help: "Log records applied to the read models, by topic.",
+};
+pub const PROJECTION_BATCHES: Metric = Metric {
+    name: "aloft_admin_projection_batches_total",
+    kind: MetricKind::Counter,
+    help: "Projection transactions committed (each stores its log offsets with its rows).",
+};
+
+pub fn register() {
+    EVENTS_PROJECTED.register();
+    PROJECTION_BATCHES.register();
+}

@@ -1,0 +1,847 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aloft_cli::bench::{self, BenchOptions, Shape};
+use aloft_cli::client::{AdminClient, Connection, DEFAULT_DEV_ADDRESS};
+use aloft_cli::fleet::{Fleet, FleetConfig};
+use aloft_cli::render;
+use aloft_cli::specs::{read_spec_file, register_documents};
+use aloft_proto::v1 as wire;
+use clap::{Parser, Subcommand, ValueEnum};
+use tonic::Status;
+
+/// Aloft: typed, versioned, event-sourced workflow orchestration.
+///
+/// Without --admin, commands use a running `aloft dev` on 127.0.0.1:8089, or else start an embedded fleet
+/// in this process on --data-dir, so `aloft run examples/diamond.yaml --input x=3` works with nothing installed.
+#[derive(Parser, Debug)]
+#[command(name = "aloft", version)]
+struct Cli {
+    /// Admin API address (e.g. http://127.0.0.1:8089).
+    #[arg(long, global = true, env = "ALOFT_ADMIN")]
+    admin: Option<String>,
+    #[arg(long, global = true, env = "ALOFT_PROJECT", default_value = "default")]
+    project: String,
+    #[arg(long, global = true, env = "ALOFT_DOMAIN", default_value = "development")]
+    domain: String,
+    /// Data directory of the embedded fleet.
+    #[arg(long, global = true, env = "ALOFT_DATA_DIR", default_value = ".aloft")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Register projects, tasks, workflows and launch plans from YAML/JSON spec files.
+    Register {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a launch plan, workflow or task by name, or register a spec file and run its last workflow.
+    Run {
+        /// A spec file, or the name of a launch plan, workflow or task (looked up in that order).
+        target: String,
+        /// An input as NAME=VALUE, parsed by the input's declared type (lists, maps, structs as JSON).
+        #[arg(short = 'i', long = "input", value_parser = parse_key_value)]
+        inputs: Vec<(String, String)>,
+        /// Execution name (generated when left out).
+        #[arg(long)]
+        name: Option<String>,
+        /// Version of the named target (default: latest).
+        #[arg(long)]
+        version: Option<String>,
+        /// Wait for the execution to finish, showing progress (always on for the embedded fleet).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show an execution (default), task, workflow or launch plan.
+    Get {
+        /// `execution`, `task`, `workflow` or `launchplan`, then the name; or just an execution name.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List executions, tasks, workflows, launch plans or projects.
+    List {
+        what: ListKind,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Every event of an execution, in order.
+    History {
+        execution: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run an execution again: the same workflow version with the same inputs, some replaced by --input.
+    Relaunch {
+        execution: String,
+        #[arg(short = 'i', long = "input", value_parser = parse_key_value)]
+        inputs: Vec<(String, String)>,
+        /// Name of the new execution (generated when left out).
+        #[arg(long)]
+        name: Option<String>,
+        /// Wait for it to finish, showing progress (always on for the embedded fleet).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a running execution; its running attempts are killed.
+    Terminate {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Activate or deactivate a launch plan version; only the active version of a name is scheduled.
+    Launchplan {
+        #[command(subcommand)]
+        command: LaunchPlanCommand,
+    },
+    /// Launch plans with an active schedule, and when each fires next.
+    Schedules,
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Run the whole fleet (admin + propeller) in this process on the embedded backends.
+    Dev {
+        #[arg(long, default_value = DEFAULT_DEV_ADDRESS)]
+        listen: SocketAddr,
+    },
+    /// Measure engine overhead on chains and fan-outs of noop nodes, or the event log's latency.
+    Bench {
+        shape: BenchShape,
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Benchmark on Kafka instead of the embedded log.
+        #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
+        kafka_brokers: Option<String>,
+        /// Read-model database (a scratch database is created on a Postgres server).
+        #[arg(long, env = "ALOFT_DATABASE_URL")]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LaunchPlanCommand {
+    /// Makes VERSION the active version of NAME (the previously active one stops).
+    Activate {
+        name: String,
+        version: String,
+    },
+    Deactivate {
+        name: String,
+        version: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProjectCommand {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Domains (default: development, staging, production).
+        #[arg(long = "domain-name")]
+        domains: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BenchShape {
+    /// n0 -> n1 -> ... -> n(N-1): per-step latency of the engine.
+    Chain,
+    /// N independent nodes: throughput of the engine.
+    Fanout,
+    /// N single appends: acknowledgement and append-to-read-back latency of the log.
+    Log,
+    /// N launch plans scheduled every minute on one scheduler: fire lag, CPU and memory.
+    Schedules,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListKind {
+    Executions,
+    Tasks,
+    Workflows,
+    Launchplans,
+    Projects,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+}
+
+fn api(context: &str) -> impl Fn(Status) -> anyhow::Error + '_ {
+    move |status| anyhow::anyhow!("{context}: {}", status.message())
+}
+
+/// Makes `aloft history X | head` end quietly, as command-line tools do, instead of panicking on a closed
+/// stdout: Rust ignores SIGPIPE by default.
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs the default disposition before any other thread exists; no handler code runs.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+fn main() {
+    restore_default_sigpipe();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            std::process::exit(2);
+        }
+    };
+    runtime.block_on(async_main());
+}
+
+async fn async_main() {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Dev { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    aloft_telemetry::init_tracing("aloft", default_level);
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Dev { listen } => {
+            let mut config = FleetConfig::embedded(&cli.data_dir, *listen);
+            config.bootstrap_project = Some(cli.project.clone());
+            let fleet = Fleet::start(config).await?;
+            eprintln!(
+                "aloft dev: API on {}, data in {}; Ctrl-C to stop",
+                fleet.endpoint(),
+                cli.data_dir.display()
+            );
+            fleet.run_until(aloft_telemetry::shutdown_on_signals()).await?;
+            return Ok(0);
+        }
+        Command::Bench {
+            shape: BenchShape::Log,
+            nodes,
+            kafka_brokers,
+            ..
+        } => {
+            let latency = bench::log_round_trip(kafka_brokers.as_deref(), *nodes).await?;
+            let backend = if kafka_brokers.is_some() {
+                "kafka"
+            } else {
+                "embedded"
+            };
+            println!(
+                "log backend={backend} samples={nodes} append_ack p50={} us p99={} us; append_to_read_back p50={} us p99={} us",
+                latency.ack_p50, latency.ack_p99, latency.read_back_p50, latency.read_back_p99
+            );
+            return Ok(0);
+        }
+        Command::Bench {
+            shape: BenchShape::Schedules,
+            nodes,
+            runs,
+            ..
+        } => {
+            let minutes = (*runs).max(1) as u32;
+            eprintln!("bench schedules: {nodes} every-minute schedules on one scheduler (embedded log), {minutes} minute(s) + the first boundary");
+            let result = bench::schedules(*nodes, minutes).await?;
+            println!(
+                "schedules count={nodes} fires={} lag p50={} ms p99={} ms max={} ms cpu={:.1} s over {:.0} s wall ({:.0}% of a core) rss={:.0} MiB",
+                result.fires,
+                result.lag_p50_millis,
+                result.lag_p99_millis,
+                result.lag_max_millis,
+                result.cpu_seconds,
+                result.wall_seconds,
+                100.0 * result.cpu_seconds / result.wall_seconds.max(1e-9),
+                result.resident_mib
+            );
+            return Ok(0);
+        }
+        Command::Bench {
+            shape,
+            nodes,
+            kafka_brokers,
+            database_url,
+            runs,
+        } => {
+            let shape = if matches!(shape, BenchShape::Chain) {
+                Shape::Chain
+            } else {
+                Shape::Fanout
+            };
+            let options = BenchOptions {
+                shape,
+                nodes: *nodes,
+                kafka_brokers: kafka_brokers.clone(),
+                database_url: database_url.clone(),
+                runs: *runs,
+            };
+            let backend = if kafka_brokers.is_some() {
+                "kafka"
+            } else {
+                "embedded"
+            };
+            eprintln!("bench {shape:?}: {nodes} noop nodes on {backend}, {runs} run(s)");
+            for (index, result) in bench::run(options).await?.iter().enumerate() {
+                println!(
+                    "{:?} nodes={nodes} backend={backend} run={} phase={} engine={} ms per_node={:.3} ms wall={} ms",
+                    shape,
+                    index + 1,
+                    result.phase,
+                    result.engine_millis,
+                    result.engine_millis as f64 / *nodes as f64,
+                    result.wall_millis
+                );
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let mut connection = Connection::open(cli.admin.as_deref(), &cli.data_dir, &cli.project).await?;
+    let embedded = connection.embedded.is_some();
+    let result = run_command(&cli, &mut connection.client, embedded).await;
+    connection.close().await?;
+    result
+}
+
+fn execution_id(cli: &Cli, text: &str) -> wire::ExecutionIdentifier {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        [project, domain, name] => wire::ExecutionIdentifier {
+            project: project.to_string(),
+            domain: domain.to_string(),
+            name: name.to_string(),
+        },
+        _ => wire::ExecutionIdentifier {
+            project: cli.project.clone(),
+            domain: cli.domain.clone(),
+            name: text.to_string(),
+        },
+    }
+}
+
+fn entity_id(cli: &Cli, name: &str, version: Option<&str>) -> wire::Identifier {
+    wire::Identifier {
+        project: cli.project.clone(),
+        domain: cli.domain.clone(),
+        name: name.to_string(),
+        version: version.unwrap_or_default().to_string(),
+    }
+}
+
+async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Register { files } => {
+            for file in files {
+                register_file(cli, client, file).await?;
+            }
+            Ok(0)
+        }
+        Command::Run {
+            target,
+            inputs,
+            name,
+            version,
+            wait,
+        } => {
+            let path = Path::new(target);
+            let target = if path.is_file() {
+                let registered = register_file(cli, client, path).await?;
+                let pick = |kind: &str| {
+                    registered
+                        .iter()
+                        .rev()
+                        .find(|r| r.kind == kind)
+                        .map(|r| (kind.to_string(), r.id.clone()))
+                };
+                pick("launch plan")
+                    .or_else(|| pick("workflow"))
+                    .or_else(|| pick("task"))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{target} defines nothing to run (no launch plan, workflow or task)")
+                    })?
+            } else {
+                resolve_target(cli, client, target, version.as_deref()).await?
+            };
+            let (kind, id) = target;
+            use wire::create_execution_request::Target;
+            let request = wire::CreateExecutionRequest {
+                project: cli.project.clone(),
+                domain: cli.domain.clone(),
+                name: name.clone().unwrap_or_default(),
+                target: Some(match kind.as_str() {
+                    "launch plan" => Target::LaunchPlan(id.clone()),
+                    "workflow" => Target::Workflow(id.clone()),
+                    _ => Target::Task(id.clone()),
+                }),
+                inputs: None,
+                text_inputs: inputs
+                    .iter()
+                    .cloned()
+                    .collect::<BTreeMap<_, _>>()
+                    .into_iter()
+                    .collect(),
+            };
+            let created = client
+                .create_execution(request)
+                .await
+                .map_err(api("cannot start the execution"))?
+                .into_inner();
+            let execution = created.id.unwrap_or_default();
+            println!(
+                "started execution {}/{}/{} of {kind} {}@{}",
+                execution.project, execution.domain, execution.name, id.name, id.version
+            );
+            if !(*wait || embedded) {
+                return Ok(0);
+            }
+            let finished = follow(client, &execution).await?;
+            render::print_execution(&finished);
+            Ok(if finished.phase == wire::ExecutionPhase::Succeeded as i32 {
+                0
+            } else {
+                1
+            })
+        }
+        Command::Get { args, version } => {
+            let (kind, name) = match args.as_slice() {
+                [name] => ("execution", name.as_str()),
+                [kind, name] => (kind.as_str(), name.as_str()),
+                _ => anyhow::bail!("usage: aloft get [execution|task|workflow|launchplan] NAME"),
+            };
+            let id = entity_id(cli, name, version.as_deref());
+            match kind {
+                "execution" | "executions" => {
+                    let execution = client
+                        .get_execution(wire::GetExecutionRequest {
+                            id: Some(execution_id(cli, name)),
+                        })
+                        .await
+                        .map_err(api("get execution"))?
+                        .into_inner();
+                    render::print_execution(&execution);
+                }
+                "task" | "tasks" => {
+                    let task = client
+                        .get_task(wire::GetEntityRequest { id: Some(id) })
+                        .await
+                        .map_err(api("get task"))?
+                        .into_inner();
+                    print_entity("task", task.id.as_ref(), &task.spec_json)?;
+                }
+                "workflow" | "workflows" => {
+                    let workflow = client
+                        .get_workflow(wire::GetEntityRequest { id: Some(id) })
+                        .await
+                        .map_err(api("get workflow"))?
+                        .into_inner();
+                    print_entity("workflow", workflow.id.as_ref(), &workflow.spec_json)?;
+                }
+                "launchplan" | "launchplans" | "launch-plan" => {
+                    let plan = client
+                        .get_launch_plan(wire::GetEntityRequest { id: Some(id) })
+                        .await
+                        .map_err(api("get launch plan"))?
+                        .into_inner();
+                    print_entity("launch plan", plan.id.as_ref(), &plan.spec_json)?;
+                }
+                other => anyhow::bail!("unknown kind {other:?}; use execution, task, workflow or launchplan"),
+            }
+            Ok(0)
+        }
+        Command::List { what, limit } => {
+            let entities = wire::ListEntitiesRequest {
+                project: cli.project.clone(),
+                domain: cli.domain.clone(),
+                name: String::new(),
+            };
+            match what {
+                ListKind::Executions => {
+                    let response = client
+                        .list_executions(wire::ListExecutionsRequest {
+                            project: cli.project.clone(),
+                            domain: cli.domain.clone(),
+                            limit: *limit,
+                        })
+                        .await
+                        .map_err(api("list executions"))?
+                        .into_inner();
+                    for execution in &response.executions {
+                        render::print_execution_line(execution);
+                    }
+                }
+                ListKind::Tasks => {
+                    for task in client
+                        .list_tasks(entities)
+                        .await
+                        .map_err(api("list tasks"))?
+                        .into_inner()
+                        .tasks
+                    {
+                        print_id_line(task.id.as_ref());
+                    }
+                }
+                ListKind::Workflows => {
+                    for workflow in client
+                        .list_workflows(entities)
+                        .await
+                        .map_err(api("list workflows"))?
+                        .into_inner()
+                        .workflows
+                    {
+                        print_id_line(workflow.id.as_ref());
+                    }
+                }
+                ListKind::Launchplans => {
+                    for plan in client
+                        .list_launch_plans(entities)
+                        .await
+                        .map_err(api("list launch plans"))?
+                        .into_inner()
+                        .launch_plans
+                    {
+                        print_id_line(plan.id.as_ref());
+                    }
+                }
+                ListKind::Projects => {
+                    for project in client
+                        .list_projects(wire::ListProjectsRequest {})
+                        .await
+                        .map_err(api("list projects"))?
+                        .into_inner()
+                        .projects
+                    {
+                        println!(
+                            "{:30}  {:40}  {}",
+                            project.name,
+                            project.domains.join(","),
+                            project.description
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::History { execution, json } => {
+            let history = client
+                .get_execution_history(wire::GetExecutionRequest {
+                    id: Some(execution_id(cli, execution)),
+                })
+                .await
+                .map_err(api("history"))?
+                .into_inner();
+            if *json {
+                for event in &history.events {
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&event.payload_json).unwrap_or(serde_json::Value::Null);
+                    let line = serde_json::json!({
+                        "log_partition": event.log_partition,
+                        "log_offset": event.log_offset,
+                        "stream": event.stream,
+                        "seq": event.seq,
+                        "writer_epoch": event.writer_epoch,
+                        "occurred_at_millis": event.occurred_at_millis,
+                        "kind": event.kind,
+                        "summary": event.summary,
+                        "event": payload,
+                    });
+                    println!("{line}");
+                }
+            } else {
+                render::print_history(&history.events);
+            }
+            Ok(0)
+        }
+        Command::Terminate { execution, reason } => {
+            let id = execution_id(cli, execution);
+            client
+                .terminate_execution(wire::TerminateExecutionRequest {
+                    id: Some(id.clone()),
+                    reason: reason.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(api("terminate"))?;
+            println!(
+                "termination of {}/{}/{} requested",
+                id.project, id.domain, id.name
+            );
+            Ok(0)
+        }
+        Command::Project { command } => {
+            match command {
+                ProjectCommand::Create {
+                    name,
+                    description,
+                    domains,
+                } => {
+                    let response = client
+                        .create_project(wire::CreateProjectRequest {
+                            project: Some(wire::Project {
+                                name: name.clone(),
+                                description: description.clone(),
+                                domains: domains.clone(),
+                            }),
+                        })
+                        .await
+                        .map_err(api("create project"))?
+                        .into_inner();
+                    let outcome = if response.outcome == wire::WriteOutcome::Created as i32 {
+                        "created"
+                    } else {
+                        "already exists, unchanged"
+                    };
+                    println!("project {name}: {outcome}");
+                }
+                ProjectCommand::List => {
+                    for project in client
+                        .list_projects(wire::ListProjectsRequest {})
+                        .await
+                        .map_err(api("list projects"))?
+                        .into_inner()
+                        .projects
+                    {
+                        println!("{:30}  {}", project.name, project.domains.join(","));
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Relaunch {
+            execution,
+            inputs,
+            name,
+            wait,
+        } => {
+            let created = client
+                .relaunch_execution(wire::RelaunchExecutionRequest {
+                    id: Some(execution_id(cli, execution)),
+                    name: name.clone().unwrap_or_default(),
+                    text_inputs: inputs.iter().cloned().collect(),
+                })
+                .await
+                .map_err(api("relaunch"))?
+                .into_inner();
+            let id = created.id.unwrap_or_default();
+            println!(
+                "started execution {}/{}/{} (relaunch of {execution})",
+                id.project, id.domain, id.name
+            );
+            if !(*wait || embedded) {
+                return Ok(0);
+            }
+            let finished = follow(client, &id).await?;
+            render::print_execution(&finished);
+            Ok(if finished.phase == wire::ExecutionPhase::Succeeded as i32 {
+                0
+            } else {
+                1
+            })
+        }
+        Command::Launchplan { command } => {
+            let (name, version, activate) = match command {
+                LaunchPlanCommand::Activate { name, version } => (name, version, true),
+                LaunchPlanCommand::Deactivate { name, version } => (name, version, false),
+            };
+            let request = wire::GetEntityRequest {
+                id: Some(entity_id(cli, name, Some(version))),
+            };
+            let plan = if activate {
+                client
+                    .activate_launch_plan(request)
+                    .await
+                    .map_err(api("activate"))?
+            } else {
+                client
+                    .deactivate_launch_plan(request)
+                    .await
+                    .map_err(api("deactivate"))?
+            }
+            .into_inner();
+            let state = if plan.active { "active" } else { "inactive" };
+            println!("launch plan {name}@{version} is {state}");
+            Ok(0)
+        }
+        Command::Schedules => {
+            print_schedules(cli, client).await?;
+            Ok(0)
+        }
+        Command::Dev { .. } | Command::Bench { .. } => Ok(0),
+    }
+}
+
+async fn register_file(
+    cli: &Cli,
+    client: &mut AdminClient,
+    path: &Path,
+) -> anyhow::Result<Vec<aloft_cli::specs::Registered>> {
+    let documents = read_spec_file(path)?;
+    let registered = register_documents(client, &cli.project, &cli.domain, documents)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for item in &registered {
+        let outcome = if item.created { "registered" } else { "unchanged" };
+        if item.kind == "project" {
+            println!("{outcome} project {}", item.id.project);
+        } else {
+            println!("{outcome} {} {}@{}", item.kind, item.id.name, item.id.version);
+        }
+    }
+    Ok(registered)
+}
+
+async fn resolve_target(
+    cli: &Cli,
+    client: &mut AdminClient,
+    name: &str,
+    version: Option<&str>,
+) -> anyhow::Result<(String, wire::Identifier)> {
+    let id = entity_id(cli, name, version);
+    if let Ok(plan) = client
+        .get_launch_plan(wire::GetEntityRequest { id: Some(id.clone()) })
+        .await
+    {
+        return Ok((
+            "launch plan".to_string(),
+            plan.into_inner().id.unwrap_or_default(),
+        ));
+    }
+    if let Ok(workflow) = client
+        .get_workflow(wire::GetEntityRequest { id: Some(id.clone()) })
+        .await
+    {
+        return Ok((
+            "workflow".to_string(),
+            workflow.into_inner().id.unwrap_or_default(),
+        ));
+    }
+    if let Ok(task) = client
+        .get_task(wire::GetEntityRequest { id: Some(id.clone()) })
+        .await
+    {
+        return Ok(("task".to_string(), task.into_inner().id.unwrap_or_default()));
+    }
+    anyhow::bail!(
+        "{name:?} is neither a file nor a launch plan, workflow or task registered in {}/{}",
+        cli.project,
+        cli.domain
+    )
+}
+
+/// Polls the execution and prints each node's phase changes until it finishes.
+async fn follow(client: &mut AdminClient, id: &wire::ExecutionIdentifier) -> anyhow::Result<wire::Execution> {
+    let mut seen: BTreeMap<String, i32> = BTreeMap::new();
+    loop {
+        let execution = client
+            .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .await
+            .map_err(api("following the execution"))?
+            .into_inner();
+        for node in &execution.nodes {
+            if seen.get(&node.node_id) != Some(&node.phase) {
+                seen.insert(node.node_id.clone(), node.phase);
+                let phase = render::node_phase(node.phase);
+                if phase != "PENDING" && phase != "QUEUED" || node.attempts > 0 {
+                    eprintln!("  {:20} {}", node.node_id, phase);
+                }
+            }
+        }
+        if render::is_terminal(execution.phase) {
+            return Ok(execution);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn print_entity(kind: &str, id: Option<&wire::Identifier>, spec_json: &str) -> anyhow::Result<()> {
+    if let Some(id) = id {
+        println!("{kind} {}/{}/{}@{}", id.project, id.domain, id.name, id.version);
+    }
+    let spec: serde_json::Value = serde_json::from_str(spec_json)?;
+    print!("{}", serde_yaml::to_string(&spec)?);
+    Ok(())
+}
+
+fn print_id_line(id: Option<&wire::Identifier>) {
+    if let Some(id) = id {
+        println!("{:30}  {}", id.name, id.version);
+    }
+}
+
+async fn print_schedules(cli: &Cli, client: &mut AdminClient) -> anyhow::Result<()> {
+    let entities = |name: &str| wire::ListEntitiesRequest {
+        project: cli.project.clone(),
+        domain: cli.domain.clone(),
+        name: name.to_string(),
+    };
+    let latest = client
+        .list_launch_plans(entities(""))
+        .await
+        .map_err(api("list launch plans"))?
+        .into_inner();
+    let now = chrono::Utc::now();
+    println!(
+        "{:30}  {:18}  {:24}  {:8}  next fire (UTC)",
+        "launch plan", "version", "schedule", "catch-up"
+    );
+    for plan in latest.launch_plans {
+        let name = plan.id.as_ref().map(|id| id.name.clone()).unwrap_or_default();
+        let versions = client
+            .list_launch_plans(entities(&name))
+            .await
+            .map_err(api("list launch plans"))?
+            .into_inner();
+        for version in versions.launch_plans.into_iter().filter(|p| p.active) {
+            let spec: aloft_core::spec::LaunchPlanSpec = serde_json::from_str(&version.spec_json)?;
+            let Some(schedule) = spec.schedule else { continue };
+            let expression = match (&schedule.cron, &schedule.fixed_rate) {
+                (Some(cron), _) => format!(
+                    "{cron}{}",
+                    schedule
+                        .timezone
+                        .as_deref()
+                        .map(|z| format!(" {z}"))
+                        .unwrap_or_default()
+                ),
+                (None, Some(rate)) => format!("every {rate}"),
+                (None, None) => String::new(),
+            };
+            let next = schedule
+                .compile()
+                .ok()
+                .and_then(|compiled| compiled.next_after(now))
+                .map(|time| time.to_rfc3339())
+                .unwrap_or_else(|| "never".to_string());
+            let version_name = version
+                .id
+                .as_ref()
+                .map(|id| id.version.clone())
+                .unwrap_or_default();
+            println!(
+                "{name:30}  {version_name:18}  {expression:24}  {:8}  {next}",
+                format!("{:?}", schedule.catch_up).to_lowercase()
+            );
+        }
+    }
+    Ok(())
+}

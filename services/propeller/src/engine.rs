@@ -1,0 +1,634 @@
+//! The propeller's loop. It owns partitions of `aloft.executions` through the consumer group; every event
+//! of an owned partition goes through the pure `apply`, and once the partition is claimed, `decide`, whose
+//! decisions are appended to the same partition.
+//!
+//! Ownership: after reading a newly assigned partition to its end, the owner appends
+//! `PartitionClaimed{epoch = last + 1}` and starts deciding only when it reads its own claim back, in log
+//! order. A paused old owner's later decisions carry the old epoch and are discarded by every reader.
+//!
+//! Own decisions are applied when the broker acknowledges them (acknowledgements are handled in append
+//! order, which is log order) or when they are read back, whichever comes first; the admission rule makes
+//! the second a duplicate. Side effects (starting or cancelling attempts) follow the application, so they
+//! happen only after the deciding event is acknowledged. Requests from admin commute with decisions
+//! (`aloft_core::state`), so applying on acknowledgement gives the same state as replaying the log.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use aloft_core::events::{ErrorKind, ExecutionEvent};
+use aloft_core::state::{decide, AppliedEvent, EventMeta, PartitionFold};
+use aloft_core::ExecutionId;
+use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
+use crate::metrics;
+
+const READ_BATCH: usize = 1000;
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AttemptKey {
+    execution: ExecutionId,
+    node: usize,
+    attempt: u32,
+}
+
+struct AttemptFinished {
+    partition: u32,
+    key: AttemptKey,
+    outcome: AttemptOutcome,
+}
+
+/// An append in flight, resolved in the order appends were enqueued.
+struct Acknowledged {
+    partition: u32,
+    /// Our decisions, applied on acknowledgement. Empty for a claim: whether a claim won can only be
+    /// known by reading it back in log order.
+    decisions: Vec<(EventMeta, ExecutionEvent)>,
+    result: aloft_eventlog::Result<Vec<Position>>,
+}
+
+/// What must follow the application of one event.
+enum AfterEvent {
+    Nothing,
+    Claim,
+    Activated,
+    /// Another owner claimed the partition: stop the work started for it.
+    StandDown,
+    Decide {
+        execution: ExecutionId,
+        start_attempt: Option<(usize, u32)>,
+        finished: bool,
+    },
+}
+
+#[derive(Default)]
+struct PartitionRuntime {
+    fold: PartitionFold,
+    next_offset: u64,
+    /// The end of the partition when it was assigned: reading up to here is catching up.
+    catch_up_end: u64,
+    claimed_epoch: Option<u64>,
+    /// Our claim was read back and is the partition's current epoch.
+    active: bool,
+    /// Highest seq appended per execution and not applied yet: decide again only once it is.
+    pending: HashMap<ExecutionId, u64>,
+}
+
+pub struct Engine {
+    log: Arc<dyn EventLog>,
+    topic: String,
+    member: String,
+    executors: Executors,
+    partitions: HashMap<u32, PartitionRuntime>,
+    running: HashMap<AttemptKey, CancellationToken>,
+    finished_tx: mpsc::UnboundedSender<AttemptFinished>,
+    in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
+}
+
+impl Engine {
+    /// Runs until `shutdown` is cancelled: joins the group, follows assignments, folds and decides.
+    pub async fn run(
+        log: Arc<dyn EventLog>,
+        topic: String,
+        group: String,
+        member: String,
+        executors: Executors,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        let mut membership = log.join_group(&group, &topic, &member).await?;
+        let mut engine = Engine {
+            log,
+            topic,
+            member,
+            executors,
+            partitions: HashMap::new(),
+            running: HashMap::new(),
+            finished_tx,
+            in_flight: FuturesOrdered::new(),
+        };
+        info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
+        let mut reader: Option<Box<dyn RecordStream>> = None;
+        loop {
+            let next_records = async {
+                match reader.as_mut() {
+                    Some(reader) => reader.next_batch(READ_BATCH).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                assignment = membership.next_assignment() => {
+                    let assignment = assignment?;
+                    reader = engine.reassign(assignment.into_iter().collect(), &HashSet::new()).await?;
+                }
+                records = next_records => {
+                    for record in records? {
+                        engine.on_record(record);
+                    }
+                }
+                Some(acknowledged) = engine.in_flight.next(), if !engine.in_flight.is_empty() => {
+                    match acknowledged.result {
+                        Ok(_) => engine.on_acknowledged(acknowledged.partition, acknowledged.decisions),
+                        Err(error) => {
+                            error!(partition = acknowledged.partition, %error, "append failed; rebuilding the partition from the log");
+                            let owned: HashSet<u32> = engine.partitions.keys().copied().collect();
+                            reader = engine.reassign(owned, &HashSet::from([acknowledged.partition])).await?;
+                        }
+                    }
+                }
+                Some(finished) = finished_rx.recv() => engine.on_attempt_finished(finished),
+            }
+        }
+        info!(member = %engine.member, "propeller stopping; cancelling local attempts");
+        for token in engine.running.values() {
+            token.cancel();
+        }
+        Ok(())
+    }
+
+    /// Moves to a new set of owned partitions (`reset` ones are rebuilt from offset 0) and opens a reader.
+    async fn reassign(
+        &mut self,
+        owned: HashSet<u32>,
+        reset: &HashSet<u32>,
+    ) -> anyhow::Result<Option<Box<dyn RecordStream>>> {
+        let lost: Vec<u32> = self
+            .partitions
+            .keys()
+            .copied()
+            .filter(|p| !owned.contains(p) || reset.contains(p))
+            .collect();
+        for partition in lost {
+            // Another owner will mark these attempts lost and retry them; stop doing the work twice.
+            self.cancel_attempts_of_partition(partition);
+            if self.partitions.remove(&partition).is_some() {
+                info!(partition, "released partition");
+            }
+        }
+        for &partition in &owned {
+            if self.partitions.contains_key(&partition) {
+                continue;
+            }
+            let end = self.log.end_offset(&self.topic, partition).await?;
+            info!(partition, end_offset = end, "assigned partition; catching up");
+            self.partitions.insert(
+                partition,
+                PartitionRuntime {
+                    catch_up_end: end,
+                    ..Default::default()
+                },
+            );
+            if end == 0 {
+                self.claim(partition);
+            }
+        }
+        self.publish_partition_gauges();
+        if self.partitions.is_empty() {
+            return Ok(None);
+        }
+        let starts = self
+            .partitions
+            .iter()
+            .map(|(p, rt)| (self.topic.clone(), *p, rt.next_offset))
+            .collect();
+        Ok(Some(self.log.read(starts).await?))
+    }
+
+    fn publish_partition_gauges(&self) {
+        let active = self.partitions.values().filter(|runtime| runtime.active).count();
+        metrics::PARTITIONS_OWNED.set(&[], self.partitions.len() as f64);
+        metrics::PARTITIONS_ACTIVE.set(&[], active as f64);
+    }
+
+    fn claim(&mut self, partition: u32) {
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let epoch = runtime.fold.epoch + 1;
+        runtime.claimed_epoch = Some(epoch);
+        let at = now_millis();
+        let envelope = Envelope {
+            stream: format!("partition/{partition}"),
+            seq: epoch,
+            writer_epoch: epoch,
+            occurred_at: at,
+            traceparent: String::new(),
+            payload: Payload::Execution(ExecutionEvent::PartitionClaimed {
+                partition,
+                epoch,
+                owner: self.member.clone(),
+                at,
+            }),
+        };
+        info!(partition, epoch, "claiming partition");
+        self.append(
+            partition,
+            vec![(format!("partition/{partition}"), envelope.encode())],
+            Vec::new(),
+        );
+    }
+
+    fn append(
+        &mut self,
+        partition: u32,
+        records: Vec<(String, Vec<u8>)>,
+        decisions: Vec<(EventMeta, ExecutionEvent)>,
+    ) {
+        let acknowledgement = self.log.append_batch(&self.topic, partition, records);
+        self.in_flight.push_back(
+            async move {
+                Acknowledged {
+                    partition,
+                    decisions,
+                    result: acknowledgement.await,
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    fn on_acknowledged(&mut self, partition: u32, decisions: Vec<(EventMeta, ExecutionEvent)>) {
+        for (meta, event) in decisions {
+            let after = self.fold_event(partition, &meta, &event, true);
+            self.follow_up(partition, after);
+        }
+    }
+
+    fn on_record(&mut self, record: Record) {
+        let partition = record.partition;
+        let after = self.fold_record(record);
+        self.follow_up(partition, after);
+    }
+
+    fn follow_up(&mut self, partition: u32, after: AfterEvent) {
+        match after {
+            AfterEvent::Nothing => {}
+            AfterEvent::Claim => self.claim(partition),
+            AfterEvent::Activated => {
+                self.publish_partition_gauges();
+                self.on_activated(partition);
+            }
+            AfterEvent::StandDown => {
+                self.publish_partition_gauges();
+                self.cancel_attempts_of_partition(partition);
+            }
+            AfterEvent::Decide {
+                execution,
+                start_attempt,
+                finished,
+            } => {
+                if let Some((node, attempt)) = start_attempt {
+                    self.start_attempt(partition, &execution, node, attempt);
+                }
+                if finished {
+                    self.cancel_attempts_of(&execution);
+                }
+                self.decide_and_append(partition, &execution);
+            }
+        }
+    }
+
+    fn fold_record(&mut self, record: Record) -> AfterEvent {
+        let partition = record.partition;
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return AfterEvent::Nothing;
+        };
+        if record.offset < runtime.next_offset {
+            return AfterEvent::Nothing;
+        }
+        runtime.next_offset = record.offset + 1;
+        let caught_up = record.offset + 1 >= runtime.catch_up_end;
+        let envelope = match Envelope::decode(&record.payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                error!(partition, offset = record.offset, %error, "skipping an undecodable record");
+                return AfterEvent::Nothing;
+            }
+        };
+        let Payload::Execution(event) = &envelope.payload else {
+            return AfterEvent::Nothing;
+        };
+        let meta = EventMeta {
+            seq: envelope.seq,
+            writer_epoch: envelope.writer_epoch,
+        };
+        self.fold_event(partition, &meta, event, caught_up)
+    }
+
+    /// Applies one event to its partition's fold and says what must follow.
+    fn fold_event(
+        &mut self,
+        partition: u32,
+        meta: &EventMeta,
+        event: &ExecutionEvent,
+        caught_up: bool,
+    ) -> AfterEvent {
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return AfterEvent::Nothing;
+        };
+        let verdict = runtime.fold.apply(meta, event);
+        if verdict == AppliedEvent::Accepted {
+            metrics::EVENTS_APPLIED.increment(&[], 1.0);
+        }
+        if verdict == AppliedEvent::Fenced {
+            debug!(partition, kind = event.kind(), "discarded a fenced event");
+        }
+        if let ExecutionEvent::PartitionClaimed { epoch, owner, .. } = event {
+            if verdict == AppliedEvent::Accepted {
+                if *owner == self.member && Some(*epoch) == runtime.claimed_epoch {
+                    info!(partition, epoch, "partition claimed; deciding");
+                    runtime.active = true;
+                    return AfterEvent::Activated;
+                }
+                if runtime.active {
+                    warn!(partition, epoch, owner = %owner, "partition claimed by another owner; standing down");
+                    runtime.active = false;
+                    runtime.pending.clear();
+                    return AfterEvent::StandDown;
+                }
+            }
+            if runtime.claimed_epoch.is_none() && caught_up {
+                return AfterEvent::Claim;
+            }
+            return AfterEvent::Nothing;
+        }
+        if runtime.claimed_epoch.is_none() && caught_up {
+            return AfterEvent::Claim;
+        }
+        if !runtime.active || verdict != AppliedEvent::Accepted {
+            return AfterEvent::Nothing;
+        }
+        let Some(execution) = event.execution().cloned() else {
+            return AfterEvent::Nothing;
+        };
+        if !event.is_request()
+            && runtime
+                .pending
+                .get(&execution)
+                .is_some_and(|pending| meta.seq >= *pending)
+        {
+            runtime.pending.remove(&execution);
+        }
+        let start_attempt = match event {
+            ExecutionEvent::AttemptStarted { node, attempt, .. } => Some((*node, *attempt)),
+            _ => None,
+        };
+        let finished = matches!(event, ExecutionEvent::ExecutionFinished { .. });
+        AfterEvent::Decide {
+            execution,
+            start_attempt,
+            finished,
+        }
+    }
+
+    /// After our claim: attempts the log says are running but that no longer run here were lost with the
+    /// previous owner; they fail as system errors and are retried within the system budget.
+    fn on_activated(&mut self, partition: u32) {
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        let mut lost = Vec::new();
+        let mut to_decide = Vec::new();
+        for (execution, state) in &runtime.fold.executions {
+            if state.phase.is_terminal() {
+                continue;
+            }
+            to_decide.push(execution.clone());
+            for (node, attempt) in state.running_attempts() {
+                let key = AttemptKey {
+                    execution: execution.clone(),
+                    node,
+                    attempt,
+                };
+                if !self.running.contains_key(&key) {
+                    lost.push(key);
+                }
+            }
+        }
+        for key in lost {
+            warn!(execution = %key.execution, node = key.node, attempt = key.attempt, "task attempt lost, retrying");
+            let event = ExecutionEvent::AttemptFailed {
+                execution: key.execution.clone(),
+                node: key.node,
+                attempt: key.attempt,
+                kind: ErrorKind::System,
+                message: "attempt lost: its propeller stopped or lost the partition".to_string(),
+                at: now_millis(),
+            };
+            self.append_decisions(partition, &key.execution, vec![event]);
+        }
+        for execution in to_decide {
+            self.decide_and_append(partition, &execution);
+        }
+    }
+
+    fn decide_and_append(&mut self, partition: u32, execution: &ExecutionId) {
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        if runtime.pending.contains_key(execution) {
+            return;
+        }
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return;
+        };
+        let decisions = decide(state, now_millis());
+        if !decisions.is_empty() {
+            self.append_decisions(partition, execution, decisions);
+        }
+    }
+
+    /// Sequences decisions after everything already appended for the execution and appends them in order.
+    fn append_decisions(&mut self, partition: u32, execution: &ExecutionId, events: Vec<ExecutionEvent>) {
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return;
+        };
+        let mut seq = runtime
+            .pending
+            .get(execution)
+            .copied()
+            .unwrap_or(0)
+            .max(state.last_seq);
+        let epoch = runtime.fold.epoch;
+        let stream = execution.stream();
+        let key = execution.partition_key();
+        let mut records = Vec::with_capacity(events.len());
+        let mut decisions = Vec::with_capacity(events.len());
+        for event in events {
+            seq += 1;
+            let envelope = Envelope {
+                stream: stream.clone(),
+                seq,
+                writer_epoch: epoch,
+                occurred_at: event.occurred_at(),
+                traceparent: String::new(),
+                payload: Payload::Execution(event),
+            };
+            records.push((key.clone(), envelope.encode()));
+            if let Payload::Execution(event) = envelope.payload {
+                decisions.push((
+                    EventMeta {
+                        seq,
+                        writer_epoch: epoch,
+                    },
+                    event,
+                ));
+            }
+        }
+        runtime.pending.insert(execution.clone(), seq);
+        metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
+        self.append(partition, records, decisions);
+    }
+
+    fn start_attempt(&mut self, partition: u32, execution: &ExecutionId, node: usize, attempt: u32) {
+        let key = AttemptKey {
+            execution: execution.clone(),
+            node,
+            attempt,
+        };
+        if self.running.contains_key(&key) {
+            return;
+        }
+        let Some(state) = self
+            .partitions
+            .get(&partition)
+            .and_then(|rt| rt.fold.executions.get(execution))
+        else {
+            return;
+        };
+        let compiled = &state.workflow.nodes[node];
+        let inputs = match state.node_inputs(node) {
+            Ok(inputs) => inputs,
+            Err(message) => {
+                let event = ExecutionEvent::AttemptFailed {
+                    execution: execution.clone(),
+                    node,
+                    attempt,
+                    kind: ErrorKind::System,
+                    message: format!("cannot resolve inputs: {message}"),
+                    at: now_millis(),
+                };
+                self.append_decisions(partition, execution, vec![event]);
+                return;
+            }
+        };
+        let request = AttemptRequest {
+            execution: execution.clone(),
+            node_id: compiled.id.clone(),
+            attempt,
+            task: compiled.task.clone(),
+            inputs,
+        };
+        debug!(execution = %execution, node = %compiled.id, attempt, "starting attempt");
+        let cancel = CancellationToken::new();
+        self.running.insert(key.clone(), cancel.clone());
+        metrics::ATTEMPTS_STARTED.increment(&[], 1.0);
+        let executors = self.executors.clone();
+        let finished_tx = self.finished_tx.clone();
+        tokio::spawn(async move {
+            let outcome = executors.run(request, cancel).await;
+            let _ = finished_tx.send(AttemptFinished {
+                partition,
+                key,
+                outcome,
+            });
+        });
+    }
+
+    fn cancel_attempts_of_partition(&mut self, partition: u32) {
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        self.running.retain(|key, token| {
+            let belongs = runtime.fold.executions.contains_key(&key.execution);
+            if belongs {
+                token.cancel();
+            }
+            !belongs
+        });
+    }
+
+    fn cancel_attempts_of(&mut self, execution: &ExecutionId) {
+        for (key, token) in &self.running {
+            if &key.execution == execution {
+                token.cancel();
+            }
+        }
+    }
+
+    fn on_attempt_finished(&mut self, finished: AttemptFinished) {
+        self.running.remove(&finished.key);
+        let outcome = match &finished.outcome {
+            AttemptOutcome::Succeeded(_) => "succeeded",
+            AttemptOutcome::Failed {
+                kind: ErrorKind::User,
+                ..
+            } => "user",
+            AttemptOutcome::Failed {
+                kind: ErrorKind::Timeout,
+                ..
+            } => "timeout",
+            AttemptOutcome::Failed {
+                kind: ErrorKind::System,
+                ..
+            } => "system",
+            AttemptOutcome::Cancelled => "cancelled",
+        };
+        metrics::ATTEMPTS_FINISHED.increment(&[("outcome", outcome)], 1.0);
+        let AttemptKey {
+            execution,
+            node,
+            attempt,
+        } = finished.key;
+        let Some(runtime) = self.partitions.get(&finished.partition) else {
+            return;
+        };
+        if !runtime.active {
+            return;
+        }
+        let still_running = runtime
+            .fold
+            .executions
+            .get(&execution)
+            .and_then(|state| state.nodes.get(node))
+            .and_then(|n| n.running_attempt())
+            .is_some_and(|a| a.number == attempt);
+        if !still_running {
+            return;
+        }
+        let at = now_millis();
+        let event = match finished.outcome {
+            AttemptOutcome::Succeeded(outputs) => ExecutionEvent::AttemptSucceeded {
+                execution: execution.clone(),
+                node,
+                attempt,
+                outputs,
+                at,
+            },
+            AttemptOutcome::Failed { kind, message } => ExecutionEvent::AttemptFailed {
+                execution: execution.clone(),
+                node,
+                attempt,
+                kind,
+                message,
+                at,
+            },
+            AttemptOutcome::Cancelled => return,
+        };
+        self.append_decisions(finished.partition, &execution, vec![event]);
+    }
+}

@@ -1,0 +1,257 @@
+//! Task executors: how one attempt runs. `process` runs a local command in a fresh working directory;
+//! `noop`, `sleep` and `echo` are built-ins for tests and benchmarks.
+//!
+//! A non-zero exit, a timeout or missing/ill-typed outputs are user errors (they count against the task's
+//! retries); failing to prepare the attempt is a system error.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use aloft_core::events::{ErrorKind, Outputs};
+use aloft_core::spec::{TaskKind, TaskSpec};
+use aloft_core::types::parse_duration_millis;
+use aloft_core::{ExecutionId, LiteralType, Value};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// Everything an executor needs to run one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRequest {
+    pub execution: ExecutionId,
+    pub node_id: String,
+    pub attempt: u32,
+    pub task: TaskSpec,
+    pub inputs: Outputs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    Succeeded(Outputs),
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
+    /// Cancelled by the engine (execution aborted or ownership lost); nothing is reported.
+    Cancelled,
+}
+
+fn user_error(message: impl Into<String>) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        kind: ErrorKind::User,
+        message: message.into(),
+    }
+}
+
+fn system_error(message: impl Into<String>) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        kind: ErrorKind::System,
+        message: message.into(),
+    }
+}
+
+/// Runs attempts of every task kind.
+#[derive(Debug, Clone)]
+pub struct Executors {
+    work_root: PathBuf,
+}
+
+impl Executors {
+    /// `work_root` is made absolute: commands run inside their attempt directory.
+    pub fn new(work_root: PathBuf) -> Executors {
+        let work_root = std::path::absolute(&work_root).unwrap_or(work_root);
+        Executors { work_root }
+    }
+
+    /// The working directory of one attempt; deterministic, so a repeat of the same attempt is recognised.
+    pub fn attempt_dir(&self, request: &AttemptRequest) -> PathBuf {
+        let id = &request.execution;
+        self.work_root
+            .join(&id.project)
+            .join(&id.domain)
+            .join(&id.name)
+            .join(&request.node_id)
+            .join(request.attempt.to_string())
+    }
+
+    pub async fn run(&self, request: AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
+        match &request.task.run {
+            TaskKind::Noop => AttemptOutcome::Succeeded(Outputs::new()),
+            TaskKind::Echo => AttemptOutcome::Succeeded(
+                request
+                    .task
+                    .interface
+                    .outputs
+                    .keys()
+                    .filter_map(|name| request.inputs.get(name).map(|v| (name.clone(), v.clone())))
+                    .collect(),
+            ),
+            TaskKind::Sleep { duration } => {
+                let millis = parse_duration_millis(duration).unwrap_or(0).max(0) as u64;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(millis)) => AttemptOutcome::Succeeded(Outputs::new()),
+                    _ = cancel.cancelled() => AttemptOutcome::Cancelled,
+                }
+            }
+            TaskKind::Process { command, env } => {
+                let dir = self.attempt_dir(&request);
+                run_process(&dir, &request, command, env, cancel).await
+            }
+        }
+    }
+}
+
+fn env_name(input: &str) -> String {
+    format!("ALOFT_INPUT_{}", input.to_ascii_uppercase())
+}
+
+fn blob_path(uri: &str) -> &str {
+    uri.strip_prefix("file://").unwrap_or(uri)
+}
+
+async fn run_process(
+    dir: &Path,
+    request: &AttemptRequest,
+    command: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    cancel: CancellationToken,
+) -> AttemptOutcome {
+    let inputs_dir = dir.join("inputs");
+    let outputs_dir = dir.join("outputs");
+    // A leftover directory from an earlier run of this very attempt (the owner died mid-way) is replaced.
+    let _ = tokio::fs::remove_dir_all(dir).await;
+    for directory in [&inputs_dir, &outputs_dir] {
+        if let Err(error) = tokio::fs::create_dir_all(directory).await {
+            return system_error(format!("cannot create {}: {error}", directory.display()));
+        }
+    }
+    let log_path = dir.join("log.txt");
+    let log_file = match std::fs::File::create(&log_path) {
+        Ok(file) => file,
+        Err(error) => return system_error(format!("cannot create {}: {error}", log_path.display())),
+    };
+    let log_file_for_stderr = match log_file.try_clone() {
+        Ok(file) => file,
+        Err(error) => return system_error(format!("cannot open {}: {error}", log_path.display())),
+    };
+    let mut process = Command::new(&command[0]);
+    process
+        .args(&command[1..])
+        .current_dir(dir)
+        .env("ALOFT_INPUT_DIR", &inputs_dir)
+        .env("ALOFT_OUTPUT_DIR", &outputs_dir)
+        .env("ALOFT_EXECUTION", request.execution.to_string())
+        .env("ALOFT_NODE", &request.node_id)
+        .env("ALOFT_ATTEMPT", request.attempt.to_string())
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_file_for_stderr)
+        // Its own process group, so a timeout or cancel kills everything the command started.
+        .process_group(0)
+        .kill_on_drop(true);
+    for (name, value) in &request.inputs {
+        let text = value.to_text();
+        let input_file = inputs_dir.join(name);
+        if let Err(error) = tokio::fs::write(&input_file, &text).await {
+            return system_error(format!("cannot write input {}: {error}", input_file.display()));
+        }
+        let env_value = match value {
+            Value::Blob { uri, .. } => blob_path(uri).to_string(),
+            _ => text,
+        };
+        process.env(env_name(name), env_value);
+    }
+    process.envs(env);
+    let mut child = match process.spawn() {
+        Ok(child) => child,
+        Err(error) => return user_error(format!("cannot start {:?}: {error}", command[0])),
+    };
+    let process_group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let timeout = request
+        .task
+        .timeout_millis()
+        .map(|m| Duration::from_millis(m.max(0) as u64));
+    let kill_group = || {
+        if let Some(group) = process_group {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    };
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
+            kill_group();
+            let _ = child.wait().await;
+            let limit = request.task.timeout.clone().unwrap_or_default();
+            return AttemptOutcome::Failed { kind: ErrorKind::Timeout, message: format!("timed out after {limit}") };
+        }
+        _ = cancel.cancelled() => {
+            kill_group();
+            let _ = child.wait().await;
+            return AttemptOutcome::Cancelled;
+        }
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(error) => return system_error(format!("waiting for the process failed: {error}")),
+    };
+    if !status.success() {
+        let tail = log_tail(&log_path).await;
+        let code = status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".to_string());
+        return user_error(format!("exited with {code}; log {}:{tail}", log_path.display()));
+    }
+    read_outputs(&outputs_dir, &request.task).await
+}
+
+async fn log_tail(path: &Path) -> String {
+    let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(5);
+    lines[start..].iter().map(|line| format!("\n  {line}")).collect()
+}
+
+async fn read_outputs(outputs_dir: &Path, task: &TaskSpec) -> AttemptOutcome {
+    let mut outputs = Outputs::new();
+    for (name, output_type) in &task.interface.outputs {
+        let path = outputs_dir.join(name);
+        if !path.exists() {
+            if matches!(output_type, LiteralType::Optional(_)) {
+                outputs.insert(name.clone(), Value::None);
+                continue;
+            }
+            return user_error(format!(
+                "output {name:?} was not written (expected a file at $ALOFT_OUTPUT_DIR/{name})"
+            ));
+        }
+        let value = match output_type {
+            LiteralType::Blob { format } => {
+                let absolute = match std::fs::canonicalize(&path) {
+                    Ok(path) => path,
+                    Err(error) => return system_error(format!("cannot resolve {}: {error}", path.display())),
+                };
+                Value::Blob {
+                    uri: format!("file://{}", absolute.display()),
+                    format: format.clone(),
+                }
+            }
+            other => {
+                let text = match tokio::fs::read_to_string(&path).await {
+                    Ok(text) => text,
+                    Err(error) => return user_error(format!("output {name:?} is unreadable: {error}")),
+                };
+                match other.parse_text(&text) {
+                    Ok(value) => value,
+                    Err(reason) => {
+                        return user_error(format!("output {name:?} is not a valid {other}: {reason}"))
+                    }
+                }
+            }
+        };
+        outputs.insert(name.clone(), value);
+    }
+    AttemptOutcome::Succeeded(outputs)
+}

@@ -1,0 +1,50 @@
+use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use clap::Parser;
+
+/// Aloft propeller: the execution engine. Owns partitions of aloft.executions and runs task attempts.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Where process tasks get their working directories.
+    #[arg(long, env = "ALOFT_WORK_DIR", default_value = ".aloft/work")]
+    work_dir: std::path::PathBuf,
+    /// Unique name of this instance in the consumer group (default: host name + process id).
+    #[arg(long, env = "ALOFT_MEMBER_ID")]
+    member_id: Option<String>,
+    /// Serve /healthz, /readyz (every owned partition claimed) and /metrics on this address.
+    #[arg(long, env = "ALOFT_OPS_LISTEN")]
+    ops_listen: Option<std::net::SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    aloft_telemetry::init_tracing("aloft-propeller", "info");
+    let shutdown = shutdown_on_signals();
+    let log = args.backend.open_log().await?;
+    aloft_propeller::metrics::register();
+    if let Some(address) = args.ops_listen {
+        let readiness: aloft_telemetry::ops::ReadinessCheck = std::sync::Arc::new(|| {
+            Box::pin(async {
+                use aloft_propeller::metrics::{PARTITIONS_ACTIVE, PARTITIONS_OWNED};
+                match (PARTITIONS_OWNED.value(&[]), PARTITIONS_ACTIVE.value(&[])) {
+                    (Some(owned), Some(active)) if owned == active => Ok(()),
+                    (owned, active) => Err(format!(
+                        "{} of {} owned partitions caught up and claimed",
+                        active.unwrap_or(0.0),
+                        owned.unwrap_or(0.0)
+                    )),
+                }
+            })
+        });
+        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+    }
+    let options = aloft_propeller::PropellerOptions {
+        topics: args.backend.topics(),
+        member_id: args.member_id.unwrap_or_else(aloft_telemetry::default_member_id),
+        work_dir: args.work_dir,
+    };
+    aloft_propeller::run(options, log, shutdown).await
+}

@@ -1,0 +1,47 @@
+//! The propeller's metrics (labels: outcome only).
+
+use aloft_telemetry::ops::{Metric, MetricKind};
+
+pub const EVENTS_APPLIED: Metric = Metric {
+    name: "aloft_propeller_events_applied_total",
+    kind: MetricKind::Counter,
+    help: "Events of owned partitions applied to the state (read back or acknowledged).",
+};
+pub const DECISIONS_APPENDED: Metric = Metric {
+    name: "aloft_propeller_decisions_appended_total",
+    kind: MetricKind::Counter,
+    help: "Decisions appended to aloft.executions.",
+};
+pub const ATTEMPTS_STARTED: Metric = Metric {
+    name: "aloft_propeller_attempts_started_total",
+    kind: MetricKind::Counter,
+    help: "Task attempts started by this propeller.",
+};
+pub const ATTEMPTS_FINISHED: Metric = Metric {
+    name: "aloft_propeller_attempts_finished_total",
+    kind: MetricKind::Counter,
+    help: "Task attempts finished, by outcome (succeeded, user, timeout, system, cancelled).",
+};
+pub const PARTITIONS_OWNED: Metric = Metric {
+    name: "aloft_propeller_partitions_owned",
+    kind: MetricKind::Gauge,
+    help: "Partitions of aloft.executions assigned to this propeller.",
+};
+pub const PARTITIONS_ACTIVE: Metric = Metric {
+    name: "aloft_propeller_partitions_active",
+    kind: MetricKind::Gauge,
+    help: "Owned partitions caught up and claimed (deciding).",
+};
+
+pub fn register() {
+    for metric in [
+        EVENTS_APPLIED,
+        DECISIONS_APPENDED,
+        ATTEMPTS_STARTED,
+        ATTEMPTS_FINISHED,
+        PARTITIONS_OWNED,
+        PARTITIONS_ACTIVE,
+    ] {
+        metric.register();
+    }
+}

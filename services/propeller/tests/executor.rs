@@ -1,0 +1,217 @@
+//! The process executor against real subprocesses: typed inputs and outputs, exit codes, timeouts that kill
+//! the whole process group, and cancellation.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aloft_core::events::ErrorKind;
+use aloft_core::spec::{Interface, RetryPolicy, TaskKind, TaskSpec};
+use aloft_core::{ExecutionId, Value};
+use aloft_propeller::executor::{AttemptOutcome, AttemptRequest, Executors};
+use tokio_util::sync::CancellationToken;
+
+fn process_task(
+    script: &str,
+    inputs: &[(&str, &str)],
+    outputs: &[(&str, &str)],
+    timeout: Option<&str>,
+) -> TaskSpec {
+    TaskSpec {
+        name: "t".into(),
+        version: Some("1".into()),
+        interface: Interface {
+            inputs: inputs
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.parse().unwrap()))
+                .collect(),
+            outputs: outputs
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.parse().unwrap()))
+                .collect(),
+        },
+        run: TaskKind::Process {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            env: BTreeMap::new(),
+        },
+        retries: RetryPolicy::default(),
+        timeout: timeout.map(str::to_string),
+    }
+}
+
+fn request(task: TaskSpec, inputs: &[(&str, Value)]) -> AttemptRequest {
+    AttemptRequest {
+        execution: ExecutionId {
+            project: "p".into(),
+            domain: "d".into(),
+            name: format!("e{}", uuid_like()),
+        },
+        node_id: "n".into(),
+        attempt: 1,
+        task,
+        inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[tokio::test]
+async fn typed_inputs_arrive_as_env_and_files_and_outputs_are_parsed_by_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let task = process_task(
+        "echo $((ALOFT_INPUT_N * 2)) > $ALOFT_OUTPUT_DIR/doubled; cat $ALOFT_INPUT_DIR/items > $ALOFT_OUTPUT_DIR/items; \
+         printf 'hello' > $ALOFT_OUTPUT_DIR/report",
+        &[("n", "integer"), ("items", "list<integer>")],
+        &[("doubled", "integer"), ("items", "list<integer>"), ("report", "blob<txt>")],
+        None,
+    );
+    let inputs = [
+        ("n", Value::Integer(21)),
+        ("items", Value::List(vec![Value::Integer(1), Value::Integer(2)])),
+    ];
+    let outcome = executors
+        .run(request(task, &inputs), CancellationToken::new())
+        .await;
+    let AttemptOutcome::Succeeded(outputs) = outcome else {
+        panic!("expected success, got {outcome:?}")
+    };
+    assert_eq!(outputs["doubled"], Value::Integer(42));
+    assert_eq!(
+        outputs["items"],
+        Value::List(vec![Value::Integer(1), Value::Integer(2)])
+    );
+    let Value::Blob { uri, format } = &outputs["report"] else {
+        panic!("report is a blob")
+    };
+    assert_eq!(format, "txt");
+    assert_eq!(
+        std::fs::read_to_string(uri.trim_start_matches("file://")).unwrap(),
+        "hello"
+    );
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_is_a_user_error_with_the_log_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let task = process_task("echo 'bad things happened' >&2; exit 7", &[], &[], None);
+    let outcome = executors.run(request(task, &[]), CancellationToken::new()).await;
+    let AttemptOutcome::Failed { kind, message } = outcome else {
+        panic!("expected failure")
+    };
+    assert_eq!(kind, ErrorKind::User);
+    assert!(
+        message.contains("exited with 7") && message.contains("bad things happened"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn missing_or_ill_typed_outputs_are_user_errors_naming_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let missing = process_task("true", &[], &[("score", "float")], None);
+    let AttemptOutcome::Failed { kind, message } = executors
+        .run(request(missing, &[]), CancellationToken::new())
+        .await
+    else {
+        panic!("expected failure")
+    };
+    assert_eq!(kind, ErrorKind::User);
+    assert!(
+        message.contains("\"score\"") && message.contains("not written"),
+        "{message}"
+    );
+    let ill_typed = process_task(
+        "echo high > $ALOFT_OUTPUT_DIR/score",
+        &[],
+        &[("score", "float")],
+        None,
+    );
+    let AttemptOutcome::Failed { message, .. } = executors
+        .run(request(ill_typed, &[]), CancellationToken::new())
+        .await
+    else {
+        panic!("expected failure")
+    };
+    assert!(
+        message.contains("\"score\"") && message.contains("float"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let marker = dir.path().join("survived");
+    // The child of the shell would outlive a kill of the shell alone.
+    let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+    let task = process_task(&script, &[], &[], Some("500ms"));
+    let started = Instant::now();
+    let outcome = executors.run(request(task, &[]), CancellationToken::new()).await;
+    let AttemptOutcome::Failed { kind, message } = outcome else {
+        panic!("expected timeout")
+    };
+    assert_eq!(kind, ErrorKind::Timeout);
+    assert!(message.contains("timed out after 500ms"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!marker.exists(), "a process of the group survived the timeout");
+}
+
+#[tokio::test]
+async fn cancelling_an_attempt_kills_it_and_reports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let task = process_task("sleep 30", &[], &[], None);
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { executors.run(request(task, &[]), cancel).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("cancel is prompt")
+        .unwrap();
+    assert_eq!(outcome, AttemptOutcome::Cancelled);
+}
+
+#[tokio::test]
+async fn built_ins_echo_their_inputs_and_a_missing_command_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let mut echo = process_task("", &[("v", "string")], &[("v", "string")], None);
+    echo.run = TaskKind::Echo;
+    let outcome = executors
+        .run(
+            request(echo, &[("v", Value::String("hi".into()))]),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(
+        outcome,
+        AttemptOutcome::Succeeded([("v".to_string(), Value::String("hi".into()))].into())
+    );
+    let mut missing = process_task("", &[], &[], None);
+    missing.run = TaskKind::Process {
+        command: vec!["/no/such/program".into()],
+        env: BTreeMap::new(),
+    };
+    let AttemptOutcome::Failed { message, .. } = executors
+        .run(request(missing, &[]), CancellationToken::new())
+        .await
+    else {
+        panic!("expected failure")
+    };
+    assert!(message.contains("/no/such/program"), "{message}");
+}

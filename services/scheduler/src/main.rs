@@ -1,0 +1,59 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_scheduler::clock::SystemClock;
+use aloft_scheduler::{Scheduler, SchedulerOptions};
+use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use clap::Parser;
+
+/// Aloft scheduler: fires the active launch plans that have a cron or fixed-rate schedule. Run two for high
+/// availability: one leads (through the consumer group), the other takes over within seconds.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Unique name of this instance in the scheduler group (default: host name + process id).
+    #[arg(long, env = "ALOFT_MEMBER_ID")]
+    member_id: Option<String>,
+    /// Serve /healthz, /readyz (registry read to its end) and /metrics on this address.
+    #[arg(long, env = "ALOFT_OPS_LISTEN")]
+    ops_listen: Option<std::net::SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    aloft_telemetry::init_tracing("aloft-scheduler", "info");
+    let shutdown = shutdown_on_signals();
+    let log = args.backend.open_log().await?;
+    let options = SchedulerOptions::new(
+        args.backend.topics(),
+        args.member_id.unwrap_or_else(aloft_telemetry::default_member_id),
+    );
+    let clock = Arc::new(SystemClock {
+        interval: Duration::from_millis(500),
+    });
+    let registry = options.topics.registry.clone();
+    let (scheduler, handle) = Scheduler::new(options, Arc::clone(&log), clock);
+    aloft_scheduler::metrics::register();
+    if let Some(address) = args.ops_listen {
+        let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(move || {
+            let (log, registry, progress) = (Arc::clone(&log), registry.clone(), handle.progress.clone());
+            Box::pin(async move {
+                let end = log
+                    .end_offset(&registry, 0)
+                    .await
+                    .map_err(|e| format!("event log: {e}"))?;
+                let read = progress.borrow().registry_offset;
+                if read >= end {
+                    Ok(())
+                } else {
+                    Err(format!("registry read to offset {read} of {end}"))
+                }
+            })
+        });
+        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+    }
+    scheduler.run(shutdown).await
+}

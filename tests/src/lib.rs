@@ -1,0 +1,326 @@
+//! Helpers for Aloft's end-to-end tests: start the service binaries as separate processes on Kafka and
+//! Postgres, or the embedded fleet in-process, and drive them through the admin API like a user would.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aloft_cli::client::{connect, AdminClient};
+use aloft_cli::specs::{read_spec_file, register_documents};
+use aloft_proto::v1 as wire;
+
+pub const PROJECT: &str = "default";
+pub const DOMAIN: &str = "development";
+
+/// Kafka brokers and a Postgres base URL, or `None` (test skipped) unless real backends are required.
+pub fn real_backends() -> Option<(String, String)> {
+    let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();
+    let database = std::env::var("ALOFT_TEST_DATABASE_URL").ok();
+    match (brokers, database) {
+        (Some(brokers), Some(database)) => Some((brokers, database)),
+        _ => {
+            assert!(
+                std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+                "ALOFT_TEST_KAFKA_BROKERS and ALOFT_TEST_DATABASE_URL are required"
+            );
+            eprintln!("skipping: ALOFT_TEST_KAFKA_BROKERS / ALOFT_TEST_DATABASE_URL not set");
+            None
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A service binary from the same target directory as this test (`cargo build --bins` builds them).
+pub fn binary(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("current exe");
+    let dir = test_exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed when dropped.
+pub struct Service {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Service {
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.sigkill();
+    }
+}
+
+/// One deployment on the real parts: its own topic prefix, Postgres database and work dir.
+pub struct Deployment {
+    pub brokers: String,
+    pub database_url: String,
+    pub topic_prefix: String,
+    pub admin_port: u16,
+    pub scratch: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub async fn new(brokers: &str, database_base: &str) -> Deployment {
+        Deployment {
+            brokers: brokers.to_string(),
+            database_url: aloft_store::create_scratch_postgres_database(database_base)
+                .await
+                .expect("scratch database"),
+            topic_prefix: format!("e2e-{}.", uuid::Uuid::new_v4().simple()),
+            admin_port: free_port(),
+            scratch: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn command(&self, binary_name: &str, log_name: &str) -> Command {
+        let mut command = Command::new(binary(binary_name));
+        let log =
+            std::fs::File::create(self.scratch.path().join(format!("{log_name}.log"))).expect("log file");
+        command
+            .env("ALOFT_KAFKA_BROKERS", &self.brokers)
+            .env("ALOFT_DATABASE_URL", &self.database_url)
+            .env("ALOFT_TOPIC_PREFIX", &self.topic_prefix)
+            .env("ALOFT_PARTITIONS", "4")
+            .env("ALOFT_DATA_DIR", self.scratch.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        command
+    }
+
+    /// Starts any service binary of this deployment with extra environment.
+    pub fn start_with_env(&self, binary_name: &str, log_name: &str, env: &[(&str, String)]) -> Service {
+        let mut command = self.command(binary_name, log_name);
+        if binary_name == "aloft-admin" {
+            command
+                .env("ALOFT_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
+                .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT);
+        }
+        if binary_name == "aloft-propeller" {
+            command.env("ALOFT_WORK_DIR", self.scratch.path().join("work"));
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Service {
+            child: command.spawn().expect("spawn service"),
+            name: log_name.into(),
+        }
+    }
+
+    pub fn start_admin(&self) -> Service {
+        let child = self
+            .command("aloft-admin", "admin")
+            .env("ALOFT_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
+            .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT)
+            .spawn()
+            .expect("spawn admin");
+        Service {
+            child,
+            name: "admin".into(),
+        }
+    }
+
+    pub fn start_propeller(&self, member: &str) -> Service {
+        let child = self
+            .command("aloft-propeller", &format!("propeller-{member}"))
+            .env("ALOFT_MEMBER_ID", member)
+            .env("ALOFT_WORK_DIR", self.scratch.path().join("work"))
+            .spawn()
+            .expect("spawn propeller");
+        Service {
+            child,
+            name: member.into(),
+        }
+    }
+
+    pub fn start_scheduler(&self, member: &str) -> Service {
+        let child = self
+            .command("aloft-scheduler", &format!("scheduler-{member}"))
+            .env("ALOFT_MEMBER_ID", member)
+            .spawn()
+            .expect("spawn scheduler");
+        Service {
+            child,
+            name: member.into(),
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.scratch.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Connects to admin once it answers and the bootstrap project exists.
+    pub async fn client(&self) -> AdminClient {
+        let address: SocketAddr = ([127, 0, 0, 1], self.admin_port).into();
+        wait_for_client(&format!("http://{address}"), || self.log("admin")).await
+    }
+}
+
+pub async fn wait_for_client(url: &str, log: impl Fn() -> String) -> AdminClient {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut client) = connect(url).await {
+            let projects = client.list_projects(wire::ListProjectsRequest {}).await;
+            if projects.is_ok_and(|p| p.into_inner().projects.iter().any(|p| p.name == PROJECT)) {
+                return client;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin at {url} never became ready; log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Registers a spec file into the default project and domain.
+pub async fn register_file(client: &mut AdminClient, path: &Path) -> Vec<aloft_cli::specs::Registered> {
+    let documents = read_spec_file(path).expect("spec file");
+    register_documents(client, PROJECT, DOMAIN, documents)
+        .await
+        .expect("registration")
+}
+
+pub fn workflow(name: &str) -> wire::create_execution_request::Target {
+    wire::create_execution_request::Target::Workflow(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: name.into(),
+        version: String::new(),
+    })
+}
+
+pub async fn launch(
+    client: &mut AdminClient,
+    target: wire::create_execution_request::Target,
+    name: &str,
+    inputs: &[(&str, &str)],
+) -> Result<wire::ExecutionIdentifier, tonic::Status> {
+    let response = client
+        .create_execution(wire::CreateExecutionRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            name: name.into(),
+            target: Some(target),
+            inputs: None,
+            text_inputs: inputs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await?;
+    Ok(response.into_inner().id.unwrap_or_default())
+}
+
+pub async fn get(client: &mut AdminClient, id: &wire::ExecutionIdentifier) -> wire::Execution {
+    client
+        .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+        .await
+        .expect("get execution")
+        .into_inner()
+}
+
+/// Waits until `condition` holds for the execution (or fails after `within`).
+pub async fn wait_until(
+    client: &mut AdminClient,
+    id: &wire::ExecutionIdentifier,
+    within: Duration,
+    condition: impl Fn(&wire::Execution) -> bool,
+) -> wire::Execution {
+    let deadline = Instant::now() + within;
+    loop {
+        let execution = get(client, id).await;
+        if condition(&execution) {
+            return execution;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execution {} never reached the condition; last: {execution:?}",
+            id.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn wait_finished(
+    client: &mut AdminClient,
+    id: &wire::ExecutionIdentifier,
+    within: Duration,
+) -> wire::Execution {
+    wait_until(client, id, within, |e| aloft_cli::render::is_terminal(e.phase)).await
+}
+
+/// Outputs as `name=text`, leaving out blobs (their URIs name the machine-local work dir).
+pub fn scalar_outputs(execution: &wire::Execution) -> Vec<String> {
+    let mut outputs: Vec<String> = execution
+        .outputs
+        .iter()
+        .flat_map(|m| m.values.iter())
+        .filter(|(_, v)| !matches!(v.value, Some(wire::literal::Value::Blob(_))))
+        .map(|(k, v)| format!("{k}={}", aloft_cli::render::literal_text(v)))
+        .collect();
+    outputs.sort();
+    outputs
+}
+
+/// Checks the decision stream of an execution has seq 1..=n with no gap and ends in ExecutionFinished.
+pub async fn assert_history_gap_free(
+    client: &mut AdminClient,
+    id: &wire::ExecutionIdentifier,
+) -> Vec<wire::HistoryEvent> {
+    let history = client
+        .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+        .await
+        .expect("history")
+        .into_inner()
+        .events;
+    let decisions: Vec<&wire::HistoryEvent> = history
+        .iter()
+        .filter(|e| e.stream.starts_with("execution/"))
+        .collect();
+    let seqs: Vec<u64> = decisions.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "history of {} has gaps or repeats", id.name);
+    assert_eq!(
+        history.first().map(|e| e.kind.as_str()),
+        Some("ExecutionRequested")
+    );
+    assert_eq!(
+        decisions.last().map(|e| e.kind.as_str()),
+        Some("ExecutionFinished")
+    );
+    history
+}
