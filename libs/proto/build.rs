@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "aloft/v1/envelope.proto",
         "aloft/v1/types.proto",
         "aloft/v1/admin.proto",
+        "aloft/v1/catalog.proto",
     ];
     let paths: Vec<String> = files.iter().map(|f| format!("{root}/{f}")).collect();
     for path in &paths {

@@ -86,6 +86,8 @@ pub struct Deployment {
     pub database_url: String,
     pub topic_prefix: String,
     pub admin_port: u16,
+    /// Every propeller of the deployment is pointed here; start the catalog with `start_catalog`.
+    pub catalog_port: u16,
     pub scratch: tempfile::TempDir,
 }
 
@@ -98,6 +100,7 @@ impl Deployment {
                 .expect("scratch database"),
             topic_prefix: format!("e2e-{}.", uuid::Uuid::new_v4().simple()),
             admin_port: free_port(),
+            catalog_port: free_port(),
             scratch: tempfile::tempdir().expect("tempdir"),
         }
     }
@@ -128,7 +131,12 @@ impl Deployment {
                 .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT);
         }
         if binary_name == "aloft-propeller" {
-            command.env("ALOFT_WORK_DIR", self.scratch.path().join("work"));
+            command
+                .env("ALOFT_WORK_DIR", self.scratch.path().join("work"))
+                .env("ALOFT_CATALOG", self.catalog_url());
+        }
+        if binary_name == "aloft-catalog" {
+            command.env("ALOFT_CATALOG_LISTEN", format!("127.0.0.1:{}", self.catalog_port));
         }
         for (key, value) in env {
             command.env(key, value);
@@ -157,6 +165,7 @@ impl Deployment {
             .command("aloft-propeller", &format!("propeller-{member}"))
             .env("ALOFT_MEMBER_ID", member)
             .env("ALOFT_WORK_DIR", self.scratch.path().join("work"))
+            .env("ALOFT_CATALOG", self.catalog_url())
             .spawn()
             .expect("spawn propeller");
         Service {
@@ -174,6 +183,38 @@ impl Deployment {
         Service {
             child,
             name: member.into(),
+        }
+    }
+
+    pub fn start_catalog(&self) -> Service {
+        let child = self
+            .command("aloft-catalog", "catalog")
+            .env("ALOFT_CATALOG_LISTEN", format!("127.0.0.1:{}", self.catalog_port))
+            .spawn()
+            .expect("spawn catalog");
+        Service {
+            child,
+            name: "catalog".into(),
+        }
+    }
+
+    pub fn catalog_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.catalog_port)
+    }
+
+    /// Connects to the catalog once it answers.
+    pub async fn catalog(&self) -> aloft_cli::lineage::CatalogClient {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(client) = aloft_cli::lineage::connect_catalog(&self.catalog_url()).await {
+                return client;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the catalog never answered; log:\n{}",
+                self.log("catalog")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -240,6 +281,7 @@ pub async fn launch(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            overwrite_cache: false,
         })
         .await?;
     Ok(response.into_inner().id.unwrap_or_default())

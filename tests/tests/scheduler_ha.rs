@@ -100,11 +100,24 @@ async fn killing_the_leading_scheduler_hands_over_with_no_missed_and_no_duplicat
         .unwrap();
 
     wait_for_fires(&mut client, 1, Duration::from_secs(90)).await;
-    let leading: Vec<usize> = (0..schedulers.len())
-        .filter(|&i| leads(&deployment.log(&format!("scheduler-{}", schedulers[i].name))))
-        .collect();
-    assert_eq!(leading.len(), 1, "exactly one scheduler must believe it leads");
-    let leader = leading[0];
+    // The first fire can come while the group is still forming (the first member to join leads until
+    // the second one's join rebalances it), so wait for leadership to settle on exactly one replica. A
+    // transient overlap cannot double-fire: fires carry deterministic execution names.
+    let settling_since = Instant::now();
+    let leader = loop {
+        let leading: Vec<usize> = (0..schedulers.len())
+            .filter(|&i| leads(&deployment.log(&format!("scheduler-{}", schedulers[i].name))))
+            .collect();
+        if leading.len() == 1 {
+            break leading[0];
+        }
+        assert!(
+            settling_since.elapsed() < Duration::from_secs(30),
+            "leadership did not settle on exactly one scheduler within 30 s: {} lead",
+            leading.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let mut killed = schedulers.remove(leader);
     killed.sigkill();
     let survivor = schedulers[0].name.clone();

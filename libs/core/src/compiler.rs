@@ -471,6 +471,7 @@ mod tests {
             run: TaskKind::Noop,
             retries: RetryPolicy::default(),
             timeout: None,
+            cache: None,
         };
         let id = Identifier {
             project: "p".into(),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheOutcome;
 use crate::compiler::CompiledWorkflow;
 use crate::ids::{ExecutionId, Identifier};
 use crate::spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
@@ -52,6 +53,9 @@ pub enum ExecutionEvent {
         /// The schedule time this execution was fired for, when a schedule launched it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scheduled_at: Option<i64>,
+        /// Cached tasks skip the lookup, run, and replace the stored result.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        overwrite_cache: bool,
     },
     TerminateRequested {
         execution: ExecutionId,
@@ -81,6 +85,9 @@ pub enum ExecutionEvent {
         attempt: u32,
         outputs: Outputs,
         at: i64,
+        /// Set for cached tasks: the key and what the cache did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache: Option<CacheOutcome>,
     },
     AttemptFailed {
         execution: ExecutionId,
@@ -198,6 +205,18 @@ pub enum RegistryEvent {
         id: Identifier,
         at: i64,
     },
+    /// Stored results of a task (one cache version, or all when empty; one key when set) created at or
+    /// before `at` are dropped; replaying the log keeps them dropped.
+    CacheEvicted {
+        project: String,
+        domain: String,
+        task_name: String,
+        #[serde(default)]
+        cache_version: String,
+        #[serde(default)]
+        key: String,
+        at: i64,
+    },
 }
 
 impl RegistryEvent {
@@ -213,6 +232,13 @@ impl RegistryEvent {
             RegistryEvent::LaunchPlanDeactivated { id, at } => {
                 format!("launch_plan_state/{id}/deactivated/{at}")
             }
+            RegistryEvent::CacheEvicted {
+                project,
+                domain,
+                task_name,
+                at,
+                ..
+            } => format!("cache_eviction/{project}/{domain}/{task_name}/{at}"),
         }
     }
 
@@ -223,7 +249,8 @@ impl RegistryEvent {
             | RegistryEvent::WorkflowRegistered { at, .. }
             | RegistryEvent::LaunchPlanRegistered { at, .. }
             | RegistryEvent::LaunchPlanActivated { at, .. }
-            | RegistryEvent::LaunchPlanDeactivated { at, .. } => *at,
+            | RegistryEvent::LaunchPlanDeactivated { at, .. }
+            | RegistryEvent::CacheEvicted { at, .. } => *at,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! plain function over plain data so it can be property-tested and replayed: live processing and replay of
 //! the event log run exactly this code.
 
+pub mod cache;
 pub mod compiler;
 pub mod events;
 pub mod ids;

@@ -104,6 +104,9 @@ pub struct TaskSpec {
     /// Per-attempt timeout such as `30s` or `1h`; the attempt is killed and counts as a user error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Memoization: results are reused for equal inputs (see `aloft_core::cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl TaskSpec {
@@ -113,6 +116,9 @@ impl TaskSpec {
             validate_version(version).map_err(|e| e.to_string())?;
         }
         validate_interface_names(&self.interface)?;
+        if let Some(cache) = &self.cache {
+            cache.validate(&self.name, &self.interface)?;
+        }
         if let Some(timeout) = &self.timeout {
             let millis =
                 parse_duration_millis(timeout).map_err(|e| format!("task {}: timeout: {e}", self.name))?;

@@ -122,6 +122,8 @@ pub struct ExecutionState {
     pub workflow: Arc<CompiledWorkflow>,
     pub inputs: Outputs,
     pub launch_plan: Option<Identifier>,
+    /// Cached tasks skip the lookup and replace the stored result.
+    pub overwrite_cache: bool,
     pub phase: ExecutionPhase,
     pub nodes: Vec<NodeState>,
     /// The seq of the last decision applied; the next must be `last_seq + 1`.
@@ -177,6 +179,7 @@ impl ExecutionState {
             workflow,
             inputs,
             launch_plan,
+            overwrite_cache: false,
             phase: ExecutionPhase::Queued,
             nodes,
             last_seq: 0,
@@ -579,9 +582,10 @@ impl PartitionFold {
                 inputs,
                 launch_plan,
                 requested_at,
+                overwrite_cache,
                 ..
             } => {
-                let state = ExecutionState::new(
+                let mut state = ExecutionState::new(
                     execution.clone(),
                     request_id.clone(),
                     Arc::new((**workflow).clone()),
@@ -589,6 +593,7 @@ impl PartitionFold {
                     launch_plan.clone(),
                     *requested_at,
                 );
+                state.overwrite_cache = *overwrite_cache;
                 self.executions.insert(execution.clone(), state);
             }
             other => {

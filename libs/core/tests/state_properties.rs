@@ -29,6 +29,7 @@ fn sum_task(inputs: usize) -> TaskSpec {
         run: TaskKind::Noop,
         retries: RetryPolicy::default(),
         timeout: None,
+        cache: None,
     }
 }
 
@@ -185,7 +186,7 @@ proptest! {
         let id = ExecutionId { project: "p".into(), domain: "d".into(), name: "e".into() };
         let mut sim = Simulation { fold: PartitionFold::default(), log: Vec::new(), id: id.clone(), now: 0 };
         sim.offer(EventMeta { seq: 1, writer_epoch: 1 }, ExecutionEvent::PartitionClaimed { partition: 0, epoch: 1, owner: "o".into(), at: 0 });
-        sim.offer(EventMeta { seq: 1, writer_epoch: 0 }, ExecutionEvent::ExecutionRequested {
+        sim.offer(EventMeta { seq: 1, writer_epoch: 0 }, ExecutionEvent::ExecutionRequested { overwrite_cache: false,
             execution: id.clone(), request_id: "r".into(), workflow: Box::new(workflow.clone()),
             inputs: [("x".to_string(), Value::Integer(x))].into(), launch_plan: None, requested_at: 0, scheduled_at: None,
         });
@@ -209,7 +210,7 @@ proptest! {
                 Outcome::Succeed => {
                     let inputs = state.node_inputs(node).expect("inputs of a started node resolve");
                     let sum: i64 = inputs.values().map(|v| match v { Value::Integer(i) => *i, _ => 0 }).sum();
-                    ExecutionEvent::AttemptSucceeded { execution: id.clone(), node, attempt, outputs: [("n".to_string(), Value::Integer(sum + 1))].into(), at: sim.now }
+                    ExecutionEvent::AttemptSucceeded { cache: None, execution: id.clone(), node, attempt, outputs: [("n".to_string(), Value::Integer(sum + 1))].into(), at: sim.now }
                 }
                 Outcome::FailUser | Outcome::FailSystem => {
                     let system = matches!(outcome, Outcome::FailSystem);
@@ -281,6 +282,7 @@ fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
             writer_epoch: 0,
         },
         ExecutionEvent::ExecutionRequested {
+            overwrite_cache: false,
             execution: id.clone(),
             request_id: "r".into(),
             workflow: Box::new(workflow),
@@ -315,6 +317,7 @@ fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
     );
     let before = sim.fold.clone();
     let late = ExecutionEvent::AttemptSucceeded {
+        cache: None,
         execution: id.clone(),
         node: 0,
         attempt: 1,
@@ -361,6 +364,7 @@ fn terminate_aborts_running_attempts_and_skips_the_rest() {
             writer_epoch: 0,
         },
         ExecutionEvent::ExecutionRequested {
+            overwrite_cache: false,
             execution: id.clone(),
             request_id: "r".into(),
             workflow: Box::new(workflow),

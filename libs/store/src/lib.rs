@@ -6,6 +6,7 @@
 //! is written once, in the dialect both databases share. This crate must not decide anything: the rules
 //! live in `aloft-core`.
 
+pub mod catalog;
 pub mod projection;
 pub mod queries;
 
@@ -34,6 +35,23 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_read_models.sql"),
     ),
     (2, "schedules", include_str!("../migrations/0002_schedules.sql")),
+    (3, "catalog", include_str!("../migrations/0003_catalog.sql")),
+];
+
+/// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.
+pub const CATALOG_TABLES: &[(&str, &str)] = &[
+    ("cache_entries", "cache_key"),
+    (
+        "cache_evictions",
+        "project, domain, task_name, cache_version, cache_key, evicted_at",
+    ),
+    ("lineage_executions", "project, domain, name"),
+    ("artifacts", "artifact_id"),
+    (
+        "artifact_consumers",
+        "project, domain, execution, node, input_name",
+    ),
+    ("catalog_offsets", "topic, log_partition"),
 ];
 
 /// The tables replay rebuilds, in a stable order (used to drop and to compare them).
@@ -137,8 +155,27 @@ impl Store {
 
     /// Empties every projection table (and the offsets), so the projector replays from offset 0.
     pub async fn drop_projections(&self) -> Result<()> {
+        self.empty_tables(PROJECTION_TABLES).await
+    }
+
+    /// Empties the catalog's derived tables (and its offsets), so the catalog replays from offset 0.
+    pub async fn drop_catalog(&self) -> Result<()> {
+        self.empty_tables(CATALOG_TABLES).await
+    }
+
+    /// Every row of every projection table as text, in key order: the audit comparison of a replay.
+    pub async fn dump_projections(&self) -> Result<String> {
+        self.dump_tables(PROJECTION_TABLES).await
+    }
+
+    /// Every row of the catalog's derived tables as text, in key order.
+    pub async fn dump_catalog(&self) -> Result<String> {
+        self.dump_tables(CATALOG_TABLES).await
+    }
+
+    async fn empty_tables(&self, tables: &[(&str, &str)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (table, _) in PROJECTION_TABLES {
+        for (table, _) in tables {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await?;
@@ -147,10 +184,9 @@ impl Store {
         Ok(())
     }
 
-    /// Every row of every projection table as text, in key order: the audit comparison of a replay.
-    pub async fn dump_projections(&self) -> Result<String> {
+    async fn dump_tables(&self, tables: &[(&'static str, &str)]) -> Result<String> {
         let mut dump = String::new();
-        for (table, key) in PROJECTION_TABLES {
+        for (table, key) in tables {
             dump.push_str(&format!("## {table}\n"));
             let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {key}"))
                 .fetch_all(&self.pool)

@@ -166,6 +166,8 @@ pub async fn apply_registry_event(
             .execute(conn)
             .await?;
         }
+        // The catalog's business: admin keeps no cache tables.
+        RegistryEvent::CacheEvicted { .. } => {}
     }
     Ok(())
 }
@@ -336,9 +338,34 @@ pub async fn apply_execution_event(
             attempt,
             outputs,
             at,
+            cache,
             ..
         } => {
             finish_attempt(conn, id, *node, *attempt, "SUCCEEDED", "", "", *at).await?;
+            let (cache_status, cache_source) = match cache {
+                Some(outcome) => (
+                    outcome.status.as_str(),
+                    outcome
+                        .source
+                        .as_ref()
+                        .map(|source| format!("{}/{}/{}", source.execution, source.node, source.attempt))
+                        .unwrap_or_default(),
+                ),
+                None => (aloft_core::cache::CacheStatus::Disabled.as_str(), String::new()),
+            };
+            sqlx::query(
+                "UPDATE task_attempts SET cache_status = $1, cache_source = $2 WHERE project = $3 AND domain = $4 \
+                 AND execution = $5 AND node_index = $6 AND attempt = $7",
+            )
+            .bind(cache_status)
+            .bind(cache_source)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .bind(*attempt as i64)
+            .execute(&mut *conn)
+            .await?;
             sqlx::query(
                 "UPDATE node_executions SET phase = 'SUCCEEDED', outputs_json = $1, finished_at = $2 \
                  WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 AND phase = 'RUNNING' \

@@ -83,6 +83,10 @@ pub struct AttemptRow {
     pub error: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// What the cache did (empty until the attempt succeeds).
+    pub cache_status: String,
+    /// For a cache hit: `<execution>/<node>/<attempt>` whose outputs were reused.
+    pub cache_source: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -303,7 +307,8 @@ impl Store {
 
     pub async fn task_attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRow>> {
         let rows = sqlx::query(
-            "SELECT node_id, attempt, phase, error_kind, error, started_at, finished_at FROM task_attempts \
+            "SELECT node_id, attempt, phase, error_kind, error, started_at, finished_at, cache_status, cache_source \
+             FROM task_attempts \
              WHERE project = $1 AND domain = $2 AND execution = $3 ORDER BY node_index, attempt",
         )
         .bind(&id.project)
@@ -321,6 +326,8 @@ impl Store {
                     error: row.try_get("error")?,
                     started_at: row.try_get("started_at")?,
                     finished_at: row.try_get("finished_at")?,
+                    cache_status: row.try_get("cache_status")?,
+                    cache_source: row.try_get("cache_source")?,
                 })
             })
             .collect()

@@ -57,6 +57,7 @@ fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
         },
         retries: RetryPolicy::default(),
         timeout: None,
+        cache: None,
     };
     (id, spec)
 }
@@ -94,6 +95,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
             1,
             0,
             ExecutionEvent::ExecutionRequested {
+                overwrite_cache: false,
                 execution: id.clone(),
                 request_id: "r1".into(),
                 workflow: Box::new(workflow),
@@ -162,6 +164,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
         decision(
             5,
             ExecutionEvent::AttemptSucceeded {
+                cache: None,
                 execution: id.clone(),
                 node: 0,
                 attempt: 2,

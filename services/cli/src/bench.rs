@@ -79,6 +79,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Vec<BenchResult>> {
         } else {
             url.clone()
         };
+        // One database for admin and catalog, as a deployment on Postgres has.
+        config.catalog_database_url = config.database_url.clone();
     }
     let fleet = Fleet::start(config).await?;
     let outcome = run_on(&fleet, &options).await;
@@ -96,6 +98,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         run: TaskKind::Noop,
         retries: RetryPolicy::default(),
         timeout: None,
+        cache: None,
     };
     let register = |spec_json: String| wire::RegisterRequest {
         project: project.into(),
@@ -311,6 +314,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
         run: TaskKind::Noop,
         retries: RetryPolicy::default(),
         timeout: None,
+        cache: None,
     };
     let now = chrono::Utc::now().timestamp_millis();
     let mut events = vec![RegistryEvent::WorkflowRegistered {

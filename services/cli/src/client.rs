@@ -11,17 +11,34 @@ use tonic::transport::Channel;
 use crate::fleet::{Fleet, FleetConfig};
 
 pub const DEFAULT_DEV_ADDRESS: &str = "127.0.0.1:8089";
+/// Where `aloft dev` serves the catalog.
+pub const DEFAULT_DEV_CATALOG_ADDRESS: &str = "127.0.0.1:8090";
 
 pub type AdminClient = AdminServiceClient<Channel>;
 
 /// A connection to admin, and the in-process fleet behind it when there is one.
 pub struct Connection {
     pub client: AdminClient,
+    /// The catalog's address, when known: `--catalog`, the dev server's, or the embedded fleet's.
+    pub catalog_url: Option<String>,
     pub embedded: Option<Fleet>,
 }
 
 impl Connection {
-    pub async fn open(admin: Option<&str>, data_dir: &Path, project: &str) -> anyhow::Result<Connection> {
+    pub async fn open(
+        admin: Option<&str>,
+        catalog: Option<&str>,
+        data_dir: &Path,
+        project: &str,
+    ) -> anyhow::Result<Connection> {
+        let mut connection = Connection::open_admin(admin, data_dir, project).await?;
+        if let Some(url) = catalog {
+            connection.catalog_url = Some(with_scheme(url));
+        }
+        Ok(connection)
+    }
+
+    async fn open_admin(admin: Option<&str>, data_dir: &Path, project: &str) -> anyhow::Result<Connection> {
         if let Some(url) = admin {
             let url = if url.contains("://") {
                 url.to_string()
@@ -33,6 +50,7 @@ impl Connection {
                 .map_err(|e| anyhow::anyhow!("cannot reach admin at {url}: {e}"))?;
             return Ok(Connection {
                 client,
+                catalog_url: None,
                 embedded: None,
             });
         }
@@ -41,6 +59,7 @@ impl Connection {
             eprintln!("using the aloft dev server at {DEFAULT_DEV_ADDRESS}");
             return Ok(Connection {
                 client,
+                catalog_url: Some(format!("http://{DEFAULT_DEV_CATALOG_ADDRESS}")),
                 embedded: None,
             });
         }
@@ -50,6 +69,7 @@ impl Connection {
         let client = connect(&fleet.endpoint()).await?;
         Ok(Connection {
             client,
+            catalog_url: Some(fleet.catalog_endpoint()),
             embedded: Some(fleet),
         })
     }
@@ -59,6 +79,14 @@ impl Connection {
             Some(fleet) => fleet.stop().await,
             None => Ok(()),
         }
+    }
+}
+
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
     }
 }
 

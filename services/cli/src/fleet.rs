@@ -1,4 +1,5 @@
-//! A whole Aloft fleet (admin, propellers, scheduler) in one process, sharing one event log instance.
+//! A whole Aloft fleet (admin, propellers, scheduler, catalog) in one process, sharing one event log
+//! instance. Admin and the catalog each listen on their own address, as they do when deployed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,18 +17,24 @@ pub struct FleetConfig {
     pub partitions: u32,
     pub work_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The catalog's database (its own file on the embedded backends, so it never waits on admin's).
+    pub catalog_database_url: String,
+    pub catalog_listen: SocketAddr,
     pub bootstrap_project: Option<String>,
     pub propellers: usize,
 }
 
 impl FleetConfig {
     /// Everything embedded under `data_dir`: the file log, SQLite and task working dirs.
+    /// The catalog listens on a free port; `aloft dev` pins it to [`crate::client::DEFAULT_DEV_CATALOG_ADDRESS`].
     pub fn embedded(data_dir: &std::path::Path, listen: SocketAddr) -> FleetConfig {
         FleetConfig {
             backend: LogBackend::Embedded {
                 dir: data_dir.to_path_buf(),
             },
             database_url: format!("sqlite://{}", data_dir.join("aloft.db").display()),
+            catalog_database_url: format!("sqlite://{}", data_dir.join("catalog.db").display()),
+            catalog_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             topics: Topics::with_prefix(""),
             partitions: 8,
             work_dir: data_dir.join("work"),
@@ -40,6 +47,7 @@ impl FleetConfig {
 
 pub struct Fleet {
     pub address: SocketAddr,
+    pub catalog_address: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -58,13 +66,32 @@ impl Fleet {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr()?;
+        let catalog_store = aloft_store::Store::connect(&config.catalog_database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("catalog database {}: {e}", config.catalog_database_url))?;
+        let catalog_listener = tokio::net::TcpListener::bind(config.catalog_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.catalog_listen))?;
+        let catalog_address = catalog_listener.local_addr()?;
+        let catalog: Arc<dyn aloft_propeller::memo::Catalog> = Arc::new(
+            aloft_propeller::memo::GrpcCatalog::new(&format!("http://{catalog_address}"))?,
+        );
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(aloft_catalog::run(
+            aloft_catalog::CatalogOptions::new(config.topics.clone()),
+            catalog_store,
+            Arc::clone(&log),
+            catalog_listener,
+            shutdown.child_token(),
+        )));
         for index in 0..config.propellers.max(1) {
             let options = aloft_propeller::PropellerOptions {
                 topics: config.topics.clone(),
                 member_id: format!("{}-propeller-{index}", aloft_telemetry::default_member_id()),
                 work_dir: config.work_dir.clone(),
+                catalog: Some(Arc::clone(&catalog)),
+                memo: aloft_propeller::memo::MemoOptions::default(),
             };
             tasks.push(tokio::spawn(aloft_propeller::run(
                 options,
@@ -93,6 +120,7 @@ impl Fleet {
         )));
         Ok(Fleet {
             address,
+            catalog_address,
             shutdown,
             tasks,
         })
@@ -100,6 +128,10 @@ impl Fleet {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    pub fn catalog_endpoint(&self) -> String {
+        format!("http://{}", self.catalog_address)
     }
 
     /// Stops the API first, then the propellers, and reports the first failure of any component.

@@ -1,10 +1,11 @@
 //! The `aloft` command line and the in-process fleet behind `aloft dev`, `aloft bench` and the embedded
 //! fallback of every command (so `aloft run FILE` works with nothing installed).
 //!
-//! The CLI talks to admin only through the gRPC API, in-process or remote alike.
+//! The CLI talks to admin and the catalog only through their gRPC APIs, in-process or remote alike.
 
 pub mod bench;
 pub mod client;
 pub mod fleet;
+pub mod lineage;
 pub mod render;
 pub mod specs;

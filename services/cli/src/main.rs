@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aloft_cli::bench::{self, BenchOptions, Shape};
-use aloft_cli::client::{AdminClient, Connection, DEFAULT_DEV_ADDRESS};
+use aloft_cli::client::{AdminClient, Connection, DEFAULT_DEV_ADDRESS, DEFAULT_DEV_CATALOG_ADDRESS};
 use aloft_cli::fleet::{Fleet, FleetConfig};
-use aloft_cli::render;
 use aloft_cli::specs::{read_spec_file, register_documents};
+use aloft_cli::{lineage, render};
 use aloft_proto::v1 as wire;
 use clap::{Parser, Subcommand, ValueEnum};
 use tonic::Status;
@@ -26,6 +26,9 @@ struct Cli {
     project: String,
     #[arg(long, global = true, env = "ALOFT_DOMAIN", default_value = "development")]
     domain: String,
+    /// Catalog API address (memoized results and lineage); default: that of `aloft dev` or the embedded fleet.
+    #[arg(long, global = true, env = "ALOFT_CATALOG")]
+    catalog: Option<String>,
     /// Data directory of the embedded fleet.
     #[arg(long, global = true, env = "ALOFT_DATA_DIR", default_value = ".aloft")]
     data_dir: PathBuf,
@@ -56,6 +59,9 @@ enum Command {
         /// Wait for the execution to finish, showing progress (always on for the embedded fleet).
         #[arg(long)]
         wait: bool,
+        /// Run cached tasks even when a result is stored, and replace the stored result.
+        #[arg(long)]
+        overwrite_cache: bool,
     },
     /// Show an execution (default), task, workflow or launch plan.
     Get {
@@ -103,15 +109,36 @@ enum Command {
     },
     /// Launch plans with an active schedule, and when each fires next.
     Schedules,
+    /// What an execution's artifacts were made from, and what was made from them.
+    ///
+    /// TARGET is EXECUTION, EXECUTION/NODE or EXECUTION/NODE/OUTPUT; an execution's inputs are its node
+    /// `@inputs`. Upstream is followed to the inputs of the root execution, through cache hits too.
+    Lineage {
+        target: String,
+        /// One JSON document: selected ids, artifacts and edges.
+        #[arg(long)]
+        json: bool,
+        /// Follow at most this many steps each way (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        depth: u32,
+    },
+    /// Memoized results: list them, or evict them so the task runs again.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Manage projects.
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
     },
-    /// Run the whole fleet (admin + propeller) in this process on the embedded backends.
+    /// Run the whole fleet (admin, propeller, scheduler, catalog) in this process on the embedded backends.
     Dev {
         #[arg(long, default_value = DEFAULT_DEV_ADDRESS)]
         listen: SocketAddr,
+        /// Where the catalog listens (`aloft lineage` and `aloft cache` find it here).
+        #[arg(long, default_value = DEFAULT_DEV_CATALOG_ADDRESS)]
+        catalog_listen: SocketAddr,
     },
     /// Measure engine overhead on chains and fan-outs of noop nodes, or the event log's latency.
     Bench {
@@ -139,6 +166,26 @@ enum LaunchPlanCommand {
     Deactivate {
         name: String,
         version: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// Stored results in the project and domain, newest first.
+    List {
+        /// Only this task's results.
+        task: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Remove a task's stored results (every cache version unless --cache-version).
+    Evict {
+        task: String,
+        #[arg(long)]
+        cache_version: Option<String>,
+        /// Only the result with this cache key.
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -226,13 +273,18 @@ async fn async_main() {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
-        Command::Dev { listen } => {
+        Command::Dev {
+            listen,
+            catalog_listen,
+        } => {
             let mut config = FleetConfig::embedded(&cli.data_dir, *listen);
             config.bootstrap_project = Some(cli.project.clone());
+            config.catalog_listen = *catalog_listen;
             let fleet = Fleet::start(config).await?;
             eprintln!(
-                "aloft dev: API on {}, data in {}; Ctrl-C to stop",
+                "aloft dev: API on {}, catalog on {}, data in {}; Ctrl-C to stop",
                 fleet.endpoint(),
+                fleet.catalog_endpoint(),
                 cli.data_dir.display()
             );
             fleet.run_until(aloft_telemetry::shutdown_on_signals()).await?;
@@ -318,11 +370,87 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         _ => {}
     }
-    let mut connection = Connection::open(cli.admin.as_deref(), &cli.data_dir, &cli.project).await?;
+    let mut connection = Connection::open(
+        cli.admin.as_deref(),
+        cli.catalog.as_deref(),
+        &cli.data_dir,
+        &cli.project,
+    )
+    .await?;
     let embedded = connection.embedded.is_some();
-    let result = run_command(&cli, &mut connection.client, embedded).await;
+    let result = match &cli.command {
+        Command::Lineage { .. } | Command::Cache { .. } => {
+            run_catalog_command(&cli, connection.catalog_url.as_deref()).await
+        }
+        _ => run_command(&cli, &mut connection.client, embedded).await,
+    };
     connection.close().await?;
     result
+}
+
+async fn run_catalog_command(cli: &Cli, catalog_url: Option<&str>) -> anyhow::Result<i32> {
+    let url = catalog_url.ok_or_else(|| {
+        anyhow::anyhow!("no catalog address: pass --catalog URL (or set ALOFT_CATALOG) along with --admin")
+    })?;
+    let mut catalog = lineage::connect_catalog(url).await?;
+    match &cli.command {
+        Command::Lineage { target, json, depth } => {
+            let request = lineage::lineage_request(&cli.project, &cli.domain, target, *depth)?;
+            let answer = catalog
+                .get_lineage(request)
+                .await
+                .map_err(api("lineage"))?
+                .into_inner();
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&lineage::lineage_json(&answer))?
+                );
+            } else {
+                print!("{}", lineage::render_lineage(&answer));
+            }
+            Ok(0)
+        }
+        Command::Cache {
+            command: CacheCommand::List { task, limit },
+        } => {
+            let entries = catalog
+                .list_cache_entries(wire::ListCacheEntriesRequest {
+                    project: cli.project.clone(),
+                    domain: cli.domain.clone(),
+                    task_name: task.clone().unwrap_or_default(),
+                    limit: *limit,
+                })
+                .await
+                .map_err(api("list cached results"))?
+                .into_inner();
+            print!("{}", lineage::render_cache_entries(&entries.entries));
+            Ok(0)
+        }
+        Command::Cache {
+            command:
+                CacheCommand::Evict {
+                    task,
+                    cache_version,
+                    key,
+                },
+        } => {
+            let evicted = catalog
+                .evict(wire::EvictRequest {
+                    project: cli.project.clone(),
+                    domain: cli.domain.clone(),
+                    task_name: task.clone(),
+                    cache_version: cache_version.clone().unwrap_or_default(),
+                    key: key.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(api("evict"))?
+                .into_inner();
+            println!("evicted {} cached result(s) of task {task}", evicted.evicted);
+            Ok(0)
+        }
+        _ => Ok(0),
+    }
 }
 
 fn execution_id(cli: &Cli, text: &str) -> wire::ExecutionIdentifier {
@@ -364,6 +492,7 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             name,
             version,
             wait,
+            overwrite_cache,
         } => {
             let path = Path::new(target);
             let target = if path.is_file() {
@@ -402,6 +531,7 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
                     .collect::<BTreeMap<_, _>>()
                     .into_iter()
                     .collect(),
+                overwrite_cache: *overwrite_cache,
             };
             let created = client
                 .create_execution(request)
@@ -686,7 +816,9 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             print_schedules(cli, client).await?;
             Ok(0)
         }
-        Command::Dev { .. } | Command::Bench { .. } => Ok(0),
+        Command::Dev { .. } | Command::Bench { .. } | Command::Lineage { .. } | Command::Cache { .. } => {
+            Ok(0)
+        }
     }
 }
 

@@ -110,8 +110,12 @@ pub fn print_execution(execution: &wire::Execution) {
             } else {
                 node.error.clone()
             };
+            let cache = match node.cache_status.as_str() {
+                "" | "DISABLED" => String::new(),
+                status => format!("cache={status}  "),
+            };
             println!(
-                "  {:width$}  {:9}  attempts={}  {:>8}  {}",
+                "  {:width$}  {:9}  attempts={}  {:>8}  {cache}{}",
                 node.node_id,
                 node_phase(node.phase),
                 node.attempts,

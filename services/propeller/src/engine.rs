@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
+use crate::memo::{self, Catalog, MemoOptions, MemoizedAttempt};
 use crate::metrics;
 
 const READ_BATCH: usize = 1000;
@@ -45,7 +46,15 @@ struct AttemptKey {
 struct AttemptFinished {
     partition: u32,
     key: AttemptKey,
-    outcome: AttemptOutcome,
+    memoized: MemoizedAttempt,
+}
+
+/// How attempts run: the executors, and the catalog that memoizes cached tasks (none: they always run).
+#[derive(Clone)]
+pub struct AttemptRunner {
+    pub executors: Executors,
+    pub catalog: Option<Arc<dyn Catalog>>,
+    pub memo: MemoOptions,
 }
 
 /// An append in flight, resolved in the order appends were enqueued.
@@ -88,7 +97,7 @@ pub struct Engine {
     log: Arc<dyn EventLog>,
     topic: String,
     member: String,
-    executors: Executors,
+    runner: AttemptRunner,
     partitions: HashMap<u32, PartitionRuntime>,
     running: HashMap<AttemptKey, CancellationToken>,
     finished_tx: mpsc::UnboundedSender<AttemptFinished>,
@@ -102,7 +111,7 @@ impl Engine {
         topic: String,
         group: String,
         member: String,
-        executors: Executors,
+        runner: AttemptRunner,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
@@ -111,7 +120,7 @@ impl Engine {
             log,
             topic,
             member,
-            executors,
+            runner,
             partitions: HashMap::new(),
             running: HashMap::new(),
             finished_tx,
@@ -531,20 +540,30 @@ impl Engine {
             node_id: compiled.id.clone(),
             attempt,
             task: compiled.task.clone(),
+            task_version: compiled.task_id.version.clone(),
             inputs,
         };
+        let overwrite_cache = state.overwrite_cache;
         debug!(execution = %execution, node = %compiled.id, attempt, "starting attempt");
         let cancel = CancellationToken::new();
         self.running.insert(key.clone(), cancel.clone());
         metrics::ATTEMPTS_STARTED.increment(&[], 1.0);
-        let executors = self.executors.clone();
+        let runner = self.runner.clone();
         let finished_tx = self.finished_tx.clone();
         tokio::spawn(async move {
-            let outcome = executors.run(request, cancel).await;
+            let memoized = memo::run_attempt(
+                runner.executors,
+                runner.catalog,
+                runner.memo,
+                request,
+                overwrite_cache,
+                cancel,
+            )
+            .await;
             let _ = finished_tx.send(AttemptFinished {
                 partition,
                 key,
-                outcome,
+                memoized,
             });
         });
     }
@@ -572,7 +591,7 @@ impl Engine {
 
     fn on_attempt_finished(&mut self, finished: AttemptFinished) {
         self.running.remove(&finished.key);
-        let outcome = match &finished.outcome {
+        let outcome = match &finished.memoized.outcome {
             AttemptOutcome::Succeeded(_) => "succeeded",
             AttemptOutcome::Failed {
                 kind: ErrorKind::User,
@@ -610,14 +629,15 @@ impl Engine {
         if !still_running {
             return;
         }
-        let at = now_millis();
-        let event = match finished.outcome {
+        let at = finished.memoized.finished_at;
+        let event = match finished.memoized.outcome {
             AttemptOutcome::Succeeded(outputs) => ExecutionEvent::AttemptSucceeded {
                 execution: execution.clone(),
                 node,
                 attempt,
                 outputs,
                 at,
+                cache: finished.memoized.cache,
             },
             AttemptOutcome::Failed { kind, message } => ExecutionEvent::AttemptFailed {
                 execution: execution.clone(),

@@ -24,6 +24,8 @@ pub struct AttemptRequest {
     pub node_id: String,
     pub attempt: u32,
     pub task: TaskSpec,
+    /// The registered version of the task (recorded with cached results and lineage).
+    pub task_version: String,
     pub inputs: Outputs,
 }
 

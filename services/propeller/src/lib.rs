@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod executor;
+pub mod memo;
 pub mod metrics;
 
 use std::path::PathBuf;
@@ -19,13 +20,17 @@ pub use engine::Engine;
 pub use executor::Executors;
 
 /// What a propeller needs besides its event log.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PropellerOptions {
     pub topics: Topics,
     /// Unique per instance; shown as the owner of its partition claims.
     pub member_id: String,
     /// Where process tasks get their working directories.
     pub work_dir: PathBuf,
+    /// The catalog that memoizes cached tasks (`http://HOST:PORT`); without it cached tasks always run
+    /// and record LOOKUP_FAILURE.
+    pub catalog: Option<Arc<dyn memo::Catalog>>,
+    pub memo: memo::MemoOptions,
 }
 
 /// Runs one propeller on `log` until `shutdown` is cancelled.
@@ -41,7 +46,11 @@ pub async fn run(
         options.topics.executions.clone(),
         options.topics.group("aloft-propeller"),
         options.member_id,
-        Executors::new(options.work_dir),
+        engine::AttemptRunner {
+            executors: Executors::new(options.work_dir),
+            catalog: options.catalog,
+            memo: options.memo,
+        },
         shutdown,
     )
     .await

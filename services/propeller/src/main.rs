@@ -16,6 +16,10 @@ struct Args {
     /// Serve /healthz, /readyz (every owned partition claimed) and /metrics on this address.
     #[arg(long, env = "ALOFT_OPS_LISTEN")]
     ops_listen: Option<std::net::SocketAddr>,
+    /// The catalog service (http://HOST:PORT) that memoizes cached tasks. Without it, cached tasks run
+    /// every time and record LOOKUP_FAILURE.
+    #[arg(long, env = "ALOFT_CATALOG")]
+    catalog: Option<String>,
 }
 
 #[tokio::main]
@@ -45,6 +49,11 @@ async fn main() -> anyhow::Result<()> {
         topics: args.backend.topics(),
         member_id: args.member_id.unwrap_or_else(aloft_telemetry::default_member_id),
         work_dir: args.work_dir,
+        catalog: match &args.catalog {
+            Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::GrpcCatalog::new(url)?)),
+            None => None,
+        },
+        memo: aloft_propeller::memo::MemoOptions::default(),
     };
     aloft_propeller::run(options, log, shutdown).await
 }

@@ -1,4 +1,4 @@
-//! The propeller's metrics (labels: outcome only).
+//! The propeller's metrics (labels: outcome or result only).
 
 use aloft_telemetry::ops::{Metric, MetricKind};
 
@@ -33,6 +33,12 @@ pub const PARTITIONS_ACTIVE: Metric = Metric {
     help: "Owned partitions caught up and claimed (deciding).",
 };
 
+pub const CACHE_LOOKUPS: Metric = Metric {
+    name: "aloft_propeller_cache_lookups_total",
+    kind: MetricKind::Counter,
+    help: "Catalog lookups of cached tasks, by result (hit, miss, failure).",
+};
+
 pub fn register() {
     for metric in [
         EVENTS_APPLIED,
@@ -41,6 +47,7 @@ pub fn register() {
         ATTEMPTS_FINISHED,
         PARTITIONS_OWNED,
         PARTITIONS_ACTIVE,
+        CACHE_LOOKUPS,
     ] {
         metric.register();
     }

@@ -37,6 +37,7 @@ fn process_task(
         },
         retries: RetryPolicy::default(),
         timeout: timeout.map(str::to_string),
+        cache: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn request(task: TaskSpec, inputs: &[(&str, Value)]) -> AttemptRequest {
         node_id: "n".into(),
         attempt: 1,
         task,
+        task_version: "1".into(),
         inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
     }
 }

@@ -219,7 +219,9 @@ impl Scheduler {
                     plan.active_since = None;
                 }
             }
-            RegistryEvent::ProjectRegistered { .. } | RegistryEvent::TaskRegistered { .. } => {}
+            RegistryEvent::ProjectRegistered { .. }
+            | RegistryEvent::TaskRegistered { .. }
+            | RegistryEvent::CacheEvicted { .. } => {}
         }
     }
 
@@ -360,6 +362,7 @@ impl Scheduler {
                     launch_plan: Some(plan_entry.id.clone()),
                     requested_at: now.timestamp_millis(),
                     scheduled_at: Some(scheduled_at.timestamp_millis()),
+                    overwrite_cache: false,
                 };
                 let key = execution.partition_key();
                 let envelope = Envelope::unsequenced(

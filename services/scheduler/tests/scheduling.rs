@@ -54,6 +54,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
         run: TaskKind::Noop,
         retries: RetryPolicy::default(),
         timeout: None,
+        cache: None,
     };
     let workflow = CompiledWorkflow::for_single_task(id("job"), task);
     let event = RegistryEvent::WorkflowRegistered {

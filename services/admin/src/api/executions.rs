@@ -37,6 +37,7 @@ impl AdminApi {
         workflow: CompiledWorkflow,
         inputs: Outputs,
         launch_plan: Option<Identifier>,
+        overwrite_cache: bool,
     ) -> ApiResult<wire::CreateExecutionResponse> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let event = ExecutionEvent::ExecutionRequested {
@@ -47,6 +48,7 @@ impl AdminApi {
             launch_plan,
             requested_at: now_millis(),
             scheduled_at: None,
+            overwrite_cache,
         };
         let envelope = Envelope::unsequenced(
             format!("request/{}/{request_id}", id.partition_key()),
@@ -109,7 +111,8 @@ impl AdminApi {
         let id = self
             .new_execution_id(&source.project, &source.domain, &request.name)
             .await?;
-        self.request_execution(id, *workflow, inputs, launch_plan).await
+        self.request_execution(id, *workflow, inputs, launch_plan, false)
+            .await
     }
 
     /// Resolves what to run and with which inputs, type-checking every input.

@@ -397,7 +397,8 @@ impl AdminService for AdminApi {
                     .await?;
                 let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
                 let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
-                self.request_execution(id, workflow, inputs, launch_plan).await
+                self.request_execution(id, workflow, inputs, launch_plan, request.overwrite_cache)
+                    .await
             }
             .await,
         )
@@ -438,6 +439,7 @@ impl AdminService for AdminApi {
                         error: node.error,
                         started_at_millis: node.started_at.unwrap_or(0),
                         finished_at_millis: node.finished_at.unwrap_or(0),
+                        cache_status: String::new(),
                     })
                     .collect();
                 execution.attempts = self
@@ -453,8 +455,21 @@ impl AdminService for AdminApi {
                         error: attempt.error,
                         started_at_millis: attempt.started_at,
                         finished_at_millis: attempt.finished_at.unwrap_or(0),
+                        cache_status: attempt.cache_status,
+                        cache_source: attempt.cache_source,
                     })
                     .collect();
+                // A node's cache status is its last attempt's.
+                for node in &mut execution.nodes {
+                    if let Some(last) = execution
+                        .attempts
+                        .iter()
+                        .rev()
+                        .find(|a| a.node_id == node.node_id)
+                    {
+                        node.cache_status = last.cache_status.clone();
+                    }
+                }
                 Ok(execution)
             }
             .await,

@@ -1,0 +1,97 @@
+//! The catalog: memoized task results (lookups, reservations so equal concurrent runs execute once,
+//! puts, evictions) and the lineage of every artifact, behind a gRPC API.
+//!
+//! It owns its tables (cache entries, evictions, artifacts, lineage edges; see `aloft_store::catalog`) and
+//! fills them from `aloft.executions` and evictions on `aloft.registry`, so they can be dropped and rebuilt
+//! by replaying the log. It decides nothing about executions: the propeller asks, and records what the cache
+//! did on the log.
+
+pub mod api;
+pub mod metrics;
+pub mod projector;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_eventlog::{EventLog, Topics};
+use aloft_proto::v1::catalog_service_server::CatalogServiceServer;
+use aloft_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    pub topics: Topics,
+    /// Serves /healthz, /readyz and /metrics here when set.
+    pub ops_listen: Option<std::net::SocketAddr>,
+}
+
+impl CatalogOptions {
+    pub fn new(topics: Topics) -> CatalogOptions {
+        CatalogOptions {
+            topics,
+            ops_listen: None,
+        }
+    }
+}
+
+/// Serves the API on `listener` and runs the projector until `shutdown` is cancelled; the API stops
+/// first, then the projector (which commits with every batch).
+pub async fn run(
+    options: CatalogOptions,
+    store: Store,
+    log: Arc<dyn EventLog>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    metrics::register();
+    let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
+    if let Some(address) = options.ops_listen {
+        let pool = store.pool().clone();
+        let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(move || {
+            let pool = pool.clone();
+            let started = !progress_rx.borrow().is_empty();
+            Box::pin(async move {
+                let probe = sqlx::query("SELECT 1").execute(&pool);
+                match tokio::time::timeout(Duration::from_secs(2), probe).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Err(format!("database unreachable: {error}")),
+                    Err(_) => return Err("database did not answer within 2 s".to_string()),
+                }
+                if started {
+                    Ok(())
+                } else {
+                    Err("the projector has not started".to_string())
+                }
+            })
+        });
+        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+    }
+    let projector_shutdown = CancellationToken::new();
+    let projector = tokio::spawn(projector::run(
+        store.clone(),
+        Arc::clone(&log),
+        options.topics.clone(),
+        progress_tx,
+        projector_shutdown.clone(),
+    ));
+    let api = api::CatalogApi {
+        store,
+        log,
+        topics: options.topics,
+    };
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "catalog API listening");
+    let served = tonic::transport::Server::builder()
+        .add_service(CatalogServiceServer::new(api).max_decoding_message_size(64 * 1024 * 1024))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled(),
+        )
+        .await;
+    projector_shutdown.cancel();
+    let _ = projector.await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,34 @@
+use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use clap::Parser;
+
+/// Aloft catalog: memoized task results and artifact lineage, fed by aloft.executions.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Address of the gRPC API (propellers and `aloft lineage` / `aloft cache` connect here).
+    #[arg(long, env = "ALOFT_CATALOG_LISTEN", default_value = "127.0.0.1:8090")]
+    listen: std::net::SocketAddr,
+    /// Serve /healthz, /readyz (database reachable, projector running) and /metrics on this address.
+    #[arg(long, env = "ALOFT_OPS_LISTEN")]
+    ops_listen: Option<std::net::SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    aloft_telemetry::init_tracing("aloft-catalog", "info");
+    let shutdown = shutdown_on_signals();
+    let database_url = args.backend.database_url();
+    let store = aloft_store::Store::connect(&database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("--database-url {database_url}: {e}"))?;
+    let log = args.backend.open_log().await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
+    let mut options = aloft_catalog::CatalogOptions::new(args.backend.topics());
+    options.ops_listen = args.ops_listen;
+    aloft_catalog::run(options, store, log, listener, shutdown).await
+}

@@ -1,0 +1,386 @@
+//! Memoization around one attempt: a cached task asks the catalog before it runs and stores its result
+//! after. A hit succeeds the attempt with the stored outputs and no run; with `serialize`, concurrent
+//! attempts with one key run once (the reservation holder runs, the others wait for its result, and take
+//! over if its reservation expires). A catalog that cannot be reached degrades to running the task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_core::cache::{cache_key, CacheOutcome, CacheStatus, ProducedBy};
+use aloft_core::events::Outputs;
+use aloft_core::ExecutionId;
+use aloft_proto::v1 as wire;
+use aloft_proto::v1::catalog_service_client::CatalogServiceClient;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
+use crate::metrics;
+
+/// What the memoizer needs from the catalog; the gRPC client in production, anything in tests.
+pub trait Catalog: Send + Sync {
+    fn get_or_reserve(
+        &self,
+        key: &str,
+        reserve: Option<(&str, Duration)>,
+    ) -> BoxFuture<'static, Result<Lookup, String>>;
+    fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), String>>;
+    fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), String>>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Hit { outputs: Outputs, source: ProducedBy },
+    Reserved,
+    Held { owner: String },
+    Miss,
+}
+
+/// A result to store under `key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResult {
+    pub key: String,
+    pub task_name: String,
+    pub cache_version: String,
+    pub task_version: String,
+    pub outputs: Outputs,
+    pub produced_by: ProducedBy,
+    pub at: i64,
+}
+
+/// How memoization behaves; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct MemoOptions {
+    /// A serialized run's reservation lasts this long without a heartbeat; after its holder dies, a waiter
+    /// takes over within about this long.
+    pub reservation_ttl: Duration,
+    /// How often a waiting attempt asks again.
+    pub wait_interval: Duration,
+}
+
+impl Default for MemoOptions {
+    fn default() -> Self {
+        MemoOptions {
+            reservation_ttl: Duration::from_secs(30),
+            wait_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// How one attempt ended, with what the cache did and the time to record (the same time the result was
+/// stored under, so the catalog's replay of the log stores the very same entry).
+pub struct MemoizedAttempt {
+    pub outcome: AttemptOutcome,
+    pub cache: Option<CacheOutcome>,
+    pub finished_at: i64,
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn finished(outcome: AttemptOutcome, cache: Option<CacheOutcome>) -> MemoizedAttempt {
+    MemoizedAttempt {
+        outcome,
+        cache,
+        finished_at: now_millis(),
+    }
+}
+
+/// Runs one attempt, through the cache when its task is cached.
+pub async fn run_attempt(
+    executors: Executors,
+    catalog: Option<Arc<dyn Catalog>>,
+    options: MemoOptions,
+    request: AttemptRequest,
+    overwrite_cache: bool,
+    cancel: CancellationToken,
+) -> MemoizedAttempt {
+    let Some(config) = request.task.cache.clone() else {
+        return finished(executors.run(request, cancel).await, None);
+    };
+    let key = cache_key(
+        &request.execution.project,
+        &request.execution.domain,
+        &request.task.name,
+        &config,
+        &request.task.interface,
+        &request.inputs,
+    );
+    let outcome_with = |status: CacheStatus, source: Option<ProducedBy>| CacheOutcome {
+        key: key.clone(),
+        status,
+        source,
+    };
+    let Some(catalog) = catalog else {
+        warn!(execution = %request.execution, node = %request.node_id, "task is cached but no catalog is configured; running it");
+        let outcome = executors.run(request, cancel).await;
+        return finished(outcome, Some(outcome_with(CacheStatus::LookupFailure, None)));
+    };
+    let produced_by = ProducedBy {
+        execution: request.execution.clone(),
+        node: request.node_id.clone(),
+        attempt: request.attempt,
+    };
+    let owner = format!("{}/{}/{}", request.execution, request.node_id, request.attempt);
+    let stored = |outputs: &Outputs, at: i64| StoredResult {
+        key: key.clone(),
+        task_name: request.task.name.clone(),
+        cache_version: config.version.clone(),
+        task_version: request.task_version.clone(),
+        outputs: outputs.clone(),
+        produced_by: produced_by.clone(),
+        at,
+    };
+
+    if overwrite_cache {
+        let outcome = executors.run(request.clone(), cancel).await;
+        let at = now_millis();
+        let status = match &outcome {
+            AttemptOutcome::Succeeded(outputs) => match catalog.put(stored(outputs, at), true).await {
+                Ok(()) => CacheStatus::Skipped,
+                Err(error) => {
+                    warn!(execution = %request.execution, node = %request.node_id, %error, "cannot store the overwritten result");
+                    CacheStatus::PutFailure
+                }
+            },
+            _ => CacheStatus::Skipped,
+        };
+        return MemoizedAttempt {
+            outcome,
+            cache: Some(outcome_with(status, None)),
+            finished_at: at,
+        };
+    }
+
+    let reserve = config
+        .serialize
+        .then_some((owner.as_str(), options.reservation_ttl));
+    loop {
+        let lookup = tokio::select! {
+            _ = cancel.cancelled() => return finished(AttemptOutcome::Cancelled, None),
+            lookup = catalog.get_or_reserve(&key, reserve) => lookup,
+        };
+        match lookup {
+            Ok(Lookup::Hit { outputs, source }) => {
+                metrics::CACHE_LOOKUPS.increment(&[("result", "hit")], 1.0);
+                debug!(execution = %request.execution, node = %request.node_id, "cache hit");
+                return finished(
+                    AttemptOutcome::Succeeded(outputs),
+                    Some(outcome_with(CacheStatus::Hit, Some(source))),
+                );
+            }
+            Ok(Lookup::Held { owner: holder }) => {
+                debug!(execution = %request.execution, node = %request.node_id, %holder, "waiting for the reservation holder's result");
+                tokio::select! {
+                    _ = cancel.cancelled() => return finished(AttemptOutcome::Cancelled, None),
+                    _ = tokio::time::sleep(options.wait_interval) => continue,
+                }
+            }
+            Ok(lookup @ (Lookup::Miss | Lookup::Reserved)) => {
+                metrics::CACHE_LOOKUPS.increment(&[("result", "miss")], 1.0);
+                let reserved = lookup == Lookup::Reserved;
+                let heartbeat = reserved.then(|| {
+                    spawn_heartbeat(
+                        Arc::clone(&catalog),
+                        key.clone(),
+                        owner.clone(),
+                        options.reservation_ttl,
+                    )
+                });
+                let outcome = executors.run(request.clone(), cancel.clone()).await;
+                let at = now_millis();
+                if let Some(heartbeat) = heartbeat {
+                    heartbeat.cancel();
+                }
+                let status = match &outcome {
+                    AttemptOutcome::Succeeded(outputs) => match catalog.put(stored(outputs, at), false).await
+                    {
+                        Ok(()) => CacheStatus::Populated,
+                        Err(error) => {
+                            warn!(execution = %request.execution, node = %request.node_id, %error, "cannot store the result in the catalog");
+                            CacheStatus::PutFailure
+                        }
+                    },
+                    _ => CacheStatus::Miss,
+                };
+                if reserved && !matches!(outcome, AttemptOutcome::Succeeded(_)) {
+                    // Let a waiter run it now rather than after the reservation expires.
+                    let _ = catalog.release(&key, &owner).await;
+                }
+                return MemoizedAttempt {
+                    outcome,
+                    cache: Some(outcome_with(status, None)),
+                    finished_at: at,
+                };
+            }
+            Err(error) => {
+                metrics::CACHE_LOOKUPS.increment(&[("result", "failure")], 1.0);
+                warn!(execution = %request.execution, node = %request.node_id, %error, "cache lookup failed; running the task");
+                let outcome = executors.run(request.clone(), cancel).await;
+                let at = now_millis();
+                if let AttemptOutcome::Succeeded(outputs) = &outcome {
+                    // Best effort; the catalog also records the result from the log when it is back.
+                    let _ = catalog.put(stored(outputs, at), false).await;
+                }
+                return MemoizedAttempt {
+                    outcome,
+                    cache: Some(outcome_with(CacheStatus::LookupFailure, None)),
+                    finished_at: at,
+                };
+            }
+        }
+    }
+}
+
+/// Keeps a reservation alive while its task runs.
+fn spawn_heartbeat(
+    catalog: Arc<dyn Catalog>,
+    key: String,
+    owner: String,
+    ttl: Duration,
+) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                _ = tokio::time::sleep(ttl / 3) => {}
+            }
+            if let Err(error) = catalog.get_or_reserve(&key, Some((&owner, ttl))).await {
+                warn!(%key, %error, "cannot extend the cache reservation");
+            }
+        }
+    });
+    stop
+}
+
+/// The catalog's gRPC API.
+#[derive(Clone)]
+pub struct GrpcCatalog {
+    client: CatalogServiceClient<tonic::transport::Channel>,
+}
+
+impl GrpcCatalog {
+    /// Connects lazily, so the propeller starts (and degrades to misses) while the catalog is down.
+    pub fn new(url: &str) -> anyhow::Result<GrpcCatalog> {
+        let url = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| anyhow::anyhow!("invalid catalog address {url:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(3))
+            .connect_lazy();
+        Ok(GrpcCatalog {
+            client: CatalogServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+        })
+    }
+}
+
+fn execution_from_wire(id: Option<wire::ExecutionIdentifier>) -> ExecutionId {
+    let id = id.unwrap_or_default();
+    ExecutionId {
+        project: id.project,
+        domain: id.domain,
+        name: id.name,
+    }
+}
+
+impl Catalog for GrpcCatalog {
+    fn get_or_reserve(
+        &self,
+        key: &str,
+        reserve: Option<(&str, Duration)>,
+    ) -> BoxFuture<'static, Result<Lookup, String>> {
+        let mut client = self.client.clone();
+        let request = wire::GetOrReserveRequest {
+            key: key.to_string(),
+            reserve: reserve.is_some(),
+            owner: reserve.map(|(owner, _)| owner.to_string()).unwrap_or_default(),
+            reservation_ttl_millis: reserve.map(|(_, ttl)| ttl.as_millis() as i64).unwrap_or(0),
+        };
+        async move {
+            let response = client
+                .get_or_reserve(request)
+                .await
+                .map_err(|status| format!("catalog: {}", status.message()))?
+                .into_inner();
+            use wire::get_or_reserve_response::Result as Answer;
+            Ok(match response.result {
+                Some(Answer::Hit(entry)) => {
+                    let outputs: Outputs = serde_json::from_str(&entry.outputs_json)
+                        .map_err(|e| format!("catalog answered unreadable outputs: {e}"))?;
+                    Lookup::Hit {
+                        outputs,
+                        source: ProducedBy {
+                            execution: execution_from_wire(entry.execution),
+                            node: entry.node,
+                            attempt: entry.attempt,
+                        },
+                    }
+                }
+                Some(Answer::Reserved(_)) => Lookup::Reserved,
+                Some(Answer::Held(reservation)) => Lookup::Held {
+                    owner: reservation.owner,
+                },
+                Some(Answer::Miss(_)) | None => Lookup::Miss,
+            })
+        }
+        .boxed()
+    }
+
+    fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), String>> {
+        let mut client = self.client.clone();
+        let execution = &entry.produced_by.execution;
+        let request = wire::PutRequest {
+            entry: Some(wire::CacheEntry {
+                key: entry.key.clone(),
+                project: execution.project.clone(),
+                domain: execution.domain.clone(),
+                task_name: entry.task_name.clone(),
+                cache_version: entry.cache_version.clone(),
+                outputs_json: serde_json::to_string(&entry.outputs).unwrap_or_default(),
+                execution: Some(wire::ExecutionIdentifier {
+                    project: execution.project.clone(),
+                    domain: execution.domain.clone(),
+                    name: execution.name.clone(),
+                }),
+                node: entry.produced_by.node.clone(),
+                attempt: entry.produced_by.attempt,
+                task_version: entry.task_version.clone(),
+                created_at_millis: entry.at,
+            }),
+            overwrite,
+        };
+        async move {
+            client
+                .put(request)
+                .await
+                .map(|_| ())
+                .map_err(|status| format!("catalog: {}", status.message()))
+        }
+        .boxed()
+    }
+
+    fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), String>> {
+        let mut client = self.client.clone();
+        let request = wire::ReleaseReservationRequest {
+            key: key.to_string(),
+            owner: owner.to_string(),
+        };
+        async move {
+            client
+                .release_reservation(request)
+                .await
+                .map(|_| ())
+                .map_err(|status| format!("catalog: {}", status.message()))
+        }
+        .boxed()
+    }
+}

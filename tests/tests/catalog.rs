@@ -1,0 +1,430 @@
+//! Memoization and lineage on Kafka + Postgres, with admin, propeller and catalog as separate processes.
+//! A cached task counts its real runs in a file, so "ran once" is observed, not inferred.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aloft_e2e::*;
+use aloft_proto::v1 as wire;
+
+fn task_spec(runs_file: &Path, version: &str, cache_version: &str, serialize: bool, sleep: &str) -> String {
+    format!(
+        r#"kind: task
+name: double
+version: "{version}"
+interface: {{inputs: {{x: integer, note: string}}, outputs: {{y: integer}}}}
+cache: {{version: "{cache_version}", serialize: {serialize}, ignored_inputs: [note]}}
+run:
+  process:
+    command: ["sh", "-c", "echo run >> {runs}; sleep {sleep}; echo $((ALOFT_INPUT_X * 2)) > \"$ALOFT_OUTPUT_DIR/y\""]
+"#,
+        runs = runs_file.display()
+    )
+}
+
+fn runs(runs_file: &Path) -> usize {
+    std::fs::read_to_string(runs_file)
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+fn task(version: &str) -> wire::create_execution_request::Target {
+    wire::create_execution_request::Target::Task(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: "double".into(),
+        version: version.into(),
+    })
+}
+
+async fn run_to_end(
+    client: &mut aloft_cli::client::AdminClient,
+    target: wire::create_execution_request::Target,
+    name: &str,
+    x: &str,
+    overwrite_cache: bool,
+) -> wire::Execution {
+    let id = client
+        .create_execution(wire::CreateExecutionRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            name: name.into(),
+            target: Some(target),
+            inputs: None,
+            text_inputs: [
+                ("x".to_string(), x.to_string()),
+                ("note".to_string(), name.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            overwrite_cache,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+        .unwrap();
+    let finished = wait_finished(client, &id, Duration::from_secs(60)).await;
+    assert_eq!(
+        finished.phase,
+        wire::ExecutionPhase::Succeeded as i32,
+        "{name}: {}",
+        finished.error
+    );
+    finished
+}
+
+fn cache_status(execution: &wire::Execution) -> String {
+    execution.nodes[0].cache_status.clone()
+}
+
+fn output_y(execution: &wire::Execution) -> Vec<String> {
+    scalar_outputs(execution)
+}
+
+async fn register_text(client: &mut aloft_cli::client::AdminClient, dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    register_file(client, &path).await;
+}
+
+async fn lineage(
+    catalog: &mut aloft_cli::lineage::CatalogClient,
+    execution: &str,
+    node: &str,
+    output: &str,
+) -> Result<wire::GetLineageResponse, tonic::Status> {
+    let request = aloft_cli::lineage::lineage_request(
+        PROJECT,
+        DOMAIN,
+        &[execution, node, output]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/"),
+        0,
+    )
+    .unwrap();
+    catalog.get_lineage(request).await.map(|r| r.into_inner())
+}
+
+/// Waits until the catalog's lineage of `execution` is complete (it projects the log asynchronously).
+async fn settled_lineage(
+    catalog: &mut aloft_cli::lineage::CatalogClient,
+    execution: &str,
+) -> wire::GetLineageResponse {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(answer) = lineage(catalog, execution, "", "").await {
+            if !answer.partial {
+                return answer;
+            }
+        }
+        assert!(Instant::now() < deadline, "lineage of {execution} never settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let _propeller = deployment.start_propeller("propeller");
+    let mut client = deployment.client().await;
+    let mut catalog = deployment.catalog().await;
+    let dir = deployment.scratch.path();
+    let runs_file = dir.join("runs.txt");
+    register_text(
+        &mut client,
+        dir,
+        "v1.yaml",
+        &task_spec(&runs_file, "1", "1", false, "0"),
+    )
+    .await;
+
+    let first = run_to_end(&mut client, task("1"), "first", "3", false).await;
+    assert_eq!(output_y(&first), ["y=6"]);
+    assert_eq!(cache_status(&first), "POPULATED");
+    assert_eq!(runs(&runs_file), 1);
+
+    // Equal inputs (the ignored `note` differs): served from the cache, no run.
+    let second = run_to_end(&mut client, task("1"), "second", "3", false).await;
+    assert_eq!(output_y(&second), ["y=6"]);
+    assert_eq!(cache_status(&second), "HIT");
+    assert_eq!(
+        second.attempts[0].cache_source,
+        "default/development/first/double/1"
+    );
+    assert_eq!(runs(&runs_file), 1, "a cache hit must not run the task");
+
+    // Another input runs.
+    let other_input = run_to_end(&mut client, task("1"), "other-input", "4", false).await;
+    assert_eq!(output_y(&other_input), ["y=8"]);
+    assert_eq!(cache_status(&other_input), "POPULATED");
+    assert_eq!(runs(&runs_file), 2);
+
+    // A new task version with the same cache version reuses the result; a new cache version runs.
+    register_text(
+        &mut client,
+        dir,
+        "v2.yaml",
+        &task_spec(&runs_file, "2", "1", false, "0"),
+    )
+    .await;
+    let new_code = run_to_end(&mut client, task("2"), "new-code", "3", false).await;
+    assert_eq!(cache_status(&new_code), "HIT");
+    assert_eq!(runs(&runs_file), 2);
+    register_text(
+        &mut client,
+        dir,
+        "v3.yaml",
+        &task_spec(&runs_file, "3", "2", false, "0"),
+    )
+    .await;
+    let new_cache_version = run_to_end(&mut client, task("3"), "new-cache-version", "3", false).await;
+    assert_eq!(cache_status(&new_cache_version), "POPULATED");
+    assert_eq!(runs(&runs_file), 3);
+
+    // overwrite_cache runs and replaces; later runs reuse the replacement.
+    let overwrite = run_to_end(&mut client, task("1"), "overwrite", "3", true).await;
+    assert_eq!(cache_status(&overwrite), "SKIPPED");
+    assert_eq!(runs(&runs_file), 4);
+    let after_overwrite = run_to_end(&mut client, task("1"), "after-overwrite", "3", false).await;
+    assert_eq!(cache_status(&after_overwrite), "HIT");
+    assert_eq!(
+        after_overwrite.attempts[0].cache_source,
+        "default/development/overwrite/double/1"
+    );
+
+    // Lineage: the hit's output was reused from `overwrite`, which was made from its input x.
+    let answer = settled_lineage(&mut catalog, "after-overwrite").await;
+    let y = "default/development/after-overwrite/double/y";
+    assert!(answer.selected.contains(&y.to_string()), "{answer:?}");
+    let edges: Vec<(String, String, String)> = answer
+        .edges
+        .iter()
+        .map(|e| (e.from.clone(), e.to.clone(), e.relation.clone()))
+        .collect();
+    assert!(edges.contains(&(
+        "default/development/overwrite/double/y".to_string(),
+        y.to_string(),
+        "cache".to_string()
+    )));
+    assert!(edges.contains(&(
+        "default/development/overwrite/@inputs/x".to_string(),
+        "default/development/overwrite/double/y".to_string(),
+        "input x".to_string()
+    )));
+    // Downstream of `first`'s output: `second` reused it.
+    let downstream = lineage(&mut catalog, "first", "double", "y").await.unwrap();
+    assert!(downstream
+        .edges
+        .iter()
+        .any(|e| e.from.ends_with("/first/double/y") && e.to.ends_with("/second/double/y")));
+
+    // Eviction: the next run runs again.
+    let evicted = catalog
+        .evict(wire::EvictRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            task_name: "double".into(),
+            cache_version: "1".into(),
+            key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(evicted.evicted, 2, "x=3 and x=4 under cache version 1");
+    let after_evict = run_to_end(&mut client, task("1"), "after-evict", "3", false).await;
+    assert_eq!(cache_status(&after_evict), "POPULATED");
+    assert_eq!(runs(&runs_file), 5);
+
+    // Bad input: clear errors naming what is wrong.
+    let unknown = lineage(&mut catalog, "no-such-execution", "", "")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert!(
+        unknown.message().contains("no-such-execution"),
+        "{}",
+        unknown.message()
+    );
+    let unknown_node = lineage(&mut catalog, "first", "nope", "").await.unwrap_err();
+    assert!(
+        unknown_node.message().contains("its nodes are: double"),
+        "{}",
+        unknown_node.message()
+    );
+    let unknown_output = lineage(&mut catalog, "first", "double", "z").await.unwrap_err();
+    assert!(
+        unknown_output.message().contains("its outputs are: y"),
+        "{}",
+        unknown_output.message()
+    );
+    let bad_cache = dir.join("bad.yaml");
+    std::fs::write(
+        &bad_cache,
+        task_spec(&runs_file, "9", "", false, "0").replace("name: double", "name: broken"),
+    )
+    .unwrap();
+    let documents = aloft_cli::specs::read_spec_file(&bad_cache);
+    let registered = match documents {
+        Ok(documents) => aloft_cli::specs::register_documents(&mut client, PROJECT, DOMAIN, documents)
+            .await
+            .map(|_| ()),
+        Err(error) => Err(error),
+    };
+    let error = registered.unwrap_err().to_string();
+    assert!(error.contains("cache.version must not be empty"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_serialized_executions_run_the_task_once() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let _propeller_a = deployment.start_propeller("propeller-a");
+    let _propeller_b = deployment.start_propeller("propeller-b");
+    let mut client = deployment.client().await;
+    deployment.catalog().await;
+    let dir = deployment.scratch.path();
+    let runs_file = dir.join("runs.txt");
+    register_text(
+        &mut client,
+        dir,
+        "task.yaml",
+        &task_spec(&runs_file, "1", "1", true, "2"),
+    )
+    .await;
+
+    let mut ids = Vec::new();
+    for index in 0..20 {
+        let id = client
+            .create_execution(wire::CreateExecutionRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                name: format!("serialized-{index}"),
+                target: Some(task("1")),
+                inputs: None,
+                text_inputs: [
+                    ("x".to_string(), "21".to_string()),
+                    ("note".to_string(), index.to_string()),
+                ]
+                .into_iter()
+                .collect(),
+                overwrite_cache: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+            .unwrap();
+        ids.push(id);
+    }
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let finished = wait_finished(&mut client, id, Duration::from_secs(120)).await;
+        assert_eq!(
+            finished.phase,
+            wire::ExecutionPhase::Succeeded as i32,
+            "{}",
+            finished.error
+        );
+        assert_eq!(scalar_outputs(&finished), ["y=42"]);
+        statuses.push(cache_status(&finished));
+    }
+    assert_eq!(
+        runs(&runs_file),
+        1,
+        "20 serialized executions must run the task once"
+    );
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "HIT").count(),
+        19,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "POPULATED").count(),
+        1,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebuilds_identically() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let mut catalog_service = deployment.start_catalog();
+    let _propeller = deployment.start_propeller("propeller");
+    let mut client = deployment.client().await;
+    deployment.catalog().await;
+    let dir = deployment.scratch.path();
+    let runs_file = dir.join("runs.txt");
+    register_text(
+        &mut client,
+        dir,
+        "task.yaml",
+        &task_spec(&runs_file, "1", "1", false, "0"),
+    )
+    .await;
+    run_to_end(&mut client, task("1"), "before-outage", "1", false).await;
+
+    catalog_service.sigkill();
+    for (name, x) in [("outage-a", "2"), ("outage-b", "3")] {
+        let finished = run_to_end(&mut client, task("1"), name, x, false).await;
+        assert_eq!(cache_status(&finished), "LOOKUP_FAILURE");
+    }
+    assert_eq!(runs(&runs_file), 3);
+
+    let catalog_service_again = deployment.start_catalog();
+    let mut catalog_again = deployment.catalog().await;
+    for name in ["before-outage", "outage-a", "outage-b"] {
+        let answer = settled_lineage(&mut catalog_again, name).await;
+        assert!(
+            answer
+                .selected
+                .iter()
+                .any(|id| id.ends_with(&format!("/{name}/double/y"))),
+            "{name}: {answer:?}"
+        );
+    }
+    // The results recorded during the outage came from the log: the next equal run is a hit.
+    let hit = run_to_end(&mut client, task("1"), "after-outage", "2", false).await;
+    assert_eq!(cache_status(&hit), "HIT");
+    assert_eq!(runs(&runs_file), 3);
+    settled_lineage(&mut catalog_again, "after-outage").await;
+
+    // Audit: drop the catalog's tables, replay the log, get the same rows.
+    let store = aloft_store::Store::connect(&deployment.database_url)
+        .await
+        .unwrap();
+    let before = store.dump_catalog().await.unwrap();
+    assert!(before.contains("after-outage"), "{before}");
+    drop(catalog_service_again);
+    store.drop_catalog().await.unwrap();
+    assert!(!store.dump_catalog().await.unwrap().contains("after-outage"));
+    let _rebuilt = deployment.start_catalog();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.dump_catalog().await.unwrap() != before {
+        assert!(
+            Instant::now() < deadline,
+            "replay did not rebuild the same catalog:\n{}\nexpected:\n{before}",
+            store.dump_catalog().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
