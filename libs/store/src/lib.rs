@@ -116,21 +116,32 @@ impl Store {
         self.is_sqlite
     }
 
+    /// Applies pending migrations. Services sharing one database (admin and catalog) may start together, so
+    /// on Postgres each migration runs in a transaction holding an advisory lock: one process applies it, the
+    /// others then see it recorded.
     async fn migrate(&self) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
+        const MIGRATION_LOCK: i64 = 0x616c_6f66_7400; // "aloft\0"
         for (version, name, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            if !self.is_sqlite {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await?;
             let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(*version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
             if applied.is_some() {
+                tx.commit().await?;
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 let without_comments: String = statement
                     .lines()

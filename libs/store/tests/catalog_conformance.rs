@@ -138,7 +138,7 @@ macro_rules! catalog_suite {
             drop(connection);
             assert_eq!(stored_producer(&store).await.as_deref(), Some("after"));
             // Another cache version is not covered by a version-specific eviction.
-            let mut other = entry("other-version", 7, 1_000);
+            let mut other = entry("other-version", 7, 2_500);
             other.key = KEY.replace('a', "b");
             other.cache_version = "2".into();
             let mut connection = store.pool().acquire().await.unwrap();
@@ -180,4 +180,22 @@ mod sqlite {
 mod postgres {
     use super::*;
     catalog_suite!(postgres_backend);
+}
+
+/// Admin and catalog share one database and may start at the same moment.
+#[tokio::test]
+async fn services_starting_together_migrate_one_postgres_database_once() {
+    let Ok(base) = std::env::var("ALOFT_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_DATABASE_URL is required"
+        );
+        return;
+    };
+    let url = aloft_store::create_scratch_postgres_database(&base).await.unwrap();
+    let (first, second, third) = tokio::join!(Store::connect(&url), Store::connect(&url), Store::connect(&url));
+    for store in [first, second, third] {
+        let store = store.unwrap();
+        assert!(catalog::get_entry(store.pool(), KEY).await.unwrap().is_none());
+    }
 }

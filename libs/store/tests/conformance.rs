@@ -343,7 +343,7 @@ macro_rules! store_suite {
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
-            assert_eq!(rows, 2, "both migrations recorded once");
+            assert_eq!(rows, 3, "every migration recorded once");
         }
     };
 }

@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub kafka_brokers: Option<String>,
     pub database_url: Option<String>,
     pub runs: usize,
+    /// The noop task is cached and each node gets its own key (its index as input).
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -38,12 +40,24 @@ pub struct BenchResult {
     pub phase: String,
 }
 
-pub fn workflow_spec(shape: Shape, nodes: usize) -> WorkflowSpec {
+/// Chain or fan-out of `noop` nodes; `cached` ones take their index as input, so each has its own key.
+pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
     let node_specs = (0..nodes)
         .map(|index| NodeSpec {
             id: format!("n{index}"),
-            task: "noop".to_string(),
-            inputs: Default::default(),
+            task: if cached { "cached-noop" } else { "noop" }.to_string(),
+            inputs: if cached {
+                [(
+                    "i".to_string(),
+                    aloft_core::spec::BindingSpec::Constant {
+                        value: serde_json::Value::from(index),
+                    },
+                )]
+                .into_iter()
+                .collect()
+            } else {
+                Default::default()
+            },
             after: match shape {
                 Shape::Chain if index > 0 => vec![format!("n{}", index - 1)],
                 _ => vec![],
@@ -53,8 +67,9 @@ pub fn workflow_spec(shape: Shape, nodes: usize) -> WorkflowSpec {
         .collect();
     WorkflowSpec {
         name: format!(
-            "bench-{}-{nodes}",
-            if shape == Shape::Chain { "chain" } else { "fanout" }
+            "bench-{}{}-{nodes}",
+            if shape == Shape::Chain { "chain" } else { "fanout" },
+            if cached { "-cached" } else { "" }
         ),
         version: None,
         interface: Interface::default(),
@@ -119,7 +134,26 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
             Err(status) => anyhow::bail!("registering the noop task: {}", status.message()),
         }
     }
-    let workflow = workflow_spec(options.shape, options.nodes);
+    let cached_noop = TaskSpec {
+        name: "cached-noop".to_string(),
+        interface: Interface {
+            inputs: [("i".to_string(), aloft_core::LiteralType::Integer)].into_iter().collect(),
+            outputs: Default::default(),
+        },
+        cache: Some(aloft_core::cache::CacheConfig {
+            version: "1".to_string(),
+            serialize: false,
+            ignored_inputs: Vec::new(),
+        }),
+        ..noop.clone()
+    };
+    if options.cached {
+        client
+            .register_task(register(serde_json::to_string(&cached_noop)?))
+            .await
+            .map_err(|s| anyhow::anyhow!("registering the cached noop task: {}", s.message()))?;
+    }
+    let workflow = workflow_spec(options.shape, options.nodes, options.cached);
     let registered = client
         .register_workflow(register(serde_json::to_string(&workflow)?))
         .await
@@ -319,7 +353,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
     let now = chrono::Utc::now().timestamp_millis();
     let mut events = vec![RegistryEvent::WorkflowRegistered {
         id: workflow_id.clone(),
-        spec: workflow_spec(Shape::Fanout, 1),
+        spec: workflow_spec(Shape::Fanout, 1, false),
         compiled: Box::new(CompiledWorkflow::for_single_task(workflow_id.clone(), noop)),
         digest: "bench".into(),
         at: now,

@@ -4,6 +4,7 @@
 //! The CLI talks to admin and the catalog only through their gRPC APIs, in-process or remote alike.
 
 pub mod bench;
+pub mod bench_cache;
 pub mod client;
 pub mod fleet;
 pub mod lineage;

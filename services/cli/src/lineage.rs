@@ -175,6 +175,20 @@ pub fn lineage_json(lineage: &wire::GetLineageResponse) -> serde_json::Value {
     })
 }
 
+/// Outputs as plain JSON (`{"n": 49}`), as users wrote them.
+fn plain_outputs(outputs_json: &str) -> String {
+    match serde_json::from_str::<aloft_core::events::Outputs>(outputs_json) {
+        Ok(outputs) => {
+            let plain: serde_json::Map<String, serde_json::Value> = outputs
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_plain_json()))
+                .collect();
+            serde_json::Value::Object(plain).to_string()
+        }
+        Err(_) => outputs_json.to_string(),
+    }
+}
+
 pub fn render_cache_entries(entries: &[wire::CacheEntry]) -> String {
     if entries.is_empty() {
         return "no cached results\n".to_string();
@@ -191,7 +205,7 @@ pub fn render_cache_entries(entries: &[wire::CacheEntry]) -> String {
             entry.node,
             entry.attempt,
             entry.task_version,
-            short_value(&entry.outputs_json)
+            short_value(&plain_outputs(&entry.outputs_json))
         ));
     }
     out

@@ -153,6 +153,16 @@ enum Command {
         database_url: Option<String>,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// chain/fanout: make the noop task cached (each node a different key); the first run populates the
+        /// cache, the later ones are served from it.
+        #[arg(long)]
+        cached: bool,
+        /// cache: stored results to fill the catalog's table with.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// cache: lookups to time.
+        #[arg(long, default_value_t = 10_000)]
+        samples: usize,
     },
 }
 
@@ -212,6 +222,8 @@ enum BenchShape {
     Log,
     /// N launch plans scheduled every minute on one scheduler: fire lag, CPU and memory.
     Schedules,
+    /// Catalog lookups through its gRPC API with --entries stored results (Postgres with --database-url).
+    Cache,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -309,6 +321,32 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Command::Bench {
+            shape: BenchShape::Cache,
+            database_url,
+            entries,
+            samples,
+            ..
+        } => {
+            let backend = if database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+                "postgres"
+            } else {
+                "sqlite"
+            };
+            eprintln!("bench cache: {entries} stored results on {backend}, {samples} lookups through gRPC");
+            let result = aloft_cli::bench_cache::lookups(database_url.as_deref(), *entries, *samples).await?;
+            println!(
+                "cache lookups backend={backend} entries={} samples={} hits={} p50={} us p99={} us max={} us (fill {:.1} s)",
+                result.entries,
+                result.samples,
+                result.hits,
+                result.p50_micros,
+                result.p99_micros,
+                result.max_micros,
+                result.fill_seconds
+            );
+            return Ok(0);
+        }
+        Command::Bench {
             shape: BenchShape::Schedules,
             nodes,
             runs,
@@ -336,6 +374,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             kafka_brokers,
             database_url,
             runs,
+            cached,
+            ..
         } => {
             let shape = if matches!(shape, BenchShape::Chain) {
                 Shape::Chain
@@ -348,13 +388,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 kafka_brokers: kafka_brokers.clone(),
                 database_url: database_url.clone(),
                 runs: *runs,
+                cached: *cached,
             };
             let backend = if kafka_brokers.is_some() {
                 "kafka"
             } else {
                 "embedded"
             };
-            eprintln!("bench {shape:?}: {nodes} noop nodes on {backend}, {runs} run(s)");
+            let cached_text = if *cached { " cached" } else { "" };
+            eprintln!("bench {shape:?}: {nodes}{cached_text} noop nodes on {backend}, {runs} run(s)");
             for (index, result) in bench::run(options).await?.iter().enumerate() {
                 println!(
                     "{:?} nodes={nodes} backend={backend} run={} phase={} engine={} ms per_node={:.3} ms wall={} ms",

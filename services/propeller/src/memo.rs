@@ -275,7 +275,7 @@ impl GrpcCatalog {
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .map_err(|e| anyhow::anyhow!("invalid catalog address {url:?}: {e}"))?
             .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
             .connect_lazy();
         Ok(GrpcCatalog {
             client: CatalogServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
