@@ -192,8 +192,11 @@ async fn services_starting_together_migrate_one_postgres_database_once() {
         );
         return;
     };
-    let url = aloft_store::create_scratch_postgres_database(&base).await.unwrap();
-    let (first, second, third) = tokio::join!(Store::connect(&url), Store::connect(&url), Store::connect(&url));
+    let url = aloft_store::create_scratch_postgres_database(&base)
+        .await
+        .unwrap();
+    let (first, second, third) =
+        tokio::join!(Store::connect(&url), Store::connect(&url), Store::connect(&url));
     for store in [first, second, third] {
         let store = store.unwrap();
         assert!(catalog::get_entry(store.pool(), KEY).await.unwrap().is_none());

@@ -137,7 +137,9 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
     let cached_noop = TaskSpec {
         name: "cached-noop".to_string(),
         interface: Interface {
-            inputs: [("i".to_string(), aloft_core::LiteralType::Integer)].into_iter().collect(),
+            inputs: [("i".to_string(), aloft_core::LiteralType::Integer)]
+                .into_iter()
+                .collect(),
             outputs: Default::default(),
         },
         cache: Some(aloft_core::cache::CacheConfig {

@@ -21,10 +21,16 @@ pub struct CacheLookupResult {
 
 /// Fills `entries` results into a fresh database (a scratch database on a Postgres server, or SQLite in
 /// a temporary directory) and measures `samples` lookups of random stored keys.
-pub async fn lookups(database_url: Option<&str>, entries: u64, samples: usize) -> anyhow::Result<CacheLookupResult> {
+pub async fn lookups(
+    database_url: Option<&str>,
+    entries: u64,
+    samples: usize,
+) -> anyhow::Result<CacheLookupResult> {
     let scratch = tempfile::tempdir()?;
     let url = match database_url {
-        Some(url) if url.starts_with("postgres") => aloft_store::create_scratch_postgres_database(url).await?,
+        Some(url) if url.starts_with("postgres") => {
+            aloft_store::create_scratch_postgres_database(url).await?
+        }
         Some(url) => url.to_string(),
         None => format!("sqlite://{}", scratch.path().join("catalog.db").display()),
     };
@@ -59,7 +65,9 @@ pub async fn lookups(database_url: Option<&str>, entries: u64, samples: usize) -
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let warmup = samples / 10;
     for sample in 0..samples + warmup {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         let index = 1 + (state >> 11) % entries.max(1);
         let request = wire::GetOrReserveRequest {
             key: format!("{index:064x}"),
