@@ -296,7 +296,7 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
     let _propeller_a = deployment.start_propeller("propeller-a");
     let _propeller_b = deployment.start_propeller("propeller-b");
     let mut client = deployment.client().await;
-    deployment.catalog().await;
+    let mut catalog = deployment.catalog().await;
     let dir = deployment.scratch.path();
     let runs_file = dir.join("runs.txt");
     register_text(
@@ -330,6 +330,28 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
             .id
             .unwrap();
         ids.push(id);
+    }
+    // While the task runs, lineage answers partially and says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match lineage(&mut catalog, "serialized-0", "", "").await {
+            Ok(answer) => {
+                assert!(
+                    answer.partial,
+                    "a running execution's lineage must be marked partial"
+                );
+                assert!(
+                    answer.partial_reason.contains("serialized-0"),
+                    "{}",
+                    answer.partial_reason
+                );
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("lineage of a running execution: {status}"),
+        }
     }
     let mut statuses = Vec::new();
     for id in &ids {

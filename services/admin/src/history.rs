@@ -57,10 +57,24 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             node,
             attempt,
             outputs,
+            cache,
             ..
         } => {
+            let cache_text = match &cache {
+                Some(outcome) => match &outcome.source {
+                    Some(source) => format!(
+                        " (cache {} from {}/{}/{})",
+                        outcome.status.as_str(),
+                        source.execution,
+                        source.node,
+                        source.attempt
+                    ),
+                    None => format!(" (cache {})", outcome.status.as_str()),
+                },
+                None => String::new(),
+            };
             format!(
-                "node {} attempt {attempt} succeeded: {}",
+                "node {} attempt {attempt} succeeded{cache_text}: {}",
                 node_name(&node),
                 values(&outputs)
             )
