@@ -79,6 +79,9 @@ ensure_redis
 ensure_kafka
 drop_scratch_databases
 
+say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"
+scripts/validate-deploy.sh
+
 say "building"
 cargo build --workspace --bins --quiet
 say "running the test suite"

@@ -1,4 +1,4 @@
-//! Admin's metrics (labels: topic only).
+//! Admin's metrics (labels: topic or phase only).
 
 use aloft_telemetry::ops::{Metric, MetricKind};
 
@@ -13,7 +13,14 @@ pub const PROJECTION_BATCHES: Metric = Metric {
     help: "Projection transactions committed (each stores its log offsets with its rows).",
 };
 
+pub const EXECUTION_PHASES: Metric = Metric {
+    name: "aloft_admin_execution_phase_changes_total",
+    kind: MetricKind::Counter,
+    help: "Execution phase changes projected (QUEUED on request, RUNNING, and each terminal phase).",
+};
+
 pub fn register() {
     EVENTS_PROJECTED.register();
     PROJECTION_BATCHES.register();
+    EXECUTION_PHASES.register();
 }

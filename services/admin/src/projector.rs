@@ -105,7 +105,20 @@ async fn project_until_shutdown(
                             occurred_at: envelope.occurred_at,
                             event,
                         };
-                        apply_execution_event(&mut tx, &mut epoch, &logged).await?;
+                        let verdict = apply_execution_event(&mut tx, &mut epoch, &logged).await?;
+                        if verdict == aloft_core::AppliedEvent::Accepted {
+                            let phase = match event {
+                                aloft_core::ExecutionEvent::ExecutionRequested { .. } => Some("QUEUED"),
+                                aloft_core::ExecutionEvent::ExecutionStarted { .. } => Some("RUNNING"),
+                                aloft_core::ExecutionEvent::ExecutionFinished { phase, .. } => {
+                                    Some(phase.as_str())
+                                }
+                                _ => None,
+                            };
+                            if let Some(phase) = phase {
+                                crate::metrics::EXECUTION_PHASES.increment(&[("phase", phase)], 1.0);
+                            }
+                        }
                     }
                 },
             }
