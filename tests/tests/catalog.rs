@@ -450,3 +450,73 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// `aloft admin lag` and `aloft admin replay` against a Kafka + Postgres deployment, through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_replay_rebuilds_identical_tables_and_lag_shows_the_projectors_caught_up() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let admin = deployment.start_admin();
+    let catalog_service = deployment.start_catalog();
+    let _propeller = deployment.start_propeller("propeller");
+    let mut client = deployment.client().await;
+    let mut catalog = deployment.catalog().await;
+    let dir = deployment.scratch.path();
+    let runs_file = dir.join("runs.txt");
+    register_text(
+        &mut client,
+        dir,
+        "task.yaml",
+        &task_spec(&runs_file, "1", "1", false, "0"),
+    )
+    .await;
+    run_to_end(&mut client, task("1"), "one", "5", false).await;
+    run_to_end(&mut client, task("1"), "two", "5", false).await;
+    settled_lineage(&mut catalog, "two").await;
+
+    let aloft = |args: &[&str]| {
+        let output = std::process::Command::new(binary("aloft"))
+            .args(args)
+            .env("ALOFT_KAFKA_BROKERS", &deployment.brokers)
+            .env("ALOFT_DATABASE_URL", &deployment.database_url)
+            .env("ALOFT_TOPIC_PREFIX", &deployment.topic_prefix)
+            .env("ALOFT_DATA_DIR", dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(
+            output.status.success(),
+            "aloft {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        (stdout, stderr)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (lag, _) = aloft(&["admin", "lag"]);
+        assert!(lag.contains("admin  ") && lag.contains("catalog  "), "{lag}");
+        if lag.contains("total lag 0 record(s)") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the projectors never caught up:\n{lag}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let store = aloft_store::Store::connect(&deployment.database_url)
+        .await
+        .unwrap();
+    let projections = store.dump_projections().await.unwrap();
+    let catalog_tables = store.dump_catalog().await.unwrap();
+    drop(admin);
+    drop(catalog_service);
+    let (_, progress) = aloft(&["admin", "replay", "--rebuild-projections", "--rebuild-catalog"]);
+    assert!(progress.contains("admin: replayed"), "{progress}");
+    assert!(progress.contains("catalog: replayed"), "{progress}");
+    assert_eq!(store.dump_projections().await.unwrap(), projections);
+    assert_eq!(store.dump_catalog().await.unwrap(), catalog_tables);
+}

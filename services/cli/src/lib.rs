@@ -3,6 +3,7 @@
 //!
 //! The CLI talks to admin and the catalog only through their gRPC APIs, in-process or remote alike.
 
+pub mod admin_ops;
 pub mod bench;
 pub mod bench_cache;
 pub mod client;

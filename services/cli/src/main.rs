@@ -122,6 +122,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         depth: u32,
     },
+    /// Operator tools that work on a deployment's log and databases directly (services may be down).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Memoized results: list them, or evict them so the task runs again.
     Cache {
         #[command(subcommand)]
@@ -176,6 +181,52 @@ enum LaunchPlanCommand {
     Deactivate {
         name: String,
         version: String,
+    },
+}
+
+/// Where a deployment keeps its log and databases (default: the embedded ones in --data-dir).
+#[derive(clap::Args, Debug, Clone)]
+struct DeploymentArgs {
+    #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Admin's read-model database (default: SQLite in --data-dir).
+    #[arg(long, env = "ALOFT_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The catalog's database (default: --database-url, or SQLite in --data-dir).
+    #[arg(long, env = "ALOFT_CATALOG_DATABASE_URL")]
+    catalog_database_url: Option<String>,
+    #[arg(long, env = "ALOFT_TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+}
+
+impl DeploymentArgs {
+    fn address(&self) -> aloft_cli::admin_ops::DeploymentAddress {
+        aloft_cli::admin_ops::DeploymentAddress {
+            kafka_brokers: self.kafka_brokers.clone(),
+            database_url: self.database_url.clone(),
+            catalog_database_url: self.catalog_database_url.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// How far admin's and the catalog's projections are behind the log, per topic and partition.
+    Lag {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Empty derived tables and replay the whole log into them (stop the services concerned first).
+    Replay {
+        /// Rebuild admin's read models (projects ... execution events).
+        #[arg(long)]
+        rebuild_projections: bool,
+        /// Rebuild the catalog's tables (cache entries, lineage).
+        #[arg(long)]
+        rebuild_catalog: bool,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
     },
 }
 
@@ -300,6 +351,36 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 cli.data_dir.display()
             );
             fleet.run_until(aloft_telemetry::shutdown_on_signals()).await?;
+            return Ok(0);
+        }
+        Command::Admin {
+            command: AdminCommand::Lag { deployment },
+        } => {
+            let rows = aloft_cli::admin_ops::lag(&deployment.address(), &cli.data_dir).await?;
+            print!("{}", aloft_cli::admin_ops::render_lag(&rows));
+            return Ok(0);
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Replay {
+                    rebuild_projections,
+                    rebuild_catalog,
+                    deployment,
+                },
+        } => {
+            if !rebuild_projections && !rebuild_catalog {
+                anyhow::bail!(
+                    "say what to rebuild: --rebuild-projections (admin's read models) and/or --rebuild-catalog"
+                );
+            }
+            let rebuild = aloft_cli::admin_ops::Rebuild {
+                projections: *rebuild_projections,
+                catalog: *rebuild_catalog,
+            };
+            aloft_cli::admin_ops::replay(&deployment.address(), &cli.data_dir, rebuild, |line| {
+                eprintln!("{line}")
+            })
+            .await?;
             return Ok(0);
         }
         Command::Bench {
@@ -858,9 +939,11 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             print_schedules(cli, client).await?;
             Ok(0)
         }
-        Command::Dev { .. } | Command::Bench { .. } | Command::Lineage { .. } | Command::Cache { .. } => {
-            Ok(0)
-        }
+        Command::Dev { .. }
+        | Command::Bench { .. }
+        | Command::Admin { .. }
+        | Command::Lineage { .. }
+        | Command::Cache { .. } => Ok(0),
     }
 }
 
@@ -1018,4 +1101,15 @@ async fn print_schedules(cli: &Cli, client: &mut AdminClient) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Catches clashing flags (a subcommand flag shadowing a global one) before a user does.
+        super::Cli::command().debug_assert();
+    }
 }
