@@ -34,6 +34,12 @@ for binary in service_binaries + ["aloft"]:
     if binary not in installed:
         problem(f"Dockerfile does not install {binary}")
 
+if not re.search(r"^HEALTHCHECK ", dockerfile, re.M):
+    problem("Dockerfile has no HEALTHCHECK")
+users = re.findall(r"^USER (\S+)", dockerfile, re.M)
+if not users or users[-1] in ("root", "0"):
+    problem("Dockerfile's runtime image does not run as a non-root USER")
+
 compose = yaml.safe_load((ROOT / "deploy/compose/docker-compose.yml").read_text())
 services = compose.get("services") or {}
 if not services:
