@@ -218,6 +218,19 @@ impl Deployment {
         }
     }
 
+    /// Waits until every named service's log contains `needle` (e.g. each propeller has claimed a partition,
+    /// so the consumer group has settled and no partition moves while the test runs).
+    pub async fn wait_for_logs(&self, names: &[&str], needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !names.iter().all(|name| self.log(name).contains(needle)) {
+            assert!(
+                Instant::now() < deadline,
+                "not every one of {names:?} logged {needle:?} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.scratch.path().join(format!("{name}.log"))).unwrap_or_default()
     }

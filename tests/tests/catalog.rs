@@ -1,5 +1,6 @@
 //! Memoization and lineage on Kafka + Postgres, with admin, propeller and catalog as separate processes.
-//! A cached task counts its real runs in a file, so "ran once" is observed, not inferred.
+//! A cached task counts its real runs in a file, so "ran once" is observed, not inferred. It counts completed
+//! runs (the line is written after the work): an attempt killed mid-run is not a result computed.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -18,7 +19,7 @@ interface: {{inputs: {{x: integer, note: string}}, outputs: {{y: integer}}}}
 cache: {{version: "{cache_version}", serialize: {serialize}, ignored_inputs: [note]}}
 run:
   process:
-    command: ["sh", "-c", "echo run >> {runs}; sleep {sleep}; echo $((ALOFT_INPUT_X * 2)) > \"$ALOFT_OUTPUT_DIR/y\""]
+    command: ["sh", "-c", "sleep {sleep}; echo run >> {runs}; echo $((ALOFT_INPUT_X * 2)) > \"$ALOFT_OUTPUT_DIR/y\""]
 "#,
         runs = runs_file.display()
     )
@@ -297,6 +298,15 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
     let _propeller_b = deployment.start_propeller("propeller-b");
     let mut client = deployment.client().await;
     let mut catalog = deployment.catalog().await;
+    // Partitions that move between propellers mid-run make the new owner run the attempt again (at-least-once
+    // on ownership change); this test is about concurrent executions, so let the group settle first.
+    deployment
+        .wait_for_logs(
+            &["propeller-propeller-a", "propeller-propeller-b"],
+            "partition claimed; deciding",
+            Duration::from_secs(60),
+        )
+        .await;
     let dir = deployment.scratch.path();
     let runs_file = dir.join("runs.txt");
     register_text(

@@ -92,54 +92,66 @@ pub async fn get_entry(pool: &AnyPool, key: &str) -> Result<Option<CacheEntry>> 
 }
 
 /// Looks `key` up; on a miss with `reserve = Some((owner, ttl))`, takes the reservation if it is free,
-/// expired or already the owner's (a heartbeat extends it), else reports who holds it.
+/// expired or already the owner's (a heartbeat extends it), else reports who holds it. With `reserve`, the
+/// answer is never `Miss`: a caller that is told to run holds the reservation.
 pub async fn get_or_reserve(
     pool: &AnyPool,
     key: &str,
     reserve: Option<(&str, i64)>,
     now: i64,
 ) -> Result<Lookup> {
-    if let Some(entry) = get_entry(pool, key).await? {
-        return Ok(Lookup::Hit(Box::new(entry)));
-    }
     let Some((owner, ttl_millis)) = reserve else {
-        return Ok(Lookup::Miss);
+        return Ok(match get_entry(pool, key).await? {
+            Some(entry) => Lookup::Hit(Box::new(entry)),
+            None => Lookup::Miss,
+        });
     };
-    // One statement, so two racing owners cannot both win: the conditional upsert takes the row lock.
-    sqlx::query(
-        "INSERT INTO cache_reservations (cache_key, owner, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (cache_key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-         WHERE cache_reservations.owner = excluded.owner OR cache_reservations.expires_at < $4",
-    )
-    .bind(key)
-    .bind(owner)
-    .bind(now + ttl_millis)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    // The holder may have stored its result between our lookup and the upsert.
-    if let Some(entry) = get_entry(pool, key).await? {
-        return Ok(Lookup::Hit(Box::new(entry)));
-    }
-    let row = sqlx::query("SELECT owner, expires_at FROM cache_reservations WHERE cache_key = $1")
+    // A holder can store its result and release between our statements; then the next round sees the
+    // result (or a free reservation). Bounded, since each round follows another owner's progress.
+    for _ in 0..8 {
+        if let Some(entry) = get_entry(pool, key).await? {
+            return Ok(Lookup::Hit(Box::new(entry)));
+        }
+        // One statement, so two racing owners cannot both win: the conditional upsert takes the row lock.
+        sqlx::query(
+            "INSERT INTO cache_reservations (cache_key, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (cache_key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE cache_reservations.owner = excluded.owner OR cache_reservations.expires_at < $4",
+        )
         .bind(key)
-        .fetch_optional(pool)
+        .bind(owner)
+        .bind(now + ttl_millis)
+        .bind(now)
+        .execute(pool)
         .await?;
-    let Some(row) = row else {
-        return Ok(Lookup::Miss);
-    };
-    let holder: String = row.try_get(0)?;
-    let expires_at: i64 = row.try_get(1)?;
-    Ok(if holder == owner {
-        Lookup::Reserved {
+        let row = sqlx::query("SELECT owner, expires_at FROM cache_reservations WHERE cache_key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+        let Some(row) = row else {
+            continue;
+        };
+        let holder: String = row.try_get(0)?;
+        let expires_at: i64 = row.try_get(1)?;
+        if holder != owner {
+            // The holder may have stored its result between our lookup and the upsert.
+            if let Some(entry) = get_entry(pool, key).await? {
+                return Ok(Lookup::Hit(Box::new(entry)));
+            }
+            return Ok(Lookup::Held {
+                owner: holder,
+                expires_at,
+            });
+        }
+        return Ok(Lookup::Reserved {
             owner: holder,
             expires_at,
-        }
-    } else {
-        Lookup::Held {
-            owner: holder,
-            expires_at,
-        }
+        });
+    }
+    // Still racing after several rounds: report it as held, so the caller waits and asks again.
+    Ok(Lookup::Held {
+        owner: String::new(),
+        expires_at: now,
     })
 }
 
