@@ -206,8 +206,9 @@ pub async fn run_attempt(
                     },
                     _ => CacheStatus::Miss,
                 };
-                if reserved && !matches!(outcome, AttemptOutcome::Succeeded(_)) {
-                    // Let a waiter run it now rather than after the reservation expires.
+                if reserved && status != CacheStatus::Populated {
+                    // No result stored (the run failed or the put did): let a waiter run it now rather than
+                    // after the reservation expires.
                     let _ = catalog.release(&key, &owner).await;
                 }
                 return MemoizedAttempt {
