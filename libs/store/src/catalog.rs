@@ -275,43 +275,6 @@ pub async fn list_entries(
 
 // ---- the catalog's projection of the log ----
 
-/// `(topic, partition, next_offset, epoch)` for every partition the catalog has projected.
-pub async fn load_offsets(pool: &AnyPool) -> Result<Vec<(String, u32, u64, u64)>> {
-    let rows = sqlx::query("SELECT topic, log_partition, next_offset, epoch FROM catalog_offsets")
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<String, _>(0)?,
-                row.try_get::<i64, _>(1)? as u32,
-                row.try_get::<i64, _>(2)? as u64,
-                row.try_get::<i64, _>(3)? as u64,
-            ))
-        })
-        .collect()
-}
-
-pub async fn save_offset(
-    conn: &mut AnyConnection,
-    topic: &str,
-    partition: u32,
-    next_offset: u64,
-    epoch: u64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO catalog_offsets (topic, log_partition, next_offset, epoch) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (topic, log_partition) DO UPDATE SET next_offset = excluded.next_offset, epoch = excluded.epoch",
-    )
-    .bind(topic)
-    .bind(partition as i64)
-    .bind(next_offset as i64)
-    .bind(epoch as i64)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Evictions are the only registry events the catalog keeps.
 pub async fn apply_registry_event(conn: &mut AnyConnection, event: &RegistryEvent) -> Result<()> {
     if let RegistryEvent::CacheEvicted {

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod projection;
+pub mod projector;
 pub mod queries;
 
 use std::str::FromStr;

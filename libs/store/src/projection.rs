@@ -8,11 +8,32 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::{to_json, Result};
 
-/// `(topic, partition, next_offset, epoch)` for every partition the projector has seen.
-pub async fn load_offsets(pool: &AnyPool) -> Result<Vec<(String, u32, u64, u64)>> {
-    let rows = sqlx::query("SELECT topic, log_partition, next_offset, epoch FROM log_offsets")
-        .fetch_all(pool)
-        .await?;
+/// The table where a projection commits its offsets, in the transaction of the rows it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetsTable {
+    /// Admin's read models.
+    ReadModels,
+    /// The catalog's tables.
+    Catalog,
+}
+
+impl OffsetsTable {
+    fn name(self) -> &'static str {
+        match self {
+            OffsetsTable::ReadModels => "log_offsets",
+            OffsetsTable::Catalog => "catalog_offsets",
+        }
+    }
+}
+
+/// `(topic, partition, next_offset, epoch)` for every partition the projection has seen.
+pub async fn load_offsets(pool: &AnyPool, table: OffsetsTable) -> Result<Vec<(String, u32, u64, u64)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT topic, log_partition, next_offset, epoch FROM {}",
+        table.name()
+    ))
+    .fetch_all(pool)
+    .await?;
     rows.iter()
         .map(|row| {
             Ok((
@@ -27,15 +48,17 @@ pub async fn load_offsets(pool: &AnyPool) -> Result<Vec<(String, u32, u64, u64)>
 
 pub async fn save_offset(
     conn: &mut AnyConnection,
+    table: OffsetsTable,
     topic: &str,
     partition: u32,
     next_offset: u64,
     epoch: u64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO log_offsets (topic, log_partition, next_offset, epoch) VALUES ($1, $2, $3, $4) \
+    sqlx::query(&format!(
+        "INSERT INTO {} (topic, log_partition, next_offset, epoch) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (topic, log_partition) DO UPDATE SET next_offset = excluded.next_offset, epoch = excluded.epoch",
-    )
+        table.name()
+    ))
     .bind(topic)
     .bind(partition as i64)
     .bind(next_offset as i64)

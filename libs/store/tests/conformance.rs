@@ -209,9 +209,16 @@ async fn project_all(store: &Store) -> Vec<AppliedEvent> {
         };
         verdicts.push(apply_execution_event(&mut tx, &mut epoch, &logged).await.unwrap());
     }
-    aloft_store::projection::save_offset(&mut tx, "aloft.executions", 0, 10, epoch)
-        .await
-        .unwrap();
+    aloft_store::projection::save_offset(
+        &mut tx,
+        aloft_store::projection::OffsetsTable::ReadModels,
+        "aloft.executions",
+        0,
+        10,
+        epoch,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     verdicts
 }

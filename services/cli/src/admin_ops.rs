@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aloft_eventlog::{EventLog, LogBackend, Topics};
+use aloft_store::projection::OffsetsTable;
 use aloft_store::Store;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -113,11 +114,11 @@ pub async fn lag(address: &DeploymentAddress, data_dir: &Path) -> anyhow::Result
     for (service, committed) in [
         (
             "admin",
-            aloft_store::projection::load_offsets(admin.pool()).await?,
+            aloft_store::projection::load_offsets(admin.pool(), OffsetsTable::ReadModels).await?,
         ),
         (
             "catalog",
-            aloft_store::catalog::load_offsets(catalog.pool()).await?,
+            aloft_store::projection::load_offsets(catalog.pool(), OffsetsTable::Catalog).await?,
         ),
     ] {
         let committed: HashMap<(String, u32), u64> = committed

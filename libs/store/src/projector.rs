@@ -1,0 +1,151 @@
+//! The projector loop every derived table set shares (admin's read models, the catalog): read
+//! `aloft.registry` and every partition of `aloft.executions` from the committed offsets, apply each batch
+//! in one SQL transaction that also stores the next offset of every partition it touched, and publish the
+//! progress. A crash therefore never applies an event twice or skips one, and dropping the tables and
+//! replaying from offset 0 rebuilds the same rows. What a record does to the tables is the `Projection`'s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_eventlog::{Envelope, EventLog, Record, Topics};
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::projection::{load_offsets, save_offset, OffsetsTable};
+use crate::{Result, Store};
+
+/// Next offset to project per `(topic, partition)`.
+pub type Progress = HashMap<(String, u32), u64>;
+
+const BATCH: usize = 500;
+
+/// What one set of derived tables does with each record, inside the batch's transaction.
+pub trait Projection: Send {
+    /// Where this projection commits its offsets.
+    fn offsets_table(&self) -> OffsetsTable;
+
+    /// Applies one decoded record. `partition_epoch` is the fencing epoch of the record's partition (moved
+    /// by claims on `aloft.executions`), stored with the offsets.
+    fn apply<'a>(
+        &'a mut self,
+        connection: &'a mut AnyConnection,
+        record: &'a Record,
+        envelope: &'a Envelope,
+        partition_epoch: &'a mut u64,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// After a batch committed (metrics).
+    fn committed(&mut self, _records: &[Record]) {}
+
+    /// After a failed batch: forget in-memory state the rolled-back transaction may have left behind.
+    fn rolled_back(&mut self) {}
+}
+
+/// Projects until `shutdown` is cancelled; after an error it resumes from the last committed offsets.
+pub async fn run<P: Projection>(
+    mut projection: P,
+    store: Store,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    progress: watch::Sender<Progress>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match project_until_shutdown(&mut projection, &store, &log, &topics, &progress, &shutdown).await {
+            Ok(()) => return,
+            Err(failure) => {
+                projection.rolled_back();
+                error!(error = %failure, "projector failed; resuming from the last committed offsets");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LoopError {
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("event log: {0}")]
+    Log(#[from] aloft_eventlog::Error),
+}
+
+async fn project_until_shutdown<P: Projection>(
+    projection: &mut P,
+    store: &Store,
+    log: &Arc<dyn EventLog>,
+    topics: &Topics,
+    progress: &watch::Sender<Progress>,
+    shutdown: &CancellationToken,
+) -> Result<(), LoopError> {
+    let table = projection.offsets_table();
+    let mut offsets: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+    for (topic, partition, next_offset, epoch) in load_offsets(store.pool(), table).await? {
+        offsets.insert((topic, partition), (next_offset, epoch));
+    }
+    let mut partitions = vec![(topics.registry.clone(), 0u32)];
+    for partition in 0..log.partition_count(&topics.executions).await? {
+        partitions.push((topics.executions.clone(), partition));
+    }
+    let starts: Vec<(String, u32, u64)> = partitions
+        .into_iter()
+        .map(|(topic, partition)| {
+            let next = offsets.entry((topic.clone(), partition)).or_insert((0, 0)).0;
+            (topic, partition, next)
+        })
+        .collect();
+    progress.send_replace(
+        offsets
+            .iter()
+            .map(|(key, (next, _))| (key.clone(), *next))
+            .collect(),
+    );
+    let mut reader = log.read(starts).await?;
+    loop {
+        let records = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            records = reader.next_batch(BATCH) => records?,
+        };
+        let mut tx = store.pool().begin().await?;
+        let mut touched: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+        for record in &records {
+            let key = (record.topic.clone(), record.partition);
+            let (next_offset, mut epoch) = touched
+                .get(&key)
+                .copied()
+                .or_else(|| offsets.get(&key).copied())
+                .unwrap_or((0, 0));
+            if record.offset < next_offset {
+                continue;
+            }
+            match Envelope::decode(&record.payload) {
+                // The record stays in the log for inspection; it cannot be projected.
+                Err(decode_error) => {
+                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %decode_error, "skipping an undecodable record");
+                }
+                Ok(envelope) => projection.apply(&mut tx, record, &envelope, &mut epoch).await?,
+            }
+            touched.insert(key, (record.offset + 1, epoch));
+        }
+        for ((topic, partition), (next_offset, epoch)) in &touched {
+            save_offset(&mut tx, table, topic, *partition, *next_offset, *epoch).await?;
+        }
+        tx.commit().await?;
+        projection.committed(&records);
+        progress.send_modify(|progress| {
+            for (key, (next_offset, _)) in &touched {
+                progress.insert(key.clone(), *next_offset);
+            }
+        });
+        offsets.extend(touched);
+    }
+}
