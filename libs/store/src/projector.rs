@@ -45,6 +45,31 @@ pub trait Projection: Send {
     fn rolled_back(&mut self) {}
 }
 
+/// The readiness of a service that serves from projected tables: its database answers within 2 s and its
+/// projector has started (loaded its offsets). Shaped for `aloft_telemetry::ops::ReadinessCheck`.
+pub fn readiness(
+    store: Store,
+    progress: watch::Receiver<Progress>,
+) -> impl Fn() -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync {
+    move || {
+        let pool = store.pool().clone();
+        let started = !progress.borrow().is_empty();
+        Box::pin(async move {
+            let probe = sqlx::query("SELECT 1").execute(&pool);
+            match tokio::time::timeout(Duration::from_secs(2), probe).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(format!("database unreachable: {error}")),
+                Err(_) => return Err("database did not answer within 2 s".to_string()),
+            }
+            if started {
+                Ok(())
+            } else {
+                Err("the projector has not started".to_string())
+            }
+        })
+    }
+}
+
 /// Projects until `shutdown` is cancelled; after an error it resumes from the last committed offsets.
 pub async fn run<P: Projection>(
     mut projection: P,

@@ -11,7 +11,6 @@ pub mod metrics;
 pub mod projector;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aloft_eventlog::{EventLog, Topics};
 use aloft_proto::v1::catalog_service_server::CatalogServiceServer;
@@ -48,24 +47,8 @@ pub async fn run(
     metrics::register();
     let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
     if let Some(address) = options.ops_listen {
-        let pool = store.pool().clone();
-        let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(move || {
-            let pool = pool.clone();
-            let started = !progress_rx.borrow().is_empty();
-            Box::pin(async move {
-                let probe = sqlx::query("SELECT 1").execute(&pool);
-                match tokio::time::timeout(Duration::from_secs(2), probe).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return Err(format!("database unreachable: {error}")),
-                    Err(_) => return Err("database did not answer within 2 s".to_string()),
-                }
-                if started {
-                    Ok(())
-                } else {
-                    Err("the projector has not started".to_string())
-                }
-            })
-        });
+        let readiness: aloft_telemetry::ops::ReadinessCheck =
+            Arc::new(aloft_store::projector::readiness(store.clone(), progress_rx));
         aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
     }
     let projector_shutdown = CancellationToken::new();
