@@ -87,6 +87,7 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
         ("aloft-admin", free_port()),
         ("aloft-propeller", free_port()),
         ("aloft-scheduler", free_port()),
+        ("aloft-catalog", free_port()),
     ];
     let _services: Vec<Service> = ports
         .iter()
@@ -141,6 +142,27 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
     let scheduler = metrics(ports[2].1).await;
     assert_eq!(scheduler["aloft_scheduler_leader"], 1.0, "{scheduler:?}");
     assert!(scheduler.contains_key("aloft_scheduler_fires_total"));
+    assert_eq!(
+        admin["aloft_admin_execution_phase_changes_total{phase=\"SUCCEEDED\"}"], 1.0,
+        "{admin:?}"
+    );
+    // The catalog projects the same log (the diamond's tasks are not cached: no lookups).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let catalog = metrics(ports[3].1).await;
+        let projected = catalog
+            .get("aloft_catalog_events_projected_total{topic=\"executions\"}")
+            .copied()
+            .unwrap_or(0.0);
+        if projected >= 10.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the catalog projected nothing: {catalog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[test]
