@@ -4,9 +4,11 @@
 //! The CLI talks to admin and the catalog only through their gRPC APIs, in-process or remote alike.
 
 pub mod admin_ops;
+pub mod args;
 pub mod bench;
 pub mod bench_cache;
 pub mod client;
+pub mod commands;
 pub mod fleet;
 pub mod lineage;
 pub mod render;

@@ -1,0 +1,299 @@
+//! The `aloft` command line: every command, flag and environment variable (clap definitions).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::client::{DEFAULT_DEV_ADDRESS, DEFAULT_DEV_CATALOG_ADDRESS};
+
+/// Aloft: typed, versioned, event-sourced workflow orchestration.
+///
+/// Without --admin, commands use a running `aloft dev` on 127.0.0.1:8089, or else start an embedded fleet
+/// in this process on --data-dir, so `aloft run examples/diamond.yaml --input x=3` works with nothing installed.
+#[derive(Parser, Debug)]
+#[command(name = "aloft", version)]
+pub struct Cli {
+    /// Admin API address (e.g. http://127.0.0.1:8089).
+    #[arg(long, global = true, env = "ALOFT_ADMIN")]
+    pub admin: Option<String>,
+    #[arg(long, global = true, env = "ALOFT_PROJECT", default_value = "default")]
+    pub project: String,
+    #[arg(long, global = true, env = "ALOFT_DOMAIN", default_value = "development")]
+    pub domain: String,
+    /// Catalog API address (memoized results and lineage); default: that of `aloft dev` or the embedded fleet.
+    #[arg(long, global = true, env = "ALOFT_CATALOG")]
+    pub catalog: Option<String>,
+    /// Data directory of the embedded fleet.
+    #[arg(long, global = true, env = "ALOFT_DATA_DIR", default_value = ".aloft")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Register projects, tasks, workflows and launch plans from YAML/JSON spec files.
+    Register {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a launch plan, workflow or task by name, or register a spec file and run its last workflow.
+    Run {
+        /// A spec file, or the name of a launch plan, workflow or task (looked up in that order).
+        target: String,
+        /// An input as NAME=VALUE, parsed by the input's declared type (lists, maps, structs as JSON).
+        #[arg(short = 'i', long = "input", value_parser = parse_key_value)]
+        inputs: Vec<(String, String)>,
+        /// Execution name (generated when left out).
+        #[arg(long)]
+        name: Option<String>,
+        /// Version of the named target (default: latest).
+        #[arg(long)]
+        version: Option<String>,
+        /// Wait for the execution to finish, showing progress (always on for the embedded fleet).
+        #[arg(long)]
+        wait: bool,
+        /// Run cached tasks even when a result is stored, and replace the stored result.
+        #[arg(long)]
+        overwrite_cache: bool,
+    },
+    /// Show an execution (default), task, workflow or launch plan.
+    Get {
+        /// `execution`, `task`, `workflow` or `launchplan`, then the name; or just an execution name.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List executions, tasks, workflows, launch plans or projects.
+    List {
+        what: ListKind,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Every event of an execution, in order.
+    History {
+        execution: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run an execution again: the same workflow version with the same inputs, some replaced by --input.
+    Relaunch {
+        execution: String,
+        #[arg(short = 'i', long = "input", value_parser = parse_key_value)]
+        inputs: Vec<(String, String)>,
+        /// Name of the new execution (generated when left out).
+        #[arg(long)]
+        name: Option<String>,
+        /// Wait for it to finish, showing progress (always on for the embedded fleet).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a running execution; its running attempts are killed.
+    Terminate {
+        execution: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Activate or deactivate a launch plan version; only the active version of a name is scheduled.
+    Launchplan {
+        #[command(subcommand)]
+        command: LaunchPlanCommand,
+    },
+    /// Launch plans with an active schedule, and when each fires next.
+    Schedules,
+    /// What an execution's artifacts were made from, and what was made from them.
+    ///
+    /// TARGET is EXECUTION, EXECUTION/NODE or EXECUTION/NODE/OUTPUT; an execution's inputs are its node
+    /// `@inputs`. Upstream is followed to the inputs of the root execution, through cache hits too.
+    Lineage {
+        target: String,
+        /// One JSON document: selected ids, artifacts and edges.
+        #[arg(long)]
+        json: bool,
+        /// Follow at most this many steps each way (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        depth: u32,
+    },
+    /// Operator tools that work on a deployment's log and databases directly (services may be down).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Memoized results: list them, or evict them so the task runs again.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Run the whole fleet (admin, propeller, scheduler, catalog) in this process on the embedded backends.
+    Dev {
+        #[arg(long, default_value = DEFAULT_DEV_ADDRESS)]
+        listen: SocketAddr,
+        /// Where the catalog listens (`aloft lineage` and `aloft cache` find it here).
+        #[arg(long, default_value = DEFAULT_DEV_CATALOG_ADDRESS)]
+        catalog_listen: SocketAddr,
+    },
+    /// Measure the engine on chains and fan-outs (optionally cached), the log's latency, schedules, cache lookups.
+    Bench {
+        shape: BenchShape,
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Benchmark on Kafka instead of the embedded log.
+        #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
+        kafka_brokers: Option<String>,
+        /// Read-model database (a scratch database is created on a Postgres server).
+        #[arg(long, env = "ALOFT_DATABASE_URL")]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// chain/fanout: make the noop task cached (each node a different key); the first run populates the
+        /// cache, the later ones are served from it.
+        #[arg(long)]
+        cached: bool,
+        /// cache: stored results to fill the catalog's table with.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// cache: lookups to time.
+        #[arg(long, default_value_t = 10_000)]
+        samples: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LaunchPlanCommand {
+    /// Makes VERSION the active version of NAME (the previously active one stops).
+    Activate {
+        name: String,
+        version: String,
+    },
+    Deactivate {
+        name: String,
+        version: String,
+    },
+}
+
+/// Where a deployment keeps its log and databases (default: the embedded ones in --data-dir).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeploymentArgs {
+    #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Admin's read-model database (default: SQLite in --data-dir).
+    #[arg(long, env = "ALOFT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The catalog's database (default: --database-url, or SQLite in --data-dir).
+    #[arg(long, env = "ALOFT_CATALOG_DATABASE_URL")]
+    pub catalog_database_url: Option<String>,
+    #[arg(long, env = "ALOFT_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+}
+
+impl DeploymentArgs {
+    pub fn address(&self) -> crate::admin_ops::DeploymentAddress {
+        crate::admin_ops::DeploymentAddress {
+            kafka_brokers: self.kafka_brokers.clone(),
+            database_url: self.database_url.clone(),
+            catalog_database_url: self.catalog_database_url.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// How far admin's and the catalog's projections are behind the log, per topic and partition.
+    Lag {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+    /// Empty derived tables and replay the whole log into them (stop the services concerned first).
+    Replay {
+        /// Rebuild admin's read models (projects ... execution events).
+        #[arg(long)]
+        rebuild_projections: bool,
+        /// Rebuild the catalog's tables (cache entries, lineage).
+        #[arg(long)]
+        rebuild_catalog: bool,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Stored results in the project and domain, newest first.
+    List {
+        /// Only this task's results.
+        task: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Remove a task's stored results (every cache version unless --cache-version).
+    Evict {
+        task: String,
+        #[arg(long)]
+        cache_version: Option<String>,
+        /// Only the result with this cache key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectCommand {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Domains (default: development, staging, production).
+        #[arg(long = "domain-name")]
+        domains: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BenchShape {
+    /// n0 -> n1 -> ... -> n(N-1): per-step latency of the engine.
+    Chain,
+    /// N independent nodes: throughput of the engine.
+    Fanout,
+    /// N single appends: acknowledgement and append-to-read-back latency of the log.
+    Log,
+    /// N launch plans scheduled every minute on one scheduler: fire lag, CPU and memory.
+    Schedules,
+    /// Catalog lookups through its gRPC API with --entries stored results (Postgres with --database-url).
+    Cache,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListKind {
+    Executions,
+    Tasks,
+    Workflows,
+    Launchplans,
+    Projects,
+}
+
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Catches clashing flags (a subcommand flag shadowing a global one) before a user does.
+        super::Cli::command().debug_assert();
+    }
+}
