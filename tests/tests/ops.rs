@@ -198,6 +198,38 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
     let (code, stderr) = run(&[("ALOFT_DATABASE_URL", &sqlite), ("ALOFT_PARTITIONS", "0")]);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("partitions"), "{stderr}");
+
+    // A config file: its settings apply, an unknown key is named, and ALOFT_* env vars override it.
+    let config = scratch.path().join("admin.yaml");
+    let config_text = config.display().to_string();
+    std::fs::write(&config, "kafka_broker: 127.0.0.1:9092\n").unwrap();
+    let (code, stderr) = run(&[("ALOFT_CONFIG", &config_text)]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("unknown setting \"kafka_broker\"") && stderr.contains("kafka-brokers"),
+        "{stderr}"
+    );
+    std::fs::write(&config, "database_url: mysql://nobody@127.0.0.1/aloft\n").unwrap();
+    let (code, stderr) = run(&[("ALOFT_CONFIG", &config_text)]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("--database-url mysql://"),
+        "the file's setting applies: {stderr}"
+    );
+    std::fs::write(&config, format!("database_url: {sqlite}\npartitions: 0\n")).unwrap();
+    let (code, stderr) = run(&[("ALOFT_CONFIG", &config_text)]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("partitions"), "{stderr}");
+    let (code, stderr) = run(&[
+        ("ALOFT_CONFIG", &config_text),
+        ("ALOFT_PARTITIONS", "2"),
+        ("ALOFT_KAFKA_BROKERS", "127.0.0.1:1"),
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("--kafka-brokers 127.0.0.1:1"),
+        "the env var overrides the file's partitions, so start-up reaches the brokers: {stderr}"
+    );
 }
 
 /// A TCP proxy to Postgres that the test can cut and restore, to make the database unreachable for one admin.

@@ -1,9 +1,10 @@
 //! Process setup shared by every Aloft binary: tracing, the shutdown token driven by SIGINT/SIGTERM, the
 //! backend flags (`--kafka-brokers`, `--data-dir`, `--database-url`, ...) with their `ALOFT_*` env vars, and
-//! the operations endpoints (`ops`: health, readiness, Prometheus metrics).
+//! the operations endpoints (`ops`: health, readiness, Prometheus metrics) and config files (`config`).
 //!
 //! It must not hold service logic; services receive what this builds.
 
+pub mod config;
 pub mod ops;
 
 use std::path::PathBuf;
@@ -69,6 +70,10 @@ pub fn default_member_id() -> String {
 /// Where the event log and the read models live.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BackendArgs {
+    /// A YAML file of settings, keyed by flag name (e.g. `kafka-brokers: 10.0.0.1:9092`); ALOFT_* env vars
+    /// and flags override it.
+    #[arg(long, env = "ALOFT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Kafka bootstrap servers (e.g. 127.0.0.1:9092). Without it the embedded log in --data-dir is used.
     #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,

@@ -20,7 +20,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = aloft_telemetry::config::parse();
     aloft_telemetry::init_tracing("aloft-admin", "info");
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();

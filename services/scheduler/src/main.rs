@@ -23,7 +23,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = aloft_telemetry::config::parse();
     aloft_telemetry::init_tracing("aloft-scheduler", "info");
     let shutdown = shutdown_on_signals();
     let log = args.backend.open_log().await?;
