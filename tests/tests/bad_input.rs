@@ -565,3 +565,78 @@ async fn executions_keep_their_versions_and_relaunch_reruns_the_same_version_wit
     );
     fleet.stop().await.unwrap();
 }
+
+/// A launch plan's `max_parallelism` bounds how many nodes of one execution run at once (the workflow's own
+/// limit is overridden), and a limit of zero is refused at registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_parallelism_from_the_launch_plan_bounds_running_nodes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(FleetConfig::embedded(
+        scratch.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    ))
+    .await
+    .unwrap();
+    let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
+    let spec = scratch.path().join("wide.yaml");
+    std::fs::write(
+        &spec,
+        r#"kind: task
+name: nap
+version: "1"
+run: {sleep: {duration: 200ms}}
+---
+kind: workflow
+name: wide
+max_parallelism: 4
+nodes: [{id: a, task: nap}, {id: b, task: nap}, {id: c, task: nap}, {id: d, task: nap}]
+---
+kind: launch_plan
+name: wide-one-at-a-time
+workflow: wide
+max_parallelism: 1
+"#,
+    )
+    .unwrap();
+    register_file(&mut client, &spec).await;
+    let plan = wire::create_execution_request::Target::LaunchPlan(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: "wide-one-at-a-time".into(),
+        version: String::new(),
+    });
+    let id = launch(&mut client, plan, "serial", &[]).await.unwrap();
+    let finished = wait_finished(&mut client, &id, Duration::from_secs(30)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Succeeded as i32);
+    let history = client
+        .get_execution_history(wire::GetExecutionRequest { id: Some(id) })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let mut running = 0i32;
+    let mut most = 0;
+    for event in &history {
+        match event.kind.as_str() {
+            "AttemptStarted" => running += 1,
+            "AttemptSucceeded" | "AttemptFailed" => running -= 1,
+            _ => {}
+        }
+        most = most.max(running);
+    }
+    assert_eq!(most, 1, "the launch plan allows one node at a time");
+
+    let refused = client
+        .register_launch_plan(register_request(
+            r#"{"name": "zero", "workflow": "wide", "max_parallelism": 0}"#,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("max_parallelism must be at least 1"),
+        "{}",
+        refused.message()
+    );
+    fleet.stop().await.unwrap();
+}

@@ -101,6 +101,10 @@ pub struct CompiledWorkflow {
     /// In a topological order: every node comes after all of its upstream nodes.
     pub nodes: Vec<CompiledNode>,
     pub outputs: BTreeMap<String, NodeBinding>,
+    /// At most this many nodes run at once; `None` is no limit. Set from the workflow spec, or from the
+    /// launch plan when an execution is launched through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallelism: Option<u32>,
 }
 
 impl CompiledWorkflow {
@@ -132,6 +136,7 @@ impl CompiledWorkflow {
                 retries: task.retries,
                 task,
             }],
+            max_parallelism: None,
         }
     }
 }
@@ -292,6 +297,7 @@ pub fn compile_workflow(
         interface: spec.interface.clone(),
         nodes,
         outputs,
+        max_parallelism: spec.max_parallelism,
     })
 }
 
@@ -509,6 +515,7 @@ mod tests {
             },
             nodes,
             outputs: BTreeMap::new(),
+            max_parallelism: None,
         }
     }
 

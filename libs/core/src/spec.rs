@@ -239,11 +239,24 @@ pub struct WorkflowSpec {
     pub nodes: Vec<NodeSpec>,
     #[serde(default)]
     pub outputs: BTreeMap<String, BindingSpec>,
+    /// At most this many nodes run at once (default: no limit); a launch plan may set its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallelism: Option<u32>,
+}
+
+fn validate_max_parallelism(what: &str, max_parallelism: Option<u32>) -> Result<(), String> {
+    if max_parallelism == Some(0) {
+        return Err(format!(
+            "{what}: max_parallelism must be at least 1 (leave it out for no limit)"
+        ));
+    }
+    Ok(())
 }
 
 impl WorkflowSpec {
     pub fn validate_names(&self) -> Result<(), String> {
         validate_name("workflow name", &self.name).map_err(|e| e.to_string())?;
+        validate_max_parallelism(&format!("workflow {}", self.name), self.max_parallelism)?;
         if let Some(version) = &self.version {
             validate_version(version).map_err(|e| e.to_string())?;
         }
@@ -272,11 +285,15 @@ pub struct LaunchPlanSpec {
     /// Fire on a cron expression or a fixed rate while this version is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// At most this many nodes of one execution run at once; overrides the workflow's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallelism: Option<u32>,
 }
 
 impl LaunchPlanSpec {
     pub fn validate_names(&self) -> Result<(), String> {
         validate_name("launch plan name", &self.name).map_err(|e| e.to_string())?;
+        validate_max_parallelism(&format!("launch plan {}", self.name), self.max_parallelism)?;
         if let Some(version) = &self.version {
             validate_version(version).map_err(|e| e.to_string())?;
         }

@@ -139,6 +139,8 @@ pub struct ExecutionState {
     ready: BTreeSet<usize>,
     succeeded_nodes: usize,
     failed_node: Option<usize>,
+    /// Nodes with an attempt running now (bounded by the workflow's `max_parallelism`).
+    running_nodes: usize,
 }
 
 impl ExecutionState {
@@ -193,6 +195,7 @@ impl ExecutionState {
             ready,
             succeeded_nodes: 0,
             failed_node: None,
+            running_nodes: 0,
         }
     }
 
@@ -265,6 +268,7 @@ impl ExecutionState {
                     "attempts are numbered 1, 2, ..."
                 );
                 state.phase = NodePhase::Running;
+                self.running_nodes += 1;
                 state.attempts.push(AttemptState {
                     number: *attempt,
                     phase: AttemptPhase::Running,
@@ -284,6 +288,7 @@ impl ExecutionState {
                 if !self.is_running_attempt(*node, *attempt) {
                     return;
                 }
+                self.running_nodes -= 1;
                 let state = &mut self.nodes[*node];
                 if let Some(last) = state.attempts.last_mut() {
                     last.phase = AttemptPhase::Succeeded;
@@ -313,6 +318,7 @@ impl ExecutionState {
                 if !self.is_running_attempt(*node, *attempt) {
                     return;
                 }
+                self.running_nodes -= 1;
                 let state = &mut self.nodes[*node];
                 if let Some(last) = state.attempts.last_mut() {
                     last.phase = AttemptPhase::Failed;
@@ -359,6 +365,7 @@ impl ExecutionState {
                 // applies its own decisions on acknowledgement, possibly before a request that precedes
                 // them in the log, and replay must still give the live state.
                 self.terminate_reason = None;
+                self.running_nodes = 0;
                 for state in &mut self.nodes {
                     match state.phase {
                         NodePhase::Running => {
@@ -486,7 +493,17 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
             return decisions;
         }
     }
-    for &node in &state.ready {
+    // Ready nodes start in index order (a topological order) while the parallelism limit allows.
+    let limit = state
+        .workflow
+        .max_parallelism
+        .map_or(usize::MAX, |max| max as usize);
+    debug_assert!(
+        state.running_nodes <= limit,
+        "more nodes running than max_parallelism allows"
+    );
+    let free_slots = limit.saturating_sub(state.running_nodes);
+    for &node in state.ready.iter().take(free_slots) {
         let attempt = state.nodes[node].attempts.len() as u32 + 1;
         decisions.push(ExecutionEvent::AttemptStarted {
             execution: execution.clone(),
@@ -607,5 +624,102 @@ impl PartitionFold {
             }
         }
         AppliedEvent::Accepted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiler::CompiledNode;
+    use crate::spec::{Interface, RetryPolicy, TaskKind, TaskSpec};
+
+    fn fan_out(nodes: usize, max_parallelism: Option<u32>) -> ExecutionState {
+        let task = TaskSpec {
+            name: "noop".into(),
+            version: Some("1".into()),
+            interface: Interface::default(),
+            run: TaskKind::Noop,
+            retries: RetryPolicy::default(),
+            timeout: None,
+            cache: None,
+        };
+        let workflow = CompiledWorkflow {
+            id: Identifier {
+                project: "p".into(),
+                domain: "d".into(),
+                name: "fan".into(),
+                version: "1".into(),
+            },
+            interface: Interface::default(),
+            nodes: (0..nodes)
+                .map(|index| CompiledNode {
+                    id: format!("n{index}"),
+                    task_id: Identifier {
+                        project: "p".into(),
+                        domain: "d".into(),
+                        name: "noop".into(),
+                        version: "1".into(),
+                    },
+                    task: task.clone(),
+                    inputs: Default::default(),
+                    upstream: vec![],
+                    retries: RetryPolicy::default(),
+                })
+                .collect(),
+            outputs: Default::default(),
+            max_parallelism,
+        };
+        let id = ExecutionId {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "e".into(),
+        };
+        ExecutionState::new(id, "r".into(), Arc::new(workflow), Outputs::new(), None, 0)
+    }
+
+    fn started(decisions: &[ExecutionEvent]) -> Vec<usize> {
+        decisions
+            .iter()
+            .filter_map(|event| match event {
+                ExecutionEvent::AttemptStarted { node, .. } => Some(*node),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_parallelism_bounds_running_nodes_and_frees_a_slot_per_finished_one() {
+        let mut state = fan_out(5, Some(2));
+        let first = decide(&state, 1);
+        assert_eq!(started(&first), [0, 1]);
+        for event in &first {
+            state.apply(event);
+        }
+        assert!(started(&decide(&state, 2)).is_empty(), "both slots are taken");
+        state.apply(&ExecutionEvent::AttemptSucceeded {
+            execution: state.id.clone(),
+            node: 0,
+            attempt: 1,
+            outputs: Outputs::new(),
+            at: 3,
+            cache: None,
+        });
+        assert_eq!(started(&decide(&state, 4)), [2]);
+        // A failed attempt frees its slot too; its retry queues behind the nodes already ready.
+        state.apply(&ExecutionEvent::AttemptFailed {
+            execution: state.id.clone(),
+            node: 1,
+            attempt: 1,
+            kind: ErrorKind::System,
+            message: "lost".into(),
+            at: 5,
+        });
+        assert_eq!(started(&decide(&state, 6)), [1, 2]);
+    }
+
+    #[test]
+    fn without_a_limit_every_ready_node_starts() {
+        let state = fan_out(5, None);
+        assert_eq!(started(&decide(&state, 1)), [0, 1, 2, 3, 4]);
     }
 }

@@ -33,7 +33,11 @@ fn sum_task(inputs: usize) -> TaskSpec {
     }
 }
 
-fn build(upstream: &[Vec<usize>], retries: RetryPolicy) -> aloft_core::CompiledWorkflow {
+fn build(
+    upstream: &[Vec<usize>],
+    retries: RetryPolicy,
+    max_parallelism: Option<u32>,
+) -> aloft_core::CompiledWorkflow {
     let nodes: Vec<NodeSpec> = upstream
         .iter()
         .enumerate()
@@ -84,6 +88,7 @@ fn build(upstream: &[Vec<usize>], retries: RetryPolicy) -> aloft_core::CompiledW
             },
         )]
         .into(),
+        max_parallelism,
     };
     let id = Identifier {
         project: "p".into(),
@@ -180,9 +185,10 @@ proptest! {
         user_retries in 0u32..3,
         system_retries in 0u32..3,
         choices in proptest::collection::vec((any::<usize>(), outcome()), 0..60),
+        max_parallelism in proptest::option::of(1u32..4),
     ) {
         let retries = RetryPolicy { user: user_retries, system: system_retries };
-        let workflow = build(&upstream, retries);
+        let workflow = build(&upstream, retries, max_parallelism);
         let id = ExecutionId { project: "p".into(), domain: "d".into(), name: "e".into() };
         let mut sim = Simulation { fold: PartitionFold::default(), log: Vec::new(), id: id.clone(), now: 0 };
         sim.offer(EventMeta { seq: 1, writer_epoch: 1 }, ExecutionEvent::PartitionClaimed { partition: 0, epoch: 1, owner: "o".into(), at: 0 });
@@ -204,6 +210,9 @@ proptest! {
             }
             let running: Vec<(usize, u32)> = state.running_attempts().collect();
             prop_assert!(!running.is_empty(), "a live execution must have work running");
+            if let Some(max) = max_parallelism {
+                prop_assert!(running.len() <= max as usize, "{} nodes running over max_parallelism {max}", running.len());
+            }
             let (pick, outcome) = choices.next().unwrap_or((0, Outcome::Succeed));
             let (node, attempt) = running[pick % running.len()];
             let event = match outcome {
@@ -252,7 +261,7 @@ proptest! {
 
 #[test]
 fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
-    let workflow = build(&[vec![], vec![], vec![0, 1]], RetryPolicy::default());
+    let workflow = build(&[vec![], vec![], vec![0, 1]], RetryPolicy::default(), None);
     let id = ExecutionId {
         project: "p".into(),
         domain: "d".into(),
@@ -334,7 +343,7 @@ fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
 
 #[test]
 fn terminate_aborts_running_attempts_and_skips_the_rest() {
-    let workflow = build(&[vec![], vec![0]], RetryPolicy::default());
+    let workflow = build(&[vec![], vec![0]], RetryPolicy::default(), None);
     let id = ExecutionId {
         project: "p".into(),
         domain: "d".into(),

@@ -75,6 +75,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
         interface: Interface::default(),
         nodes: node_specs,
         outputs: Default::default(),
+        max_parallelism: None,
     }
 }
 
@@ -376,6 +377,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
                 catch_up: CatchUp::Latest,
                 catch_up_max: None,
             }),
+            max_parallelism: None,
         };
         events.push(RegistryEvent::LaunchPlanRegistered {
             id: plan.clone(),

@@ -65,6 +65,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
             interface: Interface::default(),
             nodes: vec![],
             outputs: BTreeMap::new(),
+            max_parallelism: None,
         },
         compiled: Box::new(workflow),
         digest: "d".into(),
@@ -86,6 +87,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
                 catch_up: *policy,
                 catch_up_max: None,
             }),
+            max_parallelism: None,
         };
         let registered = RegistryEvent::LaunchPlanRegistered {
             id: id(name),

@@ -148,12 +148,12 @@ impl AdminApi {
                             plan.workflow, plan.id
                         ))
                     })?;
-                Ok((
-                    workflow.compiled,
-                    Some(plan.id),
-                    plan.default_inputs,
-                    plan.fixed_inputs,
-                ))
+                let mut compiled = workflow.compiled;
+                // The launch plan's limit wins over the workflow's; the execution carries the result.
+                if plan.spec.max_parallelism.is_some() {
+                    compiled.max_parallelism = plan.spec.max_parallelism;
+                }
+                Ok((compiled, Some(plan.id), plan.default_inputs, plan.fixed_inputs))
             }
             Target::Workflow(id) => {
                 let workflow = self
