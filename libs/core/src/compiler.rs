@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Identifier;
-use crate::spec::{BindingSpec, Interface, RetryPolicy, TaskRef, TaskSpec, WorkflowSpec};
+use crate::spec::{BindingSpec, FailurePolicy, Interface, RetryPolicy, TaskRef, TaskSpec, WorkflowSpec};
 use crate::types::{LiteralType, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +105,8 @@ pub struct CompiledWorkflow {
     /// launch plan when an execution is launched through one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallelism: Option<u32>,
+    #[serde(default, skip_serializing_if = "FailurePolicy::is_fail_fast")]
+    pub on_failure: FailurePolicy,
 }
 
 impl CompiledWorkflow {
@@ -137,6 +139,7 @@ impl CompiledWorkflow {
                 task,
             }],
             max_parallelism: None,
+            on_failure: FailurePolicy::FailFast,
         }
     }
 }
@@ -298,6 +301,7 @@ pub fn compile_workflow(
         nodes,
         outputs,
         max_parallelism: spec.max_parallelism,
+        on_failure: spec.on_failure,
     })
 }
 
@@ -516,6 +520,7 @@ mod tests {
             nodes,
             outputs: BTreeMap::new(),
             max_parallelism: None,
+            on_failure: FailurePolicy::FailFast,
         }
     }
 

@@ -242,6 +242,27 @@ pub struct WorkflowSpec {
     /// At most this many nodes run at once (default: no limit); a launch plan may set its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallelism: Option<u32>,
+    /// What a node that fails for good does to the rest of the execution.
+    #[serde(default, skip_serializing_if = "FailurePolicy::is_fail_fast")]
+    pub on_failure: FailurePolicy,
+}
+
+/// What happens to the rest of an execution when a node fails for good (its retries used up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// The execution fails at once; running attempts are aborted (Flyte's FAIL_IMMEDIATELY).
+    #[default]
+    FailFast,
+    /// Nodes that do not depend on the failed one still run to completion, then the execution fails
+    /// (Flyte's FAIL_AFTER_EXECUTABLE_NODES_COMPLETE).
+    CompleteOthers,
+}
+
+impl FailurePolicy {
+    pub fn is_fail_fast(&self) -> bool {
+        *self == FailurePolicy::FailFast
+    }
 }
 
 fn validate_max_parallelism(what: &str, max_parallelism: Option<u32>) -> Result<(), String> {

@@ -451,7 +451,10 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
             at: now,
         });
     }
-    if let Some(failed) = state.failed_node {
+    let fail_fast = state.workflow.on_failure.is_fail_fast();
+    // Under `complete_others` the execution fails once nothing that can still run is left.
+    let failed_and_done = fail_fast || (state.running_nodes == 0 && state.ready.is_empty());
+    if let Some(failed) = state.failed_node.filter(|_| failed_and_done) {
         let node = &state.workflow.nodes[failed];
         let message = state.nodes[failed].error.clone().unwrap_or_default();
         decisions.push(finish(
@@ -474,6 +477,7 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         });
         return decisions;
     }
+    let mut failing = BTreeSet::new();
     for &node in &state.ready {
         if let Some((phase, message)) = state.budget_exhausted(node) {
             let node_id = state.workflow.nodes[node].id.clone();
@@ -484,13 +488,16 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
                 message: message.clone(),
                 at: now,
             });
-            // Fail fast: running attempts are aborted by the finish.
-            decisions.push(finish(
-                ExecutionPhase::Failed,
-                Outputs::new(),
-                Some(format!("node {node_id:?} {message}")),
-            ));
-            return decisions;
+            if fail_fast {
+                // Running attempts are aborted by the finish.
+                decisions.push(finish(
+                    ExecutionPhase::Failed,
+                    Outputs::new(),
+                    Some(format!("node {node_id:?} {message}")),
+                ));
+                return decisions;
+            }
+            failing.insert(node);
         }
     }
     // Ready nodes start in index order (a topological order) while the parallelism limit allows.
@@ -503,7 +510,12 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         "more nodes running than max_parallelism allows"
     );
     let free_slots = limit.saturating_sub(state.running_nodes);
-    for &node in state.ready.iter().take(free_slots) {
+    for &node in state
+        .ready
+        .iter()
+        .filter(|node| !failing.contains(node))
+        .take(free_slots)
+    {
         let attempt = state.nodes[node].attempts.len() as u32 + 1;
         decisions.push(ExecutionEvent::AttemptStarted {
             execution: execution.clone(),
@@ -631,9 +643,13 @@ impl PartitionFold {
 mod tests {
     use super::*;
     use crate::compiler::CompiledNode;
-    use crate::spec::{Interface, RetryPolicy, TaskKind, TaskSpec};
+    use crate::spec::{FailurePolicy, Interface, RetryPolicy, TaskKind, TaskSpec};
 
     fn fan_out(nodes: usize, max_parallelism: Option<u32>) -> ExecutionState {
+        with_policy(nodes, max_parallelism, FailurePolicy::FailFast)
+    }
+
+    fn with_policy(nodes: usize, max_parallelism: Option<u32>, on_failure: FailurePolicy) -> ExecutionState {
         let task = TaskSpec {
             name: "noop".into(),
             version: Some("1".into()),
@@ -668,6 +684,7 @@ mod tests {
                 .collect(),
             outputs: Default::default(),
             max_parallelism,
+            on_failure,
         };
         let id = ExecutionId {
             project: "p".into(),
@@ -721,5 +738,85 @@ mod tests {
     fn without_a_limit_every_ready_node_starts() {
         let state = fan_out(5, None);
         assert_eq!(started(&decide(&state, 1)), [0, 1, 2, 3, 4]);
+    }
+
+    fn apply_all(state: &mut ExecutionState, events: &[ExecutionEvent]) {
+        for event in events {
+            state.apply(event);
+        }
+    }
+
+    fn fail(state: &ExecutionState, node: usize) -> ExecutionEvent {
+        ExecutionEvent::AttemptFailed {
+            execution: state.id.clone(),
+            node,
+            attempt: 1,
+            kind: ErrorKind::User,
+            message: "exit 1".into(),
+            at: 2,
+        }
+    }
+
+    #[test]
+    fn complete_others_lets_independent_nodes_finish_before_failing() {
+        let mut state = with_policy(3, None, FailurePolicy::CompleteOthers);
+        let first = decide(&state, 1);
+        apply_all(&mut state, &first);
+        let failed = fail(&state, 0);
+        state.apply(&failed);
+        // No user retries: node 0 fails for good, but the execution goes on.
+        let after_failure = decide(&state, 3);
+        assert!(
+            matches!(
+                after_failure.as_slice(),
+                [ExecutionEvent::NodeFailed { node: 0, .. }]
+            ),
+            "{after_failure:?}"
+        );
+        apply_all(&mut state, &after_failure);
+        assert!(decide(&state, 4).is_empty(), "nodes 1 and 2 are still running");
+        for node in [1, 2] {
+            state.apply(&ExecutionEvent::AttemptSucceeded {
+                execution: state.id.clone(),
+                node,
+                attempt: 1,
+                outputs: Outputs::new(),
+                at: 5,
+                cache: None,
+            });
+        }
+        let end = decide(&state, 6);
+        assert!(
+            matches!(end.as_slice(), [ExecutionEvent::ExecutionFinished { phase: ExecutionPhase::Failed, error: Some(error), .. }] if error.contains("\"n0\"")),
+            "{end:?}"
+        );
+        apply_all(&mut state, &end);
+        assert_eq!(state.nodes[1].phase, NodePhase::Succeeded);
+        assert_eq!(state.nodes[2].phase, NodePhase::Succeeded);
+    }
+
+    #[test]
+    fn fail_fast_aborts_the_others_at_the_first_failure() {
+        let mut state = with_policy(3, None, FailurePolicy::FailFast);
+        let first = decide(&state, 1);
+        apply_all(&mut state, &first);
+        let failed = fail(&state, 0);
+        state.apply(&failed);
+        let decisions = decide(&state, 3);
+        assert!(
+            matches!(
+                decisions.as_slice(),
+                [
+                    ExecutionEvent::NodeFailed { .. },
+                    ExecutionEvent::ExecutionFinished {
+                        phase: ExecutionPhase::Failed,
+                        ..
+                    }
+                ]
+            ),
+            "{decisions:?}"
+        );
+        apply_all(&mut state, &decisions);
+        assert_eq!(state.nodes[1].phase, NodePhase::Aborted);
     }
 }

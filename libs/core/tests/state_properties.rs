@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use aloft_core::compiler::compile_workflow;
 use aloft_core::events::{ErrorKind, ExecutionEvent, Outputs};
 use aloft_core::spec::{
-    BindingSpec, Interface, NodeSpec, RetryPolicy, TaskKind, TaskRef, TaskSpec, WorkflowSpec,
+    BindingSpec, FailurePolicy, Interface, NodeSpec, RetryPolicy, TaskKind, TaskRef, TaskSpec, WorkflowSpec,
 };
-use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionPhase, PartitionFold};
+use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionPhase, NodePhase, PartitionFold};
 use aloft_core::{ExecutionId, Identifier, LiteralType, Value};
 use proptest::prelude::*;
 
@@ -37,6 +37,7 @@ fn build(
     upstream: &[Vec<usize>],
     retries: RetryPolicy,
     max_parallelism: Option<u32>,
+    on_failure: FailurePolicy,
 ) -> aloft_core::CompiledWorkflow {
     let nodes: Vec<NodeSpec> = upstream
         .iter()
@@ -89,6 +90,7 @@ fn build(
         )]
         .into(),
         max_parallelism,
+        on_failure,
     };
     let id = Identifier {
         project: "p".into(),
@@ -186,9 +188,11 @@ proptest! {
         system_retries in 0u32..3,
         choices in proptest::collection::vec((any::<usize>(), outcome()), 0..60),
         max_parallelism in proptest::option::of(1u32..4),
+        complete_others in any::<bool>(),
     ) {
         let retries = RetryPolicy { user: user_retries, system: system_retries };
-        let workflow = build(&upstream, retries, max_parallelism);
+        let on_failure = if complete_others { FailurePolicy::CompleteOthers } else { FailurePolicy::FailFast };
+        let workflow = build(&upstream, retries, max_parallelism, on_failure);
         let id = ExecutionId { project: "p".into(), domain: "d".into(), name: "e".into() };
         let mut sim = Simulation { fold: PartitionFold::default(), log: Vec::new(), id: id.clone(), now: 0 };
         sim.offer(EventMeta { seq: 1, writer_epoch: 1 }, ExecutionEvent::PartitionClaimed { partition: 0, epoch: 1, owner: "o".into(), at: 0 });
@@ -202,8 +206,15 @@ proptest! {
         let mut choices = choices.into_iter();
         for _step in 0..10_000 {
             sim.now += 1;
-            let decisions = decide(&sim.fold.executions[&id], sim.now);
-            sim.append_decisions(decisions);
+            // Like the propeller, decide again after applying decisions until nothing follows (a node
+            // failing under `complete_others` is followed by the finish once nothing else can run).
+            for _round in 0..4 {
+                let decisions = decide(&sim.fold.executions[&id], sim.now);
+                if decisions.is_empty() {
+                    break;
+                }
+                sim.append_decisions(decisions);
+            }
             let state = &sim.fold.executions[&id];
             if state.phase.is_terminal() {
                 break;
@@ -240,6 +251,20 @@ proptest! {
         if exhausted {
             prop_assert_eq!(state.phase, ExecutionPhase::Failed);
             prop_assert!(state.error.as_deref().unwrap_or("").contains("retries used up"));
+            if complete_others {
+                // Every node that does not depend (transitively) on a failed node still ran to success.
+                let mut tainted: Vec<bool> = state.nodes.iter().map(|n| n.phase == NodePhase::Failed || n.phase == NodePhase::TimedOut).collect();
+                for (index, node) in state.workflow.nodes.iter().enumerate() {
+                    if node.upstream.iter().any(|&up| tainted[up]) {
+                        tainted[index] = true;
+                    }
+                }
+                for (index, node) in state.nodes.iter().enumerate() {
+                    if !tainted[index] {
+                        prop_assert_eq!(node.phase, NodePhase::Succeeded, "node {} of an independent branch", index);
+                    }
+                }
+            }
         } else {
             prop_assert_eq!(state.phase, ExecutionPhase::Succeeded);
             let expected: Outputs = [("result".to_string(), Value::Integer(values_by_original_index[upstream.len() - 1]))].into();
@@ -261,7 +286,12 @@ proptest! {
 
 #[test]
 fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
-    let workflow = build(&[vec![], vec![], vec![0, 1]], RetryPolicy::default(), None);
+    let workflow = build(
+        &[vec![], vec![], vec![0, 1]],
+        RetryPolicy::default(),
+        None,
+        FailurePolicy::FailFast,
+    );
     let id = ExecutionId {
         project: "p".into(),
         domain: "d".into(),
@@ -343,7 +373,12 @@ fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
 
 #[test]
 fn terminate_aborts_running_attempts_and_skips_the_rest() {
-    let workflow = build(&[vec![], vec![0]], RetryPolicy::default(), None);
+    let workflow = build(
+        &[vec![], vec![0]],
+        RetryPolicy::default(),
+        None,
+        FailurePolicy::FailFast,
+    );
     let id = ExecutionId {
         project: "p".into(),
         domain: "d".into(),

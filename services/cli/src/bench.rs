@@ -76,6 +76,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
         nodes: node_specs,
         outputs: Default::default(),
         max_parallelism: None,
+        on_failure: Default::default(),
     }
 }
 

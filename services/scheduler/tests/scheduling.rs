@@ -66,6 +66,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
             nodes: vec![],
             outputs: BTreeMap::new(),
             max_parallelism: None,
+            on_failure: Default::default(),
         },
         compiled: Box::new(workflow),
         digest: "d".into(),
