@@ -282,7 +282,7 @@ impl CuttableProxy {
 }
 
 /// Waits until /readyz answers `wanted` and returns that response's body.
-async fn wait_status(port: u16, wanted: u16, within: Duration) -> String {
+async fn wait_status(port: u16, wanted: u16, within: Duration, log: impl Fn() -> String) -> String {
     let deadline = Instant::now() + within;
     loop {
         let answer = get(port, "/readyz").await;
@@ -293,7 +293,8 @@ async fn wait_status(port: u16, wanted: u16, within: Duration) -> String {
         }
         assert!(
             Instant::now() < deadline,
-            "/readyz never answered {wanted}; last {answer:?}"
+            "/readyz never answered {wanted}; last {answer:?}; the service's log:\n{}",
+            log()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -317,9 +318,9 @@ async fn admin_is_not_ready_while_its_database_is_unreachable_and_ready_again_wh
             ("ALOFT_DATABASE_URL", proxied_url),
         ],
     );
-    wait_status(ops_port, 200, Duration::from_secs(60)).await;
+    wait_status(ops_port, 200, Duration::from_secs(60), || deployment.log("admin")).await;
     proxy.set_open(false);
-    let body = wait_status(ops_port, 503, Duration::from_secs(30)).await;
+    let body = wait_status(ops_port, 503, Duration::from_secs(30), || deployment.log("admin")).await;
     assert!(body.contains("database"), "the reason names the database: {body}");
     assert_eq!(
         get(ops_port, "/healthz").await.map(|(status, _)| status),
@@ -327,7 +328,7 @@ async fn admin_is_not_ready_while_its_database_is_unreachable_and_ready_again_wh
         "alive while not ready"
     );
     proxy.set_open(true);
-    wait_status(ops_port, 200, Duration::from_secs(60)).await;
+    wait_status(ops_port, 200, Duration::from_secs(60), || deployment.log("admin")).await;
 }
 
 const SLOW_CHAIN: &str = r#"kind: task

@@ -45,16 +45,22 @@ pub trait Projection: Send {
     fn rolled_back(&mut self) {}
 }
 
-/// The readiness of a service that serves from projected tables: its database answers within 2 s and its
-/// projector has started (loaded its offsets). Shaped for `aloft_telemetry::ops::ReadinessCheck`.
+/// The readiness of a service that serves from projected tables: its API serves (`serving`, set once
+/// start-up is done), its database answers within 2 s and its projector has started (loaded its offsets).
+/// Shaped for `aloft_telemetry::ops::ReadinessCheck`.
 pub fn readiness(
     store: Store,
     progress: watch::Receiver<Progress>,
+    serving: Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn() -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync {
     move || {
         let pool = store.pool().clone();
         let started = !progress.borrow().is_empty();
+        let serving = serving.load(std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
+            if !serving {
+                return Err("still starting: the API does not serve yet".to_string());
+            }
             let probe = sqlx::query("SELECT 1").execute(&pool);
             match tokio::time::timeout(Duration::from_secs(2), probe).await {
                 Ok(Ok(_)) => {}

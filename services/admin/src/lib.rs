@@ -51,10 +51,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     metrics::register();
     let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
+    // Not ready before the bootstrap project exists and the API is about to serve.
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(address) = options.ops_listen {
         let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(aloft_store::projector::readiness(
             store.clone(),
             progress_rx.clone(),
+            Arc::clone(&serving),
         ));
         aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
     }
@@ -78,6 +81,7 @@ pub async fn run(
     }
     let address = listener.local_addr()?;
     tracing::info!(%address, "admin API listening");
+    serving.store(true, std::sync::atomic::Ordering::SeqCst);
     let served = tonic::transport::Server::builder()
         .add_service(AdminServiceServer::new(api))
         .serve_with_incoming_shutdown(

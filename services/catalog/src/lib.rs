@@ -46,9 +46,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     metrics::register();
     let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
+    let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(address) = options.ops_listen {
-        let readiness: aloft_telemetry::ops::ReadinessCheck =
-            Arc::new(aloft_store::projector::readiness(store.clone(), progress_rx));
+        let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(aloft_store::projector::readiness(
+            store.clone(),
+            progress_rx,
+            Arc::clone(&serving),
+        ));
         aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
     }
     let projector_shutdown = CancellationToken::new();
@@ -66,6 +70,7 @@ pub async fn run(
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "catalog API listening");
+    serving.store(true, std::sync::atomic::Ordering::SeqCst);
     let served = tonic::transport::Server::builder()
         .add_service(CatalogServiceServer::new(api).max_decoding_message_size(64 * 1024 * 1024))
         .serve_with_incoming_shutdown(
