@@ -224,6 +224,23 @@ pub struct Eviction {
     pub at: i64,
 }
 
+/// How many stored results `eviction` covers now.
+pub async fn count_evictable(pool: &AnyPool, eviction: &Eviction) -> Result<u64> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM cache_entries WHERE project = $1 AND domain = $2 AND task_name = $3 \
+         AND ($4 = '' OR cache_version = $4) AND ($5 = '' OR cache_key = $5) AND created_at <= $6",
+    )
+    .bind(&eviction.project)
+    .bind(&eviction.domain)
+    .bind(&eviction.task_name)
+    .bind(&eviction.cache_version)
+    .bind(&eviction.key)
+    .bind(eviction.at)
+    .fetch_one(pool)
+    .await?;
+    Ok(count.max(0) as u64)
+}
+
 /// Records an eviction and removes the results it covers; returns how many were removed.
 pub async fn evict(conn: &mut AnyConnection, eviction: &Eviction) -> Result<u64> {
     sqlx::query(

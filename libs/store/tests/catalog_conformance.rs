@@ -126,6 +126,9 @@ macro_rules! catalog_suite {
                 key: String::new(),
                 at: 1_500,
             };
+            drop(connection);
+            assert_eq!(catalog::count_evictable(store.pool(), &eviction).await.unwrap(), 1);
+            let mut connection = store.pool().acquire().await.unwrap();
             assert_eq!(catalog::evict(&mut connection, &eviction).await.unwrap(), 1);
             // Applying the same eviction again (the projector after the API) removes nothing more.
             assert_eq!(catalog::evict(&mut connection, &eviction).await.unwrap(), 0);

@@ -233,22 +233,6 @@ impl CatalogService for CatalogApi {
             require_key(&request.key).map_err(Status::invalid_argument)?;
         }
         let at = now_millis();
-        let event = RegistryEvent::CacheEvicted {
-            project: request.project.clone(),
-            domain: request.domain.clone(),
-            task_name: request.task_name.clone(),
-            cache_version: request.cache_version.clone(),
-            key: request.key.clone(),
-            at,
-        };
-        // The eviction is an event first, so replaying the log keeps the results evicted; applying it here
-        // too makes it visible at once (the projector applying it again removes nothing more).
-        let stream = event.stream();
-        let envelope = Envelope::unsequenced(stream.clone(), at, Payload::Registry(event));
-        self.log
-            .append(&self.topics.registry, &stream, envelope.encode())
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot record the eviction on the log: {e}")))?;
         let eviction = Eviction {
             project: request.project,
             domain: request.domain,
@@ -257,8 +241,28 @@ impl CatalogService for CatalogApi {
             key: request.key,
             at,
         };
+        // Counted first: the projector may apply the logged eviction before this handler does.
+        let evicted = catalog::count_evictable(self.store.pool(), &eviction)
+            .await
+            .map_err(internal)?;
+        let event = RegistryEvent::CacheEvicted {
+            project: eviction.project.clone(),
+            domain: eviction.domain.clone(),
+            task_name: eviction.task_name.clone(),
+            cache_version: eviction.cache_version.clone(),
+            key: eviction.key.clone(),
+            at,
+        };
+        // The eviction is an event first, so replaying the log keeps the results evicted; applying it here
+        // too makes it visible at once (whichever applies second removes nothing more).
+        let stream = event.stream();
+        let envelope = Envelope::unsequenced(stream.clone(), at, Payload::Registry(event));
+        self.log
+            .append(&self.topics.registry, &stream, envelope.encode())
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot record the eviction on the log: {e}")))?;
         let mut connection = self.store.pool().acquire().await.map_err(internal)?;
-        let evicted = catalog::evict(&mut connection, &eviction)
+        catalog::evict(&mut connection, &eviction)
             .await
             .map_err(internal)?;
         Ok(Response::new(wire::EvictResponse { evicted }))
