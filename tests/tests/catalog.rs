@@ -223,7 +223,9 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
         "default/development/overwrite/double/y".to_string(),
         "input x".to_string()
     )));
-    // Downstream of `first`'s output: `second` reused it.
+    // Downstream of `first`'s output: `second` reused it. (The catalog projects the partitions of
+    // `second` and `after-overwrite` independently, so wait for the edge rather than assume its order.)
+    settled_lineage(&mut catalog, "second").await;
     let downstream = lineage(&mut catalog, "first", "double", "y").await.unwrap();
     assert!(downstream
         .edges
