@@ -316,17 +316,45 @@ pub async fn apply_registry_event(conn: &mut AnyConnection, event: &RegistryEven
     Ok(())
 }
 
-async fn execution_row(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<(u64, String)>> {
+/// The admission rule's last seq of an execution the catalog knows.
+async fn last_seq(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<u64>> {
     let row = sqlx::query(
-        "SELECT last_seq, workflow_json FROM lineage_executions WHERE project = $1 AND domain = $2 AND name = $3",
+        "SELECT last_seq FROM lineage_executions WHERE project = $1 AND domain = $2 AND name = $3",
     )
     .bind(&id.project)
     .bind(&id.domain)
     .bind(&id.name)
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|row| Ok((row.try_get::<i64, _>(0)? as u64, row.try_get::<String, _>(1)?)))
-        .transpose()
+    row.map(|row| Ok(row.try_get::<i64, _>(0)? as u64)).transpose()
+}
+
+/// An execution's compiled workflow: from memory, else read (and kept) once per execution in flight.
+async fn workflow_of(
+    conn: &mut AnyConnection,
+    workflows: &mut WorkflowCache,
+    id: &ExecutionId,
+) -> Result<Option<std::sync::Arc<CompiledWorkflow>>> {
+    if let Some(workflow) = workflows.workflows.get(id) {
+        return Ok(Some(std::sync::Arc::clone(workflow)));
+    }
+    let row = sqlx::query(
+        "SELECT workflow_json FROM lineage_executions WHERE project = $1 AND domain = $2 AND name = $3",
+    )
+    .bind(&id.project)
+    .bind(&id.domain)
+    .bind(&id.name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let workflow: CompiledWorkflow = from_json("lineage_executions", &row.try_get::<String, _>(0)?)?;
+    let workflow = std::sync::Arc::new(workflow);
+    workflows
+        .workflows
+        .insert(id.clone(), std::sync::Arc::clone(&workflow));
+    Ok(Some(workflow))
 }
 
 /// Compiled workflows of executions in flight, so each succeeded attempt does not re-read and re-parse
@@ -345,15 +373,15 @@ pub async fn apply_execution_event(
     logged: &LoggedEvent<'_>,
 ) -> Result<AppliedEvent> {
     let event = logged.event;
-    let row = match event.execution() {
-        Some(id) => execution_row(conn, id).await?,
+    let last = match event.execution() {
+        Some(id) => last_seq(conn, id).await?,
         None => None,
     };
     let meta = EventMeta {
         seq: logged.seq,
         writer_epoch: logged.writer_epoch,
     };
-    let verdict = admit(*partition_epoch, row.as_ref().map(|(seq, _)| *seq), &meta, event);
+    let verdict = admit(*partition_epoch, last, &meta, event);
     if verdict != AppliedEvent::Accepted {
         return Ok(verdict);
     }
@@ -424,19 +452,8 @@ pub async fn apply_execution_event(
             cache,
             ..
         } => {
-            let workflow = match workflows.workflows.get(id) {
-                Some(workflow) => std::sync::Arc::clone(workflow),
-                None => {
-                    let Some((_, workflow_json)) = row else {
-                        return Ok(verdict);
-                    };
-                    let workflow: CompiledWorkflow = from_json("lineage_executions", &workflow_json)?;
-                    let workflow = std::sync::Arc::new(workflow);
-                    workflows
-                        .workflows
-                        .insert(id.clone(), std::sync::Arc::clone(&workflow));
-                    workflow
-                }
+            let Some(workflow) = workflow_of(conn, workflows, id).await? else {
+                return Ok(verdict);
             };
             record_attempt(conn, id, &workflow, *node, *attempt, outputs, cache.as_ref(), *at).await?;
         }

@@ -219,6 +219,25 @@ pub struct LoggedEvent<'a> {
     pub event: &'a ExecutionEvent,
 }
 
+impl<'a> LoggedEvent<'a> {
+    /// The execution event `event` carried by `envelope` in `record`.
+    pub fn new(
+        record: &aloft_eventlog::Record,
+        envelope: &'a aloft_eventlog::Envelope,
+        event: &'a ExecutionEvent,
+    ) -> Self {
+        LoggedEvent {
+            partition: record.partition,
+            offset: record.offset,
+            stream: &envelope.stream,
+            seq: envelope.seq,
+            writer_epoch: envelope.writer_epoch,
+            occurred_at: envelope.occurred_at,
+            event,
+        }
+    }
+}
+
 /// Applies one execution-topic event if the admission rule accepts it; `partition_epoch` is updated by
 /// claims. Returns the verdict.
 pub async fn apply_execution_event(

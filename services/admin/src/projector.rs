@@ -41,15 +41,7 @@ impl Projection for ReadModels {
                 Payload::Schedule(_) => {}
                 Payload::Registry(event) => apply_registry_event(connection, record.offset, event).await?,
                 Payload::Execution(event) => {
-                    let logged = LoggedEvent {
-                        partition: record.partition,
-                        offset: record.offset,
-                        stream: &envelope.stream,
-                        seq: envelope.seq,
-                        writer_epoch: envelope.writer_epoch,
-                        occurred_at: envelope.occurred_at,
-                        event,
-                    };
+                    let logged = LoggedEvent::new(record, envelope, event);
                     let verdict = apply_execution_event(connection, partition_epoch, &logged).await?;
                     if verdict == AppliedEvent::Accepted {
                         let phase = match event {

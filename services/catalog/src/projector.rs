@@ -43,15 +43,7 @@ impl Projection for CatalogTables {
                 Payload::Schedule(_) => {}
                 Payload::Registry(event) => apply_registry_event(connection, event).await?,
                 Payload::Execution(event) => {
-                    let logged = LoggedEvent {
-                        partition: record.partition,
-                        offset: record.offset,
-                        stream: &envelope.stream,
-                        seq: envelope.seq,
-                        writer_epoch: envelope.writer_epoch,
-                        occurred_at: envelope.occurred_at,
-                        event,
-                    };
+                    let logged = LoggedEvent::new(record, envelope, event);
                     apply_execution_event(connection, &mut self.workflows, partition_epoch, &logged).await?;
                 }
             }
