@@ -44,7 +44,8 @@ impl SchedulerOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SchedulerProgress {
     pub leader: bool,
-    /// The clock time up to which every due fire was appended (leader only).
+    /// Every fire due at this clock time was appended, for the registry read up to `registry_offset`
+    /// (leader only; cleared by new registry records and leadership changes until the next pass).
     pub processed_until: Option<DateTime<Utc>>,
     /// How much of the registry has been read.
     pub registry_offset: u64,
@@ -137,13 +138,22 @@ impl Scheduler {
                         info!(member = %self.options.member_id, "scheduler lost leadership; standing by");
                     }
                     leader = now_leader;
-                    self.progress.send_modify(|p| p.leader = leader);
+                    // What was processed before belongs to another leadership; the pass below says anew.
+                    self.progress.send_modify(|p| {
+                        p.leader = leader;
+                        p.processed_until = None;
+                    });
                     crate::metrics::LEADER.set(&[], if leader { 1.0 } else { 0.0 });
                 }
                 records = registry.next_batch(1000) => {
                     for record in records? {
                         self.apply_registry_record(&record.payload);
-                        self.progress.send_modify(|p| p.registry_offset = record.offset + 1);
+                        // New plans may be due: "processed until" holds again only after the next pass,
+                        // which runs right below with them.
+                        self.progress.send_modify(|p| {
+                            p.registry_offset = record.offset + 1;
+                            p.processed_until = None;
+                        });
                     }
                 }
                 _ = clock.tick(), if !backlog => {}
