@@ -1,5 +1,5 @@
-# Builds every Aloft binary (aloft, aloft-admin, aloft-propeller, aloft-scheduler, aloft-catalog) into one
-# small, non-root runtime image.
+# Builds every Aloft binary (aloft, aloft-admin, aloft-propeller, aloft-scheduler, aloft-catalog,
+# aloft-notifier) into one small, non-root runtime image.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -11,7 +11,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home aloft
 COPY --from=build /src/target/release/aloft /src/target/release/aloft-admin /src/target/release/aloft-propeller \
-     /src/target/release/aloft-scheduler /src/target/release/aloft-catalog /usr/local/bin/
+     /src/target/release/aloft-scheduler /src/target/release/aloft-catalog /src/target/release/aloft-notifier \
+     /usr/local/bin/
 USER aloft
 WORKDIR /home/aloft
 # Every service serves /healthz, /readyz and /metrics here; the health check asks the running service.

@@ -295,6 +295,8 @@ pub async fn launch(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             overwrite_cache: false,
+            notifications_json: String::new(),
+            disable_notifications: false,
         })
         .await?;
     Ok(response.into_inner().id.unwrap_or_default())

@@ -61,6 +61,7 @@ async fn run_to_end(
             .into_iter()
             .collect(),
             overwrite_cache,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -335,6 +336,7 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
                 .into_iter()
                 .collect(),
                 overwrite_cache: false,
+                ..Default::default()
             })
             .await
             .unwrap()

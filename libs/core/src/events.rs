@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheOutcome;
 use crate::compiler::CompiledWorkflow;
 use crate::ids::{ExecutionId, Identifier};
+use crate::notify::NotificationRule;
 use crate::spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
 use crate::state::{ExecutionPhase, NodePhase};
 use crate::types::Value;
@@ -56,6 +57,10 @@ pub enum ExecutionEvent {
         /// Cached tasks skip the lookup, run, and replace the stored result.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         overwrite_cache: bool,
+        /// Replaces the launch plan's and the project's notification rules for this execution; an empty
+        /// list disables every notification.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notifications: Option<Vec<NotificationRule>>,
     },
     TerminateRequested {
         execution: ExecutionId,
@@ -207,6 +212,14 @@ pub enum RegistryEvent {
     },
     /// Stored results of a task (one cache version, or all when empty; one key when set) created at or
     /// before `at` are dropped; replaying the log keeps them dropped.
+    /// The default notification rules of a project's domain (`*`: every domain), replacing earlier ones;
+    /// they apply to executions that do not override their rules.
+    NotificationDefaultsSet {
+        project: String,
+        domain: String,
+        rules: Vec<NotificationRule>,
+        at: i64,
+    },
     CacheEvicted {
         project: String,
         domain: String,
@@ -239,6 +252,9 @@ impl RegistryEvent {
                 at,
                 ..
             } => format!("cache_eviction/{project}/{domain}/{task_name}/{at}"),
+            RegistryEvent::NotificationDefaultsSet {
+                project, domain, at, ..
+            } => format!("notification_defaults/{project}/{domain}/{at}"),
         }
     }
 
@@ -250,7 +266,8 @@ impl RegistryEvent {
             | RegistryEvent::LaunchPlanRegistered { at, .. }
             | RegistryEvent::LaunchPlanActivated { at, .. }
             | RegistryEvent::LaunchPlanDeactivated { at, .. }
-            | RegistryEvent::CacheEvicted { at, .. } => *at,
+            | RegistryEvent::CacheEvicted { at, .. }
+            | RegistryEvent::NotificationDefaultsSet { at, .. } => *at,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod compiler;
 pub mod events;
 pub mod ids;
+pub mod notify;
 pub mod schedule;
 pub mod spec;
 pub mod state;

@@ -309,12 +309,16 @@ pub struct LaunchPlanSpec {
     /// At most this many nodes of one execution run at once; overrides the workflow's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallelism: Option<u32>,
+    /// Who to tell when an execution of this launch plan ends in one of the rules' phases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::NotificationRule>,
 }
 
 impl LaunchPlanSpec {
     pub fn validate_names(&self) -> Result<(), String> {
         validate_name("launch plan name", &self.name).map_err(|e| e.to_string())?;
         validate_max_parallelism(&format!("launch plan {}", self.name), self.max_parallelism)?;
+        crate::notify::validate_rules(&format!("launch plan {}", self.name), &self.notifications)?;
         if let Some(version) = &self.version {
             validate_version(version).map_err(|e| e.to_string())?;
         }

@@ -1,5 +1,6 @@
 //! The `Envelope` around every event: stream, seq, writer epoch, time, trace context and the payload.
 
+use aloft_core::notify::DeliveryEvent;
 use aloft_core::{ExecutionEvent, RegistryEvent, ScheduleEvent};
 use aloft_proto::v1 as wire;
 use prost::Message;
@@ -14,6 +15,7 @@ pub enum Payload {
     Registry(RegistryEvent),
     Execution(ExecutionEvent),
     Schedule(ScheduleEvent),
+    Delivery(DeliveryEvent),
 }
 
 /// One record on the log. Its identity is `stream#seq`, deterministic, so every consumer dedupes by it
@@ -54,6 +56,9 @@ impl Envelope {
             Payload::Schedule(event) => {
                 wire::envelope::Payload::ScheduleEventJson(serde_json::to_vec(event).unwrap_or_default())
             }
+            Payload::Delivery(event) => {
+                wire::envelope::Payload::DeliveryEventJson(serde_json::to_vec(event).unwrap_or_default())
+            }
         };
         wire::Envelope {
             stream: self.stream.clone(),
@@ -77,6 +82,9 @@ impl Envelope {
             ),
             Some(wire::envelope::Payload::ScheduleEventJson(json)) => Payload::Schedule(
                 serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("schedule event: {e}")))?,
+            ),
+            Some(wire::envelope::Payload::DeliveryEventJson(json)) => Payload::Delivery(
+                serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("delivery event: {e}")))?,
             ),
             None => {
                 return Err(Error::Decode(format!(

@@ -138,6 +138,8 @@ pub struct Topics {
     pub executions: String,
     /// The scheduler's progress; one partition, whose owner in the scheduler group is the leader.
     pub schedules: String,
+    /// The notifier's record of every delivery attempt, keyed by execution.
+    pub deliveries: String,
     pub prefix: String,
 }
 
@@ -147,6 +149,7 @@ impl Topics {
             registry: format!("{prefix}aloft.registry"),
             executions: format!("{prefix}aloft.executions"),
             schedules: format!("{prefix}aloft.schedules"),
+            deliveries: format!("{prefix}aloft.deliveries"),
             prefix: prefix.to_string(),
         }
     }
@@ -158,7 +161,8 @@ impl Topics {
 }
 
 /// Opens the configured backend and creates Aloft's topics: one partition for the registry (a total order of
-/// registrations), `execution_partitions` for executions, one for the scheduler's progress.
+/// registrations), `execution_partitions` for executions and for deliveries, one for the scheduler's
+/// progress.
 pub async fn open(
     backend: &LogBackend,
     topics: &Topics,
@@ -171,5 +175,6 @@ pub async fn open(
     log.ensure_topic(&topics.registry, 1).await?;
     log.ensure_topic(&topics.executions, execution_partitions).await?;
     log.ensure_topic(&topics.schedules, 1).await?;
+    log.ensure_topic(&topics.deliveries, execution_partitions).await?;
     Ok(log)
 }

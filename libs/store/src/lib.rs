@@ -7,6 +7,7 @@
 //! live in `aloft-core`.
 
 pub mod catalog;
+pub mod notifier;
 pub mod projection;
 pub mod projector;
 pub mod queries;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (2, "schedules", include_str!("../migrations/0002_schedules.sql")),
     (3, "catalog", include_str!("../migrations/0003_catalog.sql")),
+    (4, "notifier", include_str!("../migrations/0004_notifier.sql")),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.
@@ -65,6 +67,7 @@ pub const PROJECTION_TABLES: &[(&str, &str)] = &[
     ("node_executions", "project, domain, execution, node_index"),
     ("task_attempts", "project, domain, execution, node_index, attempt"),
     ("execution_events", "log_partition, log_offset"),
+    ("delivery_events", "delivery_id, attempt"),
     ("log_offsets", "topic, log_partition"),
 ];
 

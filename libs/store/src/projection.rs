@@ -15,6 +15,8 @@ pub enum OffsetsTable {
     ReadModels,
     /// The catalog's tables.
     Catalog,
+    /// The notifier's rules, executions and deliveries.
+    Notifier,
 }
 
 impl OffsetsTable {
@@ -22,6 +24,7 @@ impl OffsetsTable {
         match self {
             OffsetsTable::ReadModels => "log_offsets",
             OffsetsTable::Catalog => "catalog_offsets",
+            OffsetsTable::Notifier => "notifier_offsets",
         }
     }
 }
@@ -190,7 +193,8 @@ pub async fn apply_registry_event(
             .await?;
         }
         // The catalog's business: admin keeps no cache tables.
-        RegistryEvent::CacheEvicted { .. } => {}
+        // Evictions are the catalog's; notification defaults the notifier's.
+        RegistryEvent::CacheEvicted { .. } | RegistryEvent::NotificationDefaultsSet { .. } => {}
     }
     Ok(())
 }

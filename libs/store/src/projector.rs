@@ -1,5 +1,6 @@
-//! The projector loop every derived table set shares (admin's read models, the catalog): read
-//! `aloft.registry` and every partition of `aloft.executions` from the committed offsets, apply each batch
+//! The projector loop every derived table set shares (admin's read models, the catalog, the notifier):
+//! read `aloft.registry` and every partition of `aloft.executions` (and `aloft.deliveries` for admin) from
+//! the committed offsets, apply each batch
 //! in one SQL transaction that also stores the next offset of every partition it touched, and publish the
 //! progress. A crash therefore never applies an event twice or skips one, and dropping the tables and
 //! replaying from offset 0 rebuilds the same rows. What a record does to the tables is the `Projection`'s.
@@ -27,6 +28,11 @@ const BATCH: usize = 500;
 pub trait Projection: Send {
     /// Where this projection commits its offsets.
     fn offsets_table(&self) -> OffsetsTable;
+
+    /// Whether this projection also reads `aloft.deliveries` (admin shows delivery attempts in history).
+    fn reads_deliveries(&self) -> bool {
+        false
+    }
 
     /// Applies one decoded record. `partition_epoch` is the fencing epoch of the record's partition (moved
     /// by claims on `aloft.executions`), stored with the offsets.
@@ -126,6 +132,11 @@ async fn project_until_shutdown<P: Projection>(
     let mut partitions = vec![(topics.registry.clone(), 0u32)];
     for partition in 0..log.partition_count(&topics.executions).await? {
         partitions.push((topics.executions.clone(), partition));
+    }
+    if projection.reads_deliveries() {
+        for partition in 0..log.partition_count(&topics.deliveries).await? {
+            partitions.push((topics.deliveries.clone(), partition));
+        }
     }
     let starts: Vec<(String, u32, u64)> = partitions
         .into_iter()

@@ -96,6 +96,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
             0,
             ExecutionEvent::ExecutionRequested {
                 overwrite_cache: false,
+                notifications: None,
                 execution: id.clone(),
                 request_id: "r1".into(),
                 workflow: Box::new(workflow),

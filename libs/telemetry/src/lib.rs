@@ -1,11 +1,13 @@
 //! Process setup shared by every Aloft binary: tracing, the shutdown token driven by SIGINT/SIGTERM, the
 //! backend flags (`--kafka-brokers`, `--data-dir`, `--database-url`, ...) with their `ALOFT_*` env vars, and
-//! the operations endpoints (`ops`: health, readiness, Prometheus metrics) and config files (`config`).
+//! the operations endpoints (`ops`: health, readiness, Prometheus metrics), config files (`config`) and
+//! secret references (`secrets`).
 //!
 //! It must not hold service logic; services receive what this builds.
 
 pub mod config;
 pub mod ops;
+pub mod secrets;
 
 use std::path::PathBuf;
 use std::sync::Arc;

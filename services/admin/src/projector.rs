@@ -1,4 +1,4 @@
-//! Projects `aloft.registry` and `aloft.executions` into admin's read models, through the shared projector
+//! Projects `aloft.registry`, `aloft.executions` and `aloft.deliveries` into admin's read models, through the shared projector
 //! loop of `aloft_store::projector` (one transaction per batch, offsets committed with the rows).
 
 use std::sync::Arc;
@@ -21,11 +21,16 @@ pub use aloft_store::projector::Progress;
 
 struct ReadModels {
     registry_topic: String,
+    deliveries_topic: String,
 }
 
 impl Projection for ReadModels {
     fn offsets_table(&self) -> OffsetsTable {
         OffsetsTable::ReadModels
+    }
+
+    fn reads_deliveries(&self) -> bool {
+        true
     }
 
     fn apply<'a>(
@@ -39,6 +44,9 @@ impl Projection for ReadModels {
             match &envelope.payload {
                 // The scheduler's progress is not projected (scheduled executions carry their time).
                 Payload::Schedule(_) => {}
+                Payload::Delivery(event) => {
+                    aloft_store::notifier::apply_delivery_event(connection, event).await?
+                }
                 Payload::Registry(event) => apply_registry_event(connection, record.offset, event).await?,
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, envelope, event);
@@ -66,6 +74,8 @@ impl Projection for ReadModels {
         for record in records {
             let topic = if record.topic == self.registry_topic {
                 "registry"
+            } else if record.topic == self.deliveries_topic {
+                "deliveries"
             } else {
                 "executions"
             };
@@ -83,6 +93,7 @@ pub async fn run(
 ) {
     let projection = ReadModels {
         registry_topic: topics.registry.clone(),
+        deliveries_topic: topics.deliveries.clone(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await
 }

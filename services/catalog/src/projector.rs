@@ -40,7 +40,7 @@ impl Projection for CatalogTables {
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
         async move {
             match &envelope.payload {
-                Payload::Schedule(_) => {}
+                Payload::Schedule(_) | Payload::Delivery(_) => {}
                 Payload::Registry(event) => apply_registry_event(connection, event).await?,
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, envelope, event);

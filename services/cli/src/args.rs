@@ -57,6 +57,13 @@ pub enum Command {
         /// Run cached tasks even when a result is stored, and replace the stored result.
         #[arg(long)]
         overwrite_cache: bool,
+        /// Notification rules (a YAML or JSON list) for this execution instead of the launch plan's and
+        /// the project's.
+        #[arg(long, value_name = "FILE")]
+        notify_file: Option<PathBuf>,
+        /// Send no notifications for this execution.
+        #[arg(long, conflicts_with = "notify_file")]
+        no_notify: bool,
     },
     /// Show an execution (default), task, workflow or launch plan.
     Get {
@@ -127,12 +134,18 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Notification defaults of the project (--project) for one domain (--domain) or all of them.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Manage projects.
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
     },
-    /// Run the whole fleet (admin, propeller, scheduler, catalog) in this process on the embedded backends.
+    /// Run the whole fleet (admin, propeller, scheduler, catalog, notifier) in this process on the embedded
+    /// backends.
     Dev {
         #[arg(long, default_value = DEFAULT_DEV_ADDRESS)]
         listen: SocketAddr,
@@ -140,7 +153,8 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_DEV_CATALOG_ADDRESS)]
         catalog_listen: SocketAddr,
     },
-    /// Measure the engine on chains and fan-outs (optionally cached), the log's latency, schedules, cache lookups.
+    /// Measure the engine on chains and fan-outs (optionally cached), the log's latency, schedules, cache
+    /// lookups, notification delivery.
     Bench {
         shape: BenchShape,
         #[arg(long, default_value_t = 1000)]
@@ -163,6 +177,27 @@ pub enum Command {
         /// cache: lookups to time.
         #[arg(long, default_value_t = 10_000)]
         samples: usize,
+        /// notify: the notifier's limit of messages per second to one SMTP server.
+        #[arg(long, default_value_t = 500)]
+        smtp_per_second: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// Replace the default rules with those in FILE (a YAML or JSON list of rules); they apply to
+    /// executions that do not bring their own (`aloft run --notify-file`).
+    SetDefaults {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// For every domain of the project instead of --domain.
+        #[arg(long)]
+        all_domains: bool,
+    },
+    /// Remove the default rules.
+    ClearDefaults {
+        #[arg(long)]
+        all_domains: bool,
     },
 }
 
@@ -270,6 +305,8 @@ pub enum BenchShape {
     Schedules,
     /// Catalog lookups through its gRPC API with --entries stored results (Postgres with --database-url).
     Cache,
+    /// --nodes executions failing within one second, each emailing a local SMTP server: delivery lag.
+    Notify,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

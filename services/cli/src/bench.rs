@@ -98,6 +98,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Vec<BenchResult>> {
         };
         // One database for admin and catalog, as a deployment on Postgres has.
         config.catalog_database_url = config.database_url.clone();
+        config.notifier_database_url = config.database_url.clone();
     }
     let fleet = Fleet::start(config).await?;
     let outcome = run_on(&fleet, &options).await;
@@ -379,6 +380,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
                 catch_up_max: None,
             }),
             max_parallelism: None,
+            notifications: Vec::new(),
         };
         events.push(RegistryEvent::LaunchPlanRegistered {
             id: plan.clone(),

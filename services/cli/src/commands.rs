@@ -115,6 +115,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Command::Bench {
+            shape: BenchShape::Notify,
+            nodes,
+            kafka_brokers,
+            database_url,
+            smtp_per_second,
+            ..
+        } => {
+            let backend = if kafka_brokers.is_some() {
+                "kafka"
+            } else {
+                "embedded"
+            };
+            eprintln!(
+                "bench notify: {nodes} executions failing within one second, an email each, SMTP limit {smtp_per_second}/s, log {backend}"
+            );
+            let result = crate::bench_notify::run(
+                kafka_brokers.as_deref(),
+                database_url.as_deref(),
+                *nodes,
+                *smtp_per_second,
+            )
+            .await?;
+            println!(
+                "notify executions={} log={backend} delivered={} duplicates={} lag p50={} ms p99={} ms max={} ms (appended over {:.2} s, SMTP limit {smtp_per_second}/s)",
+                result.executions,
+                result.delivered,
+                result.duplicates,
+                result.lag_p50_millis,
+                result.lag_p99_millis,
+                result.lag_max_millis,
+                result.append_seconds
+            );
+            return Ok(
+                if result.delivered == result.executions && result.duplicates == 0 {
+                    0
+                } else {
+                    1
+                },
+            );
+        }
+        Command::Bench {
             shape: BenchShape::Schedules,
             nodes,
             runs,
@@ -303,7 +344,13 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             version,
             wait,
             overwrite_cache,
+            notify_file,
+            no_notify,
         } => {
+            let notifications_json = match notify_file {
+                Some(file) => crate::notify::rules_json_from_file(file)?,
+                None => String::new(),
+            };
             let path = Path::new(target);
             let target = if path.is_file() {
                 let registered = register_file(cli, client, path).await?;
@@ -342,6 +389,8 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
                     .into_iter()
                     .collect(),
                 overwrite_cache: *overwrite_cache,
+                notifications_json,
+                disable_notifications: *no_notify,
             };
             let created = client
                 .create_execution(request)
@@ -503,6 +552,7 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
                         "writer_epoch": event.writer_epoch,
                         "occurred_at_millis": event.occurred_at_millis,
                         "kind": event.kind,
+                        "topic": event.topic,
                         "summary": event.summary,
                         "event": payload,
                     });
@@ -528,6 +578,7 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             );
             Ok(0)
         }
+        Command::Notify { command } => crate::notify::run(cli, client, command).await,
         Command::Project { command } => {
             match command {
                 ProjectCommand::Create {

@@ -1,4 +1,4 @@
-//! A whole Aloft fleet (admin, propellers, scheduler, catalog) in one process, sharing one event log
+//! A whole Aloft fleet (admin, propellers, scheduler, catalog, notifier) in one process, sharing one event log
 //! instance. Admin and the catalog each listen on their own address, as they do when deployed.
 
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ pub struct FleetConfig {
     /// The catalog's database (its own file on the embedded backends, so it never waits on admin's).
     pub catalog_database_url: String,
     pub catalog_listen: SocketAddr,
+    /// The notifier's database (its own file on the embedded backends).
+    pub notifier_database_url: String,
     pub bootstrap_project: Option<String>,
     pub propellers: usize,
 }
@@ -35,6 +37,7 @@ impl FleetConfig {
             database_url: format!("sqlite://{}", data_dir.join("aloft.db").display()),
             catalog_database_url: format!("sqlite://{}", data_dir.join("catalog.db").display()),
             catalog_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            notifier_database_url: format!("sqlite://{}", data_dir.join("notifier.db").display()),
             topics: Topics::with_prefix(""),
             partitions: 8,
             work_dir: data_dir.join("work"),
@@ -76,8 +79,17 @@ impl Fleet {
         let catalog: Arc<dyn aloft_propeller::memo::Catalog> = Arc::new(
             aloft_propeller::memo::GrpcCatalog::new(&format!("http://{catalog_address}"))?,
         );
+        let notifier_store = aloft_store::Store::connect(&config.notifier_database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("notifier database {}: {e}", config.notifier_database_url))?;
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(aloft_notifier::run(
+            aloft_notifier::NotifierOptions::new(config.topics.clone()),
+            notifier_store,
+            Arc::clone(&log),
+            shutdown.child_token(),
+        )));
         tasks.push(tokio::spawn(aloft_catalog::run(
             aloft_catalog::CatalogOptions::new(config.topics.clone()),
             catalog_store,

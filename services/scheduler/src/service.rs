@@ -231,7 +231,8 @@ impl Scheduler {
             }
             RegistryEvent::ProjectRegistered { .. }
             | RegistryEvent::TaskRegistered { .. }
-            | RegistryEvent::CacheEvicted { .. } => {}
+            | RegistryEvent::CacheEvicted { .. }
+            | RegistryEvent::NotificationDefaultsSet { .. } => {}
         }
     }
 
@@ -373,6 +374,7 @@ impl Scheduler {
                     requested_at: now.timestamp_millis(),
                     scheduled_at: Some(scheduled_at.timestamp_millis()),
                     overwrite_cache: false,
+                    notifications: None,
                 };
                 let key = execution.partition_key();
                 let envelope = Envelope::unsequenced(

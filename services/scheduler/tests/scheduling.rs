@@ -89,6 +89,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
                 catch_up_max: None,
             }),
             max_parallelism: None,
+            notifications: Vec::new(),
         };
         let registered = RegistryEvent::LaunchPlanRegistered {
             id: id(name),

@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// How an execution is launched, beyond what it runs.
+#[derive(Debug, Default)]
+pub(super) struct LaunchOptions {
+    /// Cached tasks skip the lookup, run, and replace the stored result.
+    pub overwrite_cache: bool,
+    /// Replaces the launch plan's and the project's notification rules; empty disables them all.
+    pub notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
+}
+
 impl AdminApi {
     /// The id of a new execution: the given name (validated) or a generated one; refused if it exists.
     pub(super) async fn new_execution_id(
@@ -37,7 +46,7 @@ impl AdminApi {
         workflow: CompiledWorkflow,
         inputs: Outputs,
         launch_plan: Option<Identifier>,
-        overwrite_cache: bool,
+        options: LaunchOptions,
     ) -> ApiResult<wire::CreateExecutionResponse> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let event = ExecutionEvent::ExecutionRequested {
@@ -48,7 +57,8 @@ impl AdminApi {
             launch_plan,
             requested_at: now_millis(),
             scheduled_at: None,
-            overwrite_cache,
+            overwrite_cache: options.overwrite_cache,
+            notifications: options.notifications,
         };
         let envelope = Envelope::unsequenced(
             format!("request/{}/{request_id}", id.partition_key()),
@@ -90,6 +100,7 @@ impl AdminApi {
             workflow,
             mut inputs,
             launch_plan,
+            notifications,
             ..
         }) = serde_json::from_str::<ExecutionEvent>(&requested.payload_json)
         else {
@@ -111,7 +122,12 @@ impl AdminApi {
         let id = self
             .new_execution_id(&source.project, &source.domain, &request.name)
             .await?;
-        self.request_execution(id, *workflow, inputs, launch_plan, false)
+        // A relaunch keeps the source's notification override (a silenced run stays silent).
+        let options = LaunchOptions {
+            overwrite_cache: false,
+            notifications,
+        };
+        self.request_execution(id, *workflow, inputs, launch_plan, options)
             .await
     }
 

@@ -26,6 +26,7 @@ use crate::history::summarize;
 use crate::projector::Progress;
 
 mod executions;
+mod notifications;
 mod registry;
 
 use executions::{execution_to_wire, merge_inputs};
@@ -384,6 +385,13 @@ impl AdminService for AdminApi {
         into_status(self.set_launch_plan_active(request.into_inner().id, false).await)
     }
 
+    async fn set_notification_defaults(
+        &self,
+        request: Request<wire::SetNotificationDefaultsRequest>,
+    ) -> Result<Response<wire::SetNotificationDefaultsResponse>, Status> {
+        into_status(self.set_notification_defaults(request.into_inner()).await)
+    }
+
     async fn create_execution(
         &self,
         request: Request<wire::CreateExecutionRequest>,
@@ -397,7 +405,12 @@ impl AdminService for AdminApi {
                     .await?;
                 let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
                 let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
-                self.request_execution(id, workflow, inputs, launch_plan, request.overwrite_cache)
+                let notifications = notifications::execution_override(&request)?;
+                let options = executions::LaunchOptions {
+                    overwrite_cache: request.overwrite_cache,
+                    notifications,
+                };
+                self.request_execution(id, workflow, inputs, launch_plan, options)
                     .await
             }
             .await,
@@ -594,22 +607,36 @@ impl AdminService for AdminApi {
                     .into_iter()
                     .map(|n| n.node_id)
                     .collect();
-                Ok(wire::ExecutionHistory {
-                    events: rows
-                        .into_iter()
-                        .map(|row| wire::HistoryEvent {
-                            summary: summarize(&row.payload_json, &node_ids),
-                            log_partition: row.log_partition,
-                            log_offset: row.log_offset,
-                            stream: row.stream,
-                            seq: row.seq,
-                            writer_epoch: row.writer_epoch,
-                            occurred_at_millis: row.occurred_at,
-                            kind: row.kind,
-                            payload_json: row.payload_json,
-                        })
-                        .collect(),
-                })
+                let mut events: Vec<wire::HistoryEvent> = rows
+                    .into_iter()
+                    .map(|row| wire::HistoryEvent {
+                        summary: summarize(&row.payload_json, &node_ids),
+                        log_partition: row.log_partition,
+                        log_offset: row.log_offset,
+                        stream: row.stream,
+                        seq: row.seq,
+                        writer_epoch: row.writer_epoch,
+                        occurred_at_millis: row.occurred_at,
+                        kind: row.kind,
+                        payload_json: row.payload_json,
+                        topic: self.topics.executions.clone(),
+                    })
+                    .collect();
+                // Delivery attempts happen after the execution ended: they follow its events.
+                let deliveries = aloft_store::notifier::delivery_events_of(self.store.pool(), &id).await?;
+                events.extend(deliveries.into_iter().map(|row| wire::HistoryEvent {
+                    summary: row.summary,
+                    log_partition: 0,
+                    log_offset: 0,
+                    stream: format!("delivery/{}", row.delivery_id),
+                    seq: u64::from(row.attempt),
+                    writer_epoch: 0,
+                    occurred_at_millis: row.occurred_at,
+                    kind: row.kind,
+                    payload_json: row.payload_json,
+                    topic: self.topics.deliveries.clone(),
+                }));
+                Ok(wire::ExecutionHistory { events })
             }
             .await,
         )

@@ -133,6 +133,7 @@ impl AdminApi {
     ) -> ApiResult<wire::RegisterResponse> {
         self.require_domain(project, domain).await?;
         spec.validate_names().map_err(invalid)?;
+        super::notifications::check_rules(&format!("launch plan {}", spec.name), &spec.notifications)?;
         let workflow_ref = TaskRef::parse(&spec.workflow);
         let workflow = self
             .store

@@ -1,0 +1,257 @@
+//! Sending one delivery through its channel: Slack incoming webhooks and signed webhooks over HTTP(S),
+//! email over SMTP (plain, STARTTLS or implicit TLS). Each send says whether it was delivered, failed for
+//! now (worth retrying) or failed for good (a 4xx other than 429, a rejected address, a missing secret).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aloft_core::notify::{render, slack_text, ChannelRef, EmailChannel, SmtpTls};
+use aloft_store::notifier::PendingDelivery;
+use hmac::{Hmac, Mac};
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::Sha256;
+
+/// The header carrying `sha256=<hex HMAC-SHA256 of the body>` on webhook requests.
+pub const SIGNATURE_HEADER: &str = "X-Aloft-Signature";
+/// The header carrying the delivery id, so a receiver can recognise a repeat.
+pub const DELIVERY_HEADER: &str = "X-Aloft-Delivery";
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    Delivered,
+    /// Worth another try later (timeouts, 5xx, 429, SMTP 4xx).
+    Transient(String),
+    /// Trying again would fail the same way.
+    Permanent(String),
+}
+
+/// `sha256=<hex>` of `body` under `key`.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The JSON body of a webhook delivery.
+pub fn webhook_body(delivery: &PendingDelivery) -> serde_json::Value {
+    let context = &delivery.context;
+    serde_json::json!({
+        "event": "execution.finished",
+        "delivery_id": delivery.delivery_id,
+        "project": context.project,
+        "domain": context.domain,
+        "execution": context.name,
+        "launch_plan": context.launch_plan,
+        "phase": context.phase,
+        "error": if context.error.is_empty() { None } else { Some(&context.error) },
+        "duration_ms": context.duration_ms,
+        "url": context.url,
+        "finished_at": context.finished_at,
+    })
+}
+
+/// The key a rate limit applies to: one per destination (webhook URL or host, SMTP server).
+pub fn destination(delivery: &PendingDelivery) -> String {
+    match delivery.rule.channel() {
+        Some(ChannelRef::Slack(slack)) => format!("slack:{}", slack.webhook_url),
+        Some(ChannelRef::Webhook(webhook)) => {
+            let host = webhook
+                .url
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or(&webhook.url);
+            format!("webhook:{host}")
+        }
+        Some(ChannelRef::Email(email)) => {
+            format!("smtp:{}:{}", email.smtp.host, email.smtp.effective_port())
+        }
+        None => "invalid".to_string(),
+    }
+}
+
+/// Sends deliveries; keeps one HTTP client and one SMTP connection pool per server.
+pub struct Channels {
+    http: reqwest::Client,
+    smtp: Mutex<HashMap<String, AsyncSmtpTransport<Tokio1Executor>>>,
+}
+
+impl Channels {
+    pub fn new() -> anyhow::Result<Channels> {
+        let http = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .user_agent(concat!("aloft-notifier/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Channels {
+            http,
+            smtp: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn channel_name(delivery: &PendingDelivery) -> &'static str {
+        match delivery.rule.channel() {
+            Some(ChannelRef::Slack(_)) => "slack",
+            Some(ChannelRef::Email(_)) => "email",
+            Some(ChannelRef::Webhook(_)) => "webhook",
+            None => "invalid",
+        }
+    }
+
+    pub async fn send(&self, delivery: &PendingDelivery) -> SendOutcome {
+        match delivery.rule.channel() {
+            Some(ChannelRef::Slack(slack)) => {
+                let url = match aloft_telemetry::secrets::resolve(&slack.webhook_url) {
+                    Ok(url) => url,
+                    Err(reason) => return SendOutcome::Permanent(reason),
+                };
+                let body = serde_json::json!({ "text": slack_text(&delivery.context) });
+                self.post(&url, body.to_string(), &[]).await
+            }
+            Some(ChannelRef::Webhook(webhook)) => {
+                let key = match aloft_telemetry::secrets::resolve(&webhook.secret) {
+                    Ok(key) => key,
+                    Err(reason) => return SendOutcome::Permanent(reason),
+                };
+                let body = webhook_body(delivery).to_string();
+                let signature = sign(key.as_bytes(), body.as_bytes());
+                let headers = [
+                    (SIGNATURE_HEADER, signature),
+                    (DELIVERY_HEADER, delivery.delivery_id.clone()),
+                ];
+                self.post(&webhook.url, body, &headers).await
+            }
+            Some(ChannelRef::Email(email)) => {
+                let to = delivery
+                    .recipient
+                    .strip_prefix("email:")
+                    .unwrap_or(&delivery.recipient);
+                self.send_email(email, to, delivery).await
+            }
+            None => SendOutcome::Permanent("the rule has no single channel".to_string()),
+        }
+    }
+
+    async fn post(&self, url: &str, body: String, headers: &[(&str, String)]) -> SendOutcome {
+        let mut request = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success() {
+                    return SendOutcome::Delivered;
+                }
+                let text = response.text().await.unwrap_or_default();
+                let reason = format!("HTTP {status}: {}", text.chars().take(200).collect::<String>());
+                if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+                    SendOutcome::Transient(reason)
+                } else {
+                    SendOutcome::Permanent(reason)
+                }
+            }
+            // A URL the client cannot use will not get better by waiting.
+            Err(error) if error.is_builder() => SendOutcome::Permanent(format!("invalid request: {error}")),
+            Err(error) => SendOutcome::Transient(format!("request failed: {}", redact_url(&error))),
+        }
+    }
+
+    async fn send_email(&self, email: &EmailChannel, to: &str, delivery: &PendingDelivery) -> SendOutcome {
+        let message = match build_message(email, to, delivery) {
+            Ok(message) => message,
+            Err(reason) => return SendOutcome::Permanent(reason),
+        };
+        let transport = match self.transport(email) {
+            Ok(transport) => transport,
+            Err(reason) => return SendOutcome::Permanent(reason),
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, transport.send(message)).await {
+            Ok(Ok(_)) => SendOutcome::Delivered,
+            Ok(Err(error)) if error.is_permanent() => SendOutcome::Permanent(format!("SMTP: {error}")),
+            Ok(Err(error)) => SendOutcome::Transient(format!("SMTP: {error}")),
+            Err(_) => SendOutcome::Transient(format!("SMTP: no answer within {SEND_TIMEOUT:?}")),
+        }
+    }
+
+    fn transport(&self, email: &EmailChannel) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let server = &email.smtp;
+        let key = format!(
+            "{}:{}:{:?}:{}",
+            server.host,
+            server.effective_port(),
+            server.tls,
+            server.username.as_deref().unwrap_or("")
+        );
+        let mut transports = self.smtp.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(transport) = transports.get(&key) {
+            return Ok(transport.clone());
+        }
+        let builder = match server.tls {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host),
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&server.host)
+                .map_err(|e| format!("SMTP server {}: {e}", server.host))?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&server.host)
+                .map_err(|e| format!("SMTP server {}: {e}", server.host))?,
+        };
+        let mut builder = builder.port(server.effective_port()).timeout(Some(SEND_TIMEOUT));
+        if let (Some(user), Some(password)) = (&server.username, &server.password) {
+            let user = aloft_telemetry::secrets::resolve(user)?;
+            let password = aloft_telemetry::secrets::resolve(password)?;
+            builder = builder.credentials(Credentials::new(user, password));
+        }
+        let transport = builder.build();
+        transports.insert(key, transport.clone());
+        Ok(transport)
+    }
+}
+
+fn build_message(email: &EmailChannel, to: &str, delivery: &PendingDelivery) -> Result<Message, String> {
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|e| format!("from address {:?}: {e}", email.from))?;
+    let to: Mailbox = to.parse().map_err(|e| format!("address {to:?}: {e}"))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(render(email.subject_template(), &delivery.context))
+        .header(ContentType::TEXT_PLAIN)
+        .body(render(email.body_template(), &delivery.context))
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// A request error without its URL: a Slack webhook URL is a secret.
+fn redact_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! Loopback protocol peers for tests and `aloft bench notify`: an SMTP server that speaks real SMTP
+//! (EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, QUIT) and keeps what it receives, and an HTTP server
+//! that records requests and answers with scripted statuses. They never leave 127.0.0.1. Also the records
+//! of a synthetic failed execution, to drive the notifier without running tasks.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// One message an SMTP client handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// Headers and body as sent (after dot-unstuffing).
+    pub data: String,
+    pub received_at: i64,
+}
+
+impl ReceivedMail {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.data
+            .split("\r\n\r\n")
+            .next()?
+            .lines()
+            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim().to_string())
+    }
+
+    pub fn subject(&self) -> String {
+        self.header("subject").unwrap_or_default()
+    }
+
+    pub fn body(&self) -> String {
+        self.data
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// An SMTP server on 127.0.0.1. Recipients containing `reject` are refused with 550 (a permanent error).
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub address: SocketAddr,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+}
+
+impl SmtpSink {
+    pub async fn start(shutdown: CancellationToken) -> std::io::Result<SmtpSink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let sink = SmtpSink {
+            address: listener.local_addr()?,
+            received: Arc::default(),
+        };
+        let received = Arc::clone(&sink.received);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                };
+                let received = Arc::clone(&received);
+                tokio::spawn(async move {
+                    let _ = serve_smtp(stream, received).await;
+                });
+            }
+        });
+        Ok(sink)
+    }
+
+    pub fn received(&self) -> Vec<ReceivedMail> {
+        self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+async fn serve_smtp(
+    stream: tokio::net::TcpStream,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+) -> std::io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    writer.write_all(b"220 aloft-sink ESMTP ready\r\n").await?;
+    let (mut from, mut to) = (String::new(), Vec::<String>::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end().to_string();
+        let verb = command
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-aloft-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            "HELO" | "NOOP" => b"250 OK\r\n",
+            "MAIL" => {
+                from = angle_address(&command);
+                to.clear();
+                b"250 OK\r\n"
+            }
+            "RCPT" => {
+                let address = angle_address(&command);
+                if address.contains("reject") {
+                    b"550 5.1.1 no such mailbox\r\n"
+                } else {
+                    to.push(address);
+                    b"250 OK\r\n"
+                }
+            }
+            "RSET" => {
+                from.clear();
+                to.clear();
+                b"250 OK\r\n"
+            }
+            "DATA" => {
+                if to.is_empty() {
+                    writer.write_all(b"554 no valid recipients\r\n").await?;
+                    continue;
+                }
+                writer.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    let unstuffed = line.strip_prefix('.').unwrap_or(&line);
+                    data.push_str(unstuffed);
+                }
+                received
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(ReceivedMail {
+                        from: from.clone(),
+                        to: std::mem::take(&mut to),
+                        data,
+                        received_at: now_millis(),
+                    });
+                b"250 OK queued\r\n"
+            }
+            "QUIT" => {
+                writer.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            }
+            _ => b"502 command not implemented\r\n",
+        };
+        writer.write_all(reply).await?;
+    }
+}
+
+fn angle_address(command: &str) -> String {
+    match (command.find('<'), command.find('>')) {
+        (Some(start), Some(end)) if end > start => command[start + 1..end].to_string(),
+        _ => command.split(':').nth(1).unwrap_or("").trim().to_string(),
+    }
+}
+
+/// One request the HTTP sink received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRequest {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+    /// The status the sink answered with.
+    pub status: u16,
+    pub received_at: i64,
+}
+
+#[derive(Default)]
+struct HttpScript {
+    /// Statuses to answer next, per path, before falling back to `always` or 200.
+    next: HashMap<String, VecDeque<u16>>,
+    always: HashMap<String, u16>,
+    received: Vec<ReceivedRequest>,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 that records requests and answers as scripted (200 by default).
+#[derive(Clone)]
+pub struct HttpSink {
+    pub address: SocketAddr,
+    script: Arc<Mutex<HttpScript>>,
+}
+
+impl HttpSink {
+    pub async fn start(shutdown: CancellationToken) -> std::io::Result<HttpSink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let sink = HttpSink {
+            address: listener.local_addr()?,
+            script: Arc::default(),
+        };
+        let script = Arc::clone(&sink.script);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                };
+                let script = Arc::clone(&script);
+                tokio::spawn(async move {
+                    let _ = serve_http(stream, script).await;
+                });
+            }
+        });
+        Ok(sink)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Answers the next requests to `path` with `statuses`, in order.
+    pub fn answer_next(&self, path: &str, statuses: &[u16]) {
+        let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        script.next.entry(path.to_string()).or_default().extend(statuses);
+    }
+
+    /// Answers every request to `path` with `status` (after any scripted ones).
+    pub fn answer_always(&self, path: &str, status: u16) {
+        let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        script.always.insert(path.to_string(), status);
+    }
+
+    pub fn received(&self, path: &str) -> Vec<ReceivedRequest> {
+        let script = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        script
+            .received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn serve_http(stream: tokio::net::TcpStream, script: Arc<Mutex<HttpScript>>) -> std::io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).await? == 0 {
+            return Ok(());
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await?;
+        let status = {
+            let mut script = script.lock().unwrap_or_else(|p| p.into_inner());
+            let scripted = script.next.get_mut(&path).and_then(VecDeque::pop_front);
+            let status = scripted
+                .or_else(|| script.always.get(&path).copied())
+                .unwrap_or(200);
+            script.received.push(ReceivedRequest {
+                path: path.clone(),
+                headers: headers.clone(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                status,
+                received_at: now_millis(),
+            });
+            status
+        };
+        let reason = match status {
+            200 => "OK",
+            400 => "Bad Request",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let text = format!("status {status}\n");
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        writer.write_all(response.as_bytes()).await?;
+        if headers.get("connection").map(|v| v.eq_ignore_ascii_case("close")) == Some(true) {
+            return Ok(());
+        }
+    }
+}
+
+/// The records of an execution that is requested and fails at `at` with `rules` as its own notification
+/// rules, as `(partition key, encoded envelopes)`: what a propeller would have written, for the kill test
+/// and `aloft bench notify`, which exercise the notifier without running tasks.
+pub fn failed_execution_records(
+    id: &aloft_core::ExecutionId,
+    rules: &[aloft_core::notify::NotificationRule],
+    at: i64,
+) -> (String, Vec<Vec<u8>>) {
+    use aloft_core::events::ExecutionEvent;
+    use aloft_eventlog::{Envelope, Payload};
+    let task = aloft_core::Identifier {
+        project: id.project.clone(),
+        domain: id.domain.clone(),
+        name: "noop".into(),
+        version: "1".into(),
+    };
+    let spec = aloft_core::TaskSpec {
+        name: "noop".into(),
+        version: None,
+        interface: Default::default(),
+        run: aloft_core::spec::TaskKind::Noop,
+        retries: Default::default(),
+        timeout: None,
+        cache: None,
+    };
+    let requested = ExecutionEvent::ExecutionRequested {
+        execution: id.clone(),
+        request_id: id.name.clone(),
+        workflow: Box::new(aloft_core::CompiledWorkflow::for_single_task(task, spec)),
+        inputs: Default::default(),
+        launch_plan: None,
+        requested_at: at,
+        scheduled_at: None,
+        overwrite_cache: false,
+        notifications: Some(rules.to_vec()),
+    };
+    let finished = ExecutionEvent::ExecutionFinished {
+        execution: id.clone(),
+        phase: aloft_core::ExecutionPhase::Failed,
+        outputs: Default::default(),
+        error: Some("simulated failure".into()),
+        at,
+    };
+    let key = id.partition_key();
+    let request = Envelope::unsequenced(
+        format!("request/{key}/{}", id.name),
+        at,
+        Payload::Execution(requested),
+    );
+    // The first decision of the execution's stream, by a writer of epoch 0 (no partition was ever claimed).
+    let decision = Envelope {
+        stream: format!("execution/{key}"),
+        seq: 1,
+        writer_epoch: 0,
+        occurred_at: at,
+        traceparent: String::new(),
+        payload: Payload::Execution(finished),
+    };
+    (key, vec![request.encode(), decision.encode()])
+}
