@@ -111,6 +111,10 @@ fn env(http: &HttpSink) -> Vec<(&'static str, String)> {
         ("ALOFT_TEST_HOOK_SECRET", HOOK_SECRET.to_string()),
         ("ALOFT_NOTIFY_RETRY_BASE_MS", "50".to_string()),
         ("ALOFT_CONSOLE_URL", "http://console.test".to_string()),
+        (
+            "RUST_LOG",
+            std::env::var("ALOFT_TEST_NOTIFIER_LOG").unwrap_or_else(|_| "info".into()),
+        ),
     ]
 }
 
@@ -450,69 +454,92 @@ async fn sigkill_of_the_notifier_never_loses_a_message_and_duplicates_only_in_th
             webhook: None,
         },
     ];
-    // Kill points spread over 0..400 ms after the events are appended: some land before the notifier read
-    // them, some between reading and sending, a few between a send and its record.
-    for trial in 0..TRIALS {
-        let mut notifier = deployment.start_with_env("aloft-notifier", "notifier", &env(&http));
-        append_failed_execution(&log, &topics, &format!("kill-{trial}"), &rules).await;
-        let delay = (trial as u64 * 37) % 400;
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        notifier.sigkill();
-    }
-    let _notifier = deployment.start_with_env("aloft-notifier", "notifier", &env(&http));
-    let expected: Vec<String> = (0..TRIALS).map(|trial| format!("kill-{trial}")).collect();
-    let webhook_counts = eventually("every webhook", Duration::from_secs(120), || {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for request in http.received("/kill") {
-            let payload: serde_json::Value = serde_json::from_str(&request.body).ok()?;
-            *counts
-                .entry(payload["execution"].as_str()?.to_string())
-                .or_default() += 1;
-        }
-        (counts.len() == TRIALS).then_some(counts)
-    })
-    .await;
-    let mail_counts = eventually("every email", Duration::from_secs(120), || {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for mail in smtp.received() {
-            let name = mail.subject().split_whitespace().next()?.to_string();
-            *counts.entry(name).or_default() += 1;
-        }
-        (counts.len() == TRIALS).then_some(counts)
-    })
-    .await;
-    let duplicates = |counts: &BTreeMap<String, usize>| counts.values().map(|c| c - 1).sum::<usize>();
-    for (channel, counts) in [("webhook", &webhook_counts), ("email", &mail_counts)] {
-        for name in &expected {
-            let count = counts.get(name).copied().unwrap_or(0);
-            assert!(
-                (1..=2).contains(&count),
-                "{channel} to {name}: delivered {count} times (exactly once, or twice when the kill fell between a send and its record)"
-            );
-        }
-    }
-    // A duplicate needs the kill to fall between a send and its record: reported, not hidden.
-    eprintln!(
-        "notifier SIGKILL trials: {TRIALS}; duplicates: webhook {}, email {} (each needs the kill between send and record)",
-        duplicates(&webhook_counts),
-        duplicates(&mail_counts)
-    );
+    // One trial: a notifier that is up, an execution that fails, a SIGKILL 0-119 ms later (while the notifier
+    // reads the event, records its deliveries, sends, or records the sends), then a restarted notifier that
+    // must deliver whatever the killed one did not record as delivered, and nothing it did.
     let store = aloft_store::Store::connect(&deployment.database_url)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let counts = aloft_store::notifier::delivery_counts(store.pool())
+    let received = |name: &str| {
+        let hooks = http
+            .received("/kill")
+            .iter()
+            .filter(|r| r.body.contains(&format!("\"execution\":\"{name}\"")))
+            .count();
+        let mails = smtp
+            .received()
+            .iter()
+            .filter(|m| m.subject() == format!("{name} FAILED"))
+            .count();
+        (hooks, mails)
+    };
+    let delivered = || async {
+        aloft_store::notifier::delivery_counts(store.pool())
             .await
-            .unwrap();
-        if counts == (0, 2 * TRIALS as u64, 0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "deliveries (pending, delivered, failed): {counts:?}"
-        );
+            .unwrap()
+            .1
+    };
+    let (mut sent_unrecorded_total, mut duplicates_total) = (0, 0);
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for trial in 0..TRIALS {
+        let name = format!("kill-{trial}");
+        let killed_log = format!("notifier-{trial}");
+        let mut notifier = deployment.start_with_env("aloft-notifier", &killed_log, &env(&http));
+        deployment
+            .wait_for_logs(
+                &[killed_log.as_str()],
+                "notifier running",
+                Duration::from_secs(30),
+            )
+            .await;
+        append_failed_execution(&log, &topics, &name, &rules).await;
+        tokio::time::sleep(Duration::from_millis((trial as u64 * 7) % 120)).await;
+        notifier.sigkill();
+        // A message whose last bytes were in the socket buffer still reaches the server after the kill.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let (hooks, mails) = received(&name);
+        let sent_by_killed = hooks + mails;
+        let recorded_by_killed = (delivered().await - 2 * trial as u64) as usize;
+        let sent_unrecorded = sent_by_killed - recorded_by_killed.min(sent_by_killed);
+        *outcomes
+            .entry(match (sent_by_killed, recorded_by_killed) {
+                (0, _) => "killed before sending",
+                (_, 2) => "killed after recording both",
+                _ => "killed between a send and its record",
+            })
+            .or_default() += 1;
+
+        let mut restarted =
+            deployment.start_with_env("aloft-notifier", &format!("restarted-{trial}"), &env(&http));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while delivered().await != 2 * (trial as u64 + 1) {
+            assert!(
+                Instant::now() < deadline,
+                "trial {trial}: the restarted notifier did not deliver"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        restarted.sigkill();
+        let (hooks, mails) = received(&name);
+        assert!(
+            hooks >= 1 && mails >= 1,
+            "trial {trial}: lost a message (webhook {hooks}, email {mails})"
+        );
+        let duplicates = hooks + mails - 2;
+        assert!(
+            duplicates <= sent_unrecorded,
+            "trial {trial}: {duplicates} duplicate(s), but only {sent_unrecorded} message(s) were sent and not recorded before the kill"
+        );
+        sent_unrecorded_total += sent_unrecorded;
+        duplicates_total += duplicates;
     }
+    let counts = aloft_store::notifier::delivery_counts(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(counts, (0, 2 * TRIALS as u64, 0), "(pending, delivered, failed)");
+    eprintln!(
+        "notifier SIGKILL trials: {TRIALS} ({outcomes:?}); duplicates: {duplicates_total}, all of messages sent \
+         but not recorded before the kill ({sent_unrecorded_total})"
+    );
     peers.cancel();
 }

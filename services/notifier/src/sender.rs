@@ -198,7 +198,9 @@ async fn attempt(
 ) {
     limiters.wait(&destination(&delivery)).await;
     let channel = Channels::channel_name(&delivery);
+    let send_started = std::time::Instant::now();
     let outcome = channels.send(&delivery).await;
+    let send_millis = send_started.elapsed().as_millis();
     let number = delivery.attempts + 1;
     let at = now_millis();
     let (result, event_outcome, label) = match outcome {
@@ -260,6 +262,7 @@ async fn attempt(
         outcome: event_outcome,
         at,
     };
+    let record_started = std::time::Instant::now();
     let mut wait = Duration::from_millis(100);
     while let Err(error) = record_attempt(store.pool(), &delivery.delivery_id, number, &result, &event).await
     {
@@ -267,6 +270,13 @@ async fn attempt(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(5));
     }
+    tracing::debug!(
+        delivery = %delivery.delivery_id,
+        channel,
+        send_millis = send_millis as u64,
+        record_millis = record_started.elapsed().as_millis() as u64,
+        "attempt recorded"
+    );
 }
 
 #[cfg(test)]

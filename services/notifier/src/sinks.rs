@@ -43,12 +43,42 @@ impl ReceivedMail {
         self.header("subject").unwrap_or_default()
     }
 
+    /// The body as a reader sees it (quoted-printable decoded when the message says it is).
     pub fn body(&self) -> String {
-        self.data
+        let raw = self
+            .data
             .split_once("\r\n\r\n")
             .map(|(_, body)| body.to_string())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let quoted_printable = self
+            .header("content-transfer-encoding")
+            .is_some_and(|encoding| encoding.eq_ignore_ascii_case("quoted-printable"));
+        if quoted_printable {
+            decode_quoted_printable(&raw)
+        } else {
+            raw
+        }
     }
+}
+
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'=' && index + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
+            if let Ok(byte) = u8::from_str_radix(hex, 16) {
+                decoded.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// An SMTP server on 127.0.0.1. Recipients containing `reject` are refused with 550 (a permanent error).
