@@ -640,3 +640,134 @@ max_parallelism: 1
     );
     fleet.stop().await.unwrap();
 }
+
+/// Broken notification rules are refused when they are registered (not when an execution fails at night),
+/// with the rule and the field named, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_notification_rules_are_refused_at_registration() {
+    let scratch = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(FleetConfig::embedded(
+        scratch.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    ))
+    .await
+    .unwrap();
+    let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
+    register_file(&mut client, &repo_root().join("examples/diamond.yaml")).await;
+    let plan = |rules: &str| {
+        register_request(&format!(
+            r#"{{"name": "noisy", "workflow": "diamond", "notifications": {rules}}}"#
+        ))
+    };
+    let webhook = |url: &str| {
+        format!(r#"[{{"phases": ["FAILED"], "webhook": {{"url": "{url}", "secret": "env:PATH"}}}}]"#)
+    };
+    for (rules, needles) in [
+        (webhook("htp://hooks.example.com/x"), vec!["launch plan noisy notification rule 1", "webhook.url", "not an http"]),
+        (webhook("https://hooks.example.com:99999/x"), vec!["webhook.url", "invalid port"]),
+        (
+            r#"[{"phases": ["FAILD"], "slack": {"webhook_url": "env:PATH"}}]"#.to_string(),
+            vec!["unknown phase \"FAILD\"", "SUCCEEDED, FAILED, TIMED_OUT, ABORTED"],
+        ),
+        (
+            r#"[{"phases": ["FAILED"], "email": {"to": ["a@example.com"], "from": "b@example.com",
+                "smtp": {"host": "127.0.0.1"}, "subject": "{{name}} {{colour}}"}}]"#
+                .to_string(),
+            vec!["email.subject", "unknown template variable {{colour}}"],
+        ),
+        (
+            r#"[{"phases": ["FAILED"], "slack": {"webhook_url": "env:ALOFT_SURELY_UNSET_SLACK_URL"}}]"#.to_string(),
+            vec!["ALOFT_SURELY_UNSET_SLACK_URL", "is not set"],
+        ),
+        (
+            r#"[{"phases": ["FAILED"], "slack": {"webhook_url": "https://hooks.slack.com/services/T/B/X"}}]"#.to_string(),
+            vec!["slack.webhook_url", "not a secret reference"],
+        ),
+        (
+            r#"[{"phases": ["FAILED"], "slack": {"webhook_url": "env:PATH"}, "webhook": {"url": "https://x.example.com", "secret": "env:PATH"}}]"#.to_string(),
+            vec!["exactly one channel"],
+        ),
+        (
+            r#"[{"phases": ["FAILED"], "pager": {"number": "1"}}]"#.to_string(),
+            vec!["unknown field", "pager"],
+        ),
+    ] {
+        assert_rejected(client.register_launch_plan(plan(&rules)).await, Code::InvalidArgument, &needles);
+    }
+    let plans = client
+        .list_launch_plans(wire::ListEntitiesRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .launch_plans;
+    assert!(
+        plans.iter().all(|p| p.id.as_ref().unwrap().name != "noisy"),
+        "nothing stored"
+    );
+
+    // Per execution and per project the same checks apply.
+    let create = |notifications_json: &str, disable: bool| wire::CreateExecutionRequest {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: String::new(),
+        target: Some(workflow("diamond")),
+        text_inputs: [("x".to_string(), "1".to_string())].into_iter().collect(),
+        notifications_json: notifications_json.into(),
+        disable_notifications: disable,
+        ..Default::default()
+    };
+    assert_rejected(
+        client
+            .create_execution(create(&webhook("not a url"), false))
+            .await,
+        Code::InvalidArgument,
+        &["execution notification rule 1", "webhook.url"],
+    );
+    assert_rejected(
+        client
+            .create_execution(create(&webhook("https://x.example.com"), true))
+            .await,
+        Code::InvalidArgument,
+        &["exclude each other"],
+    );
+    assert_rejected(
+        client
+            .set_notification_defaults(wire::SetNotificationDefaultsRequest {
+                project: "nobody".into(),
+                domain: "*".into(),
+                rules_json: "[]".into(),
+            })
+            .await,
+        Code::NotFound,
+        &["project \"nobody\" does not exist"],
+    );
+    assert_rejected(
+        client
+            .set_notification_defaults(wire::SetNotificationDefaultsRequest {
+                project: PROJECT.into(),
+                domain: "production".into(),
+                rules_json: r#"[{"phases": ["DONE"], "slack": {"webhook_url": "env:PATH"}}]"#.into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        &[
+            "defaults of default/production notification rule 1",
+            "unknown phase \"DONE\"",
+        ],
+    );
+    let accepted = client
+        .set_notification_defaults(wire::SetNotificationDefaultsRequest {
+            project: PROJECT.into(),
+            domain: "production".into(),
+            rules_json: r#"[{"phases": ["FAILED"], "slack": {"webhook_url": "env:PATH"}}]"#.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.rules, 1);
+    fleet.stop().await.unwrap();
+}

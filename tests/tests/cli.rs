@@ -112,3 +112,74 @@ fn aloft_schedules_lists_the_active_schedule_with_its_next_fire_time() {
         "{stderr}"
     );
 }
+
+#[test]
+fn aloft_notify_sets_project_defaults_and_run_checks_its_rule_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let aloft = |args: &[&str]| {
+        let output = Command::new(binary("aloft"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("ALOFT_DATA_DIR", dir.path().join("data"))
+            .env("ALOFT_TEST_HOOK_KEY", "k")
+            .env_remove("ALOFT_ADMIN")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "- phases: [FAILED]\n  webhook: {url: \"http://127.0.0.1:9/hook\", secret: \"env:ALOFT_TEST_HOOK_KEY\"}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = aloft(&[
+        "--domain",
+        "production",
+        "notify",
+        "set-defaults",
+        "-f",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("notification defaults of default/production: 1 rule(s)"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = aloft(&["notify", "clear-defaults", "--all-domains"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("default (every domain): 0 rule(s)"), "{stdout}");
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "- phases: [FAILED]\n  webhook: {url: \"hooks.example.com\", secret: \"env:X\"}\n",
+    )
+    .unwrap();
+    let diamond = repo_root().join("examples/diamond.yaml");
+    let (code, _, stderr) = aloft(&[
+        "run",
+        diamond.to_str().unwrap(),
+        "--input",
+        "x=1",
+        "--notify-file",
+        broken.to_str().unwrap(),
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("broken.yaml notification rule 1: webhook.url"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = aloft(&[
+        "run",
+        "diamond",
+        "--no-notify",
+        "--notify-file",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "clap refuses both: {stderr}");
+}
