@@ -543,3 +543,76 @@ async fn sigkill_of_the_notifier_never_loses_a_message_and_duplicates_only_in_th
     );
     peers.cancel();
 }
+
+/// Many executions failing together, with sends finishing while the notifier looks for due deliveries:
+/// each recipient gets its message exactly once (a stale read of a just-recorded delivery once sent some
+/// twice on Postgres).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_failing_together_are_each_notified_exactly_once() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    const EXECUTIONS: usize = 300;
+    let peers = CancellationToken::new();
+    let smtp = SmtpSink::start(peers.clone()).await.unwrap();
+    let http = HttpSink::start(peers.clone()).await.unwrap();
+    let deployment = Deployment::new(&brokers, &database).await;
+    let topics = aloft_eventlog::Topics::with_prefix(&deployment.topic_prefix);
+    let log = aloft_eventlog::open(
+        &aloft_eventlog::LogBackend::Kafka {
+            brokers: brokers.clone(),
+        },
+        &topics,
+        4,
+    )
+    .await
+    .unwrap();
+    let mut notifier_env = env(&http);
+    notifier_env.push(("ALOFT_NOTIFY_SMTP_PER_SECOND", "1000".to_string()));
+    let _notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
+    let rules = [NotificationRule {
+        phases: vec!["FAILED".into()],
+        slack: None,
+        email: Some(aloft_core::notify::EmailChannel {
+            to: vec!["team@example.com".into()],
+            from: "aloft@example.com".into(),
+            smtp: SmtpServer {
+                host: "127.0.0.1".into(),
+                port: Some(smtp.address.port()),
+                tls: SmtpTls::None,
+                username: None,
+                password: None,
+            },
+            subject: Some("{{name}}".into()),
+            body: None,
+        }),
+        webhook: None,
+    }];
+    for index in 0..EXECUTIONS {
+        append_failed_execution(&log, &topics, &format!("together-{index}"), &rules).await;
+    }
+    eventually("every email", Duration::from_secs(120), || {
+        (smtp.received().len() >= EXECUTIONS).then_some(())
+    })
+    .await;
+    let store = aloft_store::Store::connect(&deployment.database_url)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aloft_store::notifier::delivery_counts(store.pool())
+        .await
+        .unwrap()
+        != (0, EXECUTIONS as u64, 0)
+    {
+        assert!(Instant::now() < deadline, "not every delivery was recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for mail in smtp.received() {
+        *counts.entry(mail.subject()).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, count)| **count > 1).collect();
+    assert_eq!(counts.len(), EXECUTIONS);
+    assert!(repeated.is_empty(), "sent more than once: {repeated:?}");
+    peers.cancel();
+}

@@ -111,7 +111,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let channels = Arc::new(Channels::new()?);
     let limiters = Arc::new(Limiters::new(&policy));
-    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Deliveries being sent. A finished send leaves this set only after a query that started after its
+    // record: a query already running may have read the row as still pending, and must not send it again.
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let finished: Arc<Mutex<Vec<String>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(policy.concurrency.max(1)));
     let policy = Arc::new(policy);
     let mut sends = JoinSet::new();
@@ -119,8 +122,13 @@ pub async fn run(
         if shutdown.is_cancelled() {
             break;
         }
+        let recorded_before_query = std::mem::take(&mut *finished.lock().unwrap_or_else(|p| p.into_inner()));
         let now = now_millis();
-        let due = match due_deliveries(store.pool(), now, 512).await {
+        let due = due_deliveries(store.pool(), now, 512).await;
+        for id in &recorded_before_query {
+            in_flight.remove(id);
+        }
+        let due = match due {
             Ok(due) => due,
             Err(error) => {
                 warn!(%error, "cannot read pending deliveries; retrying");
@@ -133,29 +141,26 @@ pub async fn run(
         let had_due = !due.is_empty();
         let mut started = 0;
         for delivery in due {
-            {
-                let mut in_flight = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if !in_flight.insert(delivery.delivery_id.clone()) {
-                    continue;
-                }
+            if !in_flight.insert(delivery.delivery_id.clone()) {
+                continue;
             }
             started += 1;
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 break;
             };
-            let (store, channels, limiters, policy, in_flight, recorded) = (
+            let (store, channels, limiters, policy, finished, recorded) = (
                 store.clone(),
                 Arc::clone(&channels),
                 Arc::clone(&limiters),
                 Arc::clone(&policy),
-                Arc::clone(&in_flight),
+                Arc::clone(&finished),
                 Arc::clone(&attempts_recorded),
             );
             sends.spawn(async move {
                 let id = delivery.delivery_id.clone();
                 attempt(&store, &channels, &limiters, &policy, delivery).await;
+                finished.lock().unwrap_or_else(|p| p.into_inner()).push(id);
                 recorded.notify_one();
-                in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 drop(permit);
             });
         }
@@ -282,6 +287,31 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_destination_waits_for_its_rate_limit_and_others_do_not() {
+        let policy = DeliveryPolicy {
+            slack_per_second: NonZeroU32::MIN,
+            ..DeliveryPolicy::default()
+        };
+        let limiters = Limiters::new(&policy);
+        let busy = "slack:env:TEAM_A".to_string();
+        let started = std::time::Instant::now();
+        limiters.wait(&busy).await;
+        limiters.wait(&"slack:env:TEAM_B".to_string()).await;
+        let other_destination = started.elapsed();
+        limiters.wait(&busy).await;
+        // One message per second to one Slack webhook: the second waits for the next second.
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            other_destination < Duration::from_millis(900),
+            "{other_destination:?}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
