@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aloft/target}"
 export ALOFT_TEST_KAFKA_BROKERS="${ALOFT_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
 export ALOFT_TEST_DATABASE_URL="${ALOFT_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export ALOFT_TEST_REDIS_URL="${ALOFT_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 # With this set, tests that need Kafka or Postgres fail instead of skipping when they are unreachable.
 export ALOFT_REQUIRE_REAL_BACKENDS=1
 LOG_DIR="${ALOFT_TEST_LOG_DIR:-$HOME/.cache/aloft/logs}"

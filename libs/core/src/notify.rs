@@ -696,6 +696,37 @@ mod tests {
     }
 
     #[test]
+    fn slack_messages_say_what_ended_how_and_where_to_look() {
+        let context = MessageContext {
+            project: "flowers".into(),
+            domain: "production".into(),
+            name: "run-7".into(),
+            launch_plan: "nightly@v3".into(),
+            phase: "FAILED".into(),
+            error: "node train failed:\nout of memory".into(),
+            duration_ms: 3_723_000,
+            url: "https://aloft.example.com/x".into(),
+            finished_at: 0,
+        };
+        assert_eq!(
+            slack_text(&context),
+            "*FAILED* flowers/production execution `run-7` (launch plan nightly@v3) after 1h 02m\n\
+             >node train failed:\n>out of memory\n<https://aloft.example.com/x|Open the execution>"
+        );
+        let succeeded = MessageContext {
+            phase: "SUCCEEDED".into(),
+            error: String::new(),
+            duration_ms: 850,
+            ..context
+        };
+        assert!(
+            !slack_text(&succeeded).contains("\n>"),
+            "no error quote for a success"
+        );
+        assert!(slack_text(&succeeded).contains("after 850 ms"));
+    }
+
+    #[test]
     fn delivery_ids_are_deterministic_and_distinct() {
         let a = delivery_id("execution/p/d/n#9", "launch_plan/0", "email:a@example.com");
         assert_eq!(

@@ -351,7 +351,7 @@ macro_rules! store_suite {
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
-            assert_eq!(rows, 3, "every migration recorded once");
+            assert_eq!(rows, 4, "every migration (0001-0004) recorded once");
         }
     };
 }

@@ -27,6 +27,10 @@ pub struct AdminOptions {
     pub bootstrap_project: Option<String>,
     /// Serves /healthz, /readyz and /metrics here when set.
     pub ops_listen: Option<std::net::SocketAddr>,
+    /// API calls per tenant (project/domain); `None`: unlimited.
+    pub tenant_rate_limit: Option<aloft_fairq::ratelimit::RateLimit>,
+    /// Shares the rate limits between admin replicas through Redis; without it each replica counts alone.
+    pub redis_url: Option<String>,
 }
 
 impl AdminOptions {
@@ -36,6 +40,8 @@ impl AdminOptions {
             projection_wait: Duration::from_secs(10),
             bootstrap_project: None,
             ops_listen: None,
+            tenant_rate_limit: None,
+            redis_url: None,
         }
     }
 }
@@ -69,12 +75,23 @@ pub async fn run(
         progress_tx,
         projector_shutdown.clone(),
     ));
+    let rate_limiter = match (options.tenant_rate_limit, &options.redis_url) {
+        (None, _) => None,
+        (Some(limit), None) => Some(Arc::new(aloft_fairq::ratelimit::InProcessRateLimiter::new(limit))
+            as Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>),
+        (Some(limit), Some(url)) => Some(Arc::new(
+            aloft_fairq::ratelimit::RedisRateLimiter::connect(url, &options.topics.prefix, limit)
+                .await
+                .map_err(|e| anyhow::anyhow!("--redis-url {url}: {e}"))?,
+        ) as Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>),
+    };
     let api = api::AdminApi {
         store,
         log,
         topics: options.topics.clone(),
         progress: progress_rx,
         projection_wait: options.projection_wait,
+        rate_limiter,
     };
     if let Some(project) = &options.bootstrap_project {
         bootstrap_project(&api, project).await?;

@@ -16,6 +16,16 @@ struct Args {
     /// Serve /healthz, /readyz (database reachable, projector running) and /metrics on this address.
     #[arg(long, env = "ALOFT_OPS_LISTEN")]
     ops_listen: Option<std::net::SocketAddr>,
+    /// API calls per second per tenant (project/domain); over it a call gets RESOURCE_EXHAUSTED with a
+    /// retry-after. Unlimited when left out.
+    #[arg(long, env = "ALOFT_TENANT_RATE_PER_SECOND")]
+    tenant_rate_per_second: Option<std::num::NonZeroU32>,
+    /// Calls a tenant may make at once above its rate (default: twice the rate).
+    #[arg(long, env = "ALOFT_TENANT_BURST", requires = "tenant_rate_per_second")]
+    tenant_burst: Option<std::num::NonZeroU32>,
+    /// Redis shared by admin replicas for the tenant rate limits (e.g. redis://127.0.0.1:6379).
+    #[arg(long, env = "ALOFT_REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 #[tokio::main]
@@ -34,5 +44,14 @@ async fn main() -> anyhow::Result<()> {
     let mut options = aloft_admin::AdminOptions::new(args.backend.topics());
     options.bootstrap_project = args.bootstrap_project;
     options.ops_listen = args.ops_listen;
+    options.tenant_rate_limit =
+        args.tenant_rate_per_second
+            .map(|per_second| aloft_fairq::ratelimit::RateLimit {
+                per_second,
+                burst: args
+                    .tenant_burst
+                    .unwrap_or(per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1))),
+            });
+    options.redis_url = args.redis_url;
     aloft_admin::run(options, store, log, listener, shutdown).await
 }

@@ -1,4 +1,4 @@
-//! Admin's metrics (labels: topic or phase only).
+//! Admin's metrics (labels: topic, phase or tenant only).
 
 use aloft_telemetry::ops::{Metric, MetricKind};
 
@@ -19,7 +19,14 @@ pub const EXECUTION_PHASES: Metric = Metric {
     help: "Execution phase changes projected (QUEUED on request, RUNNING, and each terminal phase).",
 };
 
+pub const RATE_LIMITED: Metric = Metric {
+    name: "aloft_admin_rate_limited_total",
+    kind: MetricKind::Counter,
+    help: "API calls refused with RESOURCE_EXHAUSTED because the tenant was over its rate, by tenant.",
+};
+
 pub fn register() {
+    RATE_LIMITED.register();
     EVENTS_PROJECTED.register();
     PROJECTION_BATCHES.register();
     EXECUTION_PHASES.register();

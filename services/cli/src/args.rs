@@ -177,6 +177,9 @@ pub enum Command {
         /// cache: lookups to time.
         #[arg(long, default_value_t = 10_000)]
         samples: usize,
+        /// fairness: executor slots.
+        #[arg(long, default_value_t = 16)]
+        capacity: usize,
         /// notify: the notifier's limit of messages per second to one SMTP server.
         #[arg(long, default_value_t = 500)]
         smtp_per_second: u32,
@@ -307,6 +310,9 @@ pub enum BenchShape {
     Cache,
     /// --nodes executions failing within one second, each emailing a local SMTP server: delivery lag.
     Notify,
+    /// The fair-queue dispatcher: 10 equal-weight tenants, one with 100x the load (--nodes attempts per
+    /// other tenant, --capacity slots): per-tenant shares, Jain's index, time per decision.
+    Fairness,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -115,6 +115,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(0);
         }
         Command::Bench {
+            shape: BenchShape::Fairness,
+            nodes,
+            capacity,
+            ..
+        } => {
+            eprintln!(
+                "bench fairness: 10 equal-weight tenants, team-0 with {} attempts, the others {nodes} each, {capacity} slots",
+                nodes * 100
+            );
+            let result = crate::bench_fairness::run(10, *nodes, *capacity);
+            for (tenant, share) in &result.shares {
+                println!(
+                    "  {tenant:28} {:5.1}% of starts while every tenant had work queued",
+                    share * 100.0
+                );
+            }
+            println!(
+                "fairness tenants=10 contended_starts={} jain={:.4} decisions={} dispatcher={:.2} us/decision",
+                result.contended_starts,
+                result.jain,
+                result.decisions,
+                result.nanos_per_decision / 1000.0
+            );
+            return Ok(0);
+        }
+        Command::Bench {
             shape: BenchShape::Notify,
             nodes,
             kafka_brokers,

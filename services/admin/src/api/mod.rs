@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use crate::convert::*;
 use crate::error::{ApiError, ApiResult};
 use crate::history::summarize;
+use crate::metrics;
 use crate::projector::Progress;
 
 mod executions;
@@ -38,6 +39,8 @@ pub struct AdminApi {
     pub topics: Topics,
     pub progress: watch::Receiver<Progress>,
     pub projection_wait: Duration,
+    /// Per-tenant API rate limits, when configured.
+    pub rate_limiter: Option<Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>>,
 }
 
 fn now_millis() -> i64 {
@@ -66,6 +69,24 @@ fn execution_name() -> String {
 }
 
 impl AdminApi {
+    /// Refuses the call when `project/domain` is over its API rate (RESOURCE_EXHAUSTED with retry-after).
+    async fn admit(&self, project: &str, domain: &str) -> ApiResult<()> {
+        let Some(limiter) = &self.rate_limiter else {
+            return Ok(());
+        };
+        let tenant = aloft_fairq::Tenant::new(project, domain);
+        limiter.check(&tenant).await.map_err(|retry_after| {
+            metrics::RATE_LIMITED.increment(&[("tenant", &tenant.to_string())], 1.0);
+            ApiError::ResourceExhausted {
+                message: format!(
+                    "{tenant} is over its API rate limit; retry after {} ms",
+                    retry_after.as_millis().max(1)
+                ),
+                retry_after,
+            }
+        })
+    }
+
     async fn append(&self, topic: &str, key: &str, envelope: Envelope) -> ApiResult<Position> {
         Ok(self.log.append(topic, key, envelope.encode()).await?)
     }
@@ -224,6 +245,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let spec: TaskSpec = parse_spec("task", &request.spec_json)?;
                 self.register_task(&request.project, &request.domain, spec).await
             }
@@ -255,6 +277,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let rows = self
                     .store
                     .list_tasks(&request.project, &request.domain, optional_name(&request))
@@ -274,6 +297,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let spec: WorkflowSpec = parse_spec("workflow", &request.spec_json)?;
                 self.register_workflow(&request.project, &request.domain, spec)
                     .await
@@ -307,6 +331,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let rows = self
                     .store
                     .list_workflows(&request.project, &request.domain, optional_name(&request))
@@ -326,6 +351,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let spec: LaunchPlanSpec = parse_spec("launch plan", &request.spec_json)?;
                 self.register_launch_plan(&request.project, &request.domain, spec)
                     .await
@@ -359,6 +385,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let rows = self
                     .store
                     .list_launch_plans(&request.project, &request.domain, optional_name(&request))
@@ -399,6 +426,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 self.require_domain(&request.project, &request.domain).await?;
                 let id = self
                     .new_execution_id(&request.project, &request.domain, &request.name)
@@ -496,6 +524,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
+                self.admit(&request.project, &request.domain).await?;
                 let limit = if request.limit == 0 {
                     50
                 } else {
