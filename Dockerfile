@@ -13,6 +13,7 @@ RUN apt-get update \
 COPY --from=build /src/target/release/aloft /src/target/release/aloft-admin /src/target/release/aloft-propeller \
      /src/target/release/aloft-scheduler /src/target/release/aloft-catalog /src/target/release/aloft-notifier \
      /usr/local/bin/
+COPY --from=build /src/examples /usr/share/aloft/examples
 USER aloft
 WORKDIR /home/aloft
 # Every service serves /healthz, /readyz and /metrics here; the health check asks the running service.

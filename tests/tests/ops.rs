@@ -88,6 +88,7 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
         ("aloft-propeller", free_port()),
         ("aloft-scheduler", free_port()),
         ("aloft-catalog", free_port()),
+        ("aloft-notifier", free_port()),
     ];
     let _services: Vec<Service> = ports
         .iter()
@@ -146,6 +147,33 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
         admin["aloft_admin_execution_phase_changes_total{phase=\"SUCCEEDED\"}"], 1.0,
         "{admin:?}"
     );
+    // Consumer lag and event-apply latency of the projections: present, and the lag drains to zero.
+    assert!(
+        admin.contains_key("aloft_projection_apply_latency_seconds{projection=\"read_models\"}"),
+        "{admin:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let admin = metrics(ports[0].1).await;
+        let notifier = metrics(ports[4].1).await;
+        let lag = |metrics: &BTreeMap<String, f64>, projection: &str| {
+            metrics
+                .get(&format!(
+                    "aloft_projection_lag_records{{projection=\"{projection}\",topic=\"executions\"}}"
+                ))
+                .copied()
+        };
+        if lag(&admin, "read_models") == Some(0.0) && lag(&notifier, "notifier") == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "projection lag never reached 0: admin {:?}, notifier {:?}",
+            lag(&admin, "read_models"),
+            lag(&notifier, "notifier")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // The catalog projects the same log (the diamond's tasks are not cached: no lookups).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -7,6 +7,7 @@
 //! live in `aloft-core`.
 
 pub mod catalog;
+pub mod metrics;
 pub mod notifier;
 pub mod projection;
 pub mod projector;

@@ -20,6 +20,15 @@ pub enum OffsetsTable {
 }
 
 impl OffsetsTable {
+    /// The projection's name in metrics.
+    pub fn projection(self) -> &'static str {
+        match self {
+            OffsetsTable::ReadModels => "read_models",
+            OffsetsTable::Catalog => "catalog",
+            OffsetsTable::Notifier => "notifier",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             OffsetsTable::ReadModels => "log_offsets",

@@ -152,11 +152,21 @@ async fn project_until_shutdown<P: Projection>(
             .collect(),
     );
     let mut reader = log.read(starts).await?;
+    crate::metrics::register();
+    let projection_name = table.projection();
+    let topic_names = topic_labels(topics);
+    let mut lag_tick = tokio::time::interval(Duration::from_secs(5));
+    lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = lag_tick.tick() => {
+                publish_lag(log, &offsets, projection_name, &topic_names).await;
+                continue;
+            }
             records = reader.next_batch(BATCH) => records?,
         };
+        let mut newest_event_at = i64::MIN;
         let mut tx = store.pool().begin().await?;
         let mut touched: HashMap<(String, u32), (u64, u64)> = HashMap::new();
         for record in &records {
@@ -174,7 +184,10 @@ async fn project_until_shutdown<P: Projection>(
                 Err(decode_error) => {
                     warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %decode_error, "skipping an undecodable record");
                 }
-                Ok(envelope) => projection.apply(&mut tx, record, &envelope, &mut epoch).await?,
+                Ok(envelope) => {
+                    newest_event_at = newest_event_at.max(envelope.occurred_at);
+                    projection.apply(&mut tx, record, &envelope, &mut epoch).await?
+                }
             }
             touched.insert(key, (record.offset + 1, epoch));
         }
@@ -182,6 +195,10 @@ async fn project_until_shutdown<P: Projection>(
             save_offset(&mut tx, table, topic, *partition, *next_offset, *epoch).await?;
         }
         tx.commit().await?;
+        if newest_event_at != i64::MIN {
+            let latency = (now_millis() - newest_event_at).max(0) as f64 / 1000.0;
+            crate::metrics::APPLY_LATENCY.set(&[("projection", projection_name)], latency);
+        }
         projection.committed(&records);
         progress.send_modify(|progress| {
             for (key, (next_offset, _)) in &touched {
@@ -189,5 +206,52 @@ async fn project_until_shutdown<P: Projection>(
             }
         });
         offsets.extend(touched);
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// `(topic, label)`: metrics name topics without the deployment's prefix.
+fn topic_labels(topics: &Topics) -> Vec<(String, &'static str)> {
+    vec![
+        (topics.registry.clone(), "registry"),
+        (topics.executions.clone(), "executions"),
+        (topics.deliveries.clone(), "deliveries"),
+    ]
+}
+
+/// Sets the lag gauge per topic from the log's end offsets; a log that does not answer leaves it as it was.
+async fn publish_lag(
+    log: &Arc<dyn EventLog>,
+    offsets: &HashMap<(String, u32), (u64, u64)>,
+    projection: &'static str,
+    topics: &[(String, &'static str)],
+) {
+    for (topic, label) in topics {
+        let mut lag = 0u64;
+        let mut read_any = false;
+        for ((offset_topic, partition), (next_offset, _)) in offsets {
+            if offset_topic != topic {
+                continue;
+            }
+            match log.end_offset(topic, *partition).await {
+                Ok(end) => {
+                    lag += end.saturating_sub(*next_offset);
+                    read_any = true;
+                }
+                Err(error) => {
+                    warn!(%topic, partition, %error, "cannot read the end offset for the lag metric");
+                    return;
+                }
+            }
+        }
+        if read_any {
+            crate::metrics::PROJECTION_LAG.set(&[("projection", projection), ("topic", label)], lag as f64);
+        }
     }
 }
