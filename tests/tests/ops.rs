@@ -163,12 +163,17 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
                 ))
                 .copied()
         };
-        if lag(&admin, "read_models") == Some(0.0) && lag(&notifier, "notifier") == Some(0.0) {
+        let propeller = metrics(ports[1].1).await;
+        let propeller_lag = propeller.get("aloft_propeller_lag_records").copied();
+        if lag(&admin, "read_models") == Some(0.0)
+            && lag(&notifier, "notifier") == Some(0.0)
+            && propeller_lag == Some(0.0)
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "projection lag never reached 0: admin {:?}, notifier {:?}",
+            "lag never reached 0: admin {:?}, notifier {:?}, propeller {propeller_lag:?}",
             lag(&admin, "read_models"),
             lag(&notifier, "notifier")
         );

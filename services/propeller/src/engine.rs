@@ -128,6 +128,8 @@ impl Engine {
         };
         info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
         let mut reader: Option<Box<dyn RecordStream>> = None;
+        let mut lag_tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_records = async {
                 match reader.as_mut() {
@@ -157,6 +159,7 @@ impl Engine {
                     }
                 }
                 Some(finished) = finished_rx.recv() => engine.on_attempt_finished(finished),
+                _ = lag_tick.tick() => engine.publish_lag(),
             }
         }
         info!(member = %engine.member, "propeller stopping; cancelling local attempts");
@@ -212,6 +215,30 @@ impl Engine {
             .map(|(p, rt)| (self.topic.clone(), *p, rt.next_offset))
             .collect();
         Ok(Some(self.log.read(starts).await?))
+    }
+
+    /// Sets the lag gauge (records on owned partitions not folded yet) from the log's end offsets, in the
+    /// background so a slow broker never stalls the engine.
+    fn publish_lag(&self) {
+        let positions: Vec<(u32, u64)> = self
+            .partitions
+            .iter()
+            .map(|(partition, runtime)| (*partition, runtime.next_offset))
+            .collect();
+        let (log, topic) = (Arc::clone(&self.log), self.topic.clone());
+        tokio::spawn(async move {
+            let mut lag = 0u64;
+            for (partition, next_offset) in positions {
+                match log.end_offset(&topic, partition).await {
+                    Ok(end) => lag += end.saturating_sub(next_offset),
+                    Err(error) => {
+                        warn!(partition, %error, "cannot read the end offset for the lag metric");
+                        return;
+                    }
+                }
+            }
+            metrics::LAG.set(&[], lag as f64);
+        });
     }
 
     fn publish_partition_gauges(&self) {

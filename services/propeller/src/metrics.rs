@@ -39,6 +39,12 @@ pub const CACHE_LOOKUPS: Metric = Metric {
     help: "Catalog lookups of cached tasks, by result (hit, miss, failure).",
 };
 
+pub const LAG: Metric = Metric {
+    name: "aloft_propeller_lag_records",
+    kind: MetricKind::Gauge,
+    help: "Records on this propeller's partitions not folded yet (consumer lag, refreshed every 5 s).",
+};
+
 pub fn register() {
     for metric in [
         EVENTS_APPLIED,
@@ -48,6 +54,7 @@ pub fn register() {
         PARTITIONS_OWNED,
         PARTITIONS_ACTIVE,
         CACHE_LOOKUPS,
+        LAG,
     ] {
         metric.register();
     }
