@@ -295,6 +295,8 @@ async fn a_flaky_destination_gets_the_message_once_and_a_400_is_given_up_at_once
     let http = HttpSink::start(peers.clone()).await.unwrap();
     http.answer_next("/flaky", &[503, 503, 503]);
     http.answer_always("/bad", 400);
+    http.answer_next("/slow-down", &[429]);
+    http.ask_to_retry_after("/slow-down", 1);
     let deployment = Deployment::new(&brokers, &database).await;
     let _admin = deployment.start_with_env("aloft-admin", "admin", &env(&http));
     let _propeller = deployment.start_propeller("propeller");
@@ -335,7 +337,12 @@ async fn a_flaky_destination_gets_the_message_once_and_a_400_is_given_up_at_once
         &mut client,
         "flaky-1",
         true,
-        Some(&[hook("/flaky"), hook("/bad"), rejecting_mailbox]),
+        Some(&[
+            hook("/flaky"),
+            hook("/bad"),
+            hook("/slow-down"),
+            rejecting_mailbox,
+        ]),
         false,
     )
     .await;
@@ -376,6 +383,15 @@ async fn a_flaky_destination_gets_the_message_once_and_a_400_is_given_up_at_once
         rejected.contains("given up (attempt 1)") && rejected.contains("550"),
         "{rejected}"
     );
+    // A 429 with Retry-After: 1 is retried no sooner than a second later (the backoff alone is ~50 ms).
+    let slowed = eventually("the retry after Retry-After", Duration::from_secs(30), || {
+        let requests = http.received("/slow-down");
+        (requests.len() >= 2).then_some(requests)
+    })
+    .await;
+    assert_eq!(slowed.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+    let waited = slowed[1].received_at - slowed[0].received_at;
+    assert!(waited >= 990, "retried after {waited} ms despite Retry-After: 1");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(http.received("/bad").len(), 1, "a 400 is not retried");
     assert_eq!(http.received("/flaky").len(), 4);

@@ -20,12 +20,16 @@ pub const SIGNATURE_HEADER: &str = "X-Aloft-Signature";
 pub const DELIVERY_HEADER: &str = "X-Aloft-Delivery";
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// A destination asking for a longer pause than this gets this: an hour is already a long silence.
+const MAX_RETRY_AFTER_SECONDS: u64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
     Delivered,
     /// Worth another try later (timeouts, 5xx, 429, SMTP 4xx).
     Transient(String),
+    /// Worth another try, not before the wait the destination asked for (`Retry-After` on a 429 or 503).
+    TransientAfter(String, Duration),
     /// Trying again would fail the same way.
     Permanent(String),
 }
@@ -155,10 +159,20 @@ impl Channels {
                 if status.is_success() {
                     return SendOutcome::Delivered;
                 }
+                // Delay-seconds form only; an HTTP-date falls back to the notifier's own backoff.
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.trim().parse::<u64>().ok())
+                    .map(|seconds| Duration::from_secs(seconds.min(MAX_RETRY_AFTER_SECONDS)));
                 let text = response.text().await.unwrap_or_default();
                 let reason = format!("HTTP {status}: {}", text.chars().take(200).collect::<String>());
                 if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
-                    SendOutcome::Transient(reason)
+                    match retry_after {
+                        Some(wait) => SendOutcome::TransientAfter(reason, wait),
+                        None => SendOutcome::Transient(reason),
+                    }
                 } else {
                     SendOutcome::Permanent(reason)
                 }

@@ -1,7 +1,8 @@
 //! The delivery loop: picks pending deliveries that are due, waits for their destination's rate limit,
 //! sends, and records the attempt with the delivery's new state in one transaction (so a restart sends
 //! exactly what was not recorded as delivered). Transient failures are retried with exponential backoff and
-//! jitter up to a budget; permanent ones are recorded and not retried.
+//! jitter up to a budget (never sooner than a `Retry-After` the destination sent); permanent ones are
+//! recorded and not retried.
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -222,7 +223,9 @@ async fn attempt(
             DeliveryOutcome::GaveUp { reason },
             "gave_up",
         ),
-        SendOutcome::Transient(reason) if number >= policy.max_attempts => {
+        SendOutcome::Transient(reason) | SendOutcome::TransientAfter(reason, _)
+            if number >= policy.max_attempts =>
+        {
             let reason = format!("gave up after {number} attempts: {reason}");
             (
                 AttemptResult::Failed {
@@ -235,6 +238,19 @@ async fn attempt(
         }
         SendOutcome::Transient(reason) => {
             let retry_at = at + policy.backoff(number).as_millis() as i64;
+            (
+                AttemptResult::Retry {
+                    at,
+                    retry_at,
+                    reason: reason.clone(),
+                },
+                DeliveryOutcome::WillRetry { reason, retry_at },
+                "retry",
+            )
+        }
+        SendOutcome::TransientAfter(reason, asked) => {
+            // The destination's wait, or our backoff when that is longer.
+            let retry_at = at + policy.backoff(number).max(asked).as_millis() as i64;
             (
                 AttemptResult::Retry {
                     at,

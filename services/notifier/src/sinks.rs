@@ -223,6 +223,8 @@ struct HttpScript {
     /// Statuses to answer next, per path, before falling back to `always` or 200.
     next: HashMap<String, VecDeque<u16>>,
     always: HashMap<String, u16>,
+    /// `Retry-After` seconds sent with non-2xx answers, per path.
+    retry_after: HashMap<String, u64>,
     received: Vec<ReceivedRequest>,
 }
 
@@ -275,6 +277,12 @@ impl HttpSink {
         script.always.insert(path.to_string(), status);
     }
 
+    /// Sends `Retry-After: seconds` with every non-2xx answer to `path`.
+    pub fn ask_to_retry_after(&self, path: &str, seconds: u64) {
+        let mut script = self.script.lock().unwrap_or_else(|p| p.into_inner());
+        script.retry_after.insert(path.to_string(), seconds);
+    }
+
     pub fn received(&self, path: &str) -> Vec<ReceivedRequest> {
         let script = self.script.lock().unwrap_or_else(|p| p.into_inner());
         script
@@ -315,7 +323,7 @@ async fn serve_http(stream: tokio::net::TcpStream, script: Arc<Mutex<HttpScript>
             .unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body).await?;
-        let status = {
+        let (status, retry_after) = {
             let mut script = script.lock().unwrap_or_else(|p| p.into_inner());
             let scripted = script.next.get_mut(&path).and_then(VecDeque::pop_front);
             let status = scripted
@@ -328,7 +336,8 @@ async fn serve_http(stream: tokio::net::TcpStream, script: Arc<Mutex<HttpScript>
                 status,
                 received_at: now_millis(),
             });
-            status
+            let retry_after = script.retry_after.get(&path).copied().filter(|_| status >= 300);
+            (status, retry_after)
         };
         let reason = match status {
             200 => "OK",
@@ -338,8 +347,11 @@ async fn serve_http(stream: tokio::net::TcpStream, script: Arc<Mutex<HttpScript>
             _ => "Status",
         };
         let text = format!("status {status}\n");
+        let retry_header = retry_after
+            .map(|seconds| format!("retry-after: {seconds}\r\n"))
+            .unwrap_or_default();
         let response = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\n{retry_header}content-length: {}\r\n\r\n{text}",
             text.len()
         );
         writer.write_all(response.as_bytes()).await?;
