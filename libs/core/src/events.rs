@@ -41,6 +41,15 @@ impl ErrorKind {
     }
 }
 
+/// What a recovering execution takes over from the failed one: the outputs of every node that succeeded
+/// there, by node id (the workflow version is the same). Those nodes are RECOVERED and never run.
+/// (Keyed by id, not index: map keys inside the tagged event must be strings.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub from: ExecutionId,
+    pub nodes: BTreeMap<String, Outputs>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ExecutionEvent {
@@ -61,6 +70,9 @@ pub enum ExecutionEvent {
         /// list disables every notification.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         notifications: Option<Vec<NotificationRule>>,
+        /// Set when this execution recovers a failed one: its nodes that succeeded are not run again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovery: Option<Recovery>,
     },
     TerminateRequested {
         execution: ExecutionId,

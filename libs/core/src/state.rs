@@ -2,7 +2,7 @@
 //! now)` returns the decisions that follow from it. Both are pure; the propeller and every replay run the
 //! same code, so replaying a partition from offset 0 rebuilds exactly the live state.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,8 @@ pub enum NodePhase {
     TimedOut,
     Skipped,
     Aborted,
+    /// Took its outputs from the execution this one recovers; never ran here.
+    Recovered,
 }
 
 impl NodePhase {
@@ -66,6 +68,7 @@ impl NodePhase {
             NodePhase::TimedOut => "TIMED_OUT",
             NodePhase::Skipped => "SKIPPED",
             NodePhase::Aborted => "ABORTED",
+            NodePhase::Recovered => "RECOVERED",
         }
     }
 }
@@ -196,6 +199,33 @@ impl ExecutionState {
             succeeded_nodes: 0,
             failed_node: None,
             running_nodes: 0,
+        }
+    }
+
+    /// Marks `recovered` nodes as done with the given outputs (RECOVERED) and readies what depends only on
+    /// them. Applied with the request, so replay gives the same state.
+    pub fn recover(&mut self, recovered: &BTreeMap<String, Outputs>) {
+        for (node_id, outputs) in recovered {
+            let Some(node) = self.workflow.nodes.iter().position(|n| &n.id == node_id) else {
+                continue;
+            };
+            let state = &mut self.nodes[node];
+            if !matches!(state.phase, NodePhase::Pending | NodePhase::Queued) {
+                continue;
+            }
+            state.phase = NodePhase::Recovered;
+            state.outputs = Some(outputs.clone());
+            self.ready.remove(&node);
+            self.succeeded_nodes += 1;
+            let downstream = Arc::clone(&self.downstream);
+            for &down in &downstream[node] {
+                let down_state = &mut self.nodes[down];
+                down_state.waiting_on -= 1;
+                if down_state.waiting_on == 0 && down_state.phase == NodePhase::Pending {
+                    down_state.phase = NodePhase::Queued;
+                    self.ready.insert(down);
+                }
+            }
         }
     }
 
@@ -612,6 +642,7 @@ impl PartitionFold {
                 launch_plan,
                 requested_at,
                 overwrite_cache,
+                recovery,
                 ..
             } => {
                 let mut state = ExecutionState::new(
@@ -623,6 +654,9 @@ impl PartitionFold {
                     *requested_at,
                 );
                 state.overwrite_cache = *overwrite_cache;
+                if let Some(recovery) = recovery {
+                    state.recover(&recovery.nodes);
+                }
                 self.executions.insert(execution.clone(), state);
             }
             other => {

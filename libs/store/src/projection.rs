@@ -295,6 +295,7 @@ pub async fn apply_execution_event(
             launch_plan,
             requested_at,
             scheduled_at,
+            recovery,
             ..
         } => {
             let (lp_name, lp_version) = launch_plan
@@ -322,7 +323,12 @@ pub async fn apply_execution_event(
             .execute(&mut *conn)
             .await?;
             for (index, node) in workflow.nodes.iter().enumerate() {
-                let phase = if node.upstream.is_empty() {
+                let recovered = recovery
+                    .as_ref()
+                    .and_then(|recovery| recovery.nodes.get(&node.id));
+                let phase = if recovered.is_some() {
+                    NodePhase::Recovered
+                } else if node.upstream.is_empty() {
                     NodePhase::Queued
                 } else {
                     NodePhase::Pending
@@ -330,7 +336,7 @@ pub async fn apply_execution_event(
                 sqlx::query(
                     "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
                      task_version, phase, attempts, outputs_json, error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, '', '')",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, '')",
                 )
                 .bind(p)
                 .bind(d)
@@ -340,6 +346,7 @@ pub async fn apply_execution_event(
                 .bind(&node.task_id.name)
                 .bind(&node.task_id.version)
                 .bind(phase.as_str())
+                .bind(recovered.map(to_json).unwrap_or_default())
                 .execute(&mut *conn)
                 .await?;
             }

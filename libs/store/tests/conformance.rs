@@ -97,6 +97,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
             ExecutionEvent::ExecutionRequested {
                 overwrite_cache: false,
                 notifications: None,
+                recovery: None,
                 execution: id.clone(),
                 request_id: "r1".into(),
                 workflow: Box::new(workflow),

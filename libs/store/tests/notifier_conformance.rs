@@ -79,6 +79,7 @@ fn requested(name: &str, override_rules: Option<Vec<NotificationRule>>) -> Execu
         scheduled_at: None,
         overwrite_cache: false,
         notifications: override_rules,
+        recovery: None,
     }
 }
 

@@ -175,6 +175,7 @@ pub fn node_phase_to_wire(phase: &str) -> wire::NodePhase {
         "TIMED_OUT" => wire::NodePhase::NodeTimedOut,
         "SKIPPED" => wire::NodePhase::NodeSkipped,
         "ABORTED" => wire::NodePhase::NodeAborted,
+        "RECOVERED" => wire::NodePhase::NodeRecovered,
         _ => wire::NodePhase::Unspecified,
     }
 }

@@ -24,12 +24,20 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             workflow,
             inputs,
             scheduled_at,
+            recovery,
             ..
         } => {
-            let trigger = scheduled_at
+            let mut trigger = scheduled_at
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|at| format!(" (scheduled for {})", at.to_rfc3339()))
                 .unwrap_or_default();
+            if let Some(recovery) = &recovery {
+                trigger.push_str(&format!(
+                    " (recovering {}: {} node(s) RECOVERED)",
+                    recovery.from,
+                    recovery.nodes.len()
+                ));
+            }
             format!(
                 "requested {} with {}{trigger}",
                 workflow.id,

@@ -98,6 +98,17 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Run a failed execution again, reusing the outputs of every node that succeeded (RECOVERED, not run
+    /// again): only the failed and skipped nodes run, on the same workflow version and inputs.
+    Recover {
+        execution: String,
+        /// Name of the new execution (generated when left out).
+        #[arg(long)]
+        name: Option<String>,
+        /// Wait for it to finish, showing progress (always on for the embedded fleet).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Stop a running execution; its running attempts are killed.
     Terminate {
         execution: String,

@@ -675,6 +675,35 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
                 1
             })
         }
+        Command::Recover {
+            execution,
+            name,
+            wait,
+        } => {
+            let created = client
+                .recover_execution(wire::RecoverExecutionRequest {
+                    id: Some(execution_id(cli, execution)),
+                    name: name.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(api("recover"))?
+                .into_inner();
+            let id = created.id.unwrap_or_default();
+            println!(
+                "started execution {}/{}/{} (recovery of {execution})",
+                id.project, id.domain, id.name
+            );
+            if !(*wait || embedded) {
+                return Ok(0);
+            }
+            let finished = follow(client, &id).await?;
+            render::print_execution(&finished);
+            Ok(if finished.phase == wire::ExecutionPhase::Succeeded as i32 {
+                0
+            } else {
+                1
+            })
+        }
         Command::Launchplan { command } => {
             let (name, version, activate) = match command {
                 LaunchPlanCommand::Activate { name, version } => (name, version, true),

@@ -396,6 +396,7 @@ pub fn failed_execution_records(
         scheduled_at: None,
         overwrite_cache: false,
         notifications: Some(rules.to_vec()),
+        recovery: None,
     };
     let finished = ExecutionEvent::ExecutionFinished {
         execution: id.clone(),

@@ -375,6 +375,7 @@ impl Scheduler {
                     scheduled_at: Some(scheduled_at.timestamp_millis()),
                     overwrite_cache: false,
                     notifications: None,
+                    recovery: None,
                 };
                 let key = execution.partition_key();
                 let envelope = Envelope::unsequenced(

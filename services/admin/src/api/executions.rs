@@ -10,6 +10,8 @@ pub(super) struct LaunchOptions {
     pub overwrite_cache: bool,
     /// Replaces the launch plan's and the project's notification rules; empty disables them all.
     pub notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
+    /// The nodes taken over from a failed execution this one recovers.
+    pub recovery: Option<aloft_core::events::Recovery>,
 }
 
 impl AdminApi {
@@ -59,6 +61,7 @@ impl AdminApi {
             scheduled_at: None,
             overwrite_cache: options.overwrite_cache,
             notifications: options.notifications,
+            recovery: options.recovery,
         };
         let envelope = Envelope::unsequenced(
             format!("request/{}/{request_id}", id.partition_key()),
@@ -126,6 +129,70 @@ impl AdminApi {
         let options = LaunchOptions {
             overwrite_cache: false,
             notifications,
+            recovery: None,
+        };
+        self.request_execution(id, *workflow, inputs, launch_plan, options)
+            .await
+    }
+
+    /// A new execution of the failed one's workflow version and inputs, taking over the outputs of every
+    /// node that succeeded there; only the others run.
+    pub(super) async fn recover(
+        &self,
+        request: wire::RecoverExecutionRequest,
+    ) -> ApiResult<wire::CreateExecutionResponse> {
+        let source = execution_id_from_wire(request.id.as_ref())?;
+        self.admit(&source.project, &source.domain).await?;
+        let row = self
+            .store
+            .get_execution(&source)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
+        match row.phase.as_str() {
+            "FAILED" | "ABORTED" | "TIMED_OUT" => {}
+            "SUCCEEDED" => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "execution {source} succeeded: there is nothing to recover (relaunch it to run it again)"
+                )))
+            }
+            phase => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "execution {source} is {phase}: only a failed, aborted or timed-out execution can be recovered"
+                )))
+            }
+        }
+        let history = self.store.execution_history(&source).await?;
+        let requested = history
+            .iter()
+            .find(|event| event.kind == "ExecutionRequested")
+            .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
+        let Ok(ExecutionEvent::ExecutionRequested {
+            workflow,
+            inputs,
+            launch_plan,
+            notifications,
+            ..
+        }) = serde_json::from_str::<ExecutionEvent>(&requested.payload_json)
+        else {
+            return Err(ApiError::Internal(format!(
+                "the request of {source} is unreadable"
+            )));
+        };
+        let mut nodes = std::collections::BTreeMap::new();
+        for node in self.store.node_executions(&source).await? {
+            if matches!(node.phase.as_str(), "SUCCEEDED" | "RECOVERED") {
+                if let Some(outputs) = node.outputs {
+                    nodes.insert(node.node_id, outputs);
+                }
+            }
+        }
+        let id = self
+            .new_execution_id(&source.project, &source.domain, &request.name)
+            .await?;
+        let options = LaunchOptions {
+            overwrite_cache: false,
+            notifications,
+            recovery: Some(aloft_core::events::Recovery { from: source, nodes }),
         };
         self.request_execution(id, *workflow, inputs, launch_plan, options)
             .await

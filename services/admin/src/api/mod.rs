@@ -437,6 +437,7 @@ impl AdminService for AdminApi {
                 let options = executions::LaunchOptions {
                     overwrite_cache: request.overwrite_cache,
                     notifications,
+                    recovery: None,
                 };
                 self.request_execution(id, workflow, inputs, launch_plan, options)
                     .await
@@ -451,6 +452,13 @@ impl AdminService for AdminApi {
     ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
         let request = request.into_inner();
         into_status(self.relaunch(request).await)
+    }
+
+    async fn recover_execution(
+        &self,
+        request: Request<wire::RecoverExecutionRequest>,
+    ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
+        into_status(self.recover(request.into_inner()).await)
     }
 
     async fn get_execution(
