@@ -90,6 +90,10 @@ pub struct SmtpServer {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// A PEM file of extra certificate authorities to trust for this server (a private CA), besides the
+    /// public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl SmtpServer {
@@ -238,6 +242,9 @@ impl NotificationRule {
                 }
                 validate_email_address(&email.from).map_err(|e| format!("{what}: email.from: {e}"))?;
                 validate_host(&email.smtp.host).map_err(|e| format!("{what}: email.smtp.host: {e}"))?;
+                if email.smtp.ca_file.is_some() && email.smtp.tls == SmtpTls::None {
+                    return Err(format!("{what}: email.smtp.ca_file needs tls: starttls or tls"));
+                }
                 if email.smtp.port == Some(0) {
                     return Err(format!("{what}: email.smtp.port must be between 1 and 65535"));
                 }
@@ -599,6 +606,7 @@ mod tests {
                     tls: SmtpTls::None,
                     username: None,
                     password: None,
+                    ca_file: None,
                 },
                 subject: Some(subject.into()),
                 body: None,

@@ -72,6 +72,7 @@ pub async fn run(
                 tls: SmtpTls::None,
                 username: None,
                 password: None,
+                ca_file: None,
             },
             subject: Some("{{name}} {{phase}}".into()),
             body: None,

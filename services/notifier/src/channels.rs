@@ -11,6 +11,7 @@ use aloft_store::notifier::PendingDelivery;
 use hmac::{Hmac, Mac};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::Sha256;
 
@@ -213,14 +214,28 @@ impl Channels {
         if let Some(transport) = transports.get(&key) {
             return Ok(transport.clone());
         }
-        let builder = match server.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host),
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&server.host)
-                .map_err(|e| format!("SMTP server {}: {e}", server.host))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&server.host)
-                .map_err(|e| format!("SMTP server {}: {e}", server.host))?,
+        let tls_parameters = || -> Result<TlsParameters, String> {
+            let mut parameters = TlsParameters::builder(server.host.clone());
+            if let Some(path) = &server.ca_file {
+                let pem = std::fs::read(path).map_err(|e| format!("SMTP ca_file {path}: {e}"))?;
+                let certificate =
+                    Certificate::from_pem(&pem).map_err(|e| format!("SMTP ca_file {path}: {e}"))?;
+                parameters = parameters.add_root_certificate(certificate);
+            }
+            parameters
+                .build_rustls()
+                .map_err(|e| format!("SMTP server {}: TLS: {e}", server.host))
         };
-        let mut builder = builder.port(server.effective_port()).timeout(Some(SEND_TIMEOUT));
+        // The server's certificate must name `host`; plain SMTP is only for trusted relays and local sinks.
+        let tls = match server.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls_parameters()?),
+            SmtpTls::Tls => Tls::Wrapper(tls_parameters()?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host)
+            .port(server.effective_port())
+            .tls(tls)
+            .timeout(Some(SEND_TIMEOUT));
         if let (Some(user), Some(password)) = (&server.username, &server.password) {
             let user = aloft_telemetry::secrets::resolve(user)?;
             let password = aloft_telemetry::secrets::resolve(password)?;

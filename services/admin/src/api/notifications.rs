@@ -11,6 +11,14 @@ use super::*;
 pub(super) fn check_rules(owner: &str, rules: &[NotificationRule]) -> ApiResult<()> {
     validate_rules(owner, rules).map_err(invalid)?;
     for (index, rule) in rules.iter().enumerate() {
+        if let Some(path) = rule.email.as_ref().and_then(|email| email.smtp.ca_file.as_ref()) {
+            std::fs::read(path).map_err(|e| {
+                invalid(format!(
+                    "{owner} notification rule {}: email.smtp.ca_file {path}: {e}",
+                    index + 1
+                ))
+            })?;
+        }
         for reference in rule.secret_refs() {
             aloft_telemetry::secrets::resolve(reference).map_err(|reason| {
                 invalid(format!(
