@@ -224,6 +224,16 @@ pub enum RegistryEvent {
     },
     /// Stored results of a task (one cache version, or all when empty; one key when set) created at or
     /// before `at` are dropped; replaying the log keeps them dropped.
+    /// How a tenant's attempts share the propellers' capacity: its weight against other tenants, and at most
+    /// how many run at once. The latest setting applies, without restarting anything.
+    TenantQuotaSet {
+        project: String,
+        domain: String,
+        weight: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_running: Option<u32>,
+        at: i64,
+    },
     /// The default notification rules of a project's domain (`*`: every domain), replacing earlier ones;
     /// they apply to executions that do not override their rules.
     NotificationDefaultsSet {
@@ -267,6 +277,9 @@ impl RegistryEvent {
             RegistryEvent::NotificationDefaultsSet {
                 project, domain, at, ..
             } => format!("notification_defaults/{project}/{domain}/{at}"),
+            RegistryEvent::TenantQuotaSet {
+                project, domain, at, ..
+            } => format!("tenant_quota/{project}/{domain}/{at}"),
         }
     }
 
@@ -279,7 +292,8 @@ impl RegistryEvent {
             | RegistryEvent::LaunchPlanActivated { at, .. }
             | RegistryEvent::LaunchPlanDeactivated { at, .. }
             | RegistryEvent::CacheEvicted { at, .. }
-            | RegistryEvent::NotificationDefaultsSet { at, .. } => *at,
+            | RegistryEvent::NotificationDefaultsSet { at, .. }
+            | RegistryEvent::TenantQuotaSet { at, .. } => *at,
         }
     }
 }

@@ -264,6 +264,24 @@ impl<T> Dispatcher<T> {
         self.running = self.running.saturating_sub(1);
     }
 
+    /// Takes every queued item for which `unwanted` holds out of the queues (cancelled before it started).
+    pub fn remove_where(&mut self, mut unwanted: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut removed = Vec::new();
+        for queue in self.tenants.values_mut() {
+            let (gone, kept): (VecDeque<T>, VecDeque<T>) =
+                queue.items.drain(..).partition(|item| unwanted(item));
+            queue.items = kept;
+            removed.extend(gone);
+            if queue.items.is_empty() {
+                queue.deficit = 0;
+            }
+        }
+        let tenants = &self.tenants;
+        self.active
+            .retain(|tenant| tenants.get(tenant).is_some_and(|queue| !queue.items.is_empty()));
+        removed
+    }
+
     /// Why the item at `position` (0-based) of `tenant`'s queue waits.
     pub fn wait_reason(&self, tenant: &Tenant, position: usize) -> Option<WaitReason> {
         let queue = self.tenants.get(tenant)?;

@@ -202,8 +202,10 @@ pub async fn apply_registry_event(
             .await?;
         }
         // The catalog's business: admin keeps no cache tables.
-        // Evictions are the catalog's; notification defaults the notifier's.
-        RegistryEvent::CacheEvicted { .. } | RegistryEvent::NotificationDefaultsSet { .. } => {}
+        // Evictions are the catalog's, notification defaults the notifier's, quotas the propellers'.
+        RegistryEvent::CacheEvicted { .. }
+        | RegistryEvent::NotificationDefaultsSet { .. }
+        | RegistryEvent::TenantQuotaSet { .. } => {}
     }
     Ok(())
 }

@@ -150,6 +150,11 @@ pub enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// How the project's domain (--project, --domain) shares the propellers with other tenants.
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
     /// Manage projects.
     Project {
         #[command(subcommand)]
@@ -194,6 +199,18 @@ pub enum Command {
         /// notify: the notifier's limit of messages per second to one SMTP server.
         #[arg(long, default_value_t = 500)]
         smtp_per_second: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCommand {
+    /// Set the tenant's weight (its share of busy propellers against other tenants) and, optionally, at
+    /// most how many of its attempts run at once on each propeller. Applies without restarts.
+    Set {
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        #[arg(long)]
+        max_running: Option<u32>,
     },
 }
 

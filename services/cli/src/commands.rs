@@ -605,6 +605,25 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             Ok(0)
         }
         Command::Notify { command } => crate::notify::run(cli, client, command).await,
+        Command::Quota {
+            command: QuotaCommand::Set { weight, max_running },
+        } => {
+            client
+                .set_tenant_quota(wire::SetTenantQuotaRequest {
+                    project: cli.project.clone(),
+                    domain: cli.domain.clone(),
+                    weight: *weight,
+                    max_running: max_running.unwrap_or(0),
+                })
+                .await
+                .map_err(api("quota"))?;
+            let limit = max_running.map_or("no limit".to_string(), |max| format!("at most {max} running"));
+            println!(
+                "quota of {}/{}: weight {weight}, {limit}",
+                cli.project, cli.domain
+            );
+            Ok(0)
+        }
         Command::Project { command } => {
             match command {
                 ProjectCommand::Create {

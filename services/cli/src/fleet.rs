@@ -104,6 +104,7 @@ impl Fleet {
                 work_dir: config.work_dir.clone(),
                 catalog: Some(Arc::clone(&catalog)),
                 memo: aloft_propeller::memo::MemoOptions::default(),
+                max_running_attempts: None,
             };
             tasks.push(tokio::spawn(aloft_propeller::run(
                 options,

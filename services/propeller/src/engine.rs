@@ -19,6 +19,7 @@ use aloft_core::events::{ErrorKind, ExecutionEvent};
 use aloft_core::state::{decide, AppliedEvent, EventMeta, PartitionFold};
 use aloft_core::ExecutionId;
 use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream};
+use aloft_fairq::{Dispatcher, Tenant, TenantPolicy};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
@@ -55,6 +56,26 @@ pub struct AttemptRunner {
     pub executors: Executors,
     pub catalog: Option<Arc<dyn Catalog>>,
     pub memo: MemoOptions,
+}
+
+/// An attempt whose `AttemptStarted` is applied, waiting in its tenant's queue for an executor slot.
+struct QueuedAttempt {
+    partition: u32,
+    key: AttemptKey,
+    request: AttemptRequest,
+    overwrite_cache: bool,
+}
+
+/// How this propeller shares its executor slots between tenants.
+pub struct Fairness {
+    /// Attempts running at once on this propeller (`usize::MAX`: no limit).
+    pub capacity: usize,
+    /// Tenant weights and quotas as they are set (read from the registry).
+    pub quotas: mpsc::UnboundedReceiver<(Tenant, TenantPolicy)>,
+}
+
+fn tenant_of(execution: &ExecutionId) -> Tenant {
+    Tenant::new(&execution.project, &execution.domain)
 }
 
 /// An append in flight, resolved in the order appends were enqueued.
@@ -102,6 +123,9 @@ pub struct Engine {
     running: HashMap<AttemptKey, CancellationToken>,
     finished_tx: mpsc::UnboundedSender<AttemptFinished>,
     in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
+    /// Attempts waiting for a slot, per tenant (weighted deficit round robin).
+    dispatcher: Dispatcher<QueuedAttempt>,
+    queued: HashSet<AttemptKey>,
 }
 
 impl Engine {
@@ -112,8 +136,10 @@ impl Engine {
         group: String,
         member: String,
         runner: AttemptRunner,
+        fairness: Fairness,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let Fairness { capacity, mut quotas } = fairness;
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
         let mut membership = log.join_group(&group, &topic, &member).await?;
         let mut engine = Engine {
@@ -125,6 +151,8 @@ impl Engine {
             running: HashMap::new(),
             finished_tx,
             in_flight: FuturesOrdered::new(),
+            dispatcher: Dispatcher::new(capacity),
+            queued: HashSet::new(),
         };
         info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
         let mut reader: Option<Box<dyn RecordStream>> = None;
@@ -160,6 +188,11 @@ impl Engine {
                 }
                 Some(finished) = finished_rx.recv() => engine.on_attempt_finished(finished),
                 _ = lag_tick.tick() => engine.publish_lag(),
+                Some((tenant, policy)) = quotas.recv() => {
+                    info!(%tenant, weight = policy.weight, max_running = ?policy.max_running, "tenant quota applied");
+                    engine.dispatcher.set_policy(&tenant, policy);
+                    engine.pump();
+                }
             }
         }
         info!(member = %engine.member, "propeller stopping; cancelling local attempts");
@@ -571,7 +604,41 @@ impl Engine {
             inputs,
         };
         let overwrite_cache = state.overwrite_cache;
-        debug!(execution = %execution, node = %compiled.id, attempt, "starting attempt");
+        if !self.queued.insert(key.clone()) {
+            return;
+        }
+        self.dispatcher.push(
+            &tenant_of(execution),
+            QueuedAttempt {
+                partition,
+                key,
+                request,
+                overwrite_cache,
+            },
+        );
+        self.pump();
+    }
+
+    /// Starts queued attempts while the dispatcher has slots for them, in its fair order.
+    fn pump(&mut self) {
+        while self.dispatcher.peek().is_some() {
+            let Some((_, queued)) = self.dispatcher.start() else {
+                break;
+            };
+            self.queued.remove(&queued.key);
+            self.spawn_attempt(queued);
+        }
+        metrics::ATTEMPTS_QUEUED.set(&[], self.queued.len() as f64);
+    }
+
+    fn spawn_attempt(&mut self, queued: QueuedAttempt) {
+        let QueuedAttempt {
+            partition,
+            key,
+            request,
+            overwrite_cache,
+        } = queued;
+        debug!(execution = %key.execution, node = %request.node_id, attempt = key.attempt, "starting attempt");
         let cancel = CancellationToken::new();
         self.running.insert(key.clone(), cancel.clone());
         metrics::ATTEMPTS_STARTED.increment(&[], 1.0);
@@ -596,6 +663,12 @@ impl Engine {
     }
 
     fn cancel_attempts_of_partition(&mut self, partition: u32) {
+        for removed in self
+            .dispatcher
+            .remove_where(|queued| queued.partition == partition)
+        {
+            self.queued.remove(&removed.key);
+        }
         let Some(runtime) = self.partitions.get(&partition) else {
             return;
         };
@@ -609,6 +682,12 @@ impl Engine {
     }
 
     fn cancel_attempts_of(&mut self, execution: &ExecutionId) {
+        for removed in self
+            .dispatcher
+            .remove_where(|queued| &queued.key.execution == execution)
+        {
+            self.queued.remove(&removed.key);
+        }
         for (key, token) in &self.running {
             if &key.execution == execution {
                 token.cancel();
@@ -617,6 +696,13 @@ impl Engine {
     }
 
     fn on_attempt_finished(&mut self, finished: AttemptFinished) {
+        // Its slot is free: the dispatcher picks who runs next.
+        self.dispatcher.finished(&tenant_of(&finished.key.execution));
+        self.record_attempt_finished(finished);
+        self.pump();
+    }
+
+    fn record_attempt_finished(&mut self, finished: AttemptFinished) {
         self.running.remove(&finished.key);
         let outcome = match &finished.memoized.outcome {
             AttemptOutcome::Succeeded(_) => "succeeded",

@@ -1,6 +1,7 @@
 //! The propeller: Aloft's execution engine. It owns partitions of `aloft.executions` through the consumer
 //! group, folds every event with `aloft_core::state`, appends the decisions that follow, and runs task
-//! attempts through the executors once their start is acknowledged by the log.
+//! attempts through the executors once their start is acknowledged by the log, sharing its executor slots
+//! between tenants through the fair-queue dispatcher of `aloft-fairq`.
 //!
 //! It never changes state directly and holds nothing the log cannot rebuild: a restarted or new owner
 //! replays the partition, claims it with a higher epoch and carries on.
@@ -31,6 +32,9 @@ pub struct PropellerOptions {
     /// and record LOOKUP_FAILURE.
     pub catalog: Option<Arc<dyn memo::Catalog>>,
     pub memo: memo::MemoOptions,
+    /// Attempts running at once on this propeller; beyond it they wait in per-tenant queues, served by
+    /// weight. `None`: no limit.
+    pub max_running_attempts: Option<usize>,
 }
 
 /// Runs one propeller on `log` until `shutdown` is cancelled.
@@ -41,7 +45,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.work_dir)
         .map_err(|e| anyhow::anyhow!("cannot create work dir {}: {e}", options.work_dir.display()))?;
-    Engine::run(
+    let (quota_tx, quota_rx) = tokio::sync::mpsc::unbounded_channel();
+    let quota_reader = tokio::spawn(follow_quotas(
+        Arc::clone(&log),
+        options.topics.registry.clone(),
+        quota_tx,
+        shutdown.clone(),
+    ));
+    let ran = Engine::run(
         log,
         options.topics.executions.clone(),
         options.topics.group("aloft-propeller"),
@@ -51,7 +62,66 @@ pub async fn run(
             catalog: options.catalog,
             memo: options.memo,
         },
+        engine::Fairness {
+            capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
+            quotas: quota_rx,
+        },
         shutdown,
     )
-    .await
+    .await;
+    quota_reader.abort();
+    ran
+}
+
+/// Reads the registry from its start and passes on every tenant quota as it is set.
+async fn follow_quotas(
+    log: Arc<dyn EventLog>,
+    registry: String,
+    quotas: tokio::sync::mpsc::UnboundedSender<(aloft_fairq::Tenant, aloft_fairq::TenantPolicy)>,
+    shutdown: CancellationToken,
+) {
+    use aloft_core::events::RegistryEvent;
+    use aloft_eventlog::{Envelope, Payload};
+    let mut reader = match log.read(vec![(registry, 0, 0)]).await {
+        Ok(reader) => reader,
+        Err(error) => {
+            tracing::error!(%error, "cannot read the registry; tenant quotas are not applied");
+            return;
+        }
+    };
+    loop {
+        let records = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            records = reader.next_batch(500) => match records {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(%error, "reading the registry failed; tenant quotas stop updating");
+                    return;
+                }
+            },
+        };
+        for record in records {
+            let Ok(Envelope {
+                payload:
+                    Payload::Registry(RegistryEvent::TenantQuotaSet {
+                        project,
+                        domain,
+                        weight,
+                        max_running,
+                        ..
+                    }),
+                ..
+            }) = Envelope::decode(&record.payload)
+            else {
+                continue;
+            };
+            let policy = aloft_fairq::TenantPolicy { weight, max_running };
+            if quotas
+                .send((aloft_fairq::Tenant::new(&project, &domain), policy))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }

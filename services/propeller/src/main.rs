@@ -20,6 +20,10 @@ struct Args {
     /// every time and record LOOKUP_FAILURE.
     #[arg(long, env = "ALOFT_CATALOG")]
     catalog: Option<String>,
+    /// Attempts running at once on this propeller; more wait in per-tenant queues and start by tenant
+    /// weight (`aloft quota set`) as slots free up. Unlimited when left out.
+    #[arg(long, env = "ALOFT_MAX_RUNNING_ATTEMPTS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_running_attempts: Option<u64>,
 }
 
 #[tokio::main]
@@ -54,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
             None => None,
         },
         memo: aloft_propeller::memo::MemoOptions::default(),
+        max_running_attempts: args.max_running_attempts.map(|n| n as usize),
     };
     aloft_propeller::run(options, log, shutdown).await
 }

@@ -45,6 +45,12 @@ pub const LAG: Metric = Metric {
     help: "Records on this propeller's partitions not folded yet (consumer lag, refreshed every 5 s).",
 };
 
+pub const ATTEMPTS_QUEUED: Metric = Metric {
+    name: "aloft_propeller_attempts_queued",
+    kind: MetricKind::Gauge,
+    help: "Attempts waiting in the tenants' queues for an executor slot on this propeller.",
+};
+
 pub fn register() {
     for metric in [
         EVENTS_APPLIED,
@@ -55,6 +61,7 @@ pub fn register() {
         PARTITIONS_ACTIVE,
         CACHE_LOOKUPS,
         LAG,
+        ATTEMPTS_QUEUED,
     ] {
         metric.register();
     }

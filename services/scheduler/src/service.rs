@@ -232,7 +232,8 @@ impl Scheduler {
             RegistryEvent::ProjectRegistered { .. }
             | RegistryEvent::TaskRegistered { .. }
             | RegistryEvent::CacheEvicted { .. }
-            | RegistryEvent::NotificationDefaultsSet { .. } => {}
+            | RegistryEvent::NotificationDefaultsSet { .. }
+            | RegistryEvent::TenantQuotaSet { .. } => {}
         }
     }
 

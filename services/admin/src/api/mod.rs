@@ -28,6 +28,7 @@ use crate::projector::Progress;
 
 mod executions;
 mod notifications;
+mod quotas;
 mod registry;
 
 use executions::{execution_to_wire, merge_inputs};
@@ -410,6 +411,13 @@ impl AdminService for AdminApi {
         request: Request<wire::GetEntityRequest>,
     ) -> Result<Response<wire::LaunchPlan>, Status> {
         into_status(self.set_launch_plan_active(request.into_inner().id, false).await)
+    }
+
+    async fn set_tenant_quota(
+        &self,
+        request: Request<wire::SetTenantQuotaRequest>,
+    ) -> Result<Response<wire::SetTenantQuotaResponse>, Status> {
+        into_status(self.set_tenant_quota(request.into_inner()).await)
     }
 
     async fn set_notification_defaults(
