@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use aloft_e2e::*;
+use aloft_fairq::pools::ResourcePools;
 use aloft_proto::v1 as wire;
 use tonic::Code;
 
@@ -181,6 +182,16 @@ async fn weights_three_to_one_split_the_started_attempts_75_25() {
         "{}",
         refused.message()
     );
+    let unknown = client
+        .set_tenant_quota(wire::SetTenantQuotaRequest {
+            project: "nobody".into(),
+            domain: "production".into(),
+            weight: 1,
+            max_running: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{}", unknown.message());
     let deadline = Instant::now() + Duration::from_secs(30);
     while deployment
         .log("propeller")
@@ -316,4 +327,178 @@ async fn a_newly_active_tenant_is_not_stuck_behind_a_busy_tenants_queue() {
         "production started at {late:?} of {}",
         order.len()
     );
+}
+
+/// A pool of 4 shared by three propeller replicas through Redis: never more than 4 attempts hold it
+/// (sampled continuously, and from the tasks' own start/end times), and after one replica is SIGKILLed
+/// while holding tokens, its tokens come back after the lease and every execution still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_shared_by_three_propellers_is_never_over_granted_and_survives_a_kill() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let Ok(redis) = std::env::var("ALOFT_TEST_REDIS_URL") else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_REDIS_URL is required"
+        );
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let propeller_env = |_: usize| {
+        vec![
+            ("ALOFT_REDIS_URL", redis.clone()),
+            ("ALOFT_POOL_LEASE_MS", "2000".to_string()),
+        ]
+    };
+    let mut propellers: Vec<Service> = (0..3)
+        .map(|index| {
+            let mut env = propeller_env(index);
+            env.push(("ALOFT_MEMBER_ID", format!("propeller-{index}")));
+            deployment.start_with_env("aloft-propeller", &format!("propeller-{index}"), &env)
+        })
+        .collect();
+    let mut client = deployment.client().await;
+    // Every replica owns partitions before the load starts, so the kill below hits one that works.
+    deployment
+        .wait_for_logs(
+            &["propeller-0", "propeller-1", "propeller-2"],
+            "partition claimed; deciding",
+            Duration::from_secs(60),
+        )
+        .await;
+    let intervals = deployment.scratch.path().join("intervals");
+    let script = format!(
+        "echo \"start $$ $(date +%s%3N)\" >> {log}; sleep 0.3; echo \"end $$ $(date +%s%3N)\" >> {log}",
+        log = intervals.display()
+    );
+    let spec = serde_json::json!({
+        "name": "query", "version": "1",
+        "run": {"process": {"command": ["sh", "-c", script]}},
+        "resources": {"pools": {"warehouse": 1}},
+    });
+    let register = |spec: &serde_json::Value| wire::RegisterRequest {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        spec_json: spec.to_string(),
+    };
+    let unknown = client.register_task(register(&spec)).await.unwrap_err();
+    assert!(
+        unknown.message().contains("unknown resource pool \"warehouse\""),
+        "{}",
+        unknown.message()
+    );
+    client
+        .define_pool(wire::DefinePoolRequest {
+            name: "warehouse".into(),
+            limit: 4,
+        })
+        .await
+        .unwrap();
+    client.register_task(register(&spec)).await.unwrap();
+
+    // Sample the pool in Redis while everything runs.
+    let sampler_pools = aloft_fairq::pools::RedisPools::connect(&redis, &deployment.topic_prefix)
+        .await
+        .unwrap();
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !sampling.is_cancelled() {
+                most = most.max(sampler_pools.in_use("warehouse").await.unwrap());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            most
+        })
+    };
+    let mut launched = Vec::new();
+    for index in 0..40 {
+        launched.push(start_task(&mut client, DOMAIN, "query", &format!("query-{index}")).await);
+    }
+    // Kill a replica once work is under way (it likely holds tokens), and start a replacement so the group
+    // rebalances its partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&intervals)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 10
+    {
+        assert!(Instant::now() < deadline, "nothing ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    propellers[0].sigkill();
+    // The replacement joins once the broker has dropped the dead member (session timeout 6 s), so the
+    // rebalance it causes hands the dead member's partitions out (see the tansu notes in the README).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut env = propeller_env(3);
+    env.push(("ALOFT_MEMBER_ID", "propeller-3".to_string()));
+    propellers.push(deployment.start_with_env("aloft-propeller", "propeller-3", &env));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for id in &launched {
+        loop {
+            let execution = get(&mut client, id).await;
+            if aloft_cli::render::is_terminal(execution.phase) {
+                assert_eq!(
+                    execution.phase,
+                    wire::ExecutionPhase::Succeeded as i32,
+                    "{}",
+                    id.name
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                for name in ["propeller-0", "propeller-1", "propeller-2", "propeller-3"] {
+                    let log = deployment.log(name);
+                    let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                    eprintln!(
+                        "--- {name}:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+                panic!("{} did not finish: {:?}", id.name, execution.phase);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    sampling.cancel();
+    let most_sampled = sampler.await.unwrap();
+    assert!(
+        most_sampled <= 4,
+        "Redis showed {most_sampled} tokens of 4 in use"
+    );
+
+    // Each task's start and end, paired by process id: an attempt killed when its propeller died or lost
+    // its partition never writes an end, and is left out (Redis, sampled above, counted its tokens).
+    let mut starts: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut events: Vec<(i64, i32)> = Vec::new();
+    for line in std::fs::read_to_string(&intervals).unwrap().lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(kind), Some(pid), Some(at)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(at) = at.parse::<i64>() else { continue };
+        match kind {
+            "start" => {
+                starts.insert(pid.to_string(), at);
+            }
+            _ => {
+                if let Some(started) = starts.remove(pid) {
+                    events.push((started, 1));
+                    events.push((at, -1));
+                }
+            }
+        }
+    }
+    events.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, change) in events {
+        running += change;
+        most = most.max(running);
+    }
+    assert!(most <= 4, "{most} tasks ran at once with a pool of 4");
+    assert!(most >= 2, "the pool was shared: {most} at once");
 }

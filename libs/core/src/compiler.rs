@@ -482,6 +482,7 @@ mod tests {
             retries: RetryPolicy::default(),
             timeout: None,
             cache: None,
+            resources: None,
         };
         let id = Identifier {
             project: "p".into(),

@@ -234,6 +234,13 @@ pub enum RegistryEvent {
         max_running: Option<u32>,
         at: i64,
     },
+    /// A named resource pool shared by every propeller replica: at most `limit` tokens held at once. The
+    /// latest definition of a name applies.
+    PoolDefined {
+        name: String,
+        limit: u32,
+        at: i64,
+    },
     /// The default notification rules of a project's domain (`*`: every domain), replacing earlier ones;
     /// they apply to executions that do not override their rules.
     NotificationDefaultsSet {
@@ -280,6 +287,7 @@ impl RegistryEvent {
             RegistryEvent::TenantQuotaSet {
                 project, domain, at, ..
             } => format!("tenant_quota/{project}/{domain}/{at}"),
+            RegistryEvent::PoolDefined { name, at, .. } => format!("pool/{name}/{at}"),
         }
     }
 
@@ -293,7 +301,8 @@ impl RegistryEvent {
             | RegistryEvent::LaunchPlanDeactivated { at, .. }
             | RegistryEvent::CacheEvicted { at, .. }
             | RegistryEvent::NotificationDefaultsSet { at, .. }
-            | RegistryEvent::TenantQuotaSet { at, .. } => *at,
+            | RegistryEvent::TenantQuotaSet { at, .. }
+            | RegistryEvent::PoolDefined { at, .. } => *at,
         }
     }
 }

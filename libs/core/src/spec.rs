@@ -107,6 +107,18 @@ pub struct TaskSpec {
     /// Memoization: results are reused for equal inputs (see `aloft_core::cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheConfig>,
+    /// Shared resources an attempt holds while it runs, e.g. `pools: {warehouse: 1}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// Tokens of named resource pools (defined with `aloft quota pool`) an attempt takes while it runs; every
+/// propeller replica shares each pool's limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default)]
+    pub pools: BTreeMap<String, u32>,
 }
 
 impl TaskSpec {
@@ -118,6 +130,15 @@ impl TaskSpec {
         validate_interface_names(&self.interface)?;
         if let Some(cache) = &self.cache {
             cache.validate(&self.name, &self.interface)?;
+        }
+        for (pool, amount) in self.resources.iter().flat_map(|r| r.pools.iter()) {
+            validate_name("resource pool", pool).map_err(|e| format!("task {}: {e}", self.name))?;
+            if *amount == 0 {
+                return Err(format!(
+                    "task {}: resources.pools.{pool} must be at least 1",
+                    self.name
+                ));
+            }
         }
         if let Some(timeout) = &self.timeout {
             let millis =

@@ -692,6 +692,7 @@ mod tests {
             retries: RetryPolicy::default(),
             timeout: None,
             cache: None,
+            resources: None,
         };
         let workflow = CompiledWorkflow {
             id: Identifier {

@@ -30,6 +30,7 @@ fn sum_task(inputs: usize) -> TaskSpec {
         retries: RetryPolicy::default(),
         timeout: None,
         cache: None,
+        resources: None,
     }
 }
 

@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "schedules", include_str!("../migrations/0002_schedules.sql")),
     (3, "catalog", include_str!("../migrations/0003_catalog.sql")),
     (4, "notifier", include_str!("../migrations/0004_notifier.sql")),
+    (5, "pools", include_str!("../migrations/0005_pools.sql")),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.
@@ -69,6 +70,7 @@ pub const PROJECTION_TABLES: &[(&str, &str)] = &[
     ("task_attempts", "project, domain, execution, node_index, attempt"),
     ("execution_events", "log_partition, log_offset"),
     ("delivery_events", "delivery_id, attempt"),
+    ("resource_pools", "name"),
     ("log_offsets", "topic, log_partition"),
 ];
 

@@ -203,6 +203,18 @@ pub async fn apply_registry_event(
         }
         // The catalog's business: admin keeps no cache tables.
         // Evictions are the catalog's, notification defaults the notifier's, quotas the propellers'.
+        RegistryEvent::PoolDefined { name, limit, at } => {
+            sqlx::query(
+                "INSERT INTO resource_pools (name, pool_limit, defined_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET pool_limit = excluded.pool_limit, defined_at = excluded.defined_at \
+                 WHERE resource_pools.defined_at <= excluded.defined_at",
+            )
+            .bind(name)
+            .bind(i64::from(*limit))
+            .bind(*at)
+            .execute(conn)
+            .await?;
+        }
         RegistryEvent::CacheEvicted { .. }
         | RegistryEvent::NotificationDefaultsSet { .. }
         | RegistryEvent::TenantQuotaSet { .. } => {}

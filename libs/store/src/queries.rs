@@ -119,6 +119,18 @@ fn version_clause(version: Option<&str>) -> &'static str {
 }
 
 impl Store {
+    /// The limit of a defined resource pool.
+    pub async fn pool_limit(&self, name: &str) -> Result<Option<u32>> {
+        let row = sqlx::query("SELECT pool_limit FROM resource_pools WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get::<i64, _>(0)? as u32),
+            None => None,
+        })
+    }
+
     pub async fn get_project(&self, name: &str) -> Result<Option<ProjectRow>> {
         let row = sqlx::query(
             "SELECT name, description, domains_json, registered_at FROM projects WHERE name = $1",

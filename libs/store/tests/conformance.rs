@@ -58,6 +58,7 @@ fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
         retries: RetryPolicy::default(),
         timeout: None,
         cache: None,
+        resources: None,
     };
     (id, spec)
 }
@@ -352,7 +353,7 @@ macro_rules! store_suite {
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
-            assert_eq!(rows, 4, "every migration (0001-0004) recorded once");
+            assert_eq!(rows, 5, "every migration (0001-0005) recorded once");
         }
     };
 }

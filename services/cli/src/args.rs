@@ -212,6 +212,13 @@ pub enum QuotaCommand {
         #[arg(long)]
         max_running: Option<u32>,
     },
+    /// Define (or change) a resource pool shared by every propeller: tasks that declare
+    /// `resources: {pools: {NAME: N}}` hold N of its LIMIT tokens while they run.
+    Pool {
+        name: String,
+        #[arg(long)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]

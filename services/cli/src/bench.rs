@@ -117,6 +117,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         retries: RetryPolicy::default(),
         timeout: None,
         cache: None,
+        resources: None,
     };
     let register = |spec_json: String| wire::RegisterRequest {
         project: project.into(),
@@ -354,6 +355,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
         retries: RetryPolicy::default(),
         timeout: None,
         cache: None,
+        resources: None,
     };
     let now = chrono::Utc::now().timestamp_millis();
     let mut events = vec![RegistryEvent::WorkflowRegistered {

@@ -606,6 +606,19 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
         }
         Command::Notify { command } => crate::notify::run(cli, client, command).await,
         Command::Quota {
+            command: QuotaCommand::Pool { name, limit },
+        } => {
+            client
+                .define_pool(wire::DefinePoolRequest {
+                    name: name.clone(),
+                    limit: *limit,
+                })
+                .await
+                .map_err(api("pool"))?;
+            println!("resource pool {name}: {limit} token(s) shared by every propeller");
+            Ok(0)
+        }
+        Command::Quota {
             command: QuotaCommand::Set { weight, max_running },
         } => {
             client

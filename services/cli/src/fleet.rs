@@ -97,6 +97,9 @@ impl Fleet {
             catalog_listener,
             shutdown.child_token(),
         )));
+        // One process: its propellers share one set of pools.
+        let pools: Arc<dyn aloft_fairq::pools::ResourcePools> =
+            Arc::new(aloft_fairq::pools::InProcessPools::default());
         for index in 0..config.propellers.max(1) {
             let options = aloft_propeller::PropellerOptions {
                 topics: config.topics.clone(),
@@ -105,6 +108,8 @@ impl Fleet {
                 catalog: Some(Arc::clone(&catalog)),
                 memo: aloft_propeller::memo::MemoOptions::default(),
                 max_running_attempts: None,
+                pools: Arc::clone(&pools),
+                pool_lease: std::time::Duration::from_secs(30),
             };
             tasks.push(tokio::spawn(aloft_propeller::run(
                 options,

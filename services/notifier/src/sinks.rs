@@ -519,6 +519,7 @@ pub fn failed_execution_records(
         retries: Default::default(),
         timeout: None,
         cache: None,
+        resources: None,
     };
     let requested = ExecutionEvent::ExecutionRequested {
         execution: id.clone(),

@@ -56,6 +56,8 @@ pub struct AttemptRunner {
     pub executors: Executors,
     pub catalog: Option<Arc<dyn Catalog>>,
     pub memo: MemoOptions,
+    /// Resource pools attempts hold while they run.
+    pub pools: crate::pools::PoolAccess,
 }
 
 /// An attempt whose `AttemptStarted` is applied, waiting in its tenant's queue for an executor slot.
@@ -645,6 +647,33 @@ impl Engine {
         let runner = self.runner.clone();
         let finished_tx = self.finished_tx.clone();
         tokio::spawn(async move {
+            let wanted = request
+                .task
+                .resources
+                .as_ref()
+                .map(|resources| resources.pools.clone())
+                .unwrap_or_default();
+            let holder = format!("{}/{}/{}", key.execution, request.node_id, key.attempt);
+            let tokens = if wanted.is_empty() {
+                None
+            } else {
+                match runner.pools.acquire(&holder, &wanted, &cancel).await {
+                    Some(tokens) => Some(tokens),
+                    None => {
+                        let memoized = MemoizedAttempt {
+                            outcome: AttemptOutcome::Cancelled,
+                            cache: None,
+                            finished_at: now_millis(),
+                        };
+                        let _ = finished_tx.send(AttemptFinished {
+                            partition,
+                            key,
+                            memoized,
+                        });
+                        return;
+                    }
+                }
+            };
             let memoized = memo::run_attempt(
                 runner.executors,
                 runner.catalog,
@@ -654,6 +683,9 @@ impl Engine {
                 cancel,
             )
             .await;
+            if let Some(tokens) = tokens {
+                tokens.release().await;
+            }
             let _ = finished_tx.send(AttemptFinished {
                 partition,
                 key,

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod executor;
 pub mod memo;
 pub mod metrics;
+pub mod pools;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct PropellerOptions {
     /// Attempts running at once on this propeller; beyond it they wait in per-tenant queues, served by
     /// weight. `None`: no limit.
     pub max_running_attempts: Option<usize>,
+    /// Where resource-pool tokens live (Redis when replicas share them) and how long a lease lasts.
+    pub pools: Arc<dyn aloft_fairq::pools::ResourcePools>,
+    pub pool_lease: std::time::Duration,
 }
 
 /// Runs one propeller on `log` until `shutdown` is cancelled.
@@ -46,10 +50,12 @@ pub async fn run(
     std::fs::create_dir_all(&options.work_dir)
         .map_err(|e| anyhow::anyhow!("cannot create work dir {}: {e}", options.work_dir.display()))?;
     let (quota_tx, quota_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pool_limits = Arc::new(std::sync::RwLock::new(std::collections::HashMap::new()));
     let quota_reader = tokio::spawn(follow_quotas(
         Arc::clone(&log),
         options.topics.registry.clone(),
         quota_tx,
+        Arc::clone(&pool_limits),
         shutdown.clone(),
     ));
     let ran = Engine::run(
@@ -61,6 +67,11 @@ pub async fn run(
             executors: Executors::new(options.work_dir),
             catalog: options.catalog,
             memo: options.memo,
+            pools: pools::PoolAccess {
+                pools: options.pools,
+                limits: pool_limits,
+                lease: options.pool_lease,
+            },
         },
         engine::Fairness {
             capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
@@ -73,11 +84,12 @@ pub async fn run(
     ran
 }
 
-/// Reads the registry from its start and passes on every tenant quota as it is set.
+/// Reads the registry from its start and passes on every tenant quota and pool limit as it is set.
 async fn follow_quotas(
     log: Arc<dyn EventLog>,
     registry: String,
     quotas: tokio::sync::mpsc::UnboundedSender<(aloft_fairq::Tenant, aloft_fairq::TenantPolicy)>,
+    pool_limits: Arc<std::sync::RwLock<std::collections::HashMap<String, u32>>>,
     shutdown: CancellationToken,
 ) {
     use aloft_core::events::RegistryEvent;
@@ -102,25 +114,35 @@ async fn follow_quotas(
         };
         for record in records {
             let Ok(Envelope {
-                payload:
-                    Payload::Registry(RegistryEvent::TenantQuotaSet {
-                        project,
-                        domain,
-                        weight,
-                        max_running,
-                        ..
-                    }),
+                payload: Payload::Registry(event),
                 ..
             }) = Envelope::decode(&record.payload)
             else {
                 continue;
             };
-            let policy = aloft_fairq::TenantPolicy { weight, max_running };
-            if quotas
-                .send((aloft_fairq::Tenant::new(&project, &domain), policy))
-                .is_err()
-            {
-                return;
+            match event {
+                RegistryEvent::TenantQuotaSet {
+                    project,
+                    domain,
+                    weight,
+                    max_running,
+                    ..
+                } => {
+                    let policy = aloft_fairq::TenantPolicy { weight, max_running };
+                    if quotas
+                        .send((aloft_fairq::Tenant::new(&project, &domain), policy))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                RegistryEvent::PoolDefined { name, limit, .. } => {
+                    pool_limits
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name, limit);
+                }
+                _ => {}
             }
         }
     }

@@ -24,6 +24,13 @@ struct Args {
     /// weight (`aloft quota set`) as slots free up. Unlimited when left out.
     #[arg(long, env = "ALOFT_MAX_RUNNING_ATTEMPTS", value_parser = clap::value_parser!(u64).range(1..))]
     max_running_attempts: Option<u64>,
+    /// Redis shared by the replicas for resource-pool tokens (e.g. redis://127.0.0.1:6379); without it each
+    /// propeller keeps its own pools, which is only right for a single replica.
+    #[arg(long, env = "ALOFT_REDIS_URL")]
+    redis_url: Option<String>,
+    /// How long pool tokens stay held without renewal (a killed propeller's come back after this).
+    #[arg(long, env = "ALOFT_POOL_LEASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..))]
+    pool_lease_ms: u64,
 }
 
 #[tokio::main]
@@ -59,6 +66,15 @@ async fn main() -> anyhow::Result<()> {
         },
         memo: aloft_propeller::memo::MemoOptions::default(),
         max_running_attempts: args.max_running_attempts.map(|n| n as usize),
+        pools: match &args.redis_url {
+            Some(url) => std::sync::Arc::new(
+                aloft_fairq::pools::RedisPools::connect(url, &args.backend.topics().prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--redis-url {url}: {e}"))?,
+            ),
+            None => std::sync::Arc::new(aloft_fairq::pools::InProcessPools::default()),
+        },
+        pool_lease: std::time::Duration::from_millis(args.pool_lease_ms),
     };
     aloft_propeller::run(options, log, shutdown).await
 }

@@ -38,6 +38,7 @@ fn process_task(
         retries: RetryPolicy::default(),
         timeout: timeout.map(str::to_string),
         cache: None,
+        resources: None,
     }
 }
 

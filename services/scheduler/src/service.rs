@@ -233,7 +233,8 @@ impl Scheduler {
             | RegistryEvent::TaskRegistered { .. }
             | RegistryEvent::CacheEvicted { .. }
             | RegistryEvent::NotificationDefaultsSet { .. }
-            | RegistryEvent::TenantQuotaSet { .. } => {}
+            | RegistryEvent::TenantQuotaSet { .. }
+            | RegistryEvent::PoolDefined { .. } => {}
         }
     }
 

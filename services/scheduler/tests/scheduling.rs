@@ -55,6 +55,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
         retries: RetryPolicy::default(),
         timeout: None,
         cache: None,
+        resources: None,
     };
     let workflow = CompiledWorkflow::for_single_task(id("job"), task);
     let event = RegistryEvent::WorkflowRegistered {

@@ -413,6 +413,13 @@ impl AdminService for AdminApi {
         into_status(self.set_launch_plan_active(request.into_inner().id, false).await)
     }
 
+    async fn define_pool(
+        &self,
+        request: Request<wire::DefinePoolRequest>,
+    ) -> Result<Response<wire::DefinePoolResponse>, Status> {
+        into_status(self.define_pool(request.into_inner()).await)
+    }
+
     async fn set_tenant_quota(
         &self,
         request: Request<wire::SetTenantQuotaRequest>,

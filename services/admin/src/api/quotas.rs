@@ -1,5 +1,6 @@
-//! Tenant quotas at the API: a tenant's weight and concurrency limit, validated and recorded on the
-//! registry, where every propeller picks them up without a restart.
+//! Tenant quotas and resource pools at the API: a tenant's weight and concurrency limit, and the limits of
+//! named pools, validated and recorded on the registry, where every propeller picks them up without a
+//! restart.
 
 use super::*;
 
@@ -26,5 +27,49 @@ impl AdminApi {
         })
         .await?;
         Ok(wire::SetTenantQuotaResponse {})
+    }
+}
+
+impl AdminApi {
+    pub(super) async fn define_pool(
+        &self,
+        request: wire::DefinePoolRequest,
+    ) -> ApiResult<wire::DefinePoolResponse> {
+        validate_name("resource pool", &request.name).map_err(|e| invalid(e.to_string()))?;
+        if request.limit == 0 {
+            return Err(invalid(format!(
+                "pool {}: limit must be at least 1",
+                request.name
+            )));
+        }
+        self.append_registry(RegistryEvent::PoolDefined {
+            name: request.name,
+            limit: request.limit,
+            at: now_millis(),
+        })
+        .await?;
+        Ok(wire::DefinePoolResponse {})
+    }
+
+    /// Every pool a task declares must be defined, with room for what the task asks.
+    pub(super) async fn check_task_pools(&self, spec: &TaskSpec) -> ApiResult<()> {
+        for (pool, amount) in spec.resources.iter().flat_map(|r| r.pools.iter()) {
+            match self.store.pool_limit(pool).await? {
+                None => {
+                    return Err(invalid(format!(
+                        "task {}: unknown resource pool {pool:?}; define it first (aloft quota pool {pool} --limit N)",
+                        spec.name
+                    )))
+                }
+                Some(limit) if *amount > limit => {
+                    return Err(invalid(format!(
+                        "task {}: asks {amount} tokens of pool {pool}, which has {limit}",
+                        spec.name
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }

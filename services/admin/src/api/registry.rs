@@ -12,6 +12,7 @@ impl AdminApi {
     ) -> ApiResult<wire::RegisterResponse> {
         self.require_domain(project, domain).await?;
         spec.validate().map_err(invalid)?;
+        self.check_task_pools(&spec).await?;
         let digest = content_digest(&TaskSpec {
             version: None,
             ..spec.clone()
