@@ -66,6 +66,7 @@ struct QueuedAttempt {
     key: AttemptKey,
     request: AttemptRequest,
     overwrite_cache: bool,
+    queued_at: std::time::Instant,
 }
 
 /// How this propeller shares its executor slots between tenants.
@@ -616,18 +617,34 @@ impl Engine {
                 key,
                 request,
                 overwrite_cache,
+                queued_at: std::time::Instant::now(),
             },
         );
+        self.publish_tenant_gauges(&tenant_of(execution));
         self.pump();
+    }
+
+    fn publish_tenant_gauges(&self, tenant: &Tenant) {
+        let label = tenant.to_string();
+        metrics::TENANT_QUEUED.set(&[("tenant", &label)], self.dispatcher.queued(tenant) as f64);
+        metrics::TENANT_RUNNING.set(
+            &[("tenant", &label)],
+            f64::from(self.dispatcher.running_of(tenant)),
+        );
     }
 
     /// Starts queued attempts while the dispatcher has slots for them, in its fair order.
     fn pump(&mut self) {
         while self.dispatcher.peek().is_some() {
-            let Some((_, queued)) = self.dispatcher.start() else {
+            let Some((tenant, queued)) = self.dispatcher.start() else {
                 break;
             };
             self.queued.remove(&queued.key);
+            metrics::TENANT_WAIT_SECONDS.increment(
+                &[("tenant", &tenant.to_string())],
+                queued.queued_at.elapsed().as_secs_f64(),
+            );
+            self.publish_tenant_gauges(&tenant);
             self.spawn_attempt(queued);
         }
         metrics::ATTEMPTS_QUEUED.set(&[], self.queued.len() as f64);
@@ -639,6 +656,7 @@ impl Engine {
             key,
             request,
             overwrite_cache,
+            ..
         } = queued;
         debug!(execution = %key.execution, node = %request.node_id, attempt = key.attempt, "starting attempt");
         let cancel = CancellationToken::new();
@@ -729,7 +747,9 @@ impl Engine {
 
     fn on_attempt_finished(&mut self, finished: AttemptFinished) {
         // Its slot is free: the dispatcher picks who runs next.
-        self.dispatcher.finished(&tenant_of(&finished.key.execution));
+        let tenant = tenant_of(&finished.key.execution);
+        self.dispatcher.finished(&tenant);
+        self.publish_tenant_gauges(&tenant);
         self.record_attempt_finished(finished);
         self.pump();
     }

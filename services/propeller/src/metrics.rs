@@ -51,6 +51,22 @@ pub const ATTEMPTS_QUEUED: Metric = Metric {
     help: "Attempts waiting in the tenants' queues for an executor slot on this propeller.",
 };
 
+pub const TENANT_QUEUED: Metric = Metric {
+    name: "aloft_propeller_tenant_queued_attempts",
+    kind: MetricKind::Gauge,
+    help: "Attempts waiting for a slot on this propeller, by tenant (project/domain).",
+};
+pub const TENANT_RUNNING: Metric = Metric {
+    name: "aloft_propeller_tenant_running_attempts",
+    kind: MetricKind::Gauge,
+    help: "Attempts running on this propeller, by tenant.",
+};
+pub const TENANT_WAIT_SECONDS: Metric = Metric {
+    name: "aloft_propeller_tenant_wait_seconds_total",
+    kind: MetricKind::Counter,
+    help: "Seconds attempts waited for a slot before starting, summed by tenant.",
+};
+
 pub fn register() {
     for metric in [
         EVENTS_APPLIED,
@@ -62,6 +78,9 @@ pub fn register() {
         CACHE_LOOKUPS,
         LAG,
         ATTEMPTS_QUEUED,
+        TENANT_QUEUED,
+        TENANT_RUNNING,
+        TENANT_WAIT_SECONDS,
     ] {
         metric.register();
     }
