@@ -127,15 +127,20 @@ async fn start_task(
         .unwrap()
 }
 
-/// Weights 3:1 on a saturated propeller (two slots): while both tenants have attempts waiting, three of
-/// every four that really start running are the heavier tenant's (each task appends its tenant to a file
-/// when its process starts). Quotas come from the registry, set while the propeller runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weights_three_to_one_split_the_started_attempts_75_25() {
-    let Some((brokers, database)) = real_backends() else {
-        return;
-    };
-    let deployment = Deployment::new(&brokers, &database).await;
+/// A deployment whose propeller has two slots; a `pause` task in development and production that records
+/// its tenant in `starts` when its process really starts; and a `blocker` (staging) that holds a slot until
+/// the file `release` exists.
+struct SaturatedPropeller {
+    deployment: Deployment,
+    client: aloft_cli::client::AdminClient,
+    ops_port: u16,
+    starts: std::path::PathBuf,
+    release: std::path::PathBuf,
+    _services: Vec<Service>,
+}
+
+async fn saturated_propeller(brokers: &str, database: &str) -> SaturatedPropeller {
+    let deployment = Deployment::new(brokers, database).await;
     let _admin = deployment.start_admin();
     let ops_port = free_port();
     let _propeller = deployment.start_with_env(
@@ -157,6 +162,32 @@ async fn weights_three_to_one_split_the_started_attempts_75_25() {
     }
     let hold = format!("while [ ! -f {} ]; do sleep 0.05; done", release.display());
     register_process_task(&mut client, "staging", "blocker", &hold).await;
+    SaturatedPropeller {
+        _services: vec![_admin, _propeller],
+        deployment,
+        client,
+        ops_port,
+        starts,
+        release,
+    }
+}
+
+/// Weights 3:1 on a saturated propeller (two slots): while both tenants have attempts waiting, three of
+/// every four that really start running are the heavier tenant's (each task appends its tenant to a file
+/// when its process starts). Quotas come from the registry, set while the propeller runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_three_to_one_split_the_started_attempts_75_25() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let SaturatedPropeller {
+        deployment,
+        mut client,
+        ops_port,
+        starts,
+        release,
+        _services,
+    } = saturated_propeller(&brokers, &database).await;
     for (domain, weight) in [("development", 3), ("production", 1)] {
         client
             .set_tenant_quota(wire::SetTenantQuotaRequest {
@@ -273,28 +304,15 @@ async fn a_newly_active_tenant_is_not_stuck_behind_a_busy_tenants_queue() {
     let Some((brokers, database)) = real_backends() else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let ops_port = free_port();
-    let _propeller = deployment.start_with_env(
-        "aloft-propeller",
-        "propeller",
-        &[
-            ("ALOFT_MAX_RUNNING_ATTEMPTS", "2".to_string()),
-            ("ALOFT_OPS_LISTEN", format!("127.0.0.1:{ops_port}")),
-        ],
-    );
-    let mut client = deployment.client().await;
-    let (starts, release) = (
-        deployment.scratch.path().join("starts"),
-        deployment.scratch.path().join("release"),
-    );
-    for domain in ["development", "production"] {
-        let script = format!("echo {domain} >> {}; sleep 0.05", starts.display());
-        register_process_task(&mut client, domain, "pause", &script).await;
-    }
-    let hold = format!("while [ ! -f {} ]; do sleep 0.05; done", release.display());
-    register_process_task(&mut client, "staging", "blocker", &hold).await;
+    let SaturatedPropeller {
+        // Kept alive to the end: it owns the scratch directory and the topics.
+        deployment: _deployment,
+        mut client,
+        ops_port,
+        starts,
+        release,
+        _services,
+    } = saturated_propeller(&brokers, &database).await;
     let mut launched = vec![
         start_task(&mut client, "staging", "blocker", "blocker-1").await,
         start_task(&mut client, "staging", "blocker", "blocker-2").await,

@@ -89,14 +89,24 @@ impl ResourcePools for InProcessPools {
     }
 }
 
-/// Expired holders are dropped, then the grant is checked and made, all in one script.
-const ACQUIRE: &str = r#"
+/// The start of every pool script: the Redis server's clock, and expired holders dropped.
+macro_rules! drop_expired_holders {
+    () => {
+        r#"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   redis.call('HDEL', KEYS[2], holder)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+"#
+    };
+}
+
+/// The grant is checked and made in the same script that dropped the expired holders.
+const ACQUIRE: &str = concat!(
+    drop_expired_holders!(),
+    r#"
 local expires = now + tonumber(ARGV[4])
 if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   redis.call('ZADD', KEYS[1], expires, ARGV[3])
@@ -108,19 +118,17 @@ if used + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], expires, ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
 return 1
-"#;
+"#
+);
 
-const IN_USE: &str = r#"
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
-  redis.call('HDEL', KEYS[2], holder)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+const IN_USE: &str = concat!(
+    drop_expired_holders!(),
+    r#"
 local used = 0
 for _, amount in ipairs(redis.call('HVALS', KEYS[2])) do used = used + tonumber(amount) end
 return used
-"#;
+"#
+);
 
 /// Pools in Redis, shared by every replica that uses the same `prefix`.
 pub struct RedisPools {

@@ -14,6 +14,14 @@ pub(super) struct LaunchOptions {
     pub recovery: Option<aloft_core::events::Recovery>,
 }
 
+/// The parts of an earlier execution's request that a relaunch or a recovery repeats.
+struct SourceRequest {
+    workflow: CompiledWorkflow,
+    inputs: Outputs,
+    launch_plan: Option<Identifier>,
+    notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
+}
+
 impl AdminApi {
     /// The id of a new execution: the given name (validated) or a generated one; refused if it exists.
     pub(super) async fn new_execution_id(
@@ -88,20 +96,16 @@ impl AdminApi {
         })
     }
 
-    /// A new execution of exactly the workflow version an earlier one ran, with its inputs, some replaced.
-    pub(super) async fn relaunch(
-        &self,
-        request: wire::RelaunchExecutionRequest,
-    ) -> ApiResult<wire::CreateExecutionResponse> {
-        let source = execution_id_from_wire(request.id.as_ref())?;
-        let history = self.store.execution_history(&source).await?;
+    /// What an earlier execution was asked to run, from its `ExecutionRequested` event.
+    async fn source_request(&self, source: &ExecutionId) -> ApiResult<SourceRequest> {
+        let history = self.store.execution_history(source).await?;
         let requested = history
             .iter()
             .find(|event| event.kind == "ExecutionRequested")
             .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
         let Ok(ExecutionEvent::ExecutionRequested {
             workflow,
-            mut inputs,
+            inputs,
             launch_plan,
             notifications,
             ..
@@ -111,6 +115,26 @@ impl AdminApi {
                 "the request of {source} is unreadable"
             )));
         };
+        Ok(SourceRequest {
+            workflow: *workflow,
+            inputs,
+            launch_plan,
+            notifications,
+        })
+    }
+
+    /// A new execution of exactly the workflow version an earlier one ran, with its inputs, some replaced.
+    pub(super) async fn relaunch(
+        &self,
+        request: wire::RelaunchExecutionRequest,
+    ) -> ApiResult<wire::CreateExecutionResponse> {
+        let source = execution_id_from_wire(request.id.as_ref())?;
+        let SourceRequest {
+            workflow,
+            mut inputs,
+            launch_plan,
+            notifications,
+        } = self.source_request(&source).await?;
         for (name, text) in &request.text_inputs {
             let input_type = workflow
                 .interface
@@ -131,7 +155,7 @@ impl AdminApi {
             notifications,
             recovery: None,
         };
-        self.request_execution(id, *workflow, inputs, launch_plan, options)
+        self.request_execution(id, workflow, inputs, launch_plan, options)
             .await
     }
 
@@ -161,23 +185,12 @@ impl AdminApi {
                 )))
             }
         }
-        let history = self.store.execution_history(&source).await?;
-        let requested = history
-            .iter()
-            .find(|event| event.kind == "ExecutionRequested")
-            .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
-        let Ok(ExecutionEvent::ExecutionRequested {
+        let SourceRequest {
             workflow,
             inputs,
             launch_plan,
             notifications,
-            ..
-        }) = serde_json::from_str::<ExecutionEvent>(&requested.payload_json)
-        else {
-            return Err(ApiError::Internal(format!(
-                "the request of {source} is unreadable"
-            )));
-        };
+        } = self.source_request(&source).await?;
         let mut nodes = std::collections::BTreeMap::new();
         for node in self.store.node_executions(&source).await? {
             if matches!(node.phase.as_str(), "SUCCEEDED" | "RECOVERED") {
@@ -194,7 +207,7 @@ impl AdminApi {
             notifications,
             recovery: Some(aloft_core::events::Recovery { from: source, nodes }),
         };
-        self.request_execution(id, *workflow, inputs, launch_plan, options)
+        self.request_execution(id, workflow, inputs, launch_plan, options)
             .await
     }
 
