@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aloft_cli::client::AdminClient;
-use aloft_core::notify::{NotificationRule, SmtpServer, SmtpTls, WebhookChannel};
+use aloft_core::notify::{NotificationRule, WebhookChannel};
 use aloft_e2e::*;
 use aloft_notifier::channels::{sign, SIGNATURE_HEADER};
 use aloft_notifier::sinks::{HttpSink, SmtpSink};
@@ -315,25 +315,7 @@ async fn a_flaky_destination_gets_the_message_once_and_a_400_is_given_up_at_once
             secret: "env:ALOFT_TEST_HOOK_SECRET".into(),
         }),
     };
-    let rejecting_mailbox = NotificationRule {
-        phases: vec!["FAILED".into()],
-        slack: None,
-        email: Some(aloft_core::notify::EmailChannel {
-            to: vec!["reject-me@example.com".into()],
-            from: "aloft@example.com".into(),
-            smtp: SmtpServer {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.address.port()),
-                tls: SmtpTls::None,
-                username: None,
-                password: None,
-                ca_file: None,
-            },
-            subject: None,
-            body: None,
-        }),
-        webhook: None,
-    };
+    let rejecting_mailbox = smtp.failure_email_rule("reject-me@example.com", None);
     run(
         &mut client,
         "flaky-1",
@@ -452,25 +434,7 @@ async fn sigkill_of_the_notifier_never_loses_a_message_and_duplicates_only_in_th
                 secret: "env:ALOFT_TEST_HOOK_SECRET".into(),
             }),
         },
-        NotificationRule {
-            phases: vec!["FAILED".into()],
-            slack: None,
-            email: Some(aloft_core::notify::EmailChannel {
-                to: vec!["oncall@example.com".into()],
-                from: "aloft@example.com".into(),
-                smtp: SmtpServer {
-                    host: "127.0.0.1".into(),
-                    port: Some(smtp.address.port()),
-                    tls: SmtpTls::None,
-                    username: None,
-                    password: None,
-                    ca_file: None,
-                },
-                subject: Some("{{name}} {{phase}}".into()),
-                body: None,
-            }),
-            webhook: None,
-        },
+        smtp.failure_email_rule("oncall@example.com", Some("{{name}} {{phase}}")),
     ];
     // One trial: a notifier that is up, an execution that fails, a SIGKILL 0-119 ms later (while the notifier
     // reads the event, records its deliveries, sends, or records the sends), then a restarted notifier that
@@ -588,25 +552,7 @@ async fn executions_failing_together_are_each_notified_exactly_once() {
     let mut notifier_env = env(&http);
     notifier_env.push(("ALOFT_NOTIFY_SMTP_PER_SECOND", "1000".to_string()));
     let _notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
-    let rules = [NotificationRule {
-        phases: vec!["FAILED".into()],
-        slack: None,
-        email: Some(aloft_core::notify::EmailChannel {
-            to: vec!["team@example.com".into()],
-            from: "aloft@example.com".into(),
-            smtp: SmtpServer {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.address.port()),
-                tls: SmtpTls::None,
-                username: None,
-                password: None,
-                ca_file: None,
-            },
-            subject: Some("{{name}}".into()),
-            body: None,
-        }),
-        webhook: None,
-    }];
+    let rules = [smtp.failure_email_rule("team@example.com", Some("{{name}}"))];
     for index in 0..EXECUTIONS {
         append_failed_execution(&log, &topics, &format!("together-{index}"), &rules).await;
     }

@@ -9,69 +9,17 @@ use std::time::{Duration, Instant};
 
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A plain HTTP/1.0 GET: (status code, body).
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-/// Parses Prometheus text: every sample line is `name{labels} value`; returns samples by name+labels.
-fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
-    let mut samples = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample line: {line:?}"));
-        let name = series.split('{').next().unwrap();
-        assert!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line:?}"
-        );
-        if let Some(labels) = series.strip_prefix(name) {
-            assert!(
-                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
-                "bad labels in {line:?}"
-            );
-        }
-        samples.insert(
-            series.to_string(),
-            value
-                .parse::<f64>()
-                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        );
-    }
-    samples
-}
 
 async fn wait_ready(port: u16, service: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some((200, _)) = get(port, "/readyz").await {
+        if let Some((200, _)) = http_get(port, "/readyz").await {
             return;
         }
         assert!(
             Instant::now() < deadline,
             "{service} never became ready: {:?}",
-            get(port, "/readyz").await
+            http_get(port, "/readyz").await
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -104,7 +52,7 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
     for (binary, port) in ports {
         // Each process opens its endpoints once its own start-up is done.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while get(port, "/healthz").await.map(|(status, _)| status) != Some(200) {
+        while http_get(port, "/healthz").await.map(|(status, _)| status) != Some(200) {
             assert!(Instant::now() < deadline, "{binary} /healthz never answered 200");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -118,7 +66,7 @@ async fn every_service_serves_health_readiness_and_prometheus_metrics() {
     assert_eq!(finished.phase, wire::ExecutionPhase::Succeeded as i32);
 
     let metrics = |port: u16| async move {
-        let (status, body) = get(port, "/metrics").await.expect("metrics answer");
+        let (status, body) = http_get(port, "/metrics").await.expect("metrics answer");
         assert_eq!(status, 200);
         parse_prometheus(&body)
     };
@@ -318,7 +266,7 @@ impl CuttableProxy {
 async fn wait_status(port: u16, wanted: u16, within: Duration, log: impl Fn() -> String) -> String {
     let deadline = Instant::now() + within;
     loop {
-        let answer = get(port, "/readyz").await;
+        let answer = http_get(port, "/readyz").await;
         if let Some((status, body)) = &answer {
             if *status == wanted {
                 return body.clone();
@@ -356,7 +304,7 @@ async fn admin_is_not_ready_while_its_database_is_unreachable_and_ready_again_wh
     let body = wait_status(ops_port, 503, Duration::from_secs(30), || deployment.log("admin")).await;
     assert!(body.contains("database"), "the reason names the database: {body}");
     assert_eq!(
-        get(ops_port, "/healthz").await.map(|(status, _)| status),
+        http_get(ops_port, "/healthz").await.map(|(status, _)| status),
         Some(200),
         "alive while not ready"
     );

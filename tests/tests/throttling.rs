@@ -281,20 +281,10 @@ async fn queued_attempts(port: u16) -> f64 {
 
 /// One sample (`name{labels}` as rendered) from the propeller's /metrics; 0 when absent.
 async fn metric(port: u16, sample: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0.0;
-    };
-    let request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return 0.0;
+    match http_get(port, "/metrics").await {
+        Some((200, body)) => parse_prometheus(&body).get(sample).copied().unwrap_or(0.0),
+        _ => 0.0,
     }
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body).await;
-    body.lines()
-        .find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A tenant that becomes active behind another's long queue is served at the next free slots, not after

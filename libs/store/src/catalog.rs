@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use aloft_core::cache::CacheOutcome;
 use aloft_core::compiler::{CompiledWorkflow, NodeBinding};
 use aloft_core::events::{ExecutionEvent, Outputs, RegistryEvent};
-use aloft_core::state::{admit, AppliedEvent, EventMeta};
+use aloft_core::state::AppliedEvent;
 use aloft_core::ExecutionId;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::projection::LoggedEvent;
+use crate::projection::{admit_logged, LoggedEvent};
 use crate::{from_json, to_json, Error, Result};
 
 /// The pseudo node whose outputs are an execution's inputs, in artifact ids.
@@ -317,18 +317,6 @@ pub async fn apply_registry_event(conn: &mut AnyConnection, event: &RegistryEven
 }
 
 /// The admission rule's last seq of an execution the catalog knows.
-async fn last_seq(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<u64>> {
-    let row = sqlx::query(
-        "SELECT last_seq FROM lineage_executions WHERE project = $1 AND domain = $2 AND name = $3",
-    )
-    .bind(&id.project)
-    .bind(&id.domain)
-    .bind(&id.name)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| Ok(row.try_get::<i64, _>(0)? as u64)).transpose()
-}
-
 /// An execution's compiled workflow: from memory, else read (and kept) once per execution in flight.
 async fn workflow_of(
     conn: &mut AnyConnection,
@@ -373,35 +361,10 @@ pub async fn apply_execution_event(
     logged: &LoggedEvent<'_>,
 ) -> Result<AppliedEvent> {
     let event = logged.event;
-    let last = match event.execution() {
-        Some(id) => last_seq(conn, id).await?,
-        None => None,
+    let id = match admit_logged(conn, "lineage_executions", partition_epoch, logged).await? {
+        Ok(id) => id,
+        Err(verdict) => return Ok(verdict),
     };
-    let meta = EventMeta {
-        seq: logged.seq,
-        writer_epoch: logged.writer_epoch,
-    };
-    let verdict = admit(*partition_epoch, last, &meta, event);
-    if verdict != AppliedEvent::Accepted {
-        return Ok(verdict);
-    }
-    let Some(id) = event.execution() else {
-        if let ExecutionEvent::PartitionClaimed { epoch, .. } = event {
-            *partition_epoch = *epoch;
-        }
-        return Ok(verdict);
-    };
-    if !event.is_request() {
-        sqlx::query(
-            "UPDATE lineage_executions SET last_seq = $1 WHERE project = $2 AND domain = $3 AND name = $4",
-        )
-        .bind(logged.seq as i64)
-        .bind(&id.project)
-        .bind(&id.domain)
-        .bind(&id.name)
-        .execute(&mut *conn)
-        .await?;
-    }
     match event {
         ExecutionEvent::ExecutionRequested {
             workflow,
@@ -453,7 +416,7 @@ pub async fn apply_execution_event(
             ..
         } => {
             let Some(workflow) = workflow_of(conn, workflows, id).await? else {
-                return Ok(verdict);
+                return Ok(AppliedEvent::Accepted);
             };
             record_attempt(conn, id, &workflow, *node, *attempt, outputs, cache.as_ref(), *at).await?;
         }
@@ -482,7 +445,7 @@ pub async fn apply_execution_event(
         }
         _ => {}
     }
-    Ok(verdict)
+    Ok(AppliedEvent::Accepted)
 }
 
 struct NewArtifact<'a> {

@@ -6,11 +6,10 @@
 
 use aloft_core::events::{ExecutionEvent, RegistryEvent};
 use aloft_core::notify::{delivery_id, effective_rules, DeliveryEvent, MessageContext, NotificationRule};
-use aloft_core::state::{admit, AppliedEvent, EventMeta};
 use aloft_core::{ExecutionId, Identifier};
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::projection::LoggedEvent;
+use crate::projection::{admit_logged, LoggedEvent};
 use crate::{from_json, to_json, Result};
 
 /// Where `{{url}}` points: `<console>/projects/<p>/domains/<d>/executions/<name>`.
@@ -107,12 +106,11 @@ struct FollowedExecution {
     launch_plan: Option<Identifier>,
     override_rules: Option<Vec<NotificationRule>>,
     requested_at: i64,
-    last_seq: u64,
 }
 
 async fn followed(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<FollowedExecution>> {
     let row = sqlx::query(
-        "SELECT launch_plan_json, override_json, requested_at, last_seq FROM notifier_executions \
+        "SELECT launch_plan_json, override_json, requested_at FROM notifier_executions \
          WHERE project = $1 AND domain = $2 AND name = $3",
     )
     .bind(&id.project)
@@ -125,7 +123,6 @@ async fn followed(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<F
         launch_plan: from_json("notifier_executions", &row.try_get::<String, _>(0)?)?,
         override_rules: from_json("notifier_executions", &row.try_get::<String, _>(1)?)?,
         requested_at: row.try_get(2)?,
-        last_seq: row.try_get::<i64, _>(3)? as u64,
     }))
 }
 
@@ -138,40 +135,10 @@ pub async fn apply_execution_event(
     console_url: &str,
 ) -> Result<usize> {
     let event = logged.event;
-    let execution = match event.execution() {
-        Some(id) => followed(conn, id).await?,
-        None => None,
+    let id = match admit_logged(conn, "notifier_executions", partition_epoch, logged).await? {
+        Ok(id) => id,
+        Err(_) => return Ok(0),
     };
-    let meta = EventMeta {
-        seq: logged.seq,
-        writer_epoch: logged.writer_epoch,
-    };
-    if admit(
-        *partition_epoch,
-        execution.as_ref().map(|e| e.last_seq),
-        &meta,
-        event,
-    ) != AppliedEvent::Accepted
-    {
-        return Ok(0);
-    }
-    let Some(id) = event.execution() else {
-        if let ExecutionEvent::PartitionClaimed { epoch, .. } = event {
-            *partition_epoch = *epoch;
-        }
-        return Ok(0);
-    };
-    if !event.is_request() {
-        sqlx::query(
-            "UPDATE notifier_executions SET last_seq = $1 WHERE project = $2 AND domain = $3 AND name = $4",
-        )
-        .bind(logged.seq as i64)
-        .bind(&id.project)
-        .bind(&id.domain)
-        .bind(&id.name)
-        .execute(&mut *conn)
-        .await?;
-    }
     match event {
         ExecutionEvent::ExecutionRequested {
             launch_plan,
@@ -194,7 +161,9 @@ pub async fn apply_execution_event(
             Ok(0)
         }
         ExecutionEvent::ExecutionFinished { phase, error, at, .. } => {
-            let Some(execution) = execution else { return Ok(0) };
+            let Some(execution) = followed(conn, id).await? else {
+                return Ok(0);
+            };
             let launch_plan_rules = match &execution.launch_plan {
                 Some(plan) if execution.override_rules.is_none() => launch_plan_rules(conn, plan).await?,
                 _ => Vec::new(),

@@ -222,17 +222,59 @@ pub async fn apply_registry_event(
     Ok(())
 }
 
-async fn last_seq(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<u64>> {
-    let row = sqlx::query("SELECT last_seq FROM executions WHERE project = $1 AND domain = $2 AND name = $3")
+/// The admission every projection of `aloft.executions` applies, against the last seq its own table keeps
+/// per execution (`table` has `project, domain, name, last_seq`): fenced and duplicate decisions change
+/// nothing, claims move `partition_epoch`. `Ok(id)`: apply the event to `id` (its seq is already stored);
+/// `Err(verdict)`: nothing more to do.
+pub(crate) async fn admit_logged<'e>(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    partition_epoch: &mut u64,
+    logged: &LoggedEvent<'e>,
+) -> Result<std::result::Result<&'e ExecutionId, AppliedEvent>> {
+    let event = logged.event;
+    let last = match event.execution() {
+        Some(id) => last_seq(conn, table, id).await?,
+        None => None,
+    };
+    let meta = EventMeta {
+        seq: logged.seq,
+        writer_epoch: logged.writer_epoch,
+    };
+    let verdict = admit(*partition_epoch, last, &meta, event);
+    if verdict != AppliedEvent::Accepted {
+        return Ok(Err(verdict));
+    }
+    let Some(id) = event.execution() else {
+        if let ExecutionEvent::PartitionClaimed { epoch, .. } = event {
+            *partition_epoch = *epoch;
+        }
+        return Ok(Err(verdict));
+    };
+    if !event.is_request() {
+        sqlx::query(&format!(
+            "UPDATE {table} SET last_seq = $1 WHERE project = $2 AND domain = $3 AND name = $4"
+        ))
+        .bind(logged.seq as i64)
         .bind(&id.project)
         .bind(&id.domain)
         .bind(&id.name)
-        .fetch_optional(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(match row {
-        Some(row) => Some(row.try_get::<i64, _>(0)? as u64),
-        None => None,
-    })
+    }
+    Ok(Ok(id))
+}
+
+async fn last_seq(conn: &mut AnyConnection, table: &'static str, id: &ExecutionId) -> Result<Option<u64>> {
+    let row = sqlx::query(&format!(
+        "SELECT last_seq FROM {table} WHERE project = $1 AND domain = $2 AND name = $3"
+    ))
+    .bind(&id.project)
+    .bind(&id.domain)
+    .bind(&id.name)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| Ok(row.try_get::<i64, _>(0)? as u64)).transpose()
 }
 
 /// Where an event sits in the log, from its record and envelope.
@@ -273,34 +315,11 @@ pub async fn apply_execution_event(
     logged: &LoggedEvent<'_>,
 ) -> Result<AppliedEvent> {
     let event = logged.event;
-    let last = match event.execution() {
-        Some(id) => last_seq(conn, id).await?,
-        None => None,
-    };
-    let meta = EventMeta {
-        seq: logged.seq,
-        writer_epoch: logged.writer_epoch,
-    };
-    let verdict = admit(*partition_epoch, last, &meta, event);
-    if verdict != AppliedEvent::Accepted {
-        return Ok(verdict);
-    }
-    let Some(id) = event.execution() else {
-        if let ExecutionEvent::PartitionClaimed { epoch, .. } = event {
-            *partition_epoch = *epoch;
-        }
-        return Ok(verdict);
+    let id = match admit_logged(conn, "executions", partition_epoch, logged).await? {
+        Ok(id) => id,
+        Err(verdict) => return Ok(verdict),
     };
     let (p, d, n) = (id.project.as_str(), id.domain.as_str(), id.name.as_str());
-    if !event.is_request() {
-        sqlx::query("UPDATE executions SET last_seq = $1 WHERE project = $2 AND domain = $3 AND name = $4")
-            .bind(logged.seq as i64)
-            .bind(p)
-            .bind(d)
-            .bind(n)
-            .execute(&mut *conn)
-            .await?;
-    }
     match event {
         ExecutionEvent::ExecutionRequested {
             request_id,
@@ -564,7 +583,7 @@ pub async fn apply_execution_event(
     .bind(to_json(event))
     .execute(&mut *conn)
     .await?;
-    Ok(verdict)
+    Ok(AppliedEvent::Accepted)
 }
 
 #[allow(clippy::too_many_arguments)]

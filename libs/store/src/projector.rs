@@ -154,14 +154,13 @@ async fn project_until_shutdown<P: Projection>(
     let mut reader = log.read(starts).await?;
     crate::metrics::register();
     let projection_name = table.projection();
-    let topic_names = topic_labels(topics);
     let mut lag_tick = tokio::time::interval(Duration::from_secs(5));
     lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = lag_tick.tick() => {
-                publish_lag(log, &offsets, projection_name, &topic_names).await;
+                publish_lag(log, &offsets, projection_name, topics).await;
                 continue;
             }
             records = reader.next_batch(BATCH) => records?,
@@ -216,13 +215,17 @@ fn now_millis() -> i64 {
         .unwrap_or_default()
 }
 
-/// `(topic, label)`: metrics name topics without the deployment's prefix.
-fn topic_labels(topics: &Topics) -> Vec<(String, &'static str)> {
-    vec![
-        (topics.registry.clone(), "registry"),
-        (topics.executions.clone(), "executions"),
-        (topics.deliveries.clone(), "deliveries"),
-    ]
+/// A topic's name in metric labels, without the deployment's prefix.
+pub fn topic_label(topics: &Topics, topic: &str) -> &'static str {
+    if topic == topics.registry {
+        "registry"
+    } else if topic == topics.executions {
+        "executions"
+    } else if topic == topics.deliveries {
+        "deliveries"
+    } else {
+        "other"
+    }
 }
 
 /// Sets the lag gauge per topic from the log's end offsets; a log that does not answer leaves it as it was.
@@ -230,9 +233,10 @@ async fn publish_lag(
     log: &Arc<dyn EventLog>,
     offsets: &HashMap<(String, u32), (u64, u64)>,
     projection: &'static str,
-    topics: &[(String, &'static str)],
+    topics: &Topics,
 ) {
-    for (topic, label) in topics {
+    for topic in [&topics.registry, &topics.executions, &topics.deliveries] {
+        let label = topic_label(topics, topic);
         let mut lag = 0u64;
         let mut read_any = false;
         for ((offset_topic, partition), (next_offset, _)) in offsets {

@@ -20,8 +20,7 @@ use crate::metrics;
 pub use aloft_store::projector::Progress;
 
 struct ReadModels {
-    registry_topic: String,
-    deliveries_topic: String,
+    topics: Topics,
 }
 
 impl Projection for ReadModels {
@@ -72,13 +71,7 @@ impl Projection for ReadModels {
     fn committed(&mut self, records: &[Record]) {
         metrics::PROJECTION_BATCHES.increment(&[], 1.0);
         for record in records {
-            let topic = if record.topic == self.registry_topic {
-                "registry"
-            } else if record.topic == self.deliveries_topic {
-                "deliveries"
-            } else {
-                "executions"
-            };
+            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
             metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
         }
     }
@@ -92,8 +85,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let projection = ReadModels {
-        registry_topic: topics.registry.clone(),
-        deliveries_topic: topics.deliveries.clone(),
+        topics: topics.clone(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await
 }

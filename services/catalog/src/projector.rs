@@ -22,7 +22,7 @@ use crate::metrics;
 pub use aloft_store::projector::Progress;
 
 struct CatalogTables {
-    registry_topic: String,
+    topics: Topics,
     workflows: WorkflowCache,
 }
 
@@ -54,11 +54,7 @@ impl Projection for CatalogTables {
 
     fn committed(&mut self, records: &[Record]) {
         for record in records {
-            let topic = if record.topic == self.registry_topic {
-                "registry"
-            } else {
-                "executions"
-            };
+            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
             metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
         }
     }
@@ -77,7 +73,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let projection = CatalogTables {
-        registry_topic: topics.registry.clone(),
+        topics: topics.clone(),
         workflows: WorkflowCache::default(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use aloft_core::notify::{EmailChannel, NotificationRule, SmtpServer, SmtpTls};
 use aloft_core::ExecutionId;
 use aloft_eventlog::{partition_for_key, LogBackend, Topics};
 use aloft_notifier::sinks::SmtpSink;
@@ -60,25 +59,7 @@ pub async fn run(
     let log = aloft_eventlog::open(&backend, &topics, 8).await?;
     let shutdown = CancellationToken::new();
     let smtp = SmtpSink::start(shutdown.clone()).await?;
-    let rules = [NotificationRule {
-        phases: vec!["FAILED".into()],
-        slack: None,
-        email: Some(EmailChannel {
-            to: vec!["team@example.com".into()],
-            from: "aloft@example.com".into(),
-            smtp: SmtpServer {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.address.port()),
-                tls: SmtpTls::None,
-                username: None,
-                password: None,
-                ca_file: None,
-            },
-            subject: Some("{{name}} {{phase}}".into()),
-            body: None,
-        }),
-        webhook: None,
-    }];
+    let rules = [smtp.failure_email_rule("team@example.com", Some("{{name}} {{phase}}"))];
     let mut options = aloft_notifier::NotifierOptions::new(topics.clone());
     options.policy.smtp_per_second = NonZeroU32::new(smtp_per_second).unwrap_or(NonZeroU32::MIN);
     let notifier = tokio::spawn(aloft_notifier::run(options, store, log.clone(), shutdown.clone()));

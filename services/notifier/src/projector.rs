@@ -20,7 +20,7 @@ use crate::metrics;
 pub use aloft_store::projector::Progress;
 
 struct NotifierTables {
-    registry_topic: String,
+    topics: Topics,
     console_url: String,
     created_in_batch: usize,
     deliveries_ready: Arc<Notify>,
@@ -62,11 +62,7 @@ impl Projection for NotifierTables {
 
     fn committed(&mut self, records: &[Record]) {
         for record in records {
-            let topic = if record.topic == self.registry_topic {
-                "registry"
-            } else {
-                "executions"
-            };
+            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
             metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
         }
         if self.created_in_batch > 0 {
@@ -91,7 +87,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let projection = NotifierTables {
-        registry_topic: topics.registry.clone(),
+        topics: topics.clone(),
         console_url,
         created_in_batch: 0,
         deliveries_ready,

@@ -18,6 +18,26 @@ fn now_millis() -> i64 {
         .unwrap_or_default()
 }
 
+/// Accepts connections until `shutdown`, serving each in its own task.
+fn accept_until<F, Fut>(listener: TcpListener, shutdown: CancellationToken, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            tokio::spawn(serve(stream));
+        }
+    });
+}
+
 /// One message an SMTP client handed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMail {
@@ -124,19 +144,10 @@ impl SmtpSink {
             received: Arc::default(),
         };
         let received = Arc::clone(&sink.received);
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(_) => continue,
-                    },
-                };
-                let (received, options) = (Arc::clone(&received), options.clone());
-                tokio::spawn(async move {
-                    let _ = serve_connection(stream, received, options).await;
-                });
+        accept_until(listener, shutdown, move |stream| {
+            let (received, options) = (Arc::clone(&received), options.clone());
+            async move {
+                let _ = serve_connection(stream, received, options).await;
             }
         });
         Ok(sink)
@@ -144,6 +155,34 @@ impl SmtpSink {
 
     pub fn received(&self) -> Vec<ReceivedMail> {
         self.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A rule emailing `to` through this server (plain SMTP) when an execution FAILS.
+    pub fn failure_email_rule(
+        &self,
+        to: &str,
+        subject: Option<&str>,
+    ) -> aloft_core::notify::NotificationRule {
+        use aloft_core::notify::{EmailChannel, NotificationRule, SmtpServer, SmtpTls};
+        NotificationRule {
+            phases: vec!["FAILED".into()],
+            slack: None,
+            email: Some(EmailChannel {
+                to: vec![to.to_string()],
+                from: "aloft@example.com".into(),
+                smtp: SmtpServer {
+                    host: "127.0.0.1".into(),
+                    port: Some(self.address.port()),
+                    tls: SmtpTls::None,
+                    username: None,
+                    password: None,
+                    ca_file: None,
+                },
+                subject: subject.map(str::to_string),
+                body: None,
+            }),
+            webhook: None,
+        }
     }
 }
 
@@ -377,19 +416,10 @@ impl HttpSink {
             script: Arc::default(),
         };
         let script = Arc::clone(&sink.script);
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(_) => continue,
-                    },
-                };
-                let script = Arc::clone(&script);
-                tokio::spawn(async move {
-                    let _ = serve_http(stream, script).await;
-                });
+        accept_until(listener, shutdown, move |stream| {
+            let script = Arc::clone(&script);
+            async move {
+                let _ = serve_http(stream, script).await;
             }
         });
         Ok(sink)

@@ -166,7 +166,7 @@ impl AdminApi {
         request: wire::RecoverExecutionRequest,
     ) -> ApiResult<wire::CreateExecutionResponse> {
         let source = execution_id_from_wire(request.id.as_ref())?;
-        self.admit(&source.project, &source.domain).await?;
+        self.check_rate_limit(&source.project, &source.domain).await?;
         let row = self
             .store
             .get_execution(&source)

@@ -71,7 +71,7 @@ fn execution_name() -> String {
 
 impl AdminApi {
     /// Refuses the call when `project/domain` is over its API rate (RESOURCE_EXHAUSTED with retry-after).
-    async fn admit(&self, project: &str, domain: &str) -> ApiResult<()> {
+    async fn check_rate_limit(&self, project: &str, domain: &str) -> ApiResult<()> {
         let Some(limiter) = &self.rate_limiter else {
             return Ok(());
         };
@@ -246,7 +246,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let spec: TaskSpec = parse_spec("task", &request.spec_json)?;
                 self.register_task(&request.project, &request.domain, spec).await
             }
@@ -278,7 +278,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let rows = self
                     .store
                     .list_tasks(&request.project, &request.domain, optional_name(&request))
@@ -298,7 +298,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let spec: WorkflowSpec = parse_spec("workflow", &request.spec_json)?;
                 self.register_workflow(&request.project, &request.domain, spec)
                     .await
@@ -332,7 +332,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let rows = self
                     .store
                     .list_workflows(&request.project, &request.domain, optional_name(&request))
@@ -352,7 +352,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let spec: LaunchPlanSpec = parse_spec("launch plan", &request.spec_json)?;
                 self.register_launch_plan(&request.project, &request.domain, spec)
                     .await
@@ -386,7 +386,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let rows = self
                     .store
                     .list_launch_plans(&request.project, &request.domain, optional_name(&request))
@@ -441,7 +441,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 self.require_domain(&request.project, &request.domain).await?;
                 let id = self
                     .new_execution_id(&request.project, &request.domain, &request.name)
@@ -547,7 +547,7 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         into_status(
             async {
-                self.admit(&request.project, &request.domain).await?;
+                self.check_rate_limit(&request.project, &request.domain).await?;
                 let limit = if request.limit == 0 {
                     50
                 } else {
