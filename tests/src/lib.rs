@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aloft_cli::client::{connect, AdminClient};
+use aloft_cli::client::connect;
+pub use aloft_cli::client::AdminClient;
 use aloft_cli::specs::{read_spec_file, register_documents};
 use aloft_proto::v1 as wire;
 
@@ -432,4 +433,56 @@ pub fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
         );
     }
     samples
+}
+
+/// Registers a task that runs `sh -c SCRIPT` as version 1 in the default project.
+pub async fn register_process_task(client: &mut AdminClient, domain: &str, name: &str, script: &str) {
+    let spec = serde_json::json!({
+        "name": name,
+        "version": "1",
+        "run": {"process": {"command": ["sh", "-c", script]}},
+    });
+    client
+        .register_task(wire::RegisterRequest {
+            project: PROJECT.into(),
+            domain: domain.into(),
+            spec_json: spec.to_string(),
+        })
+        .await
+        .expect("register the task");
+}
+
+/// Starts an execution of version 1 of `task` named `name`.
+pub async fn start_task(
+    client: &mut AdminClient,
+    domain: &str,
+    task: &str,
+    name: &str,
+) -> wire::ExecutionIdentifier {
+    client
+        .create_execution(wire::CreateExecutionRequest {
+            project: PROJECT.into(),
+            domain: domain.into(),
+            name: name.into(),
+            target: Some(wire::create_execution_request::Target::Task(wire::Identifier {
+                project: PROJECT.into(),
+                domain: domain.into(),
+                name: task.into(),
+                version: "1".into(),
+            })),
+            ..Default::default()
+        })
+        .await
+        .expect("start the execution")
+        .into_inner()
+        .id
+        .expect("a created execution has an id")
+}
+
+/// One sample (`name{labels}` as rendered) from a service's /metrics on `port`; 0 when absent.
+pub async fn metric(port: u16, sample: &str) -> f64 {
+    match http_get(port, "/metrics").await {
+        Some((200, body)) => parse_prometheus(&body).get(sample).copied().unwrap_or(0.0),
+        _ => 0.0,
+    }
 }

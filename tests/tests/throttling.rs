@@ -80,53 +80,6 @@ async fn a_tenant_over_its_api_rate_is_told_to_wait_and_another_is_unaffected() 
     client.list_executions(list("development")).await.unwrap();
 }
 
-async fn register_process_task(
-    client: &mut aloft_cli::client::AdminClient,
-    domain: &str,
-    name: &str,
-    script: &str,
-) {
-    let spec = serde_json::json!({
-        "name": name,
-        "version": "1",
-        "run": {"process": {"command": ["sh", "-c", script]}},
-    });
-    client
-        .register_task(wire::RegisterRequest {
-            project: PROJECT.into(),
-            domain: domain.into(),
-            spec_json: spec.to_string(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn start_task(
-    client: &mut aloft_cli::client::AdminClient,
-    domain: &str,
-    task: &str,
-    name: &str,
-) -> wire::ExecutionIdentifier {
-    client
-        .create_execution(wire::CreateExecutionRequest {
-            project: PROJECT.into(),
-            domain: domain.into(),
-            name: name.into(),
-            target: Some(wire::create_execution_request::Target::Task(wire::Identifier {
-                project: PROJECT.into(),
-                domain: domain.into(),
-                name: task.into(),
-                version: "1".into(),
-            })),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
-        .unwrap()
-}
-
 /// A deployment whose propeller has two slots; a `pause` task in development and production that records
 /// its tenant in `starts` when its process really starts; and a `blocker` (staging) that holds a slot until
 /// the file `release` exists.
@@ -279,14 +232,6 @@ async fn queued_attempts(port: u16) -> f64 {
     metric(port, "aloft_propeller_attempts_queued").await
 }
 
-/// One sample (`name{labels}` as rendered) from the propeller's /metrics; 0 when absent.
-async fn metric(port: u16, sample: &str) -> f64 {
-    match http_get(port, "/metrics").await {
-        Some((200, body)) => parse_prometheus(&body).get(sample).copied().unwrap_or(0.0),
-        _ => 0.0,
-    }
-}
-
 /// A tenant that becomes active behind another's long queue is served at the next free slots, not after
 /// that queue (with first-come-first-served it would start last).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +382,30 @@ async fn a_pool_shared_by_three_propellers_is_never_over_granted_and_survives_a_
     let mut launched = Vec::new();
     for index in 0..40 {
         launched.push(start_task(&mut client, DOMAIN, "query", &format!("query-{index}")).await);
+    }
+    // Attempts beyond the pool's four wait without an executor slot, and `aloft get` says for what.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'waiting: loop {
+        for id in launched.iter().rev() {
+            let execution = get(&mut client, id).await;
+            if let Some(node) = execution
+                .nodes
+                .iter()
+                .find(|n| n.phase == wire::NodePhase::NodeWaitingForResources as i32)
+            {
+                assert!(
+                    node.wait_reason
+                        .starts_with("resource pool warehouse: no tokens free; position "),
+                    "{}",
+                    node.wait_reason
+                );
+                break 'waiting;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no query was ever shown waiting for the pool"
+        );
     }
     // Kill a replica once work is under way (it likely holds tokens), and start a replacement so the group
     // rebalances its partitions.

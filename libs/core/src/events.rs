@@ -96,6 +96,23 @@ pub enum ExecutionEvent {
         attempt: u32,
         at: i64,
     },
+    /// A started attempt waits for the propeller's resources (an executor slot, the tenant's quota, a
+    /// resource pool): `reason` names the limit and the attempt's place in its tenant's queue when it
+    /// began waiting. Only attempts that cannot start at once get one.
+    AttemptWaiting {
+        execution: ExecutionId,
+        node: usize,
+        attempt: u32,
+        reason: String,
+        at: i64,
+    },
+    /// A waiting attempt got its resources and runs now.
+    AttemptDispatched {
+        execution: ExecutionId,
+        node: usize,
+        attempt: u32,
+        at: i64,
+    },
     AttemptSucceeded {
         execution: ExecutionId,
         node: usize,
@@ -139,6 +156,8 @@ impl ExecutionEvent {
             | ExecutionEvent::TerminateRequested { execution, .. }
             | ExecutionEvent::ExecutionStarted { execution, .. }
             | ExecutionEvent::AttemptStarted { execution, .. }
+            | ExecutionEvent::AttemptWaiting { execution, .. }
+            | ExecutionEvent::AttemptDispatched { execution, .. }
             | ExecutionEvent::AttemptSucceeded { execution, .. }
             | ExecutionEvent::AttemptFailed { execution, .. }
             | ExecutionEvent::NodeFailed { execution, .. }
@@ -162,6 +181,8 @@ impl ExecutionEvent {
             ExecutionEvent::PartitionClaimed { .. } => "PartitionClaimed",
             ExecutionEvent::ExecutionStarted { .. } => "ExecutionStarted",
             ExecutionEvent::AttemptStarted { .. } => "AttemptStarted",
+            ExecutionEvent::AttemptWaiting { .. } => "AttemptWaiting",
+            ExecutionEvent::AttemptDispatched { .. } => "AttemptDispatched",
             ExecutionEvent::AttemptSucceeded { .. } => "AttemptSucceeded",
             ExecutionEvent::AttemptFailed { .. } => "AttemptFailed",
             ExecutionEvent::NodeFailed { .. } => "NodeFailed",
@@ -176,6 +197,8 @@ impl ExecutionEvent {
             ExecutionEvent::PartitionClaimed { at, .. }
             | ExecutionEvent::ExecutionStarted { at, .. }
             | ExecutionEvent::AttemptStarted { at, .. }
+            | ExecutionEvent::AttemptWaiting { at, .. }
+            | ExecutionEvent::AttemptDispatched { at, .. }
             | ExecutionEvent::AttemptSucceeded { at, .. }
             | ExecutionEvent::AttemptFailed { at, .. }
             | ExecutionEvent::NodeFailed { at, .. }

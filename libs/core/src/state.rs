@@ -48,6 +48,8 @@ pub enum NodePhase {
     /// Ready to run (first attempt or a retry).
     Queued,
     Running,
+    /// Its attempt is started but waits for an executor slot, the tenant's quota or a resource pool.
+    WaitingForResources,
     Succeeded,
     Failed,
     TimedOut,
@@ -63,6 +65,7 @@ impl NodePhase {
             NodePhase::Pending => "PENDING",
             NodePhase::Queued => "QUEUED",
             NodePhase::Running => "RUNNING",
+            NodePhase::WaitingForResources => "WAITING_FOR_RESOURCES",
             NodePhase::Succeeded => "SUCCEEDED",
             NodePhase::Failed => "FAILED",
             NodePhase::TimedOut => "TIMED_OUT",
@@ -99,6 +102,8 @@ pub struct AttemptState {
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub error: Option<(ErrorKind, String)>,
+    /// Why it has not run yet, while it waits for resources.
+    pub waiting_for: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,8 +310,34 @@ impl ExecutionState {
                     started_at: *at,
                     finished_at: None,
                     error: None,
+                    waiting_for: None,
                 });
                 self.ready.remove(node);
+            }
+            ExecutionEvent::AttemptWaiting {
+                node,
+                attempt,
+                reason,
+                ..
+            } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = NodePhase::WaitingForResources;
+                if let Some(last) = state.attempts.last_mut() {
+                    last.waiting_for = Some(reason.clone());
+                }
+            }
+            ExecutionEvent::AttemptDispatched { node, attempt, .. } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = NodePhase::Running;
+                if let Some(last) = state.attempts.last_mut() {
+                    last.waiting_for = None;
+                }
             }
             ExecutionEvent::AttemptSucceeded {
                 node,
@@ -322,6 +353,7 @@ impl ExecutionState {
                 let state = &mut self.nodes[*node];
                 if let Some(last) = state.attempts.last_mut() {
                     last.phase = AttemptPhase::Succeeded;
+                    last.waiting_for = None;
                     last.finished_at = Some(*at);
                 }
                 state.phase = NodePhase::Succeeded;
@@ -352,6 +384,7 @@ impl ExecutionState {
                 let state = &mut self.nodes[*node];
                 if let Some(last) = state.attempts.last_mut() {
                     last.phase = AttemptPhase::Failed;
+                    last.waiting_for = None;
                     last.finished_at = Some(*at);
                     last.error = Some((*kind, message.clone()));
                 }
@@ -398,10 +431,11 @@ impl ExecutionState {
                 self.running_nodes = 0;
                 for state in &mut self.nodes {
                     match state.phase {
-                        NodePhase::Running => {
+                        NodePhase::Running | NodePhase::WaitingForResources => {
                             state.phase = NodePhase::Aborted;
                             if let Some(last) = state.attempts.last_mut() {
                                 last.phase = AttemptPhase::Aborted;
+                                last.waiting_for = None;
                                 last.finished_at = Some(*at);
                             }
                         }

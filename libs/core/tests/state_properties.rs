@@ -149,10 +149,12 @@ enum Outcome {
     Succeed,
     FailUser,
     FailSystem,
+    /// The propeller parks the attempt behind a limit (WAITING_FOR_RESOURCES) or lets a parked one run.
+    WaitOrDispatch,
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
-    prop_oneof![6 => Just(Outcome::Succeed), 1 => Just(Outcome::FailUser), 1 => Just(Outcome::FailSystem)]
+    prop_oneof![6 => Just(Outcome::Succeed), 1 => Just(Outcome::FailUser), 1 => Just(Outcome::FailSystem), 2 => Just(Outcome::WaitOrDispatch)]
 }
 
 struct Simulation {
@@ -228,6 +230,13 @@ proptest! {
             let (pick, outcome) = choices.next().unwrap_or((0, Outcome::Succeed));
             let (node, attempt) = running[pick % running.len()];
             let event = match outcome {
+                Outcome::WaitOrDispatch if state.nodes[node].phase == NodePhase::WaitingForResources => {
+                    ExecutionEvent::AttemptDispatched { execution: id.clone(), node, attempt, at: sim.now }
+                }
+                Outcome::WaitOrDispatch => {
+                    prop_assert_eq!(state.nodes[node].phase, NodePhase::Running);
+                    ExecutionEvent::AttemptWaiting { execution: id.clone(), node, attempt, reason: "executor capacity".into(), at: sim.now }
+                }
                 Outcome::Succeed => {
                     let inputs = state.node_inputs(node).expect("inputs of a started node resolve");
                     let sum: i64 = inputs.values().map(|v| match v { Value::Integer(i) => *i, _ => 0 }).sum();
@@ -244,11 +253,19 @@ proptest! {
                     ExecutionEvent::AttemptFailed { execution: id.clone(), node, attempt, kind, message: "boom".into(), at: sim.now }
                 }
             };
+            let parks = matches!(event, ExecutionEvent::AttemptWaiting { .. });
             sim.append_decisions(vec![event]);
+            if parks {
+                let parked = &sim.fold.executions[&id].nodes[node];
+                prop_assert_eq!(parked.phase, NodePhase::WaitingForResources);
+                prop_assert_eq!(parked.attempts.last().and_then(|a| a.waiting_for.as_deref()), Some("executor capacity"));
+                prop_assert_eq!(sim.fold.executions[&id].running_attempts().count(), running.len(), "a waiting attempt still holds its place");
+            }
         }
         let live = sim.fold.clone();
         let state = &live.executions[&id];
         prop_assert!(state.phase.is_terminal(), "execution did not finish");
+        prop_assert!(state.nodes.iter().all(|n| n.phase != NodePhase::WaitingForResources), "a finished execution has nothing waiting");
         if exhausted {
             prop_assert_eq!(state.phase, ExecutionPhase::Failed);
             prop_assert!(state.error.as_deref().unwrap_or("").contains("retries used up"));

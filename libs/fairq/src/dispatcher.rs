@@ -60,7 +60,7 @@ impl TenantPolicy {
     }
 }
 
-/// Why a ready item is not running yet.
+/// Which limit holds a tenant's queue: why its ready items are not running yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitReason {
     /// Every executor slot is taken.
@@ -69,8 +69,6 @@ pub enum WaitReason {
     TenantQuota { running: u32, max: u32 },
     /// A resource pool has no tokens left.
     Pool { pool: String },
-    /// Other items of the tenant are ahead of it.
-    Queued { position: usize },
 }
 
 impl std::fmt::Display for WaitReason {
@@ -81,7 +79,6 @@ impl std::fmt::Display for WaitReason {
             }
             WaitReason::TenantQuota { running, max } => write!(f, "tenant quota: {running} of {max} running"),
             WaitReason::Pool { pool } => write!(f, "resource pool {pool}: no tokens free"),
-            WaitReason::Queued { position } => write!(f, "queued: position {position} in the tenant's queue"),
         }
     }
 }
@@ -197,6 +194,16 @@ impl<T> Dispatcher<T> {
         }
     }
 
+    /// Lets every tenant blocked on a pool try again (pools shared with other replicas free tokens this
+    /// dispatcher does not see). Says whether any was blocked.
+    pub fn retry_blocked(&mut self) -> bool {
+        let mut any = false;
+        for queue in self.tenants.values_mut() {
+            any |= queue.blocked_on.take().is_some();
+        }
+        any
+    }
+
     /// The item to start next, or `None` when nothing may start now. The caller acquires the item's pool
     /// tokens and then calls `start`, or `blocked` when a pool has none.
     pub fn peek(&mut self) -> Option<Candidate<'_, T>> {
@@ -264,6 +271,13 @@ impl<T> Dispatcher<T> {
         self.running = self.running.saturating_sub(1);
     }
 
+    /// Lets the caller update queued items in place (their order is not touched).
+    pub fn for_each_queued_mut(&mut self, mut update: impl FnMut(&mut T)) {
+        for queue in self.tenants.values_mut() {
+            queue.items.iter_mut().for_each(&mut update);
+        }
+    }
+
     /// Takes every queued item for which `unwanted` holds out of the queues (cancelled before it started).
     pub fn remove_where(&mut self, mut unwanted: impl FnMut(&T) -> bool) -> Vec<T> {
         let mut removed = Vec::new();
@@ -282,14 +296,11 @@ impl<T> Dispatcher<T> {
         removed
     }
 
-    /// Why the item at `position` (0-based) of `tenant`'s queue waits.
-    pub fn wait_reason(&self, tenant: &Tenant, position: usize) -> Option<WaitReason> {
+    /// The limit that keeps `tenant`'s queued items from starting now (`None`: nothing queued).
+    pub fn wait_reason(&self, tenant: &Tenant) -> Option<WaitReason> {
         let queue = self.tenants.get(tenant)?;
-        if position >= queue.items.len() {
+        if queue.items.is_empty() {
             return None;
-        }
-        if position > 0 {
-            return Some(WaitReason::Queued { position });
         }
         if let Some(pool) = &queue.blocked_on {
             return Some(WaitReason::Pool { pool: pool.clone() });
@@ -342,15 +353,11 @@ mod tests {
         }
         assert_eq!(drain_starts(&mut dispatcher, 100).len(), 8);
         assert_eq!(
-            dispatcher.wait_reason(&a, 0),
+            dispatcher.wait_reason(&a),
             Some(WaitReason::Capacity {
                 running: 8,
                 capacity: 8
             })
-        );
-        assert_eq!(
-            dispatcher.wait_reason(&a, 3),
-            Some(WaitReason::Queued { position: 3 })
         );
     }
 
@@ -421,7 +428,7 @@ mod tests {
         assert_eq!(started.iter().filter(|t| **t == a).count(), 2);
         assert_eq!(started.iter().filter(|t| **t == b).count(), 5);
         assert_eq!(
-            dispatcher.wait_reason(&a, 0),
+            dispatcher.wait_reason(&a),
             Some(WaitReason::TenantQuota { running: 2, max: 2 })
         );
 
@@ -430,7 +437,7 @@ mod tests {
         dispatcher.peek().expect("c is next");
         dispatcher.blocked("warehouse");
         assert_eq!(
-            dispatcher.wait_reason(&c, 0),
+            dispatcher.wait_reason(&c),
             Some(WaitReason::Pool {
                 pool: "warehouse".into()
             })

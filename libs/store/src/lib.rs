@@ -31,7 +31,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// Every schema migration in order: version, name, SQL.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "read_models",
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "catalog", include_str!("../migrations/0003_catalog.sql")),
     (4, "notifier", include_str!("../migrations/0004_notifier.sql")),
     (5, "pools", include_str!("../migrations/0005_pools.sql")),
+    (6, "waiting", include_str!("../migrations/0006_waiting.sql")),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.

@@ -428,6 +428,40 @@ pub async fn apply_execution_event(
                 .await?;
             }
         }
+        ExecutionEvent::AttemptWaiting {
+            node,
+            attempt,
+            reason,
+            ..
+        } => {
+            sqlx::query(
+                "UPDATE node_executions SET phase = 'WAITING_FOR_RESOURCES', wait_reason = $1 \
+                 WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5 AND phase = 'RUNNING' \
+                 AND attempts = $6",
+            )
+            .bind(reason)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .bind(*attempt as i64)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExecutionEvent::AttemptDispatched { node, attempt, .. } => {
+            sqlx::query(
+                "UPDATE node_executions SET phase = 'RUNNING', wait_reason = '' \
+                 WHERE project = $1 AND domain = $2 AND execution = $3 AND node_index = $4 \
+                 AND phase = 'WAITING_FOR_RESOURCES' AND attempts = $5",
+            )
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .bind(*attempt as i64)
+            .execute(&mut *conn)
+            .await?;
+        }
         ExecutionEvent::AttemptSucceeded {
             node,
             attempt,
@@ -462,8 +496,9 @@ pub async fn apply_execution_event(
             .execute(&mut *conn)
             .await?;
             sqlx::query(
-                "UPDATE node_executions SET phase = 'SUCCEEDED', outputs_json = $1, finished_at = $2 \
-                 WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 AND phase = 'RUNNING' \
+                "UPDATE node_executions SET phase = 'SUCCEEDED', outputs_json = $1, finished_at = $2, wait_reason = '' \
+                 WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 \
+                 AND phase IN ('RUNNING', 'WAITING_FOR_RESOURCES') \
                  AND attempts = $7",
             )
             .bind(to_json(outputs))
@@ -486,8 +521,9 @@ pub async fn apply_execution_event(
         } => {
             finish_attempt(conn, id, *node, *attempt, "FAILED", kind.as_str(), message, *at).await?;
             sqlx::query(
-                "UPDATE node_executions SET phase = 'QUEUED', error = $1 \
-                 WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5 AND phase = 'RUNNING' \
+                "UPDATE node_executions SET phase = 'QUEUED', error = $1, wait_reason = '' \
+                 WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5 \
+                 AND phase IN ('RUNNING', 'WAITING_FOR_RESOURCES') \
                  AND attempts = $6",
             )
             .bind(message)
@@ -540,9 +576,12 @@ pub async fn apply_execution_event(
             .bind(n)
             .execute(&mut *conn)
             .await?;
-            for (from, to) in [("'RUNNING'", "ABORTED"), ("'PENDING', 'QUEUED'", "SKIPPED")] {
+            for (from, to) in [
+                ("'RUNNING', 'WAITING_FOR_RESOURCES'", "ABORTED"),
+                ("'PENDING', 'QUEUED'", "SKIPPED"),
+            ] {
                 sqlx::query(&format!(
-                    "UPDATE node_executions SET phase = $1, finished_at = $2 \
+                    "UPDATE node_executions SET phase = $1, finished_at = $2, wait_reason = '' \
                      WHERE project = $3 AND domain = $4 AND execution = $5 AND phase IN ({from})"
                 ))
                 .bind(to)

@@ -72,6 +72,8 @@ pub struct NodeRow {
     pub error: String,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Why its attempt waits, while the node is WAITING_FOR_RESOURCES.
+    pub wait_reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,7 +289,7 @@ impl Store {
     pub async fn node_executions(&self, id: &ExecutionId) -> Result<Vec<NodeRow>> {
         let rows = sqlx::query(
             "SELECT node_index, node_id, project, domain, task_name, task_version, phase, attempts, outputs_json, error, \
-             started_at, finished_at FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
+             started_at, finished_at, wait_reason FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
              ORDER BY node_index",
         )
         .bind(&id.project)
@@ -312,6 +314,7 @@ impl Store {
                     error: row.try_get("error")?,
                     started_at: row.try_get("started_at")?,
                     finished_at: row.try_get("finished_at")?,
+                    wait_reason: row.try_get("wait_reason")?,
                 })
             })
             .collect()

@@ -353,7 +353,11 @@ macro_rules! store_suite {
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
-            assert_eq!(rows, 5, "every migration (0001-0005) recorded once");
+            assert_eq!(
+                rows,
+                aloft_store::MIGRATIONS.len() as i64,
+                "every migration recorded once"
+            );
         }
     };
 }

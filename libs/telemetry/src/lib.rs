@@ -1,13 +1,14 @@
 //! Process setup shared by every Aloft binary: tracing, the shutdown token driven by SIGINT/SIGTERM, the
 //! backend flags (`--kafka-brokers`, `--data-dir`, `--database-url`, ...) with their `ALOFT_*` env vars, and
-//! the operations endpoints (`ops`: health, readiness, Prometheus metrics), config files (`config`) and
-//! secret references (`secrets`).
+//! the operations endpoints (`ops`: health, readiness, Prometheus metrics), config files (`config`), secret
+//! references (`secrets`) and distributed traces exported over OTLP (`trace`).
 //!
 //! It must not hold service logic; services receive what this builds.
 
 pub mod config;
 pub mod ops;
 pub mod secrets;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,11 @@ pub fn init_tracing(service: &str, default_level: &str) {
         .with_target(false)
         .try_init();
     tracing::debug!(service, "tracing initialised");
+    if let Err(error) = trace::init_otlp(service) {
+        // A collector address that cannot be used is bad config: stop, naming the setting.
+        tracing::error!(%error, "cannot export spans");
+        std::process::exit(2);
+    }
 }
 
 /// A token cancelled on the first SIGINT/SIGTERM; a second signal exits at once.

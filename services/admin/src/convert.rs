@@ -176,6 +176,7 @@ pub fn node_phase_to_wire(phase: &str) -> wire::NodePhase {
         "SKIPPED" => wire::NodePhase::NodeSkipped,
         "ABORTED" => wire::NodePhase::NodeAborted,
         "RECOVERED" => wire::NodePhase::NodeRecovered,
+        "WAITING_FOR_RESOURCES" => wire::NodePhase::NodeWaitingForResources,
         _ => wire::NodePhase::Unspecified,
     }
 }

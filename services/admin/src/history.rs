@@ -61,6 +61,21 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
         ExecutionEvent::AttemptStarted { node, attempt, .. } => {
             format!("node {} attempt {attempt} started", node_name(&node))
         }
+        ExecutionEvent::AttemptWaiting {
+            node,
+            attempt,
+            reason,
+            ..
+        } => format!(
+            "node {} attempt {attempt} waiting for resources: {reason}",
+            node_name(&node)
+        ),
+        ExecutionEvent::AttemptDispatched { node, attempt, .. } => {
+            format!(
+                "node {} attempt {attempt} got its resources and runs",
+                node_name(&node)
+            )
+        }
         ExecutionEvent::AttemptSucceeded {
             node,
             attempt,

@@ -105,7 +105,9 @@ pub fn print_execution(execution: &wire::Execution) {
         let width = execution.nodes.iter().map(|n| n.node_id.len()).max().unwrap_or(4);
         for node in &execution.nodes {
             let outputs = node.outputs.as_ref().map(map_text).unwrap_or_default();
-            let detail = if node.error.is_empty() || node_phase(node.phase) == "SUCCEEDED" {
+            let detail = if !node.wait_reason.is_empty() {
+                format!("waiting for {}", node.wait_reason)
+            } else if node.error.is_empty() || node_phase(node.phase) == "SUCCEEDED" {
                 outputs
             } else {
                 node.error.clone()

@@ -48,6 +48,8 @@ struct AttemptFinished {
     partition: u32,
     key: AttemptKey,
     memoized: MemoizedAttempt,
+    /// It gave resource-pool tokens back: tenants waiting on pools may try again.
+    released_pools: bool,
 }
 
 /// How attempts run: the executors, and the catalog that memoizes cached tasks (none: they always run).
@@ -60,14 +62,21 @@ pub struct AttemptRunner {
     pub pools: crate::pools::PoolAccess,
 }
 
-/// An attempt whose `AttemptStarted` is applied, waiting in its tenant's queue for an executor slot.
+/// An attempt whose `AttemptStarted` is applied, waiting in its tenant's queue for an executor slot (and
+/// the resource pools its task declares).
 struct QueuedAttempt {
     partition: u32,
     key: AttemptKey,
     request: AttemptRequest,
     overwrite_cache: bool,
     queued_at: std::time::Instant,
+    /// `AttemptWaiting` was appended for it: its start is announced with `AttemptDispatched`.
+    announced: bool,
 }
+
+/// How often tenants blocked on a full resource pool try again: tokens freed by other replicas or by an
+/// expired lease are not announced to this one.
+const POOL_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How this propeller shares its executor slots between tenants.
 pub struct Fairness {
@@ -129,6 +138,10 @@ pub struct Engine {
     /// Attempts waiting for a slot, per tenant (weighted deficit round robin).
     dispatcher: Dispatcher<QueuedAttempt>,
     queued: HashSet<AttemptKey>,
+    /// Attempts queued since the last pump, in queue order: those it cannot start are announced waiting.
+    newly_queued: Vec<(u32, AttemptKey)>,
+    /// Something may start: pump once the current event is handled.
+    pump_wanted: bool,
 }
 
 impl Engine {
@@ -156,12 +169,19 @@ impl Engine {
             in_flight: FuturesOrdered::new(),
             dispatcher: Dispatcher::new(capacity),
             queued: HashSet::new(),
+            newly_queued: Vec::new(),
+            pump_wanted: false,
         };
         info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
         let mut reader: Option<Box<dyn RecordStream>> = None;
         let mut lag_tick = tokio::time::interval(std::time::Duration::from_secs(5));
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pool_retry_tick = tokio::time::interval(POOL_RETRY);
+        pool_retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if engine.pump_wanted {
+                engine.pump().await;
+            }
             let next_records = async {
                 match reader.as_mut() {
                     Some(reader) => reader.next_batch(READ_BATCH).await,
@@ -191,10 +211,15 @@ impl Engine {
                 }
                 Some(finished) = finished_rx.recv() => engine.on_attempt_finished(finished),
                 _ = lag_tick.tick() => engine.publish_lag(),
+                _ = pool_retry_tick.tick() => {
+                    if engine.dispatcher.retry_blocked() {
+                        engine.pump_wanted = true;
+                    }
+                }
                 Some((tenant, policy)) = quotas.recv() => {
                     info!(%tenant, weight = policy.weight, max_running = ?policy.max_running, "tenant quota applied");
                     engine.dispatcher.set_policy(&tenant, policy);
-                    engine.pump();
+                    engine.pump_wanted = true;
                 }
             }
         }
@@ -610,6 +635,7 @@ impl Engine {
         if !self.queued.insert(key.clone()) {
             return;
         }
+        self.newly_queued.push((partition, key.clone()));
         self.dispatcher.push(
             &tenant_of(execution),
             QueuedAttempt {
@@ -618,10 +644,11 @@ impl Engine {
                 request,
                 overwrite_cache,
                 queued_at: std::time::Instant::now(),
+                announced: false,
             },
         );
         self.publish_tenant_gauges(&tenant_of(execution));
-        self.pump();
+        self.pump_wanted = true;
     }
 
     fn publish_tenant_gauges(&self, tenant: &Tenant) {
@@ -633,9 +660,34 @@ impl Engine {
         );
     }
 
-    /// Starts queued attempts while the dispatcher has slots for them, in its fair order.
-    fn pump(&mut self) {
-        while self.dispatcher.peek().is_some() {
+    /// Starts queued attempts while the dispatcher has slots for them, in its fair order, taking the
+    /// resource pools each declares first (a tenant whose next attempt finds its pool full is passed over
+    /// until tokens free up, holding no slot). Then announces the attempts that could not start.
+    async fn pump(&mut self) {
+        self.pump_wanted = false;
+        while let Some(candidate) = self.dispatcher.peek() {
+            let queued = candidate.item;
+            let wanted = queued
+                .request
+                .task
+                .resources
+                .as_ref()
+                .map(|resources| resources.pools.clone())
+                .unwrap_or_default();
+            let mut tokens = None;
+            if !wanted.is_empty() {
+                let holder = format!(
+                    "{}/{}/{}",
+                    queued.key.execution, queued.request.node_id, queued.key.attempt
+                );
+                match self.runner.pools.try_acquire(&holder, &wanted).await {
+                    Ok(held) => tokens = Some(held),
+                    Err(pool) => {
+                        self.dispatcher.blocked(&pool);
+                        continue;
+                    }
+                }
+            }
             let Some((tenant, queued)) = self.dispatcher.start() else {
                 break;
             };
@@ -645,12 +697,69 @@ impl Engine {
                 queued.queued_at.elapsed().as_secs_f64(),
             );
             self.publish_tenant_gauges(&tenant);
-            self.spawn_attempt(queued);
+            if queued.announced {
+                let event = ExecutionEvent::AttemptDispatched {
+                    execution: queued.key.execution.clone(),
+                    node: queued.key.node,
+                    attempt: queued.key.attempt,
+                    at: now_millis(),
+                };
+                self.append_decisions(queued.partition, &queued.key.execution.clone(), vec![event]);
+            }
+            self.spawn_attempt(queued, tokens);
         }
+        self.announce_waiting();
         metrics::ATTEMPTS_QUEUED.set(&[], self.queued.len() as f64);
     }
 
-    fn spawn_attempt(&mut self, queued: QueuedAttempt) {
+    /// Appends `AttemptWaiting` for each attempt queued since the last pump that is still queued: the
+    /// limit its tenant waits for and its place in the tenant's queue (new attempts are at the back).
+    fn announce_waiting(&mut self) {
+        let still_queued: Vec<(u32, AttemptKey)> = std::mem::take(&mut self.newly_queued)
+            .into_iter()
+            .filter(|(_, key)| self.queued.contains(key))
+            .collect();
+        if still_queued.is_empty() {
+            return;
+        }
+        let mut new_per_tenant: HashMap<Tenant, usize> = HashMap::new();
+        for (_, key) in &still_queued {
+            *new_per_tenant.entry(tenant_of(&key.execution)).or_default() += 1;
+        }
+        let mut seen_per_tenant: HashMap<Tenant, usize> = HashMap::new();
+        let mut announced = HashSet::new();
+        let mut events = Vec::new();
+        for (partition, key) in still_queued {
+            let tenant = tenant_of(&key.execution);
+            let queue_length = self.dispatcher.queued(&tenant);
+            let seen = seen_per_tenant.entry(tenant.clone()).or_default();
+            let position = queue_length - new_per_tenant[&tenant] + *seen + 1;
+            *seen += 1;
+            let Some(limit) = self.dispatcher.wait_reason(&tenant) else {
+                continue;
+            };
+            let reason = format!("{limit}; position {position} of {queue_length} in {tenant}'s queue");
+            announced.insert(key.clone());
+            events.push((partition, key, reason));
+        }
+        self.dispatcher.for_each_queued_mut(|queued| {
+            if announced.contains(&queued.key) {
+                queued.announced = true;
+            }
+        });
+        for (partition, key, reason) in events {
+            let event = ExecutionEvent::AttemptWaiting {
+                execution: key.execution.clone(),
+                node: key.node,
+                attempt: key.attempt,
+                reason,
+                at: now_millis(),
+            };
+            self.append_decisions(partition, &key.execution, vec![event]);
+        }
+    }
+
+    fn spawn_attempt(&mut self, queued: QueuedAttempt, tokens: Option<crate::pools::HeldTokens>) {
         let QueuedAttempt {
             partition,
             key,
@@ -665,33 +774,6 @@ impl Engine {
         let runner = self.runner.clone();
         let finished_tx = self.finished_tx.clone();
         tokio::spawn(async move {
-            let wanted = request
-                .task
-                .resources
-                .as_ref()
-                .map(|resources| resources.pools.clone())
-                .unwrap_or_default();
-            let holder = format!("{}/{}/{}", key.execution, request.node_id, key.attempt);
-            let tokens = if wanted.is_empty() {
-                None
-            } else {
-                match runner.pools.acquire(&holder, &wanted, &cancel).await {
-                    Some(tokens) => Some(tokens),
-                    None => {
-                        let memoized = MemoizedAttempt {
-                            outcome: AttemptOutcome::Cancelled,
-                            cache: None,
-                            finished_at: now_millis(),
-                        };
-                        let _ = finished_tx.send(AttemptFinished {
-                            partition,
-                            key,
-                            memoized,
-                        });
-                        return;
-                    }
-                }
-            };
             let memoized = memo::run_attempt(
                 runner.executors,
                 runner.catalog,
@@ -701,6 +783,7 @@ impl Engine {
                 cancel,
             )
             .await;
+            let released_pools = tokens.is_some();
             if let Some(tokens) = tokens {
                 tokens.release().await;
             }
@@ -708,6 +791,7 @@ impl Engine {
                 partition,
                 key,
                 memoized,
+                released_pools,
             });
         });
     }
@@ -749,9 +833,12 @@ impl Engine {
         // Its slot is free: the dispatcher picks who runs next.
         let tenant = tenant_of(&finished.key.execution);
         self.dispatcher.finished(&tenant);
+        if finished.released_pools {
+            self.dispatcher.retry_blocked();
+        }
         self.publish_tenant_gauges(&tenant);
         self.record_attempt_finished(finished);
-        self.pump();
+        self.pump_wanted = true;
     }
 
     fn record_attempt_finished(&mut self, finished: AttemptFinished) {

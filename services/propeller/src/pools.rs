@@ -1,7 +1,8 @@
-//! Holding resource-pool tokens around an attempt: the attempt waits until it holds every pool it declares
-//! (taken in name order, so two attempts never wait on each other), renews its leases while it runs, and
-//! gives the tokens back when it ends. Tokens live in Redis when replicas share them; a killed propeller's
-//! tokens return when their lease runs out.
+//! Holding resource-pool tokens around an attempt: before the dispatcher starts an attempt it takes every
+//! pool the task declares in one try (in name order, all or none, so two attempts never hold parts of what
+//! the other needs), the attempt renews its leases while it runs and gives the tokens back when it ends.
+//! An attempt whose pool is full waits in its tenant's queue without holding an executor slot. Tokens live
+//! in Redis when replicas share them; a killed propeller's tokens return when their lease runs out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -28,58 +29,47 @@ pub struct HeldTokens {
 }
 
 impl PoolAccess {
-    /// Waits until `holder` holds every pool in `wanted`, or `cancel` fires (then nothing is held).
-    pub async fn acquire(
+    /// Takes every pool in `wanted` for `holder` in one try, or none: `Err` names the first pool without
+    /// enough free tokens (or not defined on this replica yet, or unreachable).
+    pub async fn try_acquire(
         &self,
         holder: &str,
         wanted: &BTreeMap<String, u32>,
-        cancel: &CancellationToken,
-    ) -> Option<HeldTokens> {
+    ) -> Result<HeldTokens, String> {
         let mut held: Vec<String> = Vec::new();
         for (pool, amount) in wanted {
-            let mut wait = Duration::from_millis(50);
-            loop {
-                let limit = self
-                    .limits
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(pool)
-                    .copied();
-                let granted = match limit {
-                    Some(limit) => self
-                        .pools
-                        .acquire(pool, limit, *amount, holder, self.lease)
-                        .await
-                        .unwrap_or_else(|error| {
-                            warn!(%pool, %error, "resource pool unreachable; waiting");
-                            false
-                        }),
-                    // Not defined (yet, on this replica): wait for the registry to tell its limit.
-                    None => false,
-                };
-                if granted {
-                    held.push(pool.clone());
-                    break;
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => {
-                        self.release_all(holder, &held).await;
-                        return None;
-                    }
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_millis(500));
+            let limit = self
+                .limits
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(pool)
+                .copied();
+            let granted = match limit {
+                Some(limit) => self
+                    .pools
+                    .acquire(pool, limit, *amount, holder, self.lease)
+                    .await
+                    .unwrap_or_else(|error| {
+                        warn!(%pool, %error, "resource pool unreachable; the attempt waits");
+                        false
+                    }),
+                // Not defined (yet, on this replica): wait for the registry to tell its limit.
+                None => false,
+            };
+            if !granted {
+                self.release_all(holder, &held).await;
+                return Err(pool.clone());
             }
+            held.push(pool.clone());
         }
-        let renewal = CancellationToken::new();
         let tokens = HeldTokens {
             access: self.clone(),
             holder: holder.to_string(),
             pools: held,
-            renewal: renewal.clone(),
+            renewal: CancellationToken::new(),
         };
         tokens.keep_renewing(wanted.clone());
-        Some(tokens)
+        Ok(tokens)
     }
 
     async fn release_all(&self, holder: &str, pools: &[String]) {

@@ -504,6 +504,7 @@ impl AdminService for AdminApi {
                         started_at_millis: node.started_at.unwrap_or(0),
                         finished_at_millis: node.finished_at.unwrap_or(0),
                         cache_status: String::new(),
+                        wait_reason: node.wait_reason,
                     })
                     .collect();
                 execution.attempts = self
