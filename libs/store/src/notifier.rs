@@ -196,7 +196,8 @@ pub async fn apply_execution_event(
                     let inserted = sqlx::query(
                         "INSERT INTO notifier_deliveries (delivery_id, project, domain, execution, event_id, \
                          rule_name, recipient, rule_json, context_json, state, attempts, next_attempt_at, \
-                         last_error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, '', $10) \
+                         last_error, created_at, traceparent) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, '', $10, $11) \
                          ON CONFLICT DO NOTHING",
                     )
                     .bind(delivery_id(&event_id, rule_name, &recipient))
@@ -209,6 +210,7 @@ pub async fn apply_execution_event(
                     .bind(to_json(rule))
                     .bind(to_json(&context))
                     .bind(*at)
+                    .bind(logged.traceparent)
                     .execute(&mut *conn)
                     .await?;
                     created += inserted.rows_affected() as usize;
@@ -230,13 +232,15 @@ pub struct PendingDelivery {
     pub context: MessageContext,
     /// Attempts made so far.
     pub attempts: u32,
+    /// The trace context of the execution it reports on.
+    pub traceparent: String,
 }
 
 /// Deliveries due at `now`, oldest first.
 pub async fn due_deliveries(pool: &AnyPool, now: i64, limit: usize) -> Result<Vec<PendingDelivery>> {
     let rows = sqlx::query(
-        "SELECT delivery_id, project, domain, execution, recipient, rule_json, context_json, attempts \
-         FROM notifier_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+        "SELECT delivery_id, project, domain, execution, recipient, rule_json, context_json, attempts, \
+         traceparent FROM notifier_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
          ORDER BY next_attempt_at, delivery_id LIMIT $2",
     )
     .bind(now)
@@ -256,6 +260,7 @@ pub async fn due_deliveries(pool: &AnyPool, now: i64, limit: usize) -> Result<Ve
                 rule: from_json("notifier_deliveries", &row.try_get::<String, _>(5)?)?,
                 context: from_json("notifier_deliveries", &row.try_get::<String, _>(6)?)?,
                 attempts: row.try_get::<i64, _>(7)? as u32,
+                traceparent: row.try_get(8)?,
             })
         })
         .collect()

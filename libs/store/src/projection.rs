@@ -285,6 +285,8 @@ pub struct LoggedEvent<'a> {
     pub seq: u64,
     pub writer_epoch: u64,
     pub occurred_at: i64,
+    /// The trace context the event was written in (empty when none).
+    pub traceparent: &'a str,
     pub event: &'a ExecutionEvent,
 }
 
@@ -302,6 +304,7 @@ impl<'a> LoggedEvent<'a> {
             seq: envelope.seq,
             writer_epoch: envelope.writer_epoch,
             occurred_at: envelope.occurred_at,
+            traceparent: &envelope.traceparent,
             event,
         }
     }

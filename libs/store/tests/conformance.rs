@@ -208,6 +208,7 @@ async fn project_all(store: &Store) -> Vec<AppliedEvent> {
             seq: *seq,
             writer_epoch: *writer_epoch,
             occurred_at: event.occurred_at(),
+            traceparent: "",
             event,
         };
         verdicts.push(apply_execution_event(&mut tx, &mut epoch, &logged).await.unwrap());

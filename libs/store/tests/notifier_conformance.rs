@@ -109,6 +109,7 @@ async fn apply(store: &Store, epoch: &mut u64, offset: u64, event: &ExecutionEve
         seq: 1,
         writer_epoch: 0,
         occurred_at: event.occurred_at(),
+        traceparent: "",
         event,
     };
     let mut connection = store.pool().acquire().await.unwrap();

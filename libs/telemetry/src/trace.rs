@@ -84,7 +84,12 @@ pub struct Span {
 impl Span {
     /// Starts `name` as a child of `parent` (a traceparent; empty: a new trace). `server`: the span serves
     /// a request (an API call); otherwise it is internal work.
-    pub fn start(name: &'static str, parent: &str, server: bool, attributes: Vec<KeyValue>) -> Span {
+    pub fn start(
+        name: &'static str,
+        parent: &str,
+        server: bool,
+        attributes: &[(&'static str, String)],
+    ) -> Span {
         let Some(exporting) = EXPORTING.get() else {
             // Not exporting: pass the context on unchanged, so a service that does export still joins it.
             return Span {
@@ -101,7 +106,11 @@ impl Span {
             .tracer
             .span_builder(name)
             .with_kind(kind)
-            .with_attributes(attributes)
+            .with_attributes(
+                attributes
+                    .iter()
+                    .map(|(key, value)| KeyValue::new(*key, value.clone())),
+            )
             .start_with_context(&exporting.tracer, &parent_context(parent));
         let context = span.span_context();
         let traceparent = format!(
@@ -169,7 +178,7 @@ mod tests {
     #[test]
     fn without_an_exporter_the_context_passes_through() {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let span = Span::start("work", parent, false, Vec::new());
+        let span = Span::start("work", parent, false, &[]);
         assert_eq!(span.traceparent(), parent);
     }
 

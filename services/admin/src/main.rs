@@ -53,5 +53,8 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1))),
             });
     options.redis_url = args.redis_url;
-    aloft_admin::run(options, store, log, listener, shutdown).await
+    let result = aloft_admin::run(options, store, log, listener, shutdown).await;
+    // Spans still buffered go out before the process ends.
+    aloft_telemetry::trace::flush();
+    result
 }

@@ -136,12 +136,19 @@ fn lineage_to_wire(lineage: Lineage) -> wire::GetLineageResponse {
     }
 }
 
+/// The span of a call made for a task attempt: a child of the attempt's span in the execution's trace.
+fn call_span<T>(name: &'static str, request: &Request<T>) -> aloft_telemetry::trace::Span {
+    let parent = aloft_telemetry::trace::from_grpc(request.metadata());
+    aloft_telemetry::trace::Span::start(name, &parent, true, &[])
+}
+
 #[tonic::async_trait]
 impl CatalogService for CatalogApi {
     async fn get_or_reserve(
         &self,
         request: Request<wire::GetOrReserveRequest>,
     ) -> Result<Response<wire::GetOrReserveResponse>, Status> {
+        let _span = call_span("catalog.GetOrReserve", &request);
         let request = request.into_inner();
         require_key(&request.key).map_err(Status::invalid_argument)?;
         let reserve = if request.reserve {
@@ -184,6 +191,7 @@ impl CatalogService for CatalogApi {
     }
 
     async fn put(&self, request: Request<wire::PutRequest>) -> Result<Response<wire::PutResponse>, Status> {
+        let _span = call_span("catalog.Put", &request);
         let request = request.into_inner();
         let entry = entry_from_wire(
             request
@@ -211,6 +219,7 @@ impl CatalogService for CatalogApi {
         &self,
         request: Request<wire::ReleaseReservationRequest>,
     ) -> Result<Response<wire::ReleaseReservationResponse>, Status> {
+        let _span = call_span("catalog.ReleaseReservation", &request);
         let request = request.into_inner();
         require_key(&request.key).map_err(Status::invalid_argument)?;
         require("owner", &request.owner).map_err(Status::invalid_argument)?;

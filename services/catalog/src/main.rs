@@ -30,5 +30,8 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?;
     let mut options = aloft_catalog::CatalogOptions::new(args.backend.topics());
     options.ops_listen = args.ops_listen;
-    aloft_catalog::run(options, store, log, listener, shutdown).await
+    let result = aloft_catalog::run(options, store, log, listener, shutdown).await;
+    // Spans still buffered go out before the process ends.
+    aloft_telemetry::trace::flush();
+    result
 }

@@ -61,5 +61,8 @@ async fn main() -> anyhow::Result<()> {
         smtp_per_second: args.smtp_per_second,
         webhook_per_second: args.webhook_per_second,
     };
-    aloft_notifier::run(options, store, log, shutdown).await
+    let result = aloft_notifier::run(options, store, log, shutdown).await;
+    // Spans still buffered go out before the process ends.
+    aloft_telemetry::trace::flush();
+    result
 }

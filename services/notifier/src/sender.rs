@@ -204,8 +204,25 @@ async fn attempt(
 ) {
     limiters.wait(&destination(&delivery)).await;
     let channel = Channels::channel_name(&delivery);
+    let mut span = aloft_telemetry::trace::Span::start(
+        "notifier.deliver",
+        &delivery.traceparent,
+        false,
+        &[
+            ("aloft.execution", delivery.execution.to_string()),
+            ("aloft.channel", channel.to_string()),
+            ("aloft.attempt", (delivery.attempts + 1).to_string()),
+        ],
+    );
     let send_started = std::time::Instant::now();
     let outcome = channels.send(&delivery).await;
+    match &outcome {
+        SendOutcome::Delivered => {}
+        SendOutcome::Permanent(reason)
+        | SendOutcome::Transient(reason)
+        | SendOutcome::TransientAfter(reason, _) => span.fail(reason),
+    }
+    drop(span);
     let send_millis = send_started.elapsed().as_millis();
     let number = delivery.attempts + 1;
     let at = now_millis();

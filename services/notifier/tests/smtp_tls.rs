@@ -65,6 +65,7 @@ fn delivery(port: u16, tls: SmtpTls, ca_file: Option<String>) -> PendingDelivery
             name: "run-1".into(),
         },
         recipient: "email:team@example.com".into(),
+        traceparent: String::new(),
         rule,
         context: MessageContext {
             project: "p".into(),

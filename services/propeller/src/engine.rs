@@ -30,6 +30,7 @@ use tracing::{debug, error, info, warn};
 use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
 use crate::memo::{self, Catalog, MemoOptions, MemoizedAttempt};
 use crate::metrics;
+use aloft_telemetry::trace::Span;
 
 const READ_BATCH: usize = 1000;
 
@@ -124,6 +125,9 @@ struct PartitionRuntime {
     active: bool,
     /// Highest seq appended per execution and not applied yet: decide again only once it is.
     pending: HashMap<ExecutionId, u64>,
+    /// Each live execution's trace context (from its request's envelope): decisions and attempt spans
+    /// join the execution's trace.
+    traces: HashMap<ExecutionId, String>,
 }
 
 pub struct Engine {
@@ -416,6 +420,13 @@ impl Engine {
         let Payload::Execution(event) = &envelope.payload else {
             return AfterEvent::Nothing;
         };
+        if let ExecutionEvent::ExecutionRequested { execution, .. } = event {
+            if !envelope.traceparent.is_empty() {
+                runtime
+                    .traces
+                    .insert(execution.clone(), envelope.traceparent.clone());
+            }
+        }
         let meta = EventMeta {
             seq: envelope.seq,
             writer_epoch: envelope.writer_epoch,
@@ -482,6 +493,9 @@ impl Engine {
             _ => None,
         };
         let finished = matches!(event, ExecutionEvent::ExecutionFinished { .. });
+        if finished {
+            runtime.traces.remove(&execution);
+        }
         AfterEvent::Decide {
             execution,
             start_attempt,
@@ -561,6 +575,7 @@ impl Engine {
             .unwrap_or(0)
             .max(state.last_seq);
         let epoch = runtime.fold.epoch;
+        let traceparent = runtime.traces.get(execution).cloned().unwrap_or_default();
         let stream = execution.stream();
         let key = execution.partition_key();
         let mut records = Vec::with_capacity(events.len());
@@ -572,7 +587,7 @@ impl Engine {
                 seq,
                 writer_epoch: epoch,
                 occurred_at: event.occurred_at(),
-                traceparent: String::new(),
+                traceparent: traceparent.clone(),
                 payload: Payload::Execution(event),
             };
             records.push((key.clone(), envelope.encode()));
@@ -773,16 +788,38 @@ impl Engine {
         metrics::ATTEMPTS_STARTED.increment(&[], 1.0);
         let runner = self.runner.clone();
         let finished_tx = self.finished_tx.clone();
+        let parent = self
+            .partitions
+            .get(&partition)
+            .and_then(|runtime| runtime.traces.get(&key.execution))
+            .cloned()
+            .unwrap_or_default();
+        let mut span = Span::start(
+            "propeller.attempt",
+            &parent,
+            false,
+            &[
+                ("aloft.execution", key.execution.to_string()),
+                ("aloft.node", request.node_id.clone()),
+                ("aloft.attempt", key.attempt.to_string()),
+                ("aloft.task", request.task.name.clone()),
+            ],
+        );
         tokio::spawn(async move {
-            let memoized = memo::run_attempt(
-                runner.executors,
-                runner.catalog,
-                runner.memo,
-                request,
-                overwrite_cache,
-                cancel,
-            )
-            .await;
+            let memoized = span
+                .scope(memo::run_attempt(
+                    runner.executors,
+                    runner.catalog,
+                    runner.memo,
+                    request,
+                    overwrite_cache,
+                    cancel,
+                ))
+                .await;
+            if let AttemptOutcome::Failed { message, .. } = &memoized.outcome {
+                span.fail(message);
+            }
+            drop(span);
             let released_pools = tokens.is_some();
             if let Some(tokens) = tokens {
                 tokens.release().await;

@@ -76,5 +76,8 @@ async fn main() -> anyhow::Result<()> {
         },
         pool_lease: std::time::Duration::from_millis(args.pool_lease_ms),
     };
-    aloft_propeller::run(options, log, shutdown).await
+    let result = aloft_propeller::run(options, log, shutdown).await;
+    // Spans still buffered go out before the process ends.
+    aloft_telemetry::trace::flush();
+    result
 }

@@ -293,6 +293,13 @@ fn execution_from_wire(id: Option<wire::ExecutionIdentifier>) -> ExecutionId {
     }
 }
 
+/// A catalog call carrying the trace context of the attempt it serves.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    aloft_telemetry::trace::to_grpc(request.metadata_mut());
+    request
+}
+
 impl Catalog for GrpcCatalog {
     fn get_or_reserve(
         &self,
@@ -300,12 +307,12 @@ impl Catalog for GrpcCatalog {
         reserve: Option<(&str, Duration)>,
     ) -> BoxFuture<'static, Result<Lookup, String>> {
         let mut client = self.client.clone();
-        let request = wire::GetOrReserveRequest {
+        let request = traced(wire::GetOrReserveRequest {
             key: key.to_string(),
             reserve: reserve.is_some(),
             owner: reserve.map(|(owner, _)| owner.to_string()).unwrap_or_default(),
             reservation_ttl_millis: reserve.map(|(_, ttl)| ttl.as_millis() as i64).unwrap_or(0),
-        };
+        });
         async move {
             let response = client
                 .get_or_reserve(request)
@@ -339,7 +346,7 @@ impl Catalog for GrpcCatalog {
     fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), String>> {
         let mut client = self.client.clone();
         let execution = &entry.produced_by.execution;
-        let request = wire::PutRequest {
+        let request = traced(wire::PutRequest {
             entry: Some(wire::CacheEntry {
                 key: entry.key.clone(),
                 project: execution.project.clone(),
@@ -358,7 +365,7 @@ impl Catalog for GrpcCatalog {
                 created_at_millis: entry.at,
             }),
             overwrite,
-        };
+        });
         async move {
             client
                 .put(request)
@@ -371,10 +378,10 @@ impl Catalog for GrpcCatalog {
 
     fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), String>> {
         let mut client = self.client.clone();
-        let request = wire::ReleaseReservationRequest {
+        let request = traced(wire::ReleaseReservationRequest {
             key: key.to_string(),
             owner: owner.to_string(),
-        };
+        });
         async move {
             client
                 .release_reservation(request)

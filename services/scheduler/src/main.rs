@@ -55,5 +55,8 @@ async fn main() -> anyhow::Result<()> {
         });
         aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
     }
-    scheduler.run(shutdown).await
+    let result = scheduler.run(shutdown).await;
+    // Spans still buffered go out before the process ends.
+    aloft_telemetry::trace::flush();
+    result
 }

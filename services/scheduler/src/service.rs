@@ -380,11 +380,22 @@ impl Scheduler {
                     recovery: None,
                 };
                 let key = execution.partition_key();
-                let envelope = Envelope::unsequenced(
+                let mut envelope = Envelope::unsequenced(
                     format!("request/{key}/{request_id}"),
                     now.timestamp_millis(),
                     Payload::Execution(event),
                 );
+                // A fired execution's trace starts here (there is no API call).
+                let span = aloft_telemetry::trace::Span::start(
+                    "scheduler.fire",
+                    "",
+                    false,
+                    &[
+                        ("aloft.launch_plan", plan_entry.id.to_string()),
+                        ("aloft.execution", execution.to_string()),
+                    ],
+                );
+                envelope.traceparent = span.traceparent().to_string();
                 requests.push((partition_for_key(&key, partitions), key, envelope.encode()));
                 fires.push((plan_entry.id.clone(), scheduled_at.timestamp_millis(), execution));
             }

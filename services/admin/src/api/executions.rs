@@ -12,6 +12,8 @@ pub(super) struct LaunchOptions {
     pub notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
     /// The nodes taken over from a failed execution this one recovers.
     pub recovery: Option<aloft_core::events::Recovery>,
+    /// The span of the API call that launches it: the execution's trace continues from it.
+    pub traceparent: String,
 }
 
 /// The parts of an earlier execution's request that a relaunch or a recovery repeats.
@@ -71,11 +73,12 @@ impl AdminApi {
             notifications: options.notifications,
             recovery: options.recovery,
         };
-        let envelope = Envelope::unsequenced(
+        let mut envelope = Envelope::unsequenced(
             format!("request/{}/{request_id}", id.partition_key()),
             event.occurred_at(),
             Payload::Execution(event),
         );
+        envelope.traceparent = options.traceparent;
         let position = self
             .append(&self.topics.executions, &id.partition_key(), envelope)
             .await?;
@@ -127,6 +130,7 @@ impl AdminApi {
     pub(super) async fn relaunch(
         &self,
         request: wire::RelaunchExecutionRequest,
+        traceparent: String,
     ) -> ApiResult<wire::CreateExecutionResponse> {
         let source = execution_id_from_wire(request.id.as_ref())?;
         let SourceRequest {
@@ -154,6 +158,7 @@ impl AdminApi {
             overwrite_cache: false,
             notifications,
             recovery: None,
+            traceparent,
         };
         self.request_execution(id, workflow, inputs, launch_plan, options)
             .await
@@ -164,6 +169,7 @@ impl AdminApi {
     pub(super) async fn recover(
         &self,
         request: wire::RecoverExecutionRequest,
+        traceparent: String,
     ) -> ApiResult<wire::CreateExecutionResponse> {
         let source = execution_id_from_wire(request.id.as_ref())?;
         self.check_rate_limit(&source.project, &source.domain).await?;
@@ -206,6 +212,7 @@ impl AdminApi {
             overwrite_cache: false,
             notifications,
             recovery: Some(aloft_core::events::Recovery { from: source, nodes }),
+            traceparent,
         };
         self.request_execution(id, workflow, inputs, launch_plan, options)
             .await

@@ -17,6 +17,7 @@ use aloft_eventlog::{Envelope, EventLog, Payload, Position, Topics};
 use aloft_proto::v1 as wire;
 use aloft_proto::v1::admin_service_server::AdminService;
 use aloft_store::Store;
+use aloft_telemetry::trace::{self, Span};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -438,42 +439,51 @@ impl AdminService for AdminApi {
         &self,
         request: Request<wire::CreateExecutionRequest>,
     ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
+        let span = launch_span("admin.CreateExecution", &request);
+        let traceparent = span.traceparent().to_string();
         let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                self.require_domain(&request.project, &request.domain).await?;
-                let id = self
-                    .new_execution_id(&request.project, &request.domain, &request.name)
-                    .await?;
-                let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
-                let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
-                let notifications = notifications::execution_override(&request)?;
-                let options = executions::LaunchOptions {
-                    overwrite_cache: request.overwrite_cache,
-                    notifications,
-                    recovery: None,
-                };
-                self.request_execution(id, workflow, inputs, launch_plan, options)
-                    .await
-            }
-            .await,
-        )
+        let result = async {
+            self.check_rate_limit(&request.project, &request.domain).await?;
+            self.require_domain(&request.project, &request.domain).await?;
+            let id = self
+                .new_execution_id(&request.project, &request.domain, &request.name)
+                .await?;
+            let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
+            let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
+            let notifications = notifications::execution_override(&request)?;
+            let options = executions::LaunchOptions {
+                overwrite_cache: request.overwrite_cache,
+                notifications,
+                recovery: None,
+                traceparent,
+            };
+            self.request_execution(id, workflow, inputs, launch_plan, options)
+                .await
+        }
+        .await;
+        traced_status(span, result)
     }
 
     async fn relaunch_execution(
         &self,
         request: Request<wire::RelaunchExecutionRequest>,
     ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
-        let request = request.into_inner();
-        into_status(self.relaunch(request).await)
+        let span = launch_span("admin.RelaunchExecution", &request);
+        let result = self
+            .relaunch(request.into_inner(), span.traceparent().to_string())
+            .await;
+        traced_status(span, result)
     }
 
     async fn recover_execution(
         &self,
         request: Request<wire::RecoverExecutionRequest>,
     ) -> Result<Response<wire::CreateExecutionResponse>, Status> {
-        into_status(self.recover(request.into_inner()).await)
+        let span = launch_span("admin.RecoverExecution", &request);
+        let result = self
+            .recover(request.into_inner(), span.traceparent().to_string())
+            .await;
+        traced_status(span, result)
     }
 
     async fn get_execution(
@@ -694,4 +704,20 @@ impl AdminService for AdminApi {
             .await,
         )
     }
+}
+
+/// The span of an API call that launches an execution: the root of the execution's trace, or a child of
+/// the caller's span when the call carries a `traceparent`.
+fn launch_span<T>(name: &'static str, request: &Request<T>) -> Span {
+    Span::start(name, &trace::from_grpc(request.metadata()), true, &[])
+}
+
+/// Ends the call's span (failed when the call failed) and answers it.
+#[allow(clippy::result_large_err)] // the RPC's own error type, as `into_status`
+fn traced_status<T>(mut span: Span, result: ApiResult<T>) -> Result<Response<T>, Status> {
+    if let Err(error) = &result {
+        span.fail(&error.to_string());
+    }
+    drop(span);
+    into_status(result)
 }
