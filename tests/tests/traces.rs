@@ -1,7 +1,7 @@
 //! One trace per execution, exported over OTLP: admin, propeller and catalog run as processes with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at an OTLP/gRPC receiver in this test (the real protocol on
-//! loopback). The API call's span is the trace's root, the task attempt's span is its child, and the
-//! catalog's lookups and stores are children of the attempt.
+//! loopback). The API call's span is the trace's root; the propeller's lookup before the start and the task
+//! attempt are its children; the catalog's lookup is the lookup span's child and its store the attempt's.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -123,19 +123,19 @@ async fn run_double(client: &mut AdminClient, name: &str) -> wire::ExecutionIden
     id
 }
 
-/// The spans of `execution`'s trace once the attempt's span and `catalog_spans` catalog spans arrived.
+/// The spans of `execution`'s trace once its root and `catalog_spans` catalog spans arrived.
 async fn trace_of(receiver: &Receiver, execution: &str, catalog_spans: usize) -> Vec<ReceivedSpan> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let spans = receiver.spans.lock().unwrap().clone();
-        let attempt = spans.iter().find(|span| {
-            span.name == "propeller.attempt"
+        let propeller = spans.iter().find(|span| {
+            span.service == "aloft-propeller"
                 && span.attributes.get("aloft.execution").map(String::as_str) == Some(execution)
         });
-        if let Some(attempt) = attempt {
+        if let Some(propeller) = propeller {
             let trace: Vec<ReceivedSpan> = spans
                 .iter()
-                .filter(|span| span.trace_id == attempt.trace_id)
+                .filter(|span| span.trace_id == propeller.trace_id)
                 .cloned()
                 .collect();
             let catalog = trace
@@ -194,9 +194,22 @@ async fn one_execution_is_one_trace_across_admin_propeller_and_catalog() {
         "two executions, two traces"
     );
 
-    for (id, trace, catalog_calls) in [
-        (&first, &first_trace, vec!["catalog.GetOrReserve", "catalog.Put"]),
-        (&second, &second_trace, vec!["catalog.GetOrReserve"]),
+    // The first run: looked up (miss), then the attempt ran and stored its result. The second: looked up
+    // (hit) and succeeded in the same decision, with no attempt run.
+    for (id, trace, propeller_spans) in [
+        (
+            &first,
+            &first_trace,
+            vec![
+                ("propeller.attempt", "catalog.Put"),
+                ("propeller.cache_lookup", "catalog.GetOrReserve"),
+            ],
+        ),
+        (
+            &second,
+            &second_trace,
+            vec![("propeller.cache_lookup", "catalog.GetOrReserve")],
+        ),
     ] {
         let by_id: HashMap<&str, &ReceivedSpan> =
             trace.iter().map(|span| (span.span_id.as_str(), span)).collect();
@@ -219,33 +232,30 @@ async fn one_execution_is_one_trace_across_admin_propeller_and_catalog() {
                 span.name
             );
         }
-        let attempt = trace
-            .iter()
-            .find(|span| span.name == "propeller.attempt")
-            .unwrap();
-        assert_eq!(attempt.service, "aloft-propeller");
+        let mut children: Vec<(&str, &str)> = Vec::new();
+        for span in trace.iter().filter(|span| span.service == "aloft-propeller") {
+            assert_eq!(
+                span.parent_span_id, root.span_id,
+                "{}: {} is the API call's child",
+                id.name, span.name
+            );
+            assert_eq!(
+                span.attributes.get("aloft.task").map(String::as_str),
+                Some("double")
+            );
+            for child in trace.iter().filter(|child| child.parent_span_id == span.span_id) {
+                assert_eq!(child.service, "aloft-catalog", "{}: {}", id.name, child.name);
+                children.push((span.name.as_str(), child.name.as_str()));
+            }
+        }
+        children.sort();
+        assert_eq!(children, propeller_spans, "{}: {trace:#?}", id.name);
         assert_eq!(
-            attempt.parent_span_id, root.span_id,
-            "the attempt is the API call's child"
+            trace.len(),
+            1 + 2 * propeller_spans.len(),
+            "{}: only the root, the propeller's spans and their catalog calls: {trace:#?}",
+            id.name
         );
-        assert_eq!(
-            attempt.attributes.get("aloft.task").map(String::as_str),
-            Some("double")
-        );
-        let mut catalog: Vec<&str> = trace
-            .iter()
-            .filter(|span| span.service == "aloft-catalog")
-            .inspect(|span| {
-                assert_eq!(
-                    span.parent_span_id, attempt.span_id,
-                    "{}: {} is the attempt's child",
-                    id.name, span.name
-                )
-            })
-            .map(|span| span.name.as_str())
-            .collect();
-        catalog.sort();
-        assert_eq!(catalog, catalog_calls, "{}", id.name);
     }
     server.abort();
 }

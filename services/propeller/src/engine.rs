@@ -15,7 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use aloft_core::events::{ErrorKind, ExecutionEvent};
+use aloft_core::cache::{CacheOutcome, CacheStatus};
+use aloft_core::events::{ErrorKind, ExecutionEvent, Outputs};
 use aloft_core::state::{decide, AppliedEvent, EventMeta, PartitionFold};
 use aloft_core::ExecutionId;
 use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream};
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
-use crate::memo::{self, Catalog, MemoOptions, MemoizedAttempt};
+use crate::memo::{self, Catalog, MemoOptions, MemoizedAttempt, PriorLookup};
 use crate::metrics;
 use aloft_telemetry::trace::Span;
 
@@ -73,6 +74,25 @@ struct QueuedAttempt {
     queued_at: std::time::Instant,
     /// `AttemptWaiting` was appended for it: its start is announced with `AttemptDispatched`.
     announced: bool,
+    /// The cache lookup the engine already made for it.
+    prior: Option<PriorLookup>,
+}
+
+/// A cache lookup made before a cached node's `AttemptStarted` is decided (`memo::looked_up_before_start`).
+enum CacheLookup {
+    InFlight,
+    /// Decided together with its `AttemptStarted`; kept until that start is applied so it never runs.
+    Hit {
+        outputs: Outputs,
+        outcome: CacheOutcome,
+    },
+    /// The attempt runs, without asking again.
+    Prior(PriorLookup),
+}
+
+struct LookupDone {
+    key: AttemptKey,
+    lookup: CacheLookup,
 }
 
 /// How often tenants blocked on a full resource pool try again: tokens freed by other replicas or by an
@@ -146,6 +166,9 @@ pub struct Engine {
     newly_queued: Vec<(u32, AttemptKey)>,
     /// Something may start: pump once the current event is handled.
     pump_wanted: bool,
+    /// Lookups of cached nodes about to start, by the attempt they are for.
+    cache_lookups: HashMap<AttemptKey, CacheLookup>,
+    lookup_tx: mpsc::UnboundedSender<LookupDone>,
 }
 
 impl Engine {
@@ -161,6 +184,7 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let Fairness { capacity, mut quotas } = fairness;
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
+        let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel();
         let mut membership = log.join_group(&group, &topic, &member).await?;
         let mut engine = Engine {
             log,
@@ -175,6 +199,8 @@ impl Engine {
             queued: HashSet::new(),
             newly_queued: Vec::new(),
             pump_wanted: false,
+            cache_lookups: HashMap::new(),
+            lookup_tx,
         };
         info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
         let mut reader: Option<Box<dyn RecordStream>> = None;
@@ -214,6 +240,14 @@ impl Engine {
                     }
                 }
                 Some(finished) = finished_rx.recv() => engine.on_attempt_finished(finished),
+                Some(done) = lookup_rx.recv() => {
+                    // Lookups answered together are decided together (one append per execution).
+                    let mut answered = vec![done];
+                    while let Ok(more) = lookup_rx.try_recv() {
+                        answered.push(more);
+                    }
+                    engine.on_lookups_answered(answered);
+                }
                 _ = lag_tick.tick() => engine.publish_lag(),
                 _ = pool_retry_tick.tick() => {
                     if engine.dispatcher.retry_blocked() {
@@ -555,8 +589,141 @@ impl Engine {
             return;
         };
         let decisions = decide(state, now_millis());
+        let decisions = self.through_cache(partition, execution, decisions);
         if !decisions.is_empty() {
             self.append_decisions(partition, execution, decisions);
+        }
+    }
+
+    /// Holds back the start of each cached node (`memo::looked_up_before_start`) until the catalog has
+    /// answered: a hit is then decided as the start and the success together, with the stored outputs; a
+    /// miss or an unreachable catalog starts the attempt, which runs without asking again.
+    fn through_cache(
+        &mut self,
+        partition: u32,
+        execution: &ExecutionId,
+        decisions: Vec<ExecutionEvent>,
+    ) -> Vec<ExecutionEvent> {
+        let Some(catalog) = self.runner.catalog.clone() else {
+            return decisions;
+        };
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return decisions;
+        };
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return decisions;
+        };
+        let mut kept = Vec::with_capacity(decisions.len());
+        let mut to_look_up = Vec::new();
+        for event in decisions {
+            let ExecutionEvent::AttemptStarted {
+                node, attempt, at, ..
+            } = &event
+            else {
+                kept.push(event);
+                continue;
+            };
+            let (node, attempt, at) = (*node, *attempt, *at);
+            let task = &state.workflow.nodes[node].task;
+            if !memo::looked_up_before_start(task, state.overwrite_cache) {
+                kept.push(event);
+                continue;
+            }
+            let key = AttemptKey {
+                execution: execution.clone(),
+                node,
+                attempt,
+            };
+            match self.cache_lookups.get(&key) {
+                Some(CacheLookup::Hit { outputs, outcome }) => {
+                    let succeeded = ExecutionEvent::AttemptSucceeded {
+                        execution: execution.clone(),
+                        node,
+                        attempt,
+                        outputs: outputs.clone(),
+                        at,
+                        cache: Some(outcome.clone()),
+                    };
+                    kept.push(event);
+                    kept.push(succeeded);
+                }
+                Some(CacheLookup::Prior(_)) => kept.push(event),
+                Some(CacheLookup::InFlight) => {}
+                None => {
+                    // Inputs that do not resolve fail the attempt in `start_attempt`.
+                    let cache_key = state
+                        .node_inputs(node)
+                        .ok()
+                        .and_then(|inputs| memo::key_for(execution, task, &inputs));
+                    match cache_key {
+                        Some(cache_key) => to_look_up.push((key, cache_key, task.name.clone())),
+                        None => kept.push(event),
+                    }
+                }
+            }
+        }
+        let parent = runtime.traces.get(execution).cloned().unwrap_or_default();
+        for (key, cache_key, task) in to_look_up {
+            self.cache_lookups.insert(key.clone(), CacheLookup::InFlight);
+            let span = Span::start(
+                "propeller.cache_lookup",
+                &parent,
+                false,
+                &[
+                    ("aloft.execution", key.execution.to_string()),
+                    ("aloft.node", state.workflow.nodes[key.node].id.clone()),
+                    ("aloft.task", task),
+                ],
+            );
+            let (catalog, answered) = (Arc::clone(&catalog), self.lookup_tx.clone());
+            tokio::spawn(async move {
+                let answer = span
+                    .scope(async { catalog.get_or_reserve(&cache_key, None).await })
+                    .await;
+                drop(span);
+                let lookup = match answer {
+                    Ok(memo::Lookup::Hit { outputs, source }) => CacheLookup::Hit {
+                        outputs,
+                        outcome: CacheOutcome {
+                            key: cache_key,
+                            status: CacheStatus::Hit,
+                            source: Some(source),
+                        },
+                    },
+                    Ok(_) => CacheLookup::Prior(PriorLookup::Missed),
+                    Err(error) => CacheLookup::Prior(PriorLookup::Failed(error)),
+                };
+                let _ = answered.send(LookupDone { key, lookup });
+            });
+        }
+        kept
+    }
+
+    /// Records the catalog's answers and decides again for their executions.
+    fn on_lookups_answered(&mut self, answered: Vec<LookupDone>) {
+        let mut to_decide: Vec<ExecutionId> = Vec::new();
+        for LookupDone { key, lookup } in answered {
+            // Still wanted only while in flight (dropped when the execution ended or the partition moved).
+            let Some(entry @ CacheLookup::InFlight) = self.cache_lookups.get_mut(&key) else {
+                continue;
+            };
+            if matches!(lookup, CacheLookup::Hit { .. }) {
+                metrics::CACHE_LOOKUPS.increment(&[("result", "hit")], 1.0);
+            }
+            *entry = lookup;
+            if !to_decide.contains(&key.execution) {
+                to_decide.push(key.execution);
+            }
+        }
+        for execution in to_decide {
+            let partition = self
+                .partitions
+                .iter()
+                .find(|(_, runtime)| runtime.active && runtime.fold.executions.contains_key(&execution))
+                .map(|(partition, _)| *partition);
+            if let Some(partition) = partition {
+                self.decide_and_append(partition, &execution);
+            }
         }
     }
 
@@ -615,6 +782,12 @@ impl Engine {
         if self.running.contains_key(&key) {
             return;
         }
+        let prior = match self.cache_lookups.remove(&key) {
+            // Decided with its success in the same batch: nothing runs.
+            Some(CacheLookup::Hit { .. }) => return,
+            Some(CacheLookup::Prior(prior)) => Some(prior),
+            Some(CacheLookup::InFlight) | None => None,
+        };
         let Some(state) = self
             .partitions
             .get(&partition)
@@ -660,6 +833,7 @@ impl Engine {
                 overwrite_cache,
                 queued_at: std::time::Instant::now(),
                 announced: false,
+                prior,
             },
         );
         self.publish_tenant_gauges(&tenant_of(execution));
@@ -780,6 +954,7 @@ impl Engine {
             key,
             request,
             overwrite_cache,
+            prior,
             ..
         } = queued;
         debug!(execution = %key.execution, node = %request.node_id, attempt = key.attempt, "starting attempt");
@@ -813,6 +988,7 @@ impl Engine {
                     runner.memo,
                     request,
                     overwrite_cache,
+                    prior,
                     cancel,
                 ))
                 .await;
@@ -843,6 +1019,8 @@ impl Engine {
         let Some(runtime) = self.partitions.get(&partition) else {
             return;
         };
+        self.cache_lookups
+            .retain(|key, _| !runtime.fold.executions.contains_key(&key.execution));
         self.running.retain(|key, token| {
             let belongs = runtime.fold.executions.contains_key(&key.execution);
             if belongs {
@@ -853,6 +1031,7 @@ impl Engine {
     }
 
     fn cancel_attempts_of(&mut self, execution: &ExecutionId) {
+        self.cache_lookups.retain(|key, _| &key.execution != execution);
         for removed in self
             .dispatcher
             .remove_where(|queued| &queued.key.execution == execution)

@@ -1,5 +1,7 @@
 //! Memoization around one attempt: a cached task asks the catalog before it runs and stores its result
-//! after. A hit succeeds the attempt with the stored outputs and no run; with `serialize`, concurrent
+//! after. The engine asks for most cached tasks before it even decides to start them (see
+//! `looked_up_before_start`): a hit then succeeds the node in the same decision, and a miss is handed to the
+//! attempt as its `PriorLookup`. With `serialize`, concurrent
 //! attempts with one key run once (the reservation holder runs, the others wait for its result, and take
 //! over if its reservation expires). A catalog that cannot be reached degrades to running the task.
 
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use aloft_core::cache::{cache_key, CacheOutcome, CacheStatus, ProducedBy};
 use aloft_core::events::Outputs;
+use aloft_core::spec::TaskSpec;
 use aloft_core::ExecutionId;
 use aloft_proto::v1 as wire;
 use aloft_proto::v1::catalog_service_client::CatalogServiceClient;
@@ -89,13 +92,42 @@ fn finished(outcome: AttemptOutcome, cache: Option<CacheOutcome>) -> MemoizedAtt
     }
 }
 
-/// Runs one attempt, through the cache when its task is cached.
+/// What the engine's lookup before `AttemptStarted` found, for an attempt that must run (a hit never
+/// becomes an attempt that runs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PriorLookup {
+    Missed,
+    Failed(String),
+}
+
+/// Whether the engine looks a node's result up before deciding to start it, so that a hit is decided in
+/// one step (`AttemptStarted` and `AttemptSucceeded` together): cached tasks that are not serialized
+/// (a reservation is a write, which must follow its deciding event) and not overwritten.
+pub fn looked_up_before_start(task: &TaskSpec, overwrite_cache: bool) -> bool {
+    task.cache.as_ref().is_some_and(|config| !config.serialize) && !overwrite_cache
+}
+
+/// The cache key of running `task` with `inputs` for `execution` (`None`: the task is not cached).
+pub fn key_for(execution: &ExecutionId, task: &TaskSpec, inputs: &Outputs) -> Option<String> {
+    let config = task.cache.as_ref()?;
+    Some(cache_key(
+        &execution.project,
+        &execution.domain,
+        &task.name,
+        config,
+        &task.interface,
+        inputs,
+    ))
+}
+
+/// Runs one attempt, through the cache when its task is cached. `prior`: the lookup already made for it.
 pub async fn run_attempt(
     executors: Executors,
     catalog: Option<Arc<dyn Catalog>>,
     options: MemoOptions,
     request: AttemptRequest,
     overwrite_cache: bool,
+    mut prior: Option<PriorLookup>,
     cancel: CancellationToken,
 ) -> MemoizedAttempt {
     let Some(config) = request.task.cache.clone() else {
@@ -159,9 +191,13 @@ pub async fn run_attempt(
         .serialize
         .then_some((owner.as_str(), options.reservation_ttl));
     loop {
-        let lookup = tokio::select! {
-            _ = cancel.cancelled() => return finished(AttemptOutcome::Cancelled, None),
-            lookup = catalog.get_or_reserve(&key, reserve) => lookup,
+        let lookup = match prior.take() {
+            Some(PriorLookup::Missed) => Ok(Lookup::Miss),
+            Some(PriorLookup::Failed(error)) => Err(error),
+            None => tokio::select! {
+                _ = cancel.cancelled() => return finished(AttemptOutcome::Cancelled, None),
+                lookup = catalog.get_or_reserve(&key, reserve) => lookup,
+            },
         };
         match lookup {
             Ok(Lookup::Hit { outputs, source }) => {
