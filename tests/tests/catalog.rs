@@ -438,16 +438,70 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
     .await;
     run_to_end(&mut client, task("1"), "before-outage", "1", false).await;
 
+    // Killed mid-run: five attempts looked their keys up (misses) and are running when the catalog dies, so
+    // their results cannot be stored (version 2 of the task sleeps 2 s; same cache version, same keys).
+    register_text(
+        &mut client,
+        dir,
+        "slow.yaml",
+        &task_spec(&runs_file, "2", "1", false, "2"),
+    )
+    .await;
+    let mut mid_run = Vec::new();
+    for x in 10..15 {
+        let name = format!("mid-run-{x}");
+        let id = client
+            .create_execution(wire::CreateExecutionRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                name: name.clone(),
+                target: Some(task("2")),
+                text_inputs: [("x".to_string(), x.to_string()), ("note".to_string(), name)]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+            .unwrap();
+        mid_run.push(id);
+    }
+    for id in &mid_run {
+        wait_until(&mut client, id, Duration::from_secs(30), |e| {
+            e.nodes
+                .first()
+                .is_some_and(|n| n.phase == wire::NodePhase::NodeRunning as i32)
+        })
+        .await;
+    }
     catalog_service.sigkill();
+    for id in &mid_run {
+        let finished = wait_finished(&mut client, id, Duration::from_secs(60)).await;
+        assert_eq!(
+            finished.phase,
+            wire::ExecutionPhase::Succeeded as i32,
+            "{}",
+            finished.error
+        );
+        assert_eq!(cache_status(&finished), "PUT_FAILURE", "{}", id.name);
+    }
+    assert_eq!(runs(&runs_file), 6);
+
     for (name, x) in [("outage-a", "2"), ("outage-b", "3")] {
         let finished = run_to_end(&mut client, task("1"), name, x, false).await;
         assert_eq!(cache_status(&finished), "LOOKUP_FAILURE");
     }
-    assert_eq!(runs(&runs_file), 3);
+    assert_eq!(runs(&runs_file), 8);
 
     let catalog_service_again = deployment.start_catalog();
     let mut catalog_again = deployment.catalog().await;
-    for name in ["before-outage", "outage-a", "outage-b"] {
+    let mid_run_names: Vec<String> = mid_run.iter().map(|id| id.name.clone()).collect();
+    for name in ["before-outage", "outage-a", "outage-b"]
+        .into_iter()
+        .chain(mid_run_names.iter().map(String::as_str))
+    {
         let answer = settled_lineage(&mut catalog_again, name).await;
         assert!(
             answer
@@ -457,10 +511,13 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
             "{name}: {answer:?}"
         );
     }
-    // The results recorded during the outage came from the log: the next equal run is a hit.
+    // The results recorded during the outage came from the log: the next equal runs are hits.
     let hit = run_to_end(&mut client, task("1"), "after-outage", "2", false).await;
     assert_eq!(cache_status(&hit), "HIT");
-    assert_eq!(runs(&runs_file), 3);
+    let hit_mid_run = run_to_end(&mut client, task("1"), "after-mid-run", "12", false).await;
+    assert_eq!(cache_status(&hit_mid_run), "HIT");
+    assert_eq!(output_y(&hit_mid_run), ["y=24"]);
+    assert_eq!(runs(&runs_file), 8);
     settled_lineage(&mut catalog_again, "after-outage").await;
 
     // Audit: drop the catalog's tables, replay the log, get the same rows.

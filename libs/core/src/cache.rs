@@ -92,11 +92,15 @@ impl CacheStatus {
         .find(|status| status.as_str() == text)
     }
 
-    /// Whether the attempt's outputs should be (or were) stored under its key.
+    /// Whether the attempt's outputs should be (or were) stored under its key. A result whose store or
+    /// lookup failed (the catalog was down) is stored from the log when the catalog catches up.
     pub fn stores_result(&self) -> bool {
         matches!(
             self,
-            CacheStatus::Populated | CacheStatus::Skipped | CacheStatus::LookupFailure
+            CacheStatus::Populated
+                | CacheStatus::Skipped
+                | CacheStatus::LookupFailure
+                | CacheStatus::PutFailure
         )
     }
 }
