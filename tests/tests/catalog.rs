@@ -416,6 +416,90 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
     );
 }
 
+/// The propeller holding a serialized task's reservation is SIGKILLed mid-run while another execution with
+/// the same key waits for it: after the reservation expires (no more heartbeats), the surviving work takes
+/// over — the task completes exactly once and both executions succeed, one from the other's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_reservation_holder_is_taken_over_once_its_reservation_expires() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let ttl = [("ALOFT_CACHE_RESERVATION_TTL_MS", "3000".to_string())];
+    let mut holder = deployment.start_with_env("aloft-propeller", "propeller-holder", &ttl);
+    let mut client = deployment.client().await;
+    let dir = deployment.scratch.path();
+    let (runs_file, release) = (dir.join("runs.txt"), dir.join("release"));
+    // The run blocks until `release` exists, then counts itself (completed runs only).
+    let block = format!("0; while [ ! -f {} ]; do sleep 0.1; done", release.display());
+    register_text(
+        &mut client,
+        dir,
+        "task.yaml",
+        &task_spec(&runs_file, "1", "1", true, &block),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let id = client
+            .create_execution(wire::CreateExecutionRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                name: name.into(),
+                target: Some(task("1")),
+                text_inputs: [
+                    ("x".to_string(), "5".to_string()),
+                    ("note".to_string(), name.to_string()),
+                ]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+            .unwrap();
+        ids.push(id);
+    }
+    // Both attempts are running: one holds the reservation (its process blocks), the other waits for it.
+    for id in &ids {
+        wait_until(&mut client, id, Duration::from_secs(30), |e| {
+            e.nodes
+                .first()
+                .is_some_and(|n| n.phase == wire::NodePhase::NodeRunning as i32)
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The holder's machine dies: the propeller and the task process it started.
+    holder.sigkill();
+    kill_processes_mentioning(&release.display().to_string());
+    std::fs::write(&release, "").unwrap();
+    // The broker drops the dead member after its session timeout (6 s); the replacement then owns every
+    // partition, finds both attempts lost and retries them.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let _replacement = deployment.start_with_env("aloft-propeller", "propeller-replacement", &ttl);
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let finished = wait_finished(&mut client, id, Duration::from_secs(90)).await;
+        assert_eq!(
+            finished.phase,
+            wire::ExecutionPhase::Succeeded as i32,
+            "{}: {}",
+            id.name,
+            finished.error
+        );
+        assert_eq!(output_y(&finished), ["y=10"]);
+        statuses.push(cache_status(&finished));
+    }
+    statuses.sort();
+    assert_eq!(statuses, ["HIT", "POPULATED"]);
+    assert_eq!(runs(&runs_file), 1, "the task completed exactly once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebuilds_identically() {
     let Some((brokers, database)) = real_backends() else {
@@ -609,4 +693,18 @@ async fn admin_replay_rebuilds_identical_tables_and_lag_shows_the_projectors_cau
     assert!(progress.contains("catalog: replayed"), "{progress}");
     assert_eq!(store.dump_projections().await.unwrap(), projections);
     assert_eq!(store.dump_catalog().await.unwrap(), catalog_tables);
+}
+
+/// SIGKILLs every process whose command line mentions `needle` (task processes orphaned by a killed propeller).
+fn kill_processes_mentioning(needle: &str) {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }

@@ -31,6 +31,10 @@ struct Args {
     /// How long pool tokens stay held without renewal (a killed propeller's come back after this).
     #[arg(long, env = "ALOFT_POOL_LEASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..))]
     pool_lease_ms: u64,
+    /// How long a serialized cached task's reservation lasts without a heartbeat (sent every third of it):
+    /// when its holder dies, a waiting attempt takes over after about this long.
+    #[arg(long, env = "ALOFT_CACHE_RESERVATION_TTL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..))]
+    cache_reservation_ttl_ms: u64,
 }
 
 #[tokio::main]
@@ -64,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
             Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::GrpcCatalog::new(url)?)),
             None => None,
         },
-        memo: aloft_propeller::memo::MemoOptions::default(),
+        memo: aloft_propeller::memo::MemoOptions {
+            reservation_ttl: std::time::Duration::from_millis(args.cache_reservation_ttl_ms),
+            ..Default::default()
+        },
         max_running_attempts: args.max_running_attempts.map(|n| n as usize),
         pools: match &args.redis_url {
             Some(url) => std::sync::Arc::new(
