@@ -496,8 +496,23 @@ async fn a_dead_reservation_holder_is_taken_over_once_its_reservation_expires() 
         statuses.push(cache_status(&finished));
     }
     statuses.sort();
-    assert_eq!(statuses, ["HIT", "POPULATED"]);
-    assert_eq!(runs(&runs_file), 1, "the task completed exactly once");
+    let mut histories = String::new();
+    for id in &ids {
+        let history = client
+            .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .await
+            .unwrap()
+            .into_inner();
+        for event in history.events {
+            histories.push_str(&format!("{} {} {}\n", id.name, event.kind, event.summary));
+        }
+    }
+    assert_eq!(statuses, ["HIT", "POPULATED"], "{histories}");
+    assert_eq!(
+        runs(&runs_file),
+        1,
+        "the task completed exactly once:\n{histories}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
