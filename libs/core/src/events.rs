@@ -131,6 +131,16 @@ pub enum ExecutionEvent {
         message: String,
         at: i64,
     },
+    /// A ready cached node took stored outputs instead of running: its attempt `attempt` is recorded as
+    /// succeeded from the cache (status HIT) in this one decision, with no `AttemptStarted`.
+    NodeCacheHit {
+        execution: ExecutionId,
+        node: usize,
+        attempt: u32,
+        outputs: Outputs,
+        cache: CacheOutcome,
+        at: i64,
+    },
     /// A node used up its retry budget.
     NodeFailed {
         execution: ExecutionId,
@@ -160,6 +170,7 @@ impl ExecutionEvent {
             | ExecutionEvent::AttemptDispatched { execution, .. }
             | ExecutionEvent::AttemptSucceeded { execution, .. }
             | ExecutionEvent::AttemptFailed { execution, .. }
+            | ExecutionEvent::NodeCacheHit { execution, .. }
             | ExecutionEvent::NodeFailed { execution, .. }
             | ExecutionEvent::ExecutionFinished { execution, .. } => Some(execution),
             ExecutionEvent::PartitionClaimed { .. } => None,
@@ -185,6 +196,7 @@ impl ExecutionEvent {
             ExecutionEvent::AttemptDispatched { .. } => "AttemptDispatched",
             ExecutionEvent::AttemptSucceeded { .. } => "AttemptSucceeded",
             ExecutionEvent::AttemptFailed { .. } => "AttemptFailed",
+            ExecutionEvent::NodeCacheHit { .. } => "NodeCacheHit",
             ExecutionEvent::NodeFailed { .. } => "NodeFailed",
             ExecutionEvent::ExecutionFinished { .. } => "ExecutionFinished",
         }
@@ -201,6 +213,7 @@ impl ExecutionEvent {
             | ExecutionEvent::AttemptDispatched { at, .. }
             | ExecutionEvent::AttemptSucceeded { at, .. }
             | ExecutionEvent::AttemptFailed { at, .. }
+            | ExecutionEvent::NodeCacheHit { at, .. }
             | ExecutionEvent::NodeFailed { at, .. }
             | ExecutionEvent::ExecutionFinished { at, .. } => *at,
         }

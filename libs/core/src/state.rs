@@ -218,18 +218,24 @@ impl ExecutionState {
             if !matches!(state.phase, NodePhase::Pending | NodePhase::Queued) {
                 continue;
             }
-            state.phase = NodePhase::Recovered;
-            state.outputs = Some(outputs.clone());
             self.ready.remove(&node);
-            self.succeeded_nodes += 1;
-            let downstream = Arc::clone(&self.downstream);
-            for &down in &downstream[node] {
-                let down_state = &mut self.nodes[down];
-                down_state.waiting_on -= 1;
-                if down_state.waiting_on == 0 && down_state.phase == NodePhase::Pending {
-                    down_state.phase = NodePhase::Queued;
-                    self.ready.insert(down);
-                }
+            self.complete_node(node, NodePhase::Recovered, outputs);
+        }
+    }
+
+    /// Ends `node` with `outputs` (SUCCEEDED or RECOVERED) and readies what waited only for it.
+    fn complete_node(&mut self, node: usize, phase: NodePhase, outputs: &Outputs) {
+        let state = &mut self.nodes[node];
+        state.phase = phase;
+        state.outputs = Some(outputs.clone());
+        self.succeeded_nodes += 1;
+        let downstream = Arc::clone(&self.downstream);
+        for &down in &downstream[node] {
+            let down_state = &mut self.nodes[down];
+            down_state.waiting_on -= 1;
+            if down_state.waiting_on == 0 && down_state.phase == NodePhase::Pending {
+                down_state.phase = NodePhase::Queued;
+                self.ready.insert(down);
             }
         }
     }
@@ -356,18 +362,31 @@ impl ExecutionState {
                     last.waiting_for = None;
                     last.finished_at = Some(*at);
                 }
-                state.phase = NodePhase::Succeeded;
-                state.outputs = Some(outputs.clone());
-                self.succeeded_nodes += 1;
-                let downstream = Arc::clone(&self.downstream);
-                for &down in &downstream[*node] {
-                    let down_state = &mut self.nodes[down];
-                    down_state.waiting_on -= 1;
-                    if down_state.waiting_on == 0 && down_state.phase == NodePhase::Pending {
-                        down_state.phase = NodePhase::Queued;
-                        self.ready.insert(down);
-                    }
+                self.complete_node(*node, NodePhase::Succeeded, outputs);
+            }
+            ExecutionEvent::NodeCacheHit {
+                node,
+                attempt,
+                outputs,
+                at,
+                ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued || self.phase.is_terminal() {
+                    return;
                 }
+                state.attempts.push(AttemptState {
+                    number: *attempt,
+                    phase: AttemptPhase::Succeeded,
+                    started_at: *at,
+                    finished_at: Some(*at),
+                    error: None,
+                    waiting_for: None,
+                });
+                self.ready.remove(node);
+                self.complete_node(*node, NodePhase::Succeeded, outputs);
             }
             ExecutionEvent::AttemptFailed {
                 node,

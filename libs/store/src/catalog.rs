@@ -420,6 +420,19 @@ pub async fn apply_execution_event(
             };
             record_attempt(conn, id, &workflow, *node, *attempt, outputs, cache.as_ref(), *at).await?;
         }
+        ExecutionEvent::NodeCacheHit {
+            node,
+            attempt,
+            outputs,
+            at,
+            cache,
+            ..
+        } => {
+            let Some(workflow) = workflow_of(conn, workflows, id).await? else {
+                return Ok(AppliedEvent::Accepted);
+            };
+            record_attempt(conn, id, &workflow, *node, *attempt, outputs, Some(cache), *at).await?;
+        }
         ExecutionEvent::ExecutionFinished { phase, .. } => {
             sqlx::query(
                 "UPDATE lineage_executions SET phase = $1 WHERE project = $2 AND domain = $3 AND name = $4",

@@ -514,6 +514,52 @@ pub async fn apply_execution_event(
             .execute(&mut *conn)
             .await?;
         }
+        ExecutionEvent::NodeCacheHit {
+            node,
+            attempt,
+            outputs,
+            cache,
+            at,
+            ..
+        } => {
+            let updated = sqlx::query(
+                "UPDATE node_executions SET phase = 'SUCCEEDED', attempts = $1, outputs_json = $2, \
+                 started_at = COALESCE(started_at, $3), finished_at = $3 \
+                 WHERE project = $4 AND domain = $5 AND execution = $6 AND node_index = $7 AND phase = 'QUEUED'",
+            )
+            .bind(*attempt as i64)
+            .bind(to_json(outputs))
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .execute(&mut *conn)
+            .await?;
+            if updated.rows_affected() > 0 {
+                let source = cache
+                    .source
+                    .as_ref()
+                    .map(|source| format!("{}/{}/{}", source.execution, source.node, source.attempt))
+                    .unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO task_attempts (project, domain, execution, node_index, attempt, node_id, phase, \
+                     error_kind, error, started_at, finished_at, cache_status, cache_source) \
+                     SELECT $1, $2, $3, $4, $5, node_id, 'SUCCEEDED', '', '', $6, $6, $7, $8 \
+                     FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 AND node_index = $4",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(*node as i64)
+                .bind(*attempt as i64)
+                .bind(*at)
+                .bind(cache.status.as_str())
+                .bind(source)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
         ExecutionEvent::AttemptFailed {
             node,
             attempt,

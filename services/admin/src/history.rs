@@ -83,25 +83,25 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             cache,
             ..
         } => {
-            let cache_text = match &cache {
-                Some(outcome) => match &outcome.source {
-                    Some(source) => format!(
-                        " (cache {} from {}/{}/{})",
-                        outcome.status.as_str(),
-                        source.execution,
-                        source.node,
-                        source.attempt
-                    ),
-                    None => format!(" (cache {})", outcome.status.as_str()),
-                },
-                None => String::new(),
-            };
+            let cache_text = cache.as_ref().map(cache_text).unwrap_or_default();
             format!(
                 "node {} attempt {attempt} succeeded{cache_text}: {}",
                 node_name(&node),
                 values(&outputs)
             )
         }
+        ExecutionEvent::NodeCacheHit {
+            node,
+            attempt,
+            outputs,
+            cache,
+            ..
+        } => format!(
+            "node {} attempt {attempt} succeeded without running{}: {}",
+            node_name(&node),
+            cache_text(&cache),
+            values(&outputs)
+        ),
         ExecutionEvent::AttemptFailed {
             node,
             attempt,
@@ -127,5 +127,19 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             Some(error) => format!("execution {}: {error}", phase.as_str()),
             None => format!("execution {}: {}", phase.as_str(), values(&outputs)),
         },
+    }
+}
+
+/// " (cache HIT from EXEC/NODE/ATTEMPT)", or " (cache STATUS)" when no source is known.
+fn cache_text(outcome: &aloft_core::cache::CacheOutcome) -> String {
+    match &outcome.source {
+        Some(source) => format!(
+            " (cache {} from {}/{}/{})",
+            outcome.status.as_str(),
+            source.execution,
+            source.node,
+            source.attempt
+        ),
+        None => format!(" (cache {})", outcome.status.as_str()),
     }
 }

@@ -81,7 +81,7 @@ struct QueuedAttempt {
 /// A cache lookup made before a cached node's `AttemptStarted` is decided (`memo::looked_up_before_start`).
 enum CacheLookup {
     InFlight,
-    /// Decided together with its `AttemptStarted`; kept until that start is applied so it never runs.
+    /// Decided as one `NodeCacheHit` at the next decision, instead of the start.
     Hit {
         outputs: Outputs,
         outcome: CacheOutcome,
@@ -596,8 +596,8 @@ impl Engine {
     }
 
     /// Holds back the start of each cached node (`memo::looked_up_before_start`) until the catalog has
-    /// answered: a hit is then decided as the start and the success together, with the stored outputs; a
-    /// miss or an unreachable catalog starts the attempt, which runs without asking again.
+    /// answered: a hit is then decided instead of the start, as one `NodeCacheHit` with the stored outputs;
+    /// a miss or an unreachable catalog starts the attempt, which runs without asking again.
     fn through_cache(
         &mut self,
         partition: u32,
@@ -615,6 +615,7 @@ impl Engine {
         };
         let mut kept = Vec::with_capacity(decisions.len());
         let mut to_look_up = Vec::new();
+        let mut decided_hits = Vec::new();
         for event in decisions {
             let ExecutionEvent::AttemptStarted {
                 node, attempt, at, ..
@@ -636,16 +637,15 @@ impl Engine {
             };
             match self.cache_lookups.get(&key) {
                 Some(CacheLookup::Hit { outputs, outcome }) => {
-                    let succeeded = ExecutionEvent::AttemptSucceeded {
+                    kept.push(ExecutionEvent::NodeCacheHit {
                         execution: execution.clone(),
                         node,
                         attempt,
                         outputs: outputs.clone(),
+                        cache: outcome.clone(),
                         at,
-                        cache: Some(outcome.clone()),
-                    };
-                    kept.push(event);
-                    kept.push(succeeded);
+                    });
+                    decided_hits.push(key);
                 }
                 Some(CacheLookup::Prior(_)) => kept.push(event),
                 Some(CacheLookup::InFlight) => {}
@@ -661,6 +661,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        for key in decided_hits {
+            self.cache_lookups.remove(&key);
         }
         let parent = runtime.traces.get(execution).cloned().unwrap_or_default();
         for (key, cache_key, task) in to_look_up {
@@ -783,10 +786,8 @@ impl Engine {
             return;
         }
         let prior = match self.cache_lookups.remove(&key) {
-            // Decided with its success in the same batch: nothing runs.
-            Some(CacheLookup::Hit { .. }) => return,
             Some(CacheLookup::Prior(prior)) => Some(prior),
-            Some(CacheLookup::InFlight) | None => None,
+            _ => None,
         };
         let Some(state) = self
             .partitions
