@@ -417,6 +417,85 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
     );
 }
 
+/// A blob a task wrote is keyed by its content: each run of `make` writes the same bytes to a new file (a new
+/// URI), and the cached `count` that reads it is a hit the second time; different bytes run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_inputs_are_keyed_by_content_digest() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let _propeller = deployment.start_propeller("propeller");
+    let mut client = deployment.client().await;
+    let dir = deployment.scratch.path();
+    let runs_file = dir.join("runs.txt");
+    let specs = format!(
+        r#"kind: task
+name: make
+version: "1"
+interface: {{inputs: {{n: integer}}, outputs: {{data: blob}}}}
+run:
+  process:
+    command: ["sh", "-c", "seq $ALOFT_INPUT_N > \"$ALOFT_OUTPUT_DIR/data\""]
+---
+kind: task
+name: count
+version: "1"
+interface: {{inputs: {{data: blob}}, outputs: {{lines: integer}}}}
+cache: {{version: "1"}}
+run:
+  process:
+    command: ["sh", "-c", "echo run >> {runs}; wc -l < \"$ALOFT_INPUT_DATA\" > \"$ALOFT_OUTPUT_DIR/lines\""]
+---
+kind: workflow
+name: make-and-count
+interface: {{inputs: {{n: integer}}, outputs: {{lines: integer}}}}
+nodes:
+  - {{id: make, task: make, inputs: {{n: inputs.n}}}}
+  - {{id: count, task: count, inputs: {{data: make.data}}}}
+outputs: {{lines: count.lines}}
+"#,
+        runs = runs_file.display()
+    );
+    register_text(&mut client, dir, "blobs.yaml", &specs).await;
+    let mut run = |name: &'static str, n: &'static str| {
+        let mut client = client.clone();
+        async move {
+            let id = launch(&mut client, workflow("make-and-count"), name, &[("n", n)])
+                .await
+                .unwrap();
+            let finished = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+            assert_eq!(
+                finished.phase,
+                wire::ExecutionPhase::Succeeded as i32,
+                "{name}: {}",
+                finished.error
+            );
+            finished
+        }
+    };
+    let first = run("first", "3").await;
+    let again = run("again", "3").await;
+    let other = run("other", "4").await;
+    let count_status = |execution: &wire::Execution| {
+        execution
+            .nodes
+            .iter()
+            .find(|node| node.node_id == "count")
+            .map(|node| node.cache_status.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(scalar_outputs(&first), ["lines=3"]);
+    assert_eq!(count_status(&first), "POPULATED");
+    assert_eq!(count_status(&again), "HIT", "same bytes at a new URI");
+    assert_eq!(scalar_outputs(&again), ["lines=3"]);
+    assert_eq!(count_status(&other), "POPULATED", "other bytes");
+    assert_eq!(scalar_outputs(&other), ["lines=4"]);
+    assert_eq!(runs(&runs_file), 2);
+}
+
 /// The propeller holding a serialized task's reservation is SIGKILLed mid-run while another execution with
 /// the same key waits for it: after the reservation expires (no more heartbeats), the surviving work takes
 /// over — the task completes exactly once and both executions succeed, one from the other's result.

@@ -183,8 +183,22 @@ fn canonical_value(out: &mut String, value: &Value) {
         Value::Boolean(b) => out.push_str(if *b { "T" } else { "F" }),
         Value::Datetime(at) => out.push_str(&format!("t{};", at.timestamp_micros())),
         Value::Duration { millis } => out.push_str(&format!("d{millis};")),
-        Value::Blob { uri, format } => {
-            // Blobs are identified by URI: Aloft does not know their content digests yet.
+        Value::Blob {
+            digest: Some(digest),
+            format,
+            ..
+        } => {
+            // The content, wherever it lives: equal bytes at another URI are the same input.
+            out.push('B');
+            push_text(out, digest);
+            push_text(out, format);
+        }
+        Value::Blob {
+            uri,
+            format,
+            digest: None,
+        } => {
+            // Content unknown (e.g. a URI given as an input): identified by where it is.
             out.push('b');
             push_text(out, uri);
             push_text(out, format);
@@ -338,6 +352,44 @@ mod tests {
                 &interface(),
                 &inputs(2.0, "{}", "info")
             )
+        );
+    }
+
+    #[test]
+    fn blobs_are_keyed_by_content_digest_when_known_else_by_uri() {
+        let blob = |uri: &str, digest: Option<&str>| {
+            let mut interface = Interface::default();
+            interface
+                .inputs
+                .insert("data".into(), LiteralType::Blob { format: "csv".into() });
+            let inputs: Outputs = [(
+                "data".to_string(),
+                Value::Blob {
+                    uri: uri.into(),
+                    format: "csv".into(),
+                    digest: digest.map(str::to_string),
+                },
+            )]
+            .into_iter()
+            .collect();
+            cache_key("p", "d", "load", &config("1"), &interface, &inputs)
+        };
+        let same = Some("sha256:00ff");
+        assert_eq!(
+            blob("file:///run-1/data.csv", same),
+            blob("file:///run-2/data.csv", same)
+        );
+        assert_ne!(
+            blob("file:///run-1/data.csv", same),
+            blob("file:///run-1/data.csv", Some("sha256:0100"))
+        );
+        assert_ne!(
+            blob("file:///run-1/data.csv", None),
+            blob("file:///run-2/data.csv", None)
+        );
+        assert_ne!(
+            blob("file:///run-1/data.csv", None),
+            blob("file:///run-1/data.csv", same)
         );
     }
 

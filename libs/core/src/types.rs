@@ -120,6 +120,7 @@ impl LiteralType {
                 Ok(Value::Blob {
                     uri: trimmed.to_string(),
                     format: format.clone(),
+                    digest: None,
                 })
             }
             LiteralType::Optional(inner) => {
@@ -264,8 +265,17 @@ pub enum Value {
     String(String),
     Boolean(bool),
     Datetime(DateTime<Utc>),
-    Duration { millis: i64 },
-    Blob { uri: String, format: String },
+    Duration {
+        millis: i64,
+    },
+    Blob {
+        uri: String,
+        format: String,
+        /// `sha256:HEX` of the content when known (outputs a task wrote as a file); cache keys use it
+        /// instead of the URI, so equal content at another place is the same input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+    },
     List(Vec<Value>),
     Map(BTreeMap<String, Value>),
     Struct(serde_json::Value),

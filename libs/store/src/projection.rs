@@ -525,7 +525,8 @@ pub async fn apply_execution_event(
             let updated = sqlx::query(
                 "UPDATE node_executions SET phase = 'SUCCEEDED', attempts = $1, outputs_json = $2, \
                  started_at = COALESCE(started_at, $3), finished_at = $3 \
-                 WHERE project = $4 AND domain = $5 AND execution = $6 AND node_index = $7 AND phase = 'QUEUED'",
+                 WHERE project = $4 AND domain = $5 AND execution = $6 AND node_index = $7 \
+                 AND phase IN ('QUEUED', 'PENDING')",
             )
             .bind(*attempt as i64)
             .bind(to_json(outputs))

@@ -51,9 +51,10 @@ pub fn value_to_wire(value: &Value) -> wire::Literal {
         Value::Boolean(b) => W::Boolean(*b),
         Value::Datetime(d) => W::Datetime(d.to_rfc3339()),
         Value::Duration { millis } => W::DurationMillis(*millis),
-        Value::Blob { uri, format } => W::Blob(wire::Blob {
+        Value::Blob { uri, format, digest } => W::Blob(wire::Blob {
             uri: uri.clone(),
             format: format.clone(),
+            digest: digest.clone().unwrap_or_default(),
         }),
         Value::List(items) => W::List(wire::LiteralList {
             values: items.iter().map(value_to_wire).collect(),
@@ -95,6 +96,7 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
         (LiteralType::Duration, W::DurationMillis(millis)) => Value::Duration { millis: *millis },
         (LiteralType::Blob { format }, W::Blob(blob)) => Value::Blob {
             uri: blob.uri.clone(),
+            digest: Some(blob.digest.clone()).filter(|digest| !digest.is_empty()),
             format: if blob.format.is_empty() {
                 format.clone()
             } else {

@@ -235,9 +235,16 @@ async fn read_outputs(outputs_dir: &Path, task: &TaskSpec) -> AttemptOutcome {
                     Ok(path) => path,
                     Err(error) => return system_error(format!("cannot resolve {}: {error}", path.display())),
                 };
+                let digest = match file_digest(&absolute).await {
+                    Ok(digest) => digest,
+                    Err(error) => {
+                        return system_error(format!("cannot read {}: {error}", absolute.display()))
+                    }
+                };
                 Value::Blob {
                     uri: format!("file://{}", absolute.display()),
                     format: format.clone(),
+                    digest,
                 }
             }
             other => {
@@ -256,4 +263,29 @@ async fn read_outputs(outputs_dir: &Path, task: &TaskSpec) -> AttemptOutcome {
         outputs.insert(name.clone(), value);
     }
     AttemptOutcome::Succeeded(outputs)
+}
+
+/// `sha256:HEX` of a file's bytes (`None` for a directory: its content has no single digest here).
+async fn file_digest(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    if tokio::fs::metadata(path).await?.is_dir() {
+        return Ok(None);
+    }
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Ok(Some(format!("sha256:{hex}")))
 }

@@ -90,10 +90,15 @@ async fn typed_inputs_arrive_as_env_and_files_and_outputs_are_parsed_by_type() {
         outputs["items"],
         Value::List(vec![Value::Integer(1), Value::Integer(2)])
     );
-    let Value::Blob { uri, format } = &outputs["report"] else {
+    let Value::Blob { uri, format, digest } = &outputs["report"] else {
         panic!("report is a blob")
     };
     assert_eq!(format, "txt");
+    // sha256("hello")
+    assert_eq!(
+        digest.as_deref(),
+        Some("sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+    );
     assert_eq!(
         std::fs::read_to_string(uri.trim_start_matches("file://")).unwrap(),
         "hello"
