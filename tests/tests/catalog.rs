@@ -460,7 +460,7 @@ outputs: {{lines: count.lines}}
         runs = runs_file.display()
     );
     register_text(&mut client, dir, "blobs.yaml", &specs).await;
-    let mut run = |name: &'static str, n: &'static str| {
+    let run = |name: &'static str, n: &'static str| {
         let mut client = client.clone();
         async move {
             let id = launch(&mut client, workflow("make-and-count"), name, &[("n", n)])
