@@ -98,3 +98,157 @@ async fn a_killed_propeller_is_replaced_and_the_execution_finishes_without_rerun
         "the second propeller claimed the partitions"
     );
 }
+
+/// Every record of `topic`, partition by partition, decoded (the log is read to its current end).
+async fn read_all(brokers: &str, topic: &str) -> Vec<(u32, aloft_eventlog::Envelope)> {
+    use aloft_eventlog::EventLog;
+    let log = aloft_eventlog::kafka::KafkaLog::connect(brokers).await.unwrap();
+    let mut records = Vec::new();
+    for partition in 0..log.partition_count(topic).await.unwrap() {
+        let end = log.end_offset(topic, partition).await.unwrap();
+        if end == 0 {
+            continue;
+        }
+        let mut stream = log.read(vec![(topic.to_string(), partition, 0)]).await.unwrap();
+        let mut read = 0;
+        while read < end {
+            for record in stream.next_batch(1000).await.unwrap() {
+                read = record.offset + 1;
+                records.push((
+                    partition,
+                    aloft_eventlog::Envelope::decode(&record.payload).unwrap(),
+                ));
+            }
+        }
+    }
+    records
+}
+
+/// A propeller paused with SIGSTOP while its attempts run loses its partitions to another; its tasks finish
+/// meanwhile, and once resumed it appends their results under its old epoch. Every reader discards those
+/// late decisions (the log shows them after the newer claim), the new owner retries the attempts, and every
+/// execution ends SUCCEEDED with the right output and a gap-free history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_is_fenced_and_its_late_decisions_are_discarded() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let spec = deployment.scratch.path().join("double.yaml");
+    std::fs::write(
+        &spec,
+        "kind: task\nname: double\nversion: \"1\"\ninterface: {inputs: {n: integer}, outputs: {n: integer}}\nrun:\n  \
+         process:\n    command: [\"sh\", \"-c\", \"sleep 1; echo $((ALOFT_INPUT_N * 2)) > $ALOFT_OUTPUT_DIR/n\"]\n",
+    )
+    .unwrap();
+    let _admin = deployment.start_admin();
+    let paused = deployment.start_propeller("paused");
+    let mut client = deployment.client().await;
+    register_file(&mut client, &spec).await;
+    deployment
+        .wait_for_logs(
+            &["propeller-paused"],
+            "partition claimed; deciding",
+            Duration::from_secs(60),
+        )
+        .await;
+    let task = wire::create_execution_request::Target::Task(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: "double".into(),
+        version: "1".into(),
+    });
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let n_text = n.to_string();
+        ids.push(
+            launch(
+                &mut client,
+                task.clone(),
+                &format!("double-{n}"),
+                &[("n", n_text.as_str())],
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for id in &ids {
+        wait_until(&mut client, id, Duration::from_secs(60), |e| {
+            node_phase(e, "double") == wire::NodePhase::NodeRunning as i32
+        })
+        .await;
+    }
+    // Paused with its attempts running; their processes are not paused and finish meanwhile.
+    paused.signal(nix::sys::signal::Signal::SIGSTOP);
+    // The broker drops the paused member after its session timeout (6 s); a new member takes its partitions.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let _successor = deployment.start_propeller("successor");
+    deployment
+        .wait_for_logs(
+            &["propeller-successor"],
+            "partition claimed; deciding",
+            Duration::from_secs(60),
+        )
+        .await;
+    // Resumed: it still believes it owns its partitions until it reads the newer claims.
+    paused.signal(nix::sys::signal::Signal::SIGCONT);
+
+    for (n, id) in ids.iter().enumerate() {
+        let finished = wait_finished(&mut client, id, Duration::from_secs(120)).await;
+        assert_eq!(
+            finished.phase,
+            wire::ExecutionPhase::Succeeded as i32,
+            "{}",
+            finished.error
+        );
+        assert_eq!(scalar_outputs(&finished), vec![format!("n={}", n * 2)]);
+        assert_history_gap_free(&mut client, id).await;
+    }
+
+    // In log order per partition: a decision whose writer epoch is below a claim already on the log came from
+    // the paused owner after it was replaced.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let topic = format!("{}aloft.executions", deployment.topic_prefix);
+    let mut epochs: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+    let mut late = Vec::new();
+    for (partition, envelope) in read_all(&brokers, &topic).await {
+        let aloft_eventlog::Payload::Execution(event) = &envelope.payload else {
+            continue;
+        };
+        if let aloft_core::ExecutionEvent::PartitionClaimed { epoch, .. } = event {
+            let current = epochs.entry(partition).or_default();
+            *current = (*current).max(*epoch);
+            continue;
+        }
+        if !event.is_request() && envelope.writer_epoch < epochs.get(&partition).copied().unwrap_or(0) {
+            late.push(format!(
+                "{} {} epoch {}",
+                envelope.stream,
+                event.kind(),
+                envelope.writer_epoch
+            ));
+        }
+    }
+    assert!(
+        !late.is_empty(),
+        "the resumed owner wrote no late decision, so this run shows no fencing"
+    );
+    eprintln!(
+        "{} late decisions of the paused owner on the log: {late:?}",
+        late.len()
+    );
+    // None of them took effect: each execution's history (what admin applied) holds only current-epoch
+    // decisions, and its single succeeded attempt is the successor's retry.
+    for id in &ids {
+        let history = assert_history_gap_free(&mut client, id).await;
+        let succeeded = history.iter().filter(|e| e.kind == "AttemptSucceeded").count();
+        assert_eq!(succeeded, 1, "{}: {late:?}", id.name);
+        assert!(
+            history
+                .iter()
+                .any(|e| e.kind == "AttemptFailed" && e.summary.contains("SYSTEM")),
+            "{}: the paused owner's attempt was marked lost and retried",
+            id.name
+        );
+    }
+}
