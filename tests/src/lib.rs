@@ -345,6 +345,23 @@ pub async fn wait_finished(
     wait_until(client, id, within, |e| aloft_cli::render::is_terminal(e.phase)).await
 }
 
+/// Waits for the execution to finish and asserts it SUCCEEDED (the error is the failure message).
+pub async fn wait_succeeded(
+    client: &mut AdminClient,
+    id: &wire::ExecutionIdentifier,
+    within: Duration,
+) -> wire::Execution {
+    let finished = wait_finished(client, id, within).await;
+    assert_eq!(
+        finished.phase,
+        wire::ExecutionPhase::Succeeded as i32,
+        "{}: {}",
+        id.name,
+        finished.error
+    );
+    finished
+}
+
 /// Outputs as `name=text`, leaving out blobs (their URIs name the machine-local work dir).
 pub fn scalar_outputs(execution: &wire::Execution) -> Vec<String> {
     let mut outputs: Vec<String> = execution

@@ -466,14 +466,7 @@ outputs: {{lines: count.lines}}
             let id = launch(&mut client, workflow("make-and-count"), name, &[("n", n)])
                 .await
                 .unwrap();
-            let finished = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
-            assert_eq!(
-                finished.phase,
-                wire::ExecutionPhase::Succeeded as i32,
-                "{name}: {}",
-                finished.error
-            );
-            finished
+            wait_succeeded(&mut client, &id, Duration::from_secs(60)).await
         }
     };
     let first = run("first", "3").await;
@@ -523,36 +516,14 @@ async fn a_dead_reservation_holder_is_taken_over_once_its_reservation_expires() 
     .await;
     let mut ids = Vec::new();
     for name in ["first", "second"] {
-        let id = client
-            .create_execution(wire::CreateExecutionRequest {
-                project: PROJECT.into(),
-                domain: DOMAIN.into(),
-                name: name.into(),
-                target: Some(task("1")),
-                text_inputs: [
-                    ("x".to_string(), "5".to_string()),
-                    ("note".to_string(), name.to_string()),
-                ]
-                .into_iter()
-                .collect(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .id
-            .unwrap();
-        ids.push(id);
+        ids.push(
+            launch(&mut client, task("1"), name, &[("x", "5"), ("note", name)])
+                .await
+                .unwrap(),
+        );
     }
     // Both attempts are running: one holds the reservation (its process blocks), the other waits for it.
-    for id in &ids {
-        wait_until(&mut client, id, Duration::from_secs(30), |e| {
-            e.nodes
-                .first()
-                .is_some_and(|n| n.phase == wire::NodePhase::NodeRunning as i32)
-        })
-        .await;
-    }
+    wait_all_running(&mut client, &ids).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The holder's machine dies: the propeller and the task process it started.
     holder.sigkill();
@@ -564,14 +535,7 @@ async fn a_dead_reservation_holder_is_taken_over_once_its_reservation_expires() 
     let _replacement = deployment.start_with_env("aloft-propeller", "propeller-replacement", &ttl);
     let mut statuses = Vec::new();
     for id in &ids {
-        let finished = wait_finished(&mut client, id, Duration::from_secs(90)).await;
-        assert_eq!(
-            finished.phase,
-            wire::ExecutionPhase::Succeeded as i32,
-            "{}: {}",
-            id.name,
-            finished.error
-        );
+        let finished = wait_succeeded(&mut client, id, Duration::from_secs(90)).await;
         assert_eq!(output_y(&finished), ["y=10"]);
         statuses.push(cache_status(&finished));
     }
@@ -628,42 +592,17 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
     .await;
     let mut mid_run = Vec::new();
     for x in 10..15 {
-        let name = format!("mid-run-{x}");
-        let id = client
-            .create_execution(wire::CreateExecutionRequest {
-                project: PROJECT.into(),
-                domain: DOMAIN.into(),
-                name: name.clone(),
-                target: Some(task("2")),
-                text_inputs: [("x".to_string(), x.to_string()), ("note".to_string(), name)]
-                    .into_iter()
-                    .collect(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .id
-            .unwrap();
-        mid_run.push(id);
+        let (name, x) = (format!("mid-run-{x}"), x.to_string());
+        mid_run.push(
+            launch(&mut client, task("2"), &name, &[("x", &x), ("note", &name)])
+                .await
+                .unwrap(),
+        );
     }
-    for id in &mid_run {
-        wait_until(&mut client, id, Duration::from_secs(30), |e| {
-            e.nodes
-                .first()
-                .is_some_and(|n| n.phase == wire::NodePhase::NodeRunning as i32)
-        })
-        .await;
-    }
+    wait_all_running(&mut client, &mid_run).await;
     catalog_service.sigkill();
     for id in &mid_run {
-        let finished = wait_finished(&mut client, id, Duration::from_secs(60)).await;
-        assert_eq!(
-            finished.phase,
-            wire::ExecutionPhase::Succeeded as i32,
-            "{}",
-            finished.error
-        );
+        let finished = wait_succeeded(&mut client, id, Duration::from_secs(60)).await;
         assert_eq!(cache_status(&finished), "PUT_FAILURE", "{}", id.name);
     }
     assert_eq!(runs(&runs_file), 6);
@@ -801,5 +740,17 @@ fn kill_processes_mentioning(needle: &str) {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
+    }
+}
+
+/// Waits until the (single-node) executions' nodes all run.
+async fn wait_all_running(client: &mut AdminClient, ids: &[wire::ExecutionIdentifier]) {
+    for id in ids {
+        wait_until(client, id, Duration::from_secs(30), |e| {
+            e.nodes
+                .first()
+                .is_some_and(|n| n.phase == wire::NodePhase::NodeRunning as i32)
+        })
+        .await;
     }
 }

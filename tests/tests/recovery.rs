@@ -194,13 +194,7 @@ async fn a_paused_owner_is_fenced_and_its_late_decisions_are_discarded() {
     paused.signal(nix::sys::signal::Signal::SIGCONT);
 
     for (n, id) in ids.iter().enumerate() {
-        let finished = wait_finished(&mut client, id, Duration::from_secs(120)).await;
-        assert_eq!(
-            finished.phase,
-            wire::ExecutionPhase::Succeeded as i32,
-            "{}",
-            finished.error
-        );
+        let finished = wait_succeeded(&mut client, id, Duration::from_secs(120)).await;
         assert_eq!(scalar_outputs(&finished), vec![format!("n={}", n * 2)]);
         assert_history_gap_free(&mut client, id).await;
     }
@@ -361,14 +355,7 @@ async fn two_hundred_executions_survive_the_sigkill_of_one_of_two_propellers() {
 
     let mut lost = 0;
     for (x, id) in ids.iter().enumerate() {
-        let finished = wait_finished(&mut client, id, Duration::from_secs(180)).await;
-        assert_eq!(
-            finished.phase,
-            wire::ExecutionPhase::Succeeded as i32,
-            "{}: {}",
-            id.name,
-            finished.error
-        );
+        let finished = wait_succeeded(&mut client, id, Duration::from_secs(180)).await;
         assert_eq!(
             scalar_outputs(&finished),
             vec![format!("result={}", x + 2)],

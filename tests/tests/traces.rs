@@ -94,32 +94,14 @@ run:
 "#;
 
 async fn run_double(client: &mut AdminClient, name: &str) -> wire::ExecutionIdentifier {
-    let id = client
-        .create_execution(wire::CreateExecutionRequest {
-            project: PROJECT.into(),
-            domain: DOMAIN.into(),
-            name: name.into(),
-            target: Some(wire::create_execution_request::Target::Task(wire::Identifier {
-                project: PROJECT.into(),
-                domain: DOMAIN.into(),
-                name: "double".into(),
-                version: "1".into(),
-            })),
-            text_inputs: [("x".to_string(), "21".to_string())].into_iter().collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .id
-        .unwrap();
-    let finished = wait_finished(client, &id, Duration::from_secs(60)).await;
-    assert_eq!(
-        finished.phase,
-        wire::ExecutionPhase::Succeeded as i32,
-        "{}",
-        finished.error
-    );
+    let double = wire::create_execution_request::Target::Task(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: "double".into(),
+        version: "1".into(),
+    });
+    let id = launch(client, double, name, &[("x", "21")]).await.unwrap();
+    wait_succeeded(client, &id, Duration::from_secs(60)).await;
     id
 }
 

@@ -177,6 +177,30 @@ impl ExecutionEvent {
         }
     }
 
+    /// A node's success, however it was decided: `(node, attempt, outputs, cache, at)` of an
+    /// `AttemptSucceeded` or a `NodeCacheHit`.
+    pub fn node_success(&self) -> Option<(usize, u32, &Outputs, Option<&CacheOutcome>, i64)> {
+        match self {
+            ExecutionEvent::AttemptSucceeded {
+                node,
+                attempt,
+                outputs,
+                cache,
+                at,
+                ..
+            } => Some((*node, *attempt, outputs, cache.as_ref(), *at)),
+            ExecutionEvent::NodeCacheHit {
+                node,
+                attempt,
+                outputs,
+                cache,
+                at,
+                ..
+            } => Some((*node, *attempt, outputs, Some(cache), *at)),
+            _ => None,
+        }
+    }
+
     /// Requests come from admin and are not part of the owner's sequence.
     pub fn is_request(&self) -> bool {
         matches!(

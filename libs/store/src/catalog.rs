@@ -407,31 +407,14 @@ pub async fn apply_execution_event(
                 .workflows
                 .insert(id.clone(), std::sync::Arc::new((**workflow).clone()));
         }
-        ExecutionEvent::AttemptSucceeded {
-            node,
-            attempt,
-            outputs,
-            at,
-            cache,
-            ..
-        } => {
+        ExecutionEvent::AttemptSucceeded { .. } | ExecutionEvent::NodeCacheHit { .. } => {
+            let Some((node, attempt, outputs, cache, at)) = event.node_success() else {
+                return Ok(AppliedEvent::Accepted);
+            };
             let Some(workflow) = workflow_of(conn, workflows, id).await? else {
                 return Ok(AppliedEvent::Accepted);
             };
-            record_attempt(conn, id, &workflow, *node, *attempt, outputs, cache.as_ref(), *at).await?;
-        }
-        ExecutionEvent::NodeCacheHit {
-            node,
-            attempt,
-            outputs,
-            at,
-            cache,
-            ..
-        } => {
-            let Some(workflow) = workflow_of(conn, workflows, id).await? else {
-                return Ok(AppliedEvent::Accepted);
-            };
-            record_attempt(conn, id, &workflow, *node, *attempt, outputs, Some(cache), *at).await?;
+            record_attempt(conn, id, &workflow, node, attempt, outputs, cache, at).await?;
         }
         ExecutionEvent::ExecutionFinished { phase, .. } => {
             sqlx::query(

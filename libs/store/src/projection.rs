@@ -450,8 +450,10 @@ pub async fn apply_execution_event(
             .bind(*attempt as i64)
             .execute(&mut *conn)
             .await?;
+            set_attempt_phase(conn, id, *node, *attempt, "RUNNING", "WAITING_FOR_RESOURCES").await?;
         }
         ExecutionEvent::AttemptDispatched { node, attempt, .. } => {
+            set_attempt_phase(conn, id, *node, *attempt, "WAITING_FOR_RESOURCES", "RUNNING").await?;
             sqlx::query(
                 "UPDATE node_executions SET phase = 'RUNNING', wait_reason = '' \
                  WHERE project = $1 AND domain = $2 AND execution = $3 AND node_index = $4 \
@@ -644,7 +646,8 @@ pub async fn apply_execution_event(
             }
             sqlx::query(
                 "UPDATE task_attempts SET phase = 'ABORTED', finished_at = $1 \
-                 WHERE project = $2 AND domain = $3 AND execution = $4 AND phase = 'RUNNING'",
+                 WHERE project = $2 AND domain = $3 AND execution = $4 \
+                 AND phase IN ('RUNNING', 'WAITING_FOR_RESOURCES')",
             )
             .bind(*at)
             .bind(p)
@@ -675,6 +678,31 @@ pub async fn apply_execution_event(
     Ok(AppliedEvent::Accepted)
 }
 
+/// Moves an attempt's row from phase `from` to `to` (waiting for resources and back).
+async fn set_attempt_phase(
+    conn: &mut AnyConnection,
+    id: &ExecutionId,
+    node: usize,
+    attempt: u32,
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE task_attempts SET phase = $1 \
+         WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5 AND attempt = $6 AND phase = $7",
+    )
+    .bind(to)
+    .bind(&id.project)
+    .bind(&id.domain)
+    .bind(&id.name)
+    .bind(node as i64)
+    .bind(attempt as i64)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn finish_attempt(
     conn: &mut AnyConnection,
@@ -688,7 +716,8 @@ async fn finish_attempt(
 ) -> Result<()> {
     sqlx::query(
         "UPDATE task_attempts SET phase = $1, error_kind = $2, error = $3, finished_at = $4 \
-         WHERE project = $5 AND domain = $6 AND execution = $7 AND node_index = $8 AND attempt = $9 AND phase = 'RUNNING'",
+         WHERE project = $5 AND domain = $6 AND execution = $7 AND node_index = $8 AND attempt = $9 \
+         AND phase IN ('RUNNING', 'WAITING_FOR_RESOURCES')",
     )
     .bind(phase)
     .bind(error_kind)
