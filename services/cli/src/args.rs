@@ -348,6 +348,9 @@ pub enum BenchShape {
     /// The fair-queue dispatcher: 10 equal-weight tenants, one with 100x the load (--nodes attempts per
     /// other tenant, --capacity slots): per-tenant shares, Jain's index, time per decision.
     Fairness,
+    /// --nodes concurrent executions of noop -> sleep -> noop held by one aloft-propeller process (Kafka
+    /// only): its resident memory, and its replacement's recovery time after a SIGKILL.
+    Executions,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -182,6 +182,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
         }
         Command::Bench {
+            shape: BenchShape::Executions,
+            nodes,
+            kafka_brokers,
+            ..
+        } => {
+            eprintln!("bench executions: {nodes} executions of noop -> sleep 1h -> noop on one propeller");
+            let result = crate::bench_executions::run(kafka_brokers.as_deref(), *nodes).await?;
+            let rss_mib = result.rss_bytes as f64 / (1024.0 * 1024.0);
+            println!(
+                "executions={} all asleep after {:.1} s (requests appended in {:.1} s); propeller RSS {rss_mib:.0} MiB = {:.1} KiB per execution; \
+                 after SIGKILL: partitions reassigned in {:.1} s, state rebuilt and claimed in {:.1} s more",
+                result.executions,
+                result.all_sleeping_seconds,
+                result.append_seconds,
+                result.rss_bytes as f64 / 1024.0 / result.executions.max(1) as f64,
+                result.kill_to_assigned_seconds,
+                result.assigned_to_ready_seconds
+            );
+            return Ok(0);
+        }
+        Command::Bench {
             shape: BenchShape::Schedules,
             nodes,
             runs,

@@ -7,6 +7,7 @@ pub mod admin_ops;
 pub mod args;
 pub mod bench;
 pub mod bench_cache;
+pub mod bench_executions;
 pub mod bench_fairness;
 pub mod bench_notify;
 pub mod client;
