@@ -449,6 +449,39 @@ mod tests {
     }
 
     #[test]
+    fn tenants_blocked_on_pools_try_again_when_asked() {
+        let (a, b) = (Tenant::new("a", "prod"), Tenant::new("b", "prod"));
+        let mut dispatcher = Dispatcher::new(4);
+        dispatcher.push(&a, 1);
+        dispatcher.push(&b, 2);
+        dispatcher.peek().expect("one of them is next");
+        dispatcher.blocked("warehouse");
+        dispatcher.peek().expect("the other is next");
+        dispatcher.blocked("lake");
+        assert!(dispatcher.peek().is_none(), "both wait for pools");
+        assert!(dispatcher.retry_blocked(), "two tenants were blocked");
+        assert!(!dispatcher.retry_blocked(), "none is blocked any more");
+        assert_eq!(drain_starts(&mut dispatcher, 10).len(), 2);
+    }
+
+    #[test]
+    fn queued_items_can_be_updated_in_place() {
+        let a = Tenant::new("a", "prod");
+        let mut dispatcher = Dispatcher::new(1);
+        for i in 0..3 {
+            dispatcher.push(&a, i);
+        }
+        dispatcher.for_each_queued_mut(|item| *item *= 10);
+        let mut started = Vec::new();
+        while dispatcher.peek().is_some() {
+            let (tenant, item) = dispatcher.start().expect("starts");
+            started.push(item);
+            dispatcher.finished(&tenant);
+        }
+        assert_eq!(started, [0, 10, 20], "values updated, order kept");
+    }
+
+    #[test]
     fn invalid_policies_are_named() {
         assert!(TenantPolicy {
             weight: 0,

@@ -923,7 +923,8 @@ impl Engine {
             let tenant = tenant_of(&key.execution);
             let queue_length = self.dispatcher.queued(&tenant);
             let seen = seen_per_tenant.entry(tenant.clone()).or_default();
-            let position = queue_length - new_per_tenant[&tenant] + *seen + 1;
+            let new_of_tenant = new_per_tenant.get(&tenant).copied().unwrap_or(0);
+            let position = queue_length.saturating_sub(new_of_tenant) + *seen + 1;
             *seen += 1;
             let Some(limit) = self.dispatcher.wait_reason(&tenant) else {
                 continue;
