@@ -404,23 +404,7 @@ pub async fn assert_history_gap_free(
     history
 }
 
-/// A plain HTTP/1.0 GET: (status code, body).
-pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
+pub use aloft_cli::ops_probe::http_get;
 
 /// Parses Prometheus text: every sample line is `name{labels} value`; returns samples by name+labels.
 pub fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {

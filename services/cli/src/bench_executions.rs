@@ -130,21 +130,7 @@ impl Propeller {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.ops_port))
-            .await
-            .ok()?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())?;
-        Some((status, body))
+        crate::ops_probe::http_get(self.ops_port, path).await
     }
 
     /// A counter or gauge from /metrics (0 when absent).

@@ -15,5 +15,6 @@ pub mod commands;
 pub mod fleet;
 pub mod lineage;
 pub mod notify;
+pub mod ops_probe;
 pub mod render;
 pub mod specs;
