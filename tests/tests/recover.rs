@@ -140,6 +140,51 @@ async fn recovering_a_failed_execution_runs_only_what_did_not_succeed() {
         "no attempt of a"
     );
 
+    // Lineage: the RECOVERED output links back to the output of the execution that produced it, and from
+    // there to that execution's input.
+    let mut catalog = aloft_cli::lineage::connect_catalog(&fleet.catalog_endpoint())
+        .await
+        .unwrap();
+    let target = "first-recovered/a/n";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let lineage = loop {
+        let request = aloft_cli::lineage::lineage_request(PROJECT, DOMAIN, target, 0).unwrap();
+        if let Ok(answer) = catalog.get_lineage(request).await {
+            let answer = answer.into_inner();
+            if !answer.partial {
+                break answer;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lineage of {target} never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let edges: Vec<(String, String, String)> = lineage
+        .edges
+        .iter()
+        .map(|e| (e.from.clone(), e.to.clone(), e.relation.clone()))
+        .collect();
+    let produced = format!("{PROJECT}/{DOMAIN}/first/a/n");
+    let recovered_output = format!("{PROJECT}/{DOMAIN}/first-recovered/a/n");
+    assert!(
+        edges.contains(&(
+            produced.clone(),
+            recovered_output.clone(),
+            "recovered".to_string()
+        )),
+        "{edges:?}"
+    );
+    assert!(
+        edges.contains(&(
+            format!("{PROJECT}/{DOMAIN}/first/@inputs/x"),
+            produced,
+            "input x".to_string()
+        )),
+        "{edges:?}"
+    );
+
     let status = client
         .recover_execution(recover_request("first-recovered", ""))
         .await

@@ -370,6 +370,7 @@ pub async fn apply_execution_event(
             workflow,
             inputs,
             requested_at,
+            recovery,
             ..
         } => {
             sqlx::query(
@@ -402,6 +403,35 @@ pub async fn apply_execution_event(
                     created_at: *requested_at,
                 };
                 insert_artifact(conn, &artifact).await?;
+            }
+            // A RECOVERED node's outputs are the recovered execution's: linked to them as reused (attempt 0,
+            // since nothing ran here), so lineage walks back to what really produced them.
+            if let Some(recovery) = recovery {
+                for (node_id, outputs) in &recovery.nodes {
+                    let Some(node) = workflow.nodes.iter().find(|node| &node.id == node_id) else {
+                        continue;
+                    };
+                    for (output, value) in outputs {
+                        let artifact = NewArtifact {
+                            execution: id,
+                            node: node_id,
+                            output,
+                            value_json: value.to_plain_json().to_string(),
+                            type_text: node
+                                .task
+                                .interface
+                                .outputs
+                                .get(output)
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                            attempt: 0,
+                            task: node.task_id.to_string(),
+                            cached_from: artifact_id(&recovery.from, node_id, output),
+                            created_at: *requested_at,
+                        };
+                        insert_artifact(conn, &artifact).await?;
+                    }
+                }
             }
             workflows
                 .workflows
@@ -623,6 +653,16 @@ pub enum LineageError {
     Store(#[from] Error),
 }
 
+/// How an artifact that reuses another came about: a RECOVERED node's output never ran here (attempt 0); a
+/// cache hit's belongs to the attempt that took it.
+fn reuse_relation(artifact: &Artifact) -> &'static str {
+    if artifact.attempt == 0 {
+        "recovered"
+    } else {
+        "cache"
+    }
+}
+
 const ARTIFACT_COLUMNS: &str =
     "artifact_id, project, domain, execution, node, output, value_json, type_text, attempt, task, cached_from, created_at";
 
@@ -793,7 +833,7 @@ async fn walk(
                         Edge {
                             from: artifact.cached_from.clone(),
                             to: id.clone(),
-                            relation: "cache".to_string(),
+                            relation: reuse_relation(&artifact).to_string(),
                         },
                     ));
                 }
@@ -821,20 +861,20 @@ async fn walk(
                 }
             }
             Direction::Downstream => {
-                let reused = sqlx::query(
-                    "SELECT artifact_id FROM artifacts WHERE cached_from = $1 ORDER BY artifact_id",
-                )
+                let reused = sqlx::query(&format!(
+                    "SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE cached_from = $1 ORDER BY artifact_id"
+                ))
                 .bind(&id)
                 .fetch_all(pool)
                 .await?;
                 for row in reused {
-                    let reuse: String = row.try_get(0)?;
+                    let reuse = artifact_from_row(&row)?;
                     next.push((
-                        reuse.clone(),
+                        reuse.id.clone(),
                         Edge {
                             from: id.clone(),
-                            to: reuse,
-                            relation: "cache".to_string(),
+                            to: reuse.id.clone(),
+                            relation: reuse_relation(&reuse).to_string(),
                         },
                     ));
                 }
