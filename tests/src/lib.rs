@@ -14,6 +14,19 @@ use aloft_proto::v1 as wire;
 pub const PROJECT: &str = "default";
 pub const DOMAIN: &str = "development";
 
+/// The Redis URL, or `None` (test skipped) unless real backends are required.
+pub fn real_redis() -> Option<String> {
+    let url = std::env::var("ALOFT_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_REDIS_URL is required"
+        );
+        eprintln!("skipping: ALOFT_TEST_REDIS_URL not set");
+    }
+    url
+}
+
 /// Kafka brokers and a Postgres base URL, or `None` (test skipped) unless real backends are required.
 pub fn real_backends() -> Option<(String, String)> {
     let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();
@@ -241,6 +254,19 @@ impl Deployment {
     }
 
     /// Connects to admin once it answers and the bootstrap project exists.
+    /// The deployment's event log on Kafka (its topics created with `partitions` partitions if missing).
+    pub async fn open_log(&self, partitions: u32) -> std::sync::Arc<dyn aloft_eventlog::EventLog> {
+        aloft_eventlog::open(
+            &aloft_eventlog::LogBackend::Kafka {
+                brokers: self.brokers.clone(),
+            },
+            &aloft_eventlog::Topics::with_prefix(&self.topic_prefix),
+            partitions,
+        )
+        .await
+        .expect("open the deployment's event log")
+    }
+
     pub async fn client(&self) -> AdminClient {
         let address: SocketAddr = ([127, 0, 0, 1], self.admin_port).into();
         wait_for_client(&format!("http://{address}"), || self.log("admin")).await

@@ -415,15 +415,7 @@ async fn sigkill_of_the_notifier_never_loses_a_message_and_duplicates_only_in_th
     let http = HttpSink::start(peers.clone()).await.unwrap();
     let deployment = Deployment::new(&brokers, &database).await;
     let topics = aloft_eventlog::Topics::with_prefix(&deployment.topic_prefix);
-    let log = aloft_eventlog::open(
-        &aloft_eventlog::LogBackend::Kafka {
-            brokers: brokers.clone(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let log = deployment.open_log(4).await;
     let rules = [
         NotificationRule {
             phases: vec!["FAILED".into()],
@@ -540,15 +532,7 @@ async fn executions_failing_together_are_each_notified_exactly_once() {
     let http = HttpSink::start(peers.clone()).await.unwrap();
     let deployment = Deployment::new(&brokers, &database).await;
     let topics = aloft_eventlog::Topics::with_prefix(&deployment.topic_prefix);
-    let log = aloft_eventlog::open(
-        &aloft_eventlog::LogBackend::Kafka {
-            brokers: brokers.clone(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let log = deployment.open_log(4).await;
     let mut notifier_env = env(&http);
     notifier_env.push(("ALOFT_NOTIFY_SMTP_PER_SECOND", "1000".to_string()));
     let _notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);

@@ -271,13 +271,6 @@ impl<T> Dispatcher<T> {
         self.running = self.running.saturating_sub(1);
     }
 
-    /// Lets the caller update queued items in place (their order is not touched).
-    pub fn for_each_queued_mut(&mut self, mut update: impl FnMut(&mut T)) {
-        for queue in self.tenants.values_mut() {
-            queue.items.iter_mut().for_each(&mut update);
-        }
-    }
-
     /// Takes every queued item for which `unwanted` holds out of the queues (cancelled before it started).
     pub fn remove_where(&mut self, mut unwanted: impl FnMut(&T) -> bool) -> Vec<T> {
         let mut removed = Vec::new();
@@ -462,23 +455,6 @@ mod tests {
         assert!(dispatcher.retry_blocked(), "two tenants were blocked");
         assert!(!dispatcher.retry_blocked(), "none is blocked any more");
         assert_eq!(drain_starts(&mut dispatcher, 10).len(), 2);
-    }
-
-    #[test]
-    fn queued_items_can_be_updated_in_place() {
-        let a = Tenant::new("a", "prod");
-        let mut dispatcher = Dispatcher::new(1);
-        for i in 0..3 {
-            dispatcher.push(&a, i);
-        }
-        dispatcher.for_each_queued_mut(|item| *item *= 10);
-        let mut started = Vec::new();
-        while dispatcher.peek().is_some() {
-            let (tenant, item) = dispatcher.start().expect("starts");
-            started.push(item);
-            dispatcher.finished(&tenant);
-        }
-        assert_eq!(started, [0, 10, 20], "values updated, order kept");
     }
 
     #[test]

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use aloft_core::cache::CacheOutcome;
-use aloft_core::compiler::{CompiledWorkflow, NodeBinding};
+use aloft_core::compiler::{CompiledNode, CompiledWorkflow, NodeBinding};
 use aloft_core::events::{ExecutionEvent, Outputs, RegistryEvent};
 use aloft_core::state::AppliedEvent;
-use aloft_core::ExecutionId;
+use aloft_core::{ExecutionId, Value};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::projection::{admit_logged, LoggedEvent};
@@ -412,23 +412,8 @@ pub async fn apply_execution_event(
                         continue;
                     };
                     for (output, value) in outputs {
-                        let artifact = NewArtifact {
-                            execution: id,
-                            node: node_id,
-                            output,
-                            value_json: value.to_plain_json().to_string(),
-                            type_text: node
-                                .task
-                                .interface
-                                .outputs
-                                .get(output)
-                                .map(ToString::to_string)
-                                .unwrap_or_default(),
-                            attempt: 0,
-                            task: node.task_id.to_string(),
-                            cached_from: artifact_id(&recovery.from, node_id, output),
-                            created_at: *requested_at,
-                        };
+                        let from = artifact_id(&recovery.from, node_id, output);
+                        let artifact = NewArtifact::output(id, node, output, value, 0, from, *requested_at);
                         insert_artifact(conn, &artifact).await?;
                     }
                 }
@@ -484,6 +469,38 @@ struct NewArtifact<'a> {
     task: String,
     cached_from: String,
     created_at: i64,
+}
+
+impl<'a> NewArtifact<'a> {
+    /// Output `output` of `node` in execution `id`, made by `attempt` (0: not run here) or reused from
+    /// `cached_from` (empty: made here).
+    fn output(
+        id: &'a ExecutionId,
+        node: &'a CompiledNode,
+        output: &'a str,
+        value: &Value,
+        attempt: u32,
+        cached_from: String,
+        created_at: i64,
+    ) -> NewArtifact<'a> {
+        NewArtifact {
+            execution: id,
+            node: &node.id,
+            output,
+            value_json: value.to_plain_json().to_string(),
+            type_text: node
+                .task
+                .interface
+                .outputs
+                .get(output)
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            attempt,
+            task: node.task_id.to_string(),
+            cached_from,
+            created_at,
+        }
+    }
 }
 
 async fn insert_artifact(conn: &mut AnyConnection, artifact: &NewArtifact<'_>) -> Result<()> {
@@ -558,23 +575,7 @@ async fn record_attempt(
         let cached_from = hit_source
             .map(|source| artifact_id(&source.execution, &source.node, output))
             .unwrap_or_default();
-        let artifact = NewArtifact {
-            execution: id,
-            node: &node.id,
-            output,
-            value_json: value.to_plain_json().to_string(),
-            type_text: node
-                .task
-                .interface
-                .outputs
-                .get(output)
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            attempt,
-            task: node.task_id.to_string(),
-            cached_from,
-            created_at: at,
-        };
+        let artifact = NewArtifact::output(id, node, output, value, attempt, cached_from, at);
         insert_artifact(conn, &artifact).await?;
     }
     if let (Some(outcome), Some(config)) = (cache, node.task.cache.as_ref()) {

@@ -72,8 +72,6 @@ struct QueuedAttempt {
     request: AttemptRequest,
     overwrite_cache: bool,
     queued_at: std::time::Instant,
-    /// `AttemptWaiting` was appended for it: its start is announced with `AttemptDispatched`.
-    announced: bool,
     /// The cache lookup the engine already made for it.
     prior: Option<PriorLookup>,
 }
@@ -91,6 +89,7 @@ enum CacheLookup {
 }
 
 struct LookupDone {
+    partition: u32,
     key: AttemptKey,
     lookup: CacheLookup,
 }
@@ -161,7 +160,9 @@ pub struct Engine {
     in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
     /// Attempts waiting for a slot, per tenant (weighted deficit round robin).
     dispatcher: Dispatcher<QueuedAttempt>,
-    queued: HashSet<AttemptKey>,
+    /// The attempts in the dispatcher, each with whether `AttemptWaiting` was appended for it (then its
+    /// start is announced with `AttemptDispatched`).
+    queued: HashMap<AttemptKey, bool>,
     /// Attempts queued since the last pump, in queue order: those it cannot start are announced waiting.
     newly_queued: Vec<(u32, AttemptKey)>,
     /// Something may start: pump once the current event is handled.
@@ -196,7 +197,7 @@ impl Engine {
             finished_tx,
             in_flight: FuturesOrdered::new(),
             dispatcher: Dispatcher::new(capacity),
-            queued: HashSet::new(),
+            queued: HashMap::new(),
             newly_queued: Vec::new(),
             pump_wanted: false,
             cache_lookups: HashMap::new(),
@@ -696,7 +697,11 @@ impl Engine {
                     Ok(_) => CacheLookup::Prior(PriorLookup::Missed),
                     Err(error) => CacheLookup::Prior(PriorLookup::Failed(error)),
                 };
-                let _ = answered.send(LookupDone { key, lookup });
+                let _ = answered.send(LookupDone {
+                    partition,
+                    key,
+                    lookup,
+                });
             });
         }
         kept
@@ -704,8 +709,13 @@ impl Engine {
 
     /// Records the catalog's answers and decides again for their executions.
     fn on_lookups_answered(&mut self, answered: Vec<LookupDone>) {
-        let mut to_decide: Vec<ExecutionId> = Vec::new();
-        for LookupDone { key, lookup } in answered {
+        let mut to_decide: Vec<(u32, ExecutionId)> = Vec::new();
+        for LookupDone {
+            partition,
+            key,
+            lookup,
+        } in answered
+        {
             // Still wanted only while in flight (dropped when the execution ended or the partition moved).
             let Some(entry @ CacheLookup::InFlight) = self.cache_lookups.get_mut(&key) else {
                 continue;
@@ -714,19 +724,13 @@ impl Engine {
                 metrics::CACHE_LOOKUPS.increment(&[("result", "hit")], 1.0);
             }
             *entry = lookup;
-            if !to_decide.contains(&key.execution) {
-                to_decide.push(key.execution);
+            let wanted = (partition, key.execution);
+            if !to_decide.contains(&wanted) {
+                to_decide.push(wanted);
             }
         }
-        for execution in to_decide {
-            let partition = self
-                .partitions
-                .iter()
-                .find(|(_, runtime)| runtime.active && runtime.fold.executions.contains_key(&execution))
-                .map(|(partition, _)| *partition);
-            if let Some(partition) = partition {
-                self.decide_and_append(partition, &execution);
-            }
+        for (partition, execution) in to_decide {
+            self.decide_and_append(partition, &execution);
         }
     }
 
@@ -821,7 +825,7 @@ impl Engine {
             inputs,
         };
         let overwrite_cache = state.overwrite_cache;
-        if !self.queued.insert(key.clone()) {
+        if self.queued.insert(key.clone(), false).is_some() {
             return;
         }
         self.newly_queued.push((partition, key.clone()));
@@ -833,7 +837,6 @@ impl Engine {
                 request,
                 overwrite_cache,
                 queued_at: std::time::Instant::now(),
-                announced: false,
                 prior,
             },
         );
@@ -881,13 +884,13 @@ impl Engine {
             let Some((tenant, queued)) = self.dispatcher.start() else {
                 break;
             };
-            self.queued.remove(&queued.key);
+            let announced = self.queued.remove(&queued.key).unwrap_or(false);
             metrics::TENANT_WAIT_SECONDS.increment(
                 &[("tenant", &tenant.to_string())],
                 queued.queued_at.elapsed().as_secs_f64(),
             );
             self.publish_tenant_gauges(&tenant);
-            if queued.announced {
+            if announced {
                 let event = ExecutionEvent::AttemptDispatched {
                     execution: queued.key.execution.clone(),
                     node: queued.key.node,
@@ -907,7 +910,7 @@ impl Engine {
     fn announce_waiting(&mut self) {
         let still_queued: Vec<(u32, AttemptKey)> = std::mem::take(&mut self.newly_queued)
             .into_iter()
-            .filter(|(_, key)| self.queued.contains(key))
+            .filter(|(_, key)| self.queued.contains_key(key))
             .collect();
         if still_queued.is_empty() {
             return;
@@ -917,7 +920,6 @@ impl Engine {
             *new_per_tenant.entry(tenant_of(&key.execution)).or_default() += 1;
         }
         let mut seen_per_tenant: HashMap<Tenant, usize> = HashMap::new();
-        let mut announced = HashSet::new();
         let mut events = Vec::new();
         for (partition, key) in still_queued {
             let tenant = tenant_of(&key.execution);
@@ -930,14 +932,11 @@ impl Engine {
                 continue;
             };
             let reason = format!("{limit}; position {position} of {queue_length} in {tenant}'s queue");
-            announced.insert(key.clone());
+            if let Some(announced) = self.queued.get_mut(&key) {
+                *announced = true;
+            }
             events.push((partition, key, reason));
         }
-        self.dispatcher.for_each_queued_mut(|queued| {
-            if announced.contains(&queued.key) {
-                queued.announced = true;
-            }
-        });
         for (partition, key, reason) in events {
             let event = ExecutionEvent::AttemptWaiting {
                 execution: key.execution.clone(),
