@@ -8,9 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Identifier;
-use crate::spec::{BindingSpec, FailurePolicy, Interface, RetryPolicy, TaskRef, TaskSpec, WorkflowSpec};
-use crate::types::{LiteralType, Value};
+use crate::condition::{parse_condition, Condition};
+use crate::ids::{validate_name, Identifier};
+use crate::spec::{
+    BindingSpec, FailurePolicy, GateSpec, Interface, NodeSpec, NodeSpecKind, RetryPolicy, TaskKind, TaskRef,
+    TaskSpec, WorkflowSpec,
+};
+use crate::types::{parse_duration_millis, LiteralType, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
@@ -70,6 +74,8 @@ pub enum CompileError {
     Cycle { nodes: Vec<String> },
     #[error("workflow output {output:?}: {reason}")]
     BadOutput { output: String, reason: String },
+    #[error("node {node:?}: {message}")]
+    BadNode { node: String, message: String },
     #[error("workflow output {output:?} is declared but not bound")]
     UnboundOutput { output: String },
 }
@@ -86,19 +92,123 @@ pub enum NodeBinding {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompiledNode {
     pub id: String,
+    /// The task a task node runs. A control node (see `control`) carries a synthetic no-op task named after
+    /// its kind (`branch`, `gate`, the subworkflow's name) so read models can show what it is.
     pub task_id: Identifier,
     pub task: TaskSpec,
     pub inputs: BTreeMap<String, NodeBinding>,
     /// Indices of every node this one waits for (data and `after` dependencies), sorted.
     pub upstream: Vec<usize>,
     pub retries: RetryPolicy,
+    /// Set for nodes that run no task; the state machine settles them itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+    /// Set for nodes inside a branch case: they run only if the branch takes that case, else are SKIPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_of: Option<CaseRef>,
+}
+
+impl CompiledNode {
+    pub fn is_task(&self) -> bool {
+        self.control.is_none()
+    }
+}
+
+/// A node inside case `case` of branch node `branch` (`case == cases.len()` is the `else`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseRef {
+    pub branch: usize,
+    pub case: usize,
+}
+
+/// Nodes the state machine runs itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// The end of an inlined subworkflow: it waits for every inner node and its outputs are its `inputs`
+    /// (the subworkflow's output bindings).
+    Subworkflow {
+        workflow: Identifier,
+    },
+    /// Decides once the nodes its conditions read are done, then waits for the taken case's nodes; its
+    /// outputs are the taken case's exit node's outputs.
+    Branch {
+        cases: Vec<CompiledCase>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        otherwise: Option<CaseArm>,
+        outputs: Vec<String>,
+    },
+    Gate(CompiledGate),
+}
+
+impl Control {
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Control::Subworkflow { .. } => "subworkflow",
+            Control::Branch { .. } => "branch",
+            Control::Gate(_) => "gate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompiledCase {
+    /// The condition as written, for messages.
+    pub text: String,
+    pub condition: Condition<NodeBinding>,
+    pub arm: CaseArm,
+}
+
+/// A case's nodes: the contiguous indices `first..=exit`; `exit` is the case's own node (whose outputs are
+/// the branch's), the rest are nested inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseArm {
+    pub first: usize,
+    pub exit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompiledGate {
+    Sleep {
+        millis: i64,
+    },
+    Signal {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value_type: Option<LiteralType>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_millis: Option<i64>,
+    },
+    Approve {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_millis: Option<i64>,
+    },
+}
+
+impl CompiledGate {
+    /// The signal name that opens this gate: the declared name, or `approve:NODE` for an approval (signal
+    /// names cannot contain ':', so the two never collide).
+    pub fn signal_name(&self, node_id: &str) -> Option<String> {
+        match self {
+            CompiledGate::Sleep { .. } => None,
+            CompiledGate::Signal { name, .. } => Some(name.clone()),
+            CompiledGate::Approve { .. } => Some(approval_signal(node_id)),
+        }
+    }
+}
+
+/// The signal an approval of node `node_id` sends.
+pub fn approval_signal(node_id: &str) -> String {
+    format!("approve:{node_id}")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompiledWorkflow {
     pub id: Identifier,
     pub interface: Interface,
-    /// In a topological order: every node comes after all of its upstream nodes.
+    /// In a topological order: every node comes after all of its upstream nodes. Subworkflows and branch
+    /// cases are flattened in, each in a contiguous block that ends with its own node.
     pub nodes: Vec<CompiledNode>,
     pub outputs: BTreeMap<String, NodeBinding>,
     /// At most this many nodes run at once; `None` is no limit. Set from the workflow spec, or from the
@@ -137,10 +247,23 @@ impl CompiledWorkflow {
                 upstream: vec![],
                 retries: task.retries,
                 task,
+                control: None,
+                case_of: None,
             }],
             max_parallelism: None,
             on_failure: FailurePolicy::FailFast,
         }
+    }
+
+    /// The signal names this workflow's gates wait for (approvals as `approve:NODE`), by node index.
+    pub fn signals(&self) -> impl Iterator<Item = (usize, String)> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| match &node.control {
+                Some(Control::Gate(gate)) => gate.signal_name(&node.id).map(|name| (index, name)),
+                _ => None,
+            })
     }
 }
 
@@ -160,11 +283,31 @@ fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, String> {
     }
 }
 
-/// Compiles `spec` into a type-checked DAG. `resolve_task` looks up registered tasks by reference.
+/// Looks up registered tasks and (for subworkflow nodes) registered workflows, in their compiled form.
+pub struct Registry<'a> {
+    pub task: &'a dyn Fn(&TaskRef) -> Option<(Identifier, TaskSpec)>,
+    pub workflow: &'a dyn Fn(&TaskRef) -> Option<(Identifier, CompiledWorkflow)>,
+}
+
+/// Compiles `spec` into a type-checked DAG. `resolve_task` looks up registered tasks by reference; a spec
+/// with subworkflow nodes needs `compile_workflow_with`.
 pub fn compile_workflow(
     workflow_id: Identifier,
     spec: &WorkflowSpec,
     resolve_task: &dyn Fn(&TaskRef) -> Option<(Identifier, TaskSpec)>,
+) -> Result<CompiledWorkflow, CompileError> {
+    let registry = Registry {
+        task: resolve_task,
+        workflow: &|_| None,
+    };
+    compile_workflow_with(workflow_id, spec, &registry)
+}
+
+/// Compiles `spec`, resolving tasks and subworkflows through `registry`.
+pub fn compile_workflow_with(
+    workflow_id: Identifier,
+    spec: &WorkflowSpec,
+    registry: &Registry,
 ) -> Result<CompiledWorkflow, CompileError> {
     spec.validate_names().map_err(CompileError::InvalidName)?;
     if spec.nodes.is_empty() {
@@ -178,77 +321,40 @@ pub fn compile_workflow(
             });
         }
     }
-    let mut resolved_tasks = Vec::with_capacity(spec.nodes.len());
+    // Interfaces first (a binding is checked against its upstream node's outputs), then every binding.
+    let mut resolved = Vec::with_capacity(spec.nodes.len());
     for node in &spec.nodes {
-        let task = resolve_task(&TaskRef::parse(&node.task)).ok_or_else(|| CompileError::UnknownTask {
-            node: node.id.clone(),
-            task: node.task.clone(),
-        })?;
-        resolved_tasks.push(task);
+        resolved.push(resolve_node(node, registry)?);
     }
-
-    // Resolve bindings and check types against the referenced outputs.
-    let mut bindings_per_node = Vec::with_capacity(spec.nodes.len());
-    let mut upstream_per_node = Vec::with_capacity(spec.nodes.len());
-    for (index, node) in spec.nodes.iter().enumerate() {
-        let task_interface = &resolved_tasks[index].1.interface;
-        let mut upstream = BTreeSet::new();
-        let mut bindings = BTreeMap::new();
-        for input in node.inputs.keys() {
-            if !task_interface.inputs.contains_key(input) {
-                return Err(CompileError::UnknownInput {
-                    node: node.id.clone(),
-                    input: input.clone(),
-                });
-            }
-        }
-        for (input, expected_type) in &task_interface.inputs {
-            let Some(binding_spec) = node.inputs.get(input) else {
-                if matches!(expected_type, LiteralType::Optional(_)) {
-                    bindings.insert(input.clone(), NodeBinding::Constant(Value::None));
-                    continue;
-                }
-                return Err(CompileError::UnboundInput {
-                    node: node.id.clone(),
-                    input: input.clone(),
-                });
-            };
-            let binding = resolve_binding(spec, &index_by_id, &resolved_tasks, binding_spec, expected_type)
-                .map_err(|failure| failure.into_error(&node.id, input))?;
-            if let NodeBinding::NodeOutput {
-                node: upstream_index, ..
-            } = &binding
-            {
-                upstream.insert(*upstream_index);
-            }
-            bindings.insert(input.clone(), binding);
-        }
-        for after in &node.after {
-            let upstream_index =
-                *index_by_id
-                    .get(after.as_str())
-                    .ok_or_else(|| CompileError::UnknownAfter {
-                        node: node.id.clone(),
-                        referenced: after.clone(),
-                    })?;
-            upstream.insert(upstream_index);
-        }
-        bindings_per_node.push(bindings);
-        upstream_per_node.push(upstream.into_iter().collect::<Vec<_>>());
-    }
-
-    let order = topological_order(spec, &upstream_per_node)?;
-    let mut new_index = vec![0usize; order.len()];
-    for (position, &old) in order.iter().enumerate() {
-        new_index[old] = position;
-    }
-    let remap = |binding: NodeBinding| match binding {
-        NodeBinding::NodeOutput { node, output } => NodeBinding::NodeOutput {
-            node: new_index[node],
-            output,
-        },
-        other => other,
+    let interfaces: Vec<Interface> = resolved.iter().map(|r| r.interface.clone()).collect();
+    let scope = Scope {
+        spec,
+        index_by_id: &index_by_id,
+        interfaces: &interfaces,
     };
+    let mut checked = Vec::with_capacity(spec.nodes.len());
+    for (node, resolved) in spec.nodes.iter().zip(resolved) {
+        checked.push(scope.check(node, resolved)?);
+    }
+    let upstream_per_node: Vec<Vec<usize>> = checked
+        .iter()
+        .map(|c| {
+            let mut deps = BTreeSet::new();
+            c.collect_deps(&mut deps);
+            deps.into_iter().collect()
+        })
+        .collect();
+    let order = topological_order(spec, &upstream_per_node)?;
+
+    let mut emitter = Emitter {
+        workflow_id: workflow_id.clone(),
+        nodes: Vec::new(),
+        exit_of: vec![usize::MAX; spec.nodes.len()],
+    };
+    for &old in &order {
+        let exit = emitter.emit(&checked[old], "", None, &[]);
+        emitter.exit_of[old] = exit;
+    }
 
     let mut outputs = BTreeMap::new();
     for (output, expected_type) in &spec.interface.outputs {
@@ -258,12 +364,13 @@ pub fn compile_workflow(
             .ok_or_else(|| CompileError::UnboundOutput {
                 output: output.clone(),
             })?;
-        let binding = resolve_binding(spec, &index_by_id, &resolved_tasks, binding_spec, expected_type)
+        let binding = scope
+            .resolve_binding(binding_spec, expected_type)
             .map_err(|failure| CompileError::BadOutput {
                 output: output.clone(),
                 reason: failure.reason(),
             })?;
-        outputs.insert(output.clone(), remap(binding));
+        outputs.insert(output.clone(), emitter.map_binding(&binding));
     }
     if let Some(extra) = spec
         .outputs
@@ -275,36 +382,638 @@ pub fn compile_workflow(
             reason: "is bound but not declared in interface.outputs".to_string(),
         });
     }
-
-    let mut nodes = Vec::with_capacity(order.len());
-    for &old in &order {
-        let node_spec = &spec.nodes[old];
-        let (task_id, task) = resolved_tasks[old].clone();
-        let mut upstream: Vec<usize> = upstream_per_node[old].iter().map(|&u| new_index[u]).collect();
-        upstream.sort_unstable();
-        nodes.push(CompiledNode {
-            id: node_spec.id.clone(),
-            task_id,
-            retries: node_spec.retries.unwrap_or(task.retries),
-            task,
-            inputs: bindings_per_node[old]
-                .clone()
-                .into_iter()
-                .map(|(k, v)| (k, remap(v)))
-                .collect(),
-            upstream,
-        });
-    }
     Ok(CompiledWorkflow {
         id: workflow_id,
         interface: spec.interface.clone(),
-        nodes,
+        nodes: emitter.nodes,
         outputs,
         max_parallelism: spec.max_parallelism,
         on_failure: spec.on_failure,
     })
 }
 
+/// A node with what it references looked up, before its bindings are checked.
+struct ResolvedNode {
+    kind: ResolvedKind,
+    interface: Interface,
+}
+
+enum ResolvedKind {
+    Task(Identifier, TaskSpec),
+    Workflow(Identifier, Box<CompiledWorkflow>),
+    Gate(CompiledGate),
+    Branch(Vec<(Condition<String>, ResolvedNode)>, Option<Box<ResolvedNode>>),
+}
+
+fn node_error(node: &str, message: String) -> CompileError {
+    CompileError::BadNode {
+        node: node.to_string(),
+        message,
+    }
+}
+
+fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, CompileError> {
+    validate_name("node id", &node.id).map_err(|e| CompileError::InvalidName(e.to_string()))?;
+    match node.kind().map_err(CompileError::InvalidName)? {
+        NodeSpecKind::Task(task) => {
+            let (id, spec) =
+                (registry.task)(&TaskRef::parse(task)).ok_or_else(|| CompileError::UnknownTask {
+                    node: node.id.clone(),
+                    task: task.to_string(),
+                })?;
+            Ok(ResolvedNode {
+                interface: spec.interface.clone(),
+                kind: ResolvedKind::Task(id, spec),
+            })
+        }
+        NodeSpecKind::Workflow(workflow) => {
+            let (id, compiled) = (registry.workflow)(&TaskRef::parse(workflow))
+                .ok_or_else(|| node_error(&node.id, format!("workflow {workflow:?} is not registered")))?;
+            Ok(ResolvedNode {
+                interface: compiled.interface.clone(),
+                kind: ResolvedKind::Workflow(id, Box::new(compiled)),
+            })
+        }
+        NodeSpecKind::Gate(gate) => {
+            if !node.inputs.is_empty() {
+                return Err(node_error(
+                    &node.id,
+                    "a gate takes no inputs; order it with `after`".to_string(),
+                ));
+            }
+            let timeout = |timeout: &Option<String>| -> Result<Option<i64>, CompileError> {
+                timeout
+                    .as_deref()
+                    .map(|text| match parse_duration_millis(text) {
+                        Ok(millis) if millis > 0 => Ok(millis),
+                        Ok(_) => Err(node_error(&node.id, "gate timeout must be positive".to_string())),
+                        Err(e) => Err(node_error(&node.id, format!("gate timeout: {e}"))),
+                    })
+                    .transpose()
+            };
+            let (compiled, outputs) = match gate {
+                GateSpec::Sleep(duration) => {
+                    let millis = parse_duration_millis(duration)
+                        .map_err(|e| node_error(&node.id, format!("gate sleep: {e}")))?;
+                    (CompiledGate::Sleep { millis }, BTreeMap::new())
+                }
+                GateSpec::Signal {
+                    name,
+                    value_type,
+                    timeout: limit,
+                } => {
+                    validate_name("signal name", name).map_err(|e| node_error(&node.id, e.to_string()))?;
+                    let outputs = value_type
+                        .iter()
+                        .map(|t| ("value".to_string(), t.clone()))
+                        .collect();
+                    let gate = CompiledGate::Signal {
+                        name: name.clone(),
+                        value_type: value_type.clone(),
+                        timeout_millis: timeout(limit)?,
+                    };
+                    (gate, outputs)
+                }
+                GateSpec::Approve { timeout: limit } => (
+                    CompiledGate::Approve {
+                        timeout_millis: timeout(limit)?,
+                    },
+                    BTreeMap::new(),
+                ),
+            };
+            Ok(ResolvedNode {
+                kind: ResolvedKind::Gate(compiled),
+                interface: Interface {
+                    inputs: BTreeMap::new(),
+                    outputs,
+                },
+            })
+        }
+        NodeSpecKind::Branch(branch) => {
+            if !node.inputs.is_empty() {
+                return Err(node_error(
+                    &node.id,
+                    "a branch takes no inputs; its conditions and cases read what they need".to_string(),
+                ));
+            }
+            if branch.cases.is_empty() {
+                return Err(node_error(
+                    &node.id,
+                    "a branch needs at least one case".to_string(),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            let mut arms = Vec::new();
+            for case in &branch.cases {
+                let condition = parse_condition(&case.condition).map_err(|e| node_error(&node.id, e))?;
+                arms.push((condition, case.then.as_ref()));
+            }
+            let mut resolve_arm = |arm: &NodeSpec| -> Result<ResolvedNode, CompileError> {
+                if !seen.insert(arm.id.clone()) {
+                    return Err(node_error(
+                        &node.id,
+                        format!("case node id {:?} is used more than once", arm.id),
+                    ));
+                }
+                resolve_node(arm, registry)
+            };
+            let mut cases = Vec::new();
+            for (condition, arm) in arms {
+                cases.push((condition, resolve_arm(arm)?));
+            }
+            let otherwise = match &branch.otherwise {
+                Some(arm) => Some(Box::new(resolve_arm(arm)?)),
+                None => None,
+            };
+            // The branch has the outputs every case has, with the same type.
+            let mut arm_interfaces = cases
+                .iter()
+                .map(|(_, arm)| &arm.interface)
+                .chain(otherwise.iter().map(|arm| &arm.interface));
+            let mut outputs = arm_interfaces
+                .next()
+                .map(|i| i.outputs.clone())
+                .unwrap_or_default();
+            for interface in arm_interfaces {
+                outputs.retain(|name, output_type| interface.outputs.get(name) == Some(output_type));
+            }
+            Ok(ResolvedNode {
+                kind: ResolvedKind::Branch(cases, otherwise),
+                interface: Interface {
+                    inputs: BTreeMap::new(),
+                    outputs,
+                },
+            })
+        }
+    }
+}
+
+/// A node with its bindings checked; node references are indices of the top-level spec nodes.
+struct CheckedNode {
+    id: String,
+    kind: CheckedKind,
+    inputs: BTreeMap<String, NodeBinding>,
+    after: Vec<usize>,
+    retries: Option<RetryPolicy>,
+    interface: Interface,
+}
+
+enum CheckedKind {
+    Task(Identifier, Box<TaskSpec>),
+    Workflow(Identifier, Box<CompiledWorkflow>),
+    Gate(CompiledGate),
+    /// Cases as (condition as written, condition, node), and the `else`.
+    Branch(
+        Vec<(String, Condition<NodeBinding>, CheckedNode)>,
+        Option<Box<CheckedNode>>,
+    ),
+}
+
+impl CheckedNode {
+    /// The top-level nodes this node (and everything nested in it) reads from or runs after.
+    fn collect_deps(&self, deps: &mut BTreeSet<usize>) {
+        deps.extend(self.after.iter().copied());
+        deps.extend(self.inputs.values().filter_map(binding_node));
+        if let CheckedKind::Branch(cases, otherwise) = &self.kind {
+            for (_, condition, arm) in cases {
+                deps.extend(condition.refs().into_iter().filter_map(binding_node));
+                arm.collect_deps(deps);
+            }
+            if let Some(arm) = otherwise {
+                arm.collect_deps(deps);
+            }
+        }
+    }
+}
+
+fn binding_node(binding: &NodeBinding) -> Option<usize> {
+    match binding {
+        NodeBinding::NodeOutput { node, .. } => Some(*node),
+        _ => None,
+    }
+}
+
+struct Scope<'a> {
+    spec: &'a WorkflowSpec,
+    index_by_id: &'a HashMap<&'a str, usize>,
+    interfaces: &'a [Interface],
+}
+
+impl Scope<'_> {
+    fn check(&self, node: &NodeSpec, resolved: ResolvedNode) -> Result<CheckedNode, CompileError> {
+        let interface = resolved.interface;
+        for input in node.inputs.keys() {
+            if !interface.inputs.contains_key(input) {
+                return Err(CompileError::UnknownInput {
+                    node: node.id.clone(),
+                    input: input.clone(),
+                });
+            }
+        }
+        let mut inputs = BTreeMap::new();
+        for (input, expected_type) in &interface.inputs {
+            let Some(binding_spec) = node.inputs.get(input) else {
+                if matches!(expected_type, LiteralType::Optional(_)) {
+                    inputs.insert(input.clone(), NodeBinding::Constant(Value::None));
+                    continue;
+                }
+                return Err(CompileError::UnboundInput {
+                    node: node.id.clone(),
+                    input: input.clone(),
+                });
+            };
+            let binding = self
+                .resolve_binding(binding_spec, expected_type)
+                .map_err(|failure| failure.into_error(&node.id, input))?;
+            inputs.insert(input.clone(), binding);
+        }
+        let mut after = Vec::new();
+        for referenced in &node.after {
+            let index =
+                *self
+                    .index_by_id
+                    .get(referenced.as_str())
+                    .ok_or_else(|| CompileError::UnknownAfter {
+                        node: node.id.clone(),
+                        referenced: referenced.clone(),
+                    })?;
+            after.push(index);
+        }
+        let kind = match resolved.kind {
+            ResolvedKind::Task(id, task) => CheckedKind::Task(id, Box::new(task)),
+            ResolvedKind::Workflow(id, compiled) => CheckedKind::Workflow(id, compiled),
+            ResolvedKind::Gate(gate) => CheckedKind::Gate(gate),
+            ResolvedKind::Branch(cases, otherwise) => {
+                let Some(branch) = &node.branch else {
+                    return Err(node_error(&node.id, "branch without cases".to_string()));
+                };
+                let mut checked_cases = Vec::new();
+                for ((condition, arm), case_spec) in cases.into_iter().zip(&branch.cases) {
+                    let condition = self.check_condition(&node.id, &condition)?;
+                    checked_cases.push((
+                        case_spec.condition.clone(),
+                        condition,
+                        self.check(&case_spec.then, arm)?,
+                    ));
+                }
+                let otherwise = match (otherwise, &branch.otherwise) {
+                    (Some(arm), Some(arm_spec)) => Some(Box::new(self.check(arm_spec, *arm)?)),
+                    _ => None,
+                };
+                CheckedKind::Branch(checked_cases, otherwise)
+            }
+        };
+        Ok(CheckedNode {
+            id: node.id.clone(),
+            kind,
+            inputs,
+            after,
+            retries: node.retries,
+            interface,
+        })
+    }
+
+    fn check_condition(
+        &self,
+        node: &str,
+        condition: &Condition<String>,
+    ) -> Result<Condition<NodeBinding>, CompileError> {
+        let mut types = HashMap::new();
+        let resolved = condition.try_map(&mut |reference: &String| {
+            let (binding, found) = self
+                .reference(&BindingSpec::Shorthand(reference.clone()))
+                .map_err(|failure| node_error(node, format!("condition: {}", failure.reason())))?;
+            types.insert(reference.clone(), found);
+            Ok::<_, CompileError>(binding)
+        })?;
+        condition
+            .check_types(&|reference: &String| types.get(reference).cloned().unwrap_or(LiteralType::Struct))
+            .map_err(|e| node_error(node, e))?;
+        Ok(resolved)
+    }
+
+    /// Resolves a reference to a workflow input or an upstream output, with its type.
+    fn reference(&self, binding_spec: &BindingSpec) -> Result<(NodeBinding, LiteralType), BindingFailure> {
+        match parse_binding(binding_spec).map_err(BindingFailure::Syntax)? {
+            BindingSpec::WorkflowInput { input } => {
+                let found = self
+                    .spec
+                    .interface
+                    .inputs
+                    .get(&input)
+                    .ok_or_else(|| BindingFailure::UnknownWorkflowInput(input.clone()))?;
+                Ok((NodeBinding::WorkflowInput(input), found.clone()))
+            }
+            BindingSpec::NodeOutput { node, output } => {
+                let upstream_index = *self
+                    .index_by_id
+                    .get(node.as_str())
+                    .ok_or_else(|| BindingFailure::UnknownNode(node.clone()))?;
+                let found = self.interfaces[upstream_index]
+                    .outputs
+                    .get(&output)
+                    .ok_or_else(|| BindingFailure::UnknownOutput(node.clone(), output.clone()))?;
+                Ok((
+                    NodeBinding::NodeOutput {
+                        node: upstream_index,
+                        output,
+                    },
+                    found.clone(),
+                ))
+            }
+            BindingSpec::Constant { .. } | BindingSpec::Shorthand(_) => {
+                Err(BindingFailure::Syntax("expected a reference".to_string()))
+            }
+        }
+    }
+
+    fn resolve_binding(
+        &self,
+        binding_spec: &BindingSpec,
+        expected_type: &LiteralType,
+    ) -> Result<NodeBinding, BindingFailure> {
+        if let BindingSpec::Constant { value } = binding_spec {
+            return expected_type
+                .from_json(value)
+                .map(NodeBinding::Constant)
+                .map_err(BindingFailure::BadConstant);
+        }
+        let (binding, found) = self.reference(binding_spec)?;
+        if !found.is_assignable_to(expected_type) {
+            let what = match &binding {
+                NodeBinding::WorkflowInput(input) => format!("workflow input {input:?}"),
+                NodeBinding::NodeOutput { node, output } => {
+                    format!("{}.{output}", self.spec.nodes[*node].id)
+                }
+                NodeBinding::Constant(_) => "a constant".to_string(),
+            };
+            return Err(BindingFailure::TypeMismatch(
+                expected_type.to_string(),
+                format!("{what} of type {found}"),
+            ));
+        }
+        Ok(binding)
+    }
+}
+
+/// Lays checked nodes out as the flat, topologically ordered list the state machine runs.
+struct Emitter {
+    workflow_id: Identifier,
+    nodes: Vec<CompiledNode>,
+    /// Top-level spec node index -> the index of the node holding its outputs.
+    exit_of: Vec<usize>,
+}
+
+fn map_condition(
+    condition: &Condition<NodeBinding>,
+    f: &dyn Fn(&NodeBinding) -> NodeBinding,
+) -> Condition<NodeBinding> {
+    match condition.try_map(&mut |b| Ok::<_, std::convert::Infallible>(f(b))) {
+        Ok(mapped) => mapped,
+        Err(never) => match never {},
+    }
+}
+
+/// Marks case members while their branch's index is not yet known.
+const BRANCH_PENDING: usize = usize::MAX;
+
+impl Emitter {
+    fn map_binding(&self, binding: &NodeBinding) -> NodeBinding {
+        match binding {
+            NodeBinding::NodeOutput { node, output } => NodeBinding::NodeOutput {
+                node: self.exit_of[*node],
+                output: output.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    fn control_node(id: String, workflow_id: &Identifier, control: Control) -> CompiledNode {
+        let name = match &control {
+            Control::Subworkflow { workflow } => workflow.name.clone(),
+            other => other.kind_name().to_string(),
+        };
+        let version = match &control {
+            Control::Subworkflow { workflow } => workflow.version.clone(),
+            _ => String::new(),
+        };
+        CompiledNode {
+            id,
+            task_id: Identifier {
+                project: workflow_id.project.clone(),
+                domain: workflow_id.domain.clone(),
+                name: name.clone(),
+                version: version.clone(),
+            },
+            task: TaskSpec {
+                name,
+                version: Some(version),
+                interface: Interface::default(),
+                run: TaskKind::Noop,
+                retries: RetryPolicy { user: 0, system: 0 },
+                timeout: None,
+                cache: None,
+                resources: None,
+            },
+            inputs: BTreeMap::new(),
+            upstream: Vec::new(),
+            retries: RetryPolicy { user: 0, system: 0 },
+            control: Some(control),
+            case_of: None,
+        }
+    }
+
+    /// Appends `node` (and what it contains) and returns the index of the node holding its outputs.
+    /// `outer_after` are compiled indices every emitted node must also wait for.
+    fn emit(
+        &mut self,
+        node: &CheckedNode,
+        prefix: &str,
+        case_of: Option<CaseRef>,
+        outer_after: &[usize],
+    ) -> usize {
+        let id = format!("{prefix}{}", node.id);
+        let inputs: BTreeMap<String, NodeBinding> = node
+            .inputs
+            .iter()
+            .map(|(name, b)| (name.clone(), self.map_binding(b)))
+            .collect();
+        let mut after: BTreeSet<usize> = outer_after.iter().copied().collect();
+        after.extend(node.after.iter().map(|&n| self.exit_of[n]));
+        let with_inputs = |after: &BTreeSet<usize>, inputs: &BTreeMap<String, NodeBinding>| -> Vec<usize> {
+            let mut upstream = after.clone();
+            upstream.extend(inputs.values().filter_map(binding_node));
+            upstream.into_iter().collect()
+        };
+        match &node.kind {
+            CheckedKind::Task(task_id, task) => {
+                self.nodes.push(CompiledNode {
+                    id,
+                    task_id: task_id.clone(),
+                    upstream: with_inputs(&after, &inputs),
+                    inputs,
+                    retries: node.retries.unwrap_or(task.retries),
+                    task: (**task).clone(),
+                    control: None,
+                    case_of,
+                });
+            }
+            CheckedKind::Gate(gate) => {
+                let mut compiled = Self::control_node(id, &self.workflow_id, Control::Gate(gate.clone()));
+                compiled.upstream = after.into_iter().collect();
+                compiled.case_of = case_of;
+                self.nodes.push(compiled);
+            }
+            CheckedKind::Workflow(workflow_id, child) => {
+                let base = self.nodes.len();
+                let substitute = |binding: &NodeBinding| -> NodeBinding {
+                    match binding {
+                        NodeBinding::WorkflowInput(name) => inputs
+                            .get(name)
+                            .cloned()
+                            .unwrap_or(NodeBinding::Constant(Value::None)),
+                        NodeBinding::NodeOutput { node, output } => NodeBinding::NodeOutput {
+                            node: node + base,
+                            output: output.clone(),
+                        },
+                        constant => constant.clone(),
+                    }
+                };
+                for inner in &child.nodes {
+                    let inner_inputs: BTreeMap<String, NodeBinding> = inner
+                        .inputs
+                        .iter()
+                        .map(|(name, b)| (name.clone(), substitute(b)))
+                        .collect();
+                    let mut upstream: BTreeSet<usize> = inner.upstream.iter().map(|u| u + base).collect();
+                    upstream.extend(with_inputs(&after, &inner_inputs));
+                    let control = inner.control.as_ref().map(|control| match control {
+                        Control::Branch {
+                            cases,
+                            otherwise,
+                            outputs,
+                        } => {
+                            let shift = |arm: &CaseArm| CaseArm {
+                                first: arm.first + base,
+                                exit: arm.exit + base,
+                            };
+                            let cases = cases
+                                .iter()
+                                .map(|case| CompiledCase {
+                                    text: case.text.clone(),
+                                    condition: map_condition(&case.condition, &substitute),
+                                    arm: shift(&case.arm),
+                                })
+                                .collect::<Vec<_>>();
+                            for case in &cases {
+                                upstream.extend(case.condition.refs().into_iter().filter_map(binding_node));
+                            }
+                            Control::Branch {
+                                cases,
+                                otherwise: otherwise.as_ref().map(shift),
+                                outputs: outputs.clone(),
+                            }
+                        }
+                        other => other.clone(),
+                    });
+                    self.nodes.push(CompiledNode {
+                        id: format!("{id}/{}", inner.id),
+                        task_id: inner.task_id.clone(),
+                        task: inner.task.clone(),
+                        inputs: inner_inputs,
+                        upstream: upstream.into_iter().collect(),
+                        retries: inner.retries,
+                        control,
+                        case_of: match inner.case_of {
+                            Some(inner_case) => Some(CaseRef {
+                                branch: inner_case.branch + base,
+                                case: inner_case.case,
+                            }),
+                            None => case_of,
+                        },
+                    });
+                }
+                let mut end = Self::control_node(
+                    id,
+                    workflow_id,
+                    Control::Subworkflow {
+                        workflow: workflow_id.clone(),
+                    },
+                );
+                end.inputs = child
+                    .outputs
+                    .iter()
+                    .map(|(name, b)| (name.clone(), substitute(b)))
+                    .collect();
+                end.upstream = (base..self.nodes.len()).collect();
+                end.case_of = case_of;
+                self.nodes.push(end);
+            }
+            CheckedKind::Branch(cases, otherwise) => {
+                let arm_prefix = format!("{id}/");
+                let mut compiled_cases = Vec::new();
+                let first_member = self.nodes.len();
+                for (case, (text, condition, arm)) in cases.iter().enumerate() {
+                    let first = self.nodes.len();
+                    let member_of = Some(CaseRef {
+                        branch: BRANCH_PENDING,
+                        case,
+                    });
+                    let exit = self.emit(
+                        arm,
+                        &arm_prefix,
+                        member_of,
+                        &after.iter().copied().collect::<Vec<_>>(),
+                    );
+                    let condition = map_condition(condition, &|b| self.map_binding(b));
+                    compiled_cases.push(CompiledCase {
+                        text: text.clone(),
+                        condition,
+                        arm: CaseArm { first, exit },
+                    });
+                }
+                let otherwise_arm = otherwise.as_ref().map(|arm| {
+                    let first = self.nodes.len();
+                    let member_of = Some(CaseRef {
+                        branch: BRANCH_PENDING,
+                        case: cases.len(),
+                    });
+                    let exit = self.emit(
+                        arm,
+                        &arm_prefix,
+                        member_of,
+                        &after.iter().copied().collect::<Vec<_>>(),
+                    );
+                    CaseArm { first, exit }
+                });
+                let branch_index = self.nodes.len();
+                for member in &mut self.nodes[first_member..] {
+                    if let Some(case) = member.case_of.as_mut().filter(|c| c.branch == BRANCH_PENDING) {
+                        case.branch = branch_index;
+                    }
+                }
+                let mut upstream: BTreeSet<usize> = (first_member..branch_index).collect();
+                upstream.extend(after.iter().copied());
+                for case in &compiled_cases {
+                    upstream.extend(case.condition.refs().into_iter().filter_map(binding_node));
+                }
+                let mut compiled = Self::control_node(
+                    id,
+                    &self.workflow_id,
+                    Control::Branch {
+                        cases: compiled_cases,
+                        otherwise: otherwise_arm,
+                        outputs: node.interface.outputs.keys().cloned().collect(),
+                    },
+                );
+                compiled.upstream = upstream.into_iter().collect();
+                compiled.case_of = case_of;
+                self.nodes.push(compiled);
+            }
+        }
+        self.nodes.len() - 1
+    }
+}
 enum BindingFailure {
     UnknownNode(String),
     UnknownOutput(String, String),
@@ -355,54 +1064,6 @@ impl BindingFailure {
             }
             BindingFailure::BadConstant(reason) | BindingFailure::Syntax(reason) => reason,
         }
-    }
-}
-
-fn resolve_binding(
-    spec: &WorkflowSpec,
-    index_by_id: &HashMap<&str, usize>,
-    resolved_tasks: &[(Identifier, TaskSpec)],
-    binding_spec: &BindingSpec,
-    expected_type: &LiteralType,
-) -> Result<NodeBinding, BindingFailure> {
-    let mismatch = |found: &LiteralType, what: String| {
-        BindingFailure::TypeMismatch(expected_type.to_string(), format!("{what} of type {found}"))
-    };
-    match parse_binding(binding_spec).map_err(BindingFailure::Syntax)? {
-        BindingSpec::WorkflowInput { input } => {
-            let found = spec
-                .interface
-                .inputs
-                .get(&input)
-                .ok_or_else(|| BindingFailure::UnknownWorkflowInput(input.clone()))?;
-            if !found.is_assignable_to(expected_type) {
-                return Err(mismatch(found, format!("workflow input {input:?}")));
-            }
-            Ok(NodeBinding::WorkflowInput(input))
-        }
-        BindingSpec::NodeOutput { node, output } => {
-            let upstream_index = *index_by_id
-                .get(node.as_str())
-                .ok_or_else(|| BindingFailure::UnknownNode(node.clone()))?;
-            let found = resolved_tasks[upstream_index]
-                .1
-                .interface
-                .outputs
-                .get(&output)
-                .ok_or_else(|| BindingFailure::UnknownOutput(node.clone(), output.clone()))?;
-            if !found.is_assignable_to(expected_type) {
-                return Err(mismatch(found, format!("{node}.{output}")));
-            }
-            Ok(NodeBinding::NodeOutput {
-                node: upstream_index,
-                output,
-            })
-        }
-        BindingSpec::Constant { value } => expected_type
-            .from_json(&value)
-            .map(NodeBinding::Constant)
-            .map_err(BindingFailure::BadConstant),
-        BindingSpec::Shorthand(_) => Err(BindingFailure::Syntax("unparsed shorthand".to_string())),
     }
 }
 
@@ -498,16 +1159,11 @@ mod tests {
     }
 
     fn node(id: &str, task: &str, inputs: &[(&str, &str)]) -> NodeSpec {
-        NodeSpec {
-            id: id.into(),
-            task: task.into(),
-            inputs: inputs
-                .iter()
-                .map(|(k, v)| (k.to_string(), BindingSpec::Shorthand(v.to_string())))
-                .collect(),
-            after: vec![],
-            retries: None,
-        }
+        let inputs = inputs
+            .iter()
+            .map(|(k, v)| (k.to_string(), BindingSpec::Shorthand(v.to_string())))
+            .collect();
+        NodeSpec::task(id, task, inputs)
     }
 
     fn workflow(nodes: Vec<NodeSpec>) -> WorkflowSpec {

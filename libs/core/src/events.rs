@@ -141,7 +141,41 @@ pub enum ExecutionEvent {
         cache: CacheOutcome,
         at: i64,
     },
-    /// A node used up its retry budget.
+    /// A node the state machine runs itself (a subworkflow's end, a branch, a gate) is done with `outputs`.
+    NodeSucceeded {
+        execution: ExecutionId,
+        node: usize,
+        outputs: Outputs,
+        at: i64,
+    },
+    /// A branch chose case `case` (`cases.len()` is the `else`); the other cases' nodes are SKIPPED.
+    /// `condition` (the case's condition, or `else`) and `skipped` are for readers without the workflow.
+    BranchTaken {
+        execution: ExecutionId,
+        node: usize,
+        case: usize,
+        condition: String,
+        skipped: Vec<usize>,
+        at: i64,
+    },
+    /// A gate began to wait; `until` is when a sleep ends or a signal or approval times out.
+    GateWaiting {
+        execution: ExecutionId,
+        node: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
+        /// What it waits for, e.g. `signal "go"` or `approval (aloft approve ...)`.
+        waiting_for: String,
+        at: i64,
+    },
+    /// A request: a signal was sent to the execution (an approval is the signal `approve:NODE`).
+    SignalReceived {
+        execution: ExecutionId,
+        signal: String,
+        value: Value,
+        requested_at: i64,
+    },
+    /// A node used up its retry budget, matched no branch case, or timed out at a gate.
     NodeFailed {
         execution: ExecutionId,
         node: usize,
@@ -172,6 +206,10 @@ impl ExecutionEvent {
             | ExecutionEvent::AttemptFailed { execution, .. }
             | ExecutionEvent::NodeCacheHit { execution, .. }
             | ExecutionEvent::NodeFailed { execution, .. }
+            | ExecutionEvent::NodeSucceeded { execution, .. }
+            | ExecutionEvent::BranchTaken { execution, .. }
+            | ExecutionEvent::GateWaiting { execution, .. }
+            | ExecutionEvent::SignalReceived { execution, .. }
             | ExecutionEvent::ExecutionFinished { execution, .. } => Some(execution),
             ExecutionEvent::PartitionClaimed { .. } => None,
         }
@@ -205,7 +243,9 @@ impl ExecutionEvent {
     pub fn is_request(&self) -> bool {
         matches!(
             self,
-            ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::TerminateRequested { .. }
+            ExecutionEvent::ExecutionRequested { .. }
+                | ExecutionEvent::TerminateRequested { .. }
+                | ExecutionEvent::SignalReceived { .. }
         )
     }
 
@@ -222,6 +262,10 @@ impl ExecutionEvent {
             ExecutionEvent::AttemptFailed { .. } => "AttemptFailed",
             ExecutionEvent::NodeCacheHit { .. } => "NodeCacheHit",
             ExecutionEvent::NodeFailed { .. } => "NodeFailed",
+            ExecutionEvent::NodeSucceeded { .. } => "NodeSucceeded",
+            ExecutionEvent::BranchTaken { .. } => "BranchTaken",
+            ExecutionEvent::GateWaiting { .. } => "GateWaiting",
+            ExecutionEvent::SignalReceived { .. } => "SignalReceived",
             ExecutionEvent::ExecutionFinished { .. } => "ExecutionFinished",
         }
     }
@@ -229,7 +273,8 @@ impl ExecutionEvent {
     pub fn occurred_at(&self) -> i64 {
         match self {
             ExecutionEvent::ExecutionRequested { requested_at, .. }
-            | ExecutionEvent::TerminateRequested { requested_at, .. } => *requested_at,
+            | ExecutionEvent::TerminateRequested { requested_at, .. }
+            | ExecutionEvent::SignalReceived { requested_at, .. } => *requested_at,
             ExecutionEvent::PartitionClaimed { at, .. }
             | ExecutionEvent::ExecutionStarted { at, .. }
             | ExecutionEvent::AttemptStarted { at, .. }
@@ -239,6 +284,9 @@ impl ExecutionEvent {
             | ExecutionEvent::AttemptFailed { at, .. }
             | ExecutionEvent::NodeCacheHit { at, .. }
             | ExecutionEvent::NodeFailed { at, .. }
+            | ExecutionEvent::NodeSucceeded { at, .. }
+            | ExecutionEvent::BranchTaken { at, .. }
+            | ExecutionEvent::GateWaiting { at, .. }
             | ExecutionEvent::ExecutionFinished { at, .. } => *at,
         }
     }

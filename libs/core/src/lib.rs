@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod compiler;
+pub mod condition;
 pub mod events;
 pub mod ids;
 pub mod notify;

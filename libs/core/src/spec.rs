@@ -233,12 +233,23 @@ pub enum BindingSpec {
     Shorthand(String),
 }
 
+/// One node of a workflow. It does exactly one thing: run a `task`, inline a registered `workflow`, choose
+/// one of several nodes with a `branch`, or wait at a `gate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     pub id: String,
-    /// `name` or `name@version`.
-    pub task: String,
+    /// `name` or `name@version` of a registered task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// `name` or `name@version` of a registered workflow, inlined as a subworkflow: its nodes run under
+    /// this node (ids `THIS/INNER`) and its outputs are this node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSpec>,
     #[serde(default)]
     pub inputs: BTreeMap<String, BindingSpec>,
     /// Ordering-only dependencies: run after these nodes even without a data binding.
@@ -247,6 +258,103 @@ pub struct NodeSpec {
     /// Overrides the task's retry policy for this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryPolicy>,
+}
+
+/// What a node does, as given by the one of `task`, `workflow`, `branch`, `gate` it sets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeSpecKind<'a> {
+    Task(&'a str),
+    Workflow(&'a str),
+    Branch(&'a BranchSpec),
+    Gate(&'a GateSpec),
+}
+
+impl NodeSpec {
+    /// A node that runs `task` with these inputs.
+    pub fn task(id: &str, task: &str, inputs: BTreeMap<String, BindingSpec>) -> NodeSpec {
+        NodeSpec {
+            id: id.to_string(),
+            task: Some(task.to_string()),
+            workflow: None,
+            branch: None,
+            gate: None,
+            inputs,
+            after: Vec::new(),
+            retries: None,
+        }
+    }
+
+    /// The node's kind, or an error naming the node when it sets none or more than one.
+    pub fn kind(&self) -> Result<NodeSpecKind<'_>, String> {
+        let mut kinds = Vec::new();
+        if let Some(task) = &self.task {
+            kinds.push(NodeSpecKind::Task(task));
+        }
+        if let Some(workflow) = &self.workflow {
+            kinds.push(NodeSpecKind::Workflow(workflow));
+        }
+        if let Some(branch) = &self.branch {
+            kinds.push(NodeSpecKind::Branch(branch));
+        }
+        if let Some(gate) = &self.gate {
+            kinds.push(NodeSpecKind::Gate(gate));
+        }
+        match kinds.as_slice() {
+            [kind] => Ok(*kind),
+            [] => Err(format!(
+                "node {:?} must set one of task, workflow, branch or gate",
+                self.id
+            )),
+            _ => Err(format!(
+                "node {:?} sets more than one of task, workflow, branch and gate; a node does one thing",
+                self.id
+            )),
+        }
+    }
+}
+
+/// `if`/`elif`/`else`: the first case whose condition holds runs its node; the others are SKIPPED. The
+/// branch node's outputs are those its cases' nodes all have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchSpec {
+    /// Tried in order (the first is the `if`, the rest `elif`s).
+    pub cases: Vec<BranchCaseSpec>,
+    /// Runs when no case matches; without it, no match fails the node.
+    #[serde(default, rename = "else", skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<Box<NodeSpec>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchCaseSpec {
+    /// E.g. `inputs.n > 10 and prep.ok == true` (see `aloft_core::condition`).
+    #[serde(rename = "if")]
+    pub condition: String,
+    pub then: Box<NodeSpec>,
+}
+
+/// A node that waits: a fixed time, a named signal, or an approval. Without a timeout a signal or an
+/// approval is awaited for as long as the execution runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum GateSpec {
+    /// `gate: {sleep: 30s}`.
+    Sleep(String),
+    /// `gate: {signal: {name: go, type: boolean, timeout: 1h}}`: set with `aloft signal EXECUTION NAME VALUE`;
+    /// a typed signal's value is the node's output `value`.
+    Signal {
+        name: String,
+        #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+        value_type: Option<LiteralType>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<String>,
+    },
+    /// `gate: {approve: {timeout: 1d}}`: given with `aloft approve EXECUTION NODE`.
+    Approve {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,6 +404,32 @@ fn validate_max_parallelism(what: &str, max_parallelism: Option<u32>) -> Result<
 }
 
 impl WorkflowSpec {
+    /// Every task and workflow its nodes reference, cases of branches included (so a registry can look
+    /// them up before compiling).
+    pub fn references(&self) -> (Vec<TaskRef>, Vec<TaskRef>) {
+        fn walk(node: &NodeSpec, tasks: &mut Vec<TaskRef>, workflows: &mut Vec<TaskRef>) {
+            if let Some(task) = &node.task {
+                tasks.push(TaskRef::parse(task));
+            }
+            if let Some(workflow) = &node.workflow {
+                workflows.push(TaskRef::parse(workflow));
+            }
+            if let Some(branch) = &node.branch {
+                for case in &branch.cases {
+                    walk(&case.then, tasks, workflows);
+                }
+                if let Some(otherwise) = &branch.otherwise {
+                    walk(otherwise, tasks, workflows);
+                }
+            }
+        }
+        let (mut tasks, mut workflows) = (Vec::new(), Vec::new());
+        for node in &self.nodes {
+            walk(node, &mut tasks, &mut workflows);
+        }
+        (tasks, workflows)
+    }
+
     pub fn validate_names(&self) -> Result<(), String> {
         validate_name("workflow name", &self.name).map_err(|e| e.to_string())?;
         validate_max_parallelism(&format!("workflow {}", self.name), self.max_parallelism)?;

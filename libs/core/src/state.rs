@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compiler::{CompiledWorkflow, NodeBinding};
+use crate::compiler::{approval_signal, CompiledGate, CompiledWorkflow, Control, NodeBinding};
 use crate::events::{ErrorKind, ExecutionEvent, Outputs};
 use crate::ids::{ExecutionId, Identifier};
 use crate::types::Value;
@@ -114,7 +114,13 @@ pub struct NodeState {
     pub system_failures: u32,
     pub outputs: Option<Outputs>,
     pub error: Option<String>,
+    /// For a branch: the case it took (`cases.len()` is the `else`).
+    pub taken_case: Option<usize>,
+    /// For a waiting gate: when it opens (sleep) or times out.
+    pub gate_until: Option<i64>,
     waiting_on: usize,
+    /// False for a branch case's node until its branch takes that case.
+    released: bool,
 }
 
 impl NodeState {
@@ -142,10 +148,17 @@ pub struct ExecutionState {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Signals received (first value wins), by name; approvals are `approve:NODE`.
+    pub signals: BTreeMap<String, Value>,
     downstream: Arc<Vec<Vec<usize>>>,
     /// Nodes in phase Queued, i.e. ready for an attempt (or out of budget, see `decide`).
     ready: BTreeSet<usize>,
-    succeeded_nodes: usize,
+    /// Branch nodes that have not chosen a case yet.
+    undecided_branches: BTreeSet<usize>,
+    /// Gate nodes waiting now.
+    open_gates: BTreeSet<usize>,
+    /// Nodes done for good without failing: succeeded, recovered or skipped.
+    settled_nodes: usize,
     failed_node: Option<usize>,
     /// Nodes with an attempt running now (bounded by the workflow's `max_parallelism`).
     running_nodes: usize,
@@ -163,11 +176,16 @@ impl ExecutionState {
         let mut downstream = vec![Vec::new(); workflow.nodes.len()];
         let mut nodes = Vec::with_capacity(workflow.nodes.len());
         let mut ready = BTreeSet::new();
+        let mut undecided_branches = BTreeSet::new();
         for (index, node) in workflow.nodes.iter().enumerate() {
             for &up in &node.upstream {
                 downstream[up].push(index);
             }
-            let phase = if node.upstream.is_empty() {
+            if matches!(node.control, Some(Control::Branch { .. })) {
+                undecided_branches.insert(index);
+            }
+            let released = node.case_of.is_none();
+            let phase = if node.upstream.is_empty() && released {
                 ready.insert(index);
                 NodePhase::Queued
             } else {
@@ -180,7 +198,10 @@ impl ExecutionState {
                 system_failures: 0,
                 outputs: None,
                 error: None,
+                taken_case: None,
+                gate_until: None,
                 waiting_on: node.upstream.len(),
+                released,
             });
         }
         ExecutionState {
@@ -199,21 +220,29 @@ impl ExecutionState {
             created_at,
             started_at: None,
             finished_at: None,
+            signals: BTreeMap::new(),
             downstream: Arc::new(downstream),
             ready,
-            succeeded_nodes: 0,
+            undecided_branches,
+            open_gates: BTreeSet::new(),
+            settled_nodes: 0,
             failed_node: None,
             running_nodes: 0,
         }
     }
 
     /// Marks `recovered` nodes as done with the given outputs (RECOVERED) and readies what depends only on
-    /// them. Applied with the request, so replay gives the same state.
+    /// them. Applied with the request, so replay gives the same state. Branches and the nodes in their
+    /// cases run again (the branch decides anew), so a recovered node is never one a branch would skip.
     pub fn recover(&mut self, recovered: &BTreeMap<String, Outputs>) {
         for (node_id, outputs) in recovered {
             let Some(node) = self.workflow.nodes.iter().position(|n| &n.id == node_id) else {
                 continue;
             };
+            let compiled = &self.workflow.nodes[node];
+            if compiled.case_of.is_some() || matches!(compiled.control, Some(Control::Branch { .. })) {
+                continue;
+            }
             let state = &mut self.nodes[node];
             if !matches!(state.phase, NodePhase::Pending | NodePhase::Queued) {
                 continue;
@@ -226,18 +255,96 @@ impl ExecutionState {
     /// Ends `node` with `outputs` (SUCCEEDED or RECOVERED) and readies what waited only for it.
     fn complete_node(&mut self, node: usize, phase: NodePhase, outputs: &Outputs) {
         let state = &mut self.nodes[node];
-        state.phase = phase;
         state.outputs = Some(outputs.clone());
-        self.succeeded_nodes += 1;
+        self.settle(node, phase);
+    }
+
+    /// Ends `node` for good in `phase` (one that does not fail the execution) and readies what waited
+    /// only for it.
+    fn settle(&mut self, node: usize, phase: NodePhase) {
+        self.nodes[node].phase = phase;
+        self.ready.remove(&node);
+        self.open_gates.remove(&node);
+        self.undecided_branches.remove(&node);
+        self.settled_nodes += 1;
         let downstream = Arc::clone(&self.downstream);
         for &down in &downstream[node] {
-            let down_state = &mut self.nodes[down];
-            down_state.waiting_on -= 1;
-            if down_state.waiting_on == 0 && down_state.phase == NodePhase::Pending {
-                down_state.phase = NodePhase::Queued;
-                self.ready.insert(down);
+            self.nodes[down].waiting_on -= 1;
+            self.ready_if_unblocked(down);
+        }
+    }
+
+    /// Queues `node` once nothing holds it back: its upstream nodes are done, its case (if any) was taken,
+    /// and, for a branch, it has decided (a deciding branch shows as RUNNING while its case runs).
+    fn ready_if_unblocked(&mut self, node: usize) {
+        let state = &self.nodes[node];
+        let waiting_phase = match self.workflow.nodes[node].control {
+            Some(Control::Branch { .. }) => state.phase == NodePhase::Running,
+            _ => state.phase == NodePhase::Pending,
+        };
+        if state.waiting_on == 0 && state.released && waiting_phase {
+            self.nodes[node].phase = NodePhase::Queued;
+            self.ready.insert(node);
+        }
+    }
+
+    /// Applies a branch's choice: the taken case's own nodes may run, every node of the other cases
+    /// (nested ones too: each case is a contiguous block) is SKIPPED.
+    fn take_case(&mut self, branch: usize, taken: usize) {
+        let Some(Control::Branch { cases, otherwise, .. }) = self.workflow.nodes[branch].control.clone()
+        else {
+            return;
+        };
+        self.undecided_branches.remove(&branch);
+        self.nodes[branch].taken_case = Some(taken);
+        self.nodes[branch].phase = NodePhase::Running;
+        let arms = cases.iter().map(|case| case.arm).chain(otherwise);
+        for (case, arm) in arms.enumerate() {
+            for member in arm.first..=arm.exit {
+                if case == taken {
+                    let direct = self.workflow.nodes[member]
+                        .case_of
+                        .is_some_and(|c| c.branch == branch && c.case == case);
+                    if direct {
+                        self.nodes[member].released = true;
+                        self.ready_if_unblocked(member);
+                    }
+                } else if self.nodes[member].phase == NodePhase::Pending {
+                    self.settle(member, NodePhase::Skipped);
+                }
             }
         }
+    }
+
+    /// Every branch that can decide now: not yet decided, its case taken (if nested) and the nodes its
+    /// conditions read done.
+    fn decidable_branches(&self) -> impl Iterator<Item = usize> + '_ {
+        self.undecided_branches.iter().copied().filter(|&branch| {
+            let state = &self.nodes[branch];
+            let Some(Control::Branch { cases, .. }) = &self.workflow.nodes[branch].control else {
+                return false;
+            };
+            state.released
+                && state.phase == NodePhase::Pending
+                && cases.iter().all(|case| {
+                    case.condition.refs().into_iter().all(|binding| match binding {
+                        NodeBinding::NodeOutput { node, .. } => self.nodes[*node].outputs.is_some(),
+                        _ => true,
+                    })
+                })
+        })
+    }
+
+    /// Gates waiting now, and the earliest time one of them opens or times out (the engine wakes then).
+    pub fn next_gate_deadline(&self) -> Option<i64> {
+        self.open_gates
+            .iter()
+            .filter_map(|&gate| self.nodes[gate].gate_until)
+            .min()
+    }
+
+    pub fn has_open_gates(&self) -> bool {
+        !self.open_gates.is_empty()
     }
 
     /// The input values of a node, resolved from workflow inputs, constants and upstream outputs.
@@ -421,13 +528,56 @@ impl ExecutionState {
                 let Some(state) = self.nodes.get_mut(*node) else {
                     return;
                 };
-                if state.phase != NodePhase::Queued {
+                // A task node fails from the queue (budget used up); a branch that matched no case fails
+                // undecided, a gate fails while it waits (timed out).
+                let failable = state.phase == NodePhase::Queued
+                    || self.undecided_branches.contains(node)
+                    || self.open_gates.contains(node);
+                if !failable || self.phase.is_terminal() {
                     return;
                 }
                 state.phase = *phase;
                 state.error = Some(message.clone());
                 self.ready.remove(node);
+                self.open_gates.remove(node);
+                self.undecided_branches.remove(node);
                 self.failed_node.get_or_insert(*node);
+            }
+            ExecutionEvent::BranchTaken { node, case, .. } => {
+                if self.phase.is_terminal() || !self.undecided_branches.contains(node) {
+                    return;
+                }
+                self.take_case(*node, *case);
+            }
+            ExecutionEvent::GateWaiting { node, until, .. } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued || self.phase.is_terminal() {
+                    return;
+                }
+                state.phase = NodePhase::Running;
+                state.gate_until = *until;
+                self.ready.remove(node);
+                self.open_gates.insert(*node);
+            }
+            ExecutionEvent::NodeSucceeded { node, outputs, .. } => {
+                let Some(state) = self.nodes.get(*node) else {
+                    return;
+                };
+                let settles = (state.phase == NodePhase::Queued && !self.workflow.nodes[*node].is_task())
+                    || self.open_gates.contains(node);
+                if !settles || self.phase.is_terminal() {
+                    return;
+                }
+                self.complete_node(*node, NodePhase::Succeeded, outputs);
+            }
+            ExecutionEvent::SignalReceived { signal, value, .. } => {
+                if !self.phase.is_terminal() {
+                    self.signals
+                        .entry(signal.clone())
+                        .or_insert_with(|| value.clone());
+                }
             }
             ExecutionEvent::ExecutionFinished {
                 phase,
@@ -463,6 +613,8 @@ impl ExecutionState {
                     }
                 }
                 self.ready.clear();
+                self.open_gates.clear();
+                self.undecided_branches.clear();
             }
             ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
         }
@@ -547,7 +699,7 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         ));
         return decisions;
     }
-    if state.succeeded_nodes == state.nodes.len() {
+    if state.settled_nodes == state.nodes.len() {
         let outputs: Result<Outputs, String> = state
             .workflow
             .outputs
@@ -583,7 +735,8 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
             failing.insert(node);
         }
     }
-    // Ready nodes start in index order (a topological order) while the parallelism limit allows.
+    decide_control_nodes(state, now, &mut decisions);
+    // Ready task nodes start in index order (a topological order) while the parallelism limit allows.
     let limit = state
         .workflow
         .max_parallelism
@@ -596,7 +749,7 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
     for &node in state
         .ready
         .iter()
-        .filter(|node| !failing.contains(node))
+        .filter(|&&node| !failing.contains(&node) && state.workflow.nodes[node].is_task())
         .take(free_slots)
     {
         let attempt = state.nodes[node].attempts.len() as u32 + 1;
@@ -608,6 +761,162 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         });
     }
     decisions
+}
+
+/// Decisions for the nodes the state machine runs itself: branches that can choose, ready subworkflow ends,
+/// branches and gates, and waiting gates whose signal came or whose time is up.
+fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<ExecutionEvent>) {
+    let execution = &state.id;
+    let failed = |node: usize, phase: NodePhase, message: String| ExecutionEvent::NodeFailed {
+        execution: execution.clone(),
+        node,
+        phase,
+        message,
+        at: now,
+    };
+    let succeeded = |node: usize, outputs: Outputs| ExecutionEvent::NodeSucceeded {
+        execution: execution.clone(),
+        node,
+        outputs,
+        at: now,
+    };
+    for branch in state.decidable_branches() {
+        let Some(Control::Branch { cases, otherwise, .. }) = &state.workflow.nodes[branch].control else {
+            continue;
+        };
+        let mut tried = Vec::new();
+        let mut taken = None;
+        for (index, case) in cases.iter().enumerate() {
+            match case.condition.evaluate(&|binding| state.resolve(binding)) {
+                Ok(true) => {
+                    taken = Some(index);
+                    break;
+                }
+                Ok(false) => tried.push(format!("{} is false", case.text)),
+                Err(error) => {
+                    tried.push(format!("{} cannot be evaluated: {error}", case.text));
+                }
+            }
+        }
+        let taken = taken.or(otherwise.map(|_| cases.len()));
+        decisions.push(match taken {
+            Some(case) => ExecutionEvent::BranchTaken {
+                execution: execution.clone(),
+                node: branch,
+                case,
+                condition: cases
+                    .get(case)
+                    .map_or_else(|| "else".to_string(), |c| c.text.clone()),
+                skipped: cases
+                    .iter()
+                    .map(|c| c.arm)
+                    .chain(*otherwise)
+                    .enumerate()
+                    .filter(|(index, _)| *index != case)
+                    .flat_map(|(_, arm)| arm.first..=arm.exit)
+                    .collect(),
+                at: now,
+            },
+            None => failed(
+                branch,
+                NodePhase::Failed,
+                format!(
+                    "no case matched ({}) and the branch has no else",
+                    tried.join("; ")
+                ),
+            ),
+        });
+    }
+    for &node in &state.ready {
+        let compiled = &state.workflow.nodes[node];
+        match &compiled.control {
+            None => {}
+            Some(Control::Subworkflow { .. }) => match state.node_inputs(node) {
+                Ok(outputs) => decisions.push(succeeded(node, outputs)),
+                Err(error) => decisions.push(failed(node, NodePhase::Failed, error)),
+            },
+            Some(Control::Branch {
+                cases,
+                otherwise,
+                outputs,
+            }) => {
+                let taken = state.nodes[node].taken_case;
+                let exit = taken
+                    .and_then(|case| cases.get(case).map(|c| c.arm).or(*otherwise))
+                    .map(|arm| arm.exit);
+                let exit_outputs = exit.and_then(|exit| state.nodes[exit].outputs.as_ref());
+                let branch_outputs = outputs
+                    .iter()
+                    .filter_map(|name| {
+                        exit_outputs
+                            .and_then(|o| o.get(name))
+                            .map(|v| (name.clone(), v.clone()))
+                    })
+                    .collect();
+                decisions.push(succeeded(node, branch_outputs));
+            }
+            Some(Control::Gate(gate)) => {
+                let (until, waiting_for) = match gate {
+                    CompiledGate::Sleep { millis } => (Some(now + millis), "the end of a sleep".to_string()),
+                    CompiledGate::Signal {
+                        name, timeout_millis, ..
+                    } => (
+                        timeout_millis.map(|millis| now + millis),
+                        format!("signal {name:?} (aloft signal {} {name} ...)", execution.name),
+                    ),
+                    CompiledGate::Approve { timeout_millis } => (
+                        timeout_millis.map(|millis| now + millis),
+                        format!("approval (aloft approve {} {})", execution.name, compiled.id),
+                    ),
+                };
+                decisions.push(ExecutionEvent::GateWaiting {
+                    execution: execution.clone(),
+                    node,
+                    until,
+                    waiting_for,
+                    at: now,
+                });
+            }
+        }
+    }
+    for &node in &state.open_gates {
+        let compiled = &state.workflow.nodes[node];
+        let Some(Control::Gate(gate)) = &compiled.control else {
+            continue;
+        };
+        let until = state.nodes[node].gate_until;
+        let due = until.is_some_and(|until| now >= until);
+        match gate {
+            CompiledGate::Sleep { .. } => {
+                if due {
+                    decisions.push(succeeded(node, Outputs::new()));
+                }
+            }
+            CompiledGate::Signal { value_type, .. } => {
+                let Some(signal) = gate.signal_name(&compiled.id) else {
+                    continue;
+                };
+                if let Some(value) = state.signals.get(&signal) {
+                    let outputs = match value_type {
+                        Some(_) => Outputs::from([("value".to_string(), value.clone())]),
+                        None => Outputs::new(),
+                    };
+                    decisions.push(succeeded(node, outputs));
+                } else if due {
+                    let message = format!("timed out waiting for signal {signal:?}");
+                    decisions.push(failed(node, NodePhase::TimedOut, message));
+                }
+            }
+            CompiledGate::Approve { .. } => {
+                if state.signals.contains_key(&approval_signal(&compiled.id)) {
+                    decisions.push(succeeded(node, Outputs::new()));
+                } else if due {
+                    let message = "timed out waiting for an approval".to_string();
+                    decisions.push(failed(node, NodePhase::TimedOut, message));
+                }
+            }
+        }
+    }
 }
 
 /// Position and fencing data of one event, from its envelope.
@@ -650,7 +959,7 @@ pub fn admit(
             Some(_) => AppliedEvent::Ignored("an execution with this name already exists".to_string()),
             None => AppliedEvent::Accepted,
         },
-        ExecutionEvent::TerminateRequested { .. } => match last_seq {
+        ExecutionEvent::TerminateRequested { .. } | ExecutionEvent::SignalReceived { .. } => match last_seq {
             Some(_) => AppliedEvent::Accepted,
             None => AppliedEvent::Ignored("unknown execution".to_string()),
         },
@@ -768,6 +1077,8 @@ mod tests {
                     inputs: Default::default(),
                     upstream: vec![],
                     retries: RetryPolicy::default(),
+                    control: None,
+                    case_of: None,
                 })
                 .collect(),
             outputs: Default::default(),

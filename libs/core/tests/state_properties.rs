@@ -66,11 +66,8 @@ fn build(
                     .collect()
             };
             NodeSpec {
-                id: format!("n{index}"),
-                task: format!("sum{}", ups.len().max(1)),
-                inputs,
-                after: vec![],
                 retries: Some(retries),
+                ..NodeSpec::task(&format!("n{index}"), &format!("sum{}", ups.len().max(1)), inputs)
             }
         })
         .collect();

@@ -310,6 +310,30 @@ impl<'a> LoggedEvent<'a> {
     }
 }
 
+/// A node the state machine runs itself (a deciding branch, a waiting gate) is RUNNING; `wait_reason` says
+/// what a gate waits for.
+async fn set_node_running(
+    conn: &mut AnyConnection,
+    id: &ExecutionId,
+    node: usize,
+    wait_reason: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE node_executions SET phase = 'RUNNING', wait_reason = $1, started_at = COALESCE(started_at, $2) \
+         WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 AND phase IN ('PENDING', 'QUEUED')",
+    )
+    .bind(wait_reason)
+    .bind(at)
+    .bind(&id.project)
+    .bind(&id.domain)
+    .bind(&id.name)
+    .bind(node as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Applies one execution-topic event if the admission rule accepts it; `partition_epoch` is updated by
 /// claims. Returns the verdict.
 pub async fn apply_execution_event(
@@ -364,7 +388,7 @@ pub async fn apply_execution_event(
                     .and_then(|recovery| recovery.nodes.get(&node.id));
                 let phase = if recovered.is_some() {
                     NodePhase::Recovered
-                } else if node.upstream.is_empty() {
+                } else if node.upstream.is_empty() && node.case_of.is_none() {
                     NodePhase::Queued
                 } else {
                     NodePhase::Pending
@@ -387,7 +411,51 @@ pub async fn apply_execution_event(
                 .await?;
             }
         }
-        ExecutionEvent::TerminateRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
+        ExecutionEvent::TerminateRequested { .. }
+        | ExecutionEvent::SignalReceived { .. }
+        | ExecutionEvent::PartitionClaimed { .. } => {}
+        ExecutionEvent::NodeSucceeded {
+            node, outputs, at, ..
+        } => {
+            sqlx::query(
+                "UPDATE node_executions SET phase = 'SUCCEEDED', outputs_json = $1, wait_reason = '', \
+                 started_at = COALESCE(started_at, $2), finished_at = $2 \
+                 WHERE project = $3 AND domain = $4 AND execution = $5 AND node_index = $6 \
+                 AND phase IN ('PENDING', 'QUEUED', 'RUNNING')",
+            )
+            .bind(to_json(outputs))
+            .bind(*at)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ExecutionEvent::BranchTaken {
+            node, skipped, at, ..
+        } => {
+            set_node_running(conn, id, *node, "", *at).await?;
+            for &skipped_node in skipped {
+                sqlx::query(
+                    "UPDATE node_executions SET phase = 'SKIPPED', finished_at = $1 \
+                     WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5 AND phase = 'PENDING'",
+                )
+                .bind(*at)
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(skipped_node as i64)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        ExecutionEvent::GateWaiting {
+            node,
+            waiting_for,
+            at,
+            ..
+        } => set_node_running(conn, id, *node, waiting_for, *at).await?,
         ExecutionEvent::ExecutionStarted { at, .. } => {
             sqlx::query(
                 "UPDATE executions SET phase = 'RUNNING', started_at = $1 \

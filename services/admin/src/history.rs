@@ -115,6 +115,38 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
                 kind.as_str()
             )
         }
+        ExecutionEvent::NodeSucceeded { node, outputs, .. } => {
+            format!("node {} succeeded: {}", node_name(&node), values(&outputs))
+        }
+        ExecutionEvent::BranchTaken {
+            node,
+            condition,
+            skipped,
+            ..
+        } => {
+            let skipped_names: Vec<String> = skipped.iter().map(node_name).collect();
+            format!(
+                "branch {} took {}; skipped: {}",
+                node_name(&node),
+                if condition == "else" {
+                    "else".to_string()
+                } else {
+                    format!("the case {condition}")
+                },
+                if skipped_names.is_empty() {
+                    "none".to_string()
+                } else {
+                    skipped_names.join(", ")
+                }
+            )
+        }
+        ExecutionEvent::GateWaiting {
+            node, waiting_for, ..
+        } => format!("gate {} waits for {waiting_for}", node_name(&node)),
+        ExecutionEvent::SignalReceived { signal, value, .. } => match signal.strip_prefix("approve:") {
+            Some(node) => format!("approval of node {node} received"),
+            None => format!("signal {signal} received: {value}"),
+        },
         ExecutionEvent::NodeFailed { node, message, .. } => {
             format!("node {} failed: {message}", node_name(&node))
         }

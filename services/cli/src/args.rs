@@ -115,6 +115,21 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Send a signal to a running execution's gates (`gate: {signal: {name: NAME}}`); a signal sent before
+    /// its gate is reached opens the gate as soon as it is.
+    Signal {
+        execution: String,
+        /// The signal's name, as the gate declares it.
+        signal: String,
+        /// Its value, parsed by the gate's declared type (leave out for a gate without a type).
+        value: Option<String>,
+    },
+    /// Approve an approval gate (`gate: {approve: {}}`) that is waiting now.
+    Approve {
+        execution: String,
+        /// The gate's node id, as `aloft get` shows it (e.g. `release/review` inside a subworkflow).
+        node: String,
+    },
     /// Activate or deactivate a launch plan version; only the active version of a name is scheduled.
     Launchplan {
         #[command(subcommand)]

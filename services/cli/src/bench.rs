@@ -45,7 +45,10 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
     let node_specs = (0..nodes)
         .map(|index| NodeSpec {
             id: format!("n{index}"),
-            task: if cached { "cached-noop" } else { "noop" }.to_string(),
+            task: Some(if cached { "cached-noop" } else { "noop" }.to_string()),
+            workflow: None,
+            branch: None,
+            gate: None,
             inputs: if cached {
                 [(
                     "i".to_string(),

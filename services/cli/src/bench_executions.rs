@@ -45,11 +45,8 @@ fn task(name: &str, run: TaskKind) -> TaskSpec {
 /// noop -> sleep(`sleep`) -> noop.
 fn workflow(sleep: &str) -> anyhow::Result<aloft_core::CompiledWorkflow> {
     let node = |id: &str, task: &str, after: Option<&str>| NodeSpec {
-        id: id.to_string(),
-        task: task.to_string(),
-        inputs: Default::default(),
         after: after.map(|a| vec![a.to_string()]).unwrap_or_default(),
-        retries: None,
+        ..NodeSpec::task(id, task, Default::default())
     };
     let spec = WorkflowSpec {
         name: "bench-hold".to_string(),

@@ -625,6 +625,35 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             );
             Ok(0)
         }
+        Command::Signal {
+            execution,
+            signal,
+            value,
+        } => {
+            let id = execution_id(cli, execution);
+            client
+                .signal_execution(wire::SignalExecutionRequest {
+                    id: Some(id.clone()),
+                    signal: signal.clone(),
+                    value: value.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(api("signal"))?;
+            println!("signal {signal} sent to {}/{}/{}", id.project, id.domain, id.name);
+            Ok(0)
+        }
+        Command::Approve { execution, node } => {
+            let id = execution_id(cli, execution);
+            client
+                .approve_execution(wire::ApproveExecutionRequest {
+                    id: Some(id.clone()),
+                    node: node.clone(),
+                })
+                .await
+                .map_err(api("approve"))?;
+            println!("node {node} of {}/{}/{} approved", id.project, id.domain, id.name);
+            Ok(0)
+        }
         Command::Notify { command } => crate::notify::run(cli, client, command).await,
         Command::Quota {
             command: QuotaCommand::Pool { name, limit },

@@ -97,6 +97,8 @@ struct LookupDone {
 /// How often tenants blocked on a full resource pool try again: tokens freed by other replicas or by an
 /// expired lease are not announced to this one.
 const POOL_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often waiting gates are checked for an ended sleep or a timeout (the resolution of gate timers).
+const GATE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How this propeller shares its executor slots between tenants.
 pub struct Fairness {
@@ -209,6 +211,8 @@ impl Engine {
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pool_retry_tick = tokio::time::interval(POOL_RETRY);
         pool_retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut gate_tick = tokio::time::interval(GATE_TICK);
+        gate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if engine.pump_wanted {
                 engine.pump().await;
@@ -250,6 +254,7 @@ impl Engine {
                     engine.on_lookups_answered(answered);
                 }
                 _ = lag_tick.tick() => engine.publish_lag(),
+                _ = gate_tick.tick() => engine.decide_due_gates(),
                 _ = pool_retry_tick.tick() => {
                     if engine.dispatcher.retry_blocked() {
                         engine.pump_wanted = true;
@@ -575,6 +580,28 @@ impl Engine {
             self.append_decisions(partition, &key.execution, vec![event]);
         }
         for execution in to_decide {
+            self.decide_and_append(partition, &execution);
+        }
+    }
+
+    /// Decides again every execution with a gate whose sleep ended or whose wait timed out; signals need
+    /// no tick (their request is folded like any event and decided at once).
+    fn decide_due_gates(&mut self) {
+        let now = now_millis();
+        let due: Vec<(u32, ExecutionId)> = self
+            .partitions
+            .iter()
+            .filter(|(_, runtime)| runtime.active)
+            .flat_map(|(partition, runtime)| {
+                runtime
+                    .fold
+                    .executions
+                    .iter()
+                    .filter(move |(_, state)| state.next_gate_deadline().is_some_and(|at| at <= now))
+                    .map(move |(execution, _)| (*partition, execution.clone()))
+            })
+            .collect();
+        for (partition, execution) in due {
             self.decide_and_append(partition, &execution);
         }
     }

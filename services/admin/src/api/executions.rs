@@ -17,11 +17,11 @@ pub(super) struct LaunchOptions {
 }
 
 /// The parts of an earlier execution's request that a relaunch or a recovery repeats.
-struct SourceRequest {
-    workflow: CompiledWorkflow,
-    inputs: Outputs,
-    launch_plan: Option<Identifier>,
-    notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
+pub(super) struct SourceRequest {
+    pub workflow: CompiledWorkflow,
+    pub inputs: Outputs,
+    pub launch_plan: Option<Identifier>,
+    pub notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
 }
 
 impl AdminApi {
@@ -100,7 +100,7 @@ impl AdminApi {
     }
 
     /// What an earlier execution was asked to run, from its `ExecutionRequested` event.
-    async fn source_request(&self, source: &ExecutionId) -> ApiResult<SourceRequest> {
+    pub(super) async fn source_request(&self, source: &ExecutionId) -> ApiResult<SourceRequest> {
         let history = self.store.execution_history(source).await?;
         let requested = history
             .iter()

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aloft_core::compiler::{compile_workflow, CompiledWorkflow};
+use aloft_core::compiler::{compile_workflow_with, CompiledWorkflow, Registry};
 use aloft_core::events::{ExecutionEvent, Outputs, RegistryEvent};
 use aloft_core::ids::validate_name;
 use aloft_core::spec::{
@@ -31,6 +31,7 @@ mod executions;
 mod notifications;
 mod quotas;
 mod registry;
+mod signals;
 
 use executions::{execution_to_wire, merge_inputs};
 use registry::{launch_plan_to_wire, task_to_wire, workflow_to_wire};
@@ -637,19 +638,25 @@ impl AdminService for AdminApi {
                     reason,
                     requested_at: now_millis(),
                 };
-                let envelope = Envelope::unsequenced(
-                    format!("request/{}/{}", id.partition_key(), uuid::Uuid::new_v4()),
-                    event.occurred_at(),
-                    Payload::Execution(event),
-                );
-                let position = self
-                    .append(&self.topics.executions, &id.partition_key(), envelope)
-                    .await?;
-                self.wait_projected(&self.topics.executions, position).await?;
+                self.append_request(&id, event).await?;
                 Ok(wire::TerminateExecutionResponse {})
             }
             .await,
         )
+    }
+
+    async fn signal_execution(
+        &self,
+        request: Request<wire::SignalExecutionRequest>,
+    ) -> Result<Response<wire::SignalExecutionResponse>, Status> {
+        into_status(self.send_signal(request.into_inner()).await)
+    }
+
+    async fn approve_execution(
+        &self,
+        request: Request<wire::ApproveExecutionRequest>,
+    ) -> Result<Response<wire::ApproveExecutionResponse>, Status> {
+        into_status(self.approve(request.into_inner()).await)
     }
 
     async fn get_execution_history(

@@ -55,9 +55,9 @@ impl AdminApi {
         id: Identifier,
         spec: &WorkflowSpec,
     ) -> ApiResult<CompiledWorkflow> {
+        let (task_refs, workflow_refs) = spec.references();
         let mut tasks: HashMap<TaskRef, (Identifier, TaskSpec)> = HashMap::new();
-        for node in &spec.nodes {
-            let task_ref = TaskRef::parse(&node.task);
+        for task_ref in task_refs {
             if tasks.contains_key(&task_ref) {
                 continue;
             }
@@ -69,8 +69,31 @@ impl AdminApi {
                 tasks.insert(task_ref, (row.id, row.spec));
             }
         }
-        compile_workflow(id, spec, &|task_ref| tasks.get(task_ref).cloned())
-            .map_err(|e| invalid(e.to_string()))
+        // Subworkflows are inlined from their compiled form, so they keep the versions they were
+        // registered with.
+        let mut workflows: HashMap<TaskRef, (Identifier, CompiledWorkflow)> = HashMap::new();
+        for workflow_ref in workflow_refs {
+            if workflows.contains_key(&workflow_ref) {
+                continue;
+            }
+            if let Some(row) = self
+                .store
+                .get_workflow(
+                    project,
+                    domain,
+                    &workflow_ref.name,
+                    workflow_ref.version.as_deref(),
+                )
+                .await?
+            {
+                workflows.insert(workflow_ref, (row.id, row.compiled));
+            }
+        }
+        let registry = Registry {
+            task: &|task_ref| tasks.get(task_ref).cloned(),
+            workflow: &|workflow_ref| workflows.get(workflow_ref).cloned(),
+        };
+        compile_workflow_with(id, spec, &registry).map_err(|e| invalid(e.to_string()))
     }
 
     pub(super) async fn register_workflow(

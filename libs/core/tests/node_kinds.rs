@@ -1,0 +1,620 @@
+//! Subworkflow, branch and gate nodes through the compiler and the state machine: what runs, what is
+//! SKIPPED, what the outputs are, how gates wait and time out, what a bad spec is told, and (as a property
+//! over random inputs, completion orders and signal timings) that replaying the events from scratch gives
+//! exactly the live state.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+
+use aloft_core::compiler::{compile_workflow_with, CompiledWorkflow, Registry};
+use aloft_core::events::{ExecutionEvent, Outputs};
+use aloft_core::spec::{Interface, RetryPolicy, TaskKind, TaskRef, TaskSpec, WorkflowSpec};
+use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionPhase, NodePhase, PartitionFold};
+use aloft_core::{ExecutionId, Identifier, LiteralType, Value};
+use proptest::prelude::*;
+
+fn identifier(name: &str) -> Identifier {
+    Identifier {
+        project: "p".into(),
+        domain: "d".into(),
+        name: name.into(),
+        version: "1".into(),
+    }
+}
+
+/// `inc` adds one to `n`; `add` sums `a` and `b`; `noop` has no interface.
+fn task(name: &str) -> Option<TaskSpec> {
+    let integer = |names: &[&str]| -> BTreeMap<String, LiteralType> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), LiteralType::Integer))
+            .collect()
+    };
+    let interface = match name {
+        "inc" => Interface {
+            inputs: integer(&["n"]),
+            outputs: integer(&["n"]),
+        },
+        "add" => Interface {
+            inputs: integer(&["a", "b"]),
+            outputs: integer(&["n"]),
+        },
+        "noop" => Interface::default(),
+        _ => return None,
+    };
+    Some(TaskSpec {
+        name: name.into(),
+        version: Some("1".into()),
+        interface,
+        run: TaskKind::Noop,
+        retries: RetryPolicy::default(),
+        timeout: None,
+        cache: None,
+        resources: None,
+    })
+}
+
+/// What a task attempt of this test computes from its inputs.
+fn run_task(task: &str, inputs: &Outputs) -> Outputs {
+    let integer = |name: &str| match inputs.get(name) {
+        Some(Value::Integer(i)) => *i,
+        other => panic!("input {name} of {task} is {other:?}"),
+    };
+    match task {
+        "inc" => [("n".to_string(), Value::Integer(integer("n") + 1))].into(),
+        "add" => [("n".to_string(), Value::Integer(integer("a") + integer("b")))].into(),
+        _ => Outputs::new(),
+    }
+}
+
+/// Compiles YAML workflows in order; each may use the ones before it as subworkflows.
+fn compile(documents: &[&str]) -> Result<CompiledWorkflow, String> {
+    let mut registered: BTreeMap<String, CompiledWorkflow> = BTreeMap::new();
+    let mut last = None;
+    for text in documents {
+        // Through JSON, as admin receives specs (serde_yaml wants YAML tags for enums written as maps).
+        let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let spec: WorkflowSpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let workflows = registered.clone();
+        let registry = Registry {
+            task: &|r: &TaskRef| task(&r.name).map(|t| (identifier(&r.name), t)),
+            workflow: &|r: &TaskRef| workflows.get(&r.name).map(|w| (identifier(&r.name), w.clone())),
+        };
+        let compiled =
+            compile_workflow_with(identifier(&spec.name), &spec, &registry).map_err(|e| e.to_string())?;
+        registered.insert(spec.name.clone(), compiled.clone());
+        last = Some(compiled);
+    }
+    last.ok_or_else(|| "no documents".to_string())
+}
+
+struct Run {
+    fold: PartitionFold,
+    log: Vec<(EventMeta, ExecutionEvent)>,
+    id: ExecutionId,
+    now: i64,
+}
+
+impl Run {
+    fn start(workflow: &CompiledWorkflow, inputs: Outputs) -> Run {
+        let id = ExecutionId {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "e".into(),
+        };
+        let mut run = Run {
+            fold: PartitionFold::default(),
+            log: Vec::new(),
+            id: id.clone(),
+            now: 0,
+        };
+        run.offer(
+            EventMeta {
+                seq: 1,
+                writer_epoch: 1,
+            },
+            ExecutionEvent::PartitionClaimed {
+                partition: 0,
+                epoch: 1,
+                owner: "o".into(),
+                at: 0,
+            },
+        );
+        run.offer(
+            EventMeta {
+                seq: 0,
+                writer_epoch: 0,
+            },
+            ExecutionEvent::ExecutionRequested {
+                execution: id,
+                request_id: "r".into(),
+                workflow: Box::new(workflow.clone()),
+                inputs,
+                launch_plan: None,
+                requested_at: 0,
+                scheduled_at: None,
+                overwrite_cache: false,
+                notifications: None,
+                recovery: None,
+            },
+        );
+        run
+    }
+
+    fn offer(&mut self, meta: EventMeta, event: ExecutionEvent) -> AppliedEvent {
+        let verdict = self.fold.apply(&meta, &event);
+        self.log.push((meta, event));
+        verdict
+    }
+
+    fn state(&self) -> &aloft_core::ExecutionState {
+        &self.fold.executions[&self.id]
+    }
+
+    /// Decides and appends until nothing follows.
+    fn settle(&mut self) {
+        loop {
+            let decisions = decide(self.state(), self.now);
+            if decisions.is_empty() {
+                return;
+            }
+            for event in decisions {
+                let seq = self.state().last_seq + 1;
+                assert_eq!(
+                    self.offer(EventMeta { seq, writer_epoch: 1 }, event),
+                    AppliedEvent::Accepted
+                );
+            }
+        }
+    }
+
+    fn signal(&mut self, signal: &str, value: Value) {
+        let event = ExecutionEvent::SignalReceived {
+            execution: self.id.clone(),
+            signal: signal.into(),
+            value,
+            requested_at: self.now,
+        };
+        assert_eq!(
+            self.offer(
+                EventMeta {
+                    seq: 0,
+                    writer_epoch: 0
+                },
+                event
+            ),
+            AppliedEvent::Accepted
+        );
+    }
+
+    /// Completes the `pick`-th running attempt (mod their count); false when none runs.
+    fn complete_one(&mut self, pick: usize) -> bool {
+        let running: Vec<(usize, u32)> = self.state().running_attempts().collect();
+        if running.is_empty() {
+            return false;
+        }
+        let (node, attempt) = running[pick % running.len()];
+        let state = self.state();
+        let inputs = state.node_inputs(node).unwrap();
+        let outputs = run_task(&state.workflow.nodes[node].task.name, &inputs);
+        let seq = state.last_seq + 1;
+        let event = ExecutionEvent::AttemptSucceeded {
+            execution: self.id.clone(),
+            node,
+            attempt,
+            outputs,
+            at: self.now,
+            cache: None,
+        };
+        assert_eq!(
+            self.offer(EventMeta { seq, writer_epoch: 1 }, event),
+            AppliedEvent::Accepted
+        );
+        true
+    }
+
+    /// Runs every attempt to success, advancing the clock by 10 ms whenever nothing runs, until the
+    /// execution ends or `until` (millis) passes.
+    fn run_until(&mut self, until: i64) {
+        while self.now <= until {
+            self.settle();
+            if self.state().phase.is_terminal() {
+                return;
+            }
+            if !self.complete_one(0) {
+                self.now += 10;
+            }
+        }
+    }
+
+    fn phase_of(&self, node_id: &str) -> NodePhase {
+        let state = self.state();
+        let index = state.workflow.nodes.iter().position(|n| n.id == node_id);
+        state.nodes[index.unwrap_or_else(|| panic!("no node {node_id}"))].phase
+    }
+
+    fn assert_replay_gives_the_live_state(&self) {
+        let mut replayed = PartitionFold::default();
+        for (meta, event) in &self.log {
+            replayed.apply(meta, event);
+        }
+        assert_eq!(replayed, self.fold);
+    }
+}
+
+fn x(value: i64) -> Outputs {
+    [("x".to_string(), Value::Integer(value))].into()
+}
+
+const BRANCHY: &str = r#"
+name: branchy
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - id: prep
+    task: inc
+    inputs: {n: inputs.x}
+  - id: pick
+    branch:
+      cases:
+        - if: "prep.n > 10"
+          then: {id: big, task: add, inputs: {a: prep.n, b: {value: 100}}}
+        - if: "prep.n > 0 and inputs.x != 4"
+          then: {id: small, task: inc, inputs: {n: prep.n}}
+      else: {id: other, task: add, inputs: {a: inputs.x, b: {value: -1000}}}
+  - id: after
+    task: inc
+    inputs: {n: pick.n}
+outputs: {result: after.n}
+"#;
+
+#[test]
+fn a_branch_runs_the_first_matching_case_and_skips_the_others() {
+    let workflow = compile(&[BRANCHY]).unwrap();
+    for (input, taken, result) in [
+        (20, "pick/big", 21 + 100 + 1),
+        (3, "pick/small", 4 + 1 + 1),
+        (4, "pick/other", 4 - 1000 + 1),
+        (-5, "pick/other", -5 - 1000 + 1),
+    ] {
+        let mut run = Run::start(&workflow, x(input));
+        run.run_until(1_000);
+        let state = run.state();
+        assert_eq!(
+            state.phase,
+            ExecutionPhase::Succeeded,
+            "x={input}: {:?}",
+            state.error
+        );
+        assert_eq!(state.outputs["result"], Value::Integer(result), "x={input}");
+        for case in ["pick/big", "pick/small", "pick/other"] {
+            let expected = if case == taken {
+                NodePhase::Succeeded
+            } else {
+                NodePhase::Skipped
+            };
+            assert_eq!(run.phase_of(case), expected, "x={input}: {case}");
+        }
+        assert_eq!(run.phase_of("pick"), NodePhase::Succeeded);
+        run.assert_replay_gives_the_live_state();
+    }
+}
+
+#[test]
+fn a_branch_without_else_that_matches_nothing_fails_saying_so() {
+    let spec = BRANCHY.replace(
+        "      else: {id: other, task: add, inputs: {a: inputs.x, b: {value: -1000}}}\n",
+        "",
+    );
+    let workflow = compile(&[&spec]).unwrap();
+    let mut run = Run::start(&workflow, x(-5));
+    run.run_until(1_000);
+    let state = run.state();
+    assert_eq!(state.phase, ExecutionPhase::Failed);
+    let error = state.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("\"pick\"")
+            && error.contains("no case matched")
+            && error.contains("prep.n > 10 is false")
+            && error.contains("no else"),
+        "{error}"
+    );
+    assert_eq!(run.phase_of("pick"), NodePhase::Failed);
+    run.assert_replay_gives_the_live_state();
+}
+
+const PLUS_TWO: &str = r#"
+name: plus_two
+interface: {inputs: {n: integer}, outputs: {n: integer}}
+nodes:
+  - {id: a, task: inc, inputs: {n: inputs.n}}
+  - {id: b, task: inc, inputs: {n: a.n}}
+outputs: {n: b.n}
+"#;
+
+#[test]
+fn a_subworkflow_runs_inlined_under_its_node_and_its_outputs_are_the_nodes() {
+    let parent = r#"
+name: parent
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - {id: twice, workflow: plus_two, inputs: {n: inputs.x}}
+  - {id: last, task: inc, inputs: {n: twice.n}}
+outputs: {result: last.n}
+"#;
+    let workflow = compile(&[PLUS_TWO, parent]).unwrap();
+    let ids: Vec<&str> = workflow.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["twice/a", "twice/b", "twice", "last"]);
+    let mut run = Run::start(&workflow, x(5));
+    run.run_until(1_000);
+    assert_eq!(run.state().outputs["result"], Value::Integer(8));
+    for node in ["twice/a", "twice/b", "twice", "last"] {
+        assert_eq!(run.phase_of(node), NodePhase::Succeeded, "{node}");
+    }
+    run.assert_replay_gives_the_live_state();
+}
+
+#[test]
+fn nested_kinds_a_subworkflow_in_a_case_and_a_branch_in_a_subworkflow() {
+    let chooser = r#"
+name: chooser
+interface: {inputs: {n: integer}, outputs: {n: integer}}
+nodes:
+  - id: choose
+    branch:
+      cases:
+        - if: "inputs.n >= 100"
+          then: {id: deep, workflow: plus_two, inputs: {n: inputs.n}}
+      else: {id: shallow, task: inc, inputs: {n: inputs.n}}
+outputs: {n: choose.n}
+"#;
+    let top = r#"
+name: top
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - {id: inner, workflow: chooser, inputs: {n: inputs.x}}
+outputs: {result: inner.n}
+"#;
+    let workflow = compile(&[PLUS_TWO, chooser, top]).unwrap();
+    let ids: Vec<&str> = workflow.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "inner/choose/deep/a",
+            "inner/choose/deep/b",
+            "inner/choose/deep",
+            "inner/choose/shallow",
+            "inner/choose",
+            "inner"
+        ]
+    );
+    for (input, result, skipped) in [(100, 102, "inner/choose/shallow"), (7, 8, "inner/choose/deep/a")] {
+        let mut run = Run::start(&workflow, x(input));
+        run.run_until(1_000);
+        assert_eq!(
+            run.state().phase,
+            ExecutionPhase::Succeeded,
+            "{:?}",
+            run.state().error
+        );
+        assert_eq!(run.state().outputs["result"], Value::Integer(result));
+        assert_eq!(run.phase_of(skipped), NodePhase::Skipped);
+        if input == 7 {
+            // Every node of the case not taken is skipped, nested ones too.
+            assert_eq!(run.phase_of("inner/choose/deep/b"), NodePhase::Skipped);
+            assert_eq!(run.phase_of("inner/choose/deep"), NodePhase::Skipped);
+        }
+        run.assert_replay_gives_the_live_state();
+    }
+}
+
+const GATED: &str = r#"
+name: gated
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - {id: nap, gate: {sleep: 50ms}}
+  - {id: count, gate: {signal: {name: count, type: integer, timeout: 1s}}, after: [nap]}
+  - {id: review, gate: {approve: {}}, after: [count]}
+  - {id: sum, task: add, inputs: {a: inputs.x, b: count.value}, after: [review]}
+outputs: {result: sum.n}
+"#;
+
+#[test]
+fn gates_wait_for_their_time_their_signal_and_their_approval() {
+    let workflow = compile(&[GATED]).unwrap();
+    let mut run = Run::start(&workflow, x(1));
+    run.run_until(40);
+    assert_eq!(run.phase_of("nap"), NodePhase::Running, "the sleep has not ended");
+    run.run_until(200);
+    assert_eq!(run.phase_of("nap"), NodePhase::Succeeded);
+    assert_eq!(run.phase_of("count"), NodePhase::Running, "waits for its signal");
+    run.signal("count", Value::Integer(41));
+    run.run_until(300);
+    assert_eq!(run.phase_of("count"), NodePhase::Succeeded);
+    assert_eq!(
+        run.phase_of("review"),
+        NodePhase::Running,
+        "waits for its approval, with no timeout"
+    );
+    run.run_until(5_000);
+    assert_eq!(run.phase_of("review"), NodePhase::Running);
+    run.signal("approve:review", Value::Boolean(true));
+    run.run_until(6_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded);
+    assert_eq!(run.state().outputs["result"], Value::Integer(42));
+    run.assert_replay_gives_the_live_state();
+}
+
+#[test]
+fn a_gate_times_out_and_fails_the_execution_and_an_early_signal_opens_it_at_once() {
+    let workflow = compile(&[GATED]).unwrap();
+    let mut run = Run::start(&workflow, x(1));
+    run.run_until(2_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Failed);
+    assert_eq!(run.phase_of("count"), NodePhase::TimedOut);
+    let error = run.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("timed out waiting for signal \"count\""),
+        "{error}"
+    );
+    run.assert_replay_gives_the_live_state();
+
+    let mut early = Run::start(&workflow, x(1));
+    early.signal("count", Value::Integer(1));
+    early.signal("approve:review", Value::Boolean(true));
+    early.run_until(2_000);
+    assert_eq!(early.state().phase, ExecutionPhase::Succeeded);
+    assert_eq!(early.state().outputs["result"], Value::Integer(2));
+}
+
+#[test]
+fn bad_node_kinds_are_refused_with_what_is_wrong() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            BRANCHY.replace("prep.n > 10", "prep.n > 'ten'"),
+            "compares integer with string",
+        ),
+        (BRANCHY.replace("prep.n > 10", "prep.n >"), "expected a value"),
+        (
+            BRANCHY.replace("prep.n > 10", "ghost.n > 10"),
+            "unknown node \"ghost\"",
+        ),
+        (
+            BRANCHY.replace(
+                "{id: other, task: add, inputs: {a: inputs.x, b: {value: -1000}}}",
+                "{id: other, task: noop}",
+            ),
+            "has no output \"n\"",
+        ),
+        (
+            BRANCHY.replace("{id: small, task: inc", "{id: big, task: inc"),
+            "case node id \"big\" is used more than once",
+        ),
+        (GATED.replace("{sleep: 50ms}", "{sleep: soon}"), "gate sleep"),
+        (
+            GATED.replace(
+                "{id: nap, gate: {sleep: 50ms}}",
+                "{id: nap, gate: {sleep: 50ms}, inputs: {n: inputs.x}}",
+            ),
+            "a gate takes no inputs",
+        ),
+        (
+            GATED.replace("timeout: 1s", "timeout: 0s"),
+            "gate timeout must be positive",
+        ),
+        (
+            GATED.replace(
+                "{id: nap, gate: {sleep: 50ms}}",
+                "{id: nap, task: noop, gate: {sleep: 50ms}}",
+            ),
+            "more than one of task, workflow, branch and gate",
+        ),
+        (
+            GATED.replace("{id: nap, gate: {sleep: 50ms}}", "{id: nap}"),
+            "must set one of task, workflow, branch or gate",
+        ),
+        (
+            GATED.replace("name: count, type", "name: \"no:colon\", type"),
+            "signal name",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let error = compile(&[&spec]).unwrap_err();
+        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+    }
+    let unknown = "name: u\nnodes: [{id: s, workflow: nowhere}]\n";
+    let error = compile(&[unknown]).unwrap_err();
+    assert!(
+        error.contains("workflow \"nowhere\" is not registered"),
+        "{error}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Random inputs, completion orders and signal timings over a workflow with every kind (a branch whose
+    /// cases are a task, a subworkflow and a nested branch; gates; a subworkflow holding a branch): the
+    /// execution ends with the outputs a direct computation gives, and replay gives the live state.
+    #[test]
+    fn every_kind_ends_right_and_replays_to_the_live_state(
+        input in -300i64..300,
+        picks in proptest::collection::vec(any::<usize>(), 0..40),
+        signal_at in 0i64..400,
+        approve_first in any::<bool>(),
+    ) {
+        let chooser = r#"
+name: chooser
+interface: {inputs: {n: integer}, outputs: {n: integer}}
+nodes:
+  - id: choose
+    branch:
+      cases:
+        - if: "inputs.n >= 100"
+          then: {id: deep, workflow: plus_two, inputs: {n: inputs.n}}
+      else: {id: shallow, task: inc, inputs: {n: inputs.n}}
+outputs: {n: choose.n}
+"#;
+        let top = r#"
+name: top
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - {id: nap, gate: {sleep: 30ms}}
+  - {id: offset, gate: {signal: {name: offset, type: integer}}}
+  - {id: review, gate: {approve: {}}, after: [nap]}
+  - {id: left, workflow: chooser, inputs: {n: inputs.x}}
+  - {id: right, task: inc, inputs: {n: inputs.x}, after: [review]}
+  - id: pick
+    branch:
+      cases:
+        - if: "left.n > right.n or inputs.x < -200"
+          then: {id: sum, task: add, inputs: {a: left.n, b: offset.value}}
+        - if: "left.n == right.n"
+          then: {id: nested, branch: {cases: [{if: "inputs.x > 0", then: {id: pos, workflow: plus_two, inputs: {n: offset.value}}}], else: {id: neg, task: inc, inputs: {n: offset.value}}}}
+      else: {id: plain, task: inc, inputs: {n: right.n}}
+outputs: {result: pick.n}
+"#;
+        let workflow = compile(&[PLUS_TWO, chooser, top]).unwrap();
+        let offset = 7i64;
+        let left = if input >= 100 { input + 2 } else { input + 1 };
+        let right = input + 1;
+        let expected = if left > right || input < -200 {
+            left + offset
+        } else if left == right {
+            if input > 0 { offset + 2 } else { offset + 1 }
+        } else {
+            right + 1
+        };
+        let mut run = Run::start(&workflow, x(input));
+        let mut picks = picks.into_iter();
+        let (mut signalled, mut approved) = (false, false);
+        while run.now < 10_000 {
+            run.settle();
+            if run.state().phase.is_terminal() {
+                break;
+            }
+            if !signalled && run.now >= signal_at {
+                run.signal("offset", Value::Integer(offset));
+                signalled = true;
+            }
+            let review_waits = run.phase_of("review") == NodePhase::Running;
+            if !approved && (approve_first || review_waits) {
+                run.signal("approve:review", Value::Boolean(true));
+                approved = true;
+            }
+            if !run.complete_one(picks.next().unwrap_or(0)) {
+                run.now += 10;
+            }
+        }
+        let state = run.state();
+        prop_assert_eq!(state.phase, ExecutionPhase::Succeeded, "{:?}", state.error);
+        prop_assert_eq!(&state.outputs["result"], &Value::Integer(expected));
+        let done = state.nodes.iter().all(|n| matches!(n.phase, NodePhase::Succeeded | NodePhase::Skipped));
+        prop_assert!(done, "every node succeeded or was skipped");
+        let mut replayed = PartitionFold::default();
+        for (meta, event) in &run.log {
+            replayed.apply(meta, event);
+        }
+        prop_assert_eq!(&replayed, &run.fold);
+    }
+}
