@@ -106,6 +106,9 @@ pub struct CompiledNode {
     /// Set for nodes inside a branch case: they run only if the branch takes that case, else are SKIPPED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case_of: Option<CaseRef>,
+    /// Set for the item nodes a map node adds at run time: the map node's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_of: Option<usize>,
 }
 
 impl CompiledNode {
@@ -139,6 +142,21 @@ pub enum Control {
         outputs: Vec<String>,
     },
     Gate(CompiledGate),
+    /// Expands, once its inputs are ready, into one item node per element of input `over`; done when
+    /// every item is, with each output gathered as a list in item order.
+    Map(MapControl),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapControl {
+    pub task_id: Identifier,
+    pub task: Box<TaskSpec>,
+    pub over: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    pub min_success_ratio: f64,
+    /// Each item's retry budget.
+    pub retries: RetryPolicy,
 }
 
 impl Control {
@@ -147,6 +165,7 @@ impl Control {
             Control::Subworkflow { .. } => "subworkflow",
             Control::Branch { .. } => "branch",
             Control::Gate(_) => "gate",
+            Control::Map(_) => "map",
         }
     }
 }
@@ -249,6 +268,7 @@ impl CompiledWorkflow {
                 task,
                 control: None,
                 case_of: None,
+                item_of: None,
             }],
             max_parallelism: None,
             on_failure: FailurePolicy::FailFast,
@@ -403,6 +423,7 @@ enum ResolvedKind {
     Workflow(Identifier, Box<CompiledWorkflow>),
     Gate(CompiledGate),
     Branch(Vec<(Condition<String>, ResolvedNode)>, Option<Box<ResolvedNode>>),
+    Map(Box<MapControl>),
 }
 
 fn node_error(node: &str, message: String) -> CompileError {
@@ -432,6 +453,52 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
             Ok(ResolvedNode {
                 interface: compiled.interface.clone(),
                 kind: ResolvedKind::Workflow(id, Box::new(compiled)),
+            })
+        }
+        NodeSpecKind::Map(map) => {
+            let (task_id, task) = (registry.task)(&TaskRef::parse(&map.task)).ok_or_else(|| {
+                CompileError::UnknownTask {
+                    node: node.id.clone(),
+                    task: map.task.clone(),
+                }
+            })?;
+            let mut interface = task.interface.clone();
+            let Some(item_type) = interface.inputs.get(&map.over).cloned() else {
+                return Err(node_error(
+                    &node.id,
+                    format!("map over {:?}: task {} has no input of that name", map.over, task.name),
+                ));
+            };
+            interface.inputs.insert(map.over.clone(), LiteralType::List(Box::new(item_type)));
+            if map.concurrency == Some(0) {
+                return Err(node_error(&node.id, "map concurrency must be at least 1".to_string()));
+            }
+            let ratio = map.min_success_ratio.unwrap_or(1.0);
+            if !(ratio > 0.0 && ratio <= 1.0) {
+                return Err(node_error(
+                    &node.id,
+                    format!("map min_success_ratio must be above 0 and at most 1, not {ratio}"),
+                ));
+            }
+            for output in interface.outputs.values_mut() {
+                let item = if ratio < 1.0 {
+                    LiteralType::Optional(Box::new(output.clone()))
+                } else {
+                    output.clone()
+                };
+                *output = LiteralType::List(Box::new(item));
+            }
+            let control = MapControl {
+                task_id,
+                retries: node.retries.unwrap_or(task.retries),
+                task: Box::new(task),
+                over: map.over.clone(),
+                concurrency: map.concurrency,
+                min_success_ratio: ratio,
+            };
+            Ok(ResolvedNode {
+                kind: ResolvedKind::Map(Box::new(control)),
+                interface,
             })
         }
         NodeSpecKind::Gate(gate) => {
@@ -567,6 +634,7 @@ enum CheckedKind {
         Vec<(String, Condition<NodeBinding>, CheckedNode)>,
         Option<Box<CheckedNode>>,
     ),
+    Map(Box<MapControl>),
 }
 
 impl CheckedNode {
@@ -643,6 +711,7 @@ impl Scope<'_> {
             ResolvedKind::Task(id, task) => CheckedKind::Task(id, Box::new(task)),
             ResolvedKind::Workflow(id, compiled) => CheckedKind::Workflow(id, compiled),
             ResolvedKind::Gate(gate) => CheckedKind::Gate(gate),
+            ResolvedKind::Map(map) => CheckedKind::Map(map),
             ResolvedKind::Branch(cases, otherwise) => {
                 let Some(branch) = &node.branch else {
                     return Err(node_error(&node.id, "branch without cases".to_string()));
@@ -820,6 +889,7 @@ impl Emitter {
             retries: RetryPolicy { user: 0, system: 0 },
             control: Some(control),
             case_of: None,
+            item_of: None,
         }
     }
 
@@ -856,7 +926,15 @@ impl Emitter {
                     task: (**task).clone(),
                     control: None,
                     case_of,
+                    item_of: None,
                 });
+            }
+            CheckedKind::Map(map) => {
+                let mut compiled = Self::control_node(id, &self.workflow_id, Control::Map((**map).clone()));
+                compiled.upstream = with_inputs(&after, &inputs);
+                compiled.inputs = inputs;
+                compiled.case_of = case_of;
+                self.nodes.push(compiled);
             }
             CheckedKind::Gate(gate) => {
                 let mut compiled = Self::control_node(id, &self.workflow_id, Control::Gate(gate.clone()));
@@ -931,6 +1009,7 @@ impl Emitter {
                             }),
                             None => case_of,
                         },
+                        item_of: None,
                     });
                 }
                 let mut end = Self::control_node(

@@ -168,6 +168,17 @@ pub enum ExecutionEvent {
         waiting_for: String,
         at: i64,
     },
+    /// A map node's list input is ready: it adds one item node per element, at indices `first..first+items`
+    /// (ids `NODE[i]`, running `task`). The nodes follow from the compiled workflow; `first` and `task` are
+    /// for readers without it.
+    MapExpanded {
+        execution: ExecutionId,
+        node: usize,
+        first: usize,
+        items: usize,
+        task: Identifier,
+        at: i64,
+    },
     /// A request: a signal was sent to the execution (an approval is the signal `approve:NODE`).
     SignalReceived {
         execution: ExecutionId,
@@ -209,6 +220,7 @@ impl ExecutionEvent {
             | ExecutionEvent::NodeSucceeded { execution, .. }
             | ExecutionEvent::BranchTaken { execution, .. }
             | ExecutionEvent::GateWaiting { execution, .. }
+            | ExecutionEvent::MapExpanded { execution, .. }
             | ExecutionEvent::SignalReceived { execution, .. }
             | ExecutionEvent::ExecutionFinished { execution, .. } => Some(execution),
             ExecutionEvent::PartitionClaimed { .. } => None,
@@ -265,6 +277,7 @@ impl ExecutionEvent {
             ExecutionEvent::NodeSucceeded { .. } => "NodeSucceeded",
             ExecutionEvent::BranchTaken { .. } => "BranchTaken",
             ExecutionEvent::GateWaiting { .. } => "GateWaiting",
+            ExecutionEvent::MapExpanded { .. } => "MapExpanded",
             ExecutionEvent::SignalReceived { .. } => "SignalReceived",
             ExecutionEvent::ExecutionFinished { .. } => "ExecutionFinished",
         }
@@ -287,6 +300,7 @@ impl ExecutionEvent {
             | ExecutionEvent::NodeSucceeded { at, .. }
             | ExecutionEvent::BranchTaken { at, .. }
             | ExecutionEvent::GateWaiting { at, .. }
+            | ExecutionEvent::MapExpanded { at, .. }
             | ExecutionEvent::ExecutionFinished { at, .. } => *at,
         }
     }

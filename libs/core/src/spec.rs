@@ -250,6 +250,8 @@ pub struct NodeSpec {
     pub branch: Option<BranchSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
     #[serde(default)]
     pub inputs: BTreeMap<String, BindingSpec>,
     /// Ordering-only dependencies: run after these nodes even without a data binding.
@@ -267,6 +269,7 @@ pub enum NodeSpecKind<'a> {
     Workflow(&'a str),
     Branch(&'a BranchSpec),
     Gate(&'a GateSpec),
+    Map(&'a MapSpec),
 }
 
 impl NodeSpec {
@@ -278,6 +281,7 @@ impl NodeSpec {
             workflow: None,
             branch: None,
             gate: None,
+            map: None,
             inputs,
             after: Vec::new(),
             retries: None,
@@ -299,14 +303,17 @@ impl NodeSpec {
         if let Some(gate) = &self.gate {
             kinds.push(NodeSpecKind::Gate(gate));
         }
+        if let Some(map) = &self.map {
+            kinds.push(NodeSpecKind::Map(map));
+        }
         match kinds.as_slice() {
             [kind] => Ok(*kind),
             [] => Err(format!(
-                "node {:?} must set one of task, workflow, branch or gate",
+                "node {:?} must set one of task, workflow, branch, gate or map",
                 self.id
             )),
             _ => Err(format!(
-                "node {:?} sets more than one of task, workflow, branch and gate; a node does one thing",
+                "node {:?} sets more than one of task, workflow, branch, gate and map; a node does one thing",
                 self.id
             )),
         }
@@ -332,6 +339,24 @@ pub struct BranchCaseSpec {
     #[serde(rename = "if")]
     pub condition: String,
     pub then: Box<NodeSpec>,
+}
+
+/// Runs `task` once per item of the list bound to its input `over` (the node's other inputs go to every
+/// run); each task output becomes a list, in item order. `map: {task: square, over: n, concurrency: 50}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapSpec {
+    /// `name` or `name@version` of a registered task.
+    pub task: String,
+    /// The task input each item is given to; the node binds it to a list of that input's type.
+    pub over: String,
+    /// At most this many items run at once (default: no limit beyond the execution's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// The share of items that must succeed (default 1.0). Below 1.0, failed items do not fail the node and
+    /// their place in each output list is empty (the outputs are lists of optional values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_success_ratio: Option<f64>,
 }
 
 /// A node that waits: a fixed time, a named signal, or an approval. Without a timeout a signal or an
@@ -413,6 +438,9 @@ impl WorkflowSpec {
             }
             if let Some(workflow) = &node.workflow {
                 workflows.push(TaskRef::parse(workflow));
+            }
+            if let Some(map) = &node.map {
+                tasks.push(TaskRef::parse(&map.task));
             }
             if let Some(branch) = &node.branch {
                 for case in &branch.cases {

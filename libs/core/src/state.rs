@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compiler::{approval_signal, CompiledGate, CompiledWorkflow, Control, NodeBinding};
+use crate::compiler::{approval_signal, CompiledGate, CompiledNode, CompiledWorkflow, Control, NodeBinding};
 use crate::events::{ErrorKind, ExecutionEvent, Outputs};
 use crate::ids::{ExecutionId, Identifier};
 use crate::types::Value;
@@ -118,6 +118,8 @@ pub struct NodeState {
     pub taken_case: Option<usize>,
     /// For a waiting gate: when it opens (sleep) or times out.
     pub gate_until: Option<i64>,
+    /// For an expanded map node: its item nodes' indices.
+    pub items: Option<std::ops::Range<usize>>,
     waiting_on: usize,
     /// False for a branch case's node until its branch takes that case.
     released: bool,
@@ -157,8 +159,10 @@ pub struct ExecutionState {
     undecided_branches: BTreeSet<usize>,
     /// Gate nodes waiting now.
     open_gates: BTreeSet<usize>,
-    /// Nodes done for good without failing: succeeded, recovered or skipped.
+    /// Nodes done for good without failing the execution: succeeded, recovered, skipped, or failed map items.
     settled_nodes: usize,
+    /// Running items per map node (bounded by its `concurrency`).
+    running_items: BTreeMap<usize, usize>,
     failed_node: Option<usize>,
     /// Nodes with an attempt running now (bounded by the workflow's `max_parallelism`).
     running_nodes: usize,
@@ -200,6 +204,7 @@ impl ExecutionState {
                 error: None,
                 taken_case: None,
                 gate_until: None,
+                items: None,
                 waiting_on: node.upstream.len(),
                 released,
             });
@@ -226,6 +231,7 @@ impl ExecutionState {
             undecided_branches,
             open_gates: BTreeSet::new(),
             settled_nodes: 0,
+            running_items: BTreeMap::new(),
             failed_node: None,
             running_nodes: 0,
         }
@@ -279,7 +285,11 @@ impl ExecutionState {
     fn ready_if_unblocked(&mut self, node: usize) {
         let state = &self.nodes[node];
         let waiting_phase = match self.workflow.nodes[node].control {
+            // A deciding branch, or an expanded map waiting for its items.
             Some(Control::Branch { .. }) => state.phase == NodePhase::Running,
+            Some(Control::Map(_)) => {
+                state.phase == NodePhase::Pending || (state.phase == NodePhase::Running && state.items.is_some())
+            }
             _ => state.phase == NodePhase::Pending,
         };
         if state.waiting_on == 0 && state.released && waiting_phase {
@@ -313,6 +323,129 @@ impl ExecutionState {
                     self.settle(member, NodePhase::Skipped);
                 }
             }
+        }
+    }
+
+    /// Adds `map`'s item nodes, one per element of its `over` input: ordinary task nodes (ids `MAP[i]`)
+    /// the map waits for.
+    fn expand_map(&mut self, map: usize) {
+        let Some(Control::Map(control)) = self.workflow.nodes[map].control.clone() else {
+            return;
+        };
+        let Ok(inputs) = self.node_inputs(map) else {
+            return;
+        };
+        let Some(Value::List(values)) = inputs.get(&control.over) else {
+            return;
+        };
+        let first = self.nodes.len();
+        let map_id = self.workflow.nodes[map].id.clone();
+        let shared: BTreeMap<String, NodeBinding> = self.workflow.nodes[map]
+            .inputs
+            .iter()
+            .filter(|(name, _)| **name != control.over)
+            .map(|(name, binding)| (name.clone(), binding.clone()))
+            .collect();
+        let workflow = Arc::make_mut(&mut self.workflow);
+        let downstream = Arc::make_mut(&mut self.downstream);
+        for (index, value) in values.iter().enumerate() {
+            let mut item_inputs = shared.clone();
+            item_inputs.insert(control.over.clone(), NodeBinding::Constant(value.clone()));
+            workflow.nodes.push(CompiledNode {
+                id: format!("{map_id}[{index}]"),
+                task_id: control.task_id.clone(),
+                task: (*control.task).clone(),
+                inputs: item_inputs,
+                upstream: Vec::new(),
+                retries: control.retries,
+                control: None,
+                case_of: None,
+                item_of: Some(map),
+            });
+            downstream.push(vec![map]);
+            self.nodes.push(NodeState {
+                phase: NodePhase::Queued,
+                attempts: Vec::new(),
+                user_failures: 0,
+                system_failures: 0,
+                outputs: None,
+                error: None,
+                taken_case: None,
+                gate_until: None,
+                items: None,
+                waiting_on: 0,
+                released: true,
+            });
+            self.ready.insert(first + index);
+        }
+        let end = self.nodes.len();
+        let state = &mut self.nodes[map];
+        state.items = Some(first..end);
+        state.waiting_on = values.len();
+        state.phase = NodePhase::Running;
+        self.ready.remove(&map);
+        // An empty list: the map is done at once.
+        self.ready_if_unblocked(map);
+    }
+
+    /// A map whose items are all done: its outputs gathered as lists in item order (an empty place for a
+    /// failed item), or why too few items succeeded.
+    fn gather_map(&self, map: usize) -> Result<Outputs, String> {
+        let (Some(Control::Map(control)), Some(items)) =
+            (&self.workflow.nodes[map].control, self.nodes[map].items.clone())
+        else {
+            return Err("the map has not expanded".to_string());
+        };
+        let total = items.len();
+        let succeeded = items
+            .clone()
+            .filter(|&item| self.nodes[item].phase == NodePhase::Succeeded)
+            .count();
+        if total > 0 && (succeeded as f64) < control.min_success_ratio * total as f64 - 1e-9 {
+            let first_failure = items
+                .clone()
+                .find(|&item| self.nodes[item].phase != NodePhase::Succeeded)
+                .map(|item| {
+                    let error = self.nodes[item].error.clone().unwrap_or_default();
+                    format!("; first failure: {} {error}", self.workflow.nodes[item].id)
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "{succeeded} of {total} items succeeded, below min_success_ratio {}{first_failure}",
+                control.min_success_ratio
+            ));
+        }
+        Ok(control
+            .task
+            .interface
+            .outputs
+            .keys()
+            .map(|name| {
+                let values = items
+                    .clone()
+                    .map(|item| {
+                        self.nodes[item]
+                            .outputs
+                            .as_ref()
+                            .and_then(|outputs| outputs.get(name))
+                            .cloned()
+                            .unwrap_or(Value::None)
+                    })
+                    .collect();
+                (name.clone(), Value::List(values))
+            })
+            .collect())
+    }
+
+    fn item_started_or_ended(&mut self, node: usize, started: bool) {
+        let Some(map) = self.workflow.nodes[node].item_of else {
+            return;
+        };
+        let running = self.running_items.entry(map).or_default();
+        if started {
+            *running += 1;
+        } else {
+            *running = running.saturating_sub(1);
         }
     }
 
@@ -426,6 +559,7 @@ impl ExecutionState {
                     waiting_for: None,
                 });
                 self.ready.remove(node);
+                self.item_started_or_ended(*node, true);
             }
             ExecutionEvent::AttemptWaiting {
                 node,
@@ -463,6 +597,7 @@ impl ExecutionState {
                     return;
                 }
                 self.running_nodes -= 1;
+                self.item_started_or_ended(*node, false);
                 let state = &mut self.nodes[*node];
                 if let Some(last) = state.attempts.last_mut() {
                     last.phase = AttemptPhase::Succeeded;
@@ -507,6 +642,7 @@ impl ExecutionState {
                     return;
                 }
                 self.running_nodes -= 1;
+                self.item_started_or_ended(*node, false);
                 let state = &mut self.nodes[*node];
                 if let Some(last) = state.attempts.last_mut() {
                     last.phase = AttemptPhase::Failed;
@@ -536,12 +672,25 @@ impl ExecutionState {
                 if !failable || self.phase.is_terminal() {
                     return;
                 }
-                state.phase = *phase;
                 state.error = Some(message.clone());
+                if self.workflow.nodes[*node].item_of.is_some() {
+                    // A failed map item is done for good; its map decides whether enough succeeded.
+                    self.settle(*node, *phase);
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = *phase;
                 self.ready.remove(node);
                 self.open_gates.remove(node);
                 self.undecided_branches.remove(node);
                 self.failed_node.get_or_insert(*node);
+            }
+            ExecutionEvent::MapExpanded { node, .. } => {
+                let is_map = matches!(self.workflow.nodes.get(*node).map(|n| &n.control), Some(Some(Control::Map(_))));
+                if !is_map || self.phase.is_terminal() || self.nodes[*node].phase != NodePhase::Queued || self.nodes[*node].items.is_some() {
+                    return;
+                }
+                self.expand_map(*node);
             }
             ExecutionEvent::BranchTaken { node, case, .. } => {
                 if self.phase.is_terminal() || !self.undecided_branches.contains(node) {
@@ -615,6 +764,7 @@ impl ExecutionState {
                 self.ready.clear();
                 self.open_gates.clear();
                 self.undecided_branches.clear();
+                self.running_items.clear();
             }
             ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
         }
@@ -723,7 +873,8 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
                 message: message.clone(),
                 at: now,
             });
-            if fail_fast {
+            let map_item = state.workflow.nodes[node].item_of.is_some();
+            if fail_fast && !map_item {
                 // Running attempts are aborted by the finish.
                 decisions.push(finish(
                     ExecutionPhase::Failed,
@@ -745,13 +896,29 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         state.running_nodes <= limit,
         "more nodes running than max_parallelism allows"
     );
-    let free_slots = limit.saturating_sub(state.running_nodes);
-    for &node in state
-        .ready
-        .iter()
-        .filter(|&&node| !failing.contains(&node) && state.workflow.nodes[node].is_task())
-        .take(free_slots)
-    {
+    let mut free_slots = limit.saturating_sub(state.running_nodes);
+    // Items of a map with a concurrency bound start while their map has room.
+    let mut item_room: BTreeMap<usize, usize> = BTreeMap::new();
+    for &node in &state.ready {
+        if free_slots == 0 {
+            break;
+        }
+        let compiled = &state.workflow.nodes[node];
+        if failing.contains(&node) || !compiled.is_task() {
+            continue;
+        }
+        if let Some(map) = compiled.item_of {
+            let room = item_room.entry(map).or_insert_with(|| match &state.workflow.nodes[map].control {
+                Some(Control::Map(control)) => control.concurrency.map_or(usize::MAX, |c| c as usize)
+                    .saturating_sub(state.running_items.get(&map).copied().unwrap_or(0)),
+                _ => usize::MAX,
+            });
+            if *room == 0 {
+                continue;
+            }
+            *room -= 1;
+        }
+        free_slots -= 1;
         let attempt = state.nodes[node].attempts.len() as u32 + 1;
         decisions.push(ExecutionEvent::AttemptStarted {
             execution: execution.clone(),
@@ -855,6 +1022,34 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                     .collect();
                 decisions.push(succeeded(node, branch_outputs));
             }
+            Some(Control::Map(control)) => match state.nodes[node].items {
+                Some(_) => decisions.push(match state.gather_map(node) {
+                    Ok(outputs) => succeeded(node, outputs),
+                    Err(message) => failed(node, NodePhase::Failed, message),
+                }),
+                None => {
+                    let items = match state.node_inputs(node).map(|mut inputs| inputs.remove(&control.over)) {
+                        Ok(Some(Value::List(values))) => Ok(values.len()),
+                        Ok(other) => Err(format!(
+                            "map input {:?} is not a list: {}",
+                            control.over,
+                            other.map_or_else(|| "missing".to_string(), |v| v.kind_name().to_string())
+                        )),
+                        Err(error) => Err(error),
+                    };
+                    decisions.push(match items {
+                        Ok(items) => ExecutionEvent::MapExpanded {
+                            execution: execution.clone(),
+                            node,
+                            first: state.nodes.len(),
+                            items,
+                            task: control.task_id.clone(),
+                            at: now,
+                        },
+                        Err(message) => failed(node, NodePhase::Failed, message),
+                    });
+                }
+            },
             Some(Control::Gate(gate)) => {
                 let (until, waiting_for) = match gate {
                     CompiledGate::Sleep { millis } => (Some(now + millis), "the end of a sleep".to_string()),
@@ -1079,6 +1274,7 @@ mod tests {
                     retries: RetryPolicy::default(),
                     control: None,
                     case_of: None,
+                    item_of: None,
                 })
                 .collect(),
             outputs: Default::default(),

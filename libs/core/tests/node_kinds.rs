@@ -1,4 +1,4 @@
-//! Subworkflow, branch and gate nodes through the compiler and the state machine: what runs, what is
+//! Subworkflow, branch, gate and map nodes through the compiler and the state machine: what runs, what is
 //! SKIPPED, what the outputs are, how gates wait and time out, what a bad spec is told, and (as a property
 //! over random inputs, completion orders and signal timings) that replaying the events from scratch gives
 //! exactly the live state.
@@ -188,7 +188,7 @@ impl Run {
         );
     }
 
-    /// Completes the `pick`-th running attempt (mod their count); false when none runs.
+    /// Completes the `pick`-th running attempt (mod their count); false when none runs. `inc` of 13 fails.
     fn complete_one(&mut self, pick: usize) -> bool {
         let running: Vec<(usize, u32)> = self.state().running_attempts().collect();
         if running.is_empty() {
@@ -197,21 +197,41 @@ impl Run {
         let (node, attempt) = running[pick % running.len()];
         let state = self.state();
         let inputs = state.node_inputs(node).unwrap();
-        let outputs = run_task(&state.workflow.nodes[node].task.name, &inputs);
+        let task = &state.workflow.nodes[node].task.name;
         let seq = state.last_seq + 1;
-        let event = ExecutionEvent::AttemptSucceeded {
-            execution: self.id.clone(),
-            node,
-            attempt,
-            outputs,
-            at: self.now,
-            cache: None,
+        let event = if task == "inc" && inputs.get("n") == Some(&Value::Integer(13)) {
+            ExecutionEvent::AttemptFailed {
+                execution: self.id.clone(),
+                node,
+                attempt,
+                kind: aloft_core::events::ErrorKind::User,
+                message: "unlucky".into(),
+                at: self.now,
+            }
+        } else {
+            ExecutionEvent::AttemptSucceeded {
+                execution: self.id.clone(),
+                node,
+                attempt,
+                outputs: run_task(task, &inputs),
+                at: self.now,
+                cache: None,
+            }
         };
         assert_eq!(
             self.offer(EventMeta { seq, writer_epoch: 1 }, event),
             AppliedEvent::Accepted
         );
         true
+    }
+
+    /// Completes every running attempt at once (a round); false when none runs.
+    fn complete_all(&mut self) -> bool {
+        let running = self.state().running_attempts().count();
+        for _ in 0..running {
+            self.complete_one(0);
+        }
+        running > 0
     }
 
     /// Runs every attempt to success, advancing the clock by 10 ms whenever nothing runs, until the
@@ -507,11 +527,11 @@ fn bad_node_kinds_are_refused_with_what_is_wrong() {
                 "{id: nap, gate: {sleep: 50ms}}",
                 "{id: nap, task: noop, gate: {sleep: 50ms}}",
             ),
-            "more than one of task, workflow, branch and gate",
+            "more than one of task, workflow, branch, gate and map",
         ),
         (
             GATED.replace("{id: nap, gate: {sleep: 50ms}}", "{id: nap}"),
-            "must set one of task, workflow, branch or gate",
+            "must set one of task, workflow, branch, gate or map",
         ),
         (
             GATED.replace("name: count, type", "name: \"no:colon\", type"),
@@ -528,6 +548,112 @@ fn bad_node_kinds_are_refused_with_what_is_wrong() {
         error.contains("workflow \"nowhere\" is not registered"),
         "{error}"
     );
+}
+
+fn mapped(settings: &str) -> CompiledWorkflow {
+    let spec = format!(
+        r#"
+name: mapped
+interface: {{inputs: {{xs: "list<integer>"}}, outputs: {{ns: {}}}}}
+nodes:
+  - {{id: m, map: {{task: inc, over: n{settings}}}, inputs: {{n: inputs.xs}}}}
+outputs: {{ns: m.n}}
+"#,
+        if settings.contains("min_success_ratio") { "\"list<optional<integer>>\"" } else { "\"list<integer>\"" }
+    );
+    compile(&[&spec]).unwrap()
+}
+
+fn list(items: &[i64]) -> Outputs {
+    let values = items.iter().map(|i| Value::Integer(*i)).collect();
+    [("xs".to_string(), Value::List(values))].into()
+}
+
+#[test]
+fn a_map_runs_its_task_per_item_within_its_concurrency_and_gathers_lists_in_order() {
+    let workflow = mapped(", concurrency: 2");
+    let mut run = Run::start(&workflow, list(&[5, 1, 7, 3, 9]));
+    let mut most_running = 0;
+    while !run.state().phase.is_terminal() && run.now < 1_000 {
+        run.settle();
+        most_running = most_running.max(run.state().running_attempts().count());
+        // Finish the newest first, so items end out of order.
+        if !run.complete_one(usize::MAX) {
+            run.now += 10;
+        }
+    }
+    assert_eq!(most_running, 2, "concurrency 2");
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded, "{:?}", run.state().error);
+    let expected: Vec<Value> = [6, 2, 8, 4, 10].iter().map(|i| Value::Integer(*i)).collect();
+    assert_eq!(run.state().outputs["ns"], Value::List(expected));
+    assert_eq!(run.phase_of("m[4]"), NodePhase::Succeeded);
+    run.assert_replay_gives_the_live_state();
+
+    let mut empty = Run::start(&workflow, list(&[]));
+    empty.run_until(100);
+    assert_eq!(empty.state().outputs["ns"], Value::List(vec![]));
+}
+
+#[test]
+fn min_success_ratio_decides_whether_failed_items_fail_the_map() {
+    let tolerant = mapped(", min_success_ratio: 0.6");
+    let mut run = Run::start(&tolerant, list(&[1, 13, 3]));
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded, "{:?}", run.state().error);
+    assert_eq!(
+        run.state().outputs["ns"],
+        Value::List(vec![Value::Integer(2), Value::None, Value::Integer(4)])
+    );
+    assert_eq!(run.phase_of("m[1]"), NodePhase::Failed);
+    run.assert_replay_gives_the_live_state();
+
+    let strict = mapped("");
+    let mut run = Run::start(&strict, list(&[1, 13, 3]));
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Failed);
+    let error = run.state().error.clone().unwrap_or_default();
+    assert!(error.contains("2 of 3 items succeeded, below min_success_ratio 1") && error.contains("m[1]"), "{error}");
+    run.assert_replay_gives_the_live_state();
+}
+
+#[test]
+fn a_map_over_ten_thousand_items_completes() {
+    let workflow = mapped(", concurrency: 500");
+    let items: Vec<i64> = (100..10_100).collect();
+    let mut run = Run::start(&workflow, list(&items));
+    while !run.state().phase.is_terminal() {
+        run.settle();
+        if !run.complete_all() {
+            run.now += 10;
+        }
+        assert!(run.now < 1_000, "the map stalled");
+    }
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded, "{:?}", run.state().error);
+    let Value::List(values) = &run.state().outputs["ns"] else {
+        panic!("not a list");
+    };
+    assert_eq!(values.len(), 10_000);
+    assert_eq!(values[9_999], Value::Integer(10_100));
+}
+
+#[test]
+fn bad_maps_are_refused_with_what_is_wrong() {
+    let base = r#"
+name: bad_map
+interface: {inputs: {x: integer, xs: "list<integer>"}}
+nodes:
+  - {id: m, map: {task: inc, over: n}, inputs: {n: inputs.xs}}
+"#;
+    for (from, to, expected) in [
+        ("n: inputs.xs", "n: inputs.x", "input \"n\" has type list<integer>, but is bound to workflow input \"x\" of type integer"),
+        ("over: n}", "over: m}", "map over \"m\": task inc has no input of that name"),
+        ("over: n}", "over: n, concurrency: 0}", "map concurrency must be at least 1"),
+        ("over: n}", "over: n, min_success_ratio: 1.5}", "min_success_ratio must be above 0 and at most 1"),
+        ("task: inc", "task: nope", "task \"nope\" is not registered"),
+    ] {
+        let error = compile(&[&base.replace(from, to)]).unwrap_err();
+        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+    }
 }
 
 proptest! {
@@ -564,6 +690,7 @@ nodes:
   - {id: review, gate: {approve: {}}, after: [nap]}
   - {id: left, workflow: chooser, inputs: {n: inputs.x}}
   - {id: right, task: inc, inputs: {n: inputs.x}, after: [review]}
+  - {id: many, map: {task: inc, over: n, concurrency: 2}, inputs: {n: {value: [1, 2, 3, 4]}}, after: [nap]}
   - id: pick
     branch:
       cases:
@@ -609,6 +736,9 @@ outputs: {result: pick.n}
         let state = run.state();
         prop_assert_eq!(state.phase, ExecutionPhase::Succeeded, "{:?}", state.error);
         prop_assert_eq!(&state.outputs["result"], &Value::Integer(expected));
+        let many = state.workflow.nodes.iter().position(|n| n.id == "many").unwrap();
+        let gathered: Vec<Value> = [2, 3, 4, 5].iter().map(|i| Value::Integer(*i)).collect();
+        prop_assert_eq!(state.nodes[many].outputs.as_ref().map(|o| o["n"].clone()), Some(Value::List(gathered)));
         let done = state.nodes.iter().all(|n| matches!(n.phase, NodePhase::Succeeded | NodePhase::Skipped));
         prop_assert!(done, "every node succeeded or was skipped");
         let mut replayed = PartitionFold::default();
@@ -618,3 +748,4 @@ outputs: {result: pick.n}
         prop_assert_eq!(&replayed, &run.fold);
     }
 }
+

@@ -456,6 +456,50 @@ pub async fn apply_execution_event(
             at,
             ..
         } => set_node_running(conn, id, *node, waiting_for, *at).await?,
+        ExecutionEvent::MapExpanded {
+            node,
+            first,
+            items,
+            task,
+            at,
+            ..
+        } => {
+            set_node_running(conn, id, *node, "", *at).await?;
+            let map_id: String = sqlx::query_scalar(
+                "SELECT node_id FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
+                 AND node_index = $4",
+            )
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or_default();
+            // Many items: one multi-row insert per chunk rather than a round trip per item.
+            for chunk_start in (0..*items).step_by(500) {
+                let chunk_end = (chunk_start + 500).min(*items);
+                let mut sql = String::from(
+                    "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
+                     task_version, phase, attempts, outputs_json, error) VALUES ",
+                );
+                for (position, _) in (chunk_start..chunk_end).enumerate() {
+                    let base = position * 2 + 6;
+                    if position > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "($1, $2, $3, ${base}, ${}, $4, $5, 'QUEUED', 0, '', '')",
+                        base + 1
+                    ));
+                }
+                let mut query = sqlx::query(&sql).bind(p).bind(d).bind(n).bind(&task.name).bind(&task.version);
+                for item in chunk_start..chunk_end {
+                    query = query.bind((first + item) as i64).bind(format!("{map_id}[{item}]"));
+                }
+                query.execute(&mut *conn).await?;
+            }
+        }
         ExecutionEvent::ExecutionStarted { at, .. } => {
             sqlx::query(
                 "UPDATE executions SET phase = 'RUNNING', started_at = $1 \

@@ -143,6 +143,9 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
         ExecutionEvent::GateWaiting {
             node, waiting_for, ..
         } => format!("gate {} waits for {waiting_for}", node_name(&node)),
+        ExecutionEvent::MapExpanded {
+            node, items, task, ..
+        } => format!("map {} runs {task} over {items} item(s)", node_name(&node)),
         ExecutionEvent::SignalReceived { signal, value, .. } => match signal.strip_prefix("approve:") {
             Some(node) => format!("approval of node {node} received"),
             None => format!("signal {signal} received: {value}"),

@@ -49,6 +49,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
             workflow: None,
             branch: None,
             gate: None,
+            map: None,
             inputs: if cached {
                 [(
                     "i".to_string(),

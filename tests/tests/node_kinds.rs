@@ -1,0 +1,206 @@
+//! Subworkflow, branch and gate nodes on Kafka + Postgres, with admin and a propeller as separate
+//! processes: a branch picks a case holding a subworkflow and skips the other, gates sleep, wait for a
+//! typed signal sent with `aloft signal` and for an approval given with `aloft approve`; a gate times out;
+//! and bad signals, approvals and specs are refused with what is wrong, changing nothing.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::Duration;
+
+use aloft_e2e::*;
+use aloft_proto::v1 as wire;
+use tonic::Code;
+
+/// The release example plus a workflow whose signal gate times out.
+fn spec() -> String {
+    let example = std::fs::read_to_string(repo_root().join("examples/release.yaml")).unwrap();
+    format!(
+        "{example}---\nkind: workflow\nname: impatient\nnodes:\n  - {{id: go, gate: {{signal: {{name: go, timeout: 1s}}}}}}\n"
+    )
+}
+fn node<'a>(execution: &'a wire::Execution, id: &str) -> &'a wire::NodeExecution {
+    execution
+        .nodes
+        .iter()
+        .find(|n| n.node_id == id)
+        .unwrap_or_else(|| panic!("no node {id} in {execution:?}"))
+}
+
+fn phase(execution: &wire::Execution, id: &str) -> wire::NodePhase {
+    wire::NodePhase::try_from(node(execution, id).phase).unwrap()
+}
+
+fn signal_request(id: &wire::ExecutionIdentifier, signal: &str, value: &str) -> wire::SignalExecutionRequest {
+    wire::SignalExecutionRequest {
+        id: Some(id.clone()),
+        signal: signal.into(),
+        value: value.into(),
+    }
+}
+
+fn approve_request(id: &wire::ExecutionIdentifier, node: &str) -> wire::ApproveExecutionRequest {
+    wire::ApproveExecutionRequest {
+        id: Some(id.clone()),
+        node: node.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _propeller = deployment.start_propeller("p1");
+    let mut client = deployment.client().await;
+    let spec_file = deployment.scratch.path().join("release.yaml");
+    std::fs::write(&spec_file, spec()).unwrap();
+    register_file(&mut client, &spec_file).await;
+    let aloft = |args: &[&str]| {
+        let output = std::process::Command::new(binary("aloft"))
+            .arg("--admin")
+            .arg(format!("http://127.0.0.1:{}", deployment.admin_port))
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (output.status.success(), stdout, stderr)
+    };
+
+    let id = launch(&mut client, workflow("release"), "release-1", &[("x", "20")])
+        .await
+        .unwrap();
+    // The branch took the case with the subworkflow; its nodes ran under the branch's case node.
+    let waiting = wait_until(&mut client, &id, Duration::from_secs(60), |e| {
+        e.nodes.iter().any(|n| n.node_id == "bump" && n.phase == wire::NodePhase::NodeRunning as i32)
+    })
+    .await;
+    for succeeded in ["prep", "size/big/a", "size/big/b", "size/big", "size", "nap"] {
+        assert_eq!(phase(&waiting, succeeded), wire::NodePhase::NodeSucceeded, "{succeeded}");
+    }
+    assert_eq!(phase(&waiting, "size/small"), wire::NodePhase::NodeSkipped);
+    assert!(node(&waiting, "bump").wait_reason.contains("signal \"bump\""), "{:?}", node(&waiting, "bump"));
+    let (ok, shown, _) = aloft(&["get", "release-1"]);
+    assert!(ok && shown.contains("waiting for signal \"bump\""), "{shown}");
+
+    // Bad signals and approvals are refused with what is wrong; none changes the execution.
+    let error = client
+        .approve_execution(approve_request(&id, "review"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(error.message().contains("not waiting for approval"), "{}", error.message());
+    let error = client
+        .approve_execution(approve_request(&id, "nap"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(error.message().contains("its approval gates are: review"), "{}", error.message());
+    let error = client
+        .signal_execution(signal_request(&id, "bumpp", "1"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(error.message().contains("no gate waiting for signal \"bumpp\"") && error.message().contains("its signals are: bump"), "{}", error.message());
+    let (ok, _, stderr) = aloft(&["signal", "release-1", "bump", "nineteen"]);
+    assert!(!ok && stderr.contains("takes a value of type integer"), "{stderr}");
+    let unchanged = get(&mut client, &id).await;
+    assert_eq!(phase(&unchanged, "bump"), wire::NodePhase::NodeRunning);
+
+    let (ok, stdout, stderr) = aloft(&["signal", "release-1", "bump", "19"]);
+    assert!(ok, "{stdout}{stderr}");
+    let reviewing = wait_until(&mut client, &id, Duration::from_secs(30), |e| {
+        e.nodes.iter().any(|n| n.node_id == "review" && n.phase == wire::NodePhase::NodeRunning as i32)
+    })
+    .await;
+    assert!(node(&reviewing, "review").wait_reason.contains("aloft approve release-1 review"));
+    let (ok, stdout, stderr) = aloft(&["approve", "release-1", "review"]);
+    assert!(ok && stdout.contains("approved"), "{stdout}{stderr}");
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    // prep = 21, the big case adds two (23), plus the signal's 19.
+    assert_eq!(scalar_outputs(&finished), ["result=42"]);
+
+    let history = assert_history_gap_free(&mut client, &id).await;
+    let summaries: Vec<&str> = history.iter().map(|e| e.summary.as_str()).collect();
+    for expected in [
+        "branch size took the case prep.n > 10; skipped: size/small",
+        "gate bump waits for signal \"bump\"",
+        "signal bump received: 19",
+        "approval of node review received",
+        "node size succeeded: n=23",
+    ] {
+        assert!(summaries.iter().any(|s| s.contains(expected)), "{expected:?} not in {summaries:#?}");
+    }
+    let error = client
+        .signal_execution(signal_request(&id, "bump", "1"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(error.message().contains("already finished"), "{}", error.message());
+
+    // The small case: x = 2 takes the else; the signal and the approval are given before their gates wait.
+    let small = launch(&mut client, workflow("release"), "release-2", &[("x", "2")])
+        .await
+        .unwrap();
+    client.signal_execution(signal_request(&small, "bump", "100")).await.unwrap();
+    let reviewing = wait_until(&mut client, &small, Duration::from_secs(60), |e| {
+        e.nodes.iter().any(|n| n.node_id == "review" && n.phase == wire::NodePhase::NodeRunning as i32)
+    })
+    .await;
+    assert_eq!(phase(&reviewing, "size/big/a"), wire::NodePhase::NodeSkipped);
+    client.approve_execution(approve_request(&small, "review")).await.unwrap();
+    let finished = wait_succeeded(&mut client, &small, Duration::from_secs(60)).await;
+    assert_eq!(scalar_outputs(&finished), ["result=104"]);
+
+    // A gate that times out fails the execution with the reason.
+    let impatient = launch(&mut client, workflow("impatient"), "impatient-1", &[])
+        .await
+        .unwrap();
+    let finished = wait_finished(&mut client, &impatient, Duration::from_secs(30)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    assert!(finished.error.contains("timed out waiting for signal \"go\""), "{}", finished.error);
+    assert_eq!(phase(&finished, "go"), wire::NodePhase::NodeTimedOut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let mut client = deployment.client().await;
+    let spec_file = deployment.scratch.path().join("base.yaml");
+    std::fs::write(&spec_file, spec()).unwrap();
+    register_file(&mut client, &spec_file).await;
+    for (bad, expected) in [
+        ("prep.n > 10", "prep.n > 'ten'", "compares integer with string"),
+        ("workflow: plus-two", "workflow: plus-three", "workflow \"plus-three\" is not registered"),
+        ("{sleep: 300ms}", "{sleep: a while}", "gate sleep"),
+    ]
+    .map(|(from, to, expected)| (spec().replacen(from, to, 1).replace("name: release", "name: release-bad"), expected))
+    {
+        // Only the changed workflow document, through the CLI's registration path.
+        let documents: Vec<&str> = bad.split("---\n").collect();
+        let path = deployment.scratch.path().join("bad.yaml");
+        std::fs::write(&path, documents[3]).unwrap();
+        let parsed = aloft_cli::specs::read_spec_file(&path).unwrap();
+        let error = aloft_cli::specs::register_documents(&mut client, PROJECT, DOMAIN, parsed)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{expected:?} not in {error}");
+        let listed = client
+            .list_workflows(wire::ListEntitiesRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!format!("{listed:?}").contains("release-bad"), "nothing is stored");
+    }
+}
