@@ -74,14 +74,24 @@ async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
         .unwrap();
     // The branch took the case with the subworkflow; its nodes ran under the branch's case node.
     let waiting = wait_until(&mut client, &id, Duration::from_secs(60), |e| {
-        e.nodes.iter().any(|n| n.node_id == "bump" && n.phase == wire::NodePhase::NodeRunning as i32)
+        e.nodes
+            .iter()
+            .any(|n| n.node_id == "bump" && n.phase == wire::NodePhase::NodeRunning as i32)
     })
     .await;
     for succeeded in ["prep", "size/big/a", "size/big/b", "size/big", "size", "nap"] {
-        assert_eq!(phase(&waiting, succeeded), wire::NodePhase::NodeSucceeded, "{succeeded}");
+        assert_eq!(
+            phase(&waiting, succeeded),
+            wire::NodePhase::NodeSucceeded,
+            "{succeeded}"
+        );
     }
     assert_eq!(phase(&waiting, "size/small"), wire::NodePhase::NodeSkipped);
-    assert!(node(&waiting, "bump").wait_reason.contains("signal \"bump\""), "{:?}", node(&waiting, "bump"));
+    assert!(
+        node(&waiting, "bump").wait_reason.contains("signal \"bump\""),
+        "{:?}",
+        node(&waiting, "bump")
+    );
     let (ok, shown, _) = aloft(&["get", "release-1"]);
     assert!(ok && shown.contains("waiting for signal \"bump\""), "{shown}");
 
@@ -91,31 +101,51 @@ async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
-    assert!(error.message().contains("not waiting for approval"), "{}", error.message());
+    assert!(
+        error.message().contains("not waiting for approval"),
+        "{}",
+        error.message()
+    );
     let error = client
         .approve_execution(approve_request(&id, "nap"))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(error.message().contains("its approval gates are: review"), "{}", error.message());
+    assert!(
+        error.message().contains("its approval gates are: review"),
+        "{}",
+        error.message()
+    );
     let error = client
         .signal_execution(signal_request(&id, "bumpp", "1"))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(error.message().contains("no gate waiting for signal \"bumpp\"") && error.message().contains("its signals are: bump"), "{}", error.message());
+    assert!(
+        error.message().contains("no gate waiting for signal \"bumpp\"")
+            && error.message().contains("its signals are: bump"),
+        "{}",
+        error.message()
+    );
     let (ok, _, stderr) = aloft(&["signal", "release-1", "bump", "nineteen"]);
-    assert!(!ok && stderr.contains("takes a value of type integer"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("takes a value of type integer"),
+        "{stderr}"
+    );
     let unchanged = get(&mut client, &id).await;
     assert_eq!(phase(&unchanged, "bump"), wire::NodePhase::NodeRunning);
 
     let (ok, stdout, stderr) = aloft(&["signal", "release-1", "bump", "19"]);
     assert!(ok, "{stdout}{stderr}");
     let reviewing = wait_until(&mut client, &id, Duration::from_secs(30), |e| {
-        e.nodes.iter().any(|n| n.node_id == "review" && n.phase == wire::NodePhase::NodeRunning as i32)
+        e.nodes
+            .iter()
+            .any(|n| n.node_id == "review" && n.phase == wire::NodePhase::NodeRunning as i32)
     })
     .await;
-    assert!(node(&reviewing, "review").wait_reason.contains("aloft approve release-1 review"));
+    assert!(node(&reviewing, "review")
+        .wait_reason
+        .contains("aloft approve release-1 review"));
     let (ok, stdout, stderr) = aloft(&["approve", "release-1", "review"]);
     assert!(ok && stdout.contains("approved"), "{stdout}{stderr}");
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
@@ -131,26 +161,41 @@ async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
         "approval of node review received",
         "node size succeeded: n=23",
     ] {
-        assert!(summaries.iter().any(|s| s.contains(expected)), "{expected:?} not in {summaries:#?}");
+        assert!(
+            summaries.iter().any(|s| s.contains(expected)),
+            "{expected:?} not in {summaries:#?}"
+        );
     }
     let error = client
         .signal_execution(signal_request(&id, "bump", "1"))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
-    assert!(error.message().contains("already finished"), "{}", error.message());
+    assert!(
+        error.message().contains("already finished"),
+        "{}",
+        error.message()
+    );
 
     // The small case: x = 2 takes the else; the signal and the approval are given before their gates wait.
     let small = launch(&mut client, workflow("release"), "release-2", &[("x", "2")])
         .await
         .unwrap();
-    client.signal_execution(signal_request(&small, "bump", "100")).await.unwrap();
+    client
+        .signal_execution(signal_request(&small, "bump", "100"))
+        .await
+        .unwrap();
     let reviewing = wait_until(&mut client, &small, Duration::from_secs(60), |e| {
-        e.nodes.iter().any(|n| n.node_id == "review" && n.phase == wire::NodePhase::NodeRunning as i32)
+        e.nodes
+            .iter()
+            .any(|n| n.node_id == "review" && n.phase == wire::NodePhase::NodeRunning as i32)
     })
     .await;
     assert_eq!(phase(&reviewing, "size/big/a"), wire::NodePhase::NodeSkipped);
-    client.approve_execution(approve_request(&small, "review")).await.unwrap();
+    client
+        .approve_execution(approve_request(&small, "review"))
+        .await
+        .unwrap();
     let finished = wait_succeeded(&mut client, &small, Duration::from_secs(60)).await;
     assert_eq!(scalar_outputs(&finished), ["result=104"]);
 
@@ -160,7 +205,11 @@ async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
         .unwrap();
     let finished = wait_finished(&mut client, &impatient, Duration::from_secs(30)).await;
     assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
-    assert!(finished.error.contains("timed out waiting for signal \"go\""), "{}", finished.error);
+    assert!(
+        finished.error.contains("timed out waiting for signal \"go\""),
+        "{}",
+        finished.error
+    );
     assert_eq!(phase(&finished, "go"), wire::NodePhase::NodeTimedOut);
 }
 
@@ -177,11 +226,21 @@ async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
     register_file(&mut client, &spec_file).await;
     for (bad, expected) in [
         ("prep.n > 10", "prep.n > 'ten'", "compares integer with string"),
-        ("workflow: plus-two", "workflow: plus-three", "workflow \"plus-three\" is not registered"),
+        (
+            "workflow: plus-two",
+            "workflow: plus-three",
+            "workflow \"plus-three\" is not registered",
+        ),
         ("{sleep: 300ms}", "{sleep: a while}", "gate sleep"),
     ]
-    .map(|(from, to, expected)| (spec().replacen(from, to, 1).replace("name: release", "name: release-bad"), expected))
-    {
+    .map(|(from, to, expected)| {
+        (
+            spec()
+                .replacen(from, to, 1)
+                .replace("name: release", "name: release-bad"),
+            expected,
+        )
+    }) {
         // Only the changed workflow document, through the CLI's registration path.
         let documents: Vec<&str> = bad.split("---\n").collect();
         let path = deployment.scratch.path().join("bad.yaml");
@@ -201,6 +260,9 @@ async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
             .await
             .unwrap()
             .into_inner();
-        assert!(!format!("{listed:?}").contains("release-bad"), "nothing is stored");
+        assert!(
+            !format!("{listed:?}").contains("release-bad"),
+            "nothing is stored"
+        );
     }
 }

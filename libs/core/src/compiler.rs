@@ -419,7 +419,7 @@ struct ResolvedNode {
 }
 
 enum ResolvedKind {
-    Task(Identifier, TaskSpec),
+    Task(Identifier, Box<TaskSpec>),
     Workflow(Identifier, Box<CompiledWorkflow>),
     Gate(CompiledGate),
     Branch(Vec<(Condition<String>, ResolvedNode)>, Option<Box<ResolvedNode>>),
@@ -444,7 +444,7 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
                 })?;
             Ok(ResolvedNode {
                 interface: spec.interface.clone(),
-                kind: ResolvedKind::Task(id, spec),
+                kind: ResolvedKind::Task(id, Box::new(spec)),
             })
         }
         NodeSpecKind::Workflow(workflow) => {
@@ -456,22 +456,29 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
             })
         }
         NodeSpecKind::Map(map) => {
-            let (task_id, task) = (registry.task)(&TaskRef::parse(&map.task)).ok_or_else(|| {
-                CompileError::UnknownTask {
+            let (task_id, task) =
+                (registry.task)(&TaskRef::parse(&map.task)).ok_or_else(|| CompileError::UnknownTask {
                     node: node.id.clone(),
                     task: map.task.clone(),
-                }
-            })?;
+                })?;
             let mut interface = task.interface.clone();
             let Some(item_type) = interface.inputs.get(&map.over).cloned() else {
                 return Err(node_error(
                     &node.id,
-                    format!("map over {:?}: task {} has no input of that name", map.over, task.name),
+                    format!(
+                        "map over {:?}: task {} has no input of that name",
+                        map.over, task.name
+                    ),
                 ));
             };
-            interface.inputs.insert(map.over.clone(), LiteralType::List(Box::new(item_type)));
+            interface
+                .inputs
+                .insert(map.over.clone(), LiteralType::List(Box::new(item_type)));
             if map.concurrency == Some(0) {
-                return Err(node_error(&node.id, "map concurrency must be at least 1".to_string()));
+                return Err(node_error(
+                    &node.id,
+                    "map concurrency must be at least 1".to_string(),
+                ));
             }
             let ratio = map.min_success_ratio.unwrap_or(1.0);
             if !(ratio > 0.0 && ratio <= 1.0) {
@@ -708,7 +715,7 @@ impl Scope<'_> {
             after.push(index);
         }
         let kind = match resolved.kind {
-            ResolvedKind::Task(id, task) => CheckedKind::Task(id, Box::new(task)),
+            ResolvedKind::Task(id, task) => CheckedKind::Task(id, task),
             ResolvedKind::Workflow(id, compiled) => CheckedKind::Workflow(id, compiled),
             ResolvedKind::Gate(gate) => CheckedKind::Gate(gate),
             ResolvedKind::Map(map) => CheckedKind::Map(map),

@@ -288,7 +288,8 @@ impl ExecutionState {
             // A deciding branch, or an expanded map waiting for its items.
             Some(Control::Branch { .. }) => state.phase == NodePhase::Running,
             Some(Control::Map(_)) => {
-                state.phase == NodePhase::Pending || (state.phase == NodePhase::Running && state.items.is_some())
+                state.phase == NodePhase::Pending
+                    || (state.phase == NodePhase::Running && state.items.is_some())
             }
             _ => state.phase == NodePhase::Pending,
         };
@@ -686,8 +687,15 @@ impl ExecutionState {
                 self.failed_node.get_or_insert(*node);
             }
             ExecutionEvent::MapExpanded { node, .. } => {
-                let is_map = matches!(self.workflow.nodes.get(*node).map(|n| &n.control), Some(Some(Control::Map(_))));
-                if !is_map || self.phase.is_terminal() || self.nodes[*node].phase != NodePhase::Queued || self.nodes[*node].items.is_some() {
+                let is_map = matches!(
+                    self.workflow.nodes.get(*node).map(|n| &n.control),
+                    Some(Some(Control::Map(_)))
+                );
+                if !is_map
+                    || self.phase.is_terminal()
+                    || self.nodes[*node].phase != NodePhase::Queued
+                    || self.nodes[*node].items.is_some()
+                {
                     return;
                 }
                 self.expand_map(*node);
@@ -908,11 +916,15 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
             continue;
         }
         if let Some(map) = compiled.item_of {
-            let room = item_room.entry(map).or_insert_with(|| match &state.workflow.nodes[map].control {
-                Some(Control::Map(control)) => control.concurrency.map_or(usize::MAX, |c| c as usize)
-                    .saturating_sub(state.running_items.get(&map).copied().unwrap_or(0)),
-                _ => usize::MAX,
-            });
+            let room = item_room
+                .entry(map)
+                .or_insert_with(|| match &state.workflow.nodes[map].control {
+                    Some(Control::Map(control)) => control
+                        .concurrency
+                        .map_or(usize::MAX, |c| c as usize)
+                        .saturating_sub(state.running_items.get(&map).copied().unwrap_or(0)),
+                    _ => usize::MAX,
+                });
             if *room == 0 {
                 continue;
             }
@@ -1028,7 +1040,10 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                     Err(message) => failed(node, NodePhase::Failed, message),
                 }),
                 None => {
-                    let items = match state.node_inputs(node).map(|mut inputs| inputs.remove(&control.over)) {
+                    let items = match state
+                        .node_inputs(node)
+                        .map(|mut inputs| inputs.remove(&control.over))
+                    {
                         Ok(Some(Value::List(values))) => Ok(values.len()),
                         Ok(other) => Err(format!(
                             "map input {:?} is not a list: {}",

@@ -559,7 +559,11 @@ nodes:
   - {{id: m, map: {{task: inc, over: n{settings}}}, inputs: {{n: inputs.xs}}}}
 outputs: {{ns: m.n}}
 "#,
-        if settings.contains("min_success_ratio") { "\"list<optional<integer>>\"" } else { "\"list<integer>\"" }
+        if settings.contains("min_success_ratio") {
+            "\"list<optional<integer>>\""
+        } else {
+            "\"list<integer>\""
+        }
     );
     compile(&[&spec]).unwrap()
 }
@@ -583,7 +587,12 @@ fn a_map_runs_its_task_per_item_within_its_concurrency_and_gathers_lists_in_orde
         }
     }
     assert_eq!(most_running, 2, "concurrency 2");
-    assert_eq!(run.state().phase, ExecutionPhase::Succeeded, "{:?}", run.state().error);
+    assert_eq!(
+        run.state().phase,
+        ExecutionPhase::Succeeded,
+        "{:?}",
+        run.state().error
+    );
     let expected: Vec<Value> = [6, 2, 8, 4, 10].iter().map(|i| Value::Integer(*i)).collect();
     assert_eq!(run.state().outputs["ns"], Value::List(expected));
     assert_eq!(run.phase_of("m[4]"), NodePhase::Succeeded);
@@ -599,7 +608,12 @@ fn min_success_ratio_decides_whether_failed_items_fail_the_map() {
     let tolerant = mapped(", min_success_ratio: 0.6");
     let mut run = Run::start(&tolerant, list(&[1, 13, 3]));
     run.run_until(1_000);
-    assert_eq!(run.state().phase, ExecutionPhase::Succeeded, "{:?}", run.state().error);
+    assert_eq!(
+        run.state().phase,
+        ExecutionPhase::Succeeded,
+        "{:?}",
+        run.state().error
+    );
     assert_eq!(
         run.state().outputs["ns"],
         Value::List(vec![Value::Integer(2), Value::None, Value::Integer(4)])
@@ -612,7 +626,10 @@ fn min_success_ratio_decides_whether_failed_items_fail_the_map() {
     run.run_until(1_000);
     assert_eq!(run.state().phase, ExecutionPhase::Failed);
     let error = run.state().error.clone().unwrap_or_default();
-    assert!(error.contains("2 of 3 items succeeded, below min_success_ratio 1") && error.contains("m[1]"), "{error}");
+    assert!(
+        error.contains("2 of 3 items succeeded, below min_success_ratio 1") && error.contains("m[1]"),
+        "{error}"
+    );
     run.assert_replay_gives_the_live_state();
 }
 
@@ -628,7 +645,12 @@ fn a_map_over_ten_thousand_items_completes() {
         }
         assert!(run.now < 1_000, "the map stalled");
     }
-    assert_eq!(run.state().phase, ExecutionPhase::Succeeded, "{:?}", run.state().error);
+    assert_eq!(
+        run.state().phase,
+        ExecutionPhase::Succeeded,
+        "{:?}",
+        run.state().error
+    );
     let Value::List(values) = &run.state().outputs["ns"] else {
         panic!("not a list");
     };
@@ -645,10 +667,26 @@ nodes:
   - {id: m, map: {task: inc, over: n}, inputs: {n: inputs.xs}}
 "#;
     for (from, to, expected) in [
-        ("n: inputs.xs", "n: inputs.x", "input \"n\" has type list<integer>, but is bound to workflow input \"x\" of type integer"),
-        ("over: n}", "over: m}", "map over \"m\": task inc has no input of that name"),
-        ("over: n}", "over: n, concurrency: 0}", "map concurrency must be at least 1"),
-        ("over: n}", "over: n, min_success_ratio: 1.5}", "min_success_ratio must be above 0 and at most 1"),
+        (
+            "n: inputs.xs",
+            "n: inputs.x",
+            "input \"n\" has type list<integer>, but is bound to workflow input \"x\" of type integer",
+        ),
+        (
+            "over: n}",
+            "over: m}",
+            "map over \"m\": task inc has no input of that name",
+        ),
+        (
+            "over: n}",
+            "over: n, concurrency: 0}",
+            "map concurrency must be at least 1",
+        ),
+        (
+            "over: n}",
+            "over: n, min_success_ratio: 1.5}",
+            "min_success_ratio must be above 0 and at most 1",
+        ),
         ("task: inc", "task: nope", "task \"nope\" is not registered"),
     ] {
         let error = compile(&[&base.replace(from, to)]).unwrap_err();
@@ -748,4 +786,3 @@ outputs: {result: pick.n}
         prop_assert_eq!(&replayed, &run.fold);
     }
 }
-

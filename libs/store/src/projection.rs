@@ -493,9 +493,16 @@ pub async fn apply_execution_event(
                         base + 1
                     ));
                 }
-                let mut query = sqlx::query(&sql).bind(p).bind(d).bind(n).bind(&task.name).bind(&task.version);
+                let mut query = sqlx::query(&sql)
+                    .bind(p)
+                    .bind(d)
+                    .bind(n)
+                    .bind(&task.name)
+                    .bind(&task.version);
                 for item in chunk_start..chunk_end {
-                    query = query.bind((first + item) as i64).bind(format!("{map_id}[{item}]"));
+                    query = query
+                        .bind((first + item) as i64)
+                        .bind(format!("{map_id}[{item}]"));
                 }
                 query.execute(&mut *conn).await?;
             }
