@@ -266,3 +266,106 @@ async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_runs_a_task_per_item_on_kafka_and_tolerates_failures_within_its_ratio() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _propeller = deployment.start_propeller("p1");
+    let mut client = deployment.client().await;
+    let spec = r#"kind: task
+name: picky
+version: "1"
+interface: {inputs: {n: integer, offset: integer}, outputs: {n: integer}}
+run: {process: {command: ["sh", "-c", "test $ALOFT_INPUT_N -ne 13 || { echo 'thirteen' >&2; exit 3; }; echo $((ALOFT_INPUT_N + ALOFT_INPUT_OFFSET)) > \"$ALOFT_OUTPUT_DIR/n\""]}}
+---
+kind: workflow
+name: fan
+interface: {inputs: {xs: "list<integer>"}, outputs: {ns: "list<optional<integer>>"}}
+nodes:
+  - id: each
+    map: {task: picky, over: n, concurrency: 8, min_success_ratio: 0.99}
+    inputs: {n: inputs.xs, offset: {value: 1000}}
+outputs: {ns: each.n}
+---
+kind: workflow
+name: strict-fan
+interface: {inputs: {xs: "list<integer>"}}
+nodes:
+  - {id: each, map: {task: picky, over: n}, inputs: {n: inputs.xs, offset: {value: 0}}}
+"#;
+    let spec_file = deployment.scratch.path().join("fan.yaml");
+    std::fs::write(&spec_file, spec).unwrap();
+    register_file(&mut client, &spec_file).await;
+    let items: Vec<String> = (0..150).map(|i| i.to_string()).collect();
+    let list = format!("[{}]", items.join(","));
+
+    let id = launch(&mut client, workflow("fan"), "fan-1", &[("xs", &list)])
+        .await
+        .unwrap();
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(120)).await;
+    let ns = scalar_outputs(&finished);
+    let expected: Vec<String> = (0..150)
+        .map(|i| {
+            if i == 13 {
+                "none".to_string()
+            } else {
+                (i + 1000).to_string()
+            }
+        })
+        .collect();
+    assert_eq!(ns, [format!("ns=[{}]", expected.join(", "))]);
+    assert_eq!(
+        finished
+            .nodes
+            .iter()
+            .filter(|n| n.node_id.starts_with("each["))
+            .count(),
+        150
+    );
+    assert_eq!(phase(&finished, "each[13]"), wire::NodePhase::NodeFailed);
+    assert_eq!(phase(&finished, "each[149]"), wire::NodePhase::NodeSucceeded);
+    let history = assert_history_gap_free(&mut client, &id).await;
+    assert!(history
+        .iter()
+        .any(|e| e.summary.contains("map each runs") && e.summary.contains("over 150 item(s)")));
+    // Never more than `concurrency` items ran at once: replay the attempt starts and ends.
+    let (mut running, mut most) = (0i64, 0i64);
+    for event in &history {
+        match event.kind.as_str() {
+            "AttemptStarted" => running += 1,
+            "AttemptSucceeded" | "AttemptFailed" => running -= 1,
+            _ => {}
+        }
+        most = most.max(running);
+    }
+    assert!(most <= 8 && most > 1, "at most 8 items at once, saw {most}");
+
+    let strict = launch(
+        &mut client,
+        workflow("strict-fan"),
+        "strict-1",
+        &[("xs", "[12, 13, 14]")],
+    )
+    .await
+    .unwrap();
+    let finished = wait_finished(&mut client, &strict, Duration::from_secs(60)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    assert!(
+        finished
+            .error
+            .contains("2 of 3 items succeeded, below min_success_ratio 1")
+            && finished.error.contains("each[1]"),
+        "{}",
+        finished.error
+    );
+    // A map over a value that is not a list is refused at launch, naming the input.
+    let error = launch(&mut client, workflow("strict-fan"), "strict-2", &[("xs", "12")])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(error.message().contains("xs"), "{}", error.message());
+}

@@ -352,6 +352,8 @@ pub enum BenchShape {
     Chain,
     /// N independent nodes: throughput of the engine.
     Fanout,
+    /// One map node running a noop task over N items: map throughput.
+    Map,
     /// N single appends: acknowledgement and append-to-read-back latency of the log.
     Log,
     /// N launch plans scheduled every minute on one scheduler: fire lag, CPU and memory.

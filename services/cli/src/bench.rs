@@ -20,7 +20,12 @@ pub enum Shape {
     Chain,
     /// N independent nodes: measures throughput.
     Fanout,
+    /// One map node over N items of a noop task: measures map throughput.
+    Map,
 }
+
+/// The map shape's task: a noop taking one integer item.
+const ITEM_TASK: &str = "noop-item";
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -42,6 +47,34 @@ pub struct BenchResult {
 
 /// Chain or fan-out of `noop` nodes; `cached` ones take their index as input, so each has its own key.
 pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
+    if shape == Shape::Map {
+        let items: Vec<usize> = (0..nodes).collect();
+        let inputs = [(
+            "i".to_string(),
+            aloft_core::spec::BindingSpec::Constant {
+                value: serde_json::Value::from(items),
+            },
+        )];
+        let map = NodeSpec {
+            task: None,
+            map: Some(aloft_core::spec::MapSpec {
+                task: ITEM_TASK.to_string(),
+                over: "i".to_string(),
+                concurrency: None,
+                min_success_ratio: None,
+            }),
+            ..NodeSpec::task("m", ITEM_TASK, inputs.into_iter().collect())
+        };
+        return WorkflowSpec {
+            name: format!("bench-map-{nodes}"),
+            version: None,
+            interface: Interface::default(),
+            nodes: vec![map],
+            outputs: Default::default(),
+            max_parallelism: None,
+            on_failure: Default::default(),
+        };
+    }
     let node_specs = (0..nodes)
         .map(|index| NodeSpec {
             id: format!("n{index}"),
@@ -162,6 +195,17 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
             .register_task(register(serde_json::to_string(&cached_noop)?))
             .await
             .map_err(|s| anyhow::anyhow!("registering the cached noop task: {}", s.message()))?;
+    }
+    if options.shape == Shape::Map {
+        let item_task = TaskSpec {
+            name: ITEM_TASK.to_string(),
+            cache: None,
+            ..cached_noop.clone()
+        };
+        client
+            .register_task(register(serde_json::to_string(&item_task)?))
+            .await
+            .map_err(|s| anyhow::anyhow!("registering the map's noop task: {}", s.message()))?;
     }
     let workflow = workflow_spec(options.shape, options.nodes, options.cached);
     let registered = client

@@ -233,10 +233,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             cached,
             ..
         } => {
-            let shape = if matches!(shape, BenchShape::Chain) {
-                Shape::Chain
-            } else {
-                Shape::Fanout
+            let shape = match shape {
+                BenchShape::Chain => Shape::Chain,
+                BenchShape::Map => Shape::Map,
+                _ => Shape::Fanout,
             };
             let options = BenchOptions {
                 shape,
