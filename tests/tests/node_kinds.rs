@@ -369,3 +369,106 @@ nodes:
     assert_eq!(error.code(), Code::InvalidArgument);
     assert!(error.message().contains("xs"), "{}", error.message());
 }
+
+/// Plans a chain of N `inc` steps and then a branch on the last step: its output `workflow` is the spec.
+/// With N = 99 it plans a task the node does not allow.
+const PLANNER: &str = r#"n=$ALOFT_INPUT_N; task=inc
+if [ "$n" -eq 99 ]; then task=forbidden; n=1; fi
+nodes="{\"id\":\"s0\",\"task\":\"$task\",\"inputs\":{\"n\":\"inputs.n\"}}"
+i=1
+while [ $i -lt $n ]; do nodes="$nodes,{\"id\":\"s$i\",\"task\":\"inc\",\"inputs\":{\"n\":\"s$((i-1)).n\"}}"; i=$((i+1)); done
+last="s$((n-1))"
+printf '{"name":"steps","interface":{"inputs":{"n":"integer"},"outputs":{"total":"integer"}},"nodes":[%s,{"id":"check","branch":{"cases":[{"if":"%s.n > 5","then":{"id":"big","task":"add","inputs":{"a":"%s.n","b":{"value":100}}}}],"else":{"id":"small","task":"inc","inputs":{"n":"%s.n"}}}}],"outputs":{"total":"check.n"}}' "$nodes" "$last" "$last" "$last" > "$ALOFT_OUTPUT_DIR/workflow"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_node_runs_the_workflow_its_planner_writes_on_kafka() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _propeller = deployment.start_propeller("p1");
+    let mut client = deployment.client().await;
+    let script = deployment.scratch.path().join("plan.sh");
+    std::fs::write(&script, PLANNER).unwrap();
+    let planner = format!(
+        r#"---
+kind: task
+name: planner
+version: "1"
+interface: {{inputs: {{n: integer}}, outputs: {{workflow: struct}}}}
+run: {{process: {{command: ["sh", "{}"]}}}}
+---
+kind: workflow
+name: planned
+interface: {{inputs: {{n: integer}}, outputs: {{result: integer}}}}
+nodes:
+  - id: steps
+    dynamic: {{task: planner, uses: [inc, add], outputs: {{total: integer}}}}
+    inputs: {{n: inputs.n}}
+  - {{id: last, task: inc, inputs: {{n: steps.total}}}}
+outputs: {{result: last.n}}
+"#,
+        script.display()
+    );
+    let spec_file = deployment.scratch.path().join("planned.yaml");
+    std::fs::write(&spec_file, format!("{}{planner}", spec())).unwrap();
+    register_file(&mut client, &spec_file).await;
+
+    // Three steps: 4, 5, 6; 6 > 5 takes the big case (+100); then `last` adds one.
+    let id = launch(&mut client, workflow("planned"), "planned-3", &[("n", "3")])
+        .await
+        .unwrap();
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(scalar_outputs(&finished), ["result=107"]);
+    for node_id in [
+        "steps/plan",
+        "steps/s0",
+        "steps/s1",
+        "steps/s2",
+        "steps/check/big",
+        "steps/check",
+        "steps",
+        "last",
+    ] {
+        assert_eq!(
+            phase(&finished, node_id),
+            wire::NodePhase::NodeSucceeded,
+            "{node_id}"
+        );
+    }
+    assert_eq!(
+        phase(&finished, "steps/check/small"),
+        wire::NodePhase::NodeSkipped
+    );
+    let history = assert_history_gap_free(&mut client, &id).await;
+    assert!(history.iter().any(|e| e
+        .summary
+        .contains("dynamic steps planned 6 node(s): steps/s0, steps/s1, steps/s2")));
+
+    // One step: 2 takes the small case.
+    let id = launch(&mut client, workflow("planned"), "planned-1", &[("n", "1")])
+        .await
+        .unwrap();
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(scalar_outputs(&finished), ["result=4"]);
+
+    // A plan that does not compile fails the node with the compile error; none of its nodes ran.
+    let id = launch(&mut client, workflow("planned"), "planned-bad", &[("n", "99")])
+        .await
+        .unwrap();
+    let finished = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    assert!(
+        finished.error.contains("the planned workflow does not compile")
+            && finished.error.contains("task \"forbidden\" is not registered")
+            && finished.error.contains("it may use the tasks: add, inc"),
+        "{}",
+        finished.error
+    );
+    assert!(
+        finished.nodes.iter().all(|n| !n.node_id.starts_with("steps/s")),
+        "nothing planned was added"
+    );
+}

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::condition::{parse_condition, Condition};
 use crate::ids::{validate_name, Identifier};
 use crate::spec::{
-    BindingSpec, FailurePolicy, GateSpec, Interface, NodeSpec, NodeSpecKind, RetryPolicy, TaskKind, TaskRef,
-    TaskSpec, WorkflowSpec,
+    content_digest, BindingSpec, FailurePolicy, GateSpec, Interface, NodeSpec, NodeSpecKind, RetryPolicy,
+    TaskKind, TaskRef, TaskSpec, WorkflowSpec,
 };
 use crate::types::{parse_duration_millis, LiteralType, Value};
 
@@ -145,6 +145,95 @@ pub enum Control {
     /// Expands, once its inputs are ready, into one item node per element of input `over`; done when
     /// every item is, with each output gathered as a list in item order.
     Map(MapControl),
+    /// Runs the workflow its planner (the node before it) wrote, inlined under it at run time; done when
+    /// every planned node is, with the planned workflow's outputs.
+    Dynamic(Box<DynamicControl>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DynamicControl {
+    /// Where the planned spec comes from: the planner's output `workflow`.
+    pub plan: NodeBinding,
+    /// The tasks the plan may use, by the reference it writes (`name` or `name@version`).
+    pub tasks: BTreeMap<String, (Identifier, TaskSpec)>,
+    /// The types of the node's inputs, which the planned workflow's inputs must accept.
+    pub input_types: BTreeMap<String, LiteralType>,
+    pub outputs: BTreeMap<String, LiteralType>,
+}
+
+impl DynamicControl {
+    /// Compiles a planned workflow spec (the planner's output) against the allowed tasks and checks its
+    /// interface against the node's; the error says what is wrong, as a registration would.
+    pub fn compile_plan(
+        &self,
+        node_id: &str,
+        project: &Identifier,
+        plan: &Value,
+    ) -> Result<CompiledWorkflow, String> {
+        let Value::Struct(json) = plan else {
+            return Err(format!(
+                "the planner's output `workflow` is a {}, not a workflow spec",
+                plan.kind_name()
+            ));
+        };
+        let spec: WorkflowSpec = serde_json::from_value(json.clone())
+            .map_err(|e| format!("the planned workflow is not a valid workflow spec: {e}"))?;
+        let registry = Registry {
+            task: &|task_ref| {
+                let written = match &task_ref.version {
+                    Some(version) => format!("{}@{version}", task_ref.name),
+                    None => task_ref.name.clone(),
+                };
+                self.tasks.get(&written).cloned()
+            },
+            workflow: &|_| None,
+        };
+        let id = Identifier {
+            project: project.project.clone(),
+            domain: project.domain.clone(),
+            name: format!("{node_id}-plan"),
+            version: content_digest(&spec),
+        };
+        let compiled = compile_workflow_with(id, &spec, &registry).map_err(|e| {
+            let allowed: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
+            format!(
+                "the planned workflow does not compile: {e} (it may use the tasks: {})",
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            )
+        })?;
+        for (input, wanted) in &compiled.interface.inputs {
+            match self.input_types.get(input) {
+                Some(given) if given.is_assignable_to(wanted) => {}
+                Some(given) => {
+                    return Err(format!(
+                        "the planned workflow's input {input:?} has type {wanted}, but the node gives {given}"
+                    ))
+                }
+                None if matches!(wanted, LiteralType::Optional(_)) => {}
+                None => {
+                    return Err(format!(
+                        "the planned workflow needs input {input:?}, which the node does not have"
+                    ))
+                }
+            }
+        }
+        for (output, wanted) in &self.outputs {
+            match compiled.interface.outputs.get(output) {
+                Some(found) if found.is_assignable_to(wanted) => {}
+                Some(found) => {
+                    return Err(format!(
+                        "the planned workflow's output {output:?} is {found}, not {wanted}"
+                    ))
+                }
+                None => return Err(format!("the planned workflow has no output {output:?}")),
+            }
+        }
+        Ok(compiled)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +255,7 @@ impl Control {
             Control::Branch { .. } => "branch",
             Control::Gate(_) => "gate",
             Control::Map(_) => "map",
+            Control::Dynamic(_) => "dynamic",
         }
     }
 }
@@ -424,6 +514,8 @@ enum ResolvedKind {
     Gate(CompiledGate),
     Branch(Vec<(Condition<String>, ResolvedNode)>, Option<Box<ResolvedNode>>),
     Map(Box<MapControl>),
+    /// The planner, and the control with `plan` still unset.
+    Dynamic(Identifier, Box<TaskSpec>, Box<DynamicControl>),
 }
 
 fn node_error(node: &str, message: String) -> CompileError {
@@ -453,6 +545,44 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
             Ok(ResolvedNode {
                 interface: compiled.interface.clone(),
                 kind: ResolvedKind::Workflow(id, Box::new(compiled)),
+            })
+        }
+        NodeSpecKind::Dynamic(dynamic) => {
+            let (planner_id, planner) =
+                (registry.task)(&TaskRef::parse(&dynamic.task)).ok_or_else(|| CompileError::UnknownTask {
+                    node: node.id.clone(),
+                    task: dynamic.task.clone(),
+                })?;
+            if planner.interface.outputs.get("workflow") != Some(&LiteralType::Struct) {
+                return Err(node_error(
+                    &node.id,
+                    format!(
+                        "the planner task {} needs an output `workflow` of type struct",
+                        planner.name
+                    ),
+                ));
+            }
+            let mut tasks = BTreeMap::new();
+            for used in &dynamic.uses {
+                let resolved =
+                    (registry.task)(&TaskRef::parse(used)).ok_or_else(|| CompileError::UnknownTask {
+                        node: node.id.clone(),
+                        task: used.clone(),
+                    })?;
+                tasks.insert(used.clone(), resolved);
+            }
+            let control = DynamicControl {
+                plan: NodeBinding::Constant(Value::None),
+                tasks,
+                input_types: planner.interface.inputs.clone(),
+                outputs: dynamic.outputs.clone(),
+            };
+            Ok(ResolvedNode {
+                interface: Interface {
+                    inputs: planner.interface.inputs.clone(),
+                    outputs: dynamic.outputs.clone(),
+                },
+                kind: ResolvedKind::Dynamic(planner_id, Box::new(planner), Box::new(control)),
             })
         }
         NodeSpecKind::Map(map) => {
@@ -642,6 +772,7 @@ enum CheckedKind {
         Option<Box<CheckedNode>>,
     ),
     Map(Box<MapControl>),
+    Dynamic(Identifier, Box<TaskSpec>, Box<DynamicControl>),
 }
 
 impl CheckedNode {
@@ -719,6 +850,7 @@ impl Scope<'_> {
             ResolvedKind::Workflow(id, compiled) => CheckedKind::Workflow(id, compiled),
             ResolvedKind::Gate(gate) => CheckedKind::Gate(gate),
             ResolvedKind::Map(map) => CheckedKind::Map(map),
+            ResolvedKind::Dynamic(id, planner, control) => CheckedKind::Dynamic(id, planner, control),
             ResolvedKind::Branch(cases, otherwise) => {
                 let Some(branch) = &node.branch else {
                     return Err(node_error(&node.id, "branch without cases".to_string()));
@@ -840,6 +972,103 @@ struct Emitter {
     exit_of: Vec<usize>,
 }
 
+/// `child`'s nodes renumbered to start at index `base`, with ids under `id/`: its workflow inputs become
+/// `inputs` (bindings in the parent), every node also waits for `after`, and nodes outside the child's own
+/// branch cases sit in `case_of`. Returns the nodes and the child's output bindings, renumbered the same way.
+pub(crate) fn inline_workflow(
+    child: &CompiledWorkflow,
+    id: &str,
+    base: usize,
+    inputs: &BTreeMap<String, NodeBinding>,
+    after: &BTreeSet<usize>,
+    case_of: Option<CaseRef>,
+) -> (Vec<CompiledNode>, BTreeMap<String, NodeBinding>) {
+    let substitute = |binding: &NodeBinding| -> NodeBinding {
+        match binding {
+            NodeBinding::WorkflowInput(name) => inputs
+                .get(name)
+                .cloned()
+                .unwrap_or(NodeBinding::Constant(Value::None)),
+            NodeBinding::NodeOutput { node, output } => NodeBinding::NodeOutput {
+                node: node + base,
+                output: output.clone(),
+            },
+            constant => constant.clone(),
+        }
+    };
+    let mut nodes = Vec::with_capacity(child.nodes.len());
+    for inner in &child.nodes {
+        let inner_inputs: BTreeMap<String, NodeBinding> = inner
+            .inputs
+            .iter()
+            .map(|(name, b)| (name.clone(), substitute(b)))
+            .collect();
+        let mut upstream: BTreeSet<usize> = inner.upstream.iter().map(|u| u + base).collect();
+        upstream.extend(after.iter().copied());
+        upstream.extend(inner_inputs.values().filter_map(binding_node));
+        let control = inner.control.as_ref().map(|control| match control {
+            Control::Branch {
+                cases,
+                otherwise,
+                outputs,
+            } => {
+                let shift = |arm: &CaseArm| CaseArm {
+                    first: arm.first + base,
+                    exit: arm.exit + base,
+                };
+                let cases = cases
+                    .iter()
+                    .map(|case| CompiledCase {
+                        text: case.text.clone(),
+                        condition: map_condition(&case.condition, &substitute),
+                        arm: shift(&case.arm),
+                    })
+                    .collect::<Vec<_>>();
+                for case in &cases {
+                    upstream.extend(case.condition.refs().into_iter().filter_map(binding_node));
+                }
+                Control::Branch {
+                    cases,
+                    otherwise: otherwise.as_ref().map(shift),
+                    outputs: outputs.clone(),
+                }
+            }
+            Control::Dynamic(dynamic) => {
+                let plan = substitute(&dynamic.plan);
+                upstream.extend(binding_node(&plan));
+                Control::Dynamic(Box::new(DynamicControl {
+                    plan,
+                    ..(**dynamic).clone()
+                }))
+            }
+            other => other.clone(),
+        });
+        nodes.push(CompiledNode {
+            id: format!("{id}/{}", inner.id),
+            task_id: inner.task_id.clone(),
+            task: inner.task.clone(),
+            inputs: inner_inputs,
+            upstream: upstream.into_iter().collect(),
+            retries: inner.retries,
+            control,
+            case_of: match inner.case_of {
+                Some(inner_case) => Some(CaseRef {
+                    branch: inner_case.branch + base,
+                    case: inner_case.case,
+                }),
+                None => case_of,
+            },
+            item_of: None,
+        });
+    }
+    let outputs = child
+        .outputs
+        .iter()
+        .map(|(name, b)| (name.clone(), substitute(b)))
+        .collect();
+    (nodes, outputs)
+}
+
 fn map_condition(
     condition: &Condition<NodeBinding>,
     f: &dyn Fn(&NodeBinding) -> NodeBinding,
@@ -936,6 +1165,36 @@ impl Emitter {
                     item_of: None,
                 });
             }
+            CheckedKind::Dynamic(planner_id, planner, control) => {
+                // The planner runs as its own task node `ID/plan`; the dynamic node waits for it.
+                let plan_index = self.nodes.len();
+                self.nodes.push(CompiledNode {
+                    id: format!("{id}/plan"),
+                    task_id: planner_id.clone(),
+                    upstream: with_inputs(&after, &inputs),
+                    inputs: inputs.clone(),
+                    retries: node.retries.unwrap_or(planner.retries),
+                    task: (**planner).clone(),
+                    control: None,
+                    case_of,
+                    item_of: None,
+                });
+                let control = DynamicControl {
+                    plan: NodeBinding::NodeOutput {
+                        node: plan_index,
+                        output: "workflow".to_string(),
+                    },
+                    ..(**control).clone()
+                };
+                let mut compiled =
+                    Self::control_node(id, &self.workflow_id, Control::Dynamic(Box::new(control)));
+                let mut upstream: BTreeSet<usize> = with_inputs(&after, &inputs).into_iter().collect();
+                upstream.insert(plan_index);
+                compiled.upstream = upstream.into_iter().collect();
+                compiled.inputs = inputs;
+                compiled.case_of = case_of;
+                self.nodes.push(compiled);
+            }
             CheckedKind::Map(map) => {
                 let mut compiled = Self::control_node(id, &self.workflow_id, Control::Map((**map).clone()));
                 compiled.upstream = with_inputs(&after, &inputs);
@@ -951,74 +1210,8 @@ impl Emitter {
             }
             CheckedKind::Workflow(workflow_id, child) => {
                 let base = self.nodes.len();
-                let substitute = |binding: &NodeBinding| -> NodeBinding {
-                    match binding {
-                        NodeBinding::WorkflowInput(name) => inputs
-                            .get(name)
-                            .cloned()
-                            .unwrap_or(NodeBinding::Constant(Value::None)),
-                        NodeBinding::NodeOutput { node, output } => NodeBinding::NodeOutput {
-                            node: node + base,
-                            output: output.clone(),
-                        },
-                        constant => constant.clone(),
-                    }
-                };
-                for inner in &child.nodes {
-                    let inner_inputs: BTreeMap<String, NodeBinding> = inner
-                        .inputs
-                        .iter()
-                        .map(|(name, b)| (name.clone(), substitute(b)))
-                        .collect();
-                    let mut upstream: BTreeSet<usize> = inner.upstream.iter().map(|u| u + base).collect();
-                    upstream.extend(with_inputs(&after, &inner_inputs));
-                    let control = inner.control.as_ref().map(|control| match control {
-                        Control::Branch {
-                            cases,
-                            otherwise,
-                            outputs,
-                        } => {
-                            let shift = |arm: &CaseArm| CaseArm {
-                                first: arm.first + base,
-                                exit: arm.exit + base,
-                            };
-                            let cases = cases
-                                .iter()
-                                .map(|case| CompiledCase {
-                                    text: case.text.clone(),
-                                    condition: map_condition(&case.condition, &substitute),
-                                    arm: shift(&case.arm),
-                                })
-                                .collect::<Vec<_>>();
-                            for case in &cases {
-                                upstream.extend(case.condition.refs().into_iter().filter_map(binding_node));
-                            }
-                            Control::Branch {
-                                cases,
-                                otherwise: otherwise.as_ref().map(shift),
-                                outputs: outputs.clone(),
-                            }
-                        }
-                        other => other.clone(),
-                    });
-                    self.nodes.push(CompiledNode {
-                        id: format!("{id}/{}", inner.id),
-                        task_id: inner.task_id.clone(),
-                        task: inner.task.clone(),
-                        inputs: inner_inputs,
-                        upstream: upstream.into_iter().collect(),
-                        retries: inner.retries,
-                        control,
-                        case_of: match inner.case_of {
-                            Some(inner_case) => Some(CaseRef {
-                                branch: inner_case.branch + base,
-                                case: inner_case.case,
-                            }),
-                            None => case_of,
-                        },
-                        item_of: None,
-                    });
-                }
+                let (inner, outputs) = inline_workflow(child, &id, base, &inputs, &after, case_of);
+                self.nodes.extend(inner);
                 let mut end = Self::control_node(
                     id,
                     workflow_id,
@@ -1026,11 +1219,7 @@ impl Emitter {
                         workflow: workflow_id.clone(),
                     },
                 );
-                end.inputs = child
-                    .outputs
-                    .iter()
-                    .map(|(name, b)| (name.clone(), substitute(b)))
-                    .collect();
+                end.inputs = outputs;
                 end.upstream = (base..self.nodes.len()).collect();
                 end.case_of = case_of;
                 self.nodes.push(end);

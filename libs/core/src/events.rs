@@ -50,6 +50,13 @@ pub struct Recovery {
     pub nodes: BTreeMap<String, Outputs>,
 }
 
+/// A node added to an execution at run time, as readers (the read model) need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddedNode {
+    pub id: String,
+    pub task: Identifier,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ExecutionEvent {
@@ -179,6 +186,15 @@ pub enum ExecutionEvent {
         task: Identifier,
         at: i64,
     },
+    /// A dynamic node's planned workflow compiled: its nodes are added at indices `first..` under the node
+    /// (ids `NODE/INNER`). The nodes follow from the planner's output; `added` is for readers without it.
+    DynamicExpanded {
+        execution: ExecutionId,
+        node: usize,
+        first: usize,
+        added: Vec<AddedNode>,
+        at: i64,
+    },
     /// A request: a signal was sent to the execution (an approval is the signal `approve:NODE`).
     SignalReceived {
         execution: ExecutionId,
@@ -221,6 +237,7 @@ impl ExecutionEvent {
             | ExecutionEvent::BranchTaken { execution, .. }
             | ExecutionEvent::GateWaiting { execution, .. }
             | ExecutionEvent::MapExpanded { execution, .. }
+            | ExecutionEvent::DynamicExpanded { execution, .. }
             | ExecutionEvent::SignalReceived { execution, .. }
             | ExecutionEvent::ExecutionFinished { execution, .. } => Some(execution),
             ExecutionEvent::PartitionClaimed { .. } => None,
@@ -278,6 +295,7 @@ impl ExecutionEvent {
             ExecutionEvent::BranchTaken { .. } => "BranchTaken",
             ExecutionEvent::GateWaiting { .. } => "GateWaiting",
             ExecutionEvent::MapExpanded { .. } => "MapExpanded",
+            ExecutionEvent::DynamicExpanded { .. } => "DynamicExpanded",
             ExecutionEvent::SignalReceived { .. } => "SignalReceived",
             ExecutionEvent::ExecutionFinished { .. } => "ExecutionFinished",
         }
@@ -301,6 +319,7 @@ impl ExecutionEvent {
             | ExecutionEvent::BranchTaken { at, .. }
             | ExecutionEvent::GateWaiting { at, .. }
             | ExecutionEvent::MapExpanded { at, .. }
+            | ExecutionEvent::DynamicExpanded { at, .. }
             | ExecutionEvent::ExecutionFinished { at, .. } => *at,
         }
     }

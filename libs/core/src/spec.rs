@@ -252,6 +252,8 @@ pub struct NodeSpec {
     pub gate: Option<GateSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicSpec>,
     #[serde(default)]
     pub inputs: BTreeMap<String, BindingSpec>,
     /// Ordering-only dependencies: run after these nodes even without a data binding.
@@ -270,6 +272,7 @@ pub enum NodeSpecKind<'a> {
     Branch(&'a BranchSpec),
     Gate(&'a GateSpec),
     Map(&'a MapSpec),
+    Dynamic(&'a DynamicSpec),
 }
 
 impl NodeSpec {
@@ -282,6 +285,7 @@ impl NodeSpec {
             branch: None,
             gate: None,
             map: None,
+            dynamic: None,
             inputs,
             after: Vec::new(),
             retries: None,
@@ -306,14 +310,17 @@ impl NodeSpec {
         if let Some(map) = &self.map {
             kinds.push(NodeSpecKind::Map(map));
         }
+        if let Some(dynamic) = &self.dynamic {
+            kinds.push(NodeSpecKind::Dynamic(dynamic));
+        }
         match kinds.as_slice() {
             [kind] => Ok(*kind),
             [] => Err(format!(
-                "node {:?} must set one of task, workflow, branch, gate or map",
+                "node {:?} must set one of task, workflow, branch, gate, map or dynamic",
                 self.id
             )),
             _ => Err(format!(
-                "node {:?} sets more than one of task, workflow, branch, gate and map; a node does one thing",
+                "node {:?} sets more than one of task, workflow, branch, gate, map and dynamic; a node does one thing",
                 self.id
             )),
         }
@@ -357,6 +364,23 @@ pub struct MapSpec {
     /// their place in each output list is empty (the outputs are lists of optional values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_success_ratio: Option<f64>,
+}
+
+/// A workflow planned at run time: `task` (the planner) gets the node's inputs and writes its output
+/// `workflow` (type struct): a workflow spec, compiled and type-checked like a registered one before any of
+/// its nodes start. Its inputs are the node's inputs; its outputs must include the declared `outputs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicSpec {
+    /// `name` or `name@version` of the planner task.
+    pub task: String,
+    /// The registered tasks the planned workflow may run (`name` or `name@version`), resolved at registration
+    /// so an execution keeps the versions it was launched with.
+    #[serde(default)]
+    pub uses: Vec<String>,
+    /// The node's outputs, which the planned workflow must produce.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, LiteralType>,
 }
 
 /// A node that waits: a fixed time, a named signal, or an approval. Without a timeout a signal or an
@@ -441,6 +465,10 @@ impl WorkflowSpec {
             }
             if let Some(map) = &node.map {
                 tasks.push(TaskRef::parse(&map.task));
+            }
+            if let Some(dynamic) = &node.dynamic {
+                tasks.push(TaskRef::parse(&dynamic.task));
+                tasks.extend(dynamic.uses.iter().map(|task| TaskRef::parse(task)));
             }
             if let Some(branch) = &node.branch {
                 for case in &branch.cases {

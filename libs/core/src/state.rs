@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compiler::{approval_signal, CompiledGate, CompiledNode, CompiledWorkflow, Control, NodeBinding};
-use crate::events::{ErrorKind, ExecutionEvent, Outputs};
+use crate::compiler::{
+    approval_signal, inline_workflow, CompiledGate, CompiledNode, CompiledWorkflow, Control, NodeBinding,
+};
+use crate::events::{AddedNode, ErrorKind, ExecutionEvent, Outputs};
 use crate::ids::{ExecutionId, Identifier};
 use crate::types::Value;
 
@@ -118,8 +120,10 @@ pub struct NodeState {
     pub taken_case: Option<usize>,
     /// For a waiting gate: when it opens (sleep) or times out.
     pub gate_until: Option<i64>,
-    /// For an expanded map node: its item nodes' indices.
+    /// For an expanded map or dynamic node: the indices of the nodes it added.
     pub items: Option<std::ops::Range<usize>>,
+    /// For an expanded dynamic node: where its outputs come from (the planned workflow's output bindings).
+    pub planned_outputs: Option<BTreeMap<String, NodeBinding>>,
     waiting_on: usize,
     /// False for a branch case's node until its branch takes that case.
     released: bool,
@@ -205,6 +209,7 @@ impl ExecutionState {
                 taken_case: None,
                 gate_until: None,
                 items: None,
+                planned_outputs: None,
                 waiting_on: node.upstream.len(),
                 released,
             });
@@ -287,7 +292,7 @@ impl ExecutionState {
         let waiting_phase = match self.workflow.nodes[node].control {
             // A deciding branch, or an expanded map waiting for its items.
             Some(Control::Branch { .. }) => state.phase == NodePhase::Running,
-            Some(Control::Map(_)) => {
+            Some(Control::Map(_) | Control::Dynamic(_)) => {
                 state.phase == NodePhase::Pending
                     || (state.phase == NodePhase::Running && state.items.is_some())
             }
@@ -374,6 +379,7 @@ impl ExecutionState {
                 taken_case: None,
                 gate_until: None,
                 items: None,
+                planned_outputs: None,
                 waiting_on: 0,
                 released: true,
             });
@@ -387,6 +393,80 @@ impl ExecutionState {
         self.ready.remove(&map);
         // An empty list: the map is done at once.
         self.ready_if_unblocked(map);
+    }
+
+    /// The planned workflow of dynamic node `node`, compiled (the planner has succeeded).
+    pub fn planned_workflow(&self, node: usize) -> Result<CompiledWorkflow, String> {
+        let compiled = &self.workflow.nodes[node];
+        let Some(Control::Dynamic(control)) = &compiled.control else {
+            return Err("not a dynamic node".to_string());
+        };
+        let plan = self.resolve(&control.plan)?;
+        control.compile_plan(&compiled.id, &self.workflow.id, &plan)
+    }
+
+    /// Adds the planned workflow's nodes under dynamic node `node`, which then waits for them all.
+    fn expand_dynamic(&mut self, node: usize) {
+        let Ok(planned) = self.planned_workflow(node) else {
+            return;
+        };
+        let first = self.nodes.len();
+        let compiled = &self.workflow.nodes[node];
+        let (added, outputs) = inline_workflow(
+            &planned,
+            &compiled.id,
+            first,
+            &compiled.inputs,
+            &BTreeSet::new(),
+            None,
+        );
+        let count = added.len();
+        let workflow = Arc::make_mut(&mut self.workflow);
+        let downstream = Arc::make_mut(&mut self.downstream);
+        for (offset, added_node) in added.into_iter().enumerate() {
+            let index = first + offset;
+            downstream.push(vec![node]);
+            let mut waiting_on = 0;
+            for &up in &added_node.upstream {
+                // Outside nodes the plan reads were done before the node could plan; only added ones wait.
+                if up >= first || self.nodes[up].outputs.is_none() {
+                    downstream[up].push(index);
+                    waiting_on += 1;
+                }
+            }
+            let released = added_node.case_of.is_none();
+            if matches!(added_node.control, Some(Control::Branch { .. })) {
+                self.undecided_branches.insert(index);
+            }
+            let phase = if waiting_on == 0 && released {
+                self.ready.insert(index);
+                NodePhase::Queued
+            } else {
+                NodePhase::Pending
+            };
+            workflow.nodes.push(added_node);
+            self.nodes.push(NodeState {
+                phase,
+                attempts: Vec::new(),
+                user_failures: 0,
+                system_failures: 0,
+                outputs: None,
+                error: None,
+                taken_case: None,
+                gate_until: None,
+                items: None,
+                planned_outputs: None,
+                waiting_on,
+                released,
+            });
+        }
+        let state = &mut self.nodes[node];
+        state.items = Some(first..first + count);
+        state.planned_outputs = Some(outputs);
+        state.waiting_on = count;
+        state.phase = NodePhase::Running;
+        self.ready.remove(&node);
+        self.ready_if_unblocked(node);
     }
 
     /// A map whose items are all done: its outputs gathered as lists in item order (an empty place for a
@@ -685,6 +765,20 @@ impl ExecutionState {
                 self.open_gates.remove(node);
                 self.undecided_branches.remove(node);
                 self.failed_node.get_or_insert(*node);
+            }
+            ExecutionEvent::DynamicExpanded { node, .. } => {
+                let is_dynamic = matches!(
+                    self.workflow.nodes.get(*node).map(|n| &n.control),
+                    Some(Some(Control::Dynamic(_)))
+                );
+                if !is_dynamic
+                    || self.phase.is_terminal()
+                    || self.nodes[*node].phase != NodePhase::Queued
+                    || self.nodes[*node].items.is_some()
+                {
+                    return;
+                }
+                self.expand_dynamic(*node);
             }
             ExecutionEvent::MapExpanded { node, .. } => {
                 let is_map = matches!(
@@ -1034,6 +1128,35 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                     .collect();
                 decisions.push(succeeded(node, branch_outputs));
             }
+            Some(Control::Dynamic(_)) => match &state.nodes[node].planned_outputs {
+                Some(planned) => {
+                    let outputs: Result<Outputs, String> = planned
+                        .iter()
+                        .map(|(name, binding)| state.resolve(binding).map(|value| (name.clone(), value)))
+                        .collect();
+                    decisions.push(match outputs {
+                        Ok(outputs) => succeeded(node, outputs),
+                        Err(error) => failed(node, NodePhase::Failed, error),
+                    });
+                }
+                None => decisions.push(match state.planned_workflow(node) {
+                    Ok(planned) => ExecutionEvent::DynamicExpanded {
+                        execution: execution.clone(),
+                        node,
+                        first: state.nodes.len(),
+                        added: planned
+                            .nodes
+                            .iter()
+                            .map(|added| AddedNode {
+                                id: format!("{}/{}", compiled.id, added.id),
+                                task: added.task_id.clone(),
+                            })
+                            .collect(),
+                        at: now,
+                    },
+                    Err(error) => failed(node, NodePhase::Failed, error),
+                }),
+            },
             Some(Control::Map(control)) => match state.nodes[node].items {
                 Some(_) => decisions.push(match state.gather_map(node) {
                     Ok(outputs) => succeeded(node, outputs),

@@ -1,4 +1,4 @@
-//! Subworkflow, branch, gate and map nodes through the compiler and the state machine: what runs, what is
+//! Subworkflow, branch, gate, map and dynamic nodes through the compiler and the state machine: what runs, what is
 //! SKIPPED, what the outputs are, how gates wait and time out, what a bad spec is told, and (as a property
 //! over random inputs, completion orders and signal timings) that replaying the events from scratch gives
 //! exactly the live state.
@@ -41,6 +41,10 @@ fn task(name: &str) -> Option<TaskSpec> {
             outputs: integer(&["n"]),
         },
         "noop" => Interface::default(),
+        "planner" | "bad_planner" => Interface {
+            inputs: integer(&["n"]),
+            outputs: [("workflow".to_string(), LiteralType::Struct)].into(),
+        },
         _ => return None,
     };
     Some(TaskSpec {
@@ -64,6 +68,23 @@ fn run_task(task: &str, inputs: &Outputs) -> Outputs {
     match task {
         "inc" => [("n".to_string(), Value::Integer(integer("n") + 1))].into(),
         "add" => [("n".to_string(), Value::Integer(integer("a") + integer("b")))].into(),
+        // Plans inc, then a branch: add 100 above 10, else inc again. The bad planner uses a task it may not.
+        "planner" | "bad_planner" => {
+            let first_task = if task == "planner" { "inc" } else { "square" };
+            let plan = serde_json::json!({
+                "name": "planned",
+                "interface": {"inputs": {"n": "integer"}, "outputs": {"total": "integer"}},
+                "nodes": [
+                    {"id": "a", "task": first_task, "inputs": {"n": "inputs.n"}},
+                    {"id": "pick", "branch": {
+                        "cases": [{"if": "a.n > 10", "then": {"id": "big", "task": "add", "inputs": {"a": "a.n", "b": {"value": 100}}}}],
+                        "else": {"id": "small", "task": "inc", "inputs": {"n": "a.n"}}
+                    }}
+                ],
+                "outputs": {"total": "pick.n"}
+            });
+            [("workflow".to_string(), Value::Struct(plan))].into()
+        }
         _ => Outputs::new(),
     }
 }
@@ -88,6 +109,9 @@ fn compile(documents: &[&str]) -> Result<CompiledWorkflow, String> {
     }
     last.ok_or_else(|| "no documents".to_string())
 }
+
+/// The one item `inc` fails on, so maps can be shown tolerating (or not) a failed item.
+const UNLUCKY: i64 = 13_013;
 
 struct Run {
     fold: PartitionFold,
@@ -188,7 +212,7 @@ impl Run {
         );
     }
 
-    /// Completes the `pick`-th running attempt (mod their count); false when none runs. `inc` of 13 fails.
+    /// Completes the `pick`-th running attempt (mod their count); false when none runs. `inc` of `UNLUCKY` fails.
     fn complete_one(&mut self, pick: usize) -> bool {
         let running: Vec<(usize, u32)> = self.state().running_attempts().collect();
         if running.is_empty() {
@@ -199,7 +223,7 @@ impl Run {
         let inputs = state.node_inputs(node).unwrap();
         let task = &state.workflow.nodes[node].task.name;
         let seq = state.last_seq + 1;
-        let event = if task == "inc" && inputs.get("n") == Some(&Value::Integer(13)) {
+        let event = if task == "inc" && inputs.get("n") == Some(&Value::Integer(UNLUCKY)) {
             ExecutionEvent::AttemptFailed {
                 execution: self.id.clone(),
                 node,
@@ -527,11 +551,11 @@ fn bad_node_kinds_are_refused_with_what_is_wrong() {
                 "{id: nap, gate: {sleep: 50ms}}",
                 "{id: nap, task: noop, gate: {sleep: 50ms}}",
             ),
-            "more than one of task, workflow, branch, gate and map",
+            "more than one of task, workflow, branch, gate, map and dynamic",
         ),
         (
             GATED.replace("{id: nap, gate: {sleep: 50ms}}", "{id: nap}"),
-            "must set one of task, workflow, branch, gate or map",
+            "must set one of task, workflow, branch, gate, map or dynamic",
         ),
         (
             GATED.replace("name: count, type", "name: \"no:colon\", type"),
@@ -606,7 +630,7 @@ fn a_map_runs_its_task_per_item_within_its_concurrency_and_gathers_lists_in_orde
 #[test]
 fn min_success_ratio_decides_whether_failed_items_fail_the_map() {
     let tolerant = mapped(", min_success_ratio: 0.6");
-    let mut run = Run::start(&tolerant, list(&[1, 13, 3]));
+    let mut run = Run::start(&tolerant, list(&[1, UNLUCKY, 3]));
     run.run_until(1_000);
     assert_eq!(
         run.state().phase,
@@ -622,7 +646,7 @@ fn min_success_ratio_decides_whether_failed_items_fail_the_map() {
     run.assert_replay_gives_the_live_state();
 
     let strict = mapped("");
-    let mut run = Run::start(&strict, list(&[1, 13, 3]));
+    let mut run = Run::start(&strict, list(&[1, UNLUCKY, 3]));
     run.run_until(1_000);
     assert_eq!(run.state().phase, ExecutionPhase::Failed);
     let error = run.state().error.clone().unwrap_or_default();
@@ -694,6 +718,78 @@ nodes:
     }
 }
 
+const PLANNED: &str = r#"
+name: planned_top
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - id: plan
+    dynamic: {task: planner, uses: [inc, add], outputs: {total: integer}}
+    inputs: {n: inputs.x}
+  - {id: last, task: inc, inputs: {n: plan.total}}
+outputs: {result: last.n}
+"#;
+
+#[test]
+fn a_dynamic_node_runs_the_workflow_its_planner_wrote_branch_included() {
+    let workflow = compile(&[PLANNED]).unwrap();
+    for (input, result, taken, skipped) in [
+        (20, 21 + 100 + 1, "plan/pick/big", "plan/pick/small"),
+        (1, 2 + 1 + 1, "plan/pick/small", "plan/pick/big"),
+    ] {
+        let mut run = Run::start(&workflow, x(input));
+        run.run_until(1_000);
+        assert_eq!(
+            run.state().phase,
+            ExecutionPhase::Succeeded,
+            "{:?}",
+            run.state().error
+        );
+        assert_eq!(run.state().outputs["result"], Value::Integer(result));
+        for node in ["plan/plan", "plan/a", "plan/pick", taken, "plan", "last"] {
+            assert_eq!(run.phase_of(node), NodePhase::Succeeded, "{node}");
+        }
+        assert_eq!(run.phase_of(skipped), NodePhase::Skipped);
+        run.assert_replay_gives_the_live_state();
+    }
+}
+
+#[test]
+fn a_plan_that_does_not_compile_fails_the_node_with_the_compile_error_before_anything_runs() {
+    let workflow = compile(&[&PLANNED.replace("task: planner", "task: bad_planner")]).unwrap();
+    let mut run = Run::start(&workflow, x(3));
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Failed);
+    let error = run.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("the planned workflow does not compile")
+            && error.contains("task \"square\" is not registered")
+            && error.contains("it may use the tasks: add, inc"),
+        "{error}"
+    );
+    assert_eq!(
+        run.state().nodes.len(),
+        workflow.nodes.len(),
+        "no planned node was added"
+    );
+    run.assert_replay_gives_the_live_state();
+
+    for (from, to, expected) in [
+        (
+            "task: planner",
+            "task: inc",
+            "the planner task inc needs an output `workflow` of type struct",
+        ),
+        (
+            "uses: [inc, add]",
+            "uses: [inc, nope]",
+            "task \"nope\" is not registered",
+        ),
+    ] {
+        let error = compile(&[&PLANNED.replace(from, to)]).unwrap_err();
+        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -729,6 +825,7 @@ nodes:
   - {id: left, workflow: chooser, inputs: {n: inputs.x}}
   - {id: right, task: inc, inputs: {n: inputs.x}, after: [review]}
   - {id: many, map: {task: inc, over: n, concurrency: 2}, inputs: {n: {value: [1, 2, 3, 4]}}, after: [nap]}
+  - {id: planned, dynamic: {task: planner, uses: [inc, add], outputs: {total: integer}}, inputs: {n: inputs.x}}
   - id: pick
     branch:
       cases:
@@ -774,6 +871,9 @@ outputs: {result: pick.n}
         let state = run.state();
         prop_assert_eq!(state.phase, ExecutionPhase::Succeeded, "{:?}", state.error);
         prop_assert_eq!(&state.outputs["result"], &Value::Integer(expected));
+        let planned = state.workflow.nodes.iter().position(|n| n.id == "planned").unwrap();
+        let planned_total = if input + 1 > 10 { input + 1 + 100 } else { input + 2 };
+        prop_assert_eq!(state.nodes[planned].outputs.as_ref().map(|o| o["total"].clone()), Some(Value::Integer(planned_total)));
         let many = state.workflow.nodes.iter().position(|n| n.id == "many").unwrap();
         let gathered: Vec<Value> = [2, 3, 4, 5].iter().map(|i| Value::Integer(*i)).collect();
         prop_assert_eq!(state.nodes[many].outputs.as_ref().map(|o| o["n"].clone()), Some(Value::List(gathered)));

@@ -456,6 +456,32 @@ pub async fn apply_execution_event(
             at,
             ..
         } => set_node_running(conn, id, *node, waiting_for, *at).await?,
+        ExecutionEvent::DynamicExpanded {
+            node,
+            first,
+            added,
+            at,
+            ..
+        } => {
+            set_node_running(conn, id, *node, "", *at).await?;
+            for (offset, added_node) in added.iter().enumerate() {
+                let index = first + offset;
+                sqlx::query(
+                    "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
+                     task_version, phase, attempts, outputs_json, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', 0, '', '')",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(index as i64)
+                .bind(&added_node.id)
+                .bind(&added_node.task.name)
+                .bind(&added_node.task.version)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
         ExecutionEvent::MapExpanded {
             node,
             first,

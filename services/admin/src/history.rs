@@ -143,6 +143,12 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
         ExecutionEvent::GateWaiting {
             node, waiting_for, ..
         } => format!("gate {} waits for {waiting_for}", node_name(&node)),
+        ExecutionEvent::DynamicExpanded { node, added, .. } => format!(
+            "dynamic {} planned {} node(s): {}",
+            node_name(&node),
+            added.len(),
+            added.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
+        ),
         ExecutionEvent::MapExpanded {
             node, items, task, ..
         } => format!("map {} runs {task} over {items} item(s)", node_name(&node)),

@@ -83,6 +83,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
             branch: None,
             gate: None,
             map: None,
+            dynamic: None,
             inputs: if cached {
                 [(
                     "i".to_string(),
