@@ -911,6 +911,9 @@ impl ExecutionState {
     }
 }
 
+/// The most attempts one `decide` starts.
+pub const MAX_STARTS_PER_DECISION: usize = 500;
+
 /// The decisions that follow from `state` at time `now` (unix millis). Applying them in order is valid.
 pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
     if state.phase.is_terminal() {
@@ -998,7 +1001,11 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         state.running_nodes <= limit,
         "more nodes running than max_parallelism allows"
     );
-    let mut free_slots = limit.saturating_sub(state.running_nodes);
+    // At most MAX_STARTS_PER_DECISION starts at once, so one decision never floods the log (a 10,000-item
+    // map starts in rounds, each after the previous round's starts are acknowledged).
+    let mut free_slots = limit
+        .saturating_sub(state.running_nodes)
+        .min(MAX_STARTS_PER_DECISION);
     // Items of a map with a concurrency bound start while their map has room.
     let mut item_room: BTreeMap<usize, usize> = BTreeMap::new();
     for &node in &state.ready {
@@ -1471,6 +1478,19 @@ mod tests {
     fn without_a_limit_every_ready_node_starts() {
         let state = fan_out(5, None);
         assert_eq!(started(&decide(&state, 1)), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn one_decision_starts_at_most_a_bounded_number_of_attempts() {
+        let mut state = fan_out(MAX_STARTS_PER_DECISION + 200, None);
+        let first = decide(&state, 1);
+        assert_eq!(started(&first).len(), MAX_STARTS_PER_DECISION);
+        apply_all(&mut state, &first);
+        assert_eq!(
+            started(&decide(&state, 2)).len(),
+            200,
+            "the rest start in the next round"
+        );
     }
 
     fn apply_all(state: &mut ExecutionState, events: &[ExecutionEvent]) {
