@@ -472,3 +472,118 @@ outputs: {{result: last.n}}
         "nothing planned was added"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_plan_node_runs_a_linked_child_execution_and_aborting_the_parent_aborts_it() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _propeller = deployment.start_propeller("p1");
+    let mut client = deployment.client().await;
+    let plans = r#"---
+kind: launch_plan
+name: plus-two-default
+workflow: plus-two
+default_inputs: {n: 5}
+---
+kind: workflow
+name: parent
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - {id: kid, launch_plan: plus-two-default, inputs: {n: inputs.x}}
+  - {id: defaulted, launch_plan: plus-two-default}
+  - {id: total, task: add, inputs: {a: kid.n, b: defaulted.n}}
+outputs: {result: total.n}
+---
+kind: workflow
+name: waiter
+nodes:
+  - {id: hold, gate: {signal: {name: never}}}
+---
+kind: launch_plan
+name: waiter-plan
+workflow: waiter
+---
+kind: workflow
+name: waits-for-child
+nodes:
+  - {id: child, launch_plan: waiter-plan}
+"#;
+    let spec_file = deployment.scratch.path().join("plans.yaml");
+    std::fs::write(&spec_file, format!("{}{plans}", spec())).unwrap();
+    register_file(&mut client, &spec_file).await;
+
+    let id = launch(&mut client, workflow("parent"), "parent-1", &[("x", "10")])
+        .await
+        .unwrap();
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    // kid: 10 + 2; defaulted: the plan's default 5 + 2.
+    assert_eq!(scalar_outputs(&finished), ["result=19"]);
+    let child_id = |name: &str| wire::ExecutionIdentifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: name.into(),
+    };
+    for (child, expected) in [("parent-1-kid", "n=12"), ("parent-1-defaulted", "n=7")] {
+        let child_execution = wait_succeeded(&mut client, &child_id(child), Duration::from_secs(30)).await;
+        assert_eq!(scalar_outputs(&child_execution), [expected], "{child}");
+        let history = assert_history_gap_free(&mut client, &child_id(child)).await;
+        assert!(
+            history[0]
+                .summary
+                .contains(&format!("(launched by {PROJECT}/{DOMAIN}/parent-1 node")),
+            "the child names its parent: {}",
+            history[0].summary
+        );
+    }
+    let history = assert_history_gap_free(&mut client, &id).await;
+    for expected in [
+        format!("node kid launched child execution {PROJECT}/{DOMAIN}/parent-1-kid"),
+        format!("child execution {PROJECT}/{DOMAIN}/parent-1-kid ended SUCCEEDED"),
+    ] {
+        assert!(
+            history.iter().any(|e| e.summary.contains(&expected)),
+            "{expected:?} not in the parent's history"
+        );
+    }
+
+    // Aborting a parent aborts the child it waits for.
+    let id = launch(&mut client, workflow("waits-for-child"), "holder", &[])
+        .await
+        .unwrap();
+    let child = child_id("holder-child");
+    let running = wait_until(&mut client, &id, Duration::from_secs(30), |e| {
+        e.nodes
+            .iter()
+            .any(|n| n.node_id == "child" && n.wait_reason.contains("child execution holder-child"))
+    })
+    .await;
+    assert_eq!(phase(&running, "child"), wire::NodePhase::NodeRunning);
+    wait_until(&mut client, &child, Duration::from_secs(30), |e| {
+        e.phase == wire::ExecutionPhase::Running as i32
+    })
+    .await;
+    client
+        .terminate_execution(wire::TerminateExecutionRequest {
+            id: Some(id.clone()),
+            reason: "not needed".into(),
+        })
+        .await
+        .unwrap();
+    let parent = wait_finished(&mut client, &id, Duration::from_secs(30)).await;
+    assert_eq!(parent.phase, wire::ExecutionPhase::Aborted as i32);
+    let aborted = wait_finished(&mut client, &child, Duration::from_secs(30)).await;
+    assert_eq!(
+        aborted.phase,
+        wire::ExecutionPhase::Aborted as i32,
+        "{}",
+        aborted.error
+    );
+    assert!(
+        aborted.error.contains("its parent") && aborted.error.contains("ended ABORTED"),
+        "{}",
+        aborted.error
+    );
+}

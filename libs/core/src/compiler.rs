@@ -148,6 +148,19 @@ pub enum Control {
     /// Runs the workflow its planner (the node before it) wrote, inlined under it at run time; done when
     /// every planned node is, with the planned workflow's outputs.
     Dynamic(Box<DynamicControl>),
+    /// Launches a child execution of a launch plan and takes its outputs when it succeeds.
+    LaunchPlan(Box<ChildPlan>),
+}
+
+/// What a launch-plan node runs: the plan's workflow (compiled, with the plan's limits) and its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildPlan {
+    pub plan: Identifier,
+    pub workflow: CompiledWorkflow,
+    /// Used for inputs the node leaves unbound.
+    pub default_inputs: BTreeMap<String, Value>,
+    /// Always used; the node may not bind these.
+    pub fixed_inputs: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +200,7 @@ impl DynamicControl {
                 self.tasks.get(&written).cloned()
             },
             workflow: &|_| None,
+            launch_plan: &|_| None,
         };
         let id = Identifier {
             project: project.project.clone(),
@@ -256,6 +270,7 @@ impl Control {
             Control::Gate(_) => "gate",
             Control::Map(_) => "map",
             Control::Dynamic(_) => "dynamic",
+            Control::LaunchPlan(_) => "launch_plan",
         }
     }
 }
@@ -393,10 +408,12 @@ fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, String> {
     }
 }
 
-/// Looks up registered tasks and (for subworkflow nodes) registered workflows, in their compiled form.
+/// Looks up registered tasks, (for subworkflow nodes) registered workflows in their compiled form, and (for
+/// launch-plan nodes) launch plans with what a child execution of them runs.
 pub struct Registry<'a> {
     pub task: &'a dyn Fn(&TaskRef) -> Option<(Identifier, TaskSpec)>,
     pub workflow: &'a dyn Fn(&TaskRef) -> Option<(Identifier, CompiledWorkflow)>,
+    pub launch_plan: &'a dyn Fn(&TaskRef) -> Option<ChildPlan>,
 }
 
 /// Compiles `spec` into a type-checked DAG. `resolve_task` looks up registered tasks by reference; a spec
@@ -409,6 +426,7 @@ pub fn compile_workflow(
     let registry = Registry {
         task: resolve_task,
         workflow: &|_| None,
+        launch_plan: &|_| None,
     };
     compile_workflow_with(workflow_id, spec, &registry)
 }
@@ -516,6 +534,7 @@ enum ResolvedKind {
     Map(Box<MapControl>),
     /// The planner, and the control with `plan` still unset.
     Dynamic(Identifier, Box<TaskSpec>, Box<DynamicControl>),
+    LaunchPlan(Box<ChildPlan>),
 }
 
 fn node_error(node: &str, message: String) -> CompileError {
@@ -545,6 +564,34 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
             Ok(ResolvedNode {
                 interface: compiled.interface.clone(),
                 kind: ResolvedKind::Workflow(id, Box::new(compiled)),
+            })
+        }
+        NodeSpecKind::LaunchPlan(plan_ref) => {
+            let plan = (registry.launch_plan)(&TaskRef::parse(plan_ref))
+                .ok_or_else(|| node_error(&node.id, format!("launch plan {plan_ref:?} is not registered")))?;
+            if let Some(fixed) = node
+                .inputs
+                .keys()
+                .find(|name| plan.fixed_inputs.contains_key(*name))
+            {
+                return Err(node_error(
+                    &node.id,
+                    format!("input {fixed:?} is fixed by launch plan {plan_ref} and cannot be bound"),
+                ));
+            }
+            // Fixed inputs are not the node's; inputs with a default may be left unbound.
+            let mut interface = plan.workflow.interface.clone();
+            interface
+                .inputs
+                .retain(|name, _| !plan.fixed_inputs.contains_key(name));
+            for (name, input_type) in interface.inputs.iter_mut() {
+                if plan.default_inputs.contains_key(name) && !matches!(input_type, LiteralType::Optional(_)) {
+                    *input_type = LiteralType::Optional(Box::new(input_type.clone()));
+                }
+            }
+            Ok(ResolvedNode {
+                interface,
+                kind: ResolvedKind::LaunchPlan(Box::new(plan)),
             })
         }
         NodeSpecKind::Dynamic(dynamic) => {
@@ -773,6 +820,7 @@ enum CheckedKind {
     ),
     Map(Box<MapControl>),
     Dynamic(Identifier, Box<TaskSpec>, Box<DynamicControl>),
+    LaunchPlan(Box<ChildPlan>),
 }
 
 impl CheckedNode {
@@ -851,6 +899,7 @@ impl Scope<'_> {
             ResolvedKind::Gate(gate) => CheckedKind::Gate(gate),
             ResolvedKind::Map(map) => CheckedKind::Map(map),
             ResolvedKind::Dynamic(id, planner, control) => CheckedKind::Dynamic(id, planner, control),
+            ResolvedKind::LaunchPlan(plan) => CheckedKind::LaunchPlan(plan),
             ResolvedKind::Branch(cases, otherwise) => {
                 let Some(branch) = &node.branch else {
                     return Err(node_error(&node.id, "branch without cases".to_string()));
@@ -1191,6 +1240,15 @@ impl Emitter {
                 let mut upstream: BTreeSet<usize> = with_inputs(&after, &inputs).into_iter().collect();
                 upstream.insert(plan_index);
                 compiled.upstream = upstream.into_iter().collect();
+                compiled.inputs = inputs;
+                compiled.case_of = case_of;
+                self.nodes.push(compiled);
+            }
+            CheckedKind::LaunchPlan(plan) => {
+                let mut compiled =
+                    Self::control_node(id, &self.workflow_id, Control::LaunchPlan(plan.clone()));
+                compiled.task_id = plan.plan.clone();
+                compiled.upstream = with_inputs(&after, &inputs);
                 compiled.inputs = inputs;
                 compiled.case_of = case_of;
                 self.nodes.push(compiled);

@@ -50,6 +50,14 @@ pub struct Recovery {
     pub nodes: BTreeMap<String, Outputs>,
 }
 
+/// The launch-plan node a child execution was launched by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub execution: ExecutionId,
+    pub node: usize,
+    pub node_id: String,
+}
+
 /// A node added to an execution at run time, as readers (the read model) need it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddedNode {
@@ -80,6 +88,9 @@ pub enum ExecutionEvent {
         /// Set when this execution recovers a failed one: its nodes that succeeded are not run again.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovery: Option<Recovery>,
+        /// Set for a child execution a launch-plan node launched: told when this one ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentLink>,
     },
     TerminateRequested {
         execution: ExecutionId,
@@ -195,6 +206,24 @@ pub enum ExecutionEvent {
         added: Vec<AddedNode>,
         at: i64,
     },
+    /// A launch-plan node launched child execution `child` (its owner then appends the child's request).
+    ChildLaunched {
+        execution: ExecutionId,
+        node: usize,
+        child: ExecutionId,
+        at: i64,
+    },
+    /// A request: child execution `child` of launch-plan node `node` ended.
+    ChildFinished {
+        execution: ExecutionId,
+        node: usize,
+        child: ExecutionId,
+        phase: ExecutionPhase,
+        outputs: Outputs,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        requested_at: i64,
+    },
     /// A request: a signal was sent to the execution (an approval is the signal `approve:NODE`).
     SignalReceived {
         execution: ExecutionId,
@@ -238,6 +267,8 @@ impl ExecutionEvent {
             | ExecutionEvent::GateWaiting { execution, .. }
             | ExecutionEvent::MapExpanded { execution, .. }
             | ExecutionEvent::DynamicExpanded { execution, .. }
+            | ExecutionEvent::ChildLaunched { execution, .. }
+            | ExecutionEvent::ChildFinished { execution, .. }
             | ExecutionEvent::SignalReceived { execution, .. }
             | ExecutionEvent::ExecutionFinished { execution, .. } => Some(execution),
             ExecutionEvent::PartitionClaimed { .. } => None,
@@ -275,6 +306,7 @@ impl ExecutionEvent {
             ExecutionEvent::ExecutionRequested { .. }
                 | ExecutionEvent::TerminateRequested { .. }
                 | ExecutionEvent::SignalReceived { .. }
+                | ExecutionEvent::ChildFinished { .. }
         )
     }
 
@@ -296,6 +328,8 @@ impl ExecutionEvent {
             ExecutionEvent::GateWaiting { .. } => "GateWaiting",
             ExecutionEvent::MapExpanded { .. } => "MapExpanded",
             ExecutionEvent::DynamicExpanded { .. } => "DynamicExpanded",
+            ExecutionEvent::ChildLaunched { .. } => "ChildLaunched",
+            ExecutionEvent::ChildFinished { .. } => "ChildFinished",
             ExecutionEvent::SignalReceived { .. } => "SignalReceived",
             ExecutionEvent::ExecutionFinished { .. } => "ExecutionFinished",
         }
@@ -305,7 +339,8 @@ impl ExecutionEvent {
         match self {
             ExecutionEvent::ExecutionRequested { requested_at, .. }
             | ExecutionEvent::TerminateRequested { requested_at, .. }
-            | ExecutionEvent::SignalReceived { requested_at, .. } => *requested_at,
+            | ExecutionEvent::SignalReceived { requested_at, .. }
+            | ExecutionEvent::ChildFinished { requested_at, .. } => *requested_at,
             ExecutionEvent::PartitionClaimed { at, .. }
             | ExecutionEvent::ExecutionStarted { at, .. }
             | ExecutionEvent::AttemptStarted { at, .. }
@@ -320,6 +355,7 @@ impl ExecutionEvent {
             | ExecutionEvent::GateWaiting { at, .. }
             | ExecutionEvent::MapExpanded { at, .. }
             | ExecutionEvent::DynamicExpanded { at, .. }
+            | ExecutionEvent::ChildLaunched { at, .. }
             | ExecutionEvent::ExecutionFinished { at, .. } => *at,
         }
     }

@@ -6,6 +6,7 @@
 //! the event log run exactly this code.
 
 pub mod cache;
+pub mod children;
 pub mod compiler;
 pub mod condition;
 pub mod events;

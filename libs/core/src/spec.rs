@@ -254,6 +254,10 @@ pub struct NodeSpec {
     pub map: Option<MapSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicSpec>,
+    /// `name` or `name@version` of a registered launch plan, run as a child execution of its own (with the
+    /// plan's default and fixed inputs); its outputs are this node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_plan: Option<String>,
     #[serde(default)]
     pub inputs: BTreeMap<String, BindingSpec>,
     /// Ordering-only dependencies: run after these nodes even without a data binding.
@@ -273,6 +277,7 @@ pub enum NodeSpecKind<'a> {
     Gate(&'a GateSpec),
     Map(&'a MapSpec),
     Dynamic(&'a DynamicSpec),
+    LaunchPlan(&'a str),
 }
 
 impl NodeSpec {
@@ -286,6 +291,7 @@ impl NodeSpec {
             gate: None,
             map: None,
             dynamic: None,
+            launch_plan: None,
             inputs,
             after: Vec::new(),
             retries: None,
@@ -313,14 +319,17 @@ impl NodeSpec {
         if let Some(dynamic) = &self.dynamic {
             kinds.push(NodeSpecKind::Dynamic(dynamic));
         }
+        if let Some(launch_plan) = &self.launch_plan {
+            kinds.push(NodeSpecKind::LaunchPlan(launch_plan));
+        }
         match kinds.as_slice() {
             [kind] => Ok(*kind),
             [] => Err(format!(
-                "node {:?} must set one of task, workflow, branch, gate, map or dynamic",
+                "node {:?} must set one of task, workflow, launch_plan, branch, gate, map or dynamic",
                 self.id
             )),
             _ => Err(format!(
-                "node {:?} sets more than one of task, workflow, branch, gate, map and dynamic; a node does one thing",
+                "node {:?} sets more than one of task, workflow, launch_plan, branch, gate, map and dynamic; a node does one thing",
                 self.id
             )),
         }
@@ -453,10 +462,18 @@ fn validate_max_parallelism(what: &str, max_parallelism: Option<u32>) -> Result<
 }
 
 impl WorkflowSpec {
-    /// Every task and workflow its nodes reference, cases of branches included (so a registry can look
-    /// them up before compiling).
-    pub fn references(&self) -> (Vec<TaskRef>, Vec<TaskRef>) {
-        fn walk(node: &NodeSpec, tasks: &mut Vec<TaskRef>, workflows: &mut Vec<TaskRef>) {
+    /// Every task, workflow and launch plan its nodes reference, cases of branches included (so a registry
+    /// can look them up before compiling).
+    pub fn references(&self) -> (Vec<TaskRef>, Vec<TaskRef>, Vec<TaskRef>) {
+        fn walk(
+            node: &NodeSpec,
+            tasks: &mut Vec<TaskRef>,
+            workflows: &mut Vec<TaskRef>,
+            plans: &mut Vec<TaskRef>,
+        ) {
+            if let Some(plan) = &node.launch_plan {
+                plans.push(TaskRef::parse(plan));
+            }
             if let Some(task) = &node.task {
                 tasks.push(TaskRef::parse(task));
             }
@@ -472,18 +489,18 @@ impl WorkflowSpec {
             }
             if let Some(branch) = &node.branch {
                 for case in &branch.cases {
-                    walk(&case.then, tasks, workflows);
+                    walk(&case.then, tasks, workflows, plans);
                 }
                 if let Some(otherwise) = &branch.otherwise {
-                    walk(otherwise, tasks, workflows);
+                    walk(otherwise, tasks, workflows, plans);
                 }
             }
         }
-        let (mut tasks, mut workflows) = (Vec::new(), Vec::new());
+        let (mut tasks, mut workflows, mut plans) = (Vec::new(), Vec::new(), Vec::new());
         for node in &self.nodes {
-            walk(node, &mut tasks, &mut workflows);
+            walk(node, &mut tasks, &mut workflows, &mut plans);
         }
-        (tasks, workflows)
+        (tasks, workflows, plans)
     }
 
     pub fn validate_names(&self) -> Result<(), String> {

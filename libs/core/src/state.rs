@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::compiler::{
     approval_signal, inline_workflow, CompiledGate, CompiledNode, CompiledWorkflow, Control, NodeBinding,
 };
-use crate::events::{AddedNode, ErrorKind, ExecutionEvent, Outputs};
+use crate::events::{AddedNode, ErrorKind, ExecutionEvent, Outputs, ParentLink};
 use crate::ids::{ExecutionId, Identifier};
 use crate::types::Value;
 
@@ -124,6 +124,9 @@ pub struct NodeState {
     pub items: Option<std::ops::Range<usize>>,
     /// For an expanded dynamic node: where its outputs come from (the planned workflow's output bindings).
     pub planned_outputs: Option<BTreeMap<String, NodeBinding>>,
+    /// For a launch-plan node: the child execution it launched, and how that ended once it has.
+    pub child: Option<ExecutionId>,
+    pub child_result: Option<(ExecutionPhase, Outputs, Option<String>)>,
     waiting_on: usize,
     /// False for a branch case's node until its branch takes that case.
     released: bool,
@@ -156,6 +159,8 @@ pub struct ExecutionState {
     pub finished_at: Option<i64>,
     /// Signals received (first value wins), by name; approvals are `approve:NODE`.
     pub signals: BTreeMap<String, Value>,
+    /// Set for a child execution: the launch-plan node to tell when it ends.
+    pub parent: Option<ParentLink>,
     downstream: Arc<Vec<Vec<usize>>>,
     /// Nodes in phase Queued, i.e. ready for an attempt (or out of budget, see `decide`).
     ready: BTreeSet<usize>,
@@ -163,6 +168,8 @@ pub struct ExecutionState {
     undecided_branches: BTreeSet<usize>,
     /// Gate nodes waiting now.
     open_gates: BTreeSet<usize>,
+    /// Launch-plan nodes whose child execution runs now.
+    running_children: BTreeSet<usize>,
     /// Nodes done for good without failing the execution: succeeded, recovered, skipped, or failed map items.
     settled_nodes: usize,
     /// Running items per map node (bounded by its `concurrency`).
@@ -210,6 +217,8 @@ impl ExecutionState {
                 gate_until: None,
                 items: None,
                 planned_outputs: None,
+                child: None,
+                child_result: None,
                 waiting_on: node.upstream.len(),
                 released,
             });
@@ -231,10 +240,12 @@ impl ExecutionState {
             started_at: None,
             finished_at: None,
             signals: BTreeMap::new(),
+            parent: None,
             downstream: Arc::new(downstream),
             ready,
             undecided_branches,
             open_gates: BTreeSet::new(),
+            running_children: BTreeSet::new(),
             settled_nodes: 0,
             running_items: BTreeMap::new(),
             failed_node: None,
@@ -277,6 +288,7 @@ impl ExecutionState {
         self.ready.remove(&node);
         self.open_gates.remove(&node);
         self.undecided_branches.remove(&node);
+        self.running_children.remove(&node);
         self.settled_nodes += 1;
         let downstream = Arc::clone(&self.downstream);
         for &down in &downstream[node] {
@@ -380,6 +392,8 @@ impl ExecutionState {
                 gate_until: None,
                 items: None,
                 planned_outputs: None,
+                child: None,
+                child_result: None,
                 waiting_on: 0,
                 released: true,
             });
@@ -456,6 +470,8 @@ impl ExecutionState {
                 gate_until: None,
                 items: None,
                 planned_outputs: None,
+                child: None,
+                child_result: None,
                 waiting_on,
                 released,
             });
@@ -559,6 +575,47 @@ impl ExecutionState {
 
     pub fn has_open_gates(&self) -> bool {
         !self.open_gates.is_empty()
+    }
+
+    /// Launch-plan nodes whose child execution runs (as far as this execution knows): `(node, child)`.
+    pub fn running_children(&self) -> impl Iterator<Item = (usize, &ExecutionId)> + '_ {
+        self.running_children
+            .iter()
+            .filter_map(|&node| self.nodes[node].child.as_ref().map(|child| (node, child)))
+    }
+
+    /// The request that launches launch-plan node `node`'s child execution (decided by `ChildLaunched` at
+    /// `at`): the plan's workflow with the node's inputs, the plan's defaults and its fixed inputs.
+    pub fn child_request(&self, node: usize, at: i64) -> Option<ExecutionEvent> {
+        let compiled = &self.workflow.nodes[node];
+        let Some(Control::LaunchPlan(plan)) = &compiled.control else {
+            return None;
+        };
+        let child = self.nodes[node].child.clone()?;
+        let mut inputs = plan.default_inputs.clone();
+        for (name, value) in self.node_inputs(node).ok()? {
+            if value != Value::None || !inputs.contains_key(&name) {
+                inputs.insert(name, value);
+            }
+        }
+        inputs.extend(plan.fixed_inputs.clone());
+        Some(ExecutionEvent::ExecutionRequested {
+            execution: child,
+            request_id: format!("{}/{}", self.id, compiled.id),
+            workflow: Box::new(plan.workflow.clone()),
+            inputs,
+            launch_plan: Some(plan.plan.clone()),
+            requested_at: at,
+            scheduled_at: None,
+            overwrite_cache: self.overwrite_cache,
+            notifications: None,
+            recovery: None,
+            parent: Some(ParentLink {
+                execution: self.id.clone(),
+                node,
+                node_id: compiled.id.clone(),
+            }),
+        })
     }
 
     /// The input values of a node, resolved from workflow inputs, constants and upstream outputs.
@@ -749,7 +806,8 @@ impl ExecutionState {
                 // undecided, a gate fails while it waits (timed out).
                 let failable = state.phase == NodePhase::Queued
                     || self.undecided_branches.contains(node)
-                    || self.open_gates.contains(node);
+                    || self.open_gates.contains(node)
+                    || self.running_children.contains(node);
                 if !failable || self.phase.is_terminal() {
                     return;
                 }
@@ -764,7 +822,37 @@ impl ExecutionState {
                 self.ready.remove(node);
                 self.open_gates.remove(node);
                 self.undecided_branches.remove(node);
+                self.running_children.remove(node);
                 self.failed_node.get_or_insert(*node);
+            }
+            ExecutionEvent::ChildLaunched { node, child, .. } => {
+                let is_plan = matches!(
+                    self.workflow.nodes.get(*node).map(|n| &n.control),
+                    Some(Some(Control::LaunchPlan(_)))
+                );
+                if !is_plan || self.phase.is_terminal() || self.nodes[*node].phase != NodePhase::Queued {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = NodePhase::Running;
+                state.child = Some(child.clone());
+                self.ready.remove(node);
+                self.running_children.insert(*node);
+            }
+            ExecutionEvent::ChildFinished {
+                node,
+                child,
+                phase,
+                outputs,
+                error,
+                ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.child.as_ref() == Some(child) && state.child_result.is_none() {
+                    state.child_result = Some((*phase, outputs.clone(), error.clone()));
+                }
             }
             ExecutionEvent::DynamicExpanded { node, .. } => {
                 let is_dynamic = matches!(
@@ -817,7 +905,8 @@ impl ExecutionState {
                     return;
                 };
                 let settles = (state.phase == NodePhase::Queued && !self.workflow.nodes[*node].is_task())
-                    || self.open_gates.contains(node);
+                    || self.open_gates.contains(node)
+                    || self.running_children.contains(node);
                 if !settles || self.phase.is_terminal() {
                     return;
                 }
@@ -867,6 +956,7 @@ impl ExecutionState {
                 self.open_gates.clear();
                 self.undecided_branches.clear();
                 self.running_items.clear();
+                self.running_children.clear();
             }
             ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
         }
@@ -1135,6 +1225,12 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                     .collect();
                 decisions.push(succeeded(node, branch_outputs));
             }
+            Some(Control::LaunchPlan(_)) => decisions.push(ExecutionEvent::ChildLaunched {
+                execution: execution.clone(),
+                node,
+                child: child_execution_id(execution, &compiled.id),
+                at: now,
+            }),
             Some(Control::Dynamic(_)) => match &state.nodes[node].planned_outputs {
                 Some(planned) => {
                     let outputs: Result<Outputs, String> = planned
@@ -1219,6 +1315,28 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
             }
         }
     }
+    for &node in &state.running_children {
+        let Some((phase, outputs, error)) = &state.nodes[node].child_result else {
+            continue;
+        };
+        let child = state.nodes[node]
+            .child
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        decisions.push(match phase {
+            ExecutionPhase::Succeeded => succeeded(node, outputs.clone()),
+            other => failed(
+                node,
+                NodePhase::Failed,
+                format!(
+                    "child execution {child} ended {}: {}",
+                    other.as_str(),
+                    error.clone().unwrap_or_default()
+                ),
+            ),
+        });
+    }
     for &node in &state.open_gates {
         let compiled = &state.workflow.nodes[node];
         let Some(Control::Gate(gate)) = &compiled.control else {
@@ -1256,6 +1374,32 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                 }
             }
         }
+    }
+}
+
+/// The id of the child execution launch-plan node `node_id` of `parent` launches: in the parent's project
+/// and domain, named after both (a valid name; a hash keeps long ones unique).
+pub fn child_execution_id(parent: &ExecutionId, node_id: &str) -> ExecutionId {
+    let cleaned: String = node_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("{}-{cleaned}", parent.name);
+    if name.len() > crate::ids::MAX_NAME_LEN {
+        let digest = crate::spec::content_digest(&(&parent.name, node_id));
+        name.truncate(crate::ids::MAX_NAME_LEN - digest.len() - 1);
+        name = format!("{name}-{digest}");
+    }
+    ExecutionId {
+        project: parent.project.clone(),
+        domain: parent.domain.clone(),
+        name,
     }
 }
 
@@ -1299,7 +1443,9 @@ pub fn admit(
             Some(_) => AppliedEvent::Ignored("an execution with this name already exists".to_string()),
             None => AppliedEvent::Accepted,
         },
-        ExecutionEvent::TerminateRequested { .. } | ExecutionEvent::SignalReceived { .. } => match last_seq {
+        ExecutionEvent::TerminateRequested { .. }
+        | ExecutionEvent::SignalReceived { .. }
+        | ExecutionEvent::ChildFinished { .. } => match last_seq {
             Some(_) => AppliedEvent::Accepted,
             None => AppliedEvent::Ignored("unknown execution".to_string()),
         },
@@ -1345,6 +1491,7 @@ impl PartitionFold {
                 requested_at,
                 overwrite_cache,
                 recovery,
+                parent,
                 ..
             } => {
                 let mut state = ExecutionState::new(
@@ -1356,6 +1503,7 @@ impl PartitionFold {
                     *requested_at,
                 );
                 state.overwrite_cache = *overwrite_cache;
+                state.parent = parent.clone();
                 if let Some(recovery) = recovery {
                     state.recover(&recovery.nodes);
                 }

@@ -101,6 +101,16 @@ fn compile(documents: &[&str]) -> Result<CompiledWorkflow, String> {
         let registry = Registry {
             task: &|r: &TaskRef| task(&r.name).map(|t| (identifier(&r.name), t)),
             workflow: &|r: &TaskRef| workflows.get(&r.name).map(|w| (identifier(&r.name), w.clone())),
+            launch_plan: &|r: &TaskRef| {
+                // `NAME-plan` is a launch plan of workflow NAME fixing nothing, with n = 1 by default.
+                let workflow = workflows.get(r.name.strip_suffix("-plan")?)?;
+                Some(aloft_core::compiler::ChildPlan {
+                    plan: identifier(&r.name),
+                    workflow: workflow.clone(),
+                    default_inputs: [("n".to_string(), Value::Integer(1))].into(),
+                    fixed_inputs: BTreeMap::new(),
+                })
+            },
         };
         let compiled =
             compile_workflow_with(identifier(&spec.name), &spec, &registry).map_err(|e| e.to_string())?;
@@ -161,7 +171,41 @@ impl Run {
                 overwrite_cache: false,
                 notifications: None,
                 recovery: None,
+                parent: None,
             },
+        );
+        run
+    }
+
+    /// A run of the execution `request` asks for (a child's request, as its parent's owner appends it).
+    fn from_request(request: ExecutionEvent) -> Run {
+        let Some(id) = request.execution().cloned() else {
+            panic!("not a request: {request:?}");
+        };
+        let mut run = Run {
+            fold: PartitionFold::default(),
+            log: Vec::new(),
+            id,
+            now: 0,
+        };
+        run.offer(
+            EventMeta {
+                seq: 1,
+                writer_epoch: 1,
+            },
+            ExecutionEvent::PartitionClaimed {
+                partition: 0,
+                epoch: 1,
+                owner: "o".into(),
+                at: 0,
+            },
+        );
+        run.offer(
+            EventMeta {
+                seq: 0,
+                writer_epoch: 0,
+            },
+            request,
         );
         run
     }
@@ -551,11 +595,11 @@ fn bad_node_kinds_are_refused_with_what_is_wrong() {
                 "{id: nap, gate: {sleep: 50ms}}",
                 "{id: nap, task: noop, gate: {sleep: 50ms}}",
             ),
-            "more than one of task, workflow, branch, gate, map and dynamic",
+            "more than one of task, workflow, launch_plan, branch, gate, map and dynamic",
         ),
         (
             GATED.replace("{id: nap, gate: {sleep: 50ms}}", "{id: nap}"),
-            "must set one of task, workflow, branch, gate, map or dynamic",
+            "must set one of task, workflow, launch_plan, branch, gate, map or dynamic",
         ),
         (
             GATED.replace("name: count, type", "name: \"no:colon\", type"),
@@ -788,6 +832,118 @@ fn a_plan_that_does_not_compile_fails_the_node_with_the_compile_error_before_any
         let error = compile(&[&PLANNED.replace(from, to)]).unwrap_err();
         assert!(error.contains(expected), "expected {expected:?} in: {error}");
     }
+}
+
+#[test]
+fn a_launch_plan_node_runs_a_linked_child_execution_and_takes_its_outputs() {
+    let parent = r#"
+name: parent
+interface: {inputs: {x: integer}, outputs: {result: integer}}
+nodes:
+  - {id: kid, launch_plan: plus_two-plan, inputs: {n: inputs.x}}
+  - {id: defaulted, launch_plan: plus_two-plan}
+  - {id: after, task: add, inputs: {a: kid.n, b: defaulted.n}}
+outputs: {result: after.n}
+"#;
+    let workflow = compile(&[PLUS_TWO, parent]).unwrap();
+    let mut run = Run::start(&workflow, x(10));
+    run.settle();
+    for node_id in ["kid", "defaulted"] {
+        assert_eq!(
+            run.phase_of(node_id),
+            NodePhase::Running,
+            "{node_id} waits for its child"
+        );
+    }
+    let children: Vec<(usize, ExecutionId)> = run
+        .state()
+        .running_children()
+        .map(|(node, child)| (node, child.clone()))
+        .collect();
+    assert_eq!(children.len(), 2);
+    assert_eq!(children[0].1.name, "e-kid", "named after the parent and the node");
+    for (node, child) in children {
+        let request = run.state().child_request(node, run.now).unwrap();
+        let mut child_run = Run::from_request(request);
+        assert_eq!(
+            child_run.state().parent.as_ref().map(|p| p.node),
+            Some(node),
+            "the child knows its parent"
+        );
+        child_run.run_until(1_000);
+        let child_state = child_run.state();
+        assert_eq!(child_state.phase, ExecutionPhase::Succeeded);
+        let finished = ExecutionEvent::ChildFinished {
+            execution: run.id.clone(),
+            node,
+            child,
+            phase: child_state.phase,
+            outputs: child_state.outputs.clone(),
+            error: None,
+            requested_at: run.now,
+        };
+        assert_eq!(
+            run.offer(
+                EventMeta {
+                    seq: 0,
+                    writer_epoch: 0
+                },
+                finished
+            ),
+            AppliedEvent::Accepted
+        );
+    }
+    run.run_until(1_000);
+    // kid: 10 + 2; defaulted: the plan's default 1 + 2.
+    assert_eq!(run.state().outputs["result"], Value::Integer(12 + 3));
+    run.assert_replay_gives_the_live_state();
+
+    let fixed_spec = parent.replace(
+        "plus_two-plan, inputs: {n: inputs.x}",
+        "nowhere-plan, inputs: {n: inputs.x}",
+    );
+    let error = compile(&[PLUS_TWO, &fixed_spec]).unwrap_err();
+    assert!(
+        error.contains("launch plan \"nowhere-plan\" is not registered"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_failed_child_fails_its_node_with_the_childs_error() {
+    let parent = "name: parent\nnodes: [{id: kid, launch_plan: plus_two-plan}]\n";
+    let workflow = compile(&[PLUS_TWO, parent]).unwrap();
+    let mut run = Run::start(&workflow, Outputs::new());
+    run.settle();
+    let (node, child) = run
+        .state()
+        .running_children()
+        .map(|(n, c)| (n, c.clone()))
+        .next()
+        .unwrap();
+    let finished = ExecutionEvent::ChildFinished {
+        execution: run.id.clone(),
+        node,
+        child,
+        phase: ExecutionPhase::Failed,
+        outputs: Outputs::new(),
+        error: Some("node \"a\" exploded".into()),
+        requested_at: 5,
+    };
+    run.offer(
+        EventMeta {
+            seq: 0,
+            writer_epoch: 0,
+        },
+        finished,
+    );
+    run.run_until(100);
+    assert_eq!(run.state().phase, ExecutionPhase::Failed);
+    let error = run.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("child execution p/d/e-kid ended FAILED: node \"a\" exploded"),
+        "{error}"
+    );
 }
 
 proptest! {

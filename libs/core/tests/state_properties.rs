@@ -198,7 +198,7 @@ proptest! {
         let id = ExecutionId { project: "p".into(), domain: "d".into(), name: "e".into() };
         let mut sim = Simulation { fold: PartitionFold::default(), log: Vec::new(), id: id.clone(), now: 0 };
         sim.offer(EventMeta { seq: 1, writer_epoch: 1 }, ExecutionEvent::PartitionClaimed { partition: 0, epoch: 1, owner: "o".into(), at: 0 });
-        sim.offer(EventMeta { seq: 1, writer_epoch: 0 }, ExecutionEvent::ExecutionRequested { overwrite_cache: false, notifications: None, recovery: None,
+        sim.offer(EventMeta { seq: 1, writer_epoch: 0 }, ExecutionEvent::ExecutionRequested { overwrite_cache: false, notifications: None, recovery: None, parent: None,
             execution: id.clone(), request_id: "r".into(), workflow: Box::new(workflow.clone()),
             inputs: [("x".to_string(), Value::Integer(x))].into(), launch_plan: None, requested_at: 0, scheduled_at: None,
         });
@@ -361,6 +361,7 @@ fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
             overwrite_cache: false,
             notifications: None,
             recovery: None,
+            parent: None,
             execution: id.clone(),
             request_id: "r".into(),
             workflow: Box::new(workflow),
@@ -450,6 +451,7 @@ fn terminate_aborts_running_attempts_and_skips_the_rest() {
             overwrite_cache: false,
             notifications: None,
             recovery: None,
+            parent: None,
             execution: id.clone(),
             request_id: "r".into(),
             workflow: Box::new(workflow),

@@ -413,7 +413,11 @@ pub async fn apply_execution_event(
         }
         ExecutionEvent::TerminateRequested { .. }
         | ExecutionEvent::SignalReceived { .. }
+        | ExecutionEvent::ChildFinished { .. }
         | ExecutionEvent::PartitionClaimed { .. } => {}
+        ExecutionEvent::ChildLaunched { node, child, at, .. } => {
+            set_node_running(conn, id, *node, &format!("child execution {}", child.name), *at).await?;
+        }
         ExecutionEvent::NodeSucceeded {
             node, outputs, at, ..
         } => {

@@ -99,6 +99,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
                 overwrite_cache: false,
                 notifications: None,
                 recovery: None,
+                parent: None,
                 execution: id.clone(),
                 request_id: "r1".into(),
                 workflow: Box::new(workflow),

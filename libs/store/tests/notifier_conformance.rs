@@ -80,6 +80,7 @@ fn requested(name: &str, override_rules: Option<Vec<NotificationRule>>) -> Execu
         overwrite_cache: false,
         notifications: override_rules,
         recovery: None,
+        parent: None,
     }
 }
 

@@ -25,12 +25,19 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             inputs,
             scheduled_at,
             recovery,
+            parent,
             ..
         } => {
             let mut trigger = scheduled_at
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|at| format!(" (scheduled for {})", at.to_rfc3339()))
                 .unwrap_or_default();
+            if let Some(parent) = &parent {
+                trigger.push_str(&format!(
+                    " (launched by {} node {})",
+                    parent.execution, parent.node_id
+                ));
+            }
             if let Some(recovery) = &recovery {
                 trigger.push_str(&format!(
                     " (recovering {}: {} node(s) RECOVERED)",
@@ -143,6 +150,15 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
         ExecutionEvent::GateWaiting {
             node, waiting_for, ..
         } => format!("gate {} waits for {waiting_for}", node_name(&node)),
+        ExecutionEvent::ChildLaunched { node, child, .. } => {
+            format!("node {} launched child execution {child}", node_name(&node))
+        }
+        ExecutionEvent::ChildFinished {
+            child, phase, error, ..
+        } => match error {
+            Some(error) => format!("child execution {child} ended {}: {error}", phase.as_str()),
+            None => format!("child execution {child} ended {}", phase.as_str()),
+        },
         ExecutionEvent::DynamicExpanded { node, added, .. } => format!(
             "dynamic {} planned {} node(s): {}",
             node_name(&node),

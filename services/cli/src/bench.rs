@@ -84,6 +84,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
             gate: None,
             map: None,
             dynamic: None,
+            launch_plan: None,
             inputs: if cached {
                 [(
                     "i".to_string(),

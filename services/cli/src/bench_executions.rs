@@ -222,6 +222,7 @@ pub async fn run(kafka_brokers: Option<&str>, executions: usize) -> anyhow::Resu
             overwrite_cache: false,
             notifications: None,
             recovery: None,
+            parent: None,
         };
         let envelope = Envelope::unsequenced(
             format!("request/{key}/{request_id}"),

@@ -562,6 +562,7 @@ pub fn failed_execution_records(
         overwrite_cache: false,
         notifications: Some(rules.to_vec()),
         recovery: None,
+        parent: None,
     };
     let finished = ExecutionEvent::ExecutionFinished {
         execution: id.clone(),

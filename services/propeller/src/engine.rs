@@ -520,6 +520,13 @@ impl Engine {
         let Some(execution) = event.execution().cloned() else {
             return AfterEvent::Nothing;
         };
+        if let Some(state) = runtime.fold.executions.get(&execution) {
+            let requests = aloft_core::children::requests_after(state, event);
+            self.send_requests(requests);
+        }
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return AfterEvent::Nothing;
+        };
         if !event.is_request()
             && runtime
                 .pending
@@ -551,7 +558,9 @@ impl Engine {
         };
         let mut lost = Vec::new();
         let mut to_decide = Vec::new();
+        let mut requests = Vec::new();
         for (execution, state) in &runtime.fold.executions {
+            requests.extend(aloft_core::children::requests_to_resend(state));
             if state.phase.is_terminal() {
                 continue;
             }
@@ -567,6 +576,7 @@ impl Engine {
                 }
             }
         }
+        self.send_requests(requests);
         for key in lost {
             warn!(execution = %key.execution, node = key.node, attempt = key.attempt, "task attempt lost, retrying");
             let event = ExecutionEvent::AttemptFailed {
@@ -603,6 +613,28 @@ impl Engine {
             .collect();
         for (partition, execution) in due {
             self.decide_and_append(partition, &execution);
+        }
+    }
+
+    /// Appends requests for other executions (a child to launch, a parent to tell, a child to terminate)
+    /// to their partitions, in the background: each is idempotent and sent again by whoever takes over.
+    fn send_requests(&self, requests: Vec<ExecutionEvent>) {
+        for request in requests {
+            let Some(target) = request.execution().cloned() else {
+                continue;
+            };
+            let (log, topic) = (Arc::clone(&self.log), self.topic.clone());
+            tokio::spawn(async move {
+                let key = target.partition_key();
+                let envelope = Envelope::unsequenced(
+                    format!("request/{key}/{}", request.kind()),
+                    request.occurred_at(),
+                    Payload::Execution(request),
+                );
+                if let Err(error) = log.append(&topic, &key, envelope.encode()).await {
+                    warn!(execution = %target, %error, "could not append a request; it is sent again on takeover");
+                }
+            });
         }
     }
 

@@ -378,6 +378,7 @@ impl Scheduler {
                     overwrite_cache: false,
                     notifications: None,
                     recovery: None,
+                    parent: None,
                 };
                 let key = execution.partition_key();
                 let mut envelope = Envelope::unsequenced(

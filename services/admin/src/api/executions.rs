@@ -72,6 +72,7 @@ impl AdminApi {
             overwrite_cache: options.overwrite_cache,
             notifications: options.notifications,
             recovery: options.recovery,
+            parent: None,
         };
         let mut envelope = Envelope::unsequenced(
             format!("request/{}/{request_id}", id.partition_key()),

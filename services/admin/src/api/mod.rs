@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aloft_core::compiler::{compile_workflow_with, CompiledWorkflow, Registry};
+use aloft_core::compiler::{compile_workflow_with, ChildPlan, CompiledWorkflow, Registry};
 use aloft_core::events::{ExecutionEvent, Outputs, RegistryEvent};
 use aloft_core::ids::validate_name;
 use aloft_core::spec::{

@@ -55,7 +55,7 @@ impl AdminApi {
         id: Identifier,
         spec: &WorkflowSpec,
     ) -> ApiResult<CompiledWorkflow> {
-        let (task_refs, workflow_refs) = spec.references();
+        let (task_refs, workflow_refs, plan_refs) = spec.references();
         let mut tasks: HashMap<TaskRef, (Identifier, TaskSpec)> = HashMap::new();
         for task_ref in task_refs {
             if tasks.contains_key(&task_ref) {
@@ -89,9 +89,44 @@ impl AdminApi {
                 workflows.insert(workflow_ref, (row.id, row.compiled));
             }
         }
+        // Launch-plan nodes run the plan's workflow as registered, with the plan's limit and inputs.
+        let mut plans: HashMap<TaskRef, ChildPlan> = HashMap::new();
+        for plan_ref in plan_refs {
+            if plans.contains_key(&plan_ref) {
+                continue;
+            }
+            let Some(row) = self
+                .store
+                .get_launch_plan(project, domain, &plan_ref.name, plan_ref.version.as_deref())
+                .await?
+            else {
+                continue;
+            };
+            let Some(workflow_row) = self
+                .store
+                .get_workflow(project, domain, &row.workflow.name, Some(&row.workflow.version))
+                .await?
+            else {
+                continue;
+            };
+            let mut workflow = workflow_row.compiled;
+            if row.spec.max_parallelism.is_some() {
+                workflow.max_parallelism = row.spec.max_parallelism;
+            }
+            plans.insert(
+                plan_ref,
+                ChildPlan {
+                    plan: row.id,
+                    workflow,
+                    default_inputs: row.default_inputs,
+                    fixed_inputs: row.fixed_inputs,
+                },
+            );
+        }
         let registry = Registry {
             task: &|task_ref| tasks.get(task_ref).cloned(),
             workflow: &|workflow_ref| workflows.get(workflow_ref).cloned(),
+            launch_plan: &|plan_ref| plans.get(plan_ref).cloned(),
         };
         compile_workflow_with(id, spec, &registry).map_err(|e| invalid(e.to_string()))
     }
