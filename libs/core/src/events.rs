@@ -90,7 +90,7 @@ pub enum ExecutionEvent {
         recovery: Option<Recovery>,
         /// Set for a child execution a launch-plan node launched: told when this one ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        parent: Option<ParentLink>,
+        parent: Option<Box<ParentLink>>,
     },
     TerminateRequested {
         execution: ExecutionId,

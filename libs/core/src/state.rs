@@ -610,11 +610,11 @@ impl ExecutionState {
             overwrite_cache: self.overwrite_cache,
             notifications: None,
             recovery: None,
-            parent: Some(ParentLink {
+            parent: Some(Box::new(ParentLink {
                 execution: self.id.clone(),
                 node,
                 node_id: compiled.id.clone(),
-            }),
+            })),
         })
     }
 
@@ -1503,7 +1503,7 @@ impl PartitionFold {
                     *requested_at,
                 );
                 state.overwrite_cache = *overwrite_cache;
-                state.parent = parent.clone();
+                state.parent = parent.as_deref().cloned();
                 if let Some(recovery) = recovery {
                     state.recover(&recovery.nodes);
                 }
