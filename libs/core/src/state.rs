@@ -97,7 +97,7 @@ impl AttemptPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptState {
     pub number: u32,
     pub phase: AttemptPhase,
@@ -108,7 +108,7 @@ pub struct AttemptState {
     pub waiting_for: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeState {
     pub phase: NodePhase,
     pub attempts: Vec<AttemptState>,
@@ -138,7 +138,7 @@ impl NodeState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionState {
     pub id: ExecutionId,
     pub request_id: String,
@@ -1470,7 +1470,44 @@ pub struct PartitionFold {
     pub executions: HashMap<ExecutionId, ExecutionState>,
 }
 
+/// A partition fold as stored in a snapshot (JSON objects need string keys, so executions are a list).
+#[derive(Serialize, Deserialize)]
+struct StoredFold {
+    epoch: u64,
+    executions: Vec<ExecutionState>,
+}
+
 impl PartitionFold {
+    /// The fold as a snapshot: restoring it and folding the events after it gives the same state as
+    /// folding every event from offset 0.
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, String> {
+        let mut executions: Vec<&ExecutionState> = self.executions.values().collect();
+        executions.sort_by(|a, b| a.id.to_string().cmp(&b.id.to_string()));
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            epoch: u64,
+            executions: Vec<&'a ExecutionState>,
+        }
+        serde_json::to_vec(&Borrowed {
+            epoch: self.epoch,
+            executions,
+        })
+        .map_err(|e| format!("cannot encode the partition's state: {e}"))
+    }
+
+    pub fn from_snapshot(bytes: &[u8]) -> Result<PartitionFold, String> {
+        let stored: StoredFold =
+            serde_json::from_slice(bytes).map_err(|e| format!("the snapshot is unreadable: {e}"))?;
+        Ok(PartitionFold {
+            epoch: stored.epoch,
+            executions: stored
+                .executions
+                .into_iter()
+                .map(|state| (state.id.clone(), state))
+                .collect(),
+        })
+    }
+
     pub fn apply(&mut self, meta: &EventMeta, event: &ExecutionEvent) -> AppliedEvent {
         let last_seq = event
             .execution()

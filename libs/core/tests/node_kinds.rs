@@ -958,6 +958,7 @@ proptest! {
         picks in proptest::collection::vec(any::<usize>(), 0..40),
         signal_at in 0i64..400,
         approve_first in any::<bool>(),
+        snapshot_at_percent in 0usize..=100,
     ) {
         let chooser = r#"
 name: chooser
@@ -1040,5 +1041,17 @@ outputs: {result: pick.n}
             replayed.apply(meta, event);
         }
         prop_assert_eq!(&replayed, &run.fold);
+        // A snapshot taken anywhere, restored, then folding the tail gives the live state too.
+        let cut = run.log.len() * snapshot_at_percent / 100;
+        let mut head = PartitionFold::default();
+        for (meta, event) in &run.log[..cut] {
+            head.apply(meta, event);
+        }
+        let mut restored = PartitionFold::from_snapshot(&head.to_snapshot().unwrap()).unwrap();
+        prop_assert_eq!(&restored, &head);
+        for (meta, event) in &run.log[cut..] {
+            restored.apply(meta, event);
+        }
+        prop_assert_eq!(&restored, &run.fold);
     }
 }

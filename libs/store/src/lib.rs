@@ -12,6 +12,7 @@ pub mod notifier;
 pub mod projection;
 pub mod projector;
 pub mod queries;
+pub mod snapshots;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "notifier", include_str!("../migrations/0004_notifier.sql")),
     (5, "pools", include_str!("../migrations/0005_pools.sql")),
     (6, "waiting", include_str!("../migrations/0006_waiting.sql")),
+    (7, "snapshots", include_str!("../migrations/0007_snapshots.sql")),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.

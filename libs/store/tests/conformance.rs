@@ -342,6 +342,42 @@ macro_rules! store_suite {
         }
 
         #[tokio::test]
+        async fn a_snapshot_is_replaced_by_newer_ones_only() {
+            let Some((store, _url, _dir)) = $backend().await else {
+                return;
+            };
+            let snapshot = |offset: u64, state: &str| aloft_store::snapshots::Snapshot {
+                next_offset: offset,
+                epoch: 2,
+                state_json: state.to_string(),
+                taken_at: 1,
+            };
+            assert_eq!(store.load_snapshot("t", 3).await.unwrap(), None);
+            store
+                .save_snapshot("t", 3, &snapshot(10, "ten"))
+                .await
+                .unwrap();
+            store
+                .save_snapshot("t", 3, &snapshot(20, "twenty"))
+                .await
+                .unwrap();
+            // A late writer (an owner that has since lost the partition) does not roll it back.
+            store
+                .save_snapshot("t", 3, &snapshot(15, "fifteen"))
+                .await
+                .unwrap();
+            assert_eq!(
+                store.load_snapshot("t", 3).await.unwrap(),
+                Some(snapshot(20, "twenty"))
+            );
+            assert_eq!(
+                store.load_snapshot("t", 4).await.unwrap(),
+                None,
+                "per partition"
+            );
+        }
+
+        #[tokio::test]
         async fn migrations_run_once() {
             let Some((store, url, _dir)) = $backend().await else {
                 return;

@@ -110,6 +110,8 @@ impl Fleet {
                 max_running_attempts: None,
                 pools: Arc::clone(&pools),
                 pool_lease: std::time::Duration::from_secs(30),
+                // One process on the embedded log replays its partitions in moments.
+                snapshots: None,
             };
             tasks.push(tokio::spawn(aloft_propeller::run(
                 options,

@@ -151,7 +151,15 @@ struct PartitionRuntime {
     traces: HashMap<ExecutionId, String>,
 }
 
+/// Where the engine stores the state of its partitions, and how often.
+#[derive(Clone)]
+pub struct SnapshotOptions {
+    pub store: aloft_store::Store,
+    pub interval: std::time::Duration,
+}
+
 pub struct Engine {
+    snapshots: Option<SnapshotOptions>,
     log: Arc<dyn EventLog>,
     topic: String,
     member: String,
@@ -183,13 +191,18 @@ impl Engine {
         member: String,
         runner: AttemptRunner,
         fairness: Fairness,
+        snapshots: Option<SnapshotOptions>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let Fairness { capacity, mut quotas } = fairness;
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
         let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel();
         let mut membership = log.join_group(&group, &topic, &member).await?;
+        let snapshot_interval = snapshots
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(3600), |s| s.interval);
         let mut engine = Engine {
+            snapshots,
             log,
             topic,
             member,
@@ -211,6 +224,9 @@ impl Engine {
         lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pool_retry_tick = tokio::time::interval(POOL_RETRY);
         pool_retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut snapshot_tick = tokio::time::interval(snapshot_interval);
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        snapshot_tick.tick().await;
         let mut gate_tick = tokio::time::interval(GATE_TICK);
         gate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -255,6 +271,7 @@ impl Engine {
                 }
                 _ = lag_tick.tick() => engine.publish_lag(),
                 _ = gate_tick.tick() => engine.decide_due_gates(),
+                _ = snapshot_tick.tick(), if engine.snapshots.is_some() => engine.take_snapshots(),
                 _ = pool_retry_tick.tick() => {
                     if engine.dispatcher.retry_blocked() {
                         engine.pump_wanted = true;
@@ -298,15 +315,26 @@ impl Engine {
                 continue;
             }
             let end = self.log.end_offset(&self.topic, partition).await?;
-            info!(partition, end_offset = end, "assigned partition; catching up");
-            self.partitions.insert(
+            let mut runtime = PartitionRuntime {
+                catch_up_end: end,
+                ..Default::default()
+            };
+            let store = self.snapshots.as_ref().map(|s| s.store.clone());
+            if let Some((fold, next_offset)) =
+                restore_snapshot(store, self.topic.clone(), partition, end).await
+            {
+                runtime.fold = fold;
+                runtime.next_offset = next_offset;
+            }
+            info!(
                 partition,
-                PartitionRuntime {
-                    catch_up_end: end,
-                    ..Default::default()
-                },
+                from_offset = runtime.next_offset,
+                end_offset = end,
+                "assigned partition; catching up"
             );
-            if end == 0 {
+            let caught_up = runtime.next_offset >= end;
+            self.partitions.insert(partition, runtime);
+            if caught_up {
                 self.claim(partition);
             }
         }
@@ -613,6 +641,48 @@ impl Engine {
             .collect();
         for (partition, execution) in due {
             self.decide_and_append(partition, &execution);
+        }
+    }
+
+    /// Stores the state of every partition this propeller owns and has claimed, as of the records read so
+    /// far (decisions applied on acknowledgement but not read back yet are folded again, as duplicates).
+    fn take_snapshots(&self) {
+        let Some(options) = &self.snapshots else {
+            return;
+        };
+        for (&partition, runtime) in &self.partitions {
+            if !runtime.active {
+                continue;
+            }
+            let state_json = match runtime.fold.to_snapshot().map(String::from_utf8) {
+                Ok(Ok(json)) => json,
+                Ok(Err(error)) => {
+                    warn!(partition, %error, "snapshot is not UTF-8; skipped");
+                    continue;
+                }
+                Err(error) => {
+                    warn!(partition, %error, "cannot encode a snapshot; skipped");
+                    continue;
+                }
+            };
+            let snapshot = aloft_store::snapshots::Snapshot {
+                next_offset: runtime.next_offset,
+                epoch: runtime.fold.epoch,
+                state_json,
+                taken_at: now_millis(),
+            };
+            let (store, topic) = (options.store.clone(), self.topic.clone());
+            tokio::spawn(async move {
+                match store.save_snapshot(&topic, partition, &snapshot).await {
+                    Ok(()) => debug!(
+                        partition,
+                        offset = snapshot.next_offset,
+                        bytes = snapshot.state_json.len(),
+                        "snapshot stored"
+                    ),
+                    Err(error) => warn!(partition, %error, "cannot store a snapshot"),
+                }
+            });
         }
     }
 
@@ -1178,5 +1248,50 @@ impl Engine {
             AttemptOutcome::Cancelled => return,
         };
         self.append_decisions(finished.partition, &execution, vec![event]);
+    }
+}
+
+/// The newest stored state of `partition` and the offset to replay from, if one is stored and usable;
+/// otherwise the partition is replayed from offset 0.
+async fn restore_snapshot(
+    store: Option<aloft_store::Store>,
+    topic: String,
+    partition: u32,
+    end: u64,
+) -> Option<(PartitionFold, u64)> {
+    let store = store?;
+    let started = std::time::Instant::now();
+    let snapshot = match store.load_snapshot(&topic, partition).await {
+        Ok(snapshot) => snapshot?,
+        Err(error) => {
+            warn!(partition, %error, "cannot read the partition's snapshot; replaying it from offset 0");
+            return None;
+        }
+    };
+    if snapshot.next_offset > end {
+        warn!(
+            partition,
+            snapshot_offset = snapshot.next_offset,
+            end,
+            "the snapshot is ahead of the log (a new topic?); replaying from offset 0"
+        );
+        return None;
+    }
+    match PartitionFold::from_snapshot(snapshot.state_json.as_bytes()) {
+        Ok(fold) => {
+            info!(
+                partition,
+                offset = snapshot.next_offset,
+                epoch = snapshot.epoch,
+                executions = fold.executions.len(),
+                millis = started.elapsed().as_millis() as u64,
+                "restored partition from its snapshot; replaying the tail"
+            );
+            Some((fold, snapshot.next_offset))
+        }
+        Err(error) => {
+            warn!(partition, %error, "the snapshot is unreadable; replaying from offset 0");
+            None
+        }
     }
 }

@@ -39,6 +39,9 @@ pub struct PropellerOptions {
     /// Where resource-pool tokens live (Redis when replicas share them) and how long a lease lasts.
     pub pools: Arc<dyn aloft_fairq::pools::ResourcePools>,
     pub pool_lease: std::time::Duration,
+    /// Where and how often the state of each owned partition is stored; `None`: partitions are always
+    /// rebuilt by replaying them from offset 0.
+    pub snapshots: Option<engine::SnapshotOptions>,
 }
 
 /// Runs one propeller on `log` until `shutdown` is cancelled.
@@ -77,6 +80,7 @@ pub async fn run(
             capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
             quotas: quota_rx,
         },
+        options.snapshots,
         shutdown,
     )
     .await;

@@ -35,6 +35,11 @@ struct Args {
     /// when its holder dies, a waiting attempt takes over after about this long.
     #[arg(long, env = "ALOFT_CACHE_RESERVATION_TTL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..))]
     cache_reservation_ttl_ms: u64,
+    /// How often the state of each owned partition is stored in the database (--database-url); a restarted
+    /// or replacing propeller restores it and replays only the records after it. 0 turns snapshots off
+    /// (partitions are then replayed from offset 0).
+    #[arg(long, env = "ALOFT_SNAPSHOT_INTERVAL_SECS", default_value_t = 30)]
+    snapshot_interval_secs: u64,
 }
 
 #[tokio::main]
@@ -82,6 +87,19 @@ async fn main() -> anyhow::Result<()> {
             None => std::sync::Arc::new(aloft_fairq::pools::InProcessPools::default()),
         },
         pool_lease: std::time::Duration::from_millis(args.pool_lease_ms),
+        snapshots: match args.snapshot_interval_secs {
+            0 => None,
+            seconds => {
+                let url = args.backend.database_url();
+                let store = aloft_store::Store::connect(&url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("snapshot database {url}: {e}"))?;
+                Some(aloft_propeller::engine::SnapshotOptions {
+                    store,
+                    interval: std::time::Duration::from_secs(seconds),
+                })
+            }
+        },
     };
     let result = aloft_propeller::run(options, log, shutdown).await;
     // Spans still buffered go out before the process ends.
