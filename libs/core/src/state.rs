@@ -1482,7 +1482,7 @@ impl PartitionFold {
     /// folding every event from offset 0.
     pub fn to_snapshot(&self) -> Result<Vec<u8>, String> {
         let mut executions: Vec<&ExecutionState> = self.executions.values().collect();
-        executions.sort_by(|a, b| a.id.to_string().cmp(&b.id.to_string()));
+        executions.sort_by_key(|state| state.id.to_string());
         #[derive(Serialize)]
         struct Borrowed<'a> {
             epoch: u64,
