@@ -151,6 +151,13 @@ struct PartitionRuntime {
     traces: HashMap<ExecutionId, String>,
 }
 
+/// Which partitions the engine may own: those of `topic` the consumer group `group` gives member `member`.
+pub struct Membership {
+    pub topic: String,
+    pub group: String,
+    pub member: String,
+}
+
 /// Where the engine stores the state of its partitions, and how often.
 #[derive(Clone)]
 pub struct SnapshotOptions {
@@ -186,14 +193,13 @@ impl Engine {
     /// Runs until `shutdown` is cancelled: joins the group, follows assignments, folds and decides.
     pub async fn run(
         log: Arc<dyn EventLog>,
-        topic: String,
-        group: String,
-        member: String,
+        membership: Membership,
         runner: AttemptRunner,
         fairness: Fairness,
         snapshots: Option<SnapshotOptions>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let Membership { topic, group, member } = membership;
         let Fairness { capacity, mut quotas } = fairness;
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel();
         let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel();

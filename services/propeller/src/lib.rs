@@ -63,9 +63,11 @@ pub async fn run(
     ));
     let ran = Engine::run(
         log,
-        options.topics.executions.clone(),
-        options.topics.group("aloft-propeller"),
-        options.member_id,
+        engine::Membership {
+            topic: options.topics.executions.clone(),
+            group: options.topics.group("aloft-propeller"),
+            member: options.member_id,
+        },
         engine::AttemptRunner {
             executors: Executors::new(options.work_dir),
             catalog: options.catalog,
