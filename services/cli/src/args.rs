@@ -202,6 +202,10 @@ pub enum Command {
         /// cache, the later ones are served from it.
         #[arg(long)]
         cached: bool,
+        /// chain/fanout/map: the propeller stores snapshots of its partitions this often (seconds) while the
+        /// bench runs; left out, no snapshots.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        snapshot_interval_secs: Option<u64>,
         /// cache: stored results to fill the catalog's table with.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,

@@ -36,6 +36,8 @@ pub struct BenchOptions {
     pub runs: usize,
     /// The noop task is cached and each node gets its own key (its index as input).
     pub cached: bool,
+    /// The propeller stores snapshots this often while the bench runs.
+    pub snapshot_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +141,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Vec<BenchResult>> {
         config.catalog_database_url = config.database_url.clone();
         config.notifier_database_url = config.database_url.clone();
     }
+    config.snapshot_interval = options.snapshot_interval;
     let fleet = Fleet::start(config).await?;
     let outcome = run_on(&fleet, &options).await;
     fleet.stop().await?;

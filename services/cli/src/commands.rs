@@ -231,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             database_url,
             runs,
             cached,
+            snapshot_interval_secs,
             ..
         } => {
             let shape = match shape {
@@ -245,6 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 database_url: database_url.clone(),
                 runs: *runs,
                 cached: *cached,
+                snapshot_interval: snapshot_interval_secs.map(std::time::Duration::from_secs),
             };
             let backend = if kafka_brokers.is_some() {
                 "kafka"
@@ -252,7 +254,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "embedded"
             };
             let cached_text = if *cached { " cached" } else { "" };
-            eprintln!("bench {shape:?}: {nodes}{cached_text} noop nodes on {backend}, {runs} run(s)");
+            let snapshot_text = snapshot_interval_secs
+                .map(|s| format!(", snapshots every {s} s"))
+                .unwrap_or_default();
+            eprintln!(
+                "bench {shape:?}: {nodes}{cached_text} noop nodes on {backend}, {runs} run(s){snapshot_text}"
+            );
             for (index, result) in bench::run(options).await?.iter().enumerate() {
                 println!(
                     "{:?} nodes={nodes} backend={backend} run={} phase={} engine={} ms per_node={:.3} ms wall={} ms",

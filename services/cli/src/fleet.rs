@@ -24,6 +24,9 @@ pub struct FleetConfig {
     pub notifier_database_url: String,
     pub bootstrap_project: Option<String>,
     pub propellers: usize,
+    /// How often the propellers store snapshots of their partitions in `database_url`; `None`: never (one
+    /// process on the embedded log replays its partitions in moments).
+    pub snapshot_interval: Option<std::time::Duration>,
 }
 
 impl FleetConfig {
@@ -44,6 +47,7 @@ impl FleetConfig {
             listen,
             bootstrap_project: Some("default".to_string()),
             propellers: 1,
+            snapshot_interval: None,
         }
     }
 }
@@ -110,8 +114,15 @@ impl Fleet {
                 max_running_attempts: None,
                 pools: Arc::clone(&pools),
                 pool_lease: std::time::Duration::from_secs(30),
-                // One process on the embedded log replays its partitions in moments.
-                snapshots: None,
+                snapshots: match config.snapshot_interval {
+                    Some(interval) => Some(aloft_propeller::engine::SnapshotOptions {
+                        store: aloft_store::Store::connect(&config.database_url)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("snapshot database {}: {e}", config.database_url))?,
+                        interval,
+                    }),
+                    None => None,
+                },
             };
             tasks.push(tokio::spawn(aloft_propeller::run(
                 options,
