@@ -409,6 +409,21 @@ impl ExecutionState {
         self.ready_if_unblocked(map);
     }
 
+    /// Whether `node` is a ready, not yet expanded node of the kind `is_kind` accepts (a map or a dynamic
+    /// node) in a running execution.
+    fn may_expand(&self, node: usize, is_kind: fn(&Control) -> bool) -> bool {
+        let kind_matches = self
+            .workflow
+            .nodes
+            .get(node)
+            .and_then(|n| n.control.as_ref())
+            .is_some_and(is_kind);
+        kind_matches
+            && !self.phase.is_terminal()
+            && self.nodes[node].phase == NodePhase::Queued
+            && self.nodes[node].items.is_none()
+    }
+
     /// The planned workflow of dynamic node `node`, compiled (the planner has succeeded).
     pub fn planned_workflow(&self, node: usize) -> Result<CompiledWorkflow, String> {
         let compiled = &self.workflow.nodes[node];
@@ -855,32 +870,14 @@ impl ExecutionState {
                 }
             }
             ExecutionEvent::DynamicExpanded { node, .. } => {
-                let is_dynamic = matches!(
-                    self.workflow.nodes.get(*node).map(|n| &n.control),
-                    Some(Some(Control::Dynamic(_)))
-                );
-                if !is_dynamic
-                    || self.phase.is_terminal()
-                    || self.nodes[*node].phase != NodePhase::Queued
-                    || self.nodes[*node].items.is_some()
-                {
-                    return;
+                if self.may_expand(*node, |control| matches!(control, Control::Dynamic(_))) {
+                    self.expand_dynamic(*node);
                 }
-                self.expand_dynamic(*node);
             }
             ExecutionEvent::MapExpanded { node, .. } => {
-                let is_map = matches!(
-                    self.workflow.nodes.get(*node).map(|n| &n.control),
-                    Some(Some(Control::Map(_)))
-                );
-                if !is_map
-                    || self.phase.is_terminal()
-                    || self.nodes[*node].phase != NodePhase::Queued
-                    || self.nodes[*node].items.is_some()
-                {
-                    return;
+                if self.may_expand(*node, |control| matches!(control, Control::Map(_))) {
+                    self.expand_map(*node);
                 }
-                self.expand_map(*node);
             }
             ExecutionEvent::BranchTaken { node, case, .. } => {
                 if self.phase.is_terminal() || !self.undecided_branches.contains(node) {

@@ -132,49 +132,23 @@ struct Run {
 
 impl Run {
     fn start(workflow: &CompiledWorkflow, inputs: Outputs) -> Run {
-        let id = ExecutionId {
-            project: "p".into(),
-            domain: "d".into(),
-            name: "e".into(),
-        };
-        let mut run = Run {
-            fold: PartitionFold::default(),
-            log: Vec::new(),
-            id: id.clone(),
-            now: 0,
-        };
-        run.offer(
-            EventMeta {
-                seq: 1,
-                writer_epoch: 1,
+        Run::from_request(ExecutionEvent::ExecutionRequested {
+            execution: ExecutionId {
+                project: "p".into(),
+                domain: "d".into(),
+                name: "e".into(),
             },
-            ExecutionEvent::PartitionClaimed {
-                partition: 0,
-                epoch: 1,
-                owner: "o".into(),
-                at: 0,
-            },
-        );
-        run.offer(
-            EventMeta {
-                seq: 0,
-                writer_epoch: 0,
-            },
-            ExecutionEvent::ExecutionRequested {
-                execution: id,
-                request_id: "r".into(),
-                workflow: Box::new(workflow.clone()),
-                inputs,
-                launch_plan: None,
-                requested_at: 0,
-                scheduled_at: None,
-                overwrite_cache: false,
-                notifications: None,
-                recovery: None,
-                parent: None,
-            },
-        );
-        run
+            request_id: "r".into(),
+            workflow: Box::new(workflow.clone()),
+            inputs,
+            launch_plan: None,
+            requested_at: 0,
+            scheduled_at: None,
+            overwrite_cache: false,
+            notifications: None,
+            recovery: None,
+            parent: None,
+        })
     }
 
     /// A run of the execution `request` asks for (a child's request, as its parent's owner appends it).
