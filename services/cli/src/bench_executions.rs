@@ -114,6 +114,8 @@ impl Propeller {
             .env("ALOFT_PARTITIONS", PARTITIONS.to_string())
             .env("ALOFT_WORK_DIR", work_dir)
             .env("ALOFT_MEMBER_ID", member)
+            // Recovery is measured as a replay of the partitions from offset 0 (no snapshot database).
+            .env("ALOFT_SNAPSHOT_INTERVAL_SECS", "0")
             .env("ALOFT_OPS_LISTEN", format!("127.0.0.1:{ops_port}"))
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
