@@ -52,6 +52,8 @@ struct AttemptFinished {
     memoized: MemoizedAttempt,
     /// It gave resource-pool tokens back: tenants waiting on pools may try again.
     released_pools: bool,
+    /// Started by a previous owner and re-attached: it held no slot of this propeller's dispatcher.
+    reattached: bool,
 }
 
 /// How attempts run: the executors, and the catalog that memoizes cached tasks (none: they always run).
@@ -612,6 +614,10 @@ impl Engine {
         }
         self.send_requests(requests);
         for key in lost {
+            if self.reattach(partition, &key) {
+                info!(execution = %key.execution, node = key.node, attempt = key.attempt, "re-attached to a task process started by the previous owner");
+                continue;
+            }
             warn!(execution = %key.execution, node = key.node, attempt = key.attempt, "task attempt lost, retrying");
             let event = ExecutionEvent::AttemptFailed {
                 execution: key.execution.clone(),
@@ -1141,8 +1147,55 @@ impl Engine {
                 key,
                 memoized,
                 released_pools,
+                reattached: false,
             });
         });
+    }
+
+    /// Follows an attempt the log says is running but that no longer runs here, if its process still runs
+    /// on this machine or recorded how it ended (`Executors::reattach`); it then reports like any other
+    /// attempt. It holds no executor slot or pool tokens of this propeller.
+    fn reattach(&mut self, partition: u32, key: &AttemptKey) -> bool {
+        let Some(state) = self
+            .partitions
+            .get(&partition)
+            .and_then(|rt| rt.fold.executions.get(&key.execution))
+        else {
+            return false;
+        };
+        let compiled = &state.workflow.nodes[key.node];
+        let Ok(inputs) = state.node_inputs(key.node) else {
+            return false;
+        };
+        let request = AttemptRequest {
+            execution: key.execution.clone(),
+            node_id: compiled.id.clone(),
+            attempt: key.attempt,
+            task: compiled.task.clone(),
+            task_version: compiled.task_id.version.clone(),
+            inputs,
+        };
+        let cancel = CancellationToken::new();
+        let Some(waiting) = self.runner.executors.reattach(request, cancel.clone()) else {
+            return false;
+        };
+        self.running.insert(key.clone(), cancel);
+        let (finished_tx, key) = (self.finished_tx.clone(), key.clone());
+        tokio::spawn(async move {
+            let outcome = waiting.await;
+            let _ = finished_tx.send(AttemptFinished {
+                partition,
+                key,
+                memoized: MemoizedAttempt {
+                    outcome,
+                    cache: None,
+                    finished_at: now_millis(),
+                },
+                released_pools: false,
+                reattached: true,
+            });
+        });
+        true
     }
 
     fn cancel_attempts_of_partition(&mut self, partition: u32) {
@@ -1182,6 +1235,10 @@ impl Engine {
     }
 
     fn on_attempt_finished(&mut self, finished: AttemptFinished) {
+        if finished.reattached {
+            self.record_attempt_finished(finished);
+            return;
+        }
         // Its slot is free: the dispatcher picks who runs next.
         let tenant = tenant_of(&finished.key.execution);
         self.dispatcher.finished(&tenant);

@@ -138,9 +138,17 @@ async fn run_process(
         Ok(file) => file,
         Err(error) => return system_error(format!("cannot open {}: {error}", log_path.display())),
     };
-    let mut process = Command::new(&command[0]);
+    // A shell runs the command and records its exit status in the attempt directory, so a propeller that
+    // takes over after this one died can re-attach to the process and still learn how it ended.
+    let mut process = Command::new("sh");
     process
-        .args(&command[1..])
+        .arg("-c")
+        .arg(format!(
+            "command -v \"$1\" >/dev/null 2>&1 || {{ echo \"cannot start $1: not found\" >&2; echo 127 > {EXIT_STATUS_FILE}; exit 127; }}; \
+             \"$@\"; status=$?; echo $status > {EXIT_STATUS_FILE}; exit $status"
+        ))
+        .arg("aloft-task")
+        .args(command)
         .current_dir(dir)
         .env("ALOFT_INPUT_DIR", &inputs_dir)
         .env("ALOFT_OUTPUT_DIR", &outputs_dir)
@@ -171,6 +179,11 @@ async fn run_process(
         Err(error) => return user_error(format!("cannot start {:?}: {error}", command[0])),
     };
     let process_group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    if let Some(pid) = child.id() {
+        if let Err(error) = tokio::fs::write(dir.join(PID_FILE), pid.to_string()).await {
+            tracing::warn!(%error, "cannot record the attempt's pid; it cannot be re-attached");
+        }
+    }
     let timeout = request
         .task
         .timeout_millis()
@@ -207,6 +220,78 @@ async fn run_process(
         return user_error(format!("exited with {code}; log {}:{tail}", log_path.display()));
     }
     read_outputs(&outputs_dir, &request.task).await
+}
+
+/// The file in an attempt directory holding the pid of the attempt's process group leader.
+const PID_FILE: &str = ".aloft-pid";
+/// The file the wrapper shell writes the command's exit status to when it ends.
+const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
+
+impl Executors {
+    /// For a process attempt started by an earlier owner of its partition: if its process still runs here
+    /// (same pid, working in the attempt's directory) or ended and recorded its exit status, a future that
+    /// waits for it and reports how it ended, as if this propeller had started it. `None`: the attempt is
+    /// lost (its process is gone without a status, or it never ran on this machine).
+    pub fn reattach(
+        &self,
+        request: AttemptRequest,
+        cancel: CancellationToken,
+    ) -> Option<futures::future::BoxFuture<'static, AttemptOutcome>> {
+        use futures::FutureExt;
+        if !matches!(request.task.run, TaskKind::Process { .. }) {
+            return None;
+        }
+        let dir = self.attempt_dir(&request);
+        let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let ours = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .ok()
+            .zip(std::fs::canonicalize(&dir).ok())
+            .is_some_and(|(cwd, dir)| cwd == dir);
+        let running = ours && process_alive(pid);
+        if !running && !dir.join(EXIT_STATUS_FILE).exists() {
+            return None;
+        }
+        Some(
+            async move {
+                while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = cancel.cancelled() => {
+                            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                            return AttemptOutcome::Cancelled;
+                        }
+                    }
+                }
+                let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
+                match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
+                    Some(0) => read_outputs(&dir.join("outputs"), &request.task).await,
+                    Some(code) => {
+                        let log_path = dir.join("log.txt");
+                        let tail = log_tail(&log_path).await;
+                        user_error(format!("exited with {code}; log {}:{tail}", log_path.display()))
+                    }
+                    None => system_error("attempt lost: its process ended without recording an exit status"),
+                }
+            }
+            .boxed(),
+        )
+    }
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: `PID (NAME) S ...`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start())
+            .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
 }
 
 async fn log_tail(path: &Path) -> String {

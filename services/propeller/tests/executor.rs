@@ -223,3 +223,39 @@ async fn built_ins_echo_their_inputs_and_a_missing_command_is_a_clear_error() {
     };
     assert!(message.contains("/no/such/program"), "{message}");
 }
+
+#[tokio::test]
+async fn an_attempt_that_ended_unwatched_is_re_attached_from_its_recorded_status() {
+    let work = tempfile::tempdir().unwrap();
+    let executors = Executors::new(work.path().to_path_buf());
+    let task = process_task("echo 5 > $ALOFT_OUTPUT_DIR/n", &[], &[("n", "integer")], None);
+    let attempt = request(task.clone(), &[]);
+    // Never started here: nothing to re-attach to.
+    assert!(executors
+        .reattach(attempt.clone(), CancellationToken::new())
+        .is_none());
+    let ran = executors.run(attempt.clone(), CancellationToken::new()).await;
+    assert_eq!(
+        ran,
+        AttemptOutcome::Succeeded([("n".to_string(), Value::Integer(5))].into())
+    );
+    // As a new owner finds it: the process is gone, its exit status and outputs are in its directory.
+    let Some(waiting) = executors.reattach(attempt, CancellationToken::new()) else {
+        panic!("an attempt with a recorded status is re-attached")
+    };
+    assert_eq!(waiting.await, ran);
+
+    let failing = request(process_task("echo broken >&2; exit 3", &[], &[], None), &[]);
+    executors.run(failing.clone(), CancellationToken::new()).await;
+    let Some(waiting) = executors.reattach(failing, CancellationToken::new()) else {
+        panic!("a failed attempt with a recorded status is re-attached")
+    };
+    let AttemptOutcome::Failed { kind, message } = waiting.await else {
+        panic!("expected the recorded failure")
+    };
+    assert_eq!(kind, ErrorKind::User);
+    assert!(
+        message.contains("exited with 3") && message.contains("broken"),
+        "{message}"
+    );
+}
