@@ -544,8 +544,27 @@ fn node_error(node: &str, message: String) -> CompileError {
     }
 }
 
+/// `task` with the node's own timeout, if it sets one (checked like a task's).
+fn with_node_timeout(node: &NodeSpec, mut task: TaskSpec) -> Result<TaskSpec, CompileError> {
+    if let Some(timeout) = &node.timeout {
+        match parse_duration_millis(timeout) {
+            Ok(millis) if millis > 0 => task.timeout = Some(timeout.clone()),
+            Ok(_) => return Err(node_error(&node.id, "timeout must be positive".to_string())),
+            Err(e) => return Err(node_error(&node.id, format!("timeout: {e}"))),
+        }
+    }
+    Ok(task)
+}
+
 fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, CompileError> {
     validate_name("node id", &node.id).map_err(|e| CompileError::InvalidName(e.to_string()))?;
+    let timeout_applies = node.task.is_some() || node.map.is_some();
+    if node.timeout.is_some() && !timeout_applies {
+        return Err(node_error(
+            &node.id,
+            "only task and map nodes take a timeout (a gate has its own)".to_string(),
+        ));
+    }
     match node.kind().map_err(CompileError::InvalidName)? {
         NodeSpecKind::Task(task) => {
             let (id, spec) =
@@ -553,6 +572,7 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
                     node: node.id.clone(),
                     task: task.to_string(),
                 })?;
+            let spec = with_node_timeout(node, spec)?;
             Ok(ResolvedNode {
                 interface: spec.interface.clone(),
                 kind: ResolvedKind::Task(id, Box::new(spec)),
@@ -672,6 +692,7 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
                 };
                 *output = LiteralType::List(Box::new(item));
             }
+            let task = with_node_timeout(node, task)?;
             let control = MapControl {
                 task_id,
                 retries: node.retries.unwrap_or(task.retries),

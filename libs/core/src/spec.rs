@@ -266,6 +266,9 @@ pub struct NodeSpec {
     /// Overrides the task's retry policy for this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryPolicy>,
+    /// Overrides the task's per-attempt timeout for this node (a task or map node), e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// What a node does, as given by the one of `task`, `workflow`, `branch`, `gate` it sets.
@@ -295,6 +298,7 @@ impl NodeSpec {
             inputs,
             after: Vec::new(),
             retries: None,
+            timeout: None,
         }
     }
 

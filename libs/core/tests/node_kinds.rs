@@ -920,6 +920,66 @@ fn a_failed_child_fails_its_node_with_the_childs_error() {
     );
 }
 
+#[test]
+fn a_map_inside_a_subworkflow_and_a_node_timeout_override() {
+    let squares = r#"
+name: squares
+interface: {inputs: {xs: "list<integer>"}, outputs: {ns: "list<integer>"}}
+nodes:
+  - {id: each, map: {task: inc, over: n, concurrency: 2}, inputs: {n: inputs.xs}, timeout: 5m}
+outputs: {ns: each.n}
+"#;
+    let top = r#"
+name: top
+interface: {outputs: {ns: "list<integer>"}}
+nodes:
+  - {id: inner, workflow: squares, inputs: {xs: {value: [1, 2, 3]}}}
+  - {id: quick, task: noop, timeout: 30s}
+outputs: {ns: inner.ns}
+"#;
+    let workflow = compile(&[squares, top]).unwrap();
+    let node = |id: &str| workflow.nodes.iter().find(|n| n.id == id).unwrap();
+    assert_eq!(
+        node("quick").task.timeout.as_deref(),
+        Some("30s"),
+        "the node's timeout replaces the task's"
+    );
+    let Some(aloft_core::compiler::Control::Map(map)) = &node("inner/each").control else {
+        panic!("inner/each is a map");
+    };
+    assert_eq!(
+        map.task.timeout.as_deref(),
+        Some("5m"),
+        "each item runs with the map node's timeout"
+    );
+    let mut run = Run::start(&workflow, Outputs::new());
+    run.run_until(1_000);
+    assert_eq!(
+        run.state().phase,
+        ExecutionPhase::Succeeded,
+        "{:?}",
+        run.state().error
+    );
+    let expected: Vec<Value> = [2, 3, 4].iter().map(|i| Value::Integer(*i)).collect();
+    assert_eq!(run.state().outputs["ns"], Value::List(expected));
+    assert_eq!(run.phase_of("inner/each[2]"), NodePhase::Succeeded);
+    run.assert_replay_gives_the_live_state();
+
+    for (from, to, expected) in [
+        ("timeout: 30s", "timeout: soon", "\"quick\": timeout"),
+        ("timeout: 30s", "timeout: 0s", "timeout must be positive"),
+    ] {
+        let error = compile(&[squares, &top.replace(from, to)]).unwrap_err();
+        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+    }
+    let gate = "name: g\nnodes: [{id: wait, gate: {sleep: 1s}, timeout: 5s}]\n";
+    let error = compile(&[gate]).unwrap_err();
+    assert!(
+        error.contains("only task and map nodes take a timeout"),
+        "{error}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 

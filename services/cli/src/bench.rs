@@ -104,6 +104,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
                 _ => vec![],
             },
             retries: None,
+            timeout: None,
         })
         .collect();
     WorkflowSpec {
