@@ -133,6 +133,27 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// A node that has not run: `phase` Queued or Pending, waiting for `waiting_on` upstream nodes, and
+    /// `released` unless its branch has yet to take its case.
+    fn fresh(phase: NodePhase, waiting_on: usize, released: bool) -> NodeState {
+        NodeState {
+            phase,
+            attempts: Vec::new(),
+            user_failures: 0,
+            system_failures: 0,
+            outputs: None,
+            error: None,
+            taken_case: None,
+            gate_until: None,
+            items: None,
+            planned_outputs: None,
+            child: None,
+            child_result: None,
+            waiting_on,
+            released,
+        }
+    }
+
     pub fn running_attempt(&self) -> Option<&AttemptState> {
         self.attempts.last().filter(|a| a.phase == AttemptPhase::Running)
     }
@@ -206,22 +227,7 @@ impl ExecutionState {
             } else {
                 NodePhase::Pending
             };
-            nodes.push(NodeState {
-                phase,
-                attempts: Vec::new(),
-                user_failures: 0,
-                system_failures: 0,
-                outputs: None,
-                error: None,
-                taken_case: None,
-                gate_until: None,
-                items: None,
-                planned_outputs: None,
-                child: None,
-                child_result: None,
-                waiting_on: node.upstream.len(),
-                released,
-            });
+            nodes.push(NodeState::fresh(phase, node.upstream.len(), released));
         }
         ExecutionState {
             id,
@@ -381,22 +387,7 @@ impl ExecutionState {
                 item_of: Some(map),
             });
             downstream.push(vec![map]);
-            self.nodes.push(NodeState {
-                phase: NodePhase::Queued,
-                attempts: Vec::new(),
-                user_failures: 0,
-                system_failures: 0,
-                outputs: None,
-                error: None,
-                taken_case: None,
-                gate_until: None,
-                items: None,
-                planned_outputs: None,
-                child: None,
-                child_result: None,
-                waiting_on: 0,
-                released: true,
-            });
+            self.nodes.push(NodeState::fresh(NodePhase::Queued, 0, true));
             self.ready.insert(first + index);
         }
         let end = self.nodes.len();
@@ -474,22 +465,7 @@ impl ExecutionState {
                 NodePhase::Pending
             };
             workflow.nodes.push(added_node);
-            self.nodes.push(NodeState {
-                phase,
-                attempts: Vec::new(),
-                user_failures: 0,
-                system_failures: 0,
-                outputs: None,
-                error: None,
-                taken_case: None,
-                gate_until: None,
-                items: None,
-                planned_outputs: None,
-                child: None,
-                child_result: None,
-                waiting_on,
-                released,
-            });
+            self.nodes.push(NodeState::fresh(phase, waiting_on, released));
         }
         let state = &mut self.nodes[node];
         state.items = Some(first..first + count);
