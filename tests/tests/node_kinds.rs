@@ -18,6 +18,26 @@ fn spec() -> String {
         "{example}---\nkind: workflow\nname: impatient\nnodes:\n  - {{id: go, gate: {{signal: {{name: go, timeout: 1s}}}}}}\n"
     )
 }
+/// A deployment on Kafka + Postgres with admin and, when `with_propeller`, one propeller; `None` without
+/// the real backends.
+async fn deploy(with_propeller: bool) -> Option<(Deployment, Vec<Service>, AdminClient)> {
+    let (brokers, database) = real_backends()?;
+    let deployment = Deployment::new(&brokers, &database).await;
+    let mut services = vec![deployment.start_admin()];
+    if with_propeller {
+        services.push(deployment.start_propeller("p1"));
+    }
+    let client = deployment.client().await;
+    Some((deployment, services, client))
+}
+
+/// Writes spec `text` to `name` in the deployment's scratch directory and registers it.
+async fn register_text(deployment: &Deployment, client: &mut AdminClient, name: &str, text: &str) {
+    let spec_file = deployment.scratch.path().join(name);
+    std::fs::write(&spec_file, text).unwrap();
+    register_file(client, &spec_file).await;
+}
+
 fn node<'a>(execution: &'a wire::Execution, id: &str) -> &'a wire::NodeExecution {
     execution
         .nodes
@@ -47,16 +67,10 @@ fn approve_request(id: &wire::ExecutionIdentifier, node: &str) -> wire::ApproveE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, _services, mut client)) = deploy(true).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = deployment.start_propeller("p1");
-    let mut client = deployment.client().await;
-    let spec_file = deployment.scratch.path().join("release.yaml");
-    std::fs::write(&spec_file, spec()).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(&deployment, &mut client, "release.yaml", &spec()).await;
     let aloft = |args: &[&str]| {
         let output = std::process::Command::new(binary("aloft"))
             .arg("--admin")
@@ -215,15 +229,10 @@ async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, _services, mut client)) = deploy(false).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let mut client = deployment.client().await;
-    let spec_file = deployment.scratch.path().join("base.yaml");
-    std::fs::write(&spec_file, spec()).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(&deployment, &mut client, "base.yaml", &spec()).await;
     for (bad, expected) in [
         ("prep.n > 10", "prep.n > 'ten'", "compares integer with string"),
         (
@@ -269,13 +278,9 @@ async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_map_runs_a_task_per_item_on_kafka_and_tolerates_failures_within_its_ratio() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, _services, mut client)) = deploy(true).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = deployment.start_propeller("p1");
-    let mut client = deployment.client().await;
     let spec = r#"kind: task
 name: picky
 version: "1"
@@ -297,9 +302,7 @@ interface: {inputs: {xs: "list<integer>"}}
 nodes:
   - {id: each, map: {task: picky, over: n}, inputs: {n: inputs.xs, offset: {value: 0}}}
 "#;
-    let spec_file = deployment.scratch.path().join("fan.yaml");
-    std::fs::write(&spec_file, spec).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(&deployment, &mut client, "fan.yaml", spec).await;
     let items: Vec<String> = (0..150).map(|i| i.to_string()).collect();
     let list = format!("[{}]", items.join(","));
 
@@ -383,13 +386,9 @@ printf '{"name":"steps","interface":{"inputs":{"n":"integer"},"outputs":{"total"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_node_runs_the_workflow_its_planner_writes_on_kafka() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, _services, mut client)) = deploy(true).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = deployment.start_propeller("p1");
-    let mut client = deployment.client().await;
     let script = deployment.scratch.path().join("plan.sh");
     std::fs::write(&script, PLANNER).unwrap();
     let planner = format!(
@@ -412,9 +411,13 @@ outputs: {{result: last.n}}
 "#,
         script.display()
     );
-    let spec_file = deployment.scratch.path().join("planned.yaml");
-    std::fs::write(&spec_file, format!("{}{planner}", spec())).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(
+        &deployment,
+        &mut client,
+        "planned.yaml",
+        &format!("{}{planner}", spec()),
+    )
+    .await;
 
     // Three steps: 4, 5, 6; 6 > 5 takes the big case (+100); then `last` adds one.
     let id = launch(&mut client, workflow("planned"), "planned-3", &[("n", "3")])
@@ -475,13 +478,9 @@ outputs: {{result: last.n}}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_plan_node_runs_a_linked_child_execution_and_aborting_the_parent_aborts_it() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, _services, mut client)) = deploy(true).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = deployment.start_propeller("p1");
-    let mut client = deployment.client().await;
     let plans = r#"---
 kind: launch_plan
 name: plus-two-default
@@ -511,9 +510,13 @@ name: waits-for-child
 nodes:
   - {id: child, launch_plan: waiter-plan}
 "#;
-    let spec_file = deployment.scratch.path().join("plans.yaml");
-    std::fs::write(&spec_file, format!("{}{plans}", spec())).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(
+        &deployment,
+        &mut client,
+        "plans.yaml",
+        &format!("{}{plans}", spec()),
+    )
+    .await;
 
     let id = launch(&mut client, workflow("parent"), "parent-1", &[("x", "10")])
         .await

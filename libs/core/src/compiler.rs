@@ -379,17 +379,6 @@ impl CompiledWorkflow {
             on_failure: FailurePolicy::FailFast,
         }
     }
-
-    /// The signal names this workflow's gates wait for (approvals as `approve:NODE`), by node index.
-    pub fn signals(&self) -> impl Iterator<Item = (usize, String)> + '_ {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(index, node)| match &node.control {
-                Some(Control::Gate(gate)) => gate.signal_name(&node.id).map(|name| (index, name)),
-                _ => None,
-            })
-    }
 }
 
 fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, String> {

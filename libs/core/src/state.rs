@@ -564,10 +564,6 @@ impl ExecutionState {
             .min()
     }
 
-    pub fn has_open_gates(&self) -> bool {
-        !self.open_gates.is_empty()
-    }
-
     /// Launch-plan nodes whose child execution runs (as far as this execution knows): `(node, child)`.
     pub fn running_children(&self) -> impl Iterator<Item = (usize, &ExecutionId)> + '_ {
         self.running_children

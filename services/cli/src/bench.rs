@@ -281,6 +281,23 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
     Ok(results)
 }
 
+/// Appends records grouped by partition, one batch per partition, all in flight at once (how the benches
+/// load the log as many admins or propellers would).
+pub async fn append_by_partition(
+    log: &dyn aloft_eventlog::EventLog,
+    topic: &str,
+    batches: std::collections::HashMap<u32, Vec<(String, Vec<u8>)>>,
+) -> anyhow::Result<()> {
+    let appends: Vec<_> = batches
+        .into_iter()
+        .map(|(partition, records)| log.append_batch(topic, partition, records))
+        .collect();
+    for append in appends {
+        append.await?;
+    }
+    Ok(())
+}
+
 /// Latency percentiles of the event log itself, in microseconds.
 #[derive(Debug, Clone)]
 pub struct LogLatency {

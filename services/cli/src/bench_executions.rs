@@ -236,13 +236,7 @@ pub async fn run(kafka_brokers: Option<&str>, executions: usize) -> anyhow::Resu
             .or_default()
             .push((key, envelope.encode()));
     }
-    let appends: Vec<_> = batches
-        .into_iter()
-        .map(|(partition, records)| log.append_batch(&topics.executions, partition, records))
-        .collect();
-    for append in appends {
-        append.await?;
-    }
+    crate::bench::append_by_partition(&*log, &topics.executions, batches).await?;
     let append_seconds = started.elapsed().as_secs_f64();
     eprintln!("{executions} execution requests appended in {append_seconds:.1} s; waiting until all sleep");
 

@@ -85,13 +85,7 @@ pub async fn run(
             let batch = batches.entry(partition_for_key(&key, partitions)).or_default();
             batch.extend(envelopes.into_iter().map(|bytes| (key.clone(), bytes)));
         }
-        let appends: Vec<_> = batches
-            .into_iter()
-            .map(|(partition, records)| log.append_batch(&topics.executions, partition, records))
-            .collect();
-        for append in appends {
-            append.await?;
-        }
+        crate::bench::append_by_partition(&*log, &topics.executions, batches).await?;
     }
     let append_seconds = started.elapsed().as_secs_f64();
     eprintln!("{executions} failed executions appended in {append_seconds:.2} s; waiting for the emails");
