@@ -310,57 +310,6 @@ impl<'a> LoggedEvent<'a> {
     }
 }
 
-/// A row of `node_executions` for a node an execution gained (at its request, or added at run time).
-struct NodeRow<'a> {
-    index: usize,
-    node_id: String,
-    task: &'a aloft_core::Identifier,
-    phase: NodePhase,
-    outputs_json: String,
-}
-
-/// Inserts node rows, a multi-row statement per 200 rows rather than a round trip per node (a map adds
-/// thousands at once).
-async fn insert_node_rows(conn: &mut AnyConnection, id: &ExecutionId, rows: &[NodeRow<'_>]) -> Result<()> {
-    const COLUMNS: usize = 6;
-    for chunk in rows.chunks(200) {
-        let mut sql = String::from(
-            "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
-             task_version, phase, attempts, outputs_json, error) VALUES ",
-        );
-        for position in 0..chunk.len() {
-            let base = 4 + position * COLUMNS;
-            if position > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "($1, $2, $3, ${}, ${}, ${}, ${}, ${}, 0, ${}, '')",
-                base,
-                base + 1,
-                base + 2,
-                base + 3,
-                base + 4,
-                base + 5
-            ));
-        }
-        let mut query = sqlx::query(&sql)
-            .bind(&id.project)
-            .bind(&id.domain)
-            .bind(&id.name);
-        for row in chunk {
-            query = query
-                .bind(row.index as i64)
-                .bind(&row.node_id)
-                .bind(&row.task.name)
-                .bind(&row.task.version)
-                .bind(row.phase.as_str())
-                .bind(&row.outputs_json);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 /// A node the state machine runs itself (a deciding branch, a waiting gate) is RUNNING; `wait_reason` says
 /// what a gate waits for.
 async fn set_node_running(
@@ -433,31 +382,34 @@ pub async fn apply_execution_event(
             .bind(*scheduled_at)
             .execute(&mut *conn)
             .await?;
-            let rows: Vec<NodeRow> = workflow
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(index, node)| {
-                    let recovered = recovery
-                        .as_ref()
-                        .and_then(|recovery| recovery.nodes.get(&node.id));
-                    let phase = if recovered.is_some() {
-                        NodePhase::Recovered
-                    } else if node.upstream.is_empty() && node.case_of.is_none() {
-                        NodePhase::Queued
-                    } else {
-                        NodePhase::Pending
-                    };
-                    NodeRow {
-                        index,
-                        node_id: node.id.clone(),
-                        task: &node.task_id,
-                        phase,
-                        outputs_json: recovered.map(to_json).unwrap_or_default(),
-                    }
-                })
-                .collect();
-            insert_node_rows(conn, id, &rows).await?;
+            for (index, node) in workflow.nodes.iter().enumerate() {
+                let recovered = recovery
+                    .as_ref()
+                    .and_then(|recovery| recovery.nodes.get(&node.id));
+                let phase = if recovered.is_some() {
+                    NodePhase::Recovered
+                } else if node.upstream.is_empty() && node.case_of.is_none() {
+                    NodePhase::Queued
+                } else {
+                    NodePhase::Pending
+                };
+                sqlx::query(
+                    "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
+                     task_version, phase, attempts, outputs_json, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, '')",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(index as i64)
+                .bind(&node.id)
+                .bind(&node.task_id.name)
+                .bind(&node.task_id.version)
+                .bind(phase.as_str())
+                .bind(recovered.map(to_json).unwrap_or_default())
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         ExecutionEvent::TerminateRequested { .. }
         | ExecutionEvent::SignalReceived { .. }
@@ -516,18 +468,23 @@ pub async fn apply_execution_event(
             ..
         } => {
             set_node_running(conn, id, *node, "", *at).await?;
-            let rows: Vec<NodeRow> = added
-                .iter()
-                .enumerate()
-                .map(|(offset, added_node)| NodeRow {
-                    index: first + offset,
-                    node_id: added_node.id.clone(),
-                    task: &added_node.task,
-                    phase: NodePhase::Pending,
-                    outputs_json: String::new(),
-                })
-                .collect();
-            insert_node_rows(conn, id, &rows).await?;
+            for (offset, added_node) in added.iter().enumerate() {
+                let index = first + offset;
+                sqlx::query(
+                    "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
+                     task_version, phase, attempts, outputs_json, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', 0, '', '')",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(index as i64)
+                .bind(&added_node.id)
+                .bind(&added_node.task.name)
+                .bind(&added_node.task.version)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         ExecutionEvent::MapExpanded {
             node,
@@ -549,16 +506,36 @@ pub async fn apply_execution_event(
             .fetch_optional(&mut *conn)
             .await?
             .unwrap_or_default();
-            let rows: Vec<NodeRow> = (0..*items)
-                .map(|item| NodeRow {
-                    index: first + item,
-                    node_id: format!("{map_id}[{item}]"),
-                    task,
-                    phase: NodePhase::Queued,
-                    outputs_json: String::new(),
-                })
-                .collect();
-            insert_node_rows(conn, id, &rows).await?;
+            // Many items: one multi-row insert per chunk rather than a round trip per item.
+            for chunk_start in (0..*items).step_by(500) {
+                let chunk_end = (chunk_start + 500).min(*items);
+                let mut sql = String::from(
+                    "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
+                     task_version, phase, attempts, outputs_json, error) VALUES ",
+                );
+                for (position, _) in (chunk_start..chunk_end).enumerate() {
+                    let base = position * 2 + 6;
+                    if position > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "($1, $2, $3, ${base}, ${}, $4, $5, 'QUEUED', 0, '', '')",
+                        base + 1
+                    ));
+                }
+                let mut query = sqlx::query(&sql)
+                    .bind(p)
+                    .bind(d)
+                    .bind(n)
+                    .bind(&task.name)
+                    .bind(&task.version);
+                for item in chunk_start..chunk_end {
+                    query = query
+                        .bind((first + item) as i64)
+                        .bind(format!("{map_id}[{item}]"));
+                }
+                query.execute(&mut *conn).await?;
+            }
         }
         ExecutionEvent::ExecutionStarted { at, .. } => {
             sqlx::query(
