@@ -529,9 +529,16 @@ nodes:
         domain: DOMAIN.into(),
         name: name.into(),
     };
-    for (child, expected) in [("parent-1-kid", "n=12"), ("parent-1-defaulted", "n=7")] {
+    for (node_id, child, expected) in [
+        ("kid", "parent-1-kid", "n=12"),
+        ("defaulted", "parent-1-defaulted", "n=7"),
+    ] {
         let child_execution = wait_succeeded(&mut client, &child_id(child), Duration::from_secs(30)).await;
         assert_eq!(scalar_outputs(&child_execution), [expected], "{child}");
+        // Linked both ways in the read model: the child names its parent and node, the node its child.
+        assert_eq!(child_execution.parent.as_ref(), Some(&id), "{child}");
+        assert_eq!(child_execution.parent_node, node_id);
+        assert_eq!(node(&finished, node_id).child_execution, child);
         let history = assert_history_gap_free(&mut client, &child_id(child)).await;
         assert!(
             history[0]

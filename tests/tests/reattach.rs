@@ -1,6 +1,7 @@
 //! Re-attaching: when the propeller that started a task process is SIGKILLed but the process lives on (the
 //! machine did not die), the propeller that takes the partition over follows that process to its end instead
-//! of running the attempt again.
+//! of running the attempt again. A propeller stopped gracefully interrupts its interruptible attempts (retried
+//! at once as system errors) and leaves the others running for its successor.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -66,4 +67,99 @@ run:
     let node = &finished.nodes[0];
     assert_eq!(node.attempts, 1, "no second attempt: {node:?}");
     assert_history_gap_free(&mut client, &id).await;
+}
+
+/// A task that appends a line to `runs` when it starts, sleeps, then outputs `done`; one system retry.
+fn logging_task(name: &str, runs: &std::path::Path, interruptible: bool) -> String {
+    format!(
+        r#"kind: task
+name: {name}
+version: "1"
+interface: {{outputs: {{done: boolean}}}}
+interruptible: {interruptible}
+retries: {{system: 1}}
+run:
+  process:
+    command: ["sh", "-c", "echo started >> {runs}; sleep 6; echo true > \"$ALOFT_OUTPUT_DIR/done\""]
+---
+"#,
+        runs = runs.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_propeller_interrupts_interruptible_attempts_and_leaves_the_others_running() {
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let mut first = deployment.start_propeller("first");
+    let mut client = deployment.client().await;
+    let scratch = deployment.scratch.path();
+    let (spare_runs, steady_runs) = (scratch.join("spare-runs"), scratch.join("steady-runs"));
+    let spec = format!(
+        "{}{}kind: workflow\nname: mixed\nnodes:\n  - {{id: spare, task: spare}}\n  - {{id: steady, task: steady}}\n",
+        logging_task("spare", &spare_runs, true),
+        logging_task("steady", &steady_runs, false),
+    );
+    let spec_file = scratch.join("mixed.yaml");
+    std::fs::write(&spec_file, spec).unwrap();
+    register_file(&mut client, &spec_file).await;
+    let id = launch(&mut client, workflow("mixed"), "mixed-1", &[])
+        .await
+        .unwrap();
+    let runs_of = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default().lines().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while runs_of(&spare_runs) == 0 || runs_of(&steady_runs) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the tasks never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while first.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the propeller did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopping_log = deployment.log("propeller-first");
+    assert!(
+        stopping_log.contains("interrupted=1") && stopping_log.contains("left_running=1"),
+        "the stopping propeller interrupts one attempt and leaves one running:\n{stopping_log}"
+    );
+    let _second = deployment.start_propeller("second");
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(90)).await;
+    let attempts_of = |node: &str| -> Vec<&wire::TaskAttempt> {
+        finished.attempts.iter().filter(|a| a.node_id == node).collect()
+    };
+    let spare = attempts_of("spare");
+    assert_eq!(spare.len(), 2, "the interrupted attempt was retried: {spare:?}");
+    assert_eq!(spare[0].error_kind, "SYSTEM");
+    assert!(
+        spare[0].error.starts_with("interrupted: propeller first stopped"),
+        "{spare:?}"
+    );
+    assert!(spare[0].interruptible, "{spare:?}");
+    assert!(
+        !spare[1].interruptible,
+        "spare has one system retry left, so its retry may not be interrupted: {spare:?}"
+    );
+    assert_eq!(runs_of(&spare_runs), 2);
+    let steady = attempts_of("steady");
+    assert_eq!(
+        steady.len(),
+        1,
+        "the steady attempt was followed, not retried: {steady:?}"
+    );
+    assert!(!steady[0].interruptible);
+    assert_eq!(runs_of(&steady_runs), 1, "the steady task ran once");
+    let history = assert_history_gap_free(&mut client, &id).await;
+    assert!(
+        history
+            .iter()
+            .any(|e| e.summary == "node spare attempt 1 started (interruptible)"),
+        "{history:?}"
+    );
 }

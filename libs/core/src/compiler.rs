@@ -533,8 +533,11 @@ fn node_error(node: &str, message: String) -> CompileError {
     }
 }
 
-/// `task` with the node's own timeout, if it sets one (checked like a task's).
-fn with_node_timeout(node: &NodeSpec, mut task: TaskSpec) -> Result<TaskSpec, CompileError> {
+/// `task` with the node's own timeout (checked like a task's) and `interruptible` flag, where it sets them.
+fn with_node_overrides(node: &NodeSpec, mut task: TaskSpec) -> Result<TaskSpec, CompileError> {
+    if let Some(interruptible) = node.interruptible {
+        task.interruptible = interruptible;
+    }
     if let Some(timeout) = &node.timeout {
         match parse_duration_millis(timeout) {
             Ok(millis) if millis > 0 => task.timeout = Some(timeout.clone()),
@@ -547,11 +550,17 @@ fn with_node_timeout(node: &NodeSpec, mut task: TaskSpec) -> Result<TaskSpec, Co
 
 fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, CompileError> {
     validate_name("node id", &node.id).map_err(|e| CompileError::InvalidName(e.to_string()))?;
-    let timeout_applies = node.task.is_some() || node.map.is_some();
-    if node.timeout.is_some() && !timeout_applies {
+    let runs_tasks = node.task.is_some() || node.map.is_some();
+    if node.timeout.is_some() && !runs_tasks {
         return Err(node_error(
             &node.id,
             "only task and map nodes take a timeout (a gate has its own)".to_string(),
+        ));
+    }
+    if node.interruptible.is_some() && !runs_tasks {
+        return Err(node_error(
+            &node.id,
+            "only task and map nodes take an interruptible flag".to_string(),
         ));
     }
     match node.kind().map_err(CompileError::InvalidName)? {
@@ -561,7 +570,7 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
                     node: node.id.clone(),
                     task: task.to_string(),
                 })?;
-            let spec = with_node_timeout(node, spec)?;
+            let spec = with_node_overrides(node, spec)?;
             Ok(ResolvedNode {
                 interface: spec.interface.clone(),
                 kind: ResolvedKind::Task(id, Box::new(spec)),
@@ -681,7 +690,7 @@ fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, Co
                 };
                 *output = LiteralType::List(Box::new(item));
             }
-            let task = with_node_timeout(node, task)?;
+            let task = with_node_overrides(node, task)?;
             let control = MapControl {
                 task_id,
                 retries: node.retries.unwrap_or(task.retries),
@@ -1178,6 +1187,7 @@ impl Emitter {
                 timeout: None,
                 cache: None,
                 resources: None,
+                interruptible: false,
             },
             inputs: BTreeMap::new(),
             upstream: Vec::new(),
@@ -1487,6 +1497,7 @@ mod tests {
             timeout: None,
             cache: None,
             resources: None,
+            interruptible: false,
         };
         let id = Identifier {
             project: "p".into(),

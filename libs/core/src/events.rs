@@ -112,6 +112,9 @@ pub enum ExecutionEvent {
         execution: ExecutionId,
         node: usize,
         attempt: u32,
+        /// The platform may interrupt this attempt (see `TaskSpec::interruptible`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        interruptible: bool,
         at: i64,
     },
     /// A started attempt waits for the propeller's resources (an executor slot, the tenant's quota, a

@@ -110,6 +110,15 @@ pub struct TaskSpec {
     /// Shared resources an attempt holds while it runs, e.g. `pools: {warehouse: 1}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// The platform may interrupt an attempt of this task (to drain a propeller, or on preemptible machines):
+    /// it is then stopped and retried as a system error. The last attempt the system retry budget allows runs
+    /// non-interruptible, so interruptions alone cannot fail the node.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interruptible: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Tokens of named resource pools (defined with `aloft quota pool`) an attempt takes while it runs; every
@@ -269,6 +278,9 @@ pub struct NodeSpec {
     /// Overrides the task's per-attempt timeout for this node (a task or map node), e.g. `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Overrides the task's `interruptible` flag for this node (a task or map node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruptible: Option<bool>,
 }
 
 /// What a node does, as given by the one of `task`, `workflow`, `branch`, `gate` it sets.
@@ -299,6 +311,7 @@ impl NodeSpec {
             after: Vec::new(),
             retries: None,
             timeout: None,
+            interruptible: None,
         }
     }
 

@@ -106,6 +106,9 @@ pub struct AttemptState {
     pub error: Option<(ErrorKind, String)>,
     /// Why it has not run yet, while it waits for resources.
     pub waiting_for: Option<String>,
+    /// The platform may interrupt it (retried as a system error).
+    #[serde(default)]
+    pub interruptible: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -660,7 +663,11 @@ impl ExecutionState {
                 }
             }
             ExecutionEvent::AttemptStarted {
-                node, attempt, at, ..
+                node,
+                attempt,
+                interruptible,
+                at,
+                ..
             } => {
                 let Some(state) = self.nodes.get_mut(*node) else {
                     return;
@@ -682,6 +689,7 @@ impl ExecutionState {
                     finished_at: None,
                     error: None,
                     waiting_for: None,
+                    interruptible: *interruptible,
                 });
                 self.ready.remove(node);
                 self.item_started_or_ended(*node, true);
@@ -751,6 +759,7 @@ impl ExecutionState {
                     finished_at: Some(*at),
                     error: None,
                     waiting_for: None,
+                    interruptible: false,
                 });
                 self.ready.remove(node);
                 self.complete_node(*node, NodePhase::Succeeded, outputs);
@@ -1091,11 +1100,16 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
             *room -= 1;
         }
         free_slots -= 1;
-        let attempt = state.nodes[node].attempts.len() as u32 + 1;
+        let node_state = &state.nodes[node];
+        let attempt = node_state.attempts.len() as u32 + 1;
+        // The last attempt the system budget allows runs non-interruptible: interruptions alone never fail a node.
+        let interruptible =
+            compiled.task.interruptible && node_state.system_failures < compiled.retries.system;
         decisions.push(ExecutionEvent::AttemptStarted {
             execution: execution.clone(),
             node,
             attempt,
+            interruptible,
             at: now,
         });
     }
@@ -1549,6 +1563,7 @@ mod tests {
             timeout: None,
             cache: None,
             resources: None,
+            interruptible: false,
         };
         let workflow = CompiledWorkflow {
             id: Identifier {

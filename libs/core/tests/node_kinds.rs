@@ -40,7 +40,7 @@ fn task(name: &str) -> Option<TaskSpec> {
             inputs: integer(&["a", "b"]),
             outputs: integer(&["n"]),
         },
-        "noop" => Interface::default(),
+        "noop" | "spot" => Interface::default(),
         "planner" | "bad_planner" => Interface {
             inputs: integer(&["n"]),
             outputs: [("workflow".to_string(), LiteralType::Struct)].into(),
@@ -52,10 +52,15 @@ fn task(name: &str) -> Option<TaskSpec> {
         version: Some("1".into()),
         interface,
         run: TaskKind::Noop,
-        retries: RetryPolicy::default(),
+        // `spot` may be interrupted, and has two system retries.
+        retries: RetryPolicy {
+            user: 0,
+            system: if name == "spot" { 2 } else { 3 },
+        },
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: name == "spot",
     })
 }
 
@@ -976,6 +981,76 @@ outputs: {ns: inner.ns}
     let error = compile(&[gate]).unwrap_err();
     assert!(
         error.contains("only task and map nodes take a timeout"),
+        "{error}"
+    );
+}
+
+/// Whether each attempt of `node_id` started interruptible, in attempt order.
+fn interruptible_attempts(run: &Run, node_id: &str) -> Vec<bool> {
+    let state = run.state();
+    let index = state.workflow.nodes.iter().position(|n| n.id == node_id).unwrap();
+    state.nodes[index]
+        .attempts
+        .iter()
+        .map(|a| a.interruptible)
+        .collect()
+}
+
+#[test]
+fn interruptible_attempts_run_so_until_the_last_system_retry_which_does_not() {
+    let spec = "name: w\nnodes: [{id: a, task: spot}]\n";
+    let workflow = compile(&[spec]).unwrap();
+    let mut run = Run::start(&workflow, Outputs::new());
+    // Interrupted twice (system errors): the budget is 2, so the third and last attempt is not interruptible.
+    for _ in 0..2 {
+        run.settle();
+        let (node, attempt) = run.state().running_attempts().next().unwrap();
+        let seq = run.state().last_seq + 1;
+        let interrupted = ExecutionEvent::AttemptFailed {
+            execution: run.id.clone(),
+            node,
+            attempt,
+            kind: aloft_core::events::ErrorKind::System,
+            message: "interrupted: propeller stopped".into(),
+            at: run.now,
+        };
+        run.offer(EventMeta { seq, writer_epoch: 1 }, interrupted);
+    }
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded);
+    assert_eq!(interruptible_attempts(&run, "a"), [true, true, false]);
+    run.assert_replay_gives_the_live_state();
+}
+
+#[test]
+fn a_node_overrides_its_tasks_interruptible_flag_and_a_maps_items_take_it() {
+    let spec = r#"
+name: w
+interface: {inputs: {xs: "list<integer>"}}
+nodes:
+  - {id: pinned, task: spot, interruptible: false}
+  - {id: spare, task: inc, inputs: {n: {value: 1}}, interruptible: true}
+  - {id: plain, task: spot}
+  - {id: m, map: {task: inc, over: n}, inputs: {n: inputs.xs}, interruptible: true}
+"#;
+    let workflow = compile(&[spec]).unwrap();
+    let mut run = Run::start(&workflow, list(&[1, 2]));
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded);
+    for (node, expected) in [
+        ("pinned", false),
+        ("spare", true),
+        ("plain", true),
+        ("m[0]", true),
+        ("m[1]", true),
+    ] {
+        assert_eq!(interruptible_attempts(&run, node), [expected], "node {node}");
+    }
+    run.assert_replay_gives_the_live_state();
+    let gate = "name: g\nnodes: [{id: wait, gate: {sleep: 1s}, interruptible: true}]\n";
+    let error = compile(&[gate]).unwrap_err();
+    assert!(
+        error.contains("\"wait\"") && error.contains("only task and map nodes take an interruptible flag"),
         "{error}"
     );
 }

@@ -32,6 +32,7 @@ fn sum_task(inputs: usize) -> TaskSpec {
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     }
 }
 

@@ -45,6 +45,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "pools", include_str!("../migrations/0005_pools.sql")),
     (6, "waiting", include_str!("../migrations/0006_waiting.sql")),
     (7, "snapshots", include_str!("../migrations/0007_snapshots.sql")),
+    (
+        8,
+        "interruptible",
+        include_str!("../migrations/0008_interruptible.sql"),
+    ),
+    (
+        9,
+        "child_links",
+        include_str!("../migrations/0009_child_links.sql"),
+    ),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.

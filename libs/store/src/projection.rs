@@ -356,6 +356,7 @@ pub async fn apply_execution_event(
             requested_at,
             scheduled_at,
             recovery,
+            parent,
             ..
         } => {
             let (lp_name, lp_version) = launch_plan
@@ -365,8 +366,8 @@ pub async fn apply_execution_event(
             sqlx::query(
                 "INSERT INTO executions (project, domain, name, request_id, workflow_name, workflow_version, \
                  launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, \
-                 last_seq, log_partition, scheduled_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, '{}', '', $10, 0, $11, $12)",
+                 last_seq, log_partition, scheduled_at, parent_execution, parent_node) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, '{}', '', $10, 0, $11, $12, $13, $14)",
             )
             .bind(p)
             .bind(d)
@@ -380,6 +381,8 @@ pub async fn apply_execution_event(
             .bind(*requested_at)
             .bind(logged.partition as i64)
             .bind(*scheduled_at)
+            .bind(parent.as_ref().map_or("", |link| link.execution.name.as_str()))
+            .bind(parent.as_ref().map_or("", |link| link.node_id.as_str()))
             .execute(&mut *conn)
             .await?;
             for (index, node) in workflow.nodes.iter().enumerate() {
@@ -417,6 +420,17 @@ pub async fn apply_execution_event(
         | ExecutionEvent::PartitionClaimed { .. } => {}
         ExecutionEvent::ChildLaunched { node, child, at, .. } => {
             set_node_running(conn, id, *node, &format!("child execution {}", child.name), *at).await?;
+            sqlx::query(
+                "UPDATE node_executions SET child_execution = $1 \
+                 WHERE project = $2 AND domain = $3 AND execution = $4 AND node_index = $5",
+            )
+            .bind(&child.name)
+            .bind(p)
+            .bind(d)
+            .bind(n)
+            .bind(*node as i64)
+            .execute(&mut *conn)
+            .await?;
         }
         ExecutionEvent::NodeSucceeded {
             node, outputs, at, ..
@@ -550,7 +564,11 @@ pub async fn apply_execution_event(
             .await?;
         }
         ExecutionEvent::AttemptStarted {
-            node, attempt, at, ..
+            node,
+            attempt,
+            interruptible,
+            at,
+            ..
         } => {
             let updated = sqlx::query(
                 "UPDATE node_executions SET phase = 'RUNNING', attempts = $1, started_at = COALESCE(started_at, $2) \
@@ -567,7 +585,8 @@ pub async fn apply_execution_event(
             if updated.rows_affected() > 0 {
                 sqlx::query(
                     "INSERT INTO task_attempts (project, domain, execution, node_index, attempt, node_id, phase, \
-                     error_kind, error, started_at) SELECT $1, $2, $3, $4, $5, node_id, 'RUNNING', '', '', $6 \
+                     error_kind, error, started_at, interruptible) \
+                     SELECT $1, $2, $3, $4, $5, node_id, 'RUNNING', '', '', $6, $7 \
                      FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 AND node_index = $4",
                 )
                 .bind(p)
@@ -576,6 +595,7 @@ pub async fn apply_execution_event(
                 .bind(*node as i64)
                 .bind(*attempt as i64)
                 .bind(*at)
+                .bind(i64::from(*interruptible))
                 .execute(&mut *conn)
                 .await?;
             }

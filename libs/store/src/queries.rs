@@ -59,6 +59,8 @@ pub struct ExecutionRow {
     pub finished_at: Option<i64>,
     pub last_seq: u64,
     pub scheduled_at: Option<i64>,
+    /// For a child execution: the execution and launch-plan node that launched it.
+    pub parent: Option<(ExecutionId, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +76,8 @@ pub struct NodeRow {
     pub finished_at: Option<i64>,
     /// Why its attempt waits, while the node is WAITING_FOR_RESOURCES.
     pub wait_reason: String,
+    /// For a launch-plan node: the child execution it launched (in the same project and domain).
+    pub child_execution: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +93,8 @@ pub struct AttemptRow {
     pub cache_status: String,
     /// For a cache hit: `<execution>/<node>/<attempt>` whose outputs were reused.
     pub cache_source: String,
+    /// The platform may interrupt it (retried as a system error).
+    pub interruptible: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -289,7 +295,7 @@ impl Store {
     pub async fn node_executions(&self, id: &ExecutionId) -> Result<Vec<NodeRow>> {
         let rows = sqlx::query(
             "SELECT node_index, node_id, project, domain, task_name, task_version, phase, attempts, outputs_json, error, \
-             started_at, finished_at, wait_reason FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
+             started_at, finished_at, wait_reason, child_execution FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
              ORDER BY node_index",
         )
         .bind(&id.project)
@@ -315,6 +321,7 @@ impl Store {
                     started_at: row.try_get("started_at")?,
                     finished_at: row.try_get("finished_at")?,
                     wait_reason: row.try_get("wait_reason")?,
+                    child_execution: row.try_get("child_execution")?,
                 })
             })
             .collect()
@@ -322,8 +329,8 @@ impl Store {
 
     pub async fn task_attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRow>> {
         let rows = sqlx::query(
-            "SELECT node_id, attempt, phase, error_kind, error, started_at, finished_at, cache_status, cache_source \
-             FROM task_attempts \
+            "SELECT node_id, attempt, phase, error_kind, error, started_at, finished_at, cache_status, cache_source, \
+             interruptible FROM task_attempts \
              WHERE project = $1 AND domain = $2 AND execution = $3 ORDER BY node_index, attempt",
         )
         .bind(&id.project)
@@ -343,6 +350,7 @@ impl Store {
                     finished_at: row.try_get("finished_at")?,
                     cache_status: row.try_get("cache_status")?,
                     cache_source: row.try_get("cache_source")?,
+                    interruptible: row.try_get::<i64, _>("interruptible")? != 0,
                 })
             })
             .collect()
@@ -350,36 +358,53 @@ impl Store {
 
     /// Every admitted event of one execution, in log order.
     pub async fn execution_history(&self, id: &ExecutionId) -> Result<Vec<EventRow>> {
-        let rows = sqlx::query(
-            "SELECT log_partition, log_offset, stream, seq, writer_epoch, occurred_at, kind, payload_json \
-             FROM execution_events WHERE project = $1 AND domain = $2 AND execution = $3 \
-             ORDER BY log_partition, log_offset",
-        )
+        let rows = sqlx::query(&format!(
+            "{EVENT_COLUMNS} WHERE project = $1 AND domain = $2 AND execution = $3 \
+             ORDER BY log_partition, log_offset"
+        ))
         .bind(&id.project)
         .bind(&id.domain)
         .bind(&id.name)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventRow {
-                    log_partition: row.try_get::<i64, _>("log_partition")? as u32,
-                    log_offset: row.try_get::<i64, _>("log_offset")? as u64,
-                    stream: row.try_get("stream")?,
-                    seq: row.try_get::<i64, _>("seq")? as u64,
-                    writer_epoch: row.try_get::<i64, _>("writer_epoch")? as u64,
-                    occurred_at: row.try_get("occurred_at")?,
-                    kind: row.try_get("kind")?,
-                    payload_json: row.try_get("payload_json")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_row).collect()
     }
+
+    /// The `ExecutionRequested` event of execution `id` (its first), without reading the rest of its history.
+    pub async fn execution_request(&self, id: &ExecutionId) -> Result<Option<EventRow>> {
+        let row = sqlx::query(&format!(
+            "{EVENT_COLUMNS} WHERE project = $1 AND domain = $2 AND execution = $3 AND kind = 'ExecutionRequested' \
+             ORDER BY log_partition, log_offset LIMIT 1"
+        ))
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(event_row).transpose()
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "SELECT log_partition, log_offset, stream, seq, writer_epoch, occurred_at, kind, \
+     payload_json FROM execution_events";
+
+fn event_row(row: &AnyRow) -> Result<EventRow> {
+    Ok(EventRow {
+        log_partition: row.try_get::<i64, _>("log_partition")? as u32,
+        log_offset: row.try_get::<i64, _>("log_offset")? as u64,
+        stream: row.try_get("stream")?,
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        writer_epoch: row.try_get::<i64, _>("writer_epoch")? as u64,
+        occurred_at: row.try_get("occurred_at")?,
+        kind: row.try_get("kind")?,
+        payload_json: row.try_get("payload_json")?,
+    })
 }
 
 const EXECUTION_COLUMNS: &str = "SELECT project, domain, name, request_id, workflow_name, workflow_version, \
      launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, started_at, \
-     finished_at, last_seq, scheduled_at FROM executions";
+     finished_at, last_seq, scheduled_at, parent_execution, parent_node FROM executions";
 
 async fn list_query(
     store: &Store,
@@ -470,6 +495,17 @@ fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
     let launch_plan_name: String = row.try_get("launch_plan_name")?;
     let project: String = row.try_get("project")?;
     let domain: String = row.try_get("domain")?;
+    let parent_execution: String = row.try_get("parent_execution")?;
+    let parent = if parent_execution.is_empty() {
+        None
+    } else {
+        let execution = ExecutionId {
+            project: project.clone(),
+            domain: domain.clone(),
+            name: parent_execution,
+        };
+        Some((execution, row.try_get("parent_node")?))
+    };
     Ok(ExecutionRow {
         id: ExecutionId {
             project: project.clone(),
@@ -497,5 +533,6 @@ fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
         finished_at: row.try_get("finished_at")?,
         last_seq: row.try_get::<i64, _>("last_seq")? as u64,
         scheduled_at: row.try_get("scheduled_at")?,
+        parent,
     })
 }

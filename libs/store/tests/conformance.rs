@@ -59,6 +59,7 @@ fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     };
     (id, spec)
 }
@@ -122,6 +123,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
                 execution: id.clone(),
                 node: 0,
                 attempt: 1,
+                interruptible: true,
                 at: 12,
             },
         ),
@@ -162,6 +164,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
                 execution: id.clone(),
                 node: 0,
                 attempt: 2,
+                interruptible: false,
                 at: 14,
             },
         ),
@@ -315,6 +318,10 @@ macro_rules! store_suite {
                 vec!["FAILED", "SUCCEEDED"]
             );
             assert_eq!(attempts[0].error_kind, "SYSTEM");
+            assert_eq!(
+                attempts.iter().map(|a| a.interruptible).collect::<Vec<_>>(),
+                [true, false]
+            );
             let history = store.execution_history(&execution()).await.unwrap();
             let seqs: Vec<u64> = history
                 .iter()
@@ -326,6 +333,15 @@ macro_rules! store_suite {
                 vec![1, 2, 3, 4, 5, 6],
                 "history is gap-free and holds no fenced or duplicate event"
             );
+            let request = store.execution_request(&execution()).await.unwrap();
+            assert_eq!(
+                request.as_ref(),
+                history.iter().find(|e| e.kind == "ExecutionRequested"),
+                "the request is read on its own"
+            );
+            let mut unknown = execution();
+            unknown.name = "no-such-execution".into();
+            assert!(store.execution_request(&unknown).await.unwrap().is_none());
         }
 
         #[tokio::test]

@@ -65,8 +65,14 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             format!("partition {partition} claimed by {owner} (epoch {epoch})")
         }
         ExecutionEvent::ExecutionStarted { .. } => "execution started".to_string(),
-        ExecutionEvent::AttemptStarted { node, attempt, .. } => {
-            format!("node {} attempt {attempt} started", node_name(&node))
+        ExecutionEvent::AttemptStarted {
+            node,
+            attempt,
+            interruptible,
+            ..
+        } => {
+            let how = if interruptible { " (interruptible)" } else { "" };
+            format!("node {} attempt {attempt} started{how}", node_name(&node))
         }
         ExecutionEvent::AttemptWaiting {
             node,

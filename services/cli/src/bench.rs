@@ -105,6 +105,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
             },
             retries: None,
             timeout: None,
+            interruptible: None,
         })
         .collect();
     WorkflowSpec {
@@ -161,6 +162,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     };
     let register = |spec_json: String| wire::RegisterRequest {
         project: project.into(),
@@ -427,6 +429,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     };
     let now = chrono::Utc::now().timestamp_millis();
     let mut events = vec![RegistryEvent::WorkflowRegistered {

@@ -39,6 +39,7 @@ fn task(name: &str, run: TaskKind) -> TaskSpec {
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     }
 }
 

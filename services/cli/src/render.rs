@@ -100,11 +100,19 @@ pub fn print_execution(execution: &wire::Execution) {
     if !execution.error.is_empty() {
         println!("error      {}", execution.error);
     }
+    if let Some(parent) = &execution.parent {
+        println!("parent     {} (node {})", parent.name, execution.parent_node);
+    }
     if !execution.nodes.is_empty() {
         println!("nodes:");
         let width = execution.nodes.iter().map(|n| n.node_id.len()).max().unwrap_or(4);
         for node in &execution.nodes {
             let outputs = node.outputs.as_ref().map(map_text).unwrap_or_default();
+            let child = if node.child_execution.is_empty() {
+                String::new()
+            } else {
+                format!("child={}  ", node.child_execution)
+            };
             let detail = if !node.wait_reason.is_empty() {
                 format!("waiting for {}", node.wait_reason)
             } else if node.error.is_empty() || node_phase(node.phase) == "SUCCEEDED" {
@@ -117,7 +125,7 @@ pub fn print_execution(execution: &wire::Execution) {
                 status => format!("cache={status}  "),
             };
             println!(
-                "  {:width$}  {:9}  attempts={}  {:>8}  {cache}{}",
+                "  {:width$}  {:9}  attempts={}  {:>8}  {cache}{child}{}",
                 node.node_id,
                 node_phase(node.phase),
                 node.attempts,

@@ -550,6 +550,7 @@ pub fn failed_execution_records(
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     };
     let requested = ExecutionEvent::ExecutionRequested {
         execution: id.clone(),

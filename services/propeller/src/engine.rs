@@ -76,6 +76,8 @@ struct QueuedAttempt {
     queued_at: std::time::Instant,
     /// The cache lookup the engine already made for it.
     prior: Option<PriorLookup>,
+    /// The platform may interrupt it (its `AttemptStarted` says so).
+    interruptible: bool,
 }
 
 /// A cache lookup made before a cached node's `AttemptStarted` is decided (`memo::looked_up_before_start`).
@@ -101,6 +103,15 @@ struct LookupDone {
 const POOL_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often waiting gates are checked for an ended sleep or a timeout (the resolution of gate timers).
 const GATE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a stopping propeller waits for its interrupted attempts (and decisions already sent) to be
+/// acknowledged before it exits anyway.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An attempt this propeller runs or follows: how to stop it, and whether the platform may interrupt it.
+struct RunningAttempt {
+    cancel: CancellationToken,
+    interruptible: bool,
+}
 
 /// How this propeller shares its executor slots between tenants.
 pub struct Fairness {
@@ -174,7 +185,9 @@ pub struct Engine {
     member: String,
     runner: AttemptRunner,
     partitions: HashMap<u32, PartitionRuntime>,
-    running: HashMap<AttemptKey, CancellationToken>,
+    running: HashMap<AttemptKey, RunningAttempt>,
+    /// Attempts stopped because the platform interrupted them: their end is recorded as a system error.
+    interrupting: HashSet<AttemptKey>,
     finished_tx: mpsc::UnboundedSender<AttemptFinished>,
     in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
     /// Attempts waiting for a slot, per tenant (weighted deficit round robin).
@@ -217,6 +230,7 @@ impl Engine {
             runner,
             partitions: HashMap::new(),
             running: HashMap::new(),
+            interrupting: HashSet::new(),
             finished_tx,
             in_flight: FuturesOrdered::new(),
             dispatcher: Dispatcher::new(capacity),
@@ -292,11 +306,48 @@ impl Engine {
                 }
             }
         }
-        info!(member = %engine.member, "propeller stopping; cancelling local attempts");
-        for token in engine.running.values() {
-            token.cancel();
-        }
+        engine.drain(&mut finished_rx).await;
         Ok(())
+    }
+
+    /// Stopping: interruptible attempts are interrupted (killed, and recorded as system errors so the next
+    /// owner retries them at once); the others are left running, for the next owner on this machine to
+    /// re-attach to (elsewhere it finds them lost and retries them). Waits, bounded, for those records and
+    /// for the decisions already sent to be acknowledged; nothing new is decided or started.
+    async fn drain(&mut self, finished_rx: &mut mpsc::UnboundedReceiver<AttemptFinished>) {
+        for (key, running) in &self.running {
+            if running.interruptible {
+                running.cancel.cancel();
+                self.interrupting.insert(key.clone());
+            }
+        }
+        info!(
+            member = %self.member,
+            interrupted = self.interrupting.len(),
+            left_running = self.running.len() - self.interrupting.len(),
+            "propeller stopping: interrupting interruptible attempts, leaving the others running for the next owner"
+        );
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while !self.interrupting.is_empty() || !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(finished) = finished_rx.recv(), if !self.interrupting.is_empty() => {
+                    self.record_attempt_finished(finished);
+                }
+                Some(acknowledged) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    if let Err(error) = acknowledged.result {
+                        warn!(partition = acknowledged.partition, %error, "an append failed while stopping; the next owner decides again");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(
+                        interrupted_unrecorded = self.interrupting.len(),
+                        appends_unacknowledged = self.in_flight.len(),
+                        "stopping without waiting longer; the next owner finds these attempts lost and retries them"
+                    );
+                    break;
+                }
+            }
+        }
     }
 
     /// Moves to a new set of owned partitions (`reset` ones are rebuilt from offset 0) and opens a reader.
@@ -966,6 +1017,10 @@ impl Engine {
             inputs,
         };
         let overwrite_cache = state.overwrite_cache;
+        let interruptible = state.nodes[node]
+            .attempts
+            .last()
+            .is_some_and(|last| last.number == attempt && last.interruptible);
         if self.queued.insert(key.clone(), false).is_some() {
             return;
         }
@@ -979,6 +1034,7 @@ impl Engine {
                 overwrite_cache,
                 queued_at: std::time::Instant::now(),
                 prior,
+                interruptible,
             },
         );
         self.publish_tenant_gauges(&tenant_of(execution));
@@ -1097,11 +1153,18 @@ impl Engine {
             request,
             overwrite_cache,
             prior,
+            interruptible,
             ..
         } = queued;
         debug!(execution = %key.execution, node = %request.node_id, attempt = key.attempt, "starting attempt");
         let cancel = CancellationToken::new();
-        self.running.insert(key.clone(), cancel.clone());
+        self.running.insert(
+            key.clone(),
+            RunningAttempt {
+                cancel: cancel.clone(),
+                interruptible,
+            },
+        );
         metrics::ATTEMPTS_STARTED.increment(&[], 1.0);
         let runner = self.runner.clone();
         let finished_tx = self.finished_tx.clone();
@@ -1175,11 +1238,21 @@ impl Engine {
             task_version: compiled.task_id.version.clone(),
             inputs,
         };
+        let interruptible = state.nodes[key.node]
+            .attempts
+            .last()
+            .is_some_and(|last| last.number == key.attempt && last.interruptible);
         let cancel = CancellationToken::new();
         let Some(waiting) = self.runner.executors.reattach(request, cancel.clone()) else {
             return false;
         };
-        self.running.insert(key.clone(), cancel);
+        self.running.insert(
+            key.clone(),
+            RunningAttempt {
+                cancel,
+                interruptible,
+            },
+        );
         let (finished_tx, key) = (self.finished_tx.clone(), key.clone());
         tokio::spawn(async move {
             let outcome = waiting.await;
@@ -1210,10 +1283,10 @@ impl Engine {
         };
         self.cache_lookups
             .retain(|key, _| !runtime.fold.executions.contains_key(&key.execution));
-        self.running.retain(|key, token| {
+        self.running.retain(|key, running| {
             let belongs = runtime.fold.executions.contains_key(&key.execution);
             if belongs {
-                token.cancel();
+                running.cancel.cancel();
             }
             !belongs
         });
@@ -1227,9 +1300,9 @@ impl Engine {
         {
             self.queued.remove(&removed.key);
         }
-        for (key, token) in &self.running {
+        for (key, running) in &self.running {
             if &key.execution == execution {
-                token.cancel();
+                running.cancel.cancel();
             }
         }
     }
@@ -1250,8 +1323,18 @@ impl Engine {
         self.pump_wanted = true;
     }
 
-    fn record_attempt_finished(&mut self, finished: AttemptFinished) {
+    fn record_attempt_finished(&mut self, mut finished: AttemptFinished) {
         self.running.remove(&finished.key);
+        if self.interrupting.remove(&finished.key) && finished.memoized.outcome == AttemptOutcome::Cancelled {
+            finished.memoized.outcome = AttemptOutcome::Failed {
+                kind: ErrorKind::System,
+                message: format!(
+                    "interrupted: propeller {} stopped while the attempt ran (it is interruptible)",
+                    self.member
+                ),
+            };
+            finished.memoized.finished_at = now_millis();
+        }
         let outcome = match &finished.memoized.outcome {
             AttemptOutcome::Succeeded(_) => "succeeded",
             AttemptOutcome::Failed {

@@ -158,9 +158,10 @@ async fn run_process(
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_file_for_stderr)
-        // Its own process group, so a timeout or cancel kills everything the command started.
+        // Its own process group, so a timeout or cancel kills everything the command started. Not killed on
+        // drop: a propeller that stops leaves a non-interruptible attempt running for the next owner.
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(false);
     for (name, value) in &request.inputs {
         let text = value.to_text();
         let input_file = inputs_dir.join(name);

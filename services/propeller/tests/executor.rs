@@ -39,6 +39,7 @@ fn process_task(
         timeout: timeout.map(str::to_string),
         cache: None,
         resources: None,
+        interruptible: false,
     }
 }
 

@@ -56,6 +56,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
         timeout: None,
         cache: None,
         resources: None,
+        interruptible: false,
     };
     let workflow = CompiledWorkflow::for_single_task(id("job"), task);
     let event = RegistryEvent::WorkflowRegistered {

@@ -102,10 +102,10 @@ impl AdminApi {
 
     /// What an earlier execution was asked to run, from its `ExecutionRequested` event.
     pub(super) async fn source_request(&self, source: &ExecutionId) -> ApiResult<SourceRequest> {
-        let history = self.store.execution_history(source).await?;
-        let requested = history
-            .iter()
-            .find(|event| event.kind == "ExecutionRequested")
+        let requested = self
+            .store
+            .execution_request(source)
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
         let Ok(ExecutionEvent::ExecutionRequested {
             workflow,
@@ -367,5 +367,10 @@ pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> wire
         nodes: Vec::new(),
         attempts: Vec::new(),
         scheduled_at_millis: row.scheduled_at.unwrap_or(0),
+        parent: row
+            .parent
+            .as_ref()
+            .map(|(execution, _)| execution_id_to_wire(execution)),
+        parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
     }
 }

@@ -516,6 +516,7 @@ impl AdminService for AdminApi {
                         finished_at_millis: node.finished_at.unwrap_or(0),
                         cache_status: String::new(),
                         wait_reason: node.wait_reason,
+                        child_execution: node.child_execution,
                     })
                     .collect();
                 execution.attempts = self
@@ -533,6 +534,7 @@ impl AdminService for AdminApi {
                         finished_at_millis: attempt.finished_at.unwrap_or(0),
                         cache_status: attempt.cache_status,
                         cache_source: attempt.cache_source,
+                        interruptible: attempt.interruptible,
                     })
                     .collect();
                 // A node's cache status is its last attempt's.
