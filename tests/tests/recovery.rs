@@ -97,7 +97,7 @@ async fn a_killed_propeller_is_replaced_and_the_execution_finishes_without_rerun
     );
 }
 
-/// Every record of `topic`, partition by partition, decoded (the log is read to its current end).
+/// Every envelope of `topic`, partition by partition, decoded (the log is read to its current end).
 async fn read_all(brokers: &str, topic: &str) -> Vec<(u32, aloft_eventlog::Envelope)> {
     use aloft_eventlog::EventLog;
     let log = aloft_eventlog::kafka::KafkaLog::connect(brokers).await.unwrap();
@@ -112,10 +112,9 @@ async fn read_all(brokers: &str, topic: &str) -> Vec<(u32, aloft_eventlog::Envel
         while read < end {
             for record in stream.next_batch(1000).await.unwrap() {
                 read = record.offset + 1;
-                records.push((
-                    partition,
-                    aloft_eventlog::Envelope::decode(&record.payload).unwrap(),
-                ));
+                for envelope in aloft_eventlog::Envelope::decode_all(&record.payload).unwrap() {
+                    records.push((partition, envelope));
+                }
             }
         }
     }

@@ -45,6 +45,33 @@ impl Envelope {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        self.to_wire().encode_to_vec()
+    }
+
+    /// `envelopes` in order as few records as hold at most `max_bytes` each (an envelope larger than that
+    /// is a record of its own); `decode_all` gives them back.
+    pub fn pack(envelopes: &[Envelope], max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut records = Vec::new();
+        let mut group: Vec<wire::Envelope> = Vec::new();
+        let mut group_bytes = 0;
+        for envelope in envelopes {
+            let wire = envelope.to_wire();
+            // Nested, an envelope also costs its field tag and length prefix.
+            let bytes = wire.encoded_len() + 8;
+            if !group.is_empty() && group_bytes + bytes > max_bytes {
+                records.push(record_of(std::mem::take(&mut group)));
+                group_bytes = 0;
+            }
+            group_bytes += bytes;
+            group.push(wire);
+        }
+        if !group.is_empty() {
+            records.push(record_of(group));
+        }
+        records
+    }
+
+    fn to_wire(&self) -> wire::Envelope {
         // Serializing our own event types to JSON cannot fail: they hold no non-string map keys.
         let payload = match &self.payload {
             Payload::Registry(event) => {
@@ -67,12 +94,40 @@ impl Envelope {
             occurred_at_millis: self.occurred_at,
             traceparent: self.traceparent.clone(),
             payload: Some(payload),
+            then: Vec::new(),
         }
-        .encode_to_vec()
     }
 
+    /// Every envelope a record holds, in order: one, or several a propeller appended together.
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Envelope>, Error> {
+        let mut outer = wire::Envelope::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        let then = std::mem::take(&mut outer.then);
+        let mut envelopes = Vec::with_capacity(1 + then.len());
+        envelopes.push(Envelope::from_wire(outer)?);
+        for inner in then {
+            if !inner.then.is_empty() {
+                return Err(Error::Decode(format!(
+                    "envelope of stream {} nests envelopes more than one level deep",
+                    inner.stream
+                )));
+            }
+            envelopes.push(Envelope::from_wire(inner)?);
+        }
+        Ok(envelopes)
+    }
+
+    /// The one envelope of a record that holds exactly one (registrations, requests, deliveries).
     pub fn decode(bytes: &[u8]) -> Result<Envelope, Error> {
-        let wire = wire::Envelope::decode(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        let mut envelopes = Envelope::decode_all(bytes)?;
+        match envelopes.len() {
+            1 => Ok(envelopes.remove(0)),
+            count => Err(Error::Decode(format!(
+                "the record holds {count} envelopes where one was expected"
+            ))),
+        }
+    }
+
+    fn from_wire(wire: wire::Envelope) -> Result<Envelope, Error> {
         let payload = match wire.payload {
             Some(wire::envelope::Payload::RegistryEventJson(json)) => Payload::Registry(
                 serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("registry event: {e}")))?,
@@ -101,5 +156,77 @@ impl Envelope {
             traceparent: wire.traceparent,
             payload,
         })
+    }
+}
+
+/// One record of `group` (not empty): the first envelope, carrying the others in `then`.
+fn record_of(mut group: Vec<wire::Envelope>) -> Vec<u8> {
+    let rest = group.split_off(1);
+    let mut first = group.remove(0);
+    first.then = rest;
+    first.encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use super::*;
+
+    fn envelope(seq: u64, padding: usize) -> Envelope {
+        Envelope {
+            stream: "execution/p/d/e".into(),
+            seq,
+            writer_epoch: 3,
+            occurred_at: 1_000 + seq as i64,
+            traceparent: String::new(),
+            payload: Payload::Execution(ExecutionEvent::TerminateRequested {
+                execution: aloft_core::ExecutionId {
+                    project: "p".into(),
+                    domain: "d".into(),
+                    name: "e".into(),
+                },
+                reason: "x".repeat(padding),
+                requested_at: 7,
+            }),
+        }
+    }
+
+    #[test]
+    fn packed_envelopes_come_back_in_order_in_records_under_the_size_limit() {
+        let envelopes: Vec<Envelope> = (1..=50).map(|seq| envelope(seq, 100)).collect();
+        let records = Envelope::pack(&envelopes, 1_000);
+        assert!(
+            records.len() > 1 && records.len() < 50,
+            "{} records",
+            records.len()
+        );
+        assert!(records.iter().all(|r| r.len() <= 1_000));
+        let unpacked: Vec<Envelope> = records
+            .iter()
+            .flat_map(|r| Envelope::decode_all(r).unwrap())
+            .collect();
+        assert_eq!(unpacked, envelopes);
+        // An envelope over the limit is a record of its own, not dropped.
+        let big = vec![envelope(1, 10), envelope(2, 5_000), envelope(3, 10)];
+        let records = Envelope::pack(&big, 1_000);
+        assert_eq!(records.len(), 3);
+        let unpacked: Vec<Envelope> = records
+            .iter()
+            .flat_map(|r| Envelope::decode_all(r).unwrap())
+            .collect();
+        assert_eq!(unpacked, big);
+        assert!(Envelope::pack(&[], 1_000).is_empty());
+    }
+
+    #[test]
+    fn decode_refuses_a_record_of_several_envelopes_and_decode_all_reads_one() {
+        let records = Envelope::pack(&[envelope(1, 1), envelope(2, 1)], 1_000_000);
+        assert_eq!(records.len(), 1);
+        let error = Envelope::decode(&records[0]).unwrap_err().to_string();
+        assert!(error.contains("holds 2 envelopes"), "{error}");
+        let single = envelope(1, 1).encode();
+        assert_eq!(Envelope::decode_all(&single).unwrap(), vec![envelope(1, 1)]);
+        assert_eq!(Envelope::decode(&single).unwrap(), envelope(1, 1));
     }
 }

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "child_links",
         include_str!("../migrations/0009_child_links.sql"),
     ),
+    (
+        10,
+        "batched_records",
+        include_str!("../migrations/0010_batched_records.sql"),
+    ),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.
@@ -82,7 +87,7 @@ pub const PROJECTION_TABLES: &[(&str, &str)] = &[
     ("executions", "project, domain, name"),
     ("node_executions", "project, domain, execution, node_index"),
     ("task_attempts", "project, domain, execution, node_index, attempt"),
-    ("execution_events", "log_partition, log_offset"),
+    ("execution_events", "log_partition, log_offset, log_index"),
     ("delivery_events", "delivery_id, attempt"),
     ("resource_pools", "name"),
     ("log_offsets", "topic, log_partition"),

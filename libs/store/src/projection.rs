@@ -281,6 +281,8 @@ async fn last_seq(conn: &mut AnyConnection, table: &'static str, id: &ExecutionI
 pub struct LoggedEvent<'a> {
     pub partition: u32,
     pub offset: u64,
+    /// Its place among the envelopes of its record (0 unless a propeller appended several together).
+    pub index: u32,
     pub stream: &'a str,
     pub seq: u64,
     pub writer_epoch: u64,
@@ -291,15 +293,17 @@ pub struct LoggedEvent<'a> {
 }
 
 impl<'a> LoggedEvent<'a> {
-    /// The execution event `event` carried by `envelope` in `record`.
+    /// The execution event `event` carried by `envelope`, the `index`-th of `record`.
     pub fn new(
         record: &aloft_eventlog::Record,
+        index: u32,
         envelope: &'a aloft_eventlog::Envelope,
         event: &'a ExecutionEvent,
     ) -> Self {
         LoggedEvent {
             partition: record.partition,
             offset: record.offset,
+            index,
             stream: &envelope.stream,
             seq: envelope.seq,
             writer_epoch: envelope.writer_epoch,
@@ -827,12 +831,14 @@ pub async fn apply_execution_event(
         }
     }
     sqlx::query(
-        "INSERT INTO execution_events (log_partition, log_offset, project, domain, execution, stream, seq, \
-         writer_epoch, occurred_at, kind, payload_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (log_partition, log_offset) DO NOTHING",
+        "INSERT INTO execution_events (log_partition, log_offset, log_index, project, domain, execution, stream, \
+         seq, writer_epoch, occurred_at, kind, payload_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (log_partition, log_offset, log_index) DO NOTHING",
     )
     .bind(logged.partition as i64)
     .bind(logged.offset as i64)
+    .bind(i64::from(logged.index))
     .bind(p)
     .bind(d)
     .bind(n)

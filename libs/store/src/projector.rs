@@ -34,12 +34,14 @@ pub trait Projection: Send {
         false
     }
 
-    /// Applies one decoded record. `partition_epoch` is the fencing epoch of the record's partition (moved
-    /// by claims on `aloft.executions`), stored with the offsets.
+    /// Applies one decoded envelope, the `index`-th of `record` (a propeller may append several in one
+    /// record). `partition_epoch` is the fencing epoch of the record's partition (moved by claims on
+    /// `aloft.executions`), stored with the offsets.
     fn apply<'a>(
         &'a mut self,
         connection: &'a mut AnyConnection,
         record: &'a Record,
+        index: u32,
         envelope: &'a Envelope,
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, Result<()>>;
@@ -178,14 +180,18 @@ async fn project_until_shutdown<P: Projection>(
             if record.offset < next_offset {
                 continue;
             }
-            match Envelope::decode(&record.payload) {
+            match Envelope::decode_all(&record.payload) {
                 // The record stays in the log for inspection; it cannot be projected.
                 Err(decode_error) => {
                     warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %decode_error, "skipping an undecodable record");
                 }
-                Ok(envelope) => {
-                    newest_event_at = newest_event_at.max(envelope.occurred_at);
-                    projection.apply(&mut tx, record, &envelope, &mut epoch).await?
+                Ok(envelopes) => {
+                    for (index, envelope) in envelopes.iter().enumerate() {
+                        newest_event_at = newest_event_at.max(envelope.occurred_at);
+                        projection
+                            .apply(&mut tx, record, index as u32, envelope, &mut epoch)
+                            .await?
+                    }
                 }
             }
             touched.insert(key, (record.offset + 1, epoch));

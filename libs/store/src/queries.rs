@@ -360,7 +360,7 @@ impl Store {
     pub async fn execution_history(&self, id: &ExecutionId) -> Result<Vec<EventRow>> {
         let rows = sqlx::query(&format!(
             "{EVENT_COLUMNS} WHERE project = $1 AND domain = $2 AND execution = $3 \
-             ORDER BY log_partition, log_offset"
+             ORDER BY log_partition, log_offset, log_index"
         ))
         .bind(&id.project)
         .bind(&id.domain)
@@ -374,7 +374,7 @@ impl Store {
     pub async fn execution_request(&self, id: &ExecutionId) -> Result<Option<EventRow>> {
         let row = sqlx::query(&format!(
             "{EVENT_COLUMNS} WHERE project = $1 AND domain = $2 AND execution = $3 AND kind = 'ExecutionRequested' \
-             ORDER BY log_partition, log_offset LIMIT 1"
+             ORDER BY log_partition, log_offset, log_index LIMIT 1"
         ))
         .bind(&id.project)
         .bind(&id.domain)

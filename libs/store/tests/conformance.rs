@@ -208,6 +208,7 @@ async fn project_all(store: &Store) -> Vec<AppliedEvent> {
         let logged = LoggedEvent {
             partition: 0,
             offset: offset as u64,
+            index: 0,
             stream,
             seq: *seq,
             writer_epoch: *writer_epoch,

@@ -106,6 +106,7 @@ async fn apply(store: &Store, epoch: &mut u64, offset: u64, event: &ExecutionEve
     let logged = LoggedEvent {
         partition: 0,
         offset,
+        index: 0,
         stream: &stream,
         seq: 1,
         writer_epoch: 0,

@@ -36,6 +36,7 @@ impl Projection for ReadModels {
         &'a mut self,
         connection: &'a mut AnyConnection,
         record: &'a Record,
+        index: u32,
         envelope: &'a Envelope,
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
@@ -48,7 +49,7 @@ impl Projection for ReadModels {
                 }
                 Payload::Registry(event) => apply_registry_event(connection, record.offset, event).await?,
                 Payload::Execution(event) => {
-                    let logged = LoggedEvent::new(record, envelope, event);
+                    let logged = LoggedEvent::new(record, index, envelope, event);
                     let verdict = apply_execution_event(connection, partition_epoch, &logged).await?;
                     if verdict == AppliedEvent::Accepted {
                         let phase = match event {

@@ -35,6 +35,7 @@ impl Projection for CatalogTables {
         &'a mut self,
         connection: &'a mut AnyConnection,
         record: &'a Record,
+        index: u32,
         envelope: &'a Envelope,
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
@@ -43,7 +44,7 @@ impl Projection for CatalogTables {
                 Payload::Schedule(_) | Payload::Delivery(_) => {}
                 Payload::Registry(event) => apply_registry_event(connection, event).await?,
                 Payload::Execution(event) => {
-                    let logged = LoggedEvent::new(record, envelope, event);
+                    let logged = LoggedEvent::new(record, index, envelope, event);
                     apply_execution_event(connection, &mut self.workflows, partition_epoch, &logged).await?;
                 }
             }

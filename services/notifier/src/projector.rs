@@ -35,6 +35,7 @@ impl Projection for NotifierTables {
         &'a mut self,
         connection: &'a mut AnyConnection,
         record: &'a Record,
+        index: u32,
         envelope: &'a Envelope,
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
@@ -44,7 +45,7 @@ impl Projection for NotifierTables {
                     aloft_store::notifier::apply_registry_event(connection, event).await?
                 }
                 Payload::Execution(event) => {
-                    let logged = LoggedEvent::new(record, envelope, event);
+                    let logged = LoggedEvent::new(record, index, envelope, event);
                     self.created_in_batch += aloft_store::notifier::apply_execution_event(
                         connection,
                         partition_epoch,

@@ -34,6 +34,10 @@ use crate::metrics;
 use aloft_telemetry::trace::Span;
 
 const READ_BATCH: usize = 1000;
+/// At most this many finished attempts are recorded in one go.
+const FINISHED_BATCH: usize = 1000;
+/// The most encoded envelope bytes one appended record holds (brokers refuse records over 1 MB by default).
+const RECORD_BYTES: usize = 256 * 1024;
 
 fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -282,7 +286,17 @@ impl Engine {
                         }
                     }
                 }
-                Some(finished) = finished_rx.recv() => engine.on_attempt_finished(finished),
+                Some(finished) = finished_rx.recv() => {
+                    // Results that arrived together are recorded together: one record per execution.
+                    let mut finished = vec![finished];
+                    while finished.len() < FINISHED_BATCH {
+                        match finished_rx.try_recv() {
+                            Ok(more) => finished.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    engine.on_attempts_finished(finished);
+                }
                 Some(done) = lookup_rx.recv() => {
                     // Lookups answered together are decided together (one append per execution).
                     let mut answered = vec![done];
@@ -495,8 +509,9 @@ impl Engine {
 
     fn on_record(&mut self, record: Record) {
         let partition = record.partition;
-        let after = self.fold_record(record);
-        self.follow_up(partition, after);
+        for after in self.fold_record(record) {
+            self.follow_up(partition, after);
+        }
     }
 
     fn follow_up(&mut self, partition: u32, after: AfterEvent) {
@@ -527,38 +542,46 @@ impl Engine {
         }
     }
 
-    fn fold_record(&mut self, record: Record) -> AfterEvent {
+    /// Folds every envelope of `record` (a propeller may append several together), saying what must follow
+    /// each.
+    fn fold_record(&mut self, record: Record) -> Vec<AfterEvent> {
         let partition = record.partition;
         let Some(runtime) = self.partitions.get_mut(&partition) else {
-            return AfterEvent::Nothing;
+            return Vec::new();
         };
         if record.offset < runtime.next_offset {
-            return AfterEvent::Nothing;
+            return Vec::new();
         }
         runtime.next_offset = record.offset + 1;
         let caught_up = record.offset + 1 >= runtime.catch_up_end;
-        let envelope = match Envelope::decode(&record.payload) {
-            Ok(envelope) => envelope,
+        let envelopes = match Envelope::decode_all(&record.payload) {
+            Ok(envelopes) => envelopes,
             Err(error) => {
                 error!(partition, offset = record.offset, %error, "skipping an undecodable record");
-                return AfterEvent::Nothing;
+                return Vec::new();
             }
         };
-        let Payload::Execution(event) = &envelope.payload else {
-            return AfterEvent::Nothing;
-        };
-        if let ExecutionEvent::ExecutionRequested { execution, .. } = event {
-            if !envelope.traceparent.is_empty() {
-                runtime
-                    .traces
-                    .insert(execution.clone(), envelope.traceparent.clone());
+        let mut follow_ups = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let Payload::Execution(event) = &envelope.payload else {
+                continue;
+            };
+            if let ExecutionEvent::ExecutionRequested { execution, .. } = event {
+                if !envelope.traceparent.is_empty() {
+                    if let Some(runtime) = self.partitions.get_mut(&partition) {
+                        runtime
+                            .traces
+                            .insert(execution.clone(), envelope.traceparent.clone());
+                    }
+                }
             }
+            let meta = EventMeta {
+                seq: envelope.seq,
+                writer_epoch: envelope.writer_epoch,
+            };
+            follow_ups.push(self.fold_event(partition, &meta, event, caught_up));
         }
-        let meta = EventMeta {
-            seq: envelope.seq,
-            writer_epoch: envelope.writer_epoch,
-        };
-        self.fold_event(partition, &meta, event, caught_up)
+        follow_ups
     }
 
     /// Applies one event to its partition's fold and says what must follow.
@@ -944,29 +967,30 @@ impl Engine {
         let traceparent = runtime.traces.get(execution).cloned().unwrap_or_default();
         let stream = execution.stream();
         let key = execution.partition_key();
-        let mut records = Vec::with_capacity(events.len());
+        let mut envelopes = Vec::with_capacity(events.len());
         let mut decisions = Vec::with_capacity(events.len());
         for event in events {
             seq += 1;
-            let envelope = Envelope {
+            let meta = EventMeta {
+                seq,
+                writer_epoch: epoch,
+            };
+            envelopes.push(Envelope {
                 stream: stream.clone(),
                 seq,
                 writer_epoch: epoch,
                 occurred_at: event.occurred_at(),
                 traceparent: traceparent.clone(),
-                payload: Payload::Execution(event),
-            };
-            records.push((key.clone(), envelope.encode()));
-            if let Payload::Execution(event) = envelope.payload {
-                decisions.push((
-                    EventMeta {
-                        seq,
-                        writer_epoch: epoch,
-                    },
-                    event,
-                ));
-            }
+                payload: Payload::Execution(event.clone()),
+            });
+            decisions.push((meta, event));
         }
+        // As few records as hold them: a broker's cost is per record, and a 10,000-item map decides
+        // thousands of starts and results.
+        let records = Envelope::pack(&envelopes, RECORD_BYTES)
+            .into_iter()
+            .map(|payload| (key.clone(), payload))
+            .collect();
         runtime.pending.insert(execution.clone(), seq);
         metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
         self.append(partition, records, decisions);
@@ -1307,23 +1331,47 @@ impl Engine {
         }
     }
 
-    fn on_attempt_finished(&mut self, finished: AttemptFinished) {
-        if finished.reattached {
-            self.record_attempt_finished(finished);
-            return;
+    /// Frees the slots of finished attempts and appends their results, those of one execution together.
+    fn on_attempts_finished(&mut self, batch: Vec<AttemptFinished>) {
+        let mut results: Vec<((u32, ExecutionId), Vec<ExecutionEvent>)> = Vec::new();
+        let mut position: HashMap<(u32, ExecutionId), usize> = HashMap::new();
+        for finished in batch {
+            if !finished.reattached {
+                // Its slot is free: the dispatcher picks who runs next.
+                let tenant = tenant_of(&finished.key.execution);
+                self.dispatcher.finished(&tenant);
+                if finished.released_pools {
+                    self.dispatcher.retry_blocked();
+                }
+                self.publish_tenant_gauges(&tenant);
+                self.pump_wanted = true;
+            }
+            let Some((partition, execution, event)) = self.attempt_result(finished) else {
+                continue;
+            };
+            let key = (partition, execution);
+            let index = *position.entry(key.clone()).or_insert_with(|| {
+                results.push((key, Vec::new()));
+                results.len() - 1
+            });
+            results[index].1.push(event);
         }
-        // Its slot is free: the dispatcher picks who runs next.
-        let tenant = tenant_of(&finished.key.execution);
-        self.dispatcher.finished(&tenant);
-        if finished.released_pools {
-            self.dispatcher.retry_blocked();
+        for ((partition, execution), events) in results {
+            self.append_decisions(partition, &execution, events);
         }
-        self.publish_tenant_gauges(&tenant);
-        self.record_attempt_finished(finished);
-        self.pump_wanted = true;
     }
 
-    fn record_attempt_finished(&mut self, mut finished: AttemptFinished) {
+    fn record_attempt_finished(&mut self, finished: AttemptFinished) {
+        if let Some((partition, execution, event)) = self.attempt_result(finished) {
+            self.append_decisions(partition, &execution, vec![event]);
+        }
+    }
+
+    /// The event that records how `finished` ended, if its execution still waits for it here.
+    fn attempt_result(
+        &mut self,
+        mut finished: AttemptFinished,
+    ) -> Option<(u32, ExecutionId, ExecutionEvent)> {
         self.running.remove(&finished.key);
         if self.interrupting.remove(&finished.key) && finished.memoized.outcome == AttemptOutcome::Cancelled {
             finished.memoized.outcome = AttemptOutcome::Failed {
@@ -1357,11 +1405,9 @@ impl Engine {
             node,
             attempt,
         } = finished.key;
-        let Some(runtime) = self.partitions.get(&finished.partition) else {
-            return;
-        };
+        let runtime = self.partitions.get(&finished.partition)?;
         if !runtime.active {
-            return;
+            return None;
         }
         let still_running = runtime
             .fold
@@ -1371,7 +1417,7 @@ impl Engine {
             .and_then(|n| n.running_attempt())
             .is_some_and(|a| a.number == attempt);
         if !still_running {
-            return;
+            return None;
         }
         let at = finished.memoized.finished_at;
         let event = match finished.memoized.outcome {
@@ -1391,9 +1437,9 @@ impl Engine {
                 message,
                 at,
             },
-            AttemptOutcome::Cancelled => return,
+            AttemptOutcome::Cancelled => return None,
         };
-        self.append_decisions(finished.partition, &execution, vec![event]);
+        Some((finished.partition, execution, event))
     }
 }
 
