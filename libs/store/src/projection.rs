@@ -233,6 +233,25 @@ pub(crate) async fn admit_logged<'e>(
     logged: &LoggedEvent<'e>,
 ) -> Result<std::result::Result<&'e ExecutionId, AppliedEvent>> {
     let event = logged.event;
+    // The common case in one statement: a decision of the current epoch that is its stream's next seq moves
+    // `last_seq` on. Anything else (a duplicate, a gap, an unknown execution) falls through to the rule.
+    if let Some(id) = event.execution().filter(|_| !event.is_request()) {
+        if logged.writer_epoch == *partition_epoch {
+            let advanced = sqlx::query(&format!(
+                "UPDATE {table} SET last_seq = $1 WHERE project = $2 AND domain = $3 AND name = $4 AND last_seq = $5"
+            ))
+            .bind(logged.seq as i64)
+            .bind(&id.project)
+            .bind(&id.domain)
+            .bind(&id.name)
+            .bind(logged.seq as i64 - 1)
+            .execute(&mut *conn)
+            .await?;
+            if advanced.rows_affected() == 1 {
+                return Ok(Ok(id));
+            }
+        }
+    }
     let last = match event.execution() {
         Some(id) => last_seq(conn, table, id).await?,
         None => None,
