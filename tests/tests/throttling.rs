@@ -187,10 +187,7 @@ async fn weights_three_to_one_split_the_started_attempts_75_25() {
     }
 
     // Two blockers hold both slots until every attempt below is queued.
-    let mut launched = vec![
-        start_task(&mut client, "staging", "blocker", "blocker-1").await,
-        start_task(&mut client, "staging", "blocker", "blocker-2").await,
-    ];
+    let mut launched = start_blockers(&mut client).await;
     for index in 0..40 {
         for domain in ["development", "production"] {
             launched.push(start_task(&mut client, domain, "pause", &format!("{domain}-{index}")).await);
@@ -223,6 +220,25 @@ async fn weights_three_to_one_split_the_started_attempts_75_25() {
     );
 }
 
+/// Launches the two blockers and waits until both run, so they hold both slots before anything else is
+/// launched (executions sit in different partitions, which the propeller may read in any order).
+async fn start_blockers(client: &mut aloft_cli::client::AdminClient) -> Vec<wire::ExecutionIdentifier> {
+    let mut blockers = Vec::new();
+    for name in ["blocker-1", "blocker-2"] {
+        blockers.push(start_task(client, "staging", "blocker", name).await);
+    }
+    for id in &blockers {
+        wait_until(client, id, Duration::from_secs(60), |execution| {
+            execution
+                .nodes
+                .iter()
+                .any(|node| node.phase == wire::NodePhase::NodeRunning as i32)
+        })
+        .await;
+    }
+    blockers
+}
+
 /// The propeller's `aloft_propeller_attempts_queued` gauge, read from its /metrics.
 async fn queued_attempts(port: u16) -> f64 {
     metric(port, "aloft_propeller_attempts_queued").await
@@ -244,10 +260,7 @@ async fn a_newly_active_tenant_is_not_stuck_behind_a_busy_tenants_queue() {
         release,
         _services,
     } = saturated_propeller(&brokers, &database).await;
-    let mut launched = vec![
-        start_task(&mut client, "staging", "blocker", "blocker-1").await,
-        start_task(&mut client, "staging", "blocker", "blocker-2").await,
-    ];
+    let mut launched = start_blockers(&mut client).await;
     for index in 0..30 {
         launched.push(start_task(&mut client, "development", "pause", &format!("busy-{index}")).await);
     }
