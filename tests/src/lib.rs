@@ -291,6 +291,26 @@ pub async fn wait_for_client(url: &str, log: impl Fn() -> String) -> AdminClient
     }
 }
 
+/// Writes spec `text` to `dir/name` and registers it into the default project and domain.
+pub async fn register_text(client: &mut AdminClient, dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing the spec file");
+    register_file(client, &path).await;
+}
+
+/// A deployment on Kafka + Postgres with admin and, when `propeller` names one, a propeller of that member
+/// name (services in that order); `None` without the real backends.
+pub async fn deploy(propeller: Option<&str>) -> Option<(Deployment, Vec<Service>, AdminClient)> {
+    let (brokers, database) = real_backends()?;
+    let deployment = Deployment::new(&brokers, &database).await;
+    let mut services = vec![deployment.start_admin()];
+    if let Some(member) = propeller {
+        services.push(deployment.start_propeller(member));
+    }
+    let client = deployment.client().await;
+    Some((deployment, services, client))
+}
+
 /// Registers a spec file into the default project and domain.
 pub async fn register_file(client: &mut AdminClient, path: &Path) -> Vec<aloft_cli::specs::Registered> {
     let documents = read_spec_file(path).expect("spec file");

@@ -86,12 +86,6 @@ fn output_y(execution: &wire::Execution) -> Vec<String> {
     scalar_outputs(execution)
 }
 
-async fn register_text(client: &mut aloft_cli::client::AdminClient, dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    register_file(client, &path).await;
-}
-
 async fn lineage(
     catalog: &mut aloft_cli::lineage::CatalogClient,
     execution: &str,

@@ -18,25 +18,6 @@ fn spec() -> String {
         "{example}---\nkind: workflow\nname: impatient\nnodes:\n  - {{id: go, gate: {{signal: {{name: go, timeout: 1s}}}}}}\n"
     )
 }
-/// A deployment on Kafka + Postgres with admin and, when `with_propeller`, one propeller; `None` without
-/// the real backends.
-async fn deploy(with_propeller: bool) -> Option<(Deployment, Vec<Service>, AdminClient)> {
-    let (brokers, database) = real_backends()?;
-    let deployment = Deployment::new(&brokers, &database).await;
-    let mut services = vec![deployment.start_admin()];
-    if with_propeller {
-        services.push(deployment.start_propeller("p1"));
-    }
-    let client = deployment.client().await;
-    Some((deployment, services, client))
-}
-
-/// Writes spec `text` to `name` in the deployment's scratch directory and registers it.
-async fn register_text(deployment: &Deployment, client: &mut AdminClient, name: &str, text: &str) {
-    let spec_file = deployment.scratch.path().join(name);
-    std::fs::write(&spec_file, text).unwrap();
-    register_file(client, &spec_file).await;
-}
 
 fn node<'a>(execution: &'a wire::Execution, id: &str) -> &'a wire::NodeExecution {
     execution
@@ -67,10 +48,10 @@ fn approve_request(id: &wire::ExecutionIdentifier, node: &str) -> wire::ApproveE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
-    let Some((deployment, _services, mut client)) = deploy(true).await else {
+    let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
         return;
     };
-    register_text(&deployment, &mut client, "release.yaml", &spec()).await;
+    register_text(&mut client, deployment.scratch.path(), "release.yaml", &spec()).await;
     let aloft = |args: &[&str]| {
         let output = std::process::Command::new(binary("aloft"))
             .arg("--admin")
@@ -229,10 +210,10 @@ async fn branches_subworkflows_and_gates_run_on_kafka_and_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
-    let Some((deployment, _services, mut client)) = deploy(false).await else {
+    let Some((deployment, _services, mut client)) = deploy(None).await else {
         return;
     };
-    register_text(&deployment, &mut client, "base.yaml", &spec()).await;
+    register_text(&mut client, deployment.scratch.path(), "base.yaml", &spec()).await;
     for (bad, expected) in [
         ("prep.n > 10", "prep.n > 'ten'", "compares integer with string"),
         (
@@ -278,7 +259,7 @@ async fn node_kind_specs_that_do_not_compile_are_refused_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_map_runs_a_task_per_item_on_kafka_and_tolerates_failures_within_its_ratio() {
-    let Some((deployment, _services, mut client)) = deploy(true).await else {
+    let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
         return;
     };
     let spec = r#"kind: task
@@ -302,7 +283,7 @@ interface: {inputs: {xs: "list<integer>"}}
 nodes:
   - {id: each, map: {task: picky, over: n}, inputs: {n: inputs.xs, offset: {value: 0}}}
 "#;
-    register_text(&deployment, &mut client, "fan.yaml", spec).await;
+    register_text(&mut client, deployment.scratch.path(), "fan.yaml", spec).await;
     let items: Vec<String> = (0..150).map(|i| i.to_string()).collect();
     let list = format!("[{}]", items.join(","));
 
@@ -386,7 +367,7 @@ printf '{"name":"steps","interface":{"inputs":{"n":"integer"},"outputs":{"total"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_node_runs_the_workflow_its_planner_writes_on_kafka() {
-    let Some((deployment, _services, mut client)) = deploy(true).await else {
+    let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
         return;
     };
     let script = deployment.scratch.path().join("plan.sh");
@@ -412,8 +393,8 @@ outputs: {{result: last.n}}
         script.display()
     );
     register_text(
-        &deployment,
         &mut client,
+        deployment.scratch.path(),
         "planned.yaml",
         &format!("{}{planner}", spec()),
     )
@@ -478,7 +459,7 @@ outputs: {{result: last.n}}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_plan_node_runs_a_linked_child_execution_and_aborting_the_parent_aborts_it() {
-    let Some((deployment, _services, mut client)) = deploy(true).await else {
+    let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
         return;
     };
     let plans = r#"---
@@ -511,8 +492,8 @@ nodes:
   - {id: child, launch_plan: waiter-plan}
 "#;
     register_text(
-        &deployment,
         &mut client,
+        deployment.scratch.path(),
         "plans.yaml",
         &format!("{}{plans}", spec()),
     )

@@ -10,15 +10,26 @@ use std::time::Duration;
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 
+/// How many times the task logging to `path` started (each run appends a line); 0 before it has.
+fn runs_of(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).unwrap_or_default().lines().count()
+}
+
+/// Waits until the task of each run file has started.
+async fn wait_until_started(paths: &[&std::path::Path]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while paths.iter().any(|path| runs_of(path) == 0) {
+        assert!(std::time::Instant::now() < deadline, "the tasks never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_propeller_re_attaches_to_a_still_running_task_process() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, mut services, mut client)) = deploy(Some("first")).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let mut first = deployment.start_propeller("first");
-    let mut client = deployment.client().await;
+    let first = &mut services[1];
     let runs = deployment.scratch.path().join("runs");
     let spec = format!(
         r#"kind: task
@@ -31,9 +42,7 @@ run:
 "#,
         runs = runs.display()
     );
-    let spec_file = deployment.scratch.path().join("slow.yaml");
-    std::fs::write(&spec_file, spec).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(&mut client, deployment.scratch.path(), "slow.yaml", &spec).await;
     let task = wire::create_execution_request::Target::Task(wire::Identifier {
         project: PROJECT.into(),
         domain: DOMAIN.into(),
@@ -41,11 +50,7 @@ run:
         version: String::new(),
     });
     let id = launch(&mut client, task, "slow-1", &[("x", "21")]).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&runs).unwrap_or_default().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the task never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_started(&[&runs]).await;
     // The propeller dies; its task process does not (it is in a process group of its own).
     first.sigkill();
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -60,7 +65,7 @@ run:
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
     assert_eq!(scalar_outputs(&finished), ["y=42"]);
     assert_eq!(
-        std::fs::read_to_string(&runs).unwrap().lines().count(),
+        runs_of(&runs),
         1,
         "the task ran once: the new owner followed the running process instead of retrying"
     );
@@ -89,13 +94,10 @@ run:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_propeller_interrupts_interruptible_attempts_and_leaves_the_others_running() {
-    let Some((brokers, database)) = real_backends() else {
+    let Some((deployment, mut services, mut client)) = deploy(Some("first")).await else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let mut first = deployment.start_propeller("first");
-    let mut client = deployment.client().await;
+    let first = &mut services[1];
     let scratch = deployment.scratch.path();
     let (spare_runs, steady_runs) = (scratch.join("spare-runs"), scratch.join("steady-runs"));
     let spec = format!(
@@ -103,18 +105,11 @@ async fn a_stopping_propeller_interrupts_interruptible_attempts_and_leaves_the_o
         logging_task("spare", &spare_runs, true),
         logging_task("steady", &steady_runs, false),
     );
-    let spec_file = scratch.join("mixed.yaml");
-    std::fs::write(&spec_file, spec).unwrap();
-    register_file(&mut client, &spec_file).await;
+    register_text(&mut client, scratch, "mixed.yaml", &spec).await;
     let id = launch(&mut client, workflow("mixed"), "mixed-1", &[])
         .await
         .unwrap();
-    let runs_of = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default().lines().count();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while runs_of(&spare_runs) == 0 || runs_of(&steady_runs) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the tasks never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_started(&[&spare_runs, &steady_runs]).await;
     first.signal(nix::sys::signal::Signal::SIGTERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while first.child.try_wait().unwrap().is_none() {

@@ -551,16 +551,14 @@ fn with_node_overrides(node: &NodeSpec, mut task: TaskSpec) -> Result<TaskSpec, 
 fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, CompileError> {
     validate_name("node id", &node.id).map_err(|e| CompileError::InvalidName(e.to_string()))?;
     let runs_tasks = node.task.is_some() || node.map.is_some();
-    if node.timeout.is_some() && !runs_tasks {
+    let overrides = [
+        (node.timeout.is_some(), "a timeout (a gate has its own)"),
+        (node.interruptible.is_some(), "an interruptible flag"),
+    ];
+    if let Some((_, what)) = overrides.iter().find(|(set, _)| *set && !runs_tasks) {
         return Err(node_error(
             &node.id,
-            "only task and map nodes take a timeout (a gate has its own)".to_string(),
-        ));
-    }
-    if node.interruptible.is_some() && !runs_tasks {
-        return Err(node_error(
-            &node.id,
-            "only task and map nodes take an interruptible flag".to_string(),
+            format!("only task and map nodes take {what}"),
         ));
     }
     match node.kind().map_err(CompileError::InvalidName)? {

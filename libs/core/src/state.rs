@@ -160,6 +160,13 @@ impl NodeState {
     pub fn running_attempt(&self) -> Option<&AttemptState> {
         self.attempts.last().filter(|a| a.phase == AttemptPhase::Running)
     }
+
+    /// Whether attempt `number`, the node's latest, was started interruptible.
+    pub fn is_interruptible(&self, number: u32) -> bool {
+        self.attempts
+            .last()
+            .is_some_and(|last| last.number == number && last.interruptible)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -125,6 +125,12 @@ fn compile(documents: &[&str]) -> Result<CompiledWorkflow, String> {
     last.ok_or_else(|| "no documents".to_string())
 }
 
+/// Asserts the documents do not compile, with an error that says `expected`.
+fn assert_refused(documents: &[&str], expected: &str) {
+    let error = compile(documents).unwrap_err();
+    assert!(error.contains(expected), "expected {expected:?} in: {error}");
+}
+
 /// The one item `inc` fails on, so maps can be shown tolerating (or not) a failed item.
 const UNLUCKY: i64 = 13_013;
 
@@ -586,15 +592,10 @@ fn bad_node_kinds_are_refused_with_what_is_wrong() {
         ),
     ];
     for (spec, expected) in cases {
-        let error = compile(&[&spec]).unwrap_err();
-        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+        assert_refused(&[&spec], expected);
     }
     let unknown = "name: u\nnodes: [{id: s, workflow: nowhere}]\n";
-    let error = compile(&[unknown]).unwrap_err();
-    assert!(
-        error.contains("workflow \"nowhere\" is not registered"),
-        "{error}"
-    );
+    assert_refused(&[unknown], "workflow \"nowhere\" is not registered");
 }
 
 fn mapped(settings: &str) -> CompiledWorkflow {
@@ -736,8 +737,7 @@ nodes:
         ),
         ("task: inc", "task: nope", "task \"nope\" is not registered"),
     ] {
-        let error = compile(&[&base.replace(from, to)]).unwrap_err();
-        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+        assert_refused(&[&base.replace(from, to)], expected);
     }
 }
 
@@ -808,8 +808,7 @@ fn a_plan_that_does_not_compile_fails_the_node_with_the_compile_error_before_any
             "task \"nope\" is not registered",
         ),
     ] {
-        let error = compile(&[&PLANNED.replace(from, to)]).unwrap_err();
-        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+        assert_refused(&[&PLANNED.replace(from, to)], expected);
     }
 }
 
@@ -881,10 +880,9 @@ outputs: {result: after.n}
         "plus_two-plan, inputs: {n: inputs.x}",
         "nowhere-plan, inputs: {n: inputs.x}",
     );
-    let error = compile(&[PLUS_TWO, &fixed_spec]).unwrap_err();
-    assert!(
-        error.contains("launch plan \"nowhere-plan\" is not registered"),
-        "{error}"
+    assert_refused(
+        &[PLUS_TWO, &fixed_spec],
+        "launch plan \"nowhere-plan\" is not registered",
     );
 }
 
@@ -974,15 +972,10 @@ outputs: {ns: inner.ns}
         ("timeout: 30s", "timeout: soon", "\"quick\": timeout"),
         ("timeout: 30s", "timeout: 0s", "timeout must be positive"),
     ] {
-        let error = compile(&[squares, &top.replace(from, to)]).unwrap_err();
-        assert!(error.contains(expected), "expected {expected:?} in: {error}");
+        assert_refused(&[squares, &top.replace(from, to)], expected);
     }
     let gate = "name: g\nnodes: [{id: wait, gate: {sleep: 1s}, timeout: 5s}]\n";
-    let error = compile(&[gate]).unwrap_err();
-    assert!(
-        error.contains("only task and map nodes take a timeout"),
-        "{error}"
-    );
+    assert_refused(&[gate], "only task and map nodes take a timeout");
 }
 
 /// Whether each attempt of `node_id` started interruptible, in attempt order.

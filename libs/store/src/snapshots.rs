@@ -43,11 +43,14 @@ impl Store {
         .bind(partition as i64)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| Snapshot {
-            next_offset: row.get::<i64, _>("next_offset").max(0) as u64,
-            epoch: row.get::<i64, _>("epoch").max(0) as u64,
-            state_json: row.get("state_json"),
-            taken_at: row.get("taken_at"),
-        }))
+        row.map(|row| {
+            Ok(Snapshot {
+                next_offset: row.try_get::<i64, _>("next_offset")?.max(0) as u64,
+                epoch: row.try_get::<i64, _>("epoch")?.max(0) as u64,
+                state_json: row.try_get("state_json")?,
+                taken_at: row.try_get("taken_at")?,
+            })
+        })
+        .transpose()
     }
 }

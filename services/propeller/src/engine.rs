@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use aloft_core::cache::{CacheOutcome, CacheStatus};
 use aloft_core::events::{ErrorKind, ExecutionEvent, Outputs};
-use aloft_core::state::{decide, AppliedEvent, EventMeta, PartitionFold};
+use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionState, PartitionFold};
 use aloft_core::ExecutionId;
 use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream};
 use aloft_fairq::{Dispatcher, Tenant, TenantPolicy};
@@ -169,6 +169,8 @@ struct PartitionRuntime {
     /// Each live execution's trace context (from its request's envelope): decisions and attempt spans
     /// join the execution's trace.
     traces: HashMap<ExecutionId, String>,
+    /// `(next_offset, epoch)` of the last snapshot stored: an idle partition is not stored again.
+    snapshotted: Option<(u64, u64)>,
 }
 
 /// Which partitions the engine may own: those of `topic` the consumer group `group` gives member `member`.
@@ -735,14 +737,16 @@ impl Engine {
 
     /// Stores the state of every partition this propeller owns and has claimed, as of the records read so
     /// far (decisions applied on acknowledgement but not read back yet are folded again, as duplicates).
-    fn take_snapshots(&self) {
+    fn take_snapshots(&mut self) {
         let Some(options) = &self.snapshots else {
             return;
         };
-        for (&partition, runtime) in &self.partitions {
-            if !runtime.active {
+        for (&partition, runtime) in &mut self.partitions {
+            let position = (runtime.next_offset, runtime.fold.epoch);
+            if !runtime.active || runtime.snapshotted == Some(position) {
                 continue;
             }
+            runtime.snapshotted = Some(position);
             let state_json = match runtime.fold.to_snapshot().map(String::from_utf8) {
                 Ok(Ok(json)) => json,
                 Ok(Err(error)) => {
@@ -970,29 +974,38 @@ impl Engine {
         let traceparent = runtime.traces.get(execution).cloned().unwrap_or_default();
         let stream = execution.stream();
         let key = execution.partition_key();
-        let mut envelopes = Vec::with_capacity(events.len());
-        let mut decisions = Vec::with_capacity(events.len());
-        for event in events {
-            seq += 1;
-            let meta = EventMeta {
-                seq,
-                writer_epoch: epoch,
-            };
-            envelopes.push(Envelope {
-                stream: stream.clone(),
-                seq,
-                writer_epoch: epoch,
-                occurred_at: event.occurred_at(),
-                traceparent: traceparent.clone(),
-                payload: Payload::Execution(event.clone()),
-            });
-            decisions.push((meta, event));
-        }
+        let envelopes: Vec<Envelope> = events
+            .into_iter()
+            .map(|event| {
+                seq += 1;
+                Envelope {
+                    stream: stream.clone(),
+                    seq,
+                    writer_epoch: epoch,
+                    occurred_at: event.occurred_at(),
+                    traceparent: traceparent.clone(),
+                    payload: Payload::Execution(event),
+                }
+            })
+            .collect();
         // As few records as hold them: a broker's cost is per record, and a 10,000-item map decides
         // thousands of starts and results.
         let records = Envelope::pack(&envelopes, RECORD_BYTES)
             .into_iter()
             .map(|payload| (key.clone(), payload))
+            .collect();
+        let decisions: Vec<(EventMeta, ExecutionEvent)> = envelopes
+            .into_iter()
+            .filter_map(|envelope| match envelope.payload {
+                Payload::Execution(event) => Some((
+                    EventMeta {
+                        seq: envelope.seq,
+                        writer_epoch: envelope.writer_epoch,
+                    },
+                    event,
+                )),
+                _ => None,
+            })
             .collect();
         runtime.pending.insert(execution.clone(), seq);
         metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
@@ -1019,9 +1032,8 @@ impl Engine {
         else {
             return;
         };
-        let compiled = &state.workflow.nodes[node];
-        let inputs = match state.node_inputs(node) {
-            Ok(inputs) => inputs,
+        let request = match attempt_request(state, node, attempt) {
+            Ok(request) => request,
             Err(message) => {
                 let event = ExecutionEvent::AttemptFailed {
                     execution: execution.clone(),
@@ -1035,19 +1047,8 @@ impl Engine {
                 return;
             }
         };
-        let request = AttemptRequest {
-            execution: execution.clone(),
-            node_id: compiled.id.clone(),
-            attempt,
-            task: compiled.task.clone(),
-            task_version: compiled.task_id.version.clone(),
-            inputs,
-        };
         let overwrite_cache = state.overwrite_cache;
-        let interruptible = state.nodes[node]
-            .attempts
-            .last()
-            .is_some_and(|last| last.number == attempt && last.interruptible);
+        let interruptible = state.nodes[node].is_interruptible(attempt);
         if self.queued.insert(key.clone(), false).is_some() {
             return;
         }
@@ -1253,22 +1254,10 @@ impl Engine {
         else {
             return false;
         };
-        let compiled = &state.workflow.nodes[key.node];
-        let Ok(inputs) = state.node_inputs(key.node) else {
+        let Ok(request) = attempt_request(state, key.node, key.attempt) else {
             return false;
         };
-        let request = AttemptRequest {
-            execution: key.execution.clone(),
-            node_id: compiled.id.clone(),
-            attempt: key.attempt,
-            task: compiled.task.clone(),
-            task_version: compiled.task_id.version.clone(),
-            inputs,
-        };
-        let interruptible = state.nodes[key.node]
-            .attempts
-            .last()
-            .is_some_and(|last| last.number == key.attempt && last.interruptible);
+        let interruptible = state.nodes[key.node].is_interruptible(key.attempt);
         let cancel = CancellationToken::new();
         let Some(waiting) = self.runner.executors.reattach(request, cancel.clone()) else {
             return false;
@@ -1336,8 +1325,8 @@ impl Engine {
 
     /// Frees the slots of finished attempts and appends their results, those of one execution together.
     fn on_attempts_finished(&mut self, batch: Vec<AttemptFinished>) {
-        let mut results: Vec<((u32, ExecutionId), Vec<ExecutionEvent>)> = Vec::new();
-        let mut position: HashMap<(u32, ExecutionId), usize> = HashMap::new();
+        // Per execution, in the order they finished (executions are independent streams).
+        let mut results: HashMap<(u32, ExecutionId), Vec<ExecutionEvent>> = HashMap::new();
         for finished in batch {
             if !finished.reattached {
                 // Its slot is free: the dispatcher picks who runs next.
@@ -1352,12 +1341,7 @@ impl Engine {
             let Some((partition, execution, event)) = self.attempt_result(finished) else {
                 continue;
             };
-            let key = (partition, execution);
-            let index = *position.entry(key.clone()).or_insert_with(|| {
-                results.push((key, Vec::new()));
-                results.len() - 1
-            });
-            results[index].1.push(event);
+            results.entry((partition, execution)).or_default().push(event);
         }
         for ((partition, execution), mut events) in results {
             let decided = self.decided_after(partition, &execution, &events);
@@ -1486,6 +1470,19 @@ impl Engine {
         };
         Some((finished.partition, execution, event))
     }
+}
+
+/// What an executor needs to run attempt `attempt` of `node`; an error when its inputs do not resolve.
+fn attempt_request(state: &ExecutionState, node: usize, attempt: u32) -> Result<AttemptRequest, String> {
+    let compiled = &state.workflow.nodes[node];
+    Ok(AttemptRequest {
+        execution: state.id.clone(),
+        node_id: compiled.id.clone(),
+        attempt,
+        task: compiled.task.clone(),
+        task_version: compiled.task_id.version.clone(),
+        inputs: state.node_inputs(node)?,
+    })
 }
 
 /// The newest stored state of `partition` and the offset to replay from, if one is stored and usable;

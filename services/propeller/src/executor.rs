@@ -212,15 +212,19 @@ async fn run_process(
         Ok(status) => status,
         Err(error) => return system_error(format!("waiting for the process failed: {error}")),
     };
-    if !status.success() {
-        let tail = log_tail(&log_path).await;
-        let code = status
-            .code()
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "a signal".to_string());
-        return user_error(format!("exited with {code}; log {}:{tail}", log_path.display()));
+    process_ended(dir, &request.task, status.code()).await
+}
+
+/// How a process attempt in `dir` ended, given its exit code (`None`: killed by a signal): zero reads its
+/// outputs; anything else is a user error quoting the tail of its log.
+async fn process_ended(dir: &Path, task: &TaskSpec, code: Option<i32>) -> AttemptOutcome {
+    if code == Some(0) {
+        return read_outputs(&dir.join("outputs"), task).await;
     }
-    read_outputs(&outputs_dir, &request.task).await
+    let log_path = dir.join("log.txt");
+    let tail = log_tail(&log_path).await;
+    let code = code.map_or_else(|| "a signal".to_string(), |c| c.to_string());
+    user_error(format!("exited with {code}; log {}:{tail}", log_path.display()))
 }
 
 /// The file in an attempt directory holding the pid of the attempt's process group leader.
@@ -269,12 +273,7 @@ impl Executors {
                 }
                 let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
                 match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
-                    Some(0) => read_outputs(&dir.join("outputs"), &request.task).await,
-                    Some(code) => {
-                        let log_path = dir.join("log.txt");
-                        let tail = log_tail(&log_path).await;
-                        user_error(format!("exited with {code}; log {}:{tail}", log_path.display()))
-                    }
+                    Some(code) => process_ended(&dir, &request.task, Some(code)).await,
                     None => system_error("attempt lost: its process ended without recording an exit status"),
                 }
             }
