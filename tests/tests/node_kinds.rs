@@ -282,6 +282,13 @@ name: strict-fan
 interface: {inputs: {xs: "list<integer>"}}
 nodes:
   - {id: each, map: {task: picky, over: n}, inputs: {n: inputs.xs, offset: {value: 0}}}
+---
+kind: workflow
+name: wrapped-fan
+interface: {inputs: {xs: "list<integer>"}, outputs: {ns: "list<optional<integer>>"}}
+nodes:
+  - {id: inner, workflow: fan, inputs: {xs: inputs.xs}}
+outputs: {ns: inner.ns}
 "#;
     register_text(&mut client, deployment.scratch.path(), "fan.yaml", spec).await;
     let items: Vec<String> = (0..150).map(|i| i.to_string()).collect();
@@ -352,6 +359,22 @@ nodes:
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
     assert!(error.message().contains("xs"), "{}", error.message());
+
+    // Nested: the map inside a subworkflow, its items shown under the subworkflow's node.
+    let wrapped = launch(
+        &mut client,
+        workflow("wrapped-fan"),
+        "wrapped-1",
+        &[("xs", "[1, 2, 3]")],
+    )
+    .await
+    .unwrap();
+    let finished = wait_succeeded(&mut client, &wrapped, Duration::from_secs(60)).await;
+    assert_eq!(scalar_outputs(&finished), ["ns=[1001, 1002, 1003]"]);
+    assert_eq!(phase(&finished, "inner/each"), wire::NodePhase::NodeSucceeded);
+    assert_eq!(phase(&finished, "inner/each[2]"), wire::NodePhase::NodeSucceeded);
+    assert_eq!(phase(&finished, "inner"), wire::NodePhase::NodeSucceeded);
+    assert_history_gap_free(&mut client, &wrapped).await;
 }
 
 /// Plans a chain of N `inc` steps and then a branch on the last step: its output `workflow` is the spec.
