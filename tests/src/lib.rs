@@ -361,7 +361,9 @@ pub async fn get(client: &mut AdminClient, id: &wire::ExecutionIdentifier) -> wi
         .into_inner()
 }
 
-/// Waits until `condition` holds for the execution (or fails after `within`).
+/// Waits until `condition` holds for the execution (or fails after `within`). An execution not found yet
+/// is waited for too: one requested by a service (a child of a launch-plan node, a scheduled run) appears
+/// once admin has projected its request.
 pub async fn wait_until(
     client: &mut AdminClient,
     id: &wire::ExecutionIdentifier,
@@ -370,13 +372,23 @@ pub async fn wait_until(
 ) -> wire::Execution {
     let deadline = Instant::now() + within;
     loop {
-        let execution = get(client, id).await;
-        if condition(&execution) {
-            return execution;
-        }
+        let found = client
+            .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .await;
+        let last = match found {
+            Ok(response) => {
+                let execution = response.into_inner();
+                if condition(&execution) {
+                    return execution;
+                }
+                format!("{execution:?}")
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => status.message().to_string(),
+            Err(status) => panic!("get execution {}: {status}", id.name),
+        };
         assert!(
             Instant::now() < deadline,
-            "execution {} never reached the condition; last: {execution:?}",
+            "execution {} never reached the condition; last: {last}",
             id.name
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
