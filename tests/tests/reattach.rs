@@ -158,3 +158,65 @@ async fn a_stopping_propeller_interrupts_interruptible_attempts_and_leaves_the_o
         "{history:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_attached_attempt_still_times_out_at_its_tasks_timeout() {
+    let Some((deployment, mut services, mut client)) = deploy(Some("first")).await else {
+        return;
+    };
+    let first = &mut services[1];
+    let scratch = deployment.scratch.path();
+    let (runs, finished_marker) = (scratch.join("runs"), scratch.join("finished"));
+    let spec = format!(
+        r#"kind: task
+name: overlong
+version: "1"
+timeout: 6s
+run:
+  process:
+    command: ["sh", "-c", "echo started >> {runs}; sleep 40; echo done > {finished}"]
+"#,
+        runs = runs.display(),
+        finished = finished_marker.display()
+    );
+    register_text(&mut client, scratch, "overlong.yaml", &spec).await;
+    let task = wire::create_execution_request::Target::Task(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: "overlong".into(),
+        version: String::new(),
+    });
+    let id = launch(&mut client, task, "overlong-1", &[]).await.unwrap();
+    wait_until_started(&[&runs]).await;
+    let started = std::time::Instant::now();
+    // Stopped gracefully, the propeller leaves the (non-interruptible) attempt running for its successor.
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    let _second = deployment.start_propeller("second");
+    let finished = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(
+        finished.phase,
+        wire::ExecutionPhase::Failed as i32,
+        "{}",
+        finished.error
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(35),
+        "the attempt ended at its timeout, not when its 40 s sleep did"
+    );
+    assert_eq!(finished.attempts.len(), 1, "{:?}", finished.attempts);
+    let attempt = &finished.attempts[0];
+    assert_eq!(attempt.error_kind, "TIMEOUT", "{attempt:?}");
+    assert_eq!(attempt.error, "timed out after 6s");
+    assert_eq!(runs_of(&runs), 1, "the task ran once: the new owner followed it");
+    deployment
+        .wait_for_logs(
+            &["propeller-second"],
+            "re-attached to a task process started by the previous owner",
+            Duration::from_secs(5),
+        )
+        .await;
+    // Killed, its process group never gets past the sleep.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!finished_marker.exists(), "the timed-out process was killed");
+    assert_history_gap_free(&mut client, &id).await;
+}

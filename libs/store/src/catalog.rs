@@ -12,7 +12,7 @@ use aloft_core::state::AppliedEvent;
 use aloft_core::{ExecutionId, Value};
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::projection::{admit_logged, LoggedEvent};
+use crate::admission::{Admission, LoggedEvent};
 use crate::{from_json, to_json, Error, Result};
 
 /// The pseudo node whose outputs are an execution's inputs, in artifact ids.
@@ -353,15 +353,17 @@ pub struct WorkflowCache {
 }
 
 /// Applies one event of `aloft.executions` to the catalog, under the same admission rule as every other
-/// reader (fenced and duplicate decisions change nothing). Returns the verdict.
+/// reader (fenced and duplicate decisions change nothing); `admission` is for `lineage_executions`. Returns
+/// the verdict.
 pub async fn apply_execution_event(
     conn: &mut AnyConnection,
+    admission: &mut Admission,
     workflows: &mut WorkflowCache,
     partition_epoch: &mut u64,
     logged: &LoggedEvent<'_>,
 ) -> Result<AppliedEvent> {
     let event = logged.event;
-    let id = match admit_logged(conn, "lineage_executions", partition_epoch, logged).await? {
+    let id = match admission.admit(conn, partition_epoch, logged).await? {
         Ok(id) => id,
         Err(verdict) => return Ok(verdict),
     };

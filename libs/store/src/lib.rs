@@ -6,12 +6,14 @@
 //! is written once, in the dialect both databases share. This crate must not decide anything: the rules
 //! live in `aloft-core`.
 
+pub mod admission;
 pub mod catalog;
 pub mod metrics;
 pub mod notifier;
 pub mod projection;
 pub mod projector;
 pub mod queries;
+mod read_models;
 pub mod snapshots;
 
 use std::str::FromStr;
@@ -28,6 +30,9 @@ pub enum Error {
     BadUrl { url: String, reason: String },
     #[error("stored row is unreadable ({table}): {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// Rows changed under the open transaction by another writer; retrying from the database resolves it.
+    #[error("conflicting write: {0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,7 +9,7 @@ use aloft_core::notify::{delivery_id, effective_rules, DeliveryEvent, MessageCon
 use aloft_core::{ExecutionId, Identifier};
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::projection::{admit_logged, LoggedEvent};
+use crate::admission::{Admission, LoggedEvent};
 use crate::{from_json, to_json, Result};
 
 /// Where `{{url}}` points: `<console>/projects/<p>/domains/<d>/executions/<name>`.
@@ -130,12 +130,13 @@ async fn followed(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<F
 /// execution creates one pending delivery per matching rule and recipient; returns how many were new.
 pub async fn apply_execution_event(
     conn: &mut AnyConnection,
+    admission: &mut Admission,
     partition_epoch: &mut u64,
     logged: &LoggedEvent<'_>,
     console_url: &str,
 ) -> Result<usize> {
     let event = logged.event;
-    let id = match admit_logged(conn, "notifier_executions", partition_epoch, logged).await? {
+    let id = match admission.admit(conn, partition_epoch, logged).await? {
         Ok(id) => id,
         Err(_) => return Ok(0),
     };

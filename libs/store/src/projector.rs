@@ -46,7 +46,13 @@ pub trait Projection: Send {
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, Result<()>>;
 
-    /// After a batch committed (metrics).
+    /// Writes what the batch's events left for the end (admitted seqs, rows inserted together), inside its
+    /// transaction, just before it commits.
+    fn before_commit<'a>(&'a mut self, _connection: &'a mut AnyConnection) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// After a batch committed: what was written is stored now (and metrics).
     fn committed(&mut self, _records: &[Record]) {}
 
     /// After a failed batch: forget in-memory state the rolled-back transaction may have left behind.
@@ -196,6 +202,7 @@ async fn project_until_shutdown<P: Projection>(
             }
             touched.insert(key, (record.offset + 1, epoch));
         }
+        projection.before_commit(&mut tx).await?;
         for ((topic, partition), (next_offset, epoch)) in &touched {
             save_offset(&mut tx, table, topic, *partition, *next_offset, *epoch).await?;
         }

@@ -10,7 +10,7 @@ use aloft_core::events::{ErrorKind, ExecutionEvent, RegistryEvent};
 use aloft_core::spec::{Interface, ProjectSpec, RetryPolicy, TaskKind, TaskSpec};
 use aloft_core::state::{AppliedEvent, ExecutionPhase};
 use aloft_core::{ExecutionId, Identifier, Value};
-use aloft_store::projection::{apply_execution_event, apply_registry_event, LoggedEvent};
+use aloft_store::projection::{apply_registry_event, ExecutionReadModels, LoggedEvent};
 use aloft_store::Store;
 
 type Backend = (Store, String, Option<tempfile::TempDir>);
@@ -192,6 +192,51 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
     ]
 }
 
+/// The `offset`-th event of `execution_events()` as read from partition 0.
+fn logged_at(
+    offset: usize,
+    (stream, seq, writer_epoch, event): &(String, u64, u64, ExecutionEvent),
+) -> LoggedEvent<'_> {
+    LoggedEvent {
+        partition: 0,
+        offset: offset as u64,
+        index: 0,
+        stream,
+        seq: *seq,
+        writer_epoch: *writer_epoch,
+        occurred_at: event.occurred_at(),
+        traceparent: "",
+        event,
+    }
+}
+
+/// Applies `events[range]` in one transaction of `read_models`, as the projector loop does; the verdicts.
+async fn project_batch(
+    store: &Store,
+    read_models: &mut ExecutionReadModels,
+    epoch: &mut u64,
+    events: &[(String, u64, u64, ExecutionEvent)],
+    range: std::ops::Range<usize>,
+) -> aloft_store::Result<Vec<AppliedEvent>> {
+    let mut tx = store.pool().begin().await?;
+    let mut verdicts = Vec::new();
+    for offset in range {
+        verdicts.push(
+            read_models
+                .apply(&mut tx, epoch, &logged_at(offset, &events[offset]))
+                .await?,
+        );
+    }
+    if let Err(failure) = read_models.flush(&mut tx).await {
+        tx.rollback().await?;
+        read_models.rolled_back();
+        return Err(failure);
+    }
+    tx.commit().await?;
+    read_models.committed();
+    Ok(verdicts)
+}
+
 async fn project_all(store: &Store) -> Vec<AppliedEvent> {
     let mut tx = store.pool().begin().await.unwrap();
     let project = ProjectSpec {
@@ -204,20 +249,16 @@ async fn project_all(store: &Store) -> Vec<AppliedEvent> {
         .unwrap();
     let mut epoch = 0;
     let mut verdicts = Vec::new();
-    for (offset, (stream, seq, writer_epoch, event)) in execution_events().iter().enumerate() {
-        let logged = LoggedEvent {
-            partition: 0,
-            offset: offset as u64,
-            index: 0,
-            stream,
-            seq: *seq,
-            writer_epoch: *writer_epoch,
-            occurred_at: event.occurred_at(),
-            traceparent: "",
-            event,
-        };
-        verdicts.push(apply_execution_event(&mut tx, &mut epoch, &logged).await.unwrap());
+    let mut read_models = ExecutionReadModels::default();
+    for (offset, event) in execution_events().iter().enumerate() {
+        verdicts.push(
+            read_models
+                .apply(&mut tx, &mut epoch, &logged_at(offset, event))
+                .await
+                .unwrap(),
+        );
     }
+    read_models.flush(&mut tx).await.unwrap();
     aloft_store::projection::save_offset(
         &mut tx,
         aloft_store::projection::OffsetsTable::ReadModels,
@@ -286,6 +327,64 @@ macro_rules! store_suite {
                 .await
                 .unwrap()
                 .is_none());
+        }
+
+        #[tokio::test]
+        async fn remembered_seqs_carry_over_batches_and_a_seq_another_projector_moved_fails_the_batch() {
+            let Some((store, _url, _dir)) = $backend().await else {
+                return;
+            };
+            let events = execution_events();
+            let (mut first, mut first_epoch) = (ExecutionReadModels::default(), 0);
+            let claim_request_start = project_batch(&store, &mut first, &mut first_epoch, &events, 0..3)
+                .await
+                .unwrap();
+            assert!(claim_request_start
+                .iter()
+                .all(|v| *v == AppliedEvent::Accepted));
+            let row = store.get_execution(&execution()).await.unwrap().unwrap();
+            assert_eq!((row.phase.as_str(), row.last_seq), ("RUNNING", 1));
+            // A second projector of the same tables applies the next decision (seq 2).
+            let (mut second, mut second_epoch) = (ExecutionReadModels::default(), 1);
+            let verdicts = project_batch(&store, &mut second, &mut second_epoch, &events, 3..4)
+                .await
+                .unwrap();
+            assert_eq!(verdicts, [AppliedEvent::Accepted]);
+            // The first still remembers seq 1: its batch with seq 2 fails rather than applying it twice.
+            let conflict = project_batch(&store, &mut first, &mut first_epoch, &events, 3..4)
+                .await
+                .unwrap_err();
+            assert!(
+                conflict
+                    .to_string()
+                    .contains("executions.last_seq of execution p/dev/run-1 is no longer 1"),
+                "{conflict}"
+            );
+            // Having forgotten, it reads seq 2 back: a duplicate; the rest of the run applies.
+            let verdicts = project_batch(
+                &store,
+                &mut first,
+                &mut first_epoch,
+                &events,
+                3..events.len(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(verdicts[0], AppliedEvent::Duplicate);
+            let row = store.get_execution(&execution()).await.unwrap().unwrap();
+            assert_eq!((row.phase.as_str(), row.last_seq), ("SUCCEEDED", 6));
+            let attempts = store.task_attempts(&execution()).await.unwrap();
+            assert_eq!(
+                attempts.len(),
+                2,
+                "attempt 1 was recorded once: {attempts:?}"
+            );
+            let history = store.execution_history(&execution()).await.unwrap();
+            let started = history
+                .iter()
+                .filter(|e| e.kind == "AttemptStarted")
+                .count();
+            assert_eq!(started, 2, "each attempt's start is in the history once");
         }
 
         #[tokio::test]

@@ -9,7 +9,7 @@ use aloft_core::notify::{DeliveryEvent, DeliveryOutcome, NotificationRule, Webho
 use aloft_core::spec::LaunchPlanSpec;
 use aloft_core::{CompiledWorkflow, ExecutionId, ExecutionPhase, Identifier};
 use aloft_store::notifier::{self, AttemptResult};
-use aloft_store::projection::LoggedEvent;
+use aloft_store::projection::{Admission, LoggedEvent};
 use aloft_store::Store;
 
 type Backend = (Store, Option<tempfile::TempDir>);
@@ -115,9 +115,13 @@ async fn apply(store: &Store, epoch: &mut u64, offset: u64, event: &ExecutionEve
         event,
     };
     let mut connection = store.pool().acquire().await.unwrap();
-    notifier::apply_execution_event(&mut connection, epoch, &logged, "http://console")
-        .await
-        .unwrap()
+    let mut admission = Admission::new("notifier_executions");
+    let created =
+        notifier::apply_execution_event(&mut connection, &mut admission, epoch, &logged, "http://console")
+            .await
+            .unwrap();
+    admission.flush(&mut connection).await.unwrap();
+    created
 }
 
 async fn register_rules(store: &Store) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aloft_core::{AppliedEvent, ExecutionEvent};
 use aloft_eventlog::{Envelope, EventLog, Payload, Record, Topics};
-use aloft_store::projection::{apply_execution_event, apply_registry_event, LoggedEvent, OffsetsTable};
+use aloft_store::projection::{apply_registry_event, ExecutionReadModels, LoggedEvent, OffsetsTable};
 use aloft_store::projector::Projection;
 use aloft_store::Store;
 use futures::future::BoxFuture;
@@ -21,6 +21,7 @@ pub use aloft_store::projector::Progress;
 
 struct ReadModels {
     topics: Topics,
+    executions: ExecutionReadModels,
 }
 
 impl Projection for ReadModels {
@@ -50,7 +51,10 @@ impl Projection for ReadModels {
                 Payload::Registry(event) => apply_registry_event(connection, record.offset, event).await?,
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, index, envelope, event);
-                    let verdict = apply_execution_event(connection, partition_epoch, &logged).await?;
+                    let verdict = self
+                        .executions
+                        .apply(connection, partition_epoch, &logged)
+                        .await?;
                     if verdict == AppliedEvent::Accepted {
                         let phase = match event {
                             ExecutionEvent::ExecutionRequested { .. } => Some("QUEUED"),
@@ -69,12 +73,24 @@ impl Projection for ReadModels {
         .boxed()
     }
 
+    fn before_commit<'a>(
+        &'a mut self,
+        connection: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, aloft_store::Result<()>> {
+        self.executions.flush(connection).boxed()
+    }
+
     fn committed(&mut self, records: &[Record]) {
+        self.executions.committed();
         metrics::PROJECTION_BATCHES.increment(&[], 1.0);
         for record in records {
             let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
             metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
         }
+    }
+
+    fn rolled_back(&mut self) {
+        self.executions.rolled_back();
     }
 }
 
@@ -87,6 +103,7 @@ pub async fn run(
 ) {
     let projection = ReadModels {
         topics: topics.clone(),
+        executions: ExecutionReadModels::default(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await
 }

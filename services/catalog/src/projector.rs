@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aloft_eventlog::{Envelope, EventLog, Payload, Record, Topics};
 use aloft_store::catalog::{apply_execution_event, apply_registry_event, WorkflowCache};
-use aloft_store::projection::{LoggedEvent, OffsetsTable};
+use aloft_store::projection::{Admission, LoggedEvent, OffsetsTable};
 use aloft_store::projector::Projection;
 use aloft_store::Store;
 use futures::future::BoxFuture;
@@ -23,6 +23,7 @@ pub use aloft_store::projector::Progress;
 
 struct CatalogTables {
     topics: Topics,
+    admission: Admission,
     workflows: WorkflowCache,
 }
 
@@ -45,7 +46,14 @@ impl Projection for CatalogTables {
                 Payload::Registry(event) => apply_registry_event(connection, event).await?,
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, index, envelope, event);
-                    apply_execution_event(connection, &mut self.workflows, partition_epoch, &logged).await?;
+                    apply_execution_event(
+                        connection,
+                        &mut self.admission,
+                        &mut self.workflows,
+                        partition_epoch,
+                        &logged,
+                    )
+                    .await?;
                 }
             }
             Ok(())
@@ -53,7 +61,15 @@ impl Projection for CatalogTables {
         .boxed()
     }
 
+    fn before_commit<'a>(
+        &'a mut self,
+        connection: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, aloft_store::Result<()>> {
+        self.admission.flush(connection).boxed()
+    }
+
     fn committed(&mut self, records: &[Record]) {
+        self.admission.committed();
         for record in records {
             let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
             metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
@@ -61,6 +77,7 @@ impl Projection for CatalogTables {
     }
 
     fn rolled_back(&mut self) {
+        self.admission.rolled_back();
         // It may hold workflows of executions whose rows the rollback removed; they are re-read on demand.
         self.workflows = WorkflowCache::default();
     }
@@ -75,6 +92,7 @@ pub async fn run(
 ) {
     let projection = CatalogTables {
         topics: topics.clone(),
+        admission: Admission::new("lineage_executions"),
         workflows: WorkflowCache::default(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await

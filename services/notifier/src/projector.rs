@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use aloft_eventlog::{Envelope, EventLog, Payload, Record, Topics};
-use aloft_store::projection::{LoggedEvent, OffsetsTable};
+use aloft_store::projection::{Admission, LoggedEvent, OffsetsTable};
 use aloft_store::projector::Projection;
 use aloft_store::Store;
 use futures::future::BoxFuture;
@@ -22,6 +22,7 @@ pub use aloft_store::projector::Progress;
 struct NotifierTables {
     topics: Topics,
     console_url: String,
+    admission: Admission,
     created_in_batch: usize,
     deliveries_ready: Arc<Notify>,
 }
@@ -48,6 +49,7 @@ impl Projection for NotifierTables {
                     let logged = LoggedEvent::new(record, index, envelope, event);
                     self.created_in_batch += aloft_store::notifier::apply_execution_event(
                         connection,
+                        &mut self.admission,
                         partition_epoch,
                         &logged,
                         &self.console_url,
@@ -61,7 +63,15 @@ impl Projection for NotifierTables {
         .boxed()
     }
 
+    fn before_commit<'a>(
+        &'a mut self,
+        connection: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, aloft_store::Result<()>> {
+        self.admission.flush(connection).boxed()
+    }
+
     fn committed(&mut self, records: &[Record]) {
+        self.admission.committed();
         for record in records {
             let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
             metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
@@ -74,6 +84,7 @@ impl Projection for NotifierTables {
     }
 
     fn rolled_back(&mut self) {
+        self.admission.rolled_back();
         self.created_in_batch = 0;
     }
 }
@@ -90,6 +101,7 @@ pub async fn run(
     let projection = NotifierTables {
         topics: topics.clone(),
         console_url,
+        admission: Admission::new("notifier_executions"),
         created_in_batch: 0,
         deliveries_ready,
     };

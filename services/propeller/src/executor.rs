@@ -199,8 +199,7 @@ async fn run_process(
         _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
             kill_group();
             let _ = child.wait().await;
-            let limit = request.task.timeout.clone().unwrap_or_default();
-            return AttemptOutcome::Failed { kind: ErrorKind::Timeout, message: format!("timed out after {limit}") };
+            return timed_out(&request.task);
         }
         _ = cancel.cancelled() => {
             kill_group();
@@ -215,6 +214,15 @@ async fn run_process(
     process_ended(dir, &request.task, status.code()).await
 }
 
+/// The failure of an attempt killed at its task's timeout.
+fn timed_out(task: &TaskSpec) -> AttemptOutcome {
+    let limit = task.timeout.clone().unwrap_or_default();
+    AttemptOutcome::Failed {
+        kind: ErrorKind::Timeout,
+        message: format!("timed out after {limit}"),
+    }
+}
+
 /// How a process attempt in `dir` ended, given its exit code (`None`: killed by a signal): zero reads its
 /// outputs; anything else is a user error quoting the tail of its log.
 async fn process_ended(dir: &Path, task: &TaskSpec, code: Option<i32>) -> AttemptOutcome {
@@ -227,6 +235,8 @@ async fn process_ended(dir: &Path, task: &TaskSpec, code: Option<i32>) -> Attemp
     user_error(format!("exited with {code}; log {}:{tail}", log_path.display()))
 }
 
+/// How often a re-attached attempt's process is checked (it is not this propeller's child: no wait() on it).
+const REATTACHED_POLL: Duration = Duration::from_millis(100);
 /// The file in an attempt directory holding the pid of the attempt's process group leader.
 const PID_FILE: &str = ".aloft-pid";
 /// The file the wrapper shell writes the command's exit status to when it ends.
@@ -260,11 +270,28 @@ impl Executors {
         if !running && !dir.join(EXIT_STATUS_FILE).exists() {
             return None;
         }
+        // The task's timeout still runs from when the process started, which is when its pid was recorded.
+        let deadline = request.task.timeout_millis().map(|limit| {
+            let started = std::fs::metadata(dir.join(PID_FILE))
+                .and_then(|metadata| metadata.modified())
+                .unwrap_or_else(|_| std::time::SystemTime::now());
+            started + Duration::from_millis(limit.max(0) as u64)
+        });
         Some(
             async move {
                 while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
+                    let left = deadline.map(|deadline| {
+                        deadline
+                            .duration_since(std::time::SystemTime::now())
+                            .unwrap_or_default()
+                    });
+                    if left == Some(Duration::ZERO) {
+                        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                        return timed_out(&request.task);
+                    }
+                    let poll = left.map_or(REATTACHED_POLL, |left| left.min(REATTACHED_POLL));
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = tokio::time::sleep(poll) => {}
                         _ = cancel.cancelled() => {
                             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
                             return AttemptOutcome::Cancelled;
