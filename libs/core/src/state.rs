@@ -647,6 +647,21 @@ impl ExecutionState {
         }
     }
 
+    /// Whether a gate waits or a launch-plan node's child execution runs: nodes that are running without a task
+    /// attempt, which `complete_others` also lets finish.
+    fn awaits_gates_or_children(&self) -> bool {
+        self.nodes
+            .iter()
+            .zip(&self.workflow.nodes)
+            .any(|(node, compiled)| {
+                node.phase == NodePhase::Running
+                    && matches!(
+                        compiled.control,
+                        Some(Control::Gate(_)) | Some(Control::LaunchPlan(_))
+                    )
+            })
+    }
+
     pub fn running_attempts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         self.nodes
             .iter()
@@ -1017,8 +1032,10 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         });
     }
     let fail_fast = state.workflow.on_failure.is_fail_fast();
-    // Under `complete_others` the execution fails once nothing that can still run is left.
-    let failed_and_done = fail_fast || (state.running_nodes == 0 && state.ready.is_empty());
+    // Under `complete_others` the execution fails once nothing that can still run is left: no attempt, no
+    // ready node, no waiting gate and no running child execution.
+    let failed_and_done = fail_fast
+        || (state.running_nodes == 0 && state.ready.is_empty() && !state.awaits_gates_or_children());
     if let Some(failed) = state.failed_node.filter(|_| failed_and_done) {
         let node = &state.workflow.nodes[failed];
         let message = state.nodes[failed].error.clone().unwrap_or_default();

@@ -541,6 +541,40 @@ fn a_gate_times_out_and_fails_the_execution_and_an_early_signal_opens_it_at_once
 }
 
 #[test]
+fn complete_others_lets_a_waiting_gate_and_what_follows_it_finish_before_failing() {
+    let patient = |policy: &str| {
+        compile(&[&format!(
+            "name: patient\non_failure: {policy}\ninterface: {{inputs: {{x: integer}}}}\nnodes:\n\
+             \x20 - {{id: doomed, task: inc, inputs: {{n: inputs.x}}}}\n\
+             \x20 - {{id: nap, gate: {{sleep: 500ms}}}}\n\
+             \x20 - {{id: after_nap, task: noop, after: [nap]}}\n"
+        )])
+        .unwrap()
+    };
+    let mut run = Run::start(&patient("complete_others"), x(UNLUCKY));
+    run.run_until(300);
+    assert_eq!(run.phase_of("doomed"), NodePhase::Failed);
+    assert_eq!(run.phase_of("nap"), NodePhase::Running);
+    assert_eq!(
+        run.state().phase,
+        ExecutionPhase::Running,
+        "the sleeping gate is let finish"
+    );
+    run.run_until(2_000);
+    assert_eq!(run.phase_of("nap"), NodePhase::Succeeded);
+    assert_eq!(run.phase_of("after_nap"), NodePhase::Succeeded);
+    assert_eq!(run.state().phase, ExecutionPhase::Failed);
+    let error = run.state().error.clone().unwrap_or_default();
+    assert!(error.starts_with("node \"doomed\""), "{error}");
+    run.assert_replay_gives_the_live_state();
+
+    let mut fail_fast = Run::start(&patient("fail_fast"), x(UNLUCKY));
+    fail_fast.run_until(300);
+    assert_eq!(fail_fast.state().phase, ExecutionPhase::Failed);
+    assert_eq!(fail_fast.phase_of("after_nap"), NodePhase::Skipped);
+}
+
+#[test]
 fn bad_node_kinds_are_refused_with_what_is_wrong() {
     let cases: Vec<(String, &str)> = vec![
         (
