@@ -22,7 +22,11 @@ use crate::{Result, Store};
 /// Next offset to project per `(topic, partition)`.
 pub type Progress = HashMap<(String, u32), u64>;
 
+/// Records read from the log at once.
 const BATCH: usize = 500;
+/// Events one transaction applies at most (a record may hold many): on SQLite the projector's transaction holds
+/// the one connection the API reads through too, so a long one would stall `aloft get` for its duration.
+const EVENTS_PER_TRANSACTION: usize = 2_000;
 
 /// What one set of derived tables does with each record, inside the batch's transaction.
 pub trait Projection: Send {
@@ -173,52 +177,78 @@ async fn project_until_shutdown<P: Projection>(
             }
             records = reader.next_batch(BATCH) => records?,
         };
-        let mut newest_event_at = i64::MIN;
-        let mut tx = store.pool().begin().await?;
-        let mut touched: HashMap<(String, u32), (u64, u64)> = HashMap::new();
-        for record in &records {
-            let key = (record.topic.clone(), record.partition);
-            let (next_offset, mut epoch) = touched
-                .get(&key)
-                .copied()
-                .or_else(|| offsets.get(&key).copied())
-                .unwrap_or((0, 0));
-            if record.offset < next_offset {
-                continue;
-            }
-            match Envelope::decode_all(&record.payload) {
-                // The record stays in the log for inspection; it cannot be projected.
-                Err(decode_error) => {
-                    warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %decode_error, "skipping an undecodable record");
-                }
-                Ok(envelopes) => {
-                    for (index, envelope) in envelopes.iter().enumerate() {
-                        newest_event_at = newest_event_at.max(envelope.occurred_at);
-                        projection
-                            .apply(&mut tx, record, index as u32, envelope, &mut epoch)
-                            .await?
-                    }
-                }
-            }
-            touched.insert(key, (record.offset + 1, epoch));
+        let mut rest: &[Record] = &records;
+        while !rest.is_empty() {
+            let projected =
+                project_in_one_transaction(projection, store, rest, &mut offsets, progress).await?;
+            rest = &rest[projected..];
         }
-        projection.before_commit(&mut tx).await?;
-        for ((topic, partition), (next_offset, epoch)) in &touched {
-            save_offset(&mut tx, table, topic, *partition, *next_offset, *epoch).await?;
-        }
-        tx.commit().await?;
-        if newest_event_at != i64::MIN {
-            let latency = (now_millis() - newest_event_at).max(0) as f64 / 1000.0;
-            crate::metrics::APPLY_LATENCY.set(&[("projection", projection_name)], latency);
-        }
-        projection.committed(&records);
-        progress.send_modify(|progress| {
-            for (key, (next_offset, _)) in &touched {
-                progress.insert(key.clone(), *next_offset);
-            }
-        });
-        offsets.extend(touched);
     }
+}
+
+/// Applies the first of `records` in one transaction, up to `EVENTS_PER_TRANSACTION` events (at least one
+/// record), commits them with the offsets they reach, and publishes the progress. Returns how many records it
+/// projected.
+async fn project_in_one_transaction<P: Projection>(
+    projection: &mut P,
+    store: &Store,
+    records: &[Record],
+    offsets: &mut HashMap<(String, u32), (u64, u64)>,
+    progress: &watch::Sender<Progress>,
+) -> Result<usize, LoopError> {
+    let table = projection.offsets_table();
+    let mut newest_event_at = i64::MIN;
+    let mut tx = store.pool().begin().await?;
+    let mut touched: HashMap<(String, u32), (u64, u64)> = HashMap::new();
+    let (mut projected, mut events) = (0, 0);
+    for record in records {
+        if events >= EVENTS_PER_TRANSACTION {
+            break;
+        }
+        projected += 1;
+        let key = (record.topic.clone(), record.partition);
+        let (next_offset, mut epoch) = touched
+            .get(&key)
+            .copied()
+            .or_else(|| offsets.get(&key).copied())
+            .unwrap_or((0, 0));
+        if record.offset < next_offset {
+            continue;
+        }
+        match Envelope::decode_all(&record.payload) {
+            // The record stays in the log for inspection; it cannot be projected.
+            Err(decode_error) => {
+                warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %decode_error, "skipping an undecodable record");
+            }
+            Ok(envelopes) => {
+                events += envelopes.len();
+                for (index, envelope) in envelopes.iter().enumerate() {
+                    newest_event_at = newest_event_at.max(envelope.occurred_at);
+                    projection
+                        .apply(&mut tx, record, index as u32, envelope, &mut epoch)
+                        .await?
+                }
+            }
+        }
+        touched.insert(key, (record.offset + 1, epoch));
+    }
+    projection.before_commit(&mut tx).await?;
+    for ((topic, partition), (next_offset, epoch)) in &touched {
+        save_offset(&mut tx, table, topic, *partition, *next_offset, *epoch).await?;
+    }
+    tx.commit().await?;
+    if newest_event_at != i64::MIN {
+        let latency = (now_millis() - newest_event_at).max(0) as f64 / 1000.0;
+        crate::metrics::APPLY_LATENCY.set(&[("projection", table.projection())], latency);
+    }
+    projection.committed(&records[..projected]);
+    progress.send_modify(|progress| {
+        for (key, (next_offset, _)) in &touched {
+            progress.insert(key.clone(), *next_offset);
+        }
+    });
+    offsets.extend(touched);
+    Ok(projected)
 }
 
 fn now_millis() -> i64 {
