@@ -133,7 +133,10 @@ impl Deployment {
             .env("ALOFT_TOPIC_PREFIX", &self.topic_prefix)
             .env("ALOFT_PARTITIONS", "4")
             .env("ALOFT_DATA_DIR", self.scratch.path())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ALOFT_TEST_SERVICE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -317,6 +320,16 @@ pub async fn register_file(client: &mut AdminClient, path: &Path) -> Vec<aloft_c
     register_documents(client, PROJECT, DOMAIN, documents)
         .await
         .expect("registration")
+}
+
+/// A launch target: task `name` of the test project (`version` empty: its latest).
+pub fn task(name: &str, version: &str) -> wire::create_execution_request::Target {
+    wire::create_execution_request::Target::Task(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: name.into(),
+        version: version.into(),
+    })
 }
 
 pub fn workflow(name: &str) -> wire::create_execution_request::Target {

@@ -31,13 +31,8 @@ fn runs(runs_file: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn task(version: &str) -> wire::create_execution_request::Target {
-    wire::create_execution_request::Target::Task(wire::Identifier {
-        project: PROJECT.into(),
-        domain: DOMAIN.into(),
-        name: "double".into(),
-        version: version.into(),
-    })
+fn double(version: &str) -> wire::create_execution_request::Target {
+    task("double", version)
 }
 
 async fn run_to_end(
@@ -145,13 +140,13 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
     )
     .await;
 
-    let first = run_to_end(&mut client, task("1"), "first", "3", false).await;
+    let first = run_to_end(&mut client, double("1"), "first", "3", false).await;
     assert_eq!(output_y(&first), ["y=6"]);
     assert_eq!(cache_status(&first), "POPULATED");
     assert_eq!(runs(&runs_file), 1);
 
     // Equal inputs (the ignored `note` differs): served from the cache, no run.
-    let second = run_to_end(&mut client, task("1"), "second", "3", false).await;
+    let second = run_to_end(&mut client, double("1"), "second", "3", false).await;
     assert_eq!(output_y(&second), ["y=6"]);
     assert_eq!(cache_status(&second), "HIT");
     assert_eq!(
@@ -181,7 +176,7 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
     );
 
     // Another input runs.
-    let other_input = run_to_end(&mut client, task("1"), "other-input", "4", false).await;
+    let other_input = run_to_end(&mut client, double("1"), "other-input", "4", false).await;
     assert_eq!(output_y(&other_input), ["y=8"]);
     assert_eq!(cache_status(&other_input), "POPULATED");
     assert_eq!(runs(&runs_file), 2);
@@ -194,7 +189,7 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
         &task_spec(&runs_file, "2", "1", false, "0"),
     )
     .await;
-    let new_code = run_to_end(&mut client, task("2"), "new-code", "3", false).await;
+    let new_code = run_to_end(&mut client, double("2"), "new-code", "3", false).await;
     assert_eq!(cache_status(&new_code), "HIT");
     assert_eq!(runs(&runs_file), 2);
     register_text(
@@ -204,15 +199,15 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
         &task_spec(&runs_file, "3", "2", false, "0"),
     )
     .await;
-    let new_cache_version = run_to_end(&mut client, task("3"), "new-cache-version", "3", false).await;
+    let new_cache_version = run_to_end(&mut client, double("3"), "new-cache-version", "3", false).await;
     assert_eq!(cache_status(&new_cache_version), "POPULATED");
     assert_eq!(runs(&runs_file), 3);
 
     // overwrite_cache runs and replaces; later runs reuse the replacement.
-    let overwrite = run_to_end(&mut client, task("1"), "overwrite", "3", true).await;
+    let overwrite = run_to_end(&mut client, double("1"), "overwrite", "3", true).await;
     assert_eq!(cache_status(&overwrite), "SKIPPED");
     assert_eq!(runs(&runs_file), 4);
-    let after_overwrite = run_to_end(&mut client, task("1"), "after-overwrite", "3", false).await;
+    let after_overwrite = run_to_end(&mut client, double("1"), "after-overwrite", "3", false).await;
     assert_eq!(cache_status(&after_overwrite), "HIT");
     assert_eq!(
         after_overwrite.attempts[0].cache_source,
@@ -260,7 +255,7 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
         .unwrap()
         .into_inner();
     assert_eq!(evicted.evicted, 2, "x=3 and x=4 under cache version 1");
-    let after_evict = run_to_end(&mut client, task("1"), "after-evict", "3", false).await;
+    let after_evict = run_to_end(&mut client, double("1"), "after-evict", "3", false).await;
     assert_eq!(cache_status(&after_evict), "POPULATED");
     assert_eq!(runs(&runs_file), 5);
 
@@ -341,7 +336,7 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
                 project: PROJECT.into(),
                 domain: DOMAIN.into(),
                 name: format!("serialized-{index}"),
-                target: Some(task("1")),
+                target: Some(double("1")),
                 inputs: None,
                 text_inputs: [
                     ("x".to_string(), "21".to_string()),
@@ -511,7 +506,7 @@ async fn a_dead_reservation_holder_is_taken_over_once_its_reservation_expires() 
     let mut ids = Vec::new();
     for name in ["first", "second"] {
         ids.push(
-            launch(&mut client, task("1"), name, &[("x", "5"), ("note", name)])
+            launch(&mut client, double("1"), name, &[("x", "5"), ("note", name)])
                 .await
                 .unwrap(),
         );
@@ -573,7 +568,7 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
         &task_spec(&runs_file, "1", "1", false, "0"),
     )
     .await;
-    run_to_end(&mut client, task("1"), "before-outage", "1", false).await;
+    run_to_end(&mut client, double("1"), "before-outage", "1", false).await;
 
     // Killed mid-run: five attempts looked their keys up (misses) and are running when the catalog dies, so
     // their results cannot be stored (version 2 of the task sleeps 2 s; same cache version, same keys).
@@ -588,7 +583,7 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
     for x in 10..15 {
         let (name, x) = (format!("mid-run-{x}"), x.to_string());
         mid_run.push(
-            launch(&mut client, task("2"), &name, &[("x", &x), ("note", &name)])
+            launch(&mut client, double("2"), &name, &[("x", &x), ("note", &name)])
                 .await
                 .unwrap(),
         );
@@ -602,7 +597,7 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
     assert_eq!(runs(&runs_file), 6);
 
     for (name, x) in [("outage-a", "2"), ("outage-b", "3")] {
-        let finished = run_to_end(&mut client, task("1"), name, x, false).await;
+        let finished = run_to_end(&mut client, double("1"), name, x, false).await;
         assert_eq!(cache_status(&finished), "LOOKUP_FAILURE");
     }
     assert_eq!(runs(&runs_file), 8);
@@ -624,9 +619,9 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
         );
     }
     // The results recorded during the outage came from the log: the next equal runs are hits.
-    let hit = run_to_end(&mut client, task("1"), "after-outage", "2", false).await;
+    let hit = run_to_end(&mut client, double("1"), "after-outage", "2", false).await;
     assert_eq!(cache_status(&hit), "HIT");
-    let hit_mid_run = run_to_end(&mut client, task("1"), "after-mid-run", "12", false).await;
+    let hit_mid_run = run_to_end(&mut client, double("1"), "after-mid-run", "12", false).await;
     assert_eq!(cache_status(&hit_mid_run), "HIT");
     assert_eq!(output_y(&hit_mid_run), ["y=24"]);
     assert_eq!(runs(&runs_file), 8);
@@ -674,8 +669,8 @@ async fn admin_replay_rebuilds_identical_tables_and_lag_shows_the_projectors_cau
         &task_spec(&runs_file, "1", "1", false, "0"),
     )
     .await;
-    run_to_end(&mut client, task("1"), "one", "5", false).await;
-    run_to_end(&mut client, task("1"), "two", "5", false).await;
+    run_to_end(&mut client, double("1"), "one", "5", false).await;
+    run_to_end(&mut client, double("1"), "two", "5", false).await;
     settled_lineage(&mut catalog, "two").await;
 
     let aloft = |args: &[&str]| {

@@ -43,12 +43,7 @@ run:
         runs = runs.display()
     );
     register_text(&mut client, deployment.scratch.path(), "slow.yaml", &spec).await;
-    let task = wire::create_execution_request::Target::Task(wire::Identifier {
-        project: PROJECT.into(),
-        domain: DOMAIN.into(),
-        name: "slow-double".into(),
-        version: String::new(),
-    });
+    let task = task("slow-double", "");
     let id = launch(&mut client, task, "slow-1", &[("x", "21")]).await.unwrap();
     wait_until_started(&[&runs]).await;
     // The propeller dies; its task process does not (it is in a process group of its own).
@@ -180,12 +175,7 @@ run:
         finished = finished_marker.display()
     );
     register_text(&mut client, scratch, "overlong.yaml", &spec).await;
-    let task = wire::create_execution_request::Target::Task(wire::Identifier {
-        project: PROJECT.into(),
-        domain: DOMAIN.into(),
-        name: "overlong".into(),
-        version: String::new(),
-    });
+    let task = task("overlong", "");
     let id = launch(&mut client, task, "overlong-1", &[]).await.unwrap();
     wait_until_started(&[&runs]).await;
     let started = std::time::Instant::now();

@@ -94,12 +94,7 @@ run:
 "#;
 
 async fn run_double(client: &mut AdminClient, name: &str) -> wire::ExecutionIdentifier {
-    let double = wire::create_execution_request::Target::Task(wire::Identifier {
-        project: PROJECT.into(),
-        domain: DOMAIN.into(),
-        name: "double".into(),
-        version: "1".into(),
-    });
+    let double = task("double", "1");
     let id = launch(client, double, name, &[("x", "21")]).await.unwrap();
     wait_succeeded(client, &id, Duration::from_secs(60)).await;
     id
