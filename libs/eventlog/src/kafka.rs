@@ -27,6 +27,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 const REBALANCE_SETTLE: Duration = Duration::from_secs(3);
 /// How long a member holds no partition before it rejoins the group (see `KafkaMembership`).
 const IDLE_REJOIN: Duration = Duration::from_secs(10);
+/// The least time between two rejoins after rebalances that left this member's partitions as they were.
+const UNCHANGED_REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
 
 fn kafka_error(context: &str) -> impl Fn(KafkaError) -> Error + '_ {
     move |error| Error::Kafka(format!("{context}: {error}"))
@@ -277,6 +279,9 @@ impl EventLog for KafkaLog {
             joined,
             holds_partitions: false,
             idle_since: Instant::now(),
+            holding: Vec::new(),
+            rebalanced: false,
+            unchanged_rejoin_at: None,
             pending: None,
         }))
     }
@@ -433,6 +438,12 @@ struct KafkaMembership {
     joined: GroupMember,
     holds_partitions: bool,
     idle_since: Instant,
+    /// The partitions of the last non-empty assignment reported (a rebalance may report none in between).
+    holding: Vec<u32>,
+    /// Whether the group rebalanced (an assignment arrived) since the last reported one.
+    rebalanced: bool,
+    /// When this member last rejoined because a rebalance left its partitions unchanged.
+    unchanged_rejoin_at: Option<Instant>,
     /// An assignment received but not reported yet, and until when an empty one waits for the next.
     /// Kept here, not in the future, so `next_assignment` is cancel-safe inside `select!`.
     pending: Option<(Vec<u32>, Instant)>,
@@ -441,6 +452,14 @@ struct KafkaMembership {
 impl KafkaMembership {
     fn receive(&mut self, assignment: Vec<u32>) {
         self.pending = Some((assignment, Instant::now() + REBALANCE_SETTLE));
+        self.rebalanced = true;
+    }
+
+    /// Leaves the group and joins it again under a fresh member id, which makes the coordinator assign anew.
+    fn rejoin(&mut self) -> Result<()> {
+        self.joined = GroupMember::join(&self.config, &self.topic)?;
+        self.idle_since = Instant::now();
+        Ok(())
     }
 }
 
@@ -450,9 +469,12 @@ impl GroupMembership for KafkaMembership {
     /// synced: only the settled state is reported, so an owner that keeps its partitions does not drop and
     /// rebuild them (and their running attempts) in between.
     ///
-    /// tansu 0.6 keeps a dead member's assignment when it evicts it: survivors rejoin and get nothing until
-    /// a new member joins. A member that held nothing for `IDLE_REJOIN` rejoins under a fresh member id,
-    /// which makes the coordinator assign again (harmless with Kafka: the owners keep their partitions).
+    /// tansu 0.6 evicts a dead member without handing its partitions out: the survivors are told to rejoin,
+    /// get back exactly what they held, and the dead member's partitions have no owner until a member joins
+    /// the group. So a member rejoins under a fresh member id, which makes the coordinator assign everything
+    /// again, when it held nothing for `IDLE_REJOIN`, or when a rebalance left its partitions as they were
+    /// (at most once per `UNCHANGED_REJOIN_COOLDOWN`). With Kafka a rebalance rarely leaves a member's
+    /// round-robin share unchanged, and one more rebalance is then all it costs.
     async fn next_assignment(&mut self) -> Result<Vec<u32>> {
         loop {
             while let Ok(assignment) = self.joined.receiver.try_recv() {
@@ -468,7 +490,24 @@ impl GroupMembership for KafkaMembership {
                     if assignment.is_empty() && self.holds_partitions {
                         self.idle_since = Instant::now();
                     }
+                    let unchanged = !assignment.is_empty() && assignment == self.holding;
+                    let cooled_down = self
+                        .unchanged_rejoin_at
+                        .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN);
+                    if unchanged && std::mem::take(&mut self.rebalanced) && cooled_down {
+                        tracing::info!(
+                            topic = %self.topic,
+                            partitions = ?assignment,
+                            "the group rebalanced and left this member's partitions as they were (a member may have left without its partitions being handed out); rejoining the group"
+                        );
+                        self.unchanged_rejoin_at = Some(Instant::now());
+                        self.rejoin()?;
+                    }
+                    self.rebalanced = false;
                     self.holds_partitions = !assignment.is_empty();
+                    if self.holds_partitions {
+                        self.holding = assignment.clone();
+                    }
                     return Ok(assignment);
                 }
             }
@@ -486,8 +525,7 @@ impl GroupMembership for KafkaMembership {
                 Ok(None) => return Err(Error::Closed),
                 Err(_) if self.pending.is_none() => {
                     tracing::debug!(topic = %self.topic, "no partitions for a while; rejoining the group");
-                    self.joined = GroupMember::join(&self.config, &self.topic)?;
-                    self.idle_since = Instant::now();
+                    self.rejoin()?;
                 }
                 Err(_) => {}
             }

@@ -463,6 +463,10 @@ impl Engine {
             return;
         };
         let epoch = runtime.fold.epoch + 1;
+        // The envelopes of one record are folded before their follow-ups run, so several may ask to claim.
+        if runtime.claimed_epoch == Some(epoch) {
+            return;
+        }
         runtime.claimed_epoch = Some(epoch);
         let at = now_millis();
         let envelope = Envelope {
