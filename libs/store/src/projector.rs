@@ -1,8 +1,7 @@
 //! The projector loop every derived table set shares (admin's read models, the catalog, the notifier):
 //! read `aloft.registry` and every partition of `aloft.executions` (and `aloft.deliveries` for admin) from
-//! the committed offsets, apply each batch
-//! in one SQL transaction that also stores the next offset of every partition it touched, and publish the
-//! progress. A crash therefore never applies an event twice or skips one, and dropping the tables and
+//! the committed offsets, apply the records read in SQL transactions of at most `EVENTS_PER_TRANSACTION`
+//! events, each also storing the next offset of every partition it touched, and publish the progress. A crash therefore never applies an event twice or skips one, and dropping the tables and
 //! replaying from offset 0 rebuilds the same rows. What a record does to the tables is the `Projection`'s.
 
 use std::collections::HashMap;
