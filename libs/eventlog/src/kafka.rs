@@ -494,7 +494,7 @@ impl GroupMembership for KafkaMembership {
                     let cooled_down = self
                         .unchanged_rejoin_at
                         .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN);
-                    if unchanged && std::mem::take(&mut self.rebalanced) && cooled_down {
+                    if unchanged && self.rebalanced && cooled_down {
                         tracing::info!(
                             topic = %self.topic,
                             partitions = ?assignment,
