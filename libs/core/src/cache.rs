@@ -113,6 +113,13 @@ pub struct ProducedBy {
     pub attempt: u32,
 }
 
+/// `EXECUTION/NODE/ATTEMPT`, as history, the read models and `aloft get` show it.
+impl std::fmt::Display for ProducedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.execution, self.node, self.attempt)
+    }
+}
+
 /// Recorded on `AttemptSucceeded` of a cached task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheOutcome {

@@ -464,7 +464,7 @@ async fn apply_execution_event(
                     outcome
                         .source
                         .as_ref()
-                        .map(|source| format!("{}/{}/{}", source.execution, source.node, source.attempt))
+                        .map(ToString::to_string)
                         .unwrap_or_default(),
                 ),
                 None => (aloft_core::cache::CacheStatus::Disabled.as_str(), String::new()),
@@ -524,11 +524,7 @@ async fn apply_execution_event(
             .execute(&mut *conn)
             .await?;
             if updated.rows_affected() > 0 {
-                let source = cache
-                    .source
-                    .as_ref()
-                    .map(|source| format!("{}/{}/{}", source.execution, source.node, source.attempt))
-                    .unwrap_or_default();
+                let source = cache.source.as_ref().map(ToString::to_string).unwrap_or_default();
                 sqlx::query(
                     "INSERT INTO task_attempts (project, domain, execution, node_index, attempt, node_id, phase, \
                      error_kind, error, started_at, finished_at, cache_status, cache_source) \

@@ -196,13 +196,7 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
 /// " (cache HIT from EXEC/NODE/ATTEMPT)", or " (cache STATUS)" when no source is known.
 fn cache_text(outcome: &aloft_core::cache::CacheOutcome) -> String {
     match &outcome.source {
-        Some(source) => format!(
-            " (cache {} from {}/{}/{})",
-            outcome.status.as_str(),
-            source.execution,
-            source.node,
-            source.attempt
-        ),
+        Some(source) => format!(" (cache {} from {source})", outcome.status.as_str()),
         None => format!(" (cache {})", outcome.status.as_str()),
     }
 }
