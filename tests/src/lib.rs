@@ -44,6 +44,30 @@ pub fn real_backends() -> Option<(String, String)> {
     }
 }
 
+/// A whole fleet in this process with its data under `dir`: on Kafka and a scratch Postgres database when the
+/// test backends are configured (as in CI), else on the embedded log and SQLite.
+pub async fn start_fleet(dir: &Path) -> aloft_cli::fleet::Fleet {
+    let mut config =
+        aloft_cli::fleet::FleetConfig::embedded(dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();
+    let database = std::env::var("ALOFT_TEST_DATABASE_URL").ok();
+    if let (Some(brokers), Some(database)) = (brokers, database) {
+        config = config
+            .on_kafka(&brokers, "e2e")
+            .on_database(&database)
+            .await
+            .expect("scratch database");
+    } else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_KAFKA_BROKERS and ALOFT_TEST_DATABASE_URL are required"
+        );
+    }
+    aloft_cli::fleet::Fleet::start(config)
+        .await
+        .expect("fleet starts")
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -1,12 +1,11 @@
-//! Bad input gets a clear error that names what is wrong, and stores nothing.
+//! Bad input gets a clear error that names what is wrong, and stores nothing. The fleet runs in this process on
+//! Kafka and Postgres when the test backends are configured (as in CI), else on the embedded log.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use aloft_cli::client::AdminClient;
-use aloft_cli::fleet::{Fleet, FleetConfig};
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use tonic::Code;
@@ -93,12 +92,7 @@ const WORKFLOW_WITH_UNKNOWN_NODE: &str = r#"{"name": "dangling", "interface": {"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_rejected_with_a_clear_error_and_stores_nothing() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        scratch.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(scratch.path()).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     register_file(&mut client, &repo_root().join("examples/diamond.yaml")).await;
     let execution = launch(&mut client, workflow("diamond"), "taken", &[("x", "1")])
@@ -276,12 +270,7 @@ fn spec_file_errors_name_the_file_and_document() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminating_a_running_execution_aborts_it_and_kills_its_attempts() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        scratch.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(scratch.path()).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     let marker = scratch.path().join("finished");
     let spec = scratch.path().join("slow.yaml");
@@ -342,12 +331,7 @@ fn scheduled_plan(schedule: &str, defaults: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_schedules_are_rejected_at_registration_or_activation_and_store_nothing() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        scratch.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(scratch.path()).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     client.register_task(register_request(STAMP_TASK)).await.unwrap();
     client
@@ -475,12 +459,7 @@ async fn bad_schedules_are_rejected_at_registration_or_activation_and_store_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_keep_their_versions_and_relaunch_reruns_the_same_version_with_changed_inputs() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        scratch.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(scratch.path()).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     let task = |version: &str, expression: &str| {
         format!(
@@ -571,12 +550,7 @@ async fn executions_keep_their_versions_and_relaunch_reruns_the_same_version_wit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_parallelism_from_the_launch_plan_bounds_running_nodes() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        scratch.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(scratch.path()).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     let spec = scratch.path().join("wide.yaml");
     std::fs::write(
@@ -646,12 +620,7 @@ max_parallelism: 1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_notification_rules_are_refused_at_registration() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        scratch.path(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(scratch.path()).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     register_file(&mut client, &repo_root().join("examples/diamond.yaml")).await;
     let plan = |rules: &str| {

@@ -1,14 +1,13 @@
 //! Recover: a failed execution run again on the same workflow version and inputs, reusing the outputs of
-//! every node that succeeded (RECOVERED, not run again) and running only the rest. Runs in the embedded
-//! fleet; the tasks count their real runs in files, so "not run again" is observed, not inferred.
+//! every node that succeeded (RECOVERED, not run again) and running only the rest. Runs in one process on
+//! Kafka and Postgres (the embedded log without them); the tasks count their real runs in files, so "not run
+//! again" is observed, not inferred.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use aloft_cli::fleet::{Fleet, FleetConfig};
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use tonic::Code;
@@ -59,12 +58,7 @@ fn recover_request(source: &str, name: &str) -> wire::RecoverExecutionRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovering_a_failed_execution_runs_only_what_did_not_succeed() {
     let scratch = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(FleetConfig::embedded(
-        &scratch.path().join("data"),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ))
-    .await
-    .unwrap();
+    let fleet = start_fleet(&scratch.path().join("data")).await;
     let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
     let spec_file = scratch.path().join("two-step.yaml");
     std::fs::write(&spec_file, spec(scratch.path())).unwrap();

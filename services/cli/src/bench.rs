@@ -128,20 +128,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Vec<BenchResult>> {
     let mut config = FleetConfig::embedded(scratch.path(), SocketAddr::from(([127, 0, 0, 1], 0)));
     config.bootstrap_project = Some("bench".to_string());
     if let Some(brokers) = &options.kafka_brokers {
-        config.backend = LogBackend::Kafka {
-            brokers: brokers.clone(),
-        };
-        config.topics = Topics::with_prefix(&format!("bench-{}.", uuid::Uuid::new_v4().simple()));
+        config = config.on_kafka(brokers, "bench");
     }
     if let Some(url) = &options.database_url {
-        config.database_url = if url.starts_with("postgres") {
-            aloft_store::create_scratch_postgres_database(url).await?
-        } else {
-            url.clone()
-        };
-        // One database for admin and catalog, as a deployment on Postgres has.
-        config.catalog_database_url = config.database_url.clone();
-        config.notifier_database_url = config.database_url.clone();
+        config = config.on_database(url).await?;
     }
     config.snapshot_interval = options.snapshot_interval;
     let fleet = Fleet::start(config).await?;

@@ -50,6 +50,28 @@ impl FleetConfig {
             snapshot_interval: None,
         }
     }
+
+    /// The same fleet on Kafka at `brokers`, its topics under a fresh `PREFIX-UUID.` prefix.
+    pub fn on_kafka(mut self, brokers: &str, topic_prefix: &str) -> FleetConfig {
+        self.backend = LogBackend::Kafka {
+            brokers: brokers.to_string(),
+        };
+        self.topics = Topics::with_prefix(&format!("{topic_prefix}-{}.", uuid::Uuid::new_v4().simple()));
+        self
+    }
+
+    /// The same fleet's tables in one database for admin, the catalog and the notifier (as a deployment on
+    /// Postgres has): for a `postgres://` URL a fresh scratch database on that server, any other URL as it is.
+    pub async fn on_database(mut self, database_url: &str) -> anyhow::Result<FleetConfig> {
+        self.database_url = if database_url.starts_with("postgres") {
+            aloft_store::create_scratch_postgres_database(database_url).await?
+        } else {
+            database_url.to_string()
+        };
+        self.catalog_database_url = self.database_url.clone();
+        self.notifier_database_url = self.database_url.clone();
+        Ok(self)
+    }
 }
 
 pub struct Fleet {
