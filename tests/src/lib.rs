@@ -122,6 +122,23 @@ impl Drop for Service {
     }
 }
 
+/// A deployment's scratch directory (its services' logs and work dirs). With `ALOFT_TEST_KEEP_SCRATCH` set it
+/// is kept after the test, and its path printed, to read the services' logs of a failed test.
+fn scratch_dir() -> tempfile::TempDir {
+    let mut scratch = tempfile::Builder::new()
+        .prefix("aloft-e2e-")
+        .tempdir()
+        .expect("tempdir");
+    if std::env::var_os("ALOFT_TEST_KEEP_SCRATCH").is_some() {
+        scratch.disable_cleanup(true);
+        eprintln!(
+            "keeping the deployment's scratch directory {}",
+            scratch.path().display()
+        );
+    }
+    scratch
+}
+
 /// One deployment on the real parts: its own topic prefix, Postgres database and work dir.
 pub struct Deployment {
     pub brokers: String,
@@ -143,7 +160,7 @@ impl Deployment {
             topic_prefix: format!("e2e-{}.", uuid::Uuid::new_v4().simple()),
             admin_port: free_port(),
             catalog_port: free_port(),
-            scratch: tempfile::tempdir().expect("tempdir"),
+            scratch: scratch_dir(),
         }
     }
 
@@ -483,7 +500,7 @@ pub async fn assert_history_gap_free(
         .events;
     let decisions: Vec<&wire::HistoryEvent> = history
         .iter()
-        .filter(|e| e.stream.starts_with("execution/"))
+        .filter(|e| aloft_core::StreamId::is_execution(&e.stream))
         .collect();
     let seqs: Vec<u64> = decisions.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();

@@ -395,7 +395,7 @@ async fn append_failed_execution(
         name: name.into(),
     };
     let at = chrono::Utc::now().timestamp_millis();
-    let (key, envelopes) = aloft_notifier::sinks::failed_execution_records(&id, rules, at);
+    let (key, envelopes) = aloft_notifier::sinks::failed_execution_records(&id, rules, at).unwrap();
     let partition =
         aloft_eventlog::partition_for_key(&key, log.partition_count(&topics.executions).await.unwrap());
     let records = envelopes.into_iter().map(|bytes| (key.clone(), bytes)).collect();

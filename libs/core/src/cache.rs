@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::events::Outputs;
 use crate::ids::ExecutionId;
-use crate::spec::Interface;
+use crate::interface::{Interface, Outputs};
 use crate::types::Value;
 
 /// `cache:` on a task spec.
@@ -113,7 +112,8 @@ pub struct ProducedBy {
     pub attempt: u32,
 }
 
-/// `EXECUTION/NODE/ATTEMPT`, as history, the read models and `aloft get` show it.
+/// `EXECUTION/NODE/ATTEMPT`, as history, the read models and `aloft get` show it, and the owner of a cache
+/// reservation (the propeller reserves with it and the catalog releases by it, so both format it here).
 impl std::fmt::Display for ProducedBy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.execution, self.node, self.attempt)

@@ -12,34 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheOutcome;
 use crate::compiler::CompiledWorkflow;
 use crate::ids::{ExecutionId, Identifier};
+pub use crate::interface::Outputs;
 use crate::notify::NotificationRule;
+pub use crate::phase::{ErrorKind, ExecutionPhase, NodePhase};
 use crate::spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
-use crate::state::{ExecutionPhase, NodePhase};
 use crate::types::Value;
-
-pub type Outputs = BTreeMap<String, Value>;
-
-/// Why an attempt failed; user and system errors have separate retry budgets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The task itself failed (non-zero exit, bad outputs). Counts against `retries.user`.
-    User,
-    /// The attempt ran longer than the task's timeout. Counts against `retries.user`.
-    Timeout,
-    /// The executor or the machine failed (could not start, lost on restart). Counts against `retries.system`.
-    System,
-}
-
-impl ErrorKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorKind::User => "USER",
-            ErrorKind::Timeout => "TIMEOUT",
-            ErrorKind::System => "SYSTEM",
-        }
-    }
-}
 
 /// What a recovering execution takes over from the failed one: the outputs of every node that succeeded
 /// there, by node id (the workflow version is the same). Those nodes are RECOVERED and never run.

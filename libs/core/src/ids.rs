@@ -118,7 +118,7 @@ impl ExecutionId {
 
     /// The event stream of this execution: all decisions about it carry this stream and a gap-free `seq`.
     pub fn stream(&self) -> String {
-        format!("execution/{}/{}/{}", self.project, self.domain, self.name)
+        StreamId::Execution(self.clone()).to_string()
     }
 
     /// The partitioning key on `aloft.executions`: every event of one execution lands in one partition.
@@ -130,6 +130,53 @@ impl ExecutionId {
 impl fmt::Display for ExecutionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.project, self.domain, self.name)
+    }
+}
+
+/// The stream of an event on `aloft.executions`; its text is the envelope's `stream`, and each kind is
+/// built here only, so every writer and reader agree on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamId {
+    /// The decisions of one execution, sequenced gap-free by its partition's owner.
+    Execution(ExecutionId),
+    /// One request for an execution (a launch, a signal, a child's end told to its parent, ...): `key` is
+    /// the execution's partition key, `request` names the request uniquely within it.
+    Request { key: String, request: String },
+    /// The ownership claims of one partition; the claim's epoch is the sequence.
+    Partition(u32),
+}
+
+impl StreamId {
+    /// A request for `execution` named `request`.
+    pub fn request(execution: &ExecutionId, request: impl Into<String>) -> StreamId {
+        StreamId::Request {
+            key: execution.partition_key(),
+            request: request.into(),
+        }
+    }
+
+    /// Whether `stream` (an envelope's text) is a request's stream.
+    pub fn is_request(stream: &str) -> bool {
+        stream.starts_with(REQUEST_PREFIX)
+    }
+
+    /// Whether `stream` (an envelope's text) is an execution's decision stream.
+    pub fn is_execution(stream: &str) -> bool {
+        stream.starts_with(EXECUTION_PREFIX)
+    }
+}
+
+const EXECUTION_PREFIX: &str = "execution/";
+const REQUEST_PREFIX: &str = "request/";
+const PARTITION_PREFIX: &str = "partition/";
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamId::Execution(id) => write!(f, "{EXECUTION_PREFIX}{id}"),
+            StreamId::Request { key, request } => write!(f, "{REQUEST_PREFIX}{key}/{request}"),
+            StreamId::Partition(partition) => write!(f, "{PARTITION_PREFIX}{partition}"),
+        }
     }
 }
 

@@ -11,7 +11,9 @@ pub mod compiler;
 pub mod condition;
 pub mod events;
 pub mod ids;
+pub mod interface;
 pub mod notify;
+pub mod phase;
 pub mod schedule;
 pub mod spec;
 pub mod state;
@@ -19,7 +21,7 @@ pub mod types;
 
 pub use compiler::{compile_workflow, CompileError, CompiledNode, CompiledWorkflow, NodeBinding};
 pub use events::{ExecutionEvent, RegistryEvent, ScheduleEvent};
-pub use ids::{ExecutionId, Identifier};
+pub use ids::{ExecutionId, Identifier, StreamId};
 pub use spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
 pub use state::{decide, AppliedEvent, ExecutionPhase, ExecutionState, NodePhase, PartitionFold};
 pub use types::{LiteralType, Value};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::ExecutionId;
-use crate::state::ExecutionPhase;
+use crate::phase::ExecutionPhase;
 
 /// The execution phases a rule may name: the terminal ones, where a notification is meaningful.
 pub const NOTIFIABLE_PHASES: [ExecutionPhase; 4] = [

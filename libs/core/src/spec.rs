@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::{validate_name, validate_version, Identifier, NameError};
+pub use crate::interface::Interface;
 use crate::types::{parse_duration_millis, LiteralType};
 
 pub const DEFAULT_DOMAINS: [&str; 3] = ["development", "staging", "production"];
@@ -35,16 +36,6 @@ impl ProjectSpec {
         }
         Ok(())
     }
-}
-
-/// Named, typed inputs and outputs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Interface {
-    #[serde(default)]
-    pub inputs: BTreeMap<String, LiteralType>,
-    #[serde(default)]
-    pub outputs: BTreeMap<String, LiteralType>,
 }
 
 /// How a task runs.

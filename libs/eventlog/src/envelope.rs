@@ -7,6 +7,11 @@ use prost::Message;
 
 use crate::Error;
 
+/// The version of the event schema this build writes. Raise it with any change that an older reader
+/// would misread (a renamed or retyped field, a new required field), and keep decoding every older one: the
+/// log is the audit record, and events written today must replay in every later version.
+pub const SCHEMA_VERSION: u32 = 1;
+
 // Payloads are decoded and handled one at a time, never stored in bulk: the size gap between variants
 // costs nothing worth a box on every registry event.
 #[allow(clippy::large_enum_variant)]
@@ -16,6 +21,18 @@ pub enum Payload {
     Execution(ExecutionEvent),
     Schedule(ScheduleEvent),
     Delivery(DeliveryEvent),
+}
+
+impl Payload {
+    /// Which family of events it holds, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Payload::Registry(_) => "registry",
+            Payload::Execution(_) => "execution",
+            Payload::Schedule(_) => "schedule",
+            Payload::Delivery(_) => "delivery",
+        }
+    }
 }
 
 /// One record on the log. Its identity is `stream#seq`, deterministic, so every consumer dedupes by it
@@ -44,18 +61,19 @@ impl Envelope {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        self.to_wire().encode_to_vec()
+    /// The record holding this one envelope.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.to_wire()?.encode_to_vec())
     }
 
     /// `envelopes` in order as few records as hold at most `max_bytes` each (an envelope larger than that
     /// is a record of its own); `decode_all` gives them back.
-    pub fn pack(envelopes: &[Envelope], max_bytes: usize) -> Vec<Vec<u8>> {
+    pub fn pack(envelopes: &[Envelope], max_bytes: usize) -> Result<Vec<Vec<u8>>, Error> {
         let mut records = Vec::new();
         let mut group: Vec<wire::Envelope> = Vec::new();
         let mut group_bytes = 0;
         for envelope in envelopes {
-            let wire = envelope.to_wire();
+            let wire = envelope.to_wire()?;
             // Nested, an envelope also costs its field tag and length prefix.
             let bytes = wire.encoded_len() + 8;
             if !group.is_empty() && group_bytes + bytes > max_bytes {
@@ -68,26 +86,32 @@ impl Envelope {
         if !group.is_empty() {
             records.push(record_of(group));
         }
-        records
+        Ok(records)
     }
 
-    fn to_wire(&self) -> wire::Envelope {
-        // Serializing our own event types to JSON cannot fail: they hold no non-string map keys.
+    fn to_wire(&self) -> Result<wire::Envelope, Error> {
+        let encode_error = |error: serde_json::Error| {
+            Error::Encode(format!(
+                "{} event of stream {}: {error}",
+                self.payload.kind(),
+                self.stream
+            ))
+        };
         let payload = match &self.payload {
             Payload::Registry(event) => {
-                wire::envelope::Payload::RegistryEventJson(serde_json::to_vec(event).unwrap_or_default())
+                wire::envelope::Payload::RegistryEventJson(serde_json::to_vec(event).map_err(encode_error)?)
             }
             Payload::Execution(event) => {
-                wire::envelope::Payload::ExecutionEventJson(serde_json::to_vec(event).unwrap_or_default())
+                wire::envelope::Payload::ExecutionEventJson(serde_json::to_vec(event).map_err(encode_error)?)
             }
             Payload::Schedule(event) => {
-                wire::envelope::Payload::ScheduleEventJson(serde_json::to_vec(event).unwrap_or_default())
+                wire::envelope::Payload::ScheduleEventJson(serde_json::to_vec(event).map_err(encode_error)?)
             }
             Payload::Delivery(event) => {
-                wire::envelope::Payload::DeliveryEventJson(serde_json::to_vec(event).unwrap_or_default())
+                wire::envelope::Payload::DeliveryEventJson(serde_json::to_vec(event).map_err(encode_error)?)
             }
         };
-        wire::Envelope {
+        Ok(wire::Envelope {
             stream: self.stream.clone(),
             seq: self.seq,
             writer_epoch: self.writer_epoch,
@@ -95,7 +119,8 @@ impl Envelope {
             traceparent: self.traceparent.clone(),
             payload: Some(payload),
             then: Vec::new(),
-        }
+            schema_version: SCHEMA_VERSION,
+        })
     }
 
     /// Every envelope a record holds, in order: one, or several a propeller appended together.
@@ -128,6 +153,13 @@ impl Envelope {
     }
 
     fn from_wire(wire: wire::Envelope) -> Result<Envelope, Error> {
+        if wire.schema_version > SCHEMA_VERSION {
+            return Err(Error::Decode(format!(
+                "envelope of stream {} was written with event schema version {}, newer than version {SCHEMA_VERSION} \
+                 this build reads; upgrade this service",
+                wire.stream, wire.schema_version
+            )));
+        }
         let payload = match wire.payload {
             Some(wire::envelope::Payload::RegistryEventJson(json)) => Payload::Registry(
                 serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("registry event: {e}")))?,
@@ -195,7 +227,7 @@ mod tests {
     #[test]
     fn packed_envelopes_come_back_in_order_in_records_under_the_size_limit() {
         let envelopes: Vec<Envelope> = (1..=50).map(|seq| envelope(seq, 100)).collect();
-        let records = Envelope::pack(&envelopes, 1_000);
+        let records = Envelope::pack(&envelopes, 1_000).unwrap();
         assert!(
             records.len() > 1 && records.len() < 50,
             "{} records",
@@ -209,24 +241,41 @@ mod tests {
         assert_eq!(unpacked, envelopes);
         // An envelope over the limit is a record of its own, not dropped.
         let big = vec![envelope(1, 10), envelope(2, 5_000), envelope(3, 10)];
-        let records = Envelope::pack(&big, 1_000);
+        let records = Envelope::pack(&big, 1_000).unwrap();
         assert_eq!(records.len(), 3);
         let unpacked: Vec<Envelope> = records
             .iter()
             .flat_map(|r| Envelope::decode_all(r).unwrap())
             .collect();
         assert_eq!(unpacked, big);
-        assert!(Envelope::pack(&[], 1_000).is_empty());
+        assert!(Envelope::pack(&[], 1_000).unwrap().is_empty());
     }
 
     #[test]
     fn decode_refuses_a_record_of_several_envelopes_and_decode_all_reads_one() {
-        let records = Envelope::pack(&[envelope(1, 1), envelope(2, 1)], 1_000_000);
+        let records = Envelope::pack(&[envelope(1, 1), envelope(2, 1)], 1_000_000).unwrap();
         assert_eq!(records.len(), 1);
         let error = Envelope::decode(&records[0]).unwrap_err().to_string();
         assert!(error.contains("holds 2 envelopes"), "{error}");
-        let single = envelope(1, 1).encode();
+        let single = envelope(1, 1).encode().unwrap();
         assert_eq!(Envelope::decode_all(&single).unwrap(), vec![envelope(1, 1)]);
         assert_eq!(Envelope::decode(&single).unwrap(), envelope(1, 1));
+    }
+
+    #[test]
+    fn an_envelope_of_a_newer_schema_is_refused_naming_both_versions_and_an_unversioned_one_is_read() {
+        let mut wire = envelope(1, 1).to_wire().unwrap();
+        assert_eq!(wire.schema_version, SCHEMA_VERSION);
+        wire.schema_version = SCHEMA_VERSION + 1;
+        let error = Envelope::decode(&wire.encode_to_vec()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+                && error.contains(&format!("version {SCHEMA_VERSION}"))
+                && error.contains("execution/p/d/e"),
+            "{error}"
+        );
+        // Records written before versions were recorded carry none (0) and read as they always did.
+        wire.schema_version = 0;
+        assert_eq!(Envelope::decode(&wire.encode_to_vec()).unwrap(), envelope(1, 1));
     }
 }

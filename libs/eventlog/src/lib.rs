@@ -14,7 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
-pub use envelope::{Envelope, Payload};
+/// Stream ids are core vocabulary; re-exported for the writers of envelopes.
+pub use aloft_core::StreamId;
+pub use envelope::{Envelope, Payload, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,6 +32,8 @@ pub enum Error {
     InUse(String),
     #[error("cannot decode event envelope: {0}")]
     Decode(String),
+    #[error("cannot encode event envelope: {0}")]
+    Encode(String),
     #[error("the event log was closed")]
     Closed,
 }

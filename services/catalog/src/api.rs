@@ -199,7 +199,13 @@ impl CatalogService for CatalogApi {
                 .ok_or_else(|| Status::invalid_argument("entry is required"))?,
         )
         .map_err(Status::invalid_argument)?;
-        let owner = format!("{}/{}/{}", entry.execution, entry.node, entry.attempt);
+        // The owner the propeller reserved with: the attempt that produced the entry.
+        let owner = aloft_core::cache::ProducedBy {
+            execution: entry.execution.clone(),
+            node: entry.node.clone(),
+            attempt: entry.attempt,
+        }
+        .to_string();
         let mut connection = self.store.pool().acquire().await.map_err(internal)?;
         let stored = catalog::put_entry(&mut connection, &entry, request.overwrite)
             .await
@@ -266,8 +272,9 @@ impl CatalogService for CatalogApi {
         // too makes it visible at once (whichever applies second removes nothing more).
         let stream = event.stream();
         let envelope = Envelope::unsequenced(stream.clone(), at, Payload::Registry(event));
+        let record = envelope.encode().map_err(internal)?;
         self.log
-            .append(&self.topics.registry, &stream, envelope.encode())
+            .append(&self.topics.registry, &stream, record)
             .await
             .map_err(|e| Status::unavailable(format!("cannot record the eviction on the log: {e}")))?;
         let mut connection = self.store.pool().acquire().await.map_err(internal)?;

@@ -464,9 +464,9 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
         .map(|event| {
             let stream = event.stream();
             let envelope = Envelope::unsequenced(stream.clone(), now, Payload::Registry(event));
-            (stream, envelope.encode())
+            Ok((stream, envelope.encode()?))
         })
-        .collect();
+        .collect::<Result<Vec<_>, aloft_eventlog::Error>>()?;
     log.append_batch(&topics.registry, 0, records).await?;
 
     let options = aloft_scheduler::SchedulerOptions::new(topics.clone(), "bench".into());

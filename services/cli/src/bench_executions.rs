@@ -214,6 +214,7 @@ pub async fn run(kafka_brokers: Option<&str>, executions: usize) -> anyhow::Resu
         let request_id = uuid::Uuid::new_v4().to_string();
         let at = chrono::Utc::now().timestamp_millis();
         let key = id.partition_key();
+        let stream = aloft_core::StreamId::request(&id, request_id.as_str()).to_string();
         let event = ExecutionEvent::ExecutionRequested {
             execution: id,
             request_id: request_id.clone(),
@@ -227,15 +228,11 @@ pub async fn run(kafka_brokers: Option<&str>, executions: usize) -> anyhow::Resu
             recovery: None,
             parent: None,
         };
-        let envelope = Envelope::unsequenced(
-            format!("request/{key}/{request_id}"),
-            at,
-            Payload::Execution(event),
-        );
+        let envelope = Envelope::unsequenced(stream, at, Payload::Execution(event));
         batches
             .entry(partition_for_key(&key, PARTITIONS))
             .or_default()
-            .push((key, envelope.encode()));
+            .push((key, envelope.encode()?));
     }
     crate::bench::append_by_partition(&*log, &topics.executions, batches).await?;
     let append_seconds = started.elapsed().as_secs_f64();

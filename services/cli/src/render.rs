@@ -157,7 +157,7 @@ pub fn print_history(events: &[wire::HistoryEvent]) {
         let time = chrono::DateTime::from_timestamp_millis(event.occurred_at_millis)
             .map(|d| d.format("%H:%M:%S%.3f").to_string())
             .unwrap_or_default();
-        let position = if event.stream.starts_with("request/") {
+        let position = if aloft_core::StreamId::is_request(&event.stream) {
             "request".to_string()
         } else {
             format!("seq {}", event.seq)

@@ -65,7 +65,7 @@ async fn publish_pending(store: &Store, log: &Arc<dyn EventLog>, topics: &Topics
         batches
             .entry(partition_for_key(&key, partitions))
             .or_default()
-            .push((delivery_id, attempt, key, envelope.encode()));
+            .push((delivery_id, attempt, key, envelope.encode()?));
     }
     let mut published = 0;
     for (partition, batch) in batches {

@@ -532,7 +532,7 @@ pub fn failed_execution_records(
     id: &aloft_core::ExecutionId,
     rules: &[aloft_core::notify::NotificationRule],
     at: i64,
-) -> (String, Vec<Vec<u8>>) {
+) -> Result<(String, Vec<Vec<u8>>), aloft_eventlog::Error> {
     use aloft_core::events::ExecutionEvent;
     use aloft_eventlog::{Envelope, Payload};
     let task = aloft_core::Identifier {
@@ -574,18 +574,18 @@ pub fn failed_execution_records(
     };
     let key = id.partition_key();
     let request = Envelope::unsequenced(
-        format!("request/{key}/{}", id.name),
+        aloft_core::StreamId::request(id, id.name.as_str()).to_string(),
         at,
         Payload::Execution(requested),
     );
     // The first decision of the execution's stream, by a writer of epoch 0 (no partition was ever claimed).
     let decision = Envelope {
-        stream: format!("execution/{key}"),
+        stream: aloft_core::StreamId::Execution(id.clone()).to_string(),
         seq: 1,
         writer_epoch: 0,
         occurred_at: at,
         traceparent: String::new(),
         payload: Payload::Execution(finished),
     };
-    (key, vec![request.encode(), decision.encode()])
+    Ok((key, vec![request.encode()?, decision.encode()?]))
 }

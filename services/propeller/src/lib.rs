@@ -6,6 +6,7 @@
 //! It never changes state directly and holds nothing the log cannot rebuild: a restarted or new owner
 //! replays the partition, claims it with a higher epoch and carries on.
 
+pub mod attempts;
 pub mod engine;
 pub mod executor;
 pub mod memo;
@@ -19,7 +20,7 @@ use aloft_eventlog::{EventLog, Topics};
 use tokio_util::sync::CancellationToken;
 
 pub use engine::Engine;
-pub use executor::Executors;
+pub use executor::{Executors, TaskExecutor};
 
 /// What a propeller needs besides its event log.
 #[derive(Clone)]
@@ -61,31 +62,40 @@ pub async fn run(
         Arc::clone(&pool_limits),
         shutdown.clone(),
     ));
+    let member = options.member_id;
+    let (attempt_service, attempts, reports) = attempts::AttemptOptions {
+        executors: Executors::new(options.work_dir),
+        catalog: options.catalog.clone(),
+        memo: options.memo,
+        pools: pools::PoolAccess {
+            pools: options.pools,
+            limits: pool_limits,
+            lease: options.pool_lease,
+        },
+        capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
+        quotas: quota_rx,
+        member: member.clone(),
+    }
+    .build();
+    let attempt_service = tokio::spawn(attempt_service.run());
     let ran = Engine::run(
         log,
         engine::Membership {
             topic: options.topics.executions.clone(),
             group: options.topics.group("aloft-propeller"),
-            member: options.member_id,
+            member,
         },
-        engine::AttemptRunner {
-            executors: Executors::new(options.work_dir),
+        engine::EngineParts {
+            attempts,
+            reports,
             catalog: options.catalog,
-            memo: options.memo,
-            pools: pools::PoolAccess {
-                pools: options.pools,
-                limits: pool_limits,
-                lease: options.pool_lease,
-            },
+            snapshots: options.snapshots,
         },
-        engine::Fairness {
-            capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
-            quotas: quota_rx,
-        },
-        options.snapshots,
         shutdown,
     )
     .await;
+    // The engine dropped its handle: the service ends, leaving the attempts it runs running.
+    let _ = attempt_service.await;
     quota_reader.abort();
     ran
 }

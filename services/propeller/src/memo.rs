@@ -156,7 +156,7 @@ pub async fn run_attempt(
         node: request.node_id.clone(),
         attempt: request.attempt,
     };
-    let owner = format!("{}/{}/{}", request.execution, request.node_id, request.attempt);
+    let owner = produced_by.to_string();
     let stored = |outputs: &Outputs, at: i64| StoredResult {
         key: key.clone(),
         task_name: request.task.name.clone(),

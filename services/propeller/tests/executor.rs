@@ -260,3 +260,31 @@ async fn an_attempt_that_ended_unwatched_is_re_attached_from_its_recorded_status
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn an_attempts_log_is_read_back_by_its_id_and_a_built_in_says_it_keeps_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = Executors::new(dir.path().to_path_buf());
+    let task = process_task("echo to stdout; echo to stderr >&2", &[], &[], None);
+    let attempt = request(task.clone(), &[]);
+    let outcome = executors.run(attempt.clone(), CancellationToken::new()).await;
+    assert!(matches!(outcome, AttemptOutcome::Succeeded(_)), "{outcome:?}");
+    let log = executors.logs(&task, &attempt.id()).await.unwrap();
+    assert_eq!(log, "to stdout\nto stderr\n");
+
+    let mut never_ran = attempt.id();
+    never_ran.attempt = 2;
+    let error = executors.logs(&task, &never_ran).await.unwrap_err().to_string();
+    assert!(error.contains(&never_ran.to_string()), "{error}");
+
+    let noop = TaskSpec {
+        run: TaskKind::Noop,
+        ..task
+    };
+    let error = executors
+        .logs(&noop, &attempt.id())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("keeps no logs"), "{error}");
+}

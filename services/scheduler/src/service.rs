@@ -291,7 +291,7 @@ impl Scheduler {
             Envelope::unsequenced(stream.clone(), now.timestamp_millis(), Payload::Schedule(event));
         let positions = self
             .log
-            .append_batch(&topics.schedules, 0, vec![(stream, envelope.encode())])
+            .append_batch(&topics.schedules, 0, vec![(stream, envelope.encode()?)])
             .await?;
         if let Some(position) = positions.first() {
             let snapshot_group = topics.group("aloft-scheduler-snapshots");
@@ -382,7 +382,7 @@ impl Scheduler {
                 };
                 let key = execution.partition_key();
                 let mut envelope = Envelope::unsequenced(
-                    format!("request/{key}/{request_id}"),
+                    aloft_core::StreamId::request(&execution, request_id.as_str()).to_string(),
                     now.timestamp_millis(),
                     Payload::Execution(event),
                 );
@@ -397,7 +397,7 @@ impl Scheduler {
                     ],
                 );
                 envelope.traceparent = span.traceparent().to_string();
-                requests.push((partition_for_key(&key, partitions), key, envelope.encode()));
+                requests.push((partition_for_key(&key, partitions), key, envelope.encode()?));
                 fires.push((plan_entry.id.clone(), scheduled_at.timestamp_millis(), execution));
             }
         }
@@ -436,9 +436,9 @@ impl Scheduler {
                     now.timestamp_millis(),
                     Payload::Schedule(event.clone()),
                 );
-                (stream, envelope.encode())
+                Ok((stream, envelope.encode()?))
             })
-            .collect();
+            .collect::<Result<Vec<_>, aloft_eventlog::Error>>()?;
         self.log.append_batch(&topics.schedules, 0, records).await?;
         self.events_since_snapshot += progress_events.len() as u64;
         for event in &progress_events {

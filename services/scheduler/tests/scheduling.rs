@@ -37,7 +37,7 @@ fn id(name: &str) -> Identifier {
 async fn append_registry(log: &Arc<dyn EventLog>, topics: &Topics, event: RegistryEvent) {
     let stream = event.stream();
     let envelope = Envelope::unsequenced(stream.clone(), event.at(), Payload::Registry(event));
-    log.append(&topics.registry, &stream, envelope.encode())
+    log.append(&topics.registry, &stream, envelope.encode().unwrap())
         .await
         .unwrap();
 }

@@ -75,7 +75,7 @@ impl AdminApi {
             parent: None,
         };
         let mut envelope = Envelope::unsequenced(
-            format!("request/{}/{request_id}", id.partition_key()),
+            aloft_core::StreamId::request(&id, request_id.as_str()).to_string(),
             event.occurred_at(),
             Payload::Execution(event),
         );

@@ -91,7 +91,8 @@ impl AdminApi {
     }
 
     async fn append(&self, topic: &str, key: &str, envelope: Envelope) -> ApiResult<Position> {
-        Ok(self.log.append(topic, key, envelope.encode()).await?)
+        let record = envelope.encode()?;
+        Ok(self.log.append(topic, key, record).await?)
     }
 
     /// Read-your-writes: waits until the projection has applied the record at `position`.

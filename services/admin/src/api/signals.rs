@@ -11,7 +11,7 @@ impl AdminApi {
     /// Appends a request about `id` (not sequenced: its owner folds it) and waits for the read model.
     pub(super) async fn append_request(&self, id: &ExecutionId, event: ExecutionEvent) -> ApiResult<()> {
         let envelope = Envelope::unsequenced(
-            format!("request/{}/{}", id.partition_key(), uuid::Uuid::new_v4()),
+            aloft_core::StreamId::request(id, uuid::Uuid::new_v4().to_string()).to_string(),
             event.occurred_at(),
             Payload::Execution(event),
         );

@@ -1,8 +1,7 @@
-//! Task executors: how one attempt runs. `process` runs a local command in a fresh working directory;
-//! `noop`, `sleep` and `echo` are built-ins for tests and benchmarks.
-//!
-//! A non-zero exit, a timeout or missing/ill-typed outputs are user errors (they count against the task's
-//! retries); failing to prepare the attempt is a system error.
+//! The `process` executor: a local command in a fresh working directory per attempt (inputs as files and
+//! environment variables, outputs read back by type, a log file, timeout and cancel kill its process
+//! group). A wrapper shell records the exit status next to the pid, so a propeller taking over on the same
+//! machine re-attaches to a process its predecessor started.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,98 +9,90 @@ use std::time::Duration;
 
 use aloft_core::events::{ErrorKind, Outputs};
 use aloft_core::spec::{TaskKind, TaskSpec};
-use aloft_core::types::parse_duration_millis;
-use aloft_core::{ExecutionId, LiteralType, Value};
+use aloft_core::{LiteralType, Value};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// Everything an executor needs to run one attempt.
+use super::{
+    kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, ExecutorError, TaskExecutor,
+};
+
+/// Runs `process` tasks under `work_root`, one directory per attempt.
 #[derive(Debug, Clone)]
-pub struct AttemptRequest {
-    pub execution: ExecutionId,
-    pub node_id: String,
-    pub attempt: u32,
-    pub task: TaskSpec,
-    /// The registered version of the task (recorded with cached results and lineage).
-    pub task_version: String,
-    pub inputs: Outputs,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttemptOutcome {
-    Succeeded(Outputs),
-    Failed {
-        kind: ErrorKind,
-        message: String,
-    },
-    /// Cancelled by the engine (execution aborted or ownership lost); nothing is reported.
-    Cancelled,
-}
-
-fn user_error(message: impl Into<String>) -> AttemptOutcome {
-    AttemptOutcome::Failed {
-        kind: ErrorKind::User,
-        message: message.into(),
-    }
-}
-
-fn system_error(message: impl Into<String>) -> AttemptOutcome {
-    AttemptOutcome::Failed {
-        kind: ErrorKind::System,
-        message: message.into(),
-    }
-}
-
-/// Runs attempts of every task kind.
-#[derive(Debug, Clone)]
-pub struct Executors {
+pub struct ProcessExecutor {
     work_root: PathBuf,
 }
 
-impl Executors {
+impl ProcessExecutor {
     /// `work_root` is made absolute: commands run inside their attempt directory.
-    pub fn new(work_root: PathBuf) -> Executors {
+    pub fn new(work_root: PathBuf) -> ProcessExecutor {
         let work_root = std::path::absolute(&work_root).unwrap_or(work_root);
-        Executors { work_root }
+        ProcessExecutor { work_root }
     }
 
-    /// The working directory of one attempt; deterministic, so a repeat of the same attempt is recognised.
-    pub fn attempt_dir(&self, request: &AttemptRequest) -> PathBuf {
-        let id = &request.execution;
+    /// The working directory of one attempt, named after its id.
+    pub fn attempt_dir(&self, attempt: &AttemptId) -> PathBuf {
+        let id = &attempt.execution;
         self.work_root
             .join(&id.project)
             .join(&id.domain)
             .join(&id.name)
-            .join(&request.node_id)
-            .join(request.attempt.to_string())
+            .join(&attempt.node_id)
+            .join(attempt.attempt.to_string())
+    }
+}
+
+impl TaskExecutor for ProcessExecutor {
+    fn kind(&self) -> &'static str {
+        "process"
     }
 
-    pub async fn run(&self, request: AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
-        match &request.task.run {
-            TaskKind::Noop => AttemptOutcome::Succeeded(Outputs::new()),
-            TaskKind::Echo => AttemptOutcome::Succeeded(
-                request
-                    .task
-                    .interface
-                    .outputs
-                    .keys()
-                    .filter_map(|name| request.inputs.get(name).map(|v| (name.clone(), v.clone())))
-                    .collect(),
-            ),
-            TaskKind::Sleep { duration } => {
-                let millis = parse_duration_millis(duration).unwrap_or(0).max(0) as u64;
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(millis)) => AttemptOutcome::Succeeded(Outputs::new()),
-                    _ = cancel.cancelled() => AttemptOutcome::Cancelled,
-                }
-            }
-            TaskKind::Process { command, env } => {
-                let dir = self.attempt_dir(&request);
-                run_process(&dir, &request, command, env, cancel).await
-            }
+    fn start(
+        &self,
+        request: AttemptRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, AttemptOutcome> {
+        let dir = self.attempt_dir(&request.id());
+        async move {
+            let TaskKind::Process { command, env } = &request.task.run else {
+                return system_error(format!(
+                    "the process executor cannot run a {} task",
+                    kind_of(&request.task)
+                ));
+            };
+            run_process(&dir, &request, command, env, cancel).await
         }
+        .boxed()
+    }
+
+    fn reattach(
+        &self,
+        request: AttemptRequest,
+        cancel: CancellationToken,
+    ) -> Option<BoxFuture<'static, AttemptOutcome>> {
+        if !matches!(request.task.run, TaskKind::Process { .. }) {
+            return None;
+        }
+        let dir = self.attempt_dir(&request.id());
+        reattach_in(dir, request, cancel)
+    }
+
+    fn logs(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
+        let log_path = self.attempt_dir(attempt).join(LOG_FILE);
+        let attempt = attempt.to_string();
+        async move {
+            tokio::fs::read_to_string(&log_path)
+                .await
+                .map_err(|error| ExecutorError::NoLog {
+                    attempt,
+                    reason: format!("cannot read {}: {error}", log_path.display()),
+                })
+        }
+        .boxed()
     }
 }
 
@@ -129,7 +120,7 @@ async fn run_process(
             return system_error(format!("cannot create {}: {error}", directory.display()));
         }
     }
-    let log_path = dir.join("log.txt");
+    let log_path = dir.join(LOG_FILE);
     let log_file = match std::fs::File::create(&log_path) {
         Ok(file) => file,
         Err(error) => return system_error(format!("cannot create {}: {error}", log_path.display())),
@@ -229,7 +220,7 @@ async fn process_ended(dir: &Path, task: &TaskSpec, code: Option<i32>) -> Attemp
     if code == Some(0) {
         return read_outputs(&dir.join("outputs"), task).await;
     }
-    let log_path = dir.join("log.txt");
+    let log_path = dir.join(LOG_FILE);
     let tail = log_tail(&log_path).await;
     let code = code.map_or_else(|| "a signal".to_string(), |c| c.to_string());
     user_error(format!("exited with {code}; log {}:{tail}", log_path.display()))
@@ -237,76 +228,71 @@ async fn process_ended(dir: &Path, task: &TaskSpec, code: Option<i32>) -> Attemp
 
 /// How often a re-attached attempt's process is checked (it is not this propeller's child: no wait() on it).
 const REATTACHED_POLL: Duration = Duration::from_millis(100);
+/// The file in an attempt directory the command's stdout and stderr go to.
+const LOG_FILE: &str = "log.txt";
 /// The file in an attempt directory holding the pid of the attempt's process group leader.
 const PID_FILE: &str = ".aloft-pid";
 /// The file the wrapper shell writes the command's exit status to when it ends.
 const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
 
-impl Executors {
-    /// For a process attempt started by an earlier owner of its partition: if its process still runs here
-    /// (same pid, working in the attempt's directory) or ended and recorded its exit status, a future that
-    /// waits for it and reports how it ended, as if this propeller had started it. `None`: the attempt is
-    /// lost (its process is gone without a status, or it never ran on this machine).
-    pub fn reattach(
-        &self,
-        request: AttemptRequest,
-        cancel: CancellationToken,
-    ) -> Option<futures::future::BoxFuture<'static, AttemptOutcome>> {
-        use futures::FutureExt;
-        if !matches!(request.task.run, TaskKind::Process { .. }) {
-            return None;
-        }
-        let dir = self.attempt_dir(&request);
-        let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let ours = std::fs::read_link(format!("/proc/{pid}/cwd"))
-            .ok()
-            .zip(std::fs::canonicalize(&dir).ok())
-            .is_some_and(|(cwd, dir)| cwd == dir);
-        let running = ours && process_alive(pid);
-        if !running && !dir.join(EXIT_STATUS_FILE).exists() {
-            return None;
-        }
-        // The task's timeout still runs from when the process started, which is when its pid was recorded.
-        let deadline = request.task.timeout_millis().map(|limit| {
-            let started = std::fs::metadata(dir.join(PID_FILE))
-                .and_then(|metadata| metadata.modified())
-                .unwrap_or_else(|_| std::time::SystemTime::now());
-            started + Duration::from_millis(limit.max(0) as u64)
-        });
-        Some(
-            async move {
-                while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
-                    let left = deadline.map(|deadline| {
-                        deadline
-                            .duration_since(std::time::SystemTime::now())
-                            .unwrap_or_default()
-                    });
-                    if left == Some(Duration::ZERO) {
-                        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                        return timed_out(&request.task);
-                    }
-                    let poll = left.map_or(REATTACHED_POLL, |left| left.min(REATTACHED_POLL));
-                    tokio::select! {
-                        _ = tokio::time::sleep(poll) => {}
-                        _ = cancel.cancelled() => {
-                            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                            return AttemptOutcome::Cancelled;
-                        }
-                    }
+/// Follows the process of the attempt in `dir`: if it still runs here (same pid, working in that
+/// directory) or ended and recorded its exit status, a future that waits for it and reports how it ended,
+/// as if this propeller had started it. `None`: the attempt is lost (its process is gone without a status,
+/// or it never ran on this machine).
+fn reattach_in(
+    dir: PathBuf,
+    request: AttemptRequest,
+    cancel: CancellationToken,
+) -> Option<BoxFuture<'static, AttemptOutcome>> {
+    let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let ours = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .ok()
+        .zip(std::fs::canonicalize(&dir).ok())
+        .is_some_and(|(cwd, dir)| cwd == dir);
+    let running = ours && process_alive(pid);
+    if !running && !dir.join(EXIT_STATUS_FILE).exists() {
+        return None;
+    }
+    // The task's timeout still runs from when the process started, which is when its pid was recorded.
+    let deadline = request.task.timeout_millis().map(|limit| {
+        let started = std::fs::metadata(dir.join(PID_FILE))
+            .and_then(|metadata| metadata.modified())
+            .unwrap_or_else(|_| std::time::SystemTime::now());
+        started + Duration::from_millis(limit.max(0) as u64)
+    });
+    Some(
+        async move {
+            while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
+                let left = deadline.map(|deadline| {
+                    deadline
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+                });
+                if left == Some(Duration::ZERO) {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                    return timed_out(&request.task);
                 }
-                let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
-                match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
-                    Some(code) => process_ended(&dir, &request.task, Some(code)).await,
-                    None => system_error("attempt lost: its process ended without recording an exit status"),
+                let poll = left.map_or(REATTACHED_POLL, |left| left.min(REATTACHED_POLL));
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = cancel.cancelled() => {
+                        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                        return AttemptOutcome::Cancelled;
+                    }
                 }
             }
-            .boxed(),
-        )
-    }
+            let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
+            match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
+                Some(code) => process_ended(&dir, &request.task, Some(code)).await,
+                None => system_error("attempt lost: its process ended without recording an exit status"),
+            }
+        }
+        .boxed(),
+    )
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has).

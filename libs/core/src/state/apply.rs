@@ -1,0 +1,491 @@
+//! `apply`: folds one event into an execution's state. Every transition the log records is made here and
+//! only here; the propeller, replays and the read models all go through it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::compiler::{inline_workflow, CompiledNode, Control, NodeBinding};
+use crate::events::ExecutionEvent;
+use crate::interface::Outputs;
+use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
+use crate::types::Value;
+
+use super::model::{AttemptState, ExecutionState, NodeState};
+
+impl ExecutionState {
+    /// Ends `node` with `outputs` (SUCCEEDED or RECOVERED) and readies what waited only for it.
+    pub(super) fn complete_node(&mut self, node: usize, phase: NodePhase, outputs: &Outputs) {
+        let state = &mut self.nodes[node];
+        state.outputs = Some(outputs.clone());
+        self.settle(node, phase);
+    }
+
+    /// Ends `node` for good in `phase` (one that does not fail the execution) and readies what waited
+    /// only for it.
+    pub(super) fn settle(&mut self, node: usize, phase: NodePhase) {
+        self.nodes[node].phase = phase;
+        self.ready.remove(&node);
+        self.open_gates.remove(&node);
+        self.undecided_branches.remove(&node);
+        self.running_children.remove(&node);
+        self.settled_nodes += 1;
+        let downstream = Arc::clone(&self.downstream);
+        for &down in &downstream[node] {
+            self.nodes[down].waiting_on -= 1;
+            self.ready_if_unblocked(down);
+        }
+    }
+
+    /// Queues `node` once nothing holds it back: its upstream nodes are done, its case (if any) was taken,
+    /// and, for a branch, it has decided (a deciding branch shows as RUNNING while its case runs).
+    pub(super) fn ready_if_unblocked(&mut self, node: usize) {
+        let state = &self.nodes[node];
+        let waiting_phase = match self.workflow.nodes[node].control {
+            // A deciding branch, or an expanded map waiting for its items.
+            Some(Control::Branch { .. }) => state.phase == NodePhase::Running,
+            Some(Control::Map(_) | Control::Dynamic(_)) => {
+                state.phase == NodePhase::Pending
+                    || (state.phase == NodePhase::Running && state.items.is_some())
+            }
+            _ => state.phase == NodePhase::Pending,
+        };
+        if state.waiting_on == 0 && state.released && waiting_phase {
+            self.nodes[node].phase = NodePhase::Queued;
+            self.ready.insert(node);
+        }
+    }
+
+    /// Applies a branch's choice: the taken case's own nodes may run, every node of the other cases
+    /// (nested ones too: each case is a contiguous block) is SKIPPED.
+    pub(super) fn take_case(&mut self, branch: usize, taken: usize) {
+        let Some(Control::Branch { cases, otherwise, .. }) = self.workflow.nodes[branch].control.clone()
+        else {
+            return;
+        };
+        self.undecided_branches.remove(&branch);
+        self.nodes[branch].taken_case = Some(taken);
+        self.nodes[branch].phase = NodePhase::Running;
+        let arms = cases.iter().map(|case| case.arm).chain(otherwise);
+        for (case, arm) in arms.enumerate() {
+            for member in arm.first..=arm.exit {
+                if case == taken {
+                    let direct = self.workflow.nodes[member]
+                        .case_of
+                        .is_some_and(|c| c.branch == branch && c.case == case);
+                    if direct {
+                        self.nodes[member].released = true;
+                        self.ready_if_unblocked(member);
+                    }
+                } else if self.nodes[member].phase == NodePhase::Pending {
+                    self.settle(member, NodePhase::Skipped);
+                }
+            }
+        }
+    }
+
+    /// Adds `map`'s item nodes, one per element of its `over` input: ordinary task nodes (ids `MAP[i]`)
+    /// the map waits for.
+    pub(super) fn expand_map(&mut self, map: usize) {
+        let Some(Control::Map(control)) = self.workflow.nodes[map].control.clone() else {
+            return;
+        };
+        let Ok(inputs) = self.node_inputs(map) else {
+            return;
+        };
+        let Some(Value::List(values)) = inputs.get(&control.over) else {
+            return;
+        };
+        let first = self.nodes.len();
+        let map_id = self.workflow.nodes[map].id.clone();
+        let shared: BTreeMap<String, NodeBinding> = self.workflow.nodes[map]
+            .inputs
+            .iter()
+            .filter(|(name, _)| **name != control.over)
+            .map(|(name, binding)| (name.clone(), binding.clone()))
+            .collect();
+        let workflow = Arc::make_mut(&mut self.workflow);
+        let downstream = Arc::make_mut(&mut self.downstream);
+        for (index, value) in values.iter().enumerate() {
+            let mut item_inputs = shared.clone();
+            item_inputs.insert(control.over.clone(), NodeBinding::Constant(value.clone()));
+            workflow.nodes.push(CompiledNode {
+                id: format!("{map_id}[{index}]"),
+                task_id: control.task_id.clone(),
+                task: (*control.task).clone(),
+                inputs: item_inputs,
+                upstream: Vec::new(),
+                retries: control.retries,
+                control: None,
+                case_of: None,
+                item_of: Some(map),
+            });
+            downstream.push(vec![map]);
+            self.nodes.push(NodeState::fresh(NodePhase::Queued, 0, true));
+            self.ready.insert(first + index);
+        }
+        let end = self.nodes.len();
+        let state = &mut self.nodes[map];
+        state.items = Some(first..end);
+        state.waiting_on = values.len();
+        state.phase = NodePhase::Running;
+        self.ready.remove(&map);
+        // An empty list: the map is done at once.
+        self.ready_if_unblocked(map);
+    }
+
+    /// Adds the planned workflow's nodes under dynamic node `node`, which then waits for them all.
+    pub(super) fn expand_dynamic(&mut self, node: usize) {
+        let Ok(planned) = self.planned_workflow(node) else {
+            return;
+        };
+        let first = self.nodes.len();
+        let compiled = &self.workflow.nodes[node];
+        let (added, outputs) = inline_workflow(
+            &planned,
+            &compiled.id,
+            first,
+            &compiled.inputs,
+            &BTreeSet::new(),
+            None,
+        );
+        let count = added.len();
+        let workflow = Arc::make_mut(&mut self.workflow);
+        let downstream = Arc::make_mut(&mut self.downstream);
+        for (offset, added_node) in added.into_iter().enumerate() {
+            let index = first + offset;
+            downstream.push(vec![node]);
+            let mut waiting_on = 0;
+            for &up in &added_node.upstream {
+                // Outside nodes the plan reads were done before the node could plan; only added ones wait.
+                if up >= first || self.nodes[up].outputs.is_none() {
+                    downstream[up].push(index);
+                    waiting_on += 1;
+                }
+            }
+            let released = added_node.case_of.is_none();
+            if matches!(added_node.control, Some(Control::Branch { .. })) {
+                self.undecided_branches.insert(index);
+            }
+            let phase = if waiting_on == 0 && released {
+                self.ready.insert(index);
+                NodePhase::Queued
+            } else {
+                NodePhase::Pending
+            };
+            workflow.nodes.push(added_node);
+            self.nodes.push(NodeState::fresh(phase, waiting_on, released));
+        }
+        let state = &mut self.nodes[node];
+        state.items = Some(first..first + count);
+        state.planned_outputs = Some(outputs);
+        state.waiting_on = count;
+        state.phase = NodePhase::Running;
+        self.ready.remove(&node);
+        self.ready_if_unblocked(node);
+    }
+
+    pub(super) fn item_started_or_ended(&mut self, node: usize, started: bool) {
+        let Some(map) = self.workflow.nodes[node].item_of else {
+            return;
+        };
+        let running = self.running_items.entry(map).or_default();
+        if started {
+            *running += 1;
+        } else {
+            *running = running.saturating_sub(1);
+        }
+    }
+
+    /// Folds one event about this execution into the state. Events that no longer fit (a result for an
+    /// attempt that was aborted) change nothing but are still part of the history.
+    pub fn apply(&mut self, event: &ExecutionEvent) {
+        match event {
+            ExecutionEvent::TerminateRequested { reason, .. } => {
+                if !self.phase.is_terminal() && self.terminate_reason.is_none() {
+                    self.terminate_reason = Some(reason.clone());
+                }
+            }
+            ExecutionEvent::ExecutionStarted { at, .. } => {
+                if self.phase == ExecutionPhase::Queued {
+                    self.phase = ExecutionPhase::Running;
+                    self.started_at = Some(*at);
+                }
+            }
+            ExecutionEvent::AttemptStarted {
+                node,
+                attempt,
+                interruptible,
+                at,
+                ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued || self.phase.is_terminal() {
+                    return;
+                }
+                debug_assert_eq!(
+                    *attempt as usize,
+                    state.attempts.len() + 1,
+                    "attempts are numbered 1, 2, ..."
+                );
+                state.phase = NodePhase::Running;
+                self.running_nodes += 1;
+                state.attempts.push(AttemptState {
+                    number: *attempt,
+                    phase: AttemptPhase::Running,
+                    started_at: *at,
+                    finished_at: None,
+                    error: None,
+                    waiting_for: None,
+                    interruptible: *interruptible,
+                });
+                self.ready.remove(node);
+                self.item_started_or_ended(*node, true);
+            }
+            ExecutionEvent::AttemptWaiting {
+                node,
+                attempt,
+                reason,
+                ..
+            } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = NodePhase::WaitingForResources;
+                if let Some(last) = state.attempts.last_mut() {
+                    last.waiting_for = Some(reason.clone());
+                }
+            }
+            ExecutionEvent::AttemptDispatched { node, attempt, .. } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = NodePhase::Running;
+                if let Some(last) = state.attempts.last_mut() {
+                    last.waiting_for = None;
+                }
+            }
+            ExecutionEvent::AttemptSucceeded {
+                node,
+                attempt,
+                outputs,
+                at,
+                ..
+            } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                self.running_nodes -= 1;
+                self.item_started_or_ended(*node, false);
+                let state = &mut self.nodes[*node];
+                if let Some(last) = state.attempts.last_mut() {
+                    last.phase = AttemptPhase::Succeeded;
+                    last.waiting_for = None;
+                    last.finished_at = Some(*at);
+                }
+                self.complete_node(*node, NodePhase::Succeeded, outputs);
+            }
+            ExecutionEvent::NodeCacheHit {
+                node,
+                attempt,
+                outputs,
+                at,
+                ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued || self.phase.is_terminal() {
+                    return;
+                }
+                state.attempts.push(AttemptState {
+                    number: *attempt,
+                    phase: AttemptPhase::Succeeded,
+                    started_at: *at,
+                    finished_at: Some(*at),
+                    error: None,
+                    waiting_for: None,
+                    interruptible: false,
+                });
+                self.ready.remove(node);
+                self.complete_node(*node, NodePhase::Succeeded, outputs);
+            }
+            ExecutionEvent::AttemptFailed {
+                node,
+                attempt,
+                kind,
+                message,
+                at,
+                ..
+            } => {
+                if !self.is_running_attempt(*node, *attempt) {
+                    return;
+                }
+                self.running_nodes -= 1;
+                self.item_started_or_ended(*node, false);
+                let state = &mut self.nodes[*node];
+                if let Some(last) = state.attempts.last_mut() {
+                    last.phase = AttemptPhase::Failed;
+                    last.waiting_for = None;
+                    last.finished_at = Some(*at);
+                    last.error = Some((*kind, message.clone()));
+                }
+                match kind {
+                    ErrorKind::System => state.system_failures += 1,
+                    ErrorKind::User | ErrorKind::Timeout => state.user_failures += 1,
+                }
+                // Back to the queue: `decide` either retries it or, out of budget, fails the node.
+                state.phase = NodePhase::Queued;
+                self.ready.insert(*node);
+            }
+            ExecutionEvent::NodeFailed {
+                node, phase, message, ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                // A task node fails from the queue (budget used up); a branch that matched no case fails
+                // undecided, a gate fails while it waits (timed out).
+                let failable = state.phase == NodePhase::Queued
+                    || self.undecided_branches.contains(node)
+                    || self.open_gates.contains(node)
+                    || self.running_children.contains(node);
+                if !failable || self.phase.is_terminal() {
+                    return;
+                }
+                state.error = Some(message.clone());
+                if self.workflow.nodes[*node].item_of.is_some() {
+                    // A failed map item is done for good; its map decides whether enough succeeded.
+                    self.settle(*node, *phase);
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = *phase;
+                self.ready.remove(node);
+                self.open_gates.remove(node);
+                self.undecided_branches.remove(node);
+                self.running_children.remove(node);
+                self.failed_node.get_or_insert(*node);
+            }
+            ExecutionEvent::ChildLaunched { node, child, .. } => {
+                let is_plan = matches!(
+                    self.workflow.nodes.get(*node).map(|n| &n.control),
+                    Some(Some(Control::LaunchPlan(_)))
+                );
+                if !is_plan || self.phase.is_terminal() || self.nodes[*node].phase != NodePhase::Queued {
+                    return;
+                }
+                let state = &mut self.nodes[*node];
+                state.phase = NodePhase::Running;
+                state.child = Some(child.clone());
+                self.ready.remove(node);
+                self.running_children.insert(*node);
+            }
+            ExecutionEvent::ChildFinished {
+                node,
+                child,
+                phase,
+                outputs,
+                error,
+                ..
+            } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.child.as_ref() == Some(child) && state.child_result.is_none() {
+                    state.child_result = Some((*phase, outputs.clone(), error.clone()));
+                }
+            }
+            ExecutionEvent::DynamicExpanded { node, .. } => {
+                if self.may_expand(*node, |control| matches!(control, Control::Dynamic(_))) {
+                    self.expand_dynamic(*node);
+                }
+            }
+            ExecutionEvent::MapExpanded { node, .. } => {
+                if self.may_expand(*node, |control| matches!(control, Control::Map(_))) {
+                    self.expand_map(*node);
+                }
+            }
+            ExecutionEvent::BranchTaken { node, case, .. } => {
+                if self.phase.is_terminal() || !self.undecided_branches.contains(node) {
+                    return;
+                }
+                self.take_case(*node, *case);
+            }
+            ExecutionEvent::GateWaiting { node, until, .. } => {
+                let Some(state) = self.nodes.get_mut(*node) else {
+                    return;
+                };
+                if state.phase != NodePhase::Queued || self.phase.is_terminal() {
+                    return;
+                }
+                state.phase = NodePhase::Running;
+                state.gate_until = *until;
+                self.ready.remove(node);
+                self.open_gates.insert(*node);
+            }
+            ExecutionEvent::NodeSucceeded { node, outputs, .. } => {
+                let Some(state) = self.nodes.get(*node) else {
+                    return;
+                };
+                let settles = (state.phase == NodePhase::Queued && !self.workflow.nodes[*node].is_task())
+                    || self.open_gates.contains(node)
+                    || self.running_children.contains(node);
+                if !settles || self.phase.is_terminal() {
+                    return;
+                }
+                self.complete_node(*node, NodePhase::Succeeded, outputs);
+            }
+            ExecutionEvent::SignalReceived { signal, value, .. } => {
+                if !self.phase.is_terminal() {
+                    self.signals
+                        .entry(signal.clone())
+                        .or_insert_with(|| value.clone());
+                }
+            }
+            ExecutionEvent::ExecutionFinished {
+                phase,
+                outputs,
+                error,
+                at,
+                ..
+            } => {
+                if self.phase.is_terminal() {
+                    return;
+                }
+                self.phase = *phase;
+                self.outputs = outputs.clone();
+                self.error = error.clone();
+                self.finished_at = Some(*at);
+                // A terminate request read before or after the finish leaves the same state: the owner
+                // applies its own decisions on acknowledgement, possibly before a request that precedes
+                // them in the log, and replay must still give the live state.
+                self.terminate_reason = None;
+                self.running_nodes = 0;
+                for state in &mut self.nodes {
+                    match state.phase {
+                        NodePhase::Running | NodePhase::WaitingForResources => {
+                            state.phase = NodePhase::Aborted;
+                            if let Some(last) = state.attempts.last_mut() {
+                                last.phase = AttemptPhase::Aborted;
+                                last.waiting_for = None;
+                                last.finished_at = Some(*at);
+                            }
+                        }
+                        NodePhase::Pending | NodePhase::Queued => state.phase = NodePhase::Skipped,
+                        _ => {}
+                    }
+                }
+                self.ready.clear();
+                self.open_gates.clear();
+                self.undecided_branches.clear();
+                self.running_items.clear();
+                self.running_children.clear();
+            }
+            ExecutionEvent::ExecutionRequested { .. } | ExecutionEvent::PartitionClaimed { .. } => {}
+        }
+    }
+}

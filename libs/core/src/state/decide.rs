@@ -1,0 +1,626 @@
+//! `decide`: the decisions that follow from an execution's state at a time. Pure: the same state and time
+//! always decide the same events.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::compiler::{approval_signal, CompiledGate, Control};
+use crate::events::{AddedNode, ExecutionEvent};
+use crate::ids::ExecutionId;
+use crate::interface::Outputs;
+use crate::phase::{ExecutionPhase, NodePhase};
+use crate::types::Value;
+
+use super::model::ExecutionState;
+
+/// The most attempts one `decide` starts.
+pub const MAX_STARTS_PER_DECISION: usize = 500;
+
+/// The decisions that follow from `state` at time `now` (unix millis). Applying them in order is valid.
+pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
+    if state.phase.is_terminal() {
+        return Vec::new();
+    }
+    let execution = state.id.clone();
+    let finish = |phase, outputs, error| ExecutionEvent::ExecutionFinished {
+        execution: execution.clone(),
+        phase,
+        outputs,
+        error,
+        at: now,
+    };
+    if let Some(reason) = &state.terminate_reason {
+        return vec![finish(
+            ExecutionPhase::Aborted,
+            Outputs::new(),
+            Some(format!("terminated: {reason}")),
+        )];
+    }
+    let mut decisions = Vec::new();
+    if state.phase == ExecutionPhase::Queued {
+        decisions.push(ExecutionEvent::ExecutionStarted {
+            execution: execution.clone(),
+            at: now,
+        });
+    }
+    let fail_fast = state.workflow.on_failure.is_fail_fast();
+    // Under `complete_others` the execution fails once nothing that can still run is left: no attempt, no
+    // ready node, no waiting gate and no running child execution.
+    let failed_and_done = fail_fast
+        || (state.running_nodes == 0 && state.ready.is_empty() && !state.awaits_gates_or_children());
+    if let Some(failed) = state.failed_node.filter(|_| failed_and_done) {
+        let node = &state.workflow.nodes[failed];
+        let message = state.nodes[failed].error.clone().unwrap_or_default();
+        decisions.push(finish(
+            ExecutionPhase::Failed,
+            Outputs::new(),
+            Some(format!("node {:?} {message}", node.id)),
+        ));
+        return decisions;
+    }
+    if state.settled_nodes == state.nodes.len() {
+        let outputs: Result<Outputs, String> = state
+            .workflow
+            .outputs
+            .iter()
+            .map(|(name, binding)| state.resolve(binding).map(|v| (name.clone(), v)))
+            .collect();
+        decisions.push(match outputs {
+            Ok(outputs) => finish(ExecutionPhase::Succeeded, outputs, None),
+            Err(error) => finish(ExecutionPhase::Failed, Outputs::new(), Some(error)),
+        });
+        return decisions;
+    }
+    let mut failing = BTreeSet::new();
+    for &node in &state.ready {
+        if let Some((phase, message)) = state.budget_exhausted(node) {
+            let node_id = state.workflow.nodes[node].id.clone();
+            decisions.push(ExecutionEvent::NodeFailed {
+                execution: execution.clone(),
+                node,
+                phase,
+                message: message.clone(),
+                at: now,
+            });
+            let map_item = state.workflow.nodes[node].item_of.is_some();
+            if fail_fast && !map_item {
+                // Running attempts are aborted by the finish.
+                decisions.push(finish(
+                    ExecutionPhase::Failed,
+                    Outputs::new(),
+                    Some(format!("node {node_id:?} {message}")),
+                ));
+                return decisions;
+            }
+            failing.insert(node);
+        }
+    }
+    decide_control_nodes(state, now, &mut decisions);
+    // Ready task nodes start in index order (a topological order) while the parallelism limit allows.
+    let limit = state
+        .workflow
+        .max_parallelism
+        .map_or(usize::MAX, |max| max as usize);
+    debug_assert!(
+        state.running_nodes <= limit,
+        "more nodes running than max_parallelism allows"
+    );
+    // At most MAX_STARTS_PER_DECISION starts at once, so one decision never floods the log (a 10,000-item
+    // map starts in rounds, each after the previous round's starts are acknowledged).
+    let mut free_slots = limit
+        .saturating_sub(state.running_nodes)
+        .min(MAX_STARTS_PER_DECISION);
+    // Items of a map with a concurrency bound start while their map has room.
+    let mut item_room: BTreeMap<usize, usize> = BTreeMap::new();
+    for &node in &state.ready {
+        if free_slots == 0 {
+            break;
+        }
+        let compiled = &state.workflow.nodes[node];
+        if failing.contains(&node) || !compiled.is_task() {
+            continue;
+        }
+        if let Some(map) = compiled.item_of {
+            let room = item_room
+                .entry(map)
+                .or_insert_with(|| match &state.workflow.nodes[map].control {
+                    Some(Control::Map(control)) => control
+                        .concurrency
+                        .map_or(usize::MAX, |c| c as usize)
+                        .saturating_sub(state.running_items.get(&map).copied().unwrap_or(0)),
+                    _ => usize::MAX,
+                });
+            if *room == 0 {
+                continue;
+            }
+            *room -= 1;
+        }
+        free_slots -= 1;
+        let node_state = &state.nodes[node];
+        let attempt = node_state.attempts.len() as u32 + 1;
+        // The last attempt the system budget allows runs non-interruptible: interruptions alone never fail a node.
+        let interruptible =
+            compiled.task.interruptible && node_state.system_failures < compiled.retries.system;
+        decisions.push(ExecutionEvent::AttemptStarted {
+            execution: execution.clone(),
+            node,
+            attempt,
+            interruptible,
+            at: now,
+        });
+    }
+    decisions
+}
+
+/// Decisions for the nodes the state machine runs itself: branches that can choose, ready subworkflow ends,
+/// branches and gates, and waiting gates whose signal came or whose time is up.
+fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<ExecutionEvent>) {
+    let execution = &state.id;
+    let failed = |node: usize, phase: NodePhase, message: String| ExecutionEvent::NodeFailed {
+        execution: execution.clone(),
+        node,
+        phase,
+        message,
+        at: now,
+    };
+    let succeeded = |node: usize, outputs: Outputs| ExecutionEvent::NodeSucceeded {
+        execution: execution.clone(),
+        node,
+        outputs,
+        at: now,
+    };
+    for branch in state.decidable_branches() {
+        let Some(Control::Branch { cases, otherwise, .. }) = &state.workflow.nodes[branch].control else {
+            continue;
+        };
+        let mut tried = Vec::new();
+        let mut taken = None;
+        for (index, case) in cases.iter().enumerate() {
+            match case.condition.evaluate(&|binding| state.resolve(binding)) {
+                Ok(true) => {
+                    taken = Some(index);
+                    break;
+                }
+                Ok(false) => tried.push(format!("{} is false", case.text)),
+                Err(error) => {
+                    tried.push(format!("{} cannot be evaluated: {error}", case.text));
+                }
+            }
+        }
+        let taken = taken.or(otherwise.map(|_| cases.len()));
+        decisions.push(match taken {
+            Some(case) => ExecutionEvent::BranchTaken {
+                execution: execution.clone(),
+                node: branch,
+                case,
+                condition: cases
+                    .get(case)
+                    .map_or_else(|| "else".to_string(), |c| c.text.clone()),
+                skipped: cases
+                    .iter()
+                    .map(|c| c.arm)
+                    .chain(*otherwise)
+                    .enumerate()
+                    .filter(|(index, _)| *index != case)
+                    .flat_map(|(_, arm)| arm.first..=arm.exit)
+                    .collect(),
+                at: now,
+            },
+            None => failed(
+                branch,
+                NodePhase::Failed,
+                format!(
+                    "no case matched ({}) and the branch has no else",
+                    tried.join("; ")
+                ),
+            ),
+        });
+    }
+    for &node in &state.ready {
+        let compiled = &state.workflow.nodes[node];
+        match &compiled.control {
+            None => {}
+            Some(Control::Subworkflow { .. }) => match state.node_inputs(node) {
+                Ok(outputs) => decisions.push(succeeded(node, outputs)),
+                Err(error) => decisions.push(failed(node, NodePhase::Failed, error)),
+            },
+            Some(Control::Branch {
+                cases,
+                otherwise,
+                outputs,
+            }) => {
+                let taken = state.nodes[node].taken_case;
+                let exit = taken
+                    .and_then(|case| cases.get(case).map(|c| c.arm).or(*otherwise))
+                    .map(|arm| arm.exit);
+                let exit_outputs = exit.and_then(|exit| state.nodes[exit].outputs.as_ref());
+                let branch_outputs = outputs
+                    .iter()
+                    .filter_map(|name| {
+                        exit_outputs
+                            .and_then(|o| o.get(name))
+                            .map(|v| (name.clone(), v.clone()))
+                    })
+                    .collect();
+                decisions.push(succeeded(node, branch_outputs));
+            }
+            Some(Control::LaunchPlan(_)) => decisions.push(ExecutionEvent::ChildLaunched {
+                execution: execution.clone(),
+                node,
+                child: child_execution_id(execution, &compiled.id),
+                at: now,
+            }),
+            Some(Control::Dynamic(_)) => match &state.nodes[node].planned_outputs {
+                Some(planned) => {
+                    let outputs: Result<Outputs, String> = planned
+                        .iter()
+                        .map(|(name, binding)| state.resolve(binding).map(|value| (name.clone(), value)))
+                        .collect();
+                    decisions.push(match outputs {
+                        Ok(outputs) => succeeded(node, outputs),
+                        Err(error) => failed(node, NodePhase::Failed, error),
+                    });
+                }
+                None => decisions.push(match state.planned_workflow(node) {
+                    Ok(planned) => ExecutionEvent::DynamicExpanded {
+                        execution: execution.clone(),
+                        node,
+                        first: state.nodes.len(),
+                        added: planned
+                            .nodes
+                            .iter()
+                            .map(|added| AddedNode {
+                                id: format!("{}/{}", compiled.id, added.id),
+                                task: added.task_id.clone(),
+                            })
+                            .collect(),
+                        at: now,
+                    },
+                    Err(error) => failed(node, NodePhase::Failed, error),
+                }),
+            },
+            Some(Control::Map(control)) => match state.nodes[node].items {
+                Some(_) => decisions.push(match state.gather_map(node) {
+                    Ok(outputs) => succeeded(node, outputs),
+                    Err(message) => failed(node, NodePhase::Failed, message),
+                }),
+                None => {
+                    let items = match state
+                        .node_inputs(node)
+                        .map(|mut inputs| inputs.remove(&control.over))
+                    {
+                        Ok(Some(Value::List(values))) => Ok(values.len()),
+                        Ok(other) => Err(format!(
+                            "map input {:?} is not a list: {}",
+                            control.over,
+                            other.map_or_else(|| "missing".to_string(), |v| v.kind_name().to_string())
+                        )),
+                        Err(error) => Err(error),
+                    };
+                    decisions.push(match items {
+                        Ok(items) => ExecutionEvent::MapExpanded {
+                            execution: execution.clone(),
+                            node,
+                            first: state.nodes.len(),
+                            items,
+                            task: control.task_id.clone(),
+                            at: now,
+                        },
+                        Err(message) => failed(node, NodePhase::Failed, message),
+                    });
+                }
+            },
+            Some(Control::Gate(gate)) => {
+                let (until, waiting_for) = match gate {
+                    CompiledGate::Sleep { millis } => (Some(now + millis), "the end of a sleep".to_string()),
+                    CompiledGate::Signal {
+                        name, timeout_millis, ..
+                    } => (
+                        timeout_millis.map(|millis| now + millis),
+                        format!("signal {name:?} (aloft signal {} {name} ...)", execution.name),
+                    ),
+                    CompiledGate::Approve { timeout_millis } => (
+                        timeout_millis.map(|millis| now + millis),
+                        format!("approval (aloft approve {} {})", execution.name, compiled.id),
+                    ),
+                };
+                decisions.push(ExecutionEvent::GateWaiting {
+                    execution: execution.clone(),
+                    node,
+                    until,
+                    waiting_for,
+                    at: now,
+                });
+            }
+        }
+    }
+    for &node in &state.running_children {
+        let Some((phase, outputs, error)) = &state.nodes[node].child_result else {
+            continue;
+        };
+        let child = state.nodes[node]
+            .child
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        decisions.push(match phase {
+            ExecutionPhase::Succeeded => succeeded(node, outputs.clone()),
+            other => failed(
+                node,
+                NodePhase::Failed,
+                format!(
+                    "child execution {child} ended {}: {}",
+                    other.as_str(),
+                    error.clone().unwrap_or_default()
+                ),
+            ),
+        });
+    }
+    for &node in &state.open_gates {
+        let compiled = &state.workflow.nodes[node];
+        let Some(Control::Gate(gate)) = &compiled.control else {
+            continue;
+        };
+        let until = state.nodes[node].gate_until;
+        let due = until.is_some_and(|until| now >= until);
+        match gate {
+            CompiledGate::Sleep { .. } => {
+                if due {
+                    decisions.push(succeeded(node, Outputs::new()));
+                }
+            }
+            CompiledGate::Signal { value_type, .. } => {
+                let Some(signal) = gate.signal_name(&compiled.id) else {
+                    continue;
+                };
+                if let Some(value) = state.signals.get(&signal) {
+                    let outputs = match value_type {
+                        Some(_) => Outputs::from([("value".to_string(), value.clone())]),
+                        None => Outputs::new(),
+                    };
+                    decisions.push(succeeded(node, outputs));
+                } else if due {
+                    let message = format!("timed out waiting for signal {signal:?}");
+                    decisions.push(failed(node, NodePhase::TimedOut, message));
+                }
+            }
+            CompiledGate::Approve { .. } => {
+                if state.signals.contains_key(&approval_signal(&compiled.id)) {
+                    decisions.push(succeeded(node, Outputs::new()));
+                } else if due {
+                    let message = "timed out waiting for an approval".to_string();
+                    decisions.push(failed(node, NodePhase::TimedOut, message));
+                }
+            }
+        }
+    }
+}
+
+/// The id of the child execution launch-plan node `node_id` of `parent` launches: in the parent's project
+/// and domain, named after both (a valid name; a hash keeps long ones unique).
+pub fn child_execution_id(parent: &ExecutionId, node_id: &str) -> ExecutionId {
+    let cleaned: String = node_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("{}-{cleaned}", parent.name);
+    if name.len() > crate::ids::MAX_NAME_LEN {
+        let digest = crate::spec::content_digest(&(&parent.name, node_id));
+        name.truncate(crate::ids::MAX_NAME_LEN - digest.len() - 1);
+        name = format!("{name}-{digest}");
+    }
+    ExecutionId {
+        project: parent.project.clone(),
+        domain: parent.domain.clone(),
+        name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::compiler::{CompiledNode, CompiledWorkflow};
+    use crate::ids::Identifier;
+    use crate::phase::ErrorKind;
+    use crate::spec::{FailurePolicy, Interface, RetryPolicy, TaskKind, TaskSpec};
+
+    fn fan_out(nodes: usize, max_parallelism: Option<u32>) -> ExecutionState {
+        with_policy(nodes, max_parallelism, FailurePolicy::FailFast)
+    }
+
+    fn with_policy(nodes: usize, max_parallelism: Option<u32>, on_failure: FailurePolicy) -> ExecutionState {
+        let task = TaskSpec {
+            name: "noop".into(),
+            version: Some("1".into()),
+            interface: Interface::default(),
+            run: TaskKind::Noop,
+            retries: RetryPolicy::default(),
+            timeout: None,
+            cache: None,
+            resources: None,
+            interruptible: false,
+        };
+        let workflow = CompiledWorkflow {
+            id: Identifier {
+                project: "p".into(),
+                domain: "d".into(),
+                name: "fan".into(),
+                version: "1".into(),
+            },
+            interface: Interface::default(),
+            nodes: (0..nodes)
+                .map(|index| CompiledNode {
+                    id: format!("n{index}"),
+                    task_id: Identifier {
+                        project: "p".into(),
+                        domain: "d".into(),
+                        name: "noop".into(),
+                        version: "1".into(),
+                    },
+                    task: task.clone(),
+                    inputs: Default::default(),
+                    upstream: vec![],
+                    retries: RetryPolicy::default(),
+                    control: None,
+                    case_of: None,
+                    item_of: None,
+                })
+                .collect(),
+            outputs: Default::default(),
+            max_parallelism,
+            on_failure,
+        };
+        let id = ExecutionId {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "e".into(),
+        };
+        ExecutionState::new(id, "r".into(), Arc::new(workflow), Outputs::new(), None, 0)
+    }
+
+    fn started(decisions: &[ExecutionEvent]) -> Vec<usize> {
+        decisions
+            .iter()
+            .filter_map(|event| match event {
+                ExecutionEvent::AttemptStarted { node, .. } => Some(*node),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_parallelism_bounds_running_nodes_and_frees_a_slot_per_finished_one() {
+        let mut state = fan_out(5, Some(2));
+        let first = decide(&state, 1);
+        assert_eq!(started(&first), [0, 1]);
+        for event in &first {
+            state.apply(event);
+        }
+        assert!(started(&decide(&state, 2)).is_empty(), "both slots are taken");
+        state.apply(&ExecutionEvent::AttemptSucceeded {
+            execution: state.id.clone(),
+            node: 0,
+            attempt: 1,
+            outputs: Outputs::new(),
+            at: 3,
+            cache: None,
+        });
+        assert_eq!(started(&decide(&state, 4)), [2]);
+        // A failed attempt frees its slot too; its retry queues behind the nodes already ready.
+        state.apply(&ExecutionEvent::AttemptFailed {
+            execution: state.id.clone(),
+            node: 1,
+            attempt: 1,
+            kind: ErrorKind::System,
+            message: "lost".into(),
+            at: 5,
+        });
+        assert_eq!(started(&decide(&state, 6)), [1, 2]);
+    }
+
+    #[test]
+    fn without_a_limit_every_ready_node_starts() {
+        let state = fan_out(5, None);
+        assert_eq!(started(&decide(&state, 1)), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn one_decision_starts_at_most_a_bounded_number_of_attempts() {
+        let mut state = fan_out(MAX_STARTS_PER_DECISION + 200, None);
+        let first = decide(&state, 1);
+        assert_eq!(started(&first).len(), MAX_STARTS_PER_DECISION);
+        apply_all(&mut state, &first);
+        assert_eq!(
+            started(&decide(&state, 2)).len(),
+            200,
+            "the rest start in the next round"
+        );
+    }
+
+    fn apply_all(state: &mut ExecutionState, events: &[ExecutionEvent]) {
+        for event in events {
+            state.apply(event);
+        }
+    }
+
+    fn fail(state: &ExecutionState, node: usize) -> ExecutionEvent {
+        ExecutionEvent::AttemptFailed {
+            execution: state.id.clone(),
+            node,
+            attempt: 1,
+            kind: ErrorKind::User,
+            message: "exit 1".into(),
+            at: 2,
+        }
+    }
+
+    #[test]
+    fn complete_others_lets_independent_nodes_finish_before_failing() {
+        let mut state = with_policy(3, None, FailurePolicy::CompleteOthers);
+        let first = decide(&state, 1);
+        apply_all(&mut state, &first);
+        let failed = fail(&state, 0);
+        state.apply(&failed);
+        // No user retries: node 0 fails for good, but the execution goes on.
+        let after_failure = decide(&state, 3);
+        assert!(
+            matches!(
+                after_failure.as_slice(),
+                [ExecutionEvent::NodeFailed { node: 0, .. }]
+            ),
+            "{after_failure:?}"
+        );
+        apply_all(&mut state, &after_failure);
+        assert!(decide(&state, 4).is_empty(), "nodes 1 and 2 are still running");
+        for node in [1, 2] {
+            state.apply(&ExecutionEvent::AttemptSucceeded {
+                execution: state.id.clone(),
+                node,
+                attempt: 1,
+                outputs: Outputs::new(),
+                at: 5,
+                cache: None,
+            });
+        }
+        let end = decide(&state, 6);
+        assert!(
+            matches!(end.as_slice(), [ExecutionEvent::ExecutionFinished { phase: ExecutionPhase::Failed, error: Some(error), .. }] if error.contains("\"n0\"")),
+            "{end:?}"
+        );
+        apply_all(&mut state, &end);
+        assert_eq!(state.nodes[1].phase, NodePhase::Succeeded);
+        assert_eq!(state.nodes[2].phase, NodePhase::Succeeded);
+    }
+
+    #[test]
+    fn fail_fast_aborts_the_others_at_the_first_failure() {
+        let mut state = with_policy(3, None, FailurePolicy::FailFast);
+        let first = decide(&state, 1);
+        apply_all(&mut state, &first);
+        let failed = fail(&state, 0);
+        state.apply(&failed);
+        let decisions = decide(&state, 3);
+        assert!(
+            matches!(
+                decisions.as_slice(),
+                [
+                    ExecutionEvent::NodeFailed { .. },
+                    ExecutionEvent::ExecutionFinished {
+                        phase: ExecutionPhase::Failed,
+                        ..
+                    }
+                ]
+            ),
+            "{decisions:?}"
+        );
+        apply_all(&mut state, &decisions);
+        assert_eq!(state.nodes[1].phase, NodePhase::Aborted);
+    }
+}

@@ -1,0 +1,17 @@
+//! The execution state machine: `apply(state, event)` folds one event into the state and `decide(state,
+//! now)` returns the decisions that follow from it. Both are pure; the propeller and every replay run the
+//! same code, so replaying a partition from offset 0 rebuilds exactly the live state.
+//!
+//! `model` holds the state, `apply` its transitions, `decide` what follows from it, `fencing` the admission
+//! rule and the fold of a partition, `snapshot` the fold's stored form.
+
+mod apply;
+mod decide;
+mod fencing;
+mod model;
+mod snapshot;
+
+pub use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
+pub use decide::{child_execution_id, decide, MAX_STARTS_PER_DECISION};
+pub use fencing::{admit, AppliedEvent, EventMeta, PartitionFold};
+pub use model::{AttemptState, ExecutionState, NodeState};

@@ -1,0 +1,904 @@
+//! The propeller's loop. It owns partitions of `aloft.executions` through the consumer group; every event
+//! of an owned partition goes through the pure `apply`, and once the partition is claimed
+//! (`partition.rs`), `decide`, whose decisions are appended to the same partition.
+//!
+//! The loop owns partitions and decisions only. Attempts live behind the attempt service's handle
+//! (`crate::attempts`): the loop tells it what to run or cancel and hears back what was dispatched, is
+//! waiting, was lost or finished. Cached starts pass the cache gate (`cache_gate.rs`); snapshots are
+//! stored and restored by `snapshots.rs`. None of them calls back into the engine: they return plain values.
+//!
+//! Own decisions are applied when the broker acknowledges them (acknowledgements are handled in append
+//! order, which is log order) or when they are read back, whichever comes first; the admission rule makes
+//! the second a duplicate. Side effects (starting or cancelling attempts) follow the application, so they
+//! happen only after the deciding event is acknowledged. Requests from admin commute with decisions
+//! (`aloft_core::state`), so applying on acknowledgement gives the same state as replaying the log.
+
+mod cache_gate;
+mod partition;
+mod snapshots;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use aloft_core::events::{ErrorKind, ExecutionEvent};
+use aloft_core::state::{decide, EventMeta, ExecutionState};
+use aloft_core::ExecutionId;
+use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream, StreamId};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::attempts::{
+    AttemptFinished, AttemptKey, AttemptReport, AttemptToReattach, AttemptToRun, AttemptsHandle,
+};
+use crate::executor::{AttemptOutcome, AttemptRequest};
+use crate::metrics;
+use cache_gate::{CacheGate, LookupDone};
+use partition::{AfterEvent, PartitionRuntime};
+pub use snapshots::SnapshotOptions;
+
+const READ_BATCH: usize = 1000;
+/// Executions with more nodes than this are not copied to decide along with attempt results (a copy per
+/// result would cost more than the round trip it saves).
+const DECIDE_WITH_RESULTS_MAX_NODES: usize = 2_000;
+/// At most this many attempt reports are handled in one go.
+const REPORT_BATCH: usize = 1000;
+/// The most encoded envelope bytes one appended record holds (brokers refuse records over 1 MB by default).
+const RECORD_BYTES: usize = 256 * 1024;
+/// How often waiting gates are checked for an ended sleep or a timeout (the resolution of gate timers).
+const GATE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a stopping propeller waits for its interrupted attempts (and decisions already sent) to be
+/// acknowledged before it exits anyway.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An append in flight, resolved in the order appends were enqueued.
+struct Acknowledged {
+    partition: u32,
+    /// Our decisions, applied on acknowledgement. Empty for a claim: whether a claim won can only be
+    /// known by reading it back in log order.
+    decisions: Vec<(EventMeta, ExecutionEvent)>,
+    result: aloft_eventlog::Result<Vec<Position>>,
+}
+
+/// Which partitions the engine may own: those of `topic` the consumer group `group` gives member `member`.
+pub struct Membership {
+    pub topic: String,
+    pub group: String,
+    pub member: String,
+}
+
+/// What the engine works with besides its log and membership.
+pub struct EngineParts {
+    /// The attempt service's handle and the reports it sends.
+    pub attempts: AttemptsHandle,
+    pub reports: mpsc::UnboundedReceiver<AttemptReport>,
+    /// The catalog cached starts ask before they are decided (none: cached tasks just run).
+    pub catalog: Option<Arc<dyn crate::memo::Catalog>>,
+    pub snapshots: Option<SnapshotOptions>,
+}
+
+pub struct Engine {
+    snapshots: Option<SnapshotOptions>,
+    log: Arc<dyn EventLog>,
+    topic: String,
+    member: String,
+    partitions: HashMap<u32, PartitionRuntime>,
+    attempts: AttemptsHandle,
+    /// Attempts handed to the attempt service (to run or to re-attach) and not reported ended: an attempt
+    /// the log says runs but that is not here was lost with a previous owner.
+    handed: HashSet<AttemptKey>,
+    in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
+    cache_gate: CacheGate,
+}
+
+impl Engine {
+    /// Runs until `shutdown` is cancelled: joins the group, follows assignments, folds and decides.
+    pub async fn run(
+        log: Arc<dyn EventLog>,
+        membership: Membership,
+        parts: EngineParts,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Membership { topic, group, member } = membership;
+        let EngineParts {
+            attempts,
+            mut reports,
+            catalog,
+            snapshots,
+        } = parts;
+        let (cache_gate, mut lookup_answers) = CacheGate::new(catalog);
+        let mut membership = log.join_group(&group, &topic, &member).await?;
+        let snapshot_interval = snapshots
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(3600), |s| s.interval);
+        let mut engine = Engine {
+            snapshots,
+            log,
+            topic,
+            member,
+            partitions: HashMap::new(),
+            attempts,
+            handed: HashSet::new(),
+            in_flight: FuturesOrdered::new(),
+            cache_gate,
+        };
+        info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
+        let mut reader: Option<Box<dyn RecordStream>> = None;
+        let mut lag_tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut snapshot_tick = tokio::time::interval(snapshot_interval);
+        snapshot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        snapshot_tick.tick().await;
+        let mut gate_tick = tokio::time::interval(GATE_TICK);
+        gate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_records = async {
+                match reader.as_mut() {
+                    Some(reader) => reader.next_batch(READ_BATCH).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                assignment = membership.next_assignment() => {
+                    let assignment = assignment?;
+                    reader = engine.reassign(assignment.into_iter().collect(), &HashSet::new()).await?;
+                }
+                records = next_records => {
+                    for record in records? {
+                        engine.on_record(record);
+                    }
+                }
+                Some(acknowledged) = engine.in_flight.next(), if !engine.in_flight.is_empty() => {
+                    match acknowledged.result {
+                        Ok(_) => engine.on_acknowledged(acknowledged.partition, acknowledged.decisions),
+                        Err(error) => {
+                            error!(partition = acknowledged.partition, %error, "append failed; rebuilding the partition from the log");
+                            let owned: HashSet<u32> = engine.partitions.keys().copied().collect();
+                            reader = engine.reassign(owned, &HashSet::from([acknowledged.partition])).await?;
+                        }
+                    }
+                }
+                Some(report) = reports.recv() => {
+                    // Reports that arrived together are recorded together: one record per execution.
+                    let mut batch = vec![report];
+                    while batch.len() < REPORT_BATCH {
+                        match reports.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    engine.on_reports(batch);
+                }
+                Some(done) = lookup_answers.recv() => {
+                    // Lookups answered together are decided together (one append per execution).
+                    let mut answered = vec![done];
+                    while let Ok(more) = lookup_answers.try_recv() {
+                        answered.push(more);
+                    }
+                    engine.on_lookups_answered(answered);
+                }
+                _ = lag_tick.tick() => engine.publish_lag(),
+                _ = gate_tick.tick() => engine.decide_due_gates(),
+                _ = snapshot_tick.tick(), if engine.snapshots.is_some() => {
+                    if let Some(options) = &engine.snapshots {
+                        snapshots::take_snapshots(options, &engine.topic, &mut engine.partitions);
+                    }
+                }
+            }
+        }
+        engine.drain(&mut reports).await;
+        Ok(())
+    }
+
+    /// Stopping: interruptible attempts are interrupted (killed, and recorded as system errors so the next
+    /// owner retries them at once); the others are left running, for the next owner on this machine to
+    /// re-attach to (elsewhere it finds them lost and retries them). Waits, bounded, for those records and
+    /// for the decisions already sent to be acknowledged; nothing new is decided or started.
+    async fn drain(&mut self, reports: &mut mpsc::UnboundedReceiver<AttemptReport>) {
+        let mut interrupted_unrecorded = self.attempts.interrupt_interruptible().await;
+        info!(
+            member = %self.member,
+            interrupted = interrupted_unrecorded,
+            left_running = self.handed.len().saturating_sub(interrupted_unrecorded),
+            "propeller stopping: interrupting interruptible attempts, leaving the others running for the next owner"
+        );
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while interrupted_unrecorded > 0 || !self.in_flight.is_empty() {
+            tokio::select! {
+                Some(report) = reports.recv(), if interrupted_unrecorded > 0 => {
+                    if let AttemptReport::Finished(finished) = report {
+                        if finished.interrupted {
+                            interrupted_unrecorded -= 1;
+                        }
+                        if let Some((partition, execution, event)) = self.attempt_result(finished) {
+                            self.append_decisions(partition, &execution, vec![event]);
+                        }
+                    }
+                }
+                Some(acknowledged) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    if let Err(error) = acknowledged.result {
+                        warn!(partition = acknowledged.partition, %error, "an append failed while stopping; the next owner decides again");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(
+                        interrupted_unrecorded,
+                        appends_unacknowledged = self.in_flight.len(),
+                        "stopping without waiting longer; the next owner finds these attempts lost and retries them"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves to a new set of owned partitions (`reset` ones are rebuilt from offset 0) and opens a reader.
+    async fn reassign(
+        &mut self,
+        owned: HashSet<u32>,
+        reset: &HashSet<u32>,
+    ) -> anyhow::Result<Option<Box<dyn RecordStream>>> {
+        let lost: Vec<u32> = self
+            .partitions
+            .keys()
+            .copied()
+            .filter(|p| !owned.contains(p) || reset.contains(p))
+            .collect();
+        for partition in lost {
+            // Another owner will mark these attempts lost and retry them; stop doing the work twice.
+            self.cancel_attempts_of_partition(partition);
+            if self.partitions.remove(&partition).is_some() {
+                info!(partition, "released partition");
+            }
+        }
+        for &partition in &owned {
+            if self.partitions.contains_key(&partition) {
+                continue;
+            }
+            let end = self.log.end_offset(&self.topic, partition).await?;
+            let restored =
+                snapshots::restore_snapshot(self.snapshots.as_ref(), &self.topic, partition, end).await;
+            let runtime = PartitionRuntime::assigned(end, restored);
+            info!(
+                partition,
+                from_offset = runtime.next_offset,
+                end_offset = end,
+                "assigned partition; catching up"
+            );
+            let caught_up = runtime.caught_up();
+            self.partitions.insert(partition, runtime);
+            if caught_up {
+                self.claim(partition);
+            }
+        }
+        self.publish_partition_gauges();
+        if self.partitions.is_empty() {
+            return Ok(None);
+        }
+        let starts = self
+            .partitions
+            .iter()
+            .map(|(p, rt)| (self.topic.clone(), *p, rt.next_offset))
+            .collect();
+        Ok(Some(self.log.read(starts).await?))
+    }
+
+    /// Sets the lag gauge (records on owned partitions not folded yet) from the log's end offsets, in the
+    /// background so a slow broker never stalls the engine.
+    fn publish_lag(&self) {
+        let positions: Vec<(u32, u64)> = self
+            .partitions
+            .iter()
+            .map(|(partition, runtime)| (*partition, runtime.next_offset))
+            .collect();
+        let (log, topic) = (Arc::clone(&self.log), self.topic.clone());
+        tokio::spawn(async move {
+            let mut lag = 0u64;
+            for (partition, next_offset) in positions {
+                match log.end_offset(&topic, partition).await {
+                    Ok(end) => lag += end.saturating_sub(next_offset),
+                    Err(error) => {
+                        warn!(partition, %error, "cannot read the end offset for the lag metric");
+                        return;
+                    }
+                }
+            }
+            metrics::LAG.set(&[], lag as f64);
+        });
+    }
+
+    fn publish_partition_gauges(&self) {
+        let active = self.partitions.values().filter(|runtime| runtime.active).count();
+        metrics::PARTITIONS_OWNED.set(&[], self.partitions.len() as f64);
+        metrics::PARTITIONS_ACTIVE.set(&[], active as f64);
+    }
+
+    fn claim(&mut self, partition: u32) {
+        let Some(epoch) = self
+            .partitions
+            .get_mut(&partition)
+            .and_then(PartitionRuntime::epoch_to_claim)
+        else {
+            return;
+        };
+        let at = now_millis();
+        let stream = StreamId::Partition(partition).to_string();
+        let envelope = Envelope {
+            stream: stream.clone(),
+            seq: epoch,
+            writer_epoch: epoch,
+            occurred_at: at,
+            traceparent: String::new(),
+            payload: Payload::Execution(ExecutionEvent::PartitionClaimed {
+                partition,
+                epoch,
+                owner: self.member.clone(),
+                at,
+            }),
+        };
+        let record = match envelope.encode() {
+            Ok(record) => record,
+            Err(error) => {
+                error!(partition, %error, "cannot encode the partition claim");
+                return;
+            }
+        };
+        info!(partition, epoch, "claiming partition");
+        self.append(partition, vec![(stream, record)], Vec::new());
+    }
+
+    fn append(
+        &mut self,
+        partition: u32,
+        records: Vec<(String, Vec<u8>)>,
+        decisions: Vec<(EventMeta, ExecutionEvent)>,
+    ) {
+        let acknowledgement = self.log.append_batch(&self.topic, partition, records);
+        self.in_flight.push_back(
+            async move {
+                Acknowledged {
+                    partition,
+                    decisions,
+                    result: acknowledgement.await,
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    fn on_acknowledged(&mut self, partition: u32, decisions: Vec<(EventMeta, ExecutionEvent)>) {
+        for (meta, event) in decisions {
+            let Some(runtime) = self.partitions.get_mut(&partition) else {
+                return;
+            };
+            let after = runtime.fold_event(&self.member, &meta, &event, true);
+            self.follow_up(partition, after);
+        }
+    }
+
+    fn on_record(&mut self, record: Record) {
+        let partition = record.partition;
+        for after in self.fold_record(record) {
+            self.follow_up(partition, after);
+        }
+    }
+
+    fn follow_up(&mut self, partition: u32, after: AfterEvent) {
+        match after {
+            AfterEvent::Nothing => {}
+            AfterEvent::Claim => self.claim(partition),
+            AfterEvent::Activated => {
+                self.publish_partition_gauges();
+                self.on_activated(partition);
+            }
+            AfterEvent::StandDown => {
+                self.publish_partition_gauges();
+                self.cancel_attempts_of_partition(partition);
+            }
+            AfterEvent::Decide {
+                execution,
+                start_attempt,
+                finished,
+                requests,
+            } => {
+                self.send_requests(requests);
+                if let Some((node, attempt)) = start_attempt {
+                    self.start_attempt(partition, &execution, node, attempt);
+                }
+                if finished {
+                    self.cancel_attempts_of(&execution);
+                }
+                self.decide_and_append(partition, &execution);
+            }
+        }
+    }
+
+    /// Folds every envelope of `record` (a propeller may append several together), saying what must follow
+    /// each.
+    fn fold_record(&mut self, record: Record) -> Vec<AfterEvent> {
+        let partition = record.partition;
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return Vec::new();
+        };
+        if record.offset < runtime.next_offset {
+            return Vec::new();
+        }
+        runtime.next_offset = record.offset + 1;
+        let caught_up = record.offset + 1 >= runtime.catch_up_end;
+        let envelopes = match Envelope::decode_all(&record.payload) {
+            Ok(envelopes) => envelopes,
+            Err(error) => {
+                error!(partition, offset = record.offset, %error, "skipping an undecodable record");
+                return Vec::new();
+            }
+        };
+        let mut follow_ups = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let Payload::Execution(event) = &envelope.payload else {
+                continue;
+            };
+            if let ExecutionEvent::ExecutionRequested { execution, .. } = event {
+                if !envelope.traceparent.is_empty() {
+                    runtime
+                        .traces
+                        .insert(execution.clone(), envelope.traceparent.clone());
+                }
+            }
+            let meta = EventMeta {
+                seq: envelope.seq,
+                writer_epoch: envelope.writer_epoch,
+            };
+            follow_ups.push(runtime.fold_event(&self.member, &meta, event, caught_up));
+        }
+        follow_ups
+    }
+
+    /// After our claim: attempts the log says are running but that are not handed to the attempt service
+    /// were started by the previous owner: they are re-attached where their process still runs here, and
+    /// otherwise fail as system errors (lost), retried within the system budget.
+    fn on_activated(&mut self, partition: u32) {
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        let mut to_follow = Vec::new();
+        let mut to_decide = Vec::new();
+        let mut requests = Vec::new();
+        let mut unresolvable = Vec::new();
+        for (execution, state) in &runtime.fold.executions {
+            requests.extend(aloft_core::children::requests_to_resend(state));
+            if state.phase.is_terminal() {
+                continue;
+            }
+            to_decide.push(execution.clone());
+            for (node, attempt) in state.running_attempts() {
+                let key = AttemptKey {
+                    execution: execution.clone(),
+                    node,
+                    attempt,
+                };
+                if self.handed.contains(&key) {
+                    continue;
+                }
+                match attempt_request(state, node, attempt) {
+                    Ok(request) => to_follow.push(AttemptToReattach {
+                        partition,
+                        interruptible: state.nodes[node].is_interruptible(attempt),
+                        key,
+                        request,
+                    }),
+                    Err(_) => unresolvable.push(key),
+                }
+            }
+        }
+        self.send_requests(requests);
+        for attempt in to_follow {
+            self.handed.insert(attempt.key.clone());
+            self.attempts.reattach(attempt);
+        }
+        for key in unresolvable {
+            self.record_lost(partition, key);
+        }
+        for execution in to_decide {
+            self.decide_and_append(partition, &execution);
+        }
+    }
+
+    /// An attempt the log says runs but that nothing here can follow: it fails as a system error.
+    fn record_lost(&mut self, partition: u32, key: AttemptKey) {
+        warn!(execution = %key.execution, node = key.node, attempt = key.attempt, "task attempt lost, retrying");
+        let event = ExecutionEvent::AttemptFailed {
+            execution: key.execution.clone(),
+            node: key.node,
+            attempt: key.attempt,
+            kind: ErrorKind::System,
+            message: "attempt lost: its propeller stopped or lost the partition".to_string(),
+            at: now_millis(),
+        };
+        self.append_decisions(partition, &key.execution, vec![event]);
+    }
+
+    /// Decides again every execution with a gate whose sleep ended or whose wait timed out; signals need
+    /// no tick (their request is folded like any event and decided at once).
+    fn decide_due_gates(&mut self) {
+        let now = now_millis();
+        let due: Vec<(u32, ExecutionId)> = self
+            .partitions
+            .iter()
+            .filter(|(_, runtime)| runtime.active)
+            .flat_map(|(partition, runtime)| {
+                runtime
+                    .fold
+                    .executions
+                    .iter()
+                    .filter(move |(_, state)| state.next_gate_deadline().is_some_and(|at| at <= now))
+                    .map(move |(execution, _)| (*partition, execution.clone()))
+            })
+            .collect();
+        for (partition, execution) in due {
+            self.decide_and_append(partition, &execution);
+        }
+    }
+
+    /// Appends requests for other executions (a child to launch, a parent to tell, a child to terminate)
+    /// to their partitions, in the background: each is idempotent and sent again by whoever takes over.
+    fn send_requests(&self, requests: Vec<ExecutionEvent>) {
+        for request in requests {
+            let Some(target) = request.execution().cloned() else {
+                continue;
+            };
+            let (log, topic) = (Arc::clone(&self.log), self.topic.clone());
+            tokio::spawn(async move {
+                let key = target.partition_key();
+                // One request of each kind per target and cause: a repeat (after a take-over) is the same stream.
+                let stream = StreamId::Request {
+                    key: key.clone(),
+                    request: request.kind().to_string(),
+                };
+                let envelope = Envelope::unsequenced(
+                    stream.to_string(),
+                    request.occurred_at(),
+                    Payload::Execution(request),
+                );
+                let appended = match envelope.encode() {
+                    Ok(record) => log.append(&topic, &key, record).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = appended {
+                    warn!(execution = %target, %error, "could not append a request; it is sent again on takeover");
+                }
+            });
+        }
+    }
+
+    fn decide_and_append(&mut self, partition: u32, execution: &ExecutionId) {
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        if runtime.pending.contains_key(execution) {
+            return;
+        }
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return;
+        };
+        let decisions = decide(state, now_millis());
+        let traceparent = runtime.trace_of(execution);
+        let decisions = self.cache_gate.filter(partition, state, &traceparent, decisions);
+        if !decisions.is_empty() {
+            self.append_decisions(partition, execution, decisions);
+        }
+    }
+
+    /// Records the catalog's answers and decides again for their executions.
+    fn on_lookups_answered(&mut self, answered: Vec<LookupDone>) {
+        for (partition, execution) in self.cache_gate.answered(answered) {
+            self.decide_and_append(partition, &execution);
+        }
+    }
+
+    /// Sequences decisions after everything already appended for the execution and appends them in order.
+    fn append_decisions(&mut self, partition: u32, execution: &ExecutionId, events: Vec<ExecutionEvent>) {
+        let Some(runtime) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return;
+        };
+        let first_seq = runtime
+            .pending
+            .get(execution)
+            .copied()
+            .unwrap_or(0)
+            .max(state.last_seq)
+            + 1;
+        let epoch = runtime.fold.epoch;
+        let traceparent = runtime.trace_of(execution);
+        let stream = StreamId::Execution(execution.clone()).to_string();
+        let envelopes: Vec<Envelope> = events
+            .into_iter()
+            .zip(first_seq..)
+            .map(|(event, seq)| Envelope {
+                stream: stream.clone(),
+                seq,
+                writer_epoch: epoch,
+                occurred_at: event.occurred_at(),
+                traceparent: traceparent.clone(),
+                payload: Payload::Execution(event),
+            })
+            .collect();
+        let Some(last_seq) = envelopes.last().map(|envelope| envelope.seq) else {
+            return;
+        };
+        // As few records as hold them: a broker's cost is per record, and a 10,000-item map decides
+        // thousands of starts and results.
+        let packed = match Envelope::pack(&envelopes, RECORD_BYTES) {
+            Ok(packed) => packed,
+            Err(error) => {
+                // Nothing was appended: the state stays as it was, and the decision is made again.
+                error!(execution = %execution, %error, "cannot encode decisions; not appended");
+                return;
+            }
+        };
+        let key = execution.partition_key();
+        let records = packed.into_iter().map(|payload| (key.clone(), payload)).collect();
+        let decisions: Vec<(EventMeta, ExecutionEvent)> = envelopes
+            .into_iter()
+            .filter_map(|envelope| match envelope.payload {
+                Payload::Execution(event) => Some((
+                    EventMeta {
+                        seq: envelope.seq,
+                        writer_epoch: envelope.writer_epoch,
+                    },
+                    event,
+                )),
+                _ => None,
+            })
+            .collect();
+        runtime.pending.insert(execution.clone(), last_seq);
+        metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
+        self.append(partition, records, decisions);
+    }
+
+    /// Hands an attempt whose `AttemptStarted` is applied to the attempt service, or fails it when its
+    /// inputs do not resolve.
+    fn start_attempt(&mut self, partition: u32, execution: &ExecutionId, node: usize, attempt: u32) {
+        let key = AttemptKey {
+            execution: execution.clone(),
+            node,
+            attempt,
+        };
+        if self.handed.contains(&key) {
+            return;
+        }
+        let prior = self.cache_gate.take_prior(&key);
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return;
+        };
+        let request = match attempt_request(state, node, attempt) {
+            Ok(request) => request,
+            Err(message) => {
+                let event = ExecutionEvent::AttemptFailed {
+                    execution: execution.clone(),
+                    node,
+                    attempt,
+                    kind: ErrorKind::System,
+                    message: format!("cannot resolve inputs: {message}"),
+                    at: now_millis(),
+                };
+                self.append_decisions(partition, execution, vec![event]);
+                return;
+            }
+        };
+        let attempt = AttemptToRun {
+            partition,
+            key: key.clone(),
+            request,
+            overwrite_cache: state.overwrite_cache,
+            prior,
+            interruptible: state.nodes[node].is_interruptible(attempt),
+            traceparent: runtime.trace_of(execution),
+        };
+        self.handed.insert(key);
+        self.attempts.run(attempt);
+    }
+
+    fn cancel_attempts_of_partition(&mut self, partition: u32) {
+        self.attempts.cancel_partition(partition);
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return;
+        };
+        let executions = &runtime.fold.executions;
+        self.cache_gate
+            .forget(|execution| executions.contains_key(execution));
+        self.handed.retain(|key| !executions.contains_key(&key.execution));
+    }
+
+    fn cancel_attempts_of(&mut self, execution: &ExecutionId) {
+        self.attempts.cancel_execution(execution.clone());
+        self.cache_gate.forget(|other| other == execution);
+        self.handed.retain(|key| &key.execution != execution);
+    }
+
+    /// Appends what the attempt service reports: waits and dispatches as they come, and the results of
+    /// finished attempts, those of one execution together with what they decide.
+    fn on_reports(&mut self, batch: Vec<AttemptReport>) {
+        // Per execution, in the order they came (executions are independent streams).
+        let mut results: HashMap<(u32, ExecutionId), Vec<ExecutionEvent>> = HashMap::new();
+        let mut order: Vec<(u32, ExecutionId)> = Vec::new();
+        for report in batch {
+            let (partition, execution, event) = match report {
+                AttemptReport::Finished(finished) => {
+                    let Some(result) = self.attempt_result(finished) else {
+                        continue;
+                    };
+                    result
+                }
+                AttemptReport::Lost { partition, key } => {
+                    self.handed.remove(&key);
+                    if self
+                        .partitions
+                        .get(&partition)
+                        .is_some_and(|runtime| runtime.active)
+                    {
+                        self.record_lost(partition, key);
+                    }
+                    continue;
+                }
+                AttemptReport::Dispatched { partition, key } => (
+                    partition,
+                    key.execution.clone(),
+                    ExecutionEvent::AttemptDispatched {
+                        execution: key.execution,
+                        node: key.node,
+                        attempt: key.attempt,
+                        at: now_millis(),
+                    },
+                ),
+                AttemptReport::Waiting {
+                    partition,
+                    key,
+                    reason,
+                } => (
+                    partition,
+                    key.execution.clone(),
+                    ExecutionEvent::AttemptWaiting {
+                        execution: key.execution,
+                        node: key.node,
+                        attempt: key.attempt,
+                        reason,
+                        at: now_millis(),
+                    },
+                ),
+            };
+            let group = (partition, execution);
+            if !results.contains_key(&group) {
+                order.push(group.clone());
+            }
+            results.entry(group).or_default().push(event);
+        }
+        for (partition, execution) in order {
+            let Some(mut events) = results.remove(&(partition, execution.clone())) else {
+                continue;
+            };
+            // Waits and dispatches change nothing to decide; results may.
+            if events.iter().any(is_attempt_result) {
+                let decided = self.decided_after(partition, &execution, &events);
+                events.extend(decided);
+            }
+            self.append_decisions(partition, &execution, events);
+        }
+    }
+
+    /// What the state machine decides once attempt `results` of `execution` are folded, so that they go out
+    /// in the same record as the results (a record is appended whole or not at all, and its decisions take
+    /// effect on acknowledgement, as always): a chain's next start then costs no round trip of its own.
+    /// Decided on a copy; nothing when `execution` has appends in flight (its state is not final yet), when
+    /// it is too large to copy per result, or when a start must first ask the cache.
+    fn decided_after(
+        &self,
+        partition: u32,
+        execution: &ExecutionId,
+        results: &[ExecutionEvent],
+    ) -> Vec<ExecutionEvent> {
+        let Some(runtime) = self.partitions.get(&partition) else {
+            return Vec::new();
+        };
+        if !runtime.active || runtime.pending.contains_key(execution) {
+            return Vec::new();
+        }
+        let Some(state) = runtime.fold.executions.get(execution) else {
+            return Vec::new();
+        };
+        if state.nodes.len() > DECIDE_WITH_RESULTS_MAX_NODES {
+            return Vec::new();
+        }
+        let mut next = state.clone();
+        for result in results {
+            next.apply(result);
+        }
+        let decisions = decide(&next, now_millis());
+        let asks_cache = |event: &ExecutionEvent| match event {
+            ExecutionEvent::AttemptStarted { node, .. } => self.cache_gate.holds_back(&next, *node),
+            _ => false,
+        };
+        if decisions.iter().any(asks_cache) {
+            return Vec::new();
+        }
+        decisions
+    }
+
+    /// The event that records how `finished` ended, if its execution still waits for it here.
+    fn attempt_result(&mut self, finished: AttemptFinished) -> Option<(u32, ExecutionId, ExecutionEvent)> {
+        self.handed.remove(&finished.key);
+        let AttemptKey {
+            execution,
+            node,
+            attempt,
+        } = finished.key;
+        let runtime = self.partitions.get(&finished.partition)?;
+        if !runtime.active {
+            return None;
+        }
+        let still_running = runtime
+            .fold
+            .executions
+            .get(&execution)
+            .and_then(|state| state.nodes.get(node))
+            .and_then(|n| n.running_attempt())
+            .is_some_and(|a| a.number == attempt);
+        if !still_running {
+            return None;
+        }
+        let at = finished.memoized.finished_at;
+        let event = match finished.memoized.outcome {
+            AttemptOutcome::Succeeded(outputs) => ExecutionEvent::AttemptSucceeded {
+                execution: execution.clone(),
+                node,
+                attempt,
+                outputs,
+                at,
+                cache: finished.memoized.cache,
+            },
+            AttemptOutcome::Failed { kind, message } => ExecutionEvent::AttemptFailed {
+                execution: execution.clone(),
+                node,
+                attempt,
+                kind,
+                message,
+                at,
+            },
+            AttemptOutcome::Cancelled => return None,
+        };
+        Some((finished.partition, execution, event))
+    }
+}
+
+fn is_attempt_result(event: &ExecutionEvent) -> bool {
+    matches!(
+        event,
+        ExecutionEvent::AttemptSucceeded { .. } | ExecutionEvent::AttemptFailed { .. }
+    )
+}
+
+/// What an executor needs to run attempt `attempt` of `node`; an error when its inputs do not resolve.
+fn attempt_request(state: &ExecutionState, node: usize, attempt: u32) -> Result<AttemptRequest, String> {
+    let compiled = &state.workflow.nodes[node];
+    Ok(AttemptRequest {
+        execution: state.id.clone(),
+        node_id: compiled.id.clone(),
+        attempt,
+        task: compiled.task.clone(),
+        task_version: compiled.task_id.version.clone(),
+        inputs: state.node_inputs(node)?,
+    })
+}
