@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use aloft_core::notify::DeliveryEvent;
 use aloft_core::spec::{TaskRef, TaskSpec, WorkflowSpec};
 use aloft_core::{ExecutionEvent, Identifier, RegistryEvent, ScheduleEvent};
-use aloft_eventlog::{Envelope, Payload, SCHEMA_VERSION};
+use aloft_eventlog::{Envelope, Payload};
 use serde_json::{json, Value as Json};
 
 fn golden_dir() -> PathBuf {
