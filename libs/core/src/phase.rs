@@ -108,3 +108,91 @@ impl ErrorKind {
         }
     }
 }
+
+/// A stored or sent phase name that is none of the phases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not one of the {kind} phases ({expected})")]
+pub struct UnknownPhase {
+    pub kind: &'static str,
+    pub text: String,
+    pub expected: String,
+}
+
+macro_rules! phase_from_str {
+    ($phase:ty, $kind:literal, [$($variant:expr),+ $(,)?]) => {
+        impl std::str::FromStr for $phase {
+            type Err = UnknownPhase;
+
+            /// The phase `as_str` names.
+            fn from_str(text: &str) -> Result<Self, UnknownPhase> {
+                let all = [$($variant),+];
+                all.iter().copied().find(|phase| phase.as_str() == text).ok_or_else(|| UnknownPhase {
+                    kind: $kind,
+                    text: text.to_string(),
+                    expected: all.iter().map(|phase| phase.as_str()).collect::<Vec<_>>().join(", "),
+                })
+            }
+        }
+    };
+}
+
+phase_from_str!(
+    ExecutionPhase,
+    "execution",
+    [
+        ExecutionPhase::Queued,
+        ExecutionPhase::Running,
+        ExecutionPhase::Succeeded,
+        ExecutionPhase::Failed,
+        ExecutionPhase::Aborted,
+        ExecutionPhase::TimedOut,
+    ]
+);
+phase_from_str!(
+    NodePhase,
+    "node",
+    [
+        NodePhase::Pending,
+        NodePhase::Queued,
+        NodePhase::Running,
+        NodePhase::WaitingForResources,
+        NodePhase::Succeeded,
+        NodePhase::Failed,
+        NodePhase::TimedOut,
+        NodePhase::Skipped,
+        NodePhase::Aborted,
+        NodePhase::Recovered,
+    ]
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_parses_back_from_its_name_and_an_unknown_one_is_named() {
+        for phase in ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"] {
+            assert_eq!(phase.parse::<ExecutionPhase>().map(|p| p.as_str()), Ok(phase));
+        }
+        let node_phases = [
+            "PENDING",
+            "QUEUED",
+            "RUNNING",
+            "WAITING_FOR_RESOURCES",
+            "SUCCEEDED",
+            "FAILED",
+            "TIMED_OUT",
+            "SKIPPED",
+            "ABORTED",
+            "RECOVERED",
+        ];
+        for phase in node_phases {
+            assert_eq!(phase.parse::<NodePhase>().map(|p| p.as_str()), Ok(phase));
+        }
+        let error = "PAUSED".parse::<ExecutionPhase>().unwrap_err().to_string();
+        assert!(
+            error.contains("\"PAUSED\" is not one of the execution phases") && error.contains("TIMED_OUT"),
+            "{error}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
-//! Generated wire types for Aloft's API and event envelope (from `proto/aloft/v1`).
-//!
-//! Only generated code lives here: conversion to and from the domain types of `aloft-core`, and the
-//! validation that goes with it, happen at the service boundaries.
+//! Aloft's wire types, generated from `proto/aloft/v1` (the API and the event envelope), and the one place
+//! where they are converted to and from the domain types of `aloft-core` (`convert`): every service uses
+//! these `From`/`TryFrom` impls instead of copies of its own, and a wire value that does not make a valid
+//! domain value is refused with an error naming the field.
+
+pub mod convert;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

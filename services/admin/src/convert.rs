@@ -1,7 +1,7 @@
 //! Conversions between wire types (`aloft-proto`) and domain types (`aloft-core`), validated at the boundary.
 
 use aloft_core::events::Outputs;
-use aloft_core::{ExecutionId, Identifier, LiteralType, Value};
+use aloft_core::{ExecutionId, LiteralType, Value};
 use aloft_proto::v1 as wire;
 
 use crate::error::{ApiError, ApiResult};
@@ -125,60 +125,7 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
     Ok(converted)
 }
 
-pub fn identifier_to_wire(id: &Identifier) -> wire::Identifier {
-    wire::Identifier {
-        project: id.project.clone(),
-        domain: id.domain.clone(),
-        name: id.name.clone(),
-        version: id.version.clone(),
-    }
-}
-
-pub fn execution_id_to_wire(id: &ExecutionId) -> wire::ExecutionIdentifier {
-    wire::ExecutionIdentifier {
-        project: id.project.clone(),
-        domain: id.domain.clone(),
-        name: id.name.clone(),
-    }
-}
-
 pub fn execution_id_from_wire(id: Option<&wire::ExecutionIdentifier>) -> ApiResult<ExecutionId> {
     let id = id.ok_or_else(|| ApiError::InvalidArgument("id is required".to_string()))?;
-    let execution = ExecutionId {
-        project: id.project.clone(),
-        domain: id.domain.clone(),
-        name: id.name.clone(),
-    };
-    execution
-        .validate()
-        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-    Ok(execution)
-}
-
-pub fn execution_phase_to_wire(phase: &str) -> wire::ExecutionPhase {
-    match phase {
-        "QUEUED" => wire::ExecutionPhase::Queued,
-        "RUNNING" => wire::ExecutionPhase::Running,
-        "SUCCEEDED" => wire::ExecutionPhase::Succeeded,
-        "FAILED" => wire::ExecutionPhase::Failed,
-        "ABORTED" => wire::ExecutionPhase::Aborted,
-        "TIMED_OUT" => wire::ExecutionPhase::TimedOut,
-        _ => wire::ExecutionPhase::Unspecified,
-    }
-}
-
-pub fn node_phase_to_wire(phase: &str) -> wire::NodePhase {
-    match phase {
-        "PENDING" => wire::NodePhase::NodePending,
-        "QUEUED" => wire::NodePhase::NodeQueued,
-        "RUNNING" => wire::NodePhase::NodeRunning,
-        "SUCCEEDED" => wire::NodePhase::NodeSucceeded,
-        "FAILED" => wire::NodePhase::NodeFailed,
-        "TIMED_OUT" => wire::NodePhase::NodeTimedOut,
-        "SKIPPED" => wire::NodePhase::NodeSkipped,
-        "ABORTED" => wire::NodePhase::NodeAborted,
-        "RECOVERED" => wire::NodePhase::NodeRecovered,
-        "WAITING_FOR_RESOURCES" => wire::NodePhase::NodeWaitingForResources,
-        _ => wire::NodePhase::Unspecified,
-    }
+    ExecutionId::try_from(id).map_err(|e| ApiError::InvalidArgument(e.to_string()))
 }

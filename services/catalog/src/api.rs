@@ -28,14 +28,6 @@ fn internal(error: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("catalog storage: {error}"))
 }
 
-fn execution_to_wire(id: &ExecutionId) -> wire::ExecutionIdentifier {
-    wire::ExecutionIdentifier {
-        project: id.project.clone(),
-        domain: id.domain.clone(),
-        name: id.name.clone(),
-    }
-}
-
 fn entry_to_wire(entry: &CacheEntry) -> wire::CacheEntry {
     wire::CacheEntry {
         key: entry.key.clone(),
@@ -44,7 +36,7 @@ fn entry_to_wire(entry: &CacheEntry) -> wire::CacheEntry {
         task_name: entry.task_name.clone(),
         cache_version: entry.cache_version.clone(),
         outputs_json: serde_json::to_string(&entry.outputs).unwrap_or_default(),
-        execution: Some(execution_to_wire(&entry.execution)),
+        execution: Some(wire::ExecutionIdentifier::from(&entry.execution)),
         node: entry.node.clone(),
         attempt: entry.attempt,
         task_version: entry.task_version.clone(),
@@ -75,14 +67,7 @@ fn entry_from_wire(entry: wire::CacheEntry) -> Result<CacheEntry, String> {
     let execution = entry
         .execution
         .ok_or_else(|| "entry.execution is required".to_string())?;
-    let execution = ExecutionId {
-        project: execution.project,
-        domain: execution.domain,
-        name: execution.name,
-    };
-    execution
-        .validate()
-        .map_err(|e| format!("entry.execution: {e}"))?;
+    let execution = ExecutionId::try_from(&execution).map_err(|e| format!("entry.execution: {e}"))?;
     if execution.project != entry.project || execution.domain != entry.domain {
         return Err("entry.project/domain must be those of entry.execution".to_string());
     }
@@ -111,7 +96,7 @@ fn lineage_to_wire(lineage: Lineage) -> wire::GetLineageResponse {
             .into_values()
             .map(|artifact| wire::Artifact {
                 id: artifact.id,
-                execution: Some(execution_to_wire(&artifact.execution)),
+                execution: Some(wire::ExecutionIdentifier::from(&artifact.execution)),
                 node: artifact.node,
                 output: artifact.output,
                 value_json: artifact.value_json,

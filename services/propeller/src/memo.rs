@@ -320,15 +320,6 @@ impl GrpcCatalog {
     }
 }
 
-fn execution_from_wire(id: Option<wire::ExecutionIdentifier>) -> ExecutionId {
-    let id = id.unwrap_or_default();
-    ExecutionId {
-        project: id.project,
-        domain: id.domain,
-        name: id.name,
-    }
-}
-
 /// A catalog call carrying the trace context of the attempt it serves.
 fn traced<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -363,7 +354,14 @@ impl Catalog for GrpcCatalog {
                     Lookup::Hit {
                         outputs,
                         source: ProducedBy {
-                            execution: execution_from_wire(entry.execution),
+                            execution: entry
+                                .execution
+                                .as_ref()
+                                .ok_or_else(|| "catalog answered a hit without its execution".to_string())
+                                .and_then(|id| {
+                                    ExecutionId::try_from(id)
+                                        .map_err(|e| format!("catalog answered a hit of {e}"))
+                                })?,
                             node: entry.node,
                             attempt: entry.attempt,
                         },
@@ -381,6 +379,13 @@ impl Catalog for GrpcCatalog {
 
     fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), String>> {
         let mut client = self.client.clone();
+        let outputs_json = match serde_json::to_string(&entry.outputs) {
+            Ok(json) => json,
+            Err(error) => {
+                let message = format!("cannot encode the outputs to store: {error}");
+                return futures::future::ready(Err(message)).boxed();
+            }
+        };
         let execution = &entry.produced_by.execution;
         let request = traced(wire::PutRequest {
             entry: Some(wire::CacheEntry {
@@ -389,12 +394,8 @@ impl Catalog for GrpcCatalog {
                 domain: execution.domain.clone(),
                 task_name: entry.task_name.clone(),
                 cache_version: entry.cache_version.clone(),
-                outputs_json: serde_json::to_string(&entry.outputs).unwrap_or_default(),
-                execution: Some(wire::ExecutionIdentifier {
-                    project: execution.project.clone(),
-                    domain: execution.domain.clone(),
-                    name: execution.name.clone(),
-                }),
+                outputs_json,
+                execution: Some(wire::ExecutionIdentifier::from(execution)),
                 node: entry.produced_by.node.clone(),
                 attempt: entry.produced_by.attempt,
                 task_version: entry.task_version.clone(),

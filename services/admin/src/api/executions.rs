@@ -95,7 +95,7 @@ impl AdminApi {
             )));
         }
         Ok(wire::CreateExecutionResponse {
-            id: Some(execution_id_to_wire(&id)),
+            id: Some(wire::ExecutionIdentifier::from(&id)),
             outcome: wire::WriteOutcome::Created as i32,
         })
     }
@@ -352,12 +352,18 @@ pub(super) fn merge_inputs(
     Ok(inputs)
 }
 
-pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> wire::Execution {
-    wire::Execution {
-        id: Some(execution_id_to_wire(&row.id)),
-        phase: execution_phase_to_wire(&row.phase) as i32,
-        workflow: Some(identifier_to_wire(&row.workflow)),
-        launch_plan: row.launch_plan.as_ref().map(identifier_to_wire),
+/// The execution as the API answers it; a phase the read model stored that is none of the phases is an
+/// internal error (the row is corrupt), never a silent UNSPECIFIED.
+pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> ApiResult<wire::Execution> {
+    let phase: aloft_core::state::ExecutionPhase = row
+        .phase
+        .parse()
+        .map_err(|e| ApiError::Internal(format!("execution {}: {e}", row.id)))?;
+    Ok(wire::Execution {
+        id: Some(wire::ExecutionIdentifier::from(&row.id)),
+        phase: wire::ExecutionPhase::from(phase) as i32,
+        workflow: Some(wire::Identifier::from(&row.workflow)),
+        launch_plan: row.launch_plan.as_ref().map(wire::Identifier::from),
         inputs: Some(outputs_to_wire(&row.inputs)),
         outputs: Some(outputs_to_wire(&row.outputs)),
         error: row.error,
@@ -370,7 +376,7 @@ pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> wire
         parent: row
             .parent
             .as_ref()
-            .map(|(execution, _)| execution_id_to_wire(execution)),
+            .map(|(execution, _)| wire::ExecutionIdentifier::from(execution)),
         parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
-    }
+    })
 }

@@ -61,6 +61,14 @@ fn parse_spec<T: serde::de::DeserializeOwned>(kind: &str, spec_json: &str) -> Ap
     Ok(spec)
 }
 
+/// A node's stored phase on the wire; one that is none of the phases is an internal error (a corrupt row).
+fn node_phase_of(execution: &ExecutionId, node: &str, phase: &str) -> ApiResult<wire::NodePhase> {
+    let phase: aloft_core::state::NodePhase = phase
+        .parse()
+        .map_err(|e| ApiError::Internal(format!("execution {execution} node {node}: {e}")))?;
+    Ok(phase.into())
+}
+
 fn execution_name() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -500,26 +508,28 @@ impl AdminService for AdminApi {
                     .get_execution(&id)
                     .await?
                     .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
-                let mut execution = execution_to_wire(row);
+                let mut execution = execution_to_wire(row)?;
                 execution.nodes = self
                     .store
                     .node_executions(&id)
                     .await?
                     .into_iter()
-                    .map(|node| wire::NodeExecution {
-                        node_id: node.node_id,
-                        phase: node_phase_to_wire(&node.phase) as i32,
-                        task: Some(identifier_to_wire(&node.task)),
-                        attempts: node.attempts,
-                        outputs: node.outputs.as_ref().map(outputs_to_wire),
-                        error: node.error,
-                        started_at_millis: node.started_at.unwrap_or(0),
-                        finished_at_millis: node.finished_at.unwrap_or(0),
-                        cache_status: String::new(),
-                        wait_reason: node.wait_reason,
-                        child_execution: node.child_execution,
+                    .map(|node| {
+                        Ok(wire::NodeExecution {
+                            phase: node_phase_of(&id, &node.node_id, &node.phase)? as i32,
+                            node_id: node.node_id,
+                            task: Some(wire::Identifier::from(&node.task)),
+                            attempts: node.attempts,
+                            outputs: node.outputs.as_ref().map(outputs_to_wire),
+                            error: node.error,
+                            started_at_millis: node.started_at.unwrap_or(0),
+                            finished_at_millis: node.finished_at.unwrap_or(0),
+                            cache_status: String::new(),
+                            wait_reason: node.wait_reason,
+                            child_execution: node.child_execution,
+                        })
                     })
-                    .collect();
+                    .collect::<ApiResult<_>>()?;
                 execution.attempts = self
                     .store
                     .task_attempts(&id)
@@ -573,7 +583,10 @@ impl AdminService for AdminApi {
                     .list_executions(&request.project, &request.domain, limit)
                     .await?;
                 Ok(wire::ListExecutionsResponse {
-                    executions: rows.into_iter().map(execution_to_wire).collect(),
+                    executions: rows
+                        .into_iter()
+                        .map(execution_to_wire)
+                        .collect::<ApiResult<_>>()?,
                 })
             }
             .await,

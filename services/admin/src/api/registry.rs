@@ -26,7 +26,7 @@ impl AdminApi {
             Self::outcome("task", &id, existing.as_ref().map(|t| t.digest.as_str()), &digest)?
         {
             return Ok(wire::RegisterResponse {
-                id: Some(identifier_to_wire(&id)),
+                id: Some(wire::Identifier::from(&id)),
                 outcome: outcome as i32,
             });
         }
@@ -43,7 +43,7 @@ impl AdminApi {
             .await?;
         Self::outcome("task", &id, stored.as_ref().map(|t| t.digest.as_str()), &digest)?;
         Ok(wire::RegisterResponse {
-            id: Some(identifier_to_wire(&id)),
+            id: Some(wire::Identifier::from(&id)),
             outcome: wire::WriteOutcome::Created as i32,
         })
     }
@@ -156,7 +156,7 @@ impl AdminApi {
             &digest,
         )? {
             return Ok(wire::RegisterResponse {
-                id: Some(identifier_to_wire(&id)),
+                id: Some(wire::Identifier::from(&id)),
                 outcome: outcome as i32,
             });
         }
@@ -179,7 +179,7 @@ impl AdminApi {
             &digest,
         )?;
         Ok(wire::RegisterResponse {
-            id: Some(identifier_to_wire(&id)),
+            id: Some(wire::Identifier::from(&id)),
             outcome: wire::WriteOutcome::Created as i32,
         })
     }
@@ -255,7 +255,7 @@ impl AdminApi {
             &digest,
         )? {
             return Ok(wire::RegisterResponse {
-                id: Some(identifier_to_wire(&id)),
+                id: Some(wire::Identifier::from(&id)),
                 outcome: outcome as i32,
             });
         }
@@ -280,7 +280,7 @@ impl AdminApi {
             &digest,
         )?;
         Ok(wire::RegisterResponse {
-            id: Some(identifier_to_wire(&id)),
+            id: Some(wire::Identifier::from(&id)),
             outcome: wire::WriteOutcome::Created as i32,
         })
     }
@@ -378,7 +378,7 @@ impl AdminApi {
 
 pub(super) fn task_to_wire(row: aloft_store::queries::TaskRow) -> wire::Task {
     wire::Task {
-        id: Some(identifier_to_wire(&row.id)),
+        id: Some(wire::Identifier::from(&row.id)),
         interface: Some(interface_to_wire(&row.spec.interface)),
         spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
         registered_at_millis: row.registered_at,
@@ -387,7 +387,7 @@ pub(super) fn task_to_wire(row: aloft_store::queries::TaskRow) -> wire::Task {
 
 pub(super) fn workflow_to_wire(row: aloft_store::queries::WorkflowRow) -> wire::Workflow {
     wire::Workflow {
-        id: Some(identifier_to_wire(&row.id)),
+        id: Some(wire::Identifier::from(&row.id)),
         interface: Some(interface_to_wire(&row.compiled.interface)),
         spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
         node_ids: row.compiled.nodes.iter().map(|n| n.id.clone()).collect(),
@@ -397,8 +397,8 @@ pub(super) fn workflow_to_wire(row: aloft_store::queries::WorkflowRow) -> wire::
 
 pub(super) fn launch_plan_to_wire(row: aloft_store::queries::LaunchPlanRow) -> wire::LaunchPlan {
     wire::LaunchPlan {
-        id: Some(identifier_to_wire(&row.id)),
-        workflow: Some(identifier_to_wire(&row.workflow)),
+        id: Some(wire::Identifier::from(&row.id)),
+        workflow: Some(wire::Identifier::from(&row.workflow)),
         default_inputs: Some(outputs_to_wire(&row.default_inputs)),
         fixed_inputs: Some(outputs_to_wire(&row.fixed_inputs)),
         spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
