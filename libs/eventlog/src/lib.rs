@@ -40,6 +40,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl aloft_proto::status::ServiceError for Error {
+    fn error_code(&self) -> aloft_proto::status::ErrorCode {
+        use aloft_proto::status::ErrorCode;
+        match self {
+            Error::Io { .. } | Error::Kafka(_) | Error::InUse(_) | Error::Closed => ErrorCode::Unavailable,
+            Error::UnknownTopic(_) | Error::UnknownPartition { .. } => ErrorCode::FailedPrecondition,
+            Error::Decode(_) | Error::Encode(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 /// One record read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -4,6 +4,7 @@
 //! domain value is refused with an error naming the field.
 
 pub mod convert;
+pub mod status;
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

@@ -37,6 +37,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl aloft_proto::status::ServiceError for Error {
+    fn error_code(&self) -> aloft_proto::status::ErrorCode {
+        use aloft_proto::status::ErrorCode;
+        match self {
+            // The database is down or busy, or another writer won: the caller may retry.
+            Error::Database(_) | Error::Conflict(_) => ErrorCode::Unavailable,
+            Error::BadUrl { .. } => ErrorCode::InvalidArgument,
+            Error::Corrupt { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
 /// Every schema migration in order: version, name, SQL.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (

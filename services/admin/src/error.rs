@@ -1,5 +1,6 @@
-//! The one mapping from error kinds to gRPC status codes.
+//! Admin's errors, each of a kind of the shared `ErrorCode` (which picks the gRPC code and HTTP status).
 
+use aloft_proto::status::{ErrorCode, ServiceError};
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,34 +25,51 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl ServiceError for ApiError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            ApiError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
-        match error {
-            ApiError::InvalidArgument(message) => Status::invalid_argument(message),
-            ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::AlreadyExists(message) => Status::already_exists(message),
-            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
-            ApiError::Unavailable(message) => Status::unavailable(message),
-            ApiError::ResourceExhausted { message, retry_after } => {
-                let mut status = Status::resource_exhausted(message);
-                // Whole seconds (rounded up) as HTTP's Retry-After, and the exact wait in milliseconds.
-                let seconds = retry_after.as_millis().div_ceil(1000).max(1);
-                for (key, value) in [
-                    ("retry-after", seconds),
-                    ("retry-after-ms", retry_after.as_millis()),
-                ] {
-                    if let Ok(value) = value.to_string().parse() {
-                        status.metadata_mut().insert(key, value);
-                    }
-                }
-                status
+        let mut status = match &error {
+            // The message alone: callers read it, not the kind's prefix.
+            ApiError::InvalidArgument(message)
+            | ApiError::NotFound(message)
+            | ApiError::AlreadyExists(message)
+            | ApiError::FailedPrecondition(message)
+            | ApiError::Unavailable(message)
+            | ApiError::ResourceExhausted { message, .. } => {
+                Status::new(error.error_code().grpc(), message.clone())
             }
             ApiError::Internal(message) => {
                 // Logged once here, where it is turned into an answer.
                 tracing::error!(error = %message, "internal error");
-                Status::internal(message)
+                Status::new(error.error_code().grpc(), message.clone())
+            }
+        };
+        if let ApiError::ResourceExhausted { retry_after, .. } = &error {
+            // Whole seconds (rounded up) as HTTP's Retry-After, and the exact wait in milliseconds.
+            let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+            for (key, value) in [
+                ("retry-after", seconds),
+                ("retry-after-ms", retry_after.as_millis()),
+            ] {
+                if let Ok(value) = value.to_string().parse() {
+                    status.metadata_mut().insert(key, value);
+                }
             }
         }
+        status
     }
 }
 

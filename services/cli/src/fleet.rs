@@ -103,7 +103,7 @@ impl Fleet {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.catalog_listen))?;
         let catalog_address = catalog_listener.local_addr()?;
         let catalog: Arc<dyn aloft_propeller::memo::Catalog> = Arc::new(
-            aloft_propeller::memo::GrpcCatalog::new(&format!("http://{catalog_address}"))?,
+            aloft_propeller::memo::CatalogClient::lazy(&format!("http://{catalog_address}"))?,
         );
         let notifier_store = aloft_store::Store::connect(&config.notifier_database_url)
             .await

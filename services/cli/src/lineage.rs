@@ -1,22 +1,15 @@
 //! `aloft lineage` and `aloft cache`: the catalog's client side, and how its answers are shown.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use aloft_proto::v1 as wire;
-use aloft_proto::v1::catalog_service_client::CatalogServiceClient;
-use tonic::transport::Channel;
 
-pub type CatalogClient = CatalogServiceClient<Channel>;
+/// The catalog's generated client, as the lineage and cache commands call it.
+pub type CatalogClient = aloft_catalog_client::RawClient;
 
+/// Connects to the catalog at `url` now (through the shared client, which owns how connections are made).
 pub async fn connect_catalog(url: &str) -> anyhow::Result<CatalogClient> {
-    let channel = Channel::from_shared(url.to_string())
-        .map_err(|e| anyhow::anyhow!("invalid catalog address {url:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the catalog at {url}: {e}"))?;
-    Ok(CatalogServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    Ok(aloft_catalog_client::CatalogClient::connect(url).await?.raw())
 }
 
 /// `EXECUTION[/NODE[/OUTPUT]]` in the given project and domain.

@@ -70,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
         member_id: args.member_id.unwrap_or_else(aloft_telemetry::default_member_id),
         work_dir: args.work_dir,
         catalog: match &args.catalog {
-            Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::GrpcCatalog::new(url)?)),
+            Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::CatalogClient::lazy(
+                url,
+            )?)),
             None => None,
         },
         memo: aloft_propeller::memo::MemoOptions {

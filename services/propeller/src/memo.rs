@@ -8,12 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use aloft_catalog_client::{CatalogClient, Error as CatalogError, Lookup, StoredResult};
 use aloft_core::cache::{cache_key, CacheOutcome, CacheStatus, ProducedBy};
 use aloft_core::events::Outputs;
 use aloft_core::spec::TaskSpec;
 use aloft_core::ExecutionId;
-use aloft_proto::v1 as wire;
-use aloft_proto::v1::catalog_service_client::CatalogServiceClient;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
@@ -22,35 +21,41 @@ use tracing::{debug, warn};
 use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
 use crate::metrics;
 
-/// What the memoizer needs from the catalog; the gRPC client in production, anything in tests.
+/// What the memoizer needs from the catalog: the shared catalog client in production, anything in tests.
 pub trait Catalog: Send + Sync {
     fn get_or_reserve(
         &self,
         key: &str,
         reserve: Option<(&str, Duration)>,
-    ) -> BoxFuture<'static, Result<Lookup, String>>;
-    fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), String>>;
-    fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), String>>;
+    ) -> BoxFuture<'static, Result<Lookup, CatalogError>>;
+    fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), CatalogError>>;
+    fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), CatalogError>>;
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
-    Hit { outputs: Outputs, source: ProducedBy },
-    Reserved,
-    Held { owner: String },
-    Miss,
-}
+impl Catalog for CatalogClient {
+    fn get_or_reserve(
+        &self,
+        key: &str,
+        reserve: Option<(&str, Duration)>,
+    ) -> BoxFuture<'static, Result<Lookup, CatalogError>> {
+        let (client, key) = (self.clone(), key.to_string());
+        let reserve = reserve.map(|(owner, ttl)| (owner.to_string(), ttl));
+        async move {
+            let reserve = reserve.as_ref().map(|(owner, ttl)| (owner.as_str(), *ttl));
+            client.get_or_reserve(&key, reserve).await
+        }
+        .boxed()
+    }
 
-/// A result to store under `key`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredResult {
-    pub key: String,
-    pub task_name: String,
-    pub cache_version: String,
-    pub task_version: String,
-    pub outputs: Outputs,
-    pub produced_by: ProducedBy,
-    pub at: i64,
+    fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), CatalogError>> {
+        let client = self.clone();
+        async move { client.put(entry, overwrite).await }.boxed()
+    }
+
+    fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), CatalogError>> {
+        let (client, key, owner) = (self.clone(), key.to_string(), owner.to_string());
+        async move { client.release(&key, &owner).await }.boxed()
+    }
 }
 
 /// How memoization behaves; the defaults suit production.
@@ -97,7 +102,7 @@ fn finished(outcome: AttemptOutcome, cache: Option<CacheOutcome>) -> MemoizedAtt
 #[derive(Debug, Clone, PartialEq)]
 pub enum PriorLookup {
     Missed,
-    Failed(String),
+    Failed(CatalogError),
 }
 
 /// Whether the engine looks a node's result up before deciding to start it, so that a hit is decided in
@@ -293,139 +298,4 @@ fn spawn_heartbeat(
         }
     });
     stop
-}
-
-/// The catalog's gRPC API.
-#[derive(Clone)]
-pub struct GrpcCatalog {
-    client: CatalogServiceClient<tonic::transport::Channel>,
-}
-
-impl GrpcCatalog {
-    /// Connects lazily, so the propeller starts (and degrades to misses) while the catalog is down.
-    pub fn new(url: &str) -> anyhow::Result<GrpcCatalog> {
-        let url = if url.contains("://") {
-            url.to_string()
-        } else {
-            format!("http://{url}")
-        };
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|e| anyhow::anyhow!("invalid catalog address {url:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
-        Ok(GrpcCatalog {
-            client: CatalogServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
-        })
-    }
-}
-
-/// A catalog call carrying the trace context of the attempt it serves.
-fn traced<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    aloft_telemetry::trace::to_grpc(request.metadata_mut());
-    request
-}
-
-impl Catalog for GrpcCatalog {
-    fn get_or_reserve(
-        &self,
-        key: &str,
-        reserve: Option<(&str, Duration)>,
-    ) -> BoxFuture<'static, Result<Lookup, String>> {
-        let mut client = self.client.clone();
-        let request = traced(wire::GetOrReserveRequest {
-            key: key.to_string(),
-            reserve: reserve.is_some(),
-            owner: reserve.map(|(owner, _)| owner.to_string()).unwrap_or_default(),
-            reservation_ttl_millis: reserve.map(|(_, ttl)| ttl.as_millis() as i64).unwrap_or(0),
-        });
-        async move {
-            let response = client
-                .get_or_reserve(request)
-                .await
-                .map_err(|status| format!("catalog: {}", status.message()))?
-                .into_inner();
-            use wire::get_or_reserve_response::Result as Answer;
-            Ok(match response.result {
-                Some(Answer::Hit(entry)) => {
-                    let outputs: Outputs = serde_json::from_str(&entry.outputs_json)
-                        .map_err(|e| format!("catalog answered unreadable outputs: {e}"))?;
-                    Lookup::Hit {
-                        outputs,
-                        source: ProducedBy {
-                            execution: entry
-                                .execution
-                                .as_ref()
-                                .ok_or_else(|| "catalog answered a hit without its execution".to_string())
-                                .and_then(|id| {
-                                    ExecutionId::try_from(id)
-                                        .map_err(|e| format!("catalog answered a hit of {e}"))
-                                })?,
-                            node: entry.node,
-                            attempt: entry.attempt,
-                        },
-                    }
-                }
-                Some(Answer::Reserved(_)) => Lookup::Reserved,
-                Some(Answer::Held(reservation)) => Lookup::Held {
-                    owner: reservation.owner,
-                },
-                Some(Answer::Miss(_)) | None => Lookup::Miss,
-            })
-        }
-        .boxed()
-    }
-
-    fn put(&self, entry: StoredResult, overwrite: bool) -> BoxFuture<'static, Result<(), String>> {
-        let mut client = self.client.clone();
-        let outputs_json = match serde_json::to_string(&entry.outputs) {
-            Ok(json) => json,
-            Err(error) => {
-                let message = format!("cannot encode the outputs to store: {error}");
-                return futures::future::ready(Err(message)).boxed();
-            }
-        };
-        let execution = &entry.produced_by.execution;
-        let request = traced(wire::PutRequest {
-            entry: Some(wire::CacheEntry {
-                key: entry.key.clone(),
-                project: execution.project.clone(),
-                domain: execution.domain.clone(),
-                task_name: entry.task_name.clone(),
-                cache_version: entry.cache_version.clone(),
-                outputs_json,
-                execution: Some(wire::ExecutionIdentifier::from(execution)),
-                node: entry.produced_by.node.clone(),
-                attempt: entry.produced_by.attempt,
-                task_version: entry.task_version.clone(),
-                created_at_millis: entry.at,
-            }),
-            overwrite,
-        });
-        async move {
-            client
-                .put(request)
-                .await
-                .map(|_| ())
-                .map_err(|status| format!("catalog: {}", status.message()))
-        }
-        .boxed()
-    }
-
-    fn release(&self, key: &str, owner: &str) -> BoxFuture<'static, Result<(), String>> {
-        let mut client = self.client.clone();
-        let request = traced(wire::ReleaseReservationRequest {
-            key: key.to_string(),
-            owner: owner.to_string(),
-        });
-        async move {
-            client
-                .release_reservation(request)
-                .await
-                .map(|_| ())
-                .map_err(|status| format!("catalog: {}", status.message()))
-        }
-        .boxed()
-    }
 }
