@@ -184,41 +184,6 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_DEV_CATALOG_ADDRESS)]
         catalog_listen: SocketAddr,
     },
-    /// Measure the engine on chains and fan-outs (optionally cached), the log's latency, schedules, cache
-    /// lookups, notification delivery.
-    Bench {
-        shape: BenchShape,
-        #[arg(long, default_value_t = 1000)]
-        nodes: usize,
-        /// Benchmark on Kafka instead of the embedded log.
-        #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
-        kafka_brokers: Option<String>,
-        /// Read-model database (a scratch database is created on a Postgres server).
-        #[arg(long, env = "ALOFT_DATABASE_URL")]
-        database_url: Option<String>,
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// chain/fanout: make the noop task cached (each node a different key); the first run populates the
-        /// cache, the later ones are served from it.
-        #[arg(long)]
-        cached: bool,
-        /// chain/fanout/map: the propeller stores snapshots of its partitions this often (seconds) while the
-        /// bench runs; left out, no snapshots.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        snapshot_interval_secs: Option<u64>,
-        /// cache: stored results to fill the catalog's table with.
-        #[arg(long, default_value_t = 1_000_000)]
-        entries: u64,
-        /// cache: lookups to time.
-        #[arg(long, default_value_t = 10_000)]
-        samples: usize,
-        /// fairness: executor slots.
-        #[arg(long, default_value_t = 16)]
-        capacity: usize,
-        /// notify: the notifier's limit of messages per second to one SMTP server.
-        #[arg(long, default_value_t = 500)]
-        smtp_per_second: u32,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -348,30 +313,6 @@ pub enum ProjectCommand {
         domains: Vec<String>,
     },
     List,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum BenchShape {
-    /// n0 -> n1 -> ... -> n(N-1): per-step latency of the engine.
-    Chain,
-    /// N independent nodes: throughput of the engine.
-    Fanout,
-    /// One map node running a noop task over N items: map throughput.
-    Map,
-    /// N single appends: acknowledgement and append-to-read-back latency of the log.
-    Log,
-    /// N launch plans scheduled every minute on one scheduler: fire lag, CPU and memory.
-    Schedules,
-    /// Catalog lookups through its gRPC API with --entries stored results (Postgres with --database-url).
-    Cache,
-    /// --nodes executions failing within one second, each emailing a local SMTP server: delivery lag.
-    Notify,
-    /// The fair-queue dispatcher: 10 equal-weight tenants, one with 100x the load (--nodes attempts per
-    /// other tenant, --capacity slots): per-tenant shares, Jain's index, time per decision.
-    Fairness,
-    /// --nodes concurrent executions of noop -> sleep -> noop held by one aloft-propeller process (Kafka
-    /// only): its resident memory, and its replacement's recovery time after a SIGKILL.
-    Executions,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -1,4 +1,4 @@
-//! What each `aloft` command does: operator and benchmark commands work on the backends directly; the
+//! What each `aloft` command does: operator commands work on the backends directly; the
 //! others talk to admin (and the catalog) through their gRPC APIs, in-process or remote alike.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,6 @@ use aloft_proto::v1 as wire;
 use tonic::Status;
 
 use crate::args::*;
-use crate::bench::{self, BenchOptions, Shape};
 use crate::client::{AdminClient, Connection};
 use crate::fleet::{Fleet, FleetConfig};
 use crate::specs::{read_spec_file, register_documents};
@@ -68,209 +67,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("{line}")
             })
             .await?;
-            return Ok(0);
-        }
-        Command::Bench {
-            shape: BenchShape::Log,
-            nodes,
-            kafka_brokers,
-            ..
-        } => {
-            let latency = bench::log_round_trip(kafka_brokers.as_deref(), *nodes).await?;
-            let backend = if kafka_brokers.is_some() {
-                "kafka"
-            } else {
-                "embedded"
-            };
-            println!(
-                "log backend={backend} samples={nodes} append_ack p50={} us p99={} us; append_to_read_back p50={} us p99={} us",
-                latency.ack_p50, latency.ack_p99, latency.read_back_p50, latency.read_back_p99
-            );
-            return Ok(0);
-        }
-        Command::Bench {
-            shape: BenchShape::Cache,
-            database_url,
-            entries,
-            samples,
-            ..
-        } => {
-            let backend = if database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
-                "postgres"
-            } else {
-                "sqlite"
-            };
-            eprintln!("bench cache: {entries} stored results on {backend}, {samples} lookups through gRPC");
-            let result = crate::bench_cache::lookups(database_url.as_deref(), *entries, *samples).await?;
-            println!(
-                "cache lookups backend={backend} entries={} samples={} hits={} p50={} us p99={} us max={} us (fill {:.1} s)",
-                result.entries,
-                result.samples,
-                result.hits,
-                result.p50_micros,
-                result.p99_micros,
-                result.max_micros,
-                result.fill_seconds
-            );
-            return Ok(0);
-        }
-        Command::Bench {
-            shape: BenchShape::Fairness,
-            nodes,
-            capacity,
-            ..
-        } => {
-            eprintln!(
-                "bench fairness: 10 equal-weight tenants, team-0 with {} attempts, the others {nodes} each, {capacity} slots",
-                nodes * 100
-            );
-            let result = crate::bench_fairness::run(10, *nodes, *capacity);
-            for (tenant, share) in &result.shares {
-                println!(
-                    "  {tenant:28} {:5.1}% of starts while every tenant had work queued",
-                    share * 100.0
-                );
-            }
-            println!(
-                "fairness tenants=10 contended_starts={} jain={:.4} decisions={} dispatcher={:.2} us/decision",
-                result.contended_starts,
-                result.jain,
-                result.decisions,
-                result.nanos_per_decision / 1000.0
-            );
-            return Ok(0);
-        }
-        Command::Bench {
-            shape: BenchShape::Notify,
-            nodes,
-            kafka_brokers,
-            database_url,
-            smtp_per_second,
-            ..
-        } => {
-            let backend = if kafka_brokers.is_some() {
-                "kafka"
-            } else {
-                "embedded"
-            };
-            eprintln!(
-                "bench notify: {nodes} executions failing within one second, an email each, SMTP limit {smtp_per_second}/s, log {backend}"
-            );
-            let result = crate::bench_notify::run(
-                kafka_brokers.as_deref(),
-                database_url.as_deref(),
-                *nodes,
-                *smtp_per_second,
-            )
-            .await?;
-            println!(
-                "notify executions={} log={backend} delivered={} duplicates={} lag p50={} ms p99={} ms max={} ms (appended over {:.2} s, SMTP limit {smtp_per_second}/s)",
-                result.executions,
-                result.delivered,
-                result.duplicates,
-                result.lag_p50_millis,
-                result.lag_p99_millis,
-                result.lag_max_millis,
-                result.append_seconds
-            );
-            return Ok(
-                if result.delivered == result.executions && result.duplicates == 0 {
-                    0
-                } else {
-                    1
-                },
-            );
-        }
-        Command::Bench {
-            shape: BenchShape::Executions,
-            nodes,
-            kafka_brokers,
-            ..
-        } => {
-            eprintln!("bench executions: {nodes} executions of noop -> sleep 1h -> noop on one propeller");
-            let result = crate::bench_executions::run(kafka_brokers.as_deref(), *nodes).await?;
-            let rss_mib = result.rss_bytes as f64 / (1024.0 * 1024.0);
-            println!(
-                "executions={} all asleep after {:.1} s (requests appended in {:.1} s); propeller RSS {rss_mib:.0} MiB = {:.1} KiB per execution; \
-                 after SIGKILL: partitions reassigned in {:.1} s, state rebuilt and claimed in {:.1} s more",
-                result.executions,
-                result.all_sleeping_seconds,
-                result.append_seconds,
-                result.rss_bytes as f64 / 1024.0 / result.executions.max(1) as f64,
-                result.kill_to_assigned_seconds,
-                result.assigned_to_ready_seconds
-            );
-            return Ok(0);
-        }
-        Command::Bench {
-            shape: BenchShape::Schedules,
-            nodes,
-            runs,
-            ..
-        } => {
-            let minutes = (*runs).max(1) as u32;
-            eprintln!("bench schedules: {nodes} every-minute schedules on one scheduler (embedded log), {minutes} minute(s) + the first boundary");
-            let result = bench::schedules(*nodes, minutes).await?;
-            println!(
-                "schedules count={nodes} fires={} lag p50={} ms p99={} ms max={} ms cpu={:.1} s over {:.0} s wall ({:.0}% of a core) rss={:.0} MiB",
-                result.fires,
-                result.lag_p50_millis,
-                result.lag_p99_millis,
-                result.lag_max_millis,
-                result.cpu_seconds,
-                result.wall_seconds,
-                100.0 * result.cpu_seconds / result.wall_seconds.max(1e-9),
-                result.resident_mib
-            );
-            return Ok(0);
-        }
-        Command::Bench {
-            shape,
-            nodes,
-            kafka_brokers,
-            database_url,
-            runs,
-            cached,
-            snapshot_interval_secs,
-            ..
-        } => {
-            let shape = match shape {
-                BenchShape::Chain => Shape::Chain,
-                BenchShape::Map => Shape::Map,
-                _ => Shape::Fanout,
-            };
-            let options = BenchOptions {
-                shape,
-                nodes: *nodes,
-                kafka_brokers: kafka_brokers.clone(),
-                database_url: database_url.clone(),
-                runs: *runs,
-                cached: *cached,
-                snapshot_interval: snapshot_interval_secs.map(std::time::Duration::from_secs),
-            };
-            let backend = if kafka_brokers.is_some() {
-                "kafka"
-            } else {
-                "embedded"
-            };
-            let cached_text = if *cached { " cached" } else { "" };
-            let snapshot_text = snapshot_interval_secs
-                .map(|s| format!(", snapshots every {s} s"))
-                .unwrap_or_default();
-            eprintln!(
-                "bench {shape:?}: {nodes}{cached_text} noop nodes on {backend}, {runs} run(s){snapshot_text}"
-            );
-            for (index, result) in bench::run(options).await?.iter().enumerate() {
-                println!(
-                    "{:?} nodes={nodes} backend={backend} run={} phase={} engine={} ms per_node={:.3} ms wall={} ms",
-                    shape,
-                    index + 1,
-                    result.phase,
-                    result.engine_millis,
-                    result.engine_millis as f64 / *nodes as f64,
-                    result.wall_millis
-                );
-            }
             return Ok(0);
         }
         _ => {}
@@ -821,11 +617,9 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             print_schedules(cli, client).await?;
             Ok(0)
         }
-        Command::Dev { .. }
-        | Command::Bench { .. }
-        | Command::Admin { .. }
-        | Command::Lineage { .. }
-        | Command::Cache { .. } => Ok(0),
+        Command::Dev { .. } | Command::Admin { .. } | Command::Lineage { .. } | Command::Cache { .. } => {
+            Ok(0)
+        }
     }
 }
 

@@ -1,15 +1,10 @@
-//! The `aloft` command line and the in-process fleet behind `aloft dev`, `aloft bench` and the embedded
+//! The `aloft` command line and the in-process fleet behind `aloft dev`, `aloft-bench` and the embedded
 //! fallback of every command (so `aloft run FILE` works with nothing installed).
 //!
 //! The CLI talks to admin and the catalog only through their gRPC APIs, in-process or remote alike.
 
 pub mod admin_ops;
 pub mod args;
-pub mod bench;
-pub mod bench_cache;
-pub mod bench_executions;
-pub mod bench_fairness;
-pub mod bench_notify;
 pub mod client;
 pub mod commands;
 pub mod fleet;

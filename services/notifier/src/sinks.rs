@@ -1,4 +1,4 @@
-//! Loopback protocol peers for tests and `aloft bench notify`: an SMTP server that speaks real SMTP
+//! Loopback protocol peers for tests and `aloft-bench notify`: an SMTP server that speaks real SMTP
 //! (EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, QUIT) and keeps what it receives, and an HTTP server
 //! that records requests and answers with scripted statuses. They never leave 127.0.0.1. Also the records
 //! of a synthetic failed execution, to drive the notifier without running tasks.
@@ -527,7 +527,7 @@ async fn serve_http(stream: tokio::net::TcpStream, script: Arc<Mutex<HttpScript>
 
 /// The records of an execution that is requested and fails at `at` with `rules` as its own notification
 /// rules, as `(partition key, encoded envelopes)`: what a propeller would have written, for the kill test
-/// and `aloft bench notify`, which exercise the notifier without running tasks.
+/// and `aloft-bench notify`, which exercise the notifier without running tasks.
 pub fn failed_execution_records(
     id: &aloft_core::ExecutionId,
     rules: &[aloft_core::notify::NotificationRule],

@@ -1,4 +1,4 @@
-//! `aloft bench notify`: N executions fail within one second, each with an email rule; a notifier delivers
+//! `aloft-bench notify`: N executions fail within one second, each with an email rule; a notifier delivers
 //! to a local SMTP server (real SMTP on loopback). Reports delivery lag (execution end to the message
 //! accepted by the server) and duplicates. The executions are appended to the log as a propeller would
 //! write them, so the figure is the notifier's, not the engine's.
@@ -85,7 +85,7 @@ pub async fn run(
             let batch = batches.entry(partition_for_key(&key, partitions)).or_default();
             batch.extend(envelopes.into_iter().map(|bytes| (key.clone(), bytes)));
         }
-        crate::bench::append_by_partition(&*log, &topics.executions, batches).await?;
+        crate::engine::append_by_partition(&*log, &topics.executions, batches).await?;
     }
     let append_seconds = started.elapsed().as_secs_f64();
     eprintln!("{executions} failed executions appended in {append_seconds:.2} s; waiting for the emails");

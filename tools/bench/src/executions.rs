@@ -1,4 +1,4 @@
-//! `aloft bench executions`: N concurrent executions of a 3-node workflow whose middle node sleeps, held by
+//! `aloft-bench executions`: N concurrent executions of a 3-node workflow whose middle node sleeps, held by
 //! ONE `aloft-propeller` process on Kafka. Reports the propeller's resident memory once every execution is
 //! in its sleep (total and per execution), then SIGKILLs it and times a replacement's recovery: from the
 //! kill until it owns the partitions (the broker's session timeout) and from then until it has rebuilt every
@@ -130,7 +130,7 @@ impl Propeller {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        crate::ops_probe::http_get(self.ops_port, path).await
+        aloft_cli::ops_probe::http_get(self.ops_port, path).await
     }
 
     /// A counter or gauge from /metrics (0 when absent).
@@ -234,7 +234,7 @@ pub async fn run(kafka_brokers: Option<&str>, executions: usize) -> anyhow::Resu
             .or_default()
             .push((key, envelope.encode()?));
     }
-    crate::bench::append_by_partition(&*log, &topics.executions, batches).await?;
+    crate::engine::append_by_partition(&*log, &topics.executions, batches).await?;
     let append_seconds = started.elapsed().as_secs_f64();
     eprintln!("{executions} execution requests appended in {append_seconds:.1} s; waiting until all sleep");
 

@@ -1,4 +1,4 @@
-//! `aloft bench fairness`: the dispatcher under skewed load. Ten tenants with equal weights submit at once,
+//! `aloft-bench fairness`: the dispatcher under skewed load. Ten tenants with equal weights submit at once,
 //! one of them 100 times as much as each other; executor slots free up as simulated attempts end (virtual
 //! time, so the result does not depend on the machine's load). Reports each tenant's share of the attempts
 //! started while every tenant still had work queued, Jain's fairness index over those shares, and the real

@@ -1,4 +1,4 @@
-//! `aloft bench cache`: lookup latency through the catalog's gRPC API with many stored results. The
+//! `aloft-bench cache`: lookup latency through the catalog's gRPC API with many stored results. The
 //! table is filled in the database itself (one INSERT ... SELECT), then a catalog serves on loopback and
 //! a client asks for random stored keys one at a time, as a propeller does.
 
@@ -58,7 +58,7 @@ pub async fn lookups(
         listener,
         shutdown.clone(),
     ));
-    let mut client = crate::lineage::connect_catalog(&format!("http://{address}")).await?;
+    let mut client = aloft_cli::lineage::connect_catalog(&format!("http://{address}")).await?;
     let mut latencies = Vec::with_capacity(samples);
     let mut hits = 0;
     // A fixed-seed LCG: the same keys in every run, spread over the whole table.

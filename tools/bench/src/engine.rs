@@ -1,4 +1,4 @@
-//! `aloft bench`: engine overhead on chains and fan-outs of `noop` nodes, on the embedded backend or on
+//! `aloft-bench chain|fanout|map`: engine overhead on chains and fan-outs of `noop` nodes, on the embedded backend or on
 //! Kafka (+ Postgres). Times come from the events themselves: engine time is `ExecutionStarted` to
 //! `ExecutionFinished` as stamped by the propeller; wall time is from the create call until admin's
 //! read model shows the execution finished.
@@ -10,9 +10,9 @@ use aloft_core::spec::{Interface, NodeSpec, RetryPolicy, TaskKind, TaskSpec, Wor
 use aloft_eventlog::{LogBackend, Topics};
 use aloft_proto::v1 as wire;
 
-use crate::client::connect;
-use crate::fleet::{Fleet, FleetConfig};
-use crate::render::is_terminal;
+use aloft_cli::client::connect;
+use aloft_cli::fleet::{Fleet, FleetConfig};
+use aloft_cli::render::is_terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
@@ -243,7 +243,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
                 .find(|e| e.id.as_ref().is_some_and(|i| i.name == id.name))
             {
                 if is_terminal(execution.phase) {
-                    break crate::render::execution_phase(execution.phase).to_string();
+                    break aloft_cli::render::execution_phase(execution.phase).to_string();
                 }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
