@@ -123,7 +123,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 "log backend={backend} samples={nodes} append_ack p50={} us p99={} us; append_to_read_back p50={} us p99={} us",
                 latency.ack_p50, latency.ack_p99, latency.read_back_p50, latency.read_back_p99
             );
-            return Ok(0);
+            Ok(0)
         }
         BenchShape::Cache => {
             let backend = if database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
@@ -143,7 +143,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 result.max_micros,
                 result.fill_seconds
             );
-            return Ok(0);
+            Ok(0)
         }
         BenchShape::Fairness => {
             eprintln!(
@@ -164,7 +164,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 result.decisions,
                 result.nanos_per_decision / 1000.0
             );
-            return Ok(0);
+            Ok(0)
         }
         BenchShape::Notify => {
             let backend = if kafka_brokers.is_some() {
@@ -192,13 +192,13 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 result.lag_max_millis,
                 result.append_seconds
             );
-            return Ok(
+            Ok(
                 if result.delivered == result.executions && result.duplicates == 0 {
                     0
                 } else {
                     1
                 },
-            );
+            )
         }
         BenchShape::Executions => {
             eprintln!("bench executions: {nodes} executions of noop -> sleep 1h -> noop on one propeller");
@@ -214,7 +214,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 result.kill_to_assigned_seconds,
                 result.assigned_to_ready_seconds
             );
-            return Ok(0);
+            Ok(0)
         }
         BenchShape::Schedules => {
             let minutes = (*runs).max(1) as u32;
@@ -231,7 +231,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 100.0 * result.cpu_seconds / result.wall_seconds.max(1e-9),
                 result.resident_mib
             );
-            return Ok(0);
+            Ok(0)
         }
         BenchShape::Chain | BenchShape::Fanout | BenchShape::Map => {
             let shape = match shape {
@@ -271,7 +271,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                     result.wall_millis
                 );
             }
-            return Ok(0);
+            Ok(0)
         }
     }
 }
