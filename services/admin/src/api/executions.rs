@@ -380,3 +380,199 @@ pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> ApiR
         parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
     })
 }
+
+/// RPC handlers of executions (the service trait in `mod.rs` calls them through `serve`).
+impl AdminApi {}
+
+/// RPC handlers of executions (the service trait in `mod.rs` calls them through `serve`).
+impl AdminApi {
+    pub(super) async fn get_execution_rpc(
+        &self,
+        request: wire::GetExecutionRequest,
+    ) -> ApiResult<wire::Execution> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let row = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let mut execution = execution_to_wire(row)?;
+        execution.nodes = self
+            .store
+            .node_executions(&id)
+            .await?
+            .into_iter()
+            .map(|node| {
+                Ok(wire::NodeExecution {
+                    phase: node_phase_of(&id, &node.node_id, &node.phase)? as i32,
+                    node_id: node.node_id,
+                    task: Some(wire::Identifier::from(&node.task)),
+                    attempts: node.attempts,
+                    outputs: node.outputs.as_ref().map(outputs_to_wire),
+                    error: node.error,
+                    started_at_millis: node.started_at.unwrap_or(0),
+                    finished_at_millis: node.finished_at.unwrap_or(0),
+                    cache_status: String::new(),
+                    wait_reason: node.wait_reason,
+                    child_execution: node.child_execution,
+                })
+            })
+            .collect::<ApiResult<_>>()?;
+        execution.attempts = self
+            .store
+            .task_attempts(&id)
+            .await?
+            .into_iter()
+            .map(|attempt| wire::TaskAttempt {
+                node_id: attempt.node_id,
+                attempt: attempt.attempt,
+                phase: attempt.phase,
+                error_kind: attempt.error_kind,
+                error: attempt.error,
+                started_at_millis: attempt.started_at,
+                finished_at_millis: attempt.finished_at.unwrap_or(0),
+                cache_status: attempt.cache_status,
+                cache_source: attempt.cache_source,
+                interruptible: attempt.interruptible,
+            })
+            .collect();
+        // A node's cache status is its last attempt's.
+        for node in &mut execution.nodes {
+            if let Some(last) = execution
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| a.node_id == node.node_id)
+            {
+                node.cache_status = last.cache_status.clone();
+            }
+        }
+        Ok(execution)
+    }
+
+    pub(super) async fn list_executions_rpc(
+        &self,
+        request: wire::ListExecutionsRequest,
+    ) -> ApiResult<wire::ListExecutionsResponse> {
+        let limit = if request.limit == 0 {
+            50
+        } else {
+            request.limit.min(1000)
+        };
+        let rows = self
+            .store
+            .list_executions(&request.project, &request.domain, limit)
+            .await?;
+        Ok(wire::ListExecutionsResponse {
+            executions: rows
+                .into_iter()
+                .map(execution_to_wire)
+                .collect::<ApiResult<_>>()?,
+        })
+    }
+
+    pub(super) async fn get_execution_data_rpc(
+        &self,
+        request: wire::GetExecutionRequest,
+    ) -> ApiResult<wire::ExecutionData> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let row = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let node_outputs = self
+            .store
+            .node_executions(&id)
+            .await?
+            .into_iter()
+            .filter_map(|node| {
+                node.outputs
+                    .map(|outputs| (node.node_id, outputs_to_wire(&outputs)))
+            })
+            .collect();
+        Ok(wire::ExecutionData {
+            inputs: Some(outputs_to_wire(&row.inputs)),
+            outputs: Some(outputs_to_wire(&row.outputs)),
+            node_outputs,
+        })
+    }
+
+    pub(super) async fn terminate_execution_rpc(
+        &self,
+        request: wire::TerminateExecutionRequest,
+    ) -> ApiResult<wire::TerminateExecutionResponse> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let row = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        if !matches!(row.phase.as_str(), "QUEUED" | "RUNNING") {
+            return Err(ApiError::FailedPrecondition(format!(
+                "execution {id} already finished ({})",
+                row.phase
+            )));
+        }
+        let reason = if request.reason.is_empty() {
+            "terminated by user".to_string()
+        } else {
+            request.reason
+        };
+        let event = ExecutionEvent::TerminateRequested {
+            execution: id.clone(),
+            reason,
+            requested_at: now_millis(),
+        };
+        self.append_request(&id, event).await?;
+        Ok(wire::TerminateExecutionResponse {})
+    }
+
+    pub(super) async fn get_execution_history_rpc(
+        &self,
+        request: wire::GetExecutionRequest,
+    ) -> ApiResult<wire::ExecutionHistory> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let rows = self.store.execution_history(&id).await?;
+        if rows.is_empty() {
+            return Err(ApiError::NotFound(format!("execution {id} not found")));
+        }
+        let node_ids: Vec<String> = self
+            .store
+            .node_executions(&id)
+            .await?
+            .into_iter()
+            .map(|n| n.node_id)
+            .collect();
+        let mut events: Vec<wire::HistoryEvent> = rows
+            .into_iter()
+            .map(|row| wire::HistoryEvent {
+                summary: summarize(&row.payload_json, &node_ids),
+                log_partition: row.log_partition,
+                log_offset: row.log_offset,
+                stream: row.stream,
+                seq: row.seq,
+                writer_epoch: row.writer_epoch,
+                occurred_at_millis: row.occurred_at,
+                kind: row.kind,
+                payload_json: row.payload_json,
+                topic: self.topics.executions.clone(),
+            })
+            .collect();
+        // Delivery attempts happen after the execution ended: they follow its events.
+        let deliveries = aloft_store::notifier::delivery_events_of(self.store.pool(), &id).await?;
+        events.extend(deliveries.into_iter().map(|row| wire::HistoryEvent {
+            summary: row.summary,
+            log_partition: 0,
+            log_offset: 0,
+            stream: format!("delivery/{}", row.delivery_id),
+            seq: u64::from(row.attempt),
+            writer_epoch: 0,
+            occurred_at_millis: row.occurred_at,
+            kind: row.kind,
+            payload_json: row.payload_json,
+            topic: self.topics.deliveries.clone(),
+        }));
+        Ok(wire::ExecutionHistory { events })
+    }
+}

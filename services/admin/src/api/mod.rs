@@ -33,8 +33,7 @@ mod quotas;
 mod registry;
 mod signals;
 
-use executions::{execution_to_wire, merge_inputs};
-use registry::{launch_plan_to_wire, task_to_wire, workflow_to_wire};
+use executions::merge_inputs;
 
 pub struct AdminApi {
     pub store: Store,
@@ -192,222 +191,143 @@ fn into_status<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
 }
 
+/// A request scoped to one tenant: it counts against that tenant's API rate.
+trait TenantScoped {
+    fn tenant(&self) -> (&str, &str);
+}
+
+macro_rules! tenant_scoped {
+    ($($request:ty),+) => {
+        $(impl TenantScoped for $request {
+            fn tenant(&self) -> (&str, &str) {
+                (&self.project, &self.domain)
+            }
+        })+
+    };
+}
+
+tenant_scoped!(
+    wire::RegisterRequest,
+    wire::ListEntitiesRequest,
+    wire::ListExecutionsRequest
+);
+
+impl AdminApi {
+    /// Every RPC goes through here (or `serve_limited`): its handler, and the one mapping of its error to
+    /// a status. The trait methods below stay one line each.
+    async fn serve<Req, Res>(
+        &self,
+        request: Request<Req>,
+        handle: impl AsyncFnOnce(Req) -> ApiResult<Res>,
+    ) -> Result<Response<Res>, Status> {
+        into_status(handle(request.into_inner()).await)
+    }
+
+    /// `serve` for a tenant-scoped request: refused first when its tenant is over its API rate.
+    async fn serve_limited<Req: TenantScoped, Res>(
+        &self,
+        request: Request<Req>,
+        handle: impl AsyncFnOnce(Req) -> ApiResult<Res>,
+    ) -> Result<Response<Res>, Status> {
+        let request = request.into_inner();
+        let (project, domain) = request.tenant();
+        if let Err(error) = self.check_rate_limit(project, domain).await {
+            return Err(error.into());
+        }
+        into_status(handle(request).await)
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn create_project(
         &self,
         request: Request<wire::CreateProjectRequest>,
     ) -> Result<Response<wire::CreateProjectResponse>, Status> {
-        into_status(async {
-            let project = request.into_inner().project.ok_or_else(|| invalid("project is required"))?;
-            let domains = if project.domains.is_empty() {
-                aloft_core::spec::DEFAULT_DOMAINS.iter().map(|d| d.to_string()).collect()
-            } else {
-                project.domains
-            };
-            let spec = ProjectSpec { name: project.name, description: project.description, domains };
-            spec.validate().map_err(|e| invalid(e.to_string()))?;
-            let respond = |outcome: wire::WriteOutcome, spec: &ProjectSpec| wire::CreateProjectResponse {
-                project: Some(wire::Project { name: spec.name.clone(), description: spec.description.clone(), domains: spec.domains.clone() }),
-                outcome: outcome as i32,
-            };
-            let check = |existing: Option<aloft_store::queries::ProjectRow>| -> ApiResult<Option<wire::WriteOutcome>> {
-                match existing {
-                    None => Ok(None),
-                    Some(row) if row.spec == spec => Ok(Some(wire::WriteOutcome::AlreadyExistsIdentical)),
-                    Some(_) => Err(ApiError::AlreadyExists(format!("project {:?} already exists with a different description or domains", spec.name))),
-                }
-            };
-            if let Some(outcome) = check(self.store.get_project(&spec.name).await?)? {
-                return Ok(respond(outcome, &spec));
-            }
-            self.append_registry(RegistryEvent::ProjectRegistered { project: spec.clone(), at: now_millis() }).await?;
-            check(self.store.get_project(&spec.name).await?)?;
-            Ok(respond(wire::WriteOutcome::Created, &spec))
-        }
-        .await)
+        self.serve(request, async |request| self.create_project_rpc(request).await)
+            .await
     }
 
     async fn list_projects(
         &self,
-        _request: Request<wire::ListProjectsRequest>,
+        request: Request<wire::ListProjectsRequest>,
     ) -> Result<Response<wire::ListProjectsResponse>, Status> {
-        into_status(
-            async {
-                let projects = self.store.list_projects().await?;
-                Ok(wire::ListProjectsResponse {
-                    projects: projects
-                        .into_iter()
-                        .map(|row| wire::Project {
-                            name: row.spec.name,
-                            description: row.spec.description,
-                            domains: row.spec.domains,
-                        })
-                        .collect(),
-                })
-            }
-            .await,
-        )
+        self.serve(request, async |request| self.list_projects_rpc(request).await)
+            .await
     }
 
     async fn register_task(
         &self,
         request: Request<wire::RegisterRequest>,
     ) -> Result<Response<wire::RegisterResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let spec: TaskSpec = parse_spec("task", &request.spec_json)?;
-                self.register_task(&request.project, &request.domain, spec).await
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| self.register_task_rpc(request).await)
+            .await
     }
 
     async fn get_task(
         &self,
         request: Request<wire::GetEntityRequest>,
     ) -> Result<Response<wire::Task>, Status> {
-        into_status(
-            async {
-                let id = required_id(request.into_inner())?;
-                let row = self
-                    .store
-                    .get_task(&id.project, &id.domain, &id.name, requested_version(&id))
-                    .await?;
-                row.map(task_to_wire).ok_or_else(|| not_found("task", &id))
-            }
-            .await,
-        )
+        self.serve(request, async |request| self.get_task_rpc(request).await)
+            .await
     }
 
     async fn list_tasks(
         &self,
         request: Request<wire::ListEntitiesRequest>,
     ) -> Result<Response<wire::ListTasksResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let rows = self
-                    .store
-                    .list_tasks(&request.project, &request.domain, optional_name(&request))
-                    .await?;
-                Ok(wire::ListTasksResponse {
-                    tasks: rows.into_iter().map(task_to_wire).collect(),
-                })
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| self.list_tasks_rpc(request).await)
+            .await
     }
 
     async fn register_workflow(
         &self,
         request: Request<wire::RegisterRequest>,
     ) -> Result<Response<wire::RegisterResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let spec: WorkflowSpec = parse_spec("workflow", &request.spec_json)?;
-                self.register_workflow(&request.project, &request.domain, spec)
-                    .await
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| self.register_workflow_rpc(request).await)
+            .await
     }
 
     async fn get_workflow(
         &self,
         request: Request<wire::GetEntityRequest>,
     ) -> Result<Response<wire::Workflow>, Status> {
-        into_status(
-            async {
-                let id = required_id(request.into_inner())?;
-                let row = self
-                    .store
-                    .get_workflow(&id.project, &id.domain, &id.name, requested_version(&id))
-                    .await?;
-                row.map(workflow_to_wire)
-                    .ok_or_else(|| not_found("workflow", &id))
-            }
-            .await,
-        )
+        self.serve(request, async |request| self.get_workflow_rpc(request).await)
+            .await
     }
 
     async fn list_workflows(
         &self,
         request: Request<wire::ListEntitiesRequest>,
     ) -> Result<Response<wire::ListWorkflowsResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let rows = self
-                    .store
-                    .list_workflows(&request.project, &request.domain, optional_name(&request))
-                    .await?;
-                Ok(wire::ListWorkflowsResponse {
-                    workflows: rows.into_iter().map(workflow_to_wire).collect(),
-                })
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| self.list_workflows_rpc(request).await)
+            .await
     }
 
     async fn register_launch_plan(
         &self,
         request: Request<wire::RegisterRequest>,
     ) -> Result<Response<wire::RegisterResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let spec: LaunchPlanSpec = parse_spec("launch plan", &request.spec_json)?;
-                self.register_launch_plan(&request.project, &request.domain, spec)
-                    .await
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| {
+            self.register_launch_plan_rpc(request).await
+        })
+        .await
     }
 
     async fn get_launch_plan(
         &self,
         request: Request<wire::GetEntityRequest>,
     ) -> Result<Response<wire::LaunchPlan>, Status> {
-        into_status(
-            async {
-                let id = required_id(request.into_inner())?;
-                let row = self
-                    .store
-                    .get_launch_plan(&id.project, &id.domain, &id.name, requested_version(&id))
-                    .await?;
-                row.map(launch_plan_to_wire)
-                    .ok_or_else(|| not_found("launch plan", &id))
-            }
-            .await,
-        )
+        self.serve(request, async |request| self.get_launch_plan_rpc(request).await)
+            .await
     }
 
     async fn list_launch_plans(
         &self,
         request: Request<wire::ListEntitiesRequest>,
     ) -> Result<Response<wire::ListLaunchPlansResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let rows = self
-                    .store
-                    .list_launch_plans(&request.project, &request.domain, optional_name(&request))
-                    .await?;
-                Ok(wire::ListLaunchPlansResponse {
-                    launch_plans: rows.into_iter().map(launch_plan_to_wire).collect(),
-                })
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| self.list_launch_plans_rpc(request).await)
+            .await
     }
 
     async fn activate_launch_plan(
@@ -500,165 +420,36 @@ impl AdminService for AdminApi {
         &self,
         request: Request<wire::GetExecutionRequest>,
     ) -> Result<Response<wire::Execution>, Status> {
-        into_status(
-            async {
-                let id = execution_id_from_wire(request.into_inner().id.as_ref())?;
-                let row = self
-                    .store
-                    .get_execution(&id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
-                let mut execution = execution_to_wire(row)?;
-                execution.nodes = self
-                    .store
-                    .node_executions(&id)
-                    .await?
-                    .into_iter()
-                    .map(|node| {
-                        Ok(wire::NodeExecution {
-                            phase: node_phase_of(&id, &node.node_id, &node.phase)? as i32,
-                            node_id: node.node_id,
-                            task: Some(wire::Identifier::from(&node.task)),
-                            attempts: node.attempts,
-                            outputs: node.outputs.as_ref().map(outputs_to_wire),
-                            error: node.error,
-                            started_at_millis: node.started_at.unwrap_or(0),
-                            finished_at_millis: node.finished_at.unwrap_or(0),
-                            cache_status: String::new(),
-                            wait_reason: node.wait_reason,
-                            child_execution: node.child_execution,
-                        })
-                    })
-                    .collect::<ApiResult<_>>()?;
-                execution.attempts = self
-                    .store
-                    .task_attempts(&id)
-                    .await?
-                    .into_iter()
-                    .map(|attempt| wire::TaskAttempt {
-                        node_id: attempt.node_id,
-                        attempt: attempt.attempt,
-                        phase: attempt.phase,
-                        error_kind: attempt.error_kind,
-                        error: attempt.error,
-                        started_at_millis: attempt.started_at,
-                        finished_at_millis: attempt.finished_at.unwrap_or(0),
-                        cache_status: attempt.cache_status,
-                        cache_source: attempt.cache_source,
-                        interruptible: attempt.interruptible,
-                    })
-                    .collect();
-                // A node's cache status is its last attempt's.
-                for node in &mut execution.nodes {
-                    if let Some(last) = execution
-                        .attempts
-                        .iter()
-                        .rev()
-                        .find(|a| a.node_id == node.node_id)
-                    {
-                        node.cache_status = last.cache_status.clone();
-                    }
-                }
-                Ok(execution)
-            }
-            .await,
-        )
+        self.serve(request, async |request| self.get_execution_rpc(request).await)
+            .await
     }
 
     async fn list_executions(
         &self,
         request: Request<wire::ListExecutionsRequest>,
     ) -> Result<Response<wire::ListExecutionsResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                self.check_rate_limit(&request.project, &request.domain).await?;
-                let limit = if request.limit == 0 {
-                    50
-                } else {
-                    request.limit.min(1000)
-                };
-                let rows = self
-                    .store
-                    .list_executions(&request.project, &request.domain, limit)
-                    .await?;
-                Ok(wire::ListExecutionsResponse {
-                    executions: rows
-                        .into_iter()
-                        .map(execution_to_wire)
-                        .collect::<ApiResult<_>>()?,
-                })
-            }
-            .await,
-        )
+        self.serve_limited(request, async |request| self.list_executions_rpc(request).await)
+            .await
     }
 
     async fn get_execution_data(
         &self,
         request: Request<wire::GetExecutionRequest>,
     ) -> Result<Response<wire::ExecutionData>, Status> {
-        into_status(
-            async {
-                let id = execution_id_from_wire(request.into_inner().id.as_ref())?;
-                let row = self
-                    .store
-                    .get_execution(&id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
-                let node_outputs = self
-                    .store
-                    .node_executions(&id)
-                    .await?
-                    .into_iter()
-                    .filter_map(|node| {
-                        node.outputs
-                            .map(|outputs| (node.node_id, outputs_to_wire(&outputs)))
-                    })
-                    .collect();
-                Ok(wire::ExecutionData {
-                    inputs: Some(outputs_to_wire(&row.inputs)),
-                    outputs: Some(outputs_to_wire(&row.outputs)),
-                    node_outputs,
-                })
-            }
-            .await,
-        )
+        self.serve(request, async |request| {
+            self.get_execution_data_rpc(request).await
+        })
+        .await
     }
 
     async fn terminate_execution(
         &self,
         request: Request<wire::TerminateExecutionRequest>,
     ) -> Result<Response<wire::TerminateExecutionResponse>, Status> {
-        let request = request.into_inner();
-        into_status(
-            async {
-                let id = execution_id_from_wire(request.id.as_ref())?;
-                let row = self
-                    .store
-                    .get_execution(&id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
-                if !matches!(row.phase.as_str(), "QUEUED" | "RUNNING") {
-                    return Err(ApiError::FailedPrecondition(format!(
-                        "execution {id} already finished ({})",
-                        row.phase
-                    )));
-                }
-                let reason = if request.reason.is_empty() {
-                    "terminated by user".to_string()
-                } else {
-                    request.reason
-                };
-                let event = ExecutionEvent::TerminateRequested {
-                    execution: id.clone(),
-                    reason,
-                    requested_at: now_millis(),
-                };
-                self.append_request(&id, event).await?;
-                Ok(wire::TerminateExecutionResponse {})
-            }
-            .await,
-        )
+        self.serve(request, async |request| {
+            self.terminate_execution_rpc(request).await
+        })
+        .await
     }
 
     async fn signal_execution(
@@ -679,53 +470,10 @@ impl AdminService for AdminApi {
         &self,
         request: Request<wire::GetExecutionRequest>,
     ) -> Result<Response<wire::ExecutionHistory>, Status> {
-        into_status(
-            async {
-                let id = execution_id_from_wire(request.into_inner().id.as_ref())?;
-                let rows = self.store.execution_history(&id).await?;
-                if rows.is_empty() {
-                    return Err(ApiError::NotFound(format!("execution {id} not found")));
-                }
-                let node_ids: Vec<String> = self
-                    .store
-                    .node_executions(&id)
-                    .await?
-                    .into_iter()
-                    .map(|n| n.node_id)
-                    .collect();
-                let mut events: Vec<wire::HistoryEvent> = rows
-                    .into_iter()
-                    .map(|row| wire::HistoryEvent {
-                        summary: summarize(&row.payload_json, &node_ids),
-                        log_partition: row.log_partition,
-                        log_offset: row.log_offset,
-                        stream: row.stream,
-                        seq: row.seq,
-                        writer_epoch: row.writer_epoch,
-                        occurred_at_millis: row.occurred_at,
-                        kind: row.kind,
-                        payload_json: row.payload_json,
-                        topic: self.topics.executions.clone(),
-                    })
-                    .collect();
-                // Delivery attempts happen after the execution ended: they follow its events.
-                let deliveries = aloft_store::notifier::delivery_events_of(self.store.pool(), &id).await?;
-                events.extend(deliveries.into_iter().map(|row| wire::HistoryEvent {
-                    summary: row.summary,
-                    log_partition: 0,
-                    log_offset: 0,
-                    stream: format!("delivery/{}", row.delivery_id),
-                    seq: u64::from(row.attempt),
-                    writer_epoch: 0,
-                    occurred_at_millis: row.occurred_at,
-                    kind: row.kind,
-                    payload_json: row.payload_json,
-                    topic: self.topics.deliveries.clone(),
-                }));
-                Ok(wire::ExecutionHistory { events })
-            }
-            .await,
-        )
+        self.serve(request, async |request| {
+            self.get_execution_history_rpc(request).await
+        })
+        .await
     }
 }
 

@@ -406,3 +406,176 @@ pub(super) fn launch_plan_to_wire(row: aloft_store::queries::LaunchPlanRow) -> w
         active: row.active,
     }
 }
+
+/// RPC handlers of projects and registrations (the service trait in `mod.rs` calls them through `serve`).
+impl AdminApi {}
+
+/// RPC handlers of projects and registrations (the service trait in `mod.rs` calls them through `serve`).
+impl AdminApi {
+    pub(super) async fn create_project_rpc(
+        &self,
+        request: wire::CreateProjectRequest,
+    ) -> ApiResult<wire::CreateProjectResponse> {
+        let project = request.project.ok_or_else(|| invalid("project is required"))?;
+        let domains = if project.domains.is_empty() {
+            aloft_core::spec::DEFAULT_DOMAINS
+                .iter()
+                .map(|d| d.to_string())
+                .collect()
+        } else {
+            project.domains
+        };
+        let spec = ProjectSpec {
+            name: project.name,
+            description: project.description,
+            domains,
+        };
+        spec.validate().map_err(|e| invalid(e.to_string()))?;
+        let respond = |outcome: wire::WriteOutcome, spec: &ProjectSpec| wire::CreateProjectResponse {
+            project: Some(wire::Project {
+                name: spec.name.clone(),
+                description: spec.description.clone(),
+                domains: spec.domains.clone(),
+            }),
+            outcome: outcome as i32,
+        };
+        let check =
+            |existing: Option<aloft_store::queries::ProjectRow>| -> ApiResult<Option<wire::WriteOutcome>> {
+                match existing {
+                    None => Ok(None),
+                    Some(row) if row.spec == spec => Ok(Some(wire::WriteOutcome::AlreadyExistsIdentical)),
+                    Some(_) => Err(ApiError::AlreadyExists(format!(
+                        "project {:?} already exists with a different description or domains",
+                        spec.name
+                    ))),
+                }
+            };
+        if let Some(outcome) = check(self.store.get_project(&spec.name).await?)? {
+            return Ok(respond(outcome, &spec));
+        }
+        self.append_registry(RegistryEvent::ProjectRegistered {
+            project: spec.clone(),
+            at: now_millis(),
+        })
+        .await?;
+        check(self.store.get_project(&spec.name).await?)?;
+        Ok(respond(wire::WriteOutcome::Created, &spec))
+    }
+
+    pub(super) async fn list_projects_rpc(
+        &self,
+        _request: wire::ListProjectsRequest,
+    ) -> ApiResult<wire::ListProjectsResponse> {
+        let projects = self.store.list_projects().await?;
+        Ok(wire::ListProjectsResponse {
+            projects: projects
+                .into_iter()
+                .map(|row| wire::Project {
+                    name: row.spec.name,
+                    description: row.spec.description,
+                    domains: row.spec.domains,
+                })
+                .collect(),
+        })
+    }
+
+    pub(super) async fn register_task_rpc(
+        &self,
+        request: wire::RegisterRequest,
+    ) -> ApiResult<wire::RegisterResponse> {
+        let spec: TaskSpec = parse_spec("task", &request.spec_json)?;
+        self.register_task(&request.project, &request.domain, spec).await
+    }
+
+    pub(super) async fn get_task_rpc(&self, request: wire::GetEntityRequest) -> ApiResult<wire::Task> {
+        let id = required_id(request)?;
+        let row = self
+            .store
+            .get_task(&id.project, &id.domain, &id.name, requested_version(&id))
+            .await?;
+        row.map(task_to_wire).ok_or_else(|| not_found("task", &id))
+    }
+
+    pub(super) async fn list_tasks_rpc(
+        &self,
+        request: wire::ListEntitiesRequest,
+    ) -> ApiResult<wire::ListTasksResponse> {
+        let rows = self
+            .store
+            .list_tasks(&request.project, &request.domain, optional_name(&request))
+            .await?;
+        Ok(wire::ListTasksResponse {
+            tasks: rows.into_iter().map(task_to_wire).collect(),
+        })
+    }
+
+    pub(super) async fn register_workflow_rpc(
+        &self,
+        request: wire::RegisterRequest,
+    ) -> ApiResult<wire::RegisterResponse> {
+        let spec: WorkflowSpec = parse_spec("workflow", &request.spec_json)?;
+        self.register_workflow(&request.project, &request.domain, spec)
+            .await
+    }
+
+    pub(super) async fn get_workflow_rpc(
+        &self,
+        request: wire::GetEntityRequest,
+    ) -> ApiResult<wire::Workflow> {
+        let id = required_id(request)?;
+        let row = self
+            .store
+            .get_workflow(&id.project, &id.domain, &id.name, requested_version(&id))
+            .await?;
+        row.map(workflow_to_wire)
+            .ok_or_else(|| not_found("workflow", &id))
+    }
+
+    pub(super) async fn list_workflows_rpc(
+        &self,
+        request: wire::ListEntitiesRequest,
+    ) -> ApiResult<wire::ListWorkflowsResponse> {
+        let rows = self
+            .store
+            .list_workflows(&request.project, &request.domain, optional_name(&request))
+            .await?;
+        Ok(wire::ListWorkflowsResponse {
+            workflows: rows.into_iter().map(workflow_to_wire).collect(),
+        })
+    }
+
+    pub(super) async fn register_launch_plan_rpc(
+        &self,
+        request: wire::RegisterRequest,
+    ) -> ApiResult<wire::RegisterResponse> {
+        let spec: LaunchPlanSpec = parse_spec("launch plan", &request.spec_json)?;
+        self.register_launch_plan(&request.project, &request.domain, spec)
+            .await
+    }
+
+    pub(super) async fn get_launch_plan_rpc(
+        &self,
+        request: wire::GetEntityRequest,
+    ) -> ApiResult<wire::LaunchPlan> {
+        let id = required_id(request)?;
+        let row = self
+            .store
+            .get_launch_plan(&id.project, &id.domain, &id.name, requested_version(&id))
+            .await?;
+        row.map(launch_plan_to_wire)
+            .ok_or_else(|| not_found("launch plan", &id))
+    }
+
+    pub(super) async fn list_launch_plans_rpc(
+        &self,
+        request: wire::ListEntitiesRequest,
+    ) -> ApiResult<wire::ListLaunchPlansResponse> {
+        let rows = self
+            .store
+            .list_launch_plans(&request.project, &request.domain, optional_name(&request))
+            .await?;
+        Ok(wire::ListLaunchPlansResponse {
+            launch_plans: rows.into_iter().map(launch_plan_to_wire).collect(),
+        })
+    }
+}
