@@ -11,8 +11,8 @@ use aloft_cli::client::AdminClient;
 use aloft_core::notify::{NotificationRule, WebhookChannel};
 use aloft_e2e::*;
 use aloft_notifier::channels::{sign, SIGNATURE_HEADER};
-use aloft_notifier::sinks::{HttpSink, SmtpSink};
 use aloft_proto::v1 as wire;
+use aloft_testkit::{HttpSink, SmtpSink};
 use tokio_util::sync::CancellationToken;
 
 const HOOK_SECRET: &str = "correct horse battery staple";
@@ -395,7 +395,7 @@ async fn append_failed_execution(
         name: name.into(),
     };
     let at = chrono::Utc::now().timestamp_millis();
-    let (key, envelopes) = aloft_notifier::sinks::failed_execution_records(&id, rules, at).unwrap();
+    let (key, envelopes) = aloft_testkit::failed_execution_records(&id, rules, at).unwrap();
     let partition =
         aloft_eventlog::partition_for_key(&key, log.partition_count(&topics.executions).await.unwrap());
     let records = envelopes.into_iter().map(|bytes| (key.clone(), bytes)).collect();

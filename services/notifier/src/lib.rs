@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod outbox;
 pub mod projector;
 pub mod sender;
-pub mod sinks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

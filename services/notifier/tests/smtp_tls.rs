@@ -8,8 +8,8 @@ use std::sync::Arc;
 use aloft_core::notify::{EmailChannel, MessageContext, NotificationRule, SmtpServer, SmtpTls};
 use aloft_core::ExecutionId;
 use aloft_notifier::channels::{Channels, SendOutcome};
-use aloft_notifier::sinks::{SinkTls, SmtpSink, SmtpSinkOptions};
 use aloft_store::notifier::PendingDelivery;
+use aloft_testkit::{SinkTls, SmtpSink, SmtpSinkOptions};
 use tokio_util::sync::CancellationToken;
 
 /// A CA and a certificate it signed for `localhost`, as (CA PEM, server acceptor).

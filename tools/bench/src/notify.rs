@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aloft_core::ExecutionId;
 use aloft_eventlog::{partition_for_key, LogBackend, Topics};
-use aloft_notifier::sinks::SmtpSink;
+use aloft_testkit::SmtpSink;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ pub async fn run(
                 name: format!("fail-{index}"),
             };
             let at = now_millis();
-            let (key, envelopes) = aloft_notifier::sinks::failed_execution_records(&id, &rules, at)?;
+            let (key, envelopes) = aloft_testkit::failed_execution_records(&id, &rules, at)?;
             finished_at.insert(id.name.clone(), at);
             let batch = batches.entry(partition_for_key(&key, partitions)).or_default();
             batch.extend(envelopes.into_iter().map(|bytes| (key.clone(), bytes)));
