@@ -1,4 +1,4 @@
-use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use aloft_runtime::{shutdown_on_signals, BackendArgs};
 use clap::Parser;
 
 /// Aloft admin: the public gRPC API and the read models.
@@ -30,7 +30,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = aloft_telemetry::config::parse();
+    let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-admin", "info");
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();

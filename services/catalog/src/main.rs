@@ -1,4 +1,4 @@
-use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use aloft_runtime::{shutdown_on_signals, BackendArgs};
 use clap::Parser;
 
 /// Aloft catalog: memoized task results and artifact lineage, fed by aloft.executions.
@@ -17,7 +17,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = aloft_telemetry::config::parse();
+    let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-catalog", "info");
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();

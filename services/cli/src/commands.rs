@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 fleet.catalog_endpoint(),
                 cli.data_dir.display()
             );
-            fleet.run_until(aloft_telemetry::shutdown_on_signals()).await?;
+            fleet.run_until(aloft_runtime::shutdown_on_signals()).await?;
             return Ok(0);
         }
         Command::Admin {

@@ -129,7 +129,7 @@ impl Fleet {
         for index in 0..config.propellers.max(1) {
             let options = aloft_propeller::PropellerOptions {
                 topics: config.topics.clone(),
-                member_id: format!("{}-propeller-{index}", aloft_telemetry::default_member_id()),
+                member_id: format!("{}-propeller-{index}", aloft_runtime::default_member_id()),
                 work_dir: config.work_dir.clone(),
                 catalog: Some(Arc::clone(&catalog)),
                 memo: aloft_propeller::memo::MemoOptions::default(),
@@ -154,7 +154,7 @@ impl Fleet {
         }
         let scheduler_options = aloft_scheduler::SchedulerOptions::new(
             config.topics.clone(),
-            format!("{}-scheduler", aloft_telemetry::default_member_id()),
+            format!("{}-scheduler", aloft_runtime::default_member_id()),
         );
         let clock = Arc::new(aloft_scheduler::clock::SystemClock {
             interval: std::time::Duration::from_millis(500),

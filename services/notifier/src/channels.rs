@@ -114,7 +114,7 @@ impl Channels {
     pub async fn send(&self, delivery: &PendingDelivery) -> SendOutcome {
         match delivery.rule.channel() {
             Some(ChannelRef::Slack(slack)) => {
-                let url = match aloft_telemetry::secrets::resolve(&slack.webhook_url) {
+                let url = match aloft_runtime::secrets::resolve(&slack.webhook_url) {
                     Ok(url) => url,
                     Err(reason) => return SendOutcome::Permanent(reason),
                 };
@@ -122,7 +122,7 @@ impl Channels {
                 self.post(&url, body.to_string(), &[]).await
             }
             Some(ChannelRef::Webhook(webhook)) => {
-                let key = match aloft_telemetry::secrets::resolve(&webhook.secret) {
+                let key = match aloft_runtime::secrets::resolve(&webhook.secret) {
                     Ok(key) => key,
                     Err(reason) => return SendOutcome::Permanent(reason),
                 };
@@ -237,8 +237,8 @@ impl Channels {
             .tls(tls)
             .timeout(Some(SEND_TIMEOUT));
         if let (Some(user), Some(password)) = (&server.username, &server.password) {
-            let user = aloft_telemetry::secrets::resolve(user)?;
-            let password = aloft_telemetry::secrets::resolve(password)?;
+            let user = aloft_runtime::secrets::resolve(user)?;
+            let password = aloft_runtime::secrets::resolve(password)?;
             builder = builder.credentials(Credentials::new(user, password));
         }
         let transport = builder.build();

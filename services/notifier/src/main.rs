@@ -1,7 +1,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use aloft_runtime::{shutdown_on_signals, BackendArgs};
 use clap::Parser;
 
 /// Aloft notifier: Slack, email and webhook notifications when executions end, delivered once.
@@ -41,7 +41,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = aloft_telemetry::config::parse();
+    let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-notifier", "info");
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();

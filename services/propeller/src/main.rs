@@ -1,4 +1,4 @@
-use aloft_telemetry::{shutdown_on_signals, BackendArgs};
+use aloft_runtime::{shutdown_on_signals, BackendArgs};
 use clap::Parser;
 
 /// Aloft propeller: the execution engine. Owns partitions of aloft.executions and runs task attempts.
@@ -44,7 +44,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = aloft_telemetry::config::parse();
+    let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-propeller", "info");
     let shutdown = shutdown_on_signals();
     let log = args.backend.open_log().await?;
@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let options = aloft_propeller::PropellerOptions {
         topics: args.backend.topics(),
-        member_id: args.member_id.unwrap_or_else(aloft_telemetry::default_member_id),
+        member_id: args.member_id.unwrap_or_else(aloft_runtime::default_member_id),
         work_dir: args.work_dir,
         catalog: match &args.catalog {
             Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::CatalogClient::lazy(

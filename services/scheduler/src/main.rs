@@ -1,9 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aloft_runtime::{shutdown_on_signals, BackendArgs};
 use aloft_scheduler::clock::SystemClock;
 use aloft_scheduler::{Scheduler, SchedulerOptions};
-use aloft_telemetry::{shutdown_on_signals, BackendArgs};
 use clap::Parser;
 
 /// Aloft scheduler: fires the active launch plans that have a cron or fixed-rate schedule. Run two for high
@@ -23,13 +23,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = aloft_telemetry::config::parse();
+    let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-scheduler", "info");
     let shutdown = shutdown_on_signals();
     let log = args.backend.open_log().await?;
     let options = SchedulerOptions::new(
         args.backend.topics(),
-        args.member_id.unwrap_or_else(aloft_telemetry::default_member_id),
+        args.member_id.unwrap_or_else(aloft_runtime::default_member_id),
     );
     let clock = Arc::new(SystemClock {
         interval: Duration::from_millis(500),

@@ -20,7 +20,7 @@ pub(super) fn check_rules(owner: &str, rules: &[NotificationRule]) -> ApiResult<
             })?;
         }
         for reference in rule.secret_refs() {
-            aloft_telemetry::secrets::resolve(reference).map_err(|reason| {
+            aloft_runtime::secrets::resolve(reference).map_err(|reason| {
                 invalid(format!(
                     "{owner} notification rule {}: {reason} (set it where admin and the notifier run)",
                     index + 1

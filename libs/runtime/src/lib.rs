@@ -1,0 +1,112 @@
+//! Process runtime shared by every Aloft binary: the backend flags (`--kafka-brokers`, `--data-dir`,
+//! `--database-url`, ...) with their `ALOFT_*` env vars and config files (`config`), the shutdown token driven
+//! by SIGINT/SIGTERM, member ids and secret references (`secrets`).
+//!
+//! It must not hold service logic; services receive what this builds.
+
+pub mod config;
+pub mod secrets;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aloft_eventlog::{EventLog, LogBackend, Topics};
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled on the first SIGINT/SIGTERM; a second signal exits at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        for round in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            if round == 0 {
+                tracing::info!("shutting down (signal again to exit at once)");
+                cancel.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+    token
+}
+
+/// A member id unique to this process.
+pub fn default_member_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "local".to_string()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+/// Where the event log and the read models live.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackendArgs {
+    /// A YAML file of settings, keyed by flag name (e.g. `kafka-brokers: 10.0.0.1:9092`); ALOFT_* env vars
+    /// and flags override it.
+    #[arg(long, env = "ALOFT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers (e.g. 127.0.0.1:9092). Without it the embedded log in --data-dir is used.
+    #[arg(long, env = "ALOFT_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Directory of the embedded backends (event log, SQLite database, task working dirs).
+    #[arg(long, env = "ALOFT_DATA_DIR", default_value = ".aloft")]
+    pub data_dir: PathBuf,
+    /// Read-model database: postgres://USER@HOST:PORT/DB or sqlite://PATH (default: SQLite in --data-dir).
+    #[arg(long, env = "ALOFT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Prefix of every topic and consumer group, to run several deployments on one broker.
+    #[arg(long, env = "ALOFT_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// Partitions of aloft.executions when the topic is created.
+    #[arg(long, env = "ALOFT_PARTITIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub partitions: u32,
+}
+
+impl BackendArgs {
+    pub fn log_backend(&self) -> LogBackend {
+        match &self.kafka_brokers {
+            Some(brokers) => LogBackend::Kafka {
+                brokers: brokers.clone(),
+            },
+            None => LogBackend::Embedded {
+                dir: self.data_dir.clone(),
+            },
+        }
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics::with_prefix(&self.topic_prefix)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("aloft.db").display()))
+    }
+
+    pub async fn open_log(&self) -> anyhow::Result<Arc<dyn EventLog>> {
+        let backend = self.log_backend();
+        aloft_eventlog::open(&backend, &self.topics(), self.partitions)
+            .await
+            .map_err(|error| match backend {
+                LogBackend::Kafka { brokers } => anyhow::anyhow!("--kafka-brokers {brokers}: {error}"),
+                LogBackend::Embedded { dir } => anyhow::anyhow!("--data-dir {}: {error}", dir.display()),
+            })
+    }
+}
