@@ -12,6 +12,10 @@
 //! the second a duplicate. Side effects (starting or cancelling attempts) follow the application, so they
 //! happen only after the deciding event is acknowledged. Requests from admin commute with decisions
 //! (`aloft_core::state`), so applying on acknowledgement gives the same state as replaying the log.
+//!
+//! Why this file is over 600 lines: it is the loop and the follow-ups it carries out, each a short step that
+//! joins partitions, the attempt service and the log; every part with state of its own (a partition's fold,
+//! sequencing and activation; the cache gate; snapshots; the attempts) lives in its own module.
 
 mod cache_gate;
 mod partition;
@@ -21,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aloft_core::events::{ErrorKind, ExecutionEvent};
-use aloft_core::state::{decide, EventMeta, ExecutionState};
+use aloft_core::state::{decide, EventMeta};
 use aloft_core::ExecutionId;
 use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream, StreamId};
 use futures::future::BoxFuture;
@@ -31,13 +35,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::attempts::{
-    AttemptFinished, AttemptKey, AttemptReport, AttemptToReattach, AttemptToRun, AttemptsHandle,
-};
-use crate::executor::{AttemptOutcome, AttemptRequest};
+use crate::attempts::{AttemptFinished, AttemptKey, AttemptReport, AttemptToRun, AttemptsHandle};
 use crate::metrics;
 use cache_gate::{CacheGate, LookupDone};
-use partition::{AfterEvent, PartitionRuntime};
+use partition::{attempt_request, Activation, AfterEvent, PartitionRuntime, Sequenced};
 pub use snapshots::SnapshotOptions;
 
 const READ_BATCH: usize = 1000;
@@ -421,44 +422,12 @@ impl Engine {
         }
     }
 
-    /// Folds every envelope of `record` (a propeller may append several together), saying what must follow
-    /// each.
+    /// Folds every envelope of `record` (see `PartitionRuntime::fold_record`), saying what must follow each.
     fn fold_record(&mut self, record: Record) -> Vec<AfterEvent> {
-        let partition = record.partition;
-        let Some(runtime) = self.partitions.get_mut(&partition) else {
-            return Vec::new();
-        };
-        if record.offset < runtime.next_offset {
-            return Vec::new();
+        match self.partitions.get_mut(&record.partition) {
+            Some(runtime) => runtime.fold_record(&self.member, record),
+            None => Vec::new(),
         }
-        runtime.next_offset = record.offset + 1;
-        let caught_up = record.offset + 1 >= runtime.catch_up_end;
-        let envelopes = match Envelope::decode_all(&record.payload) {
-            Ok(envelopes) => envelopes,
-            Err(error) => {
-                error!(partition, offset = record.offset, %error, "skipping an undecodable record");
-                return Vec::new();
-            }
-        };
-        let mut follow_ups = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            let Payload::Execution(event) = &envelope.payload else {
-                continue;
-            };
-            if let ExecutionEvent::ExecutionRequested { execution, .. } = event {
-                if !envelope.traceparent.is_empty() {
-                    runtime
-                        .traces
-                        .insert(execution.clone(), envelope.traceparent.clone());
-                }
-            }
-            let meta = EventMeta {
-                seq: envelope.seq,
-                writer_epoch: envelope.writer_epoch,
-            };
-            follow_ups.push(runtime.fold_event(&self.member, &meta, event, caught_up));
-        }
-        follow_ups
     }
 
     /// After our claim: attempts the log says are running but that are not handed to the attempt service
@@ -468,36 +437,12 @@ impl Engine {
         let Some(runtime) = self.partitions.get(&partition) else {
             return;
         };
-        let mut to_follow = Vec::new();
-        let mut to_decide = Vec::new();
-        let mut requests = Vec::new();
-        let mut unresolvable = Vec::new();
-        for (execution, state) in &runtime.fold.executions {
-            requests.extend(aloft_core::children::requests_to_resend(state));
-            if state.phase.is_terminal() {
-                continue;
-            }
-            to_decide.push(execution.clone());
-            for (node, attempt) in state.running_attempts() {
-                let key = AttemptKey {
-                    execution: execution.clone(),
-                    node,
-                    attempt,
-                };
-                if self.handed.contains(&key) {
-                    continue;
-                }
-                match attempt_request(state, node, attempt) {
-                    Ok(request) => to_follow.push(AttemptToReattach {
-                        partition,
-                        interruptible: state.nodes[node].is_interruptible(attempt),
-                        key,
-                        request,
-                    }),
-                    Err(_) => unresolvable.push(key),
-                }
-            }
-        }
+        let Activation {
+            requests,
+            to_follow,
+            unresolvable,
+            to_decide,
+        } = runtime.activation(partition, &self.handed);
         self.send_requests(requests);
         for attempt in to_follow {
             self.handed.insert(attempt.key.clone());
@@ -608,62 +553,15 @@ impl Engine {
         let Some(runtime) = self.partitions.get_mut(&partition) else {
             return;
         };
-        let Some(state) = runtime.fold.executions.get(execution) else {
-            return;
-        };
-        let first_seq = runtime
-            .pending
-            .get(execution)
-            .copied()
-            .unwrap_or(0)
-            .max(state.last_seq)
-            + 1;
-        let epoch = runtime.fold.epoch;
-        let traceparent = runtime.trace_of(execution);
-        let stream = StreamId::Execution(execution.clone()).to_string();
-        let envelopes: Vec<Envelope> = events
-            .into_iter()
-            .zip(first_seq..)
-            .map(|(event, seq)| Envelope {
-                stream: stream.clone(),
-                seq,
-                writer_epoch: epoch,
-                occurred_at: event.occurred_at(),
-                traceparent: traceparent.clone(),
-                payload: Payload::Execution(event),
-            })
-            .collect();
-        let Some(last_seq) = envelopes.last().map(|envelope| envelope.seq) else {
-            return;
-        };
-        // As few records as hold them: a broker's cost is per record, and a 10,000-item map decides
-        // thousands of starts and results.
-        let packed = match Envelope::pack(&envelopes, RECORD_BYTES) {
-            Ok(packed) => packed,
-            Err(error) => {
-                // Nothing was appended: the state stays as it was, and the decision is made again.
-                error!(execution = %execution, %error, "cannot encode decisions; not appended");
-                return;
+        match runtime.sequence(execution, events, RECORD_BYTES) {
+            Ok(Some(Sequenced { records, decisions })) => {
+                metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
+                self.append(partition, records, decisions);
             }
-        };
-        let key = execution.partition_key();
-        let records = packed.into_iter().map(|payload| (key.clone(), payload)).collect();
-        let decisions: Vec<(EventMeta, ExecutionEvent)> = envelopes
-            .into_iter()
-            .filter_map(|envelope| match envelope.payload {
-                Payload::Execution(event) => Some((
-                    EventMeta {
-                        seq: envelope.seq,
-                        writer_epoch: envelope.writer_epoch,
-                    },
-                    event,
-                )),
-                _ => None,
-            })
-            .collect();
-        runtime.pending.insert(execution.clone(), last_seq);
-        metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
-        self.append(partition, records, decisions);
+            Ok(None) => {}
+            // Nothing was appended: the state stays as it was, and the decision is made again.
+            Err(error) => error!(execution = %execution, %error, "cannot encode decisions; not appended"),
+        }
     }
 
     /// Hands an attempt whose `AttemptStarted` is applied to the attempt service, or fails it when its
@@ -799,11 +697,8 @@ impl Engine {
         }
     }
 
-    /// What the state machine decides once attempt `results` of `execution` are folded, so that they go out
-    /// in the same record as the results (a record is appended whole or not at all, and its decisions take
-    /// effect on acknowledgement, as always): a chain's next start then costs no round trip of its own.
-    /// Decided on a copy; nothing when `execution` has appends in flight (its state is not final yet), when
-    /// it is too large to copy per result, or when a start must first ask the cache.
+    /// What the state machine decides once attempt `results` of `execution` are folded (see
+    /// `PartitionRuntime::decided_after`); nothing when a start it decides must first ask the cache.
     fn decided_after(
         &self,
         partition: u32,
@@ -813,73 +708,22 @@ impl Engine {
         let Some(runtime) = self.partitions.get(&partition) else {
             return Vec::new();
         };
-        if !runtime.active || runtime.pending.contains_key(execution) {
-            return Vec::new();
-        }
-        let Some(state) = runtime.fold.executions.get(execution) else {
-            return Vec::new();
-        };
-        if state.nodes.len() > DECIDE_WITH_RESULTS_MAX_NODES {
-            return Vec::new();
-        }
-        let mut next = state.clone();
-        for result in results {
-            next.apply(result);
-        }
-        let decisions = decide(&next, now_millis());
-        let asks_cache = |event: &ExecutionEvent| match event {
-            ExecutionEvent::AttemptStarted { node, .. } => self.cache_gate.holds_back(&next, *node),
-            _ => false,
-        };
-        if decisions.iter().any(asks_cache) {
-            return Vec::new();
-        }
-        decisions
+        runtime.decided_after(
+            execution,
+            results,
+            DECIDE_WITH_RESULTS_MAX_NODES,
+            now_millis(),
+            |state, node| self.cache_gate.holds_back(state, node),
+        )
     }
 
     /// The event that records how `finished` ended, if its execution still waits for it here.
     fn attempt_result(&mut self, finished: AttemptFinished) -> Option<(u32, ExecutionId, ExecutionEvent)> {
         self.handed.remove(&finished.key);
-        let AttemptKey {
-            execution,
-            node,
-            attempt,
-        } = finished.key;
-        let runtime = self.partitions.get(&finished.partition)?;
-        if !runtime.active {
-            return None;
-        }
-        let still_running = runtime
-            .fold
-            .executions
-            .get(&execution)
-            .and_then(|state| state.nodes.get(node))
-            .and_then(|n| n.running_attempt())
-            .is_some_and(|a| a.number == attempt);
-        if !still_running {
-            return None;
-        }
-        let at = finished.memoized.finished_at;
-        let event = match finished.memoized.outcome {
-            AttemptOutcome::Succeeded(outputs) => ExecutionEvent::AttemptSucceeded {
-                execution: execution.clone(),
-                node,
-                attempt,
-                outputs,
-                at,
-                cache: finished.memoized.cache,
-            },
-            AttemptOutcome::Failed { kind, message } => ExecutionEvent::AttemptFailed {
-                execution: execution.clone(),
-                node,
-                attempt,
-                kind,
-                message,
-                at,
-            },
-            AttemptOutcome::Cancelled => return None,
-        };
-        Some((finished.partition, execution, event))
+        let partition = finished.partition;
+        let event = self.partitions.get(&partition)?.result_event(finished)?;
+        let execution = event.execution()?.clone();
+        Some((partition, execution, event))
     }
 }
 
@@ -888,17 +732,4 @@ fn is_attempt_result(event: &ExecutionEvent) -> bool {
         event,
         ExecutionEvent::AttemptSucceeded { .. } | ExecutionEvent::AttemptFailed { .. }
     )
-}
-
-/// What an executor needs to run attempt `attempt` of `node`; an error when its inputs do not resolve.
-fn attempt_request(state: &ExecutionState, node: usize, attempt: u32) -> Result<AttemptRequest, String> {
-    let compiled = &state.workflow.nodes[node];
-    Ok(AttemptRequest {
-        execution: state.id.clone(),
-        node_id: compiled.id.clone(),
-        attempt,
-        task: compiled.task.clone(),
-        task_version: compiled.task_id.version.clone(),
-        inputs: state.node_inputs(node)?,
-    })
 }

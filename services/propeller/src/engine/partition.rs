@@ -8,11 +8,38 @@
 use std::collections::HashMap;
 
 use aloft_core::events::ExecutionEvent;
-use aloft_core::state::{AppliedEvent, EventMeta, PartitionFold};
-use aloft_core::ExecutionId;
+use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionState, PartitionFold};
+use aloft_core::{ExecutionId, StreamId};
+use aloft_eventlog::{Envelope, Payload};
 use tracing::{debug, info, warn};
 
+use std::collections::HashSet;
+
+use aloft_eventlog::Record;
+use tracing::error;
+
+use crate::attempts::{AttemptFinished, AttemptKey, AttemptToReattach};
+use crate::executor::{AttemptOutcome, AttemptRequest};
 use crate::metrics;
+
+/// What a partition whose claim was just read back must do.
+pub struct Activation {
+    /// Requests for other executions to send again (children to launch, parents to tell).
+    pub requests: Vec<ExecutionEvent>,
+    /// Attempts the log says run but that this propeller did not start: follow them if they still run.
+    pub to_follow: Vec<AttemptToReattach>,
+    /// Such attempts whose inputs no longer resolve: lost.
+    pub unresolvable: Vec<AttemptKey>,
+    /// Every live execution, to decide.
+    pub to_decide: Vec<ExecutionId>,
+}
+
+/// Decisions sequenced for appending: the records to append (packed envelopes, keyed by the execution's
+/// partition key) and the decisions to apply when the log acknowledges them.
+pub struct Sequenced {
+    pub records: Vec<(String, Vec<u8>)>,
+    pub decisions: Vec<(EventMeta, ExecutionEvent)>,
+}
 
 /// What must follow the application of one event.
 #[derive(Debug, PartialEq)]
@@ -165,4 +192,232 @@ impl PartitionRuntime {
             requests,
         }
     }
+
+    /// Sequences `events` of `execution` after everything already appended for it, under this partition's
+    /// epoch, packed into as few records of at most `record_bytes` as hold them (a broker's cost is per
+    /// record, and a 10,000-item map decides thousands of starts and results). `None`: nothing to append.
+    pub fn sequence(
+        &mut self,
+        execution: &ExecutionId,
+        events: Vec<ExecutionEvent>,
+        record_bytes: usize,
+    ) -> Result<Option<Sequenced>, aloft_eventlog::Error> {
+        let Some(state) = self.fold.executions.get(execution) else {
+            return Ok(None);
+        };
+        let first_seq = self
+            .pending
+            .get(execution)
+            .copied()
+            .unwrap_or(0)
+            .max(state.last_seq)
+            + 1;
+        let epoch = self.fold.epoch;
+        let traceparent = self.trace_of(execution);
+        let stream = StreamId::Execution(execution.clone()).to_string();
+        let envelopes: Vec<Envelope> = events
+            .into_iter()
+            .zip(first_seq..)
+            .map(|(event, seq)| Envelope {
+                stream: stream.clone(),
+                seq,
+                writer_epoch: epoch,
+                occurred_at: event.occurred_at(),
+                traceparent: traceparent.clone(),
+                payload: Payload::Execution(event),
+            })
+            .collect();
+        let Some(last_seq) = envelopes.last().map(|envelope| envelope.seq) else {
+            return Ok(None);
+        };
+        let key = execution.partition_key();
+        let records = Envelope::pack(&envelopes, record_bytes)?
+            .into_iter()
+            .map(|payload| (key.clone(), payload))
+            .collect();
+        let decisions = envelopes
+            .into_iter()
+            .filter_map(|envelope| match envelope.payload {
+                Payload::Execution(event) => Some((
+                    EventMeta {
+                        seq: envelope.seq,
+                        writer_epoch: envelope.writer_epoch,
+                    },
+                    event,
+                )),
+                _ => None,
+            })
+            .collect();
+        self.pending.insert(execution.clone(), last_seq);
+        Ok(Some(Sequenced { records, decisions }))
+    }
+
+    /// What the state machine decides once attempt `results` of `execution` are folded, so that they go out
+    /// in the same record as the results (a record is appended whole or not at all, and its decisions take
+    /// effect on acknowledgement, as always): a chain's next start then costs no round trip of its own.
+    /// Decided on a copy; nothing when `execution` has appends in flight (its state is not final yet), when
+    /// it has more than `max_nodes` nodes (a copy per result would cost more than the round trip it saves),
+    /// or when a start it decides is one the cache gate `holds_back`.
+    pub fn decided_after(
+        &self,
+        execution: &ExecutionId,
+        results: &[ExecutionEvent],
+        max_nodes: usize,
+        now: i64,
+        holds_back: impl Fn(&ExecutionState, usize) -> bool,
+    ) -> Vec<ExecutionEvent> {
+        if !self.active || self.pending.contains_key(execution) {
+            return Vec::new();
+        }
+        let Some(state) = self.fold.executions.get(execution) else {
+            return Vec::new();
+        };
+        if state.nodes.len() > max_nodes {
+            return Vec::new();
+        }
+        let mut next = state.clone();
+        for result in results {
+            next.apply(result);
+        }
+        let decisions = decide(&next, now);
+        let asks_cache = |event: &ExecutionEvent| match event {
+            ExecutionEvent::AttemptStarted { node, .. } => holds_back(&next, *node),
+            _ => false,
+        };
+        if decisions.iter().any(asks_cache) {
+            return Vec::new();
+        }
+        decisions
+    }
+
+    /// The event that records how `finished` ended, if this (active) owner's execution still waits for that
+    /// attempt; a cancelled attempt records nothing.
+    pub fn result_event(&self, finished: AttemptFinished) -> Option<ExecutionEvent> {
+        if !self.active {
+            return None;
+        }
+        let AttemptKey {
+            execution,
+            node,
+            attempt,
+        } = finished.key;
+        let still_running = self
+            .fold
+            .executions
+            .get(&execution)
+            .and_then(|state| state.nodes.get(node))
+            .and_then(|n| n.running_attempt())
+            .is_some_and(|a| a.number == attempt);
+        if !still_running {
+            return None;
+        }
+        let at = finished.memoized.finished_at;
+        match finished.memoized.outcome {
+            AttemptOutcome::Succeeded(outputs) => Some(ExecutionEvent::AttemptSucceeded {
+                execution,
+                node,
+                attempt,
+                outputs,
+                at,
+                cache: finished.memoized.cache,
+            }),
+            AttemptOutcome::Failed { kind, message } => Some(ExecutionEvent::AttemptFailed {
+                execution,
+                node,
+                attempt,
+                kind,
+                message,
+                at,
+            }),
+            AttemptOutcome::Cancelled => None,
+        }
+    }
+
+    /// Folds every envelope of `record` (a propeller may append several together), saying what must follow
+    /// each; a record already folded, or one that does not decode, is skipped.
+    pub fn fold_record(&mut self, member: &str, record: Record) -> Vec<AfterEvent> {
+        if record.offset < self.next_offset {
+            return Vec::new();
+        }
+        self.next_offset = record.offset + 1;
+        let caught_up = record.offset + 1 >= self.catch_up_end;
+        let envelopes = match Envelope::decode_all(&record.payload) {
+            Ok(envelopes) => envelopes,
+            Err(error) => {
+                error!(partition = record.partition, offset = record.offset, %error, "skipping an undecodable record");
+                return Vec::new();
+            }
+        };
+        let mut follow_ups = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let Payload::Execution(event) = &envelope.payload else {
+                continue;
+            };
+            if let ExecutionEvent::ExecutionRequested { execution, .. } = event {
+                if !envelope.traceparent.is_empty() {
+                    self.traces
+                        .insert(execution.clone(), envelope.traceparent.clone());
+                }
+            }
+            let meta = EventMeta {
+                seq: envelope.seq,
+                writer_epoch: envelope.writer_epoch,
+            };
+            follow_ups.push(self.fold_event(member, &meta, event, caught_up));
+        }
+        follow_ups
+    }
+
+    /// What to do once this owner's claim of `partition` is read back, given the attempts already `handed`
+    /// to the attempt service.
+    pub fn activation(&self, partition: u32, handed: &HashSet<AttemptKey>) -> Activation {
+        let mut activation = Activation {
+            requests: Vec::new(),
+            to_follow: Vec::new(),
+            unresolvable: Vec::new(),
+            to_decide: Vec::new(),
+        };
+        for (execution, state) in &self.fold.executions {
+            activation
+                .requests
+                .extend(aloft_core::children::requests_to_resend(state));
+            if state.phase.is_terminal() {
+                continue;
+            }
+            activation.to_decide.push(execution.clone());
+            for (node, attempt) in state.running_attempts() {
+                let key = AttemptKey {
+                    execution: execution.clone(),
+                    node,
+                    attempt,
+                };
+                if handed.contains(&key) {
+                    continue;
+                }
+                match attempt_request(state, node, attempt) {
+                    Ok(request) => activation.to_follow.push(AttemptToReattach {
+                        partition,
+                        interruptible: state.nodes[node].is_interruptible(attempt),
+                        key,
+                        request,
+                    }),
+                    Err(_) => activation.unresolvable.push(key),
+                }
+            }
+        }
+        activation
+    }
+}
+
+/// What an executor needs to run attempt `attempt` of `node`; an error when its inputs do not resolve.
+pub fn attempt_request(state: &ExecutionState, node: usize, attempt: u32) -> Result<AttemptRequest, String> {
+    let compiled = &state.workflow.nodes[node];
+    Ok(AttemptRequest {
+        execution: state.id.clone(),
+        node_id: compiled.id.clone(),
+        attempt,
+        task: compiled.task.clone(),
+        task_version: compiled.task_id.version.clone(),
+        inputs: state.node_inputs(node)?,
+    })
 }
