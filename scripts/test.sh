@@ -83,6 +83,9 @@ drop_scratch_databases
 say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"
 scripts/validate-deploy.sh
 
+say "checking that no crate's files import each other in a circle"
+python3 scripts/check_import_cycles.py
+
 say "building"
 cargo build --workspace --bins --quiet
 say "running the test suite"

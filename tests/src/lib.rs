@@ -1,5 +1,8 @@
 //! Helpers for Aloft's end-to-end tests: start the service binaries as separate processes on Kafka and
 //! Postgres, or the embedded fleet in-process, and drive them through the admin API like a user would.
+//!
+//! Over 600 lines: the one test library every end-to-end test uses (deployments, clients, waiting helpers); a
+//! test-kit crate holds the protocol peers.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! Bad input gets a clear error that names what is wrong, and stores nothing. The fleet runs in this process on
 //! Kafka and Postgres when the test backends are configured (as in CI), else on the embedded log.
+//!
+//! Over 600 lines: one test per refusal, each short, sharing one fleet setup.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 

@@ -1,6 +1,8 @@
 //! Memoization and lineage on Kafka + Postgres, with admin, propeller and catalog as separate processes.
 //! A cached task counts its real runs in a file, so "ran once" is observed, not inferred. It counts completed
 //! runs (the line is written after the work): an attempt killed mid-run is not a result computed.
+//!
+//! Over 600 lines: memoization and lineage end to end, sharing the counting task and the deployment setup.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 

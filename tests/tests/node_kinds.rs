@@ -2,6 +2,9 @@
 //! processes: a branch picks a case holding a subworkflow and skips the other, gates sleep, wait for a
 //! typed signal sent with `aloft signal` and for an approval given with `aloft approve`; a gate times out;
 //! and bad signals, approvals and specs are refused with what is wrong, changing nothing.
+//!
+//! Over 600 lines: one deployment per node kind, with the helpers they share; splitting by node kind would
+//! repeat the setup.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 

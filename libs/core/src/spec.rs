@@ -2,6 +2,9 @@
 //!
 //! A spec file holds one or more documents, each tagged with `kind`. Versions left out are filled in with a
 //! hash of the content, so registering the same content twice is idempotent.
+//!
+//! Over 600 lines: every entity's spec type with its validation, kept together so the shape users write in
+//! YAML is defined in one place.
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@ use aloft_core::{ExecutionEvent, RegistryEvent, ScheduleEvent};
 use aloft_proto::v1 as wire;
 use prost::Message;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The version of the event schema this build writes. Raise it with any change that an older reader
 /// would misread (a renamed or retyped field, a new required field), and keep decoding every older one: the

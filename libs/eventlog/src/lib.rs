@@ -6,6 +6,7 @@
 
 pub mod embedded;
 pub mod envelope;
+mod error;
 pub mod kafka;
 
 use std::path::PathBuf;
@@ -17,39 +18,7 @@ use futures::future::BoxFuture;
 /// Stream ids are core vocabulary; re-exported for the writers of envelopes.
 pub use aloft_core::StreamId;
 pub use envelope::{Envelope, Payload, SCHEMA_VERSION};
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("event log io error at {path}: {source}")]
-    Io { path: String, source: std::io::Error },
-    #[error("kafka: {0}")]
-    Kafka(String),
-    #[error("unknown topic {0:?}; it must be created before use")]
-    UnknownTopic(String),
-    #[error("topic {topic:?} has no partition {partition}")]
-    UnknownPartition { topic: String, partition: u32 },
-    #[error("data directory {0} is in use by another aloft process")]
-    InUse(String),
-    #[error("cannot decode event envelope: {0}")]
-    Decode(String),
-    #[error("cannot encode event envelope: {0}")]
-    Encode(String),
-    #[error("the event log was closed")]
-    Closed,
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl aloft_proto::status::ServiceError for Error {
-    fn error_code(&self) -> aloft_proto::status::ErrorCode {
-        use aloft_proto::status::ErrorCode;
-        match self {
-            Error::Io { .. } | Error::Kafka(_) | Error::InUse(_) | Error::Closed => ErrorCode::Unavailable,
-            Error::UnknownTopic(_) | Error::UnknownPartition { .. } => ErrorCode::FailedPrecondition,
-            Error::Decode(_) | Error::Encode(_) => ErrorCode::Internal,
-        }
-    }
-}
+pub use error::{Error, Result};
 
 /// One record read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

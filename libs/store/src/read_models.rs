@@ -1,5 +1,8 @@
 //! Admin's read models of `aloft.executions` (executions, node executions, task attempts, history), applied
 //! inside the projector's transaction.
+//!
+//! Over 600 lines: the SQL projection of execution events, which issue 16 section 3 replaces by writing the
+//! transitions core's `apply` reports (not done yet).
 
 use aloft_core::events::ExecutionEvent;
 use aloft_core::state::{AppliedEvent, NodePhase};

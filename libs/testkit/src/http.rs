@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{accept_until, now_millis};
+use crate::net::{accept_until, now_millis};
 
 /// One request the HTTP sink received.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{accept_until, now_millis};
+use crate::net::{accept_until, now_millis};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMail {

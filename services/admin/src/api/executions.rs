@@ -576,3 +576,29 @@ impl AdminApi {
         Ok(wire::ExecutionHistory { events })
     }
 }
+
+impl AdminApi {
+    /// Launches what `request` names (the RPC's span gives `traceparent`, the execution's trace).
+    pub(super) async fn create_execution_rpc(
+        &self,
+        request: wire::CreateExecutionRequest,
+        traceparent: String,
+    ) -> ApiResult<wire::CreateExecutionResponse> {
+        self.check_rate_limit(&request.project, &request.domain).await?;
+        self.require_domain(&request.project, &request.domain).await?;
+        let id = self
+            .new_execution_id(&request.project, &request.domain, &request.name)
+            .await?;
+        let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
+        let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
+        let notifications = notifications::execution_override(&request)?;
+        let options = LaunchOptions {
+            overwrite_cache: request.overwrite_cache,
+            notifications,
+            recovery: None,
+            traceparent,
+        };
+        self.request_execution(id, workflow, inputs, launch_plan, options)
+            .await
+    }
+}

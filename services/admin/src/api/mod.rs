@@ -33,8 +33,6 @@ mod quotas;
 mod registry;
 mod signals;
 
-use executions::merge_inputs;
-
 pub struct AdminApi {
     pub store: Store,
     pub log: Arc<dyn EventLog>,
@@ -372,25 +370,7 @@ impl AdminService for AdminApi {
         let span = launch_span("admin.CreateExecution", &request);
         let traceparent = span.traceparent().to_string();
         let request = request.into_inner();
-        let result = async {
-            self.check_rate_limit(&request.project, &request.domain).await?;
-            self.require_domain(&request.project, &request.domain).await?;
-            let id = self
-                .new_execution_id(&request.project, &request.domain, &request.name)
-                .await?;
-            let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
-            let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
-            let notifications = notifications::execution_override(&request)?;
-            let options = executions::LaunchOptions {
-                overwrite_cache: request.overwrite_cache,
-                notifications,
-                recovery: None,
-                traceparent,
-            };
-            self.request_execution(id, workflow, inputs, launch_plan, options)
-                .await
-        }
-        .await;
+        let result = self.create_execution_rpc(request, traceparent).await;
         traced_status(span, result)
     }
 

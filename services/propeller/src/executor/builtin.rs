@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{kind_of, system_error, AttemptOutcome, AttemptRequest, TaskExecutor};
+use super::attempt::{kind_of, system_error, AttemptOutcome, AttemptRequest, TaskExecutor};
 
 /// One of the built-in task kinds.
 #[derive(Debug, Clone, Copy)]

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::{
+use super::attempt::{
     kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, ExecutorError, TaskExecutor,
 };
 
