@@ -39,32 +39,7 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Run a launch plan, workflow or task by name, or register a spec file and run its last workflow.
-    Run {
-        /// A spec file, or the name of a launch plan, workflow or task (looked up in that order).
-        target: String,
-        /// An input as NAME=VALUE, parsed by the input's declared type (lists, maps, structs as JSON).
-        #[arg(short = 'i', long = "input", value_parser = parse_key_value)]
-        inputs: Vec<(String, String)>,
-        /// Execution name (generated when left out).
-        #[arg(long)]
-        name: Option<String>,
-        /// Version of the named target (default: latest).
-        #[arg(long)]
-        version: Option<String>,
-        /// Wait for the execution to finish, showing progress (always on for the embedded fleet).
-        #[arg(long)]
-        wait: bool,
-        /// Run cached tasks even when a result is stored, and replace the stored result.
-        #[arg(long)]
-        overwrite_cache: bool,
-        /// Notification rules (a YAML or JSON list) for this execution instead of the launch plan's and
-        /// the project's.
-        #[arg(long, value_name = "FILE")]
-        notify_file: Option<PathBuf>,
-        /// Send no notifications for this execution.
-        #[arg(long, conflicts_with = "notify_file")]
-        no_notify: bool,
-    },
+    Run(RunArgs),
     /// Show an execution (default), task, workflow or launch plan.
     Get {
         /// `execution`, `task`, `workflow` or `launchplan`, then the name; or just an execution name.
@@ -184,6 +159,35 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_DEV_CATALOG_ADDRESS)]
         catalog_listen: SocketAddr,
     },
+}
+
+/// What `aloft run` runs, and how.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// A spec file, or the name of a launch plan, workflow or task (looked up in that order).
+    pub target: String,
+    /// An input as NAME=VALUE, parsed by the input's declared type (lists, maps, structs as JSON).
+    #[arg(short = 'i', long = "input", value_parser = parse_key_value)]
+    pub inputs: Vec<(String, String)>,
+    /// Execution name (generated when left out).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Version of the named target (default: latest).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Wait for the execution to finish, showing progress (always on for the embedded fleet).
+    #[arg(long)]
+    pub wait: bool,
+    /// Run cached tasks even when a result is stored, and replace the stored result.
+    #[arg(long)]
+    pub overwrite_cache: bool,
+    /// Notification rules (a YAML or JSON list) for this execution instead of the launch plan's and
+    /// the project's.
+    #[arg(long, value_name = "FILE")]
+    pub notify_file: Option<PathBuf>,
+    /// Send no notifications for this execution.
+    #[arg(long, conflicts_with = "notify_file")]
+    pub no_notify: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,0 +1,23 @@
+//! `aloft dev`: the whole fleet in this process on the embedded backends.
+
+use crate::args::*;
+use crate::fleet::{Fleet, FleetConfig};
+
+pub(super) async fn run(
+    cli: &Cli,
+    listen: &std::net::SocketAddr,
+    catalog_listen: &std::net::SocketAddr,
+) -> anyhow::Result<i32> {
+    let mut config = FleetConfig::embedded(&cli.data_dir, *listen);
+    config.bootstrap_project = Some(cli.project.clone());
+    config.catalog_listen = *catalog_listen;
+    let fleet = Fleet::start(config).await?;
+    eprintln!(
+        "aloft dev: API on {}, catalog on {}, data in {}; Ctrl-C to stop",
+        fleet.endpoint(),
+        fleet.catalog_endpoint(),
+        cli.data_dir.display()
+    );
+    fleet.run_until(aloft_runtime::shutdown_on_signals()).await?;
+    Ok(0)
+}

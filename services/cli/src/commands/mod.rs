@@ -1,0 +1,92 @@
+//! What each `aloft` command does, one file per command: operator commands (`admin`, `dev`) work on the
+//! backends directly; the others talk to admin (and the catalog) through their gRPC APIs, in-process or
+//! remote alike. This file only dispatches; `shared` holds what several commands use.
+
+mod admin;
+mod approve;
+mod catalog;
+mod dev;
+mod get;
+mod history;
+mod launchplan;
+mod list;
+mod project;
+mod quota;
+mod recover;
+mod register;
+mod relaunch;
+mod run;
+mod schedules;
+mod shared;
+mod signal;
+mod terminate;
+
+use crate::args::*;
+use crate::client::{AdminClient, Connection};
+
+/// Runs one parsed command line; the exit code is 0 on success, 1 when an awaited execution did not
+/// succeed.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Dev {
+            listen,
+            catalog_listen,
+        } => return dev::run(&cli, listen, catalog_listen).await,
+        Command::Admin { command } => return admin::run(&cli, command).await,
+        _ => {}
+    }
+    let mut connection = Connection::open(
+        cli.admin.as_deref(),
+        cli.catalog.as_deref(),
+        &cli.data_dir,
+        &cli.project,
+    )
+    .await?;
+    let embedded = connection.embedded.is_some();
+    let result = match &cli.command {
+        Command::Lineage { .. } | Command::Cache { .. } => {
+            catalog::run(&cli, connection.catalog_url.as_deref()).await
+        }
+        _ => run_command(&cli, &mut connection.client, embedded).await,
+    };
+    connection.close().await?;
+    result
+}
+
+async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> anyhow::Result<i32> {
+    match &cli.command {
+        Command::Register { files } => register::run(cli, client, embedded, files).await,
+        Command::Run(args) => run::run(cli, client, embedded, args).await,
+        Command::Get { args, version } => get::run(cli, client, embedded, args, version).await,
+        Command::List { what, limit } => list::run(cli, client, embedded, what, limit).await,
+        Command::History { execution, json } => history::run(cli, client, embedded, execution, json).await,
+        Command::Terminate { execution, reason } => {
+            terminate::run(cli, client, embedded, execution, reason).await
+        }
+        Command::Signal {
+            execution,
+            signal,
+            value,
+        } => signal::run(cli, client, embedded, execution, signal, value).await,
+        Command::Approve { execution, node } => approve::run(cli, client, embedded, execution, node).await,
+        Command::Notify { command } => crate::notify::run(cli, client, command).await,
+        Command::Project { command } => project::run(cli, client, embedded, command).await,
+        Command::Relaunch {
+            execution,
+            inputs,
+            name,
+            wait,
+        } => relaunch::run(cli, client, embedded, execution, inputs, name, wait).await,
+        Command::Recover {
+            execution,
+            name,
+            wait,
+        } => recover::run(cli, client, embedded, execution, name, wait).await,
+        Command::Launchplan { command } => launchplan::run(cli, client, embedded, command).await,
+        Command::Schedules => schedules::run(cli, client, embedded).await,
+        Command::Quota { command } => quota::run(cli, client, command).await,
+        Command::Dev { .. } | Command::Admin { .. } | Command::Lineage { .. } | Command::Cache { .. } => {
+            Ok(0)
+        }
+    }
+}
