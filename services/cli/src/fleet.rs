@@ -77,8 +77,12 @@ impl FleetConfig {
 pub struct Fleet {
     pub address: SocketAddr,
     pub catalog_address: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    /// Stops the APIs (admin, catalog): first, so no new write arrives while the rest drains.
+    api_shutdown: CancellationToken,
+    /// Stops the log's consumers (propellers, scheduler, notifier): after the APIs.
+    consumer_shutdown: CancellationToken,
+    api_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    consumer_tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Fleet {
@@ -108,48 +112,44 @@ impl Fleet {
         let notifier_store = aloft_store::Store::connect(&config.notifier_database_url)
             .await
             .map_err(|e| anyhow::anyhow!("notifier database {}: {e}", config.notifier_database_url))?;
-        let shutdown = CancellationToken::new();
-        let mut tasks = Vec::new();
+        let (api_shutdown, consumer_shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let (mut api_tasks, mut tasks) = (Vec::new(), Vec::new());
         tasks.push(tokio::spawn(aloft_notifier::run(
             aloft_notifier::NotifierOptions::new(config.topics.clone()),
             notifier_store,
             Arc::clone(&log),
-            shutdown.child_token(),
+            consumer_shutdown.clone(),
         )));
-        tasks.push(tokio::spawn(aloft_catalog::run(
+        api_tasks.push(tokio::spawn(aloft_catalog::run(
             aloft_catalog::CatalogOptions::new(config.topics.clone()),
             catalog_store,
             Arc::clone(&log),
             catalog_listener,
-            shutdown.child_token(),
+            api_shutdown.clone(),
         )));
         // One process: its propellers share one set of pools.
         let pools: Arc<dyn aloft_fairq::pools::ResourcePools> =
             Arc::new(aloft_fairq::pools::InProcessPools::default());
         for index in 0..config.propellers.max(1) {
-            let options = aloft_propeller::PropellerOptions {
-                topics: config.topics.clone(),
-                member_id: format!("{}-propeller-{index}", aloft_runtime::default_member_id()),
-                work_dir: config.work_dir.clone(),
-                catalog: Some(Arc::clone(&catalog)),
-                memo: aloft_propeller::memo::MemoOptions::default(),
-                max_running_attempts: None,
-                pools: Arc::clone(&pools),
-                pool_lease: std::time::Duration::from_secs(30),
-                snapshots: match config.snapshot_interval {
-                    Some(interval) => Some(aloft_propeller::engine::SnapshotOptions {
-                        store: aloft_store::Store::connect(&config.database_url)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("snapshot database {}: {e}", config.database_url))?,
-                        interval,
-                    }),
-                    None => None,
-                },
-            };
+            let mut options = aloft_propeller::PropellerOptions::new(
+                config.topics.clone(),
+                format!("{}-propeller-{index}", aloft_runtime::default_member_id()),
+                config.work_dir.clone(),
+            );
+            options.catalog = Some(Arc::clone(&catalog));
+            options.pools = Arc::clone(&pools);
+            if let Some(interval) = config.snapshot_interval {
+                options.snapshots = Some(aloft_propeller::engine::SnapshotOptions {
+                    store: aloft_store::Store::connect(&config.database_url)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("snapshot database {}: {e}", config.database_url))?,
+                    interval,
+                });
+            }
             tasks.push(tokio::spawn(aloft_propeller::run(
                 options,
                 Arc::clone(&log),
-                shutdown.child_token(),
+                consumer_shutdown.clone(),
             )));
         }
         let scheduler_options = aloft_scheduler::SchedulerOptions::new(
@@ -161,21 +161,23 @@ impl Fleet {
         });
         let (scheduler, _progress) =
             aloft_scheduler::Scheduler::new(scheduler_options, Arc::clone(&log), clock);
-        tasks.push(tokio::spawn(scheduler.run(shutdown.child_token())));
+        tasks.push(tokio::spawn(scheduler.run(consumer_shutdown.clone())));
         let mut admin_options = aloft_admin::AdminOptions::new(config.topics.clone());
         admin_options.bootstrap_project = config.bootstrap_project.clone();
-        tasks.push(tokio::spawn(aloft_admin::run(
+        api_tasks.push(tokio::spawn(aloft_admin::run(
             admin_options,
             store,
             log,
             listener,
-            shutdown.child_token(),
+            api_shutdown.clone(),
         )));
         Ok(Fleet {
             address,
             catalog_address,
-            shutdown,
-            tasks,
+            api_shutdown,
+            consumer_shutdown,
+            api_tasks,
+            consumer_tasks: tasks,
         })
     }
 
@@ -187,36 +189,57 @@ impl Fleet {
         format!("http://{}", self.catalog_address)
     }
 
-    /// Stops the API first, then the propellers, and reports the first failure of any component.
+    /// Stops the APIs first (admin answers what it accepted, then its projector commits), then the log's
+    /// consumers (propellers drain, the notifier flushes its outbox), then flushes traces; reports the first
+    /// failure of any component.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        let mut first_error = None;
-        for task in self.tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    first_error.get_or_insert(error);
-                }
-                Err(join_error) => {
-                    first_error.get_or_insert(anyhow::anyhow!("fleet task panicked: {join_error}"));
-                }
-            }
+        self.api_shutdown.cancel();
+        let mut first_error = join_all(self.api_tasks).await;
+        self.consumer_shutdown.cancel();
+        if let Some(error) = join_all(self.consumer_tasks).await {
+            first_error.get_or_insert(error);
         }
+        aloft_telemetry::trace::flush();
         first_error.map_or(Ok(()), Err)
     }
 
     /// Waits until a component stops on its own (an error) or `shutdown` is cancelled.
     pub async fn run_until(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tokio::select! {
-            _ = shutdown.cancelled() => self.stop().await,
-            (finished, _, _) = futures::future::select_all(self.tasks.iter_mut()) => {
-                self.shutdown.cancel();
-                match finished {
-                    Ok(Ok(())) => Err(anyhow::anyhow!("a fleet component stopped unexpectedly")),
-                    Ok(Err(error)) => Err(error),
-                    Err(join_error) => Err(anyhow::anyhow!("fleet task panicked: {join_error}")),
-                }
+        let stopped = {
+            let running = self.api_tasks.iter_mut().chain(self.consumer_tasks.iter_mut());
+            tokio::select! {
+                _ = shutdown.cancelled() => None,
+                (finished, _, _) = futures::future::select_all(running) => Some(match finished {
+                    Ok(Ok(())) => anyhow::anyhow!("a fleet component stopped unexpectedly"),
+                    Ok(Err(error)) => error,
+                    Err(join_error) => anyhow::anyhow!("fleet task panicked: {join_error}"),
+                }),
+            }
+        };
+        match stopped {
+            None => self.stop().await,
+            Some(error) => {
+                self.api_shutdown.cancel();
+                self.consumer_shutdown.cancel();
+                Err(error)
             }
         }
     }
+}
+
+/// Awaits every task; the first failure, if any.
+async fn join_all(tasks: Vec<JoinHandle<anyhow::Result<()>>>) -> Option<anyhow::Error> {
+    let mut first_error = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                first_error.get_or_insert(error);
+            }
+            Err(join_error) => {
+                first_error.get_or_insert(anyhow::anyhow!("fleet task panicked: {join_error}"));
+            }
+        }
+    }
+    first_error
 }

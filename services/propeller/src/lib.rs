@@ -45,6 +45,27 @@ pub struct PropellerOptions {
     pub snapshots: Option<engine::SnapshotOptions>,
 }
 
+impl PropellerOptions {
+    /// A propeller with the production defaults (the ones `aloft-propeller`'s flags default to): no catalog,
+    /// no limit on running attempts, pools of this process, 30 s leases, no snapshots.
+    pub fn new(topics: Topics, member_id: String, work_dir: PathBuf) -> PropellerOptions {
+        PropellerOptions {
+            topics,
+            member_id,
+            work_dir,
+            catalog: None,
+            memo: memo::MemoOptions::default(),
+            max_running_attempts: None,
+            pools: Arc::new(aloft_fairq::pools::InProcessPools::default()),
+            pool_lease: DEFAULT_POOL_LEASE,
+            snapshots: None,
+        }
+    }
+}
+
+/// How long resource-pool tokens stay held without renewal (`--pool-lease-ms`).
+pub const DEFAULT_POOL_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs one propeller on `log` until `shutdown` is cancelled.
 pub async fn run(
     options: PropellerOptions,

@@ -4,7 +4,6 @@ use aloft_proto::v1 as wire;
 
 use crate::args::*;
 use crate::client::AdminClient;
-use crate::render;
 
 use super::shared::*;
 
@@ -31,14 +30,5 @@ pub(super) async fn run(
         "started execution {}/{}/{} (relaunch of {execution})",
         id.project, id.domain, id.name
     );
-    if !(*wait || embedded) {
-        return Ok(0);
-    }
-    let finished = follow(client, &id).await?;
-    render::print_execution(&finished);
-    Ok(if finished.phase == wire::ExecutionPhase::Succeeded as i32 {
-        0
-    } else {
-        1
-    })
+    finish(client, &id, *wait || embedded).await
 }

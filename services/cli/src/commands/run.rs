@@ -7,7 +7,6 @@ use aloft_proto::v1 as wire;
 
 use crate::args::*;
 use crate::client::AdminClient;
-use crate::render;
 
 use super::shared::*;
 
@@ -82,14 +81,5 @@ pub(super) async fn run(
         "started execution {}/{}/{} of {kind} {}@{}",
         execution.project, execution.domain, execution.name, id.name, id.version
     );
-    if !(*wait || embedded) {
-        return Ok(0);
-    }
-    let finished = follow(client, &execution).await?;
-    render::print_execution(&finished);
-    Ok(if finished.phase == wire::ExecutionPhase::Succeeded as i32 {
-        0
-    } else {
-        1
-    })
+    finish(client, &execution, *wait || embedded).await
 }

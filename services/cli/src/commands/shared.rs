@@ -142,3 +142,22 @@ pub(super) fn print_id_line(id: Option<&wire::Identifier>) {
         println!("{:30}  {}", id.name, id.version);
     }
 }
+
+/// After a launch: with `wait`, follows the execution to its end and prints it; the exit code is 0 unless
+/// it was awaited and did not succeed.
+pub(super) async fn finish(
+    client: &mut AdminClient,
+    execution: &wire::ExecutionIdentifier,
+    wait: bool,
+) -> anyhow::Result<i32> {
+    if !wait {
+        return Ok(0);
+    }
+    let finished = follow(client, execution).await?;
+    render::print_execution(&finished);
+    Ok(if finished.phase == wire::ExecutionPhase::Succeeded as i32 {
+        0
+    } else {
+        1
+    })
+}
