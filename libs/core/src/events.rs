@@ -35,6 +35,61 @@ pub struct ParentLink {
     pub node_id: String,
 }
 
+/// What a waiting gate waits for. The CLI and the console say it in their words (`aloft_proto::convert::
+/// describe_wait`); the event carries only the facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitingFor {
+    /// The end of its sleep (`until` on the event says when).
+    EndOfSleep,
+    /// The signal `name` (`aloft signal EXECUTION NAME VALUE`).
+    Signal { name: String },
+    /// An approval of gate node `node` (`aloft approve EXECUTION NODE`).
+    Approval { node: String },
+    /// Said in words: events of schema version 1 carried the text itself.
+    Described(String),
+}
+
+/// The typed forms as the log carries them (schema version 2 on).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum TypedWait {
+    EndOfSleep,
+    Signal { name: String },
+    Approval { node: String },
+}
+
+/// Either form: a version-1 text or a typed wait.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredWait {
+    Text(String),
+    Typed(TypedWait),
+}
+
+impl Serialize for WaitingFor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let typed = match self {
+            WaitingFor::EndOfSleep => TypedWait::EndOfSleep,
+            WaitingFor::Signal { name } => TypedWait::Signal { name: name.clone() },
+            WaitingFor::Approval { node } => TypedWait::Approval { node: node.clone() },
+            // Written back as it was read, so a version-1 event re-encodes to the same bytes.
+            WaitingFor::Described(text) => return serializer.serialize_str(text),
+        };
+        typed.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for WaitingFor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match StoredWait::deserialize(deserializer)? {
+            StoredWait::Text(text) => WaitingFor::Described(text),
+            StoredWait::Typed(TypedWait::EndOfSleep) => WaitingFor::EndOfSleep,
+            StoredWait::Typed(TypedWait::Signal { name }) => WaitingFor::Signal { name },
+            StoredWait::Typed(TypedWait::Approval { node }) => WaitingFor::Approval { node },
+        })
+    }
+}
+
 /// A node added to an execution at run time, as readers (the read model) need it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddedNode {
@@ -162,8 +217,8 @@ pub enum ExecutionEvent {
         node: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<i64>,
-        /// What it waits for, e.g. `signal "go"` or `approval (aloft approve ...)`.
-        waiting_for: String,
+        /// What it waits for.
+        waiting_for: WaitingFor,
         at: i64,
     },
     /// A map node's list input is ready: it adds one item node per element, at indices `first..first+items`

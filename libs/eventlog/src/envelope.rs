@@ -10,7 +10,9 @@ use crate::error::Error;
 /// The version of the event schema this build writes. Raise it with any change that an older reader
 /// would misread (a renamed or retyped field, a new required field), and keep decoding every older one: the
 /// log is the audit record, and events written today must replay in every later version.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `GateWaiting.waiting_for` is a typed `WaitingFor` (version 1 carried its text; still read).
+pub const SCHEMA_VERSION: u32 = 2;
 
 // Payloads are decoded and handled one at a time, never stored in bulk: the size gap between variants
 // costs nothing worth a box on every registry event.

@@ -3,6 +3,9 @@
 //! it; every build decodes each of them, and encoding the decoded event must give the file back, so a
 //! renamed, retyped or dropped field fails here instead of in a replay of a production log.
 //!
+//! Files are named `VARIANT.json` (the form schema version 1 wrote) or `VARIANT.vN[-LABEL].json` (a form
+//! version N writes); every one of them must keep decoding.
+//!
 //! A new variant needs a golden file: run `ALOFT_BLESS_GOLDEN=1 cargo test -p aloft-eventlog --test golden`
 //! to write the missing ones from `samples()`, review and commit them. Existing files are never rewritten:
 //! a change that cannot decode them needs a new `SCHEMA_VERSION` and a decoder for the old one.
@@ -173,9 +176,25 @@ fn samples() -> Vec<(&'static str, Json)> {
             "skipped": [4, 5], "at": 12}),
         ),
         (
+            // Schema version 1 carried what a gate waits for as text; version 2 carries it typed.
             "execution",
             json!({"event": "gate_waiting", "execution": execution(), "node": 1, "until": 1_765_000_060_000_i64,
             "waiting_for": "sleep until 2026-12-06T06:01:00Z", "at": 13}),
+        ),
+        (
+            "execution@2",
+            json!({"event": "gate_waiting", "execution": execution(), "node": 1, "until": 1_765_000_060_000_i64,
+            "waiting_for": {"kind": "end_of_sleep"}, "at": 13}),
+        ),
+        (
+            "execution@2-signal",
+            json!({"event": "gate_waiting", "execution": execution(), "node": 3,
+            "waiting_for": {"kind": "signal", "name": "approve-release"}, "at": 13}),
+        ),
+        (
+            "execution@2-approval",
+            json!({"event": "gate_waiting", "execution": execution(), "node": 4,
+            "waiting_for": {"kind": "approval", "node": "release/review"}, "at": 13}),
         ),
         (
             "execution",
@@ -281,6 +300,14 @@ fn samples() -> Vec<(&'static str, Json)> {
     ]
 }
 
+/// `FAMILY` or `FAMILY@LABEL` (another form of a variant, written as `VARIANT.vLABEL.json`).
+fn split_label(family_and_label: &str) -> (&str, Option<&str>) {
+    match family_and_label.split_once('@') {
+        Some((family, label)) => (family, Some(label)),
+        None => (family_and_label, None),
+    }
+}
+
 /// Every golden file: (family, variant from the file name, its JSON).
 fn golden_files() -> Vec<(String, String, Json)> {
     let mut files = Vec::new();
@@ -315,9 +342,10 @@ fn every_golden_event_decodes_and_encodes_back_to_the_same_json() {
     for (family, stem, json) in files {
         let payload = decode(&family, &json)
             .unwrap_or_else(|e| panic!("golden {family}/{stem}.json no longer decodes: {e}"));
+        let variant_of_file = stem.split('.').next().unwrap_or_default();
         assert_eq!(
             variant(&payload),
-            stem,
+            variant_of_file,
             "golden {family}/{stem}.json holds another event"
         );
         assert_eq!(
@@ -340,10 +368,15 @@ fn every_event_variant_has_a_golden_file() {
         .map(|(family, stem, json)| ((family, stem), json))
         .collect();
     let mut missing = Vec::new();
-    for (family, sample) in samples() {
+    for (family_and_label, sample) in samples() {
+        let (family, label) = split_label(family_and_label);
         let payload =
             decode(family, &sample).unwrap_or_else(|e| panic!("a {family} sample does not decode: {e}"));
-        let key = (family.to_string(), variant(&payload));
+        let stem = match label {
+            Some(label) => format!("{}.v{label}", variant(&payload)),
+            None => variant(&payload),
+        };
+        let key = (family.to_string(), stem);
         if present.contains_key(&key) {
             continue;
         }
@@ -362,18 +395,17 @@ fn every_event_variant_has_a_golden_file() {
     );
     // Every variant of each family has a sample: the samples cover the enums (checked by the exhaustive
     // matches below, which stop compiling when a variant is added).
-    let sampled: Vec<String> = samples()
+    let sampled: std::collections::BTreeSet<String> = samples()
         .into_iter()
-        .map(|(family, json)| format!("{family}/{}", variant(&decode(family, &json).unwrap())))
+        .map(|(family_and_label, json)| {
+            let (family, _) = split_label(family_and_label);
+            format!("{family}/{}", variant(&decode(family, &json).unwrap()))
+        })
         .collect();
     assert_eq!(
         sampled.len(),
-        EXECUTION_VARIANTS + REGISTRY_VARIANTS + SCHEDULE_VARIANTS + DELIVERY_VARIANTS
-    );
-    assert_eq!(
-        sampled.iter().collect::<std::collections::BTreeSet<_>>().len(),
-        sampled.len(),
-        "one sample per variant"
+        EXECUTION_VARIANTS + REGISTRY_VARIANTS + SCHEDULE_VARIANTS + DELIVERY_VARIANTS,
+        "a sample of every variant: {sampled:?}"
     );
     let _ = (
         execution_variant_count,

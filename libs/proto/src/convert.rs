@@ -1,6 +1,7 @@
 //! Wire <-> domain conversions. Domain -> wire is `From` (always possible); wire -> domain is `TryFrom`,
 //! validating what it reads, so junk from a peer becomes an error that names the field.
 
+use aloft_core::events::WaitingFor;
 use aloft_core::state::{ExecutionPhase, NodePhase};
 use aloft_core::{ExecutionId, Identifier};
 
@@ -103,6 +104,17 @@ impl From<NodePhase> for wire::NodePhase {
     }
 }
 
+/// What a gate of execution `execution` (its name) waits for, as API clients show it: what it waits for and
+/// the command that gives it.
+pub fn describe_wait(waiting: &WaitingFor, execution: &str) -> String {
+    match waiting {
+        WaitingFor::EndOfSleep => "the end of a sleep".to_string(),
+        WaitingFor::Signal { name } => format!("signal {name:?} (aloft signal {execution} {name} ...)"),
+        WaitingFor::Approval { node } => format!("approval (aloft approve {execution} {node})"),
+        WaitingFor::Described(text) => text.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -140,5 +152,23 @@ mod tests {
         };
         let error = ExecutionId::try_from(&bad).unwrap_err().to_string();
         assert!(error.starts_with("execution id: "), "{error}");
+    }
+
+    #[test]
+    fn a_wait_is_described_with_the_command_that_ends_it_and_an_old_text_as_it_was() {
+        let signal = WaitingFor::Signal { name: "go".into() };
+        assert_eq!(
+            describe_wait(&signal, "run-1"),
+            "signal \"go\" (aloft signal run-1 go ...)"
+        );
+        let approval = WaitingFor::Approval {
+            node: "release/review".into(),
+        };
+        assert_eq!(
+            describe_wait(&approval, "run-1"),
+            "approval (aloft approve run-1 release/review)"
+        );
+        let old = WaitingFor::Described("approval (aloft approve x y)".into());
+        assert_eq!(describe_wait(&old, "run-1"), "approval (aloft approve x y)");
     }
 }

@@ -290,7 +290,10 @@ async fn apply_execution_event(
             waiting_for,
             at,
             ..
-        } => set_node_running(conn, id, *node, waiting_for, *at).await?,
+        } => {
+            let reason = aloft_proto::convert::describe_wait(waiting_for, &id.name);
+            set_node_running(conn, id, *node, &reason, *at).await?
+        }
         ExecutionEvent::DynamicExpanded {
             node,
             first,

@@ -154,8 +154,15 @@ pub fn summarize(payload_json: &str, node_ids: &[String]) -> String {
             )
         }
         ExecutionEvent::GateWaiting {
-            node, waiting_for, ..
-        } => format!("gate {} waits for {waiting_for}", node_name(&node)),
+            execution,
+            node,
+            waiting_for,
+            ..
+        } => format!(
+            "gate {} waits for {}",
+            node_name(&node),
+            aloft_proto::convert::describe_wait(&waiting_for, &execution.name)
+        ),
         ExecutionEvent::ChildLaunched { node, child, .. } => {
             format!("node {} launched child execution {child}", node_name(&node))
         }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::compiler::{approval_signal, CompiledGate, Control};
-use crate::events::{AddedNode, ExecutionEvent};
+use crate::events::{AddedNode, ExecutionEvent, WaitingFor};
 use crate::ids::ExecutionId;
 use crate::interface::Outputs;
 use crate::phase::{ExecutionPhase, NodePhase};
@@ -311,16 +311,18 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
             },
             Some(Control::Gate(gate)) => {
                 let (until, waiting_for) = match gate {
-                    CompiledGate::Sleep { millis } => (Some(now + millis), "the end of a sleep".to_string()),
+                    CompiledGate::Sleep { millis } => (Some(now + millis), WaitingFor::EndOfSleep),
                     CompiledGate::Signal {
                         name, timeout_millis, ..
                     } => (
                         timeout_millis.map(|millis| now + millis),
-                        format!("signal {name:?} (aloft signal {} {name} ...)", execution.name),
+                        WaitingFor::Signal { name: name.clone() },
                     ),
                     CompiledGate::Approve { timeout_millis } => (
                         timeout_millis.map(|millis| now + millis),
-                        format!("approval (aloft approve {} {})", execution.name, compiled.id),
+                        WaitingFor::Approval {
+                            node: compiled.id.clone(),
+                        },
                     ),
                 };
                 decisions.push(ExecutionEvent::GateWaiting {
