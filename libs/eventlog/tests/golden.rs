@@ -407,12 +407,29 @@ fn every_event_variant_has_a_golden_file() {
         EXECUTION_VARIANTS + REGISTRY_VARIANTS + SCHEDULE_VARIANTS + DELIVERY_VARIANTS,
         "a sample of every variant: {sampled:?}"
     );
-    let _ = (
-        execution_variant_count,
-        registry_variant_count,
-        schedule_variant_count,
-        delivery_variant_count,
-    );
+    // Each family's samples cover as many variants as its enum has (the exhaustive matches below count
+    // them and stop compiling when a variant is added).
+    for family in FAMILIES {
+        let variants_sampled = sampled
+            .iter()
+            .filter(|s| s.starts_with(&format!("{family}/")))
+            .count();
+        let variants = samples()
+            .into_iter()
+            .filter(|(family_and_label, _)| split_label(family_and_label).0 == family)
+            .map(|(_, json)| match decode(family, &json).unwrap() {
+                Payload::Execution(event) => execution_variant_count(&event),
+                Payload::Registry(event) => registry_variant_count(&event),
+                Payload::Schedule(event) => schedule_variant_count(&event),
+                Payload::Delivery(event) => delivery_variant_count(&event),
+            })
+            .max()
+            .unwrap_or(0);
+        assert_eq!(
+            variants_sampled, variants,
+            "{family}: one sample of each of its {variants} variants"
+        );
+    }
 }
 
 const EXECUTION_VARIANTS: usize = 20;
