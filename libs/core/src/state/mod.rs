@@ -15,3 +15,4 @@ pub use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 pub use decide::{child_execution_id, decide, MAX_STARTS_PER_DECISION};
 pub use fencing::{admit, AppliedEvent, EventMeta, PartitionFold};
 pub use model::{AttemptState, ExecutionState, NodeState};
+pub use snapshot::SnapshotError;
