@@ -165,6 +165,22 @@ phase_from_str!(
     ]
 );
 
+phase_from_str!(
+    AttemptPhase,
+    "attempt",
+    [
+        AttemptPhase::Running,
+        AttemptPhase::Succeeded,
+        AttemptPhase::Failed,
+        AttemptPhase::Aborted,
+    ]
+);
+phase_from_str!(
+    ErrorKind,
+    "error kind",
+    [ErrorKind::User, ErrorKind::Timeout, ErrorKind::System]
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

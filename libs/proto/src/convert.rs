@@ -1,8 +1,9 @@
 //! Wire <-> domain conversions. Domain -> wire is `From` (always possible); wire -> domain is `TryFrom`,
 //! validating what it reads, so junk from a peer becomes an error that names the field.
 
+use aloft_core::cache::CacheStatus;
 use aloft_core::events::WaitingFor;
-use aloft_core::state::{ExecutionPhase, NodePhase};
+use aloft_core::state::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 use aloft_core::{ExecutionId, Identifier};
 
 use crate::v1 as wire;
@@ -104,6 +105,41 @@ impl From<NodePhase> for wire::NodePhase {
     }
 }
 
+impl From<AttemptPhase> for wire::AttemptPhase {
+    fn from(phase: AttemptPhase) -> Self {
+        match phase {
+            AttemptPhase::Running => wire::AttemptPhase::AttemptRunning,
+            AttemptPhase::Succeeded => wire::AttemptPhase::AttemptSucceeded,
+            AttemptPhase::Failed => wire::AttemptPhase::AttemptFailed,
+            AttemptPhase::Aborted => wire::AttemptPhase::AttemptAborted,
+        }
+    }
+}
+
+impl From<ErrorKind> for wire::ErrorKind {
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::User => wire::ErrorKind::User,
+            ErrorKind::Timeout => wire::ErrorKind::Timeout,
+            ErrorKind::System => wire::ErrorKind::System,
+        }
+    }
+}
+
+impl From<CacheStatus> for wire::CacheStatus {
+    fn from(status: CacheStatus) -> Self {
+        match status {
+            CacheStatus::Disabled => wire::CacheStatus::CacheDisabled,
+            CacheStatus::Miss => wire::CacheStatus::CacheMiss,
+            CacheStatus::Hit => wire::CacheStatus::CacheHit,
+            CacheStatus::Populated => wire::CacheStatus::CachePopulated,
+            CacheStatus::LookupFailure => wire::CacheStatus::CacheLookupFailure,
+            CacheStatus::PutFailure => wire::CacheStatus::CachePutFailure,
+            CacheStatus::Skipped => wire::CacheStatus::CacheSkipped,
+        }
+    }
+}
+
 /// What a gate of execution `execution` (its name) waits for, as API clients show it: what it waits for and
 /// the command that gives it.
 pub fn describe_wait(waiting: &WaitingFor, execution: &str) -> String {
@@ -170,5 +206,23 @@ mod tests {
         );
         let old = WaitingFor::Described("approval (aloft approve x y)".into());
         assert_eq!(describe_wait(&old, "run-1"), "approval (aloft approve x y)");
+    }
+
+    #[test]
+    fn attempt_phases_error_kinds_and_cache_statuses_map_to_their_wire_enums() {
+        assert_eq!(
+            wire::AttemptPhase::from(AttemptPhase::Failed),
+            wire::AttemptPhase::AttemptFailed
+        );
+        assert_eq!(
+            wire::ErrorKind::from(ErrorKind::Timeout),
+            wire::ErrorKind::Timeout
+        );
+        assert_eq!(
+            wire::CacheStatus::from(CacheStatus::LookupFailure),
+            wire::CacheStatus::CacheLookupFailure
+        );
+        assert_eq!("TIMEOUT".parse::<ErrorKind>(), Ok(ErrorKind::Timeout));
+        assert_eq!("ABORTED".parse::<AttemptPhase>(), Ok(AttemptPhase::Aborted));
     }
 }

@@ -423,19 +423,8 @@ impl AdminApi {
             .task_attempts(&id)
             .await?
             .into_iter()
-            .map(|attempt| wire::TaskAttempt {
-                node_id: attempt.node_id,
-                attempt: attempt.attempt,
-                phase: attempt.phase,
-                error_kind: attempt.error_kind,
-                error: attempt.error,
-                started_at_millis: attempt.started_at,
-                finished_at_millis: attempt.finished_at.unwrap_or(0),
-                cache_status: attempt.cache_status,
-                cache_source: attempt.cache_source,
-                interruptible: attempt.interruptible,
-            })
-            .collect();
+            .map(|attempt| attempt_to_wire(&id, attempt))
+            .collect::<ApiResult<_>>()?;
         // A node's cache status is its last attempt's.
         for node in &mut execution.nodes {
             if let Some(last) = execution
@@ -601,4 +590,47 @@ impl AdminApi {
         self.request_execution(id, workflow, inputs, launch_plan, options)
             .await
     }
+}
+
+/// An attempt as the API answers it, with the typed forms of its stored texts (empty: UNSPECIFIED; a text
+/// that is none of the values is an internal error naming the attempt, as a corrupt row).
+fn attempt_to_wire(
+    execution: &ExecutionId,
+    attempt: aloft_store::queries::AttemptRow,
+) -> ApiResult<wire::TaskAttempt> {
+    let corrupt = |what: &str, error: &dyn std::fmt::Display| {
+        ApiError::Internal(format!(
+            "execution {execution} node {} attempt {}: {what}: {error}",
+            attempt.node_id, attempt.attempt
+        ))
+    };
+    let phase: aloft_core::state::AttemptPhase = attempt.phase.parse().map_err(|e| corrupt("phase", &e))?;
+    let kind = match attempt.error_kind.as_str() {
+        "" => wire::ErrorKind::Unspecified,
+        text => text
+            .parse::<aloft_core::state::ErrorKind>()
+            .map_err(|e| corrupt("error kind", &e))?
+            .into(),
+    };
+    let cache = match attempt.cache_status.as_str() {
+        "" => wire::CacheStatus::Unspecified,
+        text => aloft_core::cache::CacheStatus::parse(text)
+            .ok_or_else(|| corrupt("cache status", &format!("{text:?} is not a cache status")))?
+            .into(),
+    };
+    Ok(wire::TaskAttempt {
+        attempt_phase: wire::AttemptPhase::from(phase) as i32,
+        kind: kind as i32,
+        cache: cache as i32,
+        node_id: attempt.node_id,
+        attempt: attempt.attempt,
+        phase: attempt.phase,
+        error_kind: attempt.error_kind,
+        error: attempt.error,
+        started_at_millis: attempt.started_at,
+        finished_at_millis: attempt.finished_at.unwrap_or(0),
+        cache_status: attempt.cache_status,
+        cache_source: attempt.cache_source,
+        interruptible: attempt.interruptible,
+    })
 }
