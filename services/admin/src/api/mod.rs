@@ -30,6 +30,7 @@ use crate::projector::Progress;
 mod executions;
 mod notifications;
 mod quotas;
+mod reads;
 mod registry;
 mod signals;
 

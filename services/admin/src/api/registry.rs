@@ -408,9 +408,6 @@ pub(super) fn launch_plan_to_wire(row: aloft_store::queries::LaunchPlanRow) -> w
 }
 
 /// RPC handlers of projects and registrations (the service trait in `mod.rs` calls them through `serve`).
-impl AdminApi {}
-
-/// RPC handlers of projects and registrations (the service trait in `mod.rs` calls them through `serve`).
 impl AdminApi {
     pub(super) async fn create_project_rpc(
         &self,

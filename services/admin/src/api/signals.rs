@@ -142,3 +142,36 @@ impl AdminApi {
         Ok(wire::ApproveExecutionResponse {})
     }
 }
+
+/// The terminate RPC (the service trait in `mod.rs` calls it through `serve`).
+impl AdminApi {
+    pub(super) async fn terminate_execution_rpc(
+        &self,
+        request: wire::TerminateExecutionRequest,
+    ) -> ApiResult<wire::TerminateExecutionResponse> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let row = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        if !matches!(row.phase.as_str(), "QUEUED" | "RUNNING") {
+            return Err(ApiError::FailedPrecondition(format!(
+                "execution {id} already finished ({})",
+                row.phase
+            )));
+        }
+        let reason = if request.reason.is_empty() {
+            "terminated by user".to_string()
+        } else {
+            request.reason
+        };
+        let event = ExecutionEvent::TerminateRequested {
+            execution: id.clone(),
+            reason,
+            requested_at: now_millis(),
+        };
+        self.append_request(&id, event).await?;
+        Ok(wire::TerminateExecutionResponse {})
+    }
+}

@@ -1,0 +1,228 @@
+//! Reading executions: one execution with its nodes and attempts, listings, data and history, as the API
+//! answers them (typed phases, error kinds and cache statuses next to their texts).
+
+use super::*;
+
+/// RPC handlers that read executions (the service trait in `mod.rs` calls them through `serve`).
+impl AdminApi {
+    pub(super) async fn get_execution_rpc(
+        &self,
+        request: wire::GetExecutionRequest,
+    ) -> ApiResult<wire::Execution> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let row = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let mut execution = execution_to_wire(row)?;
+        execution.nodes = self
+            .store
+            .node_executions(&id)
+            .await?
+            .into_iter()
+            .map(|node| {
+                Ok(wire::NodeExecution {
+                    phase: node_phase_of(&id, &node.node_id, &node.phase)? as i32,
+                    node_id: node.node_id,
+                    task: Some(wire::Identifier::from(&node.task)),
+                    attempts: node.attempts,
+                    outputs: node.outputs.as_ref().map(outputs_to_wire),
+                    error: node.error,
+                    started_at_millis: node.started_at.unwrap_or(0),
+                    finished_at_millis: node.finished_at.unwrap_or(0),
+                    cache_status: String::new(),
+                    wait_reason: node.wait_reason,
+                    child_execution: node.child_execution,
+                })
+            })
+            .collect::<ApiResult<_>>()?;
+        execution.attempts = self
+            .store
+            .task_attempts(&id)
+            .await?
+            .into_iter()
+            .map(|attempt| attempt_to_wire(&id, attempt))
+            .collect::<ApiResult<_>>()?;
+        // A node's cache status is its last attempt's.
+        for node in &mut execution.nodes {
+            if let Some(last) = execution
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| a.node_id == node.node_id)
+            {
+                node.cache_status = last.cache_status.clone();
+            }
+        }
+        Ok(execution)
+    }
+
+    pub(super) async fn list_executions_rpc(
+        &self,
+        request: wire::ListExecutionsRequest,
+    ) -> ApiResult<wire::ListExecutionsResponse> {
+        let limit = if request.limit == 0 {
+            50
+        } else {
+            request.limit.min(1000)
+        };
+        let rows = self
+            .store
+            .list_executions(&request.project, &request.domain, limit)
+            .await?;
+        Ok(wire::ListExecutionsResponse {
+            executions: rows
+                .into_iter()
+                .map(execution_to_wire)
+                .collect::<ApiResult<_>>()?,
+        })
+    }
+
+    pub(super) async fn get_execution_data_rpc(
+        &self,
+        request: wire::GetExecutionRequest,
+    ) -> ApiResult<wire::ExecutionData> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let row = self
+            .store
+            .get_execution(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let node_outputs = self
+            .store
+            .node_executions(&id)
+            .await?
+            .into_iter()
+            .filter_map(|node| {
+                node.outputs
+                    .map(|outputs| (node.node_id, outputs_to_wire(&outputs)))
+            })
+            .collect();
+        Ok(wire::ExecutionData {
+            inputs: Some(outputs_to_wire(&row.inputs)),
+            outputs: Some(outputs_to_wire(&row.outputs)),
+            node_outputs,
+        })
+    }
+
+    pub(super) async fn get_execution_history_rpc(
+        &self,
+        request: wire::GetExecutionRequest,
+    ) -> ApiResult<wire::ExecutionHistory> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        let rows = self.store.execution_history(&id).await?;
+        if rows.is_empty() {
+            return Err(ApiError::NotFound(format!("execution {id} not found")));
+        }
+        let node_ids: Vec<String> = self
+            .store
+            .node_executions(&id)
+            .await?
+            .into_iter()
+            .map(|n| n.node_id)
+            .collect();
+        let mut events: Vec<wire::HistoryEvent> = rows
+            .into_iter()
+            .map(|row| wire::HistoryEvent {
+                summary: summarize(&row.payload_json, &node_ids),
+                log_partition: row.log_partition,
+                log_offset: row.log_offset,
+                stream: row.stream,
+                seq: row.seq,
+                writer_epoch: row.writer_epoch,
+                occurred_at_millis: row.occurred_at,
+                kind: row.kind,
+                payload_json: row.payload_json,
+                topic: self.topics.executions.clone(),
+            })
+            .collect();
+        // Delivery attempts happen after the execution ended: they follow its events.
+        let deliveries = aloft_store::notifier::delivery_events_of(self.store.pool(), &id).await?;
+        events.extend(deliveries.into_iter().map(|row| wire::HistoryEvent {
+            summary: row.summary,
+            log_partition: 0,
+            log_offset: 0,
+            stream: format!("delivery/{}", row.delivery_id),
+            seq: u64::from(row.attempt),
+            writer_epoch: 0,
+            occurred_at_millis: row.occurred_at,
+            kind: row.kind,
+            payload_json: row.payload_json,
+            topic: self.topics.deliveries.clone(),
+        }));
+        Ok(wire::ExecutionHistory { events })
+    }
+}
+
+/// The execution as the API answers it; a phase the read model stored that is none of the phases is an
+/// internal error (the row is corrupt), never a silent UNSPECIFIED.
+pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> ApiResult<wire::Execution> {
+    let phase: aloft_core::state::ExecutionPhase = row
+        .phase
+        .parse()
+        .map_err(|e| ApiError::Internal(format!("execution {}: {e}", row.id)))?;
+    Ok(wire::Execution {
+        id: Some(wire::ExecutionIdentifier::from(&row.id)),
+        phase: wire::ExecutionPhase::from(phase) as i32,
+        workflow: Some(wire::Identifier::from(&row.workflow)),
+        launch_plan: row.launch_plan.as_ref().map(wire::Identifier::from),
+        inputs: Some(outputs_to_wire(&row.inputs)),
+        outputs: Some(outputs_to_wire(&row.outputs)),
+        error: row.error,
+        created_at_millis: row.created_at,
+        started_at_millis: row.started_at.unwrap_or(0),
+        finished_at_millis: row.finished_at.unwrap_or(0),
+        nodes: Vec::new(),
+        attempts: Vec::new(),
+        scheduled_at_millis: row.scheduled_at.unwrap_or(0),
+        parent: row
+            .parent
+            .as_ref()
+            .map(|(execution, _)| wire::ExecutionIdentifier::from(execution)),
+        parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
+    })
+}
+
+/// An attempt as the API answers it, with the typed forms of its stored texts (empty: UNSPECIFIED; a text
+/// that is none of the values is an internal error naming the attempt, as a corrupt row).
+fn attempt_to_wire(
+    execution: &ExecutionId,
+    attempt: aloft_store::queries::AttemptRow,
+) -> ApiResult<wire::TaskAttempt> {
+    let corrupt = |what: &str, error: &dyn std::fmt::Display| {
+        ApiError::Internal(format!(
+            "execution {execution} node {} attempt {}: {what}: {error}",
+            attempt.node_id, attempt.attempt
+        ))
+    };
+    let phase: aloft_core::state::AttemptPhase = attempt.phase.parse().map_err(|e| corrupt("phase", &e))?;
+    let kind = match attempt.error_kind.as_str() {
+        "" => wire::ErrorKind::Unspecified,
+        text => text
+            .parse::<aloft_core::state::ErrorKind>()
+            .map_err(|e| corrupt("error kind", &e))?
+            .into(),
+    };
+    let cache = match attempt.cache_status.as_str() {
+        "" => wire::CacheStatus::Unspecified,
+        text => aloft_core::cache::CacheStatus::parse(text)
+            .ok_or_else(|| corrupt("cache status", &format!("{text:?} is not a cache status")))?
+            .into(),
+    };
+    Ok(wire::TaskAttempt {
+        attempt_phase: wire::AttemptPhase::from(phase) as i32,
+        kind: kind as i32,
+        cache: cache as i32,
+        node_id: attempt.node_id,
+        attempt: attempt.attempt,
+        phase: attempt.phase,
+        error_kind: attempt.error_kind,
+        error: attempt.error,
+        started_at_millis: attempt.started_at,
+        finished_at_millis: attempt.finished_at.unwrap_or(0),
+        cache_status: attempt.cache_status,
+        cache_source: attempt.cache_source,
+        interruptible: attempt.interruptible,
+    })
+}
