@@ -196,7 +196,15 @@ fn attempt_to_wire(
             attempt.node_id, attempt.attempt
         ))
     };
-    let phase: aloft_core::state::AttemptPhase = attempt.phase.parse().map_err(|e| corrupt("phase", &e))?;
+    // The read model says WAITING_FOR_RESOURCES for a started attempt that waits for a slot (the state
+    // machine's attempt is RUNNING with a reason).
+    let phase = match attempt.phase.as_str() {
+        "WAITING_FOR_RESOURCES" => wire::AttemptPhase::AttemptWaitingForResources,
+        text => text
+            .parse::<aloft_core::state::AttemptPhase>()
+            .map_err(|e| corrupt("phase", &e))?
+            .into(),
+    };
     let kind = match attempt.error_kind.as_str() {
         "" => wire::ErrorKind::Unspecified,
         text => text
@@ -211,7 +219,7 @@ fn attempt_to_wire(
             .into(),
     };
     Ok(wire::TaskAttempt {
-        attempt_phase: wire::AttemptPhase::from(phase) as i32,
+        attempt_phase: phase as i32,
         kind: kind as i32,
         cache: cache as i32,
         node_id: attempt.node_id,
