@@ -174,11 +174,7 @@ impl AdminApi {
     ) -> ApiResult<wire::CreateExecutionResponse> {
         let source = execution_id_from_wire(request.id.as_ref())?;
         self.check_rate_limit(&source.project, &source.domain).await?;
-        let row = self
-            .store
-            .get_execution(&source)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("execution {source} not found")))?;
+        let row = self.execution_row(&source).await?;
         match row.phase.as_str() {
             "FAILED" | "ABORTED" | "TIMED_OUT" => {}
             "SUCCEEDED" => {

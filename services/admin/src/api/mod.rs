@@ -128,6 +128,14 @@ impl AdminApi {
         self.wait_projected(&self.topics.registry, position).await
     }
 
+    /// The read model's row of execution `id`, or NOT_FOUND naming it.
+    async fn execution_row(&self, id: &ExecutionId) -> ApiResult<aloft_store::queries::ExecutionRow> {
+        self.store
+            .get_execution(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))
+    }
+
     async fn require_domain(&self, project: &str, domain: &str) -> ApiResult<()> {
         validate_name("project", project).map_err(|e| invalid(e.to_string()))?;
         validate_name("domain", domain).map_err(|e| invalid(e.to_string()))?;

@@ -10,11 +10,7 @@ impl AdminApi {
         request: wire::GetExecutionRequest,
     ) -> ApiResult<wire::Execution> {
         let id = execution_id_from_wire(request.id.as_ref())?;
-        let row = self
-            .store
-            .get_execution(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let row = self.execution_row(&id).await?;
         let mut execution = execution_to_wire(row)?;
         execution.nodes = self
             .store
@@ -84,11 +80,7 @@ impl AdminApi {
         request: wire::GetExecutionRequest,
     ) -> ApiResult<wire::ExecutionData> {
         let id = execution_id_from_wire(request.id.as_ref())?;
-        let row = self
-            .store
-            .get_execution(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let row = self.execution_row(&id).await?;
         let node_outputs = self
             .store
             .node_executions(&id)

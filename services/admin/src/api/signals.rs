@@ -23,11 +23,7 @@ impl AdminApi {
 
     /// The execution, refused unless it still runs.
     async fn running_execution(&self, id: &ExecutionId) -> ApiResult<()> {
-        let row = self
-            .store
-            .get_execution(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let row = self.execution_row(id).await?;
         if !matches!(row.phase.as_str(), "QUEUED" | "RUNNING") {
             return Err(ApiError::FailedPrecondition(format!(
                 "execution {id} already finished ({}); signals and approvals go to running executions",
@@ -150,11 +146,7 @@ impl AdminApi {
         request: wire::TerminateExecutionRequest,
     ) -> ApiResult<wire::TerminateExecutionResponse> {
         let id = execution_id_from_wire(request.id.as_ref())?;
-        let row = self
-            .store
-            .get_execution(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("execution {id} not found")))?;
+        let row = self.execution_row(&id).await?;
         if !matches!(row.phase.as_str(), "QUEUED" | "RUNNING") {
             return Err(ApiError::FailedPrecondition(format!(
                 "execution {id} already finished ({})",
