@@ -50,7 +50,6 @@ def analyze(src):
         # drop #[cfg(test)] mod tests { ... } blocks crudely
         i=text.find('#[cfg(test)]\nmod tests {')
         if i>=0: text=text[:i]
-        is_dir_mod = f.endswith('mod.rs') or f.endswith('lib.rs') or f.endswith('main.rs')
         here=m.split('::') if m else []
         parent=here[:-1]
         children=set(re.findall(r'\bmod (\w+);', text))
@@ -64,7 +63,6 @@ def analyze(src):
             segs=p.split('::')
             if segs[0]=='crate': full=segs[1:]
             elif segs[0]=='super':
-                base=here[:-1] if not is_dir_mod else here[:-1]
                 # super of module m is its parent
                 full=parent+segs[1:]
             elif segs[0]=='self': full=here+segs[1:]

@@ -6,6 +6,7 @@ use aloft_core::events::{Outputs, RegistryEvent};
 use aloft_core::ids::validate_name;
 use aloft_core::ExecutionId;
 use aloft_eventlog::{Envelope, EventLog, Payload, Topics};
+use aloft_proto::status::ServiceError;
 use aloft_proto::v1 as wire;
 use aloft_proto::v1::catalog_service_server::CatalogService;
 use aloft_store::catalog::{self, CacheEntry, Eviction, Lineage, LineageError, Lookup};
@@ -24,8 +25,11 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn internal(error: impl std::fmt::Display) -> Status {
-    Status::unavailable(format!("catalog storage: {error}"))
+/// A storage failure as callers see it: the code the shared error mapping gives its kind (the database being
+/// down is UNAVAILABLE, a corrupt row INTERNAL), the message saying where it happened.
+fn internal(error: impl Into<aloft_store::Error>) -> Status {
+    let error = error.into();
+    Status::new(error.error_code().grpc(), format!("catalog storage: {error}"))
 }
 
 fn entry_to_wire(entry: &CacheEntry) -> wire::CacheEntry {
@@ -257,7 +261,9 @@ impl CatalogService for CatalogApi {
         // too makes it visible at once (whichever applies second removes nothing more).
         let stream = event.stream();
         let envelope = Envelope::unsequenced(stream.clone(), at, Payload::Registry(event));
-        let record = envelope.encode().map_err(internal)?;
+        let record = envelope
+            .encode()
+            .map_err(|error| aloft_proto::status::grpc_status(&error))?;
         self.log
             .append(&self.topics.registry, &stream, record)
             .await

@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, env = "ALOFT_REDIS_URL")]
     redis_url: Option<String>,
     /// How long pool tokens stay held without renewal (a killed propeller's come back after this).
-    #[arg(long, env = "ALOFT_POOL_LEASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(300..))]
+    #[arg(long, env = "ALOFT_POOL_LEASE_MS", default_value_t = aloft_propeller::DEFAULT_POOL_LEASE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(300..))]
     pool_lease_ms: u64,
     /// How long a serialized cached task's reservation lasts without a heartbeat (sent every third of it):
     /// when its holder dies, a waiting attempt takes over after about this long.

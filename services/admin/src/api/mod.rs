@@ -59,14 +59,6 @@ fn parse_spec<T: serde::de::DeserializeOwned>(kind: &str, spec_json: &str) -> Ap
     Ok(spec)
 }
 
-/// A node's stored phase on the wire; one that is none of the phases is an internal error (a corrupt row).
-fn node_phase_of(execution: &ExecutionId, node: &str, phase: &str) -> ApiResult<wire::NodePhase> {
-    let phase: aloft_core::state::NodePhase = phase
-        .parse()
-        .map_err(|e| ApiError::Internal(format!("execution {execution} node {node}: {e}")))?;
-    Ok(phase.into())
-}
-
 fn execution_name() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

@@ -226,3 +226,11 @@ fn attempt_to_wire(
         interruptible: attempt.interruptible,
     })
 }
+
+/// A node's stored phase on the wire; one that is none of the phases is an internal error (a corrupt row).
+fn node_phase_of(execution: &ExecutionId, node: &str, phase: &str) -> ApiResult<wire::NodePhase> {
+    let phase: aloft_core::state::NodePhase = phase
+        .parse()
+        .map_err(|e| ApiError::Internal(format!("execution {execution} node {node}: {e}")))?;
+    Ok(phase.into())
+}
