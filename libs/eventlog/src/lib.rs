@@ -15,8 +15,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
-/// Stream ids are core vocabulary; re-exported for the writers of envelopes.
-pub use aloft_core::StreamId;
 pub use envelope::{Envelope, Payload, SCHEMA_VERSION};
 pub use error::{Error, Result};
 

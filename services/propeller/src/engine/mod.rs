@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use aloft_core::events::{ErrorKind, ExecutionEvent};
 use aloft_core::state::{decide, EventMeta};
-use aloft_core::ExecutionId;
-use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream, StreamId};
+use aloft_core::{ExecutionId, StreamId};
+use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
@@ -502,11 +502,8 @@ impl Engine {
             let (log, topic) = (Arc::clone(&self.log), self.topic.clone());
             tokio::spawn(async move {
                 let key = target.partition_key();
-                // One request of each kind per target and cause: a repeat (after a take-over) is the same stream.
-                let stream = StreamId::Request {
-                    key: key.clone(),
-                    request: request.kind().to_string(),
-                };
+                // One request of each kind per target: a repeat (after a take-over) is the same stream.
+                let stream = StreamId::request(&target, request.kind());
                 let envelope = Envelope::unsequenced(
                     stream.to_string(),
                     request.occurred_at(),
@@ -630,9 +627,9 @@ impl Engine {
     /// Appends what the attempt service reports: waits and dispatches as they come, and the results of
     /// finished attempts, those of one execution together with what they decide.
     fn on_reports(&mut self, batch: Vec<AttemptReport>) {
-        // Per execution, in the order they came (executions are independent streams).
+        // Per execution, in the order they came; executions are independent streams, so their records may go
+        // out in any order.
         let mut results: HashMap<(u32, ExecutionId), Vec<ExecutionEvent>> = HashMap::new();
-        let mut order: Vec<(u32, ExecutionId)> = Vec::new();
         for report in batch {
             let (partition, execution, event) = match report {
                 AttemptReport::Finished(finished) => {
@@ -678,16 +675,9 @@ impl Engine {
                     },
                 ),
             };
-            let group = (partition, execution);
-            if !results.contains_key(&group) {
-                order.push(group.clone());
-            }
-            results.entry(group).or_default().push(event);
+            results.entry((partition, execution)).or_default().push(event);
         }
-        for (partition, execution) in order {
-            let Some(mut events) = results.remove(&(partition, execution.clone())) else {
-                continue;
-            };
+        for ((partition, execution), mut events) in results {
             // Waits and dispatches change nothing to decide; results may.
             if events.iter().any(is_attempt_result) {
                 let decided = self.decided_after(partition, &execution, &events);

@@ -18,7 +18,8 @@ use super::process::ProcessExecutor;
 /// Every executor of this propeller, by the task kind it runs.
 #[derive(Clone)]
 pub struct Executors {
-    by_kind: HashMap<&'static str, Arc<dyn TaskExecutor>>,
+    /// Shared: every running attempt holds a clone of the registry.
+    by_kind: Arc<HashMap<&'static str, Arc<dyn TaskExecutor>>>,
     process: Arc<ProcessExecutor>,
 }
 
@@ -35,7 +36,7 @@ impl Executors {
     pub fn new(work_root: PathBuf) -> Executors {
         let process = Arc::new(ProcessExecutor::new(work_root));
         let mut executors = Executors {
-            by_kind: HashMap::new(),
+            by_kind: Arc::new(HashMap::new()),
             process: Arc::clone(&process),
         };
         executors.register(process);
@@ -47,7 +48,7 @@ impl Executors {
 
     /// Runs tasks of `executor.kind()` with `executor` from now on (replacing any other for that kind).
     pub fn register(&mut self, executor: Arc<dyn TaskExecutor>) {
-        self.by_kind.insert(executor.kind(), executor);
+        Arc::make_mut(&mut self.by_kind).insert(executor.kind(), executor);
     }
 
     /// The executor that runs `task`.
