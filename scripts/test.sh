@@ -60,12 +60,45 @@ ensure_kafka() {
       || die "cargo install tansu failed (see $LOG_DIR/tansu-install.log)"
   fi
   say "starting tansu on 127.0.0.1:9092"
+  # SQLite storage, not memory://: tansu 0.6's memory engine raises a partition's high watermark before the
+  # batch is stored, so a fetch racing two producers can return the next batch and the consumer skips one
+  # record for good (seen as a request the projector never applied). SQLite assigns and stores in one step.
+  local data="$LOG_DIR/tansu-data"
+  rm -rf "$data"; mkdir -p "$data"
   tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-    --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
+    --storage-engine "sqlite://$data/tansu.db" >"$LOG_DIR/tansu.log" 2>&1 &
   BROKER_PID=$!
   wait_port 9092 tansu
 }
-cleanup() { if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi; }
+S3_PID=""
+S3_PORT="${ALOFT_TEST_S3_PORT:-9100}"
+ensure_s3() {
+  # An S3-compatible server on loopback for the blob store's conformance suite and the data-plane tests:
+  # moto's server mode, from PyPI (installs in seconds).
+  export ALOFT_TEST_S3_ENDPOINT="${ALOFT_TEST_S3_ENDPOINT:-http://127.0.0.1:$S3_PORT}"
+  export ALOFT_TEST_S3_BUCKET="${ALOFT_TEST_S3_BUCKET:-aloft-test}"
+  export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-aloft-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-aloft-test}"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  if ! port_open "$S3_PORT"; then
+    if ! command -v moto_server >/dev/null; then
+      command -v python3 >/dev/null || die "python3 is needed for the S3 test server (moto); install Python 3"
+      say "installing moto's S3 server from PyPI"
+      python3 -m pip install --quiet 'moto[server]' >"$LOG_DIR/moto-install.log" 2>&1 \
+        || die "pip install 'moto[server]' failed (see $LOG_DIR/moto-install.log)"
+    fi
+    say "starting moto's S3 server on 127.0.0.1:$S3_PORT"
+    moto_server -H 127.0.0.1 -p "$S3_PORT" >"$LOG_DIR/moto.log" 2>&1 &
+    S3_PID=$!
+    wait_port "$S3_PORT" "moto's S3 server"
+  fi
+  command -v curl >/dev/null || apt_install curl
+  curl -sf -X PUT "$ALOFT_TEST_S3_ENDPOINT/$ALOFT_TEST_S3_BUCKET" -o /dev/null \
+    || die "cannot create bucket $ALOFT_TEST_S3_BUCKET at $ALOFT_TEST_S3_ENDPOINT (see $LOG_DIR/moto.log)"
+}
+cleanup() {
+  if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi
+  if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 
 drop_scratch_databases() {
@@ -78,6 +111,7 @@ drop_scratch_databases() {
 ensure_postgres
 ensure_redis
 ensure_kafka
+ensure_s3
 drop_scratch_databases
 
 say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"

@@ -30,6 +30,24 @@ pub fn real_redis() -> Option<String> {
     url
 }
 
+/// A blob store URL on the S3-compatible server `scripts/test.sh` starts (moto), under a fresh prefix, or
+/// `None` (test skipped) unless real backends are required.
+pub fn real_s3_store() -> Option<String> {
+    let Ok(endpoint) = std::env::var("ALOFT_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_S3_ENDPOINT is required"
+        );
+        eprintln!("skipping: ALOFT_TEST_S3_ENDPOINT not set");
+        return None;
+    };
+    let bucket = std::env::var("ALOFT_TEST_S3_BUCKET").unwrap_or_else(|_| "aloft-test".into());
+    Some(format!(
+        "s3://{bucket}/e2e-{}?endpoint={endpoint}&region=us-east-1",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
 /// Kafka brokers and a Postgres base URL, or `None` (test skipped) unless real backends are required.
 pub fn real_backends() -> Option<(String, String)> {
     let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();
@@ -151,6 +169,9 @@ pub struct Deployment {
     /// Every propeller of the deployment is pointed here; start the catalog with `start_catalog`.
     pub catalog_port: u16,
     pub scratch: tempfile::TempDir,
+    /// The blob store every service of the deployment is given (`ALOFT_BLOB_STORE`); `None`: each
+    /// service's default, a directory in the shared scratch directory.
+    pub blob_store: Option<String>,
 }
 
 impl Deployment {
@@ -164,6 +185,7 @@ impl Deployment {
             admin_port: free_port(),
             catalog_port: free_port(),
             scratch: scratch_dir(),
+            blob_store: None,
         }
     }
 
@@ -184,6 +206,9 @@ impl Deployment {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(url) = &self.blob_store {
+            command.env("ALOFT_BLOB_STORE", url);
+        }
         command
     }
 

@@ -204,6 +204,7 @@ fn canonical_value(out: &mut String, value: &Value) {
             uri,
             format,
             digest: None,
+            ..
         } => {
             // Content unknown (e.g. a URI given as an input): identified by where it is.
             out.push('b');
@@ -375,6 +376,7 @@ mod tests {
                     uri: uri.into(),
                     format: "csv".into(),
                     digest: digest.map(str::to_string),
+                    size: None,
                 },
             )]
             .into_iter()

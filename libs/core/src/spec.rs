@@ -109,6 +109,76 @@ pub struct TaskSpec {
     /// non-interruptible, so interruptions alone cannot fail the node.
     #[serde(default, skip_serializing_if = "is_false")]
     pub interruptible: bool,
+    /// Secrets the task gets at attempt start, by name, as an environment variable or a file; the
+    /// propeller resolves them, and their values appear nowhere else (spec, events, logs, API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<TaskSecret>,
+}
+
+/// One secret a task needs: `{name: hf-token, env: HF_TOKEN}` or `{name: gcs-key, file: key.json}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSecret {
+    /// The secret's name in the propeller's secret source.
+    pub name: String,
+    /// The environment variable the task reads it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The file it is written to: a process task finds it as `$ALOFT_SECRETS_DIR/<file name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl TaskSecret {
+    fn validate(&self, task: &str) -> Result<(), String> {
+        validate_name("secret name", &self.name).map_err(|e| format!("task {task}: {e}"))?;
+        match (&self.env, &self.file) {
+            (Some(env), None) => {
+                let valid = env
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                    && env
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    return Err(format!(
+                        "task {task}: secret {}: env {env:?} is not an environment variable name (A-Z, 0-9, _)",
+                        self.name
+                    ));
+                }
+                if env.starts_with("ALOFT_") {
+                    return Err(format!(
+                        "task {task}: secret {}: env {env:?} is reserved (ALOFT_* carry the task's inputs)",
+                        self.name
+                    ));
+                }
+                Ok(())
+            }
+            (None, Some(file)) => {
+                let name = std::path::Path::new(file).file_name().and_then(|n| n.to_str());
+                match name {
+                    Some(name) if name != ".." && name != "." => Ok(()),
+                    _ => Err(format!(
+                        "task {task}: secret {}: file {file:?} names no file",
+                        self.name
+                    )),
+                }
+            }
+            _ => Err(format!(
+                "task {task}: secret {} needs exactly one of env or file",
+                self.name
+            )),
+        }
+    }
+
+    /// The file name a `file` secret is written under.
+    pub fn file_name(&self) -> Option<&str> {
+        self.file
+            .as_deref()
+            .and_then(|file| std::path::Path::new(file).file_name())
+            .and_then(|name| name.to_str())
+    }
 }
 
 fn is_false(value: &bool) -> bool {
@@ -141,6 +211,14 @@ impl TaskSpec {
                     "task {}: resources.pools.{pool} must be at least 1",
                     self.name
                 ));
+            }
+        }
+        let mut secret_targets = std::collections::BTreeSet::new();
+        for secret in &self.secrets {
+            secret.validate(&self.name)?;
+            let target = secret.env.as_deref().or(secret.file_name()).unwrap_or_default();
+            if !secret_targets.insert(target) {
+                return Err(format!("task {}: two secrets go to {target:?}", self.name));
             }
         }
         if let Some(timeout) = &self.timeout {

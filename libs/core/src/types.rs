@@ -121,6 +121,7 @@ impl LiteralType {
                     uri: trimmed.to_string(),
                     format: format.clone(),
                     digest: None,
+                    size: None,
                 })
             }
             LiteralType::Optional(inner) => {
@@ -275,6 +276,9 @@ pub enum Value {
         /// instead of the URI, so equal content at another place is the same input.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         digest: Option<String>,
+        /// Its size in bytes when known (outputs stored in the blob store).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     List(Vec<Value>),
     Map(BTreeMap<String, Value>),

@@ -64,6 +64,7 @@ fn task(name: &str) -> Option<TaskSpec> {
         cache: None,
         resources: None,
         interruptible: name == "spot",
+        secrets: Vec::new(),
     })
 }
 

@@ -33,6 +33,7 @@ fn sum_task(inputs: usize) -> TaskSpec {
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     }
 }
 

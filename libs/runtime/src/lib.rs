@@ -1,6 +1,6 @@
 //! Process runtime shared by every Aloft binary: the backend flags (`--kafka-brokers`, `--data-dir`,
 //! `--database-url`, ...) with their `ALOFT_*` env vars and config files (`config`), the shutdown token driven
-//! by SIGINT/SIGTERM, member ids and secret references (`secrets`).
+//! by SIGINT/SIGTERM, member ids, secret references (`secrets`) and the blob store's flag.
 //!
 //! It must not hold service logic; services receive what this builds.
 
@@ -108,5 +108,30 @@ impl BackendArgs {
                 LogBackend::Kafka { brokers } => anyhow::anyhow!("--kafka-brokers {brokers}: {error}"),
                 LogBackend::Embedded { dir } => anyhow::anyhow!("--data-dir {}: {error}", dir.display()),
             })
+    }
+}
+
+/// Where blob outputs and task logs live: the services that read or write task data take it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BlobStoreArgs {
+    /// The blob store for task data and logs: file:///DIR, s3://BUCKET/PREFIX[?endpoint=URL&region=R],
+    /// gs://BUCKET/PREFIX or az://CONTAINER/PREFIX; credentials come from each cloud's standard environment
+    /// (AWS_ACCESS_KEY_ID, ...). Every propeller and admin of a deployment must name the same one.
+    /// Default: the directory `blobs` in --data-dir, which only this machine can read.
+    #[arg(long, env = "ALOFT_BLOB_STORE")]
+    pub blob_store: Option<String>,
+}
+
+impl BlobStoreArgs {
+    /// Opens the store (the default under `data_dir`) and checks it can be written and read, so a wrong
+    /// setting stops the service at start naming it.
+    pub async fn open(&self, data_dir: &std::path::Path) -> anyhow::Result<aloft_blobstore::BlobStore> {
+        let store = match &self.blob_store {
+            Some(url) => aloft_blobstore::BlobStore::from_url(url)?,
+            None => aloft_blobstore::BlobStore::local(&data_dir.join("blobs"))?,
+        };
+        store.check().await?;
+        tracing::info!(root = store.root(), "blob store");
+        Ok(store)
     }
 }

@@ -60,6 +60,7 @@ fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     (id, spec)
 }

@@ -26,6 +26,7 @@ pub fn failed_execution_records(
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     let requested = ExecutionEvent::ExecutionRequested {
         execution: id.clone(),

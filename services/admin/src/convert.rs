@@ -51,10 +51,16 @@ pub fn value_to_wire(value: &Value) -> wire::Literal {
         Value::Boolean(b) => W::Boolean(*b),
         Value::Datetime(d) => W::Datetime(d.to_rfc3339()),
         Value::Duration { millis } => W::DurationMillis(*millis),
-        Value::Blob { uri, format, digest } => W::Blob(wire::Blob {
+        Value::Blob {
+            uri,
+            format,
+            digest,
+            size,
+        } => W::Blob(wire::Blob {
             uri: uri.clone(),
             format: format.clone(),
             digest: digest.clone().unwrap_or_default(),
+            size: size.unwrap_or_default(),
         }),
         Value::List(items) => W::List(wire::LiteralList {
             values: items.iter().map(value_to_wire).collect(),
@@ -97,6 +103,7 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
         (LiteralType::Blob { format }, W::Blob(blob)) => Value::Blob {
             uri: blob.uri.clone(),
             digest: Some(blob.digest.clone()).filter(|digest| !digest.is_empty()),
+            size: Some(blob.size).filter(|size| *size > 0),
             format: if blob.format.is_empty() {
                 format.clone()
             } else {

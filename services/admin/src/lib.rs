@@ -31,6 +31,8 @@ pub struct AdminOptions {
     pub tenant_rate_limit: Option<aloft_fairq::ratelimit::RateLimit>,
     /// Shares the rate limits between admin replicas through Redis; without it each replica counts alone.
     pub redis_url: Option<String>,
+    /// Where task logs are read from: the store the propellers write to.
+    pub blob_store: Option<aloft_blobstore::BlobStore>,
 }
 
 impl AdminOptions {
@@ -42,6 +44,7 @@ impl AdminOptions {
             ops_listen: None,
             tenant_rate_limit: None,
             redis_url: None,
+            blob_store: None,
         }
     }
 }
@@ -92,6 +95,7 @@ pub async fn run(
         progress: progress_rx,
         projection_wait: options.projection_wait,
         rate_limiter,
+        blobs: options.blob_store.clone(),
     };
     if let Some(project) = &options.bootstrap_project {
         bootstrap_project(&api, project).await?;

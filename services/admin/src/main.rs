@@ -1,4 +1,4 @@
-use aloft_runtime::{shutdown_on_signals, BackendArgs};
+use aloft_runtime::{shutdown_on_signals, BackendArgs, BlobStoreArgs};
 use clap::Parser;
 
 /// Aloft admin: the public gRPC API and the read models.
@@ -7,6 +7,8 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    blobs: BlobStoreArgs,
     /// Address of the gRPC API.
     #[arg(long, env = "ALOFT_ADMIN_LISTEN", default_value = "127.0.0.1:8089")]
     listen: std::net::SocketAddr,
@@ -53,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1))),
             });
     options.redis_url = args.redis_url;
+    options.blob_store = Some(args.blobs.open(&args.backend.data_dir).await?);
     let result = aloft_admin::run(options, store, log, listener, shutdown).await;
     // Spans still buffered go out before the process ends.
     aloft_telemetry::trace::flush();

@@ -54,6 +54,19 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// The log (stdout and stderr) of a node's attempt, from the blob store: readable after the attempt
+    /// ended, on any machine, even when its propeller died.
+    Logs {
+        execution: String,
+        /// The node's id in the workflow.
+        node: String,
+        /// The attempt's number (default: the node's latest).
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Keep printing what the attempt writes until it ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Every event of an execution, in order.
     History {
         execution: String,

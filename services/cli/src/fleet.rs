@@ -16,6 +16,8 @@ pub struct FleetConfig {
     pub topics: Topics,
     pub partitions: u32,
     pub work_dir: PathBuf,
+    /// Where blob outputs and task logs live (a `BlobStore` URL); embedded: `DATA_DIR/blobs`.
+    pub blob_store: String,
     pub listen: SocketAddr,
     /// The catalog's database (its own file on the embedded backends, so it never waits on admin's).
     pub catalog_database_url: String,
@@ -44,6 +46,7 @@ impl FleetConfig {
             topics: Topics::with_prefix(""),
             partitions: 8,
             work_dir: data_dir.join("work"),
+            blob_store: data_dir.join("blobs").display().to_string(),
             listen,
             bootstrap_project: Some("default".to_string()),
             propellers: 1,
@@ -112,6 +115,8 @@ impl Fleet {
         let notifier_store = aloft_store::Store::connect(&config.notifier_database_url)
             .await
             .map_err(|e| anyhow::anyhow!("notifier database {}: {e}", config.notifier_database_url))?;
+        let blobs = aloft_blobstore::BlobStore::from_url(&config.blob_store)?;
+        blobs.check().await?;
         let (api_shutdown, consumer_shutdown) = (CancellationToken::new(), CancellationToken::new());
         let (mut api_tasks, mut tasks) = (Vec::new(), Vec::new());
         tasks.push(tokio::spawn(aloft_notifier::run(
@@ -137,6 +142,7 @@ impl Fleet {
                 config.work_dir.clone(),
             );
             options.catalog = Some(Arc::clone(&catalog));
+            options.blob_store = Some(blobs.clone());
             options.pools = Arc::clone(&pools);
             if let Some(interval) = config.snapshot_interval {
                 options.snapshots = Some(aloft_propeller::engine::SnapshotOptions {
@@ -164,6 +170,7 @@ impl Fleet {
         tasks.push(tokio::spawn(scheduler.run(consumer_shutdown.clone())));
         let mut admin_options = aloft_admin::AdminOptions::new(config.topics.clone());
         admin_options.bootstrap_project = config.bootstrap_project.clone();
+        admin_options.blob_store = Some(blobs);
         api_tasks.push(tokio::spawn(aloft_admin::run(
             admin_options,
             store,

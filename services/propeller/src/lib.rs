@@ -30,6 +30,11 @@ pub struct PropellerOptions {
     pub member_id: String,
     /// Where process tasks get their working directories.
     pub work_dir: PathBuf,
+    /// Where blob outputs and task logs go (`--blob-store`); `None`: a local directory, `WORK_DIR/.blobs`,
+    /// which only propellers on this machine can read.
+    pub blob_store: Option<aloft_blobstore::BlobStore>,
+    /// Where task secrets are read from besides `ALOFT_SECRET_<NAME>` (`--secrets-dir`).
+    pub secrets_dir: Option<PathBuf>,
     /// The catalog that memoizes cached tasks (`http://HOST:PORT`); without it cached tasks always run
     /// and record LOOKUP_FAILURE.
     pub catalog: Option<Arc<dyn memo::Catalog>>,
@@ -53,6 +58,8 @@ impl PropellerOptions {
             topics,
             member_id,
             work_dir,
+            blob_store: None,
+            secrets_dir: None,
             catalog: None,
             memo: memo::MemoOptions::default(),
             max_running_attempts: None,
@@ -74,6 +81,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.work_dir)
         .map_err(|e| anyhow::anyhow!("cannot create work dir {}: {e}", options.work_dir.display()))?;
+    let blobs = match options.blob_store {
+        Some(blobs) => blobs,
+        None => aloft_blobstore::BlobStore::local(&options.work_dir.join(".blobs"))?,
+    };
     let (quota_tx, quota_rx) = tokio::sync::mpsc::unbounded_channel();
     let pool_limits = Arc::new(std::sync::RwLock::new(std::collections::HashMap::new()));
     let quota_reader = tokio::spawn(follow_quotas(
@@ -85,7 +96,11 @@ pub async fn run(
     ));
     let member = options.member_id;
     let (attempt_service, attempts, reports) = attempts::AttemptOptions {
-        executors: Executors::new(options.work_dir),
+        executors: Executors::new(
+            options.work_dir,
+            blobs,
+            executor::SecretSource::new(options.secrets_dir),
+        ),
         catalog: options.catalog.clone(),
         memo: options.memo,
         pools: pools::PoolAccess {

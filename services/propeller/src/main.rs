@@ -1,4 +1,4 @@
-use aloft_runtime::{shutdown_on_signals, BackendArgs};
+use aloft_runtime::{shutdown_on_signals, BackendArgs, BlobStoreArgs};
 use clap::Parser;
 
 /// Aloft propeller: the execution engine. Owns partitions of aloft.executions and runs task attempts.
@@ -7,9 +7,15 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    blobs: BlobStoreArgs,
     /// Where process tasks get their working directories.
     #[arg(long, env = "ALOFT_WORK_DIR", default_value = ".aloft/work")]
     work_dir: std::path::PathBuf,
+    /// A directory of task secrets, one file per secret named after it (a mounted Kubernetes Secret);
+    /// a secret not found there is read from ALOFT_SECRET_<NAME> in this process's environment.
+    #[arg(long, env = "ALOFT_SECRETS_DIR")]
+    secrets_dir: Option<std::path::PathBuf>,
     /// Unique name of this instance in the consumer group (default: host name + process id).
     #[arg(long, env = "ALOFT_MEMBER_ID")]
     member_id: Option<String>,
@@ -48,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     aloft_telemetry::init_tracing("aloft-propeller", "info");
     let shutdown = shutdown_on_signals();
     let log = args.backend.open_log().await?;
+    let blob_store = args.blobs.open(&args.backend.data_dir).await?;
     aloft_propeller::metrics::register();
     if let Some(address) = args.ops_listen {
         let readiness: aloft_telemetry::ops::ReadinessCheck = std::sync::Arc::new(|| {
@@ -69,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
         topics: args.backend.topics(),
         member_id: args.member_id.unwrap_or_else(aloft_runtime::default_member_id),
         work_dir: args.work_dir,
+        blob_store: Some(blob_store),
+        secrets_dir: args.secrets_dir,
         catalog: match &args.catalog {
             Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::CatalogClient::lazy(
                 url,

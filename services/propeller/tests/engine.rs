@@ -46,6 +46,7 @@ fn task(name: &str) -> Option<TaskSpec> {
         cache: None,
         resources: None,
         interruptible: name == "spot-nap",
+        secrets: Vec::new(),
     })
 }
 
@@ -207,17 +208,7 @@ fn start_propeller(
     work: &Path,
     member: &str,
 ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let options = PropellerOptions {
-        topics: topics.clone(),
-        member_id: member.into(),
-        work_dir: work.to_path_buf(),
-        catalog: None,
-        memo: Default::default(),
-        max_running_attempts: None,
-        pools: Arc::new(aloft_fairq::pools::InProcessPools::default()),
-        pool_lease: Duration::from_secs(30),
-        snapshots: None,
-    };
+    let options = PropellerOptions::new(topics.clone(), member.into(), work.to_path_buf());
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(aloft_propeller::run(options, Arc::clone(log), shutdown.clone()));
     (shutdown, handle)

@@ -40,6 +40,7 @@ fn process_task(
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     }
 }
 
@@ -58,6 +59,16 @@ fn request(task: TaskSpec, inputs: &[(&str, Value)]) -> AttemptRequest {
     }
 }
 
+/// The executors of a propeller working in `dir`, its blob store a directory there.
+fn executors_in(dir: &std::path::Path) -> Executors {
+    let blobs = aloft_blobstore::BlobStore::local(&dir.join(".blobs")).unwrap();
+    Executors::new(
+        dir.to_path_buf(),
+        blobs,
+        aloft_propeller::executor::SecretSource::default(),
+    )
+}
+
 fn uuid_like() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -68,7 +79,7 @@ fn uuid_like() -> u128 {
 #[tokio::test]
 async fn typed_inputs_arrive_as_env_and_files_and_outputs_are_parsed_by_type() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let task = process_task(
         "echo $((ALOFT_INPUT_N * 2)) > $ALOFT_OUTPUT_DIR/doubled; cat $ALOFT_INPUT_DIR/items > $ALOFT_OUTPUT_DIR/items; \
          printf 'hello' > $ALOFT_OUTPUT_DIR/report",
@@ -91,7 +102,10 @@ async fn typed_inputs_arrive_as_env_and_files_and_outputs_are_parsed_by_type() {
         outputs["items"],
         Value::List(vec![Value::Integer(1), Value::Integer(2)])
     );
-    let Value::Blob { uri, format, digest } = &outputs["report"] else {
+    let Value::Blob {
+        uri, format, digest, ..
+    } = &outputs["report"]
+    else {
         panic!("report is a blob")
     };
     assert_eq!(format, "txt");
@@ -109,7 +123,7 @@ async fn typed_inputs_arrive_as_env_and_files_and_outputs_are_parsed_by_type() {
 #[tokio::test]
 async fn a_non_zero_exit_is_a_user_error_with_the_log_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let task = process_task("echo 'bad things happened' >&2; exit 7", &[], &[], None);
     let outcome = executors.run(request(task, &[]), CancellationToken::new()).await;
     let AttemptOutcome::Failed { kind, message } = outcome else {
@@ -125,7 +139,7 @@ async fn a_non_zero_exit_is_a_user_error_with_the_log_tail() {
 #[tokio::test]
 async fn missing_or_ill_typed_outputs_are_user_errors_naming_the_output() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let missing = process_task("true", &[], &[("score", "float")], None);
     let AttemptOutcome::Failed { kind, message } = executors
         .run(request(missing, &[]), CancellationToken::new())
@@ -159,7 +173,7 @@ async fn missing_or_ill_typed_outputs_are_user_errors_naming_the_output() {
 #[tokio::test]
 async fn a_timeout_kills_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let marker = dir.path().join("survived");
     // The child of the shell would outlive a kill of the shell alone.
     let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
@@ -179,7 +193,7 @@ async fn a_timeout_kills_the_whole_process_group() {
 #[tokio::test]
 async fn cancelling_an_attempt_kills_it_and_reports_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let task = process_task("sleep 30", &[], &[], None);
     let cancel = CancellationToken::new();
     let running = tokio::spawn({
@@ -198,7 +212,7 @@ async fn cancelling_an_attempt_kills_it_and_reports_nothing() {
 #[tokio::test]
 async fn built_ins_echo_their_inputs_and_a_missing_command_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let mut echo = process_task("", &[("v", "string")], &[("v", "string")], None);
     echo.run = TaskKind::Echo;
     let outcome = executors
@@ -228,7 +242,7 @@ async fn built_ins_echo_their_inputs_and_a_missing_command_is_a_clear_error() {
 #[tokio::test]
 async fn an_attempt_that_ended_unwatched_is_re_attached_from_its_recorded_status() {
     let work = tempfile::tempdir().unwrap();
-    let executors = Executors::new(work.path().to_path_buf());
+    let executors = executors_in(work.path());
     let task = process_task("echo 5 > $ALOFT_OUTPUT_DIR/n", &[], &[("n", "integer")], None);
     let attempt = request(task.clone(), &[]);
     // Never started here: nothing to re-attach to.
@@ -264,7 +278,7 @@ async fn an_attempt_that_ended_unwatched_is_re_attached_from_its_recorded_status
 #[tokio::test]
 async fn an_attempts_log_is_read_back_by_its_id_and_a_built_in_says_it_keeps_none() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = Executors::new(dir.path().to_path_buf());
+    let executors = executors_in(dir.path());
     let task = process_task("echo to stdout; echo to stderr >&2", &[], &[], None);
     let attempt = request(task.clone(), &[]);
     let outcome = executors.run(attempt.clone(), CancellationToken::new()).await;
@@ -287,4 +301,172 @@ async fn an_attempts_log_is_read_back_by_its_id_and_a_built_in_says_it_keeps_non
         .unwrap_err()
         .to_string();
     assert!(error.contains("keeps no logs"), "{error}");
+}
+
+/// Blob outputs (a file and a directory) go to the blob store under the attempt's key with their size and
+/// digest; a later attempt gets them back in its input directory; a store URI with nothing behind it is the
+/// user's error naming the input.
+#[tokio::test]
+async fn blobs_go_through_the_store_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = executors_in(dir.path());
+    let make = process_task(
+        "printf 'abc' > $ALOFT_OUTPUT_DIR/file; mkdir -p $ALOFT_OUTPUT_DIR/tree/sub; echo x > $ALOFT_OUTPUT_DIR/tree/sub/x",
+        &[],
+        &[("file", "blob"), ("tree", "blob")],
+        None,
+    );
+    let made = request(make, &[]);
+    let AttemptOutcome::Succeeded(outputs) = executors.run(made.clone(), CancellationToken::new()).await
+    else {
+        panic!("make failed")
+    };
+    let store = format!("file://{}", dir.path().join(".blobs").display());
+    let Value::Blob {
+        uri, size, digest, ..
+    } = &outputs["file"]
+    else {
+        panic!("file is a blob")
+    };
+    assert_eq!(uri, &format!("{store}/p/d/{}/n/1/file", made.execution.name));
+    assert_eq!(*size, Some(3));
+    // sha256("abc")
+    assert_eq!(
+        digest.as_deref(),
+        Some("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+    let Value::Blob { uri: tree, size, .. } = &outputs["tree"] else {
+        panic!("tree is a blob")
+    };
+    assert!(tree.ends_with("/n/1/tree/"), "{tree}");
+    assert_eq!(*size, Some(2));
+
+    let read = process_task(
+        "cat $ALOFT_INPUT_FILE > $ALOFT_OUTPUT_DIR/text; cat $ALOFT_INPUT_TREE/sub/x > $ALOFT_OUTPUT_DIR/inner",
+        &[("file", "blob"), ("tree", "blob")],
+        &[("text", "string"), ("inner", "string")],
+        None,
+    );
+    let inputs = [
+        ("file", outputs["file"].clone()),
+        ("tree", outputs["tree"].clone()),
+    ];
+    let outcome = executors
+        .run(request(read.clone(), &inputs), CancellationToken::new())
+        .await;
+    assert_eq!(
+        outcome,
+        AttemptOutcome::Succeeded(
+            [
+                ("text".to_string(), Value::String("abc".into())),
+                ("inner".to_string(), Value::String("x".into()))
+            ]
+            .into()
+        )
+    );
+
+    let missing = Value::Blob {
+        uri: format!("{store}/p/d/gone/n/1/file"),
+        format: String::new(),
+        digest: None,
+        size: None,
+    };
+    let inputs = [("file", missing), ("tree", outputs["tree"].clone())];
+    let AttemptOutcome::Failed { kind, message } = executors
+        .run(request(read, &inputs), CancellationToken::new())
+        .await
+    else {
+        panic!("a missing input fails")
+    };
+    assert_eq!(kind, ErrorKind::User);
+    assert!(
+        message.contains("input \"file\"") && message.contains("/gone/"),
+        "{message}"
+    );
+}
+
+/// The log goes to the blob store as the attempt runs; it is all there when the attempt has ended.
+#[tokio::test]
+async fn the_log_is_shipped_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = executors_in(dir.path());
+    let attempt = request(process_task("echo one; echo two >&2", &[], &[], None), &[]);
+    let outcome = executors.run(attempt.clone(), CancellationToken::new()).await;
+    assert!(matches!(outcome, AttemptOutcome::Succeeded(_)), "{outcome:?}");
+    let blobs = aloft_blobstore::BlobStore::local(&dir.path().join(".blobs")).unwrap();
+    let prefix = aloft_propeller::executor::log_prefix(&attempt.id());
+    let chunks = blobs.read_log(&prefix, 0).await.unwrap();
+    let text: String = chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.bytes).into_owned())
+        .collect();
+    assert_eq!(text, "one\ntwo\n");
+}
+
+/// A task's secrets arrive as the variable and the file it names (and only those: the propeller's own
+/// `ALOFT_SECRET_*` variables are not inherited); the file is gone after the attempt; a missing secret is a
+/// system error naming it.
+#[tokio::test]
+async fn secrets_reach_the_task_by_env_and_file_and_missing_ones_are_named() {
+    // A secret of the propeller's own that no task names: no task may see it.
+    std::env::set_var("ALOFT_SECRET_UNRELATED", "not-yours");
+    let dir = tempfile::tempdir().unwrap();
+    let source_dir = dir.path().join("secret-source");
+    std::fs::create_dir_all(&source_dir).unwrap();
+    std::fs::write(source_dir.join("token"), "t0ken\n").unwrap();
+    std::fs::write(source_dir.join("key"), "k3y").unwrap();
+    let blobs = aloft_blobstore::BlobStore::local(&dir.path().join(".blobs")).unwrap();
+    let executors = Executors::new(
+        dir.path().to_path_buf(),
+        blobs,
+        aloft_propeller::executor::SecretSource::new(Some(source_dir)),
+    );
+    let mut task = process_task(
+        "printf %s \"$TOKEN\" > $ALOFT_OUTPUT_DIR/token; cat $ALOFT_SECRETS_DIR/key.json > $ALOFT_OUTPUT_DIR/key; \
+         env | grep -c '^ALOFT_SECRET_' > $ALOFT_OUTPUT_DIR/inherited || true",
+        &[],
+        &[("token", "string"), ("key", "string"), ("inherited", "integer")],
+        None,
+    );
+    task.secrets = vec![
+        aloft_core::spec::TaskSecret {
+            name: "token".into(),
+            env: Some("TOKEN".into()),
+            file: None,
+        },
+        aloft_core::spec::TaskSecret {
+            name: "key".into(),
+            env: None,
+            file: Some("/var/run/secrets/key.json".into()),
+        },
+    ];
+    let attempt = request(task.clone(), &[]);
+    let outcome = executors.run(attempt.clone(), CancellationToken::new()).await;
+    assert_eq!(
+        outcome,
+        AttemptOutcome::Succeeded(
+            [
+                ("token".to_string(), Value::String("t0ken".into())),
+                ("key".to_string(), Value::String("k3y".into())),
+                ("inherited".to_string(), Value::Integer(0)),
+            ]
+            .into()
+        )
+    );
+    assert!(
+        !executors.attempt_dir(&attempt).join(".secrets").exists(),
+        "secret files are removed"
+    );
+
+    task.secrets[0].name = "absent".into();
+    let AttemptOutcome::Failed { kind, message } =
+        executors.run(request(task, &[]), CancellationToken::new()).await
+    else {
+        panic!("a missing secret fails")
+    };
+    assert_eq!(kind, ErrorKind::System);
+    assert!(
+        message.contains("secret \"absent\"") && message.contains("ALOFT_SECRET_ABSENT"),
+        "{message}"
+    );
 }

@@ -57,6 +57,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     let workflow = CompiledWorkflow::for_single_task(id("job"), task);
     let event = RegistryEvent::WorkflowRegistered {

@@ -153,6 +153,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     let register = |spec_json: String| wire::RegisterRequest {
         project: project.into(),
@@ -420,6 +421,7 @@ pub async fn schedules(count: usize, minutes: u32) -> anyhow::Result<ScheduleBen
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     let now = chrono::Utc::now().timestamp_millis();
     let mut events = vec![RegistryEvent::WorkflowRegistered {

@@ -40,6 +40,7 @@ fn task(name: &str, run: TaskKind) -> TaskSpec {
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Postgres with `--kafka-brokers` / `--database-url`), running the fleet in this process as `aloft dev`
 //! does; `executions` starts `aloft-propeller` from the directory of this binary.
 
+mod blobs;
 mod cache;
 mod engine;
 mod executions;
@@ -50,6 +51,12 @@ pub struct BenchArgs {
     /// notify: the notifier's limit of messages per second to one SMTP server.
     #[arg(long, default_value_t = 500)]
     pub smtp_per_second: u32,
+    /// blobs: the blob store to measure (default: a local directory).
+    #[arg(long, env = "ALOFT_BLOB_STORE")]
+    pub blob_store: Option<String>,
+    /// blobs: the size of the blob passed around, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +81,9 @@ pub enum BenchShape {
     /// --nodes concurrent executions of noop -> sleep -> noop held by one aloft-propeller process (Kafka
     /// only): its resident memory, and its replacement's recovery time after a SIGKILL.
     Executions,
+    /// A --size-mib blob up to and down from the blob store (MiB/s, against a plain copy), passed between
+    /// two tasks (time, resident-memory growth of the process), and `GetTaskLogs --follow` latency.
+    Blobs,
 }
 
 fn main() {
@@ -110,8 +120,33 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         samples,
         capacity,
         smtp_per_second,
+        blob_store,
+        size_mib,
     } = &args;
     match shape {
+        BenchShape::Blobs => {
+            eprintln!(
+                "bench blobs: {size_mib} MiB through {}",
+                blob_store.as_deref().unwrap_or("a local directory")
+            );
+            let result = crate::blobs::run(blob_store.as_deref(), *size_mib).await?;
+            println!(
+                "blobs size={} MiB upload={:.0} MiB/s download={:.0} MiB/s{}; between two tasks {:.1} s, resident memory +{:.0} MiB; logs --follow lines={} p50={:.0} ms p99={:.0} ms",
+                result.size_mib,
+                result.upload_mib_s,
+                result.download_mib_s,
+                result
+                    .upload_vs_copy
+                    .map(|ratio| format!(" ({ratio:.2}x a plain copy)"))
+                    .unwrap_or_default(),
+                result.handover_seconds,
+                result.rss_growth_mib,
+                result.log_lines,
+                result.log_p50_ms,
+                result.log_p99_ms
+            );
+            Ok(if result.rss_growth_mib < 64.0 { 0 } else { 1 })
+        }
         BenchShape::Log => {
             let latency = crate::engine::log_round_trip(kafka_brokers.as_deref(), *nodes).await?;
             let backend = if kafka_brokers.is_some() {

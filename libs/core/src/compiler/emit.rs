@@ -167,6 +167,7 @@ impl Emitter {
                 cache: None,
                 resources: None,
                 interruptible: false,
+                secrets: Vec::new(),
             },
             inputs: BTreeMap::new(),
             upstream: Vec::new(),

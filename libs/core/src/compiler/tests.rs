@@ -24,6 +24,7 @@ fn task(name: &str, inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> (Ident
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     let id = Identifier {
         project: "p".into(),

@@ -23,6 +23,7 @@ fn with_policy(nodes: usize, max_parallelism: Option<u32>, on_failure: FailurePo
         cache: None,
         resources: None,
         interruptible: false,
+        secrets: Vec::new(),
     };
     let workflow = CompiledWorkflow {
         id: Identifier {

@@ -28,12 +28,14 @@ use crate::metrics;
 use crate::projector::Progress;
 
 mod executions;
+mod logs;
 mod notifications;
 mod quotas;
 mod reads;
 mod registry;
 mod signals;
 
+#[derive(Clone)]
 pub struct AdminApi {
     pub store: Store,
     pub log: Arc<dyn EventLog>,
@@ -42,6 +44,8 @@ pub struct AdminApi {
     pub projection_wait: Duration,
     /// Per-tenant API rate limits, when configured.
     pub rate_limiter: Option<Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>>,
+    /// Where task logs (and blob outputs) are read from; `None`: log requests are refused.
+    pub blobs: Option<aloft_blobstore::BlobStore>,
 }
 
 fn now_millis() -> i64 {
@@ -455,6 +459,16 @@ impl AdminService for AdminApi {
             self.get_execution_history_rpc(request).await
         })
         .await
+    }
+
+    type GetTaskLogsStream = logs::TaskLogStream;
+
+    async fn get_task_logs(
+        &self,
+        request: Request<wire::GetTaskLogsRequest>,
+    ) -> Result<Response<Self::GetTaskLogsStream>, Status> {
+        self.serve(request, async |request| self.task_logs_rpc(request).await)
+            .await
     }
 }
 

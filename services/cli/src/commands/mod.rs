@@ -10,6 +10,7 @@ mod get;
 mod history;
 mod launchplan;
 mod list;
+mod logs;
 mod project;
 mod quota;
 mod recover;
@@ -60,6 +61,12 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
         Command::Get { args, version } => get::run(cli, client, embedded, args, version).await,
         Command::List { what, limit } => list::run(cli, client, embedded, what, limit).await,
         Command::History { execution, json } => history::run(cli, client, embedded, execution, json).await,
+        Command::Logs {
+            execution,
+            node,
+            attempt,
+            follow,
+        } => logs::run(cli, client, execution, node, *attempt, *follow).await,
         Command::Terminate { execution, reason } => {
             terminate::run(cli, client, embedded, execution, reason).await
         }

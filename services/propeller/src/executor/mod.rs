@@ -1,4 +1,5 @@
-//! Task executors: how one attempt runs. Every way of running a task is a [`TaskExecutor`]; `process`
+//! Task executors: how one attempt runs (and, shared by them, how its data is staged through the blob
+//! store, its log shipped there and its secrets resolved). Every way of running a task is a [`TaskExecutor`]; `process`
 //! (a local command in a fresh working directory) and the built-ins `noop`, `sleep` and `echo` (for tests
 //! and benchmarks) are the implementations today, and [`Executors`] routes each attempt to the one its task
 //! kind names.
@@ -8,10 +9,15 @@
 
 mod attempt;
 mod builtin;
+mod log_shipper;
 mod process;
 mod registry;
+mod secrets;
+mod staging;
 
 pub use attempt::{kind_of, AttemptId, AttemptOutcome, AttemptRequest, ExecutorError, TaskExecutor};
 pub use builtin::BuiltinExecutor;
+pub use log_shipper::{log_prefix, SHIP_INTERVAL};
 pub use process::ProcessExecutor;
 pub use registry::Executors;
+pub use secrets::SecretSource;

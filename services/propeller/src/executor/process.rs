@@ -1,15 +1,16 @@
-//! The `process` executor: a local command in a fresh working directory per attempt (inputs as files and
-//! environment variables, outputs read back by type, a log file, timeout and cancel kill its process
-//! group). A wrapper shell records the exit status next to the pid, so a propeller taking over on the same
-//! machine re-attaches to a process its predecessor started.
+//! The `process` executor: a local command in a fresh working directory per attempt (inputs staged in as
+//! files and environment variables, outputs read back by type and blobs uploaded to the blob store, a log
+//! file shipped to the store while it runs, timeout and cancel kill its process group). A wrapper shell
+//! records the exit status next to the pid, so a propeller taking over on the same machine re-attaches to a
+//! process its predecessor started.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use aloft_core::events::{ErrorKind, Outputs};
+use aloft_blobstore::BlobStore;
+use aloft_core::events::ErrorKind;
 use aloft_core::spec::{TaskKind, TaskSpec};
-use aloft_core::{LiteralType, Value};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use nix::sys::signal::{killpg, Signal};
@@ -20,18 +21,27 @@ use tokio_util::sync::CancellationToken;
 use super::attempt::{
     kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, ExecutorError, TaskExecutor,
 };
+use super::log_shipper::LogShipper;
+use super::secrets::{write_secret_files, SecretSource};
+use super::staging::{collect_outputs, stage_inputs};
 
-/// Runs `process` tasks under `work_root`, one directory per attempt.
+/// Runs `process` tasks under `work_root`, one directory per attempt, their data in `blobs`.
 #[derive(Debug, Clone)]
 pub struct ProcessExecutor {
     work_root: PathBuf,
+    blobs: BlobStore,
+    secrets: SecretSource,
 }
 
 impl ProcessExecutor {
     /// `work_root` is made absolute: commands run inside their attempt directory.
-    pub fn new(work_root: PathBuf) -> ProcessExecutor {
+    pub fn new(work_root: PathBuf, blobs: BlobStore, secrets: SecretSource) -> ProcessExecutor {
         let work_root = std::path::absolute(&work_root).unwrap_or(work_root);
-        ProcessExecutor { work_root }
+        ProcessExecutor {
+            work_root,
+            blobs,
+            secrets,
+        }
     }
 
     /// The working directory of one attempt, named after its id.
@@ -57,6 +67,8 @@ impl TaskExecutor for ProcessExecutor {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, AttemptOutcome> {
         let dir = self.attempt_dir(&request.id());
+        let blobs = self.blobs.clone();
+        let secrets = self.secrets.clone();
         async move {
             let TaskKind::Process { command, env } = &request.task.run else {
                 return system_error(format!(
@@ -64,7 +76,7 @@ impl TaskExecutor for ProcessExecutor {
                     kind_of(&request.task)
                 ));
             };
-            run_process(&dir, &request, command, env, cancel).await
+            run_process(&blobs, &secrets, &dir, &request, command, env, cancel).await
         }
         .boxed()
     }
@@ -78,7 +90,7 @@ impl TaskExecutor for ProcessExecutor {
             return None;
         }
         let dir = self.attempt_dir(&request.id());
-        reattach_in(dir, request, cancel)
+        reattach_in(self.blobs.clone(), dir, request, cancel)
     }
 
     fn logs(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
@@ -96,15 +108,9 @@ impl TaskExecutor for ProcessExecutor {
     }
 }
 
-fn env_name(input: &str) -> String {
-    format!("ALOFT_INPUT_{}", input.to_ascii_uppercase())
-}
-
-fn blob_path(uri: &str) -> &str {
-    uri.strip_prefix("file://").unwrap_or(uri)
-}
-
 async fn run_process(
+    blobs: &BlobStore,
+    secrets: &SecretSource,
     dir: &Path,
     request: &AttemptRequest,
     command: &[String],
@@ -153,23 +159,40 @@ async fn run_process(
         // drop: a propeller that stops leaves a non-interruptible attempt running for the next owner.
         .process_group(0)
         .kill_on_drop(false);
-    for (name, value) in &request.inputs {
-        let text = value.to_text();
-        let input_file = inputs_dir.join(name);
-        if let Err(error) = tokio::fs::write(&input_file, &text).await {
-            return system_error(format!("cannot write input {}: {error}", input_file.display()));
-        }
-        let env_value = match value {
-            Value::Blob { uri, .. } => blob_path(uri).to_string(),
-            _ => text,
-        };
-        process.env(env_name(name), env_value);
-    }
+    match stage_inputs(blobs, &inputs_dir, &request.inputs).await {
+        Ok(inputs) => process.envs(inputs),
+        Err(outcome) => return outcome,
+    };
     process.envs(env);
+    // The propeller's own secret variables are not the task's: it gets only the secrets it names.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ALOFT_SECRET") {
+            process.env_remove(name);
+        }
+    }
+    let resolved = match secrets.resolve_all(&request.task.secrets) {
+        Ok(resolved) => resolved,
+        Err(outcome) => return outcome,
+    };
+    let secrets_dir = dir.join(SECRETS_DIR);
+    match write_secret_files(&secrets_dir, &resolved).await {
+        Ok(true) => {
+            process.env("ALOFT_SECRETS_DIR", &secrets_dir);
+        }
+        Ok(false) => {}
+        Err(outcome) => return outcome,
+    }
+    for secret in &resolved {
+        if let Some(env) = &secret.secret.env {
+            process.env(env, &secret.value);
+        }
+    }
+    drop(resolved);
     let mut child = match process.spawn() {
         Ok(child) => child,
         Err(error) => return user_error(format!("cannot start {:?}: {error}", command[0])),
     };
+    let shipper = LogShipper::spawn(blobs.clone(), &request.id(), log_path.clone(), 0);
     let process_group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let Some(pid) = child.id() {
         if let Err(error) = tokio::fs::write(dir.join(PID_FILE), pid.to_string()).await {
@@ -190,19 +213,25 @@ async fn run_process(
         _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
             kill_group();
             let _ = child.wait().await;
+            shipper.finish().await;
+            remove_secrets(dir).await;
             return timed_out(&request.task);
         }
         _ = cancel.cancelled() => {
             kill_group();
             let _ = child.wait().await;
+            shipper.finish().await;
+            remove_secrets(dir).await;
             return AttemptOutcome::Cancelled;
         }
     };
+    // The whole log is in the store before the attempt's end is reported.
+    shipper.finish().await;
     let status = match status {
         Ok(status) => status,
         Err(error) => return system_error(format!("waiting for the process failed: {error}")),
     };
-    process_ended(dir, &request.task, status.code()).await
+    process_ended(blobs, dir, request, status.code()).await
 }
 
 /// The failure of an attempt killed at its task's timeout.
@@ -216,9 +245,15 @@ fn timed_out(task: &TaskSpec) -> AttemptOutcome {
 
 /// How a process attempt in `dir` ended, given its exit code (`None`: killed by a signal): zero reads its
 /// outputs; anything else is a user error quoting the tail of its log.
-async fn process_ended(dir: &Path, task: &TaskSpec, code: Option<i32>) -> AttemptOutcome {
+async fn process_ended(
+    blobs: &BlobStore,
+    dir: &Path,
+    request: &AttemptRequest,
+    code: Option<i32>,
+) -> AttemptOutcome {
+    remove_secrets(dir).await;
     if code == Some(0) {
-        return read_outputs(&dir.join("outputs"), task).await;
+        return collect_outputs(blobs, &request.id(), &dir.join("outputs"), &request.task).await;
     }
     let log_path = dir.join(LOG_FILE);
     let tail = log_tail(&log_path).await;
@@ -232,6 +267,8 @@ const REATTACHED_POLL: Duration = Duration::from_millis(100);
 const LOG_FILE: &str = "log.txt";
 /// The file in an attempt directory holding the pid of the attempt's process group leader.
 const PID_FILE: &str = ".aloft-pid";
+/// The directory of an attempt's `file` secrets, removed when the attempt ends.
+const SECRETS_DIR: &str = ".secrets";
 /// The file the wrapper shell writes the command's exit status to when it ends.
 const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
 
@@ -240,6 +277,7 @@ const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
 /// as if this propeller had started it. `None`: the attempt is lost (its process is gone without a status,
 /// or it never ran on this machine).
 fn reattach_in(
+    blobs: BlobStore,
     dir: PathBuf,
     request: AttemptRequest,
     cancel: CancellationToken,
@@ -266,33 +304,50 @@ fn reattach_in(
     });
     Some(
         async move {
-            while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
-                let left = deadline.map(|deadline| {
-                    deadline
-                        .duration_since(std::time::SystemTime::now())
-                        .unwrap_or_default()
-                });
-                if left == Some(Duration::ZERO) {
-                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                    return timed_out(&request.task);
-                }
-                let poll = left.map_or(REATTACHED_POLL, |left| left.min(REATTACHED_POLL));
-                tokio::select! {
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = cancel.cancelled() => {
-                        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                        return AttemptOutcome::Cancelled;
-                    }
-                }
-            }
-            let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
-            match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
-                Some(code) => process_ended(&dir, &request.task, Some(code)).await,
-                None => system_error("attempt lost: its process ended without recording an exit status"),
-            }
+            let id = request.id();
+            let from = LogShipper::resume_offset(&blobs, &id).await;
+            let shipper = LogShipper::spawn(blobs.clone(), &id, dir.join(LOG_FILE), from);
+            let outcome = follow_reattached(&blobs, &dir, &request, pid, deadline, cancel).await;
+            shipper.finish().await;
+            outcome
         }
         .boxed(),
     )
+}
+
+/// Watches a re-attached process `pid` to its end (killing it at the task's `deadline` or on `cancel`).
+async fn follow_reattached(
+    blobs: &BlobStore,
+    dir: &Path,
+    request: &AttemptRequest,
+    pid: i32,
+    deadline: Option<std::time::SystemTime>,
+    cancel: CancellationToken,
+) -> AttemptOutcome {
+    while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
+        let left = deadline.map(|deadline| {
+            deadline
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        });
+        if left == Some(Duration::ZERO) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            return timed_out(&request.task);
+        }
+        let poll = left.map_or(REATTACHED_POLL, |left| left.min(REATTACHED_POLL));
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = cancel.cancelled() => {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                return AttemptOutcome::Cancelled;
+            }
+        }
+    }
+    let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
+    match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
+        Some(code) => process_ended(blobs, dir, request, Some(code)).await,
+        None => system_error("attempt lost: its process ended without recording an exit status"),
+    }
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has).
@@ -314,76 +369,7 @@ async fn log_tail(path: &Path) -> String {
     lines[start..].iter().map(|line| format!("\n  {line}")).collect()
 }
 
-async fn read_outputs(outputs_dir: &Path, task: &TaskSpec) -> AttemptOutcome {
-    let mut outputs = Outputs::new();
-    for (name, output_type) in &task.interface.outputs {
-        let path = outputs_dir.join(name);
-        if !path.exists() {
-            if matches!(output_type, LiteralType::Optional(_)) {
-                outputs.insert(name.clone(), Value::None);
-                continue;
-            }
-            return user_error(format!(
-                "output {name:?} was not written (expected a file at $ALOFT_OUTPUT_DIR/{name})"
-            ));
-        }
-        let value = match output_type {
-            LiteralType::Blob { format } => {
-                let absolute = match std::fs::canonicalize(&path) {
-                    Ok(path) => path,
-                    Err(error) => return system_error(format!("cannot resolve {}: {error}", path.display())),
-                };
-                let digest = match file_digest(&absolute).await {
-                    Ok(digest) => digest,
-                    Err(error) => {
-                        return system_error(format!("cannot read {}: {error}", absolute.display()))
-                    }
-                };
-                Value::Blob {
-                    uri: format!("file://{}", absolute.display()),
-                    format: format.clone(),
-                    digest,
-                }
-            }
-            other => {
-                let text = match tokio::fs::read_to_string(&path).await {
-                    Ok(text) => text,
-                    Err(error) => return user_error(format!("output {name:?} is unreadable: {error}")),
-                };
-                match other.parse_text(&text) {
-                    Ok(value) => value,
-                    Err(reason) => {
-                        return user_error(format!("output {name:?} is not a valid {other}: {reason}"))
-                    }
-                }
-            }
-        };
-        outputs.insert(name.clone(), value);
-    }
-    AttemptOutcome::Succeeded(outputs)
-}
-
-/// `sha256:HEX` of a file's bytes (`None` for a directory: its content has no single digest here).
-async fn file_digest(path: &std::path::Path) -> std::io::Result<Option<String>> {
-    use sha2::Digest;
-    use tokio::io::AsyncReadExt;
-    if tokio::fs::metadata(path).await?.is_dir() {
-        return Ok(None);
-    }
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let read = file.read(&mut buffer).await?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    Ok(Some(format!("sha256:{hex}")))
+/// Deletes an attempt's secret files once its process is gone.
+async fn remove_secrets(dir: &Path) {
+    let _ = tokio::fs::remove_dir_all(dir.join(SECRETS_DIR)).await;
 }

@@ -32,9 +32,13 @@ impl fmt::Debug for Executors {
 }
 
 impl Executors {
-    /// The process executor, working under `work_root`, and the built-ins.
-    pub fn new(work_root: PathBuf) -> Executors {
-        let process = Arc::new(ProcessExecutor::new(work_root));
+    /// The process executor, working under `work_root` with its data in `blobs`, and the built-ins.
+    pub fn new(
+        work_root: PathBuf,
+        blobs: aloft_blobstore::BlobStore,
+        secrets: super::SecretSource,
+    ) -> Executors {
+        let process = Arc::new(ProcessExecutor::new(work_root, blobs, secrets));
         let mut executors = Executors {
             by_kind: Arc::new(HashMap::new()),
             process: Arc::clone(&process),

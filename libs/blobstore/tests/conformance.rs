@@ -1,0 +1,195 @@
+//! One conformance suite for every kind of blob store: a local directory always, and a real S3-compatible
+//! server when `ALOFT_TEST_S3_ENDPOINT` names one (`scripts/test.sh` starts moto's server on loopback and
+//! sets it; with `ALOFT_REQUIRE_REAL_BACKENDS=1` its absence fails instead of skipping).
+
+use std::path::Path;
+
+use aloft_blobstore::{BlobError, BlobStore};
+use sha2::{Digest, Sha256};
+
+/// Each case runs under its own prefix: cases share a bucket and run in parallel.
+fn s3_store(case: &str) -> Option<BlobStore> {
+    let Ok(endpoint) = std::env::var("ALOFT_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "ALOFT_TEST_S3_ENDPOINT is not set but real backends are required (scripts/test.sh starts moto)"
+        );
+        eprintln!("skipping the S3 store: ALOFT_TEST_S3_ENDPOINT is not set");
+        return None;
+    };
+    let bucket = std::env::var("ALOFT_TEST_S3_BUCKET").unwrap_or_else(|_| "aloft-test".to_string());
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let url = format!("s3://{bucket}/conformance/{run}-{case}?endpoint={endpoint}&region=us-east-1");
+    Some(BlobStore::from_url(&url).expect("open the S3 store"))
+}
+
+/// The stores a case runs against: a fresh local directory, and S3 when there is one.
+fn stores(case: &str) -> (tempfile::TempDir, Vec<BlobStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = vec![BlobStore::local(&dir.path().join("store")).unwrap()];
+    stores.extend(s3_store(case));
+    (dir, stores)
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Bytes that differ at every position a part boundary could hide a mistake.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn small_objects_round_trip_and_missing_ones_are_named() {
+    let (_dir, stores) = stores("small");
+    for store in stores {
+        store.check().await.unwrap();
+        let uri = store
+            .put("a/b/c.txt", bytes::Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(uri, format!("{}/a/b/c.txt", store.root()));
+        assert!(store.owns(&uri));
+        assert_eq!(&store.get(&uri).await.unwrap()[..], b"hello");
+        let missing = format!("{}/a/b/missing", store.root());
+        match store.get(&missing).await {
+            Err(BlobError::NotFound { uri }) => assert_eq!(uri, missing),
+            other => panic!("{}: expected NotFound, got {other:?}", store.root()),
+        }
+        let foreign = store.get("s3://someone-else/x").await.unwrap_err().to_string();
+        assert!(foreign.contains("is not in the blob store"), "{foreign}");
+    }
+}
+
+/// A file larger than one upload part goes up in parts and comes back byte for byte, with the digest of
+/// its bytes.
+#[tokio::test]
+async fn a_large_file_streams_up_and_down_with_its_digest() {
+    let (dir, stores) = stores("large");
+    let content = patterned(20 * 1024 * 1024 + 17);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &content).unwrap();
+    for (index, store) in stores.into_iter().enumerate() {
+        let stored = store.upload(&source, "p/d/e/n/0/out").await.unwrap();
+        assert_eq!(stored.size, content.len() as u64, "{}", store.root());
+        assert_eq!(stored.digest, sha256_of(&content), "{}", store.root());
+        assert_eq!(stored.uri, store.uri_of("p/d/e/n/0/out"));
+        let target = dir.path().join(format!("back-{index}.bin"));
+        let written = store.download(&stored.uri, &target).await.unwrap();
+        assert_eq!(written, content.len() as u64);
+        assert!(
+            std::fs::read(&target).unwrap() == content,
+            "{}: bytes differ",
+            store.root()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_directory_round_trips_with_a_digest_of_its_files() {
+    let (dir, stores) = stores("directory");
+    let source = dir.path().join("tree");
+    std::fs::create_dir_all(source.join("sub/deeper")).unwrap();
+    std::fs::write(source.join("top.txt"), "top").unwrap();
+    std::fs::write(source.join("sub/mid.txt"), "mid").unwrap();
+    std::fs::write(source.join("sub/deeper/low.bin"), patterned(1000)).unwrap();
+    let mut digests = Vec::new();
+    for (index, store) in stores.into_iter().enumerate() {
+        let stored = store.upload(&source, "p/d/e/n/0/tree").await.unwrap();
+        assert!(stored.uri.ends_with("/tree/"), "{}", stored.uri);
+        assert_eq!(stored.size, 1006);
+        digests.push(stored.digest.clone());
+        let target = dir.path().join(format!("back-{index}"));
+        store.download(&stored.uri, &target).await.unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("top.txt")).unwrap(), "top");
+        assert_eq!(
+            std::fs::read_to_string(target.join("sub/mid.txt")).unwrap(),
+            "mid"
+        );
+        assert_eq!(
+            std::fs::read(target.join("sub/deeper/low.bin")).unwrap(),
+            patterned(1000)
+        );
+        let missing = format!("{}/p/d/e/n/0/nothing/", store.root());
+        assert!(matches!(
+            store.download(&missing, &dir.path().join("none")).await,
+            Err(BlobError::NotFound { .. })
+        ));
+    }
+    digests.dedup();
+    assert_eq!(
+        digests.len(),
+        1,
+        "the same tree has the same digest in every store"
+    );
+}
+
+#[tokio::test]
+async fn listing_and_deleting_a_prefix() {
+    let (_dir, stores) = stores("list");
+    for store in stores {
+        for key in ["x/1", "x/2", "x/y/3", "z/4"] {
+            store.put(key, bytes::Bytes::from(key.to_string())).await.unwrap();
+        }
+        let listed: Vec<String> = store
+            .list("x")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(listed, ["x/1", "x/2", "x/y/3"], "{}", store.root());
+        assert_eq!(store.delete_prefix("x").await.unwrap(), 3);
+        assert!(store.list("x").await.unwrap().is_empty());
+        assert_eq!(store.list("z").await.unwrap().len(), 1, "other prefixes stay");
+    }
+}
+
+/// A log is read from any offset across its chunks, and its size is where the last chunk ends.
+#[tokio::test]
+async fn log_chunks_read_from_any_offset() {
+    let (_dir, stores) = stores("logs");
+    for store in stores {
+        let prefix = aloft_blobstore::log_prefix("p", "d", "e", "n", 0);
+        assert_eq!(store.log_size(&prefix).await.unwrap(), 0);
+        assert!(store.read_log(&prefix, 0).await.unwrap().is_empty());
+        store
+            .put_log_chunk(&prefix, 0, bytes::Bytes::from_static(b"line 1\n"))
+            .await
+            .unwrap();
+        store
+            .put_log_chunk(&prefix, 7, bytes::Bytes::from_static(b"line 2\nline 3\n"))
+            .await
+            .unwrap();
+        assert_eq!(store.log_size(&prefix).await.unwrap(), 21);
+        let text = |chunks: Vec<aloft_blobstore::LogChunk>| {
+            chunks
+                .iter()
+                .map(|c| String::from_utf8_lossy(&c.bytes).into_owned())
+                .collect::<String>()
+        };
+        assert_eq!(
+            text(store.read_log(&prefix, 0).await.unwrap()),
+            "line 1\nline 2\nline 3\n"
+        );
+        let from_middle = store.read_log(&prefix, 10).await.unwrap();
+        assert_eq!(from_middle[0].offset, 10);
+        assert_eq!(text(from_middle), "e 2\nline 3\n");
+        assert!(store.read_log(&prefix, 21).await.unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_local_store_roots_at_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::from_url(dir.path().to_str().unwrap()).unwrap();
+    assert_eq!(store.root(), format!("file://{}", dir.path().display()));
+    let same = BlobStore::from_url(&format!("file://{}", dir.path().display())).unwrap();
+    assert_eq!(same.root(), store.root());
+    assert!(Path::new(&dir.path().join("x")).parent().is_some());
+}

@@ -1,0 +1,134 @@
+//! Moving an attempt's data between its working directory and the blob store: inputs staged in before it
+//! starts (blobs of the store downloaded, streamed), outputs read back by type after it ends (blobs uploaded,
+//! streamed, under the attempt's key, with their size and digest).
+
+use std::path::{Path, PathBuf};
+
+use aloft_blobstore::{BlobError, BlobStore};
+use aloft_core::events::Outputs;
+use aloft_core::spec::TaskSpec;
+use aloft_core::{LiteralType, Value};
+
+use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome};
+
+/// The environment variable an input is given in.
+pub(crate) fn env_name(input: &str) -> String {
+    format!("ALOFT_INPUT_{}", input.to_ascii_uppercase())
+}
+
+/// Writes every input into `inputs_dir` (a blob of the store: its content, downloaded; any other value: its
+/// text) and returns the environment variables that carry them (a blob: its local path, or its URI when it
+/// lives elsewhere and the task reads it itself). A blob input that does not exist is the user's error.
+pub(crate) async fn stage_inputs(
+    blobs: &BlobStore,
+    inputs_dir: &Path,
+    inputs: &Outputs,
+) -> Result<Vec<(String, String)>, AttemptOutcome> {
+    let mut env = Vec::with_capacity(inputs.len());
+    for (name, value) in inputs {
+        let target = inputs_dir.join(name);
+        let env_value = match value {
+            Value::Blob { uri, .. } if blobs.owns(uri) => match blobs.download(uri, &target).await {
+                Ok(_) => target.display().to_string(),
+                Err(BlobError::NotFound { .. }) => {
+                    return Err(user_error(format!("input {name:?}: {uri} does not exist")))
+                }
+                Err(error) => return Err(system_error(format!("staging input {name:?}: {error}"))),
+            },
+            Value::Blob { uri, .. } => {
+                write_text(&target, uri).await?;
+                // A local path (a `file://` URI or a bare path) is handed over as it is, once it exists;
+                // another store's URI is the task's to read.
+                let local = uri
+                    .strip_prefix("file://")
+                    .or((!uri.contains("://")).then_some(uri.as_str()));
+                match local {
+                    Some(path) if !Path::new(path).exists() => {
+                        return Err(user_error(format!("input {name:?}: {uri} does not exist")))
+                    }
+                    Some(path) => path.to_string(),
+                    None => uri.clone(),
+                }
+            }
+            other => {
+                let text = other.to_text();
+                write_text(&target, &text).await?;
+                text
+            }
+        };
+        env.push((env_name(name), env_value));
+    }
+    Ok(env)
+}
+
+async fn write_text(path: &Path, text: &str) -> Result<(), AttemptOutcome> {
+    tokio::fs::write(path, text)
+        .await
+        .map_err(|error| system_error(format!("cannot write input {}: {error}", path.display())))
+}
+
+/// Reads the outputs `task` declares from `outputs_dir`, by type; blobs are uploaded to the store under
+/// `attempt`'s key. A missing or ill-typed output is the user's error; a store that fails is the system's.
+pub(crate) async fn collect_outputs(
+    blobs: &BlobStore,
+    attempt: &AttemptId,
+    outputs_dir: &Path,
+    task: &TaskSpec,
+) -> AttemptOutcome {
+    let mut outputs = Outputs::new();
+    for (name, output_type) in &task.interface.outputs {
+        let path = outputs_dir.join(name);
+        if !path.exists() {
+            if matches!(output_type, LiteralType::Optional(_)) {
+                outputs.insert(name.clone(), Value::None);
+                continue;
+            }
+            return user_error(format!(
+                "output {name:?} was not written (expected a file at $ALOFT_OUTPUT_DIR/{name})"
+            ));
+        }
+        let value = match output_type {
+            LiteralType::Blob { format } => match upload_output(blobs, attempt, name, &path).await {
+                Ok(stored) => Value::Blob {
+                    uri: stored.uri,
+                    format: format.clone(),
+                    digest: Some(stored.digest),
+                    size: Some(stored.size),
+                },
+                Err(error) => return system_error(format!("storing output {name:?}: {error}")),
+            },
+            other => {
+                let text = match tokio::fs::read_to_string(&path).await {
+                    Ok(text) => text,
+                    Err(error) => return user_error(format!("output {name:?} is unreadable: {error}")),
+                };
+                match other.parse_text(&text) {
+                    Ok(value) => value,
+                    Err(reason) => {
+                        return user_error(format!("output {name:?} is not a valid {other}: {reason}"))
+                    }
+                }
+            }
+        };
+        outputs.insert(name.clone(), value);
+    }
+    AttemptOutcome::Succeeded(outputs)
+}
+
+async fn upload_output(
+    blobs: &BlobStore,
+    attempt: &AttemptId,
+    name: &str,
+    path: &PathBuf,
+) -> Result<aloft_blobstore::StoredBlob, BlobError> {
+    let id = &attempt.execution;
+    let key = aloft_blobstore::attempt_key(
+        &id.project,
+        &id.domain,
+        &id.name,
+        &attempt.node_id,
+        attempt.attempt,
+        name,
+    );
+    blobs.upload(path, &key).await
+}

@@ -1,0 +1,290 @@
+//! The data plane on Kafka, Postgres and a real S3-compatible server (moto, started by `scripts/test.sh`):
+//! blobs move through the blob store between propellers that share no disk, task logs are read through the
+//! API (followed live, and after their propeller died), and a bad store or a missing input fails naming
+//! what is wrong.
+
+use std::time::{Duration, Instant};
+
+use aloft_e2e::*;
+use aloft_proto::v1 as wire;
+
+/// A deployment whose services all use a fresh prefix of the test S3 bucket.
+async fn s3_deployment() -> Option<Deployment> {
+    let (brokers, database) = real_backends()?;
+    let store = real_s3_store()?;
+    let mut deployment = Deployment::new(&brokers, &database).await;
+    deployment.blob_store = Some(store);
+    Some(deployment)
+}
+
+/// A propeller with a work dir of its own (as on another machine).
+fn propeller_on_own_disk(deployment: &Deployment, member: &str) -> Service {
+    let work = deployment.scratch.path().join(format!("work-{member}"));
+    deployment.start_with_env(
+        "aloft-propeller",
+        &format!("propeller-{member}"),
+        &[
+            ("ALOFT_MEMBER_ID", member.to_string()),
+            ("ALOFT_WORK_DIR", work.display().to_string()),
+        ],
+    )
+}
+
+const HAND_OVER: &str = r#"kind: task
+name: make
+version: "1"
+interface: {outputs: {data: blob, digest: string}}
+run:
+  process:
+    command: ["sh", "-c", "head -c 3000000 /dev/urandom > \"$ALOFT_OUTPUT_DIR/data\" && sha256sum \"$ALOFT_OUTPUT_DIR/data\" | cut -d' ' -f1 > \"$ALOFT_OUTPUT_DIR/digest\" && echo made the data"]
+---
+kind: task
+name: check
+version: "1"
+interface: {inputs: {data: blob}, outputs: {digest: string}}
+run:
+  process:
+    command: ["sh", "-c", "sha256sum \"$ALOFT_INPUT_DATA\" | cut -d' ' -f1 > \"$ALOFT_OUTPUT_DIR/digest\""]
+---
+kind: workflow
+name: hand-over
+interface: {outputs: {made: string, read: string}}
+nodes:
+  - {id: make, task: make}
+  - {id: go, gate: {signal: {name: go}}, after: [make]}
+  - {id: check, task: check, inputs: {data: make.data}, after: [go]}
+outputs: {made: make.digest, read: check.digest}
+"#;
+
+fn node_phase(execution: &wire::Execution, node: &str) -> i32 {
+    execution
+        .nodes
+        .iter()
+        .find(|n| n.node_id == node)
+        .map_or(-1, |n| n.phase)
+}
+
+/// The whole log of a node's latest attempt, read once (no follow).
+async fn read_log(client: &mut AdminClient, id: &wire::ExecutionIdentifier, node: &str) -> String {
+    let mut stream = client
+        .get_task_logs(wire::GetTaskLogsRequest {
+            id: Some(id.clone()),
+            node_id: node.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("read the log")
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("a log chunk") {
+        text.extend_from_slice(&chunk.data);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A blob written on propeller A is read on propeller B after A was SIGKILLed and its disk wiped: the
+/// consumer gets the right bytes from the store, and A's task log is still readable through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_written_on_a_killed_propeller_is_read_on_its_successor() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let mut first = propeller_on_own_disk(&deployment, "a");
+    let mut client = deployment.client().await;
+    register_text(
+        &mut client,
+        deployment.scratch.path(),
+        "hand-over.yaml",
+        HAND_OVER,
+    )
+    .await;
+    let id = launch(&mut client, workflow("hand-over"), "handover", &[])
+        .await
+        .unwrap();
+    let running = wire::NodePhase::NodeRunning as i32;
+    let waiting = wait_until(&mut client, &id, Duration::from_secs(60), |e| {
+        node_phase(e, "go") == running
+    })
+    .await;
+    let made = waiting.nodes.iter().find(|n| n.node_id == "make").unwrap();
+    let data = made.outputs.as_ref().and_then(|o| o.values.get("data")).cloned();
+    let Some(wire::literal::Value::Blob(blob)) = data.and_then(|d| d.value) else {
+        panic!("make wrote no blob: {made:?}")
+    };
+    assert!(
+        blob.uri.starts_with("s3://"),
+        "the blob lives in the store: {}",
+        blob.uri
+    );
+    assert_eq!(blob.size, 3_000_000);
+    assert!(blob.digest.starts_with("sha256:"), "{}", blob.digest);
+
+    first.sigkill();
+    std::fs::remove_dir_all(deployment.scratch.path().join("work-a")).expect("wipe A's disk");
+    let _second = propeller_on_own_disk(&deployment, "b");
+    client
+        .signal_execution(wire::SignalExecutionRequest {
+            id: Some(id.clone()),
+            signal: "go".into(),
+            value: String::new(),
+        })
+        .await
+        .expect("signal go");
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(120)).await;
+    let outputs = scalar_outputs(&finished);
+    let made_digest = outputs
+        .iter()
+        .find_map(|o| o.strip_prefix("made="))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        outputs,
+        [format!("made={made_digest}"), format!("read={made_digest}")]
+    );
+    assert_eq!(
+        blob.digest,
+        format!("sha256:{made_digest}"),
+        "the store's digest is the bytes'"
+    );
+
+    let log = read_log(&mut client, &id, "make").await;
+    assert_eq!(
+        log, "made the data\n",
+        "the log of an attempt whose propeller died"
+    );
+}
+
+/// `GetTaskLogs` with follow streams a line while the task still runs; after its propeller is SIGKILLed,
+/// the log up to the kill stays readable. Unknown nodes and attempts are NOT_FOUND naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_log_is_followed_and_outlives_its_propeller() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let _admin = deployment.start_admin();
+    let mut propeller = propeller_on_own_disk(&deployment, "a");
+    let mut client = deployment.client().await;
+    let release = deployment.scratch.path().join("release");
+    let script = format!(
+        "echo first line; while [ ! -f {release} ]; do sleep 0.1; done; echo second line",
+        release = release.display()
+    );
+    register_process_task(&mut client, DOMAIN, "talker", &script).await;
+    let id = start_task(&mut client, DOMAIN, "talker", "talk").await;
+    let running = wire::NodePhase::NodeRunning as i32;
+    let execution = wait_until(&mut client, &id, Duration::from_secs(60), |e| {
+        e.nodes.first().is_some_and(|n| n.phase == running)
+    })
+    .await;
+    let node = execution.nodes[0].node_id.clone();
+
+    let asked = Instant::now();
+    let mut follow = client
+        .get_task_logs(wire::GetTaskLogsRequest {
+            id: Some(id.clone()),
+            node_id: node.clone(),
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("follow the log")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(30), follow.message())
+        .await
+        .expect("the first line arrives while the task runs")
+        .expect("a chunk")
+        .expect("the stream is open");
+    assert_eq!(String::from_utf8_lossy(&first.data), "first line\n");
+    assert_eq!(first.offset, 0);
+    eprintln!("first followed line after {:?}", asked.elapsed());
+
+    propeller.sigkill();
+    drop(follow);
+    assert_eq!(read_log(&mut client, &id, &node).await, "first line\n");
+
+    let missing = client
+        .get_task_logs(wire::GetTaskLogsRequest {
+            id: Some(id.clone()),
+            node_id: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .expect_err("an unknown node");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    assert!(missing.message().contains("\"nope\""), "{}", missing.message());
+    let missing = client
+        .get_task_logs(wire::GetTaskLogsRequest {
+            id: Some(id.clone()),
+            node_id: node.clone(),
+            attempt: 9,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .expect_err("an unknown attempt");
+    assert!(
+        missing.message().contains("no attempt 9"),
+        "{}",
+        missing.message()
+    );
+    std::fs::write(&release, "").unwrap();
+}
+
+/// A blob input URI in the store with nothing behind it fails the attempt as the user's error naming the
+/// input; a store with an unknown scheme stops the propeller at start naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_blob_input_and_a_bad_store_are_named() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let _admin = deployment.start_admin();
+    let _propeller = propeller_on_own_disk(&deployment, "a");
+    let mut client = deployment.client().await;
+    let spec = r#"kind: task
+name: reader
+version: "1"
+interface: {inputs: {data: blob}}
+run:
+  process:
+    command: ["sh", "-c", "cat \"$ALOFT_INPUT_DATA\""]
+"#;
+    register_text(&mut client, deployment.scratch.path(), "reader.yaml", spec).await;
+    let store = deployment.blob_store.clone().unwrap();
+    let root = store.split('?').next().unwrap().to_string();
+    let missing_uri = format!("{root}/nothing/here");
+    let id = launch(
+        &mut client,
+        task("reader", "1"),
+        "reads-nothing",
+        &[("data", missing_uri.as_str())],
+    )
+    .await
+    .unwrap();
+    let finished = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    let attempt = finished.attempts.first().expect("one attempt");
+    assert_eq!(attempt.error_kind, "USER", "{attempt:?}");
+    assert!(
+        attempt.error.contains("input \"data\"") && attempt.error.contains(&missing_uri),
+        "{}",
+        attempt.error
+    );
+
+    let output = std::process::Command::new(binary("aloft-propeller"))
+        .env("ALOFT_KAFKA_BROKERS", &deployment.brokers)
+        .env("ALOFT_TOPIC_PREFIX", &deployment.topic_prefix)
+        .env("ALOFT_DATA_DIR", deployment.scratch.path())
+        .env("ALOFT_SNAPSHOT_INTERVAL_SECS", "0")
+        .env("ALOFT_BLOB_STORE", "ftp://somewhere/data")
+        .output()
+        .expect("run the propeller");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--blob-store") && stderr.contains("unknown scheme \"ftp\""),
+        "{stderr}"
+    );
+}
