@@ -3,6 +3,8 @@
 //! API (followed live, and after their propeller died), and a bad store or a missing input fails naming
 //! what is wrong.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::time::{Duration, Instant};
 
 use aloft_e2e::*;

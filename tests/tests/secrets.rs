@@ -3,6 +3,8 @@
 //! API answer, nor in the environment of a task that did not ask for it. A missing secret fails the attempt
 //! as a system error naming the secret.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::time::Duration;
 
 use aloft_e2e::*;

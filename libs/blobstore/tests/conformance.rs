@@ -2,6 +2,8 @@
 //! server when `ALOFT_TEST_S3_ENDPOINT` names one (`scripts/test.sh` starts moto's server on loopback and
 //! sets it; with `ALOFT_REQUIRE_REAL_BACKENDS=1` its absence fails instead of skipping).
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::path::Path;
 
 use aloft_blobstore::{BlobError, BlobStore};

@@ -2,7 +2,7 @@
 //! starts (blobs of the store downloaded, streamed), outputs read back by type after it ends (blobs uploaded,
 //! streamed, under the attempt's key, with their size and digest).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aloft_blobstore::{BlobError, BlobStore};
 use aloft_core::events::Outputs;
@@ -119,7 +119,7 @@ async fn upload_output(
     blobs: &BlobStore,
     attempt: &AttemptId,
     name: &str,
-    path: &PathBuf,
+    path: &Path,
 ) -> Result<aloft_blobstore::StoredBlob, BlobError> {
     let id = &attempt.execution;
     let key = aloft_blobstore::attempt_key(
