@@ -65,8 +65,9 @@ ensure_kafka() {
   # record for good (seen as a request the projector never applied). SQLite assigns and stores in one step.
   local data="$LOG_DIR/tansu-data"
   rm -rf "$data"; mkdir -p "$data"
-  tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-    --storage-engine "sqlite://$data/tansu.db" >"$LOG_DIR/tansu.log" 2>&1 &
+  # tansu resolves a sqlite:// path against its working directory.
+  (cd "$data" && exec tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine sqlite://tansu.db) >"$LOG_DIR/tansu.log" 2>&1 &
   BROKER_PID=$!
   wait_port 9092 tansu
 }
