@@ -6,7 +6,21 @@ use std::sync::Arc;
 use object_store::path::Path as StorePath;
 use object_store::ObjectStore;
 
-use crate::{BlobError, BlobStore, Result, SETTING};
+use crate::error::{redact, BlobError, Result, SETTING};
+use crate::store::BlobStore;
+
+impl BlobStore {
+    /// The store a URL names. Credentials come from the standard environment of each cloud (for S3
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, instance metadata, ...), never from the URL.
+    pub fn from_url(url: &str) -> Result<BlobStore> {
+        open(url)
+    }
+
+    /// A local directory as the store (created when missing): the embedded default.
+    pub fn local(dir: &std::path::Path) -> Result<BlobStore> {
+        open_local(dir)
+    }
+}
 
 fn config_error(reason: impl Into<String>) -> BlobError {
     BlobError::Config {
@@ -155,31 +169,6 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
             "option {name}={other:?} is not true or false"
         ))),
     }
-}
-
-/// `text` with anything that looks like a credential in a URL's query or user info replaced: object
-/// stores' errors quote request URLs, and presigned ones carry signatures.
-pub(crate) fn redact(text: &str) -> String {
-    const SECRET_PARAMS: [&str; 5] = [
-        "X-Amz-Signature=",
-        "X-Amz-Credential=",
-        "X-Amz-Security-Token=",
-        "sig=",
-        "Signature=",
-    ];
-    let mut out = text.to_string();
-    for param in SECRET_PARAMS {
-        let mut from = 0;
-        while let Some(found) = out[from..].find(param) {
-            let start = from + found + param.len();
-            let end = out[start..]
-                .find(|c: char| c == '&' || c.is_whitespace() || c == '"')
-                .map_or(out.len(), |end| start + end);
-            out.replace_range(start..end, "REDACTED");
-            from = start + "REDACTED".len();
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! `PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT/OUTPUT`, its log under `logs/PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT/`
 //! in chunks named by the byte offset they start at.
 
-use crate::{BlobStore, Result};
+use crate::error::Result;
+use crate::store::BlobStore;
 
 /// The key of output `output` of one attempt.
 pub fn attempt_key(

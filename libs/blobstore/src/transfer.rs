@@ -8,7 +8,8 @@ use object_store::buffered::BufWriter;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{store_error, BlobError, BlobStore, Result};
+use crate::error::{redact, store_error, BlobError, Result};
+use crate::store::BlobStore;
 
 /// One part of a multipart upload (S3 wants at least 5 MiB but the last).
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -174,7 +175,7 @@ fn write_error(uri: &str, error: std::io::Error) -> BlobError {
     BlobError::Store {
         operation: "writing",
         uri: uri.to_string(),
-        reason: crate::config::redact(&error.to_string()),
+        reason: redact(&error.to_string()),
     }
 }
 

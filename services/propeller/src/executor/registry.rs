@@ -36,7 +36,7 @@ impl Executors {
     pub fn new(
         work_root: PathBuf,
         blobs: aloft_blobstore::BlobStore,
-        secrets: super::SecretSource,
+        secrets: super::secrets::SecretSource,
     ) -> Executors {
         let process = Arc::new(ProcessExecutor::new(work_root, blobs, secrets));
         let mut executors = Executors {

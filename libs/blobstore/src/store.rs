@@ -1,0 +1,160 @@
+//! `BlobStore`: one object store and the root every key lives under; keys, URIs and the small-object
+//! operations (put, get, list, delete).
+
+use std::sync::Arc;
+
+use object_store::path::Path as StorePath;
+use object_store::ObjectStore;
+
+use crate::error::{store_error, BlobError, Result, SETTING};
+
+/// One configured blob store: an object store and the root every key lives under.
+#[derive(Clone)]
+pub struct BlobStore {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The URI of the root, without a trailing slash and without query parameters (`s3://bucket/prefix`).
+    pub(crate) root: String,
+    /// The root's path inside `store` (empty for a local directory: the store is rooted there).
+    pub(crate) prefix: StorePath,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStore").field("root", &self.root).finish()
+    }
+}
+
+impl BlobStore {
+    /// The root every key lives under, as a URI.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Writes, reads back and deletes a small object, so a store that cannot be reached or written stops a
+    /// service at start with the setting named rather than failing its first task.
+    pub async fn check(&self) -> Result<()> {
+        let key = format!(".aloft-probe-{}", std::process::id());
+        let uri = self
+            .put(&key, bytes::Bytes::from_static(b"probe"))
+            .await
+            .map_err(|e| BlobError::Config {
+                setting: SETTING.to_string(),
+                reason: format!("cannot write to {}: {e}", self.root),
+            })?;
+        self.get(&uri).await.map_err(|e| BlobError::Config {
+            setting: SETTING.to_string(),
+            reason: format!("cannot read back from {}: {e}", self.root),
+        })?;
+        let _ = self.store.delete(&self.path_of(&key)).await;
+        Ok(())
+    }
+
+    /// The URI of `key` (slash-separated, relative to the root).
+    pub fn uri_of(&self, key: &str) -> String {
+        let path = self.path_of(key);
+        let relative = path
+            .as_ref()
+            .strip_prefix(self.prefix.as_ref())
+            .unwrap_or(path.as_ref())
+            .trim_start_matches('/');
+        format!("{}/{}", self.root, relative)
+    }
+
+    /// Whether `uri` lies in this store.
+    pub fn owns(&self, uri: &str) -> bool {
+        uri.strip_prefix(&self.root)
+            .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
+    }
+
+    /// Stores `bytes` at `key` (replacing what was there) and returns its URI.
+    pub async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<String> {
+        let path = self.path_of(key);
+        let uri = self.uri_of(key);
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| store_error("writing", &uri, e))?;
+        Ok(uri)
+    }
+
+    /// The whole content of the object at `uri` (for small objects: logs' chunks, offloaded values).
+    pub async fn get(&self, uri: &str) -> Result<bytes::Bytes> {
+        let path = self.path_of_uri(uri)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| store_error("reading", uri, e))?;
+        result.bytes().await.map_err(|e| store_error("reading", uri, e))
+    }
+
+    /// The keys under `key_prefix` (a folder: `a/b` lists `a/b/...`) with their sizes, sorted by key.
+    pub async fn list(&self, key_prefix: &str) -> Result<Vec<(String, u64)>> {
+        use futures::TryStreamExt;
+        let path = self.path_of(key_prefix);
+        let uri = self.uri_of(key_prefix);
+        let mut found: Vec<(String, u64)> = self
+            .store
+            .list(Some(&path))
+            .map_ok(|meta| (self.key_of(&meta.location), meta.size))
+            .try_collect()
+            .await
+            .map_err(|e| store_error("listing", &uri, e))?;
+        found.sort();
+        Ok(found)
+    }
+
+    /// Deletes every object under `key_prefix`; returns how many.
+    pub async fn delete_prefix(&self, key_prefix: &str) -> Result<usize> {
+        let listed = self.list(key_prefix).await?;
+        for (key, _) in &listed {
+            let uri = self.uri_of(key);
+            match self.store.delete(&self.path_of(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error("deleting", &uri, e)),
+            }
+        }
+        Ok(listed.len())
+    }
+
+    pub(crate) fn path_of(&self, key: &str) -> StorePath {
+        let mut parts: Vec<object_store::path::PathPart<'static>> = self
+            .prefix
+            .parts()
+            .map(|part| part.as_ref().to_string().into())
+            .collect();
+        parts.extend(
+            key.split('/')
+                .filter(|part| !part.is_empty())
+                .map(|part| object_store::path::PathPart::from(part.to_string())),
+        );
+        StorePath::from_iter(parts)
+    }
+
+    /// The key of a path of this store (relative to the root).
+    pub(crate) fn key_of(&self, path: &StorePath) -> String {
+        let prefix_parts = self.prefix.parts().count();
+        path.parts()
+            .skip(prefix_parts)
+            .map(|part| part.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The store path of a URI of this store, refusing any other.
+    pub(crate) fn path_of_uri(&self, uri: &str) -> Result<StorePath> {
+        let relative = uri
+            .strip_prefix(&self.root)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|rest| !rest.is_empty())
+            .ok_or_else(|| BlobError::Foreign {
+                uri: uri.to_string(),
+                root: self.root.clone(),
+            })?;
+        let relative = StorePath::parse(relative.trim_end_matches('/')).map_err(|e| BlobError::Foreign {
+            uri: uri.to_string(),
+            root: format!("{} ({e})", self.root),
+        })?;
+        Ok(StorePath::from_iter(self.prefix.parts().chain(relative.parts())))
+    }
+}
