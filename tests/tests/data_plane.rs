@@ -58,6 +58,31 @@ nodes:
 outputs: {made: make.digest, read: check.digest}
 "#;
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn blob_literal(blob: &wire::Blob) -> wire::Literal {
+    wire::Literal {
+        value: Some(wire::literal::Value::Blob(blob.clone())),
+    }
+}
+
+/// Registers `specs` in `domain` of the default project.
+async fn register_text_in(client: &mut AdminClient, domain: &str, specs: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("specs.yaml");
+    std::fs::write(&path, specs).unwrap();
+    let documents = aloft_cli::specs::read_spec_file(&path).unwrap();
+    aloft_cli::specs::register_documents(client, PROJECT, domain, documents)
+        .await
+        .unwrap();
+}
+
 fn node_phase(execution: &wire::Execution, node: &str) -> i32 {
     execution
         .nodes
@@ -149,6 +174,85 @@ async fn a_blob_written_on_a_killed_propeller_is_read_on_its_successor() {
         blob.digest,
         format!("sha256:{}", made_digest.trim_matches('"')),
         "the store's digest is the bytes'"
+    );
+
+    // The blob downloads through the API and the CLI with the bytes the store's digest names.
+    let mut chunks = client
+        .download_data(wire::DownloadDataRequest {
+            id: Some(id.clone()),
+            node_id: "make".into(),
+            name: "data".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("download the blob")
+        .into_inner();
+    let mut downloaded = Vec::new();
+    while let Some(chunk) = chunks.message().await.expect("a chunk") {
+        downloaded.extend_from_slice(&chunk.data);
+    }
+    assert_eq!(downloaded.len(), 3_000_000);
+    assert_eq!(format!("sha256:{}", sha256_hex(&downloaded)), blob.digest);
+    let file = deployment.scratch.path().join("downloaded.bin");
+    let cli = std::process::Command::new(binary("aloft"))
+        .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
+        .args(["download", "handover", "data", "--node", "make", "--to"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(std::fs::read(&file).unwrap(), downloaded);
+    let cli = std::process::Command::new(binary("aloft"))
+        .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
+        .args(["get", "handover", "--output", "read"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cli.stdout),
+        made_digest.trim_matches('"')
+    );
+
+    // Another domain's execution given this blob's URI as an input may use it, but not download it.
+    let check = wire::create_execution_request::Target::Task(wire::Identifier {
+        project: PROJECT.into(),
+        domain: "staging".into(),
+        name: "check".into(),
+        version: "1".into(),
+    });
+    register_text_in(&mut client, "staging", HAND_OVER).await;
+    let inputs = [("data".to_string(), blob_literal(&blob))];
+    let staged = client
+        .create_execution(wire::CreateExecutionRequest {
+            project: PROJECT.into(),
+            domain: "staging".into(),
+            name: "borrowed".into(),
+            target: Some(check),
+            inputs: Some(wire::LiteralMap {
+                values: inputs.into_iter().collect(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("launch in staging")
+        .into_inner()
+        .id
+        .unwrap();
+    wait_succeeded(&mut client, &staged, Duration::from_secs(60)).await;
+    let refused = client
+        .download_data(wire::DownloadDataRequest {
+            id: Some(staged),
+            name: "data".into(),
+            from_inputs: true,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .expect_err("another domain's blob");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::PermissionDenied,
+        "{}",
+        refused.message()
     );
 
     let log = read_log(&mut client, &id, "make").await;

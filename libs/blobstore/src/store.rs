@@ -88,6 +88,36 @@ impl BlobStore {
         result.bytes().await.map_err(|e| store_error("reading", uri, e))
     }
 
+    /// The content of the object at `uri` as a stream of byte chunks (for downloads of any size).
+    pub async fn get_stream(
+        &self,
+        uri: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes>>> {
+        use futures::StreamExt;
+        let path = self.path_of_uri(uri)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| store_error("reading", uri, e))?;
+        let uri = uri.to_string();
+        Ok(result
+            .into_stream()
+            .map(move |chunk| chunk.map_err(|e| store_error("reading", &uri, e)))
+            .boxed())
+    }
+
+    /// The files of the directory blob at `uri` (ending with `/`), as paths relative to it.
+    pub async fn list_uri(&self, uri: &str) -> Result<Vec<String>> {
+        let key = self.key_of(&self.path_of_uri(uri)?);
+        Ok(self
+            .list(&key)
+            .await?
+            .into_iter()
+            .map(|(file, _)| file[key.len()..].trim_start_matches('/').to_string())
+            .collect())
+    }
+
     /// The keys under `key_prefix` (a folder: `a/b` lists `a/b/...`) with their sizes, sorted by key.
     pub async fn list(&self, key_prefix: &str) -> Result<Vec<(String, u64)>> {
         use futures::TryStreamExt;

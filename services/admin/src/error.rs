@@ -15,6 +15,8 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Over the tenant's API rate: the caller may retry after the wait.
     #[error("{message}")]
     ResourceExhausted {
@@ -33,6 +35,7 @@ impl ServiceError for ApiError {
             ApiError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             ApiError::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -48,6 +51,7 @@ impl From<ApiError> for Status {
             | ApiError::AlreadyExists(message)
             | ApiError::FailedPrecondition(message)
             | ApiError::Unavailable(message)
+            | ApiError::PermissionDenied(message)
             | ApiError::ResourceExhausted { message, .. } => {
                 Status::new(error.error_code().grpc(), message.clone())
             }

@@ -47,6 +47,32 @@ pub enum Command {
         args: Vec<String>,
         #[arg(long)]
         version: Option<String>,
+        /// Print this output of the execution (a blob's bytes, other values as text) instead, e.g.
+        /// `aloft get my-run --output model > model.json`.
+        #[arg(long)]
+        output: Option<String>,
+        /// With --output: the output of this node rather than of the execution.
+        #[arg(long, requires = "output")]
+        node: Option<String>,
+    },
+    /// Write an execution's input or output (or a node's output) to a file or stdout: a blob's bytes from
+    /// the blob store, any other value as its text.
+    Download {
+        execution: String,
+        /// The input's or output's name.
+        name: String,
+        /// The output of this node rather than of the execution.
+        #[arg(long)]
+        node: Option<String>,
+        /// An input of the execution rather than an output.
+        #[arg(long, conflicts_with = "node")]
+        input: bool,
+        /// For a directory blob: the file inside it.
+        #[arg(long)]
+        path: Option<String>,
+        /// Where to write it (default: stdout).
+        #[arg(short = 'o', long = "to")]
+        to: Option<std::path::PathBuf>,
     },
     /// List executions, tasks, workflows, launch plans or projects.
     List {

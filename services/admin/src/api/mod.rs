@@ -27,6 +27,7 @@ use crate::history::summarize;
 use crate::metrics;
 use crate::projector::Progress;
 
+mod download;
 mod executions;
 mod logs;
 mod notifications;
@@ -462,6 +463,15 @@ impl AdminService for AdminApi {
     }
 
     type GetTaskLogsStream = logs::TaskLogStream;
+    type DownloadDataStream = download::DataStream;
+
+    async fn download_data(
+        &self,
+        request: Request<wire::DownloadDataRequest>,
+    ) -> Result<Response<Self::DownloadDataStream>, Status> {
+        self.serve(request, async |request| self.download_data_rpc(request).await)
+            .await
+    }
 
     async fn get_task_logs(
         &self,

@@ -6,6 +6,7 @@ mod admin;
 mod approve;
 mod catalog;
 mod dev;
+mod download;
 mod get;
 mod history;
 mod launchplan;
@@ -58,7 +59,38 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
     match &cli.command {
         Command::Register { files } => register::run(cli, client, embedded, files).await,
         Command::Run(args) => run::run(cli, client, embedded, args).await,
-        Command::Get { args, version } => get::run(cli, client, embedded, args, version).await,
+        Command::Get {
+            args,
+            output: Some(output),
+            node,
+            ..
+        } => {
+            let execution = args.last().map(String::as_str).unwrap_or_default();
+            let what = download::Wanted {
+                name: output,
+                node: node.as_deref(),
+                input: false,
+                path: None,
+            };
+            download::run(cli, client, execution, what, None).await
+        }
+        Command::Get { args, version, .. } => get::run(cli, client, embedded, args, version).await,
+        Command::Download {
+            execution,
+            name,
+            node,
+            input,
+            path,
+            to,
+        } => {
+            let what = download::Wanted {
+                name,
+                node: node.as_deref(),
+                input: *input,
+                path: path.as_deref(),
+            };
+            download::run(cli, client, execution, what, to.as_deref()).await
+        }
         Command::List { what, limit } => list::run(cli, client, embedded, what, limit).await,
         Command::History { execution, json } => history::run(cli, client, embedded, execution, json).await,
         Command::Logs {

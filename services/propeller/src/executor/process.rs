@@ -371,5 +371,9 @@ async fn log_tail(path: &Path) -> String {
 
 /// Deletes an attempt's secret files once its process is gone.
 async fn remove_secrets(dir: &Path) {
-    let _ = tokio::fs::remove_dir_all(dir.join(SECRETS_DIR)).await;
+    let secrets = dir.join(SECRETS_DIR);
+    // Most tasks have none: a cheap look first, so an attempt's end is reported without another hop.
+    if secrets.exists() {
+        let _ = tokio::fs::remove_dir_all(secrets).await;
+    }
 }
