@@ -96,10 +96,15 @@ impl AdminApi {
             aloft_blobstore::BlobError::NotFound { .. } => ApiError::NotFound(error.to_string()),
             other => ApiError::Unavailable(other.to_string()),
         })?;
-        Ok(Box::pin(futures::StreamExt::map(stream, |bytes| {
-            bytes
-                .map(|data| wire::DataChunk { data: data.to_vec() })
-                .map_err(|error| Status::unavailable(error.to_string()))
-        })))
+        Ok(Box::pin(futures::StreamExt::map(stream, to_chunk)))
     }
+}
+
+#[allow(clippy::result_large_err)] // tonic's stream items are `Result<_, Status>`
+fn to_chunk(bytes: aloft_blobstore::Result<impl AsRef<[u8]>>) -> Result<wire::DataChunk, Status> {
+    bytes
+        .map(|data| wire::DataChunk {
+            data: data.as_ref().to_vec(),
+        })
+        .map_err(|error| Status::unavailable(error.to_string()))
 }
