@@ -394,3 +394,153 @@ run:
         "{stderr}"
     );
 }
+
+/// `aloft admin gc` removes the raw data of finished executions, keeps what a cache entry or an unfinished
+/// execution references, and with --dry-run only says what it would remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_unreferenced_raw_data_of_finished_executions() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let _propeller = propeller_on_own_disk(&deployment, "a");
+    let mut client = deployment.client().await;
+    let release = deployment.scratch.path().join("release");
+    let specs = format!(
+        r#"kind: task
+name: make
+version: "1"
+interface: {{inputs: {{tag: string}}, outputs: {{data: blob}}}}
+run:
+  process:
+    command: ["sh", "-c", "echo $ALOFT_INPUT_TAG > $ALOFT_OUTPUT_DIR/data"]
+---
+kind: task
+name: make-cached
+version: "1"
+interface: {{inputs: {{tag: string}}, outputs: {{data: blob}}}}
+cache: {{version: "1"}}
+run:
+  process:
+    command: ["sh", "-c", "echo $ALOFT_INPUT_TAG > $ALOFT_OUTPUT_DIR/data"]
+---
+kind: task
+name: hold
+version: "1"
+interface: {{inputs: {{data: blob}}}}
+run:
+  process:
+    command: ["sh", "-c", "while [ ! -f {release} ]; do sleep 0.1; done"]
+"#,
+        release = release.display()
+    );
+    register_text(&mut client, deployment.scratch.path(), "gc.yaml", &specs).await;
+    let mut blob_of = std::collections::HashMap::new();
+    for (name, task_name) in [("plain", "make"), ("held", "make"), ("cached", "make-cached")] {
+        let id = launch(&mut client, task(task_name, "1"), name, &[("tag", name)])
+            .await
+            .unwrap();
+        let done = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+        let data = done
+            .outputs
+            .as_ref()
+            .and_then(|o| o.values.get("data"))
+            .cloned()
+            .unwrap();
+        let Some(wire::literal::Value::Blob(blob)) = data.value else {
+            panic!("no blob")
+        };
+        blob_of.insert(name, (id, blob));
+    }
+    // A running execution holds the `held` blob as its input.
+    let holding = client
+        .create_execution(wire::CreateExecutionRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            name: "holding".into(),
+            target: Some(task("hold", "1")),
+            inputs: Some(wire::LiteralMap {
+                values: [("data".to_string(), blob_literal(&blob_of["held"].1))]
+                    .into_iter()
+                    .collect(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+        .unwrap();
+    let running = wire::NodePhase::NodeRunning as i32;
+    wait_until(&mut client, &holding, Duration::from_secs(60), |e| {
+        e.nodes.first().is_some_and(|n| n.phase == running)
+    })
+    .await;
+
+    let gc = |dry_run: bool| {
+        let mut command = std::process::Command::new(binary("aloft"));
+        command
+            .args([
+                "admin",
+                "gc",
+                "--older-than",
+                "1ms",
+                "--database-url",
+                &deployment.database_url,
+            ])
+            .args(["--blob-store", deployment.blob_store.as_deref().unwrap()]);
+        if dry_run {
+            command.arg("--dry-run");
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let present = |client: &mut AdminClient, name: &'static str| {
+        let id = blob_of[name].0.clone();
+        let mut client = client.clone();
+        async move {
+            match client
+                .download_data(wire::DownloadDataRequest {
+                    id: Some(id),
+                    name: "data".into(),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(stream) => stream.into_inner().message().await.is_ok(),
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
+                    false
+                }
+            }
+        }
+    };
+    let said = gc(true);
+    assert!(
+        said.contains("would remove 1 object(s)") && said.contains("kept 2"),
+        "{said}"
+    );
+    assert!(present(&mut client, "plain").await, "a dry run removes nothing");
+    let said = gc(false);
+    assert!(said.contains("removed 1 object(s)"), "{said}");
+    assert!(said.contains("default/development/plain: removed 1"), "{said}");
+    assert!(
+        !present(&mut client, "plain").await,
+        "unreferenced data is removed"
+    );
+    assert!(
+        present(&mut client, "held").await,
+        "an unfinished execution's input is kept"
+    );
+    assert!(
+        present(&mut client, "cached").await,
+        "a cache entry's output is kept"
+    );
+    std::fs::write(&release, "").unwrap();
+}

@@ -134,6 +134,14 @@ impl BlobStore {
         Ok(found)
     }
 
+    /// Deletes the object at `key` (nothing there is no error).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path_of(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error("deleting", &self.uri_of(key), e)),
+        }
+    }
+
     /// Deletes every object under `key_prefix`; returns how many.
     pub async fn delete_prefix(&self, key_prefix: &str) -> Result<usize> {
         let listed = self.list(key_prefix).await?;

@@ -35,14 +35,14 @@ impl DeploymentAddress {
         }
     }
 
-    fn admin_database(&self, data_dir: &Path) -> String {
+    pub(crate) fn admin_database(&self, data_dir: &Path) -> String {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("aloft.db").display()))
     }
 
     /// The catalog shares admin's database on Postgres deployments; `aloft dev` gives it its own file.
-    fn catalog_database(&self, data_dir: &Path) -> String {
+    pub(crate) fn catalog_database(&self, data_dir: &Path) -> String {
         match (&self.catalog_database_url, &self.database_url) {
             (Some(url), _) => url.clone(),
             (None, Some(url)) => url.clone(),

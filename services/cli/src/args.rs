@@ -323,6 +323,29 @@ pub enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Remove the raw data (blob outputs) of executions that finished longer ago than --older-than, except
+    /// what a cache entry or an unfinished execution references; task logs are kept. Says what it removed.
+    Gc {
+        /// e.g. 30d, 12h.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: std::time::Duration,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// The deployment's blob store (as given to its propellers; default: `blobs` in --data-dir).
+        #[arg(long, env = "ALOFT_BLOB_STORE")]
+        blob_store: Option<String>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let millis = aloft_core::types::parse_duration_millis(text)?;
+    if millis <= 0 {
+        return Err(format!("{text:?} must be positive"));
+    }
+    Ok(std::time::Duration::from_millis(millis as u64))
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod fleet;
+pub mod gc;
 pub mod lineage;
 pub mod notify;
 pub mod ops_probe;

@@ -29,5 +29,47 @@ pub(super) async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<i32
             .await?;
             Ok(0)
         }
+        AdminCommand::Gc {
+            older_than,
+            dry_run,
+            blob_store,
+            deployment,
+        } => {
+            let blobs = match blob_store {
+                Some(url) => aloft_blobstore::BlobStore::from_url(url)?,
+                None => aloft_blobstore::BlobStore::local(&cli.data_dir.join("blobs"))?,
+            };
+            let report = crate::gc::gc(
+                &deployment.address(),
+                &cli.data_dir,
+                &blobs,
+                *older_than,
+                *dry_run,
+                |line| println!("{line}"),
+            )
+            .await?;
+            println!(
+                "{} {} object(s), {} bytes, of {} execution(s) finished more than {} ago; kept {} still referenced",
+                if *dry_run { "would remove" } else { "removed" },
+                report.removed_objects,
+                report.removed_bytes,
+                report.executions,
+                humantime_like(*older_than),
+                report.kept_objects
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// A duration as the flag would say it (`90s`, `2h`, `30d`).
+fn humantime_like(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s if s > 0 => format!("{s}s"),
+        _ => format!("{}ms", duration.as_millis()),
     }
 }
