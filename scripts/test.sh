@@ -96,9 +96,46 @@ ensure_s3() {
   curl -sf -X PUT "$ALOFT_TEST_S3_ENDPOINT/$ALOFT_TEST_S3_BUCKET" -o /dev/null \
     || die "cannot create bucket $ALOFT_TEST_S3_BUCKET at $ALOFT_TEST_S3_ENDPOINT (see $LOG_DIR/moto.log)"
 }
+AZURITE_PID=""
+AZURITE_DIR="$HOME/.cache/aloft/azurite"
+ensure_azurite() {
+  # Azure Blob Storage's emulator for the blob store's conformance suite: Azurite from npm, once per machine
+  # (about 30 s), and a container made with the Azure SDK from PyPI (Azurite refuses unsigned requests).
+  export ALOFT_TEST_AZURITE_CONTAINER="${ALOFT_TEST_AZURITE_CONTAINER:-aloft-test}"
+  if ! port_open 10000; then
+    if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+      command -v npm >/dev/null || die "npm is needed for Azurite (Azure's storage emulator); install Node.js 20"
+      say "installing Azurite from npm (once)"
+      npm install --prefix "$AZURITE_DIR" --no-audit --no-fund azurite@3 >"$LOG_DIR/azurite-install.log" 2>&1 \
+        || die "npm install azurite failed (see $LOG_DIR/azurite-install.log)"
+    fi
+    say "starting Azurite on 127.0.0.1:10000"
+    "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence \
+      --disableTelemetry --skipApiVersionCheck --silent >"$LOG_DIR/azurite.log" 2>&1 &
+    AZURITE_PID=$!
+    wait_port 10000 Azurite
+  fi
+  python3 -c "import azure.storage.blob" 2>/dev/null || python3 -m pip install --quiet azure-storage-blob \
+    >"$LOG_DIR/azure-sdk-install.log" 2>&1 || die "pip install azure-storage-blob failed (see $LOG_DIR/azure-sdk-install.log)"
+  python3 - "$ALOFT_TEST_AZURITE_CONTAINER" <<'PY' || die "cannot create the Azurite container (see $LOG_DIR/azurite.log)"
+import sys
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+# Azurite's documented development account and key.
+account = "devstoreaccount1"
+key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+client = BlobServiceClient.from_connection_string(
+    f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};BlobEndpoint=http://127.0.0.1:10000/{account};")
+try:
+    client.create_container(sys.argv[1])
+except ResourceExistsError:
+    pass
+PY
+}
 cleanup() {
   if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi
   if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
+  if [ -n "$AZURITE_PID" ]; then kill "$AZURITE_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -113,6 +150,7 @@ ensure_postgres
 ensure_redis
 ensure_kafka
 ensure_s3
+ensure_azurite
 drop_scratch_databases
 
 say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"

@@ -30,7 +30,8 @@ fn config_error(reason: impl Into<String>) -> BlobError {
 }
 
 /// A store from `url`: `file:///abs/dir` (or a plain path), `s3://bucket[/prefix][?endpoint=URL&region=R&
-/// path_style=true|false]`, `gs://bucket[/prefix]`, `az://container[/prefix][?account=NAME&emulator=true]`,
+/// path_style=true|false]`, `gs://bucket[/prefix][?service_account=KEY.json]`,
+/// `az://container[/prefix][?account=NAME&emulator=true]`,
 /// `memory://` (one process only: tests).
 pub(crate) fn open(url: &str) -> Result<BlobStore> {
     let url = url.trim();
@@ -67,64 +68,69 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         .to_string();
     let prefix = StorePath::parse(parsed.path().trim_matches('/'))
         .map_err(|e| config_error(format!("the prefix of {url:?} is not a valid object path: {e}")))?;
-    let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" => {
-            refuse_options(scheme, &options, &["endpoint", "region", "path_style"])?;
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
-            for (name, value) in &options {
-                builder = match name.as_str() {
-                    "endpoint" => {
-                        let endpoint = url::Url::parse(value)
-                            .map_err(|e| config_error(format!("endpoint {value:?} is not a URL: {e}")))?;
-                        builder
-                            .with_endpoint(value.trim_end_matches('/'))
-                            .with_allow_http(endpoint.scheme() == "http")
-                            // An S3-compatible server at an address usually wants path-style requests.
-                            .with_virtual_hosted_style_request(false)
+    let store: Arc<dyn ObjectStore> =
+        match scheme {
+            "s3" | "s3a" => {
+                refuse_options(scheme, &options, &["endpoint", "region", "path_style"])?;
+                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                for (name, value) in &options {
+                    builder = match name.as_str() {
+                        "endpoint" => {
+                            let endpoint = url::Url::parse(value)
+                                .map_err(|e| config_error(format!("endpoint {value:?} is not a URL: {e}")))?;
+                            builder
+                                .with_endpoint(value.trim_end_matches('/'))
+                                .with_allow_http(endpoint.scheme() == "http")
+                                // An S3-compatible server at an address usually wants path-style requests.
+                                .with_virtual_hosted_style_request(false)
+                        }
+                        "region" => builder.with_region(value),
+                        "path_style" => builder.with_virtual_hosted_style_request(!parse_bool(name, value)?),
+                        _ => builder,
+                    };
+                }
+                Arc::new(
+                    builder.build().map_err(|e| {
+                        config_error(format!("S3 store {bucket:?}: {}", redact(&e.to_string())))
+                    })?,
+                )
+            }
+            "gs" | "gcs" => {
+                refuse_options(scheme, &options, &["service_account"])?;
+                let mut builder =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
+                for (name, value) in &options {
+                    if name == "service_account" {
+                        builder = builder.with_service_account_path(value);
                     }
-                    "region" => builder.with_region(value),
-                    "path_style" => builder.with_virtual_hosted_style_request(!parse_bool(name, value)?),
-                    _ => builder,
-                };
+                }
+                Arc::new(
+                    builder.build().map_err(|e| {
+                        config_error(format!("GCS store {bucket:?}: {}", redact(&e.to_string())))
+                    })?,
+                )
             }
-            Arc::new(
-                builder
-                    .build()
-                    .map_err(|e| config_error(format!("S3 store {bucket:?}: {}", redact(&e.to_string()))))?,
-            )
-        }
-        "gs" | "gcs" => {
-            refuse_options(scheme, &options, &[])?;
-            let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
-            Arc::new(
-                builder
-                    .build()
-                    .map_err(|e| config_error(format!("GCS store {bucket:?}: {}", redact(&e.to_string()))))?,
-            )
-        }
-        "az" | "azure" | "abfs" => {
-            refuse_options(scheme, &options, &["account", "emulator"])?;
-            let mut builder =
-                object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
-            for (name, value) in &options {
-                builder = match name.as_str() {
-                    "account" => builder.with_account(value),
-                    "emulator" => builder.with_use_emulator(parse_bool(name, value)?),
-                    _ => builder,
-                };
-            }
-            Arc::new(
-                builder.build().map_err(|e| {
+            "az" | "azure" | "abfs" => {
+                refuse_options(scheme, &options, &["account", "emulator"])?;
+                let mut builder =
+                    object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
+                for (name, value) in &options {
+                    builder = match name.as_str() {
+                        "account" => builder.with_account(value),
+                        "emulator" => builder.with_use_emulator(parse_bool(name, value)?),
+                        _ => builder,
+                    };
+                }
+                Arc::new(builder.build().map_err(|e| {
                     config_error(format!("Azure store {bucket:?}: {}", redact(&e.to_string())))
-                })?,
-            )
-        }
-        other => {
-            return Err(config_error(format!(
-                "unknown scheme {other:?} in {url:?}; use file, s3, gs, az or memory"
-            )))
-        }
-    };
+                })?)
+            }
+            other => {
+                return Err(config_error(format!(
+                    "unknown scheme {other:?} in {url:?}; use file, s3, gs, az or memory"
+                )))
+            }
+        };
     let root = if prefix.as_ref().is_empty() {
         format!("{scheme}://{bucket}")
     } else {

@@ -78,7 +78,7 @@ impl BlobStore {
                     .map_err(|e| write_error(&uri, e))?;
                 size += read as u64;
             }
-            writer.shutdown().await.map_err(|e| write_error(&uri, e))
+            Ok(())
         }
         .await;
         if let Err(error) = written {
@@ -86,6 +86,8 @@ impl BlobStore {
             let _ = writer.abort().await;
             return Err(error);
         }
+        // A failed completion leaves no object either (the writer cannot be aborted after it).
+        writer.shutdown().await.map_err(|e| write_error(&uri, e))?;
         Ok(StoredBlob {
             uri,
             size,
