@@ -59,6 +59,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             store: Arc::new(object_store::memory::InMemory::new()),
             root: "memory://blobs".to_string(),
             prefix: StorePath::default(),
+            local: None,
         });
     }
     let bucket = parsed
@@ -136,7 +137,12 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
     } else {
         format!("{scheme}://{bucket}/{prefix}")
     };
-    Ok(BlobStore { store, root, prefix })
+    Ok(BlobStore {
+        store,
+        root,
+        prefix,
+        local: None,
+    })
 }
 
 /// A local directory (made absolute, created when missing) as the store.
@@ -147,10 +153,12 @@ pub(crate) fn open_local(dir: &std::path::Path) -> Result<BlobStore> {
     let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
         .map_err(|e| config_error(format!("{}: {e}", dir.display())))?;
     let root = format!("file://{}", dir.display().to_string().trim_end_matches('/'));
+    let store = Arc::new(store);
     Ok(BlobStore {
-        store: Arc::new(store),
+        store: store.clone(),
         root,
         prefix: StorePath::default(),
+        local: Some(store),
     })
 }
 

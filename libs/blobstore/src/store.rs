@@ -16,6 +16,8 @@ pub struct BlobStore {
     pub(crate) root: String,
     /// The root's path inside `store` (empty for a local directory: the store is rooted there).
     pub(crate) prefix: StorePath,
+    /// The same store as a local filesystem, when it is one: downloads then copy files directly.
+    pub(crate) local: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 impl std::fmt::Debug for BlobStore {

@@ -150,6 +150,24 @@ impl BlobStore {
     }
 
     async fn download_object(&self, path: &object_store::path::Path, uri: &str, local: &Path) -> Result<u64> {
+        if let Some(filesystem) = &self.local {
+            // A local store's object is a file: the kernel copies it far faster than a stream of reads.
+            let source = filesystem
+                .path_to_filesystem(path)
+                .map_err(|e| store_error("reading", uri, e))?;
+            if let Some(parent) = local.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(local_error(parent))?;
+            }
+            return match tokio::fs::copy(&source, local).await {
+                Ok(bytes) => Ok(bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    Err(BlobError::NotFound { uri: uri.to_string() })
+                }
+                Err(error) => Err(local_error(local)(error)),
+            };
+        }
         let result = self
             .store
             .get(path)
