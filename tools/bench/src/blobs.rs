@@ -20,6 +20,9 @@ pub struct BlobBench {
     pub upload_vs_copy: Option<f64>,
     pub handover_seconds: f64,
     pub rss_growth_mib: f64,
+    /// Tasks that each wrote a 1 MiB blob that another task then read.
+    pub staged_tasks: usize,
+    pub staging_seconds: f64,
     pub log_lines: usize,
     pub log_p50_ms: f64,
     pub log_p99_ms: f64,
@@ -53,7 +56,7 @@ fn write_sample(path: &Path, size_mib: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(store_url: Option<&str>, size_mib: u64) -> anyhow::Result<BlobBench> {
+pub async fn run(store_url: Option<&str>, size_mib: u64, staged_tasks: usize) -> anyhow::Result<BlobBench> {
     let scratch = tempfile::tempdir()?;
     let store = match store_url {
         Some(url) => BlobStore::from_url(url)?,
@@ -86,8 +89,8 @@ pub async fn run(store_url: Option<&str>, size_mib: u64) -> anyhow::Result<BlobB
     }
     store.delete_prefix("bench").await?;
 
-    let (handover_seconds, rss_growth_mib, latencies) =
-        through_the_fleet(scratch.path(), store_url, size_mib).await?;
+    let through = through_the_fleet(scratch.path(), store_url, size_mib, staged_tasks).await?;
+    let (handover_seconds, rss_growth_mib, staging_seconds, latencies) = through;
     let mut latencies = latencies;
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| {
@@ -103,6 +106,8 @@ pub async fn run(store_url: Option<&str>, size_mib: u64) -> anyhow::Result<BlobB
         upload_vs_copy,
         handover_seconds,
         rss_growth_mib,
+        staged_tasks,
+        staging_seconds,
         log_lines: latencies.len(),
         log_p50_ms: percentile(0.5),
         log_p99_ms: percentile(0.99),
@@ -134,6 +139,26 @@ nodes:
 outputs: {bytes: measure.bytes}
 ---
 kind: task
+name: write-mib
+version: "1"
+interface: {inputs: {i: integer}, outputs: {data: blob}}
+run:
+  process:
+    command: ["sh", "-c", "head -c 1048576 /dev/urandom > \"$ALOFT_OUTPUT_DIR/data\""]
+---
+kind: workflow
+name: staging
+interface: {inputs: {items: list<integer>}, outputs: {sizes: list<integer>}}
+nodes:
+  - id: write
+    map: {task: write-mib, over: i, concurrency: 100}
+    inputs: {i: inputs.items}
+  - id: read
+    map: {task: measure, over: data, concurrency: 100}
+    inputs: {data: write.data}
+outputs: {sizes: read.bytes}
+---
+kind: task
 name: ticker
 version: "1"
 run:
@@ -142,12 +167,14 @@ run:
 "#;
 
 /// The fleet in this process: one blob of `size_mib` between two tasks (seconds, resident-memory growth),
-/// then a task printing timestamps, followed through `GetTaskLogs` (latency of each line, ms).
+/// `staged_tasks` tasks each writing a 1 MiB blob another reads (seconds), then a task printing timestamps,
+/// followed through `GetTaskLogs` (latency of each line, ms).
 async fn through_the_fleet(
     scratch: &Path,
     store_url: Option<&str>,
     size_mib: u64,
-) -> anyhow::Result<(f64, f64, Vec<f64>)> {
+    staged_tasks: usize,
+) -> anyhow::Result<(f64, f64, f64, Vec<f64>)> {
     let mut config = FleetConfig::embedded(&scratch.join("fleet"), SocketAddr::from(([127, 0, 0, 1], 0)));
     config.bootstrap_project = Some("bench".to_string());
     if let Some(url) = store_url {
@@ -173,7 +200,10 @@ async fn through_the_fleet(
             }
         });
         let started = Instant::now();
-        let id = launch(&mut client, "handover", &[("mib", size_mib.to_string())]).await?;
+        let mib = wire::Literal {
+            value: Some(wire::literal::Value::Integer(size_mib as i64)),
+        };
+        let id = launch(&mut client, "handover", vec![("mib", mib)]).await?;
         let finished = wait_finished(&mut client, &id).await?;
         let handover = started.elapsed().as_secs_f64();
         sampler.abort();
@@ -187,9 +217,28 @@ async fn through_the_fleet(
             .saturating_sub(baseline) as f64
             / 1024.0;
 
+        let items = wire::Literal {
+            value: Some(wire::literal::Value::List(wire::LiteralList {
+                values: (0..staged_tasks as i64)
+                    .map(|i| wire::Literal {
+                        value: Some(wire::literal::Value::Integer(i)),
+                    })
+                    .collect(),
+            })),
+        };
+        let started = Instant::now();
+        let id = launch(&mut client, "staging", vec![("items", items)]).await?;
+        let finished = wait_finished(&mut client, &id).await?;
+        let staging = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            finished.phase == wire::ExecutionPhase::Succeeded as i32,
+            "the staging run failed: {}",
+            finished.error
+        );
+
         let id = launch_task(&mut client, "ticker").await?;
         let latencies = follow_latencies(&mut client, &id).await?;
-        Ok::<_, anyhow::Error>((handover, growth_mib, latencies))
+        Ok::<_, anyhow::Error>((handover, growth_mib, staging, latencies))
     }
     .await;
     fleet.stop().await?;
@@ -199,18 +248,13 @@ async fn through_the_fleet(
 async fn launch(
     client: &mut aloft_cli::client::AdminClient,
     workflow: &str,
-    inputs: &[(&str, String)],
+    inputs: Vec<(&str, wire::Literal)>,
 ) -> anyhow::Result<wire::ExecutionIdentifier> {
     let inputs = wire::LiteralMap {
         values: inputs
-            .iter()
-            .map(|(name, value)| {
-                let literal = wire::Literal {
-                    value: Some(wire::literal::Value::Integer(value.parse()?)),
-                };
-                Ok((name.to_string(), literal))
-            })
-            .collect::<anyhow::Result<_>>()?,
+            .into_iter()
+            .map(|(name, literal)| (name.to_string(), literal))
+            .collect(),
     };
     let created = client
         .create_execution(wire::CreateExecutionRequest {

@@ -82,7 +82,8 @@ pub enum BenchShape {
     /// only): its resident memory, and its replacement's recovery time after a SIGKILL.
     Executions,
     /// A --size-mib blob up to and down from the blob store (MiB/s, against a plain copy), passed between
-    /// two tasks (time, resident-memory growth of the process), and `GetTaskLogs --follow` latency.
+    /// two tasks (time, resident-memory growth of the process); --nodes tasks each writing a 1 MiB blob that
+    /// another reads; and `GetTaskLogs --follow` latency.
     Blobs,
 }
 
@@ -129,9 +130,9 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 "bench blobs: {size_mib} MiB through {}",
                 blob_store.as_deref().unwrap_or("a local directory")
             );
-            let result = crate::blobs::run(blob_store.as_deref(), *size_mib).await?;
+            let result = crate::blobs::run(blob_store.as_deref(), *size_mib, *nodes).await?;
             println!(
-                "blobs size={} MiB upload={:.0} MiB/s download={:.0} MiB/s{}; between two tasks {:.1} s, resident memory +{:.0} MiB; logs --follow lines={} p50={:.0} ms p99={:.0} ms",
+                "blobs size={} MiB upload={:.0} MiB/s download={:.0} MiB/s{}; between two tasks {:.1} s, resident memory +{:.0} MiB; {} tasks each passing 1 MiB on: {:.1} s ({:.0} MiB/s); logs --follow lines={} p50={:.0} ms p99={:.0} ms",
                 result.size_mib,
                 result.upload_mib_s,
                 result.download_mib_s,
@@ -141,6 +142,9 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                     .unwrap_or_default(),
                 result.handover_seconds,
                 result.rss_growth_mib,
+                result.staged_tasks,
+                result.staging_seconds,
+                result.staged_tasks as f64 / result.staging_seconds,
                 result.log_lines,
                 result.log_p50_ms,
                 result.log_p99_ms
