@@ -48,6 +48,36 @@ pub fn real_s3_store() -> Option<String> {
     ))
 }
 
+/// Every record of `topic`, partition by partition, read to the log's current end (none when the topic does
+/// not exist).
+pub async fn read_topic(log: &dyn aloft_eventlog::EventLog, topic: &str) -> Vec<aloft_eventlog::Record> {
+    let Ok(partitions) = log.partition_count(topic).await else {
+        return Vec::new();
+    };
+    let mut records = Vec::new();
+    for partition in 0..partitions {
+        let end = log
+            .end_offset(topic, partition)
+            .await
+            .expect("the partition's end offset");
+        if end == 0 {
+            continue;
+        }
+        let mut stream = log
+            .read(vec![(topic.to_string(), partition, 0)])
+            .await
+            .expect("read the partition");
+        let mut read = 0;
+        while read < end {
+            for record in stream.next_batch(1000).await.expect("a batch of records") {
+                read = record.offset + 1;
+                records.push(record);
+            }
+        }
+    }
+    records
+}
+
 /// Kafka brokers and a Postgres base URL, or `None` (test skipped) unless real backends are required.
 pub fn real_backends() -> Option<(String, String)> {
     let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();

@@ -99,26 +99,14 @@ async fn a_killed_propeller_is_replaced_and_the_execution_finishes_without_rerun
 
 /// Every envelope of `topic`, partition by partition, decoded (the log is read to its current end).
 async fn read_all(brokers: &str, topic: &str) -> Vec<(u32, aloft_eventlog::Envelope)> {
-    use aloft_eventlog::EventLog;
     let log = aloft_eventlog::kafka::KafkaLog::connect(brokers).await.unwrap();
-    let mut records = Vec::new();
-    for partition in 0..log.partition_count(topic).await.unwrap() {
-        let end = log.end_offset(topic, partition).await.unwrap();
-        if end == 0 {
-            continue;
-        }
-        let mut stream = log.read(vec![(topic.to_string(), partition, 0)]).await.unwrap();
-        let mut read = 0;
-        while read < end {
-            for record in stream.next_batch(1000).await.unwrap() {
-                read = record.offset + 1;
-                for envelope in aloft_eventlog::Envelope::decode_all(&record.payload).unwrap() {
-                    records.push((partition, envelope));
-                }
-            }
+    let mut envelopes = Vec::new();
+    for record in read_topic(&log, topic).await {
+        for envelope in aloft_eventlog::Envelope::decode_all(&record.payload).unwrap() {
+            envelopes.push((record.partition, envelope));
         }
     }
-    records
+    envelopes
 }
 
 /// A propeller paused with SIGSTOP while its attempts run loses its partitions to another; its tasks finish

@@ -60,22 +60,8 @@ async fn whole_log_text(deployment: &Deployment) -> String {
         &topics.schedules,
         &topics.deliveries,
     ] {
-        let Ok(partitions) = log.partition_count(topic).await else {
-            continue;
-        };
-        for partition in 0..partitions {
-            let end = log.end_offset(topic, partition).await.unwrap();
-            if end == 0 {
-                continue;
-            }
-            let mut stream = log.read(vec![(topic.to_string(), partition, 0)]).await.unwrap();
-            let mut read = 0;
-            while read < end {
-                for record in stream.next_batch(1000).await.unwrap() {
-                    read = record.offset + 1;
-                    text.push_str(&String::from_utf8_lossy(&record.payload));
-                }
-            }
+        for record in read_topic(log.as_ref(), topic).await {
+            text.push_str(&String::from_utf8_lossy(&record.payload));
         }
     }
     text

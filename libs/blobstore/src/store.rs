@@ -81,13 +81,17 @@ impl BlobStore {
 
     /// The whole content of the object at `uri` (for small objects: logs' chunks, offloaded values).
     pub async fn get(&self, uri: &str) -> Result<bytes::Bytes> {
+        let result = self.open(uri).await?;
+        result.bytes().await.map_err(|e| store_error("reading", uri, e))
+    }
+
+    /// The object at `uri`, opened for reading.
+    async fn open(&self, uri: &str) -> Result<object_store::GetResult> {
         let path = self.path_of_uri(uri)?;
-        let result = self
-            .store
+        self.store
             .get(&path)
             .await
-            .map_err(|e| store_error("reading", uri, e))?;
-        result.bytes().await.map_err(|e| store_error("reading", uri, e))
+            .map_err(|e| store_error("reading", uri, e))
     }
 
     /// The content of the object at `uri` as a stream of byte chunks (for downloads of any size).
@@ -96,12 +100,7 @@ impl BlobStore {
         uri: &str,
     ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes>>> {
         use futures::StreamExt;
-        let path = self.path_of_uri(uri)?;
-        let result = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| store_error("reading", uri, e))?;
+        let result = self.open(uri).await?;
         let uri = uri.to_string();
         Ok(result
             .into_stream()

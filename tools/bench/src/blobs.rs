@@ -245,30 +245,35 @@ async fn through_the_fleet(
     outcome
 }
 
-async fn launch(
+/// Starts version `version` (empty: the latest) of `name` in bench/development, as a workflow or a task.
+async fn create(
     client: &mut aloft_cli::client::AdminClient,
-    workflow: &str,
+    name: &str,
+    as_task: bool,
     inputs: Vec<(&str, wire::Literal)>,
 ) -> anyhow::Result<wire::ExecutionIdentifier> {
-    let inputs = wire::LiteralMap {
-        values: inputs
-            .into_iter()
-            .map(|(name, literal)| (name.to_string(), literal))
-            .collect(),
+    use wire::create_execution_request::Target;
+    let id = wire::Identifier {
+        project: "bench".into(),
+        domain: "development".into(),
+        name: name.into(),
+        version: if as_task { "1".into() } else { String::new() },
     };
     let created = client
         .create_execution(wire::CreateExecutionRequest {
             project: "bench".into(),
             domain: "development".into(),
-            target: Some(wire::create_execution_request::Target::Workflow(
-                wire::Identifier {
-                    project: "bench".into(),
-                    domain: "development".into(),
-                    name: workflow.into(),
-                    version: String::new(),
-                },
-            )),
-            inputs: Some(inputs),
+            target: Some(if as_task {
+                Target::Task(id)
+            } else {
+                Target::Workflow(id)
+            }),
+            inputs: Some(wire::LiteralMap {
+                values: inputs
+                    .into_iter()
+                    .map(|(name, literal)| (name.to_string(), literal))
+                    .collect(),
+            }),
             ..Default::default()
         })
         .await?
@@ -278,27 +283,19 @@ async fn launch(
         .ok_or_else(|| anyhow::anyhow!("a created execution without an id"))
 }
 
+async fn launch(
+    client: &mut aloft_cli::client::AdminClient,
+    workflow: &str,
+    inputs: Vec<(&str, wire::Literal)>,
+) -> anyhow::Result<wire::ExecutionIdentifier> {
+    create(client, workflow, false, inputs).await
+}
+
 async fn launch_task(
     client: &mut aloft_cli::client::AdminClient,
     task: &str,
 ) -> anyhow::Result<wire::ExecutionIdentifier> {
-    let created = client
-        .create_execution(wire::CreateExecutionRequest {
-            project: "bench".into(),
-            domain: "development".into(),
-            target: Some(wire::create_execution_request::Target::Task(wire::Identifier {
-                project: "bench".into(),
-                domain: "development".into(),
-                name: task.into(),
-                version: "1".into(),
-            })),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    created
-        .id
-        .ok_or_else(|| anyhow::anyhow!("a created execution without an id"))
+    create(client, task, true, Vec::new()).await
 }
 
 async fn wait_finished(
