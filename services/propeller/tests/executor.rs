@@ -470,3 +470,27 @@ async fn secrets_reach_the_task_by_env_and_file_and_missing_ones_are_named() {
         "{message}"
     );
 }
+
+/// Values travel inline in events: an attempt whose non-blob outputs exceed the inline limit fails as the
+/// user's error naming the largest output and its size, instead of producing a record the broker refuses.
+#[tokio::test]
+async fn outputs_too_large_to_travel_inline_are_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = executors_in(dir.path());
+    let task = process_task(
+        "echo 1 > $ALOFT_OUTPUT_DIR/small; head -c 600000 /dev/zero | tr '\\0' 'a' > $ALOFT_OUTPUT_DIR/big",
+        &[],
+        &[("small", "integer"), ("big", "string")],
+        None,
+    );
+    let AttemptOutcome::Failed { kind, message } =
+        executors.run(request(task, &[]), CancellationToken::new()).await
+    else {
+        panic!("an oversized output fails")
+    };
+    assert_eq!(kind, ErrorKind::User);
+    assert!(
+        message.contains("output \"big\" alone is 600000 bytes") && message.contains("blob output"),
+        "{message}"
+    );
+}

@@ -11,6 +11,11 @@ use aloft_core::{LiteralType, Value};
 
 use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome};
 
+/// What an attempt's non-blob outputs may take together, as text: they travel inline in its result event,
+/// and the producer refuses records over 1 MB (librdkafka's `message.max.bytes`). Larger data belongs in a
+/// blob output (offloading large values to the blob store is not built yet).
+pub const MAX_INLINE_OUTPUT_BYTES: usize = 512 * 1024;
+
 /// The environment variable an input is given in.
 pub(crate) fn env_name(input: &str) -> String {
     format!("ALOFT_INPUT_{}", input.to_ascii_uppercase())
@@ -76,6 +81,8 @@ pub(crate) async fn collect_outputs(
     task: &TaskSpec,
 ) -> AttemptOutcome {
     let mut outputs = Outputs::new();
+    // (bytes, name) of the largest inline output, and all of them together.
+    let (mut largest, mut inline_bytes) = ((0usize, String::new()), 0usize);
     for (name, output_type) in &task.interface.outputs {
         let path = outputs_dir.join(name);
         if !path.exists() {
@@ -98,6 +105,22 @@ pub(crate) async fn collect_outputs(
                 Err(error) => return system_error(format!("storing output {name:?}: {error}")),
             },
             other => {
+                let size = tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len() as usize)
+                    .unwrap_or(0);
+                inline_bytes += size;
+                if size > largest.0 {
+                    largest = (size, name.clone());
+                }
+                if inline_bytes > MAX_INLINE_OUTPUT_BYTES {
+                    return user_error(format!(
+                        "outputs are over the {} KiB an attempt's values may take inline (output {:?} alone is {} bytes); write large data as a blob output",
+                        MAX_INLINE_OUTPUT_BYTES / 1024,
+                        largest.1,
+                        largest.0
+                    ));
+                }
                 let text = match tokio::fs::read_to_string(&path).await {
                     Ok(text) => text,
                     Err(error) => return user_error(format!("output {name:?} is unreadable: {error}")),
