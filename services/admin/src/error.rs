@@ -77,15 +77,32 @@ impl From<ApiError> for Status {
     }
 }
 
+impl ApiError {
+    /// A library's error as the API answers it: the kind its own `ServiceError` mapping says (the one mapping
+    /// every service shares), with `context` before its message.
+    fn of_kind(error: &dyn ServiceError, context: &str) -> ApiError {
+        let message = format!("{context}{error}");
+        match error.error_code() {
+            ErrorCode::InvalidArgument => ApiError::InvalidArgument(message),
+            ErrorCode::NotFound => ApiError::NotFound(message),
+            ErrorCode::AlreadyExists => ApiError::AlreadyExists(message),
+            ErrorCode::FailedPrecondition => ApiError::FailedPrecondition(message),
+            ErrorCode::Unavailable | ErrorCode::ResourceExhausted => ApiError::Unavailable(message),
+            ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => ApiError::PermissionDenied(message),
+            ErrorCode::Internal => ApiError::Internal(message),
+        }
+    }
+}
+
 impl From<aloft_store::Error> for ApiError {
     fn from(error: aloft_store::Error) -> ApiError {
-        ApiError::Internal(error.to_string())
+        ApiError::of_kind(&error, "read model: ")
     }
 }
 
 impl From<aloft_eventlog::Error> for ApiError {
     fn from(error: aloft_eventlog::Error) -> ApiError {
-        ApiError::Unavailable(format!("event log: {error}"))
+        ApiError::of_kind(&error, "event log: ")
     }
 }
 
