@@ -197,6 +197,10 @@ pub enum Command {
         /// Where the catalog listens (`aloft lineage` and `aloft cache` find it here).
         #[arg(long, default_value = DEFAULT_DEV_CATALOG_ADDRESS)]
         catalog_listen: SocketAddr,
+        /// The blob store for task data and logs (file:///DIR, s3://BUCKET/PREFIX?endpoint=URL, ...;
+        /// default: `blobs` in --data-dir).
+        #[arg(long, env = "ALOFT_BLOB_STORE")]
+        blob_store: Option<String>,
     },
 }
 

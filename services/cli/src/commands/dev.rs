@@ -7,10 +7,14 @@ pub(super) async fn run(
     cli: &Cli,
     listen: &std::net::SocketAddr,
     catalog_listen: &std::net::SocketAddr,
+    blob_store: Option<&str>,
 ) -> anyhow::Result<i32> {
     let mut config = FleetConfig::embedded(&cli.data_dir, *listen);
     config.bootstrap_project = Some(cli.project.clone());
     config.catalog_listen = *catalog_listen;
+    if let Some(url) = blob_store {
+        config.blob_store = url.to_string();
+    }
     let fleet = Fleet::start(config).await?;
     eprintln!(
         "aloft dev: API on {}, catalog on {}, data in {}; Ctrl-C to stop",

@@ -33,7 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dev {
             listen,
             catalog_listen,
-        } => return dev::run(&cli, listen, catalog_listen).await,
+            blob_store,
+        } => return dev::run(&cli, listen, catalog_listen, blob_store.as_deref()).await,
         Command::Admin { command } => return admin::run(&cli, command).await,
         _ => {}
     }
