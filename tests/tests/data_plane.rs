@@ -202,6 +202,17 @@ async fn a_blob_written_on_a_killed_propeller_is_read_on_its_successor() {
         .unwrap();
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     assert_eq!(std::fs::read(&file).unwrap(), downloaded);
+    // A signed URL reads the same bytes without credentials.
+    let cli = std::process::Command::new(binary("aloft"))
+        .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
+        .args(["download", "handover", "data", "--node", "make", "--url"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let url = String::from_utf8_lossy(&cli.stdout).trim().to_string();
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let signed = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&signed[..], &downloaded[..]);
     let cli = std::process::Command::new(binary("aloft"))
         .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
         .args(["get", "handover", "--output", "read"])

@@ -60,6 +60,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             root: "memory://blobs".to_string(),
             prefix: StorePath::default(),
             local: None,
+            signer: None,
         });
     }
     let bucket = parsed
@@ -69,7 +70,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         .to_string();
     let prefix = StorePath::parse(parsed.path().trim_matches('/'))
         .map_err(|e| config_error(format!("the prefix of {url:?} is not a valid object path: {e}")))?;
-    let store: Arc<dyn ObjectStore> =
+    let (store, signer): (Arc<dyn ObjectStore>, Arc<dyn object_store::signer::Signer>) =
         match scheme {
             "s3" | "s3a" => {
                 refuse_options(scheme, &options, &["endpoint", "region", "path_style"])?;
@@ -90,11 +91,11 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
                         _ => builder,
                     };
                 }
-                Arc::new(
-                    builder.build().map_err(|e| {
+                let built =
+                    Arc::new(builder.build().map_err(|e| {
                         config_error(format!("S3 store {bucket:?}: {}", redact(&e.to_string())))
-                    })?,
-                )
+                    })?);
+                (built.clone(), built)
             }
             "gs" | "gcs" => {
                 refuse_options(scheme, &options, &["service_account"])?;
@@ -105,11 +106,10 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
                         builder = builder.with_service_account_path(value);
                     }
                 }
-                Arc::new(
-                    builder.build().map_err(|e| {
-                        config_error(format!("GCS store {bucket:?}: {}", redact(&e.to_string())))
-                    })?,
-                )
+                let built = Arc::new(builder.build().map_err(|e| {
+                    config_error(format!("GCS store {bucket:?}: {}", redact(&e.to_string())))
+                })?);
+                (built.clone(), built)
             }
             "az" | "azure" | "abfs" => {
                 refuse_options(scheme, &options, &["account", "emulator"])?;
@@ -122,9 +122,10 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
                         _ => builder,
                     };
                 }
-                Arc::new(builder.build().map_err(|e| {
+                let built = Arc::new(builder.build().map_err(|e| {
                     config_error(format!("Azure store {bucket:?}: {}", redact(&e.to_string())))
-                })?)
+                })?);
+                (built.clone(), built)
             }
             other => {
                 return Err(config_error(format!(
@@ -142,6 +143,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         root,
         prefix,
         local: None,
+        signer: Some(signer),
     })
 }
 
@@ -159,6 +161,7 @@ pub(crate) fn open_local(dir: &std::path::Path) -> Result<BlobStore> {
         root,
         prefix: StorePath::default(),
         local: Some(store),
+        signer: None,
     })
 }
 

@@ -18,6 +18,8 @@ pub struct BlobStore {
     pub(crate) prefix: StorePath,
     /// The same store as a local filesystem, when it is one: downloads then copy files directly.
     pub(crate) local: Option<Arc<object_store::local::LocalFileSystem>>,
+    /// The same store as a URL signer, when it can sign (S3, GCS, Azure with a key).
+    pub(crate) signer: Option<Arc<dyn object_store::signer::Signer>>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -106,6 +108,25 @@ impl BlobStore {
             .into_stream()
             .map(move |chunk| chunk.map_err(|e| store_error("reading", &uri, e)))
             .boxed())
+    }
+
+    /// A URL that reads the object at `uri` without credentials until `expires_in` has passed, when the store
+    /// can sign one (`None`: a local directory or memory).
+    pub async fn signed_url(&self, uri: &str, expires_in: std::time::Duration) -> Result<Option<String>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let path = self.path_of_uri(uri)?;
+        // Presigning does not ask the store whether the object exists: ask first, so a wrong URI is NotFound.
+        self.store
+            .head(&path)
+            .await
+            .map_err(|e| store_error("reading", uri, e))?;
+        let url = signer
+            .signed_url(http::Method::GET, &path, expires_in)
+            .await
+            .map_err(|e| store_error("signing a URL for", uri, e))?;
+        Ok(Some(url.to_string()))
     }
 
     /// The files of the directory blob at `uri` (ending with `/`), as paths relative to it.

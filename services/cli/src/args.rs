@@ -71,8 +71,11 @@ pub enum Command {
         #[arg(long)]
         path: Option<String>,
         /// Where to write it (default: stdout).
-        #[arg(short = 'o', long = "to")]
+        #[arg(short = 'o', long = "to", conflicts_with = "url")]
         to: Option<std::path::PathBuf>,
+        /// Print a URL that reads the blob without credentials for 15 minutes instead (S3, GCS, Azure).
+        #[arg(long)]
+        url: bool,
     },
     /// List executions, tasks, workflows, launch plans or projects.
     List {

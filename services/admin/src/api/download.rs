@@ -8,11 +8,68 @@ use super::*;
 /// The bytes of one download.
 pub type DataStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<wire::DataChunk, Status>> + Send>>;
 
+/// How long a signed URL reads its blob.
+const SIGNED_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// What a download request names: a value's text, or a blob (a file: for a directory, the file asked for).
+enum Wanted {
+    Text(String),
+    Blob {
+        blobs: aloft_blobstore::BlobStore,
+        uri: String,
+    },
+}
+
+fn blob_error(error: aloft_blobstore::BlobError) -> ApiError {
+    match error {
+        aloft_blobstore::BlobError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
 impl AdminApi {
     pub(super) async fn download_data_rpc(
         &self,
         request: wire::DownloadDataRequest,
     ) -> ApiResult<DataStream> {
+        let (blobs, uri) = match self.wanted(request).await? {
+            Wanted::Text(text) => {
+                let chunk = wire::DataChunk {
+                    data: text.into_bytes(),
+                };
+                return Ok(Box::pin(futures::stream::iter([Ok(chunk)])));
+            }
+            Wanted::Blob { blobs, uri } => (blobs, uri),
+        };
+        let stream = blobs.get_stream(&uri).await.map_err(blob_error)?;
+        Ok(Box::pin(futures::StreamExt::map(stream, to_chunk)))
+    }
+
+    pub(super) async fn data_url_rpc(&self, request: wire::DownloadDataRequest) -> ApiResult<wire::DataUrl> {
+        let name = request.name.clone();
+        let Wanted::Blob { blobs, uri } = self.wanted(request).await? else {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{name:?} is not a blob; DownloadData returns its value"
+            )));
+        };
+        let signed = blobs
+            .signed_url(&uri, SIGNED_URL_LIFETIME)
+            .await
+            .map_err(blob_error)?;
+        let url = signed.ok_or_else(|| {
+            ApiError::FailedPrecondition(format!(
+                "the blob store {} cannot sign URLs; download through DownloadData (aloft download)",
+                blobs.root()
+            ))
+        })?;
+        Ok(wire::DataUrl {
+            url,
+            expires_at_millis: now_millis() + SIGNED_URL_LIFETIME.as_millis() as i64,
+        })
+    }
+
+    /// The value or blob file a download request names, checked against the caller's project and domain.
+    async fn wanted(&self, request: wire::DownloadDataRequest) -> ApiResult<Wanted> {
         let id = execution_id_from_wire(request.id.as_ref())?;
         let row = self.execution_row(&id).await?;
         let (values, whose) = if request.node_id.is_empty() {
@@ -46,11 +103,7 @@ impl AdminApi {
             ApiError::NotFound(format!("{whose} have no {:?} (they are {names:?})", request.name))
         })?;
         let Value::Blob { uri, .. } = value else {
-            let text = value.to_text();
-            let chunk = wire::DataChunk {
-                data: text.into_bytes(),
-            };
-            return Ok(Box::pin(futures::stream::iter([Ok(chunk)])));
+            return Ok(Wanted::Text(value.to_text()));
         };
         let blobs = self.blobs.clone().ok_or_else(|| {
             ApiError::FailedPrecondition("this admin has no blob store configured (--blob-store)".to_string())
@@ -67,36 +120,32 @@ impl AdminApi {
                 id.project, id.domain
             )));
         }
-        let uri = if uri.ends_with('/') {
-            if request.path.is_empty() {
-                let files: Vec<String> = blobs
-                    .list_uri(uri)
-                    .await
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-                return Err(invalid(format!(
-                    "{:?} is a directory; pick one of its files with --path: {files:?}",
-                    request.name
-                )));
-            }
-            if request
-                .path
-                .split('/')
-                .any(|part| part == ".." || part.is_empty())
-            {
-                return Err(invalid(format!(
-                    "path {:?} is not a relative path inside the directory",
-                    request.path
-                )));
-            }
-            format!("{uri}{}", request.path)
-        } else {
-            uri.clone()
-        };
-        let stream = blobs.get_stream(&uri).await.map_err(|error| match error {
-            aloft_blobstore::BlobError::NotFound { .. } => ApiError::NotFound(error.to_string()),
-            other => ApiError::Unavailable(other.to_string()),
-        })?;
-        Ok(Box::pin(futures::StreamExt::map(stream, to_chunk)))
+        if !uri.ends_with('/') {
+            let uri = uri.clone();
+            return Ok(Wanted::Blob { blobs, uri });
+        }
+        if request.path.is_empty() {
+            let files: Vec<String> = blobs
+                .list_uri(uri)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            return Err(invalid(format!(
+                "{:?} is a directory; pick one of its files with --path: {files:?}",
+                request.name
+            )));
+        }
+        if request
+            .path
+            .split('/')
+            .any(|part| part == ".." || part.is_empty())
+        {
+            return Err(invalid(format!(
+                "path {:?} is not a relative path inside the directory",
+                request.path
+            )));
+        }
+        let uri = format!("{uri}{}", request.path);
+        Ok(Wanted::Blob { blobs, uri })
     }
 }
 

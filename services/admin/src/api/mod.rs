@@ -465,6 +465,14 @@ impl AdminService for AdminApi {
     type GetTaskLogsStream = logs::TaskLogStream;
     type DownloadDataStream = download::DataStream;
 
+    async fn get_data_url(
+        &self,
+        request: Request<wire::DownloadDataRequest>,
+    ) -> Result<Response<wire::DataUrl>, Status> {
+        self.serve(request, async |request| self.data_url_rpc(request).await)
+            .await
+    }
+
     async fn download_data(
         &self,
         request: Request<wire::DownloadDataRequest>,

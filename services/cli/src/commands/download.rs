@@ -17,6 +17,34 @@ pub(super) struct Wanted<'a> {
     pub path: Option<&'a str>,
 }
 
+impl Wanted<'_> {
+    fn request(&self, cli: &Cli, execution: &str) -> wire::DownloadDataRequest {
+        wire::DownloadDataRequest {
+            id: Some(execution_id(cli, execution)),
+            node_id: self.node.unwrap_or_default().to_string(),
+            name: self.name.to_string(),
+            from_inputs: self.input,
+            path: self.path.unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// Prints a signed URL for the blob.
+pub(super) async fn print_url(
+    cli: &Cli,
+    client: &mut AdminClient,
+    execution: &str,
+    wanted: Wanted<'_>,
+) -> anyhow::Result<i32> {
+    let signed = client
+        .get_data_url(wanted.request(cli, execution))
+        .await
+        .map_err(api("download --url"))?
+        .into_inner();
+    println!("{}", signed.url);
+    Ok(0)
+}
+
 pub(super) async fn run(
     cli: &Cli,
     client: &mut AdminClient,
@@ -25,13 +53,7 @@ pub(super) async fn run(
     to: Option<&std::path::Path>,
 ) -> anyhow::Result<i32> {
     let mut chunks = client
-        .download_data(wire::DownloadDataRequest {
-            id: Some(execution_id(cli, execution)),
-            node_id: wanted.node.unwrap_or_default().to_string(),
-            name: wanted.name.to_string(),
-            from_inputs: wanted.input,
-            path: wanted.path.unwrap_or_default().to_string(),
-        })
+        .download_data(wanted.request(cli, execution))
         .await
         .map_err(api("download"))?
         .into_inner();

@@ -83,6 +83,7 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
             input,
             path,
             to,
+            url,
         } => {
             let what = download::Wanted {
                 name,
@@ -90,7 +91,11 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
                 input: *input,
                 path: path.as_deref(),
             };
-            download::run(cli, client, execution, what, to.as_deref()).await
+            if *url {
+                download::print_url(cli, client, execution, what).await
+            } else {
+                download::run(cli, client, execution, what, to.as_deref()).await
+            }
         }
         Command::List { what, limit } => list::run(cli, client, embedded, what, limit).await,
         Command::History { execution, json } => history::run(cli, client, embedded, execution, json).await,
