@@ -320,6 +320,17 @@ async fn a_running_tasks_log_is_followed_and_outlives_its_propeller() {
     propeller.sigkill();
     drop(follow);
     assert_eq!(read_log(&mut client, &id, &node).await, "first line\n");
+    let cli = std::process::Command::new(binary("aloft"))
+        .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
+        .args(["logs", "talk", &node])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&cli.stdout),
+        "first line\n",
+        "aloft logs prints the log"
+    );
 
     let missing = client
         .get_task_logs(wire::GetTaskLogsRequest {
