@@ -9,7 +9,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --create-home aloft
+    && useradd --system --uid 10001 --create-home aloft \
+    && mkdir -p /var/lib/aloft/blobs && chown aloft /var/lib/aloft/blobs
 COPY --from=build /src/target/release/aloft /src/target/release/aloft-admin /src/target/release/aloft-propeller \
      /src/target/release/aloft-scheduler /src/target/release/aloft-catalog /src/target/release/aloft-notifier \
      /usr/local/bin/
