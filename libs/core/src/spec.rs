@@ -51,6 +51,10 @@ pub enum TaskKind {
         command: Vec<String>,
         #[serde(default)]
         env: BTreeMap<String, String>,
+        /// Blob inputs are handed over as their URIs (the task reads them itself, e.g. with its own S3
+        /// client) instead of being downloaded into `$ALOFT_INPUT_DIR` first.
+        #[serde(default, skip_serializing_if = "is_false")]
+        blobs_by_uri: bool,
     },
     /// Does nothing and succeeds; for tests and benchmarks.
     Noop,

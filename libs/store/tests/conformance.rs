@@ -54,6 +54,7 @@ fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
         run: TaskKind::Process {
             command: vec![command.into()],
             env: BTreeMap::new(),
+            blobs_by_uri: false,
         },
         retries: RetryPolicy::default(),
         timeout: None,

@@ -34,6 +34,7 @@ fn process_task(
         run: TaskKind::Process {
             command: vec!["sh".into(), "-c".into(), script.into()],
             env: BTreeMap::new(),
+            blobs_by_uri: false,
         },
         retries: RetryPolicy::default(),
         timeout: timeout.map(str::to_string),
@@ -229,6 +230,7 @@ async fn built_ins_echo_their_inputs_and_a_missing_command_is_a_clear_error() {
     missing.run = TaskKind::Process {
         command: vec!["/no/such/program".into()],
         env: BTreeMap::new(),
+        blobs_by_uri: false,
     };
     let AttemptOutcome::Failed { message, .. } = executors
         .run(request(missing, &[]), CancellationToken::new())
@@ -492,5 +494,55 @@ async fn outputs_too_large_to_travel_inline_are_refused_naming_them() {
     assert!(
         message.contains("output \"big\" alone is 600000 bytes") && message.contains("blob output"),
         "{message}"
+    );
+}
+
+/// A task that reads blobs itself (`blobs_by_uri`) gets their URIs, and nothing is downloaded.
+#[tokio::test]
+async fn a_task_that_reads_blobs_itself_gets_their_uris() {
+    let dir = tempfile::tempdir().unwrap();
+    let executors = executors_in(dir.path());
+    let make = process_task(
+        "printf 'abc' > $ALOFT_OUTPUT_DIR/data",
+        &[],
+        &[("data", "blob")],
+        None,
+    );
+    let AttemptOutcome::Succeeded(made) = executors.run(request(make, &[]), CancellationToken::new()).await
+    else {
+        panic!("make failed")
+    };
+    let Value::Blob { uri, .. } = &made["data"] else {
+        panic!("data is a blob")
+    };
+    let mut read = process_task(
+        "printf %s \"$ALOFT_INPUT_DATA\" > $ALOFT_OUTPUT_DIR/seen; cat $ALOFT_INPUT_DIR/data > $ALOFT_OUTPUT_DIR/file",
+        &[("data", "blob")],
+        &[("seen", "string"), ("file", "string")],
+        None,
+    );
+    read.run = TaskKind::Process {
+        command: match &read.run {
+            TaskKind::Process { command, .. } => command.clone(),
+            _ => unreachable!(),
+        },
+        env: BTreeMap::new(),
+        blobs_by_uri: true,
+    };
+    let outcome = executors
+        .run(
+            request(read, &[("data", made["data"].clone())]),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(
+        outcome,
+        AttemptOutcome::Succeeded(
+            [
+                ("seen".to_string(), Value::String(uri.clone())),
+                ("file".to_string(), Value::String(uri.clone())),
+            ]
+            .into()
+        )
     );
 }

@@ -69,16 +69,7 @@ impl TaskExecutor for ProcessExecutor {
         let dir = self.attempt_dir(&request.id());
         let blobs = self.blobs.clone();
         let secrets = self.secrets.clone();
-        async move {
-            let TaskKind::Process { command, env } = &request.task.run else {
-                return system_error(format!(
-                    "the process executor cannot run a {} task",
-                    kind_of(&request.task)
-                ));
-            };
-            run_process(&blobs, &secrets, &dir, &request, command, env, cancel).await
-        }
-        .boxed()
+        async move { run_process(&blobs, &secrets, &dir, &request, cancel).await }.boxed()
     }
 
     fn reattach(
@@ -113,10 +104,19 @@ async fn run_process(
     secrets: &SecretSource,
     dir: &Path,
     request: &AttemptRequest,
-    command: &[String],
-    env: &std::collections::BTreeMap<String, String>,
     cancel: CancellationToken,
 ) -> AttemptOutcome {
+    let TaskKind::Process {
+        command,
+        env,
+        blobs_by_uri,
+    } = &request.task.run
+    else {
+        return system_error(format!(
+            "the process executor cannot run a {} task",
+            kind_of(&request.task)
+        ));
+    };
     let inputs_dir = dir.join("inputs");
     let outputs_dir = dir.join("outputs");
     // A leftover directory from an earlier run of this very attempt (the owner died mid-way) is replaced.
@@ -159,7 +159,7 @@ async fn run_process(
         // drop: a propeller that stops leaves a non-interruptible attempt running for the next owner.
         .process_group(0)
         .kill_on_drop(false);
-    match stage_inputs(blobs, &inputs_dir, &request.inputs).await {
+    match stage_inputs(blobs, &inputs_dir, &request.inputs, *blobs_by_uri).await {
         Ok(inputs) => process.envs(inputs),
         Err(outcome) => return outcome,
     };

@@ -23,16 +23,22 @@ pub(crate) fn env_name(input: &str) -> String {
 
 /// Writes every input into `inputs_dir` (a blob of the store: its content, downloaded; any other value: its
 /// text) and returns the environment variables that carry them (a blob: its local path, or its URI when it
-/// lives elsewhere and the task reads it itself). A blob input that does not exist is the user's error.
+/// lives elsewhere or `by_uri` says the task reads blobs itself). A blob input that does not exist is the
+/// user's error.
 pub(crate) async fn stage_inputs(
     blobs: &BlobStore,
     inputs_dir: &Path,
     inputs: &Outputs,
+    by_uri: bool,
 ) -> Result<Vec<(String, String)>, AttemptOutcome> {
     let mut env = Vec::with_capacity(inputs.len());
     for (name, value) in inputs {
         let target = inputs_dir.join(name);
         let env_value = match value {
+            Value::Blob { uri, .. } if by_uri => {
+                write_text(&target, uri).await?;
+                uri.clone()
+            }
             Value::Blob { uri, .. } if blobs.owns(uri) => match blobs.download(uri, &target).await {
                 Ok(_) => target.display().to_string(),
                 Err(BlobError::NotFound { .. }) => {
