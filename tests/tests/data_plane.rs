@@ -415,6 +415,35 @@ run:
         stderr.contains("--blob-store") && stderr.contains("unknown scheme \"ftp\""),
         "{stderr}"
     );
+    // A store nobody answers stops it too, naming the setting, within seconds.
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(binary("aloft-propeller"))
+        .env("ALOFT_KAFKA_BROKERS", &deployment.brokers)
+        .env("ALOFT_TOPIC_PREFIX", &deployment.topic_prefix)
+        .env("ALOFT_DATA_DIR", deployment.scratch.path())
+        .env("ALOFT_SNAPSHOT_INTERVAL_SECS", "0")
+        .env(
+            "ALOFT_BLOB_STORE",
+            format!("s3://aloft-test/x?endpoint=http://127.0.0.1:{}", free_port()),
+        )
+        .env("AWS_ACCESS_KEY_ID", "aloft-test-key-id")
+        .env("AWS_SECRET_ACCESS_KEY", "aloft-test-secret")
+        .output()
+        .expect("run the propeller");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--blob-store") && stderr.contains("cannot write to s3://aloft-test/x"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("aloft-test-secret") && !stderr.contains("aloft-test-key-id"),
+        "no credential in the error: {stderr}"
+    );
+    eprintln!(
+        "an unreachable store stopped the propeller after {:?}",
+        started.elapsed()
+    );
 }
 
 /// `aloft admin gc` removes the raw data of finished executions, keeps what a cache entry or an unfinished

@@ -74,7 +74,9 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         match scheme {
             "s3" | "s3a" => {
                 refuse_options(scheme, &options, &["endpoint", "region", "path_style"])?;
-                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(&bucket)
+                    .with_retry(retries());
                 for (name, value) in &options {
                     builder = match name.as_str() {
                         "endpoint" => {
@@ -99,8 +101,9 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             }
             "gs" | "gcs" => {
                 refuse_options(scheme, &options, &["service_account"])?;
-                let mut builder =
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&bucket)
+                    .with_retry(retries());
                 for (name, value) in &options {
                     if name == "service_account" {
                         builder = builder.with_service_account_path(value);
@@ -113,8 +116,9 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             }
             "az" | "azure" | "abfs" => {
                 refuse_options(scheme, &options, &["account", "emulator"])?;
-                let mut builder =
-                    object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&bucket)
+                    .with_retry(retries());
                 for (name, value) in &options {
                     builder = match name.as_str() {
                         "account" => builder.with_account(value),
@@ -163,6 +167,16 @@ pub(crate) fn open_local(dir: &std::path::Path) -> Result<BlobStore> {
         local: Some(store),
         signer: None,
     })
+}
+
+/// Retries of a failed request: enough for a store's transient errors, few enough that an unreachable store
+/// stops a service at start within seconds (the crate's default retries for three minutes).
+fn retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..Default::default()
+    }
 }
 
 fn refuse_options(scheme: &str, options: &[(String, String)], known: &[&str]) -> Result<()> {
