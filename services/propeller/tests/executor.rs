@@ -132,7 +132,9 @@ async fn a_non_zero_exit_is_a_user_error_with_the_log_tail() {
     };
     assert_eq!(kind, ErrorKind::User);
     assert!(
-        message.contains("exited with 7") && message.contains("bad things happened"),
+        message.contains("exited with 7")
+            && message.contains("bad things happened")
+            && message.contains("aloft logs "),
         "{message}"
     );
 }

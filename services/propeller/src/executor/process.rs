@@ -255,10 +255,20 @@ async fn process_ended(
     if code == Some(0) {
         return collect_outputs(blobs, &request.id(), &dir.join("outputs"), &request.task).await;
     }
-    let log_path = dir.join(LOG_FILE);
-    let tail = log_tail(&log_path).await;
+    let tail = log_tail(&dir.join(LOG_FILE)).await;
     let code = code.map_or_else(|| "a signal".to_string(), |c| c.to_string());
-    user_error(format!("exited with {code}; log {}:{tail}", log_path.display()))
+    // The whole log is in the blob store, readable from anywhere: name the command that prints it.
+    let read_it = format!(
+        "aloft logs {} {} --attempt {} --project {} --domain {}",
+        request.execution.name,
+        request.node_id,
+        request.attempt,
+        request.execution.project,
+        request.execution.domain
+    );
+    user_error(format!(
+        "exited with {code}; the end of its log ({read_it}):{tail}"
+    ))
 }
 
 /// How often a re-attached attempt's process is checked (it is not this propeller's child: no wait() on it).
