@@ -161,7 +161,7 @@ fn aloft_notify_sets_project_defaults_and_run_checks_its_rule_file() {
     )
     .unwrap();
     let diamond = repo_root().join("examples/diamond.yaml");
-    let (code, _, stderr) = aloft(&[
+    let (code, stdout, stderr) = aloft(&[
         "run",
         diamond.to_str().unwrap(),
         "--input",
@@ -172,7 +172,7 @@ fn aloft_notify_sets_project_defaults_and_run_checks_its_rule_file() {
     assert_ne!(code, Some(0));
     assert!(
         stderr.contains("broken.yaml notification rule 1: webhook.url"),
-        "{stderr}"
+        "exit {code:?}; stderr: {stderr}; stdout: {stdout}"
     );
     let (code, _, stderr) = aloft(&[
         "run",
