@@ -340,7 +340,7 @@ async fn a_pool_shared_by_three_propellers_is_never_over_granted_and_survives_a_
         .await;
     let intervals = deployment.scratch.path().join("intervals");
     let script = format!(
-        "echo \"start $$ $(date +%s%3N)\" >> {log}; sleep 0.3; echo \"end $$ $(date +%s%3N)\" >> {log}",
+        "echo \"start $$ $(date +%s%3N)\" >> {log}; sleep 1; echo \"end $$ $(date +%s%3N)\" >> {log}",
         log = intervals.display()
     );
     let spec = serde_json::json!({
