@@ -60,14 +60,13 @@ ensure_kafka() {
       || die "cargo install tansu failed (see $LOG_DIR/tansu-install.log)"
   fi
   say "starting tansu on 127.0.0.1:9092"
-  # SQLite storage, not memory://: tansu 0.6's memory engine raises a partition's high watermark before the
-  # batch is stored, so a fetch racing two producers can return the next batch and the consumer skips one
-  # record for good (seen as a request the projector never applied). SQLite assigns and stores in one step.
-  local data="$LOG_DIR/tansu-data"
-  rm -rf "$data"; mkdir -p "$data"
-  # tansu resolves a sqlite:// path against its working directory.
-  (cd "$data" && exec tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-    --storage-engine sqlite://tansu.db) >"$LOG_DIR/tansu.log" 2>&1 &
+  # Memory storage. tansu 0.6's memory engine raises a partition's high watermark before it stores the batch,
+  # so a fetch racing two producers can skip a record for good (seen once in CI as a request the projector
+  # never applied). Its SQLite engine (--storage-engine sqlite://FILE, run from the file's directory) has no
+  # such race but appends slower, and several of the suite's timing-sensitive tests then fail now and again:
+  # until those are made independent of the broker's speed, memory is the lesser risk.
+  tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
   BROKER_PID=$!
   wait_port 9092 tansu
 }
