@@ -285,7 +285,8 @@ async fn a_running_tasks_log_is_followed_and_outlives_its_propeller() {
     let mut client = deployment.client().await;
     let release = deployment.scratch.path().join("release");
     let script = format!(
-        "echo first line; while [ ! -f {release} ]; do sleep 0.1; done; echo second line",
+        // Bounded: the test SIGKILLs the propeller, and the orphaned task must not outlive it for long.
+        "echo first line; i=0; while [ ! -f {release} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo second line",
         release = release.display()
     );
     register_process_task(&mut client, DOMAIN, "talker", &script).await;
@@ -482,7 +483,7 @@ version: "1"
 interface: {{inputs: {{data: blob}}}}
 run:
   process:
-    command: ["sh", "-c", "while [ ! -f {release} ]; do sleep 0.1; done"]
+    command: ["sh", "-c", "i=0; while [ ! -f {release} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"]
 "#,
         release = release.display()
     );
