@@ -85,11 +85,12 @@ async fn ship_new_bytes(
 ) -> Result<u64, String> {
     // Most rounds find nothing new: one cheap look at the size, no file opened. It matters at the end of an
     // attempt, whose result waits for this round.
-    match std::fs::metadata(log_path) {
+    let new_bytes = match std::fs::metadata(log_path) {
         Ok(metadata) if metadata.len() <= shipped => return Ok(shipped),
+        Ok(metadata) => metadata.len() - shipped,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(shipped),
-        _ => {}
-    }
+        Err(_) => MAX_CHUNK as u64,
+    };
     let mut file = match tokio::fs::File::open(log_path).await {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(shipped),
@@ -98,10 +99,11 @@ async fn ship_new_bytes(
     file.seek(std::io::SeekFrom::Start(shipped))
         .await
         .map_err(|error| format!("{}: {error}", log_path.display()))?;
-    let mut buffer = vec![0u8; MAX_CHUNK];
+    // Sized to what is new (a few lines, usually), not to the largest chunk.
+    let mut buffer = vec![0u8; new_bytes.min(MAX_CHUNK as u64) as usize];
     loop {
         let mut filled = 0;
-        while filled < MAX_CHUNK {
+        while filled < buffer.len() {
             let read = file
                 .read(&mut buffer[filled..])
                 .await

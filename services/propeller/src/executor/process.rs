@@ -165,10 +165,8 @@ async fn run_process(
     };
     process.envs(env);
     // The propeller's own secret variables are not the task's: it gets only the secrets it names.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ALOFT_SECRET") {
-            process.env_remove(name);
-        }
+    for name in secrets.own_variables() {
+        process.env_remove(name);
     }
     let resolved = match secrets.resolve_all(&request.task.secrets) {
         Ok(resolved) => resolved,

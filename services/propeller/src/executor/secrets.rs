@@ -9,9 +9,18 @@ use aloft_core::spec::TaskSecret;
 use super::attempt::{system_error, AttemptOutcome};
 
 /// The propeller's secret source.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SecretSource {
     dir: Option<PathBuf>,
+    /// The propeller's own `ALOFT_SECRET*` variables, read once: no task inherits them.
+    own: std::sync::Arc<Vec<std::ffi::OsString>>,
+}
+
+impl Default for SecretSource {
+    /// Secrets from the environment only.
+    fn default() -> Self {
+        SecretSource::new(None)
+    }
 }
 
 /// A resolved secret, on its way into one attempt.
@@ -23,7 +32,19 @@ pub(crate) struct ResolvedSecret<'a> {
 impl SecretSource {
     /// Secrets from files in `dir` (when given) and from the environment.
     pub fn new(dir: Option<PathBuf>) -> SecretSource {
-        SecretSource { dir }
+        let own = std::env::vars_os()
+            .map(|(name, _)| name)
+            .filter(|name| name.to_string_lossy().starts_with("ALOFT_SECRET"))
+            .collect();
+        SecretSource {
+            dir,
+            own: std::sync::Arc::new(own),
+        }
+    }
+
+    /// The propeller's own secret variables, to be removed from every task's environment.
+    pub(crate) fn own_variables(&self) -> &[std::ffi::OsString] {
+        &self.own
     }
 
     /// The environment variable secret `name` is read from.
