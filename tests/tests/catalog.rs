@@ -393,7 +393,7 @@ async fn twenty_concurrent_serialized_executions_run_the_task_once() {
     assert_eq!(
         runs(&runs_file),
         1,
-        "20 serialized executions must run the task once"
+        "20 serialized executions must run the task once (cache statuses: {statuses:?})"
     );
     statuses.sort();
     assert_eq!(

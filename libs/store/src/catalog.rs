@@ -146,6 +146,12 @@ pub async fn get_or_reserve(
                 expires_at,
             });
         }
+        // The previous holder may have stored its result and released between our lookup and the upsert,
+        // leaving the row free for us: running again would compute the result twice.
+        if let Some(entry) = get_entry(pool, key).await? {
+            release_reservation(pool, key, owner).await?;
+            return Ok(Lookup::Hit(Box::new(entry)));
+        }
         return Ok(Lookup::Reserved {
             owner: holder,
             expires_at,

@@ -172,6 +172,50 @@ macro_rules! catalog_suite {
             }
             assert_eq!(reserved, 1);
         }
+
+        /// Waiters that poll while the holder stores its result and releases must see the result, never a
+        /// free reservation to run the task again with. The window is two statements wide, so many keys race.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiters_polling_while_the_holder_stores_run_nothing_twice() {
+            let Some((store, _dir)) = $backend().await else { return };
+            for round in 0..60u32 {
+                let key = format!("{round:064x}");
+                let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let mut owners = Vec::new();
+                for index in 0..6 {
+                    let pool = store.pool().clone();
+                    let runs = std::sync::Arc::clone(&runs);
+                    let key = key.clone();
+                    owners.push(tokio::spawn(async move {
+                        let owner = format!("owner-{index}");
+                        loop {
+                            match catalog::get_or_reserve(&pool, &key, Some((&owner, 60_000)), 1_000).await.unwrap() {
+                                Lookup::Hit(_) => return,
+                                Lookup::Held { .. } => {}
+                                Lookup::Reserved { .. } | Lookup::Miss => {
+                                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    let mut result = entry(&owner, 42, 1_000);
+                                    result.key = key.clone();
+                                    let mut connection = pool.acquire().await.unwrap();
+                                    catalog::put_entry(&mut connection, &result, false).await.unwrap();
+                                    drop(connection);
+                                    catalog::release_reservation(&pool, &key, &owner).await.unwrap();
+                                    return;
+                                }
+                            }
+                        }
+                    }));
+                }
+                for owner in owners {
+                    owner.await.unwrap();
+                }
+                assert_eq!(
+                    runs.load(std::sync::atomic::Ordering::SeqCst),
+                    1,
+                    "round {round}: the task ran more than once"
+                );
+            }
+        }
     };
 }
 
