@@ -131,10 +131,35 @@ except ResourceExistsError:
     pass
 PY
 }
+DOCKERD_PID=""
+ensure_container_engine() {
+  # Docker Engine for the container executor's tests (Debian's docker.io; installs in about a minute), and a
+  # static busybox the tests build their images from: nothing is pulled from a public registry.
+  export ALOFT_TEST_CONTAINER_ENGINE="${ALOFT_TEST_CONTAINER_ENGINE:-unix:///var/run/docker.sock}"
+  [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || apt_install busybox-static
+  command -v docker >/dev/null || apt_install docker.io
+  if DOCKER_HOST="$ALOFT_TEST_CONTAINER_ENGINE" docker version >/dev/null 2>&1; then return 0; fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  say "starting the Docker engine"
+  dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for _ in $(seq 1 150); do
+    DOCKER_HOST="$ALOFT_TEST_CONTAINER_ENGINE" docker version >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  die "the Docker engine did not start (see $LOG_DIR/dockerd.log)"
+}
+
 cleanup() {
   if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi
   if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
   if [ -n "$AZURITE_PID" ]; then kill "$AZURITE_PID" 2>/dev/null || true; fi
+  # Containers of a test that failed half-way. An engine this script started is stopped (its images stay
+  # in /var/lib/docker for the next run).
+  if [ -n "$(command -v docker)" ]; then
+    docker ps --all --quiet --filter label=aloft.attempt 2>/dev/null | xargs -r docker rm --force >/dev/null 2>&1 || true
+  fi
+  if [ -n "$DOCKERD_PID" ]; then kill "$DOCKERD_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -150,6 +175,7 @@ ensure_redis
 ensure_kafka
 ensure_s3
 ensure_azurite
+ensure_container_engine
 drop_scratch_databases
 
 say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"

@@ -14,6 +14,9 @@ pub use aloft_cli::client::AdminClient;
 use aloft_cli::specs::{read_spec_file, register_documents};
 use aloft_proto::v1 as wire;
 
+pub mod containers;
+pub use containers::{attempt_containers, busybox_image, docker, real_container_engine};
+
 pub const PROJECT: &str = "default";
 pub const DOMAIN: &str = "development";
 

@@ -8,12 +8,14 @@
 pub mod cache;
 pub mod children;
 pub mod compiler;
+pub mod compute;
 pub mod condition;
 pub mod events;
 pub mod ids;
 pub mod interface;
 pub mod notify;
 pub mod phase;
+pub mod quantity;
 pub mod schedule;
 pub mod spec;
 pub mod state;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::compute::{ContainerSpec, Resources};
 use crate::ids::{validate_name, validate_version, Identifier, NameError};
 pub use crate::interface::Interface;
 use crate::types::{parse_duration_millis, LiteralType};
@@ -56,6 +57,9 @@ pub enum TaskKind {
         #[serde(default, skip_serializing_if = "is_false")]
         blobs_by_uri: bool,
     },
+    /// A command in its own container image (on a container engine, or as a Kubernetes pod), with the same
+    /// `$ALOFT_INPUT_DIR` / `$ALOFT_OUTPUT_DIR` contract as a process.
+    Container(ContainerSpec),
     /// Does nothing and succeeds; for tests and benchmarks.
     Noop,
     /// Sleeps for `duration` (e.g. `2s`) and succeeds.
@@ -105,7 +109,7 @@ pub struct TaskSpec {
     /// Memoization: results are reused for equal inputs (see `aloft_core::cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheConfig>,
-    /// Shared resources an attempt holds while it runs, e.g. `pools: {warehouse: 1}`.
+    /// What an attempt holds while it runs: CPU, memory, GPUs, and tokens of shared pools (`pools: {warehouse: 1}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
     /// The platform may interrupt an attempt of this task (to drain a propeller, or on preemptible machines):
@@ -189,15 +193,6 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-/// Tokens of named resource pools (defined with `aloft quota pool`) an attempt takes while it runs; every
-/// propeller replica shares each pool's limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    #[serde(default)]
-    pub pools: BTreeMap<String, u32>,
-}
-
 impl TaskSpec {
     pub fn validate(&self) -> Result<(), String> {
         validate_name("task name", &self.name).map_err(|e| e.to_string())?;
@@ -208,14 +203,8 @@ impl TaskSpec {
         if let Some(cache) = &self.cache {
             cache.validate(&self.name, &self.interface)?;
         }
-        for (pool, amount) in self.resources.iter().flat_map(|r| r.pools.iter()) {
-            validate_name("resource pool", pool).map_err(|e| format!("task {}: {e}", self.name))?;
-            if *amount == 0 {
-                return Err(format!(
-                    "task {}: resources.pools.{pool} must be at least 1",
-                    self.name
-                ));
-            }
+        if let Some(resources) = &self.resources {
+            resources.validate(&self.name)?;
         }
         let mut secret_targets = std::collections::BTreeSet::new();
         for secret in &self.secrets {
@@ -237,6 +226,7 @@ impl TaskSpec {
                 "task {}: run.process.command must not be empty",
                 self.name
             )),
+            TaskKind::Container(container) => container.validate(&self.name),
             TaskKind::Sleep { duration } => parse_duration_millis(duration)
                 .map(|_| ())
                 .map_err(|e| format!("task {}: run.sleep.duration: {e}", self.name)),
@@ -357,6 +347,10 @@ pub struct NodeSpec {
     /// Overrides the task's `interruptible` flag for this node (a task or map node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interruptible: Option<bool>,
+    /// Overrides the task's resources for this node (a task or map node; a map's every item), field by
+    /// field: `resources: {memory: 16Gi}` keeps the task's CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
 }
 
 /// What a node does, as given by the one of `task`, `workflow`, `branch`, `gate` it sets.
@@ -388,6 +382,7 @@ impl NodeSpec {
             retries: None,
             timeout: None,
             interruptible: None,
+            resources: None,
         }
     }
 
@@ -650,6 +645,8 @@ impl LaunchPlanSpec {
 /// One document of a spec file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Parsed once per registration and never stored in bulk: boxing the task would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum SpecDocument {
     Project(ProjectSpec),
     Task(TaskSpec),

@@ -69,6 +69,9 @@ pub enum WaitReason {
     TenantQuota { running: u32, max: u32 },
     /// A resource pool has no tokens left.
     Pool { pool: String },
+    /// The propeller's compute (CPU, memory, GPUs) cannot hold the head item's request now; `shortage`
+    /// names the resource, what the item wants and what is free.
+    Compute { shortage: String },
 }
 
 impl std::fmt::Display for WaitReason {
@@ -79,6 +82,7 @@ impl std::fmt::Display for WaitReason {
             }
             WaitReason::TenantQuota { running, max } => write!(f, "tenant quota: {running} of {max} running"),
             WaitReason::Pool { pool } => write!(f, "resource pool {pool}: no tokens free"),
+            WaitReason::Compute { shortage } => write!(f, "resources: {shortage}"),
         }
     }
 }
@@ -88,8 +92,8 @@ struct TenantQueue<T> {
     policy: TenantPolicy,
     running: u32,
     deficit: u32,
-    /// The pool the head item waits for, until a pool frees tokens.
-    blocked_on: Option<String>,
+    /// What the head item waits for (a pool's tokens, or compute), until it frees up.
+    blocked_on: Option<WaitReason>,
 }
 
 impl<T> TenantQueue<T> {
@@ -188,7 +192,7 @@ impl<T> Dispatcher<T> {
     /// A pool released tokens: its waiters may try again.
     pub fn pool_freed(&mut self, pool: &str) {
         for queue in self.tenants.values_mut() {
-            if queue.blocked_on.as_deref() == Some(pool) {
+            if matches!(&queue.blocked_on, Some(WaitReason::Pool { pool: blocked }) if blocked == pool) {
                 queue.blocked_on = None;
             }
         }
@@ -254,9 +258,17 @@ impl<T> Dispatcher<T> {
 
     /// The item `peek` returned needs `pool`, which has no tokens: its tenant waits until `pool_freed`.
     pub fn blocked(&mut self, pool: &str) {
+        self.blocked_by(WaitReason::Pool {
+            pool: pool.to_string(),
+        });
+    }
+
+    /// The item `peek` returned cannot start for `reason` (a pool, or compute that is in use): its tenant
+    /// is passed over until `retry_blocked`.
+    pub fn blocked_by(&mut self, reason: WaitReason) {
         if let Some(tenant) = self.active.front().cloned() {
             if let Some(queue) = self.tenants.get_mut(&tenant) {
-                queue.blocked_on = Some(pool.to_string());
+                queue.blocked_on = Some(reason);
                 queue.deficit = 0;
             }
             self.active.rotate_left(1);
@@ -295,8 +307,8 @@ impl<T> Dispatcher<T> {
         if queue.items.is_empty() {
             return None;
         }
-        if let Some(pool) = &queue.blocked_on {
-            return Some(WaitReason::Pool { pool: pool.clone() });
+        if let Some(reason) = &queue.blocked_on {
+            return Some(reason.clone());
         }
         if let Some(max) = queue.policy.max_running.filter(|max| queue.running >= *max) {
             return Some(WaitReason::TenantQuota {

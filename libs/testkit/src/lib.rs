@@ -1,10 +1,12 @@
 //! Aloft's test kit: real protocol peers on loopback for tests and `aloft-bench notify` — an SMTP server that
 //! speaks real SMTP (EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, QUIT, STARTTLS and implicit TLS) and
 //! keeps what it receives, and an HTTP server that records requests and answers with scripted statuses —
-//! and the records of a synthetic failed execution, to drive the notifier without running tasks. They never
-//! leave 127.0.0.1. Nothing here ships in a service binary.
+//! the records of a synthetic failed execution, to drive the notifier without running tasks, and container
+//! images built locally from a static busybox. They never leave 127.0.0.1. Nothing here ships in a service
+//! binary.
 
 pub mod http;
+pub mod images;
 mod net;
 pub mod records;
 pub mod smtp;

@@ -29,6 +29,8 @@ pub struct FleetConfig {
     /// How often the propellers store snapshots of their partitions in `database_url`; `None`: never (one
     /// process on the embedded log replays its partitions in moments).
     pub snapshot_interval: Option<std::time::Duration>,
+    /// The container engine `container` tasks run on.
+    pub containers: aloft_propeller::executor::ContainerOptions,
 }
 
 impl FleetConfig {
@@ -51,6 +53,7 @@ impl FleetConfig {
             bootstrap_project: Some("default".to_string()),
             propellers: 1,
             snapshot_interval: None,
+            containers: Default::default(),
         }
     }
 
@@ -143,6 +146,7 @@ impl Fleet {
             );
             options.catalog = Some(Arc::clone(&catalog));
             options.blob_store = Some(blobs.clone());
+            options.containers = config.containers.clone();
             options.pools = Arc::clone(&pools);
             if let Some(interval) = config.snapshot_interval {
                 options.snapshots = Some(aloft_propeller::engine::SnapshotOptions {

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use aloft_core::events::ErrorKind;
 use aloft_core::ExecutionId;
-use aloft_fairq::{Dispatcher, Tenant, TenantPolicy};
+use aloft_fairq::{Dispatcher, Tenant, TenantPolicy, WaitReason};
 use aloft_telemetry::trace::Span;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::compute::{ComputeCapacity, ComputeLedger};
 use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
 use crate::memo::{self, Catalog, MemoOptions, MemoizedAttempt, PriorLookup};
 use crate::metrics;
@@ -152,6 +153,8 @@ pub struct AttemptOptions {
     pub pools: PoolAccess,
     /// Attempts running at once on this propeller (`usize::MAX`: no limit).
     pub capacity: usize,
+    /// The CPU, memory and GPUs attempts' requests are admitted against.
+    pub compute: ComputeCapacity,
     /// Tenant weights and quotas as they are set (read from the registry).
     pub quotas: mpsc::UnboundedReceiver<(Tenant, TenantPolicy)>,
     /// This propeller's member id, named in the message of an interrupted attempt.
@@ -172,6 +175,7 @@ impl AttemptOptions {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let service = AttemptService {
             dispatcher: Dispatcher::new(self.capacity),
+            compute: ComputeLedger::new(self.compute),
             options: self,
             queued: HashMap::new(),
             newly_queued: Vec::new(),
@@ -218,6 +222,8 @@ pub struct AttemptService {
     options: AttemptOptions,
     /// Attempts waiting for a slot, per tenant (weighted deficit round robin).
     dispatcher: Dispatcher<QueuedAttempt>,
+    /// What running attempts hold of this propeller's CPU, memory and GPUs.
+    compute: ComputeLedger<AttemptKey>,
     /// The attempts in the dispatcher, each with whether it was announced waiting (then its start is
     /// announced as dispatched).
     queued: HashMap<AttemptKey, bool>,
@@ -339,6 +345,17 @@ impl AttemptService {
     async fn pump(&mut self) {
         while let Some(candidate) = self.dispatcher.peek() {
             let attempt = &candidate.item.attempt;
+            let compute = attempt
+                .request
+                .task
+                .resources
+                .as_ref()
+                .map(|resources| resources.requests())
+                .unwrap_or_default();
+            if let Some(shortage) = self.compute.shortage(&compute) {
+                self.dispatcher.blocked_by(WaitReason::Compute { shortage });
+                continue;
+            }
             let wanted: BTreeMap<String, u32> = attempt
                 .request
                 .task
@@ -366,6 +383,7 @@ impl AttemptService {
                 queued.queued_at.elapsed().as_secs_f64(),
             );
             self.publish_tenant_gauges(&tenant);
+            self.compute.hold(queued.attempt.key.clone(), compute);
             if announced {
                 let _ = self.reports.send(AttemptReport::Dispatched {
                     partition: queued.attempt.partition,
@@ -494,11 +512,15 @@ impl AttemptService {
             return;
         }
         let cancel = CancellationToken::new();
+        let request_resources = request.task.resources.clone();
         let Some(waiting) = self.options.executors.reattach(request, cancel.clone()) else {
             let _ = self.reports.send(AttemptReport::Lost { partition, key });
             return;
         };
         info!(execution = %key.execution, node = key.node, attempt = key.attempt, "re-attached to a task process started by the previous owner");
+        if let Some(resources) = &request_resources {
+            self.compute.hold(key.clone(), resources.requests());
+        }
         self.running.insert(
             key.clone(),
             RunningAttempt {
@@ -535,6 +557,11 @@ impl AttemptService {
             self.publish_tenant_gauges(&tenant);
         }
         self.running.remove(&ended.key);
+        // Freed compute lets an attempt waiting for it start (a re-attached attempt holds no slot).
+        let freed_compute = self.compute.release(&ended.key);
+        if freed_compute {
+            self.dispatcher.retry_blocked();
+        }
         let interrupted = self.interrupting.remove(&ended.key);
         if interrupted && ended.memoized.outcome == AttemptOutcome::Cancelled {
             ended.memoized.outcome = AttemptOutcome::Failed {
@@ -553,7 +580,7 @@ impl AttemptService {
             memoized: ended.memoized,
             interrupted,
         }));
-        ended.held_slot
+        ended.held_slot || freed_compute
     }
 
     fn publish_tenant_gauges(&self, tenant: &Tenant) {

@@ -7,6 +7,7 @@
 //! replays the partition, claims it with a higher epoch and carries on.
 
 pub mod attempts;
+pub mod compute;
 pub mod engine;
 pub mod executor;
 pub mod memo;
@@ -35,6 +36,8 @@ pub struct PropellerOptions {
     pub blob_store: Option<aloft_blobstore::BlobStore>,
     /// Where task secrets are read from besides `ALOFT_SECRET_<NAME>` (`--secrets-dir`).
     pub secrets_dir: Option<PathBuf>,
+    /// The container engine `container` tasks run on (`--container-engine`, `--container-network`).
+    pub containers: executor::ContainerOptions,
     /// The catalog that memoizes cached tasks (`http://HOST:PORT`); without it cached tasks always run
     /// and record LOOKUP_FAILURE.
     pub catalog: Option<Arc<dyn memo::Catalog>>,
@@ -42,6 +45,8 @@ pub struct PropellerOptions {
     /// Attempts running at once on this propeller; beyond it they wait in per-tenant queues, served by
     /// weight. `None`: no limit.
     pub max_running_attempts: Option<usize>,
+    /// The CPU, memory and GPUs attempts are admitted against (`--cpus`, `--memory`, `--gpus`).
+    pub compute: compute::ComputeCapacity,
     /// Where resource-pool tokens live (Redis when replicas share them) and how long a lease lasts.
     pub pools: Arc<dyn aloft_fairq::pools::ResourcePools>,
     pub pool_lease: std::time::Duration,
@@ -60,9 +65,11 @@ impl PropellerOptions {
             work_dir,
             blob_store: None,
             secrets_dir: None,
+            containers: executor::ContainerOptions::default(),
             catalog: None,
             memo: memo::MemoOptions::default(),
             max_running_attempts: None,
+            compute: compute::ComputeCapacity::default(),
             pools: Arc::new(aloft_fairq::pools::InProcessPools::default()),
             pool_lease: DEFAULT_POOL_LEASE,
             snapshots: None,
@@ -96,11 +103,17 @@ pub async fn run(
     ));
     let member = options.member_id;
     let (attempt_service, attempts, reports) = attempts::AttemptOptions {
-        executors: Executors::new(
-            options.work_dir,
-            blobs,
-            executor::SecretSource::new(options.secrets_dir),
-        ),
+        executors: {
+            let secrets = executor::SecretSource::new(options.secrets_dir);
+            let mut executors = Executors::new(options.work_dir.clone(), blobs.clone(), secrets.clone());
+            executors.register(Arc::new(executor::ContainerExecutor::new(
+                options.containers,
+                options.work_dir,
+                blobs,
+                secrets,
+            )));
+            executors
+        },
         catalog: options.catalog.clone(),
         memo: options.memo,
         pools: pools::PoolAccess {
@@ -109,6 +122,7 @@ pub async fn run(
             lease: options.pool_lease,
         },
         capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
+        compute: options.compute,
         quotas: quota_rx,
         member: member.clone(),
     }

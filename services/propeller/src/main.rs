@@ -16,6 +16,18 @@ struct Args {
     /// a secret not found there is read from ALOFT_SECRET_<NAME> in this process's environment.
     #[arg(long, env = "ALOFT_SECRETS_DIR")]
     secrets_dir: Option<std::path::PathBuf>,
+    /// The container engine's API socket that `container` tasks run on (Docker Engine, or podman's
+    /// compatible API such as unix:///run/podman/podman.sock). The engine must see --work-dir at the same
+    /// path: attempt directories are mounted into the task containers.
+    #[arg(
+        long,
+        env = "ALOFT_CONTAINER_ENGINE",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    container_engine: String,
+    /// The network task containers join: bridge (the engine's default), none, host, or a named network.
+    #[arg(long, env = "ALOFT_CONTAINER_NETWORK", default_value = "bridge")]
+    container_network: String,
     /// Unique name of this instance in the consumer group (default: host name + process id).
     #[arg(long, env = "ALOFT_MEMBER_ID")]
     member_id: Option<String>,
@@ -30,6 +42,17 @@ struct Args {
     /// weight (`aloft quota set`) as slots free up. Unlimited when left out.
     #[arg(long, env = "ALOFT_MAX_RUNNING_ATTEMPTS", value_parser = clap::value_parser!(u64).range(1..))]
     max_running_attempts: Option<u64>,
+    /// CPUs this propeller's attempts may request together (e.g. 8 or 7.5); an attempt whose
+    /// resources.cpu does not fit waits (WAITING_FOR_RESOURCES). Not counted when left out.
+    #[arg(long, env = "ALOFT_CPUS", value_parser = parse_cpus)]
+    cpus: Option<u64>,
+    /// Memory this propeller's attempts may request together (e.g. 32Gi); not counted when left out.
+    #[arg(long, env = "ALOFT_MEMORY", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// GPUs this propeller's attempts may request together; a task asking for a GPU waits, saying so,
+    /// on a propeller with none.
+    #[arg(long, env = "ALOFT_GPUS", default_value_t = 0)]
+    gpus: u32,
     /// Redis shared by the replicas for resource-pool tokens (e.g. redis://127.0.0.1:6379); without it each
     /// propeller keeps its own pools, which is only right for a single replica.
     #[arg(long, env = "ALOFT_REDIS_URL")]
@@ -78,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
         work_dir: args.work_dir,
         blob_store: Some(blob_store),
         secrets_dir: args.secrets_dir,
+        containers: aloft_propeller::executor::ContainerOptions {
+            engine: args.container_engine,
+            network: args.container_network,
+        },
         catalog: match &args.catalog {
             Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::CatalogClient::lazy(
                 url,
@@ -89,6 +116,11 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         max_running_attempts: args.max_running_attempts.map(|n| n as usize),
+        compute: aloft_propeller::compute::ComputeCapacity {
+            cpu_millis: args.cpus,
+            memory_bytes: args.memory,
+            gpus: args.gpus,
+        },
         pools: match &args.redis_url {
             Some(url) => std::sync::Arc::new(
                 aloft_fairq::pools::RedisPools::connect(url, &args.backend.topics().prefix)
@@ -116,4 +148,18 @@ async fn main() -> anyhow::Result<()> {
     // Spans still buffered go out before the process ends.
     aloft_telemetry::trace::flush();
     result
+}
+
+/// `--cpus`: a Kubernetes CPU quantity (`8`, `7.5`, `7500m`), in millicores.
+fn parse_cpus(text: &str) -> Result<u64, String> {
+    aloft_core::quantity::Quantity::parse(text)
+        .map(|quantity| quantity.milli())
+        .map_err(|error| error.to_string())
+}
+
+/// `--memory`: a Kubernetes memory quantity (`32Gi`, `64G`), in bytes.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    aloft_core::quantity::Quantity::parse(text)
+        .map(|quantity| quantity.units())
+        .map_err(|error| error.to_string())
 }

@@ -106,6 +106,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
             retries: None,
             timeout: None,
             interruptible: None,
+            resources: None,
         })
         .collect();
     WorkflowSpec {

@@ -5,6 +5,7 @@
 
 mod blobs;
 mod cache;
+mod containers;
 mod engine;
 mod executions;
 mod fairness;
@@ -57,6 +58,13 @@ pub struct BenchArgs {
     /// blobs: the size of the blob passed around, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub size_mib: u64,
+    /// containers: the container engine's API socket.
+    #[arg(
+        long,
+        env = "ALOFT_CONTAINER_ENGINE",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub container_engine: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,6 +93,9 @@ pub enum BenchShape {
     /// two tasks (time, resident-memory growth of the process); --nodes tasks each writing a 1 MiB blob that
     /// another reads; and `GetTaskLogs --follow` latency.
     Blobs,
+    /// --nodes attempts of a no-op `container` task through the container executor, one at a time, against
+    /// the engine's own create+start+wait+remove of the same image: p50/p99 of each and the overhead.
+    Containers,
 }
 
 fn main() {
@@ -123,8 +134,24 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         smtp_per_second,
         blob_store,
         size_mib,
+        container_engine,
     } = &args;
     match shape {
+        BenchShape::Containers => {
+            eprintln!("bench containers: {nodes} no-op attempts on {container_engine}, one at a time");
+            let result = crate::containers::run(container_engine, *nodes).await?;
+            println!(
+                "containers attempts={} engine create+start+wait+remove p50={:.1} ms p99={:.1} ms; through the executor p50={:.1} ms p99={:.1} ms; overhead p50={:.1} ms p99={:.1} ms",
+                result.attempts,
+                result.engine_p50_ms,
+                result.engine_p99_ms,
+                result.aloft_p50_ms,
+                result.aloft_p99_ms,
+                result.aloft_p50_ms - result.engine_p50_ms,
+                result.aloft_p99_ms - result.engine_p99_ms
+            );
+            Ok(0)
+        }
         BenchShape::Blobs => {
             eprintln!(
                 "bench blobs: {size_mib} MiB through {}",

@@ -52,10 +52,22 @@ pub(super) enum ResolvedKind {
     LaunchPlan(Box<ChildPlan>),
 }
 
-/// `task` with the node's own timeout (checked like a task's) and `interruptible` flag, where it sets them.
+/// `task` with the node's own timeout (checked like a task's), `interruptible` flag and resources, where it
+/// sets them.
 pub(super) fn with_node_overrides(node: &NodeSpec, mut task: TaskSpec) -> Result<TaskSpec, CompileError> {
     if let Some(interruptible) = node.interruptible {
         task.interruptible = interruptible;
+    }
+    if let Some(overrides) = &node.resources {
+        let resources = task
+            .resources
+            .clone()
+            .unwrap_or_default()
+            .overridden_by(overrides);
+        resources
+            .validate(&task.name)
+            .map_err(|e| node_error(&node.id, format!("resources: {e}")))?;
+        task.resources = Some(resources);
     }
     if let Some(timeout) = &node.timeout {
         match parse_duration_millis(timeout) {
@@ -73,6 +85,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
     let overrides = [
         (node.timeout.is_some(), "a timeout (a gate has its own)"),
         (node.interruptible.is_some(), "an interruptible flag"),
+        (node.resources.is_some(), "resources"),
     ];
     if let Some((_, what)) = overrides.iter().find(|(set, _)| *set && !runs_tasks) {
         return Err(node_error(

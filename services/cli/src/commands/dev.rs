@@ -8,6 +8,7 @@ pub(super) async fn run(
     listen: &std::net::SocketAddr,
     catalog_listen: &std::net::SocketAddr,
     blob_store: Option<&str>,
+    containers: aloft_propeller::executor::ContainerOptions,
 ) -> anyhow::Result<i32> {
     let mut config = FleetConfig::embedded(&cli.data_dir, *listen);
     config.bootstrap_project = Some(cli.project.clone());
@@ -15,6 +16,7 @@ pub(super) async fn run(
     if let Some(url) = blob_store {
         config.blob_store = url.to_string();
     }
+    config.containers = containers;
     let fleet = Fleet::start(config).await?;
     eprintln!(
         "aloft dev: API on {}, catalog on {}, data in {}; Ctrl-C to stop",

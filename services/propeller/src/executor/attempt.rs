@@ -148,5 +148,6 @@ pub fn kind_of(task: &TaskSpec) -> &'static str {
         TaskKind::Sleep { .. } => "sleep",
         TaskKind::Echo => "echo",
         TaskKind::Process { .. } => "process",
+        TaskKind::Container(_) => "container",
     }
 }

@@ -66,12 +66,14 @@ impl TaskExecutor for BuiltinExecutor {
                 .boxed()
             }
             TaskKind::Noop => futures::future::ready(AttemptOutcome::Succeeded(Outputs::new())).boxed(),
-            TaskKind::Process { .. } => futures::future::ready(system_error(format!(
-                "the {} executor cannot run a {} task",
-                self.kind(),
-                kind_of(&request.task)
-            )))
-            .boxed(),
+            TaskKind::Process { .. } | TaskKind::Container(_) => {
+                futures::future::ready(system_error(format!(
+                    "the {} executor cannot run a {} task",
+                    self.kind(),
+                    kind_of(&request.task)
+                )))
+                .boxed()
+            }
         }
     }
 }

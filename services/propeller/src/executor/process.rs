@@ -4,13 +4,12 @@
 //! records the exit status next to the pid, so a propeller taking over on the same machine re-attaches to a
 //! process its predecessor started.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use aloft_blobstore::BlobStore;
-use aloft_core::events::ErrorKind;
-use aloft_core::spec::{TaskKind, TaskSpec};
+use aloft_core::spec::TaskKind;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use nix::sys::signal::{killpg, Signal};
@@ -24,6 +23,7 @@ use super::attempt::{
 use super::log_shipper::LogShipper;
 use super::secrets::{write_secret_files, SecretSource};
 use super::staging::{collect_outputs, stage_inputs};
+use super::workdir::{timed_out, AttemptDir};
 
 /// Runs `process` tasks under `work_root`, one directory per attempt, their data in `blobs`.
 #[derive(Debug, Clone)]
@@ -46,13 +46,7 @@ impl ProcessExecutor {
 
     /// The working directory of one attempt, named after its id.
     pub fn attempt_dir(&self, attempt: &AttemptId) -> PathBuf {
-        let id = &attempt.execution;
-        self.work_root
-            .join(&id.project)
-            .join(&id.domain)
-            .join(&id.name)
-            .join(&attempt.node_id)
-            .join(attempt.attempt.to_string())
+        AttemptDir::of(&self.work_root, attempt).path
     }
 }
 
@@ -66,7 +60,7 @@ impl TaskExecutor for ProcessExecutor {
         request: AttemptRequest,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, AttemptOutcome> {
-        let dir = self.attempt_dir(&request.id());
+        let dir = AttemptDir::of(&self.work_root, &request.id());
         let blobs = self.blobs.clone();
         let secrets = self.secrets.clone();
         async move { run_process(&blobs, &secrets, &dir, &request, cancel).await }.boxed()
@@ -80,12 +74,12 @@ impl TaskExecutor for ProcessExecutor {
         if !matches!(request.task.run, TaskKind::Process { .. }) {
             return None;
         }
-        let dir = self.attempt_dir(&request.id());
+        let dir = AttemptDir::of(&self.work_root, &request.id());
         reattach_in(self.blobs.clone(), dir, request, cancel)
     }
 
     fn logs(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
-        let log_path = self.attempt_dir(attempt).join(LOG_FILE);
+        let log_path = AttemptDir::of(&self.work_root, attempt).log();
         let attempt = attempt.to_string();
         async move {
             tokio::fs::read_to_string(&log_path)
@@ -102,7 +96,7 @@ impl TaskExecutor for ProcessExecutor {
 async fn run_process(
     blobs: &BlobStore,
     secrets: &SecretSource,
-    dir: &Path,
+    dir: &AttemptDir,
     request: &AttemptRequest,
     cancel: CancellationToken,
 ) -> AttemptOutcome {
@@ -117,16 +111,12 @@ async fn run_process(
             kind_of(&request.task)
         ));
     };
-    let inputs_dir = dir.join("inputs");
-    let outputs_dir = dir.join("outputs");
-    // A leftover directory from an earlier run of this very attempt (the owner died mid-way) is replaced.
-    let _ = tokio::fs::remove_dir_all(dir).await;
-    for directory in [&inputs_dir, &outputs_dir] {
-        if let Err(error) = tokio::fs::create_dir_all(directory).await {
-            return system_error(format!("cannot create {}: {error}", directory.display()));
-        }
+    let inputs_dir = dir.inputs();
+    let outputs_dir = dir.outputs();
+    if let Err(outcome) = dir.prepare().await {
+        return outcome;
     }
-    let log_path = dir.join(LOG_FILE);
+    let log_path = dir.log();
     let log_file = match std::fs::File::create(&log_path) {
         Ok(file) => file,
         Err(error) => return system_error(format!("cannot create {}: {error}", log_path.display())),
@@ -146,7 +136,7 @@ async fn run_process(
         ))
         .arg("aloft-task")
         .args(command)
-        .current_dir(dir)
+        .current_dir(&dir.path)
         .env("ALOFT_INPUT_DIR", &inputs_dir)
         .env("ALOFT_OUTPUT_DIR", &outputs_dir)
         .env("ALOFT_EXECUTION", request.execution.to_string())
@@ -172,7 +162,7 @@ async fn run_process(
         Ok(resolved) => resolved,
         Err(outcome) => return outcome,
     };
-    let secrets_dir = dir.join(SECRETS_DIR);
+    let secrets_dir = dir.secrets();
     match write_secret_files(&secrets_dir, &resolved).await {
         Ok(true) => {
             process.env("ALOFT_SECRETS_DIR", &secrets_dir);
@@ -193,7 +183,7 @@ async fn run_process(
     let shipper = LogShipper::spawn(blobs.clone(), &request.id(), log_path.clone(), 0);
     let process_group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let Some(pid) = child.id() {
-        if let Err(error) = tokio::fs::write(dir.join(PID_FILE), pid.to_string()).await {
+        if let Err(error) = tokio::fs::write(dir.path.join(PID_FILE), pid.to_string()).await {
             tracing::warn!(%error, "cannot record the attempt's pid; it cannot be re-attached");
         }
     }
@@ -212,14 +202,14 @@ async fn run_process(
             kill_group();
             let _ = child.wait().await;
             shipper.finish().await;
-            remove_secrets(dir).await;
+            dir.remove_secrets().await;
             return timed_out(&request.task);
         }
         _ = cancel.cancelled() => {
             kill_group();
             let _ = child.wait().await;
             shipper.finish().await;
-            remove_secrets(dir).await;
+            dir.remove_secrets().await;
             return AttemptOutcome::Cancelled;
         }
     };
@@ -232,51 +222,26 @@ async fn run_process(
     process_ended(blobs, dir, request, status.code()).await
 }
 
-/// The failure of an attempt killed at its task's timeout.
-fn timed_out(task: &TaskSpec) -> AttemptOutcome {
-    let limit = task.timeout.clone().unwrap_or_default();
-    AttemptOutcome::Failed {
-        kind: ErrorKind::Timeout,
-        message: format!("timed out after {limit}"),
-    }
-}
-
 /// How a process attempt in `dir` ended, given its exit code (`None`: killed by a signal): zero reads its
 /// outputs; anything else is a user error quoting the tail of its log.
 async fn process_ended(
     blobs: &BlobStore,
-    dir: &Path,
+    dir: &AttemptDir,
     request: &AttemptRequest,
     code: Option<i32>,
 ) -> AttemptOutcome {
-    remove_secrets(dir).await;
+    dir.remove_secrets().await;
     if code == Some(0) {
-        return collect_outputs(blobs, &request.id(), &dir.join("outputs"), &request.task).await;
+        return collect_outputs(blobs, &request.id(), &dir.outputs(), &request.task).await;
     }
-    let tail = log_tail(&dir.join(LOG_FILE)).await;
     let code = code.map_or_else(|| "a signal".to_string(), |c| c.to_string());
-    // The whole log is in the blob store, readable from anywhere: name the command that prints it.
-    let read_it = format!(
-        "aloft logs {} {} --attempt {} --project {} --domain {}",
-        request.execution.name,
-        request.node_id,
-        request.attempt,
-        request.execution.project,
-        request.execution.domain
-    );
-    user_error(format!(
-        "exited with {code}; the end of its log ({read_it}):{tail}"
-    ))
+    dir.failed(request, &format!("exited with {code}")).await
 }
 
 /// How often a re-attached attempt's process is checked (it is not this propeller's child: no wait() on it).
 const REATTACHED_POLL: Duration = Duration::from_millis(100);
-/// The file in an attempt directory the command's stdout and stderr go to.
-const LOG_FILE: &str = "log.txt";
 /// The file in an attempt directory holding the pid of the attempt's process group leader.
 const PID_FILE: &str = ".aloft-pid";
-/// The directory of an attempt's `file` secrets, removed when the attempt ends.
-const SECRETS_DIR: &str = ".secrets";
 /// The file the wrapper shell writes the command's exit status to when it ends.
 const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
 
@@ -286,26 +251,26 @@ const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
 /// or it never ran on this machine).
 fn reattach_in(
     blobs: BlobStore,
-    dir: PathBuf,
+    dir: AttemptDir,
     request: AttemptRequest,
     cancel: CancellationToken,
 ) -> Option<BoxFuture<'static, AttemptOutcome>> {
-    let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))
+    let pid: i32 = std::fs::read_to_string(dir.path.join(PID_FILE))
         .ok()?
         .trim()
         .parse()
         .ok()?;
     let ours = std::fs::read_link(format!("/proc/{pid}/cwd"))
         .ok()
-        .zip(std::fs::canonicalize(&dir).ok())
+        .zip(std::fs::canonicalize(&dir.path).ok())
         .is_some_and(|(cwd, dir)| cwd == dir);
     let running = ours && process_alive(pid);
-    if !running && !dir.join(EXIT_STATUS_FILE).exists() {
+    if !running && !dir.path.join(EXIT_STATUS_FILE).exists() {
         return None;
     }
     // The task's timeout still runs from when the process started, which is when its pid was recorded.
     let deadline = request.task.timeout_millis().map(|limit| {
-        let started = std::fs::metadata(dir.join(PID_FILE))
+        let started = std::fs::metadata(dir.path.join(PID_FILE))
             .and_then(|metadata| metadata.modified())
             .unwrap_or_else(|_| std::time::SystemTime::now());
         started + Duration::from_millis(limit.max(0) as u64)
@@ -314,7 +279,7 @@ fn reattach_in(
         async move {
             let id = request.id();
             let from = LogShipper::resume_offset(&blobs, &id).await;
-            let shipper = LogShipper::spawn(blobs.clone(), &id, dir.join(LOG_FILE), from);
+            let shipper = LogShipper::spawn(blobs.clone(), &id, dir.log(), from);
             let outcome = follow_reattached(&blobs, &dir, &request, pid, deadline, cancel).await;
             shipper.finish().await;
             outcome
@@ -326,7 +291,7 @@ fn reattach_in(
 /// Watches a re-attached process `pid` to its end (killing it at the task's `deadline` or on `cancel`).
 async fn follow_reattached(
     blobs: &BlobStore,
-    dir: &Path,
+    dir: &AttemptDir,
     request: &AttemptRequest,
     pid: i32,
     deadline: Option<std::time::SystemTime>,
@@ -351,7 +316,7 @@ async fn follow_reattached(
             }
         }
     }
-    let status = tokio::fs::read_to_string(dir.join(EXIT_STATUS_FILE)).await;
+    let status = tokio::fs::read_to_string(dir.path.join(EXIT_STATUS_FILE)).await;
     match status.ok().and_then(|text| text.trim().parse::<i32>().ok()) {
         Some(code) => process_ended(blobs, dir, request, Some(code)).await,
         None => system_error("attempt lost: its process ended without recording an exit status"),
@@ -367,21 +332,5 @@ fn process_alive(pid: i32) -> bool {
             .map(|(_, rest)| rest.trim_start())
             .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X')),
         Err(_) => false,
-    }
-}
-
-async fn log_tail(path: &Path) -> String {
-    let text = tokio::fs::read_to_string(path).await.unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(5);
-    lines[start..].iter().map(|line| format!("\n  {line}")).collect()
-}
-
-/// Deletes an attempt's secret files once its process is gone.
-async fn remove_secrets(dir: &Path) {
-    let secrets = dir.join(SECRETS_DIR);
-    // Most tasks have none: a cheap look first, so an attempt's end is reported without another hop.
-    if secrets.exists() {
-        let _ = tokio::fs::remove_dir_all(secrets).await;
     }
 }
