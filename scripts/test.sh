@@ -150,6 +150,17 @@ ensure_container_engine() {
   die "the Docker engine did not start (see $LOG_DIR/dockerd.log)"
 }
 
+ensure_python_sdk() {
+  # The Python SDK (sdk/python), installed for python3 so `aloft register FILE.py` finds it, with its test
+  # tools from PyPI (seconds; pip caches them).
+  command -v python3 >/dev/null || apt_install python3 python3-pip
+  python3 -c "import pytest, hypothesis, ruff, mypy" 2>/dev/null || python3 -m pip install --quiet \
+    'pytest>=7' 'hypothesis>=6' 'ruff>=0.4' 'mypy>=1.8' >"$LOG_DIR/sdk-tools-install.log" 2>&1 \
+    || die "pip install of the SDK's test tools failed (see $LOG_DIR/sdk-tools-install.log)"
+  python3 -m pip install --quiet --no-deps --force-reinstall ./sdk/python >"$LOG_DIR/sdk-install.log" 2>&1 \
+    || die "pip install ./sdk/python failed (see $LOG_DIR/sdk-install.log)"
+}
+
 cleanup() {
   if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi
   if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
@@ -176,6 +187,7 @@ ensure_kafka
 ensure_s3
 ensure_azurite
 ensure_container_engine
+ensure_python_sdk
 drop_scratch_databases
 
 say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"
@@ -183,6 +195,10 @@ scripts/validate-deploy.sh
 
 say "checking that no crate's files import each other in a circle"
 python3 scripts/check_import_cycles.py
+
+say "checking the Python SDK (ruff, mypy --strict, pytest)"
+(cd sdk/python && python3 -m ruff check . ../../examples/python && python3 -m ruff format --check . ../../examples/python \
+  && python3 -m mypy && python3 -m pytest -q) || die "the Python SDK's checks failed"
 
 say "building"
 cargo build --workspace --bins --quiet

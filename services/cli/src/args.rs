@@ -33,7 +33,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Register projects, tasks, workflows and launch plans from YAML/JSON spec files.
+    /// Register projects, tasks, workflows and launch plans from YAML/JSON spec files, or Python files
+    /// of @task and @workflow functions (compiled by the SDK: pip install ./sdk/python).
     Register {
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
@@ -220,7 +221,8 @@ pub enum Command {
 /// What `aloft run` runs, and how.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// A spec file, or the name of a launch plan, workflow or task (looked up in that order).
+    /// A spec file (YAML, JSON, or Python with the SDK), FILE:NAME for one entity the file defines, or the
+    /// name of a registered launch plan, workflow or task (looked up in that order).
     pub target: String,
     /// An input as NAME=VALUE, parsed by the input's declared type (lists, maps, structs as JSON).
     #[arg(short = 'i', long = "input", value_parser = parse_key_value)]

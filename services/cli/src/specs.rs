@@ -9,6 +9,9 @@ use serde::Deserialize;
 use crate::client::AdminClient;
 
 pub fn read_spec_file(path: &Path) -> anyhow::Result<Vec<SpecDocument>> {
+    if path.extension().is_some_and(|extension| extension == "py") {
+        return compile_python(path);
+    }
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let mut documents = Vec::new();
@@ -31,6 +34,48 @@ pub fn read_spec_file(path: &Path) -> anyhow::Result<Vec<SpecDocument>> {
         anyhow::bail!("{} holds no spec documents", path.display());
     }
     Ok(documents)
+}
+
+/// The interpreter `aloft` compiles Python files with (`ALOFT_PYTHON`, default `python3`): it must have the
+/// SDK installed (`pip install ./sdk/python`).
+fn python() -> String {
+    std::env::var("ALOFT_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// The spec documents a Python file of `@task`s and `@workflow`s defines, compiled by the SDK
+/// (`python -m aloft.compile FILE`): the same documents a YAML file gives.
+fn compile_python(path: &Path) -> anyhow::Result<Vec<SpecDocument>> {
+    let interpreter = python();
+    let output = std::process::Command::new(&interpreter)
+        .args(["-m", "aloft.compile"])
+        .arg(path)
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run {interpreter} to compile {}: {e} (set ALOFT_PYTHON)",
+                path.display()
+            )
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No module named aloft") {
+            anyhow::bail!(
+                "{}: the Aloft Python SDK is not installed for {interpreter} (pip install ./sdk/python, or set ALOFT_PYTHON)",
+                path.display()
+            );
+        }
+        anyhow::bail!("{}: {}", path.display(), stderr.trim());
+    }
+    let documents: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)
+        .map_err(|e| anyhow::anyhow!("{}: the SDK printed no spec documents: {e}", path.display()))?;
+    documents
+        .into_iter()
+        .enumerate()
+        .map(|(index, document)| {
+            serde_json::from_value(document)
+                .map_err(|e| anyhow::anyhow!("{}: compiled document {}: {e}", path.display(), index + 1))
+        })
+        .collect()
 }
 
 /// What a registration produced, for printing and for choosing what `aloft run FILE` launches.

@@ -30,21 +30,30 @@ pub(super) async fn run(
         Some(file) => crate::notify::rules_json_from_file(file)?,
         None => String::new(),
     };
-    let path = Path::new(target);
+    // `FILE:NAME` runs the entity NAME the file defines (`pipelines/train.py:train`).
+    let (file, wanted) = match target.rsplit_once(':') {
+        Some((file, name)) if Path::new(file).is_file() && !name.is_empty() => (file, Some(name)),
+        _ => (target.as_str(), None),
+    };
+    let path = Path::new(file);
     let target = if path.is_file() {
         let registered = register_file(cli, client, path).await?;
         let pick = |kind: &str| {
             registered
                 .iter()
                 .rev()
+                .filter(|r| wanted.is_none_or(|name| r.id.name == name))
                 .find(|r| r.kind == kind)
                 .map(|r| (kind.to_string(), r.id.clone()))
         };
         pick("launch plan")
             .or_else(|| pick("workflow"))
             .or_else(|| pick("task"))
-            .ok_or_else(|| {
-                anyhow::anyhow!("{target} defines nothing to run (no launch plan, workflow or task)")
+            .ok_or_else(|| match wanted {
+                Some(name) => {
+                    anyhow::anyhow!("{file} defines no launch plan, workflow or task named {name:?}")
+                }
+                None => anyhow::anyhow!("{target} defines nothing to run (no launch plan, workflow or task)"),
             })?
     } else {
         resolve_target(cli, client, target, version.as_deref()).await?

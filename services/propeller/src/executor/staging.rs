@@ -131,12 +131,17 @@ pub(crate) async fn collect_outputs(
                     Ok(text) => text,
                     Err(error) => return user_error(format!("output {name:?} is unreadable: {error}")),
                 };
-                match other.parse_text(&text) {
+                let mut value = match other.parse_text(&text) {
                     Ok(value) => value,
                     Err(reason) => {
                         return user_error(format!("output {name:?} is not a valid {other}: {reason}"))
                     }
+                };
+                if let Err(outcome) = upload_nested_blobs(blobs, attempt, name, outputs_dir, &mut value).await
+                {
+                    return outcome;
                 }
+                value
             }
         };
         outputs.insert(name.clone(), value);
@@ -160,4 +165,81 @@ async fn upload_output(
         name,
     );
     blobs.upload(path, &key).await
+}
+
+/// Blobs inside a list, map or optional output that name a file by a path relative to the outputs directory
+/// (`["o0.items/0", "o0.items/1"]`, as the Python SDK writes a `list[Blob]`) are uploaded like a blob output
+/// (under `OUTPUT/PATH`), so they reach any machine; other URIs are kept as they are.
+async fn upload_nested_blobs(
+    blobs: &BlobStore,
+    attempt: &AttemptId,
+    name: &str,
+    outputs_dir: &Path,
+    value: &mut Value,
+) -> Result<(), AttemptOutcome> {
+    let mut relative = Vec::new();
+    collect_relative_blobs(value, &mut relative);
+    if relative.is_empty() {
+        return Ok(());
+    }
+    let mut stored = std::collections::HashMap::new();
+    for path in relative {
+        let file = outputs_dir.join(&path);
+        if !file.starts_with(outputs_dir) || path.split('/').any(|part| part == "..") {
+            return Err(user_error(format!(
+                "output {name:?}: blob {path:?} is outside $ALOFT_OUTPUT_DIR"
+            )));
+        }
+        if !file.exists() {
+            return Err(user_error(format!(
+                "output {name:?}: blob {path:?} was not written (expected a file at $ALOFT_OUTPUT_DIR/{path})"
+            )));
+        }
+        let uploaded = upload_output(blobs, attempt, &format!("{name}/{path}"), &file)
+            .await
+            .map_err(|error| system_error(format!("storing output {name:?} ({path}): {error}")))?;
+        stored.insert(path, uploaded);
+    }
+    replace_relative_blobs(value, &stored);
+    Ok(())
+}
+
+/// A blob URI that names a file in the outputs directory: no scheme, not absolute.
+fn is_relative_blob(uri: &str) -> bool {
+    !uri.is_empty() && !uri.contains("://") && !uri.starts_with('/')
+}
+
+fn collect_relative_blobs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Blob { uri, .. } if is_relative_blob(uri) => found.push(uri.clone()),
+        Value::List(items) => items.iter().for_each(|item| collect_relative_blobs(item, found)),
+        Value::Map(entries) => entries
+            .values()
+            .for_each(|item| collect_relative_blobs(item, found)),
+        _ => {}
+    }
+}
+
+fn replace_relative_blobs(
+    value: &mut Value,
+    stored: &std::collections::HashMap<String, aloft_blobstore::StoredBlob>,
+) {
+    match value {
+        Value::Blob {
+            uri, digest, size, ..
+        } => {
+            if let Some(blob) = stored.get(uri.as_str()) {
+                *digest = Some(blob.digest.clone());
+                *size = Some(blob.size);
+                *uri = blob.uri.clone();
+            }
+        }
+        Value::List(items) => items
+            .iter_mut()
+            .for_each(|item| replace_relative_blobs(item, stored)),
+        Value::Map(entries) => entries
+            .values_mut()
+            .for_each(|item| replace_relative_blobs(item, stored)),
+        _ => {}
+    }
 }

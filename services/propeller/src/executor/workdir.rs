@@ -14,6 +14,8 @@ use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome, Attemp
 pub(crate) const LOG_FILE: &str = "log.txt";
 /// The directory of an attempt's `file` secrets, removed when the attempt ends.
 pub(crate) const SECRETS_DIR: &str = ".secrets";
+/// The file in an attempt's outputs where a task may explain its failure (kind, message, traceback).
+pub(crate) const ERROR_DOCUMENT: &str = ".aloft-error.json";
 
 /// One attempt's directory under an executor's work root.
 #[derive(Debug, Clone)]
@@ -85,8 +87,9 @@ impl AttemptDir {
 
     /// The user error of a command that ended with `how` (`exited with 3`): the end of its log, and the
     /// command that prints all of it from the blob store, readable from anywhere.
+    /// A task that wrote an error document (`outputs/.aloft-error.json`, as the Python SDK's entrypoint does)
+    /// fails with its message instead: `system` kind as a system error, any other as a user error.
     pub async fn failed(&self, request: &AttemptRequest, how: &str) -> AttemptOutcome {
-        let tail = self.log_tail().await;
         let read_it = format!(
             "aloft logs {} {} --attempt {} --project {} --domain {}",
             request.execution.name,
@@ -95,7 +98,31 @@ impl AttemptDir {
             request.execution.project,
             request.execution.domain
         );
+        if let Some((kind, message)) = self.reported_error().await {
+            let message = format!("{message} ({how}; the whole log: {read_it})");
+            return if kind == "system" {
+                system_error(message)
+            } else {
+                user_error(message)
+            };
+        }
+        let tail = self.log_tail().await;
         user_error(format!("{how}; the end of its log ({read_it}):{tail}"))
+    }
+
+    /// The kind and message of the error document the task wrote, if it wrote a readable one.
+    async fn reported_error(&self) -> Option<(String, String)> {
+        let text = tokio::fs::read_to_string(self.outputs().join(ERROR_DOCUMENT))
+            .await
+            .ok()?;
+        let document: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let message = document.get("message")?.as_str()?.to_string();
+        let kind = document
+            .get("kind")
+            .and_then(|kind| kind.as_str())
+            .unwrap_or("user")
+            .to_string();
+        Some((kind, message))
     }
 }
 

@@ -1,0 +1,46 @@
+"""Aloft's Python SDK: tasks and workflows as typed Python functions.
+
+    from aloft import task, workflow, map_task, Blob
+
+    @task(cache="1")
+    def double(n: int) -> int:
+        return n * 2
+
+    @workflow
+    def twice(x: int) -> int:
+        return double(n=double(n=x))
+
+``aloft register FILE.py`` and ``aloft run FILE.py:twice --input x=3`` compile such files into the same spec
+documents YAML files give; calling ``twice(x=3)`` in plain Python runs it in-process.
+"""
+
+from aloft.core import (
+    DefinitionError,
+    LaunchPlan,
+    RecoverableError,
+    Resources,
+    Secret,
+    Task,
+    Workflow,
+    cron,
+    map_task,
+    task,
+    workflow,
+)
+from aloft.types import AloftTypeError, Blob
+
+__all__ = [
+    "AloftTypeError",
+    "Blob",
+    "DefinitionError",
+    "LaunchPlan",
+    "RecoverableError",
+    "Resources",
+    "Secret",
+    "Task",
+    "Workflow",
+    "cron",
+    "map_task",
+    "task",
+    "workflow",
+]

@@ -1,0 +1,158 @@
+"""Python workflows compile to the spec documents YAML files give, with definition errors naming the line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aloft import Blob, DefinitionError, task, workflow
+from aloft.compile import documents
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_python_diamond_is_the_yaml_diamond() -> None:
+    compiled = documents(str(REPO / "examples/python/diamond.py"))
+    workflow_spec = next(d for d in compiled if d["kind"] == "workflow")
+    # examples/diamond.yaml, as JSON.
+    assert workflow_spec == {
+        "kind": "workflow",
+        "name": "diamond",
+        "interface": {"inputs": {"x": "integer"}, "outputs": {"result": "integer"}},
+        "nodes": [
+            {"id": "increment", "task": "increment", "inputs": {"n": "inputs.x"}},
+            {"id": "double", "task": "double", "inputs": {"n": "increment.n"}},
+            {"id": "square", "task": "square", "inputs": {"n": "increment.n"}},
+            {"id": "add", "task": "add", "inputs": {"a": "double.n", "b": "square.n"}},
+        ],
+        "outputs": {"result": "add.sum"},
+    }
+    tasks = {d["name"]: d for d in compiled if d["kind"] == "task"}
+    assert tasks["add"]["interface"] == {
+        "inputs": {"a": "integer", "b": "integer"},
+        "outputs": {"sum": "integer"},
+    }
+    assert tasks["add"]["run"]["process"]["command"][1:3] == ["-m", "aloft.execute"]
+
+
+def test_map_tasks_blobs_caches_and_defaults_compile() -> None:
+    compiled = documents(str(REPO / "examples/python/chunks.py"))
+    by_name = {(d["kind"], d["name"]): d for d in compiled}
+    flow = by_name[("workflow", "chunks")]
+    mapped = next(node for node in flow["nodes"] if "map" in node)
+    assert mapped["map"] == {"task": "count", "over": "chunk", "concurrency": 4}
+    assert mapped["inputs"] == {"chunk": "split.o0"}
+    assert by_name[("task", "count")]["cache"] == {"version": "1"}
+    assert by_name[("task", "split")]["interface"]["outputs"] == {"o0": "list<blob<fastq>>"}
+    plan = by_name[("launch_plan", "chunks")]
+    assert plan["default_inputs"] == {"records": 1000, "chunk_size": 300}
+
+
+@task
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@task
+def length(text: str) -> int:
+    return len(text)
+
+
+def test_definition_errors_name_the_file_and_line() -> None:
+    @workflow
+    def wrong_type(n: int) -> str:
+        return shout(text=n)
+
+    with pytest.raises(DefinitionError, match=r"test_compile.py:\d+: shout.text takes string, given integer"):
+        wrong_type.spec()
+
+    @workflow
+    def missing(text: str) -> str:
+        return shout()
+
+    with pytest.raises(DefinitionError, match=r"test_compile.py:\d+: shout: missing text"):
+        missing.spec()
+
+    @workflow
+    def branching(text: str) -> str:
+        if text:
+            return shout(text=text)
+        return text
+
+    with pytest.raises(DefinitionError, match="not known while the workflow is defined"):
+        branching.spec()
+
+    with pytest.raises(DefinitionError, match="has no type hint"):
+
+        @task
+        def untyped(x):  # type: ignore[no-untyped-def]
+            return x
+
+
+def test_ordering_and_repeated_tasks_get_their_own_nodes() -> None:
+    @workflow
+    def twice(text: str) -> int:
+        first = shout(text=text)
+        second = shout(text=first)
+        size = length(text=second)
+        first >> size
+        return size
+
+    spec = twice.spec()
+    assert [node["id"] for node in spec["nodes"]] == ["shout", "shout-2", "length"]
+    assert spec["nodes"][2]["after"] == ["shout"]
+
+
+def test_workflows_run_locally_in_plain_python() -> None:
+    @workflow
+    def loud_length(text: str) -> int:
+        return length(text=shout(text=text))
+
+    assert loud_length(text="abc") == 3
+    from importlib import import_module
+
+    sys.path.insert(0, str(REPO / "examples/python"))
+    try:
+        diamond = import_module("diamond")
+        assert diamond.diamond(x=3) == 24
+        assert diamond.increment(n=1) == 2
+        chunks = import_module("chunks")
+        assert chunks.chunks(records=10, chunk_size=3) == 10
+    finally:
+        sys.path.remove(str(REPO / "examples/python"))
+
+
+class Csv(Blob):
+    # `Blob["csv"]` works at run time, but linters read the string in an annotation as a forward reference
+    # (ruff even rewrites it to `Blob[csv]`): a subclass is the spelling that type-checks.
+    format = "csv"
+
+
+def test_blob_formats_come_from_subclasses() -> None:
+    @task
+    def make() -> Csv:
+        return Csv("x.csv")
+
+    assert make.spec()["interface"]["outputs"] == {"o0": "blob<csv>"}
+
+
+def test_the_compile_entrypoint_prints_json_and_reports_errors(tmp_path: Path) -> None:
+    good = subprocess.run(
+        [sys.executable, "-m", "aloft.compile", str(REPO / "examples/python/diamond.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [d["kind"] for d in json.loads(good.stdout)] == ["task"] * 4 + ["workflow"]
+    bad = tmp_path / "bad.py"
+    bad.write_text("from aloft import task\n\n@task\ndef f(x) -> int:\n    return 1\n")
+    failed = subprocess.run(
+        [sys.executable, "-m", "aloft.compile", str(bad)], capture_output=True, text=True, env={**os.environ}
+    )
+    assert failed.returncode == 1
+    assert f"{bad}:3" in failed.stderr and "has no type hint" in failed.stderr
