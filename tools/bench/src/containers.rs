@@ -35,8 +35,18 @@ pub async fn run(engine: &str, attempts: usize) -> anyhow::Result<ContainerBench
     tokio::task::spawn_blocking(move || aloft_testkit::images::busybox_image(&engine_for_image, IMAGE))
         .await?
         .map_err(|error| anyhow::anyhow!("building {IMAGE}: {error}"))?;
-    let baseline = engine_only(engine, attempts).await?;
-    let through_aloft = through_executor(engine, attempts).await?;
+    // Interleaved, a batch of each in turn, so a machine that gets busier or quieter weighs on both alike.
+    let (mut baseline, mut through_aloft) = (Vec::new(), Vec::new());
+    let batch = 10.min(attempts.max(1));
+    let mut done = 0;
+    while done < attempts {
+        let count = batch.min(attempts - done);
+        baseline.extend(engine_only(engine, count, done).await?);
+        through_aloft.extend(through_executor(engine, count, done).await?);
+        done += count;
+    }
+    baseline.sort();
+    through_aloft.sort();
     Ok(ContainerBench {
         attempts,
         engine_p50_ms: percentile(&baseline, 0.5),
@@ -48,7 +58,7 @@ pub async fn run(engine: &str, attempts: usize) -> anyhow::Result<ContainerBench
 
 /// The engine alone: create, start, wait for and remove a container of `true` through its API (the same
 /// client library the executor uses, one call per step, no Aloft code).
-async fn engine_only(engine: &str, attempts: usize) -> anyhow::Result<Vec<Duration>> {
+async fn engine_only(engine: &str, attempts: usize, first: usize) -> anyhow::Result<Vec<Duration>> {
     use bollard::container::{Config, CreateContainerOptions, RemoveContainerOptions, WaitContainerOptions};
     use futures::StreamExt;
     let docker = bollard::Docker::connect_with_unix(
@@ -60,7 +70,7 @@ async fn engine_only(engine: &str, attempts: usize) -> anyhow::Result<Vec<Durati
         },
     )?;
     let mut times = Vec::with_capacity(attempts);
-    for index in 0..attempts {
+    for index in first..first + attempts {
         let name = format!("aloft-bench-engine-{}-{index}", std::process::id());
         let started = Instant::now();
         docker
@@ -101,12 +111,11 @@ async fn engine_only(engine: &str, attempts: usize) -> anyhow::Result<Vec<Durati
             .await?;
         times.push(started.elapsed());
     }
-    times.sort();
     Ok(times)
 }
 
 /// Whole attempts of a `container` task through the propeller's executor.
-async fn through_executor(engine: &str, attempts: usize) -> anyhow::Result<Vec<Duration>> {
+async fn through_executor(engine: &str, attempts: usize, first: usize) -> anyhow::Result<Vec<Duration>> {
     let scratch = tempfile::tempdir()?;
     let blobs = BlobStore::local(&scratch.path().join("blobs"))?;
     let executor = ContainerExecutor::new(
@@ -137,7 +146,7 @@ async fn through_executor(engine: &str, attempts: usize) -> anyhow::Result<Vec<D
         secrets: vec![],
     };
     let mut times = Vec::with_capacity(attempts);
-    for index in 0..attempts {
+    for index in first..first + attempts {
         let request = AttemptRequest {
             execution: ExecutionId {
                 project: "bench".into(),
@@ -157,6 +166,5 @@ async fn through_executor(engine: &str, attempts: usize) -> anyhow::Result<Vec<D
             anyhow::bail!("attempt {index} did not succeed: {outcome:?}");
         }
     }
-    times.sort();
     Ok(times)
 }
