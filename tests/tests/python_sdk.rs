@@ -157,3 +157,49 @@ fn a_python_exception_is_the_nodes_error_and_bad_definitions_name_their_line() {
         "{stderr}"
     );
 }
+
+/// examples/python/release.py on a fleet (Kafka and Postgres in CI): a branch into a subworkflow, a sleep,
+/// a typed signal and an approval written in Python, answered through the CLI, end with 23 + 19 = 42.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_branches_subworkflows_and_gates_run_on_a_fleet() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = aloft_e2e::start_fleet(dir.path()).await;
+    let admin = fleet.endpoint();
+    let cli = |args: &[&str]| {
+        let mut full = vec!["--admin", admin.as_str()];
+        full.extend_from_slice(args);
+        aloft(dir.path(), &full)
+    };
+    let release = repo_root().join("examples/python/release.py");
+    stdout_of(&cli(&["register", "-f", release.to_str().unwrap()]));
+    stdout_of(&cli(&["run", "release", "--input", "x=20", "--name", "py-release"]));
+    let mut client = aloft_e2e::wait_for_client(&admin, String::new).await;
+    let id = aloft_proto::v1::ExecutionIdentifier {
+        project: aloft_e2e::PROJECT.into(),
+        domain: aloft_e2e::DOMAIN.into(),
+        name: "py-release".into(),
+    };
+    let waiting_on = |node: &'static str| {
+        move |execution: &aloft_proto::v1::Execution| {
+            execution.nodes.iter().any(|n| {
+                n.node_id == node && n.phase == aloft_proto::v1::NodePhase::NodeRunning as i32
+            })
+        }
+    };
+    aloft_e2e::wait_until(&mut client, &id, std::time::Duration::from_secs(60), waiting_on("bump")).await;
+    stdout_of(&cli(&["signal", "py-release", "bump", "19"]));
+    aloft_e2e::wait_until(&mut client, &id, std::time::Duration::from_secs(60), waiting_on("review")).await;
+    stdout_of(&cli(&["approve", "py-release", "review"]));
+    let finished =
+        aloft_e2e::wait_succeeded(&mut client, &id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(aloft_e2e::scalar_outputs(&finished), ["result=42"]);
+    let skipped = finished
+        .nodes
+        .iter()
+        .find(|n| n.node_id == "size/inc-2")
+        .map(|n| n.phase);
+    assert_eq!(skipped, Some(aloft_proto::v1::NodePhase::NodeSkipped as i32));
+}

@@ -27,6 +27,7 @@ from aloft.core import (
     task,
     workflow,
 )
+from aloft.nodes import branch, gate
 from aloft.types import AloftTypeError, Blob
 
 __all__ = [
@@ -39,7 +40,9 @@ __all__ = [
     "Secret",
     "Task",
     "Workflow",
+    "branch",
     "cron",
+    "gate",
     "map_task",
     "task",
     "workflow",

@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import hashlib
 import inspect
+import json
 import os
 import sys
 import typing
@@ -91,8 +92,38 @@ class Promise:
     def __bool__(self) -> bool:
         raise DefinitionError(
             f"{_caller_location()}: a workflow value is not known while the workflow is defined; "
-            "use it as a task input instead of in an if or while"
+            "use it as a task input, or in aloft.branch(...), instead of in an if or while"
         )
+
+    # Comparisons build branch conditions (`prep > 10`), compiled to the engine's condition syntax.
+    def _compare(self, op: str, other: Any) -> Condition:
+        return Condition(f"{self.binding} {op} {_operand(other)}")
+
+    def __gt__(self, other: Any) -> Condition:
+        return self._compare(">", other)
+
+    def __ge__(self, other: Any) -> Condition:
+        return self._compare(">=", other)
+
+    def __lt__(self, other: Any) -> Condition:
+        return self._compare("<", other)
+
+    def __le__(self, other: Any) -> Condition:
+        return self._compare("<=", other)
+
+    def __eq__(self, other: Any) -> Condition:  # type: ignore[override]
+        return self._compare("==", other)
+
+    def __ne__(self, other: Any) -> Condition:  # type: ignore[override]
+        return self._compare("!=", other)
+
+    def __hash__(self) -> int:
+        return hash(self.binding)
+
+    def with_overrides(self, **overrides: Any) -> Promise:
+        """Overrides the node's ``retries``, ``timeout``, ``interruptible`` or ``resources``."""
+        _override(self.node, overrides)
+        return self
 
     def __repr__(self) -> str:
         return f"Promise({self.binding}: {literal_type(self.hint)})"
@@ -107,6 +138,69 @@ class NodeOutputs(tuple):  # type: ignore[type-arg]
         _order(self.node, other)
         return other
 
+    def with_overrides(self, **overrides: Any) -> NodeOutputs:
+        """Overrides the node's ``retries``, ``timeout``, ``interruptible`` or ``resources``."""
+        _override(self.node, overrides)
+        return self
+
+
+class Condition:
+    """A branch condition built from promises: ``(a > 1) & (b == "x")``, ``(a > 1) | (b < 0)``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __and__(self, other: Condition) -> Condition:
+        return Condition(f"({self.text}) and ({other.text})")
+
+    def __or__(self, other: Condition) -> Condition:
+        return Condition(f"({self.text}) or ({other.text})")
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"{_caller_location()}: a condition on workflow values is decided when the workflow runs; "
+            "pass it to aloft.branch(...) instead of using it in an if, and combine with & and |"
+        )
+
+    def __repr__(self) -> str:
+        return f"Condition({self.text!r})"
+
+
+def _operand(value: Any) -> str:
+    if isinstance(value, Promise):
+        return value.binding
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    raise DefinitionError(f"{_caller_location()}: {value!r} cannot appear in a branch condition")
+
+
+def _override(node: str | None, overrides: dict[str, Any]) -> None:
+    builder = _TRACING.get()
+    if builder is None or node is None:
+        raise DefinitionError(
+            f"{_caller_location()}: with_overrides applies to a node of a workflow being defined"
+        )
+    target = builder.node(node)
+    for key, value in overrides.items():
+        if key == "retries":
+            target["retries"] = {"user": int(value)}
+        elif key == "timeout":
+            target["timeout"] = str(value)
+        elif key == "interruptible":
+            target["interruptible"] = bool(value)
+        elif key == "resources":
+            if not isinstance(value, Resources):
+                raise DefinitionError(f"{_caller_location()}: resources= takes aloft.Resources(...)")
+            target["resources"] = value.spec()
+        else:
+            raise DefinitionError(
+                f"{_caller_location()}: unknown override {key!r} (retries, timeout, interruptible, resources)"
+            )
+
 
 def _order(before: str | None, after: Promise | NodeOutputs) -> None:
     builder = _TRACING.get()
@@ -114,6 +208,11 @@ def _order(before: str | None, after: Promise | NodeOutputs) -> None:
     if builder is None or before is None or target is None:
         raise DefinitionError(f"{_caller_location()}: >> orders two nodes of a workflow being defined")
     builder.node(target).setdefault("after", []).append(before)
+
+
+def current_builder() -> _Builder | None:
+    """The workflow being traced, if any (for the node kinds in ``aloft.nodes``)."""
+    return _TRACING.get()
 
 
 def _output_hints(function: Callable[..., Any], returns: Any) -> dict[str, Any]:
@@ -360,6 +459,7 @@ class _Builder:
         self.workflow = workflow
         self.nodes: list[dict[str, Any]] = []
         self.tasks: dict[str, Task] = {}
+        self.workflows: dict[str, Workflow] = {}
 
     def node(self, node_id: str) -> dict[str, Any]:
         return next(node for node in self.nodes if node["id"] == node_id)
@@ -373,8 +473,34 @@ class _Builder:
             index += 1
         return f"{base}-{index}"
 
+    def capture(self, make: Callable[[], Any], where: str) -> tuple[dict[str, Any], Any]:
+        """The one node ``make()`` adds (a branch case), taken out of the workflow's node list, and what
+        ``make`` returned."""
+        before = len(self.nodes)
+        returned = make()
+        added = self.nodes[before:]
+        if len(added) != 1:
+            raise DefinitionError(
+                f"{where}: a branch case must call exactly one task or workflow ({len(added)} called)"
+            )
+        del self.nodes[before:]
+        return added[0], returned
+
+    def add_workflow_node(self, callee: Workflow, kwargs: dict[str, Any]) -> Any:
+        where = _caller_location()
+        node_id = self._node_id(callee.name)
+        self.workflows[callee.name] = callee
+        self.nodes.append(
+            {"id": node_id, "workflow": callee.name, "inputs": self._bindings(callee, kwargs, where)}
+        )
+        if not callee.outputs:
+            nothing = _NoOutputs()
+            nothing.node = node_id
+            return nothing
+        return self._outputs(node_id, callee.outputs)
+
     def _bindings(
-        self, callee: Task, kwargs: dict[str, Any], where: str, mapped: str | None = None
+        self, callee: Task | Workflow, kwargs: dict[str, Any], where: str, mapped: str | None = None
     ) -> dict[str, Any]:
         missing = [name for name in callee.inputs if name not in kwargs and name not in callee.defaults]
         extra = [name for name in kwargs if name not in callee.inputs]
@@ -468,6 +594,7 @@ class Workflow:
         self.inputs, self.defaults, self.outputs = _signature(function)
         self.__doc__ = function.__doc__
         self._compiled: tuple[dict[str, Any], dict[str, Task]] | None = None
+        self._subworkflows: dict[str, Workflow] = {}
 
     def _trace(self) -> tuple[dict[str, Any], dict[str, Task]]:
         if self._compiled is not None:
@@ -511,6 +638,7 @@ class Workflow:
             "outputs": outputs,
         }
         self._compiled = (spec, builder.tasks)
+        self._subworkflows = builder.workflows
         return self._compiled
 
     def spec(self) -> dict[str, Any]:
@@ -521,17 +649,20 @@ class Workflow:
         """Every document needed to register this workflow: its tasks, itself, and a launch plan of the same
         name carrying its default inputs when it has any."""
         spec, tasks = self._trace()
-        documents = [called.spec() for called in tasks.values()] + [spec]
+        documents: list[dict[str, Any]] = []
+        for sub in self._subworkflows.values():
+            documents.extend(document for document in sub.documents() if document["kind"] != "launch_plan")
+        documents += [called.spec() for called in tasks.values()] + [spec]
         if self.defaults:
             documents.append(LaunchPlan(self, name=self.name, default_inputs=dict(self.defaults)).spec())
         return documents
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _TRACING.get() is not None:
-            raise DefinitionError(
-                f"{_caller_location()}: calling workflow {self.name} inside another is not supported yet; "
-                "register it and use a launch plan"
-            )
+        builder = _TRACING.get()
+        if builder is not None:
+            if args:
+                raise DefinitionError(f"{_caller_location()}: call workflow {self.name} with named inputs")
+            return builder.add_workflow_node(self, kwargs)
         # Local execution: the body runs with real values through the same conversions a task sees.
         bound = inspect.signature(self.function).bind(*args, **kwargs)
         bound.apply_defaults()

@@ -156,3 +156,45 @@ def test_the_compile_entrypoint_prints_json_and_reports_errors(tmp_path: Path) -
     )
     assert failed.returncode == 1
     assert f"{bad}:3" in failed.stderr and "has no type hint" in failed.stderr
+
+
+def test_branches_gates_subworkflows_and_overrides_compile_like_the_yaml() -> None:
+    compiled = documents(str(REPO / "examples/python/release.py"))
+    by_name = {(d["kind"], d["name"]): d for d in compiled}
+    kinds = [(d["kind"], d["name"]) for d in compiled]
+    assert kinds.index(("workflow", "plus-two")) < kinds.index(("workflow", "release")), "subworkflows first"
+    nodes = {node["id"]: node for node in by_name[("workflow", "release")]["nodes"]}
+    assert nodes["size"]["branch"]["cases"] == [
+        {"if": "inc.n > 10", "then": {"id": "plus-two", "workflow": "plus-two", "inputs": {"n": "inc.n"}}}
+    ]
+    assert nodes["size"]["branch"]["else"] == {"id": "inc-2", "task": "inc", "inputs": {"n": "inc.n"}}
+    assert nodes["nap"] == {"id": "nap", "gate": {"sleep": "300ms"}, "after": ["size"]}
+    assert nodes["bump"]["gate"] == {"signal": {"name": "bump", "type": "integer"}}
+    assert nodes["review"]["gate"] == {"approve": {"timeout": "5m"}}
+    assert nodes["add"]["inputs"] == {"a": "size.n", "b": "bump.value"}
+    assert nodes["add"]["retries"] == {"user": 1}
+    assert nodes["add"]["after"] == ["review"]
+
+
+def test_conditions_combine_and_refuse_python_control_flow() -> None:
+    from aloft import branch
+
+    @workflow
+    def pick(n: int, mode: str) -> str:
+        return branch(
+            ((n > 1) & (mode == "fast"), lambda: shout(text=mode)), otherwise=lambda: shout(text="slow")
+        )
+
+    spec = pick.spec()
+    assert spec["nodes"][0]["branch"]["cases"][0]["if"] == '(inputs.n > 1) and (inputs.mode == "fast")'
+    assert spec["outputs"] == {"o0": "branch.o0"}
+
+    @workflow
+    def bad(n: int) -> str:
+        if n > 1:
+            return shout(text="big")
+        return shout(text="small")
+
+    with pytest.raises(DefinitionError, match=r"aloft\.branch"):
+        bad.spec()
+    assert pick(n=2, mode="fast") == "FAST", "locally a branch is a plain if"
