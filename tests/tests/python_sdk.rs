@@ -175,7 +175,14 @@ async fn python_branches_subworkflows_and_gates_run_on_a_fleet() {
     };
     let release = repo_root().join("examples/python/release.py");
     stdout_of(&cli(&["register", "-f", release.to_str().unwrap()]));
-    stdout_of(&cli(&["run", "release", "--input", "x=20", "--name", "py-release"]));
+    stdout_of(&cli(&[
+        "run",
+        "release",
+        "--input",
+        "x=20",
+        "--name",
+        "py-release",
+    ]));
     let mut client = aloft_e2e::wait_for_client(&admin, String::new).await;
     let id = aloft_proto::v1::ExecutionIdentifier {
         project: aloft_e2e::PROJECT.into(),
@@ -184,17 +191,29 @@ async fn python_branches_subworkflows_and_gates_run_on_a_fleet() {
     };
     let waiting_on = |node: &'static str| {
         move |execution: &aloft_proto::v1::Execution| {
-            execution.nodes.iter().any(|n| {
-                n.node_id == node && n.phase == aloft_proto::v1::NodePhase::NodeRunning as i32
-            })
+            execution
+                .nodes
+                .iter()
+                .any(|n| n.node_id == node && n.phase == aloft_proto::v1::NodePhase::NodeRunning as i32)
         }
     };
-    aloft_e2e::wait_until(&mut client, &id, std::time::Duration::from_secs(60), waiting_on("bump")).await;
+    aloft_e2e::wait_until(
+        &mut client,
+        &id,
+        std::time::Duration::from_secs(60),
+        waiting_on("bump"),
+    )
+    .await;
     stdout_of(&cli(&["signal", "py-release", "bump", "19"]));
-    aloft_e2e::wait_until(&mut client, &id, std::time::Duration::from_secs(60), waiting_on("review")).await;
+    aloft_e2e::wait_until(
+        &mut client,
+        &id,
+        std::time::Duration::from_secs(60),
+        waiting_on("review"),
+    )
+    .await;
     stdout_of(&cli(&["approve", "py-release", "review"]));
-    let finished =
-        aloft_e2e::wait_succeeded(&mut client, &id, std::time::Duration::from_secs(60)).await;
+    let finished = aloft_e2e::wait_succeeded(&mut client, &id, std::time::Duration::from_secs(60)).await;
     assert_eq!(aloft_e2e::scalar_outputs(&finished), ["result=42"]);
     let skipped = finished
         .nodes
