@@ -150,6 +150,70 @@ ensure_container_engine() {
   die "the Docker engine did not start (see $LOG_DIR/dockerd.log)"
 }
 
+KUBE_PIDS=""
+ensure_kubernetes() {
+  # A real Kubernetes API server (v1.20.2, built once from Debian's kubernetes source package with Go 1.19:
+  # about 8 minutes, cached outside the clone) on etcd from Debian, on loopback. There is no kubelet: the
+  # tests create pods through the propeller and report their status through the API as a kubelet would.
+  local cache="$HOME/.cache/aloft/k8s"
+  local apiserver="$cache/bin/kube-apiserver"
+  command -v etcd >/dev/null || apt_install etcd-server
+  if [ ! -x "$apiserver" ]; then
+    say "building kube-apiserver v1.20.2 from Debian's source package (once, about 8 minutes)"
+    command -v go >/dev/null || apt_install golang-go
+    [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || apt_install golang-github-modern-go-reflect2-dev
+    mkdir -p "$cache/bin"
+    if ! ls -d "$cache"/kubernetes-*/ >/dev/null 2>&1; then
+      grep -q "deb-src" /etc/apt/sources.list.d/debian.sources 2>/dev/null \
+        || sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
+      apt-get update -qq >/dev/null
+      (cd "$cache" && apt-get source -qq kubernetes >"$LOG_DIR/k8s-source.log" 2>&1) \
+        || die "apt-get source kubernetes failed (see $LOG_DIR/k8s-source.log)"
+    fi
+    local src; src=$(ls -d "$cache"/kubernetes-*/ | head -1)
+    # Its vendored reflect2 panics under Go >= 1.18; Debian's packaged copy does not.
+    rm -rf "$src/vendor/github.com/modern-go/reflect2"
+    cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
+    rm -f "$src/vendor/github.com/modern-go/reflect2/go.mod"
+    mkdir -p "$src/.go/src/k8s.io"
+    [ -L "$src/.go/src/k8s.io/kubernetes" ] || ln -s ../../.. "$src/.go/src/k8s.io/kubernetes"
+    (cd "$src" && env GOPATH="$src/.go" CGO_ENABLED=0 GOCACHE="$cache/gocache" make WHAT=cmd/kube-apiserver \
+      >"$LOG_DIR/k8s-build.log" 2>&1) || die "building kube-apiserver failed (see $LOG_DIR/k8s-build.log)"
+    cp "$src/_output/bin/kube-apiserver" "$apiserver"
+  fi
+  local dir="$LOG_DIR/kube"
+  rm -rf "$dir" && mkdir -p "$dir"
+  openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null || die "openssl is needed for the API server's keys"
+  echo "aloft-test-token,aloft-test,uid-aloft-test,system:masters" >"$dir/tokens.csv"
+  etcd --data-dir "$dir/etcd" --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
+    --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
+    --initial-cluster default=http://127.0.0.1:12380 >"$LOG_DIR/etcd.log" 2>&1 &
+  KUBE_PIDS="$!"
+  wait_port 12379 etcd
+  say "starting kube-apiserver on 127.0.0.1:16443"
+  "$apiserver" --etcd-servers=http://127.0.0.1:12379 --secure-port=16443 --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 --cert-dir="$dir/certs" --service-account-issuer=https://kubernetes.default.svc \
+    --service-account-key-file="$dir/sa.key" --service-account-signing-key-file="$dir/sa.key" \
+    --authorization-mode=AlwaysAllow --token-auth-file="$dir/tokens.csv" --disable-admission-plugins=ServiceAccount \
+    --service-cluster-ip-range=10.0.0.0/24 >"$LOG_DIR/kube-apiserver.log" 2>&1 &
+  KUBE_PIDS="$KUBE_PIDS $!"
+  for _ in $(seq 1 150); do
+    curl -sk -H "Authorization: Bearer aloft-test-token" https://127.0.0.1:16443/readyz 2>/dev/null | grep -q ok && break
+    sleep 0.2
+  done
+  curl -sk -H "Authorization: Bearer aloft-test-token" https://127.0.0.1:16443/readyz 2>/dev/null | grep -q ok \
+    || die "kube-apiserver did not become ready (see $LOG_DIR/kube-apiserver.log)"
+  cat >"$dir/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "https://127.0.0.1:16443", certificate-authority: "$dir/certs/apiserver.crt"}}]
+users: [{name: test, user: {token: aloft-test-token}}]
+contexts: [{name: test, context: {cluster: test, user: test}}]
+current-context: test
+KUBECONFIG
+  export ALOFT_TEST_KUBECONFIG="$dir/kubeconfig"
+}
+
 ensure_python_sdk() {
   # The Python SDK (sdk/python), installed for python3 so `aloft register FILE.py` finds it, with its test
   # tools from PyPI (seconds; pip caches them).
@@ -171,6 +235,7 @@ cleanup() {
     docker ps --all --quiet --filter label=aloft.attempt 2>/dev/null | xargs -r docker rm --force >/dev/null 2>&1 || true
   fi
   if [ -n "$DOCKERD_PID" ]; then kill "$DOCKERD_PID" 2>/dev/null || true; fi
+  for pid in $KUBE_PIDS; do kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -187,6 +252,7 @@ ensure_kafka
 ensure_s3
 ensure_azurite
 ensure_container_engine
+ensure_kubernetes
 ensure_python_sdk
 drop_scratch_databases
 

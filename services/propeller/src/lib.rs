@@ -38,6 +38,8 @@ pub struct PropellerOptions {
     pub secrets_dir: Option<PathBuf>,
     /// The container engine `container` tasks run on (`--container-engine`, `--container-network`).
     pub containers: executor::ContainerOptions,
+    /// Run `container` tasks as Kubernetes pods instead (`--kubernetes`).
+    pub kubernetes: Option<executor::KubernetesOptions>,
     /// The catalog that memoizes cached tasks (`http://HOST:PORT`); without it cached tasks always run
     /// and record LOOKUP_FAILURE.
     pub catalog: Option<Arc<dyn memo::Catalog>>,
@@ -66,6 +68,7 @@ impl PropellerOptions {
             blob_store: None,
             secrets_dir: None,
             containers: executor::ContainerOptions::default(),
+            kubernetes: None,
             catalog: None,
             memo: memo::MemoOptions::default(),
             max_running_attempts: None,
@@ -109,9 +112,12 @@ pub async fn run(
             executors.register(Arc::new(executor::ContainerExecutor::new(
                 options.containers,
                 options.work_dir,
-                blobs,
+                blobs.clone(),
                 secrets,
             )));
+            if let Some(kubernetes) = options.kubernetes {
+                executors.register(Arc::new(executor::KubernetesExecutor::new(kubernetes, blobs)));
+            }
             executors
         },
         catalog: options.catalog.clone(),

@@ -28,6 +28,30 @@ struct Args {
     /// The network task containers join: bridge (the engine's default), none, host, or a named network.
     #[arg(long, env = "ALOFT_CONTAINER_NETWORK", default_value = "bridge")]
     container_network: String,
+    /// Run `container` tasks as Kubernetes pods, one per attempt: `in-cluster` (this pod's service account),
+    /// `kubeconfig`, or the API server's URL. Without it they run on --container-engine.
+    #[arg(long, env = "ALOFT_KUBERNETES")]
+    kubernetes: Option<String>,
+    /// The namespace of a project/domain's pods; {project} and {domain} are replaced.
+    #[arg(
+        long,
+        env = "ALOFT_KUBERNETES_NAMESPACE",
+        default_value = "{project}-{domain}"
+    )]
+    kubernetes_namespace: String,
+    /// The service account task pods run as (the namespace's default when left out).
+    #[arg(long, env = "ALOFT_KUBERNETES_SERVICE_ACCOUNT")]
+    kubernetes_service_account: Option<String>,
+    /// Image pull secrets of task pods (comma-separated Secret names in each task namespace).
+    #[arg(long, env = "ALOFT_KUBERNETES_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    kubernetes_image_pull_secrets: Vec<String>,
+    /// The node label a task's resources.accelerator is matched against.
+    #[arg(
+        long,
+        env = "ALOFT_KUBERNETES_ACCELERATOR_LABEL",
+        default_value = "aloft.dev/accelerator"
+    )]
+    kubernetes_accelerator_label: String,
     /// Unique name of this instance in the consumer group (default: host name + process id).
     #[arg(long, env = "ALOFT_MEMBER_ID")]
     member_id: Option<String>,
@@ -105,6 +129,17 @@ async fn main() -> anyhow::Result<()> {
             engine: args.container_engine,
             network: args.container_network,
         },
+        kubernetes: args
+            .kubernetes
+            .map(|api| aloft_propeller::executor::KubernetesOptions {
+                api,
+                pods: aloft_propeller::executor::PodSettings {
+                    namespace_pattern: args.kubernetes_namespace,
+                    service_account: args.kubernetes_service_account,
+                    image_pull_secrets: args.kubernetes_image_pull_secrets,
+                    accelerator_label: args.kubernetes_accelerator_label,
+                },
+            }),
         catalog: match &args.catalog {
             Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::CatalogClient::lazy(
                 url,

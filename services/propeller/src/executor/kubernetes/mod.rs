@@ -1,0 +1,415 @@
+//! The `kubernetes` executor: `container` tasks as one Pod per attempt (kube-rs), in a namespace per
+//! project/domain. It creates the attempt's pod (deterministic name and labels), watches it (a watch on that
+//! pod, not polling), maps its phase and reasons to the attempt's outcome, deletes it on cancel and after
+//! it ends (its log is copied to the blob store first), and a new owner re-attaches to a running pod by its
+//! name instead of starting the attempt again.
+//!
+//! Data: the pod gets its inputs as `ALOFT_INPUT_<NAME>` (blobs as their URIs in the store, which the task
+//! reads itself) and writes each output to the store under `$ALOFT_OUTPUT_URI/<NAME>`; when it succeeds the
+//! executor reads them back by type, as it reads a process task's output directory.
+
+mod pod;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aloft_blobstore::{BlobError, BlobStore};
+use aloft_core::events::{ErrorKind, Outputs};
+use aloft_core::quantity::human_bytes;
+use aloft_core::spec::TaskKind;
+use aloft_core::{LiteralType, Value};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
+
+pub use pod::{attempt_pod, attempt_selector, pod_name, PodSettings};
+pub use status::{pod_state, PodState};
+
+use super::attempt::{
+    kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, TaskExecutor,
+};
+
+/// Where the API server is and how pods are placed.
+#[derive(Debug, Clone)]
+pub struct KubernetesOptions {
+    /// `in-cluster` (the pod's service account), `kubeconfig` (the usual lookup), or the API server's URL.
+    pub api: String,
+    pub pods: PodSettings,
+}
+
+/// Runs `container` tasks as pods.
+#[derive(Clone)]
+pub struct KubernetesExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: KubernetesOptions,
+    blobs: BlobStore,
+    client: tokio::sync::OnceCell<kube::Client>,
+}
+
+impl std::fmt::Debug for KubernetesExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesExecutor")
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+impl KubernetesExecutor {
+    pub fn new(options: KubernetesOptions, blobs: BlobStore) -> KubernetesExecutor {
+        KubernetesExecutor {
+            inner: Arc::new(Inner {
+                options,
+                blobs,
+                client: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+}
+
+impl TaskExecutor for KubernetesExecutor {
+    fn kind(&self) -> &'static str {
+        "container"
+    }
+
+    fn start(
+        &self,
+        request: AttemptRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, AttemptOutcome> {
+        let inner = Arc::clone(&self.inner);
+        async move { inner.run(&request, cancel).await }.boxed()
+    }
+
+    fn reattach(
+        &self,
+        request: AttemptRequest,
+        cancel: CancellationToken,
+    ) -> Option<BoxFuture<'static, AttemptOutcome>> {
+        if !matches!(request.task.run, TaskKind::Container(_)) {
+            return None;
+        }
+        let inner = Arc::clone(&self.inner);
+        Some(async move { inner.reattach(&request, cancel).await }.boxed())
+    }
+}
+
+impl Inner {
+    async fn client(&self) -> Result<kube::Client, AttemptOutcome> {
+        self.client
+            .get_or_try_init(|| async {
+                let config = match self.options.api.as_str() {
+                    "in-cluster" => kube::Config::incluster().map_err(|e| e.to_string())?,
+                    "kubeconfig" => kube::Config::infer().await.map_err(|e| e.to_string())?,
+                    url => kube::Config::new(
+                        url.parse()
+                            .map_err(|e| format!("--kubernetes {url:?} is not a URL: {e}"))?,
+                    ),
+                };
+                kube::Client::try_from(config).map_err(|e| e.to_string())
+            })
+            .await
+            .cloned()
+            .map_err(|error: String| {
+                system_error(format!(
+                    "cannot reach the Kubernetes API ({}): {error}",
+                    self.options.api
+                ))
+            })
+    }
+
+    fn pods(&self, client: &kube::Client, attempt: &AttemptId) -> (Api<Pod>, String) {
+        let namespace = self
+            .options
+            .pods
+            .namespace(&attempt.execution.project, &attempt.execution.domain);
+        (Api::namespaced(client.clone(), &namespace), namespace)
+    }
+
+    /// The store prefix an attempt's pod writes its outputs under.
+    fn output_key(&self, attempt: &AttemptId) -> String {
+        let id = &attempt.execution;
+        aloft_blobstore::attempt_key(
+            &id.project,
+            &id.domain,
+            &id.name,
+            &attempt.node_id,
+            attempt.attempt,
+            "",
+        )
+        .trim_end_matches('/')
+        .to_string()
+    }
+
+    async fn run(&self, request: &AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
+        let TaskKind::Container(container) = &request.task.run else {
+            return system_error(format!(
+                "the kubernetes executor cannot run a {} task",
+                kind_of(&request.task)
+            ));
+        };
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(outcome) => return outcome,
+        };
+        let id = request.id();
+        let (pods, namespace) = self.pods(&client, &id);
+        if let Err(outcome) = ensure_namespace(&client, &namespace).await {
+            return outcome;
+        }
+        let output_uri = self.blobs.uri_of(&self.output_key(&id));
+        let pod = attempt_pod(
+            &self.options.pods,
+            &id,
+            &request.task,
+            container,
+            &request.inputs,
+            &output_uri,
+            request.task.interruptible,
+        );
+        let name = pod_name(&id);
+        match pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => {}
+            // Ours from an earlier start of this very attempt: follow it.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
+                return user_error(format!("pod {namespace}/{name} was refused: {}", status.message))
+            }
+            Err(error) => return system_error(format!("cannot create pod {namespace}/{name}: {error}")),
+        }
+        self.follow(&pods, &name, request, cancel).await
+    }
+
+    async fn reattach(&self, request: &AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(outcome) => return outcome,
+        };
+        let id = request.id();
+        let (pods, namespace) = self.pods(&client, &id);
+        let name = pod_name(&id);
+        match pods.get_opt(&name).await {
+            Ok(Some(_)) => {
+                tracing::info!(pod = %name, %namespace, "re-attached to the pod of a previous owner");
+                self.follow(&pods, &name, request, cancel).await
+            }
+            Ok(None) => system_error(format!("attempt lost: its pod {namespace}/{name} is gone")),
+            Err(error) => system_error(format!("cannot read pod {namespace}/{name}: {error}")),
+        }
+    }
+
+    /// Watches pod `name` until it ends (or `cancel`), then reads its outcome, keeps its log and deletes it.
+    async fn follow(
+        &self,
+        pods: &Api<Pod>,
+        name: &str,
+        request: &AttemptRequest,
+        cancel: CancellationToken,
+    ) -> AttemptOutcome {
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut events = watcher(pods.clone(), config).boxed();
+        let ended = loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                _ = cancel.cancelled() => {
+                    let _ = pods.delete(name, &DeleteParams::background()).await;
+                    return AttemptOutcome::Cancelled;
+                }
+            };
+            match event {
+                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                    let state = pod_state(&pod);
+                    if state != PodState::Going {
+                        break Some(state);
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(_))) => break None,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(pod = %name, %error, "watching the attempt's pod failed; watching again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                None => break None,
+            }
+        };
+        let Some(state) = ended else {
+            return system_error(format!("attempt lost: its pod {name} was deleted while it ran"));
+        };
+        self.keep_log(pods, name, &request.id()).await;
+        let outcome = self.outcome(state, request).await;
+        let _ = pods.delete(name, &DeleteParams::background()).await;
+        outcome
+    }
+
+    /// Copies the pod's log to the store, where `aloft logs` reads it (best effort: a pod that never ran has
+    /// none).
+    async fn keep_log(&self, pods: &Api<Pod>, name: &str, attempt: &AttemptId) {
+        match pods
+            .logs(
+                name,
+                &LogParams {
+                    container: Some("task".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(text) if !text.is_empty() => {
+                let prefix = super::log_shipper::log_prefix(attempt);
+                if let Err(error) = self
+                    .blobs
+                    .put_log_chunk(&prefix, 0, bytes::Bytes::from(text))
+                    .await
+                {
+                    tracing::warn!(pod = %name, %error, "cannot store the pod's log");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(pod = %name, %error, "the pod has no log to keep"),
+        }
+    }
+
+    async fn outcome(&self, state: PodState, request: &AttemptRequest) -> AttemptOutcome {
+        let read_it = format!(
+            "aloft logs {} {} --attempt {}",
+            request.execution.name, request.node_id, request.attempt
+        );
+        match state {
+            PodState::Going => system_error("the pod has not ended"),
+            PodState::Succeeded => self.read_outputs(request).await,
+            PodState::ImageUnavailable { reason, message } => {
+                user_error(format!("image cannot be pulled ({reason}): {message}"))
+            }
+            PodState::OutOfMemory => {
+                let limit = request
+                    .task
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.limits().memory_bytes);
+                user_error(match limit {
+                    Some(bytes) => format!(
+                        "out of memory: killed for using more memory than its limit of {} (resources.memory, or resources.limits.memory); {read_it}",
+                        human_bytes(bytes)
+                    ),
+                    None => format!("out of memory: killed by the kernel (the task sets no memory limit); {read_it}"),
+                })
+            }
+            PodState::DeadlineExceeded => AttemptOutcome::Failed {
+                kind: ErrorKind::Timeout,
+                message: format!(
+                    "timed out after {}",
+                    request.task.timeout.clone().unwrap_or_default()
+                ),
+            },
+            PodState::Lost { reason, message } => {
+                system_error(format!("the pod was lost ({reason}): {message}"))
+            }
+            PodState::Exited { code, message } => {
+                let detail = if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                };
+                user_error(format!("exited with {code}{detail}; {read_it}"))
+            }
+        }
+    }
+
+    /// The outputs the pod wrote under its output prefix, by declared type.
+    async fn read_outputs(&self, request: &AttemptRequest) -> AttemptOutcome {
+        let prefix = self.output_key(&request.id());
+        // Everything the pod wrote, once: a blob output is an object `NAME` or a folder `NAME/...`.
+        let written = match self.blobs.list(&prefix).await {
+            Ok(written) => written,
+            Err(error) => return system_error(format!("listing the pod's outputs: {error}")),
+        };
+        let mut outputs = Outputs::new();
+        for (name, output_type) in &request.task.interface.outputs {
+            let key = format!("{prefix}/{name}");
+            let uri = self.blobs.uri_of(&key);
+            if let LiteralType::Blob { format } = output_type {
+                let folder = format!("{key}/");
+                let parts: Vec<u64> = written
+                    .iter()
+                    .filter(|(found, _)| *found == key || found.starts_with(&folder))
+                    .map(|(_, size)| *size)
+                    .collect();
+                if !parts.is_empty() {
+                    let is_folder = written.iter().any(|(found, _)| found.starts_with(&folder));
+                    outputs.insert(
+                        name.clone(),
+                        Value::Blob {
+                            uri: if is_folder { format!("{uri}/") } else { uri },
+                            format: format.clone(),
+                            digest: None,
+                            size: Some(parts.iter().sum()),
+                        },
+                    );
+                    continue;
+                }
+            } else {
+                match self.blobs.get(&uri).await {
+                    Ok(bytes) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        match output_type.parse_text(&text) {
+                            Ok(value) => {
+                                outputs.insert(name.clone(), value);
+                                continue;
+                            }
+                            Err(reason) => {
+                                return user_error(format!(
+                                    "output {name:?} is not a valid {output_type}: {reason}"
+                                ))
+                            }
+                        }
+                    }
+                    Err(BlobError::NotFound { .. }) => {}
+                    Err(error) => return system_error(format!("reading output {name:?}: {error}")),
+                }
+            }
+            if matches!(output_type, LiteralType::Optional(_)) {
+                outputs.insert(name.clone(), Value::None);
+                continue;
+            }
+            return user_error(format!(
+                "output {name:?} was not written (expected an object at $ALOFT_OUTPUT_URI/{name})"
+            ));
+        }
+        AttemptOutcome::Succeeded(outputs)
+    }
+}
+
+/// Creates the namespace when it does not exist yet (a deployment may also create them itself and deny this).
+async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<(), AttemptOutcome> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(namespace).await {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => {}
+        // Not allowed to read namespaces: assume it exists; creating the pod says otherwise.
+        Err(kube::Error::Api(status)) if status.code == 403 => return Ok(()),
+        Err(error) => {
+            return Err(system_error(format!(
+                "cannot read namespace {namespace}: {error}"
+            )))
+        }
+    }
+    let wanted: Namespace = match serde_json::from_value(serde_json::json!({
+        "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "aloft"}}
+    })) {
+        Ok(wanted) => wanted,
+        Err(error) => return Err(system_error(format!("namespace {namespace}: {error}"))),
+    };
+    match namespaces.create(&PostParams::default(), &wanted).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(system_error(format!(
+            "cannot create namespace {namespace}: {error}"
+        ))),
+    }
+}
