@@ -253,7 +253,15 @@ impl EventLog for KafkaLog {
         consumer
             .assign(&assignment)
             .map_err(kafka_error("assigning partitions"))?;
-        Ok(Box::new(KafkaReader { consumer }))
+        let expected = starts
+            .into_iter()
+            .map(|(topic, partition, offset)| ((topic, partition), offset))
+            .collect();
+        Ok(Box::new(KafkaReader {
+            consumer,
+            expected,
+            gaps: HashMap::new(),
+        }))
     }
 
     async fn join_group(&self, group: &str, topic: &str, member: &str) -> Result<Box<dyn GroupMembership>> {
@@ -327,20 +335,81 @@ impl EventLog for KafkaLog {
     }
 }
 
+/// How long a gap in a partition's offsets is re-read before it is taken as real.
+const GAP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Reads assigned partitions from given offsets, and never skips a record: offsets in a partition are
+/// contiguous here (no transactions, no compaction), so a record past the next expected offset means the
+/// broker served a later batch before an earlier one was readable (tansu 0.6's memory storage raises the
+/// high watermark before it stores the batch). The reader then seeks back and reads the gap again, until it
+/// fills or `GAP_PATIENCE` passes (then it is logged and accepted).
 struct KafkaReader {
     consumer: StreamConsumer,
+    /// The next offset wanted, per (topic, partition).
+    expected: HashMap<(String, u32), u64>,
+    /// A gap being re-read: the offset it starts at and when it was first seen.
+    gaps: HashMap<(String, u32), (u64, Instant)>,
+}
+
+impl KafkaReader {
+    /// Whether `record` is the next one of its partition (else it is dropped: a repeat after a seek back, or
+    /// a record past a gap, which is then re-read).
+    fn accept(&mut self, record: &Record) -> bool {
+        let key = (record.topic.clone(), record.partition);
+        let Some(&wanted) = self.expected.get(&key) else {
+            self.expected.insert(key, record.offset + 1);
+            return true;
+        };
+        if record.offset < wanted {
+            return false;
+        }
+        if record.offset > wanted {
+            let first_seen = match self.gaps.get(&key) {
+                Some(&(offset, since)) if offset == wanted => since,
+                _ => {
+                    self.gaps.insert(key.clone(), (wanted, Instant::now()));
+                    Instant::now()
+                }
+            };
+            if first_seen.elapsed() < GAP_PATIENCE {
+                tracing::debug!(topic = %record.topic, partition = record.partition, wanted, got = record.offset, "a record arrived past a gap; reading the gap again");
+                if let Err(error) = self.consumer.seek(
+                    &record.topic,
+                    record.partition as i32,
+                    Offset::Offset(wanted as i64),
+                    METADATA_TIMEOUT,
+                ) {
+                    tracing::warn!(topic = %record.topic, partition = record.partition, %error, "cannot seek back to a gap");
+                }
+                return false;
+            }
+            tracing::warn!(topic = %record.topic, partition = record.partition, wanted, got = record.offset, "offsets {wanted}..{} never arrived; going on without them", record.offset);
+        }
+        self.gaps.remove(&key);
+        self.expected.insert(key, record.offset + 1);
+        true
+    }
 }
 
 #[async_trait]
 impl RecordStream for KafkaReader {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Record>> {
         let mut batch = Vec::new();
-        let first = self.consumer.recv().await.map_err(kafka_error("reading"))?;
-        batch.push(to_record(&first));
-        drop(first);
+        while batch.is_empty() {
+            let first = to_record(&self.consumer.recv().await.map_err(kafka_error("reading"))?);
+            if self.accept(&first) {
+                batch.push(first);
+            }
+        }
         while batch.len() < max {
             match self.consumer.recv().now_or_never() {
-                Some(Ok(message)) => batch.push(to_record(&message)),
+                Some(Ok(message)) => {
+                    let record = to_record(&message);
+                    drop(message);
+                    if self.accept(&record) {
+                        batch.push(record);
+                    }
+                }
                 Some(Err(error)) => return Err(Error::Kafka(format!("reading: {error}"))),
                 None => break,
             }

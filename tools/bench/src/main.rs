@@ -10,6 +10,7 @@ mod engine;
 mod executions;
 mod fairness;
 mod notify;
+mod pods;
 
 use clap::{Parser, ValueEnum};
 
@@ -96,6 +97,10 @@ pub enum BenchShape {
     /// --nodes attempts of a no-op `container` task through the container executor, one at a time, against
     /// the engine's own create+start+wait+remove of the same image: p50/p99 of each and the overhead.
     Containers,
+    /// --nodes concurrent attempts of a `container` task as Kubernetes pods on the API server KUBECONFIG names
+    /// (the bench plays the kubelet): pod creation time, this process's memory while it watches them, the API
+    /// requests per second they cause while running, and status-to-outcome latency.
+    Pods,
 }
 
 fn main() {
@@ -137,6 +142,22 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         container_engine,
     } = &args;
     match shape {
+        BenchShape::Pods => {
+            eprintln!("bench pods: {nodes} concurrent pod attempts on the API server of KUBECONFIG");
+            let result = crate::pods::run(*nodes).await?;
+            println!(
+                "pods attempts={} all created in {:.1} s; resident memory +{:.1} MiB ({:.1} KiB per attempt); API requests while they run: {:.2}/s; per attempt in all: {:.1}; Succeeded-to-outcome p50={:.0} ms p99={:.0} ms",
+                result.attempts,
+                result.create_seconds,
+                result.rss_growth_mib,
+                result.rss_growth_mib * 1024.0 / result.attempts as f64,
+                result.idle_requests_per_second,
+                result.requests_per_attempt,
+                result.outcome_p50_ms,
+                result.outcome_p99_ms
+            );
+            Ok(0)
+        }
         BenchShape::Containers => {
             eprintln!("bench containers: {nodes} no-op attempts on {container_engine}, one at a time");
             let result = crate::containers::run(container_engine, *nodes).await?;
