@@ -14,21 +14,12 @@
 documents YAML files give; calling ``twice(x=3)`` in plain Python runs it in-process.
 """
 
-from aloft.core import (
-    DefinitionError,
-    LaunchPlan,
-    RecoverableError,
-    Resources,
-    Secret,
-    Task,
-    Workflow,
-    cron,
-    map_task,
-    task,
-    workflow,
-)
+from aloft.definition import DefinitionError
 from aloft.nodes import branch, gate
+from aloft.resources import Resources, Secret
+from aloft.task import RecoverableError, Task, map_task, task
 from aloft.types import AloftTypeError, Blob
+from aloft.workflow import LaunchPlan, Workflow, cron, workflow
 
 __all__ = [
     "AloftTypeError",

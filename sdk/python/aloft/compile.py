@@ -12,7 +12,9 @@ import os
 import sys
 from typing import Any
 
-from aloft.core import DefinitionError, LaunchPlan, Task, Workflow
+from aloft.definition import DefinitionError
+from aloft.task import Task
+from aloft.workflow import LaunchPlan, Workflow
 
 
 def load(path: str) -> Any:

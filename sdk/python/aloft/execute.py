@@ -21,7 +21,7 @@ import sys
 import traceback
 from typing import Any
 
-from aloft.core import RecoverableError, Task, single_output
+from aloft.task import RecoverableError, Task, single_output
 from aloft.types import Blob, from_text, literal_type, to_text
 
 ERROR_FILE = ".aloft-error.json"

@@ -12,15 +12,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from aloft.core import (
-    Condition,
-    DefinitionError,
-    NodeOutputs,
-    Promise,
-    _caller_location,
-    _NoOutputs,
-    current_builder,
-)
+from aloft.definition import DefinitionError, _caller_location
+from aloft.promises import Condition, NodeOutputs, Promise, _NoOutputs, current_builder
 from aloft.types import literal_type
 
 
