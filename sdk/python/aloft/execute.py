@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import sys
 import traceback
 from typing import Any
 
+from aloft.compile import load
 from aloft.task import RecoverableError, Task, single_output
 from aloft.types import Blob, from_text, literal_type, to_text
 
@@ -36,16 +36,7 @@ class _Failure(Exception):
 def _load_task(file: str | None, module: str | None, name: str) -> Task:
     try:
         if file is not None:
-            directory = os.path.dirname(os.path.abspath(file))
-            if directory not in sys.path:
-                sys.path.insert(0, directory)
-            module_name = os.path.splitext(os.path.basename(file))[0]
-            spec = importlib.util.spec_from_file_location(module_name, file)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {file}")
-            loaded = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = loaded
-            spec.loader.exec_module(loaded)
+            loaded = load(file)
         else:
             loaded = importlib.import_module(module or "")
     except Exception as error:  # the user's module failing to import is the platform's problem to report

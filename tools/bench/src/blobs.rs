@@ -28,19 +28,6 @@ pub struct BlobBench {
     pub log_p99_ms: f64,
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Writes `size_mib` MiB of non-repeating bytes to `path`, a MiB at a time.
 fn write_sample(path: &Path, size_mib: u64) -> anyhow::Result<()> {
     use std::io::Write;
@@ -188,13 +175,13 @@ async fn through_the_fleet(
         let documents = aloft_cli::specs::read_spec_file(&specs)?;
         aloft_cli::specs::register_documents(&mut client, "bench", "development", documents).await?;
 
-        let baseline = rss_kib();
+        let baseline = crate::shared::rss_kib();
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
         let sampler = tokio::spawn({
             let peak = std::sync::Arc::clone(&peak);
             async move {
                 loop {
-                    peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                    peak.fetch_max(crate::shared::rss_kib(), std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use aloft_blobstore::BlobStore;
-use aloft_core::spec::{ContainerSpec, TaskKind, TaskSpec};
 use aloft_core::ExecutionId;
 use aloft_propeller::executor::{
     AttemptOutcome, AttemptRequest, ContainerExecutor, ContainerOptions, SecretSource, TaskExecutor,
@@ -127,24 +126,7 @@ async fn through_executor(engine: &str, attempts: usize, first: usize) -> anyhow
         blobs,
         SecretSource::new(None),
     );
-    let task = TaskSpec {
-        name: "noop-container".into(),
-        version: Some("1".into()),
-        interface: Default::default(),
-        run: TaskKind::Container(ContainerSpec {
-            image: IMAGE.into(),
-            command: vec!["true".into()],
-            args: vec![],
-            env: Default::default(),
-            working_dir: None,
-        }),
-        retries: Default::default(),
-        timeout: None,
-        cache: None,
-        resources: None,
-        interruptible: false,
-        secrets: vec![],
-    };
+    let task = crate::shared::noop_container_task("noop-container", IMAGE);
     let mut times = Vec::with_capacity(attempts);
     for index in first..first + attempts {
         let request = AttemptRequest {

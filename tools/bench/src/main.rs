@@ -11,6 +11,7 @@ mod executions;
 mod fairness;
 mod notify;
 mod pods;
+mod shared;
 
 use clap::{Parser, ValueEnum};
 

@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use aloft_blobstore::BlobStore;
-use aloft_core::spec::{ContainerSpec, TaskKind, TaskSpec};
 use aloft_core::ExecutionId;
 use aloft_propeller::executor::{
     AttemptOutcome, AttemptRequest, KubernetesExecutor, KubernetesOptions, PodSettings, TaskExecutor,
@@ -24,19 +23,6 @@ pub struct PodBench {
     pub requests_per_attempt: f64,
     pub outcome_p50_ms: f64,
     pub outcome_p99_ms: f64,
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Every request the API server has served, from its own counter.
@@ -65,25 +51,8 @@ pub async fn run(attempts: usize) -> anyhow::Result<PodBench> {
         },
         BlobStore::local(&scratch.path().join("blobs"))?,
     );
-    let task = TaskSpec {
-        name: "noop-pod".into(),
-        version: Some("1".into()),
-        interface: Default::default(),
-        run: TaskKind::Container(ContainerSpec {
-            image: "busybox:1".into(),
-            command: vec!["true".into()],
-            args: vec![],
-            env: Default::default(),
-            working_dir: None,
-        }),
-        retries: Default::default(),
-        timeout: None,
-        cache: None,
-        resources: None,
-        interruptible: false,
-        secrets: vec![],
-    };
-    let rss_before = rss_kib();
+    let task = crate::shared::noop_container_task("noop-pod", "busybox:1");
+    let rss_before = crate::shared::rss_kib();
     let requests_before = served_requests(&client).await?;
     let started = Instant::now();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -131,7 +100,7 @@ pub async fn run(attempts: usize) -> anyhow::Result<PodBench> {
     let idle_to = served_requests(&client).await?;
     // Our own /metrics read is one request.
     let idle_requests_per_second = (idle_to - idle_from - 1.0).max(0.0) / idle.as_secs_f64();
-    let rss_growth_mib = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
+    let rss_growth_mib = crate::shared::rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
     // The kubelet's part: report each pod Succeeded and time until its outcome arrives.
     let mut reported = vec![Instant::now(); attempts];
     let listed = pods.list_metadata(&ListParams::default()).await?;
