@@ -33,6 +33,26 @@ fn container_propeller(deployment: &Deployment, engine: &str, member: &str) -> S
     )
 }
 
+/// Waits until a container of `execution` runs.
+async fn wait_running(engine: &str, execution: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let filter = format!("label=aloft.execution={execution}");
+    while docker(
+        engine,
+        &["ps", "--filter", &filter, "--filter", "status=running", "-q"],
+    )
+    .unwrap_or_default()
+    .trim()
+    .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{execution}: the task's container never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn node<'a>(execution: &'a wire::Execution, id: &str) -> &'a wire::NodeExecution {
     execution
         .nodes
@@ -218,25 +238,7 @@ run:
     let id = launch(&mut client, task("forever", "1"), "forever-1", &[])
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while docker(
-        &engine,
-        &[
-            "ps",
-            "--filter",
-            "label=aloft.execution=forever-1",
-            "--filter",
-            "status=running",
-            "-q",
-        ],
-    )
-    .unwrap_or_default()
-    .trim()
-    .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the task's container never ran");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_running(&engine, "forever-1").await;
     client
         .terminate_execution(wire::TerminateExecutionRequest {
             id: Some(id.clone()),
@@ -281,25 +283,7 @@ run:
     let id = launch(&mut client, task("slow", "1"), "slow-1", &[])
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while docker(
-        &engine,
-        &[
-            "ps",
-            "--filter",
-            "label=aloft.execution=slow-1",
-            "--filter",
-            "status=running",
-            "-q",
-        ],
-    )
-    .unwrap_or_default()
-    .trim()
-    .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the task's container never ran");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_running(&engine, "slow-1").await;
     first.sigkill();
     let _second = container_propeller(&deployment, &engine, "b");
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(120)).await;

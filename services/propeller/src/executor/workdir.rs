@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use aloft_core::events::ErrorKind;
 use aloft_core::spec::TaskSpec;
 
-use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, ExecutorError};
 
 /// The file in an attempt directory the command's stdout and stderr go to.
 pub(crate) const LOG_FILE: &str = "log.txt";
@@ -66,6 +69,21 @@ impl AttemptDir {
             }
         }
         Ok(())
+    }
+
+    /// The attempt's log as it is on this machine (the executors' `TaskExecutor::logs`).
+    pub fn read_log(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
+        let log_path = self.log();
+        let attempt = attempt.to_string();
+        async move {
+            tokio::fs::read_to_string(&log_path)
+                .await
+                .map_err(|error| ExecutorError::NoLog {
+                    attempt,
+                    reason: format!("cannot read {}: {error}", log_path.display()),
+                })
+        }
+        .boxed()
     }
 
     /// Deletes the attempt's secret files once its command is gone.

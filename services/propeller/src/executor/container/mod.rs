@@ -173,17 +173,7 @@ impl TaskExecutor for ContainerExecutor {
     }
 
     fn logs(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
-        let log_path = AttemptDir::of(&self.inner.work_root, attempt).log();
-        let attempt = attempt.to_string();
-        async move {
-            tokio::fs::read_to_string(&log_path)
-                .await
-                .map_err(|error| ExecutorError::NoLog {
-                    attempt,
-                    reason: format!("cannot read {}: {error}", log_path.display()),
-                })
-        }
-        .boxed()
+        AttemptDir::of(&self.inner.work_root, attempt).read_log(attempt)
     }
 }
 
