@@ -253,10 +253,10 @@ impl EventLog for KafkaLog {
         consumer
             .assign(&assignment)
             .map_err(kafka_error("assigning partitions"))?;
-        let expected = starts
-            .into_iter()
-            .map(|(topic, partition, offset)| ((topic, partition), offset))
-            .collect();
+        let mut expected: HashMap<String, HashMap<u32, u64>> = HashMap::new();
+        for (topic, partition, offset) in starts {
+            expected.entry(topic).or_default().insert(partition, offset);
+        }
         Ok(Box::new(KafkaReader {
             consumer,
             expected,
@@ -345,49 +345,71 @@ const GAP_PATIENCE: Duration = Duration::from_secs(5);
 /// fills or `GAP_PATIENCE` passes (then it is logged and accepted).
 struct KafkaReader {
     consumer: StreamConsumer,
-    /// The next offset wanted, per (topic, partition).
-    expected: HashMap<(String, u32), u64>,
-    /// A gap being re-read: the offset it starts at and when it was first seen.
-    gaps: HashMap<(String, u32), (u64, Instant)>,
+    /// The next offset wanted, per topic and partition (looked up by `&str`: no allocation per record).
+    expected: HashMap<String, HashMap<u32, u64>>,
+    /// A gap being re-read, per topic and partition: the offset it starts at and when it was first seen.
+    gaps: HashMap<String, HashMap<u32, (u64, Instant)>>,
 }
 
 impl KafkaReader {
     /// Whether `record` is the next one of its partition (else it is dropped: a repeat after a seek back, or
     /// a record past a gap, which is then re-read).
     fn accept(&mut self, record: &Record) -> bool {
-        let key = (record.topic.clone(), record.partition);
-        let Some(&wanted) = self.expected.get(&key) else {
-            self.expected.insert(key, record.offset + 1);
+        let partition = record.partition;
+        let Some(wanted) = self
+            .expected
+            .get(&record.topic)
+            .and_then(|partitions| partitions.get(&partition))
+            .copied()
+        else {
+            self.set_expected(record);
             return true;
         };
         if record.offset < wanted {
             return false;
         }
         if record.offset > wanted {
-            let first_seen = match self.gaps.get(&key) {
+            let gaps = self.gaps.entry(record.topic.clone()).or_default();
+            let first_seen = match gaps.get(&partition) {
                 Some(&(offset, since)) if offset == wanted => since,
                 _ => {
-                    self.gaps.insert(key.clone(), (wanted, Instant::now()));
+                    gaps.insert(partition, (wanted, Instant::now()));
                     Instant::now()
                 }
             };
             if first_seen.elapsed() < GAP_PATIENCE {
-                tracing::debug!(topic = %record.topic, partition = record.partition, wanted, got = record.offset, "a record arrived past a gap; reading the gap again");
+                tracing::debug!(topic = %record.topic, partition, wanted, got = record.offset, "a record arrived past a gap; reading the gap again");
                 if let Err(error) = self.consumer.seek(
                     &record.topic,
-                    record.partition as i32,
+                    partition as i32,
                     Offset::Offset(wanted as i64),
                     METADATA_TIMEOUT,
                 ) {
-                    tracing::warn!(topic = %record.topic, partition = record.partition, %error, "cannot seek back to a gap");
+                    tracing::warn!(topic = %record.topic, partition, %error, "cannot seek back to a gap");
                 }
                 return false;
             }
-            tracing::warn!(topic = %record.topic, partition = record.partition, wanted, got = record.offset, "offsets {wanted}..{} never arrived; going on without them", record.offset);
+            tracing::warn!(topic = %record.topic, partition, wanted, got = record.offset, "offsets {wanted}..{} never arrived; going on without them", record.offset);
         }
-        self.gaps.remove(&key);
-        self.expected.insert(key, record.offset + 1);
+        if let Some(gaps) = self.gaps.get_mut(&record.topic) {
+            gaps.remove(&partition);
+        }
+        self.set_expected(record);
         true
+    }
+
+    fn set_expected(&mut self, record: &Record) {
+        match self.expected.get_mut(&record.topic) {
+            Some(partitions) => {
+                partitions.insert(record.partition, record.offset + 1);
+            }
+            None => {
+                self.expected.insert(
+                    record.topic.clone(),
+                    HashMap::from([(record.partition, record.offset + 1)]),
+                );
+            }
+        }
     }
 }
 

@@ -205,16 +205,8 @@ pub enum Command {
         /// default: `blobs` in --data-dir).
         #[arg(long, env = "ALOFT_BLOB_STORE")]
         blob_store: Option<String>,
-        /// The container engine's API socket that `container` tasks run on (Docker, or podman's API).
-        #[arg(
-            long,
-            env = "ALOFT_CONTAINER_ENGINE",
-            default_value = "unix:///var/run/docker.sock"
-        )]
-        container_engine: String,
-        /// The network task containers join: bridge, none, host, or a named network.
-        #[arg(long, env = "ALOFT_CONTAINER_NETWORK", default_value = "bridge")]
-        container_network: String,
+        #[command(flatten)]
+        containers: aloft_propeller::executor::ContainerOptions,
     },
 }
 

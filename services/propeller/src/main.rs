@@ -16,18 +16,8 @@ struct Args {
     /// a secret not found there is read from ALOFT_SECRET_<NAME> in this process's environment.
     #[arg(long, env = "ALOFT_SECRETS_DIR")]
     secrets_dir: Option<std::path::PathBuf>,
-    /// The container engine's API socket that `container` tasks run on (Docker Engine, or podman's
-    /// compatible API such as unix:///run/podman/podman.sock). The engine must see --work-dir at the same
-    /// path: attempt directories are mounted into the task containers.
-    #[arg(
-        long,
-        env = "ALOFT_CONTAINER_ENGINE",
-        default_value = "unix:///var/run/docker.sock"
-    )]
-    container_engine: String,
-    /// The network task containers join: bridge (the engine's default), none, host, or a named network.
-    #[arg(long, env = "ALOFT_CONTAINER_NETWORK", default_value = "bridge")]
-    container_network: String,
+    #[command(flatten)]
+    containers: aloft_propeller::executor::ContainerOptions,
     /// Run `container` tasks as Kubernetes pods, one per attempt: `in-cluster` (this pod's service account),
     /// `kubeconfig`, or the API server's URL. Without it they run on --container-engine.
     #[arg(long, env = "ALOFT_KUBERNETES")]
@@ -125,10 +115,7 @@ async fn main() -> anyhow::Result<()> {
         work_dir: args.work_dir,
         blob_store: Some(blob_store),
         secrets_dir: args.secrets_dir,
-        containers: aloft_propeller::executor::ContainerOptions {
-            engine: args.container_engine,
-            network: args.container_network,
-        },
+        containers: args.containers,
         kubernetes: args
             .kubernetes
             .map(|api| aloft_propeller::executor::KubernetesOptions {

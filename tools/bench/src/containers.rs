@@ -24,11 +24,6 @@ pub struct ContainerBench {
     pub aloft_p99_ms: f64,
 }
 
-fn percentile(sorted: &[Duration], share: f64) -> f64 {
-    let index = ((sorted.len() as f64 * share).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 pub async fn run(engine: &str, attempts: usize) -> anyhow::Result<ContainerBench> {
     let engine_for_image = engine.to_string();
     tokio::task::spawn_blocking(move || aloft_testkit::images::busybox_image(&engine_for_image, IMAGE))
@@ -48,10 +43,10 @@ pub async fn run(engine: &str, attempts: usize) -> anyhow::Result<ContainerBench
     through_aloft.sort();
     Ok(ContainerBench {
         attempts,
-        engine_p50_ms: percentile(&baseline, 0.5),
-        engine_p99_ms: percentile(&baseline, 0.99),
-        aloft_p50_ms: percentile(&through_aloft, 0.5),
-        aloft_p99_ms: percentile(&through_aloft, 0.99),
+        engine_p50_ms: crate::shared::percentile_ms(&baseline, 0.5),
+        engine_p99_ms: crate::shared::percentile_ms(&baseline, 0.99),
+        aloft_p50_ms: crate::shared::percentile_ms(&through_aloft, 0.5),
+        aloft_p99_ms: crate::shared::percentile_ms(&through_aloft, 0.99),
     })
 }
 

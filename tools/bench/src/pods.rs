@@ -141,10 +141,6 @@ pub async fn run(attempts: usize) -> anyhow::Result<PodBench> {
     let ours = 4.0 + polls + 1.0 + attempts as f64;
     let requests_per_attempt = (requests_after - requests_before - ours).max(0.0) / attempts as f64;
     latencies.sort();
-    let percentile = |share: f64| {
-        let index = ((latencies.len() as f64 * share).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[index].as_secs_f64() * 1000.0
-    };
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
     let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
     Ok(PodBench {
@@ -153,7 +149,7 @@ pub async fn run(attempts: usize) -> anyhow::Result<PodBench> {
         rss_growth_mib,
         idle_requests_per_second,
         requests_per_attempt,
-        outcome_p50_ms: percentile(0.5),
-        outcome_p99_ms: percentile(0.99),
+        outcome_p50_ms: crate::shared::percentile_ms(&latencies, 0.5),
+        outcome_p99_ms: crate::shared::percentile_ms(&latencies, 0.99),
     })
 }

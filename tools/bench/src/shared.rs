@@ -1,7 +1,15 @@
-//! Helpers several benchmarks share: this process's resident memory, and the no-op `container` task the
-//! container and pod benchmarks run.
+//! Helpers several benchmarks share: this process's resident memory, percentiles of sorted durations, and
+//! the no-op `container` task the container and pod benchmarks run.
+
+use std::time::Duration;
 
 use aloft_core::spec::{ContainerSpec, TaskKind, TaskSpec};
+
+/// The `share` percentile (0.5, 0.99) of `sorted`, in milliseconds (nearest rank).
+pub fn percentile_ms(sorted: &[Duration], share: f64) -> f64 {
+    let index = ((sorted.len() as f64 * share).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
 
 /// This process's resident set size, in KiB (0 when /proc cannot say).
 pub fn rss_kib() -> u64 {

@@ -34,14 +34,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             listen,
             catalog_listen,
             blob_store,
-            container_engine,
-            container_network,
+            containers,
         } => {
-            let containers = aloft_propeller::executor::ContainerOptions {
-                engine: container_engine.clone(),
-                network: container_network.clone(),
-            };
-            return dev::run(&cli, listen, catalog_listen, blob_store.as_deref(), containers).await;
+            return dev::run(
+                &cli,
+                listen,
+                catalog_listen,
+                blob_store.as_deref(),
+                containers.clone(),
+            )
+            .await;
         }
         Command::Admin { command } => return admin::run(&cli, command).await,
         _ => {}

@@ -51,12 +51,26 @@ const API_VERSION: ClientVersion = ClientVersion {
 /// How long one engine request may take before it is given up (waits and log streams are not bounded).
 const ENGINE_TIMEOUT_SECS: u64 = 120;
 
-/// How the propeller reaches its container engine and what network task containers join.
-#[derive(Debug, Clone)]
+/// How the propeller reaches its container engine and what network task containers join; the same flags on
+/// `aloft-propeller` and `aloft dev`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ContainerOptions {
-    /// The engine's API socket (`unix:///var/run/docker.sock`, or podman's).
+    /// The container engine's API socket that `container` tasks run on (Docker Engine, or podman's
+    /// compatible API such as unix:///run/podman/podman.sock). The engine must see the work directory at the
+    /// same path: attempt directories are mounted into the task containers.
+    #[arg(
+        long = "container-engine",
+        value_name = "SOCKET",
+        env = "ALOFT_CONTAINER_ENGINE",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     pub engine: String,
-    /// The network task containers join: `bridge` (the engine's default), `none`, `host`, or a named network.
+    /// The network task containers join: bridge (the engine's default), none, host, or a named network.
+    #[arg(
+        long = "container-network",
+        env = "ALOFT_CONTAINER_NETWORK",
+        default_value = "bridge"
+    )]
     pub network: String,
 }
 
@@ -255,15 +269,7 @@ impl Inner {
         }
         let name = container_name(&request.id());
         // A container of this very attempt left by an owner that died before it started is replaced.
-        let _ = engine
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        remove(engine, &name).await;
         let resources = request.task.resources.clone().unwrap_or_default();
         let limits = resources.limits();
         let requests = resources.requests();
@@ -318,15 +324,7 @@ impl Inner {
             .await
             .map_err(|error| engine_failure(&format!("cannot create container {name}"), error))?;
         if let Err(error) = engine.start_container::<String>(&name, None).await {
-            let _ = engine
-                .remove_container(
-                    &name,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
+            remove(engine, &name).await;
             // The engine refuses to start what the image cannot run (no such executable, bad working dir).
             return Err(match error {
                 EngineError::DockerResponseServerError { message, .. } => {
@@ -426,15 +424,7 @@ impl Inner {
             },
             _ => None,
         };
-        let _ = engine
-            .remove_container(
-                name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        remove(engine, name).await;
         match (end, exit) {
             (End::Exited, Some(exit)) => self.ended(dir, request, exit).await,
             (End::TimedOut, _) => {
@@ -471,4 +461,17 @@ impl Inner {
         }
         dir.failed(request, &format!("exited with {}", exit.code)).await
     }
+}
+
+/// Removes container `name`, running or not (nothing there is no error).
+async fn remove(engine: &Docker, name: &str) {
+    let _ = engine
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
 }

@@ -51,6 +51,8 @@ struct Inner {
     options: KubernetesOptions,
     blobs: BlobStore,
     client: tokio::sync::OnceCell<kube::Client>,
+    /// Namespaces known to exist: looked up (or created) once, not for every attempt.
+    namespaces: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for KubernetesExecutor {
@@ -68,6 +70,7 @@ impl KubernetesExecutor {
                 options,
                 blobs,
                 client: tokio::sync::OnceCell::new(),
+                namespaces: Default::default(),
             }),
         }
     }
@@ -160,8 +163,19 @@ impl Inner {
         };
         let id = request.id();
         let (pods, namespace) = self.pods(&client, &id);
-        if let Err(outcome) = ensure_namespace(&client, &namespace).await {
-            return outcome;
+        let known = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&namespace);
+        if !known {
+            if let Err(outcome) = ensure_namespace(&client, &namespace).await {
+                return outcome;
+            }
+            self.namespaces
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(namespace.clone());
         }
         let output_uri = self.blobs.uri_of(&self.output_key(&id));
         let pod = attempt_pod(
