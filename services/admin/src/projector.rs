@@ -22,6 +22,8 @@ pub use aloft_store::projector::Progress;
 struct ReadModels {
     topics: Topics,
     executions: ExecutionReadModels,
+    /// Events applied in the open transaction, per topic label: counted once it commits.
+    uncommitted_events: std::collections::HashMap<&'static str, u64>,
 }
 
 impl Projection for ReadModels {
@@ -42,6 +44,8 @@ impl Projection for ReadModels {
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
         async move {
+            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
+            *self.uncommitted_events.entry(topic).or_default() += 1;
             match &envelope.payload {
                 // The scheduler's progress is not projected (scheduled executions carry their time).
                 Payload::Schedule(_) => {}
@@ -80,17 +84,19 @@ impl Projection for ReadModels {
         self.executions.flush(connection).boxed()
     }
 
-    fn committed(&mut self, records: &[Record]) {
+    fn committed(&mut self, _records: &[Record]) {
         self.executions.committed();
         metrics::PROJECTION_BATCHES.increment(&[], 1.0);
-        for record in records {
-            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
-            metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
+        // Events, not records: a record carries a decision's events together, so how many records an execution
+        // takes depends on timing; its events do not.
+        for (topic, events) in self.uncommitted_events.drain() {
+            metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], events as f64);
         }
     }
 
     fn rolled_back(&mut self) {
         self.executions.rolled_back();
+        self.uncommitted_events.clear();
     }
 }
 
@@ -104,6 +110,7 @@ pub async fn run(
     let projection = ReadModels {
         topics: topics.clone(),
         executions: ExecutionReadModels::default(),
+        uncommitted_events: Default::default(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await
 }

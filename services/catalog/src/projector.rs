@@ -25,6 +25,8 @@ struct CatalogTables {
     topics: Topics,
     admission: Admission,
     workflows: WorkflowCache,
+    /// Events applied in the open transaction, per topic label: counted once it commits.
+    uncommitted_events: std::collections::HashMap<&'static str, u64>,
 }
 
 impl Projection for CatalogTables {
@@ -41,6 +43,8 @@ impl Projection for CatalogTables {
         partition_epoch: &'a mut u64,
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
         async move {
+            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
+            *self.uncommitted_events.entry(topic).or_default() += 1;
             match &envelope.payload {
                 Payload::Schedule(_) | Payload::Delivery(_) => {}
                 Payload::Registry(event) => apply_registry_event(connection, event).await?,
@@ -68,16 +72,17 @@ impl Projection for CatalogTables {
         self.admission.flush(connection).boxed()
     }
 
-    fn committed(&mut self, records: &[Record]) {
+    fn committed(&mut self, _records: &[Record]) {
         self.admission.committed();
-        for record in records {
-            let topic = aloft_store::projector::topic_label(&self.topics, &record.topic);
-            metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], 1.0);
+        // Events, not records (a record carries a decision's events together).
+        for (topic, events) in self.uncommitted_events.drain() {
+            metrics::EVENTS_PROJECTED.increment(&[("topic", topic)], events as f64);
         }
     }
 
     fn rolled_back(&mut self) {
         self.admission.rolled_back();
+        self.uncommitted_events.clear();
         // It may hold workflows of executions whose rows the rollback removed; they are re-read on demand.
         self.workflows = WorkflowCache::default();
     }
@@ -94,6 +99,7 @@ pub async fn run(
         topics: topics.clone(),
         admission: Admission::new("lineage_executions"),
         workflows: WorkflowCache::default(),
+        uncommitted_events: Default::default(),
     };
     aloft_store::projector::run(projection, store, log, topics, progress, shutdown).await
 }
