@@ -463,6 +463,7 @@ pub async fn launch(
             overwrite_cache: false,
             notifications_json: String::new(),
             disable_notifications: false,
+            ..Default::default()
         })
         .await?;
     Ok(response.into_inner().id.unwrap_or_default())

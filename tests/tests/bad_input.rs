@@ -55,6 +55,7 @@ async fn counts(client: &mut AdminClient) -> (usize, usize, usize, usize) {
             project: PROJECT.into(),
             domain: DOMAIN.into(),
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap()

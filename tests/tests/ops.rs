@@ -353,6 +353,7 @@ async fn sigterm_under_load_loses_no_event_and_commits_no_unapplied_offset() {
         project: PROJECT.into(),
         domain: DOMAIN.into(),
         limit: 100,
+        ..Default::default()
     };
     let executions = client
         .list_executions(listing)

@@ -34,6 +34,7 @@ async fn scheduled(client: &mut aloft_cli::client::AdminClient) -> Vec<wire::Exe
             project: PROJECT.into(),
             domain: DOMAIN.into(),
             limit: 100,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -33,6 +33,7 @@ async fn a_tenant_over_its_api_rate_is_told_to_wait_and_another_is_unaffected() 
         project: PROJECT.into(),
         domain: domain.into(),
         limit: 1,
+        ..Default::default()
     };
     let mut refused = None;
     for _ in 0..10 {

@@ -123,6 +123,9 @@ pub enum ExecutionEvent {
         /// Set for a child execution a launch-plan node launched: told when this one ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<Box<ParentLink>>,
+        /// Labels to find the execution by (`team=ml`), validated by `ids::validate_labels`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        labels: BTreeMap<String, String>,
     },
     TerminateRequested {
         execution: ExecutionId,

@@ -49,6 +49,50 @@ pub fn validate_name(field: &str, value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// At most this many labels on one execution.
+pub const MAX_LABELS: usize = 32;
+/// A label value's longest length (Kubernetes' limit, so labels can travel to pods unchanged).
+pub const MAX_LABEL_VALUE_LEN: usize = 63;
+
+/// Checks an execution's labels: keys are names (see `validate_name`, `/` also allowed after the first
+/// character), values up to 63 characters of letters, digits, `-`, `_` and `.` (empty allowed).
+pub fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), NameError> {
+    if labels.len() > MAX_LABELS {
+        return Err(NameError {
+            field: "labels".to_string(),
+            value: format!("{} labels", labels.len()),
+            reason: format!("at most {MAX_LABELS} labels are allowed"),
+        });
+    }
+    for (key, value) in labels {
+        let field = format!("label {key:?}");
+        validate_name("label key", &key.replace('/', "-")).map_err(|mut error| {
+            error.value.clone_from(key);
+            error
+        })?;
+        let fail = |reason: String| NameError {
+            field: field.clone(),
+            value: value.clone(),
+            reason,
+        };
+        if value.len() > MAX_LABEL_VALUE_LEN {
+            return Err(fail(format!(
+                "is {} characters long, at most {MAX_LABEL_VALUE_LEN} are allowed",
+                value.len()
+            )));
+        }
+        if let Some(bad) = value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+        {
+            return Err(fail(format!(
+                "contains {bad:?}; only letters, digits, '-', '_' and '.' are allowed"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a version string: 1..=128 chars of `A-Z a-z 0-9 - _ . +`.
 pub fn validate_version(value: &str) -> Result<(), NameError> {
     let fail = |reason: &str| NameError {

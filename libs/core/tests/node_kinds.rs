@@ -163,6 +163,7 @@ impl Run {
             notifications: None,
             recovery: None,
             parent: None,
+            labels: Default::default(),
         })
     }
 

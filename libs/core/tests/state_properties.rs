@@ -203,6 +203,7 @@ proptest! {
         sim.offer(EventMeta { seq: 1, writer_epoch: 0 }, ExecutionEvent::ExecutionRequested { overwrite_cache: false, notifications: None, recovery: None, parent: None,
             execution: id.clone(), request_id: "r".into(), workflow: Box::new(workflow.clone()),
             inputs: [("x".to_string(), Value::Integer(x))].into(), launch_plan: None, requested_at: 0, scheduled_at: None,
+            labels: Default::default(),
         });
         let values_by_original_index = expected_values(&upstream, x);
         let mut exhausted = false;
@@ -371,6 +372,7 @@ fn ready_nodes_start_together_and_a_stale_owner_is_fenced() {
             launch_plan: None,
             requested_at: 0,
             scheduled_at: None,
+            labels: Default::default(),
         },
     );
     let first = decide(&sim.fold.executions[&id], 1);
@@ -461,6 +463,7 @@ fn terminate_aborts_running_attempts_and_skips_the_rest() {
             launch_plan: None,
             requested_at: 0,
             scheduled_at: None,
+            labels: Default::default(),
         },
     );
     let decisions = decide(&sim.fold.executions[&id], 1);

@@ -105,6 +105,31 @@ impl From<NodePhase> for wire::NodePhase {
     }
 }
 
+impl TryFrom<wire::NodePhase> for NodePhase {
+    type Error = WireError;
+
+    fn try_from(phase: wire::NodePhase) -> Result<Self, WireError> {
+        Ok(match phase {
+            wire::NodePhase::NodePending => NodePhase::Pending,
+            wire::NodePhase::NodeQueued => NodePhase::Queued,
+            wire::NodePhase::NodeRunning => NodePhase::Running,
+            wire::NodePhase::NodeWaitingForResources => NodePhase::WaitingForResources,
+            wire::NodePhase::NodeSucceeded => NodePhase::Succeeded,
+            wire::NodePhase::NodeFailed => NodePhase::Failed,
+            wire::NodePhase::NodeTimedOut => NodePhase::TimedOut,
+            wire::NodePhase::NodeSkipped => NodePhase::Skipped,
+            wire::NodePhase::NodeAborted => NodePhase::Aborted,
+            wire::NodePhase::NodeRecovered => NodePhase::Recovered,
+            wire::NodePhase::Unspecified => {
+                return Err(WireError {
+                    field: "node phase",
+                    reason: "is unspecified".to_string(),
+                })
+            }
+        })
+    }
+}
+
 impl From<AttemptPhase> for wire::AttemptPhase {
     fn from(phase: AttemptPhase) -> Self {
         match phase {

@@ -9,4 +9,8 @@ pub mod status;
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("aloft.v1");
+    include!(concat!(env!("OUT_DIR"), "/aloft.v1.serde.rs"));
 }
+
+/// The encoded `FileDescriptorSet` of every Aloft proto: what the REST API's OpenAPI document is made from.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/aloft_descriptor.bin"));

@@ -36,6 +36,39 @@ impl ErrorCode {
         }
     }
 
+    /// The kind a gRPC code stands for (codes no Aloft error uses count as internal), so an answer the
+    /// gRPC handler gave maps to the same HTTP status as the error it came from.
+    pub fn from_grpc(code: tonic::Code) -> ErrorCode {
+        match code {
+            tonic::Code::InvalidArgument | tonic::Code::OutOfRange => ErrorCode::InvalidArgument,
+            tonic::Code::NotFound => ErrorCode::NotFound,
+            tonic::Code::AlreadyExists | tonic::Code::Aborted => ErrorCode::AlreadyExists,
+            tonic::Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+            tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                ErrorCode::Unavailable
+            }
+            tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
+            tonic::Code::PermissionDenied => ErrorCode::PermissionDenied,
+            _ => ErrorCode::Internal,
+        }
+    }
+
+    /// The name callers see in an error answer of the REST API (the gRPC code's name).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
     /// The HTTP status of the REST/JSON API for this kind.
     pub fn http_status(self) -> u16 {
         match self {

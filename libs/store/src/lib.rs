@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod catalog;
+pub mod listing;
 pub mod metrics;
 pub mod notifier;
 pub mod projection;
@@ -77,6 +78,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "batched_records",
         include_str!("../migrations/0010_batched_records.sql"),
     ),
+    (11, "labels", include_str!("../migrations/0011_labels.sql")),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.
@@ -102,6 +104,7 @@ pub const PROJECTION_TABLES: &[(&str, &str)] = &[
     ("workflows", "project, domain, name, version"),
     ("launch_plans", "project, domain, name, version"),
     ("executions", "project, domain, name"),
+    ("execution_labels", "project, domain, execution, label_key"),
     ("node_executions", "project, domain, execution, node_index"),
     ("task_attempts", "project, domain, execution, node_index, attempt"),
     ("execution_events", "log_partition, log_offset, log_index"),

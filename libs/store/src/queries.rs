@@ -61,6 +61,7 @@ pub struct ExecutionRow {
     pub scheduled_at: Option<i64>,
     /// For a child execution: the execution and launch-plan node that launched it.
     pub parent: Option<(ExecutionId, String)>,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +102,8 @@ pub struct AttemptRow {
 pub struct EventRow {
     pub log_partition: u32,
     pub log_offset: u64,
+    /// The event's place within its record (a record may carry several events of one execution).
+    pub log_index: u32,
     pub stream: String,
     pub seq: u64,
     pub writer_epoch: u64,
@@ -275,56 +278,16 @@ impl Store {
         row.map(|row| execution_row(&row)).transpose()
     }
 
-    pub async fn list_executions(
-        &self,
-        project: &str,
-        domain: &str,
-        limit: u32,
-    ) -> Result<Vec<ExecutionRow>> {
-        let rows = sqlx::query(&format!(
-            "{EXECUTION_COLUMNS} WHERE project = $1 AND domain = $2 ORDER BY created_at DESC, name LIMIT $3"
-        ))
-        .bind(project)
-        .bind(domain)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(execution_row).collect()
-    }
-
     pub async fn node_executions(&self, id: &ExecutionId) -> Result<Vec<NodeRow>> {
-        let rows = sqlx::query(
-            "SELECT node_index, node_id, project, domain, task_name, task_version, phase, attempts, outputs_json, error, \
-             started_at, finished_at, wait_reason, child_execution FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
-             ORDER BY node_index",
-        )
+        let rows = sqlx::query(&format!(
+            "{NODE_COLUMNS} WHERE project = $1 AND domain = $2 AND execution = $3 ORDER BY node_index"
+        ))
         .bind(&id.project)
         .bind(&id.domain)
         .bind(&id.name)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let outputs_json: String = row.try_get("outputs_json")?;
-                Ok(NodeRow {
-                    node_index: row.try_get::<i64, _>("node_index")? as u32,
-                    node_id: row.try_get("node_id")?,
-                    task: identifier(row, "task_name", "task_version")?,
-                    phase: row.try_get("phase")?,
-                    attempts: row.try_get::<i64, _>("attempts")? as u32,
-                    outputs: if outputs_json.is_empty() {
-                        None
-                    } else {
-                        Some(from_json("node_executions", &outputs_json)?)
-                    },
-                    error: row.try_get("error")?,
-                    started_at: row.try_get("started_at")?,
-                    finished_at: row.try_get("finished_at")?,
-                    wait_reason: row.try_get("wait_reason")?,
-                    child_execution: row.try_get("child_execution")?,
-                })
-            })
-            .collect()
+        rows.iter().map(node_row).collect()
     }
 
     pub async fn task_attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRow>> {
@@ -385,14 +348,15 @@ impl Store {
     }
 }
 
-const EVENT_COLUMNS: &str =
-    "SELECT log_partition, log_offset, stream, seq, writer_epoch, occurred_at, kind, \
+pub(crate) const EVENT_COLUMNS: &str =
+    "SELECT log_partition, log_offset, log_index, stream, seq, writer_epoch, occurred_at, kind, \
      payload_json FROM execution_events";
 
-fn event_row(row: &AnyRow) -> Result<EventRow> {
+pub(crate) fn event_row(row: &AnyRow) -> Result<EventRow> {
     Ok(EventRow {
         log_partition: row.try_get::<i64, _>("log_partition")? as u32,
         log_offset: row.try_get::<i64, _>("log_offset")? as u64,
+        log_index: row.try_get::<i64, _>("log_index")? as u32,
         stream: row.try_get("stream")?,
         seq: row.try_get::<i64, _>("seq")? as u64,
         writer_epoch: row.try_get::<i64, _>("writer_epoch")? as u64,
@@ -402,9 +366,34 @@ fn event_row(row: &AnyRow) -> Result<EventRow> {
     })
 }
 
-const EXECUTION_COLUMNS: &str = "SELECT project, domain, name, request_id, workflow_name, workflow_version, \
+pub(crate) const NODE_COLUMNS: &str = "SELECT node_index, node_id, project, domain, task_name, task_version, phase, \
+     attempts, outputs_json, error, started_at, finished_at, wait_reason, child_execution FROM node_executions";
+
+pub(crate) fn node_row(row: &AnyRow) -> Result<NodeRow> {
+    let outputs_json: String = row.try_get("outputs_json")?;
+    Ok(NodeRow {
+        node_index: row.try_get::<i64, _>("node_index")? as u32,
+        node_id: row.try_get("node_id")?,
+        task: identifier(row, "task_name", "task_version")?,
+        phase: row.try_get("phase")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        outputs: if outputs_json.is_empty() {
+            None
+        } else {
+            Some(from_json("node_executions", &outputs_json)?)
+        },
+        error: row.try_get("error")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        wait_reason: row.try_get("wait_reason")?,
+        child_execution: row.try_get("child_execution")?,
+    })
+}
+
+pub(crate) const EXECUTION_COLUMNS: &str =
+    "SELECT project, domain, name, request_id, workflow_name, workflow_version, \
      launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, started_at, \
-     finished_at, last_seq, scheduled_at, parent_execution, parent_node FROM executions";
+     finished_at, last_seq, scheduled_at, parent_execution, parent_node, labels_json FROM executions";
 
 async fn list_query(
     store: &Store,
@@ -491,7 +480,7 @@ fn launch_plan_row(row: &AnyRow) -> Result<LaunchPlanRow> {
     })
 }
 
-fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
+pub(crate) fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
     let launch_plan_name: String = row.try_get("launch_plan_name")?;
     let project: String = row.try_get("project")?;
     let domain: String = row.try_get("domain")?;
@@ -534,5 +523,6 @@ fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
         last_seq: row.try_get::<i64, _>("last_seq")? as u64,
         scheduled_at: row.try_get("scheduled_at")?,
         parent,
+        labels: from_json("executions", &row.try_get::<String, _>("labels_json")?)?,
     })
 }

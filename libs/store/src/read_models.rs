@@ -174,6 +174,7 @@ async fn apply_execution_event(
             scheduled_at,
             recovery,
             parent,
+            labels,
             ..
         } => {
             let (lp_name, lp_version) = launch_plan
@@ -183,8 +184,8 @@ async fn apply_execution_event(
             sqlx::query(
                 "INSERT INTO executions (project, domain, name, request_id, workflow_name, workflow_version, \
                  launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, \
-                 last_seq, log_partition, scheduled_at, parent_execution, parent_node) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, '{}', '', $10, 0, $11, $12, $13, $14)",
+                 last_seq, log_partition, scheduled_at, parent_execution, parent_node, labels_json) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, '{}', '', $10, 0, $11, $12, $13, $14, $15)",
             )
             .bind(p)
             .bind(d)
@@ -200,8 +201,22 @@ async fn apply_execution_event(
             .bind(*scheduled_at)
             .bind(parent.as_ref().map_or("", |link| link.execution.name.as_str()))
             .bind(parent.as_ref().map_or("", |link| link.node_id.as_str()))
+            .bind(to_json(labels))
             .execute(&mut *conn)
             .await?;
+            for (key, value) in labels {
+                sqlx::query(
+                    "INSERT INTO execution_labels (project, domain, execution, label_key, label_value) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(p)
+                .bind(d)
+                .bind(n)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *conn)
+                .await?;
+            }
             for (index, node) in workflow.nodes.iter().enumerate() {
                 let recovered = recovery
                     .as_ref()

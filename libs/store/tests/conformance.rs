@@ -110,6 +110,7 @@ fn execution_events() -> Vec<(String, u64, u64, ExecutionEvent)> {
                 launch_plan: None,
                 requested_at: 10,
                 scheduled_at: None,
+                labels: Default::default(),
             },
         ),
         decision(

@@ -81,6 +81,7 @@ fn requested(name: &str, override_rules: Option<Vec<NotificationRule>>) -> Execu
         notifications: override_rules,
         recovery: None,
         parent: None,
+        labels: Default::default(),
     }
 }
 

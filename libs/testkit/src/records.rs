@@ -40,6 +40,7 @@ pub fn failed_execution_records(
         notifications: Some(rules.to_vec()),
         recovery: None,
         parent: None,
+        labels: Default::default(),
     };
     let finished = ExecutionEvent::ExecutionFinished {
         execution: id.clone(),

@@ -1,12 +1,15 @@
-//! Admin: Aloft's public API (gRPC) and the read models behind it. It projects every topic into Postgres or
+//! Admin: Aloft's public API (gRPC, and the same API as REST/JSON under `/api/v1`), the web console
+//! (`/console`) and the read models behind them. It projects every topic into Postgres or
 //! SQLite and turns write requests into events on the log; it never runs or decides anything itself.
 
 pub mod api;
+pub mod console;
 pub mod convert;
 pub mod error;
 pub mod history;
 pub mod metrics;
 pub mod projector;
+pub mod rest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +106,14 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, "admin API listening");
     serving.store(true, std::sync::atomic::Ordering::SeqCst);
+    // One listener answers gRPC, the REST API (/api/v1) and the console (/console).
+    let app = tonic::service::Routes::new(AdminServiceServer::new(api.clone()))
+        .into_axum_router()
+        .merge(rest::router(api)?)
+        .merge(console::router());
     let served = tonic::transport::Server::builder()
-        .add_service(AdminServiceServer::new(api))
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled(),

@@ -83,6 +83,8 @@ pub enum Command {
         what: ListKind,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        #[command(flatten)]
+        filters: ExecutionFilters,
     },
     /// The log (stdout and stderr) of a node's attempt, from the blob store: readable after the attempt
     /// ended, on any machine, even when its propeller died.
@@ -238,6 +240,26 @@ pub struct RunArgs {
     /// Send no notifications for this execution.
     #[arg(long, conflicts_with = "notify_file")]
     pub no_notify: bool,
+    /// A label to find the execution by, as KEY=VALUE (repeatable): `aloft list executions --label team=ml`.
+    #[arg(short = 'l', long = "label", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+}
+
+/// Filters of `aloft list executions`.
+#[derive(clap::Args, Debug, Default)]
+pub struct ExecutionFilters {
+    /// Only executions in this phase (repeatable): queued, running, succeeded, failed, aborted, timed_out.
+    #[arg(long = "phase")]
+    pub phases: Vec<String>,
+    /// Only executions carrying this label, as KEY=VALUE (repeatable: all must match).
+    #[arg(short = 'l', long = "label", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// Only executions of the workflow of this name.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only executions whose name starts with this.
+    #[arg(long)]
+    pub name_prefix: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

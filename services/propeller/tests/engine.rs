@@ -122,6 +122,7 @@ impl Harness {
             notifications: None,
             recovery: None,
             parent: None,
+            labels: Default::default(),
         };
         self.append_request(&execution, event).await;
         execution

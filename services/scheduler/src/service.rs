@@ -379,6 +379,7 @@ impl Scheduler {
                     notifications: None,
                     recovery: None,
                     parent: None,
+                    labels: Default::default(),
                 };
                 let key = execution.partition_key();
                 let mut envelope = Envelope::unsequenced(

@@ -236,6 +236,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
                     project: project.into(),
                     domain: domain.into(),
                     limit: 5,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()

@@ -228,6 +228,7 @@ pub async fn run(kafka_brokers: Option<&str>, executions: usize) -> anyhow::Resu
             notifications: None,
             recovery: None,
             parent: None,
+            labels: Default::default(),
         };
         let envelope = Envelope::unsequenced(stream, at, Payload::Execution(event));
         batches

@@ -70,6 +70,42 @@ pub fn admit(
     }
 }
 
+impl ExecutionState {
+    /// The state an `ExecutionRequested` event starts (recovered nodes already taken over); `None` for any
+    /// other event. The one constructor the partition fold and the history's time travel share.
+    pub fn from_request(event: &ExecutionEvent) -> Option<ExecutionState> {
+        let ExecutionEvent::ExecutionRequested {
+            execution,
+            request_id,
+            workflow,
+            inputs,
+            launch_plan,
+            requested_at,
+            overwrite_cache,
+            recovery,
+            parent,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        let mut state = ExecutionState::new(
+            execution.clone(),
+            request_id.clone(),
+            Arc::new((**workflow).clone()),
+            inputs.clone(),
+            launch_plan.clone(),
+            *requested_at,
+        );
+        state.overwrite_cache = *overwrite_cache;
+        state.parent = parent.as_deref().cloned();
+        if let Some(recovery) = recovery {
+            state.recover(&recovery.nodes);
+        }
+        Some(state)
+    }
+}
+
 /// The state of one partition of `aloft.executions`: its epoch and every execution in it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartitionFold {
@@ -89,32 +125,10 @@ impl PartitionFold {
         }
         match event {
             ExecutionEvent::PartitionClaimed { epoch, .. } => self.epoch = *epoch,
-            ExecutionEvent::ExecutionRequested {
-                execution,
-                request_id,
-                workflow,
-                inputs,
-                launch_plan,
-                requested_at,
-                overwrite_cache,
-                recovery,
-                parent,
-                ..
-            } => {
-                let mut state = ExecutionState::new(
-                    execution.clone(),
-                    request_id.clone(),
-                    Arc::new((**workflow).clone()),
-                    inputs.clone(),
-                    launch_plan.clone(),
-                    *requested_at,
-                );
-                state.overwrite_cache = *overwrite_cache;
-                state.parent = parent.as_deref().cloned();
-                if let Some(recovery) = recovery {
-                    state.recover(&recovery.nodes);
+            ExecutionEvent::ExecutionRequested { execution, .. } => {
+                if let Some(state) = ExecutionState::from_request(event) {
+                    self.executions.insert(execution.clone(), state);
                 }
-                self.executions.insert(execution.clone(), state);
             }
             other => {
                 let Some(state) = other.execution().and_then(|id| self.executions.get_mut(id)) else {

@@ -345,6 +345,7 @@ impl ExecutionState {
                 node,
                 node_id: compiled.id.clone(),
             })),
+            labels: Default::default(),
         })
     }
 

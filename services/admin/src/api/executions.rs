@@ -14,6 +14,8 @@ pub(super) struct LaunchOptions {
     pub recovery: Option<aloft_core::events::Recovery>,
     /// The span of the API call that launches it: the execution's trace continues from it.
     pub traceparent: String,
+    /// Labels to find it by; validated.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The parts of an earlier execution's request that a relaunch or a recovery repeats.
@@ -22,6 +24,7 @@ pub(super) struct SourceRequest {
     pub inputs: Outputs,
     pub launch_plan: Option<Identifier>,
     pub notifications: Option<Vec<aloft_core::notify::NotificationRule>>,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl AdminApi {
@@ -73,6 +76,7 @@ impl AdminApi {
             notifications: options.notifications,
             recovery: options.recovery,
             parent: None,
+            labels: options.labels,
         };
         let mut envelope = Envelope::unsequenced(
             aloft_core::StreamId::request(&id, request_id.as_str()).to_string(),
@@ -112,6 +116,7 @@ impl AdminApi {
             inputs,
             launch_plan,
             notifications,
+            labels,
             ..
         }) = serde_json::from_str::<ExecutionEvent>(&requested.payload_json)
         else {
@@ -124,6 +129,7 @@ impl AdminApi {
             inputs,
             launch_plan,
             notifications,
+            labels,
         })
     }
 
@@ -139,6 +145,7 @@ impl AdminApi {
             mut inputs,
             launch_plan,
             notifications,
+            labels,
         } = self.source_request(&source).await?;
         for (name, text) in &request.text_inputs {
             let input_type = workflow
@@ -154,12 +161,13 @@ impl AdminApi {
         let id = self
             .new_execution_id(&source.project, &source.domain, &request.name)
             .await?;
-        // A relaunch keeps the source's notification override (a silenced run stays silent).
+        // A relaunch keeps the source's notification override (a silenced run stays silent) and labels.
         let options = LaunchOptions {
             overwrite_cache: false,
             notifications,
             recovery: None,
             traceparent,
+            labels,
         };
         self.request_execution(id, workflow, inputs, launch_plan, options)
             .await
@@ -193,6 +201,7 @@ impl AdminApi {
             inputs,
             launch_plan,
             notifications,
+            labels,
         } = self.source_request(&source).await?;
         let mut nodes = std::collections::BTreeMap::new();
         for node in self.store.node_executions(&source).await? {
@@ -210,6 +219,7 @@ impl AdminApi {
             notifications,
             recovery: Some(aloft_core::events::Recovery { from: source, nodes }),
             traceparent,
+            labels,
         };
         self.request_execution(id, workflow, inputs, launch_plan, options)
             .await
@@ -363,11 +373,14 @@ impl AdminApi {
         let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
         let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
         let notifications = notifications::execution_override(&request)?;
+        let labels: BTreeMap<String, String> = request.labels.clone().into_iter().collect();
+        aloft_core::ids::validate_labels(&labels).map_err(|e| invalid(e.to_string()))?;
         let options = LaunchOptions {
             overwrite_cache: request.overwrite_cache,
             notifications,
             recovery: None,
             traceparent,
+            labels,
         };
         self.request_execution(id, workflow, inputs, launch_plan, options)
             .await

@@ -29,12 +29,16 @@ use crate::projector::Progress;
 
 mod download;
 mod executions;
+mod listing;
+mod live;
 mod logs;
 mod notifications;
 mod quotas;
 mod reads;
 mod registry;
 mod signals;
+
+pub use live::HistoryStream;
 
 #[derive(Clone)]
 pub struct AdminApi {
@@ -416,6 +420,44 @@ impl AdminService for AdminApi {
     ) -> Result<Response<wire::ListExecutionsResponse>, Status> {
         self.serve_limited(request, async |request| self.list_executions_rpc(request).await)
             .await
+    }
+
+    async fn count_executions(
+        &self,
+        request: Request<wire::ListExecutionsRequest>,
+    ) -> Result<Response<wire::ExecutionCounts>, Status> {
+        self.serve_limited(request, async |request| self.count_executions_rpc(request).await)
+            .await
+    }
+
+    async fn list_node_executions(
+        &self,
+        request: Request<wire::ListNodeExecutionsRequest>,
+    ) -> Result<Response<wire::ListNodeExecutionsResponse>, Status> {
+        self.serve(request, async |request| {
+            self.list_node_executions_rpc(request).await
+        })
+        .await
+    }
+
+    type WatchExecutionStream = live::HistoryStream;
+
+    async fn watch_execution(
+        &self,
+        request: Request<wire::WatchExecutionRequest>,
+    ) -> Result<Response<Self::WatchExecutionStream>, Status> {
+        self.serve(request, async |request| self.watch_execution_rpc(request).await)
+            .await
+    }
+
+    async fn get_execution_state(
+        &self,
+        request: Request<wire::GetExecutionStateRequest>,
+    ) -> Result<Response<wire::Execution>, Status> {
+        self.serve(request, async |request| {
+            self.get_execution_state_rpc(request).await
+        })
+        .await
     }
 
     async fn get_execution_data(

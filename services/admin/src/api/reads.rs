@@ -11,27 +11,14 @@ impl AdminApi {
     ) -> ApiResult<wire::Execution> {
         let id = execution_id_from_wire(request.id.as_ref())?;
         let row = self.execution_row(&id).await?;
+        let upstream = self.upstream_ids(&row).await?;
         let mut execution = execution_to_wire(row)?;
         execution.nodes = self
             .store
             .node_executions(&id)
             .await?
             .into_iter()
-            .map(|node| {
-                Ok(wire::NodeExecution {
-                    phase: node_phase_of(&id, &node.node_id, &node.phase)? as i32,
-                    node_id: node.node_id,
-                    task: Some(wire::Identifier::from(&node.task)),
-                    attempts: node.attempts,
-                    outputs: node.outputs.as_ref().map(outputs_to_wire),
-                    error: node.error,
-                    started_at_millis: node.started_at.unwrap_or(0),
-                    finished_at_millis: node.finished_at.unwrap_or(0),
-                    cache_status: String::new(),
-                    wait_reason: node.wait_reason,
-                    child_execution: node.child_execution,
-                })
-            })
+            .map(|node| node_to_wire(&id, node, &upstream))
             .collect::<ApiResult<_>>()?;
         execution.attempts = self
             .store
@@ -52,27 +39,6 @@ impl AdminApi {
             }
         }
         Ok(execution)
-    }
-
-    pub(super) async fn list_executions_rpc(
-        &self,
-        request: wire::ListExecutionsRequest,
-    ) -> ApiResult<wire::ListExecutionsResponse> {
-        let limit = if request.limit == 0 {
-            50
-        } else {
-            request.limit.min(1000)
-        };
-        let rows = self
-            .store
-            .list_executions(&request.project, &request.domain, limit)
-            .await?;
-        Ok(wire::ListExecutionsResponse {
-            executions: rows
-                .into_iter()
-                .map(execution_to_wire)
-                .collect::<ApiResult<_>>()?,
-        })
     }
 
     pub(super) async fn get_execution_data_rpc(
@@ -116,18 +82,8 @@ impl AdminApi {
             .collect();
         let mut events: Vec<wire::HistoryEvent> = rows
             .into_iter()
-            .map(|row| wire::HistoryEvent {
-                summary: summarize(&row.payload_json, &node_ids),
-                log_partition: row.log_partition,
-                log_offset: row.log_offset,
-                stream: row.stream,
-                seq: row.seq,
-                writer_epoch: row.writer_epoch,
-                occurred_at_millis: row.occurred_at,
-                kind: row.kind,
-                payload_json: row.payload_json,
-                topic: self.topics.executions.clone(),
-            })
+            .enumerate()
+            .map(|(place, row)| self.history_event(row, place as u64 + 1, &node_ids))
             .collect();
         // Delivery attempts happen after the execution ended: they follow its events.
         let deliveries = aloft_store::notifier::delivery_events_of(self.store.pool(), &id).await?;
@@ -142,9 +98,59 @@ impl AdminApi {
             kind: row.kind,
             payload_json: row.payload_json,
             topic: self.topics.deliveries.clone(),
+            index: 0,
         }));
         Ok(wire::ExecutionHistory { events })
     }
+}
+
+impl AdminApi {
+    /// One event of an execution's history as the API answers it; `index` is its place in the history.
+    pub(super) fn history_event(
+        &self,
+        row: aloft_store::queries::EventRow,
+        index: u64,
+        node_ids: &[String],
+    ) -> wire::HistoryEvent {
+        wire::HistoryEvent {
+            summary: summarize(&row.payload_json, node_ids),
+            log_partition: row.log_partition,
+            log_offset: row.log_offset,
+            stream: row.stream,
+            seq: row.seq,
+            writer_epoch: row.writer_epoch,
+            occurred_at_millis: row.occurred_at,
+            kind: row.kind,
+            payload_json: row.payload_json,
+            topic: self.topics.executions.clone(),
+            index,
+        }
+    }
+}
+
+/// A node as the API answers it, with the ids of the nodes it waits for (`upstream`, by node index).
+pub(super) fn node_to_wire(
+    id: &ExecutionId,
+    node: aloft_store::queries::NodeRow,
+    upstream: &[Vec<String>],
+) -> ApiResult<wire::NodeExecution> {
+    Ok(wire::NodeExecution {
+        phase: node_phase_of(id, &node.node_id, &node.phase)? as i32,
+        upstream: upstream
+            .get(node.node_index as usize)
+            .cloned()
+            .unwrap_or_default(),
+        node_id: node.node_id,
+        task: Some(wire::Identifier::from(&node.task)),
+        attempts: node.attempts,
+        outputs: node.outputs.as_ref().map(outputs_to_wire),
+        error: node.error,
+        started_at_millis: node.started_at.unwrap_or(0),
+        finished_at_millis: node.finished_at.unwrap_or(0),
+        cache_status: String::new(),
+        wait_reason: node.wait_reason,
+        child_execution: node.child_execution,
+    })
 }
 
 /// The execution as the API answers it; a phase the read model stored that is none of the phases is an
@@ -173,12 +179,13 @@ pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> ApiR
             .as_ref()
             .map(|(execution, _)| wire::ExecutionIdentifier::from(execution)),
         parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
+        labels: row.labels.into_iter().collect(),
     })
 }
 
 /// An attempt as the API answers it, with the typed forms of its stored texts (empty: UNSPECIFIED; a text
 /// that is none of the values is an internal error naming the attempt, as a corrupt row).
-fn attempt_to_wire(
+pub(super) fn attempt_to_wire(
     execution: &ExecutionId,
     attempt: aloft_store::queries::AttemptRow,
 ) -> ApiResult<wire::TaskAttempt> {

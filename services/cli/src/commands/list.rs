@@ -14,6 +14,7 @@ pub(super) async fn run(
     _embedded: bool,
     what: &ListKind,
     limit: &u32,
+    filters: &ExecutionFilters,
 ) -> anyhow::Result<i32> {
     let entities = wire::ListEntitiesRequest {
         project: cli.project.clone(),
@@ -27,6 +28,15 @@ pub(super) async fn run(
                     project: cli.project.clone(),
                     domain: cli.domain.clone(),
                     limit: *limit,
+                    phases: filters
+                        .phases
+                        .iter()
+                        .map(|phase| parse_phase(phase))
+                        .collect::<anyhow::Result<_>>()?,
+                    labels: filters.labels.iter().cloned().collect(),
+                    workflow: filters.workflow.clone().unwrap_or_default(),
+                    name_prefix: filters.name_prefix.clone().unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(api("list executions"))?
@@ -86,4 +96,17 @@ pub(super) async fn run(
         }
     }
     Ok(0)
+}
+
+/// `--phase running` (any case, `timed-out` or `timed_out`) as the wire's phase.
+fn parse_phase(text: &str) -> anyhow::Result<i32> {
+    let name = text.to_ascii_uppercase().replace('-', "_");
+    wire::ExecutionPhase::from_str_name(&name)
+        .filter(|phase| *phase != wire::ExecutionPhase::Unspecified)
+        .map(|phase| phase as i32)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--phase {text:?} is not a phase; use queued, running, succeeded, failed, aborted or timed_out"
+            )
+        })
 }

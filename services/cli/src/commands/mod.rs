@@ -107,7 +107,9 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
                 download::run(cli, client, execution, what, to.as_deref()).await
             }
         }
-        Command::List { what, limit } => list::run(cli, client, embedded, what, limit).await,
+        Command::List { what, limit, filters } => {
+            list::run(cli, client, embedded, what, limit, filters).await
+        }
         Command::History { execution, json } => history::run(cli, client, embedded, execution, json).await,
         Command::Logs {
             execution,

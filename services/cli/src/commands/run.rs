@@ -25,6 +25,7 @@ pub(super) async fn run(
         overwrite_cache,
         notify_file,
         no_notify,
+        labels,
     } = args;
     let notifications_json = match notify_file {
         Some(file) => crate::notify::rules_json_from_file(file)?,
@@ -79,6 +80,7 @@ pub(super) async fn run(
         overwrite_cache: *overwrite_cache,
         notifications_json,
         disable_notifications: *no_notify,
+        labels: labels.iter().cloned().collect(),
     };
     let created = client
         .create_execution(request)
