@@ -1,0 +1,435 @@
+//! The REST/JSON API on a fleet (Kafka + Postgres in CI), as a script or the console calls it: every call
+//! made through a client driven only by the OpenAPI document (operationId + parameters), answers equal to
+//! the gRPC twin's, the same error codes and messages (HTTP status from the shared mapping), labels and
+//! filters, pages that never repeat or skip an execution while new ones arrive, node pages, the live watch
+//! (server-sent events) and time travel over the history.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aloft_e2e::*;
+use aloft_proto::v1 as wire;
+use serde_json::{json, Value};
+
+/// A client generated at run time from the OpenAPI document: it knows no URL, only operation ids, and
+/// fills path and query parameters as the document declares them.
+struct OpenApiClient {
+    base: String,
+    document: Value,
+    http: reqwest::Client,
+}
+
+impl OpenApiClient {
+    async fn load(base: &str) -> OpenApiClient {
+        let http = reqwest::Client::new();
+        let document: Value = http
+            .get(format!("{base}/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        OpenApiClient {
+            base: base.to_string(),
+            document,
+            http,
+        }
+    }
+
+    /// The method, path template and declared parameters of `operation_id`.
+    fn operation(&self, operation_id: &str) -> (String, String, Vec<(String, String)>) {
+        for (path, methods) in self.document["paths"].as_object().unwrap() {
+            for (method, operation) in methods.as_object().unwrap() {
+                if operation["operationId"] == operation_id {
+                    let parameters = operation["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| {
+                            (
+                                p["name"].as_str().unwrap().to_string(),
+                                p["in"].as_str().unwrap().to_string(),
+                            )
+                        })
+                        .collect();
+                    return (method.clone(), path.clone(), parameters);
+                }
+            }
+        }
+        panic!("the OpenAPI document has no operation {operation_id}");
+    }
+
+    /// Calls `operation_id` with `params` (path and query, as declared) and `body`: (status, JSON answer).
+    async fn call(&self, operation_id: &str, params: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call_text(operation_id, params, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn call_text(
+        &self,
+        operation_id: &str,
+        params: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, String) {
+        let (method, mut path, declared) = self.operation(operation_id);
+        let mut query = Vec::new();
+        for (name, value) in params {
+            let place = declared
+                .iter()
+                .find(|(declared, _)| {
+                    declared == name
+                        || declared
+                            .strip_suffix(".{key}")
+                            .is_some_and(|map| name.starts_with(&format!("{map}.")))
+                })
+                .map(|(_, place)| place.as_str());
+            match place {
+                Some("path") => path = path.replace(&format!("{{{name}}}"), value),
+                Some("query") => query.push((name.to_string(), value.to_string())),
+                _ => panic!("{operation_id} declares no parameter {name}"),
+            }
+        }
+        let url = format!("{}{path}", self.base);
+        let mut request = match method.as_str() {
+            "get" => self.http.get(url),
+            "post" => self.http.post(url),
+            "put" => self.http.put(url),
+            other => panic!("unexpected method {other}"),
+        }
+        .query(&query);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+}
+
+const TENANT: [(&str, &str); 2] = [("project", PROJECT), ("domain", DOMAIN)];
+
+fn with_tenant<'a>(more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut params = TENANT.to_vec();
+    params.extend_from_slice(more);
+    params
+}
+
+async fn create(client: &OpenApiClient, name: &str, x: &str, labels: Value) -> (u16, Value) {
+    client
+        .call(
+            "CreateExecution",
+            &TENANT,
+            Some(json!({
+                "name": name,
+                "workflow": {"project": PROJECT, "domain": DOMAIN, "name": "diamond"},
+                "text_inputs": {"x": x},
+                "labels": labels,
+            })),
+        )
+        .await
+}
+
+fn grpc_json<T: serde::Serialize>(message: &T) -> Value {
+    serde_json::to_value(message).unwrap()
+}
+
+fn execution_id(name: &str) -> wire::ExecutionIdentifier {
+    wire::ExecutionIdentifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: name.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_travels_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = start_fleet(dir.path()).await;
+    let mut grpc = wait_for_client(&fleet.endpoint(), String::new).await;
+    register_file(&mut grpc, &repo_root().join("examples/diamond.yaml")).await;
+    let client = OpenApiClient::load(&fleet.endpoint()).await;
+    assert_eq!(client.document["openapi"], "3.0.3");
+
+    // Launch with labels, through REST; the answer is the gRPC CreateExecutionResponse as JSON.
+    let (status, created) = create(&client, "rest-a", "3", json!({"team": "ml", "tier": "gold"})).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["id"]["name"], "rest-a");
+    let finished = wait_succeeded(&mut grpc, &execution_id("rest-a"), Duration::from_secs(60)).await;
+    let (status, got) = client
+        .call("GetExecution", &with_tenant(&[("name", "rest-a")]), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        got,
+        grpc_json(&finished),
+        "REST and gRPC answer the same execution"
+    );
+    assert_eq!(got["phase"], "SUCCEEDED");
+    assert_eq!(got["labels"]["team"], "ml");
+    let d = got["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == "d")
+        .unwrap();
+    assert_eq!(
+        d["upstream"],
+        json!(["b", "c"]),
+        "the graph's edges travel with the nodes"
+    );
+
+    // Errors: the same code and message as gRPC, the HTTP status from the shared mapping.
+    let grpc_missing = grpc
+        .get_execution(wire::GetExecutionRequest {
+            id: Some(execution_id("no-such-run")),
+        })
+        .await
+        .unwrap_err();
+    let (status, missing) = client
+        .call("GetExecution", &with_tenant(&[("name", "no-such-run")]), None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["code"], "NOT_FOUND");
+    assert_eq!(missing["message"], grpc_missing.message());
+    let (status, bad_input) = create(&client, "rest-bad", "three", json!({})).await;
+    assert_eq!(status, 400, "{bad_input}");
+    assert_eq!(bad_input["code"], "INVALID_ARGUMENT");
+    let grpc_bad = launch(&mut grpc, workflow("diamond"), "grpc-bad", &[("x", "three")])
+        .await
+        .unwrap_err();
+    assert_eq!(bad_input["message"], grpc_bad.message());
+    let (status, bad_label) = create(&client, "rest-bad-label", "3", json!({"team": "ml ops"})).await;
+    assert_eq!(status, 400);
+    assert!(
+        bad_label["message"].as_str().unwrap().contains("label \"team\""),
+        "{bad_label}"
+    );
+    let (status, twice) = create(&client, "rest-a", "3", json!({})).await;
+    assert_eq!((status, twice["code"].as_str()), (409, Some("ALREADY_EXISTS")));
+    let (status, unknown_param) = client
+        .call_text("ListExecutions", &with_tenant(&[("limit", "x")]), None)
+        .await;
+    assert_eq!(status, 400, "{unknown_param}");
+    let raw = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/projects/{PROJECT}/domains/{DOMAIN}/executions",
+            fleet.endpoint()
+        ))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    assert!(raw.text().await.unwrap().contains("not valid JSON"));
+    let raw = reqwest::get(format!("{}/api/v1/no/such/route", fleet.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 404);
+
+    // Pages never repeat or skip an execution while new ones arrive.
+    let mut expected = BTreeSet::from(["rest-a".to_string()]);
+    for i in 0..6 {
+        let name = format!("page-{i}");
+        let (status, answer) = create(&client, &name, "1", json!({"batch": "paging"})).await;
+        assert_eq!(status, 200, "{answer}");
+        expected.insert(name);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut arrived = 0;
+    loop {
+        let mut params = with_tenant(&[("limit", "3")]);
+        if !token.is_empty() {
+            params.push(("page_token", token.as_str()));
+        }
+        let (status, page) = client.call("ListExecutions", &params, None).await;
+        assert_eq!(status, 200, "{page}");
+        for execution in page["executions"].as_array().unwrap() {
+            assert!(
+                execution["nodes"].as_array().unwrap().is_empty(),
+                "summaries carry no nodes"
+            );
+            seen.push(execution["id"]["name"].as_str().unwrap().to_string());
+        }
+        token = page["next_page_token"].as_str().unwrap().to_string();
+        // A new execution arrives between pages: it is newer than every page already read.
+        create(&client, &format!("late-{arrived}"), "1", json!({})).await;
+        arrived += 1;
+        if token.is_empty() {
+            break;
+        }
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no execution twice: {seen:?}");
+    assert!(expected.is_subset(&unique), "every execution once: {seen:?}");
+
+    // Filters: by label, by phase, by name prefix; counts by phase.
+    let (_, by_label) = client
+        .call(
+            "ListExecutions",
+            &with_tenant(&[("labels.batch", "paging")]),
+            None,
+        )
+        .await;
+    let names: BTreeSet<&str> = by_label["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 6, "{by_label}");
+    assert!(names.iter().all(|n| n.starts_with("page-")));
+    let (_, by_prefix) = client
+        .call("ListExecutions", &with_tenant(&[("name_prefix", "late-")]), None)
+        .await;
+    assert_eq!(by_prefix["executions"].as_array().unwrap().len(), arrived);
+    for i in 0..6 {
+        wait_finished(
+            &mut grpc,
+            &execution_id(&format!("page-{i}")),
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    let (_, succeeded) = client
+        .call(
+            "ListExecutions",
+            &with_tenant(&[("phases", "SUCCEEDED"), ("labels.batch", "paging")]),
+            None,
+        )
+        .await;
+    assert_eq!(succeeded["executions"].as_array().unwrap().len(), 6);
+    let (_, counts) = client
+        .call(
+            "CountExecutions",
+            &with_tenant(&[("labels.batch", "paging")]),
+            None,
+        )
+        .await;
+    assert_eq!(counts["by_phase"]["SUCCEEDED"], "6", "{counts}");
+    assert_eq!(counts["total"], "6");
+
+    // Node pages: the diamond's four nodes two at a time, then only the failed ones (none).
+    let (_, first) = client
+        .call(
+            "ListNodeExecutions",
+            &with_tenant(&[("name", "rest-a"), ("limit", "2")]),
+            None,
+        )
+        .await;
+    assert_eq!(first["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(first["phase_counts"]["SUCCEEDED"], "4");
+    let token = first["next_page_token"].as_str().unwrap();
+    let (_, second) = client
+        .call(
+            "ListNodeExecutions",
+            &with_tenant(&[("name", "rest-a"), ("limit", "2"), ("page_token", token)]),
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = first["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["nodes"].as_array().unwrap())
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    assert_eq!(second["next_page_token"], "");
+    let (_, failed) = client
+        .call(
+            "ListNodeExecutions",
+            &with_tenant(&[("name", "rest-a"), ("phases", "NODE_FAILED")]),
+            None,
+        )
+        .await;
+    assert!(failed["nodes"].as_array().unwrap().is_empty());
+
+    // The watch: every event of the ended execution as server-sent events, numbered, then the end.
+    let (status, stream) = client
+        .call_text("WatchExecution", &with_tenant(&[("name", "rest-a")]), None)
+        .await;
+    assert_eq!(status, 200);
+    let (_, history) = client
+        .call("GetExecutionHistory", &with_tenant(&[("name", "rest-a")]), None)
+        .await;
+    let events: Vec<&Value> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["index"] != "0")
+        .collect();
+    let ids: Vec<String> = stream
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(str::to_string)
+        .collect();
+    let expected_ids: Vec<String> = (1..=events.len()).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected_ids, "{stream}");
+    assert!(stream.trim_end().ends_with("event: end\ndata: {}"), "{stream}");
+    let (_, tail) = client
+        .call_text(
+            "WatchExecution",
+            &with_tenant(&[("name", "rest-a"), ("after_index", "3")]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        tail.lines().filter(|l| l.starts_with("id: ")).count(),
+        events.len() - 3
+    );
+
+    // Time travel: right after the request every node waits; at the last event all succeeded.
+    let (status, at_request) = client
+        .call(
+            "GetExecutionState",
+            &with_tenant(&[("name", "rest-a"), ("at_index", "1")]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{at_request}");
+    assert_eq!(at_request["phase"], "QUEUED");
+    let phases: Vec<&str> = at_request["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["NODE_QUEUED", "NODE_PENDING", "NODE_PENDING", "NODE_PENDING"]
+    );
+    let last = events.len().to_string();
+    let (_, at_end) = client
+        .call(
+            "GetExecutionState",
+            &with_tenant(&[("name", "rest-a"), ("at_index", &last)]),
+            None,
+        )
+        .await;
+    assert_eq!(at_end["phase"], "SUCCEEDED");
+    assert_eq!(
+        at_end["outputs"], got["outputs"],
+        "the fold ends where the read model is"
+    );
+    let (status, beyond) = client
+        .call(
+            "GetExecutionState",
+            &with_tenant(&[("name", "rest-a"), ("at_index", "9999")]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(beyond["message"].as_str().unwrap().contains("9999"), "{beyond}");
+
+    // The console is served by the same listener.
+    let console = reqwest::get(format!("{}/console/executions/x", fleet.endpoint()))
+        .await
+        .unwrap();
+    assert_eq!(console.status().as_u16(), 200);
+    assert!(console.text().await.unwrap().contains("<title>Aloft"));
+    fleet.stop().await.unwrap();
+}
