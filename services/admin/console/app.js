@@ -1,0 +1,621 @@
+// The Aloft console: plain JavaScript, no build step. Every call goes through a client generated at start
+// from /api/v1/openapi.json (operation ids and their parameters), so the console can only do what the
+// REST API allows, and the API refuses what it refuses, with its own messages.
+
+const main = document.getElementById("main");
+
+// ---- the API client, generated from the OpenAPI document ----
+let operations = null;
+
+async function loadApi() {
+  const response = await fetch("/api/v1/openapi.json");
+  const document_ = await response.json();
+  operations = {};
+  for (const [path, methods] of Object.entries(document_.paths)) {
+    for (const [method, operation] of Object.entries(methods)) {
+      operations[operation.operationId] = { method, path, parameters: operation.parameters || [] };
+    }
+  }
+}
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function operationUrl(id, params) {
+  const operation = operations[id];
+  if (!operation) throw new Error(`the API has no operation ${id}`);
+  let path = operation.path;
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === "") continue;
+    const declared = operation.parameters.find((p) => p.name === name ||
+      (p.name.endsWith(".{key}") && name.startsWith(p.name.slice(0, -5))));
+    if (!declared) throw new Error(`${id} takes no parameter ${name}`);
+    if (declared.in === "path") path = path.replace(`{${name}}`, encodeURIComponent(value));
+    else for (const v of [].concat(value)) query.append(name, v);
+  }
+  const text = query.toString();
+  return { method: operation.method.toUpperCase(), url: text ? `${path}?${text}` : path };
+}
+
+async function call(id, params = {}, body = undefined) {
+  const { method, url } = operationUrl(id, params);
+  const response = await fetch(url, {
+    method,
+    headers: body ? { "content-type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : {}; } catch { json = null; }
+  if (!response.ok) {
+    throw new ApiError(response.status, json?.code || "ERROR", json?.message || text || response.statusText);
+  }
+  return json ?? text;
+}
+
+async function callText(id, params = {}) {
+  const { url } = operationUrl(id, params);
+  const response = await fetch(url);
+  const text = await response.text();
+  if (!response.ok) {
+    let message = text;
+    try { message = JSON.parse(text).message; } catch { /* the text is the message */ }
+    throw new ApiError(response.status, "ERROR", message);
+  }
+  return text;
+}
+
+// ---- helpers ----
+function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
+    else if (key === "text") element.textContent = value;
+    else element.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+const time = (ms) => (Number(ms) > 0 ? new Date(Number(ms)).toLocaleString() : "—");
+function duration(start, end) {
+  const a = Number(start), b = Number(end) || Date.now();
+  if (!(a > 0)) return "—";
+  const s = Math.max(0, (b - a) / 1000);
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+const phaseLabel = (p) => String(p || "").replace(/^NODE_/, "");
+const phaseBadge = (p) => h("span", { class: `phase ${p}` }, phaseLabel(p));
+
+function literalText(literal) {
+  if (!literal) return "";
+  if ("integer" in literal) return String(literal.integer);
+  if ("float" in literal) return String(literal.float);
+  if ("string" in literal) return literal.string;
+  if ("boolean" in literal) return String(literal.boolean);
+  if ("datetime" in literal) return literal.datetime;
+  if ("duration_millis" in literal) return `${literal.duration_millis} ms`;
+  if ("blob" in literal) return literal.blob.uri;
+  if ("list" in literal) return `[${(literal.list.values || []).map(literalText).join(", ")}]`;
+  if ("map" in literal) return `{${Object.entries(literal.map.values || {}).map(([k, v]) => `${k}: ${literalText(v)}`).join(", ")}}`;
+  if ("struct_json" in literal) return literal.struct_json;
+  if ("none" in literal) return "none";
+  return JSON.stringify(literal);
+}
+
+function valuesTable(map, caption) {
+  const entries = Object.entries(map?.values || {});
+  if (!entries.length) return h("p", { class: "muted" }, `No ${caption.toLowerCase()}.`);
+  return h("table", { "aria-label": caption },
+    h("tbody", {}, entries.map(([name, value]) => h("tr", {},
+      h("th", { scope: "row" }, name),
+      h("td", { "data-output": name }, "blob" in value
+        ? h("span", {}, literalText(value), " ")
+        : literalText(value))))));
+}
+
+function tenant() {
+  const params = new URLSearchParams(location.search);
+  return {
+    project: params.get("project") || localStorage.getItem("aloft.project") || "default",
+    domain: params.get("domain") || localStorage.getItem("aloft.domain") || "development",
+  };
+}
+
+function navigate(url) {
+  history.pushState(null, "", url);
+  route();
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a");
+  if (!link || link.target || event.ctrlKey || event.metaKey || !link.getAttribute("href")?.startsWith("/console")) return;
+  event.preventDefault();
+  navigate(link.getAttribute("href"));
+});
+window.addEventListener("popstate", () => route());
+
+let stopPage = () => {};
+
+// ---- pages ----
+async function route() {
+  stopPage();
+  stopPage = () => {};
+  if (!operations) await loadApi();
+  const path = location.pathname.replace(/\/+$/, "");
+  const parts = path.split("/").slice(2).map(decodeURIComponent);
+  const { project, domain } = tenant();
+  document.getElementById("tenant").textContent = `${project} / ${domain}`;
+  try {
+    if (parts.length === 0 || parts[0] === "executions" && parts.length === 1) await executionsPage(project, domain);
+    else if (parts[0] === "executions" && parts.length === 4) await executionPage(parts[1], parts[2], parts[3]);
+    else if (parts[0] === "projects") await projectsPage();
+    else if (parts[0] === "workflows") await workflowsPage(project, domain);
+    else if (parts[0] === "launch" && parts.length === 4) await launchPage(parts[1], parts[2], parts[3]);
+    else notFound(`There is no console page ${location.pathname}.`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) notFound(error.message);
+    else main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, error.message));
+  }
+}
+
+function notFound(message) {
+  document.title = "Not found · Aloft";
+  main.replaceChildren(h("h1", {}, "Not found"), h("p", { role: "alert" }, message),
+    h("p", {}, h("a", { href: "/console/executions" }, "Back to executions")));
+}
+
+async function executionsPage(project, domain) {
+  document.title = "Executions · Aloft";
+  const params = new URLSearchParams(location.search);
+  const filters = {
+    phases: params.getAll("phase"),
+    workflow: params.get("workflow") || "",
+    name_prefix: params.get("name") || "",
+    label: params.get("label") || "",
+    page_token: params.get("page") || "",
+  };
+  const form = h("form", { class: "filters", "aria-label": "Filters" },
+    h("label", {}, "Phase", h("select", { name: "phase" },
+      ["", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"].map((p) =>
+        h("option", { value: p, selected: filters.phases.includes(p) || (!p && !filters.phases.length) }, p || "any")))),
+    h("label", {}, "Workflow", h("input", { name: "workflow", value: filters.workflow })),
+    h("label", {}, "Label (key=value)", h("input", { name: "label", value: filters.label, placeholder: "team=ml" })),
+    h("label", {}, "Name starts with", h("input", { name: "name", value: filters.name_prefix })),
+    h("button", { type: "submit" }, "Filter"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams({ project, domain });
+    for (const [key, value] of new FormData(form)) if (value) next.append(key, value);
+    navigate(`/console/executions?${next}`);
+  });
+  const query = { project, domain, phases: filters.phases, workflow: filters.workflow, name_prefix: filters.name_prefix, limit: 50, page_token: filters.page_token };
+  if (filters.label.includes("=")) {
+    const [key, ...rest] = filters.label.split("=");
+    query[`labels.${key.trim()}`] = rest.join("=").trim();
+  }
+  const counts = h("div", { class: "counts", "aria-live": "polite" });
+  const body = h("tbody");
+  const pager = h("div", { class: "actions" });
+  main.replaceChildren(h("h1", {}, "Executions"), form, counts,
+    h("table", { "aria-label": "Executions" },
+      h("thead", {}, h("tr", {}, ["Name", "Phase", "Workflow", "Launch plan", "Started", "Duration", "Labels"].map((c) => h("th", { scope: "col" }, c)))),
+      body), pager);
+  async function refresh() {
+    const countQuery = { ...query };
+    delete countQuery.phases; delete countQuery.limit; delete countQuery.page_token;
+    const [page, totals] = await Promise.all([call("ListExecutions", query), call("CountExecutions", countQuery)]);
+    counts.replaceChildren(h("span", {}, `${totals.total} in all`),
+      ...Object.entries(totals.by_phase).map(([phase, n]) => h("span", {}, phaseBadge(phase), ` ${n}`)));
+    body.replaceChildren(...page.executions.map((e) => h("tr", { "data-execution": e.id.name },
+      h("td", {}, h("a", { href: `/console/executions/${e.id.project}/${e.id.domain}/${e.id.name}` }, e.id.name)),
+      h("td", {}, phaseBadge(e.phase)),
+      h("td", {}, e.workflow ? `${e.workflow.name}@${e.workflow.version}` : ""),
+      h("td", {}, e.launch_plan ? e.launch_plan.name : ""),
+      h("td", {}, time(e.started_at_millis || e.created_at_millis)),
+      h("td", {}, duration(e.started_at_millis, e.finished_at_millis)),
+      h("td", {}, Object.entries(e.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ")))));
+    if (!page.executions.length) body.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No executions match.")));
+    pager.replaceChildren();
+    if (filters.page_token) pager.append(h("a", { href: `/console/executions?${withParam("page", "")}` }, "First page"));
+    if (page.next_page_token) pager.append(h("a", { href: `/console/executions?${withParam("page", page.next_page_token)}` }, "Next page"));
+  }
+  await refresh();
+  // Live: the list follows new executions and phase changes while it is open.
+  const timer = setInterval(() => refresh().catch(() => {}), 2000);
+  stopPage = () => clearInterval(timer);
+}
+
+function withParam(key, value) {
+  const params = new URLSearchParams(location.search);
+  if (value) params.set(key, value); else params.delete(key);
+  return params.toString();
+}
+
+async function projectsPage() {
+  document.title = "Projects · Aloft";
+  const { projects } = await call("ListProjects");
+  const rows = [];
+  for (const project of projects) {
+    for (const domain of project.domains) {
+      const counts = await call("CountExecutions", { project: project.name, domain });
+      rows.push(h("tr", {},
+        h("td", {}, project.name), h("td", {}, domain),
+        h("td", {}, h("a", { href: `/console/executions?project=${project.name}&domain=${domain}`, onclick: () => remember(project.name, domain) }, `${counts.total} executions`)),
+        h("td", {}, Object.entries(counts.by_phase).map(([p, n]) => `${phaseLabel(p)} ${n}`).join(", "))));
+    }
+  }
+  main.replaceChildren(h("h1", {}, "Projects"), h("table", { "aria-label": "Projects" },
+    h("thead", {}, h("tr", {}, ["Project", "Domain", "Executions", "By phase"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows)));
+}
+
+function remember(project, domain) {
+  localStorage.setItem("aloft.project", project);
+  localStorage.setItem("aloft.domain", domain);
+}
+
+async function workflowsPage(project, domain) {
+  document.title = "Workflows · Aloft";
+  const [{ workflows }, { launch_plans: plans }, { tasks }] = await Promise.all([
+    call("ListWorkflows", { project, domain }), call("ListLaunchPlans", { project, domain }), call("ListTasks", { project, domain })]);
+  const entityRows = (items, kind) => items.map((item) => h("tr", {},
+    h("td", {}, item.id.name), h("td", {}, item.id.version), h("td", {}, time(item.registered_at_millis)),
+    h("td", {}, kind === "workflow" ? h("a", { href: `/console/launch/${project}/${domain}/${item.id.name}` }, "Launch…") : "")));
+  const table = (label, rows) => h("table", { "aria-label": label },
+    h("thead", {}, h("tr", {}, ["Name", "Version", "Registered", ""].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows));
+  main.replaceChildren(h("h1", {}, "Workflows, launch plans and tasks"),
+    h("h2", {}, "Workflows"), table("Workflows", entityRows(workflows, "workflow")),
+    h("h2", {}, "Launch plans"), table("Launch plans", entityRows(plans, "plan")),
+    h("h2", {}, "Tasks"), table("Tasks", entityRows(tasks, "task")));
+}
+
+function simpleType(type) {
+  if (!type) return "STRUCT";
+  if ("simple" in type) return type.simple;
+  if ("optional" in type) return simpleType(type.optional);
+  return "JSON";
+}
+
+/// A form generated from a workflow's typed interface; `prefill` holds text values (a relaunch's inputs).
+function inputsForm(inputs, prefill, submitLabel, onSubmit) {
+  const form = h("form", { "aria-label": submitLabel, novalidate: true });
+  const errors = {};
+  for (const [name, type] of Object.entries(inputs || {})) {
+    const kind = simpleType(type);
+    const id = `input-${name}`;
+    const control = kind === "BOOLEAN"
+      ? h("select", { id, name }, h("option", { value: "" }, "—"), h("option", { value: "true", selected: prefill[name] === "true" }, "true"), h("option", { value: "false", selected: prefill[name] === "false" }, "false"))
+      : kind === "JSON" || kind === "STRUCT"
+        ? h("textarea", { id, name, rows: 3 }, prefill[name] || "")
+        : h("input", { id, name, value: prefill[name] ?? "", inputmode: kind === "INTEGER" || kind === "FLOAT" ? "decimal" : undefined });
+    errors[name] = h("span", { class: "field-error", id: `${id}-error`, role: "alert" });
+    control.setAttribute("aria-describedby", `${id}-error`);
+    form.append(h("label", { for: id }, `${name} (${kind.toLowerCase()})`, control, errors[name]));
+  }
+  const general = h("p", { class: "error", role: "alert" });
+  form.append(h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, submitLabel)), general);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    for (const span of Object.values(errors)) span.textContent = "";
+    general.textContent = "";
+    const text = {};
+    for (const [key, value] of new FormData(form)) if (value !== "") text[key] = value;
+    try {
+      await onSubmit(text);
+    } catch (error) {
+      // The server names the input it refuses ("input x (integer): ..."): show it at that field.
+      const field = Object.keys(errors).find((name) => new RegExp(`\\binputs?\\s+"?${name}"?\\b`).test(error.message));
+      if (field) errors[field].textContent = error.message;
+      else general.textContent = error.message;
+    }
+  });
+  return form;
+}
+
+async function launchPage(project, domain, name) {
+  document.title = `Launch ${name} · Aloft`;
+  const workflow = await call("GetWorkflow", { project, domain, name });
+  const form = inputsForm(workflow.interface?.inputs, {}, "Launch", async (text) => {
+    const labels = {};
+    const labelText = main.querySelector("#launch-labels").value.trim();
+    for (const pair of labelText.split(/[\s,]+/).filter(Boolean)) {
+      const [key, ...rest] = pair.split("=");
+      labels[key] = rest.join("=");
+    }
+    const created = await call("CreateExecution", { project, domain }, {
+      workflow: { project, domain, name, version: workflow.id.version }, text_inputs: text, labels,
+    });
+    navigate(`/console/executions/${project}/${domain}/${created.id.name}`);
+  });
+  form.prepend(h("label", { for: "launch-labels" }, "Labels (key=value, space separated)", h("input", { id: "launch-labels", name: "__labels" })));
+  // The labels field is not an input of the workflow.
+  form.addEventListener("formdata", (event) => event.formData.delete("__labels"));
+  main.replaceChildren(h("h1", {}, `Launch ${name}@${workflow.id.version}`), form);
+}
+
+// ---- one execution ----
+async function executionPage(project, domain, name) {
+  const params = new URLSearchParams(location.search);
+  const tab = params.get("tab") || "graph";
+  const at = params.get("at");
+  const selected = params.get("node");
+  const parent = params.get("parent") || "";
+  const id = { project, domain, name };
+  const execution = at
+    ? await call("GetExecutionState", { ...id, at_index: at })
+    : await call("GetExecution", { ...id });
+  document.title = `${name} · Aloft`;
+  const link = (changes) => {
+    const next = new URLSearchParams(location.search);
+    for (const [k, v] of Object.entries(changes)) if (v === null) next.delete(k); else next.set(k, v);
+    return `/console/executions/${project}/${domain}/${name}?${next}`;
+  };
+  const tabs = h("div", { class: "tabs", role: "tablist" }, ["graph", "nodes", "timeline", "history"].map((t) =>
+    h("a", { role: "tab", href: link({ tab: t }), "aria-selected": String(t === tab) }, t[0].toUpperCase() + t.slice(1))));
+  const panel = h("section", { role: "tabpanel", "aria-label": tab });
+  const detail = selected ? h("aside", { class: "detail", "aria-label": "Node detail" }) : null;
+  const header = executionHeader(execution, id, at);
+  main.replaceChildren(
+    at ? h("p", { class: "banner", role: "status" }, `As it was right after event ${at} of the history. `, h("a", { href: link({ at: null }) }, "Back to now")) : "",
+    header, tabs, h("div", { class: selected ? "layout with-detail" : "layout" }, panel, detail));
+  const openNode = (nodeId) => navigate(link({ node: nodeId }));
+  if (tab === "graph") renderGraph(panel, execution, id, openNode, link);
+  if (tab === "nodes") await renderNodes(panel, execution, id, parent, openNode, at, link);
+  if (tab === "timeline") renderTimeline(panel, execution);
+  if (tab === "history") await renderHistory(panel, id, at, link);
+  if (selected) await renderNodeDetail(detail, execution, id, selected, link);
+  // Live: while it runs (and we look at now), each new event refreshes the page.
+  const terminal = ["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"].includes(execution.phase);
+  if (!at && !terminal) {
+    const { url } = operationUrl("WatchExecution", id);
+    const source = new EventSource(url);
+    let pending = null;
+    // Never while the user types into a field: the page waits for the field to lose focus.
+    const rerender = () => {
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        if (["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName)) rerender();
+        else route();
+      }, 300);
+    };
+    source.addEventListener("history", rerender);
+    source.addEventListener("end", () => { source.close(); rerender(); });
+    stopPage = () => { source.close(); clearTimeout(pending); };
+  }
+}
+
+function executionHeader(execution, id, at) {
+  const inputs = Object.fromEntries(Object.entries(execution.inputs?.values || {}).map(([k, v]) => [k, literalText(v)]));
+  const actions = h("div", { class: "actions" });
+  const message = h("p", { class: "error", role: "alert" });
+  const act = (label, run) => h("button", { type: "button", onclick: async () => {
+    message.textContent = "";
+    try { await run(); } catch (error) { message.textContent = error.message; }
+  } }, label);
+  const running = !["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"].includes(execution.phase);
+  const relaunchBox = h("div");
+  if (!at) {
+    if (running) actions.append(act("Terminate", async () => {
+      await call("TerminateExecution", id, { reason: "terminated from the console" });
+      route();
+    }));
+    actions.append(act("Relaunch…", async () => {
+      relaunchBox.replaceChildren(h("h2", {}, "Relaunch with"), inputsForm(
+        Object.fromEntries(Object.keys(inputs).map((k) => [k, execution.inputs.values[k] && "integer" in execution.inputs.values[k] ? { simple: "INTEGER" } : { simple: "STRING" }])),
+        inputs, "Relaunch", async (text) => {
+          const created = await call("RelaunchExecution", id, { text_inputs: text });
+          navigate(`/console/executions/${id.project}/${id.domain}/${created.id.name}`);
+        }));
+    }));
+    if (["FAILED", "ABORTED", "TIMED_OUT"].includes(execution.phase)) actions.append(act("Recover", async () => {
+      const created = await call("RecoverExecution", id, {});
+      navigate(`/console/executions/${id.project}/${id.domain}/${created.id.name}`);
+    }));
+    if (running) {
+      const signal = h("input", { id: "signal-name", placeholder: "signal name" });
+      const value = h("input", { id: "signal-value", placeholder: "value" });
+      actions.append(h("label", { for: "signal-name" }, "Signal", signal), h("label", { for: "signal-value" }, "Value", value),
+        act("Send signal", async () => { await call("SignalExecution", id, { signal: signal.value, value: value.value }); route(); }));
+    }
+  }
+  return h("section", { "aria-label": "Execution" },
+    h("h1", {}, id.name, " ", phaseBadge(execution.phase)),
+    h("div", { class: "header-grid" },
+      h("span", { class: "muted" }, "Workflow"), h("span", {}, execution.workflow ? `${execution.workflow.name}@${execution.workflow.version}` : ""),
+      h("span", { class: "muted" }, "Created"), h("span", {}, time(execution.created_at_millis)),
+      h("span", { class: "muted" }, "Duration"), h("span", {}, duration(execution.started_at_millis, execution.finished_at_millis)),
+      h("span", { class: "muted" }, "Labels"), h("span", {}, Object.entries(execution.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ") || "—"),
+      execution.error ? [h("span", { class: "muted" }, "Error"), h("span", { class: "error" }, execution.error)] : []),
+    h("h2", {}, "Inputs"), valuesTable(execution.inputs, "Inputs"),
+    h("h2", {}, "Outputs"), valuesTable(execution.outputs, "Outputs"),
+    actions, message, relaunchBox);
+}
+
+const isTopLevel = (id) => !id.includes("/") && !id.includes("[");
+
+/// A layered drawing of the workflow's own nodes; a map's items, a subworkflow's inner nodes collapse into
+/// their node with counts per phase, and open (in the Nodes tab) on click.
+function renderGraph(panel, execution, id, openNode, link) {
+  const nodes = execution.nodes.filter((n) => isTopLevel(n.node_id));
+  const children = {};
+  for (const n of execution.nodes) {
+    if (isTopLevel(n.node_id)) continue;
+    const top = n.node_id.split(/[/[]/)[0];
+    (children[top] ||= {})[n.phase] = ((children[top] ||= {})[n.phase] || 0) + 1;
+  }
+  const layer = {};
+  const byId = Object.fromEntries(nodes.map((n) => [n.node_id, n]));
+  const depth = (nodeId, seen = new Set()) => {
+    if (layer[nodeId] !== undefined) return layer[nodeId];
+    if (seen.has(nodeId)) return 0;
+    seen.add(nodeId);
+    const ups = (byId[nodeId]?.upstream || []).filter((u) => byId[u]);
+    return (layer[nodeId] = ups.length ? 1 + Math.max(...ups.map((u) => depth(u, seen))) : 0);
+  };
+  nodes.forEach((n) => depth(n.node_id));
+  const columns = {};
+  for (const n of nodes) (columns[layer[n.node_id]] ||= []).push(n);
+  const W = 190, H = 54, GX = 60, GY = 22;
+  const position = {};
+  for (const [col, list] of Object.entries(columns)) list.forEach((n, row) => { position[n.node_id] = { x: 10 + col * (W + GX), y: 10 + row * (H + GY) }; });
+  const width = 20 + (Object.keys(columns).length) * (W + GX);
+  const height = 20 + Math.max(1, ...Object.values(columns).map((l) => l.length)) * (H + GY);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "graph");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("role", "group");
+  svg.setAttribute("aria-label", "Workflow graph");
+  const el = (tag, attrs) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  for (const n of nodes) for (const up of n.upstream || []) {
+    const a = position[up], b = position[n.node_id];
+    if (!a || !b) continue;
+    svg.append(el("path", { d: `M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x},${b.y + H / 2}` }));
+  }
+  for (const n of nodes) {
+    const p = position[n.node_id];
+    const g = el("g", { class: "node", transform: `translate(${p.x},${p.y})`, tabindex: "0", role: "button", "data-node": n.node_id,
+      "aria-label": `${n.node_id}: ${phaseLabel(n.phase)}` });
+    g.append(el("rect", { width: W, height: H, rx: 6 }));
+    const title = el("text", { x: 10, y: 20 }); title.textContent = n.node_id;
+    const phase = el("text", { x: 10, y: 40, class: `phase ${n.phase}` });
+    const inner = children[n.node_id];
+    phase.textContent = inner
+      ? Object.entries(inner).map(([ph, count]) => `${count} ${phaseLabel(ph).toLowerCase()}`).join(", ")
+      : phaseLabel(n.phase);
+    g.append(title, phase);
+    const open = () => (inner ? navigate(link({ tab: "nodes", parent: n.node_id, node: null })) : openNode(n.node_id));
+    g.addEventListener("click", open);
+    g.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); open(); } });
+    svg.append(g);
+  }
+  panel.replaceChildren(svg);
+}
+
+/// Every node (or one node's children) in a virtualized table: pages of 500 load as the table needs them,
+/// and only the rows in view are in the DOM, so a 10,000-item map scrolls smoothly.
+async function renderNodes(panel, execution, id, parent, openNode, at, link) {
+  const params = new URLSearchParams(location.search);
+  const failedOnly = params.get("failed") === "1";
+  const ROW = 28;
+  let rows = [];
+  let total = 0;
+  if (at) {
+    rows = execution.nodes.filter((n) => (!parent || n.node_id.startsWith(`${parent}[`) || n.node_id.startsWith(`${parent}/`))
+      && (!failedOnly || n.phase === "NODE_FAILED"));
+    total = rows.length;
+  } else {
+    const query = { ...id, parent, limit: 500, phases: failedOnly ? ["NODE_FAILED"] : [] };
+    const first = await call("ListNodeExecutions", query);
+    rows = first.nodes;
+    total = failedOnly ? (Number(first.phase_counts.NODE_FAILED) || 0) : Object.values(first.phase_counts).reduce((a, b) => a + Number(b), 0);
+    let token = first.next_page_token;
+    (async () => {
+      while (token) {
+        const page = await call("ListNodeExecutions", { ...query, page_token: token });
+        rows = rows.concat(page.nodes);
+        token = page.next_page_token;
+        draw();
+      }
+    })().catch(() => {});
+  }
+  const viewport = h("div", { class: "virtual", role: "table", "aria-label": "Nodes", "aria-rowcount": String(total), tabindex: "0" });
+  const spacer = h("div", { style: `height:${total * ROW}px` });
+  viewport.append(spacer);
+  function draw() {
+    const first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - 10);
+    const last = Math.min(rows.length, first + Math.ceil(viewport.clientHeight / ROW) + 20);
+    const visible = [];
+    for (let i = first; i < last; i++) {
+      const n = rows[i];
+      visible.push(h("div", { class: "row", role: "row", style: `top:${i * ROW}px`, tabindex: "0", "data-node": n.node_id,
+        onclick: () => openNode(n.node_id), onkeydown: (e) => { if (e.key === "Enter") openNode(n.node_id); } },
+        h("span", { role: "cell" }, n.node_id), h("span", { role: "cell" }, phaseBadge(n.phase)),
+        h("span", { role: "cell" }, `${n.attempts} attempt${n.attempts === 1 ? "" : "s"}`),
+        h("span", { role: "cell" }, duration(n.started_at_millis, n.finished_at_millis)),
+        h("span", { role: "cell", class: "error" }, n.error)));
+    }
+    spacer.replaceChildren(...visible);
+  }
+  viewport.addEventListener("scroll", () => requestAnimationFrame(draw));
+  const toggle = h("label", {}, h("input", { type: "checkbox", checked: failedOnly, onchange: (e) => navigate(link({ failed: e.target.checked ? "1" : null })) }), "Failed only");
+  panel.replaceChildren(h("div", { class: "actions" }, parent ? h("span", {}, `Inside ${parent} · `, h("a", { href: link({ parent: null }) }, "all nodes")) : "", toggle,
+    h("span", { class: "muted", "data-count": String(total) }, `${total} nodes`)), viewport);
+  requestAnimationFrame(draw);
+}
+
+/// A Gantt of attempts; time spent waiting for resources is shaded apart, its reason on hover.
+function renderTimeline(panel, execution) {
+  const attempts = execution.attempts.filter((a) => Number(a.started_at_millis) > 0).slice(0, 2000);
+  if (!attempts.length) { panel.replaceChildren(h("p", { class: "muted" }, "No attempts yet.")); return; }
+  const start = Math.min(...attempts.map((a) => Number(a.started_at_millis)));
+  const end = Math.max(...attempts.map((a) => Number(a.finished_at_millis) || Date.now()));
+  const span = Math.max(1, end - start);
+  const waiting = Object.fromEntries(execution.nodes.filter((n) => n.wait_reason).map((n) => [n.node_id, n.wait_reason]));
+  panel.replaceChildren(h("div", { class: "gantt", role: "list", "aria-label": "Timeline" }, attempts.map((a) => {
+    const left = ((Number(a.started_at_millis) - start) / span) * 100;
+    const width = Math.max(0.5, (((Number(a.finished_at_millis) || Date.now()) - Number(a.started_at_millis)) / span) * 100);
+    const isWaiting = a.attempt_phase === "ATTEMPT_WAITING_FOR_RESOURCES";
+    return h("div", { class: "bar-row", role: "listitem" }, h("span", {}, `${a.node_id} #${a.attempt}`),
+      h("div", { class: "track" }, h("div", { class: `bar ${a.phase}${isWaiting ? " wait" : ""}`, style: `left:${left}%;width:${width}%`,
+        title: isWaiting ? `waiting for resources: ${waiting[a.node_id] || ""}` : `${a.phase} ${duration(a.started_at_millis, a.finished_at_millis)}` })));
+  })));
+}
+
+/// Every event; choosing one shows the graph and nodes as they were right after it (time travel).
+async function renderHistory(panel, id, at, link) {
+  const { events } = await call("GetExecutionHistory", id);
+  panel.replaceChildren(h("ol", { class: "history", "aria-label": "History" }, events.filter((e) => e.index !== "0").map((e) =>
+    h("li", {}, h("button", { type: "button", "data-index": e.index, "aria-current": String(at === e.index),
+      onclick: () => navigate(link({ at: e.index, tab: "graph" })) },
+      `${e.index}. ${time(e.occurred_at_millis)} · ${e.kind} · ${e.summary}`)))));
+}
+
+async function renderNodeDetail(aside, execution, id, nodeId, link) {
+  const node = execution.nodes.find((n) => n.node_id === nodeId);
+  if (!node) { aside.replaceChildren(h("p", { role: "alert" }, `No node ${nodeId} in this execution.`)); return; }
+  const attempts = execution.attempts.filter((a) => a.node_id === nodeId);
+  const actions = h("div", { class: "actions" });
+  const message = h("p", { class: "error", role: "alert" });
+  if (node.phase === "NODE_RUNNING" && node.attempts === 0) {
+    actions.append(h("button", { type: "button", class: "primary", onclick: async () => {
+      try { await call("ApproveExecution", id, { node: nodeId }); route(); } catch (error) { message.textContent = error.message; }
+    } }, "Approve"));
+  }
+  const log = h("pre", { "aria-label": "Log", "data-log": nodeId }, attempts.length ? "Loading the log…" : "No attempt, no log.");
+  aside.replaceChildren(
+    h("h2", {}, nodeId, " ", phaseBadge(node.phase)), h("p", {}, h("a", { href: link({ node: null }) }, "Close")),
+    node.error ? h("p", { class: "error" }, node.error) : "",
+    node.wait_reason ? h("p", {}, `Waiting for: ${node.wait_reason}`) : "",
+    node.child_execution ? h("p", {}, "Child execution: ", h("a", { href: `/console/executions/${id.project}/${id.domain}/${node.child_execution}` }, node.child_execution)) : "",
+    actions, message,
+    h("h2", {}, "Attempts"),
+    h("table", { "aria-label": "Attempts" }, h("tbody", {}, attempts.map((a) => h("tr", {},
+      h("td", {}, `#${a.attempt}`), h("td", {}, phaseBadge(a.phase)), h("td", {}, a.error_kind), h("td", {}, a.cache_status),
+      h("td", {}, a.cache_source ? h("a", { href: `/console/executions/${id.project}/${id.domain}/${a.cache_source.split("/")[0]}` }, "reused from") : ""),
+      h("td", { class: "error" }, a.error))))),
+    h("h2", {}, "Outputs"), valuesTable(node.outputs, "Outputs"),
+    h("h2", {}, "Log"), log);
+  if (attempts.length) {
+    try {
+      log.textContent = (await callText("GetTaskLogs", { ...id, node_id: nodeId })) || "(empty)";
+    } catch (error) {
+      log.textContent = error.message;
+    }
+  }
+}
+
+route();

@@ -1,0 +1,148 @@
+// The console in a real browser (Debian's headless Chromium, driven by playwright-core) against a fleet
+// the Rust test `tests/tests/console.rs` started: it passes the fleet's URL and where screenshots go.
+// Every step checks what a user sees; a failed step exits non-zero with what was on the page.
+"use strict";
+
+const { chromium } = require("playwright-core");
+const fs = require("fs");
+const path = require("path");
+
+const [base, shots] = process.argv.slice(2);
+const BIG = process.env.ALOFT_CONSOLE_BIG_EXECUTION || "";
+fs.mkdirSync(shots, { recursive: true });
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.ALOFT_CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+  const step = async (name, run) => {
+    try {
+      await run();
+      await shot(name);
+      console.log(`ok   ${name}`);
+    } catch (error) {
+      await shot(`${name}-failed`).catch(() => {});
+      console.log(`FAIL ${name}: ${error.message}\n--- page text ---\n${await page.innerText("body").catch(() => "")}`);
+      throw error;
+    }
+  };
+  const expectText = async (locator, text, timeout = 30000) => {
+    await locator.filter({ hasText: text }).first().waitFor({ timeout });
+  };
+
+  let diamond = "";
+  await step("01-launch-form-refuses-a-bad-input", async () => {
+    await page.goto(`${base}/console/launch/default/development/diamond`);
+    await page.getByLabel("x (integer)").fill("three");
+    await page.getByRole("button", { name: "Launch" }).click();
+    // The server's own message, at the field it names.
+    await expectText(page.locator("#input-x-error"), "input x");
+  });
+
+  await step("02-launch-the-diamond-and-watch-it-succeed", async () => {
+    await page.getByLabel("x (integer)").fill("3");
+    await page.getByLabel("Labels (key=value, space separated)").fill("team=console");
+    await page.getByRole("button", { name: "Launch" }).click();
+    await page.waitForURL(/\/console\/executions\/default\/development\/a[a-z0-9]+/);
+    diamond = page.url().split("/").pop().split("?")[0];
+    // The page follows the run live (server-sent events) until it ends.
+    await expectText(page.locator("h1"), "SUCCEEDED", 60000);
+    await expectText(page.locator("[data-output=result]"), "24");
+  });
+
+  await step("03-open-a-node-read-its-outputs-and-log", async () => {
+    await page.locator('svg.graph g.node[data-node="d"]').click();
+    await expectText(page.locator("aside.detail h2").first(), "d");
+    await expectText(page.locator('aside.detail [data-output="sum"]'), "24");
+    await page.locator('svg.graph g.node[data-node="a"]').click();
+    await page.locator('[data-log="a"]').waitFor();
+    await page.waitForFunction(() => !document.querySelector('[data-log="a"]').textContent.startsWith("Loading"));
+  });
+
+  await step("04-history-steps-back-to-an-earlier-event", async () => {
+    await page.getByRole("tab", { name: "History" }).click();
+    await page.locator('ol.history button[data-index="1"]').click();
+    await expectText(page.locator(".banner"), "right after event 1");
+    await expectText(page.locator("h1"), "QUEUED");
+    const phase = await page.locator('svg.graph g.node[data-node="d"]').getAttribute("aria-label");
+    if (!phase.includes("PENDING")) throw new Error(`node d right after the request: ${phase}`);
+  });
+
+  await step("05-relaunch-with-a-changed-input", async () => {
+    await page.getByRole("link", { name: "Back to now" }).click();
+    await page.getByRole("button", { name: "Relaunch…" }).click();
+    await page.locator("#input-x").fill("10");
+    await page.getByRole("button", { name: "Relaunch", exact: true }).click();
+    await page.waitForURL((url) => !url.pathname.endsWith(`/${diamond}`));
+    await expectText(page.locator("h1"), "SUCCEEDED", 60000);
+    // (10+1)*2 + (10+1)^2 = 143
+    await expectText(page.locator("[data-output=result]"), "143");
+  });
+
+  await step("06-signal-and-approve-a-waiting-gate", async () => {
+    await page.goto(`${base}/console/launch/default/staging/release`);
+    await page.getByLabel("x (integer)").fill("3");
+    await page.getByRole("button", { name: "Launch" }).click();
+    await page.waitForURL(/executions\/default\/staging\/a/);
+    await page.locator("#signal-name").fill("bump");
+    await page.locator("#signal-value").fill("5");
+    await page.getByRole("button", { name: "Send signal" }).click();
+    const review = 'svg.graph g.node[data-node="review"]';
+    await page.waitForFunction((sel) => document.querySelector(sel)?.getAttribute("aria-label").includes("RUNNING"), review, { timeout: 60000 });
+    await page.locator(review).click();
+    await page.getByRole("button", { name: "Approve" }).click();
+    await expectText(page.locator("h1"), "SUCCEEDED", 60000);
+    // small: inc(inc(3)) = 5, plus the signal's 5.
+    await expectText(page.locator("[data-output=result]"), "10");
+  });
+
+  await step("07-filter-the-list-by-label-and-phase", async () => {
+    await page.goto(`${base}/console/executions`);
+    await page.getByLabel("Label (key=value)").fill("team=console");
+    await page.getByLabel("Phase").selectOption("SUCCEEDED");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL(/label=team%3Dconsole/);
+    await page.locator(`tr[data-execution="${diamond}"]`).waitFor();
+    const rows = await page.locator("tbody tr[data-execution]").count();
+    // The diamond and its relaunch (a relaunch keeps the labels), not the release run.
+    if (rows !== 2) throw new Error(`${rows} rows match team=console and SUCCEEDED`);
+  });
+
+  await step("08-unknown-execution-is-a-clear-not-found", async () => {
+    await page.goto(`${base}/console/executions/default/development/no-such-run`);
+    await expectText(page.locator("h1"), "Not found");
+    await expectText(page.locator("[role=alert]"), "no-such-run");
+  });
+
+  if (BIG) {
+    await step("09-scroll-the-nodes-of-a-10000-item-map", async () => {
+      const started = Date.now();
+      await page.goto(`${base}/console/executions/default/development/${BIG}?tab=nodes&parent=items`);
+      await page.locator(".virtual .row").first().waitFor();
+      const firstPaint = Date.now() - started;
+      const total = await page.locator("[data-count]").getAttribute("data-count");
+      if (Number(total) < 10000) throw new Error(`${total} nodes listed`);
+      const viewport = page.locator(".virtual");
+      await viewport.evaluate((el) => { el.scrollTop = el.scrollHeight; });
+      await page.locator('.virtual .row[data-node="items[9999]"]').waitFor({ timeout: 30000 });
+      const rendered = await page.locator(".virtual .row").count();
+      if (rendered > 200) throw new Error(`${rendered} rows in the DOM: not virtualized`);
+      const memory = await page.evaluate(() => performance.memory ? performance.memory.usedJSHeapSize : 0);
+      console.log(`bench console-10k-map first-paint-ms=${firstPaint} js-heap-bytes=${memory}`);
+    });
+  }
+
+  if (errors.length) throw new Error(`errors in the page: ${errors.join("; ")}`);
+  await browser.close();
+}
+
+main().catch((error) => {
+  console.error(error.stack || error.message);
+  process.exit(1);
+});

@@ -1,0 +1,84 @@
+//! The web console in a real browser: headless Chromium (Debian's package) driven by playwright-core
+//! (`tests/console/console.test.cjs`) against a fleet this test starts (Kafka + Postgres in CI). It launches
+//! the diamond from its generated form and watches it succeed live, reads a node's outputs and log, steps
+//! the history back, relaunches with a changed input, signals and approves a gate, filters the list by label
+//! and phase, and opens an unknown execution. Screenshots of each step land in
+//! `$ALOFT_TEST_LOG_DIR/console-screenshots` (default `~/.cache/aloft/logs/console-screenshots`).
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use aloft_e2e::*;
+
+/// Node with playwright-core and Chromium, when installed (scripts/test.sh installs both).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let chromium =
+        PathBuf::from(std::env::var("ALOFT_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let modules = std::env::var("ALOFT_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aloft/node/node_modules")
+        });
+    let found = chromium.exists() && modules.join("playwright-core").exists();
+    if !found {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "the console test needs {} and playwright-core under {} (scripts/test.sh installs them)",
+            chromium.display(),
+            modules.display()
+        );
+        eprintln!("skipping: no Chromium or playwright-core");
+        return None;
+    }
+    Some((chromium, modules))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filters_in_the_browser() {
+    let Some((chromium, modules)) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = start_fleet(dir.path()).await;
+    let mut client = wait_for_client(&fleet.endpoint(), String::new).await;
+    register_file(&mut client, &repo_root().join("examples/diamond.yaml")).await;
+    // The release example's `add` differs from the diamond's: it lives in another domain.
+    let release = aloft_cli::specs::read_spec_file(&repo_root().join("examples/release.yaml")).unwrap();
+    aloft_cli::specs::register_documents(&mut client, PROJECT, "staging", release)
+        .await
+        .unwrap();
+    let log_dir = std::env::var("ALOFT_TEST_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aloft/logs")
+        });
+    let shots = log_dir.join("console-screenshots");
+    let endpoint = fleet.endpoint();
+    let script = repo_root().join("tests/console/console.test.cjs");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(endpoint)
+            .arg(&shots)
+            .env("NODE_PATH", modules)
+            .env("ALOFT_CHROMIUM", chromium)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok   08-unknown-execution-is-a-clear-not-found"),
+        "{stdout}"
+    );
+    fleet.stop().await.unwrap();
+}
