@@ -26,7 +26,7 @@ apt_install() {
   command -v apt-get >/dev/null || die "$* missing and no apt-get to install it; install it by hand"
   say "installing $* from Debian packages"
   if [ -z "${ALOFT_APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; export ALOFT_APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
 }
 
 ensure_postgres() {
@@ -225,6 +225,22 @@ ensure_python_sdk() {
     || die "pip install ./sdk/python failed (see $LOG_DIR/sdk-install.log)"
 }
 
+ensure_browser() {
+  # The console's browser test: Debian's Chromium (apt, a minute or two) driven by playwright-core from npm
+  # (seconds), installed outside the clone and reused. No browser download: playwright uses /usr/bin/chromium.
+  command -v chromium >/dev/null || apt_install chromium
+  command -v node >/dev/null || apt_install nodejs npm
+  local modules="$HOME/.cache/aloft/node"
+  if [ ! -d "$modules/node_modules/playwright-core" ]; then
+    say "installing playwright-core from npm into $modules"
+    mkdir -p "$modules"
+    (cd "$modules" && { [ -f package.json ] || npm init -y >/dev/null; } \
+      && npm install --no-audit --no-fund --silent playwright-core@1 >"$LOG_DIR/npm-install.log" 2>&1) \
+      || die "npm install playwright-core failed (see $LOG_DIR/npm-install.log)"
+  fi
+  export ALOFT_NODE_MODULES="$modules/node_modules" ALOFT_CHROMIUM="$(command -v chromium)"
+}
+
 cleanup() {
   if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; fi
   if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; fi
@@ -254,6 +270,7 @@ ensure_azurite
 ensure_container_engine
 ensure_kubernetes
 ensure_python_sdk
+ensure_browser
 drop_scratch_databases
 
 say "validating deploy/ (kustomize trees against the Kubernetes schemas, compose, dashboard)"

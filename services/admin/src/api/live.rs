@@ -2,17 +2,12 @@
 //! history, then each new one as admin projects it) and time travel (its state right after any event,
 //! folded by the engine's own `ExecutionState::apply`).
 
-use std::pin::Pin;
-
 use aloft_core::state::ExecutionState;
 use aloft_store::queries::EventRow;
-use futures::Stream;
 use tokio::sync::mpsc;
 
 use super::reads::execution_to_wire;
 use super::*;
-
-pub type HistoryStream = Pin<Box<dyn Stream<Item = Result<wire::HistoryEvent, Status>> + Send>>;
 
 /// How long the watch waits for the projector before looking again anyway (a write by another admin
 /// replica moves this replica's projector too, so this is only a backstop).

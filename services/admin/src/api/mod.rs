@@ -38,7 +38,9 @@ mod reads;
 mod registry;
 mod signals;
 
-pub use live::HistoryStream;
+/// The events of an execution as `WatchExecution` streams them.
+pub type HistoryStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<wire::HistoryEvent, Status>> + Send>>;
 
 #[derive(Clone)]
 pub struct AdminApi {
@@ -440,7 +442,7 @@ impl AdminService for AdminApi {
         .await
     }
 
-    type WatchExecutionStream = live::HistoryStream;
+    type WatchExecutionStream = HistoryStream;
 
     async fn watch_execution(
         &self,

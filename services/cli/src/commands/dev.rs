@@ -19,10 +19,12 @@ pub(super) async fn run(
     config.containers = containers;
     let fleet = Fleet::start(config).await?;
     eprintln!(
-        "aloft dev: API on {}, catalog on {}, data in {}; Ctrl-C to stop",
-        fleet.endpoint(),
+        "aloft dev: API on {endpoint} (gRPC, and REST under {endpoint}/api/v1), catalog on {}, data in {}\n\
+         aloft dev: console at {endpoint}/console\n\
+         aloft dev: authentication is off: the fleet listens on loopback only; Ctrl-C to stop",
         fleet.catalog_endpoint(),
-        cli.data_dir.display()
+        cli.data_dir.display(),
+        endpoint = fleet.endpoint(),
     );
     fleet.run_until(aloft_runtime::shutdown_on_signals()).await?;
     Ok(0)
