@@ -229,14 +229,7 @@ impl Store {
     /// How many executions `filter` selects (its `phases` aside), by phase name.
     pub async fn count_executions(&self, filter: &ExecutionFilter) -> Result<BTreeMap<String, u64>> {
         let c = execution_conditions(filter, false);
-        let sql = format!(
-            "SELECT e.phase AS phase, COUNT(*) AS n FROM executions e{} GROUP BY e.phase",
-            c.sql()
-        );
-        let rows = c.query(&sql).fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("phase")?, row.try_get::<i64, _>("n")?.max(0) as u64)))
-            .collect()
+        self.counts_by_phase("executions e", &c).await
     }
 
     /// One page of the nodes of execution `id` in `scope` and (when any are named) `phases`, in node order,
@@ -264,8 +257,13 @@ impl Store {
     /// The nodes of execution `id` in `scope`, by phase name.
     pub async fn count_nodes(&self, id: &ExecutionId, scope: &NodeScope) -> Result<BTreeMap<String, u64>> {
         let c = node_conditions(id, scope);
+        self.counts_by_phase("node_executions", &c).await
+    }
+
+    /// The rows of `from` that `c` selects, counted by their `phase`.
+    async fn counts_by_phase(&self, from: &str, c: &Conditions) -> Result<BTreeMap<String, u64>> {
         let sql = format!(
-            "SELECT phase, COUNT(*) AS n FROM node_executions{} GROUP BY phase",
+            "SELECT phase, COUNT(*) AS n FROM {from}{} GROUP BY phase",
             c.sql()
         );
         let rows = c.query(&sql).fetch_all(self.pool()).await?;
