@@ -161,13 +161,25 @@ class Task:
     def run_locally(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the function as an attempt would: inputs through their declared types, and a one-output
         result as that value (a workflow sees a one-output task as its value, not a one-field tuple)."""
-        bound = inspect.signature(self.function).bind(*args, **kwargs)
-        bound.apply_defaults()
-        converted = {
-            name: from_json(to_json(value, self.inputs[name]), self.inputs[name])
-            for name, value in bound.arguments.items()
-        }
-        return single_output(self.outputs, self.function(**converted))
+        return call_locally(self.function, self.inputs, self.outputs, args, kwargs)
+
+
+def call_locally(
+    function: Callable[..., Any],
+    inputs: dict[str, Any],
+    outputs: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Runs ``function`` with real values as an attempt sees them: every input through its declared type's
+    JSON form and back, and a one-output result as that value. Local task calls and workflow bodies share
+    it."""
+    bound = inspect.signature(function).bind(*args, **kwargs)
+    bound.apply_defaults()
+    converted = {
+        name: from_json(to_json(value, inputs[name]), inputs[name]) for name, value in bound.arguments.items()
+    }
+    return single_output(outputs, function(**converted))
 
 
 def single_output(outputs: dict[str, Any], returned: Any) -> Any:

@@ -5,14 +5,13 @@ and schedules.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from aloft.definition import DefinitionError, _caller_location, _where
 from aloft.promises import _TRACING, NodeOutputs, Promise, _assignable, _NoOutputs
-from aloft.task import MapTask, Task, _interface, _signature, single_output
-from aloft.types import AloftTypeError, from_json, literal_type, to_json
+from aloft.task import MapTask, Task, _interface, _signature, call_locally
+from aloft.types import AloftTypeError, literal_type, to_json
 
 
 class _Builder:
@@ -212,13 +211,7 @@ class Workflow:
                 raise DefinitionError(f"{_caller_location()}: call workflow {self.name} with named inputs")
             return builder.add_workflow_node(self, kwargs)
         # Local execution: the body runs with real values through the same conversions a task sees.
-        bound = inspect.signature(self.function).bind(*args, **kwargs)
-        bound.apply_defaults()
-        converted = {
-            name: from_json(to_json(value, self.inputs[name]), self.inputs[name])
-            for name, value in bound.arguments.items()
-        }
-        return single_output(self.outputs, self.function(**converted))
+        return call_locally(self.function, self.inputs, self.outputs, args, kwargs)
 
 
 def workflow(function: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
