@@ -50,6 +50,22 @@ impl aloft_proto::status::ServiceError for Error {
     }
 }
 
+/// The statements of a migration: its `--` comment lines dropped first (a `;` in a comment is prose, not
+/// the end of a statement), then split at `;`.
+fn migration_statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Every schema migration in order: version, name, SQL.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -188,16 +204,8 @@ impl Store {
                 tx.commit().await?;
                 continue;
             }
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                let without_comments: String = statement
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("--"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if without_comments.trim().is_empty() {
-                    continue;
-                }
-                sqlx::query(&without_comments).execute(&mut *tx).await?;
+            for statement in migration_statements(sql) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
             }
             sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
                 .bind(*version)
@@ -295,4 +303,18 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, tex
         table,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::migration_statements;
+
+    #[test]
+    fn a_semicolon_in_a_comment_does_not_end_a_statement() {
+        let sql = "-- labels; and indexes\nALTER TABLE t ADD COLUMN a TEXT\n;\n-- more; prose\nCREATE INDEX i ON t (a)\n";
+        assert_eq!(
+            migration_statements(sql),
+            ["ALTER TABLE t ADD COLUMN a TEXT", "CREATE INDEX i ON t (a)"]
+        );
+    }
 }
