@@ -1,6 +1,9 @@
--- Execution labels (set at creation), one row per label so lists filter by them with an index, and the
--- indexes the console's filtered, paged lists need.
+-- Execution labels (set at creation), one row per label so lists filter by them with an index, each
+-- node's upstream node ids (the graph's edges, from the compiled workflow), and the indexes the console's
+-- filtered, paged lists need.
 ALTER TABLE executions ADD COLUMN labels_json TEXT NOT NULL DEFAULT '{}'
+;
+ALTER TABLE node_executions ADD COLUMN upstream_json TEXT NOT NULL DEFAULT '[]'
 ;
 CREATE TABLE execution_labels (
     project TEXT NOT NULL,

@@ -79,6 +79,8 @@ pub struct NodeRow {
     pub wait_reason: String,
     /// For a launch-plan node: the child execution it launched (in the same project and domain).
     pub child_execution: String,
+    /// The ids of the nodes it waits for (from the compiled workflow; none for map items).
+    pub upstream: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -290,6 +292,21 @@ impl Store {
         rows.iter().map(node_row).collect()
     }
 
+    /// The ids of execution `id`'s nodes by node index (what history summaries name nodes by), without
+    /// reading their outputs.
+    pub async fn node_ids(&self, id: &ExecutionId) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT node_id FROM node_executions WHERE project = $1 AND domain = $2 AND execution = $3 \
+             ORDER BY node_index",
+        )
+        .bind(&id.project)
+        .bind(&id.domain)
+        .bind(&id.name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("node_id")?)).collect()
+    }
+
     pub async fn task_attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRow>> {
         let rows = sqlx::query(
             "SELECT node_id, attempt, phase, error_kind, error, started_at, finished_at, cache_status, cache_source, \
@@ -366,8 +383,10 @@ pub(crate) fn event_row(row: &AnyRow) -> Result<EventRow> {
     })
 }
 
-pub(crate) const NODE_COLUMNS: &str = "SELECT node_index, node_id, project, domain, task_name, task_version, phase, \
-     attempts, outputs_json, error, started_at, finished_at, wait_reason, child_execution FROM node_executions";
+pub(crate) const NODE_COLUMNS: &str =
+    "SELECT node_index, node_id, project, domain, task_name, task_version, phase, \
+     attempts, outputs_json, error, started_at, finished_at, wait_reason, child_execution, upstream_json \
+     FROM node_executions";
 
 pub(crate) fn node_row(row: &AnyRow) -> Result<NodeRow> {
     let outputs_json: String = row.try_get("outputs_json")?;
@@ -387,6 +406,7 @@ pub(crate) fn node_row(row: &AnyRow) -> Result<NodeRow> {
         finished_at: row.try_get("finished_at")?,
         wait_reason: row.try_get("wait_reason")?,
         child_execution: row.try_get("child_execution")?,
+        upstream: from_json("node_executions", &row.try_get::<String, _>("upstream_json")?)?,
     })
 }
 

@@ -228,10 +228,15 @@ async fn apply_execution_event(
                 } else {
                     NodePhase::Pending
                 };
+                let upstream: Vec<&str> = node
+                    .upstream
+                    .iter()
+                    .filter_map(|&up| workflow.nodes.get(up).map(|n| n.id.as_str()))
+                    .collect();
                 sqlx::query(
                     "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, \
-                     task_version, phase, attempts, outputs_json, error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, '')",
+                     task_version, phase, attempts, outputs_json, error, upstream_json) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, '', $10)",
                 )
                 .bind(p)
                 .bind(d)
@@ -242,6 +247,7 @@ async fn apply_execution_event(
                 .bind(&node.task_id.version)
                 .bind(phase.as_str())
                 .bind(recovered.map(to_json).unwrap_or_default())
+                .bind(to_json(&upstream))
                 .execute(&mut *conn)
                 .await?;
             }

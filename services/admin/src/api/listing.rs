@@ -154,7 +154,8 @@ impl AdminApi {
         request: wire::ListNodeExecutionsRequest,
     ) -> ApiResult<wire::ListNodeExecutionsResponse> {
         let id = execution_id_from_wire(request.id.as_ref())?;
-        let row = self.execution_row(&id).await?;
+        // NOT_FOUND for an unknown execution, not an empty page.
+        self.execution_row(&id).await?;
         let scope = if !request.parent.is_empty() {
             NodeScope::ChildrenOf(request.parent.clone())
         } else if request.top_level {
@@ -184,10 +185,9 @@ impl AdminApi {
             Some(last) if more => encode_token(&last.node_index.to_string()),
             _ => String::new(),
         };
-        let upstream = self.upstream_ids(&row).await?;
         let nodes = rows
             .into_iter()
-            .map(|node| node_to_wire(&id, node, &upstream))
+            .map(|node| node_to_wire(&id, node))
             .collect::<ApiResult<_>>()?;
         let phase_counts = self.store.count_nodes(&id, &scope).await?.into_iter().collect();
         Ok(wire::ListNodeExecutionsResponse {
@@ -195,36 +195,6 @@ impl AdminApi {
             next_page_token,
             phase_counts,
         })
-    }
-
-    /// The ids of the nodes each compiled node waits for, by node index (map items and dynamic nodes,
-    /// added while the execution runs, have none here).
-    pub(super) async fn upstream_ids(
-        &self,
-        execution: &aloft_store::queries::ExecutionRow,
-    ) -> ApiResult<Vec<Vec<String>>> {
-        let requested = self.store.execution_request(&execution.id).await?;
-        let Some(requested) = requested else {
-            return Ok(Vec::new());
-        };
-        let Ok(ExecutionEvent::ExecutionRequested { workflow, .. }) =
-            serde_json::from_str::<ExecutionEvent>(&requested.payload_json)
-        else {
-            return Err(ApiError::Internal(format!(
-                "the request of {} is unreadable",
-                execution.id
-            )));
-        };
-        Ok(workflow
-            .nodes
-            .iter()
-            .map(|node| {
-                node.upstream
-                    .iter()
-                    .filter_map(|&up| workflow.nodes.get(up).map(|n| n.id.clone()))
-                    .collect()
-            })
-            .collect())
     }
 }
 

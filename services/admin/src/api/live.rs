@@ -43,7 +43,7 @@ impl AdminApi {
         after_index: u64,
         tx: &mpsc::Sender<Result<wire::HistoryEvent, Status>>,
     ) -> ApiResult<()> {
-        let mut node_ids = self.node_ids(&id).await?;
+        let mut node_ids = self.store.node_ids(&id).await?;
         let mut sent = 0u64;
         let mut last = None;
         let mut progress = self.progress.clone();
@@ -57,7 +57,7 @@ impl AdminApi {
                 }
                 // A map or dynamic node added nodes: their ids name what the later summaries are about.
                 if matches!(row.kind.as_str(), "MapExpanded" | "DynamicExpanded") {
-                    node_ids = self.node_ids(&id).await?;
+                    node_ids = self.store.node_ids(&id).await?;
                 }
                 if tx
                     .send(Ok(self.history_event(row, sent, &node_ids)))
@@ -90,16 +90,6 @@ impl AdminApi {
                 }
             }
         }
-    }
-
-    async fn node_ids(&self, id: &ExecutionId) -> ApiResult<Vec<String>> {
-        Ok(self
-            .store
-            .node_executions(id)
-            .await?
-            .into_iter()
-            .map(|node| node.node_id)
-            .collect())
     }
 
     pub(super) async fn get_execution_state_rpc(

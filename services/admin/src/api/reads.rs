@@ -11,14 +11,13 @@ impl AdminApi {
     ) -> ApiResult<wire::Execution> {
         let id = execution_id_from_wire(request.id.as_ref())?;
         let row = self.execution_row(&id).await?;
-        let upstream = self.upstream_ids(&row).await?;
         let mut execution = execution_to_wire(row)?;
         execution.nodes = self
             .store
             .node_executions(&id)
             .await?
             .into_iter()
-            .map(|node| node_to_wire(&id, node, &upstream))
+            .map(|node| node_to_wire(&id, node))
             .collect::<ApiResult<_>>()?;
         execution.attempts = self
             .store
@@ -73,13 +72,7 @@ impl AdminApi {
         if rows.is_empty() {
             return Err(ApiError::NotFound(format!("execution {id} not found")));
         }
-        let node_ids: Vec<String> = self
-            .store
-            .node_executions(&id)
-            .await?
-            .into_iter()
-            .map(|n| n.node_id)
-            .collect();
+        let node_ids = self.store.node_ids(&id).await?;
         let mut events: Vec<wire::HistoryEvent> = rows
             .into_iter()
             .enumerate()
@@ -128,18 +121,14 @@ impl AdminApi {
     }
 }
 
-/// A node as the API answers it, with the ids of the nodes it waits for (`upstream`, by node index).
+/// A node as the API answers it.
 pub(super) fn node_to_wire(
     id: &ExecutionId,
     node: aloft_store::queries::NodeRow,
-    upstream: &[Vec<String>],
 ) -> ApiResult<wire::NodeExecution> {
     Ok(wire::NodeExecution {
         phase: node_phase_of(id, &node.node_id, &node.phase)? as i32,
-        upstream: upstream
-            .get(node.node_index as usize)
-            .cloned()
-            .unwrap_or_default(),
+        upstream: node.upstream,
         node_id: node.node_id,
         task: Some(wire::Identifier::from(&node.task)),
         attempts: node.attempts,
