@@ -9,6 +9,7 @@ mod containers;
 mod engine;
 mod executions;
 mod fairness;
+mod listing;
 mod notify;
 mod pods;
 mod shared;
@@ -102,6 +103,9 @@ pub enum BenchShape {
     /// (the bench plays the kubelet): pod creation time, this process's memory while it watches them, the API
     /// requests per second they cause while running, and status-to-outcome latency.
     Pods,
+    /// --nodes executions in admin's read model on --database-url (Postgres; rows written straight into the
+    /// tables): p50/p95 of --samples REST list calls per filter, twenty pages deep by token, and the counts.
+    Listing,
 }
 
 fn main() {
@@ -143,6 +147,26 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         container_engine,
     } = &args;
     match shape {
+        BenchShape::Listing => {
+            let url = database_url
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("bench listing needs --database-url postgres://..."))?;
+            eprintln!(
+                "bench listing: {nodes} executions in the read model, {samples} calls per case over REST"
+            );
+            let result = crate::listing::run(url, *nodes as u64, *samples).await?;
+            println!(
+                "listing executions={} (filled in {:.1} s)",
+                result.executions, result.load_seconds
+            );
+            for case in &result.cases {
+                println!(
+                    "listing {:28} p50={:.1} ms p95={:.1} ms",
+                    case.name, case.p50_ms, case.p95_ms
+                );
+            }
+            Ok(0)
+        }
         BenchShape::Pods => {
             eprintln!("bench pods: {nodes} concurrent pod attempts on the API server of KUBECONFIG");
             let result = crate::pods::run(*nodes).await?;
