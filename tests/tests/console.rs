@@ -2,7 +2,7 @@
 //! (`tests/console/console.test.cjs`) against a fleet this test starts (Kafka + Postgres in CI). It launches
 //! the diamond from its generated form and watches it succeed live, reads a node's outputs and log, steps
 //! the history back, relaunches with a changed input, signals and approves a gate, filters the list by label
-//! and phase, and opens an unknown execution. Screenshots of each step land in
+//! and phase, opens an unknown execution, and scrolls the 10,000 items of a map to the last. Screenshots of each step land in
 //! `$ALOFT_TEST_LOG_DIR/console-screenshots` (default `~/.cache/aloft/logs/console-screenshots`).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -49,6 +49,20 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     aloft_cli::specs::register_documents(&mut client, PROJECT, "staging", release)
         .await
         .unwrap();
+    // A 10,000-item map (no-op items) for the page that must stay fast at that size.
+    let big_map =
+        "kind: task\nname: item\nversion: \"1\"\ninterface: {inputs: {i: integer}}\nrun: noop\n---\n\
+                   kind: workflow\nname: big-map\ninterface: {inputs: {xs: \"list<integer>\"}}\n\
+                   nodes:\n  - {id: items, map: {task: item, over: i}, inputs: {i: inputs.xs}}\n";
+    register_text(&mut client, dir.path(), "big-map.yaml", big_map).await;
+    let items = format!(
+        "[{}]",
+        (0..10_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    );
+    let big = launch(&mut client, workflow("big-map"), "big-map-1", &[("xs", &items)])
+        .await
+        .unwrap();
+    wait_succeeded(&mut client, &big, std::time::Duration::from_secs(300)).await;
     let log_dir = std::env::var("ALOFT_TEST_LOG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -64,6 +78,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
             .arg(&shots)
             .env("NODE_PATH", modules)
             .env("ALOFT_CHROMIUM", chromium)
+            .env("ALOFT_CONSOLE_BIG_EXECUTION", "big-map-1")
             .output()
             .unwrap()
     })

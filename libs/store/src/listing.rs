@@ -186,7 +186,8 @@ fn node_conditions(id: &ExecutionId, scope: &NodeScope) -> Conditions {
             let items = c.text(&format!("{}[%", like_literal(parent)));
             let inner = c.text(&format!("{}/%", like_literal(parent)));
             // What follows `parent[` or `parent/` holds no further level.
-            let start = c.int(parent.len() as i64 + 2);
+            // CAST: Postgres has substr(text, integer) only, and a bound i64 arrives as bigint.
+            let start = format!("CAST({} AS INTEGER)", c.int(parent.len() as i64 + 2));
             c.push(format!(
                 "(node_id LIKE {items} ESCAPE '\\' OR node_id LIKE {inner} ESCAPE '\\') \
                  AND substr(node_id, {start}) NOT LIKE '%/%' AND substr(node_id, {start}) NOT LIKE '%[%'"

@@ -113,15 +113,18 @@ function literalText(literal) {
   return JSON.stringify(literal);
 }
 
+/// A long value (a list of 10,000 items) is cut at 300 characters, saying how much was left out.
+function shortened(text) {
+  return text.length <= 300 ? text : `${text.slice(0, 300)}… (${text.length - 300} more characters)`;
+}
+
 function valuesTable(map, caption) {
   const entries = Object.entries(map?.values || {});
   if (!entries.length) return h("p", { class: "muted" }, `No ${caption.toLowerCase()}.`);
   return h("table", { "aria-label": caption },
     h("tbody", {}, entries.map(([name, value]) => h("tr", {},
       h("th", { scope: "row" }, name),
-      h("td", { "data-output": name }, "blob" in value
-        ? h("span", {}, literalText(value), " ")
-        : literalText(value))))));
+      h("td", { "data-output": name, class: "value" }, shortened(literalText(value)))))));
 }
 
 function tenant() {
