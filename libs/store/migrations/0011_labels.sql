@@ -21,5 +21,3 @@ CREATE INDEX executions_by_phase ON executions (project, domain, phase, created_
 CREATE INDEX executions_by_workflow ON executions (project, domain, workflow_name, created_at)
 ;
 CREATE INDEX executions_by_parent ON executions (project, domain, parent_execution)
-;
-CREATE INDEX node_executions_by_phase ON node_executions (project, domain, execution, phase, node_index)
