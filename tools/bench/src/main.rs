@@ -13,6 +13,7 @@ mod listing;
 mod notify;
 mod pods;
 mod shared;
+mod watch;
 
 use clap::{Parser, ValueEnum};
 
@@ -106,6 +107,9 @@ pub enum BenchShape {
     /// --nodes executions in admin's read model on --database-url (Postgres; rows written straight into the
     /// tables): p50/p95 of --samples REST list calls per filter, twenty pages deep by token, and the counts.
     Listing,
+    /// A map of --nodes no-op items watched live over REST (server-sent events) from its launch, then the
+    /// ended execution's history read whole: events per second of each.
+    Watch,
 }
 
 fn main() {
@@ -147,6 +151,21 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         container_engine,
     } = &args;
     match shape {
+        BenchShape::Watch => {
+            eprintln!("bench watch: a map of {nodes} no-op items, watched live and then read whole");
+            let result = crate::watch::run(*nodes, kafka_brokers.as_deref(), database_url.as_deref()).await?;
+            println!(
+                "watch items={} live: {} events in {:.2} s ({:.0} events/s); catch-up: {} events in {:.2} s ({:.0} events/s)",
+                result.items,
+                result.live_events,
+                result.live_seconds,
+                result.live_events as f64 / result.live_seconds.max(1e-9),
+                result.catch_up_events,
+                result.catch_up_seconds,
+                result.catch_up_events as f64 / result.catch_up_seconds.max(1e-9)
+            );
+            Ok(0)
+        }
         BenchShape::Listing => {
             let url = database_url
                 .as_deref()
