@@ -471,7 +471,10 @@ pub async fn launch(
 
 pub async fn get(client: &mut AdminClient, id: &wire::ExecutionIdentifier) -> wire::Execution {
     client
-        .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+        .get_execution(wire::GetExecutionRequest {
+            id: Some(id.clone()),
+            ..Default::default()
+        })
         .await
         .expect("get execution")
         .into_inner()
@@ -489,7 +492,10 @@ pub async fn wait_until(
     let deadline = Instant::now() + within;
     loop {
         let found = client
-            .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await;
         let last = match found {
             Ok(response) => {
@@ -555,7 +561,10 @@ pub async fn assert_history_gap_free(
     id: &wire::ExecutionIdentifier,
 ) -> Vec<wire::HistoryEvent> {
     let history = client
-        .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+        .get_execution_history(wire::GetExecutionRequest {
+            id: Some(id.clone()),
+            ..Default::default()
+        })
         .await
         .expect("history")
         .into_inner()

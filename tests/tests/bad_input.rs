@@ -586,7 +586,10 @@ max_parallelism: 1
     let finished = wait_finished(&mut client, &id, Duration::from_secs(30)).await;
     assert_eq!(finished.phase, wire::ExecutionPhase::Succeeded as i32);
     let history = client
-        .get_execution_history(wire::GetExecutionRequest { id: Some(id) })
+        .get_execution_history(wire::GetExecutionRequest {
+            id: Some(id),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

@@ -161,6 +161,7 @@ async fn a_cached_task_runs_once_per_key_and_its_lineage_follows_cache_hits() {
     let history = client
         .get_execution_history(wire::GetExecutionRequest {
             id: second.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -534,7 +535,10 @@ async fn a_dead_reservation_holder_is_taken_over_once_its_reservation_expires() 
     let mut histories = String::new();
     for id in &ids {
         let history = client
-            .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution_history(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();

@@ -164,7 +164,10 @@ async fn a_light_tenant_behind_a_thousand_queued_attempts_finishes_within_twice_
 
 async fn get_history(client: &mut AdminClient, id: &wire::ExecutionIdentifier) -> wire::ExecutionHistory {
     client
-        .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+        .get_execution_history(wire::GetExecutionRequest {
+            id: Some(id.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

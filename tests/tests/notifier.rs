@@ -126,6 +126,7 @@ async fn history(client: &mut AdminClient, name: &str) -> Vec<wire::HistoryEvent
                 domain: DOMAIN.into(),
                 name: name.into(),
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -117,6 +117,7 @@ async fn recovering_a_failed_execution_runs_only_what_did_not_succeed() {
                 domain: DOMAIN.into(),
                 name: "first-recovered".into(),
             }),
+            ..Default::default()
         })
         .await
         .unwrap()

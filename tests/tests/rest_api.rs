@@ -169,6 +169,16 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
     );
     assert_eq!(got["phase"], "SUCCEEDED");
     assert_eq!(got["labels"]["team"], "ml");
+    let (_, alone) = client
+        .call(
+            "GetExecution",
+            &with_tenant(&[("name", "rest-a"), ("without_nodes", "true")]),
+            None,
+        )
+        .await;
+    assert!(alone["nodes"].as_array().unwrap().is_empty());
+    assert!(alone["attempts"].as_array().unwrap().is_empty());
+    assert_eq!(alone["outputs"], got["outputs"]);
     let d = got["nodes"]
         .as_array()
         .unwrap()
@@ -185,6 +195,7 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
     let grpc_missing = grpc
         .get_execution(wire::GetExecutionRequest {
             id: Some(execution_id("no-such-run")),
+            ..Default::default()
         })
         .await
         .unwrap_err();

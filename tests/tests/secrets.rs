@@ -138,13 +138,19 @@ async fn a_secret_reaches_its_task_and_nothing_else() {
         let id = execution.id.clone().unwrap();
         seen.push_str(&format!("{:?}", get(&mut client, &id).await));
         let history = client
-            .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution_history(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();
         seen.push_str(&format!("{history:?}"));
         let data = client
-            .get_execution_data(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution_data(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();

@@ -355,9 +355,11 @@ async function executionPage(project, domain, name) {
   const selected = params.get("node");
   const parent = params.get("parent") || "";
   const id = { project, domain, name };
+  // The Nodes tab pages its nodes itself: the header needs the execution alone (a 10,000-item map's nodes
+  // would otherwise all travel before the first row shows).
   const execution = at
     ? await call("GetExecutionState", { ...id, at_index: at })
-    : await call("GetExecution", { ...id });
+    : await call("GetExecution", { ...id, without_nodes: tab === "nodes" && !selected });
   document.title = `${name} · Aloft`;
   const link = (changes) => {
     const next = new URLSearchParams(location.search);

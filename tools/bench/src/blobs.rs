@@ -291,7 +291,10 @@ async fn wait_finished(
 ) -> anyhow::Result<wire::Execution> {
     loop {
         let execution = client
-            .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await?
             .into_inner();
         if aloft_cli::render::is_terminal(execution.phase) {
@@ -309,7 +312,10 @@ async fn follow_latencies(
     // The node exists once the execution is projected; its first attempt once the propeller started it.
     let node = loop {
         let execution = client
-            .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await?
             .into_inner();
         if let Some(attempt) = execution.attempts.first() {

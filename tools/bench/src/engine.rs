@@ -253,7 +253,10 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         };
         let wall_millis = started.elapsed().as_millis();
         let history = client
-            .get_execution_history(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution_history(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await?
             .into_inner();
         let time_of = |kind: &str| {

@@ -12,6 +12,9 @@ impl AdminApi {
         let id = execution_id_from_wire(request.id.as_ref())?;
         let row = self.execution_row(&id).await?;
         let mut execution = execution_to_wire(row)?;
+        if request.without_nodes {
+            return Ok(execution);
+        }
         execution.nodes = self
             .store
             .node_executions(&id)

@@ -26,6 +26,7 @@ pub(super) async fn run(
             let execution = client
                 .get_execution(wire::GetExecutionRequest {
                     id: Some(execution_id(cli, name)),
+                    ..Default::default()
                 })
                 .await
                 .map_err(api("get execution"))?

@@ -18,6 +18,7 @@ pub(super) async fn run(
     let history = client
         .get_execution_history(wire::GetExecutionRequest {
             id: Some(execution_id(cli, execution)),
+            ..Default::default()
         })
         .await
         .map_err(api("history"))?

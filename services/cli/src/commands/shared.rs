@@ -108,7 +108,10 @@ pub(super) async fn follow(
     let mut seen: BTreeMap<String, i32> = BTreeMap::new();
     loop {
         let execution = client
-            .get_execution(wire::GetExecutionRequest { id: Some(id.clone()) })
+            .get_execution(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
             .await
             .map_err(api("following the execution"))?
             .into_inner();
