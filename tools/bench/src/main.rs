@@ -5,6 +5,7 @@
 
 mod blobs;
 mod cache;
+mod console;
 mod containers;
 mod engine;
 mod executions;
@@ -110,6 +111,9 @@ pub enum BenchShape {
     /// A map of --nodes no-op items watched live over REST (server-sent events) from its launch, then the
     /// ended execution's history read whole: events per second of each.
     Watch,
+    /// The console's page of a --nodes-item map in headless Chromium (--runs times): first row of the node
+    /// table after navigation, and the JavaScript heap after scrolling to the last item.
+    Console,
 }
 
 fn main() {
@@ -151,6 +155,24 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         container_engine,
     } = &args;
     match shape {
+        BenchShape::Console => {
+            eprintln!("bench console: the page of a {nodes}-item map in headless Chromium, {runs} runs");
+            let result = crate::console::run(*nodes, *runs).await?;
+            let list = |values: &[f64]| {
+                values
+                    .iter()
+                    .map(|v| format!("{v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!(
+                "console map items={} first row after navigation: {} ms; JS heap after scrolling to the last item: {} MiB",
+                result.items,
+                list(&result.first_paint_ms),
+                list(&result.heap_mib)
+            );
+            Ok(0)
+        }
         BenchShape::Watch => {
             eprintln!("bench watch: a map of {nodes} no-op items, watched live and then read whole");
             let result = crate::watch::run(*nodes, kafka_brokers.as_deref(), database_url.as_deref()).await?;
