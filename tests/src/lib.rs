@@ -101,8 +101,17 @@ pub fn real_backends() -> Option<(String, String)> {
 /// A whole fleet in this process with its data under `dir`: on Kafka and a scratch Postgres database when the
 /// test backends are configured (as in CI), else on the embedded log and SQLite.
 pub async fn start_fleet(dir: &Path) -> aloft_cli::fleet::Fleet {
+    start_fleet_with_auth(dir, None).await
+}
+
+/// `start_fleet`, authenticating callers with `auth` when set.
+pub async fn start_fleet_with_auth(
+    dir: &Path,
+    auth: Option<aloft_auth::AuthConfig>,
+) -> aloft_cli::fleet::Fleet {
     let mut config =
         aloft_cli::fleet::FleetConfig::embedded(dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.auth = auth;
     let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();
     let database = std::env::var("ALOFT_TEST_DATABASE_URL").ok();
     if let (Some(brokers), Some(database)) = (brokers, database) {

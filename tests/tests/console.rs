@@ -97,3 +97,77 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     );
     fleet.stop().await.unwrap();
 }
+
+/// With authentication on, the console sends the user to the identity provider (authorization code +
+/// PKCE), comes back logged in, shows who it is and what that user may see, and logs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_logs_in_to_the_console_through_the_identity_provider() {
+    let Some((chromium, modules)) = browser() else {
+        return;
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let issuer = aloft_testkit::oidc::TestIssuer::start("aloft", shutdown.clone())
+        .await
+        .unwrap();
+    let config: aloft_auth::AuthConfig = serde_yaml::from_str(&format!(
+        "oidc: {{issuer: \"{}\", audience: aloft}}\nplatform_admins: [\"subject:root\"]\n\
+         bindings:\n  - {{member: \"group:ml\", project: {PROJECT}, role: operator}}\n",
+        issuer.issuer
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = start_fleet_with_auth(dir.path(), Some(config)).await;
+    let root = issuer.token("root", &[]);
+    let mut client = loop {
+        if let Ok(mut client) = aloft_cli::client::connect_as(&fleet.endpoint(), Some(&root)).await {
+            if client
+                .list_projects(aloft_proto::v1::ListProjectsRequest {})
+                .await
+                .is_ok()
+            {
+                break client;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    register_file(&mut client, &repo_root().join("examples/diamond.yaml")).await;
+    launch(
+        &mut client,
+        workflow("diamond"),
+        "seen-after-login",
+        &[("x", "3")],
+    )
+    .await
+    .unwrap();
+    issuer.set_login("lena", &["ml"]);
+    let log_dir = std::env::var("ALOFT_TEST_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aloft/logs")
+        });
+    let shots = log_dir.join("console-screenshots");
+    let endpoint = fleet.endpoint();
+    let script = repo_root().join("tests/console/login.test.cjs");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(endpoint)
+            .arg(&shots)
+            .env("NODE_PATH", modules)
+            .env("ALOFT_CHROMIUM", chromium)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser login failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok   03-logs-out"), "{stdout}");
+    fleet.stop().await.unwrap();
+    shutdown.cancel();
+}

@@ -8,12 +8,14 @@ use std::time::Duration;
 use aloft_core::cache::ProducedBy;
 use aloft_core::events::Outputs;
 use aloft_core::ExecutionId;
+use aloft_proto::bearer::Bearer;
 use aloft_proto::v1 as wire;
 use aloft_proto::v1::catalog_service_client::CatalogServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// The generated gRPC client, for the calls this crate does not wrap (lineage, evictions, listings).
-pub type RawClient = CatalogServiceClient<Channel>;
+pub type RawClient = CatalogServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Catalog answers carry whole cached outputs.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -67,6 +69,7 @@ pub struct StoredResult {
 /// A connection to the catalog (cheap to clone).
 #[derive(Clone)]
 pub struct CatalogClient {
+    channel: Channel,
     raw: RawClient,
 }
 
@@ -80,6 +83,10 @@ fn endpoint(url: &str) -> Result<(String, Endpoint)> {
     let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| Error::BadAddress {
         url: url.clone(),
         reason: e.to_string(),
+    })?;
+    let endpoint = aloft_proto::client_tls::secure(endpoint).map_err(|reason| Error::BadAddress {
+        url: url.clone(),
+        reason,
     })?;
     Ok((url, endpoint))
 }
@@ -112,8 +119,21 @@ impl CatalogClient {
 
     fn over(channel: Channel) -> CatalogClient {
         CatalogClient {
-            raw: CatalogServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            raw: CatalogServiceClient::with_interceptor(channel.clone(), Bearer::default())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            channel,
         }
+    }
+
+    /// This connection, sending `credential` (a service token for a propeller, a user's token or API key
+    /// for the CLI) with every call.
+    pub fn with_credential(self, credential: Option<&str>) -> Result<CatalogClient> {
+        let bearer = Bearer::new(credential).map_err(Error::Call)?;
+        Ok(CatalogClient {
+            raw: CatalogServiceClient::with_interceptor(self.channel.clone(), bearer)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            channel: self.channel,
+        })
     }
 
     /// The generated client on this connection.

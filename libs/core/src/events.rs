@@ -474,6 +474,39 @@ pub enum RegistryEvent {
         key: String,
         at: i64,
     },
+    /// An API key for machines: its secret is never recorded, only the secret's SHA-256.
+    ApiKeyCreated {
+        key_id: String,
+        name: String,
+        project: String,
+        /// Empty: every domain of the project.
+        #[serde(default)]
+        domain: String,
+        role: String,
+        secret_hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
+        at: i64,
+    },
+    /// The key is refused from now on, by every admin replica once it has read this.
+    ApiKeyRevoked {
+        key_id: String,
+        /// The key's project (for the audit trail).
+        #[serde(default)]
+        project: String,
+        at: i64,
+    },
+    /// `member` (`subject:<sub>` or `group:<name>`) holds `role` on the project (one domain when set), or
+    /// no longer does when `granted` is false.
+    RoleBindingSet {
+        member: String,
+        project: String,
+        #[serde(default)]
+        domain: String,
+        role: String,
+        granted: bool,
+        at: i64,
+    },
 }
 
 impl RegistryEvent {
@@ -503,6 +536,54 @@ impl RegistryEvent {
                 project, domain, at, ..
             } => format!("tenant_quota/{project}/{domain}/{at}"),
             RegistryEvent::PoolDefined { name, at, .. } => format!("pool/{name}/{at}"),
+            RegistryEvent::ApiKeyCreated { key_id, .. } => format!("api_key/{key_id}"),
+            RegistryEvent::ApiKeyRevoked { key_id, .. } => format!("api_key/{key_id}/revoked"),
+            RegistryEvent::RoleBindingSet {
+                member,
+                project,
+                domain,
+                role,
+                at,
+                ..
+            } => format!("role_binding/{project}/{domain}/{member}/{role}/{at}"),
+        }
+    }
+
+    /// The event's name, as the audit trail shows it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryEvent::ProjectRegistered { .. } => "ProjectRegistered",
+            RegistryEvent::TaskRegistered { .. } => "TaskRegistered",
+            RegistryEvent::WorkflowRegistered { .. } => "WorkflowRegistered",
+            RegistryEvent::LaunchPlanRegistered { .. } => "LaunchPlanRegistered",
+            RegistryEvent::LaunchPlanActivated { .. } => "LaunchPlanActivated",
+            RegistryEvent::LaunchPlanDeactivated { .. } => "LaunchPlanDeactivated",
+            RegistryEvent::TenantQuotaSet { .. } => "TenantQuotaSet",
+            RegistryEvent::PoolDefined { .. } => "PoolDefined",
+            RegistryEvent::NotificationDefaultsSet { .. } => "NotificationDefaultsSet",
+            RegistryEvent::CacheEvicted { .. } => "CacheEvicted",
+            RegistryEvent::ApiKeyCreated { .. } => "ApiKeyCreated",
+            RegistryEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+            RegistryEvent::RoleBindingSet { .. } => "RoleBindingSet",
+        }
+    }
+
+    /// The project and domain the event belongs to (empty for platform-wide ones: pools).
+    pub fn tenant(&self) -> (&str, &str) {
+        match self {
+            RegistryEvent::ProjectRegistered { project, .. } => (&project.name, ""),
+            RegistryEvent::TaskRegistered { id, .. }
+            | RegistryEvent::WorkflowRegistered { id, .. }
+            | RegistryEvent::LaunchPlanRegistered { id, .. }
+            | RegistryEvent::LaunchPlanActivated { id, .. }
+            | RegistryEvent::LaunchPlanDeactivated { id, .. } => (&id.project, &id.domain),
+            RegistryEvent::TenantQuotaSet { project, domain, .. }
+            | RegistryEvent::NotificationDefaultsSet { project, domain, .. }
+            | RegistryEvent::CacheEvicted { project, domain, .. }
+            | RegistryEvent::ApiKeyCreated { project, domain, .. }
+            | RegistryEvent::RoleBindingSet { project, domain, .. } => (project, domain),
+            RegistryEvent::ApiKeyRevoked { project, .. } => (project, ""),
+            RegistryEvent::PoolDefined { .. } => ("", ""),
         }
     }
 
@@ -517,7 +598,10 @@ impl RegistryEvent {
             | RegistryEvent::CacheEvicted { at, .. }
             | RegistryEvent::NotificationDefaultsSet { at, .. }
             | RegistryEvent::TenantQuotaSet { at, .. }
-            | RegistryEvent::PoolDefined { at, .. } => *at,
+            | RegistryEvent::PoolDefined { at, .. }
+            | RegistryEvent::ApiKeyCreated { at, .. }
+            | RegistryEvent::ApiKeyRevoked { at, .. }
+            | RegistryEvent::RoleBindingSet { at, .. } => *at,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod interface;
 pub mod notify;
 pub mod phase;
+pub mod principal;
 pub mod quantity;
 pub mod schedule;
 pub mod spec;

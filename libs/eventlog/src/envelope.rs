@@ -1,6 +1,7 @@
 //! The `Envelope` around every event: stream, seq, writer epoch, time, trace context and the payload.
 
 use aloft_core::notify::DeliveryEvent;
+use aloft_core::principal::{AuthMethod, Principal};
 use aloft_core::{ExecutionEvent, RegistryEvent, ScheduleEvent};
 use aloft_proto::v1 as wire;
 use prost::Message;
@@ -47,6 +48,8 @@ pub struct Envelope {
     pub occurred_at: i64,
     pub traceparent: String,
     pub payload: Payload,
+    /// Who caused it (the API caller of a request or registration); `None` for engine decisions.
+    pub principal: Option<Principal>,
 }
 
 impl Envelope {
@@ -60,7 +63,14 @@ impl Envelope {
             occurred_at,
             traceparent: String::new(),
             payload,
+            principal: None,
         }
+    }
+
+    /// This envelope, recorded as caused by `principal`.
+    pub fn by(mut self, principal: Option<Principal>) -> Envelope {
+        self.principal = principal;
+        self
     }
 
     /// The record holding this one envelope.
@@ -122,6 +132,11 @@ impl Envelope {
             payload: Some(payload),
             then: Vec::new(),
             schema_version: SCHEMA_VERSION,
+            principal: self.principal.as_ref().map(|p| wire::EventPrincipal {
+                subject: p.subject.clone(),
+                name: p.name.clone(),
+                via: p.via.as_str().to_string(),
+            }),
         })
     }
 
@@ -182,6 +197,19 @@ impl Envelope {
                 )))
             }
         };
+        let principal = match wire.principal {
+            None => None,
+            Some(p) => Some(Principal {
+                via: AuthMethod::parse(&p.via).ok_or_else(|| {
+                    Error::Decode(format!(
+                        "envelope of stream {} names an unknown authentication method {:?}",
+                        wire.stream, p.via
+                    ))
+                })?,
+                subject: p.subject,
+                name: p.name,
+            }),
+        };
         Ok(Envelope {
             stream: wire.stream,
             seq: wire.seq,
@@ -189,6 +217,7 @@ impl Envelope {
             occurred_at: wire.occurred_at_millis,
             traceparent: wire.traceparent,
             payload,
+            principal,
         })
     }
 }
@@ -222,6 +251,11 @@ mod tests {
                 },
                 reason: "x".repeat(padding),
                 requested_at: 7,
+            }),
+            principal: (seq % 2 == 0).then(|| Principal {
+                subject: "u-1".into(),
+                name: "ada@example.com".into(),
+                via: AuthMethod::Oidc,
             }),
         }
     }

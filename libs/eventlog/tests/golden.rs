@@ -281,6 +281,21 @@ fn samples() -> Vec<(&'static str, Json)> {
             "cache_version": "1", "key": "9f2c", "at": 30}),
         ),
         (
+            "registry",
+            json!({"event": "api_key_created", "key_id": "k3y1d0000001", "name": "ci-bot", "project": "genomics",
+            "domain": "production", "role": "operator", "secret_hash": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+            "expires_at": 40, "at": 30}),
+        ),
+        (
+            "registry",
+            json!({"event": "api_key_revoked", "key_id": "k3y1d0000001", "project": "genomics", "at": 31}),
+        ),
+        (
+            "registry",
+            json!({"event": "role_binding_set", "member": "group:ml-team", "project": "genomics", "domain": "",
+            "role": "approver", "granted": true, "at": 32}),
+        ),
+        (
             "schedule",
             json!({"event": "schedule_fired", "launch_plan": identifier("nightly"), "scheduled_at": 31, "execution": execution(), "fired_at": 32}),
         ),
@@ -433,7 +448,7 @@ fn every_event_variant_has_a_golden_file() {
 }
 
 const EXECUTION_VARIANTS: usize = 20;
-const REGISTRY_VARIANTS: usize = 10;
+const REGISTRY_VARIANTS: usize = 13;
 const SCHEDULE_VARIANTS: usize = 3;
 const DELIVERY_VARIANTS: usize = 1;
 
@@ -474,7 +489,10 @@ fn registry_variant_count(event: &RegistryEvent) -> usize {
         | RegistryEvent::TenantQuotaSet { .. }
         | RegistryEvent::PoolDefined { .. }
         | RegistryEvent::NotificationDefaultsSet { .. }
-        | RegistryEvent::CacheEvicted { .. } => REGISTRY_VARIANTS,
+        | RegistryEvent::CacheEvicted { .. }
+        | RegistryEvent::ApiKeyCreated { .. }
+        | RegistryEvent::ApiKeyRevoked { .. }
+        | RegistryEvent::RoleBindingSet { .. } => REGISTRY_VARIANTS,
     }
 }
 

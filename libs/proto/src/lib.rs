@@ -3,6 +3,8 @@
 //! these `From`/`TryFrom` impls instead of copies of its own, and a wire value that does not make a valid
 //! domain value is refused with an error naming the field.
 
+pub mod bearer;
+pub mod client_tls;
 pub mod convert;
 pub mod status;
 

@@ -1,11 +1,12 @@
 //! Process runtime shared by every Aloft binary: the backend flags (`--kafka-brokers`, `--data-dir`,
 //! `--database-url`, ...) with their `ALOFT_*` env vars and config files (`config`), the shutdown token driven
-//! by SIGINT/SIGTERM, member ids, secret references (`secrets`) and the blob store's flag.
+//! by SIGINT/SIGTERM, member ids, secret references (`secrets`), the blob store's flag and TLS on a service's listener (`tls`).
 //!
 //! It must not hold service logic; services receive what this builds.
 
 pub mod config;
 pub mod secrets;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;

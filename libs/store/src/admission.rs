@@ -29,6 +29,8 @@ pub struct LoggedEvent<'a> {
     /// The trace context the event was written in (empty when none).
     pub traceparent: &'a str,
     pub event: &'a ExecutionEvent,
+    /// Who caused it, when an API caller did.
+    pub principal: Option<&'a aloft_core::principal::Principal>,
 }
 
 impl<'a> LoggedEvent<'a> {
@@ -49,6 +51,7 @@ impl<'a> LoggedEvent<'a> {
             occurred_at: envelope.occurred_at,
             traceparent: &envelope.traceparent,
             event,
+            principal: envelope.principal.as_ref(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! is written once, in the dialect both databases share. This crate must not decide anything: the rules
 //! live in `aloft-core`.
 
+pub mod access;
 pub mod admission;
 pub mod catalog;
 pub mod listing;
@@ -95,6 +96,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0010_batched_records.sql"),
     ),
     (11, "labels", include_str!("../migrations/0011_labels.sql")),
+    (12, "auth", include_str!("../migrations/0012_auth.sql")),
 ];
 
 /// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.

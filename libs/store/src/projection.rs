@@ -216,9 +216,14 @@ pub async fn apply_registry_event(
             .execute(conn)
             .await?;
         }
+        // Evictions are the catalog's, notification defaults the notifier's, quotas the propellers'; keys and
+        // bindings `access::apply_registry_event`'s (it needs the envelope's principal).
         RegistryEvent::CacheEvicted { .. }
         | RegistryEvent::NotificationDefaultsSet { .. }
-        | RegistryEvent::TenantQuotaSet { .. } => {}
+        | RegistryEvent::TenantQuotaSet { .. }
+        | RegistryEvent::ApiKeyCreated { .. }
+        | RegistryEvent::ApiKeyRevoked { .. }
+        | RegistryEvent::RoleBindingSet { .. } => {}
     }
     Ok(())
 }

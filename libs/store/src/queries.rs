@@ -62,6 +62,8 @@ pub struct ExecutionRow {
     /// For a child execution: the execution and launch-plan node that launched it.
     pub parent: Option<(ExecutionId, String)>,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Who launched it, when an authenticated caller did (none with authentication off).
+    pub launched_by: Option<aloft_core::principal::Principal>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +114,8 @@ pub struct EventRow {
     pub occurred_at: i64,
     pub kind: String,
     pub payload_json: String,
+    /// Who caused it (an API caller), as `aloft_core::principal::Principal` JSON.
+    pub principal_json: Option<String>,
 }
 
 fn identifier(row: &AnyRow, name_col: &str, version_col: &str) -> Result<Identifier> {
@@ -367,7 +371,7 @@ impl Store {
 
 pub(crate) const EVENT_COLUMNS: &str =
     "SELECT log_partition, log_offset, log_index, stream, seq, writer_epoch, occurred_at, kind, \
-     payload_json FROM execution_events";
+     payload_json, principal_json FROM execution_events";
 
 pub(crate) fn event_row(row: &AnyRow) -> Result<EventRow> {
     Ok(EventRow {
@@ -380,6 +384,7 @@ pub(crate) fn event_row(row: &AnyRow) -> Result<EventRow> {
         occurred_at: row.try_get("occurred_at")?,
         kind: row.try_get("kind")?,
         payload_json: row.try_get("payload_json")?,
+        principal_json: row.try_get("principal_json")?,
     })
 }
 
@@ -413,7 +418,7 @@ pub(crate) fn node_row(row: &AnyRow) -> Result<NodeRow> {
 pub(crate) const EXECUTION_COLUMNS: &str =
     "SELECT project, domain, name, request_id, workflow_name, workflow_version, \
      launch_plan_name, launch_plan_version, phase, inputs_json, outputs_json, error, created_at, started_at, \
-     finished_at, last_seq, scheduled_at, parent_execution, parent_node, labels_json FROM executions";
+     finished_at, last_seq, scheduled_at, parent_execution, parent_node, labels_json, launched_by_json FROM executions";
 
 async fn list_query(
     store: &Store,
@@ -544,5 +549,9 @@ pub(crate) fn execution_row(row: &AnyRow) -> Result<ExecutionRow> {
         scheduled_at: row.try_get("scheduled_at")?,
         parent,
         labels: from_json("executions", &row.try_get::<String, _>("labels_json")?)?,
+        launched_by: row
+            .try_get::<Option<String>, _>("launched_by_json")?
+            .map(|text| from_json("executions", &text))
+            .transpose()?,
     })
 }

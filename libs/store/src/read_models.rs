@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 use crate::admission::{Admission, LoggedEvent};
 use crate::{to_json, Result};
 
-/// History rows inserted by one statement at most: 12 parameters each stays far below the 32,766 SQLite and
+/// History rows inserted by one statement at most: 13 parameters each stays far below the 32,766 SQLite and
 /// 65,535 Postgres allow.
 const HISTORY_ROWS_PER_INSERT: usize = 1000;
 
@@ -85,13 +85,15 @@ struct HistoryRow {
     occurred_at: i64,
     kind: &'static str,
     payload_json: String,
+    /// Who caused it, when an API caller did.
+    principal_json: Option<String>,
 }
 
 async fn insert_history(conn: &mut AnyConnection, rows: &[HistoryRow]) -> Result<()> {
-    const COLUMNS: usize = 12;
+    const COLUMNS: usize = 13;
     let mut sql = String::from(
         "INSERT INTO execution_events (log_partition, log_offset, log_index, project, domain, execution, stream, \
-         seq, writer_epoch, occurred_at, kind, payload_json) VALUES ",
+         seq, writer_epoch, occurred_at, kind, payload_json, principal_json) VALUES ",
     );
     for row in 0..rows.len() {
         if row > 0 {
@@ -119,7 +121,8 @@ async fn insert_history(conn: &mut AnyConnection, rows: &[HistoryRow]) -> Result
             .bind(row.writer_epoch as i64)
             .bind(row.occurred_at)
             .bind(row.kind)
-            .bind(&row.payload_json);
+            .bind(&row.payload_json)
+            .bind(row.principal_json.as_deref());
     }
     query.execute(conn).await?;
     Ok(())
@@ -675,6 +678,7 @@ async fn apply_execution_event(
         occurred_at: logged.occurred_at,
         kind: event.kind(),
         payload_json: to_json(event),
+        principal_json: logged.principal.map(to_json),
     });
     Ok(AppliedEvent::Accepted)
 }

@@ -210,6 +210,7 @@ fn logged_at(
         occurred_at: event.occurred_at(),
         traceparent: "",
         event,
+        principal: None,
     }
 }
 

@@ -114,6 +114,7 @@ async fn apply(store: &Store, epoch: &mut u64, offset: u64, event: &ExecutionEve
         occurred_at: event.occurred_at(),
         traceparent: "",
         event,
+        principal: None,
     };
     let mut connection = store.pool().acquire().await.unwrap();
     let mut admission = Admission::new("notifier_executions");

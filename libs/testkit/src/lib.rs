@@ -2,12 +2,13 @@
 //! speaks real SMTP (EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, QUIT, STARTTLS and implicit TLS) and
 //! keeps what it receives, and an HTTP server that records requests and answers with scripted statuses —
 //! the records of a synthetic failed execution, to drive the notifier without running tasks, and container
-//! images built locally from a static busybox. They never leave 127.0.0.1. Nothing here ships in a service
+//! images built locally from a static busybox, and an OIDC issuer that signs tokens with keys it made. They never leave 127.0.0.1. Nothing here ships in a service
 //! binary.
 
 pub mod http;
 pub mod images;
 mod net;
+pub mod oidc;
 pub mod records;
 pub mod smtp;
 

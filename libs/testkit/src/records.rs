@@ -63,6 +63,7 @@ pub fn failed_execution_records(
         occurred_at: at,
         traceparent: String::new(),
         payload: Payload::Execution(finished),
+        principal: None,
     };
     Ok((key, vec![request.encode()?, decision.encode()?]))
 }

@@ -43,11 +43,78 @@ function operationUrl(id, params) {
   return { method: operation.method.toUpperCase(), url: text ? `${path}?${text}` : path };
 }
 
+// ---- login: OIDC authorization code + PKCE when admin authenticates callers ----
+// The access token lives in this tab's sessionStorage only, and goes out as a bearer header.
+const TOKEN_KEY = "aloft.token";
+let authInfo = null;
+
+function authHeaders(extra = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { ...extra, authorization: `Bearer ${token}` } : extra;
+}
+
+function base64Url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function discovery() {
+  const response = await fetch(`${authInfo.issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`);
+  if (!response.ok) throw new Error(`the identity provider's discovery document: ${response.status}`);
+  return response.json();
+}
+
+const redirectUri = () => `${location.origin}/console/callback`;
+
+async function startLogin() {
+  const verifier = base64Url(crypto.getRandomValues(new Uint8Array(48)));
+  const state = base64Url(crypto.getRandomValues(new Uint8Array(16)));
+  const challenge = base64Url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  sessionStorage.setItem("aloft.login", JSON.stringify({ verifier, state, back: location.pathname + location.search }));
+  const { authorization_endpoint } = await discovery();
+  const query = new URLSearchParams({ response_type: "code", client_id: authInfo.client_id, redirect_uri: redirectUri(),
+    scope: "openid profile email", code_challenge: challenge, code_challenge_method: "S256", state });
+  location.assign(`${authorization_endpoint}?${query}`);
+}
+
+// The identity provider sent the browser back with a code: trade it (and the verifier) for a token.
+async function finishLogin() {
+  const params = new URLSearchParams(location.search);
+  const pending = JSON.parse(sessionStorage.getItem("aloft.login") || "null");
+  sessionStorage.removeItem("aloft.login");
+  if (!pending || params.get("state") !== pending.state) throw new Error("this login did not start here; log in again");
+  if (params.get("error")) throw new Error(`the identity provider said: ${params.get("error")}`);
+  const { token_endpoint } = await discovery();
+  const response = await fetch(token_endpoint, { method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "authorization_code", code: params.get("code"), code_verifier: pending.verifier,
+      redirect_uri: redirectUri(), client_id: authInfo.client_id }) });
+  const tokens = await response.json();
+  if (!response.ok || !tokens.access_token) throw new Error(`the login was refused: ${tokens.error || response.status}`);
+  sessionStorage.setItem(TOKEN_KEY, tokens.access_token);
+  history.replaceState(null, "", pending.back.startsWith("/console") ? pending.back : "/console/");
+}
+
+function loginPage(message) {
+  document.title = "Log in · Aloft";
+  main.replaceChildren(h("h1", {}, "Log in"),
+    message ? h("p", { class: "error", role: "alert" }, message) : "",
+    h("p", {}, "This Aloft asks who you are. You will be sent to your identity provider and back."),
+    h("button", { type: "button", onclick: () => startLogin().catch((e) => loginPage(e.message)) }, "Log in"));
+}
+
+async function showUser() {
+  const who = document.getElementById("user");
+  if (!authInfo?.enabled) { who.textContent = ""; return; }
+  const me = await call("WhoAmI");
+  who.replaceChildren(`${me.principal.name || me.principal.subject} · `,
+    h("a", { href: "#", onclick: (event) => { event.preventDefault(); sessionStorage.removeItem(TOKEN_KEY); route(); } }, "Log out"));
+}
+
 async function call(id, params = {}, body = undefined) {
   const { method, url } = operationUrl(id, params);
   const response = await fetch(url, {
     method,
-    headers: body ? { "content-type": "application/json" } : {},
+    headers: authHeaders(body ? { "content-type": "application/json" } : {}),
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await response.text();
@@ -61,7 +128,7 @@ async function call(id, params = {}, body = undefined) {
 
 async function callText(id, params = {}) {
   const { url } = operationUrl(id, params);
-  const response = await fetch(url);
+  const response = await fetch(url, { headers: authHeaders() });
   const text = await response.text();
   if (!response.ok) {
     let message = text;
@@ -69,6 +136,35 @@ async function callText(id, params = {}) {
     throw new ApiError(response.status, "ERROR", message);
   }
   return text;
+}
+
+// Server-sent events read with fetch (an EventSource cannot send the bearer header): `history` and `end`
+// events to their listeners, until closed.
+function watchEvents(url) {
+  const listeners = {};
+  const controller = new AbortController();
+  (async () => {
+    const response = await fetch(url, { headers: authHeaders({ accept: "text/event-stream" }), signal: controller.signal });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const kind = /^event: (.*)$/m.exec(frame)?.[1] || "message";
+        for (const listener of listeners[kind] || []) listener(frame);
+      }
+    }
+  })().catch(() => {});
+  return {
+    addEventListener(kind, listener) { (listeners[kind] ||= []).push(listener); },
+    close() { controller.abort(); },
+  };
 }
 
 // ---- helpers ----
@@ -155,6 +251,17 @@ async function route() {
   stopPage();
   stopPage = () => {};
   if (!operations) await loadApi();
+  if (!authInfo) authInfo = await call("GetAuthInfo");
+  if (authInfo.enabled) {
+    try {
+      if (location.pathname === "/console/callback") await finishLogin();
+    } catch (error) { loginPage(error.message); return; }
+    if (!sessionStorage.getItem(TOKEN_KEY)) { loginPage(); return; }
+    try { await showUser(); } catch (error) {
+      if (error instanceof ApiError && error.status === 401) { sessionStorage.removeItem(TOKEN_KEY); loginPage(error.message); return; }
+      throw error;
+    }
+  }
   const path = location.pathname.replace(/\/+$/, "");
   const parts = path.split("/").slice(2).map(decodeURIComponent);
   const { project, domain } = tenant();
@@ -168,6 +275,7 @@ async function route() {
     else notFound(`There is no console page ${location.pathname}.`);
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) notFound(error.message);
+    else if (error instanceof ApiError && error.status === 401) { sessionStorage.removeItem(TOKEN_KEY); loginPage(error.message); }
     else main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, error.message));
   }
 }
@@ -384,7 +492,7 @@ async function executionPage(project, domain, name) {
   const terminal = ["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"].includes(execution.phase);
   if (!at && !terminal) {
     const { url } = operationUrl("WatchExecution", id);
-    const source = new EventSource(url);
+    const source = watchEvents(url);
     let pending = null;
     // Never while the user types into a field: the page waits for the field to lose focus.
     const rerender = () => {

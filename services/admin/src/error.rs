@@ -17,6 +17,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Over the tenant's API rate: the caller may retry after the wait.
     #[error("{message}")]
     ResourceExhausted {
@@ -36,6 +38,7 @@ impl ServiceError for ApiError {
             ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             ApiError::ResourceExhausted { .. } => ErrorCode::ResourceExhausted,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -52,6 +55,7 @@ impl From<ApiError> for Status {
             | ApiError::FailedPrecondition(message)
             | ApiError::Unavailable(message)
             | ApiError::PermissionDenied(message)
+            | ApiError::Unauthenticated(message)
             | ApiError::ResourceExhausted { message, .. } => {
                 Status::new(error.error_code().grpc(), message.clone())
             }
@@ -88,7 +92,8 @@ impl ApiError {
             ErrorCode::AlreadyExists => ApiError::AlreadyExists(message),
             ErrorCode::FailedPrecondition => ApiError::FailedPrecondition(message),
             ErrorCode::Unavailable | ErrorCode::ResourceExhausted => ApiError::Unavailable(message),
-            ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => ApiError::PermissionDenied(message),
+            ErrorCode::Unauthenticated => ApiError::Unauthenticated(message),
+            ErrorCode::PermissionDenied => ApiError::PermissionDenied(message),
             ErrorCode::Internal => ApiError::Internal(message),
         }
     }

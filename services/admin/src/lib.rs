@@ -6,6 +6,7 @@ pub mod api;
 pub mod console;
 pub mod convert;
 pub mod error;
+pub mod guard;
 pub mod history;
 pub mod metrics;
 pub mod projector;
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminOptions {
     pub topics: Topics,
     /// How long a write waits for its event to reach the read model before answering UNAVAILABLE.
@@ -36,6 +37,12 @@ pub struct AdminOptions {
     pub redis_url: Option<String>,
     /// Where task logs are read from: the store the propellers write to.
     pub blob_store: Option<aloft_blobstore::BlobStore>,
+    /// Who may call (OIDC issuer, bindings, service tokens); `None`: authentication is off.
+    pub auth: Option<aloft_auth::AuthConfig>,
+    /// API calls per caller (across its projects); `None`: unlimited.
+    pub principal_rate_limit: Option<aloft_fairq::ratelimit::RateLimit>,
+    /// TLS on the listener (reloading its certificate); `None`: plain TCP.
+    pub tls: Option<aloft_runtime::tls::Tls>,
 }
 
 impl AdminOptions {
@@ -48,6 +55,9 @@ impl AdminOptions {
             tenant_rate_limit: None,
             redis_url: None,
             blob_store: None,
+            auth: None,
+            principal_rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -81,16 +91,23 @@ pub async fn run(
         progress_tx,
         projector_shutdown.clone(),
     ));
-    let rate_limiter = match (options.tenant_rate_limit, &options.redis_url) {
-        (None, _) => None,
-        (Some(limit), None) => Some(Arc::new(aloft_fairq::ratelimit::InProcessRateLimiter::new(limit))
-            as Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>),
-        (Some(limit), Some(url)) => Some(Arc::new(
-            aloft_fairq::ratelimit::RedisRateLimiter::connect(url, &options.topics.prefix, limit)
-                .await
-                .map_err(|e| anyhow::anyhow!("--redis-url {url}: {e}"))?,
-        ) as Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>),
+    let rate_limiter = rate_limiter_of(options.tenant_rate_limit, &options).await?;
+    let mut access = match &options.auth {
+        Some(config) if config.enabled() => aloft_auth::access::AccessControl::new(config, store.clone())
+            .map_err(|e| anyhow::anyhow!("--auth-config: {e}"))?,
+        _ => aloft_auth::access::AccessControl::disabled(),
     };
+    access.principal_rate_limiter = rate_limiter_of(options.principal_rate_limit, &options).await?;
+    if let Some(oidc) = access.authenticator.oidc() {
+        // A wrong issuer URL is found now, not by the first caller; an issuer that is down only warns (keys
+        // are fetched again when a token needs them).
+        match oidc.refresh().await {
+            Ok(keys) => tracing::info!(issuer = %oidc.settings().issuer, keys, "OIDC issuer keys fetched"),
+            Err(error) => {
+                tracing::warn!(issuer = %oidc.settings().issuer, %error, "OIDC issuer keys not fetched yet")
+            }
+        }
+    }
     let api = api::AdminApi {
         store,
         log,
@@ -99,23 +116,26 @@ pub async fn run(
         projection_wait: options.projection_wait,
         rate_limiter,
         blobs: options.blob_store.clone(),
+        access: Arc::new(access),
     };
     if let Some(project) = &options.bootstrap_project {
         bootstrap_project(&api, project).await?;
     }
     let address = listener.local_addr()?;
+    let options_tls = options.tls.clone();
     tracing::info!(%address, "admin API listening");
     serving.store(true, std::sync::atomic::Ordering::SeqCst);
     // One listener answers gRPC, the REST API (/api/v1) and the console (/console).
-    let app = tonic::service::Routes::new(AdminServiceServer::new(api.clone()))
+    let guarded = guard::Guarded::new(api);
+    let app = tonic::service::Routes::new(AdminServiceServer::new(guarded.clone()))
         .into_axum_router()
-        .merge(rest::router(api)?)
+        .merge(rest::router(guarded)?)
         .merge(console::router());
     let served = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            aloft_runtime::tls::incoming(listener, options_tls),
             shutdown.cancelled(),
         )
         .await;
@@ -123,6 +143,23 @@ pub async fn run(
     let _ = projector.await;
     served?;
     Ok(())
+}
+
+/// A rate limiter at `limit`, shared through Redis when admin has a Redis URL.
+async fn rate_limiter_of(
+    limit: Option<aloft_fairq::ratelimit::RateLimit>,
+    options: &AdminOptions,
+) -> anyhow::Result<Option<Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>>> {
+    Ok(match (limit, &options.redis_url) {
+        (None, _) => None,
+        (Some(limit), None) => Some(Arc::new(aloft_fairq::ratelimit::InProcessRateLimiter::new(limit))
+            as Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>),
+        (Some(limit), Some(url)) => Some(Arc::new(
+            aloft_fairq::ratelimit::RedisRateLimiter::connect(url, &options.topics.prefix, limit)
+                .await
+                .map_err(|e| anyhow::anyhow!("--redis-url {url}: {e}"))?,
+        ) as Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>),
+    })
 }
 
 async fn bootstrap_project(api: &api::AdminApi, project: &str) -> anyhow::Result<()> {

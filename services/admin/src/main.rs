@@ -28,12 +28,43 @@ struct Args {
     /// Redis shared by admin replicas for the tenant rate limits (e.g. redis://127.0.0.1:6379).
     #[arg(long, env = "ALOFT_REDIS_URL")]
     redis_url: Option<String>,
+    /// Who may call: the OIDC issuer, platform admins, role bindings, service tokens (YAML; see
+    /// aloft_auth::config). Without it authentication is off, which is allowed on a loopback address only.
+    #[arg(long, env = "ALOFT_AUTH_CONFIG")]
+    auth_config: Option<std::path::PathBuf>,
+    /// Serve without authentication on a non-loopback address: anyone who reaches it may do everything.
+    #[arg(long, env = "ALOFT_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    #[command(flatten)]
+    tls: aloft_runtime::tls::TlsArgs,
+    /// API calls per second of one caller, across its projects (as well as per tenant). Unlimited when
+    /// left out.
+    #[arg(long, env = "ALOFT_CALLER_RATE_PER_SECOND")]
+    caller_rate_per_second: Option<std::num::NonZeroU32>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-admin", "info");
+    let auth = match &args.auth_config {
+        Some(path) => {
+            Some(aloft_auth::AuthConfig::load(path).map_err(|e| anyhow::anyhow!("--auth-config {e}"))?)
+        }
+        None => None,
+    };
+    let authenticating = auth.as_ref().is_some_and(aloft_auth::AuthConfig::enabled);
+    if !authenticating && !args.listen.ip().is_loopback() && !args.insecure_no_auth {
+        anyhow::bail!(
+            "--listen {} is not a loopback address and no authentication is configured: give --auth-config \
+             (an OIDC issuer, service tokens or platform admins), or --insecure-no-auth to let anyone who \
+             reaches it do everything",
+            args.listen
+        );
+    }
+    if !authenticating {
+        tracing::warn!(listen = %args.listen, "authentication is off: every caller may do everything");
+    }
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();
     let store = aloft_store::Store::connect(&database_url)
@@ -55,6 +86,14 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1))),
             });
     options.redis_url = args.redis_url;
+    options.auth = auth;
+    options.tls = aloft_runtime::tls::Tls::from_args(&args.tls, shutdown.clone())?;
+    options.principal_rate_limit =
+        args.caller_rate_per_second
+            .map(|per_second| aloft_fairq::ratelimit::RateLimit {
+                per_second,
+                burst: per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1)),
+            });
     options.blob_store = Some(args.blobs.open(&args.backend.data_dir).await?);
     let result = aloft_admin::run(options, store, log, listener, shutdown).await;
     // Spans still buffered go out before the process ends.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aloft_core::{AppliedEvent, ExecutionEvent};
 use aloft_eventlog::{Envelope, EventLog, Payload, Record, Topics};
+use aloft_store::access::{self, AuditPlace};
 use aloft_store::projection::{apply_registry_event, ExecutionReadModels, LoggedEvent, OffsetsTable};
 use aloft_store::projector::Projection;
 use aloft_store::Store;
@@ -52,13 +53,51 @@ impl Projection for ReadModels {
                 Payload::Delivery(event) => {
                     aloft_store::notifier::apply_delivery_event(connection, event).await?
                 }
-                Payload::Registry(event) => apply_registry_event(connection, record.offset, event).await?,
+                Payload::Registry(event) => {
+                    apply_registry_event(connection, record.offset, event).await?;
+                    access::apply_registry_event(connection, event, envelope.principal.as_ref()).await?;
+                    if let Some(principal) = &envelope.principal {
+                        let (project, domain) = event.tenant();
+                        let place = audit_place(record, index);
+                        let target = envelope.stream.as_str();
+                        access::record_audit(
+                            connection,
+                            &place,
+                            envelope.occurred_at,
+                            project,
+                            domain,
+                            principal,
+                            event.kind(),
+                            target,
+                        )
+                        .await?;
+                    }
+                }
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, index, envelope, event);
                     let verdict = self
                         .executions
                         .apply(connection, partition_epoch, &logged)
                         .await?;
+                    let accepted = verdict == AppliedEvent::Accepted;
+                    if let (true, Some(principal), Some(id)) =
+                        (accepted, &envelope.principal, event.execution())
+                    {
+                        if matches!(event, ExecutionEvent::ExecutionRequested { .. }) {
+                            access::set_launched_by(connection, id, principal).await?;
+                        }
+                        access::record_audit(
+                            connection,
+                            &audit_place(record, index),
+                            envelope.occurred_at,
+                            &id.project,
+                            &id.domain,
+                            principal,
+                            event.kind(),
+                            &envelope.stream,
+                        )
+                        .await?;
+                    }
                     if verdict == AppliedEvent::Accepted {
                         let phase = match event {
                             ExecutionEvent::ExecutionRequested { .. } => Some("QUEUED"),
@@ -97,6 +136,15 @@ impl Projection for ReadModels {
     fn rolled_back(&mut self) {
         self.executions.rolled_back();
         self.uncommitted_events.clear();
+    }
+}
+
+fn audit_place(record: &Record, index: u32) -> AuditPlace<'_> {
+    AuditPlace {
+        topic: &record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        index,
     }
 }
 

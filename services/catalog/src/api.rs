@@ -260,7 +260,8 @@ impl CatalogService for CatalogApi {
         // The eviction is an event first, so replaying the log keeps the results evicted; applying it here
         // too makes it visible at once (whichever applies second removes nothing more).
         let stream = event.stream();
-        let envelope = Envelope::unsequenced(stream.clone(), at, Payload::Registry(event));
+        let caller = aloft_auth::access::recorded_principal();
+        let envelope = Envelope::unsequenced(stream.clone(), at, Payload::Registry(event)).by(caller);
         let record = envelope
             .encode()
             .map_err(|error| aloft_proto::status::grpc_status(&error))?;

@@ -7,6 +7,7 @@
 //! did on the log.
 
 pub mod api;
+pub mod guard;
 pub mod metrics;
 pub mod projector;
 
@@ -19,11 +20,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CatalogOptions {
     pub topics: Topics,
     /// Serves /healthz, /readyz and /metrics here when set.
     pub ops_listen: Option<std::net::SocketAddr>,
+    /// Who may call (as admin's); `None`: authentication is off.
+    pub auth: Option<aloft_auth::AuthConfig>,
+    /// TLS on the listener (reloading its certificate); `None`: plain TCP.
+    pub tls: Option<aloft_runtime::tls::Tls>,
 }
 
 impl CatalogOptions {
@@ -31,6 +36,8 @@ impl CatalogOptions {
         CatalogOptions {
             topics,
             ops_listen: None,
+            auth: None,
+            tls: None,
         }
     }
 }
@@ -63,18 +70,27 @@ pub async fn run(
         progress_tx,
         projector_shutdown.clone(),
     ));
-    let api = api::CatalogApi {
-        store,
-        log,
-        topics: options.topics,
+    let access = match &options.auth {
+        Some(config) if config.enabled() => aloft_auth::access::AccessControl::new(config, store.clone())
+            .map_err(|e| anyhow::anyhow!("--auth-config: {e}"))?,
+        _ => aloft_auth::access::AccessControl::disabled(),
     };
+    let api = guard::Guarded::new(
+        api::CatalogApi {
+            store,
+            log,
+            topics: options.topics,
+        },
+        Arc::new(access),
+    );
     let address = listener.local_addr()?;
+    let options_tls = options.tls.clone();
     tracing::info!(%address, "catalog API listening");
     serving.store(true, std::sync::atomic::Ordering::SeqCst);
     let served = tonic::transport::Server::builder()
         .add_service(CatalogServiceServer::new(api).max_decoding_message_size(64 * 1024 * 1024))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            aloft_runtime::tls::incoming(listener, options_tls),
             shutdown.cancelled(),
         )
         .await;

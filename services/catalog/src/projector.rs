@@ -47,7 +47,12 @@ impl Projection for CatalogTables {
             *self.uncommitted_events.entry(topic).or_default() += 1;
             match &envelope.payload {
                 Payload::Schedule(_) | Payload::Delivery(_) => {}
-                Payload::Registry(event) => apply_registry_event(connection, event).await?,
+                Payload::Registry(event) => {
+                    apply_registry_event(connection, event).await?;
+                    // API keys and bindings, so the catalog checks callers as admin does.
+                    aloft_store::access::apply_registry_event(connection, event, envelope.principal.as_ref())
+                        .await?;
+                }
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, index, envelope, event);
                     apply_execution_event(

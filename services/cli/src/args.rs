@@ -27,6 +27,10 @@ pub struct Cli {
     /// Data directory of the embedded fleet.
     #[arg(long, global = true, env = "ALOFT_DATA_DIR", default_value = ".aloft")]
     pub data_dir: PathBuf,
+    /// Credential sent to admin: an OIDC access token or an API key (`aloft apikey create`). Default: the
+    /// one `aloft login` stored.
+    #[arg(long, global = true, env = "ALOFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -195,6 +199,28 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// API keys of the project (--project) for machines: create (the key is shown once), list, revoke.
+    Apikey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Roles on the project (--project) bound to users (subject:<sub>) and IdP groups (group:<name>).
+    Rolebinding {
+        #[command(subcommand)]
+        command: RoleBindingCommand,
+    },
+    /// Who admin says you are, and which projects you may read.
+    Whoami,
+    /// Log in at admin's OIDC issuer through your browser (authorization code + PKCE, answered on loopback),
+    /// or keep a credential read from stdin; kept in your config directory, readable by you only.
+    Login {
+        /// Read the credential (an access token or an API key) from stdin instead, e.g.
+        /// `echo $KEY | aloft login --with-token`.
+        #[arg(long)]
+        with_token: bool,
+    },
+    /// Forget the stored credential.
+    Logout,
     /// Run the whole fleet (admin, propeller, scheduler, catalog, notifier) in this process on the embedded
     /// backends.
     Dev {
@@ -339,7 +365,66 @@ impl DeploymentArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and only a digest of it is kept.
+    Create {
+        /// viewer, operator, approver, publisher or admin.
+        #[arg(long)]
+        role: String,
+        /// Only this domain of the project (default: every domain).
+        #[arg(long = "for-domain")]
+        for_domain: Option<String>,
+        /// What the key is for (shown in lists and the audit trail).
+        #[arg(long)]
+        name: Option<String>,
+        /// e.g. 30d, 12h; default: never.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
+    List,
+    /// The key is refused by every admin replica within seconds.
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleBindingCommand {
+    /// Bind `--role` to `--member` (subject:<sub> or group:<name>) on the project.
+    Add {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+        /// Only this domain of the project (default: every domain).
+        #[arg(long = "for-domain")]
+        for_domain: Option<String>,
+    },
+    Remove {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long = "for-domain")]
+        for_domain: Option<String>,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AdminCommand {
+    /// Who did what in the project (--project): launches, terminations, approvals, signals, registrations,
+    /// keys and bindings, with who did it and how they authenticated. Through the API (project admins).
+    Audit {
+        /// Since this long ago (e.g. 24h, 7d); default: the beginning.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only this subject's actions.
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
     /// How far admin's and the catalog's projections are behind the log, per topic and partition.
     Lag {
         #[command(flatten)]

@@ -31,6 +31,10 @@ pub struct FleetConfig {
     pub snapshot_interval: Option<std::time::Duration>,
     /// The container engine `container` tasks run on.
     pub containers: aloft_propeller::executor::ContainerOptions,
+    /// Who may call admin and the catalog; `None`: authentication is off (`aloft dev`).
+    pub auth: Option<aloft_auth::AuthConfig>,
+    /// The token the propellers present to the catalog when it authenticates callers.
+    pub service_token: Option<String>,
 }
 
 impl FleetConfig {
@@ -54,6 +58,8 @@ impl FleetConfig {
             propellers: 1,
             snapshot_interval: None,
             containers: Default::default(),
+            auth: None,
+            service_token: None,
         }
     }
 
@@ -113,7 +119,8 @@ impl Fleet {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.catalog_listen))?;
         let catalog_address = catalog_listener.local_addr()?;
         let catalog: Arc<dyn aloft_propeller::memo::Catalog> = Arc::new(
-            aloft_propeller::memo::CatalogClient::lazy(&format!("http://{catalog_address}"))?,
+            aloft_propeller::memo::CatalogClient::lazy(&format!("http://{catalog_address}"))?
+                .with_credential(config.service_token.as_deref())?,
         );
         let notifier_store = aloft_store::Store::connect(&config.notifier_database_url)
             .await
@@ -128,8 +135,10 @@ impl Fleet {
             Arc::clone(&log),
             consumer_shutdown.clone(),
         )));
+        let mut catalog_options = aloft_catalog::CatalogOptions::new(config.topics.clone());
+        catalog_options.auth = config.auth.clone();
         api_tasks.push(tokio::spawn(aloft_catalog::run(
-            aloft_catalog::CatalogOptions::new(config.topics.clone()),
+            catalog_options,
             catalog_store,
             Arc::clone(&log),
             catalog_listener,
@@ -175,6 +184,7 @@ impl Fleet {
         let mut admin_options = aloft_admin::AdminOptions::new(config.topics.clone());
         admin_options.bootstrap_project = config.bootstrap_project.clone();
         admin_options.blob_store = Some(blobs);
+        admin_options.auth = config.auth.clone();
         api_tasks.push(tokio::spawn(aloft_admin::run(
             admin_options,
             store,

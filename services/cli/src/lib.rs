@@ -10,6 +10,7 @@ pub mod commands;
 pub mod fleet;
 pub mod gc;
 pub mod lineage;
+pub mod login;
 pub mod notify;
 pub mod ops_probe;
 pub mod render;

@@ -9,7 +9,11 @@ pub type CatalogClient = aloft_catalog_client::RawClient;
 
 /// Connects to the catalog at `url` now (through the shared client, which owns how connections are made).
 pub async fn connect_catalog(url: &str) -> anyhow::Result<CatalogClient> {
-    Ok(aloft_catalog_client::CatalogClient::connect(url).await?.raw())
+    let credential = crate::client::credential();
+    Ok(aloft_catalog_client::CatalogClient::connect(url)
+        .await?
+        .with_credential(credential.as_deref())?
+        .raw())
 }
 
 /// `EXECUTION[/NODE[/OUTPUT]]` in the given project and domain.

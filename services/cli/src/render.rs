@@ -36,6 +36,15 @@ pub fn map_text(map: &wire::LiteralMap) -> String {
         .join(", ")
 }
 
+/// `name <subject> (via)`, or `subject (via)` when the name says nothing more.
+pub fn principal_text(principal: &aloft_proto::v1::Principal) -> String {
+    if principal.name.is_empty() || principal.name == principal.subject {
+        format!("{} ({})", principal.subject, principal.via)
+    } else {
+        format!("{} <{}> ({})", principal.name, principal.subject, principal.via)
+    }
+}
+
 pub fn execution_phase(phase: i32) -> &'static str {
     wire::ExecutionPhase::try_from(phase)
         .map(|p| p.as_str_name())
@@ -85,6 +94,14 @@ pub fn print_execution(execution: &wire::Execution) {
         println!("scheduled  for {}", scheduled.to_rfc3339());
     }
     println!("phase      {}", execution_phase(execution.phase));
+    if let Some(by) = &execution.launched_by {
+        println!("launched   by {}", principal_text(by));
+    }
+    if !execution.labels.is_empty() {
+        let mut labels: Vec<String> = execution.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        println!("labels     {}", labels.join(" "));
+    }
     println!(
         "duration   {}",
         duration_text(execution.started_at_millis, execution.finished_at_millis)
@@ -162,6 +179,11 @@ pub fn print_history(events: &[wire::HistoryEvent]) {
         } else {
             format!("seq {}", event.seq)
         };
-        println!("{time}  {position:>8}  {:18}  {}", event.kind, event.summary);
+        let by = event
+            .principal
+            .as_ref()
+            .map(|p| format!("  (by {})", principal_text(p)))
+            .unwrap_or_default();
+        println!("{time}  {position:>8}  {:18}  {}{by}", event.kind, event.summary);
     }
 }

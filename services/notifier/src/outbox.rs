@@ -61,6 +61,7 @@ async fn publish_pending(store: &Store, log: &Arc<dyn EventLog>, topics: &Topics
             occurred_at: *at,
             traceparent: String::new(),
             payload: Payload::Delivery(event.clone()),
+            principal: None,
         };
         batches
             .entry(partition_for_key(&key, partitions))

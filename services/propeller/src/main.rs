@@ -52,6 +52,10 @@ struct Args {
     /// every time and record LOOKUP_FAILURE.
     #[arg(long, env = "ALOFT_CATALOG")]
     catalog: Option<String>,
+    /// The service token this propeller presents to the catalog (one whose sha256 is a `service_tokens`
+    /// entry of the catalog's auth config), when the catalog authenticates callers.
+    #[arg(long, env = "ALOFT_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<String>,
     /// Attempts running at once on this propeller; more wait in per-tenant queues and start by tenant
     /// weight (`aloft quota set`) as slots free up. Unlimited when left out.
     #[arg(long, env = "ALOFT_MAX_RUNNING_ATTEMPTS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -128,9 +132,10 @@ async fn main() -> anyhow::Result<()> {
                 },
             }),
         catalog: match &args.catalog {
-            Some(url) => Some(std::sync::Arc::new(aloft_propeller::memo::CatalogClient::lazy(
-                url,
-            )?)),
+            Some(url) => Some(std::sync::Arc::new(
+                aloft_propeller::memo::CatalogClient::lazy(url)?
+                    .with_credential(args.service_token.as_deref())?,
+            )),
             None => None,
         },
         memo: aloft_propeller::memo::MemoOptions {

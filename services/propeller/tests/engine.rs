@@ -299,6 +299,7 @@ async fn a_paused_owners_late_decision_is_fenced_and_the_execution_runs_on() {
             error: Some("a late decision of a paused owner".into()),
             at: 5,
         }),
+        principal: None,
     };
     harness
         .log

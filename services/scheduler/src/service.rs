@@ -234,7 +234,10 @@ impl Scheduler {
             | RegistryEvent::CacheEvicted { .. }
             | RegistryEvent::NotificationDefaultsSet { .. }
             | RegistryEvent::TenantQuotaSet { .. }
-            | RegistryEvent::PoolDefined { .. } => {}
+            | RegistryEvent::PoolDefined { .. }
+            | RegistryEvent::ApiKeyCreated { .. }
+            | RegistryEvent::ApiKeyRevoked { .. }
+            | RegistryEvent::RoleBindingSet { .. } => {}
         }
     }
 
@@ -382,11 +385,17 @@ impl Scheduler {
                     labels: Default::default(),
                 };
                 let key = execution.partition_key();
+                // The audit trail says the schedule launched it, as which service.
                 let mut envelope = Envelope::unsequenced(
                     aloft_core::StreamId::request(&execution, request_id.as_str()).to_string(),
                     now.timestamp_millis(),
                     Payload::Execution(event),
-                );
+                )
+                .by(Some(aloft_core::principal::Principal {
+                    subject: "service:scheduler".to_string(),
+                    name: format!("schedule {}", plan_entry.id),
+                    via: aloft_core::principal::AuthMethod::Service,
+                }));
                 // A fired execution's trace starts here (there is no API call).
                 let span = aloft_telemetry::trace::Span::start(
                     "scheduler.fire",

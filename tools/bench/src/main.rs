@@ -3,6 +3,7 @@
 //! Postgres with `--kafka-brokers` / `--database-url`), running the fleet in this process as `aloft dev`
 //! does; `executions` starts `aloft-propeller` from the directory of this binary.
 
+mod auth;
 mod blobs;
 mod cache;
 mod console;
@@ -114,6 +115,10 @@ pub enum BenchShape {
     /// The console's page of a --nodes-item map in headless Chromium (--runs times): first row of the node
     /// table after navigation, and the JavaScript heap after scrolling to the last item.
     Console,
+    /// What authentication and authorization add per call: --samples CreateExecution and GetExecution
+    /// calls on a fleet without auth and on one checking OIDC tokens (cached JWKS), alternately; p50/p99
+    /// of each and the ratio.
+    Auth,
 }
 
 fn main() {
@@ -155,6 +160,23 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         container_engine,
     } = &args;
     match shape {
+        BenchShape::Auth => {
+            eprintln!("bench auth: {samples} calls of each kind, without and with authentication");
+            let cases = crate::auth::run(*samples, kafka_brokers.as_deref(), database_url.as_deref()).await?;
+            for case in cases {
+                println!(
+                    "auth {}: without p50 {:.2} ms p99 {:.2} ms; with OIDC p50 {:.2} ms p99 {:.2} ms; ratio p50 {:.2}x p99 {:.2}x",
+                    case.call,
+                    case.plain_p50_ms,
+                    case.plain_p99_ms,
+                    case.auth_p50_ms,
+                    case.auth_p99_ms,
+                    case.auth_p50_ms / case.plain_p50_ms.max(1e-9),
+                    case.auth_p99_ms / case.plain_p99_ms.max(1e-9)
+                );
+            }
+            Ok(0)
+        }
         BenchShape::Console => {
             eprintln!("bench console: the page of a {nodes}-item map in headless Chromium, {runs} runs");
             let result = crate::console::run(*nodes, *runs).await?;

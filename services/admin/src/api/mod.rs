@@ -27,6 +27,7 @@ use crate::history::summarize;
 use crate::metrics;
 use crate::projector::Progress;
 
+mod access;
 mod download;
 mod executions;
 mod listing;
@@ -37,6 +38,10 @@ mod quotas;
 mod reads;
 mod registry;
 mod signals;
+
+pub(crate) use access::principal_wire;
+pub use download::DataStream;
+pub use logs::TaskLogStream;
 
 /// The events of an execution as `WatchExecution` streams them.
 pub type HistoryStream =
@@ -53,6 +58,8 @@ pub struct AdminApi {
     pub rate_limiter: Option<Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>>,
     /// Where task logs (and blob outputs) are read from; `None`: log requests are refused.
     pub blobs: Option<aloft_blobstore::BlobStore>,
+    /// Who may call: the guard in front of this API admits callers; handlers read the caller and policy.
+    pub access: Arc<aloft_auth::access::AccessControl>,
 }
 
 fn now_millis() -> i64 {
@@ -99,8 +106,11 @@ impl AdminApi {
         })
     }
 
+    /// Appends `envelope`, recorded as caused by the request's caller (every event an API request writes
+    /// goes through here, so each one says who asked).
     async fn append(&self, topic: &str, key: &str, envelope: Envelope) -> ApiResult<Position> {
-        let record = envelope.encode()?;
+        let caller = aloft_auth::access::recorded_principal();
+        let record = envelope.by(caller).encode()?;
         Ok(self.log.append(topic, key, record).await?)
     }
 
@@ -531,6 +541,70 @@ impl AdminService for AdminApi {
     ) -> Result<Response<Self::GetTaskLogsStream>, Status> {
         self.serve(request, async |request| self.task_logs_rpc(request).await)
             .await
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<wire::CreateApiKeyRequest>,
+    ) -> Result<Response<wire::CreateApiKeyResponse>, Status> {
+        self.serve(request, async |request| self.create_api_key_rpc(request).await)
+            .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<wire::ListApiKeysRequest>,
+    ) -> Result<Response<wire::ListApiKeysResponse>, Status> {
+        self.serve(request, async |request| self.list_api_keys_rpc(request).await)
+            .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<wire::RevokeApiKeyRequest>,
+    ) -> Result<Response<wire::RevokeApiKeyResponse>, Status> {
+        self.serve(request, async |request| self.revoke_api_key_rpc(request).await)
+            .await
+    }
+
+    async fn bind_role(
+        &self,
+        request: Request<wire::BindRoleRequest>,
+    ) -> Result<Response<wire::BindRoleResponse>, Status> {
+        self.serve(request, async |request| self.bind_role_rpc(request).await)
+            .await
+    }
+
+    async fn list_role_bindings(
+        &self,
+        request: Request<wire::ListRoleBindingsRequest>,
+    ) -> Result<Response<wire::ListRoleBindingsResponse>, Status> {
+        self.serve(request, async |request| {
+            self.list_role_bindings_rpc(request).await
+        })
+        .await
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<wire::ListAuditEventsRequest>,
+    ) -> Result<Response<wire::ListAuditEventsResponse>, Status> {
+        self.serve(request, async |request| self.list_audit_events_rpc(request).await)
+            .await
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<wire::WhoAmIRequest>,
+    ) -> Result<Response<wire::WhoAmIResponse>, Status> {
+        self.serve(request, async |_| self.who_am_i_rpc().await).await
+    }
+
+    async fn get_auth_info(
+        &self,
+        _request: Request<wire::GetAuthInfoRequest>,
+    ) -> Result<Response<wire::AuthInfo>, Status> {
+        Ok(Response::new(self.auth_info()))
     }
 }
 

@@ -95,6 +95,7 @@ impl AdminApi {
             payload_json: row.payload_json,
             topic: self.topics.deliveries.clone(),
             index: 0,
+            principal: None,
         }));
         Ok(wire::ExecutionHistory { events })
     }
@@ -120,6 +121,12 @@ impl AdminApi {
             payload_json: row.payload_json,
             topic: self.topics.executions.clone(),
             index,
+            principal: super::principal_wire(
+                row.principal_json
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str(text).ok())
+                    .as_ref(),
+            ),
         }
     }
 }
@@ -172,6 +179,7 @@ pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> ApiR
             .map(|(execution, _)| wire::ExecutionIdentifier::from(execution)),
         parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
         labels: row.labels.into_iter().collect(),
+        launched_by: super::principal_wire(row.launched_by.as_ref()),
     })
 }
 

@@ -98,6 +98,7 @@ impl AdminApi {
     ) -> ApiResult<wire::ApproveExecutionResponse> {
         let id = execution_id_from_wire(request.id.as_ref())?;
         self.running_execution(&id).await?;
+        self.check_distinct_approver(&id).await?;
         let workflow = self.source_request(&id).await?.workflow;
         let approval_gates: Vec<&str> = workflow
             .nodes

@@ -26,19 +26,19 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use tonic::Request;
 
-use crate::api::AdminApi;
+use crate::guard::Guarded;
 use routes::{Answer, Route, ROUTES};
 use schema::Schemas;
 
 #[derive(Clone)]
 struct RestState {
-    api: AdminApi,
+    api: Guarded,
     schemas: Arc<Schemas>,
     openapi: Arc<Value>,
 }
 
 /// The `/api/v1` routes, answered by `api`.
-pub fn router(api: AdminApi) -> anyhow::Result<axum::Router> {
+pub fn router(api: Guarded) -> anyhow::Result<axum::Router> {
     let schemas = Arc::new(Schemas::load().map_err(anyhow::Error::msg)?);
     let openapi = Arc::new(openapi::document(&schemas));
     let state = RestState {
@@ -208,59 +208,81 @@ async fn handle(
             }
         }
     }
-    match dispatch(route, &state.api, request).await {
+    // Credentials (and the trace context) reach the RPC as gRPC metadata, as they would over gRPC.
+    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+    match dispatch(route, &state.api, request, metadata).await {
         Ok(response) | Err(response) => response,
     }
 }
 
+/// The RPC's request message, carrying the HTTP request's headers as metadata.
+fn with_metadata<T>(message: T, metadata: &tonic::metadata::MetadataMap) -> Request<T> {
+    let mut request = Request::new(message);
+    *request.metadata_mut() = metadata.clone();
+    request
+}
+
 macro_rules! unary {
-    ($route:expr, $api:expr, $request:expr, $method:ident) => {
-        json_answer(AdminService::$method($api, Request::new(decode($route, $request)?)).await)
+    ($route:expr, $api:expr, $request:expr, $method:ident, $metadata:expr) => {
+        json_answer(AdminService::$method($api, with_metadata(decode($route, $request)?, &$metadata)).await)
     };
 }
 
-async fn dispatch(route: &'static Route, api: &AdminApi, request: Value) -> Result<Response, Response> {
+async fn dispatch(
+    route: &'static Route,
+    api: &Guarded,
+    request: Value,
+    metadata: tonic::metadata::MetadataMap,
+) -> Result<Response, Response> {
     Ok(match route.rpc {
-        "CreateProject" => unary!(route, api, request, create_project),
-        "ListProjects" => unary!(route, api, request, list_projects),
-        "RegisterTask" => unary!(route, api, request, register_task),
-        "GetTask" => unary!(route, api, request, get_task),
-        "ListTasks" => unary!(route, api, request, list_tasks),
-        "RegisterWorkflow" => unary!(route, api, request, register_workflow),
-        "GetWorkflow" => unary!(route, api, request, get_workflow),
-        "ListWorkflows" => unary!(route, api, request, list_workflows),
-        "RegisterLaunchPlan" => unary!(route, api, request, register_launch_plan),
-        "GetLaunchPlan" => unary!(route, api, request, get_launch_plan),
-        "ListLaunchPlans" => unary!(route, api, request, list_launch_plans),
-        "ActivateLaunchPlan" => unary!(route, api, request, activate_launch_plan),
-        "DeactivateLaunchPlan" => unary!(route, api, request, deactivate_launch_plan),
-        "SetNotificationDefaults" => unary!(route, api, request, set_notification_defaults),
-        "SetTenantQuota" => unary!(route, api, request, set_tenant_quota),
-        "DefinePool" => unary!(route, api, request, define_pool),
-        "CreateExecution" => unary!(route, api, request, create_execution),
-        "GetExecution" => unary!(route, api, request, get_execution),
-        "ListExecutions" => unary!(route, api, request, list_executions),
-        "CountExecutions" => unary!(route, api, request, count_executions),
-        "ListNodeExecutions" => unary!(route, api, request, list_node_executions),
-        "GetExecutionData" => unary!(route, api, request, get_execution_data),
-        "GetExecutionHistory" => unary!(route, api, request, get_execution_history),
-        "GetExecutionState" => unary!(route, api, request, get_execution_state),
-        "TerminateExecution" => unary!(route, api, request, terminate_execution),
-        "SignalExecution" => unary!(route, api, request, signal_execution),
-        "ApproveExecution" => unary!(route, api, request, approve_execution),
-        "RelaunchExecution" => unary!(route, api, request, relaunch_execution),
-        "RecoverExecution" => unary!(route, api, request, recover_execution),
-        "GetDataUrl" => unary!(route, api, request, get_data_url),
+        "CreateProject" => unary!(route, api, request, create_project, metadata),
+        "ListProjects" => unary!(route, api, request, list_projects, metadata),
+        "RegisterTask" => unary!(route, api, request, register_task, metadata),
+        "GetTask" => unary!(route, api, request, get_task, metadata),
+        "ListTasks" => unary!(route, api, request, list_tasks, metadata),
+        "RegisterWorkflow" => unary!(route, api, request, register_workflow, metadata),
+        "GetWorkflow" => unary!(route, api, request, get_workflow, metadata),
+        "ListWorkflows" => unary!(route, api, request, list_workflows, metadata),
+        "RegisterLaunchPlan" => unary!(route, api, request, register_launch_plan, metadata),
+        "GetLaunchPlan" => unary!(route, api, request, get_launch_plan, metadata),
+        "ListLaunchPlans" => unary!(route, api, request, list_launch_plans, metadata),
+        "ActivateLaunchPlan" => unary!(route, api, request, activate_launch_plan, metadata),
+        "DeactivateLaunchPlan" => unary!(route, api, request, deactivate_launch_plan, metadata),
+        "SetNotificationDefaults" => unary!(route, api, request, set_notification_defaults, metadata),
+        "SetTenantQuota" => unary!(route, api, request, set_tenant_quota, metadata),
+        "DefinePool" => unary!(route, api, request, define_pool, metadata),
+        "CreateExecution" => unary!(route, api, request, create_execution, metadata),
+        "GetExecution" => unary!(route, api, request, get_execution, metadata),
+        "ListExecutions" => unary!(route, api, request, list_executions, metadata),
+        "CountExecutions" => unary!(route, api, request, count_executions, metadata),
+        "ListNodeExecutions" => unary!(route, api, request, list_node_executions, metadata),
+        "GetExecutionData" => unary!(route, api, request, get_execution_data, metadata),
+        "GetExecutionHistory" => unary!(route, api, request, get_execution_history, metadata),
+        "GetExecutionState" => unary!(route, api, request, get_execution_state, metadata),
+        "TerminateExecution" => unary!(route, api, request, terminate_execution, metadata),
+        "SignalExecution" => unary!(route, api, request, signal_execution, metadata),
+        "ApproveExecution" => unary!(route, api, request, approve_execution, metadata),
+        "RelaunchExecution" => unary!(route, api, request, relaunch_execution, metadata),
+        "RecoverExecution" => unary!(route, api, request, recover_execution, metadata),
+        "GetDataUrl" => unary!(route, api, request, get_data_url, metadata),
+        "CreateApiKey" => unary!(route, api, request, create_api_key, metadata),
+        "ListApiKeys" => unary!(route, api, request, list_api_keys, metadata),
+        "RevokeApiKey" => unary!(route, api, request, revoke_api_key, metadata),
+        "BindRole" => unary!(route, api, request, bind_role, metadata),
+        "ListRoleBindings" => unary!(route, api, request, list_role_bindings, metadata),
+        "ListAuditEvents" => unary!(route, api, request, list_audit_events, metadata),
+        "WhoAmI" => unary!(route, api, request, who_am_i, metadata),
+        "GetAuthInfo" => unary!(route, api, request, get_auth_info, metadata),
         "WatchExecution" => {
             let request: wire::WatchExecutionRequest = decode(route, request)?;
-            match api.watch_execution(Request::new(request)).await {
+            match api.watch_execution(with_metadata(request, &metadata)).await {
                 Ok(stream) => event_stream(stream.into_inner()),
                 Err(status) => status_response(&status),
             }
         }
         "GetTaskLogs" => {
             let request: wire::GetTaskLogsRequest = decode(route, request)?;
-            match api.get_task_logs(Request::new(request)).await {
+            match api.get_task_logs(with_metadata(request, &metadata)).await {
                 Ok(stream) => {
                     byte_stream(
                         stream.into_inner().map(|chunk| chunk.map(|c| c.data)),
@@ -273,7 +295,7 @@ async fn dispatch(route: &'static Route, api: &AdminApi, request: Value) -> Resu
         }
         "DownloadData" => {
             let request: wire::DownloadDataRequest = decode(route, request)?;
-            match api.download_data(Request::new(request)).await {
+            match api.download_data(with_metadata(request, &metadata)).await {
                 Ok(stream) => {
                     byte_stream(
                         stream.into_inner().map(|chunk| chunk.map(|c| c.data)),

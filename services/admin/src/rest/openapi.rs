@@ -54,11 +54,15 @@ pub fn document(schemas: &Schemas) -> Value {
             "responses": {
                 "200": success,
                 "default": {
-                    "description": "An error: its HTTP status comes from the code (INVALID_ARGUMENT 400, NOT_FOUND 404, ALREADY_EXISTS and FAILED_PRECONDITION 409, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503)",
+                    "description": "An error: its HTTP status comes from the code (INVALID_ARGUMENT 400, NOT_FOUND 404, ALREADY_EXISTS and FAILED_PRECONDITION 409, UNAUTHENTICATED 401, PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
                 }
             }
         });
+        if route.rpc == "GetAuthInfo" {
+            // How to log in is answered without credentials.
+            operation["security"] = json!([]);
+        }
         if route.method != "GET" {
             operation["requestBody"] = json!({
                 "required": false,
@@ -90,7 +94,15 @@ pub fn document(schemas: &Schemas) -> Value {
             "description": "The AdminService gRPC API as JSON: the same messages (proto3 JSON mapping with the protos' field names; 64-bit integers as strings, enums by name), the same validation and the same error messages."
         },
         "paths": paths,
-        "components": {"schemas": components}
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An OIDC access token of the configured issuer, or an API key (aloft apikey create); not needed when authentication is off"
+            }}
+        }
     })
 }
 

@@ -26,6 +26,7 @@ pub struct Route {
     pub summary: &'static str,
 }
 
+const PROJECT: &[(&str, &str)] = &[("project", "project")];
 const TENANT: &[(&str, &str)] = &[("project", "project"), ("domain", "domain")];
 const ENTITY: &[(&str, &str)] = &[
     ("project", "id.project"),
@@ -409,6 +410,78 @@ pub const ROUTES: &[Route] = &[
         "DataUrl",
         EXECUTION,
         "A signed URL for a blob, when the store can sign one.",
+    ),
+    route(
+        "POST",
+        "/api/v1/projects/{project}/apikeys",
+        "CreateApiKey",
+        "CreateApiKeyRequest",
+        "CreateApiKeyResponse",
+        PROJECT,
+        "Create an API key (role, optional domain and expiry); its secret is in this answer only.",
+    ),
+    route(
+        "GET",
+        "/api/v1/projects/{project}/apikeys",
+        "ListApiKeys",
+        "ListApiKeysRequest",
+        "ListApiKeysResponse",
+        PROJECT,
+        "The project's API keys, without their secrets.",
+    ),
+    route(
+        "POST",
+        "/api/v1/projects/{project}/apikeys/{id}/revoke",
+        "RevokeApiKey",
+        "RevokeApiKeyRequest",
+        "RevokeApiKeyResponse",
+        &[("project", "project"), ("id", "id")],
+        "Revoke an API key: refused by every admin replica within seconds.",
+    ),
+    route(
+        "POST",
+        "/api/v1/projects/{project}/rolebindings",
+        "BindRole",
+        "BindRoleRequest",
+        "BindRoleResponse",
+        &[("project", "binding.project")],
+        "Bind a role to a subject or group on the project (remove: true to unbind).",
+    ),
+    route(
+        "GET",
+        "/api/v1/projects/{project}/rolebindings",
+        "ListRoleBindings",
+        "ListRoleBindingsRequest",
+        "ListRoleBindingsResponse",
+        PROJECT,
+        "The project's role bindings, from the config file and from the API.",
+    ),
+    route(
+        "GET",
+        "/api/v1/projects/{project}/audit",
+        "ListAuditEvents",
+        "ListAuditEventsRequest",
+        "ListAuditEventsResponse",
+        PROJECT,
+        "Who did what in the project, oldest first.",
+    ),
+    route(
+        "GET",
+        "/api/v1/whoami",
+        "WhoAmI",
+        "WhoAmIRequest",
+        "WhoAmIResponse",
+        &[],
+        "The caller: its principal, groups and the projects it may read.",
+    ),
+    route(
+        "GET",
+        "/api/v1/auth",
+        "GetAuthInfo",
+        "GetAuthInfoRequest",
+        "AuthInfo",
+        &[],
+        "How to log in (issuer, client id); answered without credentials.",
     ),
 ];
 

@@ -59,6 +59,8 @@ pub(super) async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<i32
             );
             Ok(0)
         }
+        // Answered through the API (commands::run sends it there).
+        AdminCommand::Audit { .. } => Ok(0),
     }
 }
 

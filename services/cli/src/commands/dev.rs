@@ -10,6 +10,15 @@ pub(super) async fn run(
     blob_store: Option<&str>,
     containers: aloft_propeller::executor::ContainerOptions,
 ) -> anyhow::Result<i32> {
+    // The embedded fleet has no authentication: it must not be reachable from other machines.
+    for (flag, address) in [("--listen", listen), ("--catalog-listen", catalog_listen)] {
+        if !address.ip().is_loopback() {
+            anyhow::bail!(
+                "{flag} {address}: aloft dev runs without authentication and listens on loopback only \
+                 (127.0.0.1 or ::1); deploy the services with --auth-config to serve other machines"
+            );
+        }
+    }
     let mut config = FleetConfig::embedded(&cli.data_dir, *listen);
     config.bootstrap_project = Some(cli.project.clone());
     config.catalog_listen = *catalog_listen;

@@ -37,6 +37,7 @@ pub(super) async fn run(
                 "kind": event.kind,
                 "topic": event.topic,
                 "summary": event.summary,
+                "principal": event.principal.as_ref().map(|p| serde_json::json!({"subject": p.subject, "name": p.name, "via": p.via})),
                 "event": payload,
             });
             println!("{line}");

@@ -2,6 +2,7 @@
 //! backends directly; the others talk to admin (and the catalog) through their gRPC APIs, in-process or
 //! remote alike. This file only dispatches; `shared` holds what several commands use.
 
+mod access;
 mod admin;
 mod approve;
 mod catalog;
@@ -45,9 +46,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             )
             .await;
         }
-        Command::Admin { command } => return admin::run(&cli, command).await,
+        Command::Admin { command } if !matches!(command, AdminCommand::Audit { .. }) => {
+            return admin::run(&cli, command).await
+        }
+        Command::Login { with_token: true } => return access::login_with_token(),
+        Command::Logout => return access::logout(),
         _ => {}
     }
+    crate::client::use_credential(cli.token.clone().or_else(crate::client::stored_credential));
     let mut connection = Connection::open(
         cli.admin.as_deref(),
         cli.catalog.as_deref(),
@@ -142,8 +148,22 @@ async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> any
         Command::Launchplan { command } => launchplan::run(cli, client, embedded, command).await,
         Command::Schedules => schedules::run(cli, client, embedded).await,
         Command::Quota { command } => quota::run(cli, client, command).await,
-        Command::Dev { .. } | Command::Admin { .. } | Command::Lineage { .. } | Command::Cache { .. } => {
-            Ok(0)
-        }
+        Command::Apikey { command } => access::api_key(cli, client, command).await,
+        Command::Rolebinding { command } => access::role_binding(cli, client, command).await,
+        Command::Whoami => access::who_am_i(client).await,
+        Command::Login { .. } => access::login(client).await,
+        Command::Admin {
+            command:
+                AdminCommand::Audit {
+                    since,
+                    subject,
+                    limit,
+                },
+        } => access::audit(cli, client, *since, subject.as_deref(), *limit).await,
+        Command::Dev { .. }
+        | Command::Admin { .. }
+        | Command::Lineage { .. }
+        | Command::Cache { .. }
+        | Command::Logout => Ok(0),
     }
 }

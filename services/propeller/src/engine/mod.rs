@@ -344,6 +344,7 @@ impl Engine {
                 owner: self.member.clone(),
                 at,
             }),
+            principal: None,
         };
         let record = match envelope.encode() {
             Ok(record) => record,

@@ -225,6 +225,7 @@ impl PartitionRuntime {
                 occurred_at: event.occurred_at(),
                 traceparent: traceparent.clone(),
                 payload: Payload::Execution(event),
+                principal: None,
             })
             .collect();
         let Some(last_seq) = envelopes.last().map(|envelope| envelope.seq) else {

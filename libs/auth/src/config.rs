@@ -1,0 +1,130 @@
+//! The auth configuration file (`--auth-config FILE`, YAML): the OIDC issuer, platform admins, role bindings
+//! from IdP groups, service credentials and the approval policy. Bindings made through the API
+//! (`aloft rolebinding`) are registry events and add to these.
+//!
+//! ```yaml
+//! oidc:
+//!   issuer: https://login.example.com/realms/aloft
+//!   audience: aloft
+//!   groups_claim: groups        # default
+//!   name_claim: email           # default
+//! platform_admins: [group:platform-team]
+//! bindings:
+//!   - {member: group:ml-team, project: ml, role: operator}
+//!   - {member: subject:8c1f-..., project: ml, domain: production, role: approver}
+//! service_tokens:               # sha256 (hex) of each service's token; the token itself stays with the service
+//!   - {name: propeller, sha256: 5e88...}
+//! require_distinct_approver: true
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::oidc::OidcSettings;
+use crate::policy::{Binding, Member, Policy, Role};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub oidc: Option<OidcSettings>,
+    #[serde(default)]
+    pub platform_admins: Vec<String>,
+    #[serde(default)]
+    pub bindings: Vec<BindingConfig>,
+    #[serde(default)]
+    pub service_tokens: Vec<ServiceToken>,
+    /// The launcher of an execution may not approve its gates: another person must.
+    #[serde(default)]
+    pub require_distinct_approver: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub member: String,
+    pub project: String,
+    #[serde(default)]
+    pub domain: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceToken {
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+impl AuthConfig {
+    pub fn load(path: &Path) -> Result<AuthConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config: AuthConfig =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.policy().map_err(|e| format!("{}: {e}", path.display()))?;
+        for token in &config.service_tokens {
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{}: service token {:?}: sha256 must be 64 hex digits (sha256sum of the token)",
+                    path.display(),
+                    token.name
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Whether callers must authenticate at all.
+    pub fn enabled(&self) -> bool {
+        self.oidc.is_some() || !self.service_tokens.is_empty() || !self.platform_admins.is_empty()
+    }
+
+    /// The platform admins and bindings this file grants, each checked.
+    pub fn policy(&self) -> Result<Policy, String> {
+        let platform_admins = self
+            .platform_admins
+            .iter()
+            .map(|m| Member::parse(m).map_err(|e| format!("platform_admins: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bindings = self
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                Ok(Binding {
+                    member: Member::parse(&b.member).map_err(|e| format!("bindings[{i}]: {e}"))?,
+                    project: b.project.clone(),
+                    domain: b.domain.clone(),
+                    role: Role::parse(&b.role).map_err(|e| format!("bindings[{i}]: {e}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Policy {
+            platform_admins,
+            bindings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_with_a_bad_role_or_member_is_refused_naming_the_entry() {
+        let config: AuthConfig =
+            serde_yaml::from_str("bindings:\n  - {member: group:ml, project: ml, role: owner}\n").unwrap();
+        assert!(config
+            .policy()
+            .unwrap_err()
+            .contains("bindings[0]: unknown role \"owner\""));
+        let config: AuthConfig = serde_yaml::from_str("platform_admins: [ada]\n").unwrap();
+        assert!(config
+            .policy()
+            .unwrap_err()
+            .contains("subject:<sub> or group:<name>"));
+        assert!(serde_yaml::from_str::<AuthConfig>("oidcc: {}\n").is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! The client side of authentication: every call of a client carries `authorization: Bearer <credential>`
+//! (an OIDC token, an API key or a service token) when it has one.
+
+use tonic::metadata::{Ascii, MetadataValue};
+
+/// A tonic interceptor adding the credential to each call.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// `None` sends no credential; a credential a header cannot carry is refused (without echoing it).
+    pub fn new(credential: Option<&str>) -> Result<Bearer, String> {
+        match credential.map(str::trim).filter(|c| !c.is_empty()) {
+            None => Ok(Bearer(None)),
+            Some(credential) => format!("Bearer {credential}")
+                .parse()
+                .map(|value| Bearer(Some(value)))
+                .map_err(|_| "the credential has characters an HTTP header cannot carry".to_string()),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
