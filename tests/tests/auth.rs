@@ -180,7 +180,7 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
     let second_port = free_port();
     let auth_env = ("ALOFT_AUTH_CONFIG", config_path.display().to_string());
     let mut services = vec![
-        deployment.start_with_env("aloft-admin", "admin", &[auth_env.clone()]),
+        deployment.start_with_env("aloft-admin", "admin", std::slice::from_ref(&auth_env)),
         deployment.start_with_env(
             "aloft-admin",
             "admin-2",

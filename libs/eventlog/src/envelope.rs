@@ -252,7 +252,7 @@ mod tests {
                 reason: "x".repeat(padding),
                 requested_at: 7,
             }),
-            principal: (seq % 2 == 0).then(|| Principal {
+            principal: seq.is_multiple_of(2).then(|| Principal {
                 subject: "u-1".into(),
                 name: "ada@example.com".into(),
                 via: AuthMethod::Oidc,

@@ -136,3 +136,16 @@ pub fn execution_id_from_wire(id: Option<&wire::ExecutionIdentifier>) -> ApiResu
     let id = id.ok_or_else(|| ApiError::InvalidArgument("id is required".to_string()))?;
     ExecutionId::try_from(id).map_err(|e| ApiError::InvalidArgument(e.to_string()))
 }
+
+/// Who caused something, as the API shows it.
+pub fn principal_to_wire(principal: &aloft_core::principal::Principal) -> wire::Principal {
+    wire::Principal {
+        subject: principal.subject.clone(),
+        name: principal.name.clone(),
+        via: principal.via.as_str().to_string(),
+    }
+}
+
+pub fn principal_wire(principal: Option<&aloft_core::principal::Principal>) -> Option<wire::Principal> {
+    principal.map(principal_to_wire)
+}

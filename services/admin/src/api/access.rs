@@ -7,22 +7,9 @@ use aloft_core::events::RegistryEvent;
 use aloft_proto::v1 as wire;
 
 use super::{invalid, now_millis, AdminApi};
+use crate::convert::principal_to_wire;
 use crate::error::{ApiError, ApiResult};
 use aloft_auth::access::current_caller;
-
-fn principal_to_wire(principal: &aloft_core::principal::Principal) -> wire::Principal {
-    wire::Principal {
-        subject: principal.subject.clone(),
-        name: principal.name.clone(),
-        via: principal.via.as_str().to_string(),
-    }
-}
-
-pub(crate) fn principal_wire(
-    principal: Option<&aloft_core::principal::Principal>,
-) -> Option<wire::Principal> {
-    principal.map(principal_to_wire)
-}
 
 fn key_to_wire(row: aloft_store::access::ApiKeyRow) -> wire::ApiKey {
     wire::ApiKey {

@@ -5,9 +5,6 @@ use aloft_core::Value;
 
 use super::*;
 
-/// The bytes of one download.
-pub type DataStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<wire::DataChunk, Status>> + Send>>;
-
 /// How long a signed URL reads its blob.
 const SIGNED_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
 

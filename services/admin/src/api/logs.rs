@@ -2,15 +2,9 @@
 //! and followed while the attempt runs. Logs of an attempt whose propeller died, or that ran on another
 //! machine, read the same way.
 
-use std::pin::Pin;
-
 use aloft_core::phase::AttemptPhase;
-use futures::Stream;
 
 use super::*;
-
-/// The chunks of one log answer.
-pub type TaskLogStream = Pin<Box<dyn Stream<Item = Result<wire::TaskLogChunk, Status>> + Send>>;
 
 /// How often a followed log looks for new chunks.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);

@@ -39,9 +39,11 @@ mod reads;
 mod registry;
 mod signals;
 
-pub(crate) use access::principal_wire;
-pub use download::DataStream;
-pub use logs::TaskLogStream;
+/// The bytes of a blob as `DownloadData` streams them.
+pub type DataStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<wire::DataChunk, Status>> + Send>>;
+/// An attempt's log as `GetTaskLogs` streams it.
+pub type TaskLogStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<wire::TaskLogChunk, Status>> + Send>>;
 
 /// The events of an execution as `WatchExecution` streams them.
 pub type HistoryStream =
@@ -516,8 +518,8 @@ impl AdminService for AdminApi {
         .await
     }
 
-    type GetTaskLogsStream = logs::TaskLogStream;
-    type DownloadDataStream = download::DataStream;
+    type GetTaskLogsStream = TaskLogStream;
+    type DownloadDataStream = DataStream;
 
     async fn get_data_url(
         &self,

@@ -121,7 +121,7 @@ impl AdminApi {
             payload_json: row.payload_json,
             topic: self.topics.executions.clone(),
             index,
-            principal: super::principal_wire(
+            principal: principal_wire(
                 row.principal_json
                     .as_deref()
                     .and_then(|text| serde_json::from_str(text).ok())
@@ -179,7 +179,7 @@ pub(super) fn execution_to_wire(row: aloft_store::queries::ExecutionRow) -> ApiR
             .map(|(execution, _)| wire::ExecutionIdentifier::from(execution)),
         parent_node: row.parent.map(|(_, node)| node).unwrap_or_default(),
         labels: row.labels.into_iter().collect(),
-        launched_by: super::principal_wire(row.launched_by.as_ref()),
+        launched_by: principal_wire(row.launched_by.as_ref()),
     })
 }
 
