@@ -38,6 +38,12 @@ async function main() {
     await page.locator("#user").filter({ hasText: "lena" }).waitFor({ timeout: 10000 });
     if (!page.url().startsWith(`${base}/console/executions`)) throw new Error(`back at ${page.url()}, not the page asked for`);
   });
+  await step("02-shows-who-launched-and-who-caused-each-event", async () => {
+    await page.getByRole("link", { name: "seen-after-login" }).click();
+    await page.getByText("(root, oidc)").first().waitFor({ timeout: 15000 });
+    await page.getByRole("tab", { name: "History" }).click();
+    await page.getByRole("button", { name: /ExecutionRequested .* by root@example\.com/ }).waitFor({ timeout: 15000 });
+  });
   await step("03-logs-out", async () => {
     await page.getByRole("link", { name: "Log out" }).click();
     await page.getByRole("heading", { name: "Log in" }).waitFor({ timeout: 10000 });

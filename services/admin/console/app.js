@@ -168,6 +168,12 @@ function watchEvents(url) {
 }
 
 // ---- helpers ----
+// Who did something, as the audit trail records it.
+function who(principal) {
+  const name = principal.name && principal.name !== principal.subject ? `${principal.name} ` : "";
+  return `${name}(${principal.subject}, ${principal.via})`;
+}
+
 function h(tag, attrs = {}, ...children) {
   const element = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -550,6 +556,7 @@ function executionHeader(execution, id, at) {
       h("span", { class: "muted" }, "Created"), h("span", {}, time(execution.created_at_millis)),
       h("span", { class: "muted" }, "Duration"), h("span", {}, duration(execution.started_at_millis, execution.finished_at_millis)),
       h("span", { class: "muted" }, "Labels"), h("span", {}, Object.entries(execution.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ") || "—"),
+      h("span", { class: "muted" }, "Launched by"), h("span", {}, execution.launched_by ? who(execution.launched_by) : "—"),
       execution.error ? [h("span", { class: "muted" }, "Error"), h("span", { class: "error" }, execution.error)] : []),
     h("h2", {}, "Inputs"), valuesTable(execution.inputs, "Inputs"),
     h("h2", {}, "Outputs"), valuesTable(execution.outputs, "Outputs"),
@@ -694,7 +701,7 @@ async function renderHistory(panel, id, at, link) {
   panel.replaceChildren(h("ol", { class: "history", "aria-label": "History" }, events.filter((e) => e.index !== "0").map((e) =>
     h("li", {}, h("button", { type: "button", "data-index": e.index, "aria-current": String(at === e.index),
       onclick: () => navigate(link({ at: e.index, tab: "graph" })) },
-      `${e.index}. ${time(e.occurred_at_millis)} · ${e.kind} · ${e.summary}`)))));
+      `${e.index}. ${time(e.occurred_at_millis)} · ${e.kind} · ${e.summary}${e.principal ? ` · by ${who(e.principal)}` : ""}`)))));
 }
 
 async function renderNodeDetail(aside, execution, id, nodeId, link) {
