@@ -124,7 +124,7 @@ impl Rest {
     }
 }
 
-fn auth_config(issuer: &TestIssuer, distinct_approver: bool) -> String {
+fn auth_config(issuer: &TestIssuer, distinct_approver: bool, service_token: &str) -> String {
     let mut bindings = String::new();
     for role in ["viewer", "operator", "approver", "publisher", "admin"] {
         bindings.push_str(&format!(
@@ -133,8 +133,9 @@ fn auth_config(issuer: &TestIssuer, distinct_approver: bool) -> String {
     }
     format!(
         "oidc:\n  issuer: {}\n  audience: aloft\nplatform_admins: [\"subject:root\"]\nbindings:\n{bindings}\
-         require_distinct_approver: {distinct_approver}\n",
-        issuer.issuer
+         require_distinct_approver: {distinct_approver}\nservice_tokens:\n  - {{name: propeller, sha256: {}}}\n",
+        issuer.issuer,
+        aloft_auth::apikey::hash_secret(service_token)
     )
 }
 
@@ -167,6 +168,15 @@ nodes:
 outputs: {n: ship.n}
 "#;
 
+const CACHED: &str = r#"
+kind: task
+name: cached-inc
+version: "1"
+interface: {inputs: {n: integer}, outputs: {n: integer}}
+cache: {version: "1"}
+run: {process: {command: ["sh", "-c", "echo $((ALOFT_INPUT_N + 1)) > \"$ALOFT_OUTPUT_DIR/n\""]}}
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_are_authenticated_authorized_per_project_and_audited() {
     let Some((brokers, database)) = real_backends() else {
@@ -176,7 +186,8 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
     let issuer = TestIssuer::start("aloft", shutdown.clone()).await.unwrap();
     let deployment = Deployment::new(&brokers, &database).await;
     let config_path = deployment.scratch.path().join("auth.yaml");
-    std::fs::write(&config_path, auth_config(&issuer, true)).unwrap();
+    let service_token = format!("svc-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&config_path, auth_config(&issuer, true, &service_token)).unwrap();
     let second_port = free_port();
     let auth_env = ("ALOFT_AUTH_CONFIG", config_path.display().to_string());
     let mut services = vec![
@@ -189,7 +200,15 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
                 ("ALOFT_ADMIN_LISTEN", format!("127.0.0.1:{second_port}")),
             ],
         ),
-        deployment.start_propeller("p1"),
+        deployment.start_with_env("aloft-catalog", "catalog", std::slice::from_ref(&auth_env)),
+        deployment.start_with_env(
+            "aloft-propeller",
+            "p1",
+            &[
+                ("ALOFT_MEMBER_ID", "p1".to_string()),
+                ("ALOFT_SERVICE_TOKEN", service_token.clone()),
+            ],
+        ),
     ];
     let url = format!("http://127.0.0.1:{}", deployment.admin_port);
     let url_2 = format!("http://127.0.0.1:{second_port}");
@@ -633,6 +652,10 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
                 "the API key's secret is on topic {topic}"
             );
             assert!(!bytes.contains(&root_token), "a bearer token is on topic {topic}");
+            assert!(
+                !bytes.contains(&service_token),
+                "the service token is on topic {topic}"
+            );
         }
     }
     let store = aloft_store::Store::connect(&deployment.database_url)
@@ -640,7 +663,7 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
         .unwrap();
     let keys = store.api_keys(PROJECT).await.unwrap();
     assert!(keys.iter().all(|k| !k.secret_hash.contains(&secret_part)));
-    for name in ["admin", "admin-2", "p1"] {
+    for name in ["admin", "admin-2", "p1", "catalog"] {
         let text = deployment.log(name);
         assert!(
             !text.contains(&secret_part),
@@ -648,6 +671,132 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
         );
         assert!(!text.contains(&admin_token), "a bearer token is in {name}'s log");
     }
+    // The catalog: the propeller's service token reserves and stores results (the second run is a hit); people
+    // list and trace what their project may read, evict as its admin, and never reserve or store.
+    register_text(&mut root, dir.path(), "cached.yaml", CACHED).await;
+    let mut statuses = Vec::new();
+    for name in ["cached-1", "cached-2"] {
+        let id = launch(&mut root, task("cached-inc", "1"), name, &[("n", "4")])
+            .await
+            .unwrap();
+        let done = wait_succeeded(&mut root, &id, Duration::from_secs(60)).await;
+        statuses.push(done.nodes[0].cache_status.clone());
+    }
+    assert_eq!(
+        statuses,
+        vec!["POPULATED", "HIT"],
+        "the propeller's service token is accepted by the catalog"
+    );
+    let catalog_as = |token: Option<String>| {
+        let url = deployment.catalog_url();
+        async move {
+            aloft_catalog_client::CatalogClient::connect(&url)
+                .await
+                .unwrap()
+                .with_credential(token.as_deref())
+                .unwrap()
+                .raw()
+        }
+    };
+    let list = |project: &str| wire::ListCacheEntriesRequest {
+        project: project.into(),
+        domain: DOMAIN.into(),
+        task_name: String::new(),
+        limit: 10,
+    };
+    let mut catalog_viewer = catalog_as(Some(viewer_token.clone())).await;
+    let entries = catalog_viewer
+        .list_cache_entries(list(PROJECT))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1);
+    let refused = catalog_viewer.list_cache_entries(list(OTHER)).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::PermissionDenied,
+        "{}",
+        refused.message()
+    );
+    let refused = catalog_as(None)
+        .await
+        .list_cache_entries(list(PROJECT))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let refused = catalog_viewer
+        .get_or_reserve(wire::GetOrReserveRequest {
+            key: entries[0].key.clone(),
+            reserve: true,
+            owner: "mallory".into(),
+            reservation_ttl_millis: 60_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("`service`"), "{}", refused.message());
+    let lineage = catalog_viewer
+        .get_lineage(wire::GetLineageRequest {
+            execution: Some(wire::ExecutionIdentifier {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                name: "cached-2".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!lineage.artifacts.is_empty());
+    let refused = catalog_viewer
+        .get_lineage(wire::GetLineageRequest {
+            execution: Some(other_execution("cached-2")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let evict = wire::EvictRequest {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        task_name: "cached-inc".into(),
+        cache_version: String::new(),
+        key: String::new(),
+    };
+    let refused = catalog_viewer.evict(evict.clone()).await.unwrap_err();
+    assert!(
+        refused.message().contains("`administer`"),
+        "{}",
+        refused.message()
+    );
+    let evicted = catalog_as(Some(admin_token.clone()))
+        .await
+        .evict(evict)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(evicted.evicted, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let trail = audit(
+            project_admin
+                .list_audit_events(audit_request.clone())
+                .await
+                .unwrap()
+                .into_inner()
+                .events,
+        );
+        if trail.iter().any(|line| line.contains("adam CacheEvicted")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the eviction is not in the audit trail: {trail:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // `aloft login`: authorization code + PKCE through a "browser" (this test following the URL the CLI
     // prints), the code answered on the CLI's loopback port; the token kept for later commands.
     issuer.set_login("lena", &["viewers"]);
@@ -708,5 +857,84 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
     for service in &mut services {
         service.sigkill();
     }
+    shutdown.cancel();
+}
+
+/// Admin on its embedded backends (no broker needed): a service that would listen beyond loopback without
+/// authentication refuses to start, and each caller has its own rate as well as each tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_refuses_to_serve_the_network_unauthenticated_and_limits_each_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let admin = |env: &[(&str, String)]| {
+        let mut command = std::process::Command::new(binary("aloft-admin"));
+        command
+            .env("ALOFT_DATA_DIR", dir.path().join("data"))
+            .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT)
+            .env_remove("ALOFT_KAFKA_BROKERS")
+            .env_remove("ALOFT_DATABASE_URL")
+            .stdin(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+    };
+    let refused = admin(&[("ALOFT_ADMIN_LISTEN", format!("0.0.0.0:{}", free_port()))])
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        message.contains("not a loopback address") && message.contains("--insecure-no-auth"),
+        "{message}"
+    );
+
+    let shutdown = CancellationToken::new();
+    let issuer = TestIssuer::start("aloft", shutdown.clone()).await.unwrap();
+    let config = dir.path().join("auth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "oidc: {{issuer: \"{}\", audience: aloft}}\nbindings:\n  - {{member: \"group:ml\", project: {PROJECT}, role: viewer}}\n",
+            issuer.issuer
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut server = admin(&[
+        ("ALOFT_ADMIN_LISTEN", format!("127.0.0.1:{port}")),
+        ("ALOFT_AUTH_CONFIG", config.display().to_string()),
+        ("ALOFT_CALLER_RATE_PER_SECOND", "2".to_string()),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let busy = issuer.token("busy", &["ml"]);
+    let mut client = client_as(&url, &busy).await;
+    let mut limited = 0;
+    for _ in 0..12 {
+        if let Err(status) = client.who_am_i(wire::WhoAmIRequest {}).await {
+            assert_eq!(
+                status.code(),
+                tonic::Code::ResourceExhausted,
+                "{}",
+                status.message()
+            );
+            assert!(status.message().contains("per-caller"), "{}", status.message());
+            assert!(status.metadata().get("retry-after").is_some());
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 6,
+        "12 calls at once with a rate of 2/s (burst 4): {limited} refused"
+    );
+    // Another caller has its own budget.
+    let mut calm = client_as(&url, &issuer.token("calm", &["ml"])).await;
+    calm.who_am_i(wire::WhoAmIRequest {}).await.unwrap();
+    server.kill().unwrap();
+    let _ = server.wait();
     shutdown.cancel();
 }
