@@ -84,10 +84,17 @@ struct KeyCache {
     fetched_at: Option<Instant>,
 }
 
+/// How long a token that verified is trusted again without checking its signature (never past its `exp`).
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Tokens remembered at most; the memory is cleared when full.
+const VERIFIED_MAX: usize = 10_000;
+
 pub struct OidcVerifier {
     settings: OidcSettings,
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
+    /// Tokens that verified, by the SHA-256 of the token: a caller's next calls skip the signature check.
+    verified: std::sync::Mutex<HashMap<[u8; 32], (TokenClaims, Instant)>>,
     /// An unknown key id refreshes the JWKS at most this often, so tokens with made-up key ids cannot
     /// make Aloft hammer the issuer.
     min_refresh: Duration,
@@ -110,6 +117,7 @@ impl OidcVerifier {
                 keys: HashMap::new(),
                 fetched_at: None,
             }),
+            verified: std::sync::Mutex::new(HashMap::new()),
             min_refresh: Duration::from_secs(5),
         }
     }
@@ -182,7 +190,33 @@ impl OidcVerifier {
             .ok_or_else(|| TokenError::UnknownKey(kid.to_string()))
     }
 
+    /// The caller `token` names, if it is valid. A token that verified within the last minute (and has not
+    /// expired since) is trusted without checking its signature again.
     pub async fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Ok(verified) = self.verified.lock() {
+            if let Some((claims, until)) = verified.get(&digest) {
+                if Instant::now() < *until {
+                    return Ok(claims.clone());
+                }
+            }
+        }
+        let (claims, expires_in) = self.verify_signed(token).await?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+            verified.insert(
+                digest,
+                (claims.clone(), Instant::now() + expires_in.min(VERIFIED_FOR)),
+            );
+        }
+        Ok(claims)
+    }
+
+    /// Checks `token` in full: its claims and how long it stays valid.
+    async fn verify_signed(&self, token: &str) -> Result<(TokenClaims, Duration), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             // `alg: none` (or any name jsonwebtoken does not know) fails to parse as a header.
             jsonwebtoken::errors::ErrorKind::Json(_) => TokenError::Algorithm(unparsed_alg(token)),
@@ -229,11 +263,25 @@ impl OidcVerifier {
             Some(serde_json::Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         };
-        Ok(TokenClaims {
-            subject,
-            name,
-            groups,
-        })
+        let expires_in = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .map(|exp| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                Duration::from_secs(exp.saturating_sub(now).max(0) as u64)
+            })
+            .unwrap_or_default();
+        Ok((
+            TokenClaims {
+                subject,
+                name,
+                groups,
+            },
+            expires_in,
+        ))
     }
 }
 
