@@ -67,8 +67,8 @@ for name, service in services.items():
         if command[0] not in installed:
             problem(f"compose: {name} runs {command[0]}, which the Dockerfile does not install")
     for port in service.get("ports") or []:
-        if not re.fullmatch(r"(\d+:)?\d+(/tcp|/udp)?", str(port)):
-            problem(f"compose: {name}: port {port!r} is not HOST:CONTAINER")
+        if not re.fullmatch(r"((\d{1,3}\.){3}\d{1,3}:)?(\d+:)?\d+(/tcp|/udp)?", str(port)):
+            problem(f"compose: {name}: port {port!r} is not [IP:]HOST:CONTAINER")
 for binary in service_binaries:
     if binary not in commands_run:
         problem(f"compose: no service runs {binary}")

@@ -328,6 +328,11 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
         let (status, body) = rest.call("GET", who, Some(token), json!({})).await;
         assert_eq!(status, 401, "a token with {what} must be refused: {body}");
         assert!(body["message"].as_str().unwrap().contains(says), "{what}: {body}");
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        assert!(
+            signature.is_empty() || !body.to_string().contains(signature),
+            "the refusal echoes the token: {body}"
+        );
     }
     let fetches = issuer.jwks_fetches();
     tokio::time::sleep(Duration::from_secs(6)).await; // past the refresh guard after key-404's fetch
