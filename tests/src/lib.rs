@@ -259,6 +259,7 @@ impl Deployment {
         let mut command = self.command(binary_name, log_name);
         if binary_name == "aloft-admin" {
             command
+                .env("ALOFT_CATALOG", self.catalog_url())
                 .env("ALOFT_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
                 .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT);
         }

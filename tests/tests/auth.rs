@@ -40,7 +40,8 @@ fn expected_permission(rpc: &str) -> &'static str {
         | "RevokeApiKey"
         | "BindRole"
         | "ListRoleBindings"
-        | "ListAuditEvents" => "administer",
+        | "ListAuditEvents"
+        | "Evict" => "administer",
         _ => "read",
     }
 }

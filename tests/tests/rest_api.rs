@@ -444,3 +444,76 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
     assert!(console.text().await.unwrap().contains("<title>Aloft"));
     fleet.stop().await.unwrap();
 }
+
+const CACHED: &str = r#"
+kind: task
+name: cached-inc
+version: "1"
+interface: {inputs: {n: integer}, outputs: {n: integer}}
+cache: {version: "1"}
+run: {process: {command: ["sh", "-c", "echo $((ALOFT_INPUT_N + 1)) > \"$ALOFT_OUTPUT_DIR/n\""]}}
+"#;
+
+/// The catalog's lineage and cache RPCs through admin's REST API: the catalog's own answers as JSON, its
+/// errors with their HTTP status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lineage_and_cache_entries_through_rest_are_the_catalogs_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = start_fleet(dir.path()).await;
+    let mut grpc = wait_for_client(&fleet.endpoint(), String::new).await;
+    register_text(&mut grpc, dir.path(), "cached.yaml", CACHED).await;
+    let id = launch(&mut grpc, task("cached-inc", "1"), "rest-cached", &[("n", "4")])
+        .await
+        .unwrap();
+    wait_succeeded(&mut grpc, &id, Duration::from_secs(60)).await;
+    let client = OpenApiClient::load(&fleet.endpoint()).await;
+    let mut catalog = aloft_cli::lineage::connect_catalog(&fleet.catalog_endpoint())
+        .await
+        .unwrap();
+    let request = wire::ListCacheEntriesRequest {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        task_name: String::new(),
+        limit: 0,
+    };
+    let direct = catalog.list_cache_entries(request).await.unwrap().into_inner();
+    let (status, entries) = client.call("ListCacheEntries", &with_tenant(&[]), None).await;
+    assert_eq!(status, 200, "{entries}");
+    assert_eq!(
+        entries,
+        grpc_json(&direct),
+        "REST and the catalog's gRPC answer the same entries"
+    );
+    assert_eq!(entries["entries"][0]["task_name"], "cached-inc");
+    let (status, lineage) = client
+        .call("GetLineage", &with_tenant(&[("name", "rest-cached")]), None)
+        .await;
+    assert_eq!(status, 200, "{lineage}");
+    assert!(
+        lineage["artifacts"].as_array().is_some_and(|a| !a.is_empty()),
+        "{lineage}"
+    );
+    let (status, missing) = client
+        .call("GetLineage", &with_tenant(&[("name", "no-such-run")]), None)
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    assert!(
+        missing["message"].as_str().unwrap().contains("no-such-run"),
+        "{missing}"
+    );
+    let (status, evicted) = client
+        .call(
+            "Evict",
+            &with_tenant(&[]),
+            Some(json!({"task_name": "cached-inc"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{evicted}");
+    assert_eq!(evicted["evicted"], "1");
+    let (_, entries) = client.call("ListCacheEntries", &with_tenant(&[]), None).await;
+    assert!(
+        entries["entries"].as_array().is_none_or(|e| e.is_empty()),
+        "{entries}"
+    );
+    fleet.stop().await.unwrap();
+}

@@ -43,6 +43,8 @@ pub struct AdminOptions {
     pub principal_rate_limit: Option<aloft_fairq::ratelimit::RateLimit>,
     /// TLS on the listener (reloading its certificate); `None`: plain TCP.
     pub tls: Option<aloft_runtime::tls::Tls>,
+    /// The catalog, for the REST routes of its lineage and cache RPCs.
+    pub catalog_url: Option<String>,
 }
 
 impl AdminOptions {
@@ -58,6 +60,7 @@ impl AdminOptions {
             auth: None,
             principal_rate_limit: None,
             tls: None,
+            catalog_url: None,
         }
     }
 }
@@ -127,9 +130,17 @@ pub async fn run(
     serving.store(true, std::sync::atomic::Ordering::SeqCst);
     // One listener answers gRPC, the REST API (/api/v1) and the console (/console).
     let guarded = guard::Guarded::new(api);
+    let catalog = match &options.catalog_url {
+        Some(url) => Some(
+            aloft_catalog_client::CatalogClient::lazy(url)
+                .map_err(|e| anyhow::anyhow!("--catalog {url}: {e}"))?
+                .raw(),
+        ),
+        None => None,
+    };
     let app = tonic::service::Routes::new(AdminServiceServer::new(guarded.clone()))
         .into_axum_router()
-        .merge(rest::router(guarded)?)
+        .merge(rest::router(guarded, catalog)?)
         .merge(console::router());
     let served = tonic::transport::Server::builder()
         .accept_http1(true)

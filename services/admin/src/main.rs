@@ -37,6 +37,9 @@ struct Args {
     insecure_no_auth: bool,
     #[command(flatten)]
     tls: aloft_runtime::tls::TlsArgs,
+    /// The catalog (http://HOST:PORT), which answers the REST routes of lineage and cache entries.
+    #[arg(long, env = "ALOFT_CATALOG")]
+    catalog: Option<String>,
     /// API calls per second of one caller, across its projects (as well as per tenant). Unlimited when
     /// left out.
     #[arg(long, env = "ALOFT_CALLER_RATE_PER_SECOND")]
@@ -87,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             });
     options.redis_url = args.redis_url;
     options.auth = auth;
+    options.catalog_url = args.catalog;
     options.tls = aloft_runtime::tls::Tls::from_args(&args.tls, shutdown.clone())?;
     options.principal_rate_limit =
         args.caller_rate_per_second

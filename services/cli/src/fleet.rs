@@ -185,6 +185,7 @@ impl Fleet {
         admin_options.bootstrap_project = config.bootstrap_project.clone();
         admin_options.blob_store = Some(blobs);
         admin_options.auth = config.auth.clone();
+        admin_options.catalog_url = Some(format!("http://{catalog_address}"));
         api_tasks.push(tokio::spawn(aloft_admin::run(
             admin_options,
             store,

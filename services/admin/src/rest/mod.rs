@@ -33,16 +33,22 @@ use schema::Schemas;
 #[derive(Clone)]
 struct RestState {
     api: Guarded,
+    /// The catalog, for its lineage and cache routes; `None`: those answer UNAVAILABLE.
+    catalog: Option<aloft_catalog_client::RawClient>,
     schemas: Arc<Schemas>,
     openapi: Arc<Value>,
 }
 
 /// The `/api/v1` routes, answered by `api`.
-pub fn router(api: Guarded) -> anyhow::Result<axum::Router> {
+pub fn router(
+    api: Guarded,
+    catalog: Option<aloft_catalog_client::RawClient>,
+) -> anyhow::Result<axum::Router> {
     let schemas = Arc::new(Schemas::load().map_err(anyhow::Error::msg)?);
     let openapi = Arc::new(openapi::document(&schemas));
     let state = RestState {
         api,
+        catalog,
         schemas,
         openapi,
     };
@@ -210,6 +216,11 @@ async fn handle(
     }
     // Credentials (and the trace context) reach the RPC as gRPC metadata, as they would over gRPC.
     let metadata = tonic::metadata::MetadataMap::from_headers(headers);
+    if CATALOG_RPCS.contains(&route.rpc) {
+        return match catalog_dispatch(route, state.catalog, request, metadata).await {
+            Ok(response) | Err(response) => response,
+        };
+    }
     match dispatch(route, &state.api, request, metadata).await {
         Ok(response) | Err(response) => response,
     }
@@ -313,6 +324,54 @@ async fn dispatch(
                 route.path
             ),
             None,
+        ),
+    })
+}
+
+/// The catalog's RPCs among the routes: admin forwards them with the caller's metadata, and the catalog
+/// authenticates and authorizes the caller itself (the same policy).
+pub const CATALOG_RPCS: &[&str] = &["ListCacheEntries", "Evict", "GetLineage"];
+
+async fn catalog_dispatch(
+    route: &'static Route,
+    catalog: Option<aloft_catalog_client::RawClient>,
+    request: Value,
+    metadata: tonic::metadata::MetadataMap,
+) -> Result<Response, Response> {
+    let Some(mut catalog) = catalog else {
+        return Err(error_response(
+            ErrorCode::Unavailable,
+            &format!(
+                "{} is answered by the catalog, and this admin has no --catalog address",
+                route.rpc
+            ),
+            None,
+        ));
+    };
+    // Only the caller's credential and trace context go on: HTTP/1.1 headers such as `connection` or
+    // `content-length` are not allowed on the HTTP/2 call to the catalog.
+    let mut forwarded = tonic::metadata::MetadataMap::new();
+    for key in ["authorization", "traceparent"] {
+        if let Some(value) = metadata.get(key) {
+            forwarded.insert(key, value.clone());
+        }
+    }
+    let metadata = forwarded;
+    Ok(match route.rpc {
+        "ListCacheEntries" => json_answer(
+            catalog
+                .list_cache_entries(with_metadata(decode(route, request)?, &metadata))
+                .await,
+        ),
+        "Evict" => json_answer(
+            catalog
+                .evict(with_metadata(decode(route, request)?, &metadata))
+                .await,
+        ),
+        _ => json_answer(
+            catalog
+                .get_lineage(with_metadata(decode(route, request)?, &metadata))
+                .await,
         ),
     })
 }

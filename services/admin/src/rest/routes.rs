@@ -1,4 +1,5 @@
-//! The REST routes, one per RPC of the AdminService: method, path, the RPC it calls and which request
+//! The REST routes, one per RPC of the AdminService and of the catalog's lineage and cache RPCs (which admin
+//! forwards to the catalog with the caller's credentials): method, path, the RPC it calls and which request
 //! fields its path sets. The router and the OpenAPI document are both made from this one table.
 
 /// How a route answers.
@@ -464,6 +465,37 @@ pub const ROUTES: &[Route] = &[
         "ListAuditEventsResponse",
         PROJECT,
         "Who did what in the project, oldest first.",
+    ),
+    route(
+        "GET",
+        under_domain!("/cache"),
+        "ListCacheEntries",
+        "ListCacheEntriesRequest",
+        "ListCacheEntriesResponse",
+        TENANT,
+        "Stored results of cached tasks (task_name, limit); answered by the catalog.",
+    ),
+    route(
+        "POST",
+        under_domain!("/cache/evict"),
+        "Evict",
+        "EvictRequest",
+        "EvictResponse",
+        TENANT,
+        "Drop stored results of a task (every cache version, one, or one key); answered by the catalog.",
+    ),
+    route(
+        "GET",
+        under_domain!("/executions/{name}/lineage"),
+        "GetLineage",
+        "GetLineageRequest",
+        "GetLineageResponse",
+        &[
+            ("project", "execution.project"),
+            ("domain", "execution.domain"),
+            ("name", "execution.name"),
+        ],
+        "Upstream and downstream artifacts of an execution, a node or one output; answered by the catalog.",
     ),
     route(
         "GET",
