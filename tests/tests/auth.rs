@@ -125,7 +125,7 @@ impl Rest {
     }
 }
 
-fn auth_config(issuer: &TestIssuer, distinct_approver: bool, service_token: &str) -> String {
+fn auth_config(issuer: &TestIssuer, distinct_approver: &str, service_token: &str) -> String {
     let mut bindings = String::new();
     for role in ["viewer", "operator", "approver", "publisher", "admin"] {
         bindings.push_str(&format!(
@@ -188,7 +188,12 @@ async fn callers_are_authenticated_authorized_per_project_and_audited() {
     let deployment = Deployment::new(&brokers, &database).await;
     let config_path = deployment.scratch.path().join("auth.yaml");
     let service_token = format!("svc-{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(&config_path, auth_config(&issuer, true, &service_token)).unwrap();
+    // The approver policy holds in the default project only.
+    std::fs::write(
+        &config_path,
+        auth_config(&issuer, &format!("[{PROJECT}]"), &service_token),
+    )
+    .unwrap();
     let second_port = free_port();
     let auth_env = ("ALOFT_AUTH_CONFIG", config_path.display().to_string());
     let mut services = vec![

@@ -91,7 +91,7 @@ pub struct AccessControl {
     store: Option<Store>,
     /// The configured policy plus the API's bindings, and when they were read.
     effective: Mutex<(Option<Instant>, Arc<Policy>)>,
-    pub require_distinct_approver: bool,
+    pub require_distinct_approver: crate::config::DistinctApprover,
     /// Calls per second of one caller, across its projects.
     pub principal_rate_limiter: Option<Arc<dyn aloft_fairq::ratelimit::TenantRateLimiter>>,
 }
@@ -104,7 +104,7 @@ impl AccessControl {
             configured: Policy::default(),
             store: None,
             effective: Mutex::new((None, Arc::new(Policy::default()))),
-            require_distinct_approver: false,
+            require_distinct_approver: Default::default(),
             principal_rate_limiter: None,
         }
     }
@@ -117,7 +117,7 @@ impl AccessControl {
             effective: Mutex::new((None, Arc::new(configured.clone()))),
             configured,
             store: Some(store),
-            require_distinct_approver: config.require_distinct_approver,
+            require_distinct_approver: config.require_distinct_approver.clone(),
             principal_rate_limiter: None,
         })
     }

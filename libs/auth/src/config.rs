@@ -14,7 +14,7 @@
 //!   - {member: subject:8c1f-..., project: ml, domain: production, role: approver}
 //! service_tokens:               # sha256 (hex) of each service's token; the token itself stays with the service
 //!   - {name: propeller, sha256: 5e88...}
-//! require_distinct_approver: true
+//! require_distinct_approver: true  # or a list of projects: [ml, finance]
 //! ```
 
 use std::path::Path;
@@ -35,9 +35,33 @@ pub struct AuthConfig {
     pub bindings: Vec<BindingConfig>,
     #[serde(default)]
     pub service_tokens: Vec<ServiceToken>,
-    /// The launcher of an execution may not approve its gates: another person must.
+    /// The launcher of an execution may not approve its gates: another person must (in every project, or in
+    /// those listed).
     #[serde(default)]
-    pub require_distinct_approver: bool,
+    pub require_distinct_approver: DistinctApprover,
+}
+
+/// Where an execution's launcher may not approve it: nowhere, everywhere, or in the projects listed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DistinctApprover {
+    Everywhere(bool),
+    Projects(Vec<String>),
+}
+
+impl Default for DistinctApprover {
+    fn default() -> Self {
+        DistinctApprover::Everywhere(false)
+    }
+}
+
+impl DistinctApprover {
+    pub fn applies_to(&self, project: &str) -> bool {
+        match self {
+            DistinctApprover::Everywhere(on) => *on,
+            DistinctApprover::Projects(projects) => projects.iter().any(|p| p == project),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,5 +150,11 @@ mod tests {
             .unwrap_err()
             .contains("subject:<sub> or group:<name>"));
         assert!(serde_yaml::from_str::<AuthConfig>("oidcc: {}\n").is_err());
+        let some: AuthConfig = serde_yaml::from_str("require_distinct_approver: [ml]\n").unwrap();
+        assert!(some.require_distinct_approver.applies_to("ml"));
+        assert!(!some.require_distinct_approver.applies_to("finance"));
+        let all: AuthConfig = serde_yaml::from_str("require_distinct_approver: true\n").unwrap();
+        assert!(all.require_distinct_approver.applies_to("finance"));
+        assert!(!AuthConfig::default().require_distinct_approver.applies_to("ml"));
     }
 }

@@ -232,7 +232,7 @@ impl AdminApi {
 
     /// Refuses an approval by the execution's own launcher when the policy requires another person.
     pub(super) async fn check_distinct_approver(&self, id: &aloft_core::ExecutionId) -> ApiResult<()> {
-        if !self.access.require_distinct_approver || !self.access.enabled() {
+        if !self.access.require_distinct_approver.applies_to(&id.project) || !self.access.enabled() {
             return Ok(());
         }
         let Some(caller) = current_caller() else {
