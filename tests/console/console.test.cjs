@@ -123,6 +123,22 @@ async function main() {
     await expectText(page.locator("[role=alert]"), "no-such-run");
   });
 
+  const CACHED = process.env.ALOFT_CONSOLE_CACHED_EXECUTION || "";
+  if (CACHED) {
+    await step("10-cache-entries-lineage-and-eviction", async () => {
+      await page.goto(`${base}/console/cache`);
+      await expectText(page.getByRole("table", { name: "Cache entries" }).locator("td"), "slow-square");
+      await page.getByRole("link", { name: `${CACHED} / square` }).click();
+      // The node's output came from the execution's input n (through the catalog's lineage).
+      await expectText(page.getByRole("list", { name: "Lineage edges" }).locator("li"), "inputs / n");
+      await expectText(page.getByRole("list", { name: "Lineage edges" }).locator("li"), "plus-one");
+      await page.goto(`${base}/console/cache`);
+      await page.getByRole("button", { name: "Evict slow-square" }).click();
+      await expectText(page.getByRole("status"), "Evicted 1 stored result");
+      await expectText(page.locator("p"), "No stored results");
+    });
+  }
+
   if (BIG) {
     await step("09-scroll-the-nodes-of-a-10000-item-map", async () => {
       const started = Date.now();

@@ -35,6 +35,43 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     Some((chromium, modules))
 }
 
+/// Runs `tests/console/SCRIPT` in Node against the console at `endpoint`, screenshots to the log directory;
+/// its output, after checking it succeeded.
+async fn run_in_browser(
+    script: &str,
+    endpoint: &str,
+    (chromium, modules): (PathBuf, PathBuf),
+    env: &[(&str, &str)],
+) -> String {
+    let log_dir = std::env::var("ALOFT_TEST_LOG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aloft/logs")
+        });
+    let shots = log_dir.join("console-screenshots");
+    let mut command = Command::new("node");
+    command
+        .arg(repo_root().join("tests/console").join(script))
+        .arg(endpoint)
+        .arg(&shots)
+        .env("NODE_PATH", modules)
+        .env("ALOFT_CHROMIUM", chromium);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the browser test {script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filters_in_the_browser() {
     let Some((chromium, modules)) = browser() else {
@@ -63,33 +100,30 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         .await
         .unwrap();
     wait_succeeded(&mut client, &big, std::time::Duration::from_secs(300)).await;
-    let log_dir = std::env::var("ALOFT_TEST_LOG_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aloft/logs")
-        });
-    let shots = log_dir.join("console-screenshots");
-    let endpoint = fleet.endpoint();
-    let script = repo_root().join("tests/console/console.test.cjs");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(endpoint)
-            .arg(&shots)
-            .env("NODE_PATH", modules)
-            .env("ALOFT_CHROMIUM", chromium)
-            .env("ALOFT_CONSOLE_BIG_EXECUTION", "big-map-1")
-            .output()
-            .unwrap()
-    })
+    // A cached task's stored result, for the cache page and the lineage of its node.
+    register_file(&mut client, &repo_root().join("examples/cached.yaml")).await;
+    let cached = launch(
+        &mut client,
+        workflow("square-plus-one"),
+        "cached-1",
+        &[("n", "7")],
+    )
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
+    wait_succeeded(&mut client, &cached, std::time::Duration::from_secs(60)).await;
+    let stdout = run_in_browser(
+        "console.test.cjs",
+        &fleet.endpoint(),
+        (chromium, modules),
+        &[
+            ("ALOFT_CONSOLE_BIG_EXECUTION", "big-map-1"),
+            ("ALOFT_CONSOLE_CACHED_EXECUTION", "cached-1"),
+        ],
+    )
+    .await;
     assert!(
-        output.status.success(),
-        "the browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        stdout.contains("ok   10-cache-entries-lineage-and-eviction"),
+        "{stdout}"
     );
     assert!(
         stdout.contains("ok   08-unknown-execution-is-a-clear-not-found"),
@@ -140,33 +174,7 @@ async fn a_user_logs_in_to_the_console_through_the_identity_provider() {
     .await
     .unwrap();
     issuer.set_login("lena", &["ml"]);
-    let log_dir = std::env::var("ALOFT_TEST_LOG_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aloft/logs")
-        });
-    let shots = log_dir.join("console-screenshots");
-    let endpoint = fleet.endpoint();
-    let script = repo_root().join("tests/console/login.test.cjs");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(endpoint)
-            .arg(&shots)
-            .env("NODE_PATH", modules)
-            .env("ALOFT_CHROMIUM", chromium)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the browser login failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_in_browser("login.test.cjs", &fleet.endpoint(), (chromium, modules), &[]).await;
     assert!(stdout.contains("ok   03-logs-out"), "{stdout}");
     fleet.stop().await.unwrap();
     shutdown.cancel();

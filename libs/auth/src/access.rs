@@ -164,6 +164,13 @@ impl AccessControl {
     }
 }
 
+/// The `authorization` header of a call, as `AccessControl::admit` takes it.
+pub fn authorization(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    metadata
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+}
+
 /// Why a call is not admitted, of a kind of the shared error mapping.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {

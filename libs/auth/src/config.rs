@@ -158,3 +158,39 @@ mod tests {
         assert!(!AuthConfig::default().require_distinct_approver.applies_to("ml"));
     }
 }
+
+/// The flags of a service that authenticates its callers (admin, the catalog).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AuthArgs {
+    /// Who may call: the OIDC issuer, platform admins, role bindings, service tokens (YAML; see
+    /// `aloft_auth::config`; admin and the catalog read the same file). Without it authentication is off,
+    /// which is allowed on a loopback address only.
+    #[arg(long, env = "ALOFT_AUTH_CONFIG")]
+    pub auth_config: Option<std::path::PathBuf>,
+    /// Serve without authentication on a non-loopback address: anyone who reaches it may do everything.
+    #[arg(long, env = "ALOFT_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+}
+
+impl AuthArgs {
+    /// The configuration a service listening on `listen` runs with (`None`: authentication off), or why it
+    /// must not start: nobody may reach an unauthenticated API from another machine by accident.
+    pub fn load(&self, listen: std::net::SocketAddr) -> Result<Option<AuthConfig>, String> {
+        let config = match &self.auth_config {
+            Some(path) => Some(AuthConfig::load(path).map_err(|e| format!("--auth-config {e}"))?),
+            None => None,
+        };
+        let authenticating = config.as_ref().is_some_and(AuthConfig::enabled);
+        if !authenticating && !listen.ip().is_loopback() && !self.insecure_no_auth {
+            return Err(format!(
+                "--listen {listen} is not a loopback address and no authentication is configured: give \
+                 --auth-config (an OIDC issuer, service tokens or platform admins), or --insecure-no-auth to let \
+                 anyone who reaches it do everything"
+            ));
+        }
+        if !authenticating {
+            tracing::warn!(%listen, "authentication is off: every caller may do everything");
+        }
+        Ok(config)
+    }
+}

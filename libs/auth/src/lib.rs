@@ -10,6 +10,6 @@ pub mod identity;
 pub mod oidc;
 pub mod policy;
 
-pub use config::AuthConfig;
+pub use config::{AuthArgs, AuthConfig};
 pub use identity::{AuthError, Authenticator, Identity, KeyDirectory, StoredKey};
 pub use policy::{Binding, Member, Permission, Policy, Role, Scope};

@@ -276,6 +276,7 @@ async function route() {
     if (parts.length === 0 || parts[0] === "executions" && parts.length === 1) await executionsPage(project, domain);
     else if (parts[0] === "executions" && parts.length === 4) await executionPage(parts[1], parts[2], parts[3]);
     else if (parts[0] === "projects") await projectsPage();
+    else if (parts[0] === "cache") await cachePage(project, domain);
     else if (parts[0] === "workflows") await workflowsPage(project, domain);
     else if (parts[0] === "launch" && parts.length === 4) await launchPage(parts[1], parts[2], parts[3]);
     else notFound(`There is no console page ${location.pathname}.`);
@@ -357,6 +358,51 @@ function withParam(key, value) {
   const params = new URLSearchParams(location.search);
   if (value) params.set(key, value); else params.delete(key);
   return params.toString();
+}
+
+// Where a node's outputs came from, one step each way (the catalog's answer, through the REST API).
+async function renderLineage(box, id, nodeId) {
+  const title = h("h2", {}, "Lineage");
+  try {
+    const lineage = await call("GetLineage", { ...id, node: nodeId, depth: 1 });
+    const mine = new Set(lineage.selected);
+    const artifact = (artifactId) => {
+      const [project, domain, execution, node, output] = artifactId.split("/");
+      const label = `${execution} / ${node === "@inputs" ? "inputs" : node} / ${output}`;
+      return h("a", { href: `/console/executions/${project}/${domain}/${execution}?node=${encodeURIComponent(node)}` }, label);
+    };
+    const edges = lineage.edges.filter((e) => mine.has(e.to) || mine.has(e.from));
+    box.replaceChildren(title, edges.length
+      ? h("ul", { "aria-label": "Lineage edges" }, edges.map((e) => h("li", {},
+        mine.has(e.to) ? ["from ", artifact(e.from), ` (${e.relation})`] : ["to ", artifact(e.to), ` (${e.relation})`])))
+      : h("p", { class: "muted" }, lineage.partial ? `Not known yet: ${lineage.partial_reason}` : "No recorded inputs or consumers."));
+  } catch (error) {
+    box.replaceChildren(title, h("p", { class: "muted" }, error.message));
+  }
+}
+
+// Stored results of cached tasks in the tenant, with eviction for the project's admins (the server decides).
+async function cachePage(project, domain, notice = "") {
+  document.title = "Cache · Aloft";
+  const { entries } = await call("ListCacheEntries", { project, domain, limit: 500 });
+  const message = h("p", { class: "error", role: "alert" });
+  const evict = (task) => h("button", { type: "button", onclick: async () => {
+    message.textContent = "";
+    try {
+      const { evicted } = await call("Evict", { project, domain }, { task_name: task });
+      await cachePage(project, domain, `Evicted ${evicted} stored result(s) of ${task}.`);
+    } catch (error) { message.textContent = error.message; }
+  } }, `Evict ${task}`);
+  const tasks = [...new Set((entries || []).map((e) => e.task_name))];
+  main.replaceChildren(h("h1", {}, "Cache"), h("p", { role: "status" }, notice), message,
+    (entries || []).length ? h("table", { "aria-label": "Cache entries" },
+      h("thead", {}, h("tr", {}, ["Task", "Cache version", "Produced by", "Stored"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, entries.map((e) => h("tr", {},
+        h("td", {}, e.task_name), h("td", {}, e.cache_version),
+        h("td", {}, h("a", { href: `/console/executions/${e.execution.project}/${e.execution.domain}/${e.execution.name}?node=${encodeURIComponent(e.node)}` }, `${e.execution.name} / ${e.node}`)),
+        h("td", {}, time(e.created_at_millis))))))
+      : h("p", { class: "muted" }, "No stored results in this project and domain."),
+    h("div", { class: "actions" }, tasks.map(evict)));
 }
 
 async function projectsPage() {
@@ -716,6 +762,7 @@ async function renderNodeDetail(aside, execution, id, nodeId, link) {
     } }, "Approve"));
   }
   const log = h("pre", { "aria-label": "Log", "data-log": nodeId }, attempts.length ? "Loading the log…" : "No attempt, no log.");
+  const lineage = h("section", { "aria-label": "Lineage" }, h("h2", {}, "Lineage"), h("p", { class: "muted" }, "Loading…"));
   aside.replaceChildren(
     h("h2", {}, nodeId, " ", phaseBadge(node.phase)), h("p", {}, h("a", { href: link({ node: null }) }, "Close")),
     node.error ? h("p", { class: "error" }, node.error) : "",
@@ -728,7 +775,9 @@ async function renderNodeDetail(aside, execution, id, nodeId, link) {
       h("td", {}, a.cache_source ? h("a", { href: `/console/executions/${id.project}/${id.domain}/${a.cache_source.split("/")[0]}` }, "reused from") : ""),
       h("td", { class: "error" }, a.error))))),
     h("h2", {}, "Outputs"), valuesTable(node.outputs, "Outputs"),
+    lineage,
     h("h2", {}, "Log"), log);
+  renderLineage(lineage, id, nodeId);
   if (attempts.length) {
     try {
       log.textContent = (await callText("GetTaskLogs", { ...id, node_id: nodeId })) || "(empty)";

@@ -28,13 +28,8 @@ struct Args {
     /// Redis shared by admin replicas for the tenant rate limits (e.g. redis://127.0.0.1:6379).
     #[arg(long, env = "ALOFT_REDIS_URL")]
     redis_url: Option<String>,
-    /// Who may call: the OIDC issuer, platform admins, role bindings, service tokens (YAML; see
-    /// aloft_auth::config). Without it authentication is off, which is allowed on a loopback address only.
-    #[arg(long, env = "ALOFT_AUTH_CONFIG")]
-    auth_config: Option<std::path::PathBuf>,
-    /// Serve without authentication on a non-loopback address: anyone who reaches it may do everything.
-    #[arg(long, env = "ALOFT_INSECURE_NO_AUTH")]
-    insecure_no_auth: bool,
+    #[command(flatten)]
+    auth: aloft_auth::AuthArgs,
     #[command(flatten)]
     tls: aloft_runtime::tls::TlsArgs,
     /// The catalog (http://HOST:PORT), which answers the REST routes of lineage and cache entries.
@@ -50,24 +45,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-admin", "info");
-    let auth = match &args.auth_config {
-        Some(path) => {
-            Some(aloft_auth::AuthConfig::load(path).map_err(|e| anyhow::anyhow!("--auth-config {e}"))?)
-        }
-        None => None,
-    };
-    let authenticating = auth.as_ref().is_some_and(aloft_auth::AuthConfig::enabled);
-    if !authenticating && !args.listen.ip().is_loopback() && !args.insecure_no_auth {
-        anyhow::bail!(
-            "--listen {} is not a loopback address and no authentication is configured: give --auth-config \
-             (an OIDC issuer, service tokens or platform admins), or --insecure-no-auth to let anyone who \
-             reaches it do everything",
-            args.listen
-        );
-    }
-    if !authenticating {
-        tracing::warn!(listen = %args.listen, "authentication is off: every caller may do everything");
-    }
+    let auth = args.auth.load(args.listen).map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();
     let store = aloft_store::Store::connect(&database_url)

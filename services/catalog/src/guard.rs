@@ -31,12 +31,13 @@ impl Guarded {
         permission: Permission,
         scope: impl FnOnce(&T) -> Result<Scope, String>,
     ) -> Result<Identity, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok());
         self.access
-            .admit(authorization, rpc, permission, || scope(request.get_ref()))
+            .admit(
+                aloft_auth::access::authorization(request.metadata()),
+                rpc,
+                permission,
+                || scope(request.get_ref()),
+            )
             .await
             .map_err(|refusal| aloft_proto::status::grpc_status(&refusal))
     }

@@ -13,13 +13,8 @@ struct Args {
     /// Serve /healthz, /readyz (database reachable, projector running) and /metrics on this address.
     #[arg(long, env = "ALOFT_OPS_LISTEN")]
     ops_listen: Option<std::net::SocketAddr>,
-    /// Who may call (the same file as admin's): without it authentication is off, which is allowed on a
-    /// loopback address only.
-    #[arg(long, env = "ALOFT_AUTH_CONFIG")]
-    auth_config: Option<std::path::PathBuf>,
-    /// Serve without authentication on a non-loopback address.
-    #[arg(long, env = "ALOFT_INSECURE_NO_AUTH")]
-    insecure_no_auth: bool,
+    #[command(flatten)]
+    auth: aloft_auth::AuthArgs,
     #[command(flatten)]
     tls: aloft_runtime::tls::TlsArgs,
 }
@@ -28,22 +23,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args: Args = aloft_runtime::config::parse();
     aloft_telemetry::init_tracing("aloft-catalog", "info");
-    let auth = match &args.auth_config {
-        Some(path) => {
-            Some(aloft_auth::AuthConfig::load(path).map_err(|e| anyhow::anyhow!("--auth-config {e}"))?)
-        }
-        None => None,
-    };
-    if !auth.as_ref().is_some_and(aloft_auth::AuthConfig::enabled)
-        && !args.listen.ip().is_loopback()
-        && !args.insecure_no_auth
-    {
-        anyhow::bail!(
-            "--listen {} is not a loopback address and no authentication is configured: give --auth-config, \
-             or --insecure-no-auth to let anyone who reaches it read and evict every project's cache",
-            args.listen
-        );
-    }
+    let auth = args.auth.load(args.listen).map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signals();
     let database_url = args.backend.database_url();
     let store = aloft_store::Store::connect(&database_url)

@@ -42,12 +42,13 @@ impl Guarded {
         rpc: &str,
         permission: Permission,
     ) -> Result<Identity, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok());
         self.access
-            .admit(authorization, rpc, permission, || request.get_ref().scope())
+            .admit(
+                aloft_auth::access::authorization(request.metadata()),
+                rpc,
+                permission,
+                || request.get_ref().scope(),
+            )
             .await
             .map_err(|refusal| {
                 Status::from(match refusal {
