@@ -128,6 +128,9 @@ pub const PROJECTION_TABLES: &[(&str, &str)] = &[
     ("execution_events", "log_partition, log_offset, log_index"),
     ("delivery_events", "delivery_id, attempt"),
     ("resource_pools", "name"),
+    ("api_keys", "key_id"),
+    ("role_bindings", "project, domain, member, role"),
+    ("audit_events", "topic, log_partition, log_offset, log_index"),
     ("log_offsets", "topic, log_partition"),
 ];
 
