@@ -49,6 +49,7 @@ async fn admin_serves_tls_and_picks_up_a_renewed_certificate_without_a_restart()
     std::fs::write(&cert_path, &cert_1).unwrap();
     std::fs::write(&key_path, &key_1).unwrap();
     let port = free_port();
+    let ops_port = free_port();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let log = std::fs::File::create(dir.path().join("admin.log")).unwrap();
     let mut admin = Command::new(binary("aloft-admin"))
@@ -57,6 +58,7 @@ async fn admin_serves_tls_and_picks_up_a_renewed_certificate_without_a_restart()
         .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT)
         .env("ALOFT_TLS_CERT", &cert_path)
         .env("ALOFT_TLS_KEY", &key_path)
+        .env("ALOFT_OPS_LISTEN", format!("127.0.0.1:{ops_port}"))
         .env_remove("ALOFT_KAFKA_BROKERS")
         .env_remove("ALOFT_DATABASE_URL")
         .stdin(Stdio::null())
@@ -80,6 +82,19 @@ async fn admin_serves_tls_and_picks_up_a_renewed_certificate_without_a_restart()
             }
         }
     }
+    // The operations endpoints are served through TLS as well.
+    let healthz = first
+        .get(format!("https://127.0.0.1:{ops_port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert!(healthz.status().is_success());
+    let plain_ops = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{ops_port}/healthz"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(plain_ops.is_err() || !plain_ops.unwrap().status().is_success());
     // Plain HTTP on a TLS listener gets nothing.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/api/v1/auth"))

@@ -1,4 +1,4 @@
-//! TLS on a service's listener when a certificate is configured (`--tls-cert`, `--tls-key`): rustls, the
+//! TLS on a service's listeners (its API and its operations endpoints) when a certificate is configured (`--tls-cert`, `--tls-key`): rustls, the
 //! certificate chain and key read from PEM files and read again when either file changes (checked every few
 //! seconds), so a renewed certificate is served without a restart; connections made before keep theirs. A
 //! file that cannot be read or parsed at a reload is logged and the previous certificate stays.
@@ -194,6 +194,51 @@ impl AsyncWrite for Connection {
             Connection::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// Serves `router` (HTTP/1.1 and HTTP/2) on what `listener` accepts, through TLS when `tls` is set, until
+/// `shutdown`.
+pub async fn serve_router(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
+    use tokio_stream::StreamExt;
+    let mut connections = std::pin::pin!(incoming(listener, tls));
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = connections.next() => next,
+        };
+        let connection = match next {
+            None => break,
+            Some(Err(_)) => continue,
+            Some(Ok(connection)) => connection,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(connection), service)
+                .await;
+        });
+    }
+}
+
+/// Binds `address` and serves the operations endpoints (`router`) there in the background, through TLS when
+/// the service has a certificate; the error names the flag.
+pub async fn spawn_ops(
+    address: std::net::SocketAddr,
+    tls: Option<Tls>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--ops-listen {address}: {e}"))?;
+    tracing::info!(%address, tls = tls.is_some(), "operations endpoints listening");
+    tokio::spawn(serve_router(listener, tls, router, shutdown));
+    Ok(())
 }
 
 /// The connections `listener` accepts, through TLS when `tls` is set. Handshakes run apart from the accept

@@ -2,7 +2,8 @@
 //! dependencies are reachable and it has caught up) and `/metrics` (Prometheus text format).
 //!
 //! Metrics live in one in-process registry; each crate declares its names and help texts in its own
-//! `metrics.rs`. Labels must have bounded cardinality (tenant or outcome, never an execution id).
+//! `metrics.rs`. Labels must have bounded cardinality (tenant or outcome, never an execution id). The
+//! endpoints are served by `aloft_runtime::tls::spawn_ops` (plain HTTP, or TLS when the service has a certificate).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,8 +13,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use futures::future::BoxFuture;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -123,13 +122,9 @@ pub fn render() -> String {
 /// Says whether the service is ready; the error explains why not.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// Serves the operations endpoints until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    readiness: ReadinessCheck,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let router = Router::new()
+/// `/healthz`, `/readyz` and `/metrics`, for a server of the caller's (TLS: `aloft_runtime::tls::spawn_ops`).
+pub fn router(readiness: ReadinessCheck) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -147,27 +142,5 @@ pub async fn serve(
         .route(
             "/metrics",
             get(|| async { ([("content-type", "text/plain; version=0.0.4")], render()).into_response() }),
-        );
-    tracing::info!(address = %listener.local_addr()?, "operations endpoints listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
-}
-
-/// Binds `address` and serves the endpoints in the background; the error names the flag.
-pub async fn spawn(
-    address: std::net::SocketAddr,
-    readiness: ReadinessCheck,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|e| anyhow::anyhow!("--ops-listen {address}: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(error) = serve(listener, readiness, shutdown).await {
-            tracing::error!(%error, "operations endpoints stopped");
-        }
-    });
-    Ok(())
+        )
 }

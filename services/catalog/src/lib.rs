@@ -60,7 +60,13 @@ pub async fn run(
             progress_rx,
             Arc::clone(&serving),
         ));
-        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+        aloft_runtime::tls::spawn_ops(
+            address,
+            options.tls.clone(),
+            aloft_telemetry::ops::router(readiness),
+            shutdown.clone(),
+        )
+        .await?;
     }
     let projector_shutdown = CancellationToken::new();
     let projector = tokio::spawn(projector::run(

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use sender::DeliveryPolicy;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NotifierOptions {
     pub topics: Topics,
     /// Base URL of the console; messages link to `<console>/projects/<p>/domains/<d>/executions/<name>`.
@@ -33,6 +33,8 @@ pub struct NotifierOptions {
     pub policy: DeliveryPolicy,
     /// Serves /healthz, /readyz and /metrics here when set.
     pub ops_listen: Option<std::net::SocketAddr>,
+    /// TLS on the operations endpoints; `None`: plain HTTP.
+    pub tls: Option<aloft_runtime::tls::Tls>,
 }
 
 impl NotifierOptions {
@@ -42,6 +44,7 @@ impl NotifierOptions {
             console_url: "http://localhost:8088".to_string(),
             policy: DeliveryPolicy::default(),
             ops_listen: None,
+            tls: None,
         }
     }
 }
@@ -63,7 +66,13 @@ pub async fn run(
             progress_rx,
             Arc::clone(&serving),
         ));
-        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+        aloft_runtime::tls::spawn_ops(
+            address,
+            options.tls.clone(),
+            aloft_telemetry::ops::router(readiness),
+            shutdown.clone(),
+        )
+        .await?;
     }
     let deliveries_ready = Arc::new(Notify::new());
     let attempts_recorded = Arc::new(Notify::new());

@@ -10,6 +10,9 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     backend: BackendArgs,
+    /// TLS on the operations endpoints (--ops-listen).
+    #[command(flatten)]
+    tls: aloft_runtime::tls::TlsArgs,
     /// Base URL of the console that messages link to.
     #[arg(long, env = "ALOFT_CONSOLE_URL", default_value = "http://localhost:8088")]
     console_url: String,
@@ -52,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let mut options = aloft_notifier::NotifierOptions::new(args.backend.topics());
     options.console_url = args.console_url;
     options.ops_listen = args.ops_listen;
+    options.tls = aloft_runtime::tls::Tls::from_args(&args.tls, shutdown.clone())?;
     options.policy = aloft_notifier::DeliveryPolicy {
         max_attempts: args.max_attempts,
         retry_base: Duration::from_millis(args.retry_base_ms),

@@ -7,6 +7,9 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     backend: BackendArgs,
+    /// TLS on the operations endpoints (--ops-listen).
+    #[command(flatten)]
+    tls: aloft_runtime::tls::TlsArgs,
     #[command(flatten)]
     blobs: BlobStoreArgs,
     /// Where process tasks get their working directories.
@@ -111,7 +114,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
         });
-        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+        let tls = aloft_runtime::tls::Tls::from_args(&args.tls, shutdown.clone())?;
+        aloft_runtime::tls::spawn_ops(
+            address,
+            tls,
+            aloft_telemetry::ops::router(readiness),
+            shutdown.clone(),
+        )
+        .await?;
     }
     let options = aloft_propeller::PropellerOptions {
         topics: args.backend.topics(),

@@ -13,6 +13,9 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     backend: BackendArgs,
+    /// TLS on the operations endpoints (--ops-listen).
+    #[command(flatten)]
+    tls: aloft_runtime::tls::TlsArgs,
     /// Unique name of this instance in the scheduler group (default: host name + process id).
     #[arg(long, env = "ALOFT_MEMBER_ID")]
     member_id: Option<String>,
@@ -53,7 +56,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
         });
-        aloft_telemetry::ops::spawn(address, readiness, shutdown.clone()).await?;
+        let tls = aloft_runtime::tls::Tls::from_args(&args.tls, shutdown.clone())?;
+        aloft_runtime::tls::spawn_ops(
+            address,
+            tls,
+            aloft_telemetry::ops::router(readiness),
+            shutdown.clone(),
+        )
+        .await?;
     }
     let result = scheduler.run(shutdown).await;
     // Spans still buffered go out before the process ends.
