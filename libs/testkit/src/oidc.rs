@@ -169,7 +169,7 @@ impl TestIssuer {
         if query.code_challenge_method != "S256" || query.code_challenge.is_empty() {
             return (axum::http::StatusCode::BAD_REQUEST, "PKCE with S256 is required").into_response();
         }
-        let code = format!("code-{}", rand_suffix());
+        let code = format!("code-{}", uuid::Uuid::new_v4().simple());
         let mut state = self.lock();
         let (subject, groups) = state.login.clone();
         state.codes.insert(
@@ -184,7 +184,7 @@ impl TestIssuer {
         let location = format!(
             "{}{separator}code={code}&state={}",
             query.redirect_uri,
-            form_escape(&query.state)
+            form_urlencoded::byte_serialize(query.state.as_bytes()).collect::<String>()
         );
         axum::response::Redirect::to(&location).into_response()
     }
@@ -301,25 +301,6 @@ fn cors(status: axum::http::StatusCode, body: String) -> axum::response::Respons
         .header("access-control-allow-methods", "POST, OPTIONS")
         .body(axum::body::Body::from(body))
         .unwrap_or_default()
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{}{nanos:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-fn form_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 fn sign_with(key: &SigningKey, claims: &Value) -> String {

@@ -3,13 +3,11 @@
 //! authenticated from its `authorization` metadata (UNAUTHENTICATED without a valid credential), its
 //! scope (project, domain) is read from its request message (`scopes`), and it is refused with
 //! PERMISSION_DENIED naming the missing permission unless the caller holds it there. The handler then runs
-//! with the caller set (`access::CALLER`), so every event it appends records who asked. Answers that list
-//! projects are cut to what the caller may read; everything else is scoped by its request, so a caller of
+//! with the caller set (`access::CALLER`), so every event it appends records who asked. ListProjects' handler
+//! cuts its answer to what the caller may read (`AdminApi::list_projects_rpc`); everything else is scoped by its request, so a caller of
 //! project A never learns whether anything of project B exists.
 
 mod scopes;
-
-use std::sync::Arc;
 
 use aloft_auth::access::Refusal;
 use aloft_auth::{Identity, Permission};
@@ -19,20 +17,18 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{AdminApi, HistoryStream};
 use crate::error::ApiError;
-use aloft_auth::access::{AccessControl, CALLER};
+use aloft_auth::access::CALLER;
 use scopes::Scoped;
 
 /// The AdminService as callers reach it: `AdminApi` behind authentication and authorization.
 #[derive(Clone)]
 pub struct Guarded {
     api: AdminApi,
-    access: Arc<AccessControl>,
 }
 
 impl Guarded {
     pub fn new(api: AdminApi) -> Guarded {
-        let access = Arc::clone(&api.access);
-        Guarded { api, access }
+        Guarded { api }
     }
 
     /// Authenticates the caller of `request` and checks that it holds `permission` on the request's scope.
@@ -42,7 +38,8 @@ impl Guarded {
         rpc: &str,
         permission: Permission,
     ) -> Result<Identity, Status> {
-        self.access
+        self.api
+            .access
             .admit(
                 aloft_auth::access::authorization(request.metadata()),
                 rpc,
@@ -80,85 +77,12 @@ macro_rules! guarded_service {
             $(
                 async fn $method(&self, request: Request<$request>) -> Result<Response<$response>, Status> {
                     let caller = self.admit(&request, $rpc, Permission::$permission).await?;
-                    let answer = CALLER.scope(caller.clone(), AdminService::$method(&self.api, request)).await?;
-                    Ok(restrict(answer, &caller, &self.access).await)
+                    CALLER.scope(caller, AdminService::$method(&self.api, request)).await
                 }
             )*
         }
     };
 }
-
-/// What a caller may see of an answer: projects it may not read are left out of a project list; every
-/// other answer is scoped by its request already.
-async fn restrict<T: Restricted>(
-    mut answer: Response<T>,
-    caller: &Identity,
-    access: &AccessControl,
-) -> Response<T> {
-    if T::LISTS_PROJECTS && !caller.unrestricted {
-        let readable = match access.policy().await {
-            Ok(policy) => caller.readable_projects(&policy),
-            Err(_) => Some(Vec::new()),
-        };
-        if let Some(readable) = readable {
-            answer.get_mut().keep_projects(&readable);
-        }
-    }
-    answer
-}
-
-/// An answer that may list projects the caller cannot read.
-trait Restricted {
-    const LISTS_PROJECTS: bool = false;
-    fn keep_projects(&mut self, _readable: &[String]) {}
-}
-
-impl Restricted for wire::ListProjectsResponse {
-    const LISTS_PROJECTS: bool = true;
-    fn keep_projects(&mut self, readable: &[String]) {
-        self.projects.retain(|p| readable.contains(&p.name));
-    }
-}
-
-macro_rules! unrestricted {
-    ($($response:ty),*) => { $(impl Restricted for $response {})* };
-}
-
-unrestricted!(
-    wire::CreateProjectResponse,
-    wire::RegisterResponse,
-    wire::Task,
-    wire::ListTasksResponse,
-    wire::Workflow,
-    wire::ListWorkflowsResponse,
-    wire::LaunchPlan,
-    wire::ListLaunchPlansResponse,
-    wire::SetNotificationDefaultsResponse,
-    wire::SetTenantQuotaResponse,
-    wire::DefinePoolResponse,
-    wire::CreateExecutionResponse,
-    wire::Execution,
-    wire::ListExecutionsResponse,
-    wire::ExecutionCounts,
-    wire::ListNodeExecutionsResponse,
-    HistoryStream,
-    wire::ExecutionData,
-    wire::TerminateExecutionResponse,
-    wire::SignalExecutionResponse,
-    wire::ApproveExecutionResponse,
-    wire::ExecutionHistory,
-    crate::api::TaskLogStream,
-    crate::api::DataStream,
-    wire::DataUrl,
-    wire::CreateApiKeyResponse,
-    wire::ListApiKeysResponse,
-    wire::RevokeApiKeyResponse,
-    wire::BindRoleResponse,
-    wire::ListRoleBindingsResponse,
-    wire::ListAuditEventsResponse,
-    wire::WhoAmIResponse,
-    wire::AuthInfo
-);
 
 guarded_service! {
     create_project(wire::CreateProjectRequest) -> wire::CreateProjectResponse: Platform, "CreateProject";
