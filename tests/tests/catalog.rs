@@ -637,18 +637,21 @@ async fn without_the_catalog_executions_still_finish_and_it_catches_up_and_rebui
     let store = aloft_store::Store::connect(&deployment.database_url)
         .await
         .unwrap();
-    let before = store.dump_catalog().await.unwrap();
+    let before = aloft_catalog::store::dump_tables(&store).await.unwrap();
     assert!(before.contains("after-outage"), "{before}");
     drop(catalog_service_again);
-    store.drop_catalog().await.unwrap();
-    assert!(!store.dump_catalog().await.unwrap().contains("after-outage"));
+    aloft_catalog::store::drop_tables(&store).await.unwrap();
+    assert!(!aloft_catalog::store::dump_tables(&store)
+        .await
+        .unwrap()
+        .contains("after-outage"));
     let _rebuilt = deployment.start_catalog();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while store.dump_catalog().await.unwrap() != before {
+    while aloft_catalog::store::dump_tables(&store).await.unwrap() != before {
         assert!(
             Instant::now() < deadline,
             "replay did not rebuild the same catalog:\n{}\nexpected:\n{before}",
-            store.dump_catalog().await.unwrap()
+            aloft_catalog::store::dump_tables(&store).await.unwrap()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -714,14 +717,17 @@ async fn admin_replay_rebuilds_identical_tables_and_lag_shows_the_projectors_cau
         .await
         .unwrap();
     let projections = store.dump_projections().await.unwrap();
-    let catalog_tables = store.dump_catalog().await.unwrap();
+    let catalog_tables = aloft_catalog::store::dump_tables(&store).await.unwrap();
     drop(admin);
     drop(catalog_service);
     let (_, progress) = aloft(&["admin", "replay", "--rebuild-projections", "--rebuild-catalog"]);
     assert!(progress.contains("admin: replayed"), "{progress}");
     assert!(progress.contains("catalog: replayed"), "{progress}");
     assert_eq!(store.dump_projections().await.unwrap(), projections);
-    assert_eq!(store.dump_catalog().await.unwrap(), catalog_tables);
+    assert_eq!(
+        aloft_catalog::store::dump_tables(&store).await.unwrap(),
+        catalog_tables
+    );
 }
 
 /// SIGKILLs every process whose command line mentions `needle` (task processes orphaned by a killed propeller).

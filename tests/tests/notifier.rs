@@ -268,7 +268,7 @@ async fn failures_email_the_team_successes_reach_slack_and_every_end_is_a_signed
             domain: DOMAIN.into(),
             name: name.into(),
         };
-        let deliveries = aloft_store::notifier::deliveries_of(store.pool(), &id)
+        let deliveries = aloft_notifier::store::deliveries_of(store.pool(), &id)
             .await
             .unwrap();
         let expected = usize::from(name == "own-1");
@@ -449,7 +449,7 @@ async fn sigkill_of_the_notifier_never_loses_a_message_and_duplicates_only_in_th
         (hooks, mails)
     };
     let delivered = || async {
-        aloft_store::notifier::delivery_counts(store.pool())
+        aloft_notifier::store::delivery_counts(store.pool())
             .await
             .unwrap()
             .1
@@ -508,7 +508,7 @@ async fn sigkill_of_the_notifier_never_loses_a_message_and_duplicates_only_in_th
         sent_unrecorded_total += sent_unrecorded;
         duplicates_total += duplicates;
     }
-    let counts = aloft_store::notifier::delivery_counts(store.pool())
+    let counts = aloft_notifier::store::delivery_counts(store.pool())
         .await
         .unwrap();
     assert_eq!(counts, (0, 2 * TRIALS as u64, 0), "(pending, delivered, failed)");
@@ -549,7 +549,7 @@ async fn executions_failing_together_are_each_notified_exactly_once() {
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while aloft_store::notifier::delivery_counts(store.pool())
+    while aloft_notifier::store::delivery_counts(store.pool())
         .await
         .unwrap()
         != (0, EXECUTIONS as u64, 0)

@@ -1,5 +1,9 @@
-//! Admin's read models (projects, tasks, workflows, launch plans, executions, node executions, task
-//! attempts, execution events) on Postgres or SQLite through sqlx, with numbered migrations.
+//! What every service's tables share, and admin's read models. Shared: connecting to Postgres or SQLite
+//! through sqlx, the migrations runner (each owner of tables brings its own `Migrations`), the projector loop
+//! (`projector`, `projection`: offsets in a table each projection names), the admission rule of execution
+//! events (`admission`) and the access tables admin and the catalog both project (`access`). Admin's: the
+//! read models (projects, tasks, workflows, launch plans, executions, node executions, task attempts,
+//! history, deliveries) and their queries. The catalog's and the notifier's tables live in those services.
 //!
 //! Everything here is derived from the event log: projections commit their log offset in the same
 //! transaction as the rows they change, so dropping the tables and replaying gives the same rows. The SQL
@@ -8,15 +12,16 @@
 
 pub mod access;
 pub mod admission;
-pub mod catalog;
+pub mod deliveries;
+pub mod execution_rows;
 pub mod listing;
 pub mod metrics;
-pub mod notifier;
 pub mod projection;
 pub mod projector;
 pub mod queries;
 mod read_models;
 pub mod snapshots;
+mod state_cache;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -67,7 +72,22 @@ fn migration_statements(sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every schema migration in order: version, name, SQL.
+/// A set of numbered migrations (version, name, SQL, in order) and the table that records which have run.
+/// Each owner of tables has its own: the shared read models here, the catalog's and the notifier's in their
+/// services.
+pub struct Migrations {
+    pub table: &'static str,
+    pub steps: &'static [(i64, &'static str, &'static str)],
+}
+
+/// The shared migrations: admin's read models and the access tables (API keys, role bindings) that admin
+/// and the catalog both project. Every service's database runs them.
+pub const READ_MODELS: Migrations = Migrations {
+    table: "schema_migrations",
+    steps: MIGRATIONS,
+};
+
+/// Every shared schema migration in order: version, name, SQL.
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -75,8 +95,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_read_models.sql"),
     ),
     (2, "schedules", include_str!("../migrations/0002_schedules.sql")),
-    (3, "catalog", include_str!("../migrations/0003_catalog.sql")),
-    (4, "notifier", include_str!("../migrations/0004_notifier.sql")),
+    (
+        3,
+        "attempt_cache",
+        include_str!("../migrations/0003_attempt_cache.sql"),
+    ),
+    (
+        4,
+        "delivery_events",
+        include_str!("../migrations/0004_delivery_events.sql"),
+    ),
     (5, "pools", include_str!("../migrations/0005_pools.sql")),
     (6, "waiting", include_str!("../migrations/0006_waiting.sql")),
     (7, "snapshots", include_str!("../migrations/0007_snapshots.sql")),
@@ -97,22 +125,6 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (11, "labels", include_str!("../migrations/0011_labels.sql")),
     (12, "auth", include_str!("../migrations/0012_auth.sql")),
-];
-
-/// The catalog tables replay rebuilds (reservations are leases, not history), in a stable order.
-pub const CATALOG_TABLES: &[(&str, &str)] = &[
-    ("cache_entries", "cache_key"),
-    (
-        "cache_evictions",
-        "project, domain, task_name, cache_version, cache_key, evicted_at",
-    ),
-    ("lineage_executions", "project, domain, name"),
-    ("artifacts", "artifact_id"),
-    (
-        "artifact_consumers",
-        "project, domain, execution, node, input_name",
-    ),
-    ("catalog_offsets", "topic, log_partition"),
 ];
 
 /// The tables replay rebuilds, in a stable order (used to drop and to compare them).
@@ -141,8 +153,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects (`postgres://...` or `sqlite://PATH`) and runs pending migrations.
+    /// Connects (`postgres://...` or `sqlite://PATH`) and runs the shared migrations.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, &[]).await
+    }
+
+    /// Connects and runs the shared migrations, then `own` (a service's migrations of its own tables).
+    pub async fn connect_with(url: &str, own: &[&Migrations]) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -171,7 +188,10 @@ impl Store {
             sqlx::query("PRAGMA synchronous=NORMAL").execute(&pool).await?;
         }
         let store = Store { pool, is_sqlite };
-        store.migrate().await?;
+        store.migrate(&READ_MODELS).await?;
+        for migrations in own {
+            store.migrate(migrations).await?;
+        }
         Ok(store)
     }
 
@@ -186,9 +206,10 @@ impl Store {
     /// Applies pending migrations. Services sharing one database (admin and catalog) may start together, so
     /// on Postgres each migration runs in a transaction holding an advisory lock: one process applies it, the
     /// others then see it recorded.
-    async fn migrate(&self) -> Result<()> {
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<()> {
         const MIGRATION_LOCK: i64 = 0x616c_6f66_7400; // "aloft\0"
-        for (version, name, sql) in MIGRATIONS {
+        let table = migrations.table;
+        for (version, name, sql) in migrations.steps {
             let mut tx = self.pool.begin().await?;
             if !self.is_sqlite {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -196,12 +217,12 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
-            )
+            sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
+            ))
             .execute(&mut *tx)
             .await?;
-            let applied = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+            let applied = sqlx::query(&format!("SELECT version FROM {table} WHERE version = $1"))
                 .bind(*version)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -212,13 +233,13 @@ impl Store {
             for statement in migration_statements(sql) {
                 sqlx::query(&statement).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            sqlx::query(&format!("INSERT INTO {table} (version, name) VALUES ($1, $2)"))
                 .bind(*version)
                 .bind(*name)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            tracing::info!(version, name, "applied migration");
+            tracing::info!(table, version, name, "applied migration");
         }
         Ok(())
     }
@@ -228,22 +249,13 @@ impl Store {
         self.empty_tables(PROJECTION_TABLES).await
     }
 
-    /// Empties the catalog's derived tables (and its offsets), so the catalog replays from offset 0.
-    pub async fn drop_catalog(&self) -> Result<()> {
-        self.empty_tables(CATALOG_TABLES).await
-    }
-
     /// Every row of every projection table as text, in key order: the audit comparison of a replay.
     pub async fn dump_projections(&self) -> Result<String> {
         self.dump_tables(PROJECTION_TABLES).await
     }
 
-    /// Every row of the catalog's derived tables as text, in key order.
-    pub async fn dump_catalog(&self) -> Result<String> {
-        self.dump_tables(CATALOG_TABLES).await
-    }
-
-    async fn empty_tables(&self, tables: &[(&str, &str)]) -> Result<()> {
+    /// Empties `tables` (name, key columns) in one transaction: a projection's tables, before a replay.
+    pub async fn empty_tables(&self, tables: &[(&str, &str)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (table, _) in tables {
             sqlx::query(&format!("DELETE FROM {table}"))
@@ -254,7 +266,8 @@ impl Store {
         Ok(())
     }
 
-    async fn dump_tables(&self, tables: &[(&'static str, &str)]) -> Result<String> {
+    /// Every row of `tables` (name, key columns) as text, in key order: the audit comparison of a replay.
+    pub async fn dump_tables(&self, tables: &[(&'static str, &str)]) -> Result<String> {
         let mut dump = String::new();
         for (table, key) in tables {
             dump.push_str(&format!("## {table}\n"));
@@ -299,11 +312,13 @@ pub async fn create_scratch_postgres_database(base_url: &str) -> Result<String> 
     Ok(format!("{server}/{name}"))
 }
 
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+/// The JSON text of a value the code made (always encodable: plain data, string keys).
+pub fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> Result<T> {
+/// Decodes a stored JSON column, naming the table when it is unreadable.
+pub fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Corrupt {
         table,
         reason: e.to_string(),

@@ -9,33 +9,30 @@ pub use crate::admission::{Admission, LoggedEvent};
 pub use crate::read_models::ExecutionReadModels;
 use crate::{to_json, Result};
 
-/// The table where a projection commits its offsets, in the transaction of the rows it changed.
+/// The table where a projection commits its offsets, in the transaction of the rows it changed, and the
+/// projection's name in metrics. Each consumer names its own (its migrations make the table, with columns
+/// `topic, log_partition, next_offset, epoch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetsTable {
-    /// Admin's read models.
-    ReadModels,
-    /// The catalog's tables.
-    Catalog,
-    /// The notifier's rules, executions and deliveries.
-    Notifier,
+pub struct OffsetsTable {
+    projection: &'static str,
+    table: &'static str,
 }
 
 impl OffsetsTable {
+    /// Admin's read models.
+    pub const READ_MODELS: OffsetsTable = OffsetsTable::new("read_models", "log_offsets");
+
+    pub const fn new(projection: &'static str, table: &'static str) -> OffsetsTable {
+        OffsetsTable { projection, table }
+    }
+
     /// The projection's name in metrics.
     pub fn projection(self) -> &'static str {
-        match self {
-            OffsetsTable::ReadModels => "read_models",
-            OffsetsTable::Catalog => "catalog",
-            OffsetsTable::Notifier => "notifier",
-        }
+        self.projection
     }
 
     fn name(self) -> &'static str {
-        match self {
-            OffsetsTable::ReadModels => "log_offsets",
-            OffsetsTable::Catalog => "catalog_offsets",
-            OffsetsTable::Notifier => "notifier_offsets",
-        }
+        self.table
     }
 }
 

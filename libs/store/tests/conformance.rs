@@ -265,7 +265,7 @@ async fn project_all(store: &Store) -> Vec<AppliedEvent> {
     read_models.flush(&mut tx).await.unwrap();
     aloft_store::projection::save_offset(
         &mut tx,
-        aloft_store::projection::OffsetsTable::ReadModels,
+        aloft_store::projection::OffsetsTable::READ_MODELS,
         "aloft.executions",
         0,
         10,

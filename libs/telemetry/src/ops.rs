@@ -1,122 +1,200 @@
 //! The operations endpoints every service serves: `/healthz` (the process answers), `/readyz` (its
 //! dependencies are reachable and it has caught up) and `/metrics` (Prometheus text format).
 //!
-//! Metrics live in one in-process registry; each crate declares its names and help texts in its own
-//! `metrics.rs`. Labels must have bounded cardinality (tenant or outcome, never an execution id). The
+//! Metrics are the `prometheus` crate's collectors in one in-process registry; each crate declares its names,
+//! help texts and label names in its own `metrics.rs`. Labels must have bounded cardinality (tenant or outcome, never an execution id). The
 //! endpoints are served by `aloft_runtime::tls::spawn_ops` (plain HTTP, or TLS when the service has a certificate).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use futures::future::BoxFuture;
+use prometheus::{CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
     Counter,
     Gauge,
+    /// Observations in buckets (`_bucket`, `_sum`, `_count`), for durations and lags.
+    Histogram,
 }
 
-/// A metric's name, kind and help text, declared once per crate.
-#[derive(Debug, Clone, Copy)]
+/// Bucket bounds of every histogram, in seconds: from a few milliseconds (a dispatch, a projection batch)
+/// to an hour (a long wait for resources or a slow delivery).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// A metric's name, kind, help text and label names, declared once per crate as a `static` (its series
+/// are made on first use). Backed by the `prometheus` crate's collectors, registered in one registry
+/// per process (every service of `aloft dev` shares it).
 pub struct Metric {
     pub name: &'static str,
     pub kind: MetricKind,
     pub help: &'static str,
+    /// The label names, in the order `render` prints them; calls give values by name.
+    pub labels: &'static [&'static str],
+    collector: OnceLock<Collector>,
 }
 
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Default)]
-struct Registry {
-    described: BTreeMap<&'static str, Metric>,
-    values: BTreeMap<(&'static str, Labels), f64>,
+enum Collector {
+    Counter(CounterVec),
+    Gauge(GaugeVec),
+    Histogram(HistogramVec),
 }
 
-fn registry() -> &'static Mutex<Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(|| Mutex::new(Registry::default()))
-}
-
-fn with_registry<T>(action: impl FnOnce(&mut Registry) -> T) -> T {
-    let mut registry = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    action(&mut registry)
-}
-
-fn labels(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(key, value)| (*key, value.to_string()))
-        .collect()
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::new)
 }
 
 impl Metric {
+    pub const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Metric {
+        Metric::new(name, MetricKind::Counter, help, labels)
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Metric {
+        Metric::new(name, MetricKind::Gauge, help, labels)
+    }
+
+    pub const fn histogram(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Metric {
+        Metric::new(name, MetricKind::Histogram, help, labels)
+    }
+
+    const fn new(
+        name: &'static str,
+        kind: MetricKind,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Metric {
+        Metric {
+            name,
+            kind,
+            help,
+            labels,
+            collector: OnceLock::new(),
+        }
+    }
+
+    fn collector(&self) -> &Collector {
+        self.collector.get_or_init(|| {
+            let built = match self.kind {
+                MetricKind::Counter => {
+                    CounterVec::new(Opts::new(self.name, self.help), self.labels).map(Collector::Counter)
+                }
+                MetricKind::Gauge => {
+                    GaugeVec::new(Opts::new(self.name, self.help), self.labels).map(Collector::Gauge)
+                }
+                MetricKind::Histogram => HistogramVec::new(
+                    HistogramOpts::new(self.name, self.help).buckets(SECONDS_BUCKETS.to_vec()),
+                    self.labels,
+                )
+                .map(Collector::Histogram),
+            };
+            // Names and labels are constants of the code: a bad one is a bug caught by the first test.
+            let collector = built.unwrap_or_else(|error| panic!("metric {}: {error}", self.name));
+            let registered = match &collector {
+                Collector::Counter(vec) => registry().register(Box::new(vec.clone())),
+                Collector::Gauge(vec) => registry().register(Box::new(vec.clone())),
+                Collector::Histogram(vec) => registry().register(Box::new(vec.clone())),
+            };
+            if let Err(error) = registered {
+                tracing::warn!(metric = self.name, %error, "metric not registered");
+            }
+            collector
+        })
+    }
+
+    /// The label values of `pairs` in the declared order (a label not given is empty).
+    fn values<'a>(&self, pairs: &[(&'static str, &'a str)]) -> Vec<&'a str> {
+        debug_assert!(
+            pairs.iter().all(|(key, _)| self.labels.contains(key)),
+            "{} has labels {:?}, given {pairs:?}",
+            self.name,
+            self.labels
+        );
+        self.labels
+            .iter()
+            .map(|label| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| key == label)
+                    .map_or("", |(_, value)| *value)
+            })
+            .collect()
+    }
+
     /// Declares the metric so it is listed (at 0 when it has no labels) before anything is recorded.
     pub fn register(&self) {
-        with_registry(|registry| {
-            registry.described.insert(self.name, *self);
-            registry.values.entry((self.name, Vec::new())).or_insert(0.0);
-        });
+        if !self.labels.is_empty() {
+            self.collector();
+            return;
+        }
+        match self.collector() {
+            Collector::Counter(vec) => drop(vec.with_label_values::<&str>(&[])),
+            Collector::Gauge(vec) => drop(vec.with_label_values::<&str>(&[])),
+            Collector::Histogram(vec) => drop(vec.with_label_values::<&str>(&[])),
+        }
     }
 
+    /// Adds `by` to a counter.
     pub fn increment(&self, label_pairs: &[(&'static str, &str)], by: f64) {
         debug_assert_eq!(self.kind, MetricKind::Counter, "{} is not a counter", self.name);
-        with_registry(|registry| {
-            registry.described.entry(self.name).or_insert(*self);
-            *registry
-                .values
-                .entry((self.name, labels(label_pairs)))
-                .or_insert(0.0) += by;
-        });
+        if let Collector::Counter(vec) = self.collector() {
+            vec.with_label_values(&self.values(label_pairs))
+                .inc_by(by.max(0.0));
+        }
     }
 
-    /// The current value of one labelled sample, if recorded.
-    pub fn value(&self, label_pairs: &[(&'static str, &str)]) -> Option<f64> {
-        with_registry(|registry| registry.values.get(&(self.name, labels(label_pairs))).copied())
-    }
-
+    /// Sets a gauge.
     pub fn set(&self, label_pairs: &[(&'static str, &str)], value: f64) {
         debug_assert_eq!(self.kind, MetricKind::Gauge, "{} is not a gauge", self.name);
-        with_registry(|registry| {
-            registry.described.entry(self.name).or_insert(*self);
-            registry.values.insert((self.name, labels(label_pairs)), value);
-        });
+        if let Collector::Gauge(vec) = self.collector() {
+            vec.with_label_values(&self.values(label_pairs)).set(value);
+        }
+    }
+
+    /// Records one observation of a histogram (seconds).
+    pub fn observe(&self, label_pairs: &[(&'static str, &str)], value: f64) {
+        debug_assert_eq!(
+            self.kind,
+            MetricKind::Histogram,
+            "{} is not a histogram",
+            self.name
+        );
+        if let Collector::Histogram(vec) = self.collector() {
+            vec.with_label_values(&self.values(label_pairs)).observe(value);
+        }
+    }
+
+    /// The current value of one labelled counter or gauge sample (a histogram's sum), if recorded.
+    pub fn value(&self, label_pairs: &[(&'static str, &str)]) -> Option<f64> {
+        let values = self.values(label_pairs);
+        match self.collector() {
+            Collector::Counter(vec) => vec.get_metric_with_label_values(&values).ok().map(|c| c.get()),
+            Collector::Gauge(vec) => vec.get_metric_with_label_values(&values).ok().map(|g| g.get()),
+            Collector::Histogram(vec) => vec
+                .get_metric_with_label_values(&values)
+                .ok()
+                .map(|h| h.get_sample_sum()),
+        }
     }
 }
 
 /// Every registered metric in the Prometheus text exposition format.
 pub fn render() -> String {
-    with_registry(|registry| {
-        let mut text = String::new();
-        for (name, metric) in &registry.described {
-            let kind = match metric.kind {
-                MetricKind::Counter => "counter",
-                MetricKind::Gauge => "gauge",
-            };
-            text.push_str(&format!("# HELP {name} {}\n# TYPE {name} {kind}\n", metric.help));
-            for ((sample_name, sample_labels), value) in &registry.values {
-                if sample_name != name {
-                    continue;
-                }
-                let rendered_labels = if sample_labels.is_empty() {
-                    String::new()
-                } else {
-                    let pairs: Vec<String> = sample_labels
-                        .iter()
-                        .map(|(key, value)| {
-                            format!("{key}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-                        })
-                        .collect();
-                    format!("{{{}}}", pairs.join(","))
-                };
-                text.push_str(&format!("{name}{rendered_labels} {value}\n"));
-            }
-        }
-        text
-    })
+    let mut text = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&registry().gather(), &mut text) {
+        tracing::warn!(%error, "cannot render the metrics");
+    }
+    String::from_utf8(text).unwrap_or_default()
 }
 
 /// Says whether the service is ready; the error explains why not.

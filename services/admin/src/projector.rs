@@ -29,7 +29,7 @@ struct ReadModels {
 
 impl Projection for ReadModels {
     fn offsets_table(&self) -> OffsetsTable {
-        OffsetsTable::ReadModels
+        OffsetsTable::READ_MODELS
     }
 
     fn reads_deliveries(&self) -> bool {
@@ -51,7 +51,7 @@ impl Projection for ReadModels {
                 // The scheduler's progress is not projected (scheduled executions carry their time).
                 Payload::Schedule(_) => {}
                 Payload::Delivery(event) => {
-                    aloft_store::notifier::apply_delivery_event(connection, event).await?
+                    aloft_store::deliveries::apply_delivery_event(connection, event).await?
                 }
                 Payload::Registry(event) => {
                     apply_registry_event(connection, record.offset, event).await?;

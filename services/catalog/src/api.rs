@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::store::cache::{self, CacheEntry, Eviction, Lookup};
+use crate::store::lineage::{self, Lineage, LineageError};
 use aloft_core::events::{Outputs, RegistryEvent};
 use aloft_core::ids::validate_name;
 use aloft_core::ExecutionId;
@@ -9,7 +11,6 @@ use aloft_eventlog::{Envelope, EventLog, Payload, Topics};
 use aloft_proto::status::ServiceError;
 use aloft_proto::v1 as wire;
 use aloft_proto::v1::catalog_service_server::CatalogService;
-use aloft_store::catalog::{self, CacheEntry, Eviction, Lineage, LineageError, Lookup};
 use aloft_store::Store;
 use tonic::{Request, Response, Status};
 
@@ -151,7 +152,7 @@ impl CatalogService for CatalogApi {
         } else {
             None
         };
-        let lookup = catalog::get_or_reserve(self.store.pool(), &request.key, reserve, now_millis())
+        let lookup = cache::get_or_reserve(self.store.pool(), &request.key, reserve, now_millis())
             .await
             .map_err(internal)?;
         use wire::get_or_reserve_response::Result as Answer;
@@ -196,11 +197,11 @@ impl CatalogService for CatalogApi {
         }
         .to_string();
         let mut connection = self.store.pool().acquire().await.map_err(internal)?;
-        let stored = catalog::put_entry(&mut connection, &entry, request.overwrite)
+        let stored = cache::put_entry(&mut connection, &entry, request.overwrite)
             .await
             .map_err(internal)?;
         drop(connection);
-        catalog::release_reservation(self.store.pool(), &entry.key, &owner)
+        cache::release_reservation(self.store.pool(), &entry.key, &owner)
             .await
             .map_err(internal)?;
         metrics::PUTS.increment(
@@ -218,7 +219,7 @@ impl CatalogService for CatalogApi {
         let request = request.into_inner();
         require_key(&request.key).map_err(Status::invalid_argument)?;
         require("owner", &request.owner).map_err(Status::invalid_argument)?;
-        let released = catalog::release_reservation(self.store.pool(), &request.key, &request.owner)
+        let released = cache::release_reservation(self.store.pool(), &request.key, &request.owner)
             .await
             .map_err(internal)?;
         Ok(Response::new(wire::ReleaseReservationResponse { released }))
@@ -246,7 +247,7 @@ impl CatalogService for CatalogApi {
             at,
         };
         // Counted first: the projector may apply the logged eviction before this handler does.
-        let evicted = catalog::count_evictable(self.store.pool(), &eviction)
+        let evicted = cache::count_evictable(self.store.pool(), &eviction)
             .await
             .map_err(internal)?;
         let event = RegistryEvent::CacheEvicted {
@@ -270,9 +271,7 @@ impl CatalogService for CatalogApi {
             .await
             .map_err(|e| Status::unavailable(format!("cannot record the eviction on the log: {e}")))?;
         let mut connection = self.store.pool().acquire().await.map_err(internal)?;
-        catalog::evict(&mut connection, &eviction)
-            .await
-            .map_err(internal)?;
+        cache::evict(&mut connection, &eviction).await.map_err(internal)?;
         Ok(Response::new(wire::EvictResponse { evicted }))
     }
 
@@ -284,7 +283,7 @@ impl CatalogService for CatalogApi {
         validate_name("project", &request.project).map_err(|e| Status::invalid_argument(e.to_string()))?;
         validate_name("domain", &request.domain).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let limit = if request.limit == 0 { 100 } else { request.limit };
-        let entries = catalog::list_entries(
+        let entries = cache::list_entries(
             self.store.pool(),
             &request.project,
             &request.domain,
@@ -321,7 +320,7 @@ impl CatalogService for CatalogApi {
         }
         let node = (!request.node.is_empty()).then_some(request.node.as_str());
         let output = (!request.output.is_empty()).then_some(request.output.as_str());
-        match catalog::lineage(self.store.pool(), &execution, node, output, request.depth).await {
+        match lineage::lineage(self.store.pool(), &execution, node, output, request.depth).await {
             Ok(lineage) => Ok(Response::new(lineage_to_wire(lineage))),
             Err(error @ LineageError::UnknownExecution(_)) => Err(Status::not_found(error.to_string())),
             Err(error @ (LineageError::UnknownNode { .. } | LineageError::UnknownOutput { .. })) => {

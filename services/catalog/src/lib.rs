@@ -1,7 +1,7 @@
 //! The catalog: memoized task results (lookups, reservations so equal concurrent runs execute once,
 //! puts, evictions) and the lineage of every artifact, behind a gRPC API.
 //!
-//! It owns its tables (cache entries, evictions, artifacts, lineage edges; see `aloft_store::catalog`) and
+//! It owns its tables (cache entries, evictions, artifacts, lineage edges; see `store`, with its own migrations) and
 //! fills them from `aloft.executions` and evictions on `aloft.registry`, so they can be dropped and rebuilt
 //! by replaying the log. It decides nothing about executions: the propeller asks, and records what the cache
 //! did on the log.
@@ -10,6 +10,7 @@ pub mod api;
 pub mod guard;
 pub mod metrics;
 pub mod projector;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     metrics::register();
+    store.migrate(&store::MIGRATIONS).await?;
     let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
     let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(address) = options.ops_listen {

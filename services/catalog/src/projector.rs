@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::store::projection::{apply_execution_event, apply_registry_event, WorkflowCache};
 use aloft_eventlog::{Envelope, EventLog, Payload, Record, Topics};
-use aloft_store::catalog::{apply_execution_event, apply_registry_event, WorkflowCache};
 use aloft_store::projection::{Admission, LoggedEvent, OffsetsTable};
 use aloft_store::projector::Projection;
 use aloft_store::Store;
@@ -31,7 +31,7 @@ struct CatalogTables {
 
 impl Projection for CatalogTables {
     fn offsets_table(&self) -> OffsetsTable {
-        OffsetsTable::Catalog
+        crate::store::OFFSETS
     }
 
     fn apply<'a>(

@@ -114,11 +114,11 @@ pub async fn lag(address: &DeploymentAddress, data_dir: &Path) -> anyhow::Result
     for (service, committed) in [
         (
             "admin",
-            aloft_store::projection::load_offsets(admin.pool(), OffsetsTable::ReadModels).await?,
+            aloft_store::projection::load_offsets(admin.pool(), OffsetsTable::READ_MODELS).await?,
         ),
         (
             "catalog",
-            aloft_store::projection::load_offsets(catalog.pool(), OffsetsTable::Catalog).await?,
+            aloft_store::projection::load_offsets(catalog.pool(), aloft_catalog::store::OFFSETS).await?,
         ),
     ] {
         let committed: HashMap<(String, u32), u64> = committed
@@ -200,7 +200,8 @@ pub async fn replay(
     }
     if rebuild.catalog {
         let store = connect(&address.catalog_database(data_dir)).await?;
-        store.drop_catalog().await?;
+        store.migrate(&aloft_catalog::store::MIGRATIONS).await?;
+        aloft_catalog::store::drop_tables(&store).await?;
         progress(&format!(
             "catalog: emptied its tables; replaying {total} record(s)"
         ));

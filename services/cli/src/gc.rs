@@ -61,14 +61,15 @@ pub async fn gc(
 ) -> anyhow::Result<GcReport> {
     let cutoff = chrono::Utc::now().timestamp_millis() - older_than.as_millis() as i64;
     let admin = aloft_store::Store::connect(&address.admin_database(data_dir)).await?;
-    let catalog = aloft_store::Store::connect(&address.catalog_database(data_dir)).await?;
+    let catalog = aloft_store::Store::connect_with(
+        &address.catalog_database(data_dir),
+        &[&aloft_catalog::store::MIGRATIONS],
+    )
+    .await?;
 
     let mut references = BTreeSet::new();
-    for row in sqlx::query("SELECT outputs_json FROM cache_entries")
-        .fetch_all(catalog.pool())
-        .await?
-    {
-        uris_of_json(&row.try_get::<String, _>(0)?, &mut references);
+    for outputs_json in aloft_catalog::store::cache::stored_outputs(catalog.pool()).await? {
+        uris_of_json(&outputs_json, &mut references);
     }
     // An unfinished execution may be about to read an old blob it was given as an input.
     for row in sqlx::query("SELECT inputs_json FROM executions WHERE finished_at IS NULL")

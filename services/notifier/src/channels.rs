@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::store::PendingDelivery;
 use aloft_core::notify::{render, slack_text, ChannelRef, EmailChannel, SmtpTls};
-use aloft_store::notifier::PendingDelivery;
 use hmac::{Hmac, Mac};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;

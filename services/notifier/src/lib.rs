@@ -1,7 +1,7 @@
 //! The notifier: Slack, email (SMTP) and signed-webhook notifications when executions end in the phases
 //! their rules name, each delivered once and surviving restarts.
 //!
-//! It owns the notifier tables (`aloft_store::notifier`): rules from `aloft.registry` (launch plans,
+//! It owns the notifier tables (`store`, with its own migrations): rules from `aloft.registry` (launch plans,
 //! project/domain defaults), the executions it follows on `aloft.executions`, and one delivery per finished
 //! execution, rule and recipient under a deterministic id. Every attempt and its outcome is recorded with
 //! the delivery's state and published to `aloft.deliveries`, where admin shows it in `aloft history`.
@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod projector;
 pub mod sender;
+pub mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     metrics::register();
+    store.migrate(&store::MIGRATIONS).await?;
     let (progress_tx, progress_rx) = watch::channel(projector::Progress::new());
     let serving = Arc::new(AtomicBool::new(false));
     if let Some(address) = options.ops_listen {

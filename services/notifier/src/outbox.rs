@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::{mark_published, unpublished_attempts};
 use aloft_core::notify::DeliveryEvent;
 use aloft_eventlog::{partition_for_key, Envelope, EventLog, Payload, Topics};
-use aloft_store::notifier::{mark_published, unpublished_attempts};
 use aloft_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

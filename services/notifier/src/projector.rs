@@ -29,7 +29,7 @@ struct NotifierTables {
 
 impl Projection for NotifierTables {
     fn offsets_table(&self) -> OffsetsTable {
-        OffsetsTable::Notifier
+        crate::store::OFFSETS
     }
 
     fn apply<'a>(
@@ -42,12 +42,10 @@ impl Projection for NotifierTables {
     ) -> BoxFuture<'a, aloft_store::Result<()>> {
         async move {
             match &envelope.payload {
-                Payload::Registry(event) => {
-                    aloft_store::notifier::apply_registry_event(connection, event).await?
-                }
+                Payload::Registry(event) => crate::store::apply_registry_event(connection, event).await?,
                 Payload::Execution(event) => {
                     let logged = LoggedEvent::new(record, index, envelope, event);
-                    self.created_in_batch += aloft_store::notifier::apply_execution_event(
+                    self.created_in_batch += crate::store::apply_execution_event(
                         connection,
                         &mut self.admission,
                         partition_epoch,

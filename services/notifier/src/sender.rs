@@ -9,8 +9,8 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::store::{due_deliveries, next_due, record_attempt, AttemptResult, PendingDelivery};
 use aloft_core::notify::{DeliveryEvent, DeliveryOutcome};
-use aloft_store::notifier::{due_deliveries, next_due, record_attempt, AttemptResult, PendingDelivery};
 use aloft_store::Store;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::Rng;
@@ -282,7 +282,7 @@ async fn attempt(
     metrics::ATTEMPTS.increment(&[("channel", channel), ("outcome", label)], 1.0);
     if label == "delivered" {
         let lag = (at - delivery.context.finished_at).max(0) as f64 / 1000.0;
-        metrics::DELIVERY_LAG.increment(&[("channel", channel)], lag);
+        metrics::DELIVERY_LAG.observe(&[("channel", channel)], lag);
     } else {
         info!(delivery = %delivery.delivery_id, execution = %delivery.execution, channel, outcome = label, "delivery attempt failed");
     }

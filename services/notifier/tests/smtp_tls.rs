@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aloft_core::notify::{EmailChannel, MessageContext, NotificationRule, SmtpServer, SmtpTls};
 use aloft_core::ExecutionId;
 use aloft_notifier::channels::{Channels, SendOutcome};
-use aloft_store::notifier::PendingDelivery;
+use aloft_notifier::store::PendingDelivery;
 use aloft_testkit::{SinkTls, SmtpSink, SmtpSinkOptions};
 use tokio_util::sync::CancellationToken;
 

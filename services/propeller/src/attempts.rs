@@ -378,10 +378,10 @@ impl AttemptService {
                 break;
             };
             let announced = self.queued.remove(&queued.attempt.key).unwrap_or(false);
-            metrics::TENANT_WAIT_SECONDS.increment(
-                &[("tenant", &tenant.to_string())],
-                queued.queued_at.elapsed().as_secs_f64(),
-            );
+            let tenant_label = tenant.to_string();
+            let waited = queued.queued_at.elapsed().as_secs_f64();
+            metrics::TENANT_WAIT_SECONDS.increment(&[("tenant", &tenant_label)], waited);
+            metrics::QUEUE_WAIT.observe(&[("tenant", &tenant_label)], waited);
             self.publish_tenant_gauges(&tenant);
             self.compute.hold(queued.attempt.key.clone(), compute);
             if announced {

@@ -1,86 +1,93 @@
 //! The propeller's metrics (labels: outcome or result only).
 
-use aloft_telemetry::ops::{Metric, MetricKind};
+use aloft_telemetry::ops::Metric;
 
-pub const EVENTS_APPLIED: Metric = Metric {
-    name: "aloft_propeller_events_applied_total",
-    kind: MetricKind::Counter,
-    help: "Events of owned partitions applied to the state (read back or acknowledged).",
-};
-pub const DECISIONS_APPENDED: Metric = Metric {
-    name: "aloft_propeller_decisions_appended_total",
-    kind: MetricKind::Counter,
-    help: "Decisions appended to aloft.executions.",
-};
-pub const ATTEMPTS_STARTED: Metric = Metric {
-    name: "aloft_propeller_attempts_started_total",
-    kind: MetricKind::Counter,
-    help: "Task attempts started by this propeller.",
-};
-pub const ATTEMPTS_FINISHED: Metric = Metric {
-    name: "aloft_propeller_attempts_finished_total",
-    kind: MetricKind::Counter,
-    help: "Task attempts finished, by outcome (succeeded, user, timeout, system, cancelled).",
-};
-pub const PARTITIONS_OWNED: Metric = Metric {
-    name: "aloft_propeller_partitions_owned",
-    kind: MetricKind::Gauge,
-    help: "Partitions of aloft.executions assigned to this propeller.",
-};
-pub const PARTITIONS_ACTIVE: Metric = Metric {
-    name: "aloft_propeller_partitions_active",
-    kind: MetricKind::Gauge,
-    help: "Owned partitions caught up and claimed (deciding).",
-};
+pub static EVENTS_APPLIED: Metric = Metric::counter(
+    "aloft_propeller_events_applied_total",
+    "Events of owned partitions applied to the state (read back or acknowledged).",
+    &[],
+);
+pub static DECISIONS_APPENDED: Metric = Metric::counter(
+    "aloft_propeller_decisions_appended_total",
+    "Decisions appended to aloft.executions.",
+    &[],
+);
+pub static ATTEMPTS_STARTED: Metric = Metric::counter(
+    "aloft_propeller_attempts_started_total",
+    "Task attempts started by this propeller.",
+    &[],
+);
+pub static ATTEMPTS_FINISHED: Metric = Metric::counter(
+    "aloft_propeller_attempts_finished_total",
+    "Task attempts finished, by outcome (succeeded, user, timeout, system, cancelled).",
+    &["outcome"],
+);
+pub static PARTITIONS_OWNED: Metric = Metric::gauge(
+    "aloft_propeller_partitions_owned",
+    "Partitions of aloft.executions assigned to this propeller.",
+    &[],
+);
+pub static PARTITIONS_ACTIVE: Metric = Metric::gauge(
+    "aloft_propeller_partitions_active",
+    "Owned partitions caught up and claimed (deciding).",
+    &[],
+);
 
-pub const CACHE_LOOKUPS: Metric = Metric {
-    name: "aloft_propeller_cache_lookups_total",
-    kind: MetricKind::Counter,
-    help: "Catalog lookups of cached tasks, by result (hit, miss, failure).",
-};
+pub static CACHE_LOOKUPS: Metric = Metric::counter(
+    "aloft_propeller_cache_lookups_total",
+    "Catalog lookups of cached tasks, by result (hit, miss, failure).",
+    &["result"],
+);
 
-pub const LAG: Metric = Metric {
-    name: "aloft_propeller_lag_records",
-    kind: MetricKind::Gauge,
-    help: "Records on this propeller's partitions not folded yet (consumer lag, refreshed every 5 s).",
-};
+pub static LAG: Metric = Metric::gauge(
+    "aloft_propeller_lag_records",
+    "Records on this propeller's partitions not folded yet (consumer lag, refreshed every 5 s).",
+    &[],
+);
 
-pub const ATTEMPTS_QUEUED: Metric = Metric {
-    name: "aloft_propeller_attempts_queued",
-    kind: MetricKind::Gauge,
-    help: "Attempts waiting in the tenants' queues for an executor slot on this propeller.",
-};
+pub static ATTEMPTS_QUEUED: Metric = Metric::gauge(
+    "aloft_propeller_attempts_queued",
+    "Attempts waiting in the tenants' queues for an executor slot on this propeller.",
+    &[],
+);
 
-pub const TENANT_QUEUED: Metric = Metric {
-    name: "aloft_propeller_tenant_queued_attempts",
-    kind: MetricKind::Gauge,
-    help: "Attempts waiting for a slot on this propeller, by tenant (project/domain).",
-};
-pub const TENANT_RUNNING: Metric = Metric {
-    name: "aloft_propeller_tenant_running_attempts",
-    kind: MetricKind::Gauge,
-    help: "Attempts running on this propeller, by tenant.",
-};
-pub const TENANT_WAIT_SECONDS: Metric = Metric {
-    name: "aloft_propeller_tenant_wait_seconds_total",
-    kind: MetricKind::Counter,
-    help: "Seconds attempts waited for a slot before starting, summed by tenant.",
-};
+pub static TENANT_QUEUED: Metric = Metric::gauge(
+    "aloft_propeller_tenant_queued_attempts",
+    "Attempts waiting for a slot on this propeller, by tenant (project/domain).",
+    &["tenant"],
+);
+pub static TENANT_RUNNING: Metric = Metric::gauge(
+    "aloft_propeller_tenant_running_attempts",
+    "Attempts running on this propeller, by tenant.",
+    &["tenant"],
+);
+pub static TENANT_WAIT_SECONDS: Metric = Metric::counter(
+    "aloft_propeller_tenant_wait_seconds_total",
+    "Seconds attempts waited for a slot before starting, summed by tenant.",
+    &["tenant"],
+);
+
+pub static QUEUE_WAIT: Metric = Metric::histogram(
+    "aloft_propeller_attempt_queue_wait_seconds",
+    "Seconds an attempt waited in its tenant's queue for a slot (and its pools' tokens), by tenant.",
+    &["tenant"],
+);
 
 pub fn register() {
     for metric in [
-        EVENTS_APPLIED,
-        DECISIONS_APPENDED,
-        ATTEMPTS_STARTED,
-        ATTEMPTS_FINISHED,
-        PARTITIONS_OWNED,
-        PARTITIONS_ACTIVE,
-        CACHE_LOOKUPS,
-        LAG,
-        ATTEMPTS_QUEUED,
-        TENANT_QUEUED,
-        TENANT_RUNNING,
-        TENANT_WAIT_SECONDS,
+        &EVENTS_APPLIED,
+        &DECISIONS_APPENDED,
+        &ATTEMPTS_STARTED,
+        &ATTEMPTS_FINISHED,
+        &PARTITIONS_OWNED,
+        &PARTITIONS_ACTIVE,
+        &CACHE_LOOKUPS,
+        &LAG,
+        &ATTEMPTS_QUEUED,
+        &TENANT_QUEUED,
+        &TENANT_RUNNING,
+        &TENANT_WAIT_SECONDS,
+        &QUEUE_WAIT,
     ] {
         metric.register();
     }

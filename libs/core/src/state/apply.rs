@@ -11,19 +11,37 @@ use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 use crate::types::Value;
 
 use super::model::{AttemptState, ExecutionState, NodeState};
+use super::transitions::Transitions;
 
 impl ExecutionState {
-    /// Ends `node` with `outputs` (SUCCEEDED or RECOVERED) and readies what waited only for it.
-    pub(super) fn complete_node(&mut self, node: usize, phase: NodePhase, outputs: &Outputs) {
-        let state = &mut self.nodes[node];
-        state.outputs = Some(outputs.clone());
-        self.settle(node, phase);
+    /// Records that `node`'s row (phase, attempts, outputs, error, timings, wait) changed.
+    pub(super) fn touch(&mut self, node: usize) {
+        self.changes.0.nodes.push(node);
     }
 
-    /// Ends `node` for good in `phase` (one that does not fail the execution) and readies what waited
-    /// only for it.
-    pub(super) fn settle(&mut self, node: usize, phase: NodePhase) {
-        self.nodes[node].phase = phase;
+    /// Ends `node` with `outputs` (SUCCEEDED or RECOVERED) at `at` and readies what waited only for it.
+    pub(super) fn complete_node(
+        &mut self,
+        node: usize,
+        phase: NodePhase,
+        outputs: &Outputs,
+        at: Option<i64>,
+    ) {
+        let state = &mut self.nodes[node];
+        state.outputs = Some(outputs.clone());
+        self.settle(node, phase, at);
+    }
+
+    /// Ends `node` for good in `phase` (one that does not fail the execution) at `at` and readies what
+    /// waited only for it.
+    pub(super) fn settle(&mut self, node: usize, phase: NodePhase, at: Option<i64>) {
+        self.touch(node);
+        let state = &mut self.nodes[node];
+        state.phase = phase;
+        state.gate = None;
+        if at.is_some() {
+            state.finished_at = at;
+        }
         self.ready.remove(&node);
         self.open_gates.remove(&node);
         self.undecided_branches.remove(&node);
@@ -52,19 +70,23 @@ impl ExecutionState {
         if state.waiting_on == 0 && state.released && waiting_phase {
             self.nodes[node].phase = NodePhase::Queued;
             self.ready.insert(node);
+            self.touch(node);
         }
     }
 
     /// Applies a branch's choice: the taken case's own nodes may run, every node of the other cases
     /// (nested ones too: each case is a contiguous block) is SKIPPED.
-    pub(super) fn take_case(&mut self, branch: usize, taken: usize) {
+    pub(super) fn take_case(&mut self, branch: usize, taken: usize, at: i64) {
         let Some(Control::Branch { cases, otherwise, .. }) = self.workflow.nodes[branch].control.clone()
         else {
             return;
         };
         self.undecided_branches.remove(&branch);
-        self.nodes[branch].taken_case = Some(taken);
-        self.nodes[branch].phase = NodePhase::Running;
+        self.touch(branch);
+        let state = &mut self.nodes[branch];
+        state.taken_case = Some(taken);
+        state.phase = NodePhase::Running;
+        state.started_at.get_or_insert(at);
         let arms = cases.iter().map(|case| case.arm).chain(otherwise);
         for (case, arm) in arms.enumerate() {
             for member in arm.first..=arm.exit {
@@ -77,7 +99,7 @@ impl ExecutionState {
                         self.ready_if_unblocked(member);
                     }
                 } else if self.nodes[member].phase == NodePhase::Pending {
-                    self.settle(member, NodePhase::Skipped);
+                    self.settle(member, NodePhase::Skipped, Some(at));
                 }
             }
         }
@@ -85,7 +107,7 @@ impl ExecutionState {
 
     /// Adds `map`'s item nodes, one per element of its `over` input: ordinary task nodes (ids `MAP[i]`)
     /// the map waits for.
-    pub(super) fn expand_map(&mut self, map: usize) {
+    pub(super) fn expand_map(&mut self, map: usize, at: i64) {
         let Some(Control::Map(control)) = self.workflow.nodes[map].control.clone() else {
             return;
         };
@@ -124,17 +146,20 @@ impl ExecutionState {
             self.ready.insert(first + index);
         }
         let end = self.nodes.len();
+        self.changes.0.added = Some(first..end);
+        self.touch(map);
         let state = &mut self.nodes[map];
         state.items = Some(first..end);
         state.waiting_on = values.len();
         state.phase = NodePhase::Running;
+        state.started_at.get_or_insert(at);
         self.ready.remove(&map);
         // An empty list: the map is done at once.
         self.ready_if_unblocked(map);
     }
 
     /// Adds the planned workflow's nodes under dynamic node `node`, which then waits for them all.
-    pub(super) fn expand_dynamic(&mut self, node: usize) {
+    pub(super) fn expand_dynamic(&mut self, node: usize, at: i64) {
         let Ok(planned) = self.planned_workflow(node) else {
             return;
         };
@@ -175,11 +200,14 @@ impl ExecutionState {
             workflow.nodes.push(added_node);
             self.nodes.push(NodeState::fresh(phase, waiting_on, released));
         }
+        self.changes.0.added = Some(first..first + count);
+        self.touch(node);
         let state = &mut self.nodes[node];
         state.items = Some(first..first + count);
         state.planned_outputs = Some(outputs);
         state.waiting_on = count;
         state.phase = NodePhase::Running;
+        state.started_at.get_or_insert(at);
         self.ready.remove(&node);
         self.ready_if_unblocked(node);
     }
@@ -196,9 +224,15 @@ impl ExecutionState {
         }
     }
 
-    /// Folds one event about this execution into the state. Events that no longer fit (a result for an
-    /// attempt that was aborted) change nothing but are still part of the history.
-    pub fn apply(&mut self, event: &ExecutionEvent) {
+    /// Folds one event about this execution into the state and reports what it changed. Events that no
+    /// longer fit (a result for an attempt that was aborted) change nothing but are still part of the
+    /// history.
+    pub fn apply(&mut self, event: &ExecutionEvent) -> Transitions {
+        self.apply_event(event);
+        std::mem::take(&mut self.changes.0)
+    }
+
+    fn apply_event(&mut self, event: &ExecutionEvent) {
         match event {
             ExecutionEvent::TerminateRequested { reason, .. } => {
                 if !self.phase.is_terminal() && self.terminate_reason.is_none() {
@@ -209,6 +243,7 @@ impl ExecutionState {
                 if self.phase == ExecutionPhase::Queued {
                     self.phase = ExecutionPhase::Running;
                     self.started_at = Some(*at);
+                    self.changes.0.execution = true;
                 }
             }
             ExecutionEvent::AttemptStarted {
@@ -230,6 +265,7 @@ impl ExecutionState {
                     "attempts are numbered 1, 2, ..."
                 );
                 state.phase = NodePhase::Running;
+                state.started_at.get_or_insert(*at);
                 self.running_nodes += 1;
                 state.attempts.push(AttemptState {
                     number: *attempt,
@@ -239,8 +275,10 @@ impl ExecutionState {
                     error: None,
                     waiting_for: None,
                     interruptible: *interruptible,
+                    cache: None,
                 });
                 self.ready.remove(node);
+                self.touch(*node);
                 self.item_started_or_ended(*node, true);
             }
             ExecutionEvent::AttemptWaiting {
@@ -252,6 +290,7 @@ impl ExecutionState {
                 if !self.is_running_attempt(*node, *attempt) {
                     return;
                 }
+                self.touch(*node);
                 let state = &mut self.nodes[*node];
                 state.phase = NodePhase::WaitingForResources;
                 if let Some(last) = state.attempts.last_mut() {
@@ -262,6 +301,7 @@ impl ExecutionState {
                 if !self.is_running_attempt(*node, *attempt) {
                     return;
                 }
+                self.touch(*node);
                 let state = &mut self.nodes[*node];
                 state.phase = NodePhase::Running;
                 if let Some(last) = state.attempts.last_mut() {
@@ -273,6 +313,7 @@ impl ExecutionState {
                 attempt,
                 outputs,
                 at,
+                cache,
                 ..
             } => {
                 if !self.is_running_attempt(*node, *attempt) {
@@ -285,13 +326,15 @@ impl ExecutionState {
                     last.phase = AttemptPhase::Succeeded;
                     last.waiting_for = None;
                     last.finished_at = Some(*at);
+                    last.cache = cache.clone();
                 }
-                self.complete_node(*node, NodePhase::Succeeded, outputs);
+                self.complete_node(*node, NodePhase::Succeeded, outputs, Some(*at));
             }
             ExecutionEvent::NodeCacheHit {
                 node,
                 attempt,
                 outputs,
+                cache,
                 at,
                 ..
             } => {
@@ -309,9 +352,11 @@ impl ExecutionState {
                     error: None,
                     waiting_for: None,
                     interruptible: false,
+                    cache: Some(cache.clone()),
                 });
+                state.started_at.get_or_insert(*at);
                 self.ready.remove(node);
-                self.complete_node(*node, NodePhase::Succeeded, outputs);
+                self.complete_node(*node, NodePhase::Succeeded, outputs, Some(*at));
             }
             ExecutionEvent::AttemptFailed {
                 node,
@@ -340,9 +385,14 @@ impl ExecutionState {
                 // Back to the queue: `decide` either retries it or, out of budget, fails the node.
                 state.phase = NodePhase::Queued;
                 self.ready.insert(*node);
+                self.touch(*node);
             }
             ExecutionEvent::NodeFailed {
-                node, phase, message, ..
+                node,
+                phase,
+                message,
+                at,
+                ..
             } => {
                 let Some(state) = self.nodes.get_mut(*node) else {
                     return;
@@ -359,18 +409,20 @@ impl ExecutionState {
                 state.error = Some(message.clone());
                 if self.workflow.nodes[*node].item_of.is_some() {
                     // A failed map item is done for good; its map decides whether enough succeeded.
-                    self.settle(*node, *phase);
+                    self.settle(*node, *phase, Some(*at));
                     return;
                 }
+                self.touch(*node);
                 let state = &mut self.nodes[*node];
                 state.phase = *phase;
+                state.finished_at = Some(*at);
                 self.ready.remove(node);
                 self.open_gates.remove(node);
                 self.undecided_branches.remove(node);
                 self.running_children.remove(node);
                 self.failed_node.get_or_insert(*node);
             }
-            ExecutionEvent::ChildLaunched { node, child, .. } => {
+            ExecutionEvent::ChildLaunched { node, child, at, .. } => {
                 let is_plan = matches!(
                     self.workflow.nodes.get(*node).map(|n| &n.control),
                     Some(Some(Control::LaunchPlan(_)))
@@ -378,8 +430,10 @@ impl ExecutionState {
                 if !is_plan || self.phase.is_terminal() || self.nodes[*node].phase != NodePhase::Queued {
                     return;
                 }
+                self.touch(*node);
                 let state = &mut self.nodes[*node];
                 state.phase = NodePhase::Running;
+                state.started_at.get_or_insert(*at);
                 state.child = Some(child.clone());
                 self.ready.remove(node);
                 self.running_children.insert(*node);
@@ -399,23 +453,29 @@ impl ExecutionState {
                     state.child_result = Some((*phase, outputs.clone(), error.clone()));
                 }
             }
-            ExecutionEvent::DynamicExpanded { node, .. } => {
+            ExecutionEvent::DynamicExpanded { node, at, .. } => {
                 if self.may_expand(*node, |control| matches!(control, Control::Dynamic(_))) {
-                    self.expand_dynamic(*node);
+                    self.expand_dynamic(*node, *at);
                 }
             }
-            ExecutionEvent::MapExpanded { node, .. } => {
+            ExecutionEvent::MapExpanded { node, at, .. } => {
                 if self.may_expand(*node, |control| matches!(control, Control::Map(_))) {
-                    self.expand_map(*node);
+                    self.expand_map(*node, *at);
                 }
             }
-            ExecutionEvent::BranchTaken { node, case, .. } => {
+            ExecutionEvent::BranchTaken { node, case, at, .. } => {
                 if self.phase.is_terminal() || !self.undecided_branches.contains(node) {
                     return;
                 }
-                self.take_case(*node, *case);
+                self.take_case(*node, *case, *at);
             }
-            ExecutionEvent::GateWaiting { node, until, .. } => {
+            ExecutionEvent::GateWaiting {
+                node,
+                until,
+                waiting_for,
+                at,
+                ..
+            } => {
                 let Some(state) = self.nodes.get_mut(*node) else {
                     return;
                 };
@@ -424,10 +484,15 @@ impl ExecutionState {
                 }
                 state.phase = NodePhase::Running;
                 state.gate_until = *until;
+                state.gate = Some(waiting_for.clone());
+                state.started_at.get_or_insert(*at);
                 self.ready.remove(node);
                 self.open_gates.insert(*node);
+                self.touch(*node);
             }
-            ExecutionEvent::NodeSucceeded { node, outputs, .. } => {
+            ExecutionEvent::NodeSucceeded {
+                node, outputs, at, ..
+            } => {
                 let Some(state) = self.nodes.get(*node) else {
                     return;
                 };
@@ -437,7 +502,8 @@ impl ExecutionState {
                 if !settles || self.phase.is_terminal() {
                     return;
                 }
-                self.complete_node(*node, NodePhase::Succeeded, outputs);
+                self.nodes[*node].started_at.get_or_insert(*at);
+                self.complete_node(*node, NodePhase::Succeeded, outputs, Some(*at));
             }
             ExecutionEvent::SignalReceived { signal, value, .. } => {
                 if !self.phase.is_terminal() {
@@ -460,12 +526,13 @@ impl ExecutionState {
                 self.outputs = outputs.clone();
                 self.error = error.clone();
                 self.finished_at = Some(*at);
+                self.changes.0.execution = true;
                 // A terminate request read before or after the finish leaves the same state: the owner
                 // applies its own decisions on acknowledgement, possibly before a request that precedes
                 // them in the log, and replay must still give the live state.
                 self.terminate_reason = None;
                 self.running_nodes = 0;
-                for state in &mut self.nodes {
+                for (index, state) in self.nodes.iter_mut().enumerate() {
                     match state.phase {
                         NodePhase::Running | NodePhase::WaitingForResources => {
                             state.phase = NodePhase::Aborted;
@@ -476,8 +543,11 @@ impl ExecutionState {
                             }
                         }
                         NodePhase::Pending | NodePhase::Queued => state.phase = NodePhase::Skipped,
-                        _ => {}
+                        _ => continue,
                     }
+                    state.gate = None;
+                    state.finished_at = Some(*at);
+                    self.changes.0.nodes.push(index);
                 }
                 self.ready.clear();
                 self.open_gates.clear();

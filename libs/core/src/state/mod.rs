@@ -3,16 +3,19 @@
 //! same code, so replaying a partition from offset 0 rebuilds exactly the live state.
 //!
 //! `model` holds the state, `apply` its transitions, `decide` what follows from it, `fencing` the admission
-//! rule and the fold of a partition, `snapshot` the fold's stored form.
+//! rule and the fold of a partition, `snapshot` the fold's stored form,
+//! `transitions` what one `apply` changed (for the read models, which write those parts of the state).
 
 mod apply;
 mod decide;
 mod fencing;
 mod model;
 mod snapshot;
+mod transitions;
 
 pub use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 pub use decide::{child_execution_id, decide, MAX_STARTS_PER_DECISION};
 pub use fencing::{admit, AppliedEvent, EventMeta, PartitionFold};
 pub use model::{AttemptState, ExecutionState, NodeState};
 pub use snapshot::SnapshotError;
+pub use transitions::Transitions;

@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheOutcome;
 use crate::compiler::{CompiledWorkflow, Control, NodeBinding};
-use crate::events::{ExecutionEvent, ParentLink};
+use crate::events::{ExecutionEvent, ParentLink, WaitingFor};
 use crate::ids::{ExecutionId, Identifier};
 use crate::interface::Outputs;
 use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 use crate::types::Value;
+
+use super::transitions::Recorder;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptState {
@@ -25,6 +28,9 @@ pub struct AttemptState {
     /// The platform may interrupt it (retried as a system error).
     #[serde(default)]
     pub interruptible: bool,
+    /// For a cached task: the lookup's outcome (a hit, a miss that stored, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheOutcome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +52,15 @@ pub struct NodeState {
     /// For a launch-plan node: the child execution it launched, and how that ended once it has.
     pub child: Option<ExecutionId>,
     pub child_result: Option<(ExecutionPhase, Outputs, Option<String>)>,
+    /// For a waiting gate: what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<WaitingFor>,
+    /// When it first ran (an attempt started, a gate opened, a branch decided, a map expanded, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// When it ended (succeeded, failed, skipped, aborted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
     pub(super) waiting_on: usize,
     /// False for a branch case's node until its branch takes that case.
     pub(super) released: bool,
@@ -68,6 +83,9 @@ impl NodeState {
             planned_outputs: None,
             child: None,
             child_result: None,
+            gate: None,
+            started_at: None,
+            finished_at: None,
             waiting_on,
             released,
         }
@@ -124,6 +142,9 @@ pub struct ExecutionState {
     pub(super) failed_node: Option<usize>,
     /// Nodes with an attempt running now (bounded by the workflow's `max_parallelism`).
     pub(super) running_nodes: usize,
+    /// What the event being applied changed (see `Transitions`); empty between events.
+    #[serde(skip)]
+    pub(super) changes: Recorder,
 }
 
 impl ExecutionState {
@@ -182,6 +203,7 @@ impl ExecutionState {
             running_items: BTreeMap::new(),
             failed_node: None,
             running_nodes: 0,
+            changes: Recorder::default(),
         }
     }
 
@@ -202,7 +224,7 @@ impl ExecutionState {
                 continue;
             }
             self.ready.remove(&node);
-            self.complete_node(node, NodePhase::Recovered, outputs);
+            self.complete_node(node, NodePhase::Recovered, outputs, None);
         }
     }
 

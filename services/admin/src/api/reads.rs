@@ -82,7 +82,7 @@ impl AdminApi {
             .map(|(place, row)| self.history_event(row, place as u64 + 1, &node_ids))
             .collect();
         // Delivery attempts happen after the execution ended: they follow its events.
-        let deliveries = aloft_store::notifier::delivery_events_of(self.store.pool(), &id).await?;
+        let deliveries = aloft_store::deliveries::delivery_events_of(self.store.pool(), &id).await?;
         events.extend(deliveries.into_iter().map(|row| wire::HistoryEvent {
             summary: row.summary,
             log_partition: 0,

@@ -1,6 +1,7 @@
--- The catalog's tables: memoized results, their reservations, evictions, and artifact lineage. Everything
+-- The catalog's tables (made by aloft-store's migration 3 in databases older than this one, hence IF NOT
+-- EXISTS): memoized results, their reservations, evictions, and artifact lineage. Everything
 -- but the reservations (leases, not history) is derived from the log and rebuilt by replaying it.
-CREATE TABLE cache_entries (
+CREATE TABLE IF NOT EXISTS cache_entries (
     cache_key TEXT PRIMARY KEY,
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
@@ -16,13 +17,13 @@ CREATE TABLE cache_entries (
     -- result (-created_at), beaten by any overwrite, the latest overwrite winning (+created_at).
     precedence BIGINT NOT NULL
 );
-CREATE INDEX cache_entries_by_task ON cache_entries (project, domain, task_name, cache_version);
-CREATE TABLE cache_reservations (
+CREATE INDEX IF NOT EXISTS cache_entries_by_task ON cache_entries (project, domain, task_name, cache_version);
+CREATE TABLE IF NOT EXISTS cache_reservations (
     cache_key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
-CREATE TABLE cache_evictions (
+CREATE TABLE IF NOT EXISTS cache_evictions (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
     task_name TEXT NOT NULL,
@@ -31,7 +32,7 @@ CREATE TABLE cache_evictions (
     evicted_at BIGINT NOT NULL,
     PRIMARY KEY (project, domain, task_name, cache_version, cache_key, evicted_at)
 );
-CREATE TABLE lineage_executions (
+CREATE TABLE IF NOT EXISTS lineage_executions (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -42,7 +43,7 @@ CREATE TABLE lineage_executions (
     last_seq BIGINT NOT NULL,
     PRIMARY KEY (project, domain, name)
 );
-CREATE TABLE artifacts (
+CREATE TABLE IF NOT EXISTS artifacts (
     artifact_id TEXT PRIMARY KEY,
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
@@ -56,9 +57,9 @@ CREATE TABLE artifacts (
     cached_from TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
-CREATE INDEX artifacts_by_node ON artifacts (project, domain, execution, node);
-CREATE INDEX artifacts_by_cached_from ON artifacts (cached_from);
-CREATE TABLE artifact_consumers (
+CREATE INDEX IF NOT EXISTS artifacts_by_node ON artifacts (project, domain, execution, node);
+CREATE INDEX IF NOT EXISTS artifacts_by_cached_from ON artifacts (cached_from);
+CREATE TABLE IF NOT EXISTS artifact_consumers (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
     execution TEXT NOT NULL,
@@ -67,14 +68,11 @@ CREATE TABLE artifact_consumers (
     artifact_id TEXT NOT NULL,
     PRIMARY KEY (project, domain, execution, node, input_name)
 );
-CREATE INDEX artifact_consumers_by_artifact ON artifact_consumers (artifact_id);
-CREATE TABLE catalog_offsets (
+CREATE INDEX IF NOT EXISTS artifact_consumers_by_artifact ON artifact_consumers (artifact_id);
+CREATE TABLE IF NOT EXISTS catalog_offsets (
     topic TEXT NOT NULL,
     log_partition BIGINT NOT NULL,
     next_offset BIGINT NOT NULL,
     epoch BIGINT NOT NULL,
     PRIMARY KEY (topic, log_partition)
 );
--- What the cache did for each succeeded attempt, for `aloft get`.
-ALTER TABLE task_attempts ADD COLUMN cache_status TEXT NOT NULL DEFAULT '';
-ALTER TABLE task_attempts ADD COLUMN cache_source TEXT NOT NULL DEFAULT ''

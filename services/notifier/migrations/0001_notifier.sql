@@ -1,7 +1,8 @@
--- The notifier's tables. Rules and executions are derived from the log. Deliveries are created from it (one
+-- The notifier's tables (made by aloft-store's migrations 4 and 6 in databases older than this one, hence IF
+-- NOT EXISTS). Rules and executions are derived from the log. Deliveries are created from it (one
 -- row per finished execution, rule and recipient, under a deterministic id, in the transaction that stores
 -- the offset) and then carry the delivery state that makes a restart neither re-send nor forget a message.
-CREATE TABLE notifier_launch_plans (
+CREATE TABLE IF NOT EXISTS notifier_launch_plans (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -9,14 +10,14 @@ CREATE TABLE notifier_launch_plans (
     rules_json TEXT NOT NULL,
     PRIMARY KEY (project, domain, name, version)
 );
-CREATE TABLE notifier_defaults (
+CREATE TABLE IF NOT EXISTS notifier_defaults (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
     rules_json TEXT NOT NULL,
     set_at BIGINT NOT NULL,
     PRIMARY KEY (project, domain)
 );
-CREATE TABLE notifier_executions (
+CREATE TABLE IF NOT EXISTS notifier_executions (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -26,7 +27,7 @@ CREATE TABLE notifier_executions (
     last_seq BIGINT NOT NULL,
     PRIMARY KEY (project, domain, name)
 );
-CREATE TABLE notifier_deliveries (
+CREATE TABLE IF NOT EXISTS notifier_deliveries (
     delivery_id TEXT PRIMARY KEY,
     project TEXT NOT NULL,
     domain TEXT NOT NULL,
@@ -42,37 +43,25 @@ CREATE TABLE notifier_deliveries (
     next_attempt_at BIGINT NOT NULL,
     last_error TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    finished_at BIGINT
+    finished_at BIGINT,
+    -- The trace the finished execution ran in, so the delivery's spans join it.
+    traceparent TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX notifier_deliveries_due ON notifier_deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS notifier_deliveries_due ON notifier_deliveries (state, next_attempt_at);
 -- Every attempt, written with the delivery's new state. `published` marks the ones already on
 -- aloft.deliveries (an outbox: an attempt is recorded even if the log is briefly unreachable).
-CREATE TABLE notifier_attempts (
+CREATE TABLE IF NOT EXISTS notifier_attempts (
     delivery_id TEXT NOT NULL,
     attempt BIGINT NOT NULL,
     event_json TEXT NOT NULL,
     published BIGINT NOT NULL,
     PRIMARY KEY (delivery_id, attempt)
 );
-CREATE INDEX notifier_attempts_unpublished ON notifier_attempts (published);
-CREATE TABLE notifier_offsets (
+CREATE INDEX IF NOT EXISTS notifier_attempts_unpublished ON notifier_attempts (published);
+CREATE TABLE IF NOT EXISTS notifier_offsets (
     topic TEXT NOT NULL,
     log_partition BIGINT NOT NULL,
     next_offset BIGINT NOT NULL,
     epoch BIGINT NOT NULL,
     PRIMARY KEY (topic, log_partition)
 );
--- Admin's read model of aloft.deliveries, shown in `aloft history`.
-CREATE TABLE delivery_events (
-    delivery_id TEXT NOT NULL,
-    attempt BIGINT NOT NULL,
-    project TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    execution TEXT NOT NULL,
-    occurred_at BIGINT NOT NULL,
-    kind TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    payload_json TEXT NOT NULL,
-    PRIMARY KEY (delivery_id, attempt)
-);
-CREATE INDEX delivery_events_by_execution ON delivery_events (project, domain, execution);

@@ -4,9 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+use aloft_catalog::store::cache::{self as catalog, CacheEntry, Eviction, Lookup};
+use aloft_catalog::store::MIGRATIONS;
 use aloft_core::events::Outputs;
 use aloft_core::{ExecutionId, Value};
-use aloft_store::catalog::{self, CacheEntry, Eviction, Lookup};
 use aloft_store::Store;
 
 type Backend = (Store, Option<tempfile::TempDir>);
@@ -14,7 +15,10 @@ type Backend = (Store, Option<tempfile::TempDir>);
 async fn sqlite_backend() -> Option<Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
-    Some((Store::connect(&url).await.expect("sqlite"), Some(dir)))
+    Some((
+        Store::connect_with(&url, &[&MIGRATIONS]).await.expect("sqlite"),
+        Some(dir),
+    ))
 }
 
 async fn postgres_backend() -> Option<Backend> {
@@ -29,7 +33,10 @@ async fn postgres_backend() -> Option<Backend> {
     let url = aloft_store::create_scratch_postgres_database(&base)
         .await
         .expect("scratch database");
-    Some((Store::connect(&url).await.expect("postgres"), None))
+    Some((
+        Store::connect_with(&url, &[&MIGRATIONS]).await.expect("postgres"),
+        None,
+    ))
 }
 
 const KEY: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -173,6 +180,24 @@ macro_rules! catalog_suite {
             assert_eq!(reserved, 1);
         }
 
+        /// Databases made before the catalog owned its migrations have its tables (made by the shared
+        /// migrations) but no record of the catalog's own: taking them must keep every row.
+        #[tokio::test]
+        async fn an_older_database_takes_the_catalogs_own_migrations_and_keeps_its_rows() {
+            let Some((store, _dir)) = $backend().await else { return };
+            let mut connection = store.pool().acquire().await.unwrap();
+            assert!(catalog::put_entry(&mut connection, &entry("kept", 6, 1_000), false).await.unwrap());
+            drop(connection);
+            sqlx::query("DELETE FROM catalog_schema_migrations").execute(store.pool()).await.unwrap();
+            store.migrate(&MIGRATIONS).await.expect("the catalog's migration runs over existing tables");
+            assert_eq!(stored_producer(&store).await.as_deref(), Some("kept"));
+            let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM catalog_schema_migrations")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(recorded, MIGRATIONS.steps.len() as i64);
+        }
+
         /// Waiters that poll while the holder stores its result and releases must see the result, never a
         /// free reservation to run the task again with. The window is two statements wide, so many keys race.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,8 +267,11 @@ async fn services_starting_together_migrate_one_postgres_database_once() {
     let url = aloft_store::create_scratch_postgres_database(&base)
         .await
         .unwrap();
-    let (first, second, third) =
-        tokio::join!(Store::connect(&url), Store::connect(&url), Store::connect(&url));
+    let (first, second, third) = tokio::join!(
+        Store::connect_with(&url, &[&MIGRATIONS]),
+        Store::connect_with(&url, &[&MIGRATIONS]),
+        Store::connect_with(&url, &[&MIGRATIONS])
+    );
     for store in [first, second, third] {
         let store = store.unwrap();
         assert!(catalog::get_entry(store.pool(), KEY).await.unwrap().is_none());

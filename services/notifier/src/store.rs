@@ -1,16 +1,26 @@
-//! The notifier's repository (migration 0004): the rules it learns from `aloft.registry`, the executions it
+//! The notifier's tables and their queries (its own migrations, `MIGRATIONS`): the rules it learns from `aloft.registry`, the executions it
 //! follows on `aloft.executions`, the deliveries a finished execution creates, and each delivery's state.
 //! Deliveries are inserted in the projector's transaction (with the offsets) under deterministic ids, so a
 //! crash can neither lose one nor create it twice; the sender records each attempt with the new state, so a
-//! restart never re-sends what was delivered. Admin's read model of `aloft.deliveries` is here too.
+//! restart never re-sends what was delivered.
 
 use aloft_core::events::{ExecutionEvent, RegistryEvent};
 use aloft_core::notify::{delivery_id, effective_rules, DeliveryEvent, MessageContext, NotificationRule};
 use aloft_core::{ExecutionId, Identifier};
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use crate::admission::{Admission, LoggedEvent};
-use crate::{from_json, to_json, Result};
+use aloft_store::admission::{Admission, LoggedEvent};
+use aloft_store::projection::OffsetsTable;
+use aloft_store::{from_json, to_json, Migrations, Result};
+
+/// Where the notifier's projection commits its offsets.
+pub const OFFSETS: OffsetsTable = OffsetsTable::new("notifier", "notifier_offsets");
+
+/// The notifier's migrations, recorded in `notifier_schema_migrations`.
+pub const MIGRATIONS: Migrations = Migrations {
+    table: "notifier_schema_migrations",
+    steps: &[(1, "notifier", include_str!("../migrations/0001_notifier.sql"))],
+};
 
 /// Where `{{url}}` points: `<console>/projects/<p>/domains/<d>/executions/<name>`.
 pub fn execution_url(console_url: &str, id: &ExecutionId) -> String {
@@ -397,74 +407,6 @@ pub async fn deliveries_of(pool: &AnyPool, id: &ExecutionId) -> Result<Vec<Deliv
                 state: row.try_get(2)?,
                 attempts: row.try_get::<i64, _>(3)? as u32,
                 last_error: row.try_get(4)?,
-            })
-        })
-        .collect()
-}
-
-/// Admin's projection of `aloft.deliveries`: one row per attempt (a re-published attempt changes nothing).
-pub async fn apply_delivery_event(conn: &mut AnyConnection, event: &DeliveryEvent) -> Result<()> {
-    let DeliveryEvent::DeliveryAttempted {
-        delivery_id,
-        execution,
-        attempt,
-        outcome,
-        at,
-        ..
-    } = event;
-    let kind = match outcome {
-        aloft_core::notify::DeliveryOutcome::Delivered => "DeliveryDelivered",
-        aloft_core::notify::DeliveryOutcome::WillRetry { .. } => "DeliveryWillRetry",
-        aloft_core::notify::DeliveryOutcome::GaveUp { .. } => "DeliveryGaveUp",
-    };
-    sqlx::query(
-        "INSERT INTO delivery_events (delivery_id, attempt, project, domain, execution, occurred_at, kind, \
-         summary, payload_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-    )
-    .bind(delivery_id)
-    .bind(*attempt as i64)
-    .bind(&execution.project)
-    .bind(&execution.domain)
-    .bind(&execution.name)
-    .bind(*at)
-    .bind(kind)
-    .bind(event.summary())
-    .bind(to_json(event))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// A projected delivery attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryEventRow {
-    pub delivery_id: String,
-    pub attempt: u32,
-    pub occurred_at: i64,
-    pub kind: String,
-    pub summary: String,
-    pub payload_json: String,
-}
-
-pub async fn delivery_events_of(pool: &AnyPool, id: &ExecutionId) -> Result<Vec<DeliveryEventRow>> {
-    let rows = sqlx::query(
-        "SELECT delivery_id, attempt, occurred_at, kind, summary, payload_json FROM delivery_events \
-         WHERE project = $1 AND domain = $2 AND execution = $3 ORDER BY occurred_at, delivery_id, attempt",
-    )
-    .bind(&id.project)
-    .bind(&id.domain)
-    .bind(&id.name)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DeliveryEventRow {
-                delivery_id: row.try_get(0)?,
-                attempt: row.try_get::<i64, _>(1)? as u32,
-                occurred_at: row.try_get(2)?,
-                kind: row.try_get(3)?,
-                summary: row.try_get(4)?,
-                payload_json: row.try_get(5)?,
             })
         })
         .collect()

@@ -8,7 +8,8 @@ use aloft_core::events::{ExecutionEvent, RegistryEvent};
 use aloft_core::notify::{DeliveryEvent, DeliveryOutcome, NotificationRule, WebhookChannel};
 use aloft_core::spec::LaunchPlanSpec;
 use aloft_core::{CompiledWorkflow, ExecutionId, ExecutionPhase, Identifier};
-use aloft_store::notifier::{self, AttemptResult};
+use aloft_notifier::store::{self as notifier, AttemptResult, MIGRATIONS};
+use aloft_store::deliveries;
 use aloft_store::projection::{Admission, LoggedEvent};
 use aloft_store::Store;
 
@@ -17,7 +18,10 @@ type Backend = (Store, Option<tempfile::TempDir>);
 async fn sqlite_backend() -> Option<Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("notifier.db").display());
-    Some((Store::connect(&url).await.expect("sqlite"), Some(dir)))
+    Some((
+        Store::connect_with(&url, &[&MIGRATIONS]).await.expect("sqlite"),
+        Some(dir),
+    ))
 }
 
 async fn postgres_backend() -> Option<Backend> {
@@ -32,7 +36,10 @@ async fn postgres_backend() -> Option<Backend> {
     let url = aloft_store::create_scratch_postgres_database(&base)
         .await
         .expect("scratch database");
-    Some((Store::connect(&url).await.expect("postgres"), None))
+    Some((
+        Store::connect_with(&url, &[&MIGRATIONS]).await.expect("postgres"),
+        None,
+    ))
 }
 
 fn hook(path: &str, phases: &[&str]) -> NotificationRule {
@@ -380,14 +387,14 @@ macro_rules! notifier_suite {
 
             // Admin's projection of the topic: a re-published attempt changes nothing.
             let mut connection = store.pool().acquire().await.unwrap();
-            notifier::apply_delivery_event(&mut connection, &retry_event)
+            deliveries::apply_delivery_event(&mut connection, &retry_event)
                 .await
                 .unwrap();
-            notifier::apply_delivery_event(&mut connection, &retry_event)
+            deliveries::apply_delivery_event(&mut connection, &retry_event)
                 .await
                 .unwrap();
             drop(connection);
-            let rows = notifier::delivery_events_of(store.pool(), &execution("run-1"))
+            let rows = deliveries::delivery_events_of(store.pool(), &execution("run-1"))
                 .await
                 .unwrap();
             assert_eq!(rows.len(), 1);
