@@ -86,7 +86,11 @@ for binary in service_binaries:
 
 declared = set()
 for metrics_file in list(ROOT.glob("services/*/src/metrics.rs")) + list(ROOT.glob("libs/*/src/metrics.rs")):
-    declared.update(re.findall(r'name: "(aloft_[a-z_]+)"', metrics_file.read_text()))
+    for kind, name in re.findall(r'Metric::(counter|gauge|histogram)\(\s*"(aloft_[a-z_]+)"', metrics_file.read_text()):
+        declared.add(name)
+        if kind == "histogram":
+            # A histogram is exported as three series.
+            declared.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
 dashboard = json.loads((ROOT / "deploy/grafana/aloft-dashboard.json").read_text())
 charted = set()
 for panel in dashboard.get("panels", []):
