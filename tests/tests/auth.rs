@@ -4,6 +4,9 @@
 //! try, API keys revoked on two admin replicas, isolation between projects, the approver policy, who did
 //! what in the history and the audit trail (equal after a replay into a fresh database), and no secret in
 //! the log, the tables or the service logs.
+//!
+//! Over 600 lines: those scenarios share one fleet, issuer and set of principals, which take longest to
+//! start; one file keeps them on one deployment.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 

@@ -4,6 +4,9 @@
 //! user: `ExecutionRequested`, `TerminateRequested`) and *decisions* (appended only by the partition owner,
 //! sequenced gap-free per execution stream and fenced by `writer_epoch`). `aloft.registry` carries
 //! registrations, which are immutable per version.
+//!
+//! Over 600 lines: the log's whole vocabulary, every event of every topic with what it means, kept in one
+//! file so that a change to any event is read beside the others (the golden files pin their encodings).
 
 use std::collections::BTreeMap;
 

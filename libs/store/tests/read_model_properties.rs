@@ -8,6 +8,9 @@
 //! and projected again, with a state cache so small that states are rebuilt from the history rows), and
 //! after every committed batch the rows must equal `execution_rows::render` of the state an independent fold
 //! of the same log reaches. Last, a replay from scratch gives the same rows again.
+//!
+//! Over 600 lines: the simulation that writes such logs (a propeller's decisions, a child's launch and end,
+//! duplicates, a takeover) is most of it, and serves only this property.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 

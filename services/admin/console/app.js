@@ -1,6 +1,9 @@
 // The Aloft console: plain JavaScript, no build step. Every call goes through a client generated at start
 // from /api/v1/openapi.json (operation ids and their parameters), so the console can only do what the
 // REST API allows, and the API refuses what it refuses, with its own messages.
+//
+// Over 600 lines: one script, so the console needs no build step or module loader and admin serves it as one
+// embedded file; its parts (the client, login, each page) are the sections marked `// ----`.
 
 const main = document.getElementById("main");
 

@@ -1,0 +1,208 @@
+//! Partition ownership through a Kafka consumer group: joining, the assignments rebalances hand out (settled
+//! before they are reported), and rejoining when a member holds nothing or a rebalance changed nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+
+use super::client::kafka_error;
+use crate::{Error, GroupMembership, Result};
+
+/// How long an empty assignment may wait for the assignment that usually follows it.
+const REBALANCE_SETTLE: Duration = Duration::from_secs(3);
+/// How long a member holds no partition before it rejoins the group (see `KafkaMembership`).
+const IDLE_REJOIN: Duration = Duration::from_secs(10);
+/// The least time between two rejoins after rebalances that left this member's partitions as they were.
+const UNCHANGED_REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
+
+struct MembershipContext {
+    sender: mpsc::UnboundedSender<Vec<u32>>,
+}
+
+impl ClientContext for MembershipContext {}
+
+impl ConsumerContext for MembershipContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assignment) => {
+                let mut partitions: Vec<u32> = assignment
+                    .elements()
+                    .iter()
+                    .map(|element| element.partition() as u32)
+                    .collect();
+                partitions.sort_unstable();
+                if let Err(error) = consumer.pause(assignment) {
+                    tracing::debug!(%error, "pausing membership partitions");
+                }
+                let _ = self.sender.send(partitions);
+            }
+            Rebalance::Revoke(_) => {
+                let _ = self.sender.send(Vec::new());
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "consumer group rebalance failed"),
+        }
+    }
+}
+
+/// One join of the group: its consumer, the task polling it, and the assignments it reports.
+struct GroupMember {
+    _consumer: Arc<StreamConsumer<MembershipContext>>,
+    receiver: mpsc::UnboundedReceiver<Vec<u32>>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl GroupMember {
+    fn join(config: &ClientConfig, topic: &str) -> Result<GroupMember> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let consumer: StreamConsumer<MembershipContext> = config
+            .create_with_context(MembershipContext { sender })
+            .map_err(kafka_error("joining the consumer group"))?;
+        consumer.subscribe(&[topic]).map_err(kafka_error("subscribing"))?;
+        let consumer = Arc::new(consumer);
+        let polling = Arc::clone(&consumer);
+        // The group consumer only tracks ownership: its partitions are paused on assignment and any record
+        // that slips through is dropped (owners read their partitions with their own readers). Polling keeps
+        // the membership alive and runs the rebalance callbacks.
+        let poller = tokio::spawn(async move {
+            loop {
+                if let Err(error) = polling.recv().await {
+                    tracing::debug!(%error, "group membership poll");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Ok(GroupMember {
+            _consumer: consumer,
+            receiver,
+            poller,
+        })
+    }
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+pub(super) struct KafkaMembership {
+    config: ClientConfig,
+    topic: String,
+    joined: GroupMember,
+    holds_partitions: bool,
+    idle_since: Instant,
+    /// The partitions of the last non-empty assignment reported (a rebalance may report none in between).
+    holding: Vec<u32>,
+    /// Whether the group rebalanced (an assignment arrived) since the last reported one.
+    rebalanced: bool,
+    /// When this member last rejoined because a rebalance left its partitions unchanged.
+    unchanged_rejoin_at: Option<Instant>,
+    /// An assignment received but not reported yet, and until when an empty one waits for the next.
+    /// Kept here, not in the future, so `next_assignment` is cancel-safe inside `select!`.
+    pending: Option<(Vec<u32>, Instant)>,
+}
+
+impl KafkaMembership {
+    /// Joins the group `config` names, on `topic`.
+    pub(super) fn join(config: ClientConfig, topic: &str) -> Result<KafkaMembership> {
+        let joined = GroupMember::join(&config, topic)?;
+        Ok(KafkaMembership {
+            config,
+            topic: topic.to_string(),
+            joined,
+            holds_partitions: false,
+            idle_since: Instant::now(),
+            holding: Vec::new(),
+            rebalanced: false,
+            unchanged_rejoin_at: None,
+            pending: None,
+        })
+    }
+
+    fn receive(&mut self, assignment: Vec<u32>) {
+        self.pending = Some((assignment, Instant::now() + REBALANCE_SETTLE));
+        self.rebalanced = true;
+    }
+
+    /// Leaves the group and joins it again under a fresh member id, which makes the coordinator assign anew.
+    fn rejoin(&mut self) -> Result<()> {
+        self.joined = GroupMember::join(&self.config, &self.topic)?;
+        self.idle_since = Instant::now();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl GroupMembership for KafkaMembership {
+    /// With eager rebalancing a revoke (empty) is followed by the new assignment once the group has
+    /// synced: only the settled state is reported, so an owner that keeps its partitions does not drop and
+    /// rebuild them (and their running attempts) in between.
+    ///
+    /// tansu 0.6 evicts a dead member without handing its partitions out: the survivors are told to rejoin,
+    /// get back exactly what they held, and the dead member's partitions have no owner until a member joins
+    /// the group. So a member rejoins under a fresh member id, which makes the coordinator assign everything
+    /// again, when it held nothing for `IDLE_REJOIN`, or when a rebalance left its partitions as they were
+    /// (at most once per `UNCHANGED_REJOIN_COOLDOWN`). With Kafka a rebalance rarely leaves a member's
+    /// round-robin share unchanged, and one more rebalance is then all it costs.
+    async fn next_assignment(&mut self) -> Result<Vec<u32>> {
+        loop {
+            while let Ok(assignment) = self.joined.receiver.try_recv() {
+                self.receive(assignment);
+            }
+            if let Some((assignment, settle_until)) = &self.pending {
+                if !assignment.is_empty() || Instant::now() >= *settle_until {
+                    let assignment = self
+                        .pending
+                        .take()
+                        .map(|(assignment, _)| assignment)
+                        .unwrap_or_default();
+                    if assignment.is_empty() && self.holds_partitions {
+                        self.idle_since = Instant::now();
+                    }
+                    let unchanged = !assignment.is_empty() && assignment == self.holding;
+                    let cooled_down = self
+                        .unchanged_rejoin_at
+                        .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN);
+                    if unchanged && self.rebalanced && cooled_down {
+                        tracing::info!(
+                            topic = %self.topic,
+                            partitions = ?assignment,
+                            "the group rebalanced and left this member's partitions as they were (a member may have left without its partitions being handed out); rejoining the group"
+                        );
+                        self.unchanged_rejoin_at = Some(Instant::now());
+                        self.rejoin()?;
+                    }
+                    self.rebalanced = false;
+                    self.holds_partitions = !assignment.is_empty();
+                    if self.holds_partitions {
+                        self.holding = assignment.clone();
+                    }
+                    return Ok(assignment);
+                }
+            }
+            let deadline = match &self.pending {
+                Some((_, settle_until)) => Some(*settle_until),
+                None if !self.holds_partitions => Some(self.idle_since + IDLE_REJOIN),
+                None => None,
+            };
+            let received = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), self.joined.receiver.recv()).await,
+                None => Ok(self.joined.receiver.recv().await),
+            };
+            match received {
+                Ok(Some(assignment)) => self.receive(assignment),
+                Ok(None) => return Err(Error::Closed),
+                Err(_) if self.pending.is_none() => {
+                    tracing::debug!(topic = %self.topic, "no partitions for a while; rejoining the group");
+                    self.rejoin()?;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
