@@ -227,80 +227,84 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-/// Inserts or overwrites node rows, many per statement.
-pub async fn write_nodes(conn: &mut AnyConnection, id: &ExecutionId, rows: &[NodeColumns]) -> Result<()> {
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Inserts or overwrites `rows` of one execution, many per statement: `insert` is the statement up to its
+/// `VALUES`, `upsert` what follows them; `bind` binds one row's `columns` parameters after the execution's
+/// project, domain and name.
+async fn write_rows<'r, R>(
+    conn: &mut AnyConnection,
+    id: &'r ExecutionId,
+    rows: &'r [R],
+    (insert, columns, upsert): (&str, usize, &str),
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q R) -> AnyQuery<'q>,
+) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, task_version, \
-             phase, attempts, outputs_json, error, started_at, finished_at, wait_reason, child_execution, \
-             upstream_json) VALUES {} \
-             ON CONFLICT (project, domain, execution, node_index) DO UPDATE SET phase = excluded.phase, \
-             attempts = excluded.attempts, outputs_json = excluded.outputs_json, error = excluded.error, \
-             started_at = excluded.started_at, finished_at = excluded.finished_at, \
-             wait_reason = excluded.wait_reason, child_execution = excluded.child_execution",
-            placeholders(chunk.len(), 16)
-        );
+        let sql = format!("{insert} VALUES {} {upsert}", placeholders(chunk.len(), columns));
         let mut query = sqlx::query(&sql);
         for row in chunk {
-            query = query
-                .bind(&id.project)
-                .bind(&id.domain)
-                .bind(&id.name)
-                .bind(row.node_index)
-                .bind(&row.node_id)
-                .bind(&row.task_name)
-                .bind(&row.task_version)
-                .bind(&row.phase)
-                .bind(row.attempts)
-                .bind(&row.outputs_json)
-                .bind(&row.error)
-                .bind(row.started_at)
-                .bind(row.finished_at)
-                .bind(&row.wait_reason)
-                .bind(&row.child_execution)
-                .bind(&row.upstream_json);
+            query = bind(query.bind(&id.project).bind(&id.domain).bind(&id.name), row);
         }
         query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Inserts or overwrites attempt rows, many per statement.
-pub async fn write_attempts(
-    conn: &mut AnyConnection,
-    id: &ExecutionId,
-    rows: &[AttemptColumns],
-) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO task_attempts (project, domain, execution, node_index, attempt, node_id, phase, error_kind, \
-             error, started_at, finished_at, interruptible, cache_status, cache_source) VALUES {} \
-             ON CONFLICT (project, domain, execution, node_index, attempt) DO UPDATE SET phase = excluded.phase, \
-             error_kind = excluded.error_kind, error = excluded.error, finished_at = excluded.finished_at, \
-             cache_status = excluded.cache_status, cache_source = excluded.cache_source",
-            placeholders(chunk.len(), 14)
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = query
-                .bind(&id.project)
-                .bind(&id.domain)
-                .bind(&id.name)
-                .bind(row.node_index)
-                .bind(row.attempt)
-                .bind(&row.node_id)
-                .bind(&row.phase)
-                .bind(&row.error_kind)
-                .bind(&row.error)
-                .bind(row.started_at)
-                .bind(row.finished_at)
-                .bind(row.interruptible)
-                .bind(&row.cache_status)
-                .bind(&row.cache_source);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+/// Inserts or overwrites node rows.
+pub async fn write_nodes(conn: &mut AnyConnection, id: &ExecutionId, rows: &[NodeColumns]) -> Result<()> {
+    let statement = (
+        "INSERT INTO node_executions (project, domain, execution, node_index, node_id, task_name, task_version, \
+         phase, attempts, outputs_json, error, started_at, finished_at, wait_reason, child_execution, upstream_json)",
+        16,
+        "ON CONFLICT (project, domain, execution, node_index) DO UPDATE SET phase = excluded.phase, \
+         attempts = excluded.attempts, outputs_json = excluded.outputs_json, error = excluded.error, \
+         started_at = excluded.started_at, finished_at = excluded.finished_at, \
+         wait_reason = excluded.wait_reason, child_execution = excluded.child_execution",
+    );
+    write_rows(conn, id, rows, statement, |query, row| {
+        query
+            .bind(row.node_index)
+            .bind(&row.node_id)
+            .bind(&row.task_name)
+            .bind(&row.task_version)
+            .bind(&row.phase)
+            .bind(row.attempts)
+            .bind(&row.outputs_json)
+            .bind(&row.error)
+            .bind(row.started_at)
+            .bind(row.finished_at)
+            .bind(&row.wait_reason)
+            .bind(&row.child_execution)
+            .bind(&row.upstream_json)
+    })
+    .await
+}
+
+/// Inserts or overwrites attempt rows.
+pub async fn write_attempts(conn: &mut AnyConnection, id: &ExecutionId, rows: &[AttemptColumns]) -> Result<()> {
+    let statement = (
+        "INSERT INTO task_attempts (project, domain, execution, node_index, attempt, node_id, phase, error_kind, \
+         error, started_at, finished_at, interruptible, cache_status, cache_source)",
+        14,
+        "ON CONFLICT (project, domain, execution, node_index, attempt) DO UPDATE SET phase = excluded.phase, \
+         error_kind = excluded.error_kind, error = excluded.error, finished_at = excluded.finished_at, \
+         cache_status = excluded.cache_status, cache_source = excluded.cache_source",
+    );
+    write_rows(conn, id, rows, statement, |query, row| {
+        query
+            .bind(row.node_index)
+            .bind(row.attempt)
+            .bind(&row.node_id)
+            .bind(&row.phase)
+            .bind(&row.error_kind)
+            .bind(&row.error)
+            .bind(row.started_at)
+            .bind(row.finished_at)
+            .bind(row.interruptible)
+            .bind(&row.cache_status)
+            .bind(&row.cache_source)
+    })
+    .await
 }
 
 /// The execution's changing rows as the tables hold them, in the shape `render` gives.
