@@ -131,7 +131,7 @@ async fn insert_history(conn: &mut AnyConnection, rows: &[HistoryRow]) -> Result
     let mut sql = format!(
         "INSERT INTO execution_events (log_partition, log_offset, log_index, project, domain, execution, stream, \
          seq, writer_epoch, occurred_at, kind, payload_json, principal_json) VALUES {}",
-        placeholders(rows.len(), COLUMNS)
+        placeholders(conn, rows.len(), COLUMNS)
     );
     sql.push_str(" ON CONFLICT (log_partition, log_offset, log_index) DO NOTHING");
     let mut query = sqlx::query(&sql);
