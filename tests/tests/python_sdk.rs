@@ -158,6 +158,71 @@ fn a_python_exception_is_the_nodes_error_and_bad_definitions_name_their_line() {
     );
 }
 
+/// A launch plan called in a Python workflow is a launch-plan node: the plan (with its fixed input) and its
+/// workflow are registered before the parent, the node launches a linked child execution, and the parent
+/// takes the child's output.
+#[test]
+fn a_launch_plan_called_in_python_runs_as_a_linked_child_execution() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plans.py");
+    std::fs::write(
+        &file,
+        "from aloft import LaunchPlan, task, workflow\n\n\
+         @task\n\
+         def repeat(text: str, times: int) -> str:\n    return text * times\n\n\
+         @task\n\
+         def length(text: str) -> int:\n    return len(text)\n\n\
+         @workflow\n\
+         def measure(text: str, times: int = 2) -> int:\n    return length(text=repeat(text=text, times=times))\n\n\
+         triple = LaunchPlan(measure, name='measure-triple', fixed_inputs={'times': 3})\n\n\
+         @workflow\n\
+         def parent(text: str) -> int:\n    return triple(text=text)\n",
+    )
+    .unwrap();
+    let run = stdout_of(&aloft(
+        dir.path(),
+        &["run", &format!("{}:parent", file.display()), "--input", "text=abcd"],
+    ));
+    // 4 characters repeated the plan's fixed 3 times, measured in the child.
+    assert!(run.contains("o0=12"), "{run}");
+    let plans = stdout_of(&aloft(dir.path(), &["list", "launchplans"]));
+    assert!(plans.contains("measure-triple"), "{plans}");
+    let executions = stdout_of(&aloft(dir.path(), &["list", "executions"]));
+    assert!(executions.contains("measure-triple"), "the child runs the plan: {executions}");
+}
+
+/// A `@dynamic` workflow's shape follows its inputs' values: its planner runs the body with them, the engine
+/// compiles and runs the plan under the node, and the workflow takes the plan's output.
+#[test]
+fn a_dynamic_python_workflow_runs_the_plan_its_inputs_make() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dynamic.py");
+    std::fs::write(
+        &file,
+        "from aloft import dynamic, task, workflow\n\n\
+         @task\n\
+         def inc(n: int) -> int:\n    return n + 1\n\n\
+         @dynamic(uses=[inc])\n\
+         def chain(length: int) -> int:\n    value = 0\n    for _ in range(length):\n        value = inc(n=value)\n    return value\n\n\
+         @workflow\n\
+         def outer(length: int) -> int:\n    return inc(n=chain(length=length))\n",
+    )
+    .unwrap();
+    for (length, expected) in [("4", "o0=5"), ("0", "o0=1")] {
+        let run = stdout_of(&aloft(
+            dir.path(),
+            &["run", &format!("{}:outer", file.display()), "--input", &format!("length={length}")],
+        ));
+        assert!(run.contains(expected), "length {length}: {run}");
+    }
+}
+
 /// examples/python/release.py on a fleet (Kafka and Postgres in CI): a branch into a subworkflow, a sleep,
 /// a typed signal and an approval written in Python, answered through the CLI, end with 23 + 19 = 42.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ documents YAML files give; calling ``twice(x=3)`` in plain Python runs it in-pro
 """
 
 from aloft.definition import DefinitionError
+from aloft.dynamic import Dynamic, dynamic
 from aloft.nodes import branch, gate
 from aloft.resources import Resources, Secret
 from aloft.task import RecoverableError, Task, map_task, task
@@ -25,6 +26,7 @@ __all__ = [
     "AloftTypeError",
     "Blob",
     "DefinitionError",
+    "Dynamic",
     "LaunchPlan",
     "RecoverableError",
     "Resources",
@@ -33,6 +35,7 @@ __all__ = [
     "Workflow",
     "branch",
     "cron",
+    "dynamic",
     "gate",
     "map_task",
     "task",

@@ -21,6 +21,7 @@ import traceback
 from typing import Any
 
 from aloft.compile import load
+from aloft.dynamic import Dynamic
 from aloft.task import RecoverableError, Task, single_output
 from aloft.types import Blob, from_text, literal_type, to_text
 
@@ -42,6 +43,8 @@ def _load_task(file: str | None, module: str | None, name: str) -> Task:
     except Exception as error:  # the user's module failing to import is the platform's problem to report
         raise _Failure("system", f"cannot import {file or module}: {error!r}") from error
     for value in vars(loaded).values():
+        if isinstance(value, Dynamic):
+            value = value.planner
         if isinstance(value, Task) and value.name == name:
             return value
     raise _Failure("system", f"{file or module} defines no task named {name!r}")
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         task = _load_task(args.file, args.module, args.task)
         inputs = _read_inputs(task)
         try:
-            returned = task.function(**inputs)
+            returned = task.run_attempt(inputs)
         except RecoverableError as error:
             raise _Failure("recoverable", f"{type(error).__name__}: {error}") from error
         except Exception as error:

@@ -158,6 +158,10 @@ class Task:
             )
         return builder.add_task_node(self, kwargs)
 
+    def run_attempt(self, inputs: dict[str, Any]) -> Any:
+        """What an attempt of this task returns for ``inputs`` (already converted by their types)."""
+        return self.function(**inputs)
+
     def run_locally(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the function as an attempt would: inputs through their declared types, and a one-output
         result as that value (a workflow sees a one-output task as its value, not a one-field tuple)."""

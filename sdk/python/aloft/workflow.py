@@ -1,27 +1,32 @@
-"""Workflows: ``@workflow`` traces a typed function's body into nodes (tasks, maps, subworkflows; branches
-and gates come from ``aloft.nodes``) and emits its spec document with those of what it calls; launch plans
-and schedules.
+"""Workflows: ``@workflow`` traces a typed function's body into nodes (tasks, maps, subworkflows, launch
+plans; branches and gates come from ``aloft.nodes``) and emits its spec document with those of what it calls;
+launch plans and schedules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aloft.definition import DefinitionError, _caller_location, _where
 from aloft.promises import _TRACING, NodeOutputs, Promise, _assignable, _NoOutputs
 from aloft.task import MapTask, Task, _interface, _signature, call_locally
 from aloft.types import AloftTypeError, literal_type, to_json
 
+if TYPE_CHECKING:
+    from aloft.dynamic import Dynamic
+
 
 class _Builder:
     """The nodes of a workflow being traced."""
 
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(self, workflow: Workflow | None) -> None:
+        """``workflow`` is None when a dynamic workflow's body is being planned."""
         self.workflow = workflow
         self.nodes: list[dict[str, Any]] = []
         self.tasks: dict[str, Task] = {}
         self.workflows: dict[str, Workflow] = {}
+        self.launch_plans: dict[str, LaunchPlan] = {}
 
     def node(self, node_id: str) -> dict[str, Any]:
         return next(node for node in self.nodes if node["id"] == node_id)
@@ -61,6 +66,59 @@ class _Builder:
             return nothing
         return self._outputs(node_id, callee.outputs)
 
+    def add_dynamic_node(self, dynamic: Dynamic, kwargs: dict[str, Any]) -> Any:
+        """A node that runs ``dynamic``'s planner, then the workflow it planned."""
+        where = _caller_location()
+        node_id = self._node_id(dynamic.name)
+        self.tasks[dynamic.planner.name] = dynamic.planner
+        for used in dynamic.uses:
+            self.tasks[used.name] = used
+        self.nodes.append(
+            {
+                "id": node_id,
+                "dynamic": dynamic.node(),
+                "inputs": self._bindings(dynamic.planner, kwargs, where),
+            }
+        )
+        if not dynamic.outputs:
+            nothing = _NoOutputs()
+            nothing.node = node_id
+            return nothing
+        return self._outputs(node_id, dynamic.outputs)
+
+    def add_launch_plan_node(self, plan: LaunchPlan, kwargs: dict[str, Any]) -> Any:
+        """A node that launches ``plan`` as a child execution (linked to this one) and takes its outputs."""
+        where = _caller_location()
+        fixed = [name for name in kwargs if name in plan.fixed_inputs]
+        if fixed:
+            raise DefinitionError(
+                f"{where}: {plan.name}: {', '.join(fixed)} fixed by the launch plan; a node cannot set it"
+            )
+        callee = plan.workflow
+        defaulted = {**callee.defaults, **plan.default_inputs}
+        missing = [
+            name
+            for name in callee.inputs
+            if name not in kwargs and name not in defaulted and name not in plan.fixed_inputs
+        ]
+        extra = [name for name in kwargs if name not in callee.inputs]
+        if missing or extra:
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"unknown {', '.join(extra)}"] if extra else []
+            )
+            raise DefinitionError(f"{where}: {plan.name}: {'; '.join(parts)}")
+        node_id = self._node_id(plan.name)
+        self.launch_plans[plan.name] = plan
+        # Only what the node sets: the plan's defaults and fixed inputs are the plan's, applied at launch.
+        given = {name: hint for name, hint in callee.inputs.items() if name in kwargs}
+        bindings = self._bind_values(plan.name, given, kwargs, where)
+        self.nodes.append({"id": node_id, "launch_plan": plan.name, "inputs": bindings})
+        if not callee.outputs:
+            nothing = _NoOutputs()
+            nothing.node = node_id
+            return nothing
+        return self._outputs(node_id, callee.outputs)
+
     def _bindings(
         self, callee: Task | Workflow, kwargs: dict[str, Any], where: str, mapped: str | None = None
     ) -> dict[str, Any]:
@@ -71,27 +129,37 @@ class _Builder:
                 [f"unknown {', '.join(extra)}"] if extra else []
             )
             raise DefinitionError(f"{where}: {callee.name}: {'; '.join(parts)}")
+        bindings = {
+            name: {"value": to_json(callee.defaults[name], hint)}
+            for name, hint in callee.inputs.items()
+            if name not in kwargs
+        }
+        expected = {
+            name: list[hint] if name == mapped else hint  # type: ignore[valid-type]
+            for name, hint in callee.inputs.items()
+            if name in kwargs
+        }
+        return {**bindings, **self._bind_values(callee.name, expected, kwargs, where)}
+
+    def _bind_values(
+        self, callee: str, expected: dict[str, Any], kwargs: dict[str, Any], where: str
+    ) -> dict[str, Any]:
+        """The bindings of the inputs in ``expected`` (name to hint) to the values or promises given."""
         bindings: dict[str, Any] = {}
-        for name, hint in callee.inputs.items():
-            if name not in kwargs:
-                bindings[name] = {"value": to_json(callee.defaults[name], hint)}
-                continue
+        for name, hint in expected.items():
             value = kwargs[name]
-            expected = list[hint] if name == mapped else hint  # type: ignore[valid-type]
             if isinstance(value, Promise):
-                given, wanted = literal_type(value.hint), literal_type(expected)
+                given, wanted = literal_type(value.hint), literal_type(hint)
                 if not _assignable(given, wanted):
-                    raise DefinitionError(f"{where}: {callee.name}.{name} takes {wanted}, given {given}")
+                    raise DefinitionError(f"{where}: {callee}.{name} takes {wanted}, given {given}")
                 bindings[name] = value.binding
             elif isinstance(value, NodeOutputs):
-                raise DefinitionError(
-                    f"{where}: {callee.name}.{name}: a node with several outputs; unpack them"
-                )
+                raise DefinitionError(f"{where}: {callee}.{name}: a node with several outputs; unpack them")
             else:
                 try:
-                    bindings[name] = {"value": to_json(value, expected)}
+                    bindings[name] = {"value": to_json(value, hint)}
                 except AloftTypeError as error:
-                    raise DefinitionError(f"{where}: {callee.name}.{name}: {error}") from error
+                    raise DefinitionError(f"{where}: {callee}.{name}: {error}") from error
         return bindings
 
     def _outputs(self, node_id: str, hints: dict[str, Any]) -> Any:
@@ -132,6 +200,41 @@ class _Builder:
         return self._outputs(node_id, hints)
 
 
+def _bind_outputs(
+    name: str, declared: dict[str, Any], returned: Any, where: str, constants: bool = False
+) -> dict[str, Any]:
+    """The output bindings of a workflow body that returned ``returned`` for its ``declared`` outputs:
+    promises (and, for a dynamic workflow's plan, plain values) of the declared types."""
+    if isinstance(returned, _NoOutputs) or returned is None:
+        values: list[Any] = []
+    elif isinstance(returned, (tuple, list)) and not isinstance(returned, Promise):
+        values = list(returned)
+    else:
+        values = [returned]
+    if len(values) != len(declared):
+        raise DefinitionError(f"{where}: {name} declares {len(declared)} output(s) and returns {len(values)}")
+    outputs: dict[str, Any] = {}
+    for (output, hint), value in zip(declared.items(), values, strict=True):
+        if not isinstance(value, Promise):
+            if constants:
+                try:
+                    outputs[output] = {"value": to_json(value, hint)}
+                except AloftTypeError as error:
+                    raise DefinitionError(f"{where}: output {output} of {name}: {error}") from error
+                continue
+            raise DefinitionError(
+                f"{where}: output {output} of {name} must be a task's output or a workflow input, "
+                f"not {value!r}"
+            )
+        if not _assignable(literal_type(value.hint), literal_type(hint)):
+            given = literal_type(value.hint)
+            raise DefinitionError(
+                f"{where}: output {output} of {name} is {literal_type(hint)}, given {given}"
+            )
+        outputs[output] = value.binding
+    return outputs
+
+
 class Workflow:
     """A Python function whose body wires tasks together (see :func:`workflow`)."""
 
@@ -142,6 +245,7 @@ class Workflow:
         self.__doc__ = function.__doc__
         self._compiled: tuple[dict[str, Any], dict[str, Task]] | None = None
         self._subworkflows: dict[str, Workflow] = {}
+        self._launch_plans: dict[str, LaunchPlan] = {}
 
     def _trace(self) -> tuple[dict[str, Any], dict[str, Task]]:
         if self._compiled is not None:
@@ -153,30 +257,7 @@ class Workflow:
             returned = self.function(**promises)
         finally:
             _TRACING.reset(token)
-        where = _where(self.function)
-        if isinstance(returned, _NoOutputs) or returned is None:
-            values: list[Any] = []
-        elif isinstance(returned, (tuple, list)) and not isinstance(returned, Promise):
-            values = list(returned)
-        else:
-            values = [returned]
-        if len(values) != len(self.outputs):
-            raise DefinitionError(
-                f"{where}: {self.name} declares {len(self.outputs)} output(s) and returns {len(values)}"
-            )
-        outputs: dict[str, Any] = {}
-        for (name, hint), value in zip(self.outputs.items(), values, strict=True):
-            if not isinstance(value, Promise):
-                raise DefinitionError(
-                    f"{where}: output {name} of {self.name} must be a task's output or a workflow input, "
-                    f"not {value!r}"
-                )
-            if not _assignable(literal_type(value.hint), literal_type(hint)):
-                raise DefinitionError(
-                    f"{where}: output {name} of {self.name} is {literal_type(hint)}, "
-                    f"given {literal_type(value.hint)}"
-                )
-            outputs[name] = value.binding
+        outputs = _bind_outputs(self.name, self.outputs, returned, _where(self.function))
         spec = {
             "kind": "workflow",
             "name": self.name,
@@ -186,6 +267,7 @@ class Workflow:
         }
         self._compiled = (spec, builder.tasks)
         self._subworkflows = builder.workflows
+        self._launch_plans = builder.launch_plans
         return self._compiled
 
     def spec(self) -> dict[str, Any]:
@@ -193,12 +275,14 @@ class Workflow:
         return self._trace()[0]
 
     def documents(self) -> list[dict[str, Any]]:
-        """Every document needed to register this workflow: its tasks, itself, and a launch plan of the same
-        name carrying its default inputs when it has any."""
+        """Every document needed to register this workflow: its tasks, the workflows and launch plans it
+        calls, itself, and a launch plan of the same name carrying its default inputs when it has any."""
         spec, tasks = self._trace()
         documents: list[dict[str, Any]] = []
         for sub in self._subworkflows.values():
             documents.extend(document for document in sub.documents() if document["kind"] != "launch_plan")
+        for plan in self._launch_plans.values():
+            documents.extend(plan.documents())
         documents += [called.spec() for called in tasks.values()] + [spec]
         if self.defaults:
             documents.append(LaunchPlan(self, name=self.name, default_inputs=dict(self.defaults)).spec())
@@ -256,6 +340,29 @@ class LaunchPlan:
             for key in given:
                 if key not in target.inputs:
                     raise DefinitionError(f"{_caller_location()}: {target.name} has no input {key!r}")
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every document needed to register this launch plan: its workflow's (tasks, subworkflows, the
+        workflow) and its own."""
+        workflow_documents = [
+            document for document in self.workflow.documents() if document["kind"] != "launch_plan"
+        ]
+        return [*workflow_documents, self.spec()]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """In a workflow: a node launching this plan as a linked child execution, its outputs as promises.
+        Elsewhere: runs the workflow in-process with the plan's defaults and fixed inputs."""
+        builder = _TRACING.get()
+        if builder is not None:
+            if args:
+                raise DefinitionError(f"{_caller_location()}: call launch plan {self.name} with named inputs")
+            return builder.add_launch_plan_node(self, kwargs)
+        if args:
+            raise TypeError(f"launch plan {self.name}: call with named inputs")
+        fixed = [name for name in kwargs if name in self.fixed_inputs]
+        if fixed:
+            raise TypeError(f"launch plan {self.name}: {', '.join(fixed)} fixed by the plan")
+        return self.workflow(**{**self.default_inputs, **kwargs, **self.fixed_inputs})
 
     def spec(self) -> dict[str, Any]:
         def values(given: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aloft import Blob, DefinitionError, task, workflow
+from aloft import Blob, DefinitionError, LaunchPlan, dynamic, task, workflow
 from aloft.compile import documents
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,6 +92,112 @@ def test_definition_errors_name_the_file_and_line() -> None:
         @task
         def untyped(x):  # type: ignore[no-untyped-def]
             return x
+
+
+def test_a_launch_plan_called_in_a_workflow_is_a_launch_plan_node() -> None:
+    @workflow
+    def measure(text: str, times: int = 2) -> int:
+        return length(text=shout(text=text))
+
+    nightly = LaunchPlan(measure, name="measure-nightly", fixed_inputs={"times": 3})
+
+    @workflow
+    def parent(text: str) -> int:
+        return nightly(text=text)
+
+    spec = parent.spec()
+    # Only what the node sets: the plan's default and fixed inputs are applied when the child is launched.
+    assert spec["nodes"] == [
+        {"id": "measure-nightly", "launch_plan": "measure-nightly", "inputs": {"text": "inputs.text"}}
+    ]
+    assert spec["outputs"] == {"o0": "measure-nightly.o0"}
+    kinds = [(document["kind"], document["name"]) for document in parent.documents()]
+    # The plan and everything it runs come before the workflow that launches it (admin resolves the plan
+    # when it registers the parent).
+    assert kinds.index(("launch_plan", "measure-nightly")) < kinds.index(("workflow", "parent"))
+    assert kinds.index(("workflow", "measure")) < kinds.index(("launch_plan", "measure-nightly"))
+    plan = next(document for document in parent.documents() if document["name"] == "measure-nightly")
+    assert plan["fixed_inputs"] == {"times": 3}
+    # In-process, the plan runs its workflow with its defaults and fixed inputs.
+    assert nightly(text="abc") == 3
+
+    @workflow
+    def sets_fixed(text: str) -> int:
+        return nightly(text=text, times=5)
+
+    with pytest.raises(
+        DefinitionError, match=r"test_compile.py:\d+: measure-nightly: times fixed by the launch plan"
+    ):
+        sets_fixed.spec()
+
+    @workflow
+    def misses(n: int) -> int:
+        return nightly()
+
+    with pytest.raises(DefinitionError, match=r"measure-nightly: missing text"):
+        misses.spec()
+
+    @workflow
+    def wrong_type(n: int) -> int:
+        return nightly(text=n)
+
+    with pytest.raises(DefinitionError, match=r"measure-nightly.text takes string, given integer"):
+        wrong_type.spec()
+
+
+def test_a_dynamic_workflow_is_a_dynamic_node_whose_plan_depends_on_its_inputs() -> None:
+    @dynamic(uses=[shout, length])
+    def shouted_lengths(words: list[str], times: int) -> int:
+        total = length(text="")
+        for word in words:
+            for _ in range(times):
+                word = shout(text=word)
+            total = length(text=word)
+        return total
+
+    @workflow
+    def outer(words: list[str]) -> int:
+        return shouted_lengths(words=words, times=2)
+
+    spec = outer.spec()
+    assert spec["nodes"] == [
+        {
+            "id": "shouted_lengths",
+            "dynamic": {"task": "shouted_lengths", "uses": ["shout", "length"], "outputs": {"o0": "integer"}},
+            "inputs": {"words": "inputs.words", "times": {"value": 2}},
+        }
+    ]
+    names = [(document["kind"], document["name"]) for document in outer.documents()]
+    assert ("task", "shouted_lengths") in names and ("task", "shout") in names and ("task", "length") in names
+    planner = next(document for document in outer.documents() if document["name"] == "shouted_lengths")
+    assert planner["interface"]["outputs"] == {"workflow": "struct"}
+    # The plan follows the values: two words, shouted twice each.
+    plan = shouted_lengths.plan({"words": ["ab", "c"], "times": 2})
+    assert [node["task"] for node in plan["nodes"]] == [
+        "length",
+        "shout",
+        "shout",
+        "length",
+        "shout",
+        "shout",
+        "length",
+    ]
+    assert plan["outputs"] == {"o0": "length-3.o0"}
+    # In-process, the body runs with every task run locally.
+    assert shouted_lengths(words=["ab", "c"], times=2) == 1
+
+    @dynamic(uses=[shout])
+    def strays(text: str) -> int:
+        return length(text=text)
+
+    with pytest.raises(DefinitionError, match="strays called task length, which is not in its uses"):
+        strays.plan({"text": "x"})
+
+    @dynamic(uses=[length])
+    def nothing_to_do(text: str) -> int:
+        return 0
+
+    assert nothing_to_do.plan({"text": "x"})["outputs"] == {"o0": {"value": 0}}
 
 
 def test_ordering_and_repeated_tasks_get_their_own_nodes() -> None:

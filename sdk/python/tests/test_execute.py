@@ -10,7 +10,18 @@ import sys
 from pathlib import Path
 
 TASKS = """
-from aloft import Blob, RecoverableError, task
+from aloft import Blob, RecoverableError, dynamic, task
+
+@task
+def inc(n: int) -> int:
+    return n + 1
+
+@dynamic(uses=[inc])
+def chain(length: int) -> int:
+    value = 0
+    for _ in range(length):
+        value = inc(n=value)
+    return value
 
 @task
 def stats(values: list[float], label: str, data: Blob["txt"]) -> tuple[float, str, Blob["txt"]]:
@@ -106,3 +117,14 @@ def test_blobs_inside_a_list_output_are_staged_for_upload(tmp_path: Path) -> Non
     )
     assert json.loads((tmp_path / "out" / "o0").read_text()) == ["o0.items/0", "o0.items/1"]
     assert (tmp_path / "out" / "o0.items" / "1").read_text() == "1"
+
+
+def test_a_dynamic_workflows_planner_returns_the_workflow_its_body_wired(tmp_path: Path) -> None:
+    code, outputs = run(tmp_path, "chain", {"length": "3"})
+    assert code == 0
+    plan = json.loads((outputs / "workflow").read_text())
+    assert [node["id"] for node in plan["nodes"]] == ["inc", "inc-2", "inc-3"]
+    assert plan["nodes"][0]["inputs"] == {"n": {"value": 0}}
+    assert plan["nodes"][1]["inputs"] == {"n": "inc.o0"}
+    assert plan["outputs"] == {"o0": "inc-3.o0"}
+    assert plan["interface"] == {"inputs": {"length": "integer"}, "outputs": {"o0": "integer"}}
