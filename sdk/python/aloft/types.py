@@ -69,6 +69,15 @@ def _origin(hint: Any) -> Any:
     return typing.get_origin(hint)
 
 
+def _is_model(hint: Any) -> bool:
+    """Whether ``hint`` is a pydantic (v2) model class: a struct, checked by the model on the way in. Known by
+    its methods, so the SDK needs pydantic only where the user's code uses it."""
+    return isinstance(hint, type) and all(
+        callable(getattr(hint, method, None))
+        for method in ("model_validate", "model_dump", "model_json_schema")
+    )
+
+
 def _optional_inner(hint: Any) -> Any | None:
     """``T`` for ``Optional[T]`` / ``T | None``; ``None`` for anything else."""
     origin = _origin(hint)
@@ -113,7 +122,7 @@ def literal_type(hint: Any) -> str:
             return "datetime"
         if issubclass(hint, dt.timedelta):
             return "duration"
-        if dataclasses.is_dataclass(hint) or hint is dict:
+        if dataclasses.is_dataclass(hint) or hint is dict or _is_model(hint):
             return "struct"
     raise AloftTypeError(
         f"{hint!r} has no Aloft type; use int, float, str, bool, datetime, timedelta, Blob, list[T], "
@@ -195,6 +204,9 @@ def to_json(value: Any, hint: Any) -> Any:
                 field.name: to_json(getattr(value, field.name), hints[field.name])
                 for field in dataclasses.fields(hint)
             }
+        if _is_model(hint):
+            _expect(value, hint, hint)
+            return value.model_dump(mode="json")
         if hint is dict:
             _expect(value, dict, hint)
             return json.loads(json.dumps(value))
@@ -252,6 +264,12 @@ def from_json(data: Any, hint: Any) -> Any:
                     for field in dataclasses.fields(hint)
                 }
             )
+        if _is_model(hint):
+            _expect(data, dict, hint)
+            try:
+                return getattr(hint, "model_validate")(data)  # noqa: B009 - a model known by its methods
+            except ValueError as error:  # pydantic's ValidationError is a ValueError
+                raise AloftTypeError(f"not a valid {hint.__name__}: {error}") from error
         if hint is dict:
             _expect(data, dict, hint)
             return data

@@ -120,3 +120,20 @@ def test_structs_round_trip_as_dataclasses() -> None:
     point = Point(x=3, label="p", tags=["a", "b"])
     assert to_text(point, Point) == '{"x": 3, "label": "p", "tags": ["a", "b"]}'
     assert from_text(to_text(point, Point), Point) == point
+
+
+def test_pydantic_models_are_structs_validated_on_the_way_in() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Split(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        rows: int
+        ratio: float = 0.8
+        tags: list[str] = pydantic.Field(default_factory=list)
+
+    assert literal_type(Split) == "struct"
+    assert literal_type(list[Split]) == "list<struct>"
+    text = to_text(Split(rows=10, tags=["a"]), Split)
+    assert text == '{"rows": 10, "ratio": 0.8, "tags": ["a"]}'
+    assert from_text(text, Split) == Split(rows=10, tags=["a"])
+    with pytest.raises(AloftTypeError, match="not a valid Split"):
+        from_text('{"rows": "many"}', Split)
