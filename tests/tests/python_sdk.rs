@@ -184,14 +184,22 @@ fn a_launch_plan_called_in_python_runs_as_a_linked_child_execution() {
     .unwrap();
     let run = stdout_of(&aloft(
         dir.path(),
-        &["run", &format!("{}:parent", file.display()), "--input", "text=abcd"],
+        &[
+            "run",
+            &format!("{}:parent", file.display()),
+            "--input",
+            "text=abcd",
+        ],
     ));
     // 4 characters repeated the plan's fixed 3 times, measured in the child.
     assert!(run.contains("o0=12"), "{run}");
     let plans = stdout_of(&aloft(dir.path(), &["list", "launchplans"]));
     assert!(plans.contains("measure-triple"), "{plans}");
     let executions = stdout_of(&aloft(dir.path(), &["list", "executions"]));
-    assert!(executions.contains("measure-triple"), "the child runs the plan: {executions}");
+    assert!(
+        executions.contains("measure-triple"),
+        "the child runs the plan: {executions}"
+    );
 }
 
 /// A `@dynamic` workflow's shape follows its inputs' values: its planner runs the body with them, the engine
@@ -214,13 +222,29 @@ fn a_dynamic_python_workflow_runs_the_plan_its_inputs_make() {
          def outer(length: int) -> int:\n    return inc(n=chain(length=length))\n",
     )
     .unwrap();
-    for (length, expected) in [("4", "o0=5"), ("0", "o0=1")] {
+    for (length, expected) in [("4", "o0=5"), ("1", "o0=2")] {
         let run = stdout_of(&aloft(
             dir.path(),
-            &["run", &format!("{}:outer", file.display()), "--input", &format!("length={length}")],
+            &[
+                "run",
+                &format!("{}:outer", file.display()),
+                "--input",
+                &format!("length={length}"),
+            ],
         ));
         assert!(run.contains(expected), "length {length}: {run}");
     }
+    // A body that wires nothing for its inputs fails the node saying so (the engine runs no empty plan).
+    let empty = aloft(
+        dir.path(),
+        &["run", &format!("{}:outer", file.display()), "--input", "length=0"],
+    );
+    let stdout = String::from_utf8_lossy(&empty.stdout);
+    assert!(!empty.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("chain wired no task for these inputs"),
+        "{stdout}"
+    );
 }
 
 /// examples/python/release.py on a fleet (Kafka and Postgres in CI): a branch into a subworkflow, a sleep,

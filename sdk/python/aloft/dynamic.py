@@ -74,6 +74,12 @@ class Dynamic:
             returned = self.function(**inputs)
         finally:
             _TRACING.reset(token)
+        if not builder.nodes:
+            # The engine runs a plan of at least one node (an empty workflow does not compile).
+            raise DefinitionError(
+                f"{_where(self.function)}: {self.name} wired no task for these inputs; a dynamic workflow's "
+                "plan must run at least one task"
+            )
         allowed = {used.name for used in self.uses}
         for called in builder.tasks:
             if called not in allowed:

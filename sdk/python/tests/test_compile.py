@@ -197,7 +197,14 @@ def test_a_dynamic_workflow_is_a_dynamic_node_whose_plan_depends_on_its_inputs()
     def nothing_to_do(text: str) -> int:
         return 0
 
-    assert nothing_to_do.plan({"text": "x"})["outputs"] == {"o0": {"value": 0}}
+    with pytest.raises(DefinitionError, match="nothing_to_do wired no task for these inputs"):
+        nothing_to_do.plan({"text": "x"})
+
+    @dynamic(uses=[length])
+    def constant_too(text: str) -> tuple[int, int]:
+        return length(text=text), 7
+
+    assert constant_too.plan({"text": "x"})["outputs"] == {"o0": "length.o0", "o1": {"value": 7}}
 
 
 def test_ordering_and_repeated_tasks_get_their_own_nodes() -> None:
