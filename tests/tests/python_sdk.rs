@@ -247,6 +247,72 @@ fn a_dynamic_python_workflow_runs_the_plan_its_inputs_make() {
     );
 }
 
+/// `aloft.Remote` from a Python script against a running fleet (Kafka and Postgres in CI): it registers a
+/// workflow and its tasks over the REST API, launches it with Python values, waits, and reads typed outputs;
+/// an input of the wrong type is refused before anything is sent, and an unknown project is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_script_runs_a_workflow_on_a_fleet_through_remote() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = aloft_e2e::start_fleet(dir.path()).await;
+    let script = dir.path().join("remote_run.py");
+    std::fs::write(
+        &script,
+        r#"import sys
+from aloft import Remote, RemoteError, task, workflow
+
+@task
+def inc(n: int) -> int:
+    return n + 1
+
+@task
+def pair(n: int, label: str) -> tuple[int, str]:
+    return n * 2, label.upper()
+
+@workflow
+def twice(n: int, label: str = "x") -> tuple[int, str]:
+    return pair(n=inc(n=inc(n=n)), label=label)
+
+if __name__ == "__main__":
+    remote = Remote(sys.argv[1])
+    run = remote.run(twice, n=3, label="ok").wait(timeout=90)
+    print("phase", run.phase)
+    print("outputs", sorted(run.outputs.items()))
+    print("by name", sorted(remote.execution(run.name).outputs.items()))
+    try:
+        remote.run(twice, n="three")
+    except TypeError as error:
+        print("refused", error)
+    try:
+        Remote(sys.argv[1], project="nope").run(twice, n=1)
+    except RemoteError as error:
+        print("remote error", error.status, error.message)
+"#,
+    )
+    .unwrap();
+    let python = std::env::var("ALOFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let endpoint = fleet.endpoint();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(&script).arg(endpoint).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains("phase SUCCEEDED"), "{stdout}");
+    assert!(stdout.contains("outputs [('o0', 10), ('o1', 'OK')]"), "{stdout}");
+    assert!(stdout.contains("by name [('o0', 10), ('o1', 'OK')]"), "{stdout}");
+    assert!(
+        stdout.contains("refused expected int, got str 'three'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("remote error 404 project \"nope\" does not exist"),
+        "{stdout}"
+    );
+}
+
 /// examples/python/release.py on a fleet (Kafka and Postgres in CI): a branch into a subworkflow, a sleep,
 /// a typed signal and an approval written in Python, answered through the CLI, end with 23 + 19 = 42.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ documents YAML files give; calling ``twice(x=3)`` in plain Python runs it in-pro
 from aloft.definition import DefinitionError
 from aloft.dynamic import Dynamic, dynamic
 from aloft.nodes import branch, gate
+from aloft.remote import Execution, Remote, RemoteError
 from aloft.resources import Resources, Secret
 from aloft.task import RecoverableError, Task, map_task, task
 from aloft.types import AloftTypeError, Blob
@@ -27,8 +28,11 @@ __all__ = [
     "Blob",
     "DefinitionError",
     "Dynamic",
+    "Execution",
     "LaunchPlan",
     "RecoverableError",
+    "Remote",
+    "RemoteError",
     "Resources",
     "Secret",
     "Task",
