@@ -248,8 +248,9 @@ fn a_dynamic_python_workflow_runs_the_plan_its_inputs_make() {
 }
 
 /// `aloft.Remote` from a Python script against a running fleet (Kafka and Postgres in CI): it registers a
-/// workflow and its tasks over the REST API, launches it with Python values, waits, and reads typed outputs;
-/// an input of the wrong type is refused before anything is sent, and an unknown project is named.
+/// workflow and its tasks over the REST API, launches it with Python values, waits, reads typed outputs, a
+/// node's outputs and the history, relaunches with a changed input, terminates a running execution and
+/// recovers it; an input of the wrong type is refused before anything is sent, and an unknown project is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_script_runs_a_workflow_on_a_fleet_through_remote() {
     if !sdk_installed() {
@@ -275,12 +276,34 @@ def pair(n: int, label: str) -> tuple[int, str]:
 def twice(n: int, label: str = "x") -> tuple[int, str]:
     return pair(n=inc(n=inc(n=n)), label=label)
 
+@task
+def nap(seconds: float) -> int:
+    import time
+    time.sleep(seconds)
+    return 0
+
+@workflow
+def slow(seconds: float) -> int:
+    return nap(seconds=seconds)
+
 if __name__ == "__main__":
     remote = Remote(sys.argv[1])
     run = remote.run(twice, n=3, label="ok").wait(timeout=90)
     print("phase", run.phase)
     print("outputs", sorted(run.outputs.items()))
     print("by name", sorted(remote.execution(run.name).outputs.items()))
+    print("node pair", sorted(run.node_outputs("pair").items()))
+    print("history starts", run.history()[0]["kind"])
+    again = run.relaunch(n=5).wait(timeout=90)
+    print("relaunched", again.name != run.name, sorted(again.outputs.items()))
+    stopped = remote.run(slow, seconds=60.0)
+    while stopped.refresh().phase in ("QUEUED", "UNKNOWN"):
+        pass
+    stopped.terminate("enough")
+    print("terminated", stopped.wait(timeout=60).phase)
+    recovered = stopped.recover()
+    print("recovered", recovered.name != stopped.name, recovered.refresh().phase in ("QUEUED", "RUNNING"))
+    recovered.terminate()
     try:
         remote.run(twice, n="three")
     except TypeError as error:
@@ -303,6 +326,17 @@ if __name__ == "__main__":
     assert!(stdout.contains("phase SUCCEEDED"), "{stdout}");
     assert!(stdout.contains("outputs [('o0', 10), ('o1', 'OK')]"), "{stdout}");
     assert!(stdout.contains("by name [('o0', 10), ('o1', 'OK')]"), "{stdout}");
+    assert!(
+        stdout.contains("node pair [('o0', 10), ('o1', 'OK')]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("history starts ExecutionRequested"), "{stdout}");
+    assert!(
+        stdout.contains("relaunched True [('o0', 14), ('o1', 'OK')]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("terminated ABORTED"), "{stdout}");
+    assert!(stdout.contains("recovered True True"), "{stdout}");
     assert!(
         stdout.contains("refused expected int, got str 'three'"),
         "{stdout}"

@@ -1,6 +1,6 @@
 """A client of a running Aloft deployment, for scripts and notebooks: register what a Python file defines, run
-it with Python values, wait, and read typed outputs back. It speaks admin's REST API (``/api/v1``) with the
-standard library only::
+it with Python values, wait, read typed outputs (and each node's) back, read the history, terminate, relaunch
+and recover. It speaks admin's REST API (``/api/v1``) with the standard library only::
 
     remote = Remote("http://127.0.0.1:8089")            # or $ALOFT_ADMIN; token from $ALOFT_TOKEN
     run = remote.run(train, rows=500, lrs=[0.01, 0.1])   # registers train and what it calls, then launches
@@ -65,10 +65,17 @@ def literal_json(literal: dict[str, Any]) -> Any:
 class Execution:
     """An execution on the deployment; ``refresh`` or ``wait`` read its state again."""
 
-    def __init__(self, remote: Remote, name: str, outputs: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        remote: Remote,
+        name: str,
+        outputs: dict[str, Any] | None,
+        inputs: dict[str, Any] | None = None,
+    ) -> None:
         self.remote = remote
         self.name = name
         self._output_hints = outputs
+        self._input_hints = inputs
         self.state: dict[str, Any] = {}
 
     @property
@@ -79,11 +86,47 @@ class Execution:
     def error(self) -> str:
         return str(self.state.get("error", ""))
 
+    def _path(self, tail: str = "") -> str:
+        return f"executions/{urllib.parse.quote(self.name)}{tail}"
+
     def refresh(self) -> Execution:
-        self.state = self.remote._call(
-            "GET", f"executions/{urllib.parse.quote(self.name)}?without_nodes=true"
-        )
+        """Reads the execution's phase, outputs and error again."""
+        self.state = self.remote._call("GET", self._path("?without_nodes=true"))
         return self
+
+    def node_outputs(self, node: str) -> dict[str, Any]:
+        """The outputs of node ``node`` (its id in the workflow) as plain values, once it succeeded."""
+        data = self.remote._call("GET", self._path("/data"))
+        by_node = data.get("node_outputs", {})
+        if node not in by_node:
+            known = ", ".join(sorted(by_node)) or "none yet"
+            raise KeyError(
+                f"execution {self.name} has no outputs of node {node!r} (nodes with outputs: {known})"
+            )
+        return {name: literal_json(literal) for name, literal in by_node[node].get("values", {}).items()}
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every event of the execution in log order, each with its ``index``, ``kind``, ``summary`` and
+        ``occurred_at_millis``."""
+        return list(self.remote._call("GET", self._path("/history")).get("events", []))
+
+    def terminate(self, reason: str = "terminated through aloft.Remote") -> None:
+        """Stops the execution; its running attempts are killed."""
+        self.remote._call("POST", self._path("/terminate"), {"reason": reason})
+
+    def relaunch(self, **inputs: Any) -> Execution:
+        """A new execution of the same workflow version with the same inputs, ``inputs`` replacing some."""
+        hints = self._input_hints or {}
+        text = {
+            key: to_text(value, hints[key]) if key in hints else str(value) for key, value in inputs.items()
+        }
+        created = self.remote._call("POST", self._path("/relaunch"), {"text_inputs": text})
+        return Execution(self.remote, str(created["id"]["name"]), self._output_hints, self._input_hints)
+
+    def recover(self) -> Execution:
+        """A new execution that reuses the outputs of every node that succeeded here and runs the rest."""
+        created = self.remote._call("POST", self._path("/recover"), {})
+        return Execution(self.remote, str(created["id"]["name"]), self._output_hints, self._input_hints)
 
     def wait(self, timeout: float = 600.0, poll: float = 0.5) -> Execution:
         """Waits until the execution ends (any terminal phase); raises TimeoutError naming its phase."""
@@ -201,7 +244,7 @@ class Remote:
             body["name"] = name
         created = self._call("POST", "executions", body)
         outputs = (target.workflow if isinstance(target, LaunchPlan) else target).outputs
-        return Execution(self, str(created["id"]["name"]), dict(outputs))
+        return Execution(self, str(created["id"]["name"]), dict(outputs), dict(declared))
 
     def execution(self, name: str) -> Execution:
         """An existing execution, by name (its outputs as plain JSON values)."""
