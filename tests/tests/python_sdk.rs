@@ -158,6 +158,43 @@ fn a_python_exception_is_the_nodes_error_and_bad_definitions_name_their_line() {
     );
 }
 
+/// examples/python/train.py, the typed train/evaluate pipeline: a map fits a model per learning rate, a
+/// second map scores each, a struct comes out; the cached dataset step is a hit the second time; its
+/// scheduled launch plan registers and runs with its default inputs.
+#[test]
+fn the_python_train_example_maps_over_learning_rates_and_caches_its_data() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let train = repo_root().join("examples/python/train.py");
+    let target = format!("{}:train", train.display());
+    let args = [
+        "run",
+        &target,
+        "--input",
+        "rows=200",
+        "--input",
+        "lrs=[0.01, 0.1, 0.5]",
+    ];
+    let first = stdout_of(&aloft(dir.path(), &args));
+    assert!(
+        first.contains(r#"outputs    o0={"learning_rate":0.1,"mse":"#),
+        "{first}"
+    );
+    assert!(first.contains("evaluate-map[2]  SUCCEEDED"), "{first}");
+    let second = stdout_of(&aloft(dir.path(), &args));
+    let make_data = second
+        .lines()
+        .find(|line| line.trim_start().starts_with("make_data"))
+        .unwrap_or_default();
+    assert!(make_data.contains("cache=HIT"), "{second}");
+    stdout_of(&aloft(dir.path(), &["register", "-f", train.to_str().unwrap()]));
+    let nightly = stdout_of(&aloft(dir.path(), &["run", "train-nightly"]));
+    assert!(nightly.contains("rows=500"), "{nightly}");
+    assert!(nightly.contains(r#"o0={"learning_rate":"#), "{nightly}");
+}
+
 /// A launch plan called in a Python workflow is a launch-plan node: the plan (with its fixed input) and its
 /// workflow are registered before the parent, the node launches a linked child execution, and the parent
 /// takes the child's output.
