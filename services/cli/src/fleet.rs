@@ -29,6 +29,8 @@ pub struct FleetConfig {
     /// How often the propellers store snapshots of their partitions in `database_url`; `None`: never (one
     /// process on the embedded log replays its partitions in moments).
     pub snapshot_interval: Option<std::time::Duration>,
+    /// Attempts each propeller runs at once at most; `None`: no limit.
+    pub max_running_attempts: Option<usize>,
     /// The container engine `container` tasks run on.
     pub containers: aloft_propeller::executor::ContainerOptions,
     /// Who may call admin and the catalog; `None`: authentication is off (`aloft dev`).
@@ -57,6 +59,7 @@ impl FleetConfig {
             bootstrap_project: Some("default".to_string()),
             propellers: 1,
             snapshot_interval: None,
+            max_running_attempts: None,
             containers: Default::default(),
             auth: None,
             service_token: None,
@@ -157,6 +160,7 @@ impl Fleet {
             options.blob_store = Some(blobs.clone());
             options.containers = config.containers.clone();
             options.pools = Arc::clone(&pools);
+            options.max_running_attempts = config.max_running_attempts;
             if let Some(interval) = config.snapshot_interval {
                 options.snapshots = Some(aloft_propeller::engine::SnapshotOptions {
                     store: aloft_store::Store::connect(&config.database_url)

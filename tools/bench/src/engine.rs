@@ -216,67 +216,79 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
     let workflow_id = registered.id.unwrap_or_default();
     let mut results = Vec::new();
     for _ in 0..options.runs.max(1) {
-        let started = Instant::now();
-        let created = client
-            .create_execution(wire::CreateExecutionRequest {
+        let target = wire::create_execution_request::Target::Workflow(workflow_id.clone());
+        results.push(launch_and_wait(&mut client, project, domain, target, Default::default()).await?);
+    }
+    Ok(results)
+}
+
+/// Launches `target` in `project/domain` with `text_inputs` and waits until admin's read model shows it
+/// ended: its phase, the engine's time (`ExecutionStarted` to `ExecutionFinished`) and the wall time.
+pub async fn launch_and_wait(
+    client: &mut aloft_cli::client::AdminClient,
+    project: &str,
+    domain: &str,
+    target: wire::create_execution_request::Target,
+    text_inputs: std::collections::HashMap<String, String>,
+) -> anyhow::Result<BenchResult> {
+    let started = Instant::now();
+    let created = client
+        .create_execution(wire::CreateExecutionRequest {
+            project: project.into(),
+            domain: domain.into(),
+            target: Some(target),
+            text_inputs,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("creating the execution: {}", s.message()))?
+        .into_inner();
+    let id = created.id.unwrap_or_default();
+    let phase = loop {
+        let executions = client
+            .list_executions(wire::ListExecutionsRequest {
                 project: project.into(),
                 domain: domain.into(),
-                target: Some(wire::create_execution_request::Target::Workflow(
-                    workflow_id.clone(),
-                )),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("creating the execution: {}", s.message()))?
-            .into_inner();
-        let id = created.id.unwrap_or_default();
-        let phase = loop {
-            let executions = client
-                .list_executions(wire::ListExecutionsRequest {
-                    project: project.into(),
-                    domain: domain.into(),
-                    limit: 5,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .executions;
-            if let Some(execution) = executions
-                .iter()
-                .find(|e| e.id.as_ref().is_some_and(|i| i.name == id.name))
-            {
-                if is_terminal(execution.phase) {
-                    break aloft_cli::render::execution_phase(execution.phase).to_string();
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        let wall_millis = started.elapsed().as_millis();
-        let history = client
-            .get_execution_history(wire::GetExecutionRequest {
-                id: Some(id.clone()),
+                limit: 5,
                 ..Default::default()
             })
             .await?
-            .into_inner();
-        let time_of = |kind: &str| {
-            history
-                .events
-                .iter()
-                .find(|e| e.kind == kind)
-                .map(|e| e.occurred_at_millis)
-        };
-        let engine_millis = match (time_of("ExecutionStarted"), time_of("ExecutionFinished")) {
-            (Some(start), Some(end)) => end - start,
-            _ => anyhow::bail!("execution {} has no start/finish events", id.name),
-        };
-        results.push(BenchResult {
-            engine_millis,
-            wall_millis,
-            phase,
-        });
-    }
-    Ok(results)
+            .into_inner()
+            .executions;
+        if let Some(execution) = executions
+            .iter()
+            .find(|e| e.id.as_ref().is_some_and(|i| i.name == id.name))
+        {
+            if is_terminal(execution.phase) {
+                break aloft_cli::render::execution_phase(execution.phase).to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let wall_millis = started.elapsed().as_millis();
+    let history = client
+        .get_execution_history(wire::GetExecutionRequest {
+            id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let time_of = |kind: &str| {
+        history
+            .events
+            .iter()
+            .find(|e| e.kind == kind)
+            .map(|e| e.occurred_at_millis)
+    };
+    let engine_millis = match (time_of("ExecutionStarted"), time_of("ExecutionFinished")) {
+        (Some(start), Some(end)) => end - start,
+        _ => anyhow::bail!("execution {} has no start/finish events", id.name),
+    };
+    Ok(BenchResult {
+        engine_millis,
+        wall_millis,
+        phase,
+    })
 }
 
 /// Appends records grouped by partition, one batch per partition, all in flight at once (how the benches

@@ -14,6 +14,7 @@ mod fairness;
 mod listing;
 mod notify;
 mod pods;
+mod sdk;
 mod shared;
 mod watch;
 
@@ -119,6 +120,10 @@ pub enum BenchShape {
     /// calls on a fleet without auth and on one checking OIDC tokens (cached JWKS), alternately; p50/p99
     /// of each and the ratio.
     Auth,
+    /// The Python SDK: its task entrypoint on a no-op task against `python -c pass` (--samples each, at most
+    /// 200), and a
+    /// fan-out of --nodes no-op SDK tasks (a map compiled from Python) end to end, --runs times.
+    Sdk,
 }
 
 fn main() {
@@ -160,6 +165,43 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         container_engine,
     } = &args;
     match shape {
+        BenchShape::Sdk => {
+            let backend = if kafka_brokers.is_some() {
+                "kafka"
+            } else {
+                "embedded"
+            };
+            // Each sample starts an interpreter: the cache bench's default of 10,000 would take minutes.
+            let samples = &(*samples).min(200);
+            eprintln!("bench sdk: {samples} entrypoint runs, then {nodes} no-op SDK tasks on {backend}, {runs} run(s)");
+            let result = crate::sdk::run(
+                *nodes,
+                *samples,
+                *runs,
+                kafka_brokers.as_deref(),
+                database_url.as_deref(),
+            )
+            .await?;
+            println!(
+                "sdk entrypoint p50 {:.1} ms p95 {:.1} ms; python -c pass p50 {:.1} ms p95 {:.1} ms; overhead p50 {:.1} ms",
+                result.entrypoint_p50_ms,
+                result.entrypoint_p95_ms,
+                result.python_p50_ms,
+                result.python_p95_ms,
+                result.entrypoint_p50_ms - result.python_p50_ms
+            );
+            for (index, run) in result.fan_out.iter().enumerate() {
+                println!(
+                    "sdk fan-out nodes={nodes} backend={backend} run={} phase={} engine={} ms wall={} ms per_task={:.1} ms",
+                    index + 1,
+                    run.phase,
+                    run.engine_millis,
+                    run.wall_millis,
+                    run.wall_millis as f64 / (*nodes).max(1) as f64
+                );
+            }
+            Ok(0)
+        }
         BenchShape::Auth => {
             eprintln!("bench auth: {samples} calls of each kind, without and with authentication");
             let cases = crate::auth::run(*samples, kafka_brokers.as_deref(), database_url.as_deref()).await?;
