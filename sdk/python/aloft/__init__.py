@@ -17,6 +17,7 @@ documents YAML files give; calling ``twice(x=3)`` in plain Python runs it in-pro
 from aloft.definition import DefinitionError
 from aloft.dynamic import Dynamic, dynamic
 from aloft.nodes import branch, gate
+from aloft.notify import on_email, on_slack, on_webhook
 from aloft.remote import Execution, Remote, RemoteError
 from aloft.resources import Resources, Secret
 from aloft.task import RecoverableError, Task, map_task, task
@@ -42,6 +43,9 @@ __all__ = [
     "dynamic",
     "gate",
     "map_task",
+    "on_email",
+    "on_slack",
+    "on_webhook",
     "task",
     "workflow",
 ]

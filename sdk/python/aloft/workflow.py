@@ -320,7 +320,8 @@ def cron(expression: str, tz: str | None = None) -> Schedule:
 
 
 class LaunchPlan:
-    """A workflow with default and fixed inputs and, optionally, a schedule."""
+    """A workflow with default and fixed inputs and, optionally, a schedule and notification rules (see
+    ``aloft.notify``)."""
 
     def __init__(
         self,
@@ -330,9 +331,11 @@ class LaunchPlan:
         default_inputs: dict[str, Any] | None = None,
         fixed_inputs: dict[str, Any] | None = None,
         schedule: Schedule | None = None,
+        notifications: list[dict[str, Any]] | None = None,
     ) -> None:
         self.workflow = target
         self.name = name
+        self.notifications = list(notifications or [])
         self.default_inputs = default_inputs or {}
         self.fixed_inputs = fixed_inputs or {}
         self.schedule = schedule
@@ -377,4 +380,6 @@ class LaunchPlan:
         }
         if self.schedule is not None:
             spec["schedule"] = self.schedule.spec
+        if self.notifications:
+            spec["notifications"] = self.notifications
         return spec

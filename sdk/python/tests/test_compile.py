@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aloft import Blob, DefinitionError, LaunchPlan, dynamic, task, workflow
+from aloft import Blob, DefinitionError, LaunchPlan, dynamic, on_email, on_slack, on_webhook, task, workflow
 from aloft.compile import documents
 
 REPO = Path(__file__).resolve().parents[3]
@@ -311,3 +311,32 @@ def test_conditions_combine_and_refuse_python_control_flow() -> None:
     with pytest.raises(DefinitionError, match=r"aloft\.branch"):
         bad.spec()
     assert pick(n=2, mode="fast") == "FAST", "locally a branch is a plain if"
+
+
+def test_launch_plans_carry_notification_rules_as_the_yaml_does() -> None:
+    @workflow
+    def nightly_work(text: str) -> int:
+        return length(text=text)
+
+    plan = LaunchPlan(
+        nightly_work,
+        name="nightly-work",
+        default_inputs={"text": "abc"},
+        notifications=[
+            on_slack(["FAILED", "TIMED_OUT"], webhook_url="env:SLACK_WEBHOOK_URL"),
+            on_webhook(["SUCCEEDED"], url="https://hooks.example.com/aloft", secret="env:ALOFT_HOOK_KEY"),
+            on_email(
+                ["ABORTED"],
+                to=["ml@example.com"],
+                sender="aloft@example.com",
+                smtp={"host": "smtp.example.com", "port": 587, "password": "file:/run/secrets/smtp"},
+            ),
+        ],
+    )
+    rules = plan.spec()["notifications"]
+    assert rules[0] == {"phases": ["FAILED", "TIMED_OUT"], "slack": {"webhook_url": "env:SLACK_WEBHOOK_URL"}}
+    assert rules[1]["webhook"] == {"url": "https://hooks.example.com/aloft", "secret": "env:ALOFT_HOOK_KEY"}
+    assert rules[2]["email"]["from"] == "aloft@example.com"
+    assert "notifications" not in LaunchPlan(nightly_work, name="quiet").spec()
+    with pytest.raises(DefinitionError, match=r"test_compile.py:\d+: a notification names one or more of"):
+        on_slack(["DONE"], webhook_url="env:X")
