@@ -195,6 +195,45 @@ fn the_python_train_example_maps_over_learning_rates_and_caches_its_data() {
     assert!(nightly.contains(r#"o0={"learning_rate":"#), "{nightly}");
 }
 
+/// Dataframes pass between Python tasks as parquet blobs through the blob store: a pandas DataFrame made by
+/// one task is read, filtered and passed on by the next, and a pyarrow Table by a third.
+#[test]
+fn dataframes_pass_between_python_tasks_as_parquet_blobs() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("frames.py");
+    std::fs::write(
+        &file,
+        "import pandas\nimport pyarrow\nfrom aloft import task, workflow\n\n\
+         @task\n\
+         def counts(genes: int) -> pandas.DataFrame:\n    return pandas.DataFrame({'gene': [f'g{i}' for i in range(genes)], 'count': list(range(genes))})\n\n\
+         @task\n\
+         def top(frame: pandas.DataFrame, n: int) -> pyarrow.Table:\n    best = frame.sort_values('count', ascending=False).head(n)\n    return pyarrow.Table.from_pandas(best, preserve_index=False)\n\n\
+         @task\n\
+         def total(table: pyarrow.Table) -> int:\n    return sum(table.column('count').to_pylist())\n\n\
+         @workflow\n\
+         def frames(genes: int, n: int) -> int:\n    return total(table=top(frame=counts(genes=genes), n=n))\n",
+    )
+    .unwrap();
+    let run = stdout_of(&aloft(
+        dir.path(),
+        &[
+            "run",
+            &format!("{}:frames", file.display()),
+            "--input",
+            "genes=10",
+            "--input",
+            "n=3",
+        ],
+    ));
+    // The three largest counts of 0..10: 9 + 8 + 7.
+    assert!(run.contains("o0=24"), "{run}");
+    // The frames are blobs in the store, not values in the events.
+    assert!(run.contains("/counts/1/o0"), "{run}");
+}
+
 /// A launch plan called in a Python workflow is a launch-plan node: the plan (with its fixed input) and its
 /// workflow are registered before the parent, the node launches a linked child execution, and the parent
 /// takes the child's output.

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import os
 import re
 import types
 import typing
@@ -69,6 +70,45 @@ def _origin(hint: Any) -> Any:
     return typing.get_origin(hint)
 
 
+def frame_kind(hint: Any) -> str | None:
+    """``pandas`` for a pandas DataFrame, ``pyarrow`` for a pyarrow Table, else None: dataframes travel as
+    parquet blobs (``pip install 'aloft[dataframes]'``). Known by name, so the SDK needs neither library where
+    the user's code does not use them."""
+    if not isinstance(hint, type):
+        return None
+    module, name = hint.__module__.split(".")[0], hint.__name__
+    if module == "pandas" and name == "DataFrame":
+        return "pandas"
+    if module == "pyarrow" and name == "Table":
+        return "pyarrow"
+    return None
+
+
+def frame_to_parquet(value: Any, hint: Any) -> str:
+    """Writes a dataframe to a parquet file of its own and returns the file's path."""
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="aloft-frame-")
+    path = os.path.join(directory, "frame.parquet")
+    if frame_kind(hint) == "pandas":
+        value.to_parquet(path, index=False)
+    else:
+        import pyarrow.parquet
+
+        pyarrow.parquet.write_table(value, path)
+    return path
+
+
+def _frame_from_parquet(path: str, hint: Any) -> Any:
+    if frame_kind(hint) == "pandas":
+        import pandas
+
+        return pandas.read_parquet(path)
+    import pyarrow.parquet
+
+    return pyarrow.parquet.read_table(path)
+
+
 def _is_model(hint: Any) -> bool:
     """Whether ``hint`` is a pydantic (v2) model class: a struct, checked by the model on the way in. Known by
     its methods, so the SDK needs pydantic only where the user's code uses it."""
@@ -105,6 +145,8 @@ def literal_type(hint: Any) -> str:
         if len(args) != 2 or args[0] is not str:
             raise AloftTypeError(f"{hint}: Aloft maps have string keys: dict[str, T]")
         return f"map<{literal_type(args[1])}>"
+    if frame_kind(hint) is not None:
+        return "blob<parquet>"
     if isinstance(hint, type):
         if issubclass(hint, Blob):
             return f"blob<{hint.format}>" if hint.format else "blob"
@@ -168,6 +210,11 @@ def to_json(value: Any, hint: Any) -> Any:
         _, item = typing.get_args(hint)
         _expect(value, dict, hint)
         return {str(key): to_json(element, item) for key, element in value.items()}
+    if frame_kind(hint) is not None:
+        if isinstance(value, Blob):
+            return value.path
+        _expect(value, hint, hint)
+        return frame_to_parquet(value, hint)
     if isinstance(hint, type):
         if issubclass(hint, Blob):
             _expect(value, Blob, hint)
@@ -227,6 +274,9 @@ def from_json(data: Any, hint: Any) -> Any:
         _, item = typing.get_args(hint)
         _expect(data, dict, hint)
         return {key: from_json(element, item) for key, element in data.items()}
+    if frame_kind(hint) is not None:
+        _expect(data, str, hint)
+        return _frame_from_parquet(data, hint)
     if isinstance(hint, type):
         if issubclass(hint, Blob):
             _expect(data, str, hint)

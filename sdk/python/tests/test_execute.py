@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TASKS = """
 from aloft import Blob, RecoverableError, dynamic, task
 
@@ -128,3 +130,42 @@ def test_a_dynamic_workflows_planner_returns_the_workflow_its_body_wired(tmp_pat
     assert plan["nodes"][1]["inputs"] == {"n": "inc.o0"}
     assert plan["outputs"] == {"o0": "inc-3.o0"}
     assert plan["interface"] == {"inputs": {"length": "integer"}, "outputs": {"o0": "integer"}}
+
+
+FRAMES = """
+import pandas
+from aloft import task
+
+@task
+def top(counts: pandas.DataFrame, n: int) -> pandas.DataFrame:
+    return counts.sort_values("count", ascending=False).head(n).reset_index(drop=True)
+"""
+
+
+def test_a_task_takes_and_returns_dataframes_as_parquet_blobs(tmp_path: Path) -> None:
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    module = tmp_path / "frames.py"
+    module.write_text(FRAMES)
+    input_dir, output_dir = tmp_path / "in", tmp_path / "out"
+    input_dir.mkdir()
+    output_dir.mkdir()
+    pandas.DataFrame({"gene": ["a", "b", "c"], "count": [1, 9, 5]}).to_parquet(input_dir / "counts")
+    (input_dir / "n").write_text("2")
+    env = {
+        **os.environ,
+        "ALOFT_INPUT_DIR": str(input_dir),
+        "ALOFT_OUTPUT_DIR": str(output_dir),
+        "ALOFT_INPUT_COUNTS": str(input_dir / "counts"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "aloft.execute", "--file", str(module), "--task", "top"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    # The output file is the parquet blob itself, as the engine uploads it.
+    top = pandas.read_parquet(output_dir / "o0")
+    assert top["gene"].tolist() == ["b", "c"]

@@ -137,3 +137,20 @@ def test_pydantic_models_are_structs_validated_on_the_way_in() -> None:
     assert from_text(text, Split) == Split(rows=10, tags=["a"])
     with pytest.raises(AloftTypeError, match="not a valid Split"):
         from_text('{"rows": "many"}', Split)
+
+
+def test_dataframes_travel_as_parquet_blobs_with_their_columns() -> None:
+    pandas = pytest.importorskip("pandas")
+    pyarrow = pytest.importorskip("pyarrow")
+    frame = pandas.DataFrame({"gene": ["BRCA1", "TP53"], "count": [12, 7]})
+    assert literal_type(pandas.DataFrame) == "blob<parquet>"
+    path = to_text(frame, pandas.DataFrame)
+    assert path.endswith(".parquet")
+    back = from_text(path, pandas.DataFrame)
+    assert list(back.columns) == ["gene", "count"]
+    assert back.equals(frame)
+    table = pyarrow.table({"x": [1, 2, 3]})
+    assert literal_type(pyarrow.Table) == "blob<parquet>"
+    assert from_text(to_text(table, pyarrow.Table), pyarrow.Table).equals(table)
+    with pytest.raises(AloftTypeError):
+        to_text([1, 2], pandas.DataFrame)
