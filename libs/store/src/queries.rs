@@ -1,13 +1,14 @@
 //! Reads of the read models, for admin's API.
 
 use aloft_core::compiler::CompiledWorkflow;
+use aloft_core::events::ExecutionEvent;
 use aloft_core::events::Outputs;
 use aloft_core::spec::{LaunchPlanSpec, ProjectSpec, TaskSpec, WorkflowSpec};
-use aloft_core::{ExecutionId, Identifier};
+use aloft_core::{ExecutionId, ExecutionState, Identifier, StreamId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{from_json, Result, Store};
+use crate::{from_json, Error, Result, Store};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectRow {
@@ -367,6 +368,31 @@ impl Store {
         .await?;
         row.as_ref().map(event_row).transpose()
     }
+}
+
+/// Folds the history rows of execution `id` (in log order) into its state, as the propeller folded those
+/// events: what `GetExecutionState` shows as of an event, and what admin's projection rebuilds on a miss.
+pub fn fold_history(id: &ExecutionId, rows: &[EventRow]) -> Result<ExecutionState> {
+    let mut state: Option<ExecutionState> = None;
+    for row in rows {
+        let event: ExecutionEvent = serde_json::from_str(&row.payload_json).map_err(|e| Error::Corrupt {
+            table: "execution_events",
+            reason: format!("event at offset {} of {id} is unreadable: {e}", row.log_offset),
+        })?;
+        match &mut state {
+            None => state = ExecutionState::from_request(&event),
+            Some(state) => {
+                if !StreamId::is_request(&row.stream) {
+                    state.last_seq = row.seq;
+                }
+                state.apply(&event);
+            }
+        }
+    }
+    state.ok_or_else(|| Error::Corrupt {
+        table: "execution_events",
+        reason: format!("the history of {id} does not start with its request"),
+    })
 }
 
 pub(crate) const EVENT_COLUMNS: &str =

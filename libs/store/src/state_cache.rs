@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use aloft_core::events::ExecutionEvent;
 use aloft_core::state::{ExecutionPhase, ExecutionState};
 use aloft_core::ExecutionId;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
-use crate::{from_json, Error, Result};
+use crate::queries::{event_row, fold_history, EVENT_COLUMNS};
+use crate::{Error, Result};
 
 /// Executions whose state is kept between transactions at most: past it the least recently used go (a state
 /// is rebuilt from its history rows when its execution moves again).
@@ -122,28 +122,15 @@ async fn load(conn: &mut AnyConnection, id: &ExecutionId) -> Result<Option<Execu
     {
         return Ok(None);
     }
-    let rows = sqlx::query(
-        "SELECT payload_json FROM execution_events WHERE project = $1 AND domain = $2 AND execution = $3 \
-         ORDER BY log_partition, log_offset, log_index",
-    )
+    let rows = sqlx::query(&format!(
+        "{EVENT_COLUMNS} WHERE project = $1 AND domain = $2 AND execution = $3 \
+         ORDER BY log_partition, log_offset, log_index"
+    ))
     .bind(&id.project)
     .bind(&id.domain)
     .bind(&id.name)
     .fetch_all(&mut *conn)
     .await?;
-    let mut state: Option<ExecutionState> = None;
-    for row in rows {
-        let payload: String = row.try_get("payload_json")?;
-        let event: ExecutionEvent = from_json("execution_events", &payload)?;
-        match &mut state {
-            None => state = ExecutionState::from_request(&event),
-            Some(state) => {
-                state.apply(&event);
-            }
-        }
-    }
-    state.map(Some).ok_or_else(|| Error::Corrupt {
-        table: "execution_events",
-        reason: format!("the history of {id} does not start with its request"),
-    })
+    let rows = rows.iter().map(event_row).collect::<Result<Vec<_>>>()?;
+    fold_history(id, &rows).map(Some)
 }

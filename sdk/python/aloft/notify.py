@@ -15,13 +15,14 @@ from typing import Any
 
 from aloft.definition import DefinitionError, _caller_location
 
-PHASES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+# The phases an execution ends in: what a rule may name, and what `aloft.Remote` waits for.
+TERMINAL_PHASES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
 def _phases(phases: Sequence[str]) -> list[str]:
-    unknown = [phase for phase in phases if phase not in PHASES]
+    unknown = [phase for phase in phases if phase not in TERMINAL_PHASES]
     if unknown or not phases:
-        named = ", ".join(PHASES)
+        named = ", ".join(TERMINAL_PHASES)
         raise DefinitionError(
             f"{_caller_location()}: a notification names one or more of {named}; given {list(phases)}"
         )

@@ -17,11 +17,11 @@ import urllib.parse
 from typing import Any
 
 from aloft.dynamic import Dynamic
+from aloft.notify import TERMINAL_PHASES
 from aloft.task import Task
 from aloft.types import format_duration, from_json, to_text
 from aloft.workflow import LaunchPlan, Workflow
 
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 _COLLECTIONS = {"task": "tasks", "workflow": "workflows", "launch_plan": "launch_plans"}
 
 
@@ -129,7 +129,7 @@ class Execution:
     def wait(self, timeout: float = 600.0, poll: float = 0.5) -> Execution:
         """Waits until the execution ends (any terminal phase); raises TimeoutError naming its phase."""
         deadline = time.monotonic() + timeout
-        while self.refresh().phase not in TERMINAL:
+        while self.refresh().phase not in TERMINAL_PHASES:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {self.name} is still {self.phase} after {timeout} s")
             time.sleep(poll)

@@ -161,20 +161,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         domain: domain.into(),
         spec_json,
     };
-    // The bootstrap project is created by admin at start; wait for it to be visible.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match client
-            .register_task(register(serde_json::to_string(&noop)?))
-            .await
-        {
-            Ok(_) => break,
-            Err(status) if Instant::now() < deadline && status.code() == tonic::Code::NotFound => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(status) => anyhow::bail!("registering the noop task: {}", status.message()),
-        }
-    }
+    register_when_ready(&mut client, "task", register(serde_json::to_string(&noop)?)).await?;
     let cached_noop = TaskSpec {
         name: "cached-noop".to_string(),
         interface: Interface {
@@ -220,6 +207,30 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
         results.push(launch_and_wait(&mut client, project, domain, target, Default::default()).await?);
     }
     Ok(results)
+}
+
+/// Registers a `kind` ("task" or "workflow") document, retrying while the request's project is not visible
+/// yet (the bootstrap project is created by admin at start).
+pub async fn register_when_ready(
+    client: &mut aloft_cli::client::AdminClient,
+    kind: &str,
+    request: wire::RegisterRequest,
+) -> anyhow::Result<wire::RegisterResponse> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = match kind {
+            "task" => client.register_task(request.clone()).await,
+            "workflow" => client.register_workflow(request.clone()).await,
+            other => anyhow::bail!("the bench registers tasks and workflows, not a {other}"),
+        };
+        match answer {
+            Ok(registered) => return Ok(registered.into_inner()),
+            Err(status) if Instant::now() < deadline && status.code() == tonic::Code::NotFound => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(status) => anyhow::bail!("registering the {kind}: {}", status.message()),
+        }
+    }
 }
 
 /// Launches `target` in `project/domain` with `text_inputs` and waits until admin's read model shows it

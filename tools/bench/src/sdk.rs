@@ -12,7 +12,7 @@ use aloft_cli::client::connect;
 use aloft_cli::fleet::{Fleet, FleetConfig};
 use aloft_proto::v1 as wire;
 
-use crate::engine::{launch_and_wait, BenchResult};
+use crate::engine::{launch_and_wait, register_when_ready, BenchResult};
 use crate::shared::percentile_ms;
 
 const MODULE: &str = r#"from aloft import map_task, task, workflow
@@ -180,22 +180,7 @@ async fn fan_out(
             domain: domain.into(),
             spec_json,
         };
-        // The bootstrap project appears once admin has started; retry until it is visible.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let registered = loop {
-            let answer = match kind.as_str() {
-                "task" => client.register_task(request.clone()).await,
-                "workflow" => client.register_workflow(request.clone()).await,
-                other => anyhow::bail!("the bench module compiled to an unexpected {other}"),
-            };
-            match answer {
-                Ok(registered) => break registered.into_inner(),
-                Err(status) if Instant::now() < deadline && status.code() == tonic::Code::NotFound => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(status) => anyhow::bail!("registering the {kind}: {}", status.message()),
-            }
-        };
+        let registered = register_when_ready(&mut client, &kind, request).await?;
         if kind == "workflow" {
             workflow = registered.id;
         }

@@ -106,27 +106,7 @@ impl AdminApi {
                 history.len()
             )));
         }
-        let mut state: Option<ExecutionState> = None;
-        for event_row in history.iter().take(request.at_index as usize) {
-            let event: ExecutionEvent = serde_json::from_str(&event_row.payload_json).map_err(|e| {
-                ApiError::Internal(format!(
-                    "event at offset {} of {id} is unreadable: {e}",
-                    event_row.log_offset
-                ))
-            })?;
-            match &mut state {
-                None => state = ExecutionState::from_request(&event),
-                Some(state) => {
-                    if !aloft_core::StreamId::is_request(&event_row.stream) {
-                        state.last_seq = event_row.seq;
-                    }
-                    state.apply(&event);
-                }
-            }
-        }
-        let state = state.ok_or_else(|| {
-            ApiError::Internal(format!("the history of {id} does not start with its request"))
-        })?;
+        let state = aloft_store::queries::fold_history(&id, &history[..request.at_index as usize])?;
         let mut execution = execution_to_wire(row)?;
         fold_into(&mut execution, &state);
         Ok(execution)
