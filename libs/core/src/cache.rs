@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::ExecutionId;
 use crate::interface::{Interface, Outputs};
+use crate::invalid::SpecError;
 use crate::types::Value;
 
 /// `cache:` on a task spec.
@@ -29,14 +30,15 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
-    pub fn validate(&self, task: &str, interface: &Interface) -> Result<(), String> {
+    pub fn validate(&self, task: &str, interface: &Interface) -> Result<(), SpecError> {
         if self.version.trim().is_empty() {
-            return Err(format!("task {task}: cache.version must not be empty"));
+            return Err(SpecError::task(task, "cache.version must not be empty"));
         }
         for ignored in &self.ignored_inputs {
             if !interface.inputs.contains_key(ignored) {
-                return Err(format!(
-                    "task {task}: cache.ignored_inputs names {ignored:?}, which is not an input of the task"
+                return Err(SpecError::task(
+                    task,
+                    format!("cache.ignored_inputs names {ignored:?}, which is not an input of the task"),
                 ));
             }
         }
@@ -429,10 +431,13 @@ mod tests {
     #[test]
     fn empty_versions_and_unknown_ignored_inputs_are_rejected() {
         let error = config(" ").validate("train", &interface()).unwrap_err();
-        assert!(error.contains("cache.version must not be empty"), "{error}");
+        assert!(
+            error.to_string().contains("cache.version must not be empty"),
+            "{error}"
+        );
         let mut bad = config("1");
         bad.ignored_inputs.push("nope".to_string());
         let error = bad.validate("train", &interface()).unwrap_err();
-        assert!(error.contains("\"nope\""), "{error}");
+        assert!(error.to_string().contains("\"nope\""), "{error}");
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::validate_name;
+use crate::invalid::SpecError;
 use crate::quantity::Quantity;
 
 /// `run: {container: {image, command, args, env, working_dir}}`: the task runs in its own image. `command`
@@ -26,20 +27,22 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
-    pub fn validate(&self, task: &str) -> Result<(), String> {
+    pub fn validate(&self, task: &str) -> Result<(), SpecError> {
         validate_image_reference(&self.image)
-            .map_err(|e| format!("task {task}: run.container.image: {e}"))?;
+            .map_err(|e| SpecError::task(task, format!("run.container.image: {e}")))?;
         if let Some(dir) = &self.working_dir {
             if !dir.starts_with('/') {
-                return Err(format!(
-                    "task {task}: run.container.working_dir {dir:?} must be an absolute path"
+                return Err(SpecError::task(
+                    task,
+                    format!("run.container.working_dir {dir:?} must be an absolute path"),
                 ));
             }
         }
         for name in self.env.keys() {
             if name.is_empty() || name.contains('=') {
-                return Err(format!(
-                    "task {task}: run.container.env: {name:?} is not an environment variable name"
+                return Err(SpecError::task(
+                    task,
+                    format!("run.container.env: {name:?} is not an environment variable name"),
                 ));
             }
         }
@@ -47,14 +50,36 @@ impl ContainerSpec {
     }
 }
 
+/// Why an image reference is not one a container engine would parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageReferenceError {
+    #[error("the image reference is empty")]
+    Empty,
+    #[error("{image:?} is longer than an image reference can be")]
+    TooLong { image: String },
+    #[error("{image:?} has an invalid digest {digest:?} (expected ALGORITHM:HEX, e.g. sha256:...)")]
+    Digest { image: String, digest: String },
+    #[error("{image:?} has an invalid tag {tag:?} (letters, digits, _ . -, at most 128)")]
+    Tag { image: String, tag: String },
+    #[error("{image:?} has an invalid registry host {host:?}")]
+    RegistryHost { image: String, host: String },
+    #[error(
+        "{image:?}: {component:?} is not a valid repository name component \
+         (lowercase letters and digits, separated by one . or _, two _, or dashes)"
+    )]
+    PathComponent { image: String, component: String },
+}
+
 /// Checks an image reference the way container engines parse it:
 /// `[host[:port]/]path[:tag][@algorithm:digest]`, the path lowercase components joined by `/`.
-pub fn validate_image_reference(image: &str) -> Result<(), String> {
+pub fn validate_image_reference(image: &str) -> Result<(), ImageReferenceError> {
     if image.is_empty() {
-        return Err("the image reference is empty".to_string());
+        return Err(ImageReferenceError::Empty);
     }
     if image.len() > 255 * 2 {
-        return Err(format!("{image:?} is longer than an image reference can be"));
+        return Err(ImageReferenceError::TooLong {
+            image: image.to_string(),
+        });
     }
     let (name_and_tag, digest) = match image.split_once('@') {
         Some((rest, digest)) => (rest, Some(digest)),
@@ -70,9 +95,10 @@ pub fn validate_image_reference(image: &str) -> Result<(), String> {
                 && hex.chars().all(|c| c.is_ascii_hexdigit())
         });
         if !valid {
-            return Err(format!(
-                "{image:?} has an invalid digest {digest:?} (expected ALGORITHM:HEX, e.g. sha256:...)"
-            ));
+            return Err(ImageReferenceError::Digest {
+                image: image.to_string(),
+                digest: digest.to_string(),
+            });
         }
     }
     // The tag follows the last `:` after the last `/` (a `:` before it is a registry port).
@@ -94,9 +120,10 @@ pub fn validate_image_reference(image: &str) -> Result<(), String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !valid {
-            return Err(format!(
-                "{image:?} has an invalid tag {tag:?} (letters, digits, _ . -, at most 128)"
-            ));
+            return Err(ImageReferenceError::Tag {
+                image: image.to_string(),
+                tag: tag.to_string(),
+            });
         }
     }
     let mut components: Vec<&str> = name.split('/').collect();
@@ -114,17 +141,20 @@ pub fn validate_image_reference(image: &str) -> Result<(), String> {
                 Some((_, port)) => !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()),
             };
             if !host_ok || !port_ok {
-                return Err(format!("{image:?} has an invalid registry host {first:?}"));
+                return Err(ImageReferenceError::RegistryHost {
+                    image: image.to_string(),
+                    host: first.to_string(),
+                });
             }
             components.remove(0);
         }
     }
     for component in components {
         if !valid_path_component(component) {
-            return Err(format!(
-                "{image:?}: {component:?} is not a valid repository name component \
-                 (lowercase letters and digits, separated by one . or _, two _, or dashes)"
-            ));
+            return Err(ImageReferenceError::PathComponent {
+                image: image.to_string(),
+                component: component.to_string(),
+            });
         }
     }
     Ok(())
@@ -207,26 +237,30 @@ pub struct ComputeAmounts {
 
 impl Resources {
     /// Checks every quantity and pool of `task`'s resources, naming the field that is wrong.
-    pub fn validate(&self, task: &str) -> Result<(), String> {
-        let field = |name: &str, text: &Option<String>| -> Result<Option<Quantity>, String> {
+    pub fn validate(&self, task: &str) -> Result<(), SpecError> {
+        let field = |name: &str, text: &Option<String>| -> Result<Option<Quantity>, SpecError> {
             text.as_deref()
-                .map(|text| Quantity::parse(text).map_err(|e| format!("task {task}: resources.{name}: {e}")))
+                .map(|text| {
+                    Quantity::parse(text).map_err(|e| SpecError::task(task, format!("resources.{name}: {e}")))
+                })
                 .transpose()
         };
         let cpu = field("cpu", &self.cpu)?;
         let memory = field("memory", &self.memory)?;
         let storage = field("ephemeral_storage", &self.ephemeral_storage)?;
         if cpu.is_some_and(|q| q.milli() == 0) {
-            return Err(format!("task {task}: resources.cpu must be more than 0"));
+            return Err(SpecError::task(task, "resources.cpu must be more than 0"));
         }
         if memory.is_some_and(|q| q.units() == 0) {
-            return Err(format!("task {task}: resources.memory must be more than 0"));
+            return Err(SpecError::task(task, "resources.memory must be more than 0"));
         }
         if let Some(accelerator) = &self.accelerator {
-            validate_name("accelerator", accelerator).map_err(|e| format!("task {task}: resources.{e}"))?;
+            validate_name("accelerator", accelerator)
+                .map_err(|e| SpecError::task(task, format!("resources.{e}")))?;
             if self.gpu.unwrap_or(0) == 0 {
-                return Err(format!(
-                    "task {task}: resources.accelerator {accelerator:?} needs resources.gpu of at least 1"
+                return Err(SpecError::task(
+                    task,
+                    format!("resources.accelerator {accelerator:?} needs resources.gpu of at least 1"),
                 ));
             }
         }
@@ -257,19 +291,25 @@ impl Resources {
             for (name, request, request_text, limit, limit_text) in pairs {
                 if let (Some(request), Some(limit)) = (request, limit) {
                     if limit < request {
-                        return Err(format!(
-                            "task {task}: resources.limits.{name} {} is below the request {}",
-                            limit_text.as_deref().unwrap_or_default(),
-                            request_text.as_deref().unwrap_or_default()
+                        return Err(SpecError::task(
+                            task,
+                            format!(
+                                "resources.limits.{name} {} is below the request {}",
+                                limit_text.as_deref().unwrap_or_default(),
+                                request_text.as_deref().unwrap_or_default()
+                            ),
                         ));
                     }
                 }
             }
         }
         for (pool, amount) in &self.pools {
-            validate_name("resource pool", pool).map_err(|e| format!("task {task}: {e}"))?;
+            validate_name("resource pool", pool).map_err(|e| SpecError::task(task, e.to_string()))?;
             if *amount == 0 {
-                return Err(format!("task {task}: resources.pools.{pool} must be at least 1"));
+                return Err(SpecError::task(
+                    task,
+                    format!("resources.pools.{pool} must be at least 1"),
+                ));
             }
         }
         Ok(())
@@ -386,7 +426,7 @@ mod tests {
             ("ubuntu 22.04", "repository name component"),
         ] {
             let error = validate_image_reference(bad).unwrap_err();
-            assert!(error.contains(says), "{bad:?}: {error}");
+            assert!(error.to_string().contains(says), "{bad:?}: {error}");
         }
     }
 
@@ -412,7 +452,7 @@ mod tests {
         ] {
             let resources: Resources = serde_yaml::from_str(yaml).unwrap();
             let error = resources.validate("t").unwrap_err();
-            assert!(error.contains(says), "{yaml}: {error}");
+            assert!(error.to_string().contains(says), "{yaml}: {error}");
         }
     }
 

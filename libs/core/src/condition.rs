@@ -103,7 +103,7 @@ impl<O> Condition<O> {
     }
 
     /// Type-checks every comparison given the type of each reference; the error names the comparison.
-    pub fn check_types(&self, type_of: &dyn Fn(&O) -> LiteralType) -> Result<(), String>
+    pub fn check_types(&self, type_of: &dyn Fn(&O) -> LiteralType) -> Result<(), ConditionError>
     where
         O: fmt::Display,
     {
@@ -119,9 +119,11 @@ impl<O> Condition<O> {
                 let numeric = |t: &LiteralType| matches!(t, LiteralType::Integer | LiteralType::Float);
                 let comparable = l == r || (numeric(l) && numeric(r));
                 if !comparable {
-                    return Err(format!(
-                        "condition {described:?} compares {left_type} with {right_type}"
-                    ));
+                    return Err(ConditionError::Incomparable {
+                        condition: described,
+                        left: left_type,
+                        right: right_type,
+                    });
                 }
                 let ordered = numeric(l)
                     || matches!(
@@ -130,11 +132,11 @@ impl<O> Condition<O> {
                     );
                 let scalar = ordered || matches!(l, LiteralType::Boolean);
                 if !scalar || (op.is_ordering() && !ordered) {
-                    return Err(format!(
-                        "condition {described:?}: {} cannot be compared with {}",
-                        left_type,
-                        op.symbol()
-                    ));
+                    return Err(ConditionError::NotOrdered {
+                        condition: described,
+                        operand: left_type,
+                        op: op.symbol(),
+                    });
                 }
                 Ok(())
             }
@@ -146,7 +148,7 @@ impl<O> Condition<O> {
     }
 
     /// Evaluates the condition; `value_of` resolves a reference (an error if it has no value yet).
-    pub fn evaluate(&self, value_of: &dyn Fn(&O) -> Result<Value, String>) -> Result<bool, String> {
+    pub fn evaluate<E>(&self, value_of: &dyn Fn(&O) -> Result<Value, E>) -> Result<bool, E> {
         match self {
             Condition::Compare { left, op, right } => {
                 let value = |o: &Operand<O>| match o {
@@ -222,6 +224,55 @@ impl<O: fmt::Display> fmt::Display for Condition<O> {
     }
 }
 
+/// Why a branch condition does not parse or type-check; the message quotes the condition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("condition {condition:?}: {problem}")]
+    Syntax {
+        condition: String,
+        problem: SyntaxProblem,
+    },
+    #[error("condition {condition:?} compares {left} with {right}")]
+    Incomparable {
+        condition: String,
+        left: LiteralType,
+        right: LiteralType,
+    },
+    #[error("condition {condition:?}: {operand} cannot be compared with {op}")]
+    NotOrdered {
+        condition: String,
+        operand: LiteralType,
+        op: &'static str,
+    },
+}
+
+/// Where the text of a condition stops making sense; `at` counts characters from 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxProblem {
+    #[error("unterminated string starting at character {at}")]
+    UnterminatedString { at: usize },
+    #[error("unexpected {found:?} at character {at}")]
+    UnexpectedCharacter { found: char, at: usize },
+    #[error("{word:?} is not a number")]
+    NotANumber { word: String },
+    #[error(
+        "{word:?} is not understood; compare inputs.NAME, NODE.OUTPUT, numbers, \"strings\", true or false"
+    )]
+    NotUnderstood { word: String },
+    #[error("a '(' is not closed")]
+    Unclosed,
+    #[error("expected a comparison (==, !=, <, <=, >, >=), found {found}")]
+    ExpectedComparison { found: String },
+    #[error("expected a comparison (==, !=, <, <=, >, >=) at the end")]
+    ComparisonAtEnd,
+    #[error("expected a value, found {found}")]
+    ExpectedValue { found: String },
+    #[error("expected a value at the end")]
+    ValueAtEnd,
+    #[error("unexpected {found} after a complete condition")]
+    Trailing { found: String },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Ref(String),
@@ -233,7 +284,7 @@ enum Token {
     Close,
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> Result<Vec<Token>, SyntaxProblem> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -265,7 +316,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 let end = chars[i + 1..]
                     .iter()
                     .position(|&d| d == c)
-                    .ok_or_else(|| format!("unterminated string starting at character {}", i + 1))?;
+                    .ok_or(SyntaxProblem::UnterminatedString { at: i + 1 })?;
                 let literal: String = chars[i + 1..i + 1 + end].iter().collect();
                 tokens.push(Token::Literal(Value::String(literal)));
                 i += end + 2;
@@ -279,7 +330,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                     i += 1;
                 }
                 if start == i {
-                    return Err(format!("unexpected {c:?} at character {}", i + 1));
+                    return Err(SyntaxProblem::UnexpectedCharacter { found: c, at: i + 1 });
                 }
                 let word: String = chars[start..i].iter().collect();
                 tokens.push(word_token(&word)?);
@@ -291,7 +342,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-fn word_token(word: &str) -> Result<Token, String> {
+fn word_token(word: &str) -> Result<Token, SyntaxProblem> {
     Ok(match word {
         "and" => Token::And,
         "or" => Token::Or,
@@ -303,7 +354,11 @@ fn word_token(word: &str) -> Result<Token, String> {
             } else {
                 match word.parse::<f64>() {
                     Ok(float) if float.is_finite() => Token::Literal(Value::Float(float)),
-                    _ => return Err(format!("{word:?} is not a number")),
+                    _ => {
+                        return Err(SyntaxProblem::NotANumber {
+                            word: word.to_string(),
+                        })
+                    }
                 }
             }
         }
@@ -312,24 +367,27 @@ fn word_token(word: &str) -> Result<Token, String> {
                 Token::Ref(word.to_string())
             }
             _ => {
-                return Err(format!(
-                    "{word:?} is not understood; compare inputs.NAME, NODE.OUTPUT, numbers, \"strings\", true or false"
-                ))
+                return Err(SyntaxProblem::NotUnderstood {
+                    word: word.to_string(),
+                })
             }
         },
     })
 }
 
 /// Parses a condition as written in a spec; references stay `inputs.NAME` / `NODE.OUTPUT` strings.
-pub fn parse_condition(text: &str) -> Result<Condition<String>, String> {
-    let tokens = tokenize(text).map_err(|e| format!("condition {text:?}: {e}"))?;
+pub fn parse_condition(text: &str) -> Result<Condition<String>, ConditionError> {
+    let syntax = |problem| ConditionError::Syntax {
+        condition: text.to_string(),
+        problem,
+    };
+    let tokens = tokenize(text).map_err(syntax)?;
     let mut parser = Parser { tokens, at: 0 };
-    let condition = parser.or().map_err(|e| format!("condition {text:?}: {e}"))?;
-    if parser.at != parser.tokens.len() {
-        return Err(format!(
-            "condition {text:?}: unexpected {} after a complete condition",
-            describe(&parser.tokens[parser.at])
-        ));
+    let condition = parser.or().map_err(syntax)?;
+    if let Some(extra) = parser.tokens.get(parser.at) {
+        return Err(syntax(SyntaxProblem::Trailing {
+            found: describe(extra),
+        }));
     }
     Ok(condition)
 }
@@ -358,7 +416,7 @@ impl Parser {
         token
     }
 
-    fn or(&mut self) -> Result<Condition<String>, String> {
+    fn or(&mut self) -> Result<Condition<String>, SyntaxProblem> {
         let mut left = self.and()?;
         while self.tokens.get(self.at) == Some(&Token::Or) {
             self.at += 1;
@@ -367,7 +425,7 @@ impl Parser {
         Ok(left)
     }
 
-    fn and(&mut self) -> Result<Condition<String>, String> {
+    fn and(&mut self) -> Result<Condition<String>, SyntaxProblem> {
         let mut left = self.atom()?;
         while self.tokens.get(self.at) == Some(&Token::And) {
             self.at += 1;
@@ -376,36 +434,37 @@ impl Parser {
         Ok(left)
     }
 
-    fn atom(&mut self) -> Result<Condition<String>, String> {
+    fn atom(&mut self) -> Result<Condition<String>, SyntaxProblem> {
         if self.tokens.get(self.at) == Some(&Token::Open) {
             self.at += 1;
             let inner = self.or()?;
             return match self.next() {
                 Some(Token::Close) => Ok(inner),
-                _ => Err("a '(' is not closed".to_string()),
+                _ => Err(SyntaxProblem::Unclosed),
             };
         }
         let left = self.operand()?;
         let op = match self.next() {
             Some(Token::Op(op)) => op,
             Some(other) => {
-                return Err(format!(
-                    "expected a comparison (==, !=, <, <=, >, >=), found {}",
-                    describe(&other)
-                ))
+                return Err(SyntaxProblem::ExpectedComparison {
+                    found: describe(&other),
+                })
             }
-            None => return Err("expected a comparison (==, !=, <, <=, >, >=) at the end".to_string()),
+            None => return Err(SyntaxProblem::ComparisonAtEnd),
         };
         let right = self.operand()?;
         Ok(Condition::Compare { left, op, right })
     }
 
-    fn operand(&mut self) -> Result<Operand<String>, String> {
+    fn operand(&mut self) -> Result<Operand<String>, SyntaxProblem> {
         match self.next() {
             Some(Token::Ref(r)) => Ok(Operand::Ref(r)),
             Some(Token::Literal(v)) => Ok(Operand::Literal(v)),
-            Some(other) => Err(format!("expected a value, found {}", describe(&other))),
-            None => Err("expected a value at the end".to_string()),
+            Some(other) => Err(SyntaxProblem::ExpectedValue {
+                found: describe(&other),
+            }),
+            None => Err(SyntaxProblem::ValueAtEnd),
         }
     }
 }
@@ -454,7 +513,7 @@ mod tests {
             ("inputs.s == 'abc", "unterminated string"),
         ] {
             let error = parse_condition(text).unwrap_err();
-            assert!(error.contains(expected), "{text}: {error}");
+            assert!(error.to_string().contains(expected), "{text}: {error}");
         }
     }
 
@@ -473,11 +532,14 @@ mod tests {
             .unwrap()
             .check_types(&types)
             .unwrap_err();
-        assert!(error.contains("compares integer with string"), "{error}");
+        assert!(
+            error.to_string().contains("compares integer with string"),
+            "{error}"
+        );
         let error = parse_condition("inputs.flag < true")
             .unwrap()
             .check_types(&types)
             .unwrap_err();
-        assert!(error.contains("cannot be compared with <"), "{error}");
+        assert!(error.to_string().contains("cannot be compared with <"), "{error}");
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ids::ExecutionId;
+use crate::invalid::SpecError;
 use crate::phase::ExecutionPhase;
 
 /// The execution phases a rule may name: the terminal ones, where a notification is meaningful.
@@ -126,6 +127,55 @@ pub struct WebhookChannel {
     pub secret: String,
 }
 
+/// Why one field of a notification rule (a secret reference, a URL, a host, an address, a template) is
+/// not valid; `SpecError` adds which rule and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("{text:?} names no valid environment variable")]
+    EnvName { text: String },
+    #[error("{text:?} names no file")]
+    NoFile { text: String },
+    #[error(
+        "{text:?} is not a secret reference; write env:NAME or file:PATH (secrets are never stored in plain text)"
+    )]
+    NotSecretRef { text: String },
+    #[error("{url:?} {problem}")]
+    Url { url: String, problem: UrlProblem },
+    #[error("{host:?} is not a valid host name")]
+    Host { host: String },
+    #[error("{address:?} {problem}")]
+    Address {
+        address: String,
+        problem: AddressProblem,
+    },
+    #[error("unclosed {{{{ in template {template:?}")]
+    UnclosedTemplate { template: String },
+    #[error("unknown template variable {{{{{name}}}}}; known: {}", TEMPLATE_VARIABLES.join(", "))]
+    TemplateVariable { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    #[error("is not an http:// or https:// URL")]
+    NotHttp,
+    #[error("has no host")]
+    NoHost,
+    #[error("has an invalid port {0:?}")]
+    Port(String),
+    #[error("contains whitespace")]
+    Whitespace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressProblem {
+    #[error("is not an email address (no @)")]
+    NoAt,
+    #[error("is not a valid email address")]
+    Invalid,
+    #[error("has an invalid domain")]
+    Domain,
+}
+
 /// A reference to a secret: the secret itself never enters the log or the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
@@ -134,25 +184,29 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
-    pub fn parse(text: &str) -> Result<SecretRef, String> {
+    pub fn parse(text: &str) -> Result<SecretRef, FieldError> {
         if let Some(name) = text.strip_prefix("env:") {
             let valid = !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("{text:?} names no valid environment variable"));
+                return Err(FieldError::EnvName {
+                    text: text.to_string(),
+                });
             }
             return Ok(SecretRef::Env(name.to_string()));
         }
         if let Some(path) = text.strip_prefix("file:") {
             if path.is_empty() {
-                return Err(format!("{text:?} names no file"));
+                return Err(FieldError::NoFile {
+                    text: text.to_string(),
+                });
             }
             return Ok(SecretRef::File(path.to_string()));
         }
-        Err(format!(
-            "{text:?} is not a secret reference; write env:NAME or file:PATH (secrets are never stored in plain text)"
-        ))
+        Err(FieldError::NotSecretRef {
+            text: text.to_string(),
+        })
     }
 }
 
@@ -206,64 +260,78 @@ impl NotificationRule {
     }
 
     /// Checks everything that does not need IO; `what` names the rule in errors.
-    pub fn validate(&self, what: &str) -> Result<(), String> {
+    pub fn validate(&self, what: &str) -> Result<(), SpecError> {
         if self.phases.is_empty() {
-            return Err(format!(
-                "{what}: phases is empty; name at least one of {}",
-                phase_names()
+            return Err(SpecError::invalid(
+                what,
+                format!("phases is empty; name at least one of {}", phase_names()),
             ));
         }
         for phase in &self.phases {
             if !NOTIFIABLE_PHASES.iter().any(|p| p.as_str() == phase) {
-                return Err(format!(
-                    "{what}: unknown phase {phase:?}; expected one of {}",
-                    phase_names()
+                return Err(SpecError::invalid(
+                    what,
+                    format!("unknown phase {phase:?}; expected one of {}", phase_names()),
                 ));
             }
         }
         let channel = self
             .channel()
-            .ok_or_else(|| format!("{what}: give exactly one channel (slack, email or webhook)"))?;
+            .ok_or_else(|| SpecError::invalid(what, "give exactly one channel (slack, email or webhook)"))?;
         match channel {
             ChannelRef::Slack(slack) => {
                 SecretRef::parse(&slack.webhook_url)
-                    .map_err(|e| format!("{what}: slack.webhook_url: {e}"))?;
+                    .map_err(|e| SpecError::invalid(what, format!("slack.webhook_url: {e}")))?;
             }
             ChannelRef::Webhook(webhook) => {
-                validate_http_url(&webhook.url).map_err(|e| format!("{what}: webhook.url: {e}"))?;
-                SecretRef::parse(&webhook.secret).map_err(|e| format!("{what}: webhook.secret: {e}"))?;
+                validate_http_url(&webhook.url)
+                    .map_err(|e| SpecError::invalid(what, format!("webhook.url: {e}")))?;
+                SecretRef::parse(&webhook.secret)
+                    .map_err(|e| SpecError::invalid(what, format!("webhook.secret: {e}")))?;
             }
             ChannelRef::Email(email) => {
                 if email.to.is_empty() {
-                    return Err(format!("{what}: email.to is empty"));
+                    return Err(SpecError::invalid(what, "email.to is empty"));
                 }
                 for address in &email.to {
-                    validate_email_address(address).map_err(|e| format!("{what}: email.to: {e}"))?;
+                    validate_email_address(address)
+                        .map_err(|e| SpecError::invalid(what, format!("email.to: {e}")))?;
                 }
-                validate_email_address(&email.from).map_err(|e| format!("{what}: email.from: {e}"))?;
-                validate_host(&email.smtp.host).map_err(|e| format!("{what}: email.smtp.host: {e}"))?;
+                validate_email_address(&email.from)
+                    .map_err(|e| SpecError::invalid(what, format!("email.from: {e}")))?;
+                validate_host(&email.smtp.host)
+                    .map_err(|e| SpecError::invalid(what, format!("email.smtp.host: {e}")))?;
                 if email.smtp.ca_file.is_some() && email.smtp.tls == SmtpTls::None {
-                    return Err(format!("{what}: email.smtp.ca_file needs tls: starttls or tls"));
+                    return Err(SpecError::invalid(
+                        what,
+                        "email.smtp.ca_file needs tls: starttls or tls",
+                    ));
                 }
                 if email.smtp.port == Some(0) {
-                    return Err(format!("{what}: email.smtp.port must be between 1 and 65535"));
+                    return Err(SpecError::invalid(
+                        what,
+                        "email.smtp.port must be between 1 and 65535",
+                    ));
                 }
                 match (&email.smtp.username, &email.smtp.password) {
                     (Some(user), Some(password)) => {
-                        SecretRef::parse(user).map_err(|e| format!("{what}: email.smtp.username: {e}"))?;
+                        SecretRef::parse(user)
+                            .map_err(|e| SpecError::invalid(what, format!("email.smtp.username: {e}")))?;
                         SecretRef::parse(password)
-                            .map_err(|e| format!("{what}: email.smtp.password: {e}"))?;
+                            .map_err(|e| SpecError::invalid(what, format!("email.smtp.password: {e}")))?;
                     }
                     (None, None) => {}
                     _ => {
-                        return Err(format!(
-                            "{what}: email.smtp needs both username and password, or neither"
+                        return Err(SpecError::invalid(
+                            what,
+                            "email.smtp needs both username and password, or neither",
                         ))
                     }
                 }
                 check_template(email.subject_template())
-                    .map_err(|e| format!("{what}: email.subject: {e}"))?;
-                check_template(email.body_template()).map_err(|e| format!("{what}: email.body: {e}"))?;
+                    .map_err(|e| SpecError::invalid(what, format!("email.subject: {e}")))?;
+                check_template(email.body_template())
+                    .map_err(|e| SpecError::invalid(what, format!("email.body: {e}")))?;
             }
         }
         Ok(())
@@ -271,7 +339,7 @@ impl NotificationRule {
 }
 
 /// Validates a list of rules, naming the rule by its position.
-pub fn validate_rules(owner: &str, rules: &[NotificationRule]) -> Result<(), String> {
+pub fn validate_rules(owner: &str, rules: &[NotificationRule]) -> Result<(), SpecError> {
     for (index, rule) in rules.iter().enumerate() {
         rule.validate(&format!("{owner} notification rule {}", index + 1))?;
     }
@@ -286,11 +354,15 @@ fn phase_names() -> String {
         .join(", ")
 }
 
-fn validate_http_url(url: &str) -> Result<(), String> {
+fn validate_http_url(url: &str) -> Result<(), FieldError> {
+    let url_error = |problem| FieldError::Url {
+        url: url.to_string(),
+        problem,
+    };
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+        .ok_or_else(|| url_error(UrlProblem::NotHttp))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host_port = authority.rsplit('@').next().unwrap_or_default();
     let host = match host_port.strip_prefix('[') {
@@ -298,7 +370,7 @@ fn validate_http_url(url: &str) -> Result<(), String> {
         None => host_port.split(':').next().unwrap_or_default(),
     };
     if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
+        return Err(url_error(UrlProblem::NoHost));
     }
     if let Some(port) = host_port.rsplit_once("]:").map(|(_, p)| p).or_else(|| {
         if host_port.starts_with('[') {
@@ -309,16 +381,16 @@ fn validate_http_url(url: &str) -> Result<(), String> {
     }) {
         match port.parse::<u16>() {
             Ok(p) if p > 0 => {}
-            _ => return Err(format!("{url:?} has an invalid port {port:?}")),
+            _ => return Err(url_error(UrlProblem::Port(port.to_string()))),
         }
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{url:?} contains whitespace"));
+        return Err(url_error(UrlProblem::Whitespace));
     }
     validate_host(host)
 }
 
-fn validate_host(host: &str) -> Result<(), String> {
+fn validate_host(host: &str) -> Result<(), FieldError> {
     let valid = !host.is_empty()
         && host
             .chars()
@@ -326,13 +398,19 @@ fn validate_host(host: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("{host:?} is not a valid host name"))
+        Err(FieldError::Host {
+            host: host.to_string(),
+        })
     }
 }
 
-fn validate_email_address(address: &str) -> Result<(), String> {
+fn validate_email_address(address: &str) -> Result<(), FieldError> {
+    let address_error = |problem| FieldError::Address {
+        address: address.to_string(),
+        problem,
+    };
     let Some((local, domain)) = address.rsplit_once('@') else {
-        return Err(format!("{address:?} is not an email address (no @)"));
+        return Err(address_error(AddressProblem::NoAt));
     };
     let bad_char = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';');
     if local.is_empty()
@@ -340,9 +418,9 @@ fn validate_email_address(address: &str) -> Result<(), String> {
         || address.chars().any(bad_char)
         || !domain.contains('.') && domain != "localhost"
     {
-        return Err(format!("{address:?} is not a valid email address"));
+        return Err(address_error(AddressProblem::Invalid));
     }
-    validate_host(domain).map_err(|_| format!("{address:?} has an invalid domain"))
+    validate_host(domain).map_err(|_| address_error(AddressProblem::Domain))
 }
 
 /// The pieces of a template: text and `{{variable}}` references.
@@ -352,7 +430,7 @@ enum Piece<'a> {
     Variable(&'a str),
 }
 
-fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, String> {
+fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, FieldError> {
     let mut pieces = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -360,15 +438,14 @@ fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, String> {
             pieces.push(Piece::Text(&rest[..start]));
         }
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed {{{{ in template {template:?}"))?;
+        let end = after.find("}}").ok_or_else(|| FieldError::UnclosedTemplate {
+            template: template.to_string(),
+        })?;
         let name = after[..end].trim();
         if !TEMPLATE_VARIABLES.contains(&name) {
-            return Err(format!(
-                "unknown template variable {{{{{name}}}}}; known: {}",
-                TEMPLATE_VARIABLES.join(", ")
-            ));
+            return Err(FieldError::TemplateVariable {
+                name: name.to_string(),
+            });
         }
         pieces.push(Piece::Variable(name));
         rest = &after[end + 2..];
@@ -379,7 +456,7 @@ fn parse_template(template: &str) -> Result<Vec<Piece<'_>>, String> {
     Ok(pieces)
 }
 
-pub fn check_template(template: &str) -> Result<(), String> {
+pub fn check_template(template: &str) -> Result<(), FieldError> {
     parse_template(template).map(|_| ())
 }
 

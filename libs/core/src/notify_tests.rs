@@ -57,7 +57,7 @@ fn malformed_urls_are_named() {
         "http://a b/",
     ] {
         let error = webhook_rule(url).validate("lp").unwrap_err();
-        assert!(error.contains("webhook.url"), "{url}: {error}");
+        assert!(error.to_string().contains("webhook.url"), "{url}: {error}");
     }
 }
 
@@ -66,15 +66,15 @@ fn unknown_phases_and_variables_are_named() {
     let mut rule = webhook_rule("https://x.example.com");
     rule.phases = vec!["FAILD".into()];
     let error = rule.validate("lp").unwrap_err();
-    assert!(error.contains("unknown phase \"FAILD\""), "{error}");
-    assert!(error.contains("TIMED_OUT"), "{error}");
+    assert!(error.to_string().contains("unknown phase \"FAILD\""), "{error}");
+    assert!(error.to_string().contains("TIMED_OUT"), "{error}");
     let error = email_rule("{{name}} {{colour}}").validate("lp").unwrap_err();
     assert!(
-        error.contains("{{colour}}") && error.contains("email.subject"),
+        error.to_string().contains("{{colour}}") && error.to_string().contains("email.subject"),
         "{error}"
     );
     let error = email_rule("{{name").validate("lp").unwrap_err();
-    assert!(error.contains("unclosed"), "{error}");
+    assert!(error.to_string().contains("unclosed"), "{error}");
 }
 
 #[test]
@@ -83,7 +83,11 @@ fn channels_and_secrets_are_checked() {
     rule.slack = Some(SlackChannel {
         webhook_url: "env:SLACK".into(),
     });
-    assert!(rule.validate("lp").unwrap_err().contains("exactly one channel"));
+    assert!(rule
+        .validate("lp")
+        .unwrap_err()
+        .to_string()
+        .contains("exactly one channel"));
     let slack = NotificationRule {
         phases: vec!["SUCCEEDED".into()],
         slack: Some(SlackChannel {
@@ -93,12 +97,12 @@ fn channels_and_secrets_are_checked() {
         webhook: None,
     };
     let error = slack.validate("lp").unwrap_err();
-    assert!(error.contains("not a secret reference"), "{error}");
+    assert!(error.to_string().contains("not a secret reference"), "{error}");
     let mut email = email_rule("x");
     if let Some(channel) = email.email.as_mut() {
         channel.to = vec!["not-an-address".into()];
     }
-    assert!(email.validate("lp").unwrap_err().contains("email.to"));
+    assert!(email.validate("lp").unwrap_err().to_string().contains("email.to"));
 }
 
 #[test]

@@ -46,32 +46,77 @@ pub struct ScheduleSpec {
     pub catch_up_max: Option<u32>,
 }
 
+/// What is wrong with a launch plan's schedule; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("schedule: give either cron or fixed_rate, not both")]
+    CronAndRate,
+    #[error("schedule: needs cron or fixed_rate")]
+    NeitherCronNorRate,
+    #[error("schedule.timezone: unknown time zone {name:?}")]
+    TimeZone { name: String },
+    #[error("schedule.timezone applies to cron schedules only")]
+    TimeZoneWithRate,
+    #[error("schedule.fixed_rate: {0}")]
+    Rate(crate::types::ValueError),
+    #[error("schedule.fixed_rate: {rate:?} is too small; the rate must be at least 1m")]
+    RateTooSmall { rate: String },
+    #[error("schedule.fixed_rate: {rate:?} must be whole minutes")]
+    RateNotMinutes { rate: String },
+    #[error(
+        "cron: unknown alias {alias:?}; use @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly"
+    )]
+    CronAlias { alias: String },
+    #[error(
+        "cron: {expression:?} has {count} fields; expected 5 (minute hour day-of-month month day-of-week)"
+    )]
+    CronFields { expression: String, count: usize },
+    #[error("cron field {field}: {problem}")]
+    CronField {
+        field: String,
+        problem: CronFieldProblem,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronFieldProblem {
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{number} is out of range {min}-{max}")]
+    OutOfRange { number: u32, min: u32, max: u32 },
+    #[error("step {0:?} is not a number")]
+    Step(String),
+    #[error("a step of 0 never advances")]
+    ZeroStep,
+    #[error("range {0:?} runs backwards")]
+    Backwards(String),
+}
+
 impl ScheduleSpec {
     /// Parses and checks the schedule; errors name the field that is wrong.
-    pub fn compile(&self) -> Result<Schedule, String> {
+    pub fn compile(&self) -> Result<Schedule, ScheduleError> {
         match (&self.cron, &self.fixed_rate) {
-            (Some(_), Some(_)) => Err("schedule: give either cron or fixed_rate, not both".to_string()),
-            (None, None) => Err("schedule: needs cron or fixed_rate".to_string()),
+            (Some(_), Some(_)) => Err(ScheduleError::CronAndRate),
+            (None, None) => Err(ScheduleError::NeitherCronNorRate),
             (Some(expression), None) => {
                 let timezone = match &self.timezone {
-                    Some(name) => Tz::from_str(name)
-                        .map_err(|_| format!("schedule.timezone: unknown time zone {name:?}"))?,
+                    Some(name) => {
+                        Tz::from_str(name).map_err(|_| ScheduleError::TimeZone { name: name.clone() })?
+                    }
                     None => Tz::UTC,
                 };
                 Ok(Schedule::Cron(Box::new(Cron::parse(expression)?), timezone))
             }
             (None, Some(rate)) => {
                 if self.timezone.is_some() {
-                    return Err("schedule.timezone applies to cron schedules only".to_string());
+                    return Err(ScheduleError::TimeZoneWithRate);
                 }
-                let millis = parse_duration_millis(rate).map_err(|e| format!("schedule.fixed_rate: {e}"))?;
+                let millis = parse_duration_millis(rate).map_err(ScheduleError::Rate)?;
                 if millis < 60_000 {
-                    return Err(format!(
-                        "schedule.fixed_rate: {rate:?} is too small; the rate must be at least 1m"
-                    ));
+                    return Err(ScheduleError::RateTooSmall { rate: rate.clone() });
                 }
                 if millis % 60_000 != 0 {
-                    return Err(format!("schedule.fixed_rate: {rate:?} must be whole minutes"));
+                    return Err(ScheduleError::RateNotMinutes { rate: rate.clone() });
                 }
                 Ok(Schedule::FixedRate(Duration::milliseconds(millis)))
             }
@@ -144,7 +189,7 @@ const MONTH_NAMES: [&str; 12] = [
 const DAY_NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 impl Cron {
-    pub fn parse(expression: &str) -> Result<Cron, String> {
+    pub fn parse(expression: &str) -> Result<Cron, ScheduleError> {
         let expanded = match expression.trim() {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -152,18 +197,18 @@ impl Cron {
             "@daily" | "@midnight" => "0 0 * * *",
             "@hourly" => "0 * * * *",
             other if other.starts_with('@') => {
-                return Err(format!(
-                    "cron: unknown alias {other:?}; use @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly"
-                ))
+                return Err(ScheduleError::CronAlias {
+                    alias: other.to_string(),
+                })
             }
             other => other,
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
         if fields.len() != 5 {
-            return Err(format!(
-                "cron: {expression:?} has {} fields; expected 5 (minute hour day-of-month month day-of-week)",
-                fields.len()
-            ));
+            return Err(ScheduleError::CronFields {
+                expression: expression.to_string(),
+                count: fields.len(),
+            });
         }
         let (days_of_week, days_of_week_restricted) =
             parse_field("day-of-week", fields[4], 0, 7, &DAY_NAMES)?;
@@ -238,9 +283,13 @@ fn parse_field(
     min: u32,
     max: u32,
     names: &[&str],
-) -> Result<(Vec<bool>, bool), String> {
+) -> Result<(Vec<bool>, bool), ScheduleError> {
+    let field_error = |problem| ScheduleError::CronField {
+        field: name.to_string(),
+        problem,
+    };
     let mut allowed = vec![false; max as usize + 1];
-    let value = |token: &str| -> Result<u32, String> {
+    let value = |token: &str| -> Result<u32, ScheduleError> {
         let lower = token.to_ascii_lowercase();
         if let Some(index) = names.iter().position(|n| *n == lower) {
             // Month names are 1-based, day names 0-based.
@@ -248,9 +297,9 @@ fn parse_field(
         }
         let number: u32 = token
             .parse()
-            .map_err(|_| format!("cron field {name}: {token:?} is not a number"))?;
+            .map_err(|_| field_error(CronFieldProblem::NotANumber(token.to_string())))?;
         if number < min || number > max {
-            return Err(format!("cron field {name}: {number} is out of range {min}-{max}"));
+            return Err(field_error(CronFieldProblem::OutOfRange { number, min, max }));
         }
         Ok(number)
     };
@@ -259,9 +308,9 @@ fn parse_field(
             Some((range, step)) => {
                 let step: u32 = step
                     .parse()
-                    .map_err(|_| format!("cron field {name}: step {step:?} is not a number"))?;
+                    .map_err(|_| field_error(CronFieldProblem::Step(step.to_string())))?;
                 if step == 0 {
-                    return Err(format!("cron field {name}: a step of 0 never advances"));
+                    return Err(field_error(CronFieldProblem::ZeroStep));
                 }
                 (range, step)
             }
@@ -279,7 +328,7 @@ fn parse_field(
             },
         };
         if start > end {
-            return Err(format!("cron field {name}: range {range:?} runs backwards"));
+            return Err(field_error(CronFieldProblem::Backwards(range.to_string())));
         }
         for allowed_value in (start..=end).step_by(step as usize) {
             allowed[allowed_value as usize] = true;
@@ -397,13 +446,16 @@ mod tests {
     #[test]
     fn bad_schedules_name_the_field() {
         let error = |cron: &str| Cron::parse(cron).unwrap_err();
-        assert!(error("61 * * * *").contains("minute") && error("61 * * * *").contains("0-59"));
-        assert!(error("0 25 * * *").contains("hour"));
-        assert!(error("0 0 * 13 *").contains("month"));
-        assert!(error("0 0 * * funday").contains("day-of-week"));
-        assert!(error("0 0 * *").contains("5"));
-        assert!(error("@sometimes").contains("alias"));
-        assert!(error("*/0 * * * *").contains("step"));
+        assert!(
+            error("61 * * * *").to_string().contains("minute")
+                && error("61 * * * *").to_string().contains("0-59")
+        );
+        assert!(error("0 25 * * *").to_string().contains("hour"));
+        assert!(error("0 0 * 13 *").to_string().contains("month"));
+        assert!(error("0 0 * * funday").to_string().contains("day-of-week"));
+        assert!(error("0 0 * *").to_string().contains("5"));
+        assert!(error("@sometimes").to_string().contains("alias"));
+        assert!(error("*/0 * * * *").to_string().contains("step"));
         let rate = |text: &str| {
             ScheduleSpec {
                 cron: None,
@@ -416,8 +468,8 @@ mod tests {
             .compile()
             .unwrap_err()
         };
-        assert!(rate("0m").contains("fixed_rate"));
-        assert!(rate("soon").contains("fixed_rate"));
+        assert!(rate("0m").to_string().contains("fixed_rate"));
+        assert!(rate("soon").to_string().contains("fixed_rate"));
         let zone = ScheduleSpec {
             cron: Some("@daily".into()),
             fixed_rate: None,
@@ -426,6 +478,6 @@ mod tests {
             catch_up: CatchUp::All,
             catch_up_max: None,
         };
-        assert!(zone.compile().unwrap_err().contains("timezone"));
+        assert!(zone.compile().unwrap_err().to_string().contains("timezone"));
     }
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 pub use crate::compute::{ContainerSpec, Resources};
 use crate::ids::{validate_name, validate_version, Identifier, NameError};
 pub use crate::interface::Interface;
+use crate::invalid::SpecError;
 use crate::types::{parse_duration_millis, LiteralType};
 
 pub const DEFAULT_DOMAINS: [&str; 3] = ["development", "staging", "production"];
@@ -138,8 +139,8 @@ pub struct TaskSecret {
 }
 
 impl TaskSecret {
-    fn validate(&self, task: &str) -> Result<(), String> {
-        validate_name("secret name", &self.name).map_err(|e| format!("task {task}: {e}"))?;
+    fn validate(&self, task: &str) -> Result<(), SpecError> {
+        validate_name("secret name", &self.name).map_err(|e| SpecError::task(task, e.to_string()))?;
         match (&self.env, &self.file) {
             (Some(env), None) => {
                 let valid = env
@@ -150,15 +151,21 @@ impl TaskSecret {
                         .chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
                 if !valid {
-                    return Err(format!(
-                        "task {task}: secret {}: env {env:?} is not an environment variable name (A-Z, 0-9, _)",
-                        self.name
+                    return Err(SpecError::task(
+                        task,
+                        format!(
+                            "secret {}: env {env:?} is not an environment variable name (A-Z, 0-9, _)",
+                            self.name
+                        ),
                     ));
                 }
                 if env.starts_with("ALOFT_") {
-                    return Err(format!(
-                        "task {task}: secret {}: env {env:?} is reserved (ALOFT_* carry the task's inputs)",
-                        self.name
+                    return Err(SpecError::task(
+                        task,
+                        format!(
+                            "secret {}: env {env:?} is reserved (ALOFT_* carry the task's inputs)",
+                            self.name
+                        ),
                     ));
                 }
                 Ok(())
@@ -167,15 +174,15 @@ impl TaskSecret {
                 let name = std::path::Path::new(file).file_name().and_then(|n| n.to_str());
                 match name {
                     Some(name) if name != ".." && name != "." => Ok(()),
-                    _ => Err(format!(
-                        "task {task}: secret {}: file {file:?} names no file",
-                        self.name
+                    _ => Err(SpecError::task(
+                        task,
+                        format!("secret {}: file {file:?} names no file", self.name),
                     )),
                 }
             }
-            _ => Err(format!(
-                "task {task}: secret {} needs exactly one of env or file",
-                self.name
+            _ => Err(SpecError::task(
+                task,
+                format!("secret {} needs exactly one of env or file", self.name),
             )),
         }
     }
@@ -194,10 +201,10 @@ fn is_false(value: &bool) -> bool {
 }
 
 impl TaskSpec {
-    pub fn validate(&self) -> Result<(), String> {
-        validate_name("task name", &self.name).map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_name("task name", &self.name)?;
         if let Some(version) = &self.version {
-            validate_version(version).map_err(|e| e.to_string())?;
+            validate_version(version)?;
         }
         validate_interface_names(&self.interface)?;
         if let Some(cache) = &self.cache {
@@ -211,33 +218,36 @@ impl TaskSpec {
             secret.validate(&self.name)?;
             let target = secret.env.as_deref().or(secret.file_name()).unwrap_or_default();
             if !secret_targets.insert(target) {
-                return Err(format!("task {}: two secrets go to {target:?}", self.name));
+                return Err(SpecError::task(
+                    &self.name,
+                    format!("two secrets go to {target:?}"),
+                ));
             }
         }
         if let Some(timeout) = &self.timeout {
-            let millis =
-                parse_duration_millis(timeout).map_err(|e| format!("task {}: timeout: {e}", self.name))?;
+            let millis = parse_duration_millis(timeout)
+                .map_err(|e| SpecError::task(&self.name, format!("timeout: {e}")))?;
             if millis <= 0 {
-                return Err(format!("task {}: timeout must be positive", self.name));
+                return Err(SpecError::task(&self.name, "timeout must be positive"));
             }
         }
         match &self.run {
-            TaskKind::Process { command, .. } if command.is_empty() => Err(format!(
-                "task {}: run.process.command must not be empty",
-                self.name
+            TaskKind::Process { command, .. } if command.is_empty() => Err(SpecError::task(
+                &self.name,
+                "run.process.command must not be empty",
             )),
             TaskKind::Container(container) => container.validate(&self.name),
             TaskKind::Sleep { duration } => parse_duration_millis(duration)
                 .map(|_| ())
-                .map_err(|e| format!("task {}: run.sleep.duration: {e}", self.name)),
+                .map_err(|e| SpecError::task(&self.name, format!("run.sleep.duration: {e}"))),
             TaskKind::Echo => {
                 for (output, output_type) in &self.interface.outputs {
                     match self.interface.inputs.get(output) {
                         Some(input_type) if input_type.is_assignable_to(output_type) => {}
                         _ => {
-                            return Err(format!(
-                                "task {}: echo output {output:?} needs an input of the same name and type",
-                                self.name
+                            return Err(SpecError::task(
+                                &self.name,
+                                format!("echo output {output:?} needs an input of the same name and type"),
                             ))
                         }
                     }
@@ -255,7 +265,7 @@ impl TaskSpec {
     }
 }
 
-fn validate_interface_names(interface: &Interface) -> Result<(), String> {
+fn validate_interface_names(interface: &Interface) -> Result<(), SpecError> {
     for name in interface.inputs.keys().chain(interface.outputs.keys()) {
         let valid = name
             .chars()
@@ -264,9 +274,7 @@ fn validate_interface_names(interface: &Interface) -> Result<(), String> {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && name.len() <= crate::ids::MAX_NAME_LEN;
         if !valid {
-            return Err(format!(
-                "variable name {name:?} is invalid: use letters, digits and '_', starting with a letter"
-            ));
+            return Err(SpecError::VariableName { name: name.clone() });
         }
     }
     Ok(())
@@ -387,7 +395,7 @@ impl NodeSpec {
     }
 
     /// The node's kind, or an error naming the node when it sets none or more than one.
-    pub fn kind(&self) -> Result<NodeSpecKind<'_>, String> {
+    pub fn kind(&self) -> Result<NodeSpecKind<'_>, SpecError> {
         let mut kinds = Vec::new();
         if let Some(task) = &self.task {
             kinds.push(NodeSpecKind::Task(task));
@@ -412,14 +420,12 @@ impl NodeSpec {
         }
         match kinds.as_slice() {
             [kind] => Ok(*kind),
-            [] => Err(format!(
-                "node {:?} must set one of task, workflow, launch_plan, branch, gate, map or dynamic",
-                self.id
-            )),
-            _ => Err(format!(
-                "node {:?} sets more than one of task, workflow, launch_plan, branch, gate, map and dynamic; a node does one thing",
-                self.id
-            )),
+            [] => Err(SpecError::NoNodeKind {
+                node: self.id.clone(),
+            }),
+            _ => Err(SpecError::SeveralNodeKinds {
+                node: self.id.clone(),
+            }),
         }
     }
 }
@@ -540,10 +546,11 @@ impl FailurePolicy {
     }
 }
 
-fn validate_max_parallelism(what: &str, max_parallelism: Option<u32>) -> Result<(), String> {
+fn validate_max_parallelism(what: &str, max_parallelism: Option<u32>) -> Result<(), SpecError> {
     if max_parallelism == Some(0) {
-        return Err(format!(
-            "{what}: max_parallelism must be at least 1 (leave it out for no limit)"
+        return Err(SpecError::invalid(
+            what,
+            "max_parallelism must be at least 1 (leave it out for no limit)",
         ));
     }
     Ok(())
@@ -591,15 +598,15 @@ impl WorkflowSpec {
         (tasks, workflows, plans)
     }
 
-    pub fn validate_names(&self) -> Result<(), String> {
-        validate_name("workflow name", &self.name).map_err(|e| e.to_string())?;
+    pub fn validate_names(&self) -> Result<(), SpecError> {
+        validate_name("workflow name", &self.name)?;
         validate_max_parallelism(&format!("workflow {}", self.name), self.max_parallelism)?;
         if let Some(version) = &self.version {
-            validate_version(version).map_err(|e| e.to_string())?;
+            validate_version(version)?;
         }
         validate_interface_names(&self.interface)?;
         for node in &self.nodes {
-            validate_name("node id", &node.id).map_err(|e| e.to_string())?;
+            validate_name("node id", &node.id)?;
         }
         Ok(())
     }
@@ -631,12 +638,12 @@ pub struct LaunchPlanSpec {
 }
 
 impl LaunchPlanSpec {
-    pub fn validate_names(&self) -> Result<(), String> {
-        validate_name("launch plan name", &self.name).map_err(|e| e.to_string())?;
+    pub fn validate_names(&self) -> Result<(), SpecError> {
+        validate_name("launch plan name", &self.name)?;
         validate_max_parallelism(&format!("launch plan {}", self.name), self.max_parallelism)?;
         crate::notify::validate_rules(&format!("launch plan {}", self.name), &self.notifications)?;
         if let Some(version) = &self.version {
-            validate_version(version).map_err(|e| e.to_string())?;
+            validate_version(version)?;
         }
         Ok(())
     }
@@ -679,12 +686,12 @@ pub fn identifier_for(
 
 /// Rejects JSON in which an object names a key twice (JSON parsers keep the last silently, which would
 /// let a node input be bound twice without anyone noticing). The error gives the path of the key.
-pub fn reject_duplicate_keys(json: &str) -> Result<(), String> {
+pub fn reject_duplicate_keys(json: &str) -> Result<(), SpecError> {
     use serde::de::DeserializeSeed;
     let mut deserializer = serde_json::Deserializer::from_str(json);
     DuplicateKeyCheck { path: String::new() }
         .deserialize(&mut deserializer)
-        .map_err(|e| e.to_string())
+        .map_err(|e| SpecError::DuplicateKey(e.to_string()))
 }
 
 struct DuplicateKeyCheck {
@@ -766,7 +773,9 @@ mod tests {
         let json = r#"{"nodes": [{"id": "a", "inputs": {"n": "inputs.x", "n": "inputs.y"}}]}"#;
         let error = reject_duplicate_keys(json).unwrap_err();
         assert!(
-            error.contains("nodes[0].inputs.n is given more than once"),
+            error
+                .to_string()
+                .contains("nodes[0].inputs.n is given more than once"),
             "{error}"
         );
         assert!(reject_duplicate_keys(r#"{"a": {"n": 1}, "b": {"n": 2}}"#).is_ok());

@@ -11,6 +11,45 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Why a value does not fit its type, or text does not parse as one; nested variants say where inside a
+/// list or map the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("expected {expected}, got {found}")]
+    Mismatch { expected: LiteralType, found: String },
+    #[error("expected a blob of format {expected}, got format {found}")]
+    BlobFormat { expected: String, found: String },
+    #[error("{text:?} is not {what}")]
+    NotA { text: String, what: &'static str },
+    #[error("a blob needs a URI or path")]
+    EmptyBlob,
+    #[error("expected JSON for {expected}: {reason}")]
+    NotJson { expected: LiteralType, reason: String },
+    #[error("item {index}: {source}")]
+    Item { index: usize, source: Box<ValueError> },
+    #[error("key {key:?}: {source}")]
+    Key { key: String, source: Box<ValueError> },
+}
+
+impl ValueError {
+    fn in_item(index: usize) -> impl FnOnce(ValueError) -> ValueError {
+        move |source| ValueError::Item {
+            index,
+            source: Box::new(source),
+        }
+    }
+
+    fn in_key(key: &str) -> impl FnOnce(ValueError) -> ValueError + '_ {
+        move |source| ValueError::Key {
+            key: key.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
+
+const DATETIME: &str = "a datetime (RFC 3339, e.g. 2026-01-31T12:00:00Z, or a date 2026-01-31)";
+const DURATION: &str = "a duration (e.g. 250ms, 30s, 5m, 1h30m, 2d)";
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LiteralType {
     Integer,
@@ -49,7 +88,7 @@ impl LiteralType {
     }
 
     /// Checks that `value` has this type; the error says where inside the value the mismatch is.
-    pub fn check(&self, value: &Value) -> Result<(), String> {
+    pub fn check(&self, value: &Value) -> Result<(), ValueError> {
         match (self, value) {
             (LiteralType::Optional(_), Value::None) => Ok(()),
             (LiteralType::Optional(inner), other) => inner.check(other),
@@ -69,53 +108,61 @@ impl LiteralType {
                 if format.is_empty() || value_format.is_empty() || format == value_format {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "expected a blob of format {format}, got format {value_format}"
-                    ))
+                    Err(ValueError::BlobFormat {
+                        expected: format.clone(),
+                        found: value_format.clone(),
+                    })
                 }
             }
             (LiteralType::List(inner), Value::List(items)) => {
                 for (index, item) in items.iter().enumerate() {
-                    inner.check(item).map_err(|e| format!("item {index}: {e}"))?;
+                    inner.check(item).map_err(ValueError::in_item(index))?;
                 }
                 Ok(())
             }
             (LiteralType::Map(inner), Value::Map(entries)) => {
                 for (key, item) in entries {
-                    inner.check(item).map_err(|e| format!("key {key:?}: {e}"))?;
+                    inner.check(item).map_err(ValueError::in_key(key))?;
                 }
                 Ok(())
             }
-            (expected, got) => Err(format!("expected {expected}, got {}", got.kind_name())),
+            (expected, got) => Err(ValueError::Mismatch {
+                expected: expected.clone(),
+                found: got.kind_name().to_string(),
+            }),
         }
     }
 
     /// Parses a value written as text by a user (`--input k=v`) or by a task (an output file).
     /// Scalars are plain text; lists, maps and structs are JSON.
-    pub fn parse_text(&self, text: &str) -> Result<Value, String> {
+    pub fn parse_text(&self, text: &str) -> Result<Value, ValueError> {
+        let not_a = |what| ValueError::NotA {
+            text: text.trim().to_string(),
+            what,
+        };
         let trimmed = text.trim();
         match self {
             LiteralType::String => Ok(Value::String(text.trim_end_matches('\n').to_string())),
             LiteralType::Integer => trimmed
                 .parse::<i64>()
                 .map(Value::Integer)
-                .map_err(|_| format!("{trimmed:?} is not an integer")),
+                .map_err(|_| not_a("an integer")),
             LiteralType::Float => trimmed
                 .parse::<f64>()
                 .ok()
                 .filter(|f| f.is_finite())
                 .map(Value::Float)
-                .ok_or_else(|| format!("{trimmed:?} is not a finite float")),
+                .ok_or_else(|| not_a("a finite float")),
             LiteralType::Boolean => match trimmed.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "1" => Ok(Value::Boolean(true)),
                 "false" | "no" | "0" => Ok(Value::Boolean(false)),
-                _ => Err(format!("{trimmed:?} is not a boolean (true/false)")),
+                _ => Err(not_a("a boolean (true/false)")),
             },
             LiteralType::Datetime => parse_datetime(trimmed).map(Value::Datetime),
             LiteralType::Duration => parse_duration_millis(trimmed).map(|millis| Value::Duration { millis }),
             LiteralType::Blob { format } => {
                 if trimmed.is_empty() {
-                    return Err("a blob needs a URI or path".to_string());
+                    return Err(ValueError::EmptyBlob);
                 }
                 Ok(Value::Blob {
                     uri: trimmed.to_string(),
@@ -133,26 +180,33 @@ impl LiteralType {
             }
             LiteralType::List(_) | LiteralType::Map(_) | LiteralType::Struct => {
                 let json: serde_json::Value =
-                    serde_json::from_str(trimmed).map_err(|e| format!("expected JSON for {self}: {e}"))?;
+                    serde_json::from_str(trimmed).map_err(|e| ValueError::NotJson {
+                        expected: self.clone(),
+                        reason: e.to_string(),
+                    })?;
                 self.from_json(&json)
             }
         }
     }
 
     /// Converts plain JSON (as a user or a task writes it) into a typed value.
-    pub fn from_json(&self, json: &serde_json::Value) -> Result<Value, String> {
+    pub fn from_json(&self, json: &serde_json::Value) -> Result<Value, ValueError> {
         use serde_json::Value as J;
         match (self, json) {
             (LiteralType::Optional(_), J::Null) => Ok(Value::None),
             (LiteralType::Optional(inner), other) => inner.from_json(other),
-            (LiteralType::Integer, J::Number(n)) => n
-                .as_i64()
-                .map(Value::Integer)
-                .ok_or_else(|| format!("{n} is not an integer")),
-            (LiteralType::Float, J::Number(n)) => n
-                .as_f64()
-                .map(Value::Float)
-                .ok_or_else(|| format!("{n} is not a float")),
+            (LiteralType::Integer, J::Number(n)) => {
+                n.as_i64().map(Value::Integer).ok_or_else(|| ValueError::NotA {
+                    text: n.to_string(),
+                    what: "an integer",
+                })
+            }
+            (LiteralType::Float, J::Number(n)) => {
+                n.as_f64().map(Value::Float).ok_or_else(|| ValueError::NotA {
+                    text: n.to_string(),
+                    what: "a float",
+                })
+            }
             (LiteralType::String, J::String(s)) => Ok(Value::String(s.clone())),
             (LiteralType::Boolean, J::Bool(b)) => Ok(Value::Boolean(*b)),
             (LiteralType::Datetime | LiteralType::Duration | LiteralType::Blob { .. }, J::String(s)) => {
@@ -162,7 +216,7 @@ impl LiteralType {
             (LiteralType::List(inner), J::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(index, item)| inner.from_json(item).map_err(|e| format!("item {index}: {e}")))
+                .map(|(index, item)| inner.from_json(item).map_err(ValueError::in_item(index)))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::List),
             (LiteralType::Map(inner), J::Object(entries)) => entries
@@ -171,11 +225,14 @@ impl LiteralType {
                     inner
                         .from_json(item)
                         .map(|v| (key.clone(), v))
-                        .map_err(|e| format!("key {key:?}: {e}"))
+                        .map_err(ValueError::in_key(key))
                 })
                 .collect::<Result<BTreeMap<_, _>, _>>()
                 .map(Value::Map),
-            (expected, got) => Err(format!("expected {expected}, got JSON {got}")),
+            (expected, got) => Err(ValueError::Mismatch {
+                expected: expected.clone(),
+                found: format!("JSON {got}"),
+            }),
         }
     }
 }
@@ -353,7 +410,7 @@ impl fmt::Display for Value {
     }
 }
 
-fn parse_datetime(text: &str) -> Result<DateTime<Utc>, String> {
+fn parse_datetime(text: &str) -> Result<DateTime<Utc>, ValueError> {
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Ok(parsed.with_timezone(&Utc));
     }
@@ -362,14 +419,18 @@ fn parse_datetime(text: &str) -> Result<DateTime<Utc>, String> {
             return Ok(midnight.and_utc());
         }
     }
-    Err(format!(
-        "{text:?} is not a datetime (RFC 3339, e.g. 2026-01-31T12:00:00Z, or a date 2026-01-31)"
-    ))
+    Err(ValueError::NotA {
+        text: text.to_string(),
+        what: DATETIME,
+    })
 }
 
 /// Parses durations such as `250ms`, `30s`, `5m`, `1h30m`, `2d`; a bare number is seconds.
-pub fn parse_duration_millis(text: &str) -> Result<i64, String> {
-    let invalid = || format!("{text:?} is not a duration (e.g. 250ms, 30s, 5m, 1h30m, 2d)");
+pub fn parse_duration_millis(text: &str) -> Result<i64, ValueError> {
+    let invalid = || ValueError::NotA {
+        text: text.to_string(),
+        what: DURATION,
+    };
     if text.is_empty() {
         return Err(invalid());
     }
@@ -442,6 +503,7 @@ mod tests {
         assert!(LiteralType::Integer
             .parse_text("4.2")
             .unwrap_err()
+            .to_string()
             .contains("not an integer"));
         assert_eq!(LiteralType::Float.parse_text("0.5").unwrap(), Value::Float(0.5));
         let list: LiteralType = "list<integer>".parse().unwrap();
@@ -449,7 +511,11 @@ mod tests {
             list.parse_text("[1,2]").unwrap(),
             Value::List(vec![Value::Integer(1), Value::Integer(2)])
         );
-        assert!(list.parse_text("[1,\"x\"]").unwrap_err().contains("item 1"));
+        assert!(list
+            .parse_text("[1,\"x\"]")
+            .unwrap_err()
+            .to_string()
+            .contains("item 1"));
         assert_eq!(
             LiteralType::Duration.parse_text("1h30m").unwrap(),
             Value::Duration { millis: 5_400_000 }

@@ -158,7 +158,7 @@ impl Scope<'_> {
         })?;
         condition
             .check_types(&|reference: &String| types.get(reference).cloned().unwrap_or(LiteralType::Struct))
-            .map_err(|e| node_error(node, e))?;
+            .map_err(|e| node_error(node, e.to_string()))?;
         Ok(resolved)
     }
 
@@ -209,7 +209,7 @@ impl Scope<'_> {
             return expected_type
                 .from_json(value)
                 .map(NodeBinding::Constant)
-                .map_err(BindingFailure::BadConstant);
+                .map_err(|e| BindingFailure::BadConstant(e.to_string()));
         }
         let (binding, found) = self.reference(binding_spec)?;
         if !found.is_assignable_to(expected_type) {

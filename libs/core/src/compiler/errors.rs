@@ -1,12 +1,15 @@
 //! What the compiler tells a user whose workflow does not compile: one error per problem, naming the node,
 //! the input or the output and what is wrong with it.
 
+use crate::types::LiteralType;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
     #[error("workflow has no nodes")]
     Empty,
-    #[error("{0}")]
-    InvalidName(String),
+    /// A name, a node's kind or another part of the spec that breaks the rules before compiling.
+    #[error(transparent)]
+    InvalidSpec(#[from] crate::invalid::SpecError),
     #[error("node id {node:?} is used more than once")]
     DuplicateNodeId { node: String },
     #[error("node {node:?}: task {task:?} is not registered")]
@@ -63,6 +66,33 @@ pub enum CompileError {
     BadNode { node: String, message: String },
     #[error("workflow output {output:?} is declared but not bound")]
     UnboundOutput { output: String },
+}
+
+/// Why the workflow a dynamic node's planner wrote cannot run in the node's place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the planner's output `workflow` is a {kind}, not a workflow spec")]
+    NotASpec { kind: &'static str },
+    #[error("the planned workflow is not a valid workflow spec: {reason}")]
+    InvalidSpec { reason: String },
+    #[error("the planned workflow does not compile: {error} (it may use the tasks: {allowed})")]
+    DoesNotCompile { error: CompileError, allowed: String },
+    #[error("the planned workflow's input {input:?} has type {wanted}, but the node gives {given}")]
+    InputType {
+        input: String,
+        wanted: LiteralType,
+        given: LiteralType,
+    },
+    #[error("the planned workflow needs input {input:?}, which the node does not have")]
+    MissingInput { input: String },
+    #[error("the planned workflow's output {output:?} is {found}, not {wanted}")]
+    OutputType {
+        output: String,
+        found: LiteralType,
+        wanted: LiteralType,
+    },
+    #[error("the planned workflow has no output {output:?}")]
+    MissingOutput { output: String },
 }
 
 pub(super) fn node_error(node: &str, message: String) -> CompileError {

@@ -24,7 +24,7 @@ use crate::types::{LiteralType, Value};
 
 pub use compiled::*;
 pub(crate) use emit::inline_workflow;
-pub use errors::CompileError;
+pub use errors::{CompileError, PlanError};
 pub use resolve::Registry;
 
 use check::Scope;
@@ -53,7 +53,7 @@ pub fn compile_workflow_with(
     spec: &WorkflowSpec,
     registry: &Registry,
 ) -> Result<CompiledWorkflow, CompileError> {
-    spec.validate_names().map_err(CompileError::InvalidName)?;
+    spec.validate_names()?;
     if spec.nodes.is_empty() {
         return Err(CompileError::Empty);
     }
@@ -144,15 +144,16 @@ impl DynamicControl {
         node_id: &str,
         project: &Identifier,
         plan: &Value,
-    ) -> Result<CompiledWorkflow, String> {
+    ) -> Result<CompiledWorkflow, PlanError> {
         let Value::Struct(json) = plan else {
-            return Err(format!(
-                "the planner's output `workflow` is a {}, not a workflow spec",
-                plan.kind_name()
-            ));
+            return Err(PlanError::NotASpec {
+                kind: plan.kind_name(),
+            });
         };
-        let spec: WorkflowSpec = serde_json::from_value(json.clone())
-            .map_err(|e| format!("the planned workflow is not a valid workflow spec: {e}"))?;
+        let spec: WorkflowSpec =
+            serde_json::from_value(json.clone()).map_err(|e| PlanError::InvalidSpec {
+                reason: e.to_string(),
+            })?;
         let registry = Registry {
             task: &|task_ref| {
                 let written = match &task_ref.version {
@@ -170,42 +171,46 @@ impl DynamicControl {
             name: format!("{node_id}-plan"),
             version: content_digest(&spec),
         };
-        let compiled = compile_workflow_with(id, &spec, &registry).map_err(|e| {
+        let compiled = compile_workflow_with(id, &spec, &registry).map_err(|error| {
             let allowed: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
-            format!(
-                "the planned workflow does not compile: {e} (it may use the tasks: {})",
-                if allowed.is_empty() {
+            PlanError::DoesNotCompile {
+                error,
+                allowed: if allowed.is_empty() {
                     "none".to_string()
                 } else {
                     allowed.join(", ")
-                }
-            )
+                },
+            }
         })?;
         for (input, wanted) in &compiled.interface.inputs {
             match self.input_types.get(input) {
                 Some(given) if given.is_assignable_to(wanted) => {}
                 Some(given) => {
-                    return Err(format!(
-                        "the planned workflow's input {input:?} has type {wanted}, but the node gives {given}"
-                    ))
+                    return Err(PlanError::InputType {
+                        input: input.clone(),
+                        wanted: wanted.clone(),
+                        given: given.clone(),
+                    })
                 }
                 None if matches!(wanted, LiteralType::Optional(_)) => {}
-                None => {
-                    return Err(format!(
-                        "the planned workflow needs input {input:?}, which the node does not have"
-                    ))
-                }
+                None => return Err(PlanError::MissingInput { input: input.clone() }),
             }
         }
         for (output, wanted) in &self.outputs {
             match compiled.interface.outputs.get(output) {
                 Some(found) if found.is_assignable_to(wanted) => {}
                 Some(found) => {
-                    return Err(format!(
-                        "the planned workflow's output {output:?} is {found}, not {wanted}"
-                    ))
+                    return Err(PlanError::OutputType {
+                        output: output.clone(),
+                        found: found.clone(),
+                        wanted: wanted.clone(),
+                    })
                 }
-                None => return Err(format!("the planned workflow has no output {output:?}")),
+                None => {
+                    return Err(PlanError::MissingOutput {
+                        output: output.clone(),
+                    })
+                }
             }
         }
         Ok(compiled)

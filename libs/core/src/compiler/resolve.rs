@@ -80,7 +80,7 @@ pub(super) fn with_node_overrides(node: &NodeSpec, mut task: TaskSpec) -> Result
 }
 
 pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<ResolvedNode, CompileError> {
-    validate_name("node id", &node.id).map_err(|e| CompileError::InvalidName(e.to_string()))?;
+    validate_name("node id", &node.id).map_err(|e| CompileError::InvalidSpec(e.into()))?;
     let runs_tasks = node.task.is_some() || node.map.is_some();
     let overrides = [
         (node.timeout.is_some(), "a timeout (a gate has its own)"),
@@ -93,7 +93,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
             format!("only task and map nodes take {what}"),
         ));
     }
-    match node.kind().map_err(CompileError::InvalidName)? {
+    match node.kind()? {
         NodeSpecKind::Task(task) => {
             let (id, spec) =
                 (registry.task)(&TaskRef::parse(task)).ok_or_else(|| CompileError::UnknownTask {
@@ -305,7 +305,8 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
             let mut seen = BTreeSet::new();
             let mut arms = Vec::new();
             for case in &branch.cases {
-                let condition = parse_condition(&case.condition).map_err(|e| node_error(&node.id, e))?;
+                let condition =
+                    parse_condition(&case.condition).map_err(|e| node_error(&node.id, e.to_string()))?;
                 arms.push((condition, case.then.as_ref()));
             }
             let mut resolve_arm = |arm: &NodeSpec| -> Result<ResolvedNode, CompileError> {

@@ -58,7 +58,7 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
         return decisions;
     }
     if state.settled_nodes == state.nodes.len() {
-        let outputs: Result<Outputs, String> = state
+        let outputs: Result<Outputs, _> = state
             .workflow
             .outputs
             .iter()
@@ -66,7 +66,7 @@ pub fn decide(state: &ExecutionState, now: i64) -> Vec<ExecutionEvent> {
             .collect();
         decisions.push(match outputs {
             Ok(outputs) => finish(ExecutionPhase::Succeeded, outputs, None),
-            Err(error) => finish(ExecutionPhase::Failed, Outputs::new(), Some(error)),
+            Err(error) => finish(ExecutionPhase::Failed, Outputs::new(), Some(error.to_string())),
         });
         return decisions;
     }
@@ -221,7 +221,7 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
             None => {}
             Some(Control::Subworkflow { .. }) => match state.node_inputs(node) {
                 Ok(outputs) => decisions.push(succeeded(node, outputs)),
-                Err(error) => decisions.push(failed(node, NodePhase::Failed, error)),
+                Err(error) => decisions.push(failed(node, NodePhase::Failed, error.to_string())),
             },
             Some(Control::Branch {
                 cases,
@@ -251,13 +251,13 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
             }),
             Some(Control::Dynamic(_)) => match &state.nodes[node].planned_outputs {
                 Some(planned) => {
-                    let outputs: Result<Outputs, String> = planned
+                    let outputs: Result<Outputs, _> = planned
                         .iter()
                         .map(|(name, binding)| state.resolve(binding).map(|value| (name.clone(), value)))
                         .collect();
                     decisions.push(match outputs {
                         Ok(outputs) => succeeded(node, outputs),
-                        Err(error) => failed(node, NodePhase::Failed, error),
+                        Err(error) => failed(node, NodePhase::Failed, error.to_string()),
                     });
                 }
                 None => decisions.push(match state.planned_workflow(node) {
@@ -275,13 +275,13 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                             .collect(),
                         at: now,
                     },
-                    Err(error) => failed(node, NodePhase::Failed, error),
+                    Err(error) => failed(node, NodePhase::Failed, error.to_string()),
                 }),
             },
             Some(Control::Map(control)) => match state.nodes[node].items {
                 Some(_) => decisions.push(match state.gather_map(node) {
                     Ok(outputs) => succeeded(node, outputs),
-                    Err(message) => failed(node, NodePhase::Failed, message),
+                    Err(error) => failed(node, NodePhase::Failed, error.to_string()),
                 }),
                 None => {
                     let items = match state
@@ -294,7 +294,7 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                             control.over,
                             other.map_or_else(|| "missing".to_string(), |v| v.kind_name().to_string())
                         )),
-                        Err(error) => Err(error),
+                        Err(error) => Err(error.to_string()),
                     };
                     decisions.push(match items {
                         Ok(items) => ExecutionEvent::MapExpanded {
@@ -305,7 +305,7 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                             task: control.task_id.clone(),
                             at: now,
                         },
-                        Err(message) => failed(node, NodePhase::Failed, message),
+                        Err(error) => failed(node, NodePhase::Failed, error.to_string()),
                     });
                 }
             },

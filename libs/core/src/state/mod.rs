@@ -8,6 +8,7 @@
 
 mod apply;
 mod decide;
+mod errors;
 mod fencing;
 mod model;
 mod snapshot;
@@ -15,6 +16,7 @@ mod transitions;
 
 pub use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 pub use decide::{child_execution_id, decide, MAX_STARTS_PER_DECISION};
+pub use errors::{GatherError, PlannedError, ResolveError};
 pub use fencing::{admit, AppliedEvent, EventMeta, PartitionFold};
 pub use model::{AttemptState, ExecutionState, NodeState};
 pub use snapshot::SnapshotError;

@@ -14,6 +14,7 @@ use crate::interface::Outputs;
 use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 use crate::types::Value;
 
+use super::errors::{GatherError, PlannedError, ResolveError};
 use super::transitions::Recorder;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,22 +245,22 @@ impl ExecutionState {
     }
 
     /// The planned workflow of dynamic node `node`, compiled (the planner has succeeded).
-    pub fn planned_workflow(&self, node: usize) -> Result<CompiledWorkflow, String> {
+    pub fn planned_workflow(&self, node: usize) -> Result<CompiledWorkflow, PlannedError> {
         let compiled = &self.workflow.nodes[node];
         let Some(Control::Dynamic(control)) = &compiled.control else {
-            return Err("not a dynamic node".to_string());
+            return Err(PlannedError::NotDynamic);
         };
         let plan = self.resolve(&control.plan)?;
-        control.compile_plan(&compiled.id, &self.workflow.id, &plan)
+        Ok(control.compile_plan(&compiled.id, &self.workflow.id, &plan)?)
     }
 
     /// A map whose items are all done: its outputs gathered as lists in item order (an empty place for a
     /// failed item), or why too few items succeeded.
-    pub(super) fn gather_map(&self, map: usize) -> Result<Outputs, String> {
+    pub(super) fn gather_map(&self, map: usize) -> Result<Outputs, GatherError> {
         let (Some(Control::Map(control)), Some(items)) =
             (&self.workflow.nodes[map].control, self.nodes[map].items.clone())
         else {
-            return Err("the map has not expanded".to_string());
+            return Err(GatherError::NotExpanded);
         };
         let total = items.len();
         let succeeded = items
@@ -275,10 +276,12 @@ impl ExecutionState {
                     format!("; first failure: {} {error}", self.workflow.nodes[item].id)
                 })
                 .unwrap_or_default();
-            return Err(format!(
-                "{succeeded} of {total} items succeeded, below min_success_ratio {}{first_failure}",
-                control.min_success_ratio
-            ));
+            return Err(GatherError::TooFewSucceeded {
+                succeeded,
+                total,
+                min_success_ratio: control.min_success_ratio,
+                first_failure,
+            });
         }
         Ok(control
             .task
@@ -372,7 +375,7 @@ impl ExecutionState {
     }
 
     /// The input values of a node, resolved from workflow inputs, constants and upstream outputs.
-    pub fn node_inputs(&self, node: usize) -> Result<Outputs, String> {
+    pub fn node_inputs(&self, node: usize) -> Result<Outputs, ResolveError> {
         let compiled = &self.workflow.nodes[node];
         compiled
             .inputs
@@ -381,24 +384,22 @@ impl ExecutionState {
             .collect()
     }
 
-    pub(super) fn resolve(&self, binding: &NodeBinding) -> Result<Value, String> {
+    pub(super) fn resolve(&self, binding: &NodeBinding) -> Result<Value, ResolveError> {
         match binding {
             NodeBinding::Constant(value) => Ok(value.clone()),
             NodeBinding::WorkflowInput(name) => self
                 .inputs
                 .get(name)
                 .cloned()
-                .ok_or_else(|| format!("workflow input {name:?} has no value")),
+                .ok_or_else(|| ResolveError::WorkflowInput { name: name.clone() }),
             NodeBinding::NodeOutput { node, output } => self.nodes[*node]
                 .outputs
                 .as_ref()
                 .and_then(|outputs| outputs.get(output))
                 .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        "node {:?} has no output {output:?}",
-                        self.workflow.nodes[*node].id
-                    )
+                .ok_or_else(|| ResolveError::NodeOutput {
+                    node: self.workflow.nodes[*node].id.clone(),
+                    output: output.clone(),
                 }),
         }
     }
