@@ -98,7 +98,7 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
         (LiteralType::Float, W::Integer(i)) => Value::Float(*i as f64),
         (LiteralType::String, W::String(s)) => Value::String(s.clone()),
         (LiteralType::Boolean, W::Boolean(b)) => Value::Boolean(*b),
-        (LiteralType::Datetime, W::Datetime(text)) => expected.parse_text(text).map_err(invalid)?,
+        (LiteralType::Datetime, W::Datetime(text)) => expected.parse_text(text).map_err(|e| invalid(e.to_string()))?,
         (LiteralType::Duration, W::DurationMillis(millis)) => Value::Duration { millis: *millis },
         (LiteralType::Blob { format }, W::Blob(blob)) => Value::Blob {
             uri: blob.uri.clone(),
@@ -128,7 +128,7 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
         ),
         (expected, _) => return Err(invalid(format!("expected a value of type {expected}"))),
     };
-    expected.check(&converted).map_err(invalid)?;
+    expected.check(&converted).map_err(|e| invalid(e.to_string()))?;
     Ok(converted)
 }
 

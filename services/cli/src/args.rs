@@ -458,10 +458,21 @@ pub enum AdminCommand {
     },
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+/// Why a value given on the command line does not parse (clap prints it after the flag's name).
+#[derive(Debug, thiserror::Error)]
+pub enum ArgError {
+    #[error(transparent)]
+    Duration(#[from] aloft_core::types::ValueError),
+    #[error("{text:?} must be positive")]
+    NotPositive { text: String },
+    #[error("expected NAME=VALUE, got {text:?}")]
+    NotKeyValue { text: String },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, ArgError> {
     let millis = aloft_core::types::parse_duration_millis(text)?;
     if millis <= 0 {
-        return Err(format!("{text:?} must be positive"));
+        return Err(ArgError::NotPositive { text: text.to_string() });
     }
     Ok(std::time::Duration::from_millis(millis as u64))
 }
@@ -508,10 +519,10 @@ pub enum ListKind {
     Projects,
 }
 
-pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+pub fn parse_key_value(text: &str) -> Result<(String, String), ArgError> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+        .ok_or_else(|| ArgError::NotKeyValue { text: text.to_string() })
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Channels {
             Some(ChannelRef::Slack(slack)) => {
                 let url = match aloft_runtime::secrets::resolve(&slack.webhook_url) {
                     Ok(url) => url,
-                    Err(reason) => return SendOutcome::Permanent(reason),
+                    Err(error) => return SendOutcome::Permanent(error.to_string()),
                 };
                 let body = serde_json::json!({ "text": slack_text(&delivery.context) });
                 self.post(&url, body.to_string(), &[]).await
@@ -124,7 +124,7 @@ impl Channels {
             Some(ChannelRef::Webhook(webhook)) => {
                 let key = match aloft_runtime::secrets::resolve(&webhook.secret) {
                     Ok(key) => key,
-                    Err(reason) => return SendOutcome::Permanent(reason),
+                    Err(error) => return SendOutcome::Permanent(error.to_string()),
                 };
                 let body = webhook_body(delivery).to_string();
                 let signature = sign(key.as_bytes(), body.as_bytes());
@@ -187,11 +187,11 @@ impl Channels {
     async fn send_email(&self, email: &EmailChannel, to: &str, delivery: &PendingDelivery) -> SendOutcome {
         let message = match build_message(email, to, delivery) {
             Ok(message) => message,
-            Err(reason) => return SendOutcome::Permanent(reason),
+            Err(error) => return SendOutcome::Permanent(error.to_string()),
         };
         let transport = match self.transport(email) {
             Ok(transport) => transport,
-            Err(reason) => return SendOutcome::Permanent(reason),
+            Err(error) => return SendOutcome::Permanent(error.to_string()),
         };
         match tokio::time::timeout(SEND_TIMEOUT, transport.send(message)).await {
             Ok(Ok(_)) => SendOutcome::Delivered,
@@ -201,7 +201,7 @@ impl Channels {
         }
     }
 
-    fn transport(&self, email: &EmailChannel) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    fn transport(&self, email: &EmailChannel) -> Result<AsyncSmtpTransport<Tokio1Executor>, MessageError> {
         let server = &email.smtp;
         let key = format!(
             "{}:{}:{:?}:{}",
@@ -214,17 +214,21 @@ impl Channels {
         if let Some(transport) = transports.get(&key) {
             return Ok(transport.clone());
         }
-        let tls_parameters = || -> Result<TlsParameters, String> {
+        let tls_parameters = || -> Result<TlsParameters, MessageError> {
             let mut parameters = TlsParameters::builder(server.host.clone());
             if let Some(path) = &server.ca_file {
-                let pem = std::fs::read(path).map_err(|e| format!("SMTP ca_file {path}: {e}"))?;
-                let certificate =
-                    Certificate::from_pem(&pem).map_err(|e| format!("SMTP ca_file {path}: {e}"))?;
+                let ca_file = |reason: String| MessageError::CaFile {
+                    path: path.clone(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| ca_file(e.to_string()))?;
+                let certificate = Certificate::from_pem(&pem).map_err(|e| ca_file(e.to_string()))?;
                 parameters = parameters.add_root_certificate(certificate);
             }
-            parameters
-                .build_rustls()
-                .map_err(|e| format!("SMTP server {}: TLS: {e}", server.host))
+            parameters.build_rustls().map_err(|e| MessageError::Tls {
+                host: server.host.clone(),
+                reason: e.to_string(),
+            })
         };
         // The server's certificate must name `host`; plain SMTP is only for trusted relays and local sinks.
         let tls = match server.tls {
@@ -247,19 +251,39 @@ impl Channels {
     }
 }
 
-fn build_message(email: &EmailChannel, to: &str, delivery: &PendingDelivery) -> Result<Message, String> {
-    let from: Mailbox = email
-        .from
-        .parse()
-        .map_err(|e| format!("from address {:?}: {e}", email.from))?;
-    let to: Mailbox = to.parse().map_err(|e| format!("address {to:?}: {e}"))?;
+/// Why an email cannot be sent at all (a permanent failure of the delivery, never retried).
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error("SMTP ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("SMTP server {host}: TLS: {reason}")]
+    Tls { host: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] aloft_runtime::secrets::SecretError),
+    #[error("from address {address:?}: {reason}")]
+    From { address: String, reason: String },
+    #[error("address {address:?}: {reason}")]
+    To { address: String, reason: String },
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+fn build_message(email: &EmailChannel, to: &str, delivery: &PendingDelivery) -> Result<Message, MessageError> {
+    let from: Mailbox = email.from.parse().map_err(|e: lettre::address::AddressError| MessageError::From {
+        address: email.from.clone(),
+        reason: e.to_string(),
+    })?;
+    let to: Mailbox = to.parse().map_err(|e: lettre::address::AddressError| MessageError::To {
+        address: to.to_string(),
+        reason: e.to_string(),
+    })?;
     Message::builder()
         .from(from)
         .to(to)
         .subject(render(email.subject_template(), &delivery.context))
         .header(ContentType::TEXT_PLAIN)
         .body(render(email.body_template(), &delivery.context))
-        .map_err(|e| format!("cannot build the message: {e}"))
+        .map_err(|e| MessageError::Build(e.to_string()))
 }
 
 /// A request error without its URL: a Slack webhook URL is a secret.

@@ -1,4 +1,5 @@
 use aloft_runtime::{shutdown_on_signals, BackendArgs, BlobStoreArgs};
+use aloft_core::quantity::{Quantity, QuantityError};
 use clap::Parser;
 
 /// Aloft propeller: the execution engine. Owns partitions of aloft.executions and runs task attempts.
@@ -188,15 +189,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `--cpus`: a Kubernetes CPU quantity (`8`, `7.5`, `7500m`), in millicores.
-fn parse_cpus(text: &str) -> Result<u64, String> {
-    aloft_core::quantity::Quantity::parse(text)
-        .map(|quantity| quantity.milli())
-        .map_err(|error| error.to_string())
+fn parse_cpus(text: &str) -> Result<u64, QuantityError> {
+    Quantity::parse(text).map(|quantity| quantity.milli())
 }
 
 /// `--memory`: a Kubernetes memory quantity (`32Gi`, `64G`), in bytes.
-fn parse_memory(text: &str) -> Result<u64, String> {
-    aloft_core::quantity::Quantity::parse(text)
-        .map(|quantity| quantity.units())
-        .map_err(|error| error.to_string())
+fn parse_memory(text: &str) -> Result<u64, QuantityError> {
+    Quantity::parse(text).map(|quantity| quantity.units())
 }

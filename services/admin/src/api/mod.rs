@@ -67,8 +67,9 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::InvalidArgument(message.into())
+/// The caller's mistake, as the API answers it: a message or a library's typed validation error.
+fn invalid(message: impl std::fmt::Display) -> ApiError {
+    ApiError::InvalidArgument(message.to_string())
 }
 
 fn parse_spec<T: serde::de::DeserializeOwned>(kind: &str, spec_json: &str) -> ApiResult<T> {

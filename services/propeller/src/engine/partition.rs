@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use aloft_core::events::ExecutionEvent;
-use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionState, PartitionFold};
+use aloft_core::state::{decide, AppliedEvent, EventMeta, ExecutionState, PartitionFold, ResolveError};
 use aloft_core::{ExecutionId, StreamId};
 use aloft_eventlog::{Envelope, Payload};
 use tracing::{debug, info, warn};
@@ -411,7 +411,11 @@ impl PartitionRuntime {
 }
 
 /// What an executor needs to run attempt `attempt` of `node`; an error when its inputs do not resolve.
-pub fn attempt_request(state: &ExecutionState, node: usize, attempt: u32) -> Result<AttemptRequest, String> {
+pub fn attempt_request(
+    state: &ExecutionState,
+    node: usize,
+    attempt: u32,
+) -> Result<AttemptRequest, ResolveError> {
     let compiled = &state.workflow.nodes[node];
     Ok(AttemptRequest {
         execution: state.id.clone(),
