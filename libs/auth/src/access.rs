@@ -3,6 +3,7 @@
 //! projection of the registry), per-caller rate limits, and the caller of the request being served
 //! (`CALLER`), which every event the request appends records as its principal.
 
+use crate::error::{ConfigError, ScopeError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,17 +55,22 @@ impl StoreKeys {
 
 #[async_trait::async_trait]
 impl KeyDirectory for StoreKeys {
-    async fn key(&self, id: &str) -> Result<Option<StoredKey>, String> {
+    async fn key(&self, id: &str) -> Result<Option<StoredKey>, AuthError> {
         if let Some((at, key)) = self.cache.lock().await.get(id) {
             if at.elapsed() < REFRESH {
                 return Ok(key.clone());
             }
         }
-        let row = self.store.api_key(id).await.map_err(|e| e.to_string())?;
+        let row = self
+            .store
+            .api_key(id)
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let key = match row {
             None => None,
             Some(row) => Some(StoredKey {
-                role: Role::parse(&row.role)?,
+                role: Role::parse(&row.role)
+                    .map_err(|e| AuthError::Unavailable(format!("API key {id}: {e}")))?,
                 id: row.key_id,
                 name: row.name,
                 project: row.project,
@@ -109,7 +115,7 @@ impl AccessControl {
         }
     }
 
-    pub fn new(config: &AuthConfig, store: Store) -> Result<AccessControl, String> {
+    pub fn new(config: &AuthConfig, store: Store) -> Result<AccessControl, ConfigError> {
         let configured = config.policy()?;
         let keys: Arc<dyn KeyDirectory> = Arc::new(StoreKeys::new(store.clone()));
         Ok(AccessControl {
@@ -211,7 +217,7 @@ impl AccessControl {
         authorization: Option<&str>,
         rpc: &str,
         permission: Permission,
-        scope: impl FnOnce() -> Result<Scope, String>,
+        scope: impl FnOnce() -> Result<Scope, ScopeError>,
     ) -> Result<Identity, Refusal> {
         if permission == Permission::Public {
             return Ok(Identity::anonymous());
@@ -227,7 +233,7 @@ impl AccessControl {
         if identity.unrestricted {
             return Ok(identity);
         }
-        let scope = scope().map_err(Refusal::Invalid)?;
+        let scope = scope().map_err(|e| Refusal::Invalid(e.to_string()))?;
         let policy = self
             .policy()
             .await

@@ -2,6 +2,7 @@
 //! trail as `apikey:<id>`); the secret is shown once at creation and only its SHA-256 is stored. A secret of
 //! 32 random base62 characters (190 bits) needs no slow hash: nobody can guess one to match a digest.
 
+use crate::error::ApiKeyError;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -46,15 +47,11 @@ pub fn is_api_key(credential: &str) -> bool {
 }
 
 /// The id and secret of a key, or why it is not one (never echoing the secret).
-pub fn parse(credential: &str) -> Result<(&str, &str), String> {
-    let rest = credential
-        .strip_prefix(PREFIX)
-        .ok_or_else(|| "an API key starts with aloft_".to_string())?;
-    let (id, secret) = rest
-        .split_once('_')
-        .ok_or_else(|| "an API key is aloft_<id>_<secret>".to_string())?;
+pub fn parse(credential: &str) -> Result<(&str, &str), ApiKeyError> {
+    let rest = credential.strip_prefix(PREFIX).ok_or(ApiKeyError::Prefix)?;
+    let (id, secret) = rest.split_once('_').ok_or(ApiKeyError::Shape)?;
     if id.len() != ID_LEN || secret.len() != SECRET_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err("malformed API key".to_string());
+        return Err(ApiKeyError::Malformed);
     }
     Ok((id, secret))
 }

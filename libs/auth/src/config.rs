@@ -17,6 +17,7 @@
 //! require_distinct_approver: true  # or a list of projects: [ml, finance]
 //! ```
 
+use crate::error::ConfigError;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -83,18 +84,19 @@ pub struct ServiceToken {
 }
 
 impl AuthConfig {
-    pub fn load(path: &Path) -> Result<AuthConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let config: AuthConfig =
-            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        config.policy().map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<AuthConfig, ConfigError> {
+        let unreadable = |reason: String| ConfigError::Unreadable {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+        let config: AuthConfig = serde_yaml::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+        config.policy().map_err(ConfigError::in_file(path))?;
         for token in &config.service_tokens {
             if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "{}: service token {:?}: sha256 must be 64 hex digits (sha256sum of the token)",
-                    path.display(),
-                    token.name
-                ));
+                return Err(ConfigError::in_file(path)(ConfigError::ServiceTokenDigest {
+                    name: token.name.clone(),
+                }));
             }
         }
         Ok(config)
@@ -106,11 +108,11 @@ impl AuthConfig {
     }
 
     /// The platform admins and bindings this file grants, each checked.
-    pub fn policy(&self) -> Result<Policy, String> {
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
         let platform_admins = self
             .platform_admins
             .iter()
-            .map(|m| Member::parse(m).map_err(|e| format!("platform_admins: {e}")))
+            .map(|m| Member::parse(m).map_err(ConfigError::at_entry("platform_admins")))
             .collect::<Result<Vec<_>, _>>()?;
         let bindings = self
             .bindings
@@ -118,13 +120,14 @@ impl AuthConfig {
             .enumerate()
             .map(|(i, b)| {
                 Ok(Binding {
-                    member: Member::parse(&b.member).map_err(|e| format!("bindings[{i}]: {e}"))?,
+                    member: Member::parse(&b.member)
+                        .map_err(ConfigError::at_entry(format!("bindings[{i}]")))?,
                     project: b.project.clone(),
                     domain: b.domain.clone(),
-                    role: Role::parse(&b.role).map_err(|e| format!("bindings[{i}]: {e}"))?,
+                    role: Role::parse(&b.role).map_err(ConfigError::at_entry(format!("bindings[{i}]")))?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Policy {
             platform_admins,
             bindings,
@@ -143,11 +146,13 @@ mod tests {
         assert!(config
             .policy()
             .unwrap_err()
+            .to_string()
             .contains("bindings[0]: unknown role \"owner\""));
         let config: AuthConfig = serde_yaml::from_str("platform_admins: [ada]\n").unwrap();
         assert!(config
             .policy()
             .unwrap_err()
+            .to_string()
             .contains("subject:<sub> or group:<name>"));
         assert!(serde_yaml::from_str::<AuthConfig>("oidcc: {}\n").is_err());
         let some: AuthConfig = serde_yaml::from_str("require_distinct_approver: [ml]\n").unwrap();
@@ -175,18 +180,14 @@ pub struct AuthArgs {
 impl AuthArgs {
     /// The configuration a service listening on `listen` runs with (`None`: authentication off), or why it
     /// must not start: nobody may reach an unauthenticated API from another machine by accident.
-    pub fn load(&self, listen: std::net::SocketAddr) -> Result<Option<AuthConfig>, String> {
+    pub fn load(&self, listen: std::net::SocketAddr) -> Result<Option<AuthConfig>, ConfigError> {
         let config = match &self.auth_config {
-            Some(path) => Some(AuthConfig::load(path).map_err(|e| format!("--auth-config {e}"))?),
+            Some(path) => Some(AuthConfig::load(path).map_err(|e| ConfigError::Flag(Box::new(e)))?),
             None => None,
         };
         let authenticating = config.as_ref().is_some_and(AuthConfig::enabled);
         if !authenticating && !listen.ip().is_loopback() && !self.insecure_no_auth {
-            return Err(format!(
-                "--listen {listen} is not a loopback address and no authentication is configured: give \
-                 --auth-config (an OIDC issuer, service tokens or platform admins), or --insecure-no-auth to let \
-                 anyone who reaches it do everything"
-            ));
+            return Err(ConfigError::OpenWithoutAuth { listen });
         }
         if !authenticating {
             tracing::warn!(%listen, "authentication is off: every caller may do everything");

@@ -26,7 +26,7 @@ pub struct StoredKey {
 /// Where API keys are looked up (admin's read model of the registry).
 #[async_trait::async_trait]
 pub trait KeyDirectory: Send + Sync {
-    async fn key(&self, id: &str) -> Result<Option<StoredKey>, String>;
+    async fn key(&self, id: &str) -> Result<Option<StoredKey>, AuthError>;
 }
 
 /// A caller, authenticated.
@@ -202,14 +202,13 @@ impl Authenticator {
     }
 
     async fn api_key(&self, credential: &str) -> Result<Identity, AuthError> {
-        let (id, secret) = apikey::parse(credential).map_err(AuthError::Refused)?;
+        let (id, secret) = apikey::parse(credential).map_err(|e| AuthError::Refused(e.to_string()))?;
         let Some(keys) = &self.keys else {
             return Err(AuthError::Refused("API keys are not accepted here".into()));
         };
         let key = keys
             .key(id)
-            .await
-            .map_err(AuthError::Unavailable)?
+            .await?
             .ok_or_else(|| AuthError::Refused(format!("no API key {id}")))?;
         if !apikey::digests_equal(&apikey::hash_secret(secret), &key.secret_hash) {
             return Err(AuthError::Refused(format!("API key {id}: wrong secret")));

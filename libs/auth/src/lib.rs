@@ -6,10 +6,12 @@
 pub mod access;
 pub mod apikey;
 pub mod config;
+pub mod error;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
 
 pub use config::{AuthArgs, AuthConfig};
+pub use error::{ApiKeyError, ConfigError, ScopeError};
 pub use identity::{AuthError, Authenticator, Identity, KeyDirectory, StoredKey};
 pub use policy::{Binding, Member, Permission, Policy, Role, Scope};

@@ -1,6 +1,7 @@
 //! Roles, permissions and bindings. Default deny: a principal holds a permission on a project only through a
 //! binding of a role that grants it (or as a platform admin).
 
+use crate::error::ConfigError;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -96,12 +97,12 @@ impl Role {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Role, String> {
+    pub fn parse(text: &str) -> Result<Role, ConfigError> {
         Role::ALL
             .into_iter()
             .find(|role| role.as_str() == text)
-            .ok_or_else(|| {
-                format!("unknown role {text:?}; the roles are viewer, operator, approver, publisher, admin")
+            .ok_or_else(|| ConfigError::UnknownRole {
+                role: text.to_string(),
             })
     }
 
@@ -128,11 +129,13 @@ pub enum Member {
 
 impl Member {
     /// `subject:<sub>` or `group:<name>`.
-    pub fn parse(text: &str) -> Result<Member, String> {
+    pub fn parse(text: &str) -> Result<Member, ConfigError> {
         match text.split_once(':') {
             Some(("subject", sub)) if !sub.is_empty() => Ok(Member::Subject(sub.to_string())),
             Some(("group", group)) if !group.is_empty() => Ok(Member::Group(group.to_string())),
-            _ => Err(format!("member {text:?} must be subject:<sub> or group:<name>")),
+            _ => Err(ConfigError::Member {
+                member: text.to_string(),
+            }),
         }
     }
 }
@@ -289,7 +292,10 @@ mod tests {
         assert!(!Role::Publisher.grants(Permission::Execute));
         assert!(Role::Admin.grants(Permission::Administer));
         assert!(!Role::Admin.grants(Permission::Platform));
-        assert!(Role::parse("owner").unwrap_err().contains("viewer, operator"));
+        assert!(Role::parse("owner")
+            .unwrap_err()
+            .to_string()
+            .contains("viewer, operator"));
     }
 
     #[test]

@@ -151,38 +151,54 @@ fn read_array<const N: usize>(slice: &[u8]) -> [u8; N] {
     array
 }
 
+/// Why a frame of the log file cannot be applied: the file is corrupt past its checksums, or written by a
+/// newer build.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame ends early")]
+    EndsEarly,
+    #[error("invalid utf-8")]
+    NotUtf8,
+    #[error("record for unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("record for unknown partition {0}")]
+    UnknownPartition(u32),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+}
+
 struct FrameReader<'a> {
     body: &'a [u8],
 }
 
 impl<'a> FrameReader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], FrameError> {
         if self.body.len() < len {
-            return Err("frame ends early".to_string());
+            return Err(FrameError::EndsEarly);
         }
         let (head, rest) = self.body.split_at(len);
         self.body = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, FrameError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, FrameError> {
         Ok(u32::from_le_bytes(read_array(self.take(4)?)))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, FrameError> {
         Ok(u64::from_le_bytes(read_array(self.take(8)?)))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    fn bytes(&mut self) -> Result<&'a [u8], FrameError> {
         let len = self.u32()? as usize;
         self.take(len)
     }
-    fn string(&mut self) -> Result<String, String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "invalid utf-8".to_string())
+    fn string(&mut self) -> Result<String, FrameError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| FrameError::NotUtf8)
     }
 }
 
-fn apply_frame(body: &[u8], state: &mut State) -> Result<(), String> {
+fn apply_frame(body: &[u8], state: &mut State) -> Result<(), FrameError> {
     let mut reader = FrameReader { body };
     match reader.u8()? {
         FRAME_TOPIC => {
@@ -201,10 +217,10 @@ fn apply_frame(body: &[u8], state: &mut State) -> Result<(), String> {
             let partitions = state
                 .topics
                 .get_mut(&topic)
-                .ok_or_else(|| format!("record for unknown topic {topic}"))?;
+                .ok_or_else(|| FrameError::UnknownTopic(topic.clone()))?;
             let records = partitions
                 .get_mut(partition as usize)
-                .ok_or_else(|| format!("record for unknown partition {partition}"))?;
+                .ok_or(FrameError::UnknownPartition(partition))?;
             records.push(StoredRecord {
                 key,
                 payload: Arc::new(payload),
@@ -217,7 +233,7 @@ fn apply_frame(body: &[u8], state: &mut State) -> Result<(), String> {
             let offset = reader.u64()?;
             state.commits.insert((group, topic, partition), offset);
         }
-        other => return Err(format!("unknown frame kind {other}")),
+        other => return Err(FrameError::UnknownKind(other)),
     }
     Ok(())
 }

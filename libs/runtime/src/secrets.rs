@@ -75,11 +75,16 @@ mod tests {
         );
         let missing = resolve("file:/nonexistent/aloft-secret").unwrap_err();
         assert!(
-            missing.to_string().contains("cannot read /nonexistent/aloft-secret"),
+            missing
+                .to_string()
+                .contains("cannot read /nonexistent/aloft-secret"),
             "{missing}"
         );
         let unset = resolve("env:ALOFT_TEST_SURELY_UNSET_SECRET").unwrap_err();
         assert!(unset.to_string().contains("is not set"), "{unset}");
-        assert!(resolve("hunter2").unwrap_err().to_string().contains("not a secret reference"));
+        assert!(resolve("hunter2")
+            .unwrap_err()
+            .to_string()
+            .contains("not a secret reference"));
     }
 }

@@ -98,7 +98,9 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
         (LiteralType::Float, W::Integer(i)) => Value::Float(*i as f64),
         (LiteralType::String, W::String(s)) => Value::String(s.clone()),
         (LiteralType::Boolean, W::Boolean(b)) => Value::Boolean(*b),
-        (LiteralType::Datetime, W::Datetime(text)) => expected.parse_text(text).map_err(|e| invalid(e.to_string()))?,
+        (LiteralType::Datetime, W::Datetime(text)) => {
+            expected.parse_text(text).map_err(|e| invalid(e.to_string()))?
+        }
         (LiteralType::Duration, W::DurationMillis(millis)) => Value::Duration { millis: *millis },
         (LiteralType::Blob { format }, W::Blob(blob)) => Value::Blob {
             uri: blob.uri.clone(),

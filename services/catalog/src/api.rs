@@ -49,35 +49,59 @@ fn entry_to_wire(entry: &CacheEntry) -> wire::CacheEntry {
     }
 }
 
-// Validation helpers answer the message of an INVALID_ARGUMENT (a `Status` is too large to pass around).
-fn require(field: &str, value: &str) -> Result<(), String> {
+/// A request the catalog refuses as malformed (INVALID_ARGUMENT); a `Status` is too large to pass around.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("{field} must not be empty")]
+    Empty { field: &'static str },
+    #[error("cache key {key:?} is malformed: expected 64 hex digits")]
+    MalformedKey { key: String },
+    #[error("entry.execution is required")]
+    NoExecution,
+    #[error("entry.execution: {0}")]
+    Execution(String),
+    #[error("entry.project/domain must be those of entry.execution")]
+    OtherTenant,
+    #[error("entry.outputs_json is not a map of Aloft values: {0}")]
+    Outputs(String),
+}
+
+impl aloft_proto::status::ServiceError for RequestError {
+    fn error_code(&self) -> aloft_proto::status::ErrorCode {
+        aloft_proto::status::ErrorCode::InvalidArgument
+    }
+}
+
+fn invalid(error: RequestError) -> Status {
+    aloft_proto::status::grpc_status(&error)
+}
+
+fn require(field: &'static str, value: &str) -> Result<(), RequestError> {
     if value.trim().is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(RequestError::Empty { field });
     }
     Ok(())
 }
 
-fn require_key(key: &str) -> Result<(), String> {
+fn require_key(key: &str) -> Result<(), RequestError> {
     let well_formed = key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit());
     if !well_formed {
-        return Err(format!("cache key {key:?} is malformed: expected 64 hex digits"));
+        return Err(RequestError::MalformedKey { key: key.to_string() });
     }
     Ok(())
 }
 
-fn entry_from_wire(entry: wire::CacheEntry) -> Result<CacheEntry, String> {
+fn entry_from_wire(entry: wire::CacheEntry) -> Result<CacheEntry, RequestError> {
     require_key(&entry.key)?;
     require("task_name", &entry.task_name)?;
     require("cache_version", &entry.cache_version)?;
-    let execution = entry
-        .execution
-        .ok_or_else(|| "entry.execution is required".to_string())?;
-    let execution = ExecutionId::try_from(&execution).map_err(|e| format!("entry.execution: {e}"))?;
+    let execution = entry.execution.ok_or(RequestError::NoExecution)?;
+    let execution = ExecutionId::try_from(&execution).map_err(|e| RequestError::Execution(e.to_string()))?;
     if execution.project != entry.project || execution.domain != entry.domain {
-        return Err("entry.project/domain must be those of entry.execution".to_string());
+        return Err(RequestError::OtherTenant);
     }
-    let outputs: Outputs = serde_json::from_str(&entry.outputs_json)
-        .map_err(|e| format!("entry.outputs_json is not a map of Aloft values: {e}"))?;
+    let outputs: Outputs =
+        serde_json::from_str(&entry.outputs_json).map_err(|e| RequestError::Outputs(e.to_string()))?;
     Ok(CacheEntry {
         key: entry.key,
         project: entry.project,
@@ -140,9 +164,9 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<wire::GetOrReserveResponse>, Status> {
         let _span = call_span("catalog.GetOrReserve", &request);
         let request = request.into_inner();
-        require_key(&request.key).map_err(Status::invalid_argument)?;
+        require_key(&request.key).map_err(invalid)?;
         let reserve = if request.reserve {
-            require("owner", &request.owner).map_err(Status::invalid_argument)?;
+            require("owner", &request.owner).map_err(invalid)?;
             if request.reservation_ttl_millis <= 0 {
                 return Err(Status::invalid_argument(
                     "reservation_ttl_millis must be positive",
@@ -188,7 +212,7 @@ impl CatalogService for CatalogApi {
                 .entry
                 .ok_or_else(|| Status::invalid_argument("entry is required"))?,
         )
-        .map_err(Status::invalid_argument)?;
+        .map_err(invalid)?;
         // The owner the propeller reserved with: the attempt that produced the entry.
         let owner = aloft_core::cache::ProducedBy {
             execution: entry.execution.clone(),
@@ -217,8 +241,8 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<wire::ReleaseReservationResponse>, Status> {
         let _span = call_span("catalog.ReleaseReservation", &request);
         let request = request.into_inner();
-        require_key(&request.key).map_err(Status::invalid_argument)?;
-        require("owner", &request.owner).map_err(Status::invalid_argument)?;
+        require_key(&request.key).map_err(invalid)?;
+        require("owner", &request.owner).map_err(invalid)?;
         let released = cache::release_reservation(self.store.pool(), &request.key, &request.owner)
             .await
             .map_err(internal)?;
@@ -235,7 +259,7 @@ impl CatalogService for CatalogApi {
         validate_name("task name", &request.task_name)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if !request.key.is_empty() {
-            require_key(&request.key).map_err(Status::invalid_argument)?;
+            require_key(&request.key).map_err(invalid)?;
         }
         let at = now_millis();
         let eviction = Eviction {

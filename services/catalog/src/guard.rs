@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use aloft_auth::access::{AccessControl, CALLER};
-use aloft_auth::{Identity, Permission, Scope};
+use aloft_auth::{Identity, Permission, Scope, ScopeError};
 use aloft_proto::v1 as wire;
 use aloft_proto::v1::catalog_service_server::CatalogService;
 use tonic::{Request, Response, Status};
@@ -29,7 +29,7 @@ impl Guarded {
         request: &Request<T>,
         rpc: &str,
         permission: Permission,
-        scope: impl FnOnce(&T) -> Result<Scope, String>,
+        scope: impl FnOnce(&T) -> Result<Scope, ScopeError>,
     ) -> Result<Identity, Status> {
         self.access
             .admit(
@@ -43,14 +43,14 @@ impl Guarded {
     }
 }
 
-fn tenant(project: &str, domain: &str) -> Result<Scope, String> {
+fn tenant(project: &str, domain: &str) -> Result<Scope, ScopeError> {
     if project.is_empty() || domain.is_empty() {
-        return Err("project and domain are required".to_string());
+        return Err(ScopeError::ProjectAndDomain);
     }
     Ok(Scope::Domain(project.to_string(), domain.to_string()))
 }
 
-fn platform<T>(_: &T) -> Result<Scope, String> {
+fn platform<T>(_: &T) -> Result<Scope, ScopeError> {
     Ok(Scope::Platform)
 }
 
@@ -126,10 +126,7 @@ impl CatalogService for Guarded {
         let rpc = "GetLineage";
         let caller = self
             .admit(&request, rpc, permission(rpc), |r| {
-                let execution = r
-                    .execution
-                    .as_ref()
-                    .ok_or_else(|| "execution is required".to_string())?;
+                let execution = r.execution.as_ref().ok_or(ScopeError::missing("execution"))?;
                 tenant(&execution.project, &execution.domain)
             })
             .await?;

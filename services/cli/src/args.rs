@@ -472,7 +472,9 @@ pub enum ArgError {
 fn parse_duration(text: &str) -> Result<std::time::Duration, ArgError> {
     let millis = aloft_core::types::parse_duration_millis(text)?;
     if millis <= 0 {
-        return Err(ArgError::NotPositive { text: text.to_string() });
+        return Err(ArgError::NotPositive {
+            text: text.to_string(),
+        });
     }
     Ok(std::time::Duration::from_millis(millis as u64))
 }
@@ -522,7 +524,9 @@ pub enum ListKind {
 pub fn parse_key_value(text: &str) -> Result<(String, String), ArgError> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-        .ok_or_else(|| ArgError::NotKeyValue { text: text.to_string() })
+        .ok_or_else(|| ArgError::NotKeyValue {
+            text: text.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -268,15 +268,25 @@ enum MessageError {
     Build(String),
 }
 
-fn build_message(email: &EmailChannel, to: &str, delivery: &PendingDelivery) -> Result<Message, MessageError> {
-    let from: Mailbox = email.from.parse().map_err(|e: lettre::address::AddressError| MessageError::From {
-        address: email.from.clone(),
-        reason: e.to_string(),
-    })?;
-    let to: Mailbox = to.parse().map_err(|e: lettre::address::AddressError| MessageError::To {
-        address: to.to_string(),
-        reason: e.to_string(),
-    })?;
+fn build_message(
+    email: &EmailChannel,
+    to: &str,
+    delivery: &PendingDelivery,
+) -> Result<Message, MessageError> {
+    let from: Mailbox =
+        email
+            .from
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MessageError::From {
+                address: email.from.clone(),
+                reason: e.to_string(),
+            })?;
+    let to: Mailbox = to
+        .parse()
+        .map_err(|e: lettre::address::AddressError| MessageError::To {
+            address: to.to_string(),
+            reason: e.to_string(),
+        })?;
     Message::builder()
         .from(from)
         .to(to)

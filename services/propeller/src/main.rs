@@ -1,5 +1,5 @@
-use aloft_runtime::{shutdown_on_signals, BackendArgs, BlobStoreArgs};
 use aloft_core::quantity::{Quantity, QuantityError};
+use aloft_runtime::{shutdown_on_signals, BackendArgs, BlobStoreArgs};
 use clap::Parser;
 
 /// Aloft propeller: the execution engine. Owns partitions of aloft.executions and runs task attempts.

@@ -1,16 +1,16 @@
 //! What each request message touches: the project (and domain) its permission is checked on. A request
 //! that does not name its project cannot be checked, and is refused as invalid before anything is read.
 
-use aloft_auth::Scope;
+use aloft_auth::{Scope, ScopeError};
 use aloft_proto::v1 as wire;
 
 pub trait Scoped {
-    fn scope(&self) -> Result<Scope, String>;
+    fn scope(&self) -> Result<Scope, ScopeError>;
 }
 
-fn domain(project: &str, domain: &str) -> Result<Scope, String> {
+fn domain(project: &str, domain: &str) -> Result<Scope, ScopeError> {
     if project.is_empty() {
-        return Err("project is required".to_string());
+        return Err(ScopeError::missing("project"));
     }
     Ok(if domain.is_empty() || domain == "*" {
         Scope::Project(project.to_string())
@@ -19,10 +19,13 @@ fn domain(project: &str, domain: &str) -> Result<Scope, String> {
     })
 }
 
-fn execution(id: Option<&wire::ExecutionIdentifier>) -> Result<Scope, String> {
-    let id = id.ok_or_else(|| "id is required (project, domain and name of the execution)".to_string())?;
+fn execution(id: Option<&wire::ExecutionIdentifier>) -> Result<Scope, ScopeError> {
+    let id = id.ok_or(ScopeError::Missing {
+        field: "id",
+        hint: " (project, domain and name of the execution)",
+    })?;
     if id.domain.is_empty() {
-        return Err("id.domain is required".to_string());
+        return Err(ScopeError::missing("id.domain"));
     }
     domain(&id.project, &id.domain)
 }
@@ -30,7 +33,7 @@ fn execution(id: Option<&wire::ExecutionIdentifier>) -> Result<Scope, String> {
 macro_rules! platform {
     ($($request:ty),*) => {
         $(impl Scoped for $request {
-            fn scope(&self) -> Result<Scope, String> {
+            fn scope(&self) -> Result<Scope, ScopeError> {
                 Ok(Scope::Platform)
             }
         })*
@@ -40,7 +43,7 @@ macro_rules! platform {
 macro_rules! tenant {
     ($($request:ty),*) => {
         $(impl Scoped for $request {
-            fn scope(&self) -> Result<Scope, String> {
+            fn scope(&self) -> Result<Scope, ScopeError> {
                 domain(&self.project, &self.domain)
             }
         })*
@@ -50,7 +53,7 @@ macro_rules! tenant {
 macro_rules! project {
     ($($request:ty),*) => {
         $(impl Scoped for $request {
-            fn scope(&self) -> Result<Scope, String> {
+            fn scope(&self) -> Result<Scope, ScopeError> {
                 domain(&self.project, "")
             }
         })*
@@ -60,7 +63,7 @@ macro_rules! project {
 macro_rules! of_execution {
     ($($request:ty),*) => {
         $(impl Scoped for $request {
-            fn scope(&self) -> Result<Scope, String> {
+            fn scope(&self) -> Result<Scope, ScopeError> {
                 execution(self.id.as_ref())
             }
         })*
@@ -107,24 +110,21 @@ of_execution!(
 );
 
 impl Scoped for wire::GetEntityRequest {
-    fn scope(&self) -> Result<Scope, String> {
-        let id = self
-            .id
-            .as_ref()
-            .ok_or_else(|| "id is required (project, domain, name and version)".to_string())?;
+    fn scope(&self) -> Result<Scope, ScopeError> {
+        let id = self.id.as_ref().ok_or(ScopeError::Missing {
+            field: "id",
+            hint: " (project, domain, name and version)",
+        })?;
         if id.domain.is_empty() {
-            return Err("id.domain is required".to_string());
+            return Err(ScopeError::missing("id.domain"));
         }
         domain(&id.project, &id.domain)
     }
 }
 
 impl Scoped for wire::BindRoleRequest {
-    fn scope(&self) -> Result<Scope, String> {
-        let binding = self
-            .binding
-            .as_ref()
-            .ok_or_else(|| "binding is required".to_string())?;
+    fn scope(&self) -> Result<Scope, ScopeError> {
+        let binding = self.binding.as_ref().ok_or(ScopeError::missing("binding"))?;
         // Binding a role on one domain is still the project admin's decision.
         domain(&binding.project, "")
     }
