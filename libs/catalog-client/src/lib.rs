@@ -84,9 +84,9 @@ fn endpoint(url: &str) -> Result<(String, Endpoint)> {
         url: url.clone(),
         reason: e.to_string(),
     })?;
-    let endpoint = aloft_proto::client_tls::secure(endpoint).map_err(|reason| Error::BadAddress {
+    let endpoint = aloft_proto::client_tls::secure(endpoint).map_err(|e| Error::BadAddress {
         url: url.clone(),
-        reason,
+        reason: e.to_string(),
     })?;
     Ok((url, endpoint))
 }
@@ -128,7 +128,7 @@ impl CatalogClient {
     /// This connection, sending `credential` (a service token for a propeller, a user's token or API key
     /// for the CLI) with every call.
     pub fn with_credential(self, credential: Option<&str>) -> Result<CatalogClient> {
-        let bearer = Bearer::new(credential).map_err(Error::Call)?;
+        let bearer = Bearer::new(credential).map_err(|e| Error::Call(e.to_string()))?;
         Ok(CatalogClient {
             raw: CatalogServiceClient::with_interceptor(self.channel.clone(), bearer)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -24,7 +24,33 @@ pub fn parse<T: CommandFactory + FromArgMatches>() -> T {
 #[derive(Debug)]
 pub enum ParseError {
     Clap(clap::Error),
-    Config(String),
+    Config(ConfigFileError),
+}
+
+/// What is wrong with a `--config` file; the message names the file and the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("config file {path}{problem}")]
+pub struct ConfigFileError {
+    pub path: String,
+    pub problem: ConfigFileProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileProblem {
+    #[error(": {0}")]
+    Unreadable(std::io::Error),
+    #[error(" is not valid YAML: {0}")]
+    NotYaml(serde_yaml::Error),
+    #[error(" must be a mapping of setting: value")]
+    NotMapping,
+    #[error(": key {0} is not a setting name")]
+    KeyNotName(String),
+    #[error(": unknown setting {key:?}; valid settings: {valid}")]
+    UnknownSetting { key: String, valid: String },
+    #[error(": {key} must be a single value")]
+    NotSingle { key: String },
+    #[error(": {key} must be true or false, not {value:?}")]
+    NotBoolean { key: String, value: String },
 }
 
 /// `parse` over given arguments (the first is the program name), for tests.
@@ -56,15 +82,18 @@ fn config_path(args: &[OsString]) -> Option<OsString> {
 }
 
 /// The file's settings as flags, leaving out those an `ALOFT_*` environment variable already sets.
-fn config_args(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {shown}: {e}"))?;
+fn config_args(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, ConfigFileError> {
+    let fail = |problem| ConfigFileError {
+        path: path.display().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(ConfigFileProblem::Unreadable(e)))?;
     let document: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| format!("config file {shown} is not valid YAML: {e}"))?;
+        serde_yaml::from_str(&text).map_err(|e| fail(ConfigFileProblem::NotYaml(e)))?;
     let entries = match document {
         serde_yaml::Value::Mapping(entries) => entries,
         serde_yaml::Value::Null => return Ok(Vec::new()),
-        _ => return Err(format!("config file {shown} must be a mapping of setting: value")),
+        _ => return Err(fail(ConfigFileProblem::NotMapping)),
     };
     let valid: Vec<&clap::Arg> = command
         .get_arguments()
@@ -84,18 +113,14 @@ fn config_args(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, St
     for (key, value) in entries {
         let key = match key {
             serde_yaml::Value::String(key) => key,
-            other => {
-                return Err(format!(
-                    "config file {shown}: key {other:?} is not a setting name"
-                ))
-            }
+            other => return Err(fail(ConfigFileProblem::KeyNotName(format!("{other:?}")))),
         };
         let long = key.replace('_', "-");
         let Some(arg) = valid.iter().find(|arg| arg.get_long() == Some(long.as_str())) else {
-            return Err(format!(
-                "config file {shown}: unknown setting {key:?}; valid settings: {}",
-                valid_names()
-            ));
+            return Err(fail(ConfigFileProblem::UnknownSetting {
+                key,
+                valid: valid_names(),
+            }));
         };
         if arg.get_env().is_some_and(|env| std::env::var_os(env).is_some()) {
             continue;
@@ -104,16 +129,17 @@ fn config_args(command: &clap::Command, path: &Path) -> Result<Vec<OsString>, St
             serde_yaml::Value::String(text) => text,
             serde_yaml::Value::Number(number) => number.to_string(),
             serde_yaml::Value::Bool(flag) => flag.to_string(),
-            _ => return Err(format!("config file {shown}: {key} must be a single value")),
+            _ => return Err(fail(ConfigFileProblem::NotSingle { key })),
         };
         if matches!(arg.get_action(), ArgAction::SetTrue) {
             match value.as_str() {
                 "true" => flags.push(OsString::from(format!("--{long}"))),
                 "false" => {}
                 other => {
-                    return Err(format!(
-                        "config file {shown}: {key} must be true or false, not {other:?}"
-                    ))
+                    return Err(fail(ConfigFileProblem::NotBoolean {
+                        key,
+                        value: other.to_string(),
+                    }))
                 }
             }
             continue;
@@ -164,12 +190,18 @@ mod tests {
         let Err(ParseError::Config(message)) = parse_with("kafka_broker: x\n", &[]) else {
             panic!("an unknown key must be refused");
         };
-        assert!(message.contains("unknown setting \"kafka_broker\""), "{message}");
-        assert!(message.contains("kafka-brokers"), "{message}");
+        assert!(
+            message.to_string().contains("unknown setting \"kafka_broker\""),
+            "{message}"
+        );
+        assert!(message.to_string().contains("kafka-brokers"), "{message}");
         let Err(ParseError::Config(message)) = parse_with("partitions: [1, 2]\n", &[]) else {
             panic!("a list must be refused");
         };
-        assert!(message.contains("partitions must be a single value"), "{message}");
+        assert!(
+            message.to_string().contains("partitions must be a single value"),
+            "{message}"
+        );
         let Err(ParseError::Clap(error)) = parse_with("partitions: 0\n", &[]) else {
             panic!("an out-of-range value must be refused");
         };
@@ -177,6 +209,6 @@ mod tests {
         let Err(ParseError::Config(message)) = parse_with("- a\n", &[]) else {
             panic!("a list document must be refused");
         };
-        assert!(message.contains("must be a mapping"), "{message}");
+        assert!(message.to_string().contains("must be a mapping"), "{message}");
     }
 }

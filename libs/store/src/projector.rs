@@ -4,6 +4,7 @@
 //! events, each also storing the next offset of every partition it touched, and publish the progress. A crash therefore never applies an event twice or skips one, and dropping the tables and
 //! replaying from offset 0 rebuilds the same rows. What a record does to the tables is the `Projection`'s.
 
+use aloft_telemetry::ops::NotReady;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,19 @@ pub trait Projection: Send {
     fn rolled_back(&mut self) {}
 }
 
+/// Why a service that serves from projected tables is not ready.
+#[derive(Debug, thiserror::Error)]
+enum Unready {
+    #[error("still starting: the API does not serve yet")]
+    Starting,
+    #[error("database unreachable: {0}")]
+    Database(sqlx::Error),
+    #[error("database did not answer within 2 s")]
+    DatabaseSlow,
+    #[error("the projector has not started")]
+    ProjectorNotStarted,
+}
+
 /// The readiness of a service that serves from projected tables: its API serves (`serving`, set once
 /// start-up is done), its database answers within 2 s and its projector has started (loaded its offsets).
 /// Shaped for `aloft_telemetry::ops::ReadinessCheck`.
@@ -69,25 +83,25 @@ pub fn readiness(
     store: Store,
     progress: watch::Receiver<Progress>,
     serving: Arc<std::sync::atomic::AtomicBool>,
-) -> impl Fn() -> BoxFuture<'static, std::result::Result<(), String>> + Send + Sync {
+) -> impl Fn() -> BoxFuture<'static, std::result::Result<(), NotReady>> + Send + Sync {
     move || {
         let pool = store.pool().clone();
         let started = !progress.borrow().is_empty();
         let serving = serving.load(std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             if !serving {
-                return Err("still starting: the API does not serve yet".to_string());
+                return Err(NotReady::because(Unready::Starting));
             }
             let probe = sqlx::query("SELECT 1").execute(&pool);
             match tokio::time::timeout(Duration::from_secs(2), probe).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(format!("database unreachable: {error}")),
-                Err(_) => return Err("database did not answer within 2 s".to_string()),
+                Ok(Err(error)) => return Err(NotReady::because(Unready::Database(error))),
+                Err(_) => return Err(NotReady::because(Unready::DatabaseSlow)),
             }
             if started {
                 Ok(())
             } else {
-                Err("the projector has not started".to_string())
+                Err(NotReady::because(Unready::ProjectorNotStarted))
             }
         })
     }

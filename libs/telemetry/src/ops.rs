@@ -197,8 +197,23 @@ pub fn render() -> String {
     String::from_utf8(text).unwrap_or_default()
 }
 
+/// Why a service is not ready, as `/readyz` answers it (each service's own reason, rendered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct NotReady {
+    pub reason: String,
+}
+
+impl NotReady {
+    pub fn because(reason: impl std::fmt::Display) -> NotReady {
+        NotReady {
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Says whether the service is ready; the error explains why not.
-pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), NotReady>> + Send + Sync>;
 
 /// `/healthz`, `/readyz` and `/metrics`, for a server of the caller's (TLS: `aloft_runtime::tls::spawn_ops`).
 pub fn router(readiness: ReadinessCheck) -> Router {

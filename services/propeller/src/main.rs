@@ -107,11 +107,11 @@ async fn main() -> anyhow::Result<()> {
                 use aloft_propeller::metrics::{PARTITIONS_ACTIVE, PARTITIONS_OWNED};
                 match (PARTITIONS_OWNED.value(&[]), PARTITIONS_ACTIVE.value(&[])) {
                     (Some(owned), Some(active)) if owned == active => Ok(()),
-                    (owned, active) => Err(format!(
+                    (owned, active) => Err(aloft_telemetry::ops::NotReady::because(format!(
                         "{} of {} owned partitions caught up and claimed",
                         active.unwrap_or(0.0),
                         owned.unwrap_or(0.0)
-                    )),
+                    ))),
                 }
             })
         });

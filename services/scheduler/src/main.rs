@@ -1,3 +1,4 @@
+use aloft_telemetry::ops::NotReady;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,12 +48,14 @@ async fn main() -> anyhow::Result<()> {
                 let end = log
                     .end_offset(&registry, 0)
                     .await
-                    .map_err(|e| format!("event log: {e}"))?;
+                    .map_err(|e| NotReady::because(format!("event log: {e}")))?;
                 let read = progress.borrow().registry_offset;
                 if read >= end {
                     Ok(())
                 } else {
-                    Err(format!("registry read to offset {read} of {end}"))
+                    Err(NotReady::because(format!(
+                        "registry read to offset {read} of {end}"
+                    )))
                 }
             })
         });
