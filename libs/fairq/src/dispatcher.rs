@@ -48,13 +48,22 @@ impl Default for TenantPolicy {
     }
 }
 
+/// A tenant quota that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("weight must be at least 1")]
+    ZeroWeight,
+    #[error("max_running must be at least 1 (leave it out for no limit)")]
+    ZeroMaxRunning,
+}
+
 impl TenantPolicy {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PolicyError> {
         if self.weight == 0 {
-            return Err("weight must be at least 1".to_string());
+            return Err(PolicyError::ZeroWeight);
         }
         if self.max_running == Some(0) {
-            return Err("max_running must be at least 1 (leave it out for no limit)".to_string());
+            return Err(PolicyError::ZeroMaxRunning);
         }
         Ok(())
     }
@@ -477,14 +486,14 @@ mod tests {
         }
         .validate()
         .unwrap_err()
-        .contains("weight"));
+        .to_string().contains("weight"));
         assert!(TenantPolicy {
             weight: 1,
             max_running: Some(0)
         }
         .validate()
         .unwrap_err()
-        .contains("max_running"));
+        .to_string().contains("max_running"));
     }
 
     #[test]

@@ -5,17 +5,38 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
+/// Why a test image could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot run docker: {0}")]
+    NoDocker(std::io::Error),
+    /// The docker CLI failed; its stderr.
+    #[error("{0}")]
+    Docker(String),
+    #[error("no static busybox at /bin/busybox (Debian busybox-static; scripts/test.sh installs it)")]
+    NoBusybox,
+    #[error("tar of the image tree failed")]
+    Tar,
+    #[error("docker import {tag}: {reason}")]
+    Import { tag: String, reason: Box<ImageError> },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
 /// Runs the docker CLI against `engine`; its stdout, or its stderr as the error.
-pub fn docker(engine: &str, args: &[&str]) -> Result<String, String> {
+pub fn docker(engine: &str, args: &[&str]) -> Result<String, ImageError> {
     let output = Command::new("docker")
         .env("DOCKER_HOST", engine)
         .args(args)
         .output()
-        .map_err(|error| format!("cannot run docker: {error}"))?;
+        .map_err(ImageError::NoDocker)?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        Err(ImageError::Docker(String::from_utf8_lossy(&output.stderr).into_owned()))
     }
 }
 
@@ -24,7 +45,7 @@ static BUILDING: Mutex<()> = Mutex::new(());
 
 /// Makes image `tag` (unless the engine has it): a static busybox with its applets and `/etc/image-name`
 /// holding `tag`, imported from a directory tree.
-pub fn busybox_image(engine: &str, tag: &str) -> Result<(), String> {
+pub fn busybox_image(engine: &str, tag: &str) -> Result<(), ImageError> {
     let _building = BUILDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if docker(engine, &["image", "inspect", tag]).is_ok() {
         return Ok(());
@@ -32,9 +53,9 @@ pub fn busybox_image(engine: &str, tag: &str) -> Result<(), String> {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|path| Path::new(path).exists())
-        .ok_or("no static busybox at /bin/busybox (Debian busybox-static; scripts/test.sh installs it)")?;
-    fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
-        move |error| format!("{what}: {error}")
+        .ok_or(ImageError::NoBusybox)?;
+    fn io(what: &'static str) -> impl Fn(std::io::Error) -> ImageError {
+        move |source| ImageError::Io { what, source }
     }
     let root = tempfile::tempdir().map_err(io("a scratch directory"))?;
     for dir in ["bin", "etc", "tmp"] {
@@ -73,7 +94,7 @@ pub fn busybox_image(engine: &str, tag: &str) -> Result<(), String> {
         .status()
         .map_err(io("running tar"))?;
     if !status.success() {
-        return Err("tar of the image tree failed".to_string());
+        return Err(ImageError::Tar);
     }
     let imported = docker(
         engine,
@@ -86,7 +107,8 @@ pub fn busybox_image(engine: &str, tag: &str) -> Result<(), String> {
         ],
     );
     let _ = std::fs::remove_file(&tar);
-    imported
-        .map(|_| ())
-        .map_err(|error| format!("docker import {tag}: {error}"))
+    imported.map(|_| ()).map_err(|error| ImageError::Import {
+        tag: tag.to_string(),
+        reason: Box::new(error),
+    })
 }

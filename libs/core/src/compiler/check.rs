@@ -167,7 +167,7 @@ impl Scope<'_> {
         &self,
         binding_spec: &BindingSpec,
     ) -> Result<(NodeBinding, LiteralType), BindingFailure> {
-        match parse_binding(binding_spec).map_err(BindingFailure::Syntax)? {
+        match parse_binding(binding_spec).map_err(|e| BindingFailure::Syntax(e.to_string()))? {
             BindingSpec::WorkflowInput { input } => {
                 let found = self
                     .spec

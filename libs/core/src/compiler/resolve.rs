@@ -11,7 +11,17 @@ use crate::types::{parse_duration_millis, LiteralType, Value};
 use super::compiled::*;
 use super::errors::{node_error, CompileError};
 
-pub(super) fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, String> {
+/// A shorthand binding that is neither `inputs.NAME` nor `NODE.OUTPUT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "binding {text:?} is not understood; write inputs.NAME, NODE.OUTPUT, {{value: ...}}, {{input: NAME}} \
+     or {{node: NODE, output: NAME}}"
+)]
+pub struct BindingSyntaxError {
+    pub text: String,
+}
+
+pub(super) fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, BindingSyntaxError> {
     let BindingSpec::Shorthand(text) = spec else {
         return Ok(spec.clone());
     };
@@ -20,10 +30,7 @@ pub(super) fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, String> {
         Some((node, output)) if !node.is_empty() && !output.is_empty() => {
             Ok(BindingSpec::NodeOutput { node: node.to_string(), output: output.to_string() })
         }
-        _ => Err(format!(
-            "binding {text:?} is not understood; write inputs.NAME, NODE.OUTPUT, {{value: ...}}, {{input: NAME}} \
-             or {{node: NODE, output: NAME}}"
-        )),
+        _ => Err(BindingSyntaxError { text: text.clone() }),
     }
 }
 
