@@ -486,14 +486,16 @@ mod tests {
         }
         .validate()
         .unwrap_err()
-        .to_string().contains("weight"));
+        .to_string()
+        .contains("weight"));
         assert!(TenantPolicy {
             weight: 1,
             max_running: Some(0)
         }
         .validate()
         .unwrap_err()
-        .to_string().contains("max_running"));
+        .to_string()
+        .contains("max_running"));
     }
 
     #[test]

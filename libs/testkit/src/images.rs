@@ -36,7 +36,9 @@ pub fn docker(engine: &str, args: &[&str]) -> Result<String, ImageError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(ImageError::Docker(String::from_utf8_lossy(&output.stderr).into_owned()))
+        Err(ImageError::Docker(
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
     }
 }
 

@@ -368,8 +368,8 @@ impl AttemptService {
                 let holder = attempt.request.id().to_string();
                 match self.options.pools.try_acquire(&holder, &wanted).await {
                     Ok(held) => tokens = Some(held),
-                    Err(pool) => {
-                        self.dispatcher.blocked(&pool);
+                    Err(busy) => {
+                        self.dispatcher.blocked(&busy.pool);
                         continue;
                     }
                 }

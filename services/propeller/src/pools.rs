@@ -28,6 +28,13 @@ pub struct HeldTokens {
     renewal: CancellationToken,
 }
 
+/// The pool an attempt waits for: too few free tokens, not defined on this replica yet, or unreachable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resource pool {pool:?} has too few free tokens")]
+pub struct PoolBusy {
+    pub pool: String,
+}
+
 impl PoolAccess {
     /// Takes every pool in `wanted` for `holder` in one try, or none: `Err` names the first pool without
     /// enough free tokens (or not defined on this replica yet, or unreachable).
@@ -35,7 +42,7 @@ impl PoolAccess {
         &self,
         holder: &str,
         wanted: &BTreeMap<String, u32>,
-    ) -> Result<HeldTokens, String> {
+    ) -> Result<HeldTokens, PoolBusy> {
         let mut held: Vec<String> = Vec::new();
         for (pool, amount) in wanted {
             let limit = self
@@ -58,7 +65,7 @@ impl PoolAccess {
             };
             if !granted {
                 self.release_all(holder, &held).await;
-                return Err(pool.clone());
+                return Err(PoolBusy { pool: pool.clone() });
             }
             held.push(pool.clone());
         }

@@ -26,10 +26,13 @@ pub(super) fn parse_binding(spec: &BindingSpec) -> Result<BindingSpec, BindingSy
         return Ok(spec.clone());
     };
     match text.split_once('.') {
-        Some(("inputs", input)) if !input.is_empty() => Ok(BindingSpec::WorkflowInput { input: input.to_string() }),
-        Some((node, output)) if !node.is_empty() && !output.is_empty() => {
-            Ok(BindingSpec::NodeOutput { node: node.to_string(), output: output.to_string() })
-        }
+        Some(("inputs", input)) if !input.is_empty() => Ok(BindingSpec::WorkflowInput {
+            input: input.to_string(),
+        }),
+        Some((node, output)) if !node.is_empty() && !output.is_empty() => Ok(BindingSpec::NodeOutput {
+            node: node.to_string(),
+            output: output.to_string(),
+        }),
         _ => Err(BindingSyntaxError { text: text.clone() }),
     }
 }

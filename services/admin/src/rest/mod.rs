@@ -28,7 +28,7 @@ use tonic::Request;
 
 use crate::guard::Guarded;
 use routes::{Answer, Route, ROUTES};
-use schema::Schemas;
+use schema::{RequestShapeError, Schemas};
 
 #[derive(Clone)]
 struct RestState {
@@ -44,7 +44,10 @@ pub fn router(
     api: Guarded,
     catalog: Option<aloft_catalog_client::RawClient>,
 ) -> anyhow::Result<axum::Router> {
-    let schemas = Arc::new(Schemas::load().map_err(anyhow::Error::msg)?);
+    let schemas = Arc::new(anyhow::Context::context(
+        Schemas::load(),
+        "the embedded descriptor set is unreadable",
+    )?);
     let openapi = Arc::new(openapi::document(&schemas));
     let state = RestState {
         api,
@@ -137,14 +140,18 @@ fn request_json(
     path: &BTreeMap<String, String>,
     query: Option<&str>,
     body: &[u8],
-) -> Result<Value, String> {
+) -> Result<Value, RequestShapeError> {
     let mut request = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(format!("the body must be a JSON object ({})", route.request)),
-            Err(e) => return Err(format!("the body is not valid JSON: {e}")),
+            Ok(_) => {
+                return Err(RequestShapeError::BodyNotObject {
+                    message: route.request,
+                })
+            }
+            Err(e) => return Err(RequestShapeError::BodyNotJson(e.to_string())),
         }
     };
     let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -204,7 +211,7 @@ async fn handle(
 ) -> Response {
     let mut request = match request_json(route, &state.schemas, &path, query.as_deref(), &body) {
         Ok(request) => request,
-        Err(message) => return bad_request(message),
+        Err(error) => return bad_request(error.to_string()),
     };
     // A reconnecting EventSource says where it was.
     if route.answer == Answer::EventStream {
@@ -445,6 +452,6 @@ mod tests {
         assert_eq!(parsed.parent, "chunks");
         assert_eq!(parsed.limit, 20);
         let error = request_json(route, &schemas, &path, None, b"[1]").unwrap_err();
-        assert!(error.contains("JSON object"), "{error}");
+        assert!(error.to_string().contains("JSON object"), "{error}");
     }
 }

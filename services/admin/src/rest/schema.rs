@@ -19,6 +19,27 @@ pub struct Schemas {
     enums: BTreeMap<String, Vec<String>>,
 }
 
+/// Why a REST request cannot become its request message (always answered 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestShapeError {
+    #[error("no message {0}")]
+    NoMessage(String),
+    #[error("unknown query parameter {key:?}; this call takes {known}")]
+    UnknownParameter { key: String, known: String },
+    #[error("query parameter {key:?}: name the key, as {field}.KEY=VALUE")]
+    MapKeyMissing { key: String, field: String },
+    #[error("query parameter {key:?}: {field} is a message; send it in the request body")]
+    MessageInQuery { key: String, field: String },
+    #[error("query parameter {key:?} is given {times} times; give it once")]
+    Repeated { key: String, times: usize },
+    #[error("query parameter {key:?} is a boolean (true or false), not {value:?}")]
+    NotBoolean { key: String, value: String },
+    #[error("the body must be a JSON object ({message})")]
+    BodyNotObject { message: &'static str },
+    #[error("the body is not valid JSON: {0}")]
+    BodyNotJson(String),
+}
+
 /// What a query parameter names, once resolved against a request message.
 #[derive(Debug, Clone, PartialEq)]
 enum Scalar {
@@ -28,9 +49,8 @@ enum Scalar {
 }
 
 impl Schemas {
-    pub fn load() -> Result<Schemas, String> {
-        let set = prost_types::FileDescriptorSet::decode(aloft_proto::FILE_DESCRIPTOR_SET)
-            .map_err(|e| format!("the embedded descriptor set is unreadable: {e}"))?;
+    pub fn load() -> Result<Schemas, prost::DecodeError> {
+        let set = prost_types::FileDescriptorSet::decode(aloft_proto::FILE_DESCRIPTOR_SET)?;
         let mut schemas = Schemas {
             messages: BTreeMap::new(),
             enums: BTreeMap::new(),
@@ -183,11 +203,11 @@ impl Schemas {
         request: &mut Map<String, Value>,
         key: &str,
         values: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), RequestShapeError> {
         let descriptor = self
             .messages
             .get(message)
-            .ok_or_else(|| format!("no message {message}"))?;
+            .ok_or_else(|| RequestShapeError::NoMessage(message.to_string()))?;
         let (field_name, map_key) = match key.split_once('.') {
             Some((field, rest)) => (field, Some(rest)),
             None => (key, None),
@@ -198,20 +218,21 @@ impl Schemas {
                 .into_iter()
                 .map(|(n, _, _)| n)
                 .collect();
-            return Err(format!(
-                "unknown query parameter {key:?}; this call takes {}",
-                if known.is_empty() {
+            return Err(RequestShapeError::UnknownParameter {
+                key: key.to_string(),
+                known: if known.is_empty() {
                     "none".to_string()
                 } else {
                     known.join(", ")
-                }
-            ));
+                },
+            });
         };
         if let Some(entry) = self.map_entry(field) {
             let Some(map_key) = map_key.filter(|k| !k.is_empty()) else {
-                return Err(format!(
-                    "query parameter {key:?}: name the key, as {field_name}.KEY=VALUE"
-                ));
+                return Err(RequestShapeError::MapKeyMissing {
+                    key: key.to_string(),
+                    field: field_name.to_string(),
+                });
             };
             let value_field = entry.field.iter().find(|f| f.number() == 2);
             let scalar = value_field.map_or(Scalar::Text, scalar_of);
@@ -225,9 +246,10 @@ impl Schemas {
             return Ok(());
         }
         if map_key.is_some() || field.r#type() == Type::Message {
-            return Err(format!(
-                "query parameter {key:?}: {field_name} is a message; send it in the request body"
-            ));
+            return Err(RequestShapeError::MessageInQuery {
+                key: key.to_string(),
+                field: field_name.to_string(),
+            });
         }
         let scalar = scalar_of(field);
         let value = if field.label() == Label::Repeated {
@@ -255,25 +277,26 @@ fn scalar_of(field: &FieldDescriptorProto) -> Scalar {
     }
 }
 
-fn single<'v>(key: &str, values: &'v [String]) -> Result<&'v str, String> {
+fn single<'v>(key: &str, values: &'v [String]) -> Result<&'v str, RequestShapeError> {
     match values {
         [value] => Ok(value),
-        _ => Err(format!(
-            "query parameter {key:?} is given {} times; give it once",
-            values.len()
-        )),
+        _ => Err(RequestShapeError::Repeated {
+            key: key.to_string(),
+            times: values.len(),
+        }),
     }
 }
 
-fn typed(key: &str, scalar: &Scalar, value: &str) -> Result<Value, String> {
+fn typed(key: &str, scalar: &Scalar, value: &str) -> Result<Value, RequestShapeError> {
     match scalar {
         Scalar::Text => Ok(Value::String(value.to_string())),
         Scalar::Bool => match value {
             "true" | "1" | "" => Ok(Value::Bool(true)),
             "false" | "0" => Ok(Value::Bool(false)),
-            other => Err(format!(
-                "query parameter {key:?} is a boolean (true or false), not {other:?}"
-            )),
+            other => Err(RequestShapeError::NotBoolean {
+                key: key.to_string(),
+                value: other.to_string(),
+            }),
         },
     }
 }
@@ -299,14 +322,15 @@ mod tests {
         assert_eq!(parsed.limit, 5);
         assert_eq!(parsed.phases.len(), 2);
         let error = set(&mut request, "top_level", &["maybe"]).unwrap_err();
-        assert!(error.contains("boolean"), "{error}");
+        assert!(error.to_string().contains("boolean"), "{error}");
         let error = set(&mut request, "colour", &["red"]).unwrap_err();
         assert!(
-            error.contains("unknown query parameter \"colour\"") && error.contains("top_level"),
+            error.to_string().contains("unknown query parameter \"colour\"")
+                && error.to_string().contains("top_level"),
             "{error}"
         );
         let error = set(&mut request, "id", &["x"]).unwrap_err();
-        assert!(error.contains("request body"), "{error}");
+        assert!(error.to_string().contains("request body"), "{error}");
     }
 
     #[test]

@@ -76,13 +76,31 @@ impl LogShipper {
     }
 }
 
+/// Why a round of shipping stopped short; the bytes stay in the local file for the next round.
+#[derive(Debug, thiserror::Error)]
+enum ShipError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] aloft_blobstore::BlobError),
+}
+
+impl ShipError {
+    fn read(path: &std::path::Path, source: std::io::Error) -> ShipError {
+        ShipError::Read {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Stores the bytes of `log_path` past `shipped` as chunks; returns the new shipped offset.
 async fn ship_new_bytes(
     blobs: &BlobStore,
     prefix: &str,
     log_path: &std::path::Path,
     mut shipped: u64,
-) -> Result<u64, String> {
+) -> Result<u64, ShipError> {
     // Most rounds find nothing new: one cheap look at the size, no file opened. It matters at the end of an
     // attempt, whose result waits for this round.
     let new_bytes = match std::fs::metadata(log_path) {
@@ -94,11 +112,11 @@ async fn ship_new_bytes(
     let mut file = match tokio::fs::File::open(log_path).await {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(shipped),
-        Err(error) => return Err(format!("{}: {error}", log_path.display())),
+        Err(source) => return Err(ShipError::read(log_path, source)),
     };
     file.seek(std::io::SeekFrom::Start(shipped))
         .await
-        .map_err(|error| format!("{}: {error}", log_path.display()))?;
+        .map_err(|source| ShipError::read(log_path, source))?;
     // Sized to what is new (a few lines, usually), not to the largest chunk.
     let mut buffer = vec![0u8; new_bytes.min(MAX_CHUNK as u64) as usize];
     loop {
@@ -107,7 +125,7 @@ async fn ship_new_bytes(
             let read = file
                 .read(&mut buffer[filled..])
                 .await
-                .map_err(|error| format!("{}: {error}", log_path.display()))?;
+                .map_err(|source| ShipError::read(log_path, source))?;
             if read == 0 {
                 break;
             }
@@ -118,8 +136,7 @@ async fn ship_new_bytes(
         }
         blobs
             .put_log_chunk(prefix, shipped, bytes::Bytes::copy_from_slice(&buffer[..filled]))
-            .await
-            .map_err(|error| error.to_string())?;
+            .await?;
         shipped += filled as u64;
         if filled < MAX_CHUNK {
             return Ok(shipped);

@@ -29,6 +29,27 @@ pub(crate) struct ResolvedSecret<'a> {
     pub value: String,
 }
 
+/// A secret a task needs that this propeller cannot give it (the message never holds a value).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {name:?}: cannot read {path}: {source}")]
+    Unreadable {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "secret {name:?} is not available to this propeller (looked for {}{env} in its environment)",
+        file.as_ref().map(|file| format!("the file {file} and ")).unwrap_or_default()
+    )]
+    Unavailable {
+        name: String,
+        /// The file it was looked for in, when the propeller has a secrets directory.
+        file: Option<String>,
+        env: String,
+    },
+}
+
 impl SecretSource {
     /// Secrets from files in `dir` (when given) and from the environment.
     pub fn new(dir: Option<PathBuf>) -> SecretSource {
@@ -62,31 +83,30 @@ impl SecretSource {
         format!("ALOFT_SECRET_{upper}")
     }
 
-    /// The value of secret `name`, or an error that says where it was looked for (never a value).
-    pub fn resolve(&self, name: &str) -> Result<String, String> {
+    /// The value of secret `name`; see `SecretError`., or an error that says where it was looked for (never a value).
+    pub fn resolve(&self, name: &str) -> Result<String, SecretError> {
         if let Some(dir) = &self.dir {
             let path = dir.join(name);
             match std::fs::read_to_string(&path) {
                 Ok(value) => return Ok(value.trim_end_matches(['\n', '\r']).to_string()),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => {
-                    return Err(format!(
-                        "secret {name:?}: cannot read {}: {error}",
-                        path.display()
-                    ))
+                Err(source) => {
+                    return Err(SecretError::Unreadable {
+                        name: name.to_string(),
+                        path: path.display().to_string(),
+                        source,
+                    })
                 }
             }
         }
         let env = Self::env_name(name);
         match std::env::var(&env) {
             Ok(value) => Ok(value),
-            Err(_) => Err(format!(
-                "secret {name:?} is not available to this propeller (looked for {}{env} in its environment)",
-                self.dir
-                    .as_ref()
-                    .map(|dir| format!("the file {} and ", dir.join(name).display()))
-                    .unwrap_or_default()
-            )),
+            Err(_) => Err(SecretError::Unavailable {
+                name: name.to_string(),
+                file: self.dir.as_ref().map(|dir| dir.join(name).display().to_string()),
+                env,
+            }),
         }
     }
 
@@ -100,7 +120,7 @@ impl SecretSource {
             .map(|secret| {
                 self.resolve(&secret.name)
                     .map(|value| ResolvedSecret { secret, value })
-                    .map_err(system_error)
+                    .map_err(|error| system_error(error.to_string()))
             })
             .collect()
     }

@@ -83,6 +83,14 @@ impl Default for ContainerOptions {
     }
 }
 
+/// The engine's socket could not be opened; every attempt fails saying so.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no container engine at {socket} ({reason}): start Docker or podman there, or point --container-engine at its socket")]
+struct NoEngine {
+    socket: String,
+    reason: String,
+}
+
 /// Runs `container` tasks on a local container engine.
 #[derive(Clone)]
 pub struct ContainerExecutor {
@@ -91,7 +99,7 @@ pub struct ContainerExecutor {
 
 struct Inner {
     /// `Err`: the engine's socket could not be opened; every attempt fails saying so.
-    engine: Result<Docker, String>,
+    engine: Result<Docker, NoEngine>,
     options: ContainerOptions,
     work_root: PathBuf,
     blobs: BlobStore,
@@ -116,12 +124,13 @@ impl ContainerExecutor {
         secrets: SecretSource,
     ) -> ContainerExecutor {
         let work_root = std::path::absolute(&work_root).unwrap_or(work_root);
-        let engine = Docker::connect_with_unix(&options.engine, ENGINE_TIMEOUT_SECS, &API_VERSION).map_err(|error| {
-            format!(
-                "no container engine at {} ({error}): start Docker or podman there, or point --container-engine at its socket",
-                options.engine
-            )
-        });
+        let engine =
+            Docker::connect_with_unix(&options.engine, ENGINE_TIMEOUT_SECS, &API_VERSION).map_err(|error| {
+                NoEngine {
+                    socket: options.engine.clone(),
+                    reason: error.to_string(),
+                }
+            });
         ContainerExecutor {
             inner: Arc::new(Inner {
                 engine,
@@ -193,7 +202,9 @@ impl TaskExecutor for ContainerExecutor {
 
 impl Inner {
     fn engine(&self) -> Result<&Docker, AttemptOutcome> {
-        self.engine.as_ref().map_err(|error| system_error(error.clone()))
+        self.engine
+            .as_ref()
+            .map_err(|error| system_error(error.to_string()))
     }
 
     async fn run(&self, request: &AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
