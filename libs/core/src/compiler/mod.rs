@@ -174,7 +174,7 @@ impl DynamicControl {
         let compiled = compile_workflow_with(id, &spec, &registry).map_err(|error| {
             let allowed: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
             PlanError::DoesNotCompile {
-                error,
+                error: Box::new(error),
                 allowed: if allowed.is_empty() {
                     "none".to_string()
                 } else {
