@@ -43,8 +43,9 @@ ensure_postgres() {
 }
 
 ensure_redis() {
-  port_open 6379 && return 0
+  # The fault harness starts (and kills) a Redis of its own: the server binary is needed either way.
   command -v redis-server >/dev/null || apt_install redis-server
+  port_open 6379 && return 0
   say "starting Redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no --logfile "$LOG_DIR/redis.log" \
     || die "cannot start Redis"
@@ -53,12 +54,15 @@ ensure_redis() {
 
 BROKER_PID=""
 ensure_kafka() {
-  port_open 9092 && { say "using the Kafka-compatible broker already on 127.0.0.1:9092"; return 0; }
+  # The fault harness (tests/tests/faults.rs) runs a broker of its own on SQLite storage, which it kills and
+  # restarts: tansu is installed even when another broker already listens on 9092.
   if ! command -v tansu >/dev/null; then
     say "installing the tansu broker (cargo install, about 11 minutes, once per machine)"
     cargo install tansu --version 0.6.0 --locked --features dynostore,postgres,libsql >"$LOG_DIR/tansu-install.log" 2>&1 \
       || die "cargo install tansu failed (see $LOG_DIR/tansu-install.log)"
   fi
+  export ALOFT_TEST_TANSU="${ALOFT_TEST_TANSU:-$(command -v tansu)}"
+  port_open 9092 && { say "using the Kafka-compatible broker already on 127.0.0.1:9092"; return 0; }
   say "starting tansu on 127.0.0.1:9092"
   # Memory storage. tansu 0.6's memory engine raises a partition's high watermark before it stores the batch,
   # so a fetch racing two producers can skip a record for good (seen once in CI as a request the projector

@@ -15,6 +15,7 @@ use aloft_cli::specs::{read_spec_file, register_documents};
 use aloft_proto::v1 as wire;
 
 pub mod containers;
+pub mod faults;
 pub use containers::{attempt_containers, busybox_image, docker, real_container_engine};
 
 pub const PROJECT: &str = "default";

@@ -1,0 +1,352 @@
+//! The checker: after a run, reads the raw log, the read models (through admin's API) and the runs file,
+//! and counts every way the run could have gone wrong. `Report::violations` lists what must be zero.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use aloft_core::state::{EventMeta, PartitionFold};
+use aloft_core::ExecutionId;
+use aloft_eventlog::envelope::{Envelope, Payload};
+use aloft_proto::v1 as wire;
+
+use super::workload::{execution_id, Launched, Workload, CALL_TIMEOUT, POOL_LIMIT};
+use super::Injected;
+use crate::{read_topic, AdminClient, DOMAIN, PROJECT};
+
+/// What the checker found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub launch_outcomes: BTreeMap<String, usize>,
+    /// Executions checked: every accepted launch, every unanswered one that exists, every scheduled one.
+    pub executions: usize,
+    pub succeeded: usize,
+    /// Acknowledged launches admin has no record of.
+    pub lost: Vec<String>,
+    /// Executions that ended in another phase than SUCCEEDED, or had not ended, with why.
+    pub not_succeeded: Vec<String>,
+    /// (execution, node) with more than one NodeSucceeded in their history.
+    pub nodes_succeeded_twice: Vec<String>,
+    /// Runs of one attempt beyond its first (a propeller killed while it ran, the attempt re-run).
+    pub duplicate_attempt_runs: usize,
+    pub histories_with_gaps: Vec<String>,
+    /// Executions whose read model differs from a replay of the log from offset 0.
+    pub projection_diffs: Vec<String>,
+    pub max_pool_holders: usize,
+    /// Scheduled times fired more than once.
+    pub schedule_duplicates: Vec<i64>,
+    pub scheduled_fires: usize,
+    pub faults: Vec<Injected>,
+    pub wall: Duration,
+    pub throughput_per_minute: f64,
+}
+
+impl Report {
+    /// Every broken invariant, one line each; empty when the run passed.
+    pub fn violations(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut list = |what: &str, items: &[String]| {
+            if !items.is_empty() {
+                found.push(format!("{what} ({}): {}", items.len(), items.join("; ")));
+            }
+        };
+        list("acknowledged launches lost", &self.lost);
+        list("executions not succeeded", &self.not_succeeded);
+        list("nodes succeeded twice", &self.nodes_succeeded_twice);
+        list("histories with gaps", &self.histories_with_gaps);
+        list("read models differing from a replay", &self.projection_diffs);
+        if self.max_pool_holders > POOL_LIMIT as usize {
+            found.push(format!(
+                "pool limit {POOL_LIMIT} exceeded: {} held at once",
+                self.max_pool_holders
+            ));
+        }
+        if !self.schedule_duplicates.is_empty() {
+            found.push(format!("scheduled times fired twice: {:?}", self.schedule_duplicates));
+        }
+        found
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "fault harness summary ({:.0} s)", self.wall.as_secs_f64())?;
+        writeln!(f, "  launches: {:?}", self.launch_outcomes)?;
+        writeln!(
+            f,
+            "  executions checked {}, succeeded {} ({:.1}/min), scheduled fires {}",
+            self.executions, self.succeeded, self.throughput_per_minute, self.scheduled_fires
+        )?;
+        writeln!(
+            f,
+            "  lost {}, not succeeded {}, nodes succeeded twice {}, histories with gaps {}, projection diffs {}",
+            self.lost.len(),
+            self.not_succeeded.len(),
+            self.nodes_succeeded_twice.len(),
+            self.histories_with_gaps.len(),
+            self.projection_diffs.len()
+        )?;
+        writeln!(
+            f,
+            "  attempt runs duplicated by a fault {} (an attempt running when its propeller died runs again)",
+            self.duplicate_attempt_runs
+        )?;
+        writeln!(
+            f,
+            "  pool: at most {} of {POOL_LIMIT} tokens held at once; scheduled times fired twice {}",
+            self.max_pool_holders,
+            self.schedule_duplicates.len()
+        )?;
+        writeln!(f, "  faults injected {}:", self.faults.len())?;
+        for fault in &self.faults {
+            let recovered = match fault.recovered_after {
+                Some(after) => format!("next execution succeeded {:.1} s after", after.as_secs_f64()),
+                None => "no execution launched after it succeeded".to_string(),
+            };
+            writeln!(f, "    t={:>6.1}s  {:<48} {recovered}", fault.at_seconds, fault.fault.name())?;
+        }
+        Ok(())
+    }
+}
+
+async fn get_execution(client: &mut AdminClient, name: &str) -> Result<wire::Execution, tonic::Status> {
+    let request = wire::GetExecutionRequest {
+        id: Some(execution_id(name)),
+        ..Default::default()
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, client.get_execution(request)).await {
+        Ok(answer) => answer.map(|response| response.into_inner()),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer")),
+    }
+}
+
+/// Every scheduled execution (fired by the launch plan's schedule).
+pub async fn scheduled_executions(client: &mut AdminClient) -> Vec<wire::Execution> {
+    let mut found = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let Ok(page) = client
+            .list_executions(wire::ListExecutionsRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                limit: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+        else {
+            return found;
+        };
+        let page = page.into_inner();
+        found.extend(page.executions.into_iter().filter(|e| e.scheduled_at_millis != 0));
+        if page.next_page_token.is_empty() {
+            return found;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// The names the checker looks at: accepted and unanswered launches, and scheduled executions.
+pub async fn names_to_check(client: &mut AdminClient, workload: &Workload) -> (Vec<String>, Vec<String>) {
+    let mut names: Vec<String> = workload
+        .launches
+        .iter()
+        .filter(|l| matches!(l.outcome, Launched::Accepted | Launched::NoAnswer))
+        .map(|l| l.name.clone())
+        .collect();
+    let scheduled: Vec<String> = scheduled_executions(client)
+        .await
+        .into_iter()
+        .filter_map(|e| e.id.map(|id| id.name))
+        .collect();
+    names.extend(scheduled.iter().cloned());
+    (names, scheduled)
+}
+
+/// Checks the run; `log` is the deployment's event log.
+pub async fn check(
+    client: &mut AdminClient,
+    log: &dyn aloft_eventlog::EventLog,
+    topics: &aloft_eventlog::Topics,
+    workload: &Workload,
+) -> Report {
+    let mut report = Report {
+        launch_outcomes: workload.outcomes(),
+        ..Default::default()
+    };
+    let (names, scheduled) = names_to_check(client, workload).await;
+    let acknowledged: BTreeSet<&str> = workload
+        .launches
+        .iter()
+        .filter(|l| l.outcome == Launched::Accepted)
+        .map(|l| l.name.as_str())
+        .chain(scheduled.iter().map(String::as_str))
+        .collect();
+    let replayed = replay(log, &topics.executions).await;
+    let mut read_models = BTreeMap::new();
+    for name in &names {
+        match get_execution(client, name).await {
+            Ok(execution) => {
+                read_models.insert(name.clone(), execution);
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                if acknowledged.contains(name.as_str()) {
+                    report.lost.push(name.clone());
+                }
+            }
+            Err(status) => report.not_succeeded.push(format!("{name}: cannot be read: {status}")),
+        }
+    }
+    report.executions = read_models.len();
+    for (name, execution) in &read_models {
+        if execution.phase == wire::ExecutionPhase::Succeeded as i32 {
+            report.succeeded += 1;
+        } else {
+            let phase = wire::ExecutionPhase::try_from(execution.phase)
+                .map(|p| p.as_str_name())
+                .unwrap_or("unknown");
+            report.not_succeeded.push(format!("{name}: {phase} {}", execution.error));
+        }
+        check_history(client, name, &mut report).await;
+        match replayed.get(name) {
+            None => report.projection_diffs.push(format!("{name}: not in the replayed log")),
+            Some(state) => {
+                if let Some(diff) = compare(state, execution) {
+                    report.projection_diffs.push(format!("{name}: {diff}"));
+                }
+            }
+        }
+    }
+    count_runs(&workload.runs, &mut report);
+    let scheduled_times: Vec<i64> = scheduled_executions(client)
+        .await
+        .iter()
+        .map(|e| e.scheduled_at_millis)
+        .collect();
+    report.scheduled_fires = scheduled_times.len();
+    let mut seen = BTreeSet::new();
+    report.schedule_duplicates = scheduled_times.into_iter().filter(|t| !seen.insert(*t)).collect();
+    report
+}
+
+async fn check_history(client: &mut AdminClient, name: &str, report: &mut Report) {
+    let request = wire::GetExecutionRequest {
+        id: Some(execution_id(name)),
+        ..Default::default()
+    };
+    let history = match tokio::time::timeout(CALL_TIMEOUT, client.get_execution_history(request)).await {
+        Ok(Ok(history)) => history.into_inner().events,
+        _ => {
+            report.histories_with_gaps.push(format!("{name}: history unreadable"));
+            return;
+        }
+    };
+    let decisions: Vec<&wire::HistoryEvent> = history
+        .iter()
+        .filter(|e| aloft_core::StreamId::is_execution(&e.stream))
+        .collect();
+    let gap_free = decisions.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1)
+        && decisions.last().map(|e| e.kind.as_str()) == Some("ExecutionFinished");
+    if !gap_free {
+        let seqs: Vec<u64> = decisions.iter().map(|e| e.seq).collect();
+        report.histories_with_gaps.push(format!("{name}: seqs {seqs:?}"));
+    }
+    let mut succeeded: HashMap<u64, usize> = HashMap::new();
+    for event in history.iter().filter(|e| e.kind == "NodeSucceeded") {
+        let payload: serde_json::Value = serde_json::from_str(&event.payload_json).unwrap_or_default();
+        let node = payload
+            .pointer("/NodeSucceeded/node")
+            .or_else(|| payload.get("node"))
+            .and_then(|n| n.as_u64())
+            .unwrap_or(u64::MAX);
+        *succeeded.entry(node).or_default() += 1;
+    }
+    for (node, times) in succeeded {
+        if times > 1 {
+            report
+                .nodes_succeeded_twice
+                .push(format!("{name} node {node}: {times} times"));
+        }
+    }
+}
+
+/// Folds the executions topic from offset 0 with core's admission and `apply`, partition by partition,
+/// as a fresh reader would.
+async fn replay(
+    log: &dyn aloft_eventlog::EventLog,
+    topic: &str,
+) -> HashMap<String, aloft_core::ExecutionState> {
+    let mut folds: BTreeMap<u32, PartitionFold> = BTreeMap::new();
+    for record in read_topic(log, topic).await {
+        let fold = folds.entry(record.partition).or_default();
+        let Ok(envelopes) = Envelope::decode_all(&record.payload) else {
+            continue;
+        };
+        for envelope in envelopes {
+            if let Payload::Execution(event) = &envelope.payload {
+                let meta = EventMeta {
+                    seq: envelope.seq,
+                    writer_epoch: envelope.writer_epoch,
+                };
+                fold.apply(&meta, event);
+            }
+        }
+    }
+    folds
+        .into_values()
+        .flat_map(|fold| fold.executions.into_iter())
+        .map(|(id, state): (ExecutionId, _)| (id.name.clone(), state))
+        .collect()
+}
+
+/// The first difference between the replayed state and the read model: the execution's phase, then each
+/// node's phase.
+fn compare(state: &aloft_core::ExecutionState, execution: &wire::Execution) -> Option<String> {
+    let replayed_phase = wire::ExecutionPhase::from(state.phase) as i32;
+    if replayed_phase != execution.phase {
+        return Some(format!(
+            "phase {:?} in the replay, {:?} in the read model",
+            state.phase, execution.phase
+        ));
+    }
+    let read: HashMap<&str, i32> = execution.nodes.iter().map(|n| (n.node_id.as_str(), n.phase)).collect();
+    for (index, node) in state.nodes.iter().enumerate() {
+        let id = state.workflow.nodes[index].id.as_str();
+        let replayed = wire::NodePhase::from(node.phase) as i32;
+        match read.get(id) {
+            Some(phase) if *phase == replayed => {}
+            Some(phase) => {
+                return Some(format!(
+                    "node {id}: {:?} in the replay, {phase} in the read model",
+                    node.phase
+                ))
+            }
+            None => return Some(format!("node {id} is missing from the read model")),
+        }
+    }
+    None
+}
+
+/// Reads the runs file: duplicate runs of one attempt, and how many pooled tasks held a token at once.
+fn count_runs(path: &std::path::Path, report: &mut Report) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut attempts: HashMap<&str, usize> = HashMap::new();
+    let mut pool_events: Vec<(i64, i32)> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["pool", _, "start", at] => pool_events.push((at.parse().unwrap_or(0), 1)),
+            ["pool", _, "end", at] => pool_events.push((at.parse().unwrap_or(0), -1)),
+            [_, _, _] => *attempts.entry(line).or_default() += 1,
+            _ => {}
+        }
+    }
+    report.duplicate_attempt_runs = attempts.values().map(|runs| runs - 1).sum();
+    // Ends before starts at the same millisecond: a token handed straight on is not two holders.
+    pool_events.sort();
+    let mut holding = 0i32;
+    for (_, change) in pool_events {
+        holding += change;
+        report.max_pool_holders = report.max_pool_holders.max(holding.max(0) as usize);
+    }
+}

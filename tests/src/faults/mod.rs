@@ -1,0 +1,58 @@
+//! The fault harness: a steady workload on the real parts (a Kafka-compatible broker with persistent
+//! storage, Postgres, Redis, two propellers, admin, the catalog and the scheduler as processes), faults
+//! injected on a schedule, and a checker over the raw log and the read models afterwards.
+//!
+//! `parts` owns the dependencies the harness can break (its own broker and Redis, the deployment's
+//! database connections); `workload` registers and launches the mix; `checker` reads what happened.
+
+pub mod checker;
+pub mod parts;
+pub mod workload;
+
+use std::time::Duration;
+
+/// One kind of fault the harness injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// A propeller SIGKILLed and started again.
+    PropellerKilled,
+    /// The broker SIGKILLed and restarted on the same storage.
+    BrokerKilled,
+    /// The broker SIGSTOPped for longer than the consumer session timeout, then continued.
+    BrokerPaused,
+    /// Every connection of the deployment's database killed with `pg_terminate_backend`.
+    DatabaseConnectionsKilled,
+    /// Redis SIGKILLed and restarted empty.
+    RedisRestartedEmpty,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::PropellerKilled,
+        Fault::BrokerKilled,
+        Fault::BrokerPaused,
+        Fault::DatabaseConnectionsKilled,
+        Fault::RedisRestartedEmpty,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::PropellerKilled => "propeller SIGKILL + restart",
+            Fault::BrokerKilled => "broker SIGKILL + restart (same storage)",
+            Fault::BrokerPaused => "broker SIGSTOP 10 s (> session timeout)",
+            Fault::DatabaseConnectionsKilled => "Postgres pg_terminate_backend (all connections)",
+            Fault::RedisRestartedEmpty => "Redis SIGKILL + restart empty",
+        }
+    }
+}
+
+/// One fault as it happened: when it healed and how long the fleet took to run a new execution after.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    pub fault: Fault,
+    /// Seconds since the run started.
+    pub at_seconds: f64,
+    /// From the fault's end (restart, continue) to the first execution launched after it succeeding; `None`
+    /// when none did before the run ended.
+    pub recovered_after: Option<Duration>,
+}

@@ -1,0 +1,207 @@
+//! The fault harness (issue 22): a steady workload on the real parts while the broker, Postgres, Redis and a
+//! propeller fail in turn, then the checker over the raw log and the read models. In CI a short run with
+//! one fault of each kind; `ALOFT_FAULTS_SECONDS` (and `ALOFT_FAULTS_PERIOD_SECONDS`) make a long one,
+//! whose summary the README reports.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use aloft_e2e::faults::checker;
+use aloft_e2e::faults::parts::{tansu_binary, terminate_database_connections, Broker, OwnRedis};
+use aloft_e2e::faults::workload::{Launched, Workload};
+use aloft_e2e::faults::{Fault, Injected};
+use aloft_e2e::*;
+
+fn seconds_from_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// A fault and the wall-clock millisecond it healed at.
+struct Healed {
+    fault: Fault,
+    at_seconds: f64,
+    healed_millis: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_losing_or_repeating_work() {
+    let Some((_, database)) = real_backends() else {
+        return;
+    };
+    let Some(tansu) = tansu_binary() else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "the fault harness needs tansu with SQLite storage (ALOFT_TEST_TANSU or ~/.cargo/bin/tansu)"
+        );
+        eprintln!("skipping: no tansu binary for the harness's own broker");
+        return;
+    };
+    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 100);
+    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 18);
+
+    let parts_dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(tansu, parts_dir.path());
+    let Some(mut redis) = OwnRedis::start(parts_dir.path()) else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "the fault harness needs redis-server"
+        );
+        return;
+    };
+    let deployment = Deployment::new(&broker.address(), &database).await;
+    let redis_env = [("ALOFT_REDIS_URL", redis.url())];
+    let _catalog = deployment.start_catalog();
+    let _admin = deployment.start_admin();
+    let mut propellers = vec![
+        deployment.start_with_env("aloft-propeller", "propeller-p1", &with_member(&redis_env, "p1")),
+        deployment.start_with_env("aloft-propeller", "propeller-p2", &with_member(&redis_env, "p2")),
+    ];
+    let _scheduler = deployment.start_scheduler("s1");
+    let mut client = deployment.client().await;
+    let mut workload = Workload::register(&mut client, deployment.scratch.path()).await;
+
+    let started = Instant::now();
+    let mut healed: Vec<Healed> = Vec::new();
+    let mut next_fault = started + period;
+    let mut next_launch = started;
+    while started.elapsed() < run_for {
+        if Instant::now() >= next_launch {
+            workload.launch_next(&mut client).await;
+            next_launch += Duration::from_millis(500);
+        }
+        workload.signal_gates(&mut client).await;
+        if Instant::now() >= next_fault {
+            let fault = Fault::ALL[healed.len() % Fault::ALL.len()];
+            let at_seconds = started.elapsed().as_secs_f64();
+            eprintln!("t={at_seconds:.1}s: injecting {}", fault.name());
+            match fault {
+                Fault::PropellerKilled => {
+                    let victim = healed.len() % propellers.len();
+                    let member = format!("p{}", victim + 1);
+                    propellers[victim].sigkill();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    propellers[victim] = deployment.start_with_env(
+                        "aloft-propeller",
+                        &format!("propeller-{member}"),
+                        &with_member(&redis_env, &member),
+                    );
+                }
+                Fault::BrokerKilled => broker.kill_and_restart(Duration::from_secs(3)),
+                Fault::BrokerPaused => {
+                    broker.pause();
+                    // Launches keep coming while it is stopped: they must be answered, not hang.
+                    let until = Instant::now() + Duration::from_secs(10);
+                    while Instant::now() < until {
+                        workload.launch_next(&mut client).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    broker.resume();
+                }
+                Fault::DatabaseConnectionsKilled => {
+                    let killed = terminate_database_connections(&deployment.database_url).await;
+                    eprintln!("  {killed} connections terminated");
+                }
+                Fault::RedisRestartedEmpty => redis.kill_and_restart(Duration::from_secs(2)),
+            }
+            healed.push(Healed {
+                fault,
+                at_seconds,
+                healed_millis: chrono::Utc::now().timestamp_millis(),
+            });
+            next_fault = Instant::now() + period;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let launching = started.elapsed();
+
+    // Drain: everything launched finishes (gates are signalled until they all are).
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (names, _) = checker::names_to_check(&mut client, &workload).await;
+    let mut pending: Vec<String> = names;
+    while !pending.is_empty() && Instant::now() < deadline {
+        workload.signal_gates(&mut client).await;
+        let mut still = Vec::new();
+        for name in pending {
+            let request = aloft_proto::v1::GetExecutionRequest {
+                id: Some(aloft_e2e::faults::workload::execution_id(&name)),
+                ..Default::default()
+            };
+            match client.get_execution(request).await {
+                Ok(execution) if execution.get_ref().finished_at_millis != 0 => {}
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                _ => still.push(name),
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    let log = deployment.open_log(4).await;
+    let topics = aloft_eventlog::Topics::with_prefix(&deployment.topic_prefix);
+    let mut report = checker::check(&mut client, log.as_ref(), &topics, &workload).await;
+    report.wall = started.elapsed();
+    report.throughput_per_minute = report.succeeded as f64 / launching.as_secs_f64() * 60.0;
+    report.faults = recoveries(&mut client, &workload, &healed).await;
+    eprintln!("{report}");
+    let violations = report.violations();
+    assert!(
+        violations.is_empty(),
+        "the checker found:\n{}\n{report}\nscratch: {}",
+        violations.join("\n"),
+        deployment.scratch.path().display()
+    );
+    assert!(
+        workload.launches.iter().all(|l| l.outcome != Launched::NoAnswer),
+        "a launch hung instead of being answered (UNAVAILABLE is the answer while a dependency is down):\n{report}"
+    );
+    assert_eq!(
+        report.faults.iter().map(|f| f.fault).collect::<std::collections::BTreeSet<_>>().len(),
+        Fault::ALL.len(),
+        "every kind of fault is injected at least once (raise ALOFT_FAULTS_SECONDS)"
+    );
+}
+
+fn with_member(base: &[(&'static str, String)], member: &str) -> Vec<(&'static str, String)> {
+    let mut env = base.to_vec();
+    env.push(("ALOFT_MEMBER_ID", member.to_string()));
+    env
+}
+
+/// For each fault: the time from its healing to the first execution launched after it succeeding.
+async fn recoveries(client: &mut AdminClient, workload: &Workload, healed: &[Healed]) -> Vec<Injected> {
+    let mut injected = Vec::new();
+    for heal in healed {
+        let mut recovered_after = None;
+        for launch in workload
+            .launches
+            .iter()
+            .filter(|l| l.outcome == Launched::Accepted && l.at_millis >= heal.healed_millis)
+            .take(20)
+        {
+            let request = aloft_proto::v1::GetExecutionRequest {
+                id: Some(aloft_e2e::faults::workload::execution_id(&launch.name)),
+                ..Default::default()
+            };
+            if let Ok(execution) = client.get_execution(request).await {
+                let execution = execution.into_inner();
+                if execution.phase == aloft_proto::v1::ExecutionPhase::Succeeded as i32 {
+                    let millis = (execution.finished_at_millis - heal.healed_millis).max(0);
+                    recovered_after = Some(Duration::from_millis(millis as u64));
+                    break;
+                }
+            }
+        }
+        injected.push(Injected {
+            fault: heal.fault,
+            at_seconds: heal.at_seconds,
+            recovered_after,
+        });
+    }
+    injected
+}
