@@ -58,7 +58,7 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
     let redis_env = [("ALOFT_REDIS_URL", redis.url())];
     let _catalog = deployment.start_catalog();
     let _admin = deployment.start_admin();
-    let mut propellers = vec![
+    let mut propellers = [
         deployment.start_with_env("aloft-propeller", "propeller-p1", &with_member(&redis_env, "p1")),
         deployment.start_with_env("aloft-propeller", "propeller-p2", &with_member(&redis_env, "p2")),
     ];
@@ -161,7 +161,12 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         "a launch hung instead of being answered (UNAVAILABLE is the answer while a dependency is down):\n{report}"
     );
     assert_eq!(
-        report.faults.iter().map(|f| f.fault).collect::<std::collections::BTreeSet<_>>().len(),
+        report
+            .faults
+            .iter()
+            .map(|f| f.fault)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         Fault::ALL.len(),
         "every kind of fault is injected at least once (raise ALOFT_FAULTS_SECONDS)"
     );

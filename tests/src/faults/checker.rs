@@ -62,7 +62,10 @@ impl Report {
             ));
         }
         if !self.schedule_duplicates.is_empty() {
-            found.push(format!("scheduled times fired twice: {:?}", self.schedule_duplicates));
+            found.push(format!(
+                "scheduled times fired twice: {:?}",
+                self.schedule_duplicates
+            ));
         }
         found
     }
@@ -103,7 +106,12 @@ impl fmt::Display for Report {
                 Some(after) => format!("next execution succeeded {:.1} s after", after.as_secs_f64()),
                 None => "no execution launched after it succeeded".to_string(),
             };
-            writeln!(f, "    t={:>6.1}s  {:<48} {recovered}", fault.at_seconds, fault.fault.name())?;
+            writeln!(
+                f,
+                "    t={:>6.1}s  {:<48} {recovered}",
+                fault.at_seconds,
+                fault.fault.name()
+            )?;
         }
         Ok(())
     }
@@ -194,7 +202,9 @@ pub async fn check(
                     report.lost.push(name.clone());
                 }
             }
-            Err(status) => report.not_succeeded.push(format!("{name}: cannot be read: {status}")),
+            Err(status) => report
+                .not_succeeded
+                .push(format!("{name}: cannot be read: {status}")),
         }
     }
     report.executions = read_models.len();
@@ -205,11 +215,15 @@ pub async fn check(
             let phase = wire::ExecutionPhase::try_from(execution.phase)
                 .map(|p| p.as_str_name())
                 .unwrap_or("unknown");
-            report.not_succeeded.push(format!("{name}: {phase} {}", execution.error));
+            report
+                .not_succeeded
+                .push(format!("{name}: {phase} {}", execution.error));
         }
         check_history(client, name, &mut report).await;
         match replayed.get(name) {
-            None => report.projection_diffs.push(format!("{name}: not in the replayed log")),
+            None => report
+                .projection_diffs
+                .push(format!("{name}: not in the replayed log")),
             Some(state) => {
                 if let Some(diff) = compare(state, execution) {
                     report.projection_diffs.push(format!("{name}: {diff}"));
@@ -237,7 +251,9 @@ async fn check_history(client: &mut AdminClient, name: &str, report: &mut Report
     let history = match tokio::time::timeout(CALL_TIMEOUT, client.get_execution_history(request)).await {
         Ok(Ok(history)) => history.into_inner().events,
         _ => {
-            report.histories_with_gaps.push(format!("{name}: history unreadable"));
+            report
+                .histories_with_gaps
+                .push(format!("{name}: history unreadable"));
             return;
         }
     };
@@ -309,7 +325,11 @@ fn compare(state: &aloft_core::ExecutionState, execution: &wire::Execution) -> O
             state.phase, execution.phase
         ));
     }
-    let read: HashMap<&str, i32> = execution.nodes.iter().map(|n| (n.node_id.as_str(), n.phase)).collect();
+    let read: HashMap<&str, i32> = execution
+        .nodes
+        .iter()
+        .map(|n| (n.node_id.as_str(), n.phase))
+        .collect();
     for (index, node) in state.nodes.iter().enumerate() {
         let id = state.workflow.nodes[index].id.as_str();
         let replayed = wire::NodePhase::from(node.phase) as i32;

@@ -78,7 +78,13 @@ impl Broker {
             .open(&self.log)
             .expect("broker log file");
         let child = Command::new(&self.binary)
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
             .args(["--storage-engine", "sqlite://broker.db"])
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -185,7 +191,9 @@ impl Drop for OwnRedis {
 /// operator's `pg_terminate_backend` would; returns how many.
 pub async fn terminate_database_connections(database_url: &str) -> u64 {
     use sqlx::Row;
-    let (base, name) = database_url.rsplit_once('/').expect("a database URL names its database");
+    let (base, name) = database_url
+        .rsplit_once('/')
+        .expect("a database URL names its database");
     let name = name.split('?').next().unwrap_or(name).to_string();
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/postgres"))
         .await

@@ -27,7 +27,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ROTATION: [Kind; 6] = [Kind::Chain, Kind::Diamond, Kind::Map, Kind::Cached, Kind::Gate, Kind::Pooled];
+    const ROTATION: [Kind; 6] = [
+        Kind::Chain,
+        Kind::Diamond,
+        Kind::Map,
+        Kind::Cached,
+        Kind::Gate,
+        Kind::Pooled,
+    ];
 
     fn workflow(self) -> &'static str {
         match self {
@@ -189,7 +196,11 @@ impl Workload {
                 Ok(Ok(_)) => {}
                 // Refused for good when the launch never happened; the checker reports it then.
                 Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
-                    if self.launches.iter().any(|l| l.name == name && l.outcome == Launched::Accepted) {
+                    if self
+                        .launches
+                        .iter()
+                        .any(|l| l.name == name && l.outcome == Launched::Accepted)
+                    {
                         still.push(name);
                     }
                 }

@@ -76,7 +76,10 @@ pub enum PlanError {
     #[error("the planned workflow is not a valid workflow spec: {reason}")]
     InvalidSpec { reason: String },
     #[error("the planned workflow does not compile: {error} (it may use the tasks: {allowed})")]
-    DoesNotCompile { error: Box<CompileError>, allowed: String },
+    DoesNotCompile {
+        error: Box<CompileError>,
+        allowed: String,
+    },
     #[error("the planned workflow's input {input:?} has type {wanted}, but the node gives {given}")]
     InputType {
         input: String,
