@@ -42,8 +42,8 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         eprintln!("skipping: no tansu binary for the harness's own broker");
         return;
     };
-    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 100);
-    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 18);
+    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 110);
+    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 17);
 
     let parts_dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(tansu, parts_dir.path());

@@ -35,6 +35,8 @@ pub struct Report {
     pub max_pool_holders: usize,
     /// Scheduled times fired more than once.
     pub schedule_duplicates: Vec<i64>,
+    /// Scheduled times skipped (the plan catches up on every missed time): gaps between fired times.
+    pub schedule_gaps: Vec<String>,
     pub scheduled_fires: usize,
     pub faults: Vec<Injected>,
     pub wall: Duration,
@@ -47,7 +49,9 @@ impl Report {
         let mut found = Vec::new();
         let mut list = |what: &str, items: &[String]| {
             if !items.is_empty() {
-                found.push(format!("{what} ({}): {}", items.len(), items.join("; ")));
+                let shown: Vec<&str> = items.iter().take(10).map(String::as_str).collect();
+                let more = if items.len() > 10 { "; ..." } else { "" };
+                found.push(format!("{what} ({}): {}{more}", items.len(), shown.join("; ")));
             }
         };
         list("acknowledged launches lost", &self.lost);
@@ -55,6 +59,7 @@ impl Report {
         list("nodes succeeded twice", &self.nodes_succeeded_twice);
         list("histories with gaps", &self.histories_with_gaps);
         list("read models differing from a replay", &self.projection_diffs);
+        list("scheduled times skipped", &self.schedule_gaps);
         if self.max_pool_holders > POOL_LIMIT as usize {
             found.push(format!(
                 "pool limit {POOL_LIMIT} exceeded: {} held at once",
@@ -96,9 +101,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  pool: at most {} of {POOL_LIMIT} tokens held at once; scheduled times fired twice {}",
+            "  pool: at most {} of {POOL_LIMIT} tokens held at once; scheduled times fired twice {}, skipped {}",
             self.max_pool_holders,
-            self.schedule_duplicates.len()
+            self.schedule_duplicates.len(),
+            self.schedule_gaps.len()
         )?;
         writeln!(f, "  faults injected {}:", self.faults.len())?;
         for fault in &self.faults {
@@ -159,7 +165,7 @@ pub async fn names_to_check(client: &mut AdminClient, workload: &Workload) -> (V
     let mut names: Vec<String> = workload
         .launches
         .iter()
-        .filter(|l| matches!(l.outcome, Launched::Accepted | Launched::NoAnswer))
+        .filter(|l| l.outcome.may_exist())
         .map(|l| l.name.clone())
         .collect();
     let scheduled: Vec<String> = scheduled_executions(client)
@@ -240,6 +246,12 @@ pub async fn check(
     report.scheduled_fires = scheduled_times.len();
     let mut seen = BTreeSet::new();
     report.schedule_duplicates = scheduled_times.into_iter().filter(|t| !seen.insert(*t)).collect();
+    let fired: Vec<i64> = seen.into_iter().collect();
+    report.schedule_gaps = fired
+        .windows(2)
+        .filter(|pair| pair[1] - pair[0] != 60_000)
+        .map(|pair| format!("{} -> {}", pair[0], pair[1]))
+        .collect();
     report
 }
 
@@ -351,17 +363,25 @@ fn compare(state: &aloft_core::ExecutionState, execution: &wire::Execution) -> O
 fn count_runs(path: &std::path::Path, report: &mut Report) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut attempts: HashMap<&str, usize> = HashMap::new();
-    let mut pool_events: Vec<(i64, i32)> = Vec::new();
+    // Per attempt of the pooled task: when it started and when it ended or was stopped.
+    let mut held: BTreeMap<&str, (Option<i64>, Option<i64>)> = BTreeMap::new();
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["pool", _, "start", at] => pool_events.push((at.parse().unwrap_or(0), 1)),
-            ["pool", _, "end", at] => pool_events.push((at.parse().unwrap_or(0), -1)),
+            ["pool", attempt, "start", at] => held.entry(attempt).or_default().0 = at.parse().ok(),
+            ["pool", attempt, "end" | "stopped", at] => held.entry(attempt).or_default().1 = at.parse().ok(),
             [_, _, _] => *attempts.entry(line).or_default() += 1,
             _ => {}
         }
     }
     report.duplicate_attempt_runs = attempts.values().map(|runs| runs - 1).sum();
+    // An attempt with a start and no end was SIGKILLed with its propeller: it held its token for at most the
+    // task's one second.
+    let mut pool_events: Vec<(i64, i32)> = held
+        .values()
+        .filter_map(|(start, end)| start.map(|start| (start, end.unwrap_or(start + 1_000))))
+        .flat_map(|(start, end)| [(start, 1), (end, -1)])
+        .collect();
     // Ends before starts at the same millisecond: a token handed straight on is not two holders.
     pool_events.sort();
     let mut holding = 0i32;

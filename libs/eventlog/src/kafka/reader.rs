@@ -10,7 +10,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::Offset;
 
-use super::client::{kafka_error, METADATA_TIMEOUT};
+use super::client::{is_transient, kafka_error, OutageLog, METADATA_TIMEOUT};
 use crate::{Error, Record, RecordStream, Result};
 
 /// How long a gap in a partition's offsets is re-read before it is taken as real.
@@ -27,6 +27,7 @@ pub(super) struct KafkaReader {
     expected: HashMap<String, HashMap<u32, u64>>,
     /// A gap being re-read, per topic and partition: the offset it starts at and when it was first seen.
     gaps: HashMap<String, HashMap<u32, (u64, Instant)>>,
+    outage: OutageLog,
 }
 
 impl KafkaReader {
@@ -36,6 +37,7 @@ impl KafkaReader {
             consumer,
             expected,
             gaps: HashMap::new(),
+            outage: OutageLog::new(),
         }
     }
 
@@ -105,7 +107,15 @@ impl RecordStream for KafkaReader {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Record>> {
         let mut batch = Vec::new();
         while batch.is_empty() {
-            let first = to_record(&self.consumer.recv().await.map_err(kafka_error("reading"))?);
+            let first = match self.consumer.recv().await {
+                Ok(message) => to_record(&message),
+                // librdkafka reconnects on its own; the next record (or error) comes when it has.
+                Err(error) if is_transient(&error) => {
+                    self.outage.note("reading", &error);
+                    continue;
+                }
+                Err(error) => return Err(kafka_error("reading")(error)),
+            };
             if self.accept(&first) {
                 batch.push(first);
             }
@@ -118,6 +128,10 @@ impl RecordStream for KafkaReader {
                     if self.accept(&record) {
                         batch.push(record);
                     }
+                }
+                Some(Err(error)) if is_transient(&error) => {
+                    self.outage.note("reading", &error);
+                    break;
                 }
                 Some(Err(error)) => return Err(Error::Kafka(format!("reading: {error}"))),
                 None => break,

@@ -63,6 +63,9 @@ pub struct AdminApi {
     pub access: Arc<aloft_auth::access::AccessControl>,
 }
 
+/// How long a write waits for the event log's acknowledgement before answering UNAVAILABLE.
+const APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -113,7 +116,16 @@ impl AdminApi {
     async fn append(&self, topic: &str, key: &str, envelope: Envelope) -> ApiResult<Position> {
         let caller = aloft_auth::access::recorded_principal();
         let record = envelope.by(caller).encode()?;
-        Ok(self.log.append(topic, key, record).await?)
+        // While the broker is out of reach the producer keeps the record queued (up to its message timeout):
+        // the caller hears UNAVAILABLE in seconds instead of waiting on it.
+        match tokio::time::timeout(APPEND_TIMEOUT, self.log.append(topic, key, record)).await {
+            Ok(appended) => Ok(appended?),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "the event log did not acknowledge the write within {APPEND_TIMEOUT:?} (the broker may be down or \
+                 restarting); it may still be recorded when the broker returns, so check before retrying, or retry \
+                 with the same execution name, which never runs twice"
+            ))),
+        }
     }
 
     /// Read-your-writes: waits until the projection has applied the record at `position`.
