@@ -210,3 +210,122 @@ async fn recoveries(client: &mut AdminClient, workload: &Workload, healed: &[Hea
     }
     injected
 }
+
+/// The harness's own broker and a deployment on it with admin (its ops endpoints on `ops_port`) and one
+/// propeller, or `None` (skipped).
+async fn on_own_broker(
+    dir: &std::path::Path,
+    ops_port: u16,
+) -> Option<(Broker, Deployment, Vec<Service>, AdminClient)> {
+    let (_, database) = real_backends()?;
+    let Some(tansu) = tansu_binary() else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "these tests need tansu with SQLite storage (ALOFT_TEST_TANSU or ~/.cargo/bin/tansu)"
+        );
+        return None;
+    };
+    let broker = Broker::start(tansu, dir);
+    let deployment = Deployment::new(&broker.address(), &database).await;
+    let ops = [("ALOFT_OPS_LISTEN", format!("127.0.0.1:{ops_port}"))];
+    let services = vec![
+        deployment.start_with_env("aloft-admin", "admin", &ops),
+        deployment.start_propeller("p1"),
+    ];
+    let mut client = deployment.client().await;
+    register_process_task(&mut client, DOMAIN, "hello", "echo hi").await;
+    Some((broker, deployment, services, client))
+}
+
+/// Regression (found by the harness): a Kafka read error during a broker restart ended the propeller's
+/// engine, so the process exited and nothing ran until someone restarted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_propeller_keeps_running_through_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut broker, _deployment, mut services, mut client)) =
+        on_own_broker(dir.path(), free_port()).await
+    else {
+        return;
+    };
+    let before = launch(&mut client, task("hello", "1"), "before-restart", &[])
+        .await
+        .unwrap();
+    wait_succeeded(&mut client, &before, Duration::from_secs(60)).await;
+    broker.kill_and_restart(Duration::from_secs(5));
+    let after = launch_when_answered(&mut client, "after-restart").await;
+    wait_succeeded(&mut client, &after, Duration::from_secs(90)).await;
+    assert!(
+        services[1].child.try_wait().unwrap().is_none(),
+        "the propeller exited during the broker's restart"
+    );
+}
+
+/// While the broker does not answer, a write is answered UNAVAILABLE within seconds, saying why, instead of
+/// hanging, and admin's /readyz says it is not ready; once the broker answers again the write goes through
+/// and admin is ready again, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_answered_unavailable_while_the_broker_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops_port = free_port();
+    let Some((broker, _deployment, _services, mut client)) = on_own_broker(dir.path(), ops_port).await else {
+        return;
+    };
+    wait_for_readiness(ops_port, 200).await;
+    broker.pause();
+    let (status, body) = wait_for_readiness(ops_port, 503).await;
+    assert!(body.contains("event log"), "{status}: {body}");
+    let asked = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        launch(&mut client, task("hello", "1"), "while-stopped", &[]),
+    )
+    .await;
+    broker.resume();
+    let status = answer
+        .expect("the write hung")
+        .expect_err("the write cannot be acknowledged");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("did not acknowledge"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "answered only after {:?}",
+        asked.elapsed()
+    );
+    let after = launch_when_answered(&mut client, "after-resume").await;
+    wait_succeeded(&mut client, &after, Duration::from_secs(90)).await;
+    wait_for_readiness(ops_port, 200).await;
+}
+
+/// Polls `/readyz` until it answers `status`; the answer.
+async fn wait_for_readiness(port: u16, status: u16) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = http_get(port, "/readyz").await;
+        if let Some(answer) = answer.filter(|(got, _)| *got == status) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "/readyz never answered {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Launches `name`, retrying while admin answers UNAVAILABLE (the broker coming back).
+async fn launch_when_answered(client: &mut AdminClient, name: &str) -> aloft_proto::v1::ExecutionIdentifier {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match launch(client, task("hello", "1"), name, &[]).await {
+            Ok(id) => return id,
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                return aloft_e2e::faults::workload::execution_id(name)
+            }
+            Err(status) => {
+                assert!(Instant::now() < deadline, "{name} never launched: {status:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}

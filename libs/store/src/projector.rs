@@ -72,20 +72,29 @@ enum Unready {
     Database(sqlx::Error),
     #[error("database did not answer within 2 s")]
     DatabaseSlow,
+    #[error("event log unreachable: {0}")]
+    Log(aloft_eventlog::Error),
+    #[error("the event log did not answer within 2 s")]
+    LogSlow,
     #[error("the projector has not started")]
     ProjectorNotStarted,
 }
 
 /// The readiness of a service that serves from projected tables: its API serves (`serving`, set once
-/// start-up is done), its database answers within 2 s and its projector has started (loaded its offsets).
-/// Shaped for `aloft_telemetry::ops::ReadinessCheck`.
+/// start-up is done), its database and the event log (`topic`'s first partition) answer within 2 s, and its
+/// projector has started (loaded its offsets). While the broker is out of reach the service is degraded:
+/// it serves reads from its tables but cannot write, so it says not ready. Shaped for
+/// `aloft_telemetry::ops::ReadinessCheck`.
 pub fn readiness(
     store: Store,
+    log: Arc<dyn EventLog>,
+    topic: String,
     progress: watch::Receiver<Progress>,
     serving: Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn() -> BoxFuture<'static, std::result::Result<(), NotReady>> + Send + Sync {
     move || {
         let pool = store.pool().clone();
+        let (log, topic) = (Arc::clone(&log), topic.clone());
         let started = !progress.borrow().is_empty();
         let serving = serving.load(std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
@@ -97,6 +106,11 @@ pub fn readiness(
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => return Err(NotReady::because(Unready::Database(error))),
                 Err(_) => return Err(NotReady::because(Unready::DatabaseSlow)),
+            }
+            match tokio::time::timeout(Duration::from_secs(2), log.end_offset(&topic, 0)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(NotReady::because(Unready::Log(error))),
+                Err(_) => return Err(NotReady::because(Unready::LogSlow)),
             }
             if started {
                 Ok(())

@@ -65,6 +65,8 @@ pub async fn run(
     if let Some(address) = options.ops_listen {
         let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(aloft_store::projector::readiness(
             store.clone(),
+            Arc::clone(&log),
+            options.topics.executions.clone(),
             progress_rx,
             Arc::clone(&serving),
         ));
