@@ -39,6 +39,8 @@ pub struct Report {
     pub schedule_gaps: Vec<String>,
     pub scheduled_fires: usize,
     pub faults: Vec<Injected>,
+    /// Launch to start of every checked execution: (created at, milliseconds to its start).
+    pub launch_to_start: Vec<(i64, i64)>,
     pub wall: Duration,
     pub throughput_per_minute: f64,
 }
@@ -106,6 +108,14 @@ impl fmt::Display for Report {
             self.schedule_duplicates.len(),
             self.schedule_gaps.len()
         )?;
+        let mut all: Vec<i64> = self.launch_to_start.iter().map(|(_, ms)| *ms).collect();
+        let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
+        writeln!(
+            f,
+            "  launch to start: p50 {}, p99 {}",
+            ms(super::quantile(&mut all, 0.5)),
+            ms(super::quantile(&mut all, 0.99))
+        )?;
         writeln!(f, "  faults injected {}:", self.faults.len())?;
         for fault in &self.faults {
             let recovered = match fault.recovered_after {
@@ -114,9 +124,41 @@ impl fmt::Display for Report {
             };
             writeln!(
                 f,
-                "    t={:>6.1}s  {:<48} {recovered}",
+                "    t={:>6.1}s  {:<48} {recovered}; launch-to-start p99 {} during, {} after",
                 fault.at_seconds,
-                fault.fault.name()
+                fault.fault.name(),
+                ms(fault.p99_during),
+                ms(fault.p99_after)
+            )?;
+        }
+        // Per kind: recovery seconds, launch-to-start p99s during, and after.
+        type Figures = (Vec<f64>, Vec<i64>, Vec<i64>);
+        let mut by_kind: BTreeMap<super::Fault, Figures> = BTreeMap::new();
+        for fault in &self.faults {
+            let entry = by_kind.entry(fault.fault).or_default();
+            if let Some(after) = fault.recovered_after {
+                entry.0.push(after.as_secs_f64());
+            }
+            entry.1.extend(fault.p99_during.map(|d| d.as_millis() as i64));
+            entry.2.extend(fault.p99_after.map(|d| d.as_millis() as i64));
+        }
+        writeln!(
+            f,
+            "  per kind (times, recovery min-max, worst launch-to-start p99 during / after):"
+        )?;
+        for (kind, (recovered, during, after)) in by_kind {
+            let (low, high) = recovered
+                .iter()
+                .fold((f64::MAX, 0f64), |(low, high), s| (low.min(*s), high.max(*s)));
+            writeln!(
+                f,
+                "    {:<48} {} x, recovered in {:.1}-{:.1} s; {} / {} ms",
+                kind.name(),
+                recovered.len(),
+                if recovered.is_empty() { 0.0 } else { low },
+                high,
+                during.iter().max().copied().unwrap_or(0),
+                after.iter().max().copied().unwrap_or(0)
             )?;
         }
         Ok(())
@@ -214,6 +256,11 @@ pub async fn check(
         }
     }
     report.executions = read_models.len();
+    report.launch_to_start = read_models
+        .values()
+        .filter(|e| e.started_at_millis != 0)
+        .map(|e| (e.created_at_millis, e.started_at_millis - e.created_at_millis))
+        .collect();
     for (name, execution) in &read_models {
         if execution.phase == wire::ExecutionPhase::Succeeded as i32 {
             report.succeeded += 1;

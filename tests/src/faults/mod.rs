@@ -55,4 +55,18 @@ pub struct Injected {
     /// From the fault's end (restart, continue) to the first execution launched after it succeeding; `None`
     /// when none did before the run ended.
     pub recovered_after: Option<Duration>,
+    /// p99 of launch-to-start (the read model's `started_at - created_at`) of executions launched from the
+    /// fault's start until 10 s after it healed, and of those launched in the 30 s after that.
+    pub p99_during: Option<Duration>,
+    pub p99_after: Option<Duration>,
+}
+
+/// The `q` quantile (0..=1) of `values`, or `None` when there are none.
+pub fn quantile(values: &mut [i64], q: f64) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let index = ((values.len() - 1) as f64 * q).round() as usize;
+    Some(Duration::from_millis(values[index].max(0) as u64))
 }
