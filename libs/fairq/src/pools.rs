@@ -141,7 +141,15 @@ pub struct RedisPools {
 impl RedisPools {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisPools, PoolError> {
         let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
+        // Bounded waits: without them a call made while Redis restarts can wait on a dead connection for
+        // minutes, and the attempt service waits with it (found by the fault harness: a Redis restart held up
+        // every tenant's queue for ~100 s).
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(3)
+            .set_max_delay(1_000);
+        let connection = redis::aio::ConnectionManager::new_with_config(client, config).await?;
         Ok(RedisPools {
             connection,
             prefix: prefix.to_string(),

@@ -35,6 +35,34 @@ impl Fault {
         Fault::RedisRestartedEmpty,
     ];
 
+    /// The short name `ALOFT_FAULTS_KINDS` takes (a comma-separated list limits a run to those kinds).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Fault::PropellerKilled => "propeller",
+            Fault::BrokerKilled => "broker-kill",
+            Fault::BrokerPaused => "broker-pause",
+            Fault::DatabaseConnectionsKilled => "postgres",
+            Fault::RedisRestartedEmpty => "redis",
+        }
+    }
+
+    /// The kinds a run injects, in turn: `ALOFT_FAULTS_KINDS`, or all of them.
+    pub fn chosen() -> Vec<Fault> {
+        let Ok(names) = std::env::var("ALOFT_FAULTS_KINDS") else {
+            return Fault::ALL.to_vec();
+        };
+        let chosen: Vec<Fault> = names
+            .split(',')
+            .map(|name| {
+                Fault::ALL
+                    .into_iter()
+                    .find(|fault| fault.short_name() == name.trim())
+                    .unwrap_or_else(|| panic!("ALOFT_FAULTS_KINDS: unknown fault {name:?}"))
+            })
+            .collect();
+        chosen
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::PropellerKilled => "propeller SIGKILL + restart",
