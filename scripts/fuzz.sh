@@ -20,7 +20,7 @@ for target in "${targets[@]}"; do
   cp -r "fuzz/corpus/$target/." "$work/"
   log="$(mktemp)"
   status=0
-  (cd fuzz && cargo fuzz run --sanitizer none "$target" "$work" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
+  (cd fuzz && cargo fuzz run --sanitizer none --debug-assertions "$target" "$work" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
       -print_final_stats=1) >"$log" 2>&1 || status=$?
   grep -E "^stat::(number_of_executed_units|peak_rss_mb)|panicked|SUMMARY" "$log" | sed "s/^/[fuzz] $target: /" >&2 || true
   rm -rf "$work"
