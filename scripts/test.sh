@@ -289,6 +289,9 @@ say "checking the Python SDK (ruff, mypy --strict, pytest)"
 (cd sdk/python && python3 -m ruff check . ../../examples/python && python3 -m ruff format --check . ../../examples/python \
   && python3 -m mypy && python3 -m pytest -q) || die "the Python SDK's checks failed"
 
+say "fuzzing every parser of user and log input, ${ALOFT_FUZZ_SECONDS:-60} s per target (scripts/fuzz.sh)"
+scripts/fuzz.sh all "${ALOFT_FUZZ_SECONDS:-60}" || die "a fuzz target failed (its input is in fuzz/artifacts/)"
+
 say "building"
 cargo build --workspace --bins --quiet
 say "running the test suite"

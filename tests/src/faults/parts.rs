@@ -39,151 +39,155 @@ fn wait_port(port: u16, what: &str, log: &Path) {
     }
 }
 
-fn signal(child: &Child, signal: Signal) {
-    let _ = kill(Pid::from_raw(child.id() as i32), signal);
-}
-
-/// A Kafka-compatible broker of the harness's own, on a free port, its log in a SQLite file.
-pub struct Broker {
-    binary: PathBuf,
-    pub port: u16,
-    /// Its SQLite file is `broker.db` here: tansu is run from the file's directory.
-    dir: PathBuf,
+/// A server process the harness starts, kills and starts again on the same port and files.
+struct Server {
+    what: &'static str,
+    port: u16,
     log: PathBuf,
+    command: Box<dyn Fn() -> Command + Send>,
     child: Option<Child>,
 }
 
-impl Broker {
-    pub fn start(binary: PathBuf, dir: &Path) -> Broker {
-        let mut broker = Broker {
-            binary,
-            port: free_port(),
-            dir: dir.to_path_buf(),
-            log: dir.join("broker.log"),
+impl Server {
+    fn start(
+        what: &'static str,
+        port: u16,
+        log: PathBuf,
+        command: Box<dyn Fn() -> Command + Send>,
+    ) -> Server {
+        let mut server = Server {
+            what,
+            port,
+            log,
+            command,
             child: None,
         };
-        broker.spawn();
-        broker
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        server.spawn();
+        server
     }
 
     fn spawn(&mut self) {
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
-            .expect("broker log file");
-        let child = Command::new(&self.binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &listener,
-                "--advertised-listener-url",
-                &listener,
-            ])
-            .args(["--storage-engine", "sqlite://broker.db"])
-            .current_dir(&self.dir)
+            .expect("server log file");
+        let child = (self.command)()
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("broker log file"))
+            .stdout(log.try_clone().expect("server log file"))
             .stderr(log)
             .spawn()
-            .expect("spawn the broker");
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.what));
         self.child = Some(child);
-        wait_port(self.port, "the broker", &self.log);
+        wait_port(self.port, self.what, &self.log);
     }
 
-    /// SIGKILL, then a new broker on the same storage.
-    pub fn kill_and_restart(&mut self, down_for: Duration) {
+    fn signal(&self, signal: Signal) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    fn stop(&mut self) {
+        self.signal(Signal::SIGCONT);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGKILL, then the same server again after `down_for`.
+    fn kill_and_restart(&mut self, down_for: Duration) {
+        self.stop();
         std::thread::sleep(down_for);
         self.spawn();
     }
+}
 
-    pub fn pause(&self) {
-        if let Some(child) = &self.child {
-            signal(child, Signal::SIGSTOP);
-        }
-    }
-
-    pub fn resume(&self) {
-        if let Some(child) = &self.child {
-            signal(child, Signal::SIGCONT);
-        }
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            signal(child, Signal::SIGCONT);
-            let _ = child.kill();
-            let _ = child.wait();
+/// A Kafka-compatible broker of the harness's own, on a free port, its log in a SQLite file (`broker.db`
+/// in `dir`: tansu is run from the file's directory), so a restart keeps every record.
+pub struct Broker {
+    server: Server,
+}
+
+impl Broker {
+    pub fn start(binary: PathBuf, dir: &Path) -> Broker {
+        let port = free_port();
+        let log = dir.join("broker.log");
+        let dir = dir.to_path_buf();
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let command = move || {
+            let mut command = Command::new(&binary);
+            command
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &listener,
+                    "--advertised-listener-url",
+                    &listener,
+                ])
+                .args(["--storage-engine", "sqlite://broker.db"])
+                .current_dir(&dir);
+            command
+        };
+        Broker {
+            server: Server::start("the broker", port, log, Box::new(command)),
         }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.server.port)
+    }
+
+    /// SIGKILL, then a new broker on the same storage.
+    pub fn kill_and_restart(&mut self, down_for: Duration) {
+        self.server.kill_and_restart(down_for);
+    }
+
+    pub fn pause(&self) {
+        self.server.signal(Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.server.signal(Signal::SIGCONT);
     }
 }
 
 /// A Redis of the harness's own (nothing kept on disk), so killing it touches no other test.
 pub struct OwnRedis {
-    pub port: u16,
-    log: PathBuf,
-    child: Option<Child>,
+    server: Server,
 }
 
 impl OwnRedis {
     /// `None` when no `redis-server` is installed.
     pub fn start(dir: &Path) -> Option<OwnRedis> {
         Command::new("redis-server").arg("--version").output().ok()?;
-        let mut redis = OwnRedis {
-            port: free_port(),
-            log: dir.join("redis.log"),
-            child: None,
+        let port = free_port();
+        let command = move || {
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"]);
+            command
         };
-        redis.spawn();
-        Some(redis)
+        Some(OwnRedis {
+            server: Server::start("redis", port, dir.join("redis.log"), Box::new(command)),
+        })
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).expect("redis log file");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("redis log file"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
-        wait_port(self.port, "redis", &self.log);
+        format!("redis://127.0.0.1:{}", self.server.port)
     }
 
     /// SIGKILL, then an empty Redis on the same port.
     pub fn kill_and_restart(&mut self, down_for: Duration) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        std::thread::sleep(down_for);
-        self.spawn();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill_and_restart(down_for);
     }
 }
 
