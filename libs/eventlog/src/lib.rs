@@ -79,6 +79,11 @@ pub trait RecordStream: Send {
 pub trait GroupMembership: Send {
     /// Waits until this member's assignment changes and returns the complete new set of partitions.
     async fn next_assignment(&mut self) -> Result<Vec<u32>>;
+
+    /// Another member claimed `partition`, which this member was assigned: the group's assignments overlap
+    /// (a broker may hand one partition to two members and another to none after an outage). A membership
+    /// that can ask for a fresh assignment does so if the overlap outlasts a rebalance.
+    fn report_overlap(&mut self, _partition: u32) {}
 }
 
 impl dyn EventLog {

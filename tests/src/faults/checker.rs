@@ -406,27 +406,46 @@ fn compare(state: &aloft_core::ExecutionState, execution: &wire::Execution) -> O
     None
 }
 
+/// What the runs file says of one attempt of the pooled task.
+#[derive(Default)]
+struct PoolHold {
+    start: Option<i64>,
+    last_tick: Option<i64>,
+    /// Its end or its stop (SIGTERM), when it recorded one.
+    end: Option<i64>,
+}
+
 /// Reads the runs file: duplicate runs of one attempt, and how many pooled tasks held a token at once.
 fn count_runs(path: &std::path::Path, report: &mut Report) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut attempts: HashMap<&str, usize> = HashMap::new();
-    // Per attempt of the pooled task: when it started and when it ended or was stopped.
-    let mut held: BTreeMap<&str, (Option<i64>, Option<i64>)> = BTreeMap::new();
+    // Per attempt of the pooled task: when it started and when it was last seen holding the token (its end,
+    // its stop, or its last 100 ms tick).
+    let mut held: BTreeMap<&str, PoolHold> = BTreeMap::new();
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["pool", attempt, "start", at] => held.entry(attempt).or_default().0 = at.parse().ok(),
-            ["pool", attempt, "end" | "stopped", at] => held.entry(attempt).or_default().1 = at.parse().ok(),
+            ["pool", attempt, "start", at] => held.entry(attempt).or_default().start = at.parse().ok(),
+            ["pool", attempt, "tick", at] => {
+                let hold = held.entry(attempt).or_default();
+                hold.last_tick = hold.last_tick.max(at.parse().ok());
+            }
+            ["pool", attempt, "end" | "stopped", at] => {
+                held.entry(attempt).or_default().end = at.parse().ok()
+            }
             [_, _, _] => *attempts.entry(line).or_default() += 1,
             _ => {}
         }
     }
     report.duplicate_attempt_runs = attempts.values().map(|runs| runs - 1).sum();
-    // An attempt with a start and no end was SIGKILLed with its propeller: it held its token for at most the
-    // task's one second.
+    // A SIGKILLed attempt held its token until at most one tick after its last one.
     let mut pool_events: Vec<(i64, i32)> = held
         .values()
-        .filter_map(|(start, end)| start.map(|start| (start, end.unwrap_or(start + 1_000))))
+        .filter_map(|hold| {
+            let start = hold.start?;
+            let until = hold.end.unwrap_or_else(|| hold.last_tick.unwrap_or(start) + 100);
+            Some((start, until))
+        })
         .flat_map(|(start, end)| [(start, 1), (end, -1)])
         .collect();
     // Ends before starts at the same millisecond: a token handed straight on is not two holders.

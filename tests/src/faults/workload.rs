@@ -62,10 +62,14 @@ fn specs(runs: &Path) -> String {
     let pool_line = |what: &str| {
         format!("echo \\\"pool $ALOFT_EXECUTION/$ALOFT_ATTEMPT {what} $(date +%s%3N)\\\" >> {runs}")
     };
+    // A SIGKILLed attempt (its propeller cancels it so, or dies) records nothing at its end: it ticks every
+    // 100 ms while it holds the token, and the checker takes its last tick as its end.
     let pooled_body = format!(
-        "trap '{stopped}; exit 143' TERM INT; {start}; sleep 1 & wait $!; {end}; ",
+        "trap '{stopped}; exit 143' TERM INT; {start}; i=0; while [ $i -lt 10 ]; do sleep 0.1; {tick}; \
+         i=$((i+1)); done; {end}; ",
         stopped = pool_line("stopped"),
         start = pool_line("start"),
+        tick = pool_line("tick"),
         end = pool_line("end"),
     );
     [

@@ -19,6 +19,10 @@ const REBALANCE_SETTLE: Duration = Duration::from_secs(3);
 const IDLE_REJOIN: Duration = Duration::from_secs(10);
 /// The least time between two rejoins after rebalances that left this member's partitions as they were.
 const UNCHANGED_REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
+/// How long an overlapping assignment may last (a rebalance in progress ends it) before the member rejoins.
+const OVERLAP_PATIENCE: Duration = Duration::from_secs(5);
+/// How often a member holding partitions checks it holds at least its share of them (see `below_share`).
+const SHARE_CHECK: Duration = Duration::from_secs(15);
 
 struct MembershipContext {
     sender: mpsc::UnboundedSender<Vec<u32>>,
@@ -51,7 +55,7 @@ impl ConsumerContext for MembershipContext {
 
 /// One join of the group: its consumer, the task polling it, and the assignments it reports.
 struct GroupMember {
-    _consumer: Arc<StreamConsumer<MembershipContext>>,
+    consumer: Arc<StreamConsumer<MembershipContext>>,
     receiver: mpsc::UnboundedReceiver<Vec<u32>>,
     poller: tokio::task::JoinHandle<()>,
 }
@@ -77,7 +81,7 @@ impl GroupMember {
             }
         });
         Ok(GroupMember {
-            _consumer: consumer,
+            consumer,
             receiver,
             poller,
         })
@@ -102,6 +106,13 @@ pub(super) struct KafkaMembership {
     rebalanced: bool,
     /// When this member last rejoined because a rebalance left its partitions unchanged.
     unchanged_rejoin_at: Option<Instant>,
+    /// When the member last checked its share, and whether it was below it then (two checks in a row
+    /// make it rejoin).
+    share_checked_at: Instant,
+    below_share_before: bool,
+    /// A partition of this member's assignment another member claimed, and when it was reported: if it is
+    /// still assigned here `OVERLAP_PATIENCE` later, the member rejoins.
+    overlap: Option<(u32, Instant)>,
     /// An assignment received but not reported yet, and until when an empty one waits for the next.
     /// Kept here, not in the future, so `next_assignment` is cancel-safe inside `select!`.
     pending: Option<(Vec<u32>, Instant)>,
@@ -120,13 +131,59 @@ impl KafkaMembership {
             holding: Vec::new(),
             rebalanced: false,
             unchanged_rejoin_at: None,
+            share_checked_at: Instant::now(),
+            below_share_before: false,
+            overlap: None,
             pending: None,
         })
+    }
+
+    /// Whether a reported overlap is still in this member's assignment after `OVERLAP_PATIENCE`.
+    fn overlap_outlasted(&self) -> bool {
+        match self.overlap {
+            Some((partition, at)) => at.elapsed() >= OVERLAP_PATIENCE && self.holding.contains(&partition),
+            None => false,
+        }
     }
 
     fn receive(&mut self, assignment: Vec<u32>) {
         self.pending = Some((assignment, Instant::now() + REBALANCE_SETTLE));
         self.rebalanced = true;
+    }
+
+    /// Whether this member holds fewer partitions than an even split among the group's live members gives
+    /// each. tansu 0.6 can evict a member whose session ended (its broker stopped past the session timeout)
+    /// without handing its partitions out, and no later rebalance may change this member's share, so the
+    /// unchanged-rebalance rule never fires: the evicted member's partitions then have no owner at all
+    /// (found by the fault harness: a partition's executions waited minutes). Counting the group's members
+    /// (DescribeGroups) shows it: with P partitions and M members every member holds at least P / M.
+    async fn below_share(&self) -> bool {
+        let consumer = Arc::clone(&self.joined.consumer);
+        let topic = self.topic.clone();
+        let group = self.config.get("group.id").unwrap_or_default().to_string();
+        let held = self.holding.len();
+        let counted = tokio::task::spawn_blocking(move || {
+            let members = consumer
+                .fetch_group_list(Some(group.as_str()), Duration::from_secs(5))
+                .ok()?
+                .groups()
+                .iter()
+                .find(|g| g.name() == group)
+                .map(|g| g.members().len())?;
+            let partitions = consumer
+                .fetch_metadata(Some(topic.as_str()), Duration::from_secs(5))
+                .ok()?
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map(|t| t.partitions().len())?;
+            Some((members, partitions))
+        })
+        .await;
+        match counted {
+            Ok(Some((members, partitions))) if members > 0 => held < partitions / members,
+            _ => false,
+        }
     }
 
     /// Leaves the group and joins it again under a fresh member id, which makes the coordinator assign anew.
@@ -182,13 +239,22 @@ impl GroupMembership for KafkaMembership {
                     if self.holds_partitions {
                         self.holding = assignment.clone();
                     }
+                    if self
+                        .overlap
+                        .is_some_and(|(partition, _)| !assignment.contains(&partition))
+                    {
+                        self.overlap = None;
+                    }
                     return Ok(assignment);
                 }
             }
             let deadline = match &self.pending {
                 Some((_, settle_until)) => Some(*settle_until),
                 None if !self.holds_partitions => Some(self.idle_since + IDLE_REJOIN),
-                None => None,
+                None => Some(match self.overlap {
+                    Some((_, at)) => (at + OVERLAP_PATIENCE).min(self.share_checked_at + SHARE_CHECK),
+                    None => self.share_checked_at + SHARE_CHECK,
+                }),
             };
             let received = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), self.joined.receiver.recv()).await,
@@ -197,12 +263,47 @@ impl GroupMembership for KafkaMembership {
             match received {
                 Ok(Some(assignment)) => self.receive(assignment),
                 Ok(None) => return Err(Error::Closed),
+                Err(_) if self.pending.is_none() && self.overlap_outlasted() => {
+                    let partition = self.overlap.take().map(|(partition, _)| partition);
+                    tracing::info!(
+                        topic = %self.topic,
+                        ?partition,
+                        "another member owns a partition the group still assigns to this one; rejoining the group"
+                    );
+                    self.unchanged_rejoin_at = Some(Instant::now());
+                    self.rejoin()?;
+                }
+                Err(_) if self.pending.is_none() && self.holds_partitions => {
+                    self.share_checked_at = Instant::now();
+                    let below = self.below_share().await;
+                    let cooled_down = self
+                        .unchanged_rejoin_at
+                        .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN);
+                    if below && self.below_share_before && cooled_down {
+                        tracing::info!(
+                            topic = %self.topic,
+                            partitions = ?self.holding,
+                            "this member holds less than its share of the partitions (a member may have been evicted with its partitions); rejoining the group"
+                        );
+                        self.unchanged_rejoin_at = Some(Instant::now());
+                        self.below_share_before = false;
+                        self.rejoin()?;
+                    } else {
+                        self.below_share_before = below;
+                    }
+                }
                 Err(_) if self.pending.is_none() => {
                     tracing::debug!(topic = %self.topic, "no partitions for a while; rejoining the group");
                     self.rejoin()?;
                 }
                 Err(_) => {}
             }
+        }
+    }
+
+    fn report_overlap(&mut self, partition: u32) {
+        if self.overlap.is_none() && self.holding.contains(&partition) {
+            self.overlap = Some((partition, Instant::now()));
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct Engine {
     handed: HashSet<AttemptKey>,
     in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
     cache_gate: CacheGate,
+    /// Partitions this member was assigned that another member claimed since the loop last told the
+    /// membership (`GroupMembership::report_overlap`).
+    overlaps: Vec<u32>,
 }
 
 impl Engine {
@@ -129,6 +132,7 @@ impl Engine {
             handed: HashSet::new(),
             in_flight: FuturesOrdered::new(),
             cache_gate,
+            overlaps: Vec::new(),
         };
         info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
         let mut reader: Option<Box<dyn RecordStream>> = None;
@@ -155,6 +159,9 @@ impl Engine {
                 records = next_records => {
                     for record in records? {
                         engine.on_record(record);
+                    }
+                    for partition in std::mem::take(&mut engine.overlaps) {
+                        membership.report_overlap(partition);
                     }
                 }
                 Some(acknowledged) = engine.in_flight.next(), if !engine.in_flight.is_empty() => {
@@ -404,6 +411,7 @@ impl Engine {
             AfterEvent::StandDown => {
                 self.publish_partition_gauges();
                 self.cancel_attempts_of_partition(partition);
+                self.overlaps.push(partition);
             }
             AfterEvent::Decide {
                 execution,
