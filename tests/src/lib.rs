@@ -566,6 +566,32 @@ pub fn scalar_outputs(execution: &wire::Execution) -> Vec<String> {
     outputs
 }
 
+/// Every execution of the test project and domain, page by page (stops at the first refused page).
+pub async fn all_executions(client: &mut AdminClient) -> Vec<wire::Execution> {
+    let mut found = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let Ok(page) = client
+            .list_executions(wire::ListExecutionsRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                limit: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+        else {
+            return found;
+        };
+        let page = page.into_inner();
+        found.extend(page.executions);
+        if page.next_page_token.is_empty() {
+            return found;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// Checks the decision stream of an execution has seq 1..=n with no gap and ends in ExecutionFinished.
 pub async fn assert_history_gap_free(
     client: &mut AdminClient,

@@ -132,12 +132,8 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         workload.signal_gates(&mut client).await;
         let mut still = Vec::new();
         for name in pending {
-            let request = aloft_proto::v1::GetExecutionRequest {
-                id: Some(aloft_e2e::faults::workload::execution_id(&name)),
-                ..Default::default()
-            };
-            match client.get_execution(request).await {
-                Ok(execution) if execution.get_ref().finished_at_millis != 0 => {}
+            match checker::get_execution(&mut client, &name).await {
+                Ok(execution) if execution.finished_at_millis != 0 => {}
                 Err(status) if status.code() == tonic::Code::NotFound => {}
                 _ => still.push(name),
             }
@@ -210,12 +206,7 @@ async fn recoveries(
             .filter(|l| l.outcome == Launched::Accepted && l.at_millis >= heal.healed_millis)
             .take(20)
         {
-            let request = aloft_proto::v1::GetExecutionRequest {
-                id: Some(aloft_e2e::faults::workload::execution_id(&launch.name)),
-                ..Default::default()
-            };
-            if let Ok(execution) = client.get_execution(request).await {
-                let execution = execution.into_inner();
+            if let Ok(execution) = checker::get_execution(client, &launch.name).await {
                 if execution.phase == aloft_proto::v1::ExecutionPhase::Succeeded as i32 {
                     let millis = (execution.finished_at_millis - heal.healed_millis).max(0);
                     recovered_after = Some(Duration::from_millis(millis as u64));

@@ -99,17 +99,7 @@ nodes: [{{id: hold, gate: {{signal: {{name: never}}}}}}]
 /// What admin answers about every execution: phases, errors, scalar outputs and each node's phase,
 /// attempts and cache status (no times, paths or ids that differ between runs).
 async fn read_models(client: &mut AdminClient) -> serde_json::Value {
-    let executions = client
-        .list_executions(wire::ListExecutionsRequest {
-            project: PROJECT.into(),
-            domain: DOMAIN.into(),
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .executions;
+    let executions = all_executions(client).await;
     let mut names: Vec<String> = executions
         .into_iter()
         .filter_map(|e| e.id.map(|id| id.name))

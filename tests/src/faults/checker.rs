@@ -12,7 +12,7 @@ use aloft_proto::v1 as wire;
 
 use super::workload::{execution_id, Launched, Workload, CALL_TIMEOUT, POOL_LIMIT};
 use super::Injected;
-use crate::{read_topic, AdminClient, DOMAIN, PROJECT};
+use crate::{all_executions, read_topic, AdminClient};
 
 /// What the checker found.
 #[derive(Debug, Default)]
@@ -165,7 +165,8 @@ impl fmt::Display for Report {
     }
 }
 
-async fn get_execution(client: &mut AdminClient, name: &str) -> Result<wire::Execution, tonic::Status> {
+/// Execution `name` as admin answers it, within the harness's call timeout.
+pub async fn get_execution(client: &mut AdminClient, name: &str) -> Result<wire::Execution, tonic::Status> {
     let request = wire::GetExecutionRequest {
         id: Some(execution_id(name)),
         ..Default::default()
@@ -178,44 +179,28 @@ async fn get_execution(client: &mut AdminClient, name: &str) -> Result<wire::Exe
 
 /// Every scheduled execution (fired by the launch plan's schedule).
 pub async fn scheduled_executions(client: &mut AdminClient) -> Vec<wire::Execution> {
-    let mut found = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let Ok(page) = client
-            .list_executions(wire::ListExecutionsRequest {
-                project: PROJECT.into(),
-                domain: DOMAIN.into(),
-                limit: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-        else {
-            return found;
-        };
-        let page = page.into_inner();
-        found.extend(page.executions.into_iter().filter(|e| e.scheduled_at_millis != 0));
-        if page.next_page_token.is_empty() {
-            return found;
-        }
-        page_token = page.next_page_token;
-    }
+    let mut all = all_executions(client).await;
+    all.retain(|e| e.scheduled_at_millis != 0);
+    all
 }
 
 /// The names the checker looks at: accepted and unanswered launches, and scheduled executions.
-pub async fn names_to_check(client: &mut AdminClient, workload: &Workload) -> (Vec<String>, Vec<String>) {
+pub async fn names_to_check(
+    client: &mut AdminClient,
+    workload: &Workload,
+) -> (Vec<String>, Vec<wire::Execution>) {
     let mut names: Vec<String> = workload
         .launches
         .iter()
         .filter(|l| l.outcome.may_exist())
         .map(|l| l.name.clone())
         .collect();
-    let scheduled: Vec<String> = scheduled_executions(client)
-        .await
-        .into_iter()
-        .filter_map(|e| e.id.map(|id| id.name))
-        .collect();
-    names.extend(scheduled.iter().cloned());
+    let scheduled = scheduled_executions(client).await;
+    names.extend(
+        scheduled
+            .iter()
+            .filter_map(|e| e.id.as_ref().map(|id| id.name.clone())),
+    );
     (names, scheduled)
 }
 
@@ -236,7 +221,11 @@ pub async fn check(
         .iter()
         .filter(|l| l.outcome == Launched::Accepted)
         .map(|l| l.name.as_str())
-        .chain(scheduled.iter().map(String::as_str))
+        .chain(
+            scheduled
+                .iter()
+                .filter_map(|e| e.id.as_ref().map(|id| id.name.as_str())),
+        )
         .collect();
     let replayed = replay(log, &topics.executions).await;
     let mut read_models = BTreeMap::new();
@@ -285,11 +274,7 @@ pub async fn check(
         }
     }
     count_runs(&workload.runs, &mut report);
-    let scheduled_times: Vec<i64> = scheduled_executions(client)
-        .await
-        .iter()
-        .map(|e| e.scheduled_at_millis)
-        .collect();
+    let scheduled_times: Vec<i64> = scheduled.iter().map(|e| e.scheduled_at_millis).collect();
     report.scheduled_fires = scheduled_times.len();
     let mut seen = BTreeSet::new();
     report.schedule_duplicates = scheduled_times.into_iter().filter(|t| !seen.insert(*t)).collect();
