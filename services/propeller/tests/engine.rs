@@ -429,3 +429,154 @@ async fn a_stopping_owner_interrupts_interruptible_attempts_and_leaves_the_other
         "the other attempt is left running: {results:?}"
     );
 }
+
+/// The embedded log with a group membership the test drives: it hands out the assignments the test sends
+/// and records the overlaps the engine reports (as a broker's quirky consumer group would, after an outage).
+struct ScriptedGroupLog {
+    log: Arc<dyn EventLog>,
+    assignments: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<u32>>>>,
+    overlaps: Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+struct ScriptedMembership {
+    assignments: tokio::sync::mpsc::UnboundedReceiver<Vec<u32>>,
+    overlaps: Arc<std::sync::Mutex<Vec<u32>>>,
+}
+
+#[async_trait::async_trait]
+impl aloft_eventlog::GroupMembership for ScriptedMembership {
+    async fn next_assignment(&mut self) -> aloft_eventlog::Result<Vec<u32>> {
+        self.assignments.recv().await.ok_or(aloft_eventlog::Error::Closed)
+    }
+
+    fn report_overlap(&mut self, partition: u32) {
+        self.overlaps.lock().unwrap().push(partition);
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for ScriptedGroupLog {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> aloft_eventlog::Result<()> {
+        self.log.ensure_topic(topic, partitions).await
+    }
+    async fn partition_count(&self, topic: &str) -> aloft_eventlog::Result<u32> {
+        self.log.partition_count(topic).await
+    }
+    fn append_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<(String, Vec<u8>)>,
+    ) -> futures::future::BoxFuture<'static, aloft_eventlog::Result<Vec<aloft_eventlog::Position>>> {
+        self.log.append_batch(topic, partition, records)
+    }
+    async fn end_offset(&self, topic: &str, partition: u32) -> aloft_eventlog::Result<u64> {
+        self.log.end_offset(topic, partition).await
+    }
+    async fn read(
+        &self,
+        starts: Vec<(String, u32, u64)>,
+    ) -> aloft_eventlog::Result<Box<dyn aloft_eventlog::RecordStream>> {
+        self.log.read(starts).await
+    }
+    async fn join_group(
+        &self,
+        _group: &str,
+        _topic: &str,
+        _member: &str,
+    ) -> aloft_eventlog::Result<Box<dyn aloft_eventlog::GroupMembership>> {
+        let assignments = self
+            .assignments
+            .lock()
+            .unwrap()
+            .take()
+            .expect("one member joins the scripted group");
+        Ok(Box::new(ScriptedMembership {
+            assignments,
+            overlaps: Arc::clone(&self.overlaps),
+        }))
+    }
+    async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> aloft_eventlog::Result<()> {
+        self.log.commit(group, topic, partition, next_offset).await
+    }
+    async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> aloft_eventlog::Result<Option<u64>> {
+        self.log.committed(group, topic, partition).await
+    }
+}
+
+#[tokio::test]
+async fn an_owner_outbid_by_another_claim_reports_the_overlap_and_claims_again_when_the_group_reassigns_it() {
+    let harness = Harness::new().await;
+    let (assign, assignments) = tokio::sync::mpsc::unbounded_channel();
+    let overlaps = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let scripted: Arc<dyn EventLog> = Arc::new(ScriptedGroupLog {
+        log: Arc::clone(&harness.log),
+        assignments: std::sync::Mutex::new(Some(assignments)),
+        overlaps: Arc::clone(&overlaps),
+    });
+    let (stop, running) = start_propeller(&scripted, &harness.topics, harness.work.path(), "owner");
+    assign.send(vec![0]).unwrap();
+    harness
+        .wait_for("the owner's claim", |_, event| is_claim_by(event, "owner", 1))
+        .await;
+
+    // A member the broker also handed partition 0 claims it: the owner stands down and says so.
+    let ghost = Envelope {
+        stream: StreamId::Partition(0).to_string(),
+        seq: 2,
+        writer_epoch: 2,
+        occurred_at: 2,
+        traceparent: String::new(),
+        payload: Payload::Execution(ExecutionEvent::PartitionClaimed {
+            partition: 0,
+            epoch: 2,
+            owner: "ghost".into(),
+            at: 2,
+        }),
+        principal: None,
+    };
+    harness
+        .log
+        .append_batch(
+            &harness.topics.executions,
+            0,
+            vec![(StreamId::Partition(0).to_string(), ghost.encode().unwrap())],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !overlaps.lock().unwrap().contains(&0) {
+        assert!(Instant::now() < deadline, "the owner never reported the overlap");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The ghost went away without deciding anything; the group hands the owner the same partition again.
+    let execution = harness.request("after-the-overlap", &["noop"]).await;
+    assign.send(vec![0]).unwrap();
+    harness
+        .wait_for("the owner's new claim", |_, event| is_claim_by(event, "owner", 3))
+        .await;
+    let stream = StreamId::Execution(execution.clone()).to_string();
+    let finished = harness
+        .wait_for(
+            "the execution to succeed under the new claim",
+            |envelope, event| {
+                envelope.stream == stream && finished_phase(event) == Some(ExecutionPhase::Succeeded)
+            },
+        )
+        .await;
+    assert_eq!(finished.writer_epoch, 3);
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}

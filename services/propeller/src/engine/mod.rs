@@ -249,6 +249,8 @@ impl Engine {
     }
 
     /// Moves to a new set of owned partitions (`reset` ones are rebuilt from offset 0) and opens a reader.
+    /// A partition kept whose claim another owner won is rebuilt too, and claimed again: the group assigned
+    /// it here anew after the overlap.
     async fn reassign(
         &mut self,
         owned: HashSet<u32>,
@@ -256,9 +258,9 @@ impl Engine {
     ) -> anyhow::Result<Option<Box<dyn RecordStream>>> {
         let lost: Vec<u32> = self
             .partitions
-            .keys()
-            .copied()
-            .filter(|p| !owned.contains(p) || reset.contains(p))
+            .iter()
+            .filter(|(p, runtime)| !owned.contains(p) || reset.contains(p) || runtime.claim_lost)
+            .map(|(p, _)| *p)
             .collect();
         for partition in lost {
             // Another owner will mark these attempts lost and retry them; stop doing the work twice.
@@ -413,6 +415,7 @@ impl Engine {
                 self.cancel_attempts_of_partition(partition);
                 self.overlaps.push(partition);
             }
+            AfterEvent::ClaimLost => self.overlaps.push(partition),
             AfterEvent::Decide {
                 execution,
                 start_attempt,

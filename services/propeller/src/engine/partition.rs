@@ -51,6 +51,8 @@ pub enum AfterEvent {
     Activated,
     /// Another owner claimed the partition: stop the work started for it.
     StandDown,
+    /// Another owner's claim outbid ours before ours was read back: this member never decided here.
+    ClaimLost,
     Decide {
         execution: ExecutionId,
         /// The event started this attempt (node, attempt): run it.
@@ -71,6 +73,11 @@ pub struct PartitionRuntime {
     pub claimed_epoch: Option<u64>,
     /// Our claim was read back and is the partition's current epoch.
     pub active: bool,
+    /// Another owner's claim won over ours (we stood down, or our claim was outbid before it was read
+    /// back). Nothing is decided here until the group assigns the partition to this member again: it is
+    /// then rebuilt and claimed anew. Without this a partition the group kept assigning here after an
+    /// overlap had no owner at all (found by the fault harness after a broker pause).
+    pub claim_lost: bool,
     /// Highest seq appended per execution and not applied yet: decide again only once it is.
     pub pending: HashMap<ExecutionId, u64>,
     /// Each live execution's trace context (from its request's envelope): decisions and attempt spans
@@ -145,8 +152,14 @@ impl PartitionRuntime {
                 if self.active {
                     warn!(partition, epoch, owner = %owner, "partition claimed by another owner; standing down");
                     self.active = false;
+                    self.claim_lost = true;
                     self.pending.clear();
                     return AfterEvent::StandDown;
+                }
+                if self.claimed_epoch.is_some_and(|ours| *epoch >= ours) {
+                    warn!(partition, epoch, owner = %owner, "another owner's claim outbid ours; waiting for the group to assign the partition again");
+                    self.claim_lost = true;
+                    return AfterEvent::ClaimLost;
                 }
             }
             if self.claimed_epoch.is_none() && caught_up {
@@ -425,4 +438,77 @@ pub fn attempt_request(
         task_version: compiled.task_id.version.clone(),
         inputs: state.node_inputs(node)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(owner: &str, epoch: u64) -> (EventMeta, ExecutionEvent) {
+        let meta = EventMeta {
+            seq: epoch,
+            writer_epoch: epoch,
+        };
+        let event = ExecutionEvent::PartitionClaimed {
+            partition: 0,
+            epoch,
+            owner: owner.to_string(),
+            at: 1,
+        };
+        (meta, event)
+    }
+
+    #[test]
+    fn a_claim_outbid_before_it_is_read_back_is_lost_and_never_activates() {
+        let mut runtime = PartitionRuntime::assigned(0, None);
+        assert_eq!(runtime.epoch_to_claim(), Some(1));
+        let (meta, theirs) = claim("other", 1);
+        assert_eq!(
+            runtime.fold_event("me", &meta, &theirs, true),
+            AfterEvent::ClaimLost
+        );
+        assert!(runtime.claim_lost);
+        let (meta, ours) = claim("me", 1);
+        assert_eq!(runtime.fold_event("me", &meta, &ours, true), AfterEvent::Nothing);
+        assert!(
+            !runtime.active,
+            "a fenced claim does not make this member the owner"
+        );
+    }
+
+    #[test]
+    fn an_active_owner_stands_down_when_another_claims_and_its_claim_is_lost() {
+        let mut runtime = PartitionRuntime::assigned(0, None);
+        assert_eq!(runtime.epoch_to_claim(), Some(1));
+        let (meta, ours) = claim("me", 1);
+        assert_eq!(
+            runtime.fold_event("me", &meta, &ours, true),
+            AfterEvent::Activated
+        );
+        assert!(runtime.active && !runtime.claim_lost);
+        let (meta, theirs) = claim("other", 2);
+        assert_eq!(
+            runtime.fold_event("me", &meta, &theirs, true),
+            AfterEvent::StandDown
+        );
+        assert!(!runtime.active && runtime.claim_lost);
+    }
+
+    #[test]
+    fn an_earlier_claim_of_another_does_not_outbid_ours() {
+        // Ours (epoch 2) was appended after theirs (epoch 1) was read: theirs is accepted first, ours wins.
+        let mut runtime = PartitionRuntime::assigned(0, None);
+        runtime.claimed_epoch = Some(2);
+        let (meta, theirs) = claim("other", 1);
+        assert_eq!(
+            runtime.fold_event("me", &meta, &theirs, true),
+            AfterEvent::Nothing
+        );
+        assert!(!runtime.claim_lost);
+        let (meta, ours) = claim("me", 2);
+        assert_eq!(
+            runtime.fold_event("me", &meta, &ours, true),
+            AfterEvent::Activated
+        );
+    }
 }
