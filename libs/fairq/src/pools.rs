@@ -28,6 +28,20 @@ pub trait ResourcePools: Send + Sync {
         lease: Duration,
     ) -> Result<bool, PoolError>;
 
+    /// Renews the lease of `holder`, which runs on its tokens: as `acquire`, except that a store which
+    /// lost its state (Redis restarted empty) admits renewals first, so running holders count again before
+    /// anyone new is granted.
+    async fn renew(
+        &self,
+        pool: &str,
+        limit: u32,
+        amount: u32,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, PoolError> {
+        self.acquire(pool, limit, amount, holder, lease).await
+    }
+
     /// Gives the tokens of `holder` back.
     async fn release(&self, pool: &str, holder: &str) -> Result<(), PoolError>;
 
@@ -103,10 +117,17 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
     };
 }
 
-/// The grant is checked and made in the same script that dropped the expired holders.
+/// The grant is checked and made in the same script that dropped the expired holders. Before it: a store
+/// that lost its state (the marker KEYS[3] is gone although this replica saw it, ARGV[6]) grants renewals
+/// only (ARGV[5]) for one lease (KEYS[4]), the time every running holder takes to renew and count again.
 const ACQUIRE: &str = concat!(
     drop_expired_holders!(),
     r#"
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[3], '1')
+  if ARGV[6] == '1' then redis.call('SET', KEYS[4], '1', 'PX', ARGV[4]) end
+end
+if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local expires = now + tonumber(ARGV[4])
 if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
   redis.call('ZADD', KEYS[1], expires, ARGV[3])
@@ -131,11 +152,18 @@ return used
 );
 
 /// Pools in Redis, shared by every replica that uses the same `prefix`.
+///
+/// Redis restarted empty forgets every holder while their attempts still run: granting at once would
+/// exceed the limits. So the pools keep a marker key; a replica that saw it and finds it gone starts a
+/// grace period of one lease, during which only renewals are granted (running holders renew every third of
+/// a lease, so all of them count again before it ends). Replicas that all restarted with Redis cannot tell.
 pub struct RedisPools {
     connection: redis::aio::ConnectionManager,
     prefix: String,
     acquire: redis::Script,
     in_use: redis::Script,
+    /// This replica has seen the marker (set by its first successful call).
+    seen_marker: std::sync::atomic::AtomicBool,
 }
 
 impl RedisPools {
@@ -155,7 +183,38 @@ impl RedisPools {
             prefix: prefix.to_string(),
             acquire: redis::Script::new(ACQUIRE),
             in_use: redis::Script::new(IN_USE),
+            seen_marker: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    async fn take_or_renew(
+        &self,
+        pool: &str,
+        limit: u32,
+        amount: u32,
+        holder: &str,
+        lease: Duration,
+        renewal: bool,
+    ) -> Result<bool, PoolError> {
+        use std::sync::atomic::Ordering;
+        let (leases, amounts) = self.keys(pool);
+        let seen = self.seen_marker.load(Ordering::Relaxed);
+        let granted: i64 = self
+            .acquire
+            .key(leases)
+            .key(amounts)
+            .key(format!("{}aloft:pools:marker", self.prefix))
+            .key(format!("{}aloft:pools:grace", self.prefix))
+            .arg(limit)
+            .arg(amount)
+            .arg(holder)
+            .arg(lease.as_millis() as u64)
+            .arg(if renewal { "1" } else { "0" })
+            .arg(if seen { "1" } else { "0" })
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        self.seen_marker.store(true, Ordering::Relaxed);
+        Ok(granted == 1)
     }
 
     fn keys(&self, pool: &str) -> (String, String) {
@@ -176,18 +235,19 @@ impl ResourcePools for RedisPools {
         holder: &str,
         lease: Duration,
     ) -> Result<bool, PoolError> {
-        let (leases, amounts) = self.keys(pool);
-        let granted: i64 = self
-            .acquire
-            .key(leases)
-            .key(amounts)
-            .arg(limit)
-            .arg(amount)
-            .arg(holder)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.connection.clone())
-            .await?;
-        Ok(granted == 1)
+        self.take_or_renew(pool, limit, amount, holder, lease, false)
+            .await
+    }
+
+    async fn renew(
+        &self,
+        pool: &str,
+        limit: u32,
+        amount: u32,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, PoolError> {
+        self.take_or_renew(pool, limit, amount, holder, lease, true).await
     }
 
     async fn release(&self, pool: &str, holder: &str) -> Result<(), PoolError> {

@@ -152,3 +152,62 @@ mod redis {
     use super::*;
     suite!(redis_pools, redis_limiter);
 }
+
+/// Redis restarted empty forgets the holders whose attempts still run: for one lease only renewals are
+/// granted, so the running holders count again before a newcomer can exceed the limit.
+#[tokio::test]
+async fn after_redis_loses_the_pools_running_holders_renew_before_anyone_new_is_granted() {
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    let pools = RedisPools::connect(&url, &prefix).await.unwrap();
+    let lease = Duration::from_millis(900);
+    assert!(pools.acquire("gpu", 1, 1, "running", lease).await.unwrap());
+    assert!(!pools.acquire("gpu", 1, 1, "newcomer", lease).await.unwrap());
+
+    // What a restart without persistence does to this deployment's keys (only this test's prefix: other
+    // tests share the server).
+    let mut connection = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    assert!(
+        !pools.acquire("gpu", 1, 1, "newcomer", lease).await.unwrap(),
+        "a newcomer waits out the grace period"
+    );
+    assert!(
+        pools.renew("gpu", 1, 1, "running", lease).await.unwrap(),
+        "the running holder counts again"
+    );
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert!(pools.renew("gpu", 1, 1, "running", lease).await.unwrap());
+    assert!(
+        !pools.acquire("gpu", 1, 1, "newcomer", lease).await.unwrap(),
+        "after the grace period the limit counts the running holder"
+    );
+    pools.release("gpu", "running").await.unwrap();
+    assert!(pools.acquire("gpu", 1, 1, "newcomer", lease).await.unwrap());
+}
+
+/// A replica meeting pools it never saw (a fresh deployment) grants at once: there is nothing to recover.
+#[tokio::test]
+async fn a_fresh_deployment_grants_its_first_tokens_at_once() {
+    let Some(url) = redis_url() else { return };
+    let pools = RedisPools::connect(&url, &prefix()).await.unwrap();
+    assert!(pools
+        .acquire("gpu", 1, 1, "first", Duration::from_secs(30))
+        .await
+        .unwrap());
+}

@@ -108,7 +108,7 @@ impl HeldTokens {
                     if let Some(limit) = limit {
                         if let Err(error) = access
                             .pools
-                            .acquire(pool, limit, *amount, &holder, access.lease)
+                            .renew(pool, limit, *amount, &holder, access.lease)
                             .await
                         {
                             warn!(%pool, %error, "cannot renew a pool lease");
