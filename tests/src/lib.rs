@@ -234,8 +234,18 @@ impl Deployment {
 
     fn command(&self, binary_name: &str, log_name: &str) -> Command {
         let mut command = Command::new(binary(binary_name));
-        let log =
-            std::fs::File::create(self.scratch.path().join(format!("{log_name}.log"))).expect("log file");
+        let path = self.scratch.path().join(format!("{log_name}.log"));
+        // A restarted service's earlier log is kept (`name.log.1`, `.2`, ...): a failure is often explained
+        // by what the service wrote before it was killed.
+        if path.exists() {
+            let kept = (1..)
+                .map(|n| self.scratch.path().join(format!("{log_name}.log.{n}")))
+                .find(|kept| !kept.exists());
+            if let Some(kept) = kept {
+                let _ = std::fs::rename(&path, kept);
+            }
+        }
+        let log = std::fs::File::create(&path).expect("log file");
         command
             .env("ALOFT_KAFKA_BROKERS", &self.brokers)
             .env("ALOFT_DATABASE_URL", &self.database_url)
@@ -367,6 +377,17 @@ impl Deployment {
 
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.scratch.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Every log `name` wrote, its runs before restarts first (`log` is the current run's only).
+    pub fn logs_of_every_run(&self, name: &str) -> String {
+        let mut runs: Vec<String> = (1..)
+            .map(|n| self.scratch.path().join(format!("{name}.log.{n}")))
+            .take_while(|kept| kept.exists())
+            .map(|kept| std::fs::read_to_string(kept).unwrap_or_default())
+            .collect();
+        runs.push(self.log(name));
+        runs.join("")
     }
 
     /// Connects to admin once it answers and the bootstrap project exists.

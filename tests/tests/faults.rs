@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use aloft_e2e::faults::checker;
-use aloft_e2e::faults::parts::{tansu_binary, terminate_database_connections, Broker, OwnRedis};
+use aloft_e2e::faults::parts::{tansu_binary, terminate_database_connections, Broker, OwnPostgres, OwnRedis};
 use aloft_e2e::faults::workload::{Launched, Workload};
 use aloft_e2e::faults::{quantile, Fault, Injected};
 use aloft_e2e::*;
@@ -43,7 +43,7 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         eprintln!("skipping: no tansu binary for the harness's own broker");
         return;
     };
-    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 110);
+    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 130);
     let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 17);
     let kinds = Fault::chosen();
 
@@ -55,6 +55,22 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
             "the fault harness needs redis-server"
         );
         return;
+    };
+    // The harness's own Postgres, so restarting it touches no other test; without Postgres's server
+    // binaries the run uses the machine's and leaves the restart out.
+    let mut own_postgres = OwnPostgres::start(parts_dir.path());
+    let mut kinds = kinds;
+    let database = match &own_postgres {
+        Some(postgres) => postgres.url(),
+        None => {
+            assert!(
+                std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+                "the fault harness needs Postgres's server binaries (initdb, postgres) for its own cluster"
+            );
+            eprintln!("no Postgres server binaries: the run leaves the Postgres restart out");
+            kinds.retain(|kind| *kind != Fault::DatabaseRestarted);
+            database
+        }
     };
     let deployment = Deployment::new(&broker.address(), &database).await;
     let redis_env = [("ALOFT_REDIS_URL", redis.url())];
@@ -111,6 +127,11 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
                     eprintln!("  {killed} connections terminated");
                 }
                 Fault::RedisRestartedEmpty => redis.kill_and_restart(Duration::from_secs(2)),
+                Fault::DatabaseRestarted => {
+                    if let Some(postgres) = own_postgres.as_mut() {
+                        postgres.restart(Duration::from_secs(3));
+                    }
+                }
             }
             healed.push(Healed {
                 fault,
@@ -150,6 +171,9 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
     report.faults = recoveries(&mut client, &workload, &healed, &report.launch_to_start).await;
     eprintln!("{report}");
     let violations = report.violations();
+    if !violations.is_empty() {
+        eprintln!("{}", ownership_story(&deployment, &report));
+    }
     assert!(
         violations.is_empty(),
         "the checker found:\n{}\n{report}\nscratch: {}",
@@ -174,6 +198,47 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
             "every kind of fault is injected at least once (raise ALOFT_FAULTS_SECONDS)"
         );
     }
+}
+
+/// What a failed run needs to be understood where its scratch directory is gone (CI): the partitions of the
+/// executions that did not succeed, and every line the propellers wrote about partitions and the group.
+fn ownership_story(deployment: &Deployment, report: &checker::Report) -> String {
+    let partitions: std::collections::BTreeSet<u32> = report
+        .not_succeeded
+        .iter()
+        .filter_map(|line| line.split(':').next())
+        .map(|name| {
+            let id = aloft_core::ExecutionId {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                name: name.into(),
+            };
+            aloft_eventlog::partition_for_key(&id.partition_key(), 4)
+        })
+        .collect();
+    let mut story = format!("partitions of the executions not succeeded: {partitions:?}\n");
+    for member in ["p1", "p2"] {
+        let name = format!("propeller-{member}");
+        let log = deployment.logs_of_every_run(&name);
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| {
+                ["partition", "group", "rejoin", "owner"]
+                    .iter()
+                    .any(|word| line.contains(word))
+            })
+            .collect();
+        let shown = &lines[lines.len().saturating_sub(60)..];
+        story.push_str(&format!(
+            "--- {name}: its last {} lines about ownership\n",
+            shown.len()
+        ));
+        for line in shown {
+            story.push_str(line);
+            story.push('\n');
+        }
+    }
+    story
 }
 
 fn with_member(base: &[(&'static str, String)], member: &str) -> Vec<(&'static str, String)> {

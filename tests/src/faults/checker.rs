@@ -33,6 +33,8 @@ pub struct Report {
     /// Executions whose read model differs from a replay of the log from offset 0.
     pub projection_diffs: Vec<String>,
     pub max_pool_holders: usize,
+    /// The holders when the most held at once: `execution/attempt start..end` (milliseconds).
+    pub pool_holders_at_most: Vec<String>,
     /// Scheduled times fired more than once.
     pub schedule_duplicates: Vec<i64>,
     /// Scheduled times skipped (the plan catches up on every missed time): gaps between fired times.
@@ -64,8 +66,9 @@ impl Report {
         list("scheduled times skipped", &self.schedule_gaps);
         if self.max_pool_holders > POOL_LIMIT as usize {
             found.push(format!(
-                "pool limit {POOL_LIMIT} exceeded: {} held at once",
-                self.max_pool_holders
+                "pool limit {POOL_LIMIT} exceeded: {} held at once ({})",
+                self.max_pool_holders,
+                self.pool_holders_at_most.join(", ")
             ));
         }
         if !self.schedule_duplicates.is_empty() {
@@ -405,7 +408,7 @@ fn count_runs(path: &std::path::Path, report: &mut Report) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut attempts: HashMap<&str, usize> = HashMap::new();
     // Per attempt of the pooled task: when it started and when it was last seen holding the token (its end,
-    // its stop, or its last 100 ms tick).
+    // its stop, or its last tick).
     let mut held: BTreeMap<&str, PoolHold> = BTreeMap::new();
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -423,21 +426,35 @@ fn count_runs(path: &std::path::Path, report: &mut Report) {
         }
     }
     report.duplicate_attempt_runs = attempts.values().map(|runs| runs - 1).sum();
-    // A SIGKILLed attempt held its token until at most one tick after its last one.
-    let mut pool_events: Vec<(i64, i32)> = held
-        .values()
-        .filter_map(|hold| {
+    // A SIGKILLed attempt is known to hold its token until its last tick (it died within 25 ms of it).
+    let spans: Vec<(&str, i64, i64)> = held
+        .iter()
+        .filter_map(|(attempt, hold)| {
             let start = hold.start?;
-            let until = hold.end.unwrap_or_else(|| hold.last_tick.unwrap_or(start) + 100);
-            Some((start, until))
+            let until = hold.end.or(hold.last_tick).unwrap_or(start);
+            Some((*attempt, start, until))
         })
-        .flat_map(|(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    let mut pool_events: Vec<(i64, i32, usize)> = spans
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (_, start, end))| [(*start, 1, index), (*end, -1, index)])
         .collect();
     // Ends before starts at the same millisecond: a token handed straight on is not two holders.
     pool_events.sort();
-    let mut holding = 0i32;
-    for (_, change) in pool_events {
-        holding += change;
-        report.max_pool_holders = report.max_pool_holders.max(holding.max(0) as usize);
+    let mut holders: BTreeSet<usize> = BTreeSet::new();
+    for (_, change, index) in pool_events {
+        if change > 0 {
+            holders.insert(index);
+        } else {
+            holders.remove(&index);
+        }
+        if holders.len() > report.max_pool_holders {
+            report.max_pool_holders = holders.len();
+            report.pool_holders_at_most = holders
+                .iter()
+                .map(|&i| format!("{} {}..{}", spans[i].0, spans[i].1, spans[i].2))
+                .collect();
+        }
     }
 }

@@ -22,17 +22,20 @@ pub enum Fault {
     BrokerPaused,
     /// Every connection of the deployment's database killed with `pg_terminate_backend`.
     DatabaseConnectionsKilled,
+    /// Postgres shut down (fast: every session ended) and started again.
+    DatabaseRestarted,
     /// Redis SIGKILLed and restarted empty.
     RedisRestartedEmpty,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::PropellerKilled,
         Fault::BrokerKilled,
         Fault::BrokerPaused,
         Fault::DatabaseConnectionsKilled,
         Fault::RedisRestartedEmpty,
+        Fault::DatabaseRestarted,
     ];
 
     /// The short name `ALOFT_FAULTS_KINDS` takes (a comma-separated list limits a run to those kinds).
@@ -42,6 +45,7 @@ impl Fault {
             Fault::BrokerKilled => "broker-kill",
             Fault::BrokerPaused => "broker-pause",
             Fault::DatabaseConnectionsKilled => "postgres",
+            Fault::DatabaseRestarted => "postgres-restart",
             Fault::RedisRestartedEmpty => "redis",
         }
     }
@@ -69,6 +73,7 @@ impl Fault {
             Fault::BrokerKilled => "broker SIGKILL + restart (same storage)",
             Fault::BrokerPaused => "broker SIGSTOP 10 s (> session timeout)",
             Fault::DatabaseConnectionsKilled => "Postgres pg_terminate_backend (all connections)",
+            Fault::DatabaseRestarted => "Postgres restarted (fast shutdown, 3 s down)",
             Fault::RedisRestartedEmpty => "Redis SIGKILL + restart empty",
         }
     }

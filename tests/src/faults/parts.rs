@@ -1,5 +1,6 @@
 //! The parts the harness breaks: its own broker (tansu on a SQLite file, so a restart keeps the log), its
-//! own Redis, and the deployment's Postgres connections.
+//! own Redis, its own Postgres (a cluster in a scratch directory, restarted without touching the machine's),
+//! and the deployment's Postgres connections.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,6 +103,17 @@ impl Server {
         std::thread::sleep(down_for);
         self.spawn();
     }
+
+    /// Sends `signal` (a server's own shutdown request), waits for the process to end, and starts it again
+    /// after `down_for`.
+    fn shut_down_and_restart(&mut self, signal: Signal, down_for: Duration) {
+        self.signal(signal);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
 }
 
 impl Drop for Server {
@@ -189,6 +201,100 @@ impl OwnRedis {
     pub fn kill_and_restart(&mut self, down_for: Duration) {
         self.server.kill_and_restart(down_for);
     }
+}
+
+/// A Postgres cluster of the harness's own (initdb in a scratch directory, on a free port, trust auth), so
+/// restarting it touches no other test. Run as the `postgres` user when the harness runs as root (Postgres
+/// refuses to run as root).
+pub struct OwnPostgres {
+    server: Server,
+}
+
+impl OwnPostgres {
+    /// `None` when no Postgres server binaries are installed (Debian's `/usr/lib/postgresql/N/bin`, or
+    /// `initdb` on the `PATH`).
+    pub fn start(dir: &Path) -> Option<OwnPostgres> {
+        use std::os::unix::process::CommandExt;
+        let bin = postgres_bin_dir()?;
+        let data = dir.join("postgres");
+        std::fs::create_dir_all(&data).ok()?;
+        let owner = run_as_postgres_user(&data);
+        let as_owner = move |command: &mut Command| {
+            if let Some((uid, gid)) = owner {
+                command.uid(uid).gid(gid);
+            }
+        };
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        as_owner(&mut initdb);
+        let output = initdb.output().expect("run initdb");
+        assert!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let port = free_port();
+        let postgres = bin.join("postgres");
+        let command = move || {
+            let mut command = Command::new(&postgres);
+            command
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(&data)
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .args(["-c", "max_connections=200"]);
+            as_owner(&mut command);
+            command
+        };
+        Some(OwnPostgres {
+            server: Server::start("postgres", port, dir.join("postgres.log"), Box::new(command)),
+        })
+    }
+
+    /// The base URL scratch databases are created from.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.server.port)
+    }
+
+    /// A fast shutdown (SIGINT: every session ended, as an operator's restart or a failover does), then
+    /// the same cluster again after `down_for`.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.server.shut_down_and_restart(Signal::SIGINT, down_for);
+    }
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|version| version.path().join("bin"))
+        .filter(|bin| bin.join("initdb").is_file())
+        .collect();
+    debian.sort();
+    if let Some(newest) = debian.pop() {
+        return Some(newest);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+}
+
+/// When running as root: the `postgres` user's (uid, gid), with `data` (and its parent) handed to it.
+fn run_as_postgres_user(data: &Path) -> Option<(u32, u32)> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    let user = nix::unistd::User::from_name("postgres").ok().flatten()?;
+    for dir in [data.parent(), Some(data)].into_iter().flatten() {
+        let _ = std::os::unix::fs::chown(dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()));
+    }
+    Some((user.uid.as_raw(), user.gid.as_raw()))
 }
 
 /// Kills every connection to the database of `database_url` (the deployment's own), as a failover or an

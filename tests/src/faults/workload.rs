@@ -63,9 +63,10 @@ fn specs(runs: &Path) -> String {
         format!("echo \\\"pool $ALOFT_EXECUTION/$ALOFT_ATTEMPT {what} $(date +%s%3N)\\\" >> {runs}")
     };
     // A SIGKILLed attempt (its propeller cancels it so, or dies) records nothing at its end: it ticks every
-    // 100 ms while it holds the token, and the checker takes its last tick as its end.
+    // 25 ms while it holds the token, and the checker takes its last tick as its end (a later guess would
+    // count a token the propeller rightly handed on after the kill as held twice).
     let pooled_body = format!(
-        "trap '{stopped}; exit 143' TERM INT; {start}; i=0; while [ $i -lt 10 ]; do sleep 0.1; {tick}; \
+        "trap '{stopped}; exit 143' TERM INT; {start}; i=0; while [ $i -lt 40 ]; do sleep 0.025; {tick}; \
          i=$((i+1)); done; {end}; ",
         stopped = pool_line("stopped"),
         start = pool_line("start"),
