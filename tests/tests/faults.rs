@@ -1,5 +1,6 @@
 //! The fault harness (issue 22): a steady workload on the real parts while the broker, Postgres, Redis and a
-//! propeller fail in turn, then the checker over the raw log and the read models. In CI a short run with
+//! propeller fail in turn, then the checker over the raw log, the read models and the webhooks the notifier
+//! delivered. In CI a short run with
 //! one fault of each kind; `ALOFT_FAULTS_SECONDS` (and `ALOFT_FAULTS_PERIOD_SECONDS`) make a long one,
 //! whose summary the README reports.
 
@@ -7,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use aloft_e2e::faults::checker;
 use aloft_e2e::faults::parts::{tansu_binary, terminate_database_connections, Broker, OwnPostgres, OwnRedis};
 use aloft_e2e::faults::workload::{Launched, Workload};
+use aloft_e2e::faults::{checker, workload};
 use aloft_e2e::faults::{quantile, Fault, Injected};
 use aloft_e2e::*;
 
@@ -73,16 +74,35 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         }
     };
     let deployment = Deployment::new(&broker.address(), &database).await;
-    let redis_env = [("ALOFT_REDIS_URL", redis.url())];
+    // Leases of 6 s: after Redis restarts empty, new pool grants wait one lease (the grace in which
+    // running holders renew), and the default 30 s would carry one fault's backlog into the next.
+    let redis_env = [
+        ("ALOFT_REDIS_URL", redis.url()),
+        ("ALOFT_POOL_LEASE_MS", "6000".to_string()),
+    ];
     let _catalog = deployment.start_catalog();
-    let _admin = deployment.start_admin();
+    // Admin checks that a rule's secret reference resolves where it runs; the notifier signs with it.
+    let hook_secret = [(workload::HOOK_SECRET_ENV, "fault-harness".to_string())];
+    let _admin = deployment.start_with_env("aloft-admin", "admin", &hook_secret);
     let mut propellers = [
         deployment.start_with_env("aloft-propeller", "propeller-p1", &with_member(&redis_env, "p1")),
         deployment.start_with_env("aloft-propeller", "propeller-p2", &with_member(&redis_env, "p2")),
     ];
     let _scheduler = deployment.start_scheduler("s1");
+    // Every launched execution asks for a signed webhook when it ends; the notifier delivers them here.
+    let receivers = tokio_util::sync::CancellationToken::new();
+    let hooks = aloft_testkit::HttpSink::start(receivers.clone())
+        .await
+        .expect("start the webhook receiver");
+    let notifier_env = [
+        hook_secret[0].clone(),
+        ("ALOFT_NOTIFY_RETRY_BASE_MS", "200".to_string()),
+        ("ALOFT_NOTIFY_RETRY_MAX_MS", "5000".to_string()),
+    ];
+    let _notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
     let mut client = deployment.client().await;
-    let mut workload = Workload::register(&mut client, deployment.scratch.path()).await;
+    let hook_url = hooks.url("/hook");
+    let mut workload = Workload::register(&mut client, deployment.scratch.path(), Some(&hook_url)).await;
 
     let started = Instant::now();
     let mut healed: Vec<Healed> = Vec::new();
@@ -149,12 +169,13 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
     let deadline = Instant::now() + Duration::from_secs(240);
     let (names, _) = checker::names_to_check(&mut client, &workload).await;
     let mut pending: Vec<String> = names;
+    let mut ended: Vec<String> = Vec::new();
     while !pending.is_empty() && Instant::now() < deadline {
         workload.signal_gates(&mut client).await;
         let mut still = Vec::new();
         for name in pending {
             match checker::get_execution(&mut client, &name).await {
-                Ok(execution) if execution.finished_at_millis != 0 => {}
+                Ok(execution) if execution.finished_at_millis != 0 => ended.push(name),
                 Err(status) if status.code() == tonic::Code::NotFound => {}
                 _ => still.push(name),
             }
@@ -162,10 +183,31 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         pending = still;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // And the webhooks of the launched executions that ended (the scheduled ones ask for none).
+    let launched: std::collections::BTreeSet<&str> =
+        workload.launches.iter().map(|l| l.name.as_str()).collect();
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(30));
+    let hook_bodies = loop {
+        let bodies: Vec<String> = hooks.received("/hook").into_iter().map(|r| r.body).collect();
+        let delivered: std::collections::BTreeSet<String> = bodies
+            .iter()
+            .filter_map(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+            .filter_map(|json| json["execution"].as_str().map(str::to_string))
+            .collect();
+        let all = ended
+            .iter()
+            .filter(|name| launched.contains(name.as_str()))
+            .all(|name| delivered.contains(name));
+        if all || Instant::now() >= deadline {
+            break bodies;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
 
     let log = deployment.open_log(4).await;
     let topics = aloft_eventlog::Topics::with_prefix(&deployment.topic_prefix);
     let mut report = checker::check(&mut client, log.as_ref(), &topics, &workload).await;
+    checker::check_notifications(&mut report, &workload, &hook_bodies);
     report.wall = started.elapsed();
     report.throughput_per_minute = report.succeeded as f64 / launching.as_secs_f64() * 60.0;
     report.faults = recoveries(&mut client, &workload, &healed, &report.launch_to_start).await;

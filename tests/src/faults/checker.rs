@@ -40,6 +40,15 @@ pub struct Report {
     /// Scheduled times skipped (the plan catches up on every missed time): gaps between fired times.
     pub schedule_gaps: Vec<String>,
     pub scheduled_fires: usize,
+    /// Names of the executions the checker read (launched and scheduled).
+    pub existing: BTreeSet<String>,
+    /// Webhooks received for the launched executions (each asks for one when it ends).
+    pub notifications_delivered: usize,
+    /// Ended launched executions no webhook arrived for.
+    pub notifications_missing: Vec<String>,
+    /// Executions whose webhook arrived more than once, with how often (the notifier delivers at least
+    /// once: a delivery sent but not recorded before a fault is sent again, with the same `delivery_id`).
+    pub notifications_repeated: Vec<String>,
     pub faults: Vec<Injected>,
     /// Launch to start of every checked execution: (created at, milliseconds to its start).
     pub launch_to_start: Vec<(i64, i64)>,
@@ -48,6 +57,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Whether the checker found the execution `name` (a launch that was accepted, or refused but landed).
+    fn launch_existed(&self, name: &str) -> bool {
+        self.existing.contains(name)
+    }
+
     /// Every broken invariant, one line each; empty when the run passed.
     pub fn violations(&self) -> Vec<String> {
         let mut found = Vec::new();
@@ -58,12 +72,27 @@ impl Report {
                 found.push(format!("{what} ({}): {}{more}", items.len(), shown.join("; ")));
             }
         };
+        // Under faults a launch may only be refused as UNAVAILABLE (a dependency is down): any other
+        // refusal means the workload itself is wrong and the run checks nothing.
+        let wrongly_refused: Vec<String> = self
+            .launch_outcomes
+            .iter()
+            .filter(|(outcome, _)| {
+                outcome.starts_with("refused") && outcome.as_str() != "refused Unavailable"
+            })
+            .map(|(outcome, count)| format!("{count} {outcome}"))
+            .collect();
+        list(
+            "launches refused for another reason than an outage",
+            &wrongly_refused,
+        );
         list("acknowledged launches lost", &self.lost);
         list("executions not succeeded", &self.not_succeeded);
         list("nodes succeeded twice", &self.nodes_succeeded_twice);
         list("histories with gaps", &self.histories_with_gaps);
         list("read models differing from a replay", &self.projection_diffs);
         list("scheduled times skipped", &self.schedule_gaps);
+        list("notifications never delivered", &self.notifications_missing);
         if self.max_pool_holders > POOL_LIMIT as usize {
             found.push(format!(
                 "pool limit {POOL_LIMIT} exceeded: {} held at once ({})",
@@ -110,6 +139,18 @@ impl fmt::Display for Report {
             self.max_pool_holders,
             self.schedule_duplicates.len(),
             self.schedule_gaps.len()
+        )?;
+        writeln!(
+            f,
+            "  notifications: {} webhooks delivered, {} executions without one, {} delivered more than once{}",
+            self.notifications_delivered,
+            self.notifications_missing.len(),
+            self.notifications_repeated.len(),
+            if self.notifications_repeated.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.notifications_repeated.join(", "))
+            }
         )?;
         let mut all: Vec<i64> = self.launch_to_start.iter().map(|(_, ms)| *ms).collect();
         let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
@@ -248,6 +289,7 @@ pub async fn check(
         }
     }
     report.executions = read_models.len();
+    report.existing = read_models.keys().cloned().collect();
     report.launch_to_start = read_models
         .values()
         .filter(|e| e.started_at_millis != 0)
@@ -288,6 +330,52 @@ pub async fn check(
         .map(|pair| format!("{} -> {}", pair[0], pair[1]))
         .collect();
     report
+}
+
+/// Compares the webhooks received (their JSON bodies) with the launched executions that ended: each must
+/// have had one; repeats are counted.
+pub fn check_notifications(report: &mut Report, workload: &Workload, bodies: &[String]) {
+    let mut received: HashMap<String, (usize, BTreeSet<String>)> = HashMap::new();
+    for body in bodies {
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+            continue;
+        };
+        let name = json["execution"].as_str().unwrap_or_default().to_string();
+        let delivery = json["delivery_id"].to_string();
+        let entry = received.entry(name).or_default();
+        entry.0 += 1;
+        entry.1.insert(delivery);
+    }
+    let launched: BTreeSet<&str> = workload
+        .launches
+        .iter()
+        .filter(|launch| launch.outcome.may_exist())
+        .map(|launch| launch.name.as_str())
+        .collect();
+    let not_ended: BTreeSet<&str> = report
+        .not_succeeded
+        .iter()
+        .filter_map(|line| line.split(':').next())
+        .collect();
+    for name in &launched {
+        match received.get(*name) {
+            Some((times, deliveries)) => {
+                report.notifications_delivered += 1;
+                if *times > 1 {
+                    report.notifications_repeated.push(format!(
+                        "{name}: {times} times, {} delivery ids",
+                        deliveries.len()
+                    ));
+                }
+            }
+            // Launches refused as UNAVAILABLE that never landed have nothing to notify; those that exist
+            // and ended do.
+            None if report.launch_existed(name) && !not_ended.contains(name) => {
+                report.notifications_missing.push(name.to_string())
+            }
+            None => {}
+        }
+    }
 }
 
 async fn check_history(client: &mut AdminClient, name: &str, report: &mut Report) {

@@ -1,9 +1,10 @@
 //! The fault harness: a steady workload on the real parts (a Kafka-compatible broker with persistent
-//! storage, Postgres, Redis, two propellers, admin, the catalog and the scheduler as processes), faults
-//! injected on a schedule, and a checker over the raw log and the read models afterwards.
+//! storage, Postgres, Redis, two propellers, admin, the catalog, the scheduler and the notifier as
+//! processes), faults injected on a schedule, and a checker over the raw log, the read models and the
+//! webhooks received afterwards.
 //!
-//! `parts` owns the dependencies the harness can break (its own broker and Redis, the deployment's
-//! database connections); `workload` registers and launches the mix; `checker` reads what happened.
+//! `parts` owns the dependencies the harness can break (its own broker, Redis and Postgres cluster, the
+//! deployment's database connections); `workload` registers and launches the mix; `checker` reads what happened.
 
 pub mod checker;
 pub mod parts;

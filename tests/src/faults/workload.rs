@@ -1,7 +1,8 @@
 //! The harness's steady workload: chains, diamonds (fan-out and join), maps, cached tasks, gates answered
 //! by signals, tasks holding a shared resource pool, and a launch plan on a schedule. Every task run
 //! appends a line to the runs file (`EXECUTION NODE ATTEMPT`; the pooled task also its start and end time),
-//! which the checker reads to count runs independently of the log.
+//! which the checker reads to count runs independently of the log. Every launched execution carries a
+//! signed webhook rule for its end, which the notifier delivers to the harness's HTTP receiver.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aloft_proto::v1 as wire;
 
-use crate::{launch, register_text, workflow, AdminClient, DOMAIN, PROJECT};
+use crate::{register_text, workflow, AdminClient, DOMAIN, PROJECT};
 
 /// Tokens of the pool the pooled task holds one of; the checker asserts no more ran at once.
 pub const POOL_LIMIT: u32 = 2;
@@ -149,6 +150,8 @@ pub struct Launch {
 
 pub struct Workload {
     pub runs: PathBuf,
+    /// The webhook rule every launch carries (JSON), or empty for none.
+    notifications_json: String,
     pub launches: Vec<Launch>,
     /// Gate executions still to be signalled.
     unsignalled: Vec<String>,
@@ -158,9 +161,13 @@ pub struct Workload {
 /// A write answers within this or counts as a hang.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The environment variable the notifier reads the webhook's signing key from.
+pub const HOOK_SECRET_ENV: &str = "ALOFT_FAULTS_HOOK_SECRET";
+
 impl Workload {
-    /// Registers the specs and the pool.
-    pub async fn register(client: &mut AdminClient, dir: &Path) -> Workload {
+    /// Registers the specs and the pool; every launch will ask for a signed webhook to `hook_url` when it
+    /// ends (`None`: no notifications).
+    pub async fn register(client: &mut AdminClient, dir: &Path, hook_url: Option<&str>) -> Workload {
         let runs = dir.join("runs.txt");
         client
             .define_pool(wire::DefinePoolRequest {
@@ -181,8 +188,18 @@ impl Workload {
             })
             .await
             .expect("activate the scheduled launch plan");
+        let notifications_json = hook_url
+            .map(|url| {
+                serde_json::json!([{
+                    "phases": ["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"],
+                    "webhook": {"url": url, "secret": format!("env:{HOOK_SECRET_ENV}")}
+                }])
+                .to_string()
+            })
+            .unwrap_or_default();
         Workload {
             runs,
+            notifications_json,
             launches: Vec::new(),
             unsignalled: Vec::new(),
             run_id: uuid::Uuid::new_v4().simple().to_string()[..6].to_string(),
@@ -197,14 +214,26 @@ impl Workload {
         let x = (index % 5).to_string();
         let at = Instant::now();
         let at_millis = chrono::Utc::now().timestamp_millis();
-        let outcome = match tokio::time::timeout(
-            CALL_TIMEOUT,
-            launch(client, workflow(kind.workflow()), &name, &[("x", &x)]),
-        )
-        .await
-        {
+        let request = wire::CreateExecutionRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            name: name.clone(),
+            target: Some(workflow(kind.workflow())),
+            text_inputs: [("x".to_string(), x)].into_iter().collect(),
+            notifications_json: self.notifications_json.clone(),
+            ..Default::default()
+        };
+        let outcome = match tokio::time::timeout(CALL_TIMEOUT, client.create_execution(request)).await {
             Ok(Ok(_)) => Launched::Accepted,
-            Ok(Err(status)) => Launched::Refused(status.code()),
+            Ok(Err(status)) => {
+                let refused = Launched::Refused(status.code());
+                if status.code() != tonic::Code::Unavailable
+                    && !self.launches.iter().any(|l| l.outcome == refused)
+                {
+                    eprintln!("launch {name} refused: {status}");
+                }
+                refused
+            }
             Err(_) => Launched::NoAnswer,
         };
         if kind == Kind::Gate && outcome.may_exist() {
