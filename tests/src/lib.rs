@@ -203,6 +203,9 @@ fn scratch_dir() -> tempfile::TempDir {
     scratch
 }
 
+/// Partitions of every topic a deployment's services create (`ALOFT_PARTITIONS`).
+pub const PARTITIONS: u32 = 4;
+
 /// One deployment on the real parts: its own topic prefix, Postgres database and work dir.
 pub struct Deployment {
     pub brokers: String,
@@ -250,7 +253,7 @@ impl Deployment {
             .env("ALOFT_KAFKA_BROKERS", &self.brokers)
             .env("ALOFT_DATABASE_URL", &self.database_url)
             .env("ALOFT_TOPIC_PREFIX", &self.topic_prefix)
-            .env("ALOFT_PARTITIONS", "4")
+            .env("ALOFT_PARTITIONS", PARTITIONS.to_string())
             .env("ALOFT_DATA_DIR", self.scratch.path())
             .env(
                 "RUST_LOG",

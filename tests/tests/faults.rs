@@ -191,8 +191,8 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         let bodies: Vec<String> = hooks.received("/hook").into_iter().map(|r| r.body).collect();
         let delivered: std::collections::BTreeSet<String> = bodies
             .iter()
-            .filter_map(|body| serde_json::from_str::<serde_json::Value>(body).ok())
-            .filter_map(|json| json["execution"].as_str().map(str::to_string))
+            .filter_map(|body| checker::webhook_of(body))
+            .map(|(execution, _)| execution)
             .collect();
         let all = ended
             .iter()
@@ -204,7 +204,7 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
 
-    let log = deployment.open_log(4).await;
+    let log = deployment.open_log(PARTITIONS).await;
     let topics = aloft_eventlog::Topics::with_prefix(&deployment.topic_prefix);
     let mut report = checker::check(&mut client, log.as_ref(), &topics, &workload).await;
     checker::check_notifications(&mut report, &workload, &hook_bodies);
@@ -255,7 +255,7 @@ fn ownership_story(deployment: &Deployment, report: &checker::Report) -> String 
                 domain: DOMAIN.into(),
                 name: name.into(),
             };
-            aloft_eventlog::partition_for_key(&id.partition_key(), 4)
+            aloft_eventlog::partition_for_key(&id.partition_key(), PARTITIONS)
         })
         .collect();
     let mut story = format!("partitions of the executions not succeeded: {partitions:?}\n");

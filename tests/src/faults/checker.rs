@@ -332,16 +332,18 @@ pub async fn check(
     report
 }
 
+/// The execution a webhook body is about, and its delivery id; `None` for a body that is not one.
+pub fn webhook_of(body: &str) -> Option<(String, String)> {
+    let json = serde_json::from_str::<serde_json::Value>(body).ok()?;
+    let execution = json["execution"].as_str()?.to_string();
+    Some((execution, json["delivery_id"].to_string()))
+}
+
 /// Compares the webhooks received (their JSON bodies) with the launched executions that ended: each must
 /// have had one; repeats are counted.
 pub fn check_notifications(report: &mut Report, workload: &Workload, bodies: &[String]) {
     let mut received: HashMap<String, (usize, BTreeSet<String>)> = HashMap::new();
-    for body in bodies {
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
-            continue;
-        };
-        let name = json["execution"].as_str().unwrap_or_default().to_string();
-        let delivery = json["delivery_id"].to_string();
+    for (name, delivery) in bodies.iter().filter_map(|body| webhook_of(body)) {
         let entry = received.entry(name).or_default();
         entry.0 += 1;
         entry.1.insert(delivery);

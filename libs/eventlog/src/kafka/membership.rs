@@ -104,8 +104,8 @@ pub(super) struct KafkaMembership {
     holding: Vec<u32>,
     /// Whether the group rebalanced (an assignment arrived) since the last reported one.
     rebalanced: bool,
-    /// When this member last rejoined because a rebalance left its partitions unchanged.
-    unchanged_rejoin_at: Option<Instant>,
+    /// When this member last rejoined by its own choice (unchanged rebalance, overlap, below its share).
+    deliberate_rejoin_at: Option<Instant>,
     /// When the member last checked its share, and whether it was below it then (two checks in a row
     /// make it rejoin).
     share_checked_at: Instant,
@@ -130,7 +130,7 @@ impl KafkaMembership {
             idle_since: Instant::now(),
             holding: Vec::new(),
             rebalanced: false,
-            unchanged_rejoin_at: None,
+            deliberate_rejoin_at: None,
             share_checked_at: Instant::now(),
             below_share_before: false,
             overlap: None,
@@ -186,6 +186,20 @@ impl KafkaMembership {
         }
     }
 
+    /// Whether the last rejoin this member chose (not one for holding nothing) is at least
+    /// `UNCHANGED_REJOIN_COOLDOWN` ago.
+    fn deliberate_rejoin_cooled_down(&self) -> bool {
+        self.deliberate_rejoin_at
+            .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN)
+    }
+
+    /// A rejoin this member chose (an unchanged rebalance, an overlap, less than its share): remembered, so
+    /// the next such rejoin waits out the cooldown.
+    fn rejoin_deliberately(&mut self) -> Result<()> {
+        self.deliberate_rejoin_at = Some(Instant::now());
+        self.rejoin()
+    }
+
     /// Leaves the group and joins it again under a fresh member id, which makes the coordinator assign anew.
     fn rejoin(&mut self) -> Result<()> {
         self.joined = GroupMember::join(&self.config, &self.topic)?;
@@ -222,17 +236,14 @@ impl GroupMembership for KafkaMembership {
                         self.idle_since = Instant::now();
                     }
                     let unchanged = !assignment.is_empty() && assignment == self.holding;
-                    let cooled_down = self
-                        .unchanged_rejoin_at
-                        .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN);
+                    let cooled_down = self.deliberate_rejoin_cooled_down();
                     if unchanged && self.rebalanced && cooled_down {
                         tracing::info!(
                             topic = %self.topic,
                             partitions = ?assignment,
                             "the group rebalanced and left this member's partitions as they were (a member may have left without its partitions being handed out); rejoining the group"
                         );
-                        self.unchanged_rejoin_at = Some(Instant::now());
-                        self.rejoin()?;
+                        self.rejoin_deliberately()?;
                     }
                     self.rebalanced = false;
                     self.holds_partitions = !assignment.is_empty();
@@ -249,17 +260,14 @@ impl GroupMembership for KafkaMembership {
                 }
             }
             let deadline = match &self.pending {
-                Some((_, settle_until)) => Some(*settle_until),
-                None if !self.holds_partitions => Some(self.idle_since + IDLE_REJOIN),
-                None => Some(match self.overlap {
+                Some((_, settle_until)) => *settle_until,
+                None if !self.holds_partitions => self.idle_since + IDLE_REJOIN,
+                None => match self.overlap {
                     Some((_, at)) => (at + OVERLAP_PATIENCE).min(self.share_checked_at + SHARE_CHECK),
                     None => self.share_checked_at + SHARE_CHECK,
-                }),
+                },
             };
-            let received = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline.into(), self.joined.receiver.recv()).await,
-                None => Ok(self.joined.receiver.recv().await),
-            };
+            let received = tokio::time::timeout_at(deadline.into(), self.joined.receiver.recv()).await;
             match received {
                 Ok(Some(assignment)) => self.receive(assignment),
                 Ok(None) => return Err(Error::Closed),
@@ -270,24 +278,20 @@ impl GroupMembership for KafkaMembership {
                         ?partition,
                         "another member owns a partition the group still assigns to this one; rejoining the group"
                     );
-                    self.unchanged_rejoin_at = Some(Instant::now());
-                    self.rejoin()?;
+                    self.rejoin_deliberately()?;
                 }
                 Err(_) if self.pending.is_none() && self.holds_partitions => {
                     self.share_checked_at = Instant::now();
                     let below = self.below_share().await;
-                    let cooled_down = self
-                        .unchanged_rejoin_at
-                        .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN);
+                    let cooled_down = self.deliberate_rejoin_cooled_down();
                     if below && self.below_share_before && cooled_down {
                         tracing::info!(
                             topic = %self.topic,
                             partitions = ?self.holding,
                             "this member holds less than its share of the partitions (a member may have been evicted with its partitions); rejoining the group"
                         );
-                        self.unchanged_rejoin_at = Some(Instant::now());
                         self.below_share_before = false;
-                        self.rejoin()?;
+                        self.rejoin_deliberately()?;
                     } else {
                         self.below_share_before = below;
                     }
