@@ -63,6 +63,9 @@ async function main() {
     await page.locator('svg.graph g.node[data-node="d"]').click();
     await expectText(page.locator("aside.detail h2").first(), "d");
     await expectText(page.locator('aside.detail [data-output="sum"]'), "24");
+    // What the node was given: its bindings resolved (b = double(4) = 8, c = square(4) = 16).
+    await expectText(page.locator('aside.detail [data-inputs="d"] [data-output="a"]'), "8");
+    await expectText(page.locator('aside.detail [data-inputs="d"] [data-output="b"]'), "16");
     await page.locator('svg.graph g.node[data-node="a"]').click();
     await page.locator('[data-log="a"]').waitFor();
     await page.waitForFunction(() => !document.querySelector('[data-log="a"]').textContent.startsWith("Loading"));
@@ -121,6 +124,59 @@ async function main() {
     await page.goto(`${base}/console/executions/default/development/no-such-run`);
     await expectText(page.locator("h1"), "Not found");
     await expectText(page.locator("[role=alert]"), "no-such-run");
+  });
+
+  const TALKING = process.env.ALOFT_CONSOLE_TALKING_EXECUTION || "";
+  if (TALKING) {
+    await step("11-follow-a-running-tasks-log-live", async () => {
+      await page.goto(`${base}/console/executions/default/development/${TALKING}?node=talk`);
+      await expectText(page.locator('[data-log="talk"]'), "first-line");
+      // Printed 3 s after the first, while the page stays open: it arrives through the followed stream.
+      await expectText(page.locator('[data-log="talk"]'), "second-line", 20000);
+      await page.getByRole("button", { name: "Terminate" }).click();
+      await expectText(page.locator("h1"), "ABORTED", 30000);
+    });
+  }
+
+  await step("12-an-entity-page-shows-the-interface-graph-and-schedule", async () => {
+    await page.goto(`${base}/console/workflows`);
+    await page.getByRole("table", { name: "Workflows" }).getByRole("link", { name: "diamond", exact: true }).click();
+    await expectText(page.locator("h1"), "diamond@");
+    await expectText(page.getByRole("table", { name: "Interface" }).locator("tr"), "integer");
+    await page.locator('section[aria-label="Graph preview"] g.node[data-node="d"]').waitFor();
+    await expectText(page.locator('pre[aria-label="Spec"]'), "increment");
+    await page.goto(`${base}/console/workflows`);
+    await page.getByRole("table", { name: "Launch plans" }).getByRole("link", { name: "every-minute-report" }).click();
+    await expectText(page.locator("[data-state]"), "inactive");
+    await page.getByRole("button", { name: "Activate" }).click();
+    await expectText(page.locator("[data-state]"), "active");
+    const next = await page.locator("[data-next-fire]").innerText();
+    if (next === "—") throw new Error("an active schedule shows no next fire time");
+    await page.getByRole("button", { name: "Deactivate" }).click();
+    await expectText(page.locator("[data-state]"), "inactive");
+  });
+
+  const NOTIFIED = process.env.ALOFT_CONSOLE_NOTIFIED_EXECUTION || "";
+  if (NOTIFIED) {
+    await step("13-notification-deliveries-and-their-attempts", async () => {
+      // The notifier posts the webhook after the execution ends: reload until it is recorded.
+      for (let tries = 0; ; tries++) {
+        await page.goto(`${base}/console/deliveries`);
+        if (await page.locator("[data-delivery-kind]").count()) break;
+        if (tries > 30) throw new Error("no delivery listed after 30 s");
+        await page.waitForTimeout(1000);
+      }
+      await expectText(page.getByRole("table", { name: "Deliveries" }).locator("tr"), NOTIFIED);
+      await expectText(page.locator("[data-delivery-kind]"), "DeliveryDelivered");
+    });
+  }
+
+  await step("14-tenants-with-their-quotas-and-the-pools", async () => {
+    await page.goto(`${base}/console/tenants`);
+    const tenant = page.locator('tr[data-tenant="default/development"]');
+    await expectText(tenant.locator("[data-weight]"), "3");
+    await expectText(tenant.locator("[data-max-running]"), "7");
+    await expectText(page.getByRole("table", { name: "Resource pools" }).locator("tr"), "gpus");
   });
 
   const CACHED = process.env.ALOFT_CONSOLE_CACHED_EXECUTION || "";

@@ -2,7 +2,9 @@
 //! (`tests/console/console.test.cjs`) against a fleet this test starts (Kafka + Postgres in CI). It launches
 //! the diamond from its generated form and watches it succeed live, reads a node's outputs and log, steps
 //! the history back, relaunches with a changed input, signals and approves a gate, filters the list by label
-//! and phase, opens an unknown execution, and scrolls the 10,000 items of a map to the last. Screenshots of each step land in
+//! and phase, opens an unknown execution, scrolls the 10,000 items of a map to the last, follows a running
+//! task's log live, reads a node's inputs, an entity page (interface, graph, schedule toggle), the
+//! notification deliveries and the tenants with their quotas. Screenshots of each step land in
 //! `$ALOFT_TEST_LOG_DIR/console-screenshots` (default `~/.cache/aloft/logs/console-screenshots`).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use aloft_e2e::*;
+use aloft_proto::v1 as wire;
 
 /// Node with playwright-core and Chromium, when installed (scripts/test.sh installs both).
 fn browser() -> Option<(PathBuf, PathBuf)> {
@@ -111,6 +114,60 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     .await
     .unwrap();
     wait_succeeded(&mut client, &cached, std::time::Duration::from_secs(60)).await;
+    // A launch plan whose successes are posted to a webhook on loopback, for the deliveries page.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let hook = aloft_testkit::HttpSink::start(shutdown.clone()).await.unwrap();
+    let notified = format!(
+        "kind: launch_plan\nname: diamond-notified\nworkflow: diamond\n\
+         notifications:\n  - phases: [SUCCEEDED]\n    webhook: {{url: \"{}\"}}\n",
+        hook.url("/hook")
+    );
+    register_text(&mut client, dir.path(), "notified.yaml", &notified).await;
+    let plan = wire::create_execution_request::Target::LaunchPlan(wire::Identifier {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: "diamond-notified".into(),
+        version: String::new(),
+    });
+    let notified_run = launch(&mut client, plan, "notified-1", &[("x", "1")]).await.unwrap();
+    wait_succeeded(&mut client, &notified_run, std::time::Duration::from_secs(60)).await;
+    // A launch plan with a schedule (inactive until the browser activates it), for the entity page.
+    register_file(&mut client, &repo_root().join("examples/scheduled.yaml")).await;
+    // A task that prints a line, waits, prints another and keeps running: the browser follows its log.
+    register_text(
+        &mut client,
+        dir.path(),
+        "talk.yaml",
+        "kind: task\nname: talk\nversion: \"1\"\nrun:\n  process:\n    command: [\"sh\", \"-c\", \
+         \"echo first-line; sleep 3; echo second-line; sleep 120\"]\n---\n\
+         kind: workflow\nname: talk\nnodes:\n  - {id: talk, task: talk}\n",
+    )
+    .await;
+    let talk = launch(&mut client, workflow("talk"), "talk-1", &[]).await.unwrap();
+    wait_until(&mut client, &talk, std::time::Duration::from_secs(60), |execution| {
+        execution
+            .attempts
+            .iter()
+            .any(|attempt| attempt.phase == "RUNNING")
+    })
+    .await;
+    // A quota and a pool for the tenants page.
+    client
+        .set_tenant_quota(wire::SetTenantQuotaRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            weight: 3,
+            max_running: 7,
+        })
+        .await
+        .unwrap();
+    client
+        .define_pool(wire::DefinePoolRequest {
+            name: "gpus".into(),
+            limit: 2,
+        })
+        .await
+        .unwrap();
     let stdout = run_in_browser(
         "console.test.cjs",
         &fleet.endpoint(),
@@ -118,9 +175,20 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         &[
             ("ALOFT_CONSOLE_BIG_EXECUTION", "big-map-1"),
             ("ALOFT_CONSOLE_CACHED_EXECUTION", "cached-1"),
+            ("ALOFT_CONSOLE_TALKING_EXECUTION", "talk-1"),
+            ("ALOFT_CONSOLE_NOTIFIED_EXECUTION", "notified-1"),
         ],
     )
     .await;
+    for step in [
+        "ok   11-follow-a-running-tasks-log-live",
+        "ok   12-an-entity-page-shows-the-interface-graph-and-schedule",
+        "ok   13-notification-deliveries-and-their-attempts",
+        "ok   14-tenants-with-their-quotas-and-the-pools",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    shutdown.cancel();
     assert!(
         stdout.contains("ok   10-cache-entries-lineage-and-eviction"),
         "{stdout}"

@@ -158,6 +158,72 @@ fn a_python_exception_is_the_nodes_error_and_bad_definitions_name_their_line() {
     );
 }
 
+/// `aloft register DIR` registers every file of a directory in one batch: when admin refuses one document
+/// (here a launch plan whose notification rule names a secret the deployment does not have), nothing of
+/// the module or of the directory's other files is registered; once the secret exists, all of it is.
+#[test]
+fn registering_a_directory_is_all_or_nothing() {
+    if !sdk_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir(&pipelines).unwrap();
+    std::fs::write(
+        pipelines.join("flow.py"),
+        "from aloft import LaunchPlan, on_slack, task, workflow\n\n\
+         @task\n\
+         def first(n: int) -> int:\n    return n + 1\n\n\
+         @workflow\n\
+         def flow(n: int) -> int:\n    return first(n=n)\n\n\
+         alerts = LaunchPlan(flow, name='flow-alerts', default_inputs={'n': 1},\n\
+             notifications=[on_slack(['FAILED'], webhook_url='env:ALOFT_TEST_SLACK_URL')])\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_root().join("examples/diamond.yaml"),
+        pipelines.join("diamond.yaml"),
+    )
+    .unwrap();
+    let register = |slack: Option<&str>| {
+        let mut command = Command::new(binary("aloft"));
+        command
+            .current_dir(dir.path())
+            .env("ALOFT_DATA_DIR", dir.path().join("data"))
+            .env_remove("ALOFT_ADMIN")
+            .env_remove("ALOFT_TEST_SLACK_URL")
+            .args(["register", pipelines.to_str().unwrap()]);
+        if let Some(url) = slack {
+            command.env("ALOFT_TEST_SLACK_URL", url);
+        }
+        command.output().unwrap()
+    };
+    let refused = register(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ALOFT_TEST_SLACK_URL") && stderr.contains("nothing was registered"),
+        "{stderr}"
+    );
+    let tasks = stdout_of(&aloft(dir.path(), &["list", "tasks"]));
+    assert!(
+        !tasks.contains("first") && !tasks.contains("increment"),
+        "a refused batch registered something:\n{tasks}"
+    );
+    let registered = stdout_of(&register(Some("https://hooks.slack.invalid/T000")));
+    for entity in [
+        "registered task first@",
+        "registered workflow flow@",
+        "registered launch plan flow-alerts@",
+        "registered task increment@1",
+        "registered workflow diamond@",
+    ] {
+        assert!(registered.contains(entity), "{entity}: {registered}");
+    }
+    let run = stdout_of(&aloft(dir.path(), &["run", "flow-alerts"]));
+    assert!(run.contains("o0=2"), "{run}");
+}
+
 /// examples/python/train.py, the typed train/evaluate pipeline: a map fits a model per learning rate, a
 /// second map scores each, a struct comes out; the cached dataset step is a hit the second time; its
 /// scheduled launch plan registers and runs with its default inputs.
@@ -190,6 +256,12 @@ fn the_python_train_example_maps_over_learning_rates_and_caches_its_data() {
         .unwrap_or_default();
     assert!(make_data.contains("cache=HIT"), "{second}");
     stdout_of(&aloft(dir.path(), &["register", "-f", train.to_str().unwrap()]));
+    // The dataclass keeps its shape in the registered interface (the engine types it `struct`).
+    let evaluate = stdout_of(&aloft(dir.path(), &["get", "task", "evaluate"]));
+    assert!(
+        evaluate.contains("output_schemas:") && evaluate.contains("title: Score"),
+        "{evaluate}"
+    );
     let nightly = stdout_of(&aloft(dir.path(), &["run", "train-nightly"]));
     assert!(nightly.contains("rows=500"), "{nightly}");
     assert!(nightly.contains(r#"o0={"learning_rate":"#), "{nightly}");
@@ -206,15 +278,20 @@ fn dataframes_pass_between_python_tasks_as_parquet_blobs() {
     let file = dir.path().join("frames.py");
     std::fs::write(
         &file,
-        "import pandas\nimport pyarrow\nfrom aloft import task, workflow\n\n\
+        "from typing import Annotated\nimport pandas\nimport pyarrow\nfrom aloft import Columns, task, workflow\n\n\
+         Counts = Annotated[pandas.DataFrame, Columns(gene=str, count=int)]\n\n\
          @task\n\
-         def counts(genes: int) -> pandas.DataFrame:\n    return pandas.DataFrame({'gene': [f'g{i}' for i in range(genes)], 'count': list(range(genes))})\n\n\
+         def counts(genes: int) -> Counts:\n    return pandas.DataFrame({'gene': [f'g{i}' for i in range(genes)], 'count': list(range(genes))})\n\n\
          @task\n\
-         def top(frame: pandas.DataFrame, n: int) -> pyarrow.Table:\n    best = frame.sort_values('count', ascending=False).head(n)\n    return pyarrow.Table.from_pandas(best, preserve_index=False)\n\n\
+         def top(frame: Counts, n: int) -> pyarrow.Table:\n    best = frame.sort_values('count', ascending=False).head(n)\n    return pyarrow.Table.from_pandas(best, preserve_index=False)\n\n\
          @task\n\
          def total(table: pyarrow.Table) -> int:\n    return sum(table.column('count').to_pylist())\n\n\
          @workflow\n\
-         def frames(genes: int, n: int) -> int:\n    return total(table=top(frame=counts(genes=genes), n=n))\n",
+         def frames(genes: int, n: int) -> int:\n    return total(table=top(frame=counts(genes=genes), n=n))\n\n\
+         @task\n\
+         def genes_only(genes: int) -> Counts:\n    return pandas.DataFrame({'gene': ['g0'] * genes})\n\n\
+         @workflow\n\
+         def narrow(genes: int) -> int:\n    return total(table=top(frame=genes_only(genes=genes), n=1))\n",
     )
     .unwrap();
     let run = stdout_of(&aloft(
@@ -232,6 +309,19 @@ fn dataframes_pass_between_python_tasks_as_parquet_blobs() {
     assert!(run.contains("o0=24"), "{run}");
     // The frames are blobs in the store, not values in the events.
     assert!(run.contains("/counts/1/o0"), "{run}");
+    // The declared columns are in the interface, and a frame without one of them fails the task.
+    let counts = stdout_of(&aloft(dir.path(), &["get", "task", "counts"]));
+    assert!(counts.contains("columns:") && counts.contains("gene: string"), "{counts}");
+    let narrow = aloft(
+        dir.path(),
+        &["run", &format!("{}:narrow", file.display()), "--input", "genes=2"],
+    );
+    let stdout = String::from_utf8_lossy(&narrow.stdout);
+    assert!(!narrow.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("the frame has no column 'count' that Columns(gene=str, count=int) declares"),
+        "{stdout}"
+    );
 }
 
 /// A launch plan called in a Python workflow is a launch-plan node: the plan (with its fixed input) and its
@@ -369,6 +459,12 @@ if __name__ == "__main__":
     print("outputs", sorted(run.outputs.items()))
     print("by name", sorted(remote.execution(run.name).outputs.items()))
     print("node pair", sorted(run.node_outputs("pair").items()))
+    print("node pair given", sorted(run.node_inputs("pair").items()))
+    print("run name", run.name)
+    try:
+        run.node_inputs("nosuch")
+    except RemoteError as error:
+        print("unknown node", error.status, error.message)
     print("history starts", run.history()[0]["kind"])
     again = run.relaunch(n=5).wait(timeout=90)
     print("relaunched", again.name != run.name, sorted(again.outputs.items()))
@@ -406,6 +502,29 @@ if __name__ == "__main__":
         stdout.contains("node pair [('o0', 10), ('o1', 'OK')]"),
         "{stdout}"
     );
+    // A node's inputs are its bindings resolved: `n` from two inc nodes upstream, `label` from the workflow.
+    assert!(
+        stdout.contains("node pair given [('label', 'ok'), ('n', 5)]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unknown node 404 execution")
+            && stdout.contains("has no node \"nosuch\"; its nodes are"),
+        "{stdout}"
+    );
+    let run_name = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("run name "))
+        .expect("the script prints the run's name")
+        .to_string();
+    let admin = fleet.endpoint();
+    let given = aloft(
+        dir.path(),
+        &[
+            "--admin", &admin, "download", &run_name, "n", "--node", "pair", "--input",
+        ],
+    );
+    assert_eq!(stdout_of(&given).trim(), "5");
     assert!(stdout.contains("history starts ExecutionRequested"), "{stdout}");
     assert!(
         stdout.contains("relaunched True [('o0', 14), ('o1', 'OK')]"),
@@ -486,4 +605,53 @@ async fn python_branches_subworkflows_and_gates_run_on_a_fleet() {
         .find(|n| n.node_id == "size/inc-2")
         .map(|n| n.phase);
     assert_eq!(skipped, Some(aloft_proto::v1::NodePhase::NodeSkipped as i32));
+}
+
+/// The Python examples on a deployment of processes (Kafka, Postgres and the S3 server in CI): admin, a
+/// propeller and the catalog each their own binary, the examples compiled and registered through the SDK by
+/// `aloft run FILE.py:WORKFLOW`. The diamond gives the YAML diamond's answer, the chunked count counts every
+/// record, and the typed train pipeline maps over its learning rates and hits its cache on a second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_examples_run_on_a_deployment_of_processes() {
+    if !sdk_installed() {
+        return;
+    }
+    let Some((brokers, database)) = aloft_e2e::real_backends() else {
+        return;
+    };
+    let mut deployment = aloft_e2e::Deployment::new(&brokers, &database).await;
+    deployment.blob_store = aloft_e2e::real_s3_store();
+    let _services = [
+        deployment.start_catalog(),
+        deployment.start_admin(),
+        deployment.start_propeller("p1"),
+    ];
+    deployment.client().await;
+    let admin = format!("http://127.0.0.1:{}", deployment.admin_port);
+    let dir = tempfile::tempdir().unwrap();
+    let examples = repo_root().join("examples/python");
+    let run = |file: &str, workflow: &str, inputs: &[&str]| {
+        let target = format!("{}:{workflow}", examples.join(file).display());
+        let mut args = vec!["--admin", admin.as_str(), "run", target.as_str()];
+        for input in inputs {
+            args.extend(["--input", input]);
+        }
+        stdout_of(&aloft(dir.path(), &args))
+    };
+    let diamond = run("diamond.py", "diamond", &["x=3"]);
+    assert!(diamond.contains("result=24"), "{diamond}");
+    let chunks = run("chunks.py", "chunks", &["records=1000", "chunk_size=300"]);
+    assert!(chunks.contains("o0=1000"), "{chunks}");
+    let train_inputs = ["rows=200", "lrs=[0.01, 0.1, 0.5]"];
+    let first = run("train.py", "train", &train_inputs);
+    assert!(
+        first.contains(r#"outputs    o0={"learning_rate":0.1,"mse":"#),
+        "{first}"
+    );
+    let second = run("train.py", "train", &train_inputs);
+    let make_data = second
+        .lines()
+        .find(|line| line.trim_start().starts_with("make_data"))
+        .unwrap_or_default();
+    assert!(make_data.contains("cache=HIT"), "{second}");
 }

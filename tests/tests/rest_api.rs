@@ -240,6 +240,86 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
         .unwrap();
     assert_eq!(raw.status().as_u16(), 404);
 
+    // A node's inputs (its bindings resolved) and outputs, as gRPC gives them; an unknown node is named.
+    let node_data = grpc
+        .get_node_data(wire::GetNodeDataRequest {
+            id: Some(execution_id("rest-a")),
+            node_id: "d".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (status, rest_node) = client
+        .call(
+            "GetNodeData",
+            &with_tenant(&[("name", "rest-a"), ("node_id", "d")]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rest_node}");
+    assert_eq!(rest_node, grpc_json(&node_data));
+    // int64 travels as a JSON string (proto3's JSON mapping).
+    assert_eq!(
+        rest_node["inputs"]["values"]["a"]["integer"].to_string().trim_matches('"'),
+        "8",
+        "{rest_node}"
+    );
+    let (status, no_node) = client
+        .call(
+            "GetNodeData",
+            &with_tenant(&[("name", "rest-a"), ("node_id", "zz")]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{no_node}");
+    assert!(
+        no_node["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no node \"zz\"; its nodes are a, b, c, d"),
+        "{no_node}"
+    );
+
+    // A batch registers all of its documents, a later one compiled against an earlier one, or none.
+    let task = json!({"name": "rest-echo", "version": "1", "interface": {"inputs": {"n": "integer"}, "outputs": {"n": "integer"}},
+        "run": {"process": {"command": ["sh", "-c", "cp $ALOFT_INPUT_DIR/n $ALOFT_OUTPUT_DIR/n"]}}});
+    let flow = json!({"name": "rest-echo-flow", "interface": {"inputs": {"x": "integer"}, "outputs": {"y": "integer"}},
+        "nodes": [{"id": "e", "task": "rest-echo", "inputs": {"n": "inputs.x"}}], "outputs": {"y": "e.n"}});
+    let broken = json!({"name": "rest-broken", "nodes": [{"id": "a", "task": "no-such-task"}]});
+    let document = |kind: &str, spec: &Value| json!({"kind": kind, "spec_json": spec.to_string()});
+    let (status, refused) = client
+        .call(
+            "RegisterBatch",
+            &with_tenant(&[]),
+            Some(json!({"documents": [document("TASK", &task), document("WORKFLOW", &flow), document("WORKFLOW", &broken)]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("document 3 of 3:") && message.contains("no-such-task") && message.ends_with("nothing was registered"),
+        "{refused}"
+    );
+    let (status, _) = client
+        .call("GetTask", &with_tenant(&[("name", "rest-echo")]), None)
+        .await;
+    assert_eq!(status, 404, "a refused batch registered its first document");
+    let (status, registered) = client
+        .call(
+            "RegisterBatch",
+            &with_tenant(&[]),
+            Some(json!({"documents": [document("TASK", &task), document("WORKFLOW", &flow), document("TASK", &task)]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    let outcomes: Vec<&str> = registered["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["CREATED", "CREATED", "ALREADY_EXISTS_IDENTICAL"]);
+
     // Pages never repeat or skip an execution while new ones arrive.
     let mut expected = BTreeSet::from(["rest-a".to_string()]);
     for i in 0..6 {

@@ -285,6 +285,7 @@ mod tests {
             .into_iter()
             .collect(),
             outputs: [("y".to_string(), LiteralType::Float)].into_iter().collect(),
+            ..Default::default()
         }
     }
 
@@ -411,6 +412,7 @@ mod tests {
         let interface = Interface {
             inputs: [("n".to_string(), LiteralType::Integer)].into_iter().collect(),
             outputs: Default::default(),
+            ..Default::default()
         };
         let config = CacheConfig {
             version: "1".to_string(),

@@ -18,4 +18,15 @@ pub struct Interface {
     pub inputs: BTreeMap<String, LiteralType>,
     #[serde(default)]
     pub outputs: BTreeMap<String, LiteralType>,
+    /// JSON Schemas of inputs whose type alone does not say their shape: a struct's fields (a dataclass
+    /// or pydantic model), an enum's values, a dataframe's columns. They are carried for readers (the
+    /// API, the console, clients, the SDK's own checks); the engine checks values by type only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub input_schemas: BTreeMap<String, serde_json::Value>,
+    /// The same for outputs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub output_schemas: BTreeMap<String, serde_json::Value>,
 }
+
+/// The largest schema one variable may carry, as JSON text: it travels in every registration event.
+pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;

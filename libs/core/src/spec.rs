@@ -277,6 +277,31 @@ fn validate_interface_names(interface: &Interface) -> Result<(), SpecError> {
             return Err(SpecError::VariableName { name: name.clone() });
         }
     }
+    for (side, schemas, variables) in [
+        ("input_schemas", &interface.input_schemas, &interface.inputs),
+        ("output_schemas", &interface.output_schemas, &interface.outputs),
+    ] {
+        for (name, schema) in schemas {
+            let problem = if !variables.contains_key(name) {
+                Some(format!(
+                    "names no variable of the interface (they are {:?})",
+                    variables.keys().collect::<Vec<_>>()
+                ))
+            } else if !schema.is_object() {
+                Some("must be a JSON Schema object".to_string())
+            } else if schema.to_string().len() > crate::interface::MAX_SCHEMA_BYTES {
+                Some(format!(
+                    "is larger than {} KiB",
+                    crate::interface::MAX_SCHEMA_BYTES / 1024
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(SpecError::invalid(format!("interface.{side}.{name}"), problem));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -779,5 +804,39 @@ mod tests {
             "{error}"
         );
         assert!(reject_duplicate_keys(r#"{"a": {"n": 1}, "b": {"n": 2}}"#).is_ok());
+    }
+
+    fn task_with_schemas(schemas: serde_json::Value) -> Result<TaskSpec, serde_json::Error> {
+        let mut task = serde_json::json!({
+            "name": "fit",
+            "interface": {
+                "inputs": {"params": "struct"},
+                "outputs": {"score": "float"}
+            },
+            "run": {"process": {"command": ["true"]}}
+        });
+        task["interface"]["input_schemas"] = schemas;
+        serde_json::from_value(task)
+    }
+
+    #[test]
+    fn a_variable_schema_is_carried_and_checked_against_the_interface() {
+        let schema = serde_json::json!({"type": "object", "properties": {"lr": {"type": "number"}}});
+        let task = task_with_schemas(serde_json::json!({"params": schema.clone()})).unwrap();
+        task.validate().unwrap();
+        assert_eq!(task.interface.input_schemas["params"], schema);
+        // It is part of the content: a changed schema is a new version.
+        let other = task_with_schemas(serde_json::json!({"params": {"type": "object"}})).unwrap();
+        assert_ne!(content_digest(&task), content_digest(&other));
+
+        let unknown = task_with_schemas(serde_json::json!({"nope": {"type": "object"}})).unwrap();
+        let error = unknown.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("interface.input_schemas.nope: names no variable of the interface"),
+            "{error}"
+        );
+        let not_object = task_with_schemas(serde_json::json!({"params": 3})).unwrap();
+        let error = not_object.validate().unwrap_err().to_string();
+        assert!(error.contains("must be a JSON Schema object"), "{error}");
     }
 }

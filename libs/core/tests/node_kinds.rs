@@ -38,15 +38,18 @@ fn task(name: &str) -> Option<TaskSpec> {
         "inc" => Interface {
             inputs: integer(&["n"]),
             outputs: integer(&["n"]),
+            ..Default::default()
         },
         "add" => Interface {
             inputs: integer(&["a", "b"]),
             outputs: integer(&["n"]),
+            ..Default::default()
         },
         "noop" | "spot" => Interface::default(),
         "planner" | "bad_planner" => Interface {
             inputs: integer(&["n"]),
             outputs: [("workflow".to_string(), LiteralType::Struct)].into(),
+            ..Default::default()
         },
         _ => return None,
     };

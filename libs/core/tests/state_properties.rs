@@ -80,6 +80,7 @@ fn build(
         interface: Interface {
             inputs: [("x".to_string(), LiteralType::Integer)].into(),
             outputs: [("result".to_string(), LiteralType::Integer)].into(),
+            ..Default::default()
         },
         nodes,
         outputs: [(

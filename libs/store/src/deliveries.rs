@@ -53,7 +53,7 @@ pub struct DeliveryEventRow {
 
 pub async fn delivery_events_of(pool: &AnyPool, id: &ExecutionId) -> Result<Vec<DeliveryEventRow>> {
     let rows = sqlx::query(
-        "SELECT delivery_id, attempt, occurred_at, kind, summary, payload_json FROM delivery_events \
+        "SELECT delivery_id, attempt, occurred_at, kind, summary, payload_json, execution FROM delivery_events \
          WHERE project = $1 AND domain = $2 AND execution = $3 ORDER BY occurred_at, delivery_id, attempt",
     )
     .bind(&id.project)
@@ -61,16 +61,39 @@ pub async fn delivery_events_of(pool: &AnyPool, id: &ExecutionId) -> Result<Vec<
     .bind(&id.name)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(DeliveryEventRow {
-                delivery_id: row.try_get(0)?,
-                attempt: row.try_get::<i64, _>(1)? as u32,
-                occurred_at: row.try_get(2)?,
-                kind: row.try_get(3)?,
-                summary: row.try_get(4)?,
-                payload_json: row.try_get(5)?,
-            })
-        })
-        .collect()
+    rows.iter().map(|row| delivery_row(row).map(|(row, _)| row)).collect()
+}
+
+/// The delivery events of a project and domain, newest first (at most `limit`), each with the name of the
+/// execution it notifies about.
+pub async fn recent_delivery_events(
+    pool: &AnyPool,
+    project: &str,
+    domain: &str,
+    limit: u32,
+) -> Result<Vec<(DeliveryEventRow, String)>> {
+    let rows = sqlx::query(
+        "SELECT delivery_id, attempt, occurred_at, kind, summary, payload_json, execution FROM delivery_events \
+         WHERE project = $1 AND domain = $2 ORDER BY occurred_at DESC, delivery_id, attempt DESC LIMIT $3",
+    )
+    .bind(project)
+    .bind(domain)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(delivery_row).collect()
+}
+
+fn delivery_row(row: &sqlx::any::AnyRow) -> Result<(DeliveryEventRow, String)> {
+    Ok((
+        DeliveryEventRow {
+            delivery_id: row.try_get(0)?,
+            attempt: row.try_get::<i64, _>(1)? as u32,
+            occurred_at: row.try_get(2)?,
+            kind: row.try_get(3)?,
+            summary: row.try_get(4)?,
+            payload_json: row.try_get(5)?,
+        },
+        row.try_get(6)?,
+    ))
 }

@@ -21,6 +21,7 @@ pub mod projector;
 pub mod queries;
 mod read_models;
 pub mod snapshots;
+pub mod tenants;
 mod state_cache;
 
 use std::str::FromStr;
@@ -125,6 +126,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (11, "labels", include_str!("../migrations/0011_labels.sql")),
     (12, "auth", include_str!("../migrations/0012_auth.sql")),
+    (
+        13,
+        "tenant_quotas",
+        include_str!("../migrations/0013_tenant_quotas.sql"),
+    ),
 ];
 
 /// The tables replay rebuilds, in a stable order (used to drop and to compare them).
@@ -140,6 +146,7 @@ pub const PROJECTION_TABLES: &[(&str, &str)] = &[
     ("execution_events", "log_partition, log_offset, log_index"),
     ("delivery_events", "delivery_id, attempt"),
     ("resource_pools", "name"),
+    ("tenant_quotas", "project, domain"),
     ("api_keys", "key_id"),
     ("role_bindings", "project, domain, member, role"),
     ("audit_events", "topic, log_partition, log_offset, log_index"),

@@ -200,7 +200,6 @@ pub async fn apply_registry_event(
             .await?;
         }
         // The catalog's business: admin keeps no cache tables.
-        // Evictions are the catalog's, notification defaults the notifier's, quotas the propellers'.
         RegistryEvent::PoolDefined { name, limit, at } => {
             sqlx::query(
                 "INSERT INTO resource_pools (name, pool_limit, defined_at) VALUES ($1, $2, $3) \
@@ -213,11 +212,32 @@ pub async fn apply_registry_event(
             .execute(conn)
             .await?;
         }
-        // Evictions are the catalog's, notification defaults the notifier's, quotas the propellers'; keys and
-        // bindings `access::apply_registry_event`'s (it needs the envelope's principal).
+        // Shown on the tenants page; the propellers enforce quotas from their own fold of the registry.
+        RegistryEvent::TenantQuotaSet {
+            project,
+            domain,
+            weight,
+            max_running,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO tenant_quotas (project, domain, weight, max_running, set_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (project, domain) DO UPDATE SET weight = excluded.weight, \
+                 max_running = excluded.max_running, set_at = excluded.set_at \
+                 WHERE tenant_quotas.set_at <= excluded.set_at",
+            )
+            .bind(project)
+            .bind(domain)
+            .bind(i64::from(*weight))
+            .bind(max_running.map(i64::from))
+            .bind(*at)
+            .execute(conn)
+            .await?;
+        }
+        // Evictions are the catalog's, notification defaults the notifier's; keys and bindings
+        // `access::apply_registry_event`'s (it needs the envelope's principal).
         RegistryEvent::CacheEvicted { .. }
         | RegistryEvent::NotificationDefaultsSet { .. }
-        | RegistryEvent::TenantQuotaSet { .. }
         | RegistryEvent::ApiKeyCreated { .. }
         | RegistryEvent::ApiKeyRevoked { .. }
         | RegistryEvent::RoleBindingSet { .. } => {}

@@ -50,6 +50,7 @@ fn task(name: &str, version: &str, command: &str) -> (Identifier, TaskSpec) {
         interface: Interface {
             inputs: BTreeMap::new(),
             outputs: [("n".to_string(), "integer".parse().unwrap())].into(),
+            ..Default::default()
         },
         run: TaskKind::Process {
             command: vec![command.into()],

@@ -48,14 +48,17 @@ fn task(name: &str) -> Option<TaskSpec> {
         "inc" => Interface {
             inputs: integer(&["n"]),
             outputs: integer(&["n"]),
+            ..Default::default()
         },
         "add" => Interface {
             inputs: integer(&["a", "b"]),
             outputs: integer(&["n"]),
+            ..Default::default()
         },
         "planner" => Interface {
             inputs: integer(&["n"]),
             outputs: [("workflow".to_string(), LiteralType::Struct)].into(),
+            ..Default::default()
         },
         _ => return None,
     };

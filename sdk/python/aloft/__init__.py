@@ -21,12 +21,13 @@ from aloft.notify import on_email, on_slack, on_webhook
 from aloft.remote import Execution, Remote, RemoteError
 from aloft.resources import Resources, Secret
 from aloft.task import RecoverableError, Task, map_task, task
-from aloft.types import AloftTypeError, Blob
+from aloft.types import AloftTypeError, Blob, Columns
 from aloft.workflow import LaunchPlan, Workflow, cron, workflow
 
 __all__ = [
     "AloftTypeError",
     "Blob",
+    "Columns",
     "DefinitionError",
     "Dynamic",
     "Execution",

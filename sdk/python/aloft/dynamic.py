@@ -16,7 +16,7 @@ from typing import Any
 from aloft.definition import DefinitionError, _caller_location, _where
 from aloft.promises import _TRACING
 from aloft.resources import Resources, Secret
-from aloft.task import MapTask, Task, _interface, _signature, call_locally
+from aloft.task import MapTask, Task, _interface, _signature, call_locally, decorate
 from aloft.types import literal_type
 from aloft.workflow import _bind_outputs, _Builder
 
@@ -134,16 +134,14 @@ def dynamic(
     inputs, and runs when the node runs, with the inputs' values (``retries``, ``timeout``, ``resources``,
     ``secrets`` and ``image`` are the planner task's)."""
 
-    def wrap(inner: Callable[..., Any]) -> Dynamic:
-        return Dynamic(
-            inner,
-            name=name,
-            uses=uses,
-            retries=retries,
-            timeout=timeout,
-            resources=resources,
-            secrets=list(secrets or []),
-            image=image,
-        )
-
-    return wrap(function) if function is not None else wrap
+    return decorate(
+        Dynamic,
+        function,
+        name=name,
+        uses=uses,
+        retries=retries,
+        timeout=timeout,
+        resources=resources,
+        secrets=list(secrets or []),
+        image=image,
+    )

@@ -23,7 +23,7 @@ from typing import Any
 from aloft.compile import load
 from aloft.dynamic import Dynamic
 from aloft.task import RecoverableError, Task, single_output
-from aloft.types import Blob, frame_kind, frame_to_parquet, from_text, literal_type, to_text
+from aloft.types import Blob, frame_kind, from_text, literal_type, to_json, to_text, unannotated
 
 ERROR_FILE = ".aloft-error.json"
 
@@ -83,9 +83,9 @@ def _write_outputs(task: Task, returned: Any) -> None:
     for name, value in zip(names, values, strict=True):
         hint = task.outputs[name]
         target = os.path.join(output_dir, name)
-        if frame_kind(hint) is not None and not isinstance(value, Blob):
-            # A dataframe: written as parquet, then shipped like any blob output.
-            value = Blob(frame_to_parquet(value, hint))
+        if frame_kind(unannotated(hint)[0]) is not None and not isinstance(value, Blob):
+            # A dataframe: its declared columns checked, written as parquet, then shipped like any blob.
+            value = Blob(to_json(value, hint))
         if isinstance(value, Blob):
             if os.path.isdir(value.path):
                 shutil.copytree(value.path, target)

@@ -22,7 +22,7 @@ from aloft.task import Task
 from aloft.types import format_duration, from_json, to_text
 from aloft.workflow import LaunchPlan, Workflow
 
-_COLLECTIONS = {"task": "tasks", "workflow": "workflows", "launch_plan": "launch_plans"}
+_ENTITY_KINDS = {"task": "TASK", "workflow": "WORKFLOW", "launch_plan": "LAUNCH_PLAN"}
 
 
 class RemoteError(Exception):
@@ -92,16 +92,23 @@ class Execution:
         self.state = self.remote._call("GET", self._path("?without_nodes=true"))
         return self
 
+    def node_inputs(self, node: str) -> dict[str, Any]:
+        """What node ``node`` (its id in the workflow) was given, as plain values: its bindings resolved
+        from the workflow's inputs, constants and upstream outputs. Raises ``LookupError`` while a node it
+        reads has not produced its value yet."""
+        return self._node_values(node, "inputs")
+
     def node_outputs(self, node: str) -> dict[str, Any]:
         """The outputs of node ``node`` (its id in the workflow) as plain values, once it succeeded."""
-        data = self.remote._call("GET", self._path("/data"))
-        by_node = data.get("node_outputs", {})
-        if node not in by_node:
-            known = ", ".join(sorted(by_node)) or "none yet"
-            raise KeyError(
-                f"execution {self.name} has no outputs of node {node!r} (nodes with outputs: {known})"
-            )
-        return {name: literal_json(literal) for name, literal in by_node[node].get("values", {}).items()}
+        return self._node_values(node, "outputs")
+
+    def _node_values(self, node: str, which: str) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"node_id": node})
+        data = self.remote._call("GET", self._path(f"/node_data?{query}"))
+        if which not in data:
+            raise LookupError(f"node {node!r} of execution {self.name} has no {which} yet")
+        values = data[which].get("values", {})
+        return {name: literal_json(literal) for name, literal in values.items()}
 
     def history(self) -> list[dict[str, Any]]:
         """Every event of the execution in log order, each with its ``index``, ``kind``, ``summary`` and
@@ -192,9 +199,10 @@ class Remote:
             raise RemoteError(0, f"cannot reach {self.endpoint}: {error.reason}") from None
 
     def register(self, *definitions: Task | Workflow | LaunchPlan | Dynamic) -> dict[tuple[str, str], str]:
-        """Registers each definition and everything it needs (tasks first, each once); returns the version
-        of each document registered, by (kind, name)."""
-        versions: dict[tuple[str, str], str] = {}
+        """Registers each definition and everything it needs (tasks first, each once) in one batch: admin
+        writes all of them or, when it refuses one, none. Returns the version of each document registered,
+        by (kind, name)."""
+        batch: dict[tuple[str, str], dict[str, Any]] = {}
         for definition in definitions:
             if isinstance(definition, Dynamic):
                 documents = [definition.planner.spec()] + [used.spec() for used in definition.uses]
@@ -203,14 +211,24 @@ class Remote:
             else:
                 documents = definition.documents()
             for document in documents:
-                key = (document["kind"], document["name"])
-                if key in versions:
-                    continue
-                # The document's kind picks the route; the spec itself is the rest.
-                spec = {field: value for field, value in document.items() if field != "kind"}
-                answer = self._call("POST", _COLLECTIONS[document["kind"]], {"spec_json": json.dumps(spec)})
-                versions[key] = str(answer.get("id", {}).get("version", ""))
-        return versions
+                batch.setdefault((document["kind"], document["name"]), document)
+        body = {
+            "documents": [
+                {
+                    "kind": _ENTITY_KINDS[document["kind"]],
+                    # The document's kind says what it is; the spec itself is the rest.
+                    "spec_json": json.dumps(
+                        {field: value for field, value in document.items() if field != "kind"}
+                    ),
+                }
+                for document in batch.values()
+            ]
+        }
+        results = self._call("POST", "registrations", body).get("results", [])
+        return {
+            key: str(answer.get("id", {}).get("version", ""))
+            for key, answer in zip(batch, results, strict=True)
+        }
 
     def run(
         self,

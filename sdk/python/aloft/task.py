@@ -15,6 +15,7 @@ from typing import Any
 from aloft.definition import DefinitionError, _caller_location, _where
 from aloft.promises import _TRACING, Promise
 from aloft.resources import Resources, Secret
+from aloft.schemas import variable_schemas
 from aloft.types import AloftTypeError, from_json, literal_type, to_json
 
 
@@ -28,7 +29,7 @@ def _output_hints(function: Callable[..., Any], returns: Any) -> dict[str, Any]:
     if returns is None or returns is type(None) or returns is inspect.Signature.empty:
         return {}
     if isinstance(returns, type) and issubclass(returns, tuple) and hasattr(returns, "_fields"):
-        return dict(typing.get_type_hints(returns))
+        return dict(typing.get_type_hints(returns, include_extras=True))
     if typing.get_origin(returns) is tuple:
         return {f"o{index}": hint for index, hint in enumerate(typing.get_args(returns))}
     return {"o0": returns}
@@ -37,7 +38,7 @@ def _output_hints(function: Callable[..., Any], returns: Any) -> dict[str, Any]:
 def _signature(function: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Input hints, input defaults and output hints of ``function``; every parameter must be annotated."""
     try:
-        hints = typing.get_type_hints(function)
+        hints = typing.get_type_hints(function, include_extras=True)
     except NameError as error:
         raise DefinitionError(f"{_where(function)}: {error}") from error
     inputs: dict[str, Any] = {}
@@ -64,10 +65,16 @@ def _signature(function: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, 
 
 
 def _interface(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
-    return {
+    interface: dict[str, Any] = {
         "inputs": {name: literal_type(hint) for name, hint in inputs.items()},
         "outputs": {name: literal_type(hint) for name, hint in outputs.items()},
     }
+    # Structs, enums and dataframes keep their shape in the interface (admin and the console show it).
+    for side, hints in (("input_schemas", inputs), ("output_schemas", outputs)):
+        schemas = variable_schemas(hints)
+        if schemas:
+            interface[side] = schemas
+    return interface
 
 
 class Task:
@@ -211,17 +218,25 @@ def task(
     instead of as a process of the propeller's machine.
     """
 
-    def wrap(inner: Callable[..., Any]) -> Task:
-        return Task(
-            inner,
-            name=name,
-            cache=cache,
-            retries=retries,
-            timeout=timeout,
-            resources=resources,
-            secrets=list(secrets or []),
-            image=image,
-        )
+    return decorate(
+        Task,
+        function,
+        name=name,
+        cache=cache,
+        retries=retries,
+        timeout=timeout,
+        resources=resources,
+        secrets=list(secrets or []),
+        image=image,
+    )
+
+
+def decorate(make: Callable[..., Any], function: Callable[..., Any] | None, **options: Any) -> Any:
+    """``make(function, **options)`` for a bare decorator (``@task``), else the decorator that does it once
+    it is given the function (``@task(retries=2)``)."""
+
+    def wrap(inner: Callable[..., Any]) -> Any:
+        return make(inner, **options)
 
     return wrap(function) if function is not None else wrap
 

@@ -70,6 +70,43 @@ def _origin(hint: Any) -> Any:
     return typing.get_origin(hint)
 
 
+class Columns:
+    """The columns a dataframe has: ``Annotated[pandas.DataFrame, Columns(id=int, score=float)]``. They are
+    part of the task's interface (its schema, which admin and the console show) and are checked whenever
+    such a frame is written or read: a frame without a declared column is refused, naming it."""
+
+    def __init__(self, **columns: Any) -> None:
+        if not columns:
+            raise AloftTypeError("Columns() needs at least one column: Columns(name=type, ...)")
+        self.columns: dict[str, Any] = columns
+        for name, hint in columns.items():
+            literal_type(hint)  # an unknown column type is refused where it is declared
+            if name != name.strip() or not name:
+                raise AloftTypeError(f"column name {name!r} is not a name")
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(hint, '__name__', hint)}" for name, hint in self.columns.items())
+        return f"Columns({inner})"
+
+    def check(self, frame: Any, where: str) -> None:
+        """Raises ``AloftTypeError`` naming the declared columns ``frame`` lacks."""
+        present = list(frame.columns) if hasattr(frame, "to_parquet") else list(frame.column_names)
+        missing = [name for name in self.columns if name not in present]
+        if missing:
+            raise AloftTypeError(
+                f"{where}: the frame has no column {', '.join(repr(name) for name in missing)} that {self!r} "
+                f"declares (it has {', '.join(repr(str(name)) for name in present) or 'none'})"
+            )
+
+
+def unannotated(hint: Any) -> tuple[Any, Columns | None]:
+    """``T`` and its ``Columns`` for ``Annotated[T, Columns(...)]``; ``hint`` itself otherwise."""
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        return base, next((extra for extra in extras if isinstance(extra, Columns)), None)
+    return hint, None
+
+
 def frame_kind(hint: Any) -> str | None:
     """``pandas`` for a pandas DataFrame, ``pyarrow`` for a pyarrow Table, else None: dataframes travel as
     parquet blobs (``pip install 'aloft[dataframes]'``). Known by name, so the SDK needs neither library where
@@ -131,6 +168,7 @@ def _optional_inner(hint: Any) -> Any | None:
 
 def literal_type(hint: Any) -> str:
     """The Aloft type of a Python type hint (``int`` -> ``integer``, ``list[float]`` -> ``list<float>``)."""
+    hint, _ = unannotated(hint)
     inner = _optional_inner(hint)
     if inner is not None:
         return f"optional<{literal_type(inner)}>"
@@ -198,6 +236,7 @@ def parse_duration(text: str) -> dt.timedelta:
 
 def to_json(value: Any, hint: Any) -> Any:
     """``value`` as the plain JSON the engine stores for type ``hint``."""
+    hint, columns = unannotated(hint)
     inner = _optional_inner(hint)
     if inner is not None:
         return None if value is None else to_json(value, inner)
@@ -214,6 +253,8 @@ def to_json(value: Any, hint: Any) -> Any:
         if isinstance(value, Blob):
             return value.path
         _expect(value, hint, hint)
+        if columns is not None:
+            columns.check(value, "writing a dataframe")
         return frame_to_parquet(value, hint)
     if isinstance(hint, type):
         if issubclass(hint, Blob):
@@ -246,7 +287,7 @@ def to_json(value: Any, hint: Any) -> Any:
             return format_duration(value)
         if dataclasses.is_dataclass(hint):
             _expect(value, hint, hint)
-            hints = typing.get_type_hints(hint)
+            hints = typing.get_type_hints(hint, include_extras=True)
             return {
                 field.name: to_json(getattr(value, field.name), hints[field.name])
                 for field in dataclasses.fields(hint)
@@ -262,6 +303,7 @@ def to_json(value: Any, hint: Any) -> Any:
 
 def from_json(data: Any, hint: Any) -> Any:
     """The Python value of type ``hint`` that plain JSON ``data`` stands for."""
+    hint, columns = unannotated(hint)
     inner = _optional_inner(hint)
     if inner is not None:
         return None if data is None else from_json(data, inner)
@@ -276,7 +318,10 @@ def from_json(data: Any, hint: Any) -> Any:
         return {key: from_json(element, item) for key, element in data.items()}
     if frame_kind(hint) is not None:
         _expect(data, str, hint)
-        return _frame_from_parquet(data, hint)
+        frame = _frame_from_parquet(data, hint)
+        if columns is not None:
+            columns.check(frame, f"reading {data}")
+        return frame
     if isinstance(hint, type):
         if issubclass(hint, Blob):
             _expect(data, str, hint)
@@ -307,7 +352,7 @@ def from_json(data: Any, hint: Any) -> Any:
             return parse_duration(data)
         if dataclasses.is_dataclass(hint):
             _expect(data, dict, hint)
-            hints = typing.get_type_hints(hint)
+            hints = typing.get_type_hints(hint, include_extras=True)
             return hint(
                 **{
                     field.name: from_json(data.get(field.name), hints[field.name])

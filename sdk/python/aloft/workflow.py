@@ -54,17 +54,8 @@ class _Builder:
         return added[0], returned
 
     def add_workflow_node(self, callee: Workflow, kwargs: dict[str, Any]) -> Any:
-        where = _caller_location()
-        node_id = self._node_id(callee.name)
         self.workflows[callee.name] = callee
-        self.nodes.append(
-            {"id": node_id, "workflow": callee.name, "inputs": self._bindings(callee, kwargs, where)}
-        )
-        if not callee.outputs:
-            nothing = _NoOutputs()
-            nothing.node = node_id
-            return nothing
-        return self._outputs(node_id, callee.outputs)
+        return self._add_call_node("workflow", callee, kwargs)
 
     def add_dynamic_node(self, dynamic: Dynamic, kwargs: dict[str, Any]) -> Any:
         """A node that runs ``dynamic``'s planner, then the workflow it planned."""
@@ -171,12 +162,15 @@ class _Builder:
         return outputs
 
     def add_task_node(self, callee: Task, kwargs: dict[str, Any]) -> Any:
+        self.tasks[callee.name] = callee
+        return self._add_call_node("task", callee, kwargs)
+
+    def _add_call_node(self, kind: str, callee: Task | Workflow, kwargs: dict[str, Any]) -> Any:
+        """A node calling task or workflow ``callee`` (``kind``) with ``kwargs`` bound to its inputs; its
+        outputs as promises."""
         where = _caller_location()
         node_id = self._node_id(callee.name)
-        self.tasks[callee.name] = callee
-        self.nodes.append(
-            {"id": node_id, "task": callee.name, "inputs": self._bindings(callee, kwargs, where)}
-        )
+        self.nodes.append({"id": node_id, kind: callee.name, "inputs": self._bindings(callee, kwargs, where)})
         if not callee.outputs:
             nothing = _NoOutputs()
             nothing.node = node_id

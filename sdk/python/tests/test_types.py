@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Optional
+from typing import Annotated, Optional
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aloft import AloftTypeError, Blob
+from aloft import AloftTypeError, Blob, Columns, task
+from aloft.schemas import json_schema
 from aloft.types import from_text, literal_type, parse_duration, to_text
 
 
@@ -154,3 +155,58 @@ def test_dataframes_travel_as_parquet_blobs_with_their_columns() -> None:
     assert from_text(to_text(table, pyarrow.Table), pyarrow.Table).equals(table)
     with pytest.raises(AloftTypeError):
         to_text([1, 2], pandas.DataFrame)
+
+
+def test_declared_columns_are_in_the_interface_and_checked_both_ways() -> None:
+    pandas = pytest.importorskip("pandas")
+    pyarrow = pytest.importorskip("pyarrow")
+    Counts = Annotated[pandas.DataFrame, Columns(gene=str, count=int)]
+    assert literal_type(Counts) == "blob<parquet>"
+    assert json_schema(Counts)["columns"] == {"gene": "string", "count": "integer"}
+    good = pandas.DataFrame({"gene": ["BRCA1"], "count": [12], "extra": [1.0]})
+    path = to_text(good, Counts)
+    assert list(from_text(path, Counts).columns) == ["gene", "count", "extra"]
+    with pytest.raises(
+        AloftTypeError, match="no column 'count' that Columns\\(gene=str, count=int\\) declares"
+    ):
+        to_text(pandas.DataFrame({"gene": ["TP53"]}), Counts)
+    # Read back: a parquet file written without the column is refused too (a pyarrow table here).
+    narrow = to_text(pyarrow.table({"gene": ["TP53"]}), pyarrow.Table)
+    with pytest.raises(AloftTypeError, match=r"reading .*no column 'count'"):
+        from_text(narrow, Annotated[pyarrow.Table, Columns(gene=str, count=int)])
+    with pytest.raises(AloftTypeError, match="Columns\\(\\) needs at least one column"):
+        Columns()
+
+
+def test_structs_enums_and_models_carry_their_schema_in_the_interface() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Split(pydantic.BaseModel):  # type: ignore[misc,name-defined]
+        rows: int
+        ratio: float = 0.8
+
+    @task
+    def describe(point: Point, color: Color, n: int, points: list[Optional[Point]]) -> Color:
+        return color
+
+    interface = describe.spec()["interface"]
+    schemas = interface["input_schemas"]
+    # Plain types say everything: no schema for them.
+    assert set(schemas) == {"point", "color", "points"}
+    assert schemas["point"] == {
+        "title": "Point",
+        "type": "object",
+        "properties": {
+            "x": {"type": "integer"},
+            "label": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["x", "label", "tags"],
+    }
+    assert schemas["color"] == {"title": "Color", "type": "string", "enum": ["red", "green"]}
+    # A pydantic model's schema is the model's own (the annotation is resolved in the task's module, so
+    # the model is checked here directly).
+    assert json_schema(Split) == Split.model_json_schema()
+    assert json_schema(Optional[Split])["anyOf"][0]["properties"]["ratio"]["default"] == 0.8
+    assert schemas["points"]["items"]["anyOf"][0]["title"] == "Point"
+    assert interface["output_schemas"] == {"o0": schemas["color"]}

@@ -281,6 +281,9 @@ async function route() {
     else if (parts[0] === "projects") await projectsPage();
     else if (parts[0] === "cache") await cachePage(project, domain);
     else if (parts[0] === "workflows") await workflowsPage(project, domain);
+    else if (parts[0] === "entities" && parts.length === 3) await entityPage(project, domain, parts[1], parts[2]);
+    else if (parts[0] === "deliveries") await deliveriesPage(project, domain);
+    else if (parts[0] === "tenants") await tenantsPage();
     else if (parts[0] === "launch" && parts.length === 4) await launchPage(parts[1], parts[2], parts[3]);
     else notFound(`There is no console page ${location.pathname}.`);
   } catch (error) {
@@ -436,7 +439,8 @@ async function workflowsPage(project, domain) {
   const [{ workflows }, { launch_plans: plans }, { tasks }] = await Promise.all([
     call("ListWorkflows", { project, domain }), call("ListLaunchPlans", { project, domain }), call("ListTasks", { project, domain })]);
   const entityRows = (items, kind) => items.map((item) => h("tr", {},
-    h("td", {}, item.id.name), h("td", {}, item.id.version), h("td", {}, time(item.registered_at_millis)),
+    h("td", {}, h("a", { href: `/console/entities/${kind}/${encodeURIComponent(item.id.name)}` }, item.id.name)),
+    h("td", {}, item.id.version), h("td", {}, time(item.registered_at_millis)),
     h("td", {}, kind === "workflow" ? h("a", { href: `/console/launch/${project}/${domain}/${item.id.name}` }, "Launch…") : "")));
   const table = (label, rows) => h("table", { "aria-label": label },
     h("thead", {}, h("tr", {}, ["Name", "Version", "Registered", ""].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows));
@@ -444,6 +448,143 @@ async function workflowsPage(project, domain) {
     h("h2", {}, "Workflows"), table("Workflows", entityRows(workflows, "workflow")),
     h("h2", {}, "Launch plans"), table("Launch plans", entityRows(plans, "plan")),
     h("h2", {}, "Tasks"), table("Tasks", entityRows(tasks, "task")));
+}
+
+const ENTITY_CALLS = {
+  workflow: ["GetWorkflow", "ListWorkflows", "workflows"],
+  plan: ["GetLaunchPlan", "ListLaunchPlans", "launch_plans"],
+  task: ["GetTask", "ListTasks", "tasks"],
+};
+
+/// One task, workflow or launch plan: its versions, the chosen version's spec and interface, a workflow's
+/// graph, a launch plan's schedule with its next fire time and the active toggle, and a launch link.
+async function entityPage(project, domain, kind, name) {
+  const calls = ENTITY_CALLS[kind];
+  if (!calls) { notFound(`There is no kind of entity ${kind}: use workflow, plan or task.`); return; }
+  const [get, list, field] = calls;
+  const version = new URLSearchParams(location.search).get("version") || undefined;
+  const [entity, listed] = await Promise.all([call(get, { project, domain, name, version }), call(list, { project, domain, name })]);
+  document.title = `${name} · Aloft`;
+  const spec = JSON.parse(entity.spec_json || "{}");
+  const versions = h("table", { "aria-label": "Versions" },
+    h("thead", {}, h("tr", {}, ["Version", "Registered", ""].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, (listed[field] || []).map((item) => h("tr", {},
+      h("td", {}, h("a", { href: `/console/entities/${kind}/${encodeURIComponent(name)}?version=${encodeURIComponent(item.id.version)}`,
+        "aria-current": String(item.id.version === entity.id.version) }, item.id.version)),
+      h("td", {}, time(item.registered_at_millis)),
+      h("td", {}, item.active ? "active" : "")))));
+  const sections = [h("h1", {}, `${name}@${entity.id.version}`), h("h2", {}, "Versions"), versions];
+  if (kind === "plan") sections.push(...scheduleSection(project, domain, entity, spec));
+  if (entity.interface) sections.push(h("h2", {}, "Interface"), interfaceTable(entity.interface));
+  if (kind === "workflow") {
+    const graph = h("section", { "aria-label": "Graph preview" });
+    sections.push(h("h2", {}, "Graph"), graph,
+      h("p", {}, h("a", { href: `/console/launch/${project}/${domain}/${encodeURIComponent(name)}` }, "Launch…")));
+    // The spec's nodes as an execution that has not started: the same drawing the execution page uses.
+    const nodes = (spec.nodes || []).map((node) => ({ node_id: node.id, phase: "NODE_NOT_STARTED", upstream: upstreamOf(node, spec) }));
+    renderGraph(graph, { nodes }, { project, domain, name }, () => {}, () => "#");
+  }
+  if (kind === "plan") sections.push(h("p", {}, h("a", { href: `/console/launch/${project}/${domain}/${encodeURIComponent(entity.workflow.name)}` }, `Launch ${entity.workflow.name}…`)));
+  sections.push(h("h2", {}, "Spec"), h("pre", { "aria-label": "Spec" }, JSON.stringify(spec, null, 2)));
+  main.replaceChildren(...sections);
+}
+
+/// The nodes a spec node reads from (`a.n` bindings) and waits for (`after`).
+function upstreamOf(node, spec) {
+  const ids = new Set((spec.nodes || []).map((n) => n.id));
+  const found = new Set(node.after || []);
+  for (const binding of Object.values(node.inputs || {})) {
+    const source = typeof binding === "string" ? binding.split(".")[0] : null;
+    if (source && ids.has(source)) found.add(source);
+  }
+  return [...found];
+}
+
+function interfaceTable(typed) {
+  const rows = [];
+  for (const [side, types, schemas] of [["input", typed.inputs, typed.input_schemas_json], ["output", typed.outputs, typed.output_schemas_json]]) {
+    for (const [name, type] of Object.entries(types || {})) {
+      const schema = schemas?.[name];
+      rows.push(h("tr", {}, h("td", {}, side), h("th", { scope: "row" }, name), h("td", {}, typeText(type)),
+        h("td", {}, schema ? h("details", {}, h("summary", {}, "schema"), h("pre", {}, JSON.stringify(JSON.parse(schema), null, 2))) : "")));
+    }
+  }
+  return h("table", { "aria-label": "Interface" },
+    h("thead", {}, h("tr", {}, ["", "Name", "Type", ""].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows));
+}
+
+function typeText(type) {
+  if (!type) return "struct";
+  if ("simple" in type) return String(type.simple).toLowerCase();
+  if ("blob" in type) return type.blob.format ? `blob<${type.blob.format}>` : "blob";
+  if ("list" in type) return `list<${typeText(type.list)}>`;
+  if ("map" in type) return `map<${typeText(type.map)}>`;
+  if ("optional" in type) return `optional<${typeText(type.optional)}>`;
+  return JSON.stringify(type);
+}
+
+function scheduleSection(project, domain, plan, spec) {
+  const schedule = spec.schedule;
+  const message = h("p", { class: "error", role: "alert" });
+  const toggle = h("button", { type: "button", onclick: async () => {
+    message.textContent = "";
+    const id = { project, domain, name: plan.id.name, version: plan.id.version };
+    try { await call(plan.active ? "DeactivateLaunchPlan" : "ActivateLaunchPlan", id, {}); route(); } catch (error) { message.textContent = error.message; }
+  } }, plan.active ? "Deactivate" : "Activate");
+  const when = schedule ? (schedule.cron ? `cron ${schedule.cron}${schedule.timezone ? ` (${schedule.timezone})` : ""}` : `every ${schedule.fixed_rate}`) : "no schedule";
+  return [h("h2", {}, "Schedule"),
+    h("div", { class: "header-grid" },
+      h("span", { class: "muted" }, "Workflow"), h("span", {}, `${plan.workflow.name}@${plan.workflow.version}`),
+      h("span", { class: "muted" }, "Schedule"), h("span", {}, when),
+      h("span", { class: "muted" }, "State"), h("span", { "data-state": plan.active ? "active" : "inactive" }, plan.active ? "active" : "inactive"),
+      h("span", { class: "muted" }, "Next fire"), h("span", { "data-next-fire": "" }, Number(plan.next_fire_at_millis) > 0 ? time(plan.next_fire_at_millis) : "—")),
+    h("h2", {}, "Inputs"), valuesTable(plan.default_inputs, "Default inputs"), valuesTable(plan.fixed_inputs, "Fixed inputs"),
+    h("div", { class: "actions" }, toggle), message];
+}
+
+/// Every tenant the caller may read with its fair-share quota and its attempts running and waiting now,
+/// and the fleet's resource pools.
+async function tenantsPage() {
+  document.title = "Tenants · Aloft";
+  const { tenants, pools } = await call("ListTenants");
+  main.replaceChildren(h("h1", {}, "Tenants"),
+    h("table", { "aria-label": "Tenants" },
+      h("thead", {}, h("tr", {}, ["Project", "Domain", "Weight", "Max running", "Running", "Waiting", "Quota set"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, tenants.map((t) => h("tr", { "data-tenant": `${t.project}/${t.domain}` },
+        h("td", {}, t.project), h("td", {}, t.domain), h("td", { "data-weight": "" }, String(t.weight)),
+        h("td", { "data-max-running": "" }, Number(t.max_running) > 0 ? String(t.max_running) : "no limit"),
+        h("td", { "data-running": "" }, String(t.running_attempts)), h("td", { "data-waiting": "" }, String(t.waiting_attempts)),
+        h("td", {}, Number(t.quota_set_at_millis) > 0 ? time(t.quota_set_at_millis) : "defaults"))))),
+    h("h2", {}, "Resource pools"),
+    pools.length ? h("table", { "aria-label": "Resource pools" },
+      h("thead", {}, h("tr", {}, ["Pool", "Limit"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, pools.map((p) => h("tr", {}, h("td", {}, p.name), h("td", {}, String(p.limit))))))
+      : h("p", { class: "muted" }, "No resource pool is defined."));
+}
+
+/// Notification deliveries of the project and domain: each attempt and outcome, newest first, grouped by
+/// delivery.
+async function deliveriesPage(project, domain) {
+  document.title = "Deliveries · Aloft";
+  const { events } = await call("ListDeliveries", { project, domain, limit: 500 });
+  const byDelivery = new Map();
+  for (const event of events) {
+    if (!byDelivery.has(event.delivery_id)) byDelivery.set(event.delivery_id, []);
+    byDelivery.get(event.delivery_id).push(event);
+  }
+  const rows = [...byDelivery.entries()].map(([delivery, attempts]) => {
+    const last = attempts[0];
+    return h("tr", {},
+      h("td", {}, h("a", { href: `/console/executions/${project}/${domain}/${last.execution}?tab=history` }, last.execution)),
+      h("td", {}, delivery), h("td", { "data-delivery-kind": last.kind }, last.kind), h("td", {}, String(attempts.length)),
+      h("td", {}, time(last.occurred_at_millis)),
+      h("td", {}, h("details", {}, h("summary", {}, last.summary), h("ol", {}, attempts.slice().reverse().map((a) => h("li", {}, `${time(a.occurred_at_millis)} · ${a.kind} · ${a.summary}`))))));
+  });
+  main.replaceChildren(h("h1", {}, "Notification deliveries"),
+    rows.length ? h("table", { "aria-label": "Deliveries" },
+      h("thead", {}, h("tr", {}, ["Execution", "Delivery", "Last", "Attempts", "When", "What happened"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No notification was sent in this project and domain."));
 }
 
 function simpleType(type) {
@@ -560,7 +701,8 @@ async function executionPage(project, domain, name) {
     };
     source.addEventListener("history", rerender);
     source.addEventListener("end", () => { source.close(); rerender(); });
-    stopPage = () => { source.close(); clearTimeout(pending); };
+    const previous = stopPage;
+    stopPage = () => { previous(); source.close(); clearTimeout(pending); };
   }
 }
 
@@ -580,8 +722,12 @@ function executionHeader(execution, id, at) {
       route();
     }));
     actions.append(act("Relaunch…", async () => {
+      // The form is typed from the interface of the workflow version that ran, prefilled with its inputs.
+      const workflow = execution.workflow
+        ? await call("GetWorkflow", { project: id.project, domain: id.domain, name: execution.workflow.name, version: execution.workflow.version })
+        : null;
       relaunchBox.replaceChildren(h("h2", {}, "Relaunch with"), inputsForm(
-        Object.fromEntries(Object.keys(inputs).map((k) => [k, execution.inputs.values[k] && "integer" in execution.inputs.values[k] ? { simple: "INTEGER" } : { simple: "STRING" }])),
+        workflow?.interface?.inputs || Object.fromEntries(Object.keys(inputs).map((k) => [k, { simple: "STRING" }])),
         inputs, "Relaunch", async (text) => {
           const created = await call("RelaunchExecution", id, { text_inputs: text });
           navigate(`/console/executions/${id.project}/${id.domain}/${created.id.name}`);
@@ -765,6 +911,7 @@ async function renderNodeDetail(aside, execution, id, nodeId, link) {
     } }, "Approve"));
   }
   const log = h("pre", { "aria-label": "Log", "data-log": nodeId }, attempts.length ? "Loading the log…" : "No attempt, no log.");
+  const inputsBox = h("div", { "data-inputs": nodeId }, h("p", { class: "muted" }, "Loading…"));
   const lineage = h("section", { "aria-label": "Lineage" }, h("h2", {}, "Lineage"), h("p", { class: "muted" }, "Loading…"));
   aside.replaceChildren(
     h("h2", {}, nodeId, " ", phaseBadge(node.phase)), h("p", {}, h("a", { href: link({ node: null }) }, "Close")),
@@ -777,17 +924,47 @@ async function renderNodeDetail(aside, execution, id, nodeId, link) {
       h("td", {}, `#${a.attempt}`), h("td", {}, phaseBadge(a.phase)), h("td", {}, a.error_kind), h("td", {}, a.cache_status),
       h("td", {}, a.cache_source ? h("a", { href: `/console/executions/${id.project}/${id.domain}/${a.cache_source.split("/")[0]}` }, "reused from") : ""),
       h("td", { class: "error" }, a.error))))),
+    h("h2", {}, "Inputs"), inputsBox,
     h("h2", {}, "Outputs"), valuesTable(node.outputs, "Outputs"),
     lineage,
     h("h2", {}, "Log"), log);
   renderLineage(lineage, id, nodeId);
-  if (attempts.length) {
+  call("GetNodeData", { ...id, node_id: nodeId })
+    .then((data) => inputsBox.replaceChildren(data.inputs ? valuesTable(data.inputs, "Inputs") : h("p", { class: "muted" }, "Not known yet: a node it reads has not produced its value.")))
+    .catch((error) => inputsBox.replaceChildren(h("p", { class: "error" }, error.message)));
+  if (!attempts.length) return;
+  const running = attempts[attempts.length - 1].attempt_phase === "ATTEMPT_RUNNING";
+  const now = !new URLSearchParams(location.search).get("at");
+  if (running && now) followLog(log, { ...id, node_id: nodeId });
+  else {
     try {
       log.textContent = (await callText("GetTaskLogs", { ...id, node_id: nodeId })) || "(empty)";
     } catch (error) {
       log.textContent = error.message;
     }
   }
+}
+
+/// A running attempt's log, streamed as the task prints it (GetTaskLogs with follow) until the attempt
+/// ends or the page changes.
+function followLog(log, params) {
+  const controller = new AbortController();
+  const previous = stopPage;
+  stopPage = () => { previous(); controller.abort(); };
+  log.textContent = "";
+  log.setAttribute("aria-live", "polite");
+  (async () => {
+    const { url } = operationUrl("GetTaskLogs", { ...params, follow: "true" });
+    const response = await fetch(url, { headers: authHeaders(), signal: controller.signal });
+    if (!response.ok) { log.textContent = await response.text(); return; }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      log.textContent += decoder.decode(value, { stream: true });
+    }
+  })().catch((error) => { if (error.name !== "AbortError") log.append(`\n${error.message}`); });
 }
 
 route();

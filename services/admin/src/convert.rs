@@ -39,7 +39,18 @@ pub fn interface_to_wire(interface: &aloft_core::spec::Interface) -> wire::Typed
             .iter()
             .map(|(k, t)| (k.clone(), literal_type_to_wire(t)))
             .collect(),
+        input_schemas_json: schemas_to_wire(&interface.input_schemas),
+        output_schemas_json: schemas_to_wire(&interface.output_schemas),
     }
+}
+
+fn schemas_to_wire(
+    schemas: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> std::collections::HashMap<String, String> {
+    schemas
+        .iter()
+        .map(|(name, schema)| (name.clone(), schema.to_string()))
+        .collect()
 }
 
 pub fn value_to_wire(value: &Value) -> wire::Literal {

@@ -29,6 +29,21 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// The same error with its message rewritten (to say where in a request it arose); an internal
+    /// error stays as it is.
+    pub fn map_message(self, rewrite: impl FnOnce(String) -> String) -> ApiError {
+        match self {
+            ApiError::InvalidArgument(message) => ApiError::InvalidArgument(rewrite(message)),
+            ApiError::NotFound(message) => ApiError::NotFound(rewrite(message)),
+            ApiError::AlreadyExists(message) => ApiError::AlreadyExists(rewrite(message)),
+            ApiError::FailedPrecondition(message) => ApiError::FailedPrecondition(rewrite(message)),
+            ApiError::PermissionDenied(message) => ApiError::PermissionDenied(rewrite(message)),
+            other => other,
+        }
+    }
+}
+
 impl ServiceError for ApiError {
     fn error_code(&self) -> ErrorCode {
         match self {

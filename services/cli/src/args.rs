@@ -38,9 +38,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Register projects, tasks, workflows and launch plans from YAML/JSON spec files, or Python files
-    /// of @task and @workflow functions (compiled by the SDK: pip install ./sdk/python).
+    /// of @task and @workflow functions (compiled by the SDK: pip install ./sdk/python). Everything named
+    /// registers together: when admin refuses one document, none of the others is registered.
     Register {
-        #[arg(short = 'f', long = "file", required = true)]
+        /// Spec files, or directories whose .yaml, .yml, .json and .py files are read (in name order).
+        #[arg(required_unless_present = "files")]
+        paths: Vec<PathBuf>,
+        /// A spec file (the same as a path; may be repeated).
+        #[arg(short = 'f', long = "file")]
         files: Vec<PathBuf>,
     },
     /// Run a launch plan, workflow or task by name, or register a spec file and run its last workflow.
@@ -60,17 +65,17 @@ pub enum Command {
         #[arg(long, requires = "output")]
         node: Option<String>,
     },
-    /// Write an execution's input or output (or a node's output) to a file or stdout: a blob's bytes from
-    /// the blob store, any other value as its text.
+    /// Write an execution's (or a node's) input or output to a file or stdout: a blob's bytes from the
+    /// blob store, any other value as its text.
     Download {
         execution: String,
         /// The input's or output's name.
         name: String,
-        /// The output of this node rather than of the execution.
+        /// This node's input or output rather than the execution's.
         #[arg(long)]
         node: Option<String>,
-        /// An input of the execution rather than an output.
-        #[arg(long, conflicts_with = "node")]
+        /// An input rather than an output (with --node: what the node was given).
+        #[arg(long)]
         input: bool,
         /// For a directory blob: the file inside it.
         #[arg(long)]

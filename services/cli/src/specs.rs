@@ -86,6 +86,8 @@ pub struct Registered {
     pub created: bool,
 }
 
+/// Registers `documents`: projects first, then every task, workflow and launch plan in one batch, which
+/// admin writes only when all of them pass (a refused one leaves nothing of the others registered).
 pub async fn register_documents(
     client: &mut AdminClient,
     project: &str,
@@ -93,13 +95,10 @@ pub async fn register_documents(
     documents: Vec<SpecDocument>,
 ) -> anyhow::Result<Vec<Registered>> {
     let mut registered = Vec::new();
+    let mut batch = Vec::new();
+    let mut kinds = Vec::new();
     for document in documents {
-        let request = |spec_json: String| wire::RegisterRequest {
-            project: project.to_string(),
-            domain: domain.to_string(),
-            spec_json,
-        };
-        let (kind, response) = match &document {
+        let (kind, entity, spec_json) = match &document {
             SpecDocument::Project(spec) => {
                 let response = client
                     .create_project(wire::CreateProjectRequest {
@@ -112,41 +111,51 @@ pub async fn register_documents(
                     .await
                     .map_err(|s| anyhow::anyhow!("project {}: {}", spec.name, s.message()))?
                     .into_inner();
-                let id = wire::Identifier {
-                    project: spec.name.clone(),
-                    ..Default::default()
-                };
                 registered.push(Registered {
                     kind: "project",
-                    id,
+                    id: wire::Identifier {
+                        project: spec.name.clone(),
+                        ..Default::default()
+                    },
                     created: response.outcome == wire::WriteOutcome::Created as i32,
                 });
                 continue;
             }
-            SpecDocument::Task(spec) => (
-                "task",
-                client.register_task(request(serde_json::to_string(spec)?)).await,
-            ),
+            SpecDocument::Task(spec) => ("task", wire::EntityKind::Task, serde_json::to_string(spec)?),
             SpecDocument::Workflow(spec) => (
                 "workflow",
-                client
-                    .register_workflow(request(serde_json::to_string(spec)?))
-                    .await,
+                wire::EntityKind::Workflow,
+                serde_json::to_string(spec)?,
             ),
             SpecDocument::LaunchPlan(spec) => (
                 "launch plan",
-                client
-                    .register_launch_plan(request(serde_json::to_string(spec)?))
-                    .await,
+                wire::EntityKind::LaunchPlan,
+                serde_json::to_string(spec)?,
             ),
         };
-        let response = response
-            .map_err(|status| anyhow::anyhow!("{kind}: {}", status.message()))?
-            .into_inner();
-        let id = response.id.unwrap_or_default();
+        kinds.push(kind);
+        batch.push(wire::RegisterDocument {
+            kind: entity as i32,
+            spec_json,
+        });
+    }
+    if batch.is_empty() {
+        return Ok(registered);
+    }
+    let results = client
+        .register_batch(wire::RegisterBatchRequest {
+            project: project.to_string(),
+            domain: domain.to_string(),
+            documents: batch,
+        })
+        .await
+        .map_err(|status| anyhow::anyhow!("{}", status.message()))?
+        .into_inner()
+        .results;
+    for (kind, response) in kinds.into_iter().zip(results) {
         registered.push(Registered {
             kind,
-            id,
+            id: response.id.unwrap_or_default(),
             created: response.outcome == wire::WriteOutcome::Created as i32,
         });
     }

@@ -30,6 +30,7 @@ fn process_task(
                 .iter()
                 .map(|(n, t)| (n.to_string(), t.parse().unwrap()))
                 .collect(),
+            ..Default::default()
         },
         run: TaskKind::Process {
             command: vec!["sh".into(), "-c".into(), script.into()],

@@ -50,6 +50,7 @@ async fn register(log: &Arc<dyn EventLog>, topics: &Topics, plans: &[(&str, Catc
         interface: Interface {
             inputs: [("kickoff".to_string(), LiteralType::Datetime)].into(),
             outputs: BTreeMap::new(),
+            ..Default::default()
         },
         run: TaskKind::Noop,
         retries: RetryPolicy::default(),

@@ -169,6 +169,7 @@ async fn run_on(fleet: &Fleet, options: &BenchOptions) -> anyhow::Result<Vec<Ben
                 .into_iter()
                 .collect(),
             outputs: Default::default(),
+            ..Default::default()
         },
         cache: Some(aloft_core::cache::CacheConfig {
             version: "1".to_string(),

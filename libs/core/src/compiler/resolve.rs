@@ -186,6 +186,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
                 interface: Interface {
                     inputs: planner.interface.inputs.clone(),
                     outputs: dynamic.outputs.clone(),
+                    ..Default::default()
                 },
                 kind: ResolvedKind::Dynamic(planner_id, Box::new(planner), Box::new(control)),
             })
@@ -296,6 +297,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
                 interface: Interface {
                     inputs: BTreeMap::new(),
                     outputs,
+                    ..Default::default()
                 },
             })
         }
@@ -353,6 +355,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
                 interface: Interface {
                     inputs: BTreeMap::new(),
                     outputs,
+                    ..Default::default()
                 },
             })
         }

@@ -13,6 +13,7 @@ fn task(name: &str, inputs: &[(&str, &str)], outputs: &[(&str, &str)]) -> (Ident
             .iter()
             .map(|(n, t)| (n.to_string(), t.parse().unwrap()))
             .collect(),
+        ..Default::default()
     };
     let spec = TaskSpec {
         name: name.to_string(),
@@ -54,6 +55,7 @@ fn workflow(nodes: Vec<NodeSpec>) -> WorkflowSpec {
         interface: Interface {
             inputs: [("x".to_string(), LiteralType::Integer)].into(),
             outputs: BTreeMap::new(),
+            ..Default::default()
         },
         nodes,
         outputs: BTreeMap::new(),

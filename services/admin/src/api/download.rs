@@ -76,24 +76,21 @@ impl AdminApi {
                 (row.outputs, format!("execution {id}'s outputs"))
             }
         } else {
+            let (inputs, outputs) = self.node_data(&id, &request.node_id).await?;
+            let node = &request.node_id;
             if request.from_inputs {
-                return Err(invalid(
-                    "a node's inputs cannot be downloaded; name the node whose output it is",
-                ));
-            }
-            let node = self
-                .store
-                .node_executions(&id)
-                .await?
-                .into_iter()
-                .find(|node| node.node_id == request.node_id)
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("execution {id} has no node {:?}", request.node_id))
+                let inputs = inputs.ok_or_else(|| {
+                    ApiError::FailedPrecondition(format!(
+                        "node {node:?} of execution {id} has no inputs yet: a node it reads has not produced them"
+                    ))
                 })?;
-            (
-                node.outputs.unwrap_or_default(),
-                format!("node {:?} of execution {id}'s outputs", request.node_id),
-            )
+                (inputs, format!("node {node:?} of execution {id}'s inputs"))
+            } else {
+                (
+                    outputs.unwrap_or_default(),
+                    format!("node {node:?} of execution {id}'s outputs"),
+                )
+            }
         };
         let value = values.get(&request.name).ok_or_else(|| {
             let names: Vec<&str> = values.keys().map(String::as_str).collect();

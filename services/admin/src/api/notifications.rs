@@ -86,4 +86,35 @@ impl AdminApi {
         .await?;
         Ok(wire::SetNotificationDefaultsResponse { rules: count })
     }
+
+    pub(super) async fn list_deliveries_rpc(
+        &self,
+        request: wire::ListDeliveriesRequest,
+    ) -> ApiResult<wire::ListDeliveriesResponse> {
+        self.require_domain(&request.project, &request.domain).await?;
+        let limit = match request.limit {
+            0 => 100,
+            limit => limit.min(1_000),
+        };
+        let rows = aloft_store::deliveries::recent_delivery_events(
+            self.store.pool(),
+            &request.project,
+            &request.domain,
+            limit,
+        )
+        .await?;
+        Ok(wire::ListDeliveriesResponse {
+            events: rows
+                .into_iter()
+                .map(|(row, execution)| wire::DeliveryEvent {
+                    delivery_id: row.delivery_id,
+                    execution,
+                    attempt: row.attempt,
+                    kind: row.kind,
+                    summary: row.summary,
+                    occurred_at_millis: row.occurred_at,
+                })
+                .collect(),
+        })
+    }
 }

@@ -73,3 +73,53 @@ impl AdminApi {
         Ok(())
     }
 }
+
+impl AdminApi {
+    /// Each domain of each project the caller may read, with its quota (the defaults where none was set)
+    /// and its attempts running and waiting now; and every resource pool.
+    pub(super) async fn list_tenants_rpc(
+        &self,
+        _request: wire::ListTenantsRequest,
+    ) -> ApiResult<wire::ListTenantsResponse> {
+        let mut projects = self.store.list_projects().await?;
+        if let Some(caller) = aloft_auth::access::current_caller() {
+            if let Some(readable) = caller.readable_projects(&*self.access.policy().await?) {
+                projects.retain(|row| readable.contains(&row.spec.name));
+            }
+        }
+        let quotas: HashMap<(String, String), aloft_store::tenants::TenantQuotaRow> = self
+            .store
+            .tenant_quotas()
+            .await?
+            .into_iter()
+            .map(|row| ((row.project.clone(), row.domain.clone()), row))
+            .collect();
+        let loads: HashMap<(String, String), aloft_store::tenants::TenantLoad> =
+            self.store.tenant_loads().await?.into_iter().collect();
+        let mut tenants = Vec::new();
+        for project in projects {
+            for domain in &project.spec.domains {
+                let key = (project.spec.name.clone(), domain.clone());
+                let quota = quotas.get(&key);
+                let load = loads.get(&key).cloned().unwrap_or_default();
+                tenants.push(wire::Tenant {
+                    project: key.0,
+                    domain: key.1,
+                    weight: quota.map_or(1, |quota| quota.weight),
+                    max_running: quota.and_then(|quota| quota.max_running).unwrap_or(0),
+                    quota_set_at_millis: quota.map_or(0, |quota| quota.set_at),
+                    running_attempts: load.running.saturating_sub(load.waiting),
+                    waiting_attempts: load.waiting,
+                });
+            }
+        }
+        let pools = self
+            .store
+            .resource_pools()
+            .await?
+            .into_iter()
+            .map(|(name, limit)| wire::ResourcePool { name, limit })
+            .collect();
+        Ok(wire::ListTenantsResponse { tenants, pools })
+    }
+}

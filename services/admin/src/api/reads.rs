@@ -66,6 +66,46 @@ impl AdminApi {
         })
     }
 
+    /// One node's inputs and outputs.
+    pub(super) async fn get_node_data_rpc(
+        &self,
+        request: wire::GetNodeDataRequest,
+    ) -> ApiResult<wire::NodeData> {
+        let id = execution_id_from_wire(request.id.as_ref())?;
+        if request.node_id.is_empty() {
+            return Err(invalid("node_id is required: say which node of the execution"));
+        }
+        let (inputs, outputs) = self.node_data(&id, &request.node_id).await?;
+        Ok(wire::NodeData {
+            node_id: request.node_id,
+            inputs: inputs.as_ref().map(outputs_to_wire),
+            outputs: outputs.as_ref().map(outputs_to_wire),
+        })
+    }
+
+    /// Node `node_id`'s inputs (`None` until every upstream value it reads exists) and outputs (`None` until
+    /// it succeeded), from the execution's history folded by the engine's own rules: the read model keeps
+    /// outputs only, and a node's inputs are its bindings resolved against that state.
+    pub(super) async fn node_data(
+        &self,
+        id: &ExecutionId,
+        node_id: &str,
+    ) -> ApiResult<(Option<Outputs>, Option<Outputs>)> {
+        self.execution_row(id).await?;
+        let history = self.store.execution_history(id).await?;
+        let state = aloft_store::queries::fold_history(id, &history)?;
+        let Some(index) = state.workflow.nodes.iter().position(|node| node.id == node_id) else {
+            let known: Vec<&str> = state.workflow.nodes.iter().map(|n| n.id.as_str()).collect();
+            return Err(ApiError::NotFound(format!(
+                "execution {id} has no node {node_id:?}; its nodes are {}",
+                known.join(", ")
+            )));
+        };
+        let inputs = state.node_inputs(index).ok();
+        let outputs = state.nodes.get(index).and_then(|node| node.outputs.clone());
+        Ok((inputs, outputs))
+    }
+
     pub(super) async fn get_execution_history_rpc(
         &self,
         request: wire::GetExecutionRequest,

@@ -133,6 +133,14 @@ impl AdminService for AdminApi {
         .await
     }
 
+    async fn register_batch(
+        &self,
+        request: Request<wire::RegisterBatchRequest>,
+    ) -> Result<Response<wire::RegisterBatchResponse>, Status> {
+        self.serve(request, async |request| self.register_batch_rpc(request).await)
+            .await
+    }
+
     async fn get_launch_plan(
         &self,
         request: Request<wire::GetEntityRequest>,
@@ -279,6 +287,30 @@ impl AdminService for AdminApi {
             self.get_execution_data_rpc(request).await
         })
         .await
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<wire::ListTenantsRequest>,
+    ) -> Result<Response<wire::ListTenantsResponse>, Status> {
+        self.serve(request, async |request| self.list_tenants_rpc(request).await)
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<wire::ListDeliveriesRequest>,
+    ) -> Result<Response<wire::ListDeliveriesResponse>, Status> {
+        self.serve(request, async |request| self.list_deliveries_rpc(request).await)
+            .await
+    }
+
+    async fn get_node_data(
+        &self,
+        request: Request<wire::GetNodeDataRequest>,
+    ) -> Result<Response<wire::NodeData>, Status> {
+        self.serve(request, async |request| self.get_node_data_rpc(request).await)
+            .await
     }
 
     async fn terminate_execution(

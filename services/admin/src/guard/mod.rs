@@ -87,6 +87,7 @@ macro_rules! guarded_service {
 guarded_service! {
     create_project(wire::CreateProjectRequest) -> wire::CreateProjectResponse: Platform, "CreateProject";
     list_projects(wire::ListProjectsRequest) -> wire::ListProjectsResponse: Authenticated, "ListProjects";
+    list_tenants(wire::ListTenantsRequest) -> wire::ListTenantsResponse: Authenticated, "ListTenants";
     register_task(wire::RegisterRequest) -> wire::RegisterResponse: Register, "RegisterTask";
     get_task(wire::GetEntityRequest) -> wire::Task: Read, "GetTask";
     list_tasks(wire::ListEntitiesRequest) -> wire::ListTasksResponse: Read, "ListTasks";
@@ -94,6 +95,7 @@ guarded_service! {
     get_workflow(wire::GetEntityRequest) -> wire::Workflow: Read, "GetWorkflow";
     list_workflows(wire::ListEntitiesRequest) -> wire::ListWorkflowsResponse: Read, "ListWorkflows";
     register_launch_plan(wire::RegisterRequest) -> wire::RegisterResponse: Register, "RegisterLaunchPlan";
+    register_batch(wire::RegisterBatchRequest) -> wire::RegisterBatchResponse: Register, "RegisterBatch";
     get_launch_plan(wire::GetEntityRequest) -> wire::LaunchPlan: Read, "GetLaunchPlan";
     list_launch_plans(wire::ListEntitiesRequest) -> wire::ListLaunchPlansResponse: Read, "ListLaunchPlans";
     activate_launch_plan(wire::GetEntityRequest) -> wire::LaunchPlan: Register, "ActivateLaunchPlan";
@@ -109,6 +111,8 @@ guarded_service! {
     watch_execution(wire::WatchExecutionRequest) -> HistoryStream: Read, "WatchExecution";
     get_execution_state(wire::GetExecutionStateRequest) -> wire::Execution: Read, "GetExecutionState";
     get_execution_data(wire::GetExecutionRequest) -> wire::ExecutionData: Read, "GetExecutionData";
+    get_node_data(wire::GetNodeDataRequest) -> wire::NodeData: Read, "GetNodeData";
+    list_deliveries(wire::ListDeliveriesRequest) -> wire::ListDeliveriesResponse: Read, "ListDeliveries";
     terminate_execution(wire::TerminateExecutionRequest) -> wire::TerminateExecutionResponse: Execute, "TerminateExecution";
     signal_execution(wire::SignalExecutionRequest) -> wire::SignalExecutionResponse: Execute, "SignalExecution";
     approve_execution(wire::ApproveExecutionRequest) -> wire::ApproveExecutionResponse: Approve, "ApproveExecution";

@@ -73,6 +73,7 @@ macro_rules! of_execution {
 platform!(
     wire::CreateProjectRequest,
     wire::ListProjectsRequest,
+    wire::ListTenantsRequest,
     wire::DefinePoolRequest,
     wire::WhoAmIRequest,
     wire::GetAuthInfoRequest
@@ -80,6 +81,8 @@ platform!(
 
 tenant!(
     wire::RegisterRequest,
+    wire::RegisterBatchRequest,
+    wire::ListDeliveriesRequest,
     wire::ListEntitiesRequest,
     wire::CreateExecutionRequest,
     wire::ListExecutionsRequest,
@@ -100,6 +103,7 @@ of_execution!(
     wire::ListNodeExecutionsRequest,
     wire::WatchExecutionRequest,
     wire::GetExecutionStateRequest,
+    wire::GetNodeDataRequest,
     wire::TerminateExecutionRequest,
     wire::SignalExecutionRequest,
     wire::ApproveExecutionRequest,

@@ -74,7 +74,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 async fn run_command(cli: &Cli, client: &mut AdminClient, embedded: bool) -> anyhow::Result<i32> {
     match &cli.command {
-        Command::Register { files } => register::run(cli, client, embedded, files).await,
+        Command::Register { paths, files } => {
+            let all: Vec<_> = files.iter().chain(paths).cloned().collect();
+            register::run(cli, client, embedded, &all).await
+        }
         Command::Run(args) => run::run(cli, client, embedded, args).await,
         Command::Get {
             args,

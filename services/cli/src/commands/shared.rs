@@ -51,7 +51,13 @@ pub(super) async fn register_file(
     let registered = register_documents(client, &cli.project, &cli.domain, documents)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for item in &registered {
+    print_registered(&registered);
+    Ok(registered)
+}
+
+/// One line per registered document: whether it was new, its kind, name and version.
+pub(super) fn print_registered(registered: &[crate::specs::Registered]) {
+    for item in registered {
         let outcome = if item.created { "registered" } else { "unchanged" };
         if item.kind == "project" {
             println!("{outcome} project {}", item.id.project);
@@ -59,7 +65,6 @@ pub(super) async fn register_file(
             println!("{outcome} {} {}@{}", item.kind, item.id.name, item.id.version);
         }
     }
-    Ok(registered)
 }
 
 pub(super) async fn resolve_target(

@@ -1,294 +1,15 @@
 //! Registrations: tasks, workflows (compiled against the registered tasks), launch plans (with their
-//! schedules) and launch plan activation.
+//! schedules), batches of them that register together or not at all, and launch plan activation.
 
 use super::*;
 
-impl AdminApi {
-    pub(super) async fn register_task(
-        &self,
-        project: &str,
-        domain: &str,
-        spec: TaskSpec,
-    ) -> ApiResult<wire::RegisterResponse> {
-        self.require_domain(project, domain).await?;
-        spec.validate().map_err(invalid)?;
-        self.check_task_pools(&spec).await?;
-        let digest = content_digest(&TaskSpec {
-            version: None,
-            ..spec.clone()
-        });
-        let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
-        let existing = self
-            .store
-            .get_task(project, domain, &spec.name, Some(&id.version))
-            .await?;
-        if let Some(outcome) =
-            Self::outcome("task", &id, existing.as_ref().map(|t| t.digest.as_str()), &digest)?
-        {
-            return Ok(wire::RegisterResponse {
-                id: Some(wire::Identifier::from(&id)),
-                outcome: outcome as i32,
-            });
-        }
-        self.append_registry(RegistryEvent::TaskRegistered {
-            id: id.clone(),
-            spec,
-            digest: digest.clone(),
-            at: now_millis(),
-        })
-        .await?;
-        let stored = self
-            .store
-            .get_task(project, domain, &id.name, Some(&id.version))
-            .await?;
-        Self::outcome("task", &id, stored.as_ref().map(|t| t.digest.as_str()), &digest)?;
-        Ok(wire::RegisterResponse {
-            id: Some(wire::Identifier::from(&id)),
-            outcome: wire::WriteOutcome::Created as i32,
-        })
-    }
+mod staged;
 
-    async fn compile(
-        &self,
-        project: &str,
-        domain: &str,
-        id: Identifier,
-        spec: &WorkflowSpec,
-    ) -> ApiResult<CompiledWorkflow> {
-        let (task_refs, workflow_refs, plan_refs) = spec.references();
-        let mut tasks: HashMap<TaskRef, (Identifier, TaskSpec)> = HashMap::new();
-        for task_ref in task_refs {
-            if tasks.contains_key(&task_ref) {
-                continue;
-            }
-            if let Some(row) = self
-                .store
-                .get_task(project, domain, &task_ref.name, task_ref.version.as_deref())
-                .await?
-            {
-                tasks.insert(task_ref, (row.id, row.spec));
-            }
-        }
-        // Subworkflows are inlined from their compiled form, so they keep the versions they were
-        // registered with.
-        let mut workflows: HashMap<TaskRef, (Identifier, CompiledWorkflow)> = HashMap::new();
-        for workflow_ref in workflow_refs {
-            if workflows.contains_key(&workflow_ref) {
-                continue;
-            }
-            if let Some(row) = self
-                .store
-                .get_workflow(
-                    project,
-                    domain,
-                    &workflow_ref.name,
-                    workflow_ref.version.as_deref(),
-                )
-                .await?
-            {
-                workflows.insert(workflow_ref, (row.id, row.compiled));
-            }
-        }
-        // Launch-plan nodes run the plan's workflow as registered, with the plan's limit and inputs.
-        let mut plans: HashMap<TaskRef, ChildPlan> = HashMap::new();
-        for plan_ref in plan_refs {
-            if plans.contains_key(&plan_ref) {
-                continue;
-            }
-            let Some(row) = self
-                .store
-                .get_launch_plan(project, domain, &plan_ref.name, plan_ref.version.as_deref())
-                .await?
-            else {
-                continue;
-            };
-            let Some(workflow_row) = self
-                .store
-                .get_workflow(project, domain, &row.workflow.name, Some(&row.workflow.version))
-                .await?
-            else {
-                continue;
-            };
-            let mut workflow = workflow_row.compiled;
-            if row.spec.max_parallelism.is_some() {
-                workflow.max_parallelism = row.spec.max_parallelism;
-            }
-            plans.insert(
-                plan_ref,
-                ChildPlan {
-                    plan: row.id,
-                    workflow,
-                    default_inputs: row.default_inputs,
-                    fixed_inputs: row.fixed_inputs,
-                },
-            );
-        }
-        let registry = Registry {
-            task: &|task_ref| tasks.get(task_ref).cloned(),
-            workflow: &|workflow_ref| workflows.get(workflow_ref).cloned(),
-            launch_plan: &|plan_ref| plans.get(plan_ref).cloned(),
-        };
-        compile_workflow_with(id, spec, &registry).map_err(|e| invalid(e.to_string()))
-    }
-
-    pub(super) async fn register_workflow(
-        &self,
-        project: &str,
-        domain: &str,
-        spec: WorkflowSpec,
-    ) -> ApiResult<wire::RegisterResponse> {
-        self.require_domain(project, domain).await?;
-        spec.validate_names().map_err(invalid)?;
-        let digest = content_digest(&WorkflowSpec {
-            version: None,
-            ..spec.clone()
-        });
-        let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
-        let compiled = self.compile(project, domain, id.clone(), &spec).await?;
-        let existing = self
-            .store
-            .get_workflow(project, domain, &spec.name, Some(&id.version))
-            .await?;
-        if let Some(outcome) = Self::outcome(
-            "workflow",
-            &id,
-            existing.as_ref().map(|w| w.digest.as_str()),
-            &digest,
-        )? {
-            return Ok(wire::RegisterResponse {
-                id: Some(wire::Identifier::from(&id)),
-                outcome: outcome as i32,
-            });
-        }
-        let event = RegistryEvent::WorkflowRegistered {
-            id: id.clone(),
-            spec,
-            compiled: Box::new(compiled),
-            digest: digest.clone(),
-            at: now_millis(),
-        };
-        self.append_registry(event).await?;
-        let stored = self
-            .store
-            .get_workflow(project, domain, &id.name, Some(&id.version))
-            .await?;
-        Self::outcome(
-            "workflow",
-            &id,
-            stored.as_ref().map(|w| w.digest.as_str()),
-            &digest,
-        )?;
-        Ok(wire::RegisterResponse {
-            id: Some(wire::Identifier::from(&id)),
-            outcome: wire::WriteOutcome::Created as i32,
-        })
-    }
-
-    pub(super) async fn register_launch_plan(
-        &self,
-        project: &str,
-        domain: &str,
-        spec: LaunchPlanSpec,
-    ) -> ApiResult<wire::RegisterResponse> {
-        self.require_domain(project, domain).await?;
-        spec.validate_names().map_err(invalid)?;
-        super::notifications::check_rules(&format!("launch plan {}", spec.name), &spec.notifications)?;
-        let workflow_ref = TaskRef::parse(&spec.workflow);
-        let workflow = self
-            .store
-            .get_workflow(
-                project,
-                domain,
-                &workflow_ref.name,
-                workflow_ref.version.as_deref(),
-            )
-            .await?
-            .ok_or_else(|| {
-                invalid(format!(
-                    "launch plan {}: workflow {:?} is not registered",
-                    spec.name, spec.workflow
-                ))
-            })?;
-        let convert = |inputs: &BTreeMap<String, serde_json::Value>, field: &str| -> ApiResult<Outputs> {
-            inputs
-                .iter()
-                .map(|(name, json)| {
-                    let input_type = workflow.compiled.interface.inputs.get(name).ok_or_else(|| {
-                        invalid(format!(
-                            "launch plan {}: {field}.{name}: the workflow has no input {name:?}",
-                            spec.name
-                        ))
-                    })?;
-                    input_type
-                        .from_json(json)
-                        .map(|value| (name.clone(), value))
-                        .map_err(|e| invalid(format!("launch plan {}: {field}.{name}: {e}", spec.name)))
-                })
-                .collect()
-        };
-        let default_inputs = convert(&spec.default_inputs, "default_inputs")?;
-        let fixed_inputs = convert(&spec.fixed_inputs, "fixed_inputs")?;
-        if let Some(schedule) = &spec.schedule {
-            validate_schedule(
-                &spec.name,
-                schedule,
-                &workflow.compiled,
-                &default_inputs,
-                &fixed_inputs,
-            )?;
-        }
-        let pinned = LaunchPlanSpec {
-            version: None,
-            workflow: format!("{}@{}", workflow.id.name, workflow.id.version),
-            ..spec.clone()
-        };
-        let digest = content_digest(&pinned);
-        let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
-        let existing = self
-            .store
-            .get_launch_plan(project, domain, &spec.name, Some(&id.version))
-            .await?;
-        if let Some(outcome) = Self::outcome(
-            "launch plan",
-            &id,
-            existing.as_ref().map(|l| l.digest.as_str()),
-            &digest,
-        )? {
-            return Ok(wire::RegisterResponse {
-                id: Some(wire::Identifier::from(&id)),
-                outcome: outcome as i32,
-            });
-        }
-        let event = RegistryEvent::LaunchPlanRegistered {
-            id: id.clone(),
-            spec,
-            workflow: workflow.id.clone(),
-            default_inputs,
-            fixed_inputs,
-            digest: digest.clone(),
-            at: now_millis(),
-        };
-        self.append_registry(event).await?;
-        let stored = self
-            .store
-            .get_launch_plan(project, domain, &id.name, Some(&id.version))
-            .await?;
-        Self::outcome(
-            "launch plan",
-            &id,
-            stored.as_ref().map(|l| l.digest.as_str()),
-            &digest,
-        )?;
-        Ok(wire::RegisterResponse {
-            id: Some(wire::Identifier::from(&id)),
-            outcome: wire::WriteOutcome::Created as i32,
-        })
-    }
-}
+pub(super) use staged::{Document, Staged};
 
 /// A schedule must parse, its kickoff input must be a datetime input of the workflow, and every other
 /// required input must have a value, since nobody passes inputs to a scheduled fire.
-fn validate_schedule(
+pub(super) fn validate_schedule(
     plan: &str,
     schedule: &aloft_core::schedule::ScheduleSpec,
     workflow: &CompiledWorkflow,
@@ -403,8 +124,21 @@ pub(super) fn launch_plan_to_wire(row: aloft_store::queries::LaunchPlanRow) -> w
         fixed_inputs: Some(outputs_to_wire(&row.fixed_inputs)),
         spec_json: serde_json::to_string(&row.spec).unwrap_or_default(),
         registered_at_millis: row.registered_at,
+        next_fire_at_millis: next_fire_at(&row),
         active: row.active,
     }
+}
+
+/// When an active launch plan's schedule fires next, in epoch milliseconds; 0 when it never will.
+fn next_fire_at(row: &aloft_store::queries::LaunchPlanRow) -> i64 {
+    let Some(schedule) = row.spec.schedule.as_ref().filter(|_| row.active) else {
+        return 0;
+    };
+    schedule
+        .compile()
+        .ok()
+        .and_then(|compiled| compiled.next_after(chrono::Utc::now()))
+        .map_or(0, |time| time.timestamp_millis())
 }
 
 /// RPC handlers of projects and registrations (the service trait in `mod.rs` calls them through `serve`).
@@ -486,8 +220,9 @@ impl AdminApi {
         &self,
         request: wire::RegisterRequest,
     ) -> ApiResult<wire::RegisterResponse> {
-        let spec: TaskSpec = parse_spec("task", &request.spec_json)?;
-        self.register_task(&request.project, &request.domain, spec).await
+        let document = Document::parse(wire::EntityKind::Task, &request.spec_json)?;
+        self.register_one(&request.project, &request.domain, document)
+            .await
     }
 
     pub(super) async fn get_task_rpc(&self, request: wire::GetEntityRequest) -> ApiResult<wire::Task> {
@@ -516,8 +251,8 @@ impl AdminApi {
         &self,
         request: wire::RegisterRequest,
     ) -> ApiResult<wire::RegisterResponse> {
-        let spec: WorkflowSpec = parse_spec("workflow", &request.spec_json)?;
-        self.register_workflow(&request.project, &request.domain, spec)
+        let document = Document::parse(wire::EntityKind::Workflow, &request.spec_json)?;
+        self.register_one(&request.project, &request.domain, document)
             .await
     }
 
@@ -551,9 +286,42 @@ impl AdminApi {
         &self,
         request: wire::RegisterRequest,
     ) -> ApiResult<wire::RegisterResponse> {
-        let spec: LaunchPlanSpec = parse_spec("launch plan", &request.spec_json)?;
-        self.register_launch_plan(&request.project, &request.domain, spec)
+        let document = Document::parse(wire::EntityKind::LaunchPlan, &request.spec_json)?;
+        self.register_one(&request.project, &request.domain, document)
             .await
+    }
+
+    /// Registers every document or none: all are checked, in order (a later one may name an earlier
+    /// one), before the first is written. A refusal names the document by its place and its name.
+    pub(super) async fn register_batch_rpc(
+        &self,
+        request: wire::RegisterBatchRequest,
+    ) -> ApiResult<wire::RegisterBatchResponse> {
+        if request.documents.is_empty() {
+            return Err(invalid("documents is empty: nothing to register"));
+        }
+        let count = request.documents.len();
+        let mut staged = Staged::default();
+        let mut results = Vec::with_capacity(count);
+        for (place, document) in request.documents.into_iter().enumerate() {
+            let kind = wire::EntityKind::try_from(document.kind).unwrap_or(wire::EntityKind::Unspecified);
+            let refused = |error: ApiError| {
+                error.map_message(|message| {
+                    format!(
+                        "document {} of {count}: {message}; nothing was registered",
+                        place + 1
+                    )
+                })
+            };
+            let parsed = Document::parse(kind, &document.spec_json).map_err(refused)?;
+            let answer = self
+                .stage(&request.project, &request.domain, parsed, &mut staged)
+                .await
+                .map_err(refused)?;
+            results.push(answer);
+        }
+        self.write_staged(staged).await?;
+        Ok(wire::RegisterBatchResponse { results })
     }
 
     pub(super) async fn get_launch_plan_rpc(
