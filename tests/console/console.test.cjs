@@ -147,13 +147,14 @@ async function main() {
     await expectText(page.locator('pre[aria-label="Spec"]'), "increment");
     await page.goto(`${base}/console/workflows`);
     await page.getByRole("table", { name: "Launch plans" }).getByRole("link", { name: "every-minute-report" }).click();
-    await expectText(page.locator("[data-state]"), "inactive");
+    await page.locator('[data-state="inactive"]').waitFor();
     await page.getByRole("button", { name: "Activate" }).click();
-    await expectText(page.locator("[data-state]"), "active");
+    await page.locator('[data-state="active"]').waitFor();
     const next = await page.locator("[data-next-fire]").innerText();
     if (next === "—") throw new Error("an active schedule shows no next fire time");
     await page.getByRole("button", { name: "Deactivate" }).click();
-    await expectText(page.locator("[data-state]"), "inactive");
+    await page.locator('[data-state="inactive"]').waitFor();
+    if ((await page.locator("[data-next-fire]").innerText()) !== "—") throw new Error("an inactive schedule shows a next fire time");
   });
 
   const NOTIFIED = process.env.ALOFT_CONSOLE_NOTIFIED_EXECUTION || "";

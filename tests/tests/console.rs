@@ -117,10 +117,13 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     // A launch plan whose successes are posted to a webhook on loopback, for the deliveries page.
     let shutdown = tokio_util::sync::CancellationToken::new();
     let hook = aloft_testkit::HttpSink::start(shutdown.clone()).await.unwrap();
+    let secret = dir.path().join("hook-secret");
+    std::fs::write(&secret, "console-test-secret").unwrap();
     let notified = format!(
         "kind: launch_plan\nname: diamond-notified\nworkflow: diamond\n\
-         notifications:\n  - phases: [SUCCEEDED]\n    webhook: {{url: \"{}\"}}\n",
-        hook.url("/hook")
+         notifications:\n  - phases: [SUCCEEDED]\n    webhook: {{url: \"{}\", secret: \"file:{}\"}}\n",
+        hook.url("/hook"),
+        secret.display()
     );
     register_text(&mut client, dir.path(), "notified.yaml", &notified).await;
     let plan = wire::create_execution_request::Target::LaunchPlan(wire::Identifier {
@@ -129,7 +132,9 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         name: "diamond-notified".into(),
         version: String::new(),
     });
-    let notified_run = launch(&mut client, plan, "notified-1", &[("x", "1")]).await.unwrap();
+    let notified_run = launch(&mut client, plan, "notified-1", &[("x", "1")])
+        .await
+        .unwrap();
     wait_succeeded(&mut client, &notified_run, std::time::Duration::from_secs(60)).await;
     // A launch plan with a schedule (inactive until the browser activates it), for the entity page.
     register_file(&mut client, &repo_root().join("examples/scheduled.yaml")).await;
@@ -143,13 +148,20 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
          kind: workflow\nname: talk\nnodes:\n  - {id: talk, task: talk}\n",
     )
     .await;
-    let talk = launch(&mut client, workflow("talk"), "talk-1", &[]).await.unwrap();
-    wait_until(&mut client, &talk, std::time::Duration::from_secs(60), |execution| {
-        execution
-            .attempts
-            .iter()
-            .any(|attempt| attempt.phase == "RUNNING")
-    })
+    let talk = launch(&mut client, workflow("talk"), "talk-1", &[])
+        .await
+        .unwrap();
+    wait_until(
+        &mut client,
+        &talk,
+        std::time::Duration::from_secs(60),
+        |execution| {
+            execution
+                .attempts
+                .iter()
+                .any(|attempt| attempt.phase == "RUNNING")
+        },
+    )
     .await;
     // A quota and a pool for the tenants page.
     client

@@ -311,7 +311,10 @@ fn dataframes_pass_between_python_tasks_as_parquet_blobs() {
     assert!(run.contains("/counts/1/o0"), "{run}");
     // The declared columns are in the interface, and a frame without one of them fails the task.
     let counts = stdout_of(&aloft(dir.path(), &["get", "task", "counts"]));
-    assert!(counts.contains("columns:") && counts.contains("gene: string"), "{counts}");
+    assert!(
+        counts.contains("columns:") && counts.contains("gene: string"),
+        "{counts}"
+    );
     let narrow = aloft(
         dir.path(),
         &["run", &format!("{}:narrow", file.display()), "--input", "genes=2"],
@@ -632,7 +635,7 @@ async fn the_python_examples_run_on_a_deployment_of_processes() {
     let examples = repo_root().join("examples/python");
     let run = |file: &str, workflow: &str, inputs: &[&str]| {
         let target = format!("{}:{workflow}", examples.join(file).display());
-        let mut args = vec!["--admin", admin.as_str(), "run", target.as_str()];
+        let mut args = vec!["--admin", admin.as_str(), "run", "--wait", target.as_str()];
         for input in inputs {
             args.extend(["--input", input]);
         }

@@ -260,7 +260,9 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
     assert_eq!(rest_node, grpc_json(&node_data));
     // int64 travels as a JSON string (proto3's JSON mapping).
     assert_eq!(
-        rest_node["inputs"]["values"]["a"]["integer"].to_string().trim_matches('"'),
+        rest_node["inputs"]["values"]["a"]["integer"]
+            .to_string()
+            .trim_matches('"'),
         "8",
         "{rest_node}"
     );
@@ -297,7 +299,9 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
     assert_eq!(status, 400, "{refused}");
     let message = refused["message"].as_str().unwrap();
     assert!(
-        message.starts_with("document 3 of 3:") && message.contains("no-such-task") && message.ends_with("nothing was registered"),
+        message.starts_with("document 3 of 3:")
+            && message.contains("no-such-task")
+            && message.ends_with("nothing was registered"),
         "{refused}"
     );
     let (status, _) = client

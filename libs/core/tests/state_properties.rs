@@ -26,6 +26,7 @@ fn sum_task(inputs: usize) -> TaskSpec {
                 .map(|i| (format!("in{i}"), LiteralType::Integer))
                 .collect(),
             outputs: [("n".to_string(), LiteralType::Integer)].into(),
+            ..Default::default()
         },
         run: TaskKind::Noop,
         retries: RetryPolicy::default(),

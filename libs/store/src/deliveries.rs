@@ -61,7 +61,9 @@ pub async fn delivery_events_of(pool: &AnyPool, id: &ExecutionId) -> Result<Vec<
     .bind(&id.name)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|row| delivery_row(row).map(|(row, _)| row)).collect()
+    rows.iter()
+        .map(|row| delivery_row(row).map(|(row, _)| row))
+        .collect()
 }
 
 /// The delivery events of a project and domain, newest first (at most `limit`), each with the name of the

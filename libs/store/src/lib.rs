@@ -21,8 +21,8 @@ pub mod projector;
 pub mod queries;
 mod read_models;
 pub mod snapshots;
-pub mod tenants;
 mod state_cache;
+pub mod tenants;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -499,6 +499,46 @@ macro_rules! store_suite {
         }
 
         #[tokio::test]
+        async fn tenant_quotas_keep_the_latest_set_and_running_attempts_count_per_tenant() {
+            let Some((store, _url, _dir)) = $backend().await else {
+                return;
+            };
+            project_all(&store).await;
+            let mut tx = store.pool().begin().await.unwrap();
+            for (offset, (weight, max_running, at)) in [(3, Some(7), 20), (5, None, 10), (2, None, 30)]
+                .into_iter()
+                .enumerate()
+            {
+                let event = RegistryEvent::TenantQuotaSet {
+                    project: "p".into(),
+                    domain: "dev".into(),
+                    weight,
+                    max_running,
+                    at,
+                };
+                apply_registry_event(&mut tx, 100 + offset as u64, &event)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+            // The one set last (at 30) holds; the one read late but set earlier (at 10) does not undo it.
+            let quotas = store.tenant_quotas().await.unwrap();
+            assert_eq!(quotas.len(), 1);
+            assert_eq!(
+                (quotas[0].weight, quotas[0].max_running, quotas[0].set_at),
+                (2, None, 30)
+            );
+            let loads = store.tenant_loads().await.unwrap();
+            let running: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM task_attempts WHERE phase = 'RUNNING'")
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+            let counted: u64 = loads.iter().map(|(_, load)| load.running).sum();
+            assert_eq!(counted, running as u64, "{loads:?}");
+        }
+
+        #[tokio::test]
         async fn migrations_run_once() {
             let Some((store, url, _dir)) = $backend().await else {
                 return;

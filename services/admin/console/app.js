@@ -463,7 +463,10 @@ async function entityPage(project, domain, kind, name) {
   if (!calls) { notFound(`There is no kind of entity ${kind}: use workflow, plan or task.`); return; }
   const [get, list, field] = calls;
   const version = new URLSearchParams(location.search).get("version") || undefined;
-  const [entity, listed] = await Promise.all([call(get, { project, domain, name, version }), call(list, { project, domain, name })]);
+  // One version has its own route (`...Version`); without one, the latest.
+  const [entity, listed] = await Promise.all([
+    version ? call(`${get}Version`, { project, domain, name, version }) : call(get, { project, domain, name }),
+    call(list, { project, domain, name })]);
   document.title = `${name} · Aloft`;
   const spec = JSON.parse(entity.spec_json || "{}");
   const versions = h("table", { "aria-label": "Versions" },
@@ -724,7 +727,7 @@ function executionHeader(execution, id, at) {
     actions.append(act("Relaunch…", async () => {
       // The form is typed from the interface of the workflow version that ran, prefilled with its inputs.
       const workflow = execution.workflow
-        ? await call("GetWorkflow", { project: id.project, domain: id.domain, name: execution.workflow.name, version: execution.workflow.version })
+        ? await call("GetWorkflowVersion", { project: id.project, domain: id.domain, name: execution.workflow.name, version: execution.workflow.version })
         : null;
       relaunchBox.replaceChildren(h("h2", {}, "Relaunch with"), inputsForm(
         workflow?.interface?.inputs || Object.fromEntries(Object.keys(inputs).map((k) => [k, { simple: "STRING" }])),

@@ -300,6 +300,7 @@ impl AdminApi {
         if request.documents.is_empty() {
             return Err(invalid("documents is empty: nothing to register"));
         }
+        self.require_domain(&request.project, &request.domain).await?;
         let count = request.documents.len();
         let mut staged = Staged::default();
         let mut results = Vec::with_capacity(count);

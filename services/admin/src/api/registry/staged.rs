@@ -108,7 +108,7 @@ fn answer(id: &Identifier, outcome: wire::WriteOutcome) -> wire::RegisterRespons
 
 impl AdminApi {
     /// Checks `document` against what is registered and what `staged` holds, and stages its event; the
-    /// answer says what writing the batch will do for it.
+    /// answer says what writing the batch will do for it. The caller has checked the project and domain.
     pub(in crate::api) async fn stage(
         &self,
         project: &str,
@@ -116,7 +116,6 @@ impl AdminApi {
         document: Document,
         staged: &mut Staged,
     ) -> ApiResult<wire::RegisterResponse> {
-        self.require_domain(project, domain).await?;
         match document {
             Document::Task(spec) => self.stage_task(project, domain, spec, staged).await,
             Document::Workflow(spec) => self.stage_workflow(project, domain, spec, staged).await,
@@ -141,6 +140,7 @@ impl AdminApi {
         domain: &str,
         document: Document,
     ) -> ApiResult<wire::RegisterResponse> {
+        self.require_domain(project, domain).await?;
         let mut staged = Staged::default();
         let answer = self.stage(project, domain, document, &mut staged).await?;
         self.write_staged(staged).await?;
