@@ -180,6 +180,25 @@ async function main() {
     await expectText(page.getByRole("table", { name: "Resource pools" }).locator("tr"), "gpus");
   });
 
+  const WIDE = process.env.ALOFT_CONSOLE_WIDE_EXECUTION || "";
+  if (WIDE) {
+    await step("15-a-graph-of-2000-nodes-stays-interactive", async () => {
+      const started = Date.now();
+      await page.goto(`${base}/console/executions/default/development/${WIDE}`);
+      await page.locator('svg.graph g.node[data-node="n1999"]').waitFor();
+      const drawn = Date.now() - started;
+      const nodes = await page.locator("svg.graph g.node").count();
+      if (nodes !== 2000) throw new Error(`${nodes} nodes drawn`);
+      // Opening a node from the far corner of the graph answers at once.
+      const clicked = Date.now();
+      await page.locator('svg.graph g.node[data-node="n1999"]').click();
+      await expectText(page.locator("aside.detail h2").first(), "n1999");
+      await expectText(page.locator('aside.detail [data-inputs="n1999"]'), "No inputs");
+      const opened = Date.now() - clicked;
+      console.log(`bench console-2000-node-graph drawn-ms=${drawn} node-opened-ms=${opened}`);
+    });
+  }
+
   const CACHED = process.env.ALOFT_CONSOLE_CACHED_EXECUTION || "";
   if (CACHED) {
     await step("10-cache-entries-lineage-and-eviction", async () => {

@@ -26,11 +26,12 @@ const OTHER: &str = "other";
 fn expected_permission(rpc: &str) -> &'static str {
     match rpc {
         "CreateProject" | "DefinePool" => "platform",
-        "ListProjects" | "WhoAmI" => "authenticated",
+        "ListProjects" | "ListTenants" | "WhoAmI" => "authenticated",
         "GetAuthInfo" => "public",
         "RegisterTask"
         | "RegisterWorkflow"
         | "RegisterLaunchPlan"
+        | "RegisterBatch"
         | "ActivateLaunchPlan"
         | "DeactivateLaunchPlan" => "register",
         "CreateExecution" | "TerminateExecution" | "SignalExecution" | "RelaunchExecution"

@@ -103,6 +103,21 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         .await
         .unwrap();
     wait_succeeded(&mut client, &big, std::time::Duration::from_secs(300)).await;
+    // A workflow of 2,000 nodes in 20 layers of 100 (each waits for the one a layer above), for the graph.
+    let mut wide = String::from(
+        "kind: task\nname: nothing\nversion: \"1\"\nrun: noop\n---\nkind: workflow\nname: wide\nnodes:\n",
+    );
+    for node in 0..2_000 {
+        let after = if node >= 100 {
+            format!(", after: [n{}]", node - 100)
+        } else {
+            String::new()
+        };
+        wide.push_str(&format!("  - {{id: n{node}, task: nothing{after}}}\n"));
+    }
+    register_text(&mut client, dir.path(), "wide.yaml", &wide).await;
+    let wide_run = launch(&mut client, workflow("wide"), "wide-1", &[]).await.unwrap();
+    wait_succeeded(&mut client, &wide_run, std::time::Duration::from_secs(300)).await;
     // A cached task's stored result, for the cache page and the lineage of its node.
     register_file(&mut client, &repo_root().join("examples/cached.yaml")).await;
     let cached = launch(
@@ -189,6 +204,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
             ("ALOFT_CONSOLE_CACHED_EXECUTION", "cached-1"),
             ("ALOFT_CONSOLE_TALKING_EXECUTION", "talk-1"),
             ("ALOFT_CONSOLE_NOTIFIED_EXECUTION", "notified-1"),
+            ("ALOFT_CONSOLE_WIDE_EXECUTION", "wide-1"),
         ],
     )
     .await;
@@ -197,6 +213,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         "ok   12-an-entity-page-shows-the-interface-graph-and-schedule",
         "ok   13-notification-deliveries-and-their-attempts",
         "ok   14-tenants-with-their-quotas-and-the-pools",
+        "ok   15-a-graph-of-2000-nodes-stays-interactive",
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }

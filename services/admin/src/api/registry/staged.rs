@@ -7,7 +7,7 @@ use super::*;
 
 /// A task, workflow or launch plan spec to register.
 pub(in crate::api) enum Document {
-    Task(TaskSpec),
+    Task(Box<TaskSpec>),
     Workflow(WorkflowSpec),
     LaunchPlan(LaunchPlanSpec),
 }
@@ -16,7 +16,7 @@ impl Document {
     /// Parses `spec_json` as the spec of `kind`.
     pub(in crate::api) fn parse(kind: wire::EntityKind, spec_json: &str) -> ApiResult<Document> {
         Ok(match kind {
-            wire::EntityKind::Task => Document::Task(parse_spec("task", spec_json)?),
+            wire::EntityKind::Task => Document::Task(Box::new(parse_spec("task", spec_json)?)),
             wire::EntityKind::Workflow => Document::Workflow(parse_spec("workflow", spec_json)?),
             wire::EntityKind::LaunchPlan => Document::LaunchPlan(parse_spec("launch plan", spec_json)?),
             wire::EntityKind::Unspecified => {
@@ -117,7 +117,7 @@ impl AdminApi {
         staged: &mut Staged,
     ) -> ApiResult<wire::RegisterResponse> {
         match document {
-            Document::Task(spec) => self.stage_task(project, domain, spec, staged).await,
+            Document::Task(spec) => self.stage_task(project, domain, *spec, staged).await,
             Document::Workflow(spec) => self.stage_workflow(project, domain, spec, staged).await,
             Document::LaunchPlan(spec) => self.stage_launch_plan(project, domain, spec, staged).await,
         }
