@@ -151,6 +151,28 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         .await
         .unwrap();
     wait_succeeded(&mut client, &notified_run, std::time::Duration::from_secs(60)).await;
+    // The notifier reads the executions' log after the maps above: wait until it has posted the webhook
+    // and admin has its record, so the browser finds it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let deliveries = client
+            .list_deliveries(wire::ListDeliveriesRequest {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                limit: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if deliveries.events.iter().any(|event| event.execution == "notified-1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery of notified-1 recorded within 180 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     // A launch plan with a schedule (inactive until the browser activates it), for the entity page.
     register_file(&mut client, &repo_root().join("examples/scheduled.yaml")).await;
     // A task that prints a line, waits, prints another and keeps running: the browser follows its log.
