@@ -221,10 +221,12 @@ KUBECONFIG
 ensure_python_sdk() {
   # The Python SDK (sdk/python), installed for python3 so `aloft register FILE.py` finds it, with its test
   # tools from PyPI (seconds; pip caches them), and pydantic, pandas and pyarrow, which the SDK's models and
-  # dataframes are tested with (about 15 s more).
+  # dataframes are tested with (about 15 s more); openapi-spec-validator and openapi-python-client check the
+  # REST API's OpenAPI document and generate the client the REST test calls the API with.
   command -v python3 >/dev/null || apt_install python3 python3-pip
-  python3 -c "import pytest, hypothesis, ruff, mypy, pydantic, pandas, pyarrow" 2>/dev/null || python3 -m pip install \
+  python3 -c "import pytest, hypothesis, ruff, mypy, pydantic, pandas, pyarrow, openapi_spec_validator, openapi_python_client" 2>/dev/null || python3 -m pip install \
     --quiet 'pytest>=7' 'hypothesis>=6' 'ruff>=0.4' 'mypy>=1.8' 'pydantic>=2' 'pandas>=2' 'pyarrow>=14' \
+    'openapi-spec-validator>=0.7' 'openapi-python-client>=0.20' \
     >"$LOG_DIR/sdk-tools-install.log" 2>&1 \
     || die "pip install of the SDK's test tools failed (see $LOG_DIR/sdk-tools-install.log)"
   python3 -m pip install --quiet --no-deps --force-reinstall ./sdk/python >"$LOG_DIR/sdk-install.log" 2>&1 \

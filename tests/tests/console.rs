@@ -116,7 +116,9 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         wide.push_str(&format!("  - {{id: n{node}, task: nothing{after}}}\n"));
     }
     register_text(&mut client, dir.path(), "wide.yaml", &wide).await;
-    let wide_run = launch(&mut client, workflow("wide"), "wide-1", &[]).await.unwrap();
+    let wide_run = launch(&mut client, workflow("wide"), "wide-1", &[])
+        .await
+        .unwrap();
     wait_succeeded(&mut client, &wide_run, std::time::Duration::from_secs(300)).await;
     // A cached task's stored result, for the cache page and the lineage of its node.
     register_file(&mut client, &repo_root().join("examples/cached.yaml")).await;
@@ -164,7 +166,11 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
             .await
             .unwrap()
             .into_inner();
-        if deliveries.events.iter().any(|event| event.execution == "notified-1") {
+        if deliveries
+            .events
+            .iter()
+            .any(|event| event.execution == "notified-1")
+        {
             break;
         }
         assert!(

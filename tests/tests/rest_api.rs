@@ -324,6 +324,40 @@ async fn the_rest_api_answers_as_its_grpc_twin_and_pages_filters_watches_and_tra
         .collect();
     assert_eq!(outcomes, ["CREATED", "CREATED", "ALREADY_EXISTS_IDENTICAL"]);
 
+    // The deliveries and tenants pages' calls: the same answers and refusals as gRPC.
+    let grpc_bad_domain = grpc
+        .list_deliveries(wire::ListDeliveriesRequest {
+            project: PROJECT.into(),
+            domain: "nowhere".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap_err();
+    let (status, bad_domain) = client
+        .call(
+            "ListDeliveries",
+            &[("project", PROJECT), ("domain", "nowhere")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{bad_domain}");
+    assert_eq!(bad_domain["message"], grpc_bad_domain.message());
+    let tenants = grpc
+        .list_tenants(wire::ListTenantsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let (status, rest_tenants) = client.call("ListTenants", &[], None).await;
+    assert_eq!(status, 200, "{rest_tenants}");
+    assert_eq!(rest_tenants, grpc_json(&tenants));
+    assert!(
+        tenants
+            .tenants
+            .iter()
+            .any(|t| t.project == PROJECT && t.domain == DOMAIN && t.weight == 1),
+        "{rest_tenants}"
+    );
+
     // Pages never repeat or skip an execution while new ones arrive.
     let mut expected = BTreeSet::from(["rest-a".to_string()]);
     for i in 0..6 {
@@ -598,6 +632,99 @@ async fn lineage_and_cache_entries_through_rest_are_the_catalogs_answers() {
     assert!(
         entries["entries"].as_array().is_none_or(|e| e.is_empty()),
         "{entries}"
+    );
+    fleet.stop().await.unwrap();
+}
+
+/// A third-party generator's client: the OpenAPI document validates (openapi-spec-validator), and
+/// openapi-python-client (both from PyPI, installed by scripts/test.sh) generates a Python client from it that
+/// launches the diamond, reads it back SUCCEEDED with its output, and gets the API's own 404 for an unknown
+/// execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_openapi_document_by_a_third_party_calls_the_api() {
+    let python = std::env::var("ALOFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import openapi_spec_validator, openapi_python_client"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "openapi-spec-validator and openapi-python-client are needed (scripts/test.sh installs them)"
+        );
+        eprintln!("skipping: no openapi-python-client");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = start_fleet(dir.path()).await;
+    let mut grpc = wait_for_client(&fleet.endpoint(), String::new).await;
+    register_file(&mut grpc, &repo_root().join("examples/diamond.yaml")).await;
+    let document = reqwest::get(format!("{}/api/v1/openapi.json", fleet.endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(&spec, document).unwrap();
+    let script = dir.path().join("generated_client.py");
+    std::fs::write(
+        &script,
+        r#"import json, subprocess, sys, time
+spec, out, base = sys.argv[1], sys.argv[2], sys.argv[3]
+from openapi_spec_validator import validate
+validate(json.load(open(spec)))
+print("document valid")
+subprocess.run([sys.executable, "-m", "openapi_python_client", "generate", "--path", spec,
+                "--output-path", out + "/aloft_rest", "--meta", "none"], check=True, capture_output=True)
+sys.path.insert(0, out)
+from aloft_rest.client import Client
+from aloft_rest.api.executions import create_execution, get_execution
+from aloft_rest.models import CreateExecutionRequest, Identifier
+from aloft_rest.models.create_execution_request_text_inputs import CreateExecutionRequestTextInputs
+client = Client(base_url=base)
+request = CreateExecutionRequest(
+    workflow=Identifier(project="default", domain="development", name="diamond"),
+    name="generated-1",
+    text_inputs=CreateExecutionRequestTextInputs.from_dict({"x": "3"}),
+)
+print("created", create_execution.sync("default", "development", client=client, body=request).id.name)
+for _ in range(300):
+    got = get_execution.sync("default", "development", "generated-1", client=client)
+    if str(got.phase) in ("SUCCEEDED", "FAILED"):
+        break
+    time.sleep(0.2)
+print("phase", got.phase, "result", got.outputs.to_dict()["values"]["result"]["integer"])
+missing = get_execution.sync_detailed("default", "development", "no-such-run", client=client)
+print("missing", missing.status_code.value, missing.parsed.code, missing.parsed.message)
+"#,
+    )
+    .unwrap();
+    let out = dir.path().to_path_buf();
+    let base = fleet.endpoint();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(&script)
+            .arg(&spec)
+            .arg(&out)
+            .arg(base)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("document valid"), "{stdout}");
+    assert!(stdout.contains("created generated-1"), "{stdout}");
+    assert!(stdout.contains("phase SUCCEEDED result 24"), "{stdout}");
+    assert!(
+        stdout.contains("missing 404 NOT_FOUND execution default/development/no-such-run not found"),
+        "{stdout}"
     );
     fleet.stop().await.unwrap();
 }

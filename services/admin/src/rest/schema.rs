@@ -150,7 +150,7 @@ impl Schemas {
                 if field.oneof_index.is_some() && !field.proto3_optional() {
                     if let Some(oneof) = message.oneof_decl.get(field.oneof_index() as usize) {
                         let note = format!("One of `{}`: set at most one of them.", oneof.name());
-                        schema = json!({"allOf": [schema], "description": note});
+                        schema = described(schema, note);
                     }
                 }
                 properties.insert(field.name().to_string(), schema);
@@ -298,6 +298,18 @@ fn typed(key: &str, scalar: &Scalar, value: &str) -> Result<Value, RequestShapeE
                 value: other.to_string(),
             }),
         },
+    }
+}
+
+/// `schema` with a description. OpenAPI 3.0 ignores the siblings of a `$ref`, so a reference is wrapped in
+/// `allOf`; any other schema takes the description itself (generators read a wrapped scalar as an object).
+fn described(schema: Value, description: String) -> Value {
+    match schema {
+        Value::Object(mut fields) if !fields.contains_key("$ref") => {
+            fields.insert("description".to_string(), Value::String(description));
+            Value::Object(fields)
+        }
+        other => json!({"allOf": [other], "description": description}),
     }
 }
 
