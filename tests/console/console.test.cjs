@@ -177,7 +177,10 @@ async function main() {
     const tenant = page.locator('tr[data-tenant="default/development"]');
     await expectText(tenant.locator("[data-weight]"), "3");
     await expectText(tenant.locator("[data-max-running]"), "7");
-    await expectText(page.getByRole("table", { name: "Resource pools" }).locator("tr"), "gpus");
+    // hold-1 runs and holds one of the two gpus tokens.
+    await expectText(page.locator('tr[data-pool="gpus"] [data-held]'), "1");
+    const running = Number(await tenant.locator("[data-running]").innerText());
+    if (!(running >= 1)) throw new Error(`default/development shows ${running} running attempts`);
   });
 
   const WIDE = process.env.ALOFT_CONSOLE_WIDE_EXECUTION || "";

@@ -223,6 +223,30 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         })
         .await
         .unwrap();
+    // An attempt that holds one of the pool's tokens while the browser looks.
+    register_text(
+        &mut client,
+        dir.path(),
+        "holder.yaml",
+        "kind: task\nname: holder\nversion: \"1\"\nresources: {pools: {gpus: 1}}\nrun:\n  process:\n    \
+         command: [\"sleep\", \"300\"]\n---\nkind: workflow\nname: holder\nnodes:\n  - {id: hold, task: holder}\n",
+    )
+    .await;
+    let holder = launch(&mut client, workflow("holder"), "hold-1", &[])
+        .await
+        .unwrap();
+    wait_until(
+        &mut client,
+        &holder,
+        std::time::Duration::from_secs(60),
+        |execution| {
+            execution
+                .attempts
+                .iter()
+                .any(|attempt| attempt.phase == "RUNNING")
+        },
+    )
+    .await;
     let stdout = run_in_browser(
         "console.test.cjs",
         &fleet.endpoint(),
@@ -245,6 +269,14 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
+    client
+        .terminate_execution(wire::TerminateExecutionRequest {
+            id: Some(holder.clone()),
+            reason: "the browser has seen it".into(),
+        })
+        .await
+        .unwrap();
+    wait_finished(&mut client, &holder, std::time::Duration::from_secs(60)).await;
     shutdown.cancel();
     assert!(
         stdout.contains("ok   10-cache-entries-lineage-and-eviction"),

@@ -1,5 +1,6 @@
 //! What the tenants page shows: each project/domain's quota as set on the registry, how many of its task
-//! attempts run and wait for resources now, and the fleet-wide resource pools. Read from the read model, so
+//! attempts run and wait for resources now (per task version, so admin can tell the pool tokens they hold),
+//! and the fleet-wide resource pools. Read from the read model, so
 //! it is what the projection has applied; the propellers' own queues are theirs.
 
 use sqlx::Row;
@@ -16,9 +17,13 @@ pub struct TenantQuotaRow {
     pub set_at: i64,
 }
 
-/// How many task attempts of a tenant run, and how many of those wait for resources.
+/// How many attempts of one task version run now in a tenant, and how many of those wait for resources.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantLoad {
+pub struct TaskLoad {
+    pub project: String,
+    pub domain: String,
+    pub task_name: String,
+    pub task_version: String,
     pub running: u64,
     pub waiting: u64,
 }
@@ -43,29 +48,31 @@ impl Store {
             .collect()
     }
 
-    /// Running attempts per tenant, split into those that run and those that wait for resources (their
-    /// node says why).
-    pub async fn tenant_loads(&self) -> Result<Vec<((String, String), TenantLoad)>> {
+    /// Running attempts per tenant and task version, with how many of them wait for resources (their node
+    /// says why).
+    pub async fn task_loads(&self) -> Result<Vec<TaskLoad>> {
         let rows = sqlx::query(
-            "SELECT a.project, a.domain, \
-                    SUM(CASE WHEN n.wait_reason = '' THEN 1 ELSE 0 END), \
+            "SELECT a.project, a.domain, n.task_name, n.task_version, COUNT(*), \
                     SUM(CASE WHEN n.wait_reason <> '' THEN 1 ELSE 0 END) \
              FROM task_attempts a JOIN node_executions n \
                ON n.project = a.project AND n.domain = a.domain AND n.execution = a.execution \
                   AND n.node_index = a.node_index \
-             WHERE a.phase = 'RUNNING' GROUP BY a.project, a.domain ORDER BY a.project, a.domain",
+             WHERE a.phase = 'RUNNING' \
+             GROUP BY a.project, a.domain, n.task_name, n.task_version \
+             ORDER BY a.project, a.domain, n.task_name, n.task_version",
         )
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    (row.try_get(0)?, row.try_get(1)?),
-                    TenantLoad {
-                        running: row.try_get::<i64, _>(2)? as u64,
-                        waiting: row.try_get::<i64, _>(3)? as u64,
-                    },
-                ))
+                Ok(TaskLoad {
+                    project: row.try_get(0)?,
+                    domain: row.try_get(1)?,
+                    task_name: row.try_get(2)?,
+                    task_version: row.try_get(3)?,
+                    running: row.try_get::<i64, _>(4)? as u64,
+                    waiting: row.try_get::<i64, _>(5)? as u64,
+                })
             })
             .collect()
     }

@@ -528,14 +528,18 @@ macro_rules! store_suite {
                 (quotas[0].weight, quotas[0].max_running, quotas[0].set_at),
                 (2, None, 30)
             );
-            let loads = store.tenant_loads().await.unwrap();
+            let loads = store.task_loads().await.unwrap();
             let running: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM task_attempts WHERE phase = 'RUNNING'")
                     .fetch_one(store.pool())
                     .await
                     .unwrap();
-            let counted: u64 = loads.iter().map(|(_, load)| load.running).sum();
+            let counted: u64 = loads.iter().map(|load| load.running).sum();
             assert_eq!(counted, running as u64, "{loads:?}");
+            assert!(
+                loads.iter().all(|load| load.waiting <= load.running),
+                "{loads:?}"
+            );
         }
 
         #[tokio::test]

@@ -560,8 +560,9 @@ async function tenantsPage() {
         h("td", {}, Number(t.quota_set_at_millis) > 0 ? time(t.quota_set_at_millis) : "defaults"))))),
     h("h2", {}, "Resource pools"),
     pools.length ? h("table", { "aria-label": "Resource pools" },
-      h("thead", {}, h("tr", {}, ["Pool", "Limit"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, pools.map((p) => h("tr", {}, h("td", {}, p.name), h("td", {}, String(p.limit))))))
+      h("thead", {}, h("tr", {}, ["Pool", "Held", "Limit"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, pools.map((p) => h("tr", { "data-pool": p.name },
+        h("td", {}, p.name), h("td", { "data-held": "" }, String(p.held)), h("td", {}, String(p.limit))))))
       : h("p", { class: "muted" }, "No resource pool is defined."));
 }
 

@@ -94,22 +94,50 @@ impl AdminApi {
             .into_iter()
             .map(|row| ((row.project.clone(), row.domain.clone()), row))
             .collect();
-        let loads: HashMap<(String, String), aloft_store::tenants::TenantLoad> =
-            self.store.tenant_loads().await?.into_iter().collect();
+        // Per tenant: attempts running and waiting; per pool: the tokens running attempts hold (a waiting
+        // attempt holds none yet).
+        let mut loads: HashMap<(String, String), (u64, u64)> = HashMap::new();
+        let mut held: HashMap<String, u64> = HashMap::new();
+        for load in self.store.task_loads().await? {
+            let holding = load.running.saturating_sub(load.waiting);
+            let tenant = loads
+                .entry((load.project.clone(), load.domain.clone()))
+                .or_default();
+            tenant.0 += holding;
+            tenant.1 += load.waiting;
+            if holding == 0 {
+                continue;
+            }
+            let task = self
+                .store
+                .get_task(
+                    &load.project,
+                    &load.domain,
+                    &load.task_name,
+                    Some(&load.task_version),
+                )
+                .await?;
+            let declared = task
+                .iter()
+                .flat_map(|row| row.spec.resources.iter().flat_map(|r| r.pools.iter()));
+            for (pool, amount) in declared {
+                *held.entry(pool.clone()).or_default() += u64::from(*amount) * holding;
+            }
+        }
         let mut tenants = Vec::new();
         for project in projects {
             for domain in &project.spec.domains {
                 let key = (project.spec.name.clone(), domain.clone());
                 let quota = quotas.get(&key);
-                let load = loads.get(&key).cloned().unwrap_or_default();
+                let (running, waiting) = loads.get(&key).copied().unwrap_or_default();
                 tenants.push(wire::Tenant {
                     project: key.0,
                     domain: key.1,
                     weight: quota.map_or(1, |quota| quota.weight),
                     max_running: quota.and_then(|quota| quota.max_running).unwrap_or(0),
                     quota_set_at_millis: quota.map_or(0, |quota| quota.set_at),
-                    running_attempts: load.running.saturating_sub(load.waiting),
-                    waiting_attempts: load.waiting,
+                    running_attempts: running,
+                    waiting_attempts: waiting,
                 });
             }
         }
@@ -118,7 +146,11 @@ impl AdminApi {
             .resource_pools()
             .await?
             .into_iter()
-            .map(|(name, limit)| wire::ResourcePool { name, limit })
+            .map(|(name, limit)| wire::ResourcePool {
+                held: held.get(&name).copied().unwrap_or(0),
+                name,
+                limit,
+            })
             .collect();
         Ok(wire::ListTenantsResponse { tenants, pools })
     }
