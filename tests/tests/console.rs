@@ -15,6 +15,17 @@ use std::process::Command;
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 
+/// Waits until an attempt of execution `id` runs.
+async fn wait_running(client: &mut aloft_cli::client::AdminClient, id: &wire::ExecutionIdentifier) {
+    wait_until(client, id, std::time::Duration::from_secs(60), |execution| {
+        execution
+            .attempts
+            .iter()
+            .any(|attempt| attempt.phase == "RUNNING")
+    })
+    .await;
+}
+
 /// Node with playwright-core and Chromium, when installed (scripts/test.sh installs both).
 fn browser() -> Option<(PathBuf, PathBuf)> {
     let chromium =
@@ -194,18 +205,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     let talk = launch(&mut client, workflow("talk"), "talk-1", &[])
         .await
         .unwrap();
-    wait_until(
-        &mut client,
-        &talk,
-        std::time::Duration::from_secs(60),
-        |execution| {
-            execution
-                .attempts
-                .iter()
-                .any(|attempt| attempt.phase == "RUNNING")
-        },
-    )
-    .await;
+    wait_running(&mut client, &talk).await;
     // A quota and a pool for the tenants page.
     client
         .set_tenant_quota(wire::SetTenantQuotaRequest {
@@ -235,18 +235,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
     let holder = launch(&mut client, workflow("holder"), "hold-1", &[])
         .await
         .unwrap();
-    wait_until(
-        &mut client,
-        &holder,
-        std::time::Duration::from_secs(60),
-        |execution| {
-            execution
-                .attempts
-                .iter()
-                .any(|attempt| attempt.phase == "RUNNING")
-        },
-    )
-    .await;
+    wait_running(&mut client, &holder).await;
     let stdout = run_in_browser(
         "console.test.cjs",
         &fleet.endpoint(),

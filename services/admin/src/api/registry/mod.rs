@@ -5,51 +5,7 @@ use super::*;
 
 mod staged;
 
-pub(super) use staged::{Document, Staged};
-
-/// A schedule must parse, its kickoff input must be a datetime input of the workflow, and every other
-/// required input must have a value, since nobody passes inputs to a scheduled fire.
-pub(super) fn validate_schedule(
-    plan: &str,
-    schedule: &aloft_core::schedule::ScheduleSpec,
-    workflow: &CompiledWorkflow,
-    defaults: &Outputs,
-    fixed: &Outputs,
-) -> ApiResult<()> {
-    schedule
-        .compile()
-        .map_err(|e| invalid(format!("launch plan {plan}: {e}")))?;
-    if let Some(kickoff) = &schedule.kickoff_time_input {
-        match workflow.interface.inputs.get(kickoff) {
-            None => {
-                return Err(invalid(format!(
-                    "launch plan {plan}: schedule.kickoff_time_input {kickoff:?} is not an input of workflow {}",
-                    workflow.id.name
-                )))
-            }
-            Some(input_type) if !LiteralType::Datetime.is_assignable_to(input_type) => {
-                return Err(invalid(format!(
-                    "launch plan {plan}: schedule.kickoff_time_input {kickoff:?} has type {input_type}, not datetime"
-                )))
-            }
-            Some(_) if fixed.contains_key(kickoff) => {
-                return Err(invalid(format!("launch plan {plan}: schedule.kickoff_time_input {kickoff:?} is also a fixed input")))
-            }
-            Some(_) => {}
-        }
-    }
-    for (name, input_type) in &workflow.interface.inputs {
-        let given = defaults.contains_key(name)
-            || fixed.contains_key(name)
-            || schedule.kickoff_time_input.as_deref() == Some(name);
-        if !given && !matches!(input_type, LiteralType::Optional(_)) {
-            return Err(invalid(format!(
-                "launch plan {plan}: a scheduled launch plan must give every required input; {name:?} ({input_type}) has no default"
-            )));
-        }
-    }
-    Ok(())
-}
+use staged::{Document, Staged};
 
 impl AdminApi {
     pub(super) async fn set_launch_plan_active(

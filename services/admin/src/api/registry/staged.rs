@@ -3,7 +3,7 @@
 //! documents staged before it, so a batch is appended only once every document in it passed: one refused
 //! document leaves nothing of the others registered. A single registration is a batch of one.
 
-use super::*;
+use crate::api::*;
 
 /// A task, workflow or launch plan spec to register.
 pub(in crate::api) enum Document {
@@ -376,7 +376,7 @@ impl AdminApi {
         staged: &mut Staged,
     ) -> ApiResult<wire::RegisterResponse> {
         spec.validate_names().map_err(invalid)?;
-        super::super::notifications::check_rules(&format!("launch plan {}", spec.name), &spec.notifications)?;
+        notifications::check_rules(&format!("launch plan {}", spec.name), &spec.notifications)?;
         let workflow_ref = TaskRef::parse(&spec.workflow);
         let (workflow_id, workflow) = self
             .find_workflow(project, domain, &workflow_ref, staged)
@@ -441,4 +441,48 @@ impl AdminApi {
         staged.stage("launch plan", &id, digest, event);
         Ok(answer(&id, wire::WriteOutcome::Created))
     }
+}
+
+/// A schedule must parse, its kickoff input must be a datetime input of the workflow, and every other
+/// required input must have a value, since nobody passes inputs to a scheduled fire.
+fn validate_schedule(
+    plan: &str,
+    schedule: &aloft_core::schedule::ScheduleSpec,
+    workflow: &CompiledWorkflow,
+    defaults: &Outputs,
+    fixed: &Outputs,
+) -> ApiResult<()> {
+    schedule
+        .compile()
+        .map_err(|e| invalid(format!("launch plan {plan}: {e}")))?;
+    if let Some(kickoff) = &schedule.kickoff_time_input {
+        match workflow.interface.inputs.get(kickoff) {
+            None => {
+                return Err(invalid(format!(
+                    "launch plan {plan}: schedule.kickoff_time_input {kickoff:?} is not an input of workflow {}",
+                    workflow.id.name
+                )))
+            }
+            Some(input_type) if !LiteralType::Datetime.is_assignable_to(input_type) => {
+                return Err(invalid(format!(
+                    "launch plan {plan}: schedule.kickoff_time_input {kickoff:?} has type {input_type}, not datetime"
+                )))
+            }
+            Some(_) if fixed.contains_key(kickoff) => {
+                return Err(invalid(format!("launch plan {plan}: schedule.kickoff_time_input {kickoff:?} is also a fixed input")))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, input_type) in &workflow.interface.inputs {
+        let given = defaults.contains_key(name)
+            || fixed.contains_key(name)
+            || schedule.kickoff_time_input.as_deref() == Some(name);
+        if !given && !matches!(input_type, LiteralType::Optional(_)) {
+            return Err(invalid(format!(
+                "launch plan {plan}: a scheduled launch plan must give every required input; {name:?} ({input_type}) has no default"
+            )));
+        }
+    }
+    Ok(())
 }
