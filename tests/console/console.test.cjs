@@ -202,6 +202,35 @@ async function main() {
     });
   }
 
+  await step("16-a-launch-plan-form-prefills-defaults-and-fixes-its-fixed-inputs", async () => {
+    await page.goto(`${base}/console/entities/plan/diamond-fixed`);
+    await page.getByRole("link", { name: "Launch…" }).click();
+    await expectText(page.locator("h1"), "Launch diamond-fixed@");
+    const fixed = page.locator("#input-x");
+    if (!(await fixed.isDisabled()) || (await fixed.inputValue()) !== "5") throw new Error("x is not shown fixed at 5");
+    await page.getByRole("button", { name: "Launch" }).click();
+    await page.waitForURL(/\/console\/executions\/default\/development\/a[a-z0-9]+/);
+    await expectText(page.locator("h1"), "SUCCEEDED", 60000);
+    // (5+1)*2 + (5+1)^2 = 48
+    await expectText(page.locator("[data-output=result]"), "48");
+  });
+
+  const SHAPES = process.env.ALOFT_CONSOLE_SHAPES_EXECUTION || "";
+  if (SHAPES) {
+    await step("17-a-struct-is-a-tree-and-a-blob-downloads", async () => {
+      await page.goto(`${base}/console/executions/default/development/${SHAPES}`);
+      const report = page.locator('section[aria-label="Execution"] [data-output="report"]');
+      await expectText(report.locator("details.json summary").first(), "{1 fields}");
+      await expectText(report.locator(".leaf"), "auc: 0.91");
+      const [file] = await Promise.all([
+        page.waitForEvent("download"),
+        page.locator('section[aria-label="Execution"] button[data-download="data"]').click(),
+      ]);
+      const text = fs.readFileSync(await file.path(), "utf8");
+      if (text.trim() !== "hello-blob") throw new Error(`downloaded ${JSON.stringify(text)}`);
+    });
+  }
+
   const CACHED = process.env.ALOFT_CONSOLE_CACHED_EXECUTION || "";
   if (CACHED) {
     await step("10-cache-entries-lineage-and-eviction", async () => {

@@ -4,7 +4,9 @@
 //! the history back, relaunches with a changed input, signals and approves a gate, filters the list by label
 //! and phase, opens an unknown execution, scrolls the 10,000 items of a map to the last, follows a running
 //! task's log live, reads a node's inputs, an entity page (interface, graph, schedule toggle), the
-//! notification deliveries and the tenants with their quotas. Screenshots of each step land in
+//! notification deliveries and the tenants with their quotas, draws a 2,000-node graph, launches a launch
+//! plan from its form (defaults prefilled, fixed inputs read-only), and opens a struct as a tree and
+//! downloads a blob. Screenshots of each step land in
 //! `$ALOFT_TEST_LOG_DIR/console-screenshots` (default `~/.cache/aloft/logs/console-screenshots`).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -190,6 +192,30 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+    // A launch plan that fixes the diamond's input, for the plan's launch form.
+    register_text(
+        &mut client,
+        dir.path(),
+        "fixed.yaml",
+        "kind: launch_plan\nname: diamond-fixed\nworkflow: diamond\nfixed_inputs: {x: 5}\n",
+    )
+    .await;
+    // A struct and a blob output, for the tree of fields and the download button.
+    register_text(
+        &mut client,
+        dir.path(),
+        "shapes.yaml",
+        "kind: task\nname: shapes\nversion: \"1\"\ninterface: {outputs: {report: struct, data: blob}}\n\
+         run:\n  process:\n    command: [\"sh\", \"-c\", \"echo '{\\\"scores\\\": {\\\"auc\\\": 0.91, \\\"folds\\\": [1, 2]}}' > \
+         $ALOFT_OUTPUT_DIR/report; echo hello-blob > $ALOFT_OUTPUT_DIR/data\"]\n---\n\
+         kind: workflow\nname: shapes\ninterface: {outputs: {report: struct, data: blob}}\n\
+         nodes:\n  - {id: make, task: shapes}\noutputs: {report: make.report, data: make.data}\n",
+    )
+    .await;
+    let shapes = launch(&mut client, workflow("shapes"), "shapes-1", &[])
+        .await
+        .unwrap();
+    wait_succeeded(&mut client, &shapes, std::time::Duration::from_secs(60)).await;
     // A launch plan with a schedule (inactive until the browser activates it), for the entity page.
     register_file(&mut client, &repo_root().join("examples/scheduled.yaml")).await;
     // A task that prints a line, waits, prints another and keeps running: the browser follows its log.
@@ -246,6 +272,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
             ("ALOFT_CONSOLE_TALKING_EXECUTION", "talk-1"),
             ("ALOFT_CONSOLE_NOTIFIED_EXECUTION", "notified-1"),
             ("ALOFT_CONSOLE_WIDE_EXECUTION", "wide-1"),
+            ("ALOFT_CONSOLE_SHAPES_EXECUTION", "shapes-1"),
         ],
     )
     .await;
@@ -255,6 +282,8 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         "ok   13-notification-deliveries-and-their-attempts",
         "ok   14-tenants-with-their-quotas-and-the-pools",
         "ok   15-a-graph-of-2000-nodes-stays-interactive",
+        "ok   16-a-launch-plan-form-prefills-defaults-and-fixes-its-fixed-inputs",
+        "ok   17-a-struct-is-a-tree-and-a-blob-downloads",
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }

@@ -223,13 +223,56 @@ function shortened(text) {
   return text.length <= 300 ? text : `${text.slice(0, 300)}… (${text.length - 300} more characters)`;
 }
 
-function valuesTable(map, caption) {
+/// Named values as a table: a struct as a tree of its fields, a blob with a download button when `source`
+/// says whose values they are ({ id, node_id?, from_inputs? }), anything else as text.
+function valuesTable(map, caption, source = null) {
   const entries = Object.entries(map?.values || {});
   if (!entries.length) return h("p", { class: "muted" }, `No ${caption.toLowerCase()}.`);
   return h("table", { "aria-label": caption },
     h("tbody", {}, entries.map(([name, value]) => h("tr", {},
       h("th", { scope: "row" }, name),
-      h("td", { "data-output": name, class: "value" }, shortened(literalText(value)))))));
+      h("td", { "data-output": name, class: "value" }, valueCell(name, value, source))))));
+}
+
+function valueCell(name, value, source) {
+  if (value && "struct_json" in value) {
+    try { return jsonTree(JSON.parse(value.struct_json)); } catch { return value.struct_json; }
+  }
+  if (value && "blob" in value && source && !value.blob.uri.endsWith("/")) {
+    return [shortened(value.blob.uri), " ", h("button", { type: "button", "data-download": name,
+      onclick: (event) => download(event.target, { ...source.id, node_id: source.node_id, from_inputs: source.from_inputs ? "true" : undefined }, name) }, "Download")];
+  }
+  return shortened(literalText(value));
+}
+
+/// A JSON value as a tree: objects and arrays open and close, leaves as JSON text.
+function jsonTree(value, label = null) {
+  const named = (text) => (label === null ? text : [h("span", { class: "muted" }, `${label}: `), text]);
+  if (value === null || typeof value !== "object") return h("div", { class: "leaf" }, named(JSON.stringify(value)));
+  const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
+  const summary = Array.isArray(value) ? `[${entries.length} items]` : `{${entries.length} fields}`;
+  return h("details", { class: "json", open: entries.length <= 8 },
+    h("summary", {}, named(summary)), entries.map(([key, v]) => jsonTree(v, key)));
+}
+
+/// Streams a blob through the API (with the caller's credential) and hands it to the browser as a file.
+/// The route's path names the execution `name` too, so the value's `name` goes into the query by hand.
+async function download(button, params, name) {
+  const path = operationUrl("DownloadData", params).url;
+  const url = `${path}${path.includes("?") ? "&" : "?"}name=${encodeURIComponent(name)}`;
+  button.disabled = true;
+  try {
+    const response = await fetch(url, { headers: authHeaders() });
+    if (!response.ok) throw new Error((await response.text()) || response.statusText);
+    const link = h("a", { href: URL.createObjectURL(await response.blob()), download: name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (error) {
+    button.after(h("span", { class: "error", role: "alert" }, ` ${error.message}`));
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function tenant() {
@@ -487,7 +530,7 @@ async function entityPage(project, domain, kind, name) {
     const nodes = (spec.nodes || []).map((node) => ({ node_id: node.id, phase: "NODE_NOT_STARTED", upstream: upstreamOf(node, spec) }));
     renderGraph(graph, { nodes }, { project, domain, name }, () => {}, () => "#");
   }
-  if (kind === "plan") sections.push(h("p", {}, h("a", { href: `/console/launch/${project}/${domain}/${encodeURIComponent(entity.workflow.name)}` }, `Launch ${entity.workflow.name}…`)));
+  if (kind === "plan") sections.push(h("p", {}, h("a", { href: `/console/launch/${project}/${domain}/${encodeURIComponent(entity.workflow.name)}?plan=${encodeURIComponent(name)}` }, "Launch…")));
   sections.push(h("h2", {}, "Spec"), h("pre", { "aria-label": "Spec" }, JSON.stringify(spec, null, 2)));
   main.replaceChildren(...sections);
 }
@@ -599,12 +642,18 @@ function simpleType(type) {
 }
 
 /// A form generated from a workflow's typed interface; `prefill` holds text values (a relaunch's inputs).
-function inputsForm(inputs, prefill, submitLabel, onSubmit) {
+function inputsForm(inputs, prefill, submitLabel, onSubmit, fixed = {}) {
   const form = h("form", { "aria-label": submitLabel, novalidate: true });
   const errors = {};
   for (const [name, type] of Object.entries(inputs || {})) {
     const kind = simpleType(type);
     const id = `input-${name}`;
+    if (name in fixed) {
+      // A launch plan's fixed input: shown, not editable, not sent (the plan supplies it).
+      form.append(h("label", { for: id }, `${name} (${kind.toLowerCase()}, fixed by the launch plan)`,
+        h("input", { id, value: fixed[name], readonly: true, disabled: true })));
+      continue;
+    }
     const control = kind === "BOOLEAN"
       ? h("select", { id, name }, h("option", { value: "" }, "—"), h("option", { value: "true", selected: prefill[name] === "true" }, "true"), h("option", { value: "false", selected: prefill[name] === "false" }, "false"))
       : kind === "JSON" || kind === "STRUCT"
@@ -636,23 +685,30 @@ function inputsForm(inputs, prefill, submitLabel, onSubmit) {
 
 async function launchPage(project, domain, name) {
   document.title = `Launch ${name} · Aloft`;
-  const workflow = await call("GetWorkflow", { project, domain, name });
-  const form = inputsForm(workflow.interface?.inputs, {}, "Launch", async (text) => {
+  // `?plan=NAME` launches that launch plan: its defaults prefilled, its fixed inputs shown read-only.
+  const planName = new URLSearchParams(location.search).get("plan");
+  const plan = planName ? await call("GetLaunchPlan", { project, domain, name: planName }) : null;
+  const workflow = plan
+    ? await call("GetWorkflowVersion", { project, domain, name: plan.workflow.name, version: plan.workflow.version })
+    : await call("GetWorkflow", { project, domain, name });
+  const texts = (map) => Object.fromEntries(Object.entries(map?.values || {}).map(([k, v]) => [k, literalText(v)]));
+  const target = plan
+    ? { launch_plan: { project, domain, name: plan.id.name, version: plan.id.version } }
+    : { workflow: { project, domain, name, version: workflow.id.version } };
+  const form = inputsForm(workflow.interface?.inputs, texts(plan?.default_inputs), "Launch", async (text) => {
     const labels = {};
     const labelText = main.querySelector("#launch-labels").value.trim();
     for (const pair of labelText.split(/[\s,]+/).filter(Boolean)) {
       const [key, ...rest] = pair.split("=");
       labels[key] = rest.join("=");
     }
-    const created = await call("CreateExecution", { project, domain }, {
-      workflow: { project, domain, name, version: workflow.id.version }, text_inputs: text, labels,
-    });
+    const created = await call("CreateExecution", { project, domain }, { ...target, text_inputs: text, labels });
     navigate(`/console/executions/${project}/${domain}/${created.id.name}`);
-  });
+  }, texts(plan?.fixed_inputs));
   form.prepend(h("label", { for: "launch-labels" }, "Labels (key=value, space separated)", h("input", { id: "launch-labels", name: "__labels" })));
   // The labels field is not an input of the workflow.
   form.addEventListener("formdata", (event) => event.formData.delete("__labels"));
-  main.replaceChildren(h("h1", {}, `Launch ${name}@${workflow.id.version}`), form);
+  main.replaceChildren(h("h1", {}, plan ? `Launch ${plan.id.name}@${plan.id.version}` : `Launch ${name}@${workflow.id.version}`), form);
 }
 
 // ---- one execution ----
@@ -757,8 +813,8 @@ function executionHeader(execution, id, at) {
       h("span", { class: "muted" }, "Labels"), h("span", {}, Object.entries(execution.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ") || "—"),
       h("span", { class: "muted" }, "Launched by"), h("span", {}, execution.launched_by ? who(execution.launched_by) : "—"),
       execution.error ? [h("span", { class: "muted" }, "Error"), h("span", { class: "error" }, execution.error)] : []),
-    h("h2", {}, "Inputs"), valuesTable(execution.inputs, "Inputs"),
-    h("h2", {}, "Outputs"), valuesTable(execution.outputs, "Outputs"),
+    h("h2", {}, "Inputs"), valuesTable(execution.inputs, "Inputs", { id, from_inputs: true }),
+    h("h2", {}, "Outputs"), valuesTable(execution.outputs, "Outputs", { id }),
     actions, message, relaunchBox);
 }
 
@@ -929,12 +985,12 @@ async function renderNodeDetail(aside, execution, id, nodeId, link) {
       h("td", {}, a.cache_source ? h("a", { href: `/console/executions/${id.project}/${id.domain}/${a.cache_source.split("/")[0]}` }, "reused from") : ""),
       h("td", { class: "error" }, a.error))))),
     h("h2", {}, "Inputs"), inputsBox,
-    h("h2", {}, "Outputs"), valuesTable(node.outputs, "Outputs"),
+    h("h2", {}, "Outputs"), valuesTable(node.outputs, "Outputs", { id, node_id: nodeId }),
     lineage,
     h("h2", {}, "Log"), log);
   renderLineage(lineage, id, nodeId);
   call("GetNodeData", { ...id, node_id: nodeId })
-    .then((data) => inputsBox.replaceChildren(data.inputs ? valuesTable(data.inputs, "Inputs") : h("p", { class: "muted" }, "Not known yet: a node it reads has not produced its value.")))
+    .then((data) => inputsBox.replaceChildren(data.inputs ? valuesTable(data.inputs, "Inputs", { id, node_id: nodeId, from_inputs: true }) : h("p", { class: "muted" }, "Not known yet: a node it reads has not produced its value.")))
     .catch((error) => inputsBox.replaceChildren(h("p", { class: "error" }, error.message)));
   if (!attempts.length) return;
   const running = attempts[attempts.length - 1].attempt_phase === "ATTEMPT_RUNNING";
