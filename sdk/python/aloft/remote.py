@@ -96,19 +96,22 @@ class Execution:
         """What node ``node`` (its id in the workflow) was given, as plain values: its bindings resolved
         from the workflow's inputs, constants and upstream outputs. Raises ``LookupError`` while a node it
         reads has not produced its value yet."""
-        return self._node_values(node, "inputs")
+        query = urllib.parse.urlencode({"node_id": node})
+        data = self.remote._call("GET", self._path(f"/node_data?{query}"))
+        if "inputs" not in data:
+            raise LookupError(f"node {node!r} of execution {self.name} has no inputs yet")
+        return {name: literal_json(literal) for name, literal in data["inputs"].get("values", {}).items()}
 
     def node_outputs(self, node: str) -> dict[str, Any]:
         """The outputs of node ``node`` (its id in the workflow) as plain values, once it succeeded."""
-        return self._node_values(node, "outputs")
-
-    def _node_values(self, node: str, which: str) -> dict[str, Any]:
-        query = urllib.parse.urlencode({"node_id": node})
-        data = self.remote._call("GET", self._path(f"/node_data?{query}"))
-        if which not in data:
-            raise LookupError(f"node {node!r} of execution {self.name} has no {which} yet")
-        values = data[which].get("values", {})
-        return {name: literal_json(literal) for name, literal in values.items()}
+        data = self.remote._call("GET", self._path("/data"))
+        by_node = data.get("node_outputs", {})
+        if node not in by_node:
+            known = ", ".join(sorted(by_node)) or "none yet"
+            raise KeyError(
+                f"execution {self.name} has no outputs of node {node!r} (nodes with outputs: {known})"
+            )
+        return {name: literal_json(literal) for name, literal in by_node[node].get("values", {}).items()}
 
     def history(self) -> list[dict[str, Any]]:
         """Every event of the execution in log order, each with its ``index``, ``kind``, ``summary`` and

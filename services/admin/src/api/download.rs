@@ -75,22 +75,30 @@ impl AdminApi {
             } else {
                 (row.outputs, format!("execution {id}'s outputs"))
             }
-        } else {
-            let (inputs, outputs) = self.node_data(&id, &request.node_id).await?;
+        } else if request.from_inputs {
+            // A node's inputs are in no table: its bindings resolved against the folded history.
             let node = &request.node_id;
-            if request.from_inputs {
-                let inputs = inputs.ok_or_else(|| {
-                    ApiError::FailedPrecondition(format!(
-                        "node {node:?} of execution {id} has no inputs yet: a node it reads has not produced them"
-                    ))
+            let (inputs, _) = self.node_data(&id, node).await?;
+            let inputs = inputs.ok_or_else(|| {
+                ApiError::FailedPrecondition(format!(
+                    "node {node:?} of execution {id} has no inputs yet: a node it reads has not produced them"
+                ))
+            })?;
+            (inputs, format!("node {node:?} of execution {id}'s inputs"))
+        } else {
+            let node = self
+                .store
+                .node_executions(&id)
+                .await?
+                .into_iter()
+                .find(|node| node.node_id == request.node_id)
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("execution {id} has no node {:?}", request.node_id))
                 })?;
-                (inputs, format!("node {node:?} of execution {id}'s inputs"))
-            } else {
-                (
-                    outputs.unwrap_or_default(),
-                    format!("node {node:?} of execution {id}'s outputs"),
-                )
-            }
+            (
+                node.outputs.unwrap_or_default(),
+                format!("node {:?} of execution {id}'s outputs", request.node_id),
+            )
         };
         let value = values.get(&request.name).ok_or_else(|| {
             let names: Vec<&str> = values.keys().map(String::as_str).collect();

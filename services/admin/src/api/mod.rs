@@ -155,6 +155,18 @@ impl AdminApi {
         self.wait_projected(&self.topics.registry, position).await
     }
 
+    /// The projects the caller may read (a platform admin, or anyone with authentication off, all): what
+    /// ListProjects and ListTenants answer about.
+    async fn visible_projects(&self) -> ApiResult<Vec<aloft_store::queries::ProjectRow>> {
+        let mut projects = self.store.list_projects().await?;
+        if let Some(caller) = aloft_auth::access::current_caller() {
+            if let Some(readable) = caller.readable_projects(&*self.access.policy().await?) {
+                projects.retain(|row| readable.contains(&row.spec.name));
+            }
+        }
+        Ok(projects)
+    }
+
     /// The read model's row of execution `id`, or NOT_FOUND naming it.
     async fn execution_row(&self, id: &ExecutionId) -> ApiResult<aloft_store::queries::ExecutionRow> {
         self.store

@@ -81,12 +81,7 @@ impl AdminApi {
         &self,
         _request: wire::ListTenantsRequest,
     ) -> ApiResult<wire::ListTenantsResponse> {
-        let mut projects = self.store.list_projects().await?;
-        if let Some(caller) = aloft_auth::access::current_caller() {
-            if let Some(readable) = caller.readable_projects(&*self.access.policy().await?) {
-                projects.retain(|row| readable.contains(&row.spec.name));
-            }
-        }
+        let projects = self.visible_projects().await?;
         let quotas: HashMap<(String, String), aloft_store::tenants::TenantQuotaRow> = self
             .store
             .tenant_quotas()

@@ -75,6 +75,7 @@ impl AdminApi {
         if request.node_id.is_empty() {
             return Err(invalid("node_id is required: say which node of the execution"));
         }
+        self.execution_row(&id).await?;
         let (inputs, outputs) = self.node_data(&id, &request.node_id).await?;
         Ok(wire::NodeData {
             node_id: request.node_id,
@@ -83,15 +84,15 @@ impl AdminApi {
         })
     }
 
-    /// Node `node_id`'s inputs (`None` until every upstream value it reads exists) and outputs (`None` until
-    /// it succeeded), from the execution's history folded by the engine's own rules: the read model keeps
-    /// outputs only, and a node's inputs are its bindings resolved against that state.
+    /// The inputs (`None` until every upstream value it reads exists) and outputs (`None` until it
+    /// succeeded) of node `node_id` of execution `id`, whose row the caller has found: from the history
+    /// folded by the engine's own rules, as the read model keeps outputs only and a node's inputs are its
+    /// bindings resolved against that state.
     pub(super) async fn node_data(
         &self,
         id: &ExecutionId,
         node_id: &str,
     ) -> ApiResult<(Option<Outputs>, Option<Outputs>)> {
-        self.execution_row(id).await?;
         let history = self.store.execution_history(id).await?;
         let state = aloft_store::queries::fold_history(id, &history)?;
         let Some(index) = state.workflow.nodes.iter().position(|node| node.id == node_id) else {

@@ -153,13 +153,7 @@ impl AdminApi {
         &self,
         _request: wire::ListProjectsRequest,
     ) -> ApiResult<wire::ListProjectsResponse> {
-        let mut projects = self.store.list_projects().await?;
-        // A caller sees only the projects it may read (a platform admin, or anyone with auth off, all).
-        if let Some(caller) = aloft_auth::access::current_caller() {
-            if let Some(readable) = caller.readable_projects(&*self.access.policy().await?) {
-                projects.retain(|row| readable.contains(&row.spec.name));
-            }
-        }
+        let projects = self.visible_projects().await?;
         Ok(wire::ListProjectsResponse {
             projects: projects
                 .into_iter()

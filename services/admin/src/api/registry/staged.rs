@@ -42,10 +42,28 @@ pub(in crate::api) struct Staged {
 /// One event to append, and what to check once it is projected (a concurrent registration of the same
 /// version with other content wins the race and is reported as the conflict it is).
 struct StagedWrite {
-    kind: &'static str,
+    kind: Kind,
     id: Identifier,
     digest: String,
     event: RegistryEvent,
+}
+
+/// What a staged write registers; its noun names it in messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Task,
+    Workflow,
+    LaunchPlan,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Task => "task",
+            Kind::Workflow => "workflow",
+            Kind::LaunchPlan => "launch plan",
+        }
+    }
 }
 
 fn matches(id: &Identifier, reference: &TaskRef) -> bool {
@@ -82,20 +100,39 @@ impl Staged {
     }
 
     /// The digest this batch already registers `id` with.
-    fn digest_of(&self, kind: &str, id: &Identifier) -> Option<&str> {
+    fn digest_of(&self, kind: Kind, id: &Identifier) -> Option<&str> {
         self.writes
             .iter()
             .find(|write| write.kind == kind && write.id == *id)
             .map(|write| write.digest.as_str())
     }
 
-    fn stage(&mut self, kind: &'static str, id: &Identifier, digest: String, event: RegistryEvent) {
+    fn stage(&mut self, kind: Kind, id: &Identifier, digest: String, event: RegistryEvent) {
         self.writes.push(StagedWrite {
             kind,
             id: id.clone(),
             digest,
             event,
         });
+    }
+}
+
+/// Launch plan `plan` as a launch-plan node runs it: its workflow under the plan's parallelism limit.
+fn child_plan(
+    plan: Identifier,
+    spec: &LaunchPlanSpec,
+    mut workflow: CompiledWorkflow,
+    default_inputs: Outputs,
+    fixed_inputs: Outputs,
+) -> ChildPlan {
+    if spec.max_parallelism.is_some() {
+        workflow.max_parallelism = spec.max_parallelism;
+    }
+    ChildPlan {
+        plan,
+        workflow,
+        default_inputs,
+        fixed_inputs,
     }
 }
 
@@ -128,7 +165,7 @@ impl AdminApi {
         for write in staged.writes {
             self.append_registry(write.event).await?;
             let stored = self.registered_digest(write.kind, &write.id).await?;
-            Self::outcome(write.kind, &write.id, stored.as_deref(), &write.digest)?;
+            Self::outcome(write.kind.noun(), &write.id, stored.as_deref(), &write.digest)?;
         }
         Ok(())
     }
@@ -150,7 +187,7 @@ impl AdminApi {
     /// What version `id` of a `kind` is registered with: staged in this batch, else in the store.
     async fn existing_digest(
         &self,
-        kind: &str,
+        kind: Kind,
         id: &Identifier,
         staged: &Staged,
     ) -> ApiResult<Option<String>> {
@@ -160,20 +197,20 @@ impl AdminApi {
         self.registered_digest(kind, id).await
     }
 
-    async fn registered_digest(&self, kind: &str, id: &Identifier) -> ApiResult<Option<String>> {
+    async fn registered_digest(&self, kind: Kind, id: &Identifier) -> ApiResult<Option<String>> {
         let (project, domain, name, version) = (&id.project, &id.domain, &id.name, Some(id.version.as_str()));
         Ok(match kind {
-            "task" => self
+            Kind::Task => self
                 .store
                 .get_task(project, domain, name, version)
                 .await?
                 .map(|row| row.digest),
-            "workflow" => self
+            Kind::Workflow => self
                 .store
                 .get_workflow(project, domain, name, version)
                 .await?
                 .map(|row| row.digest),
-            _ => self
+            Kind::LaunchPlan => self
                 .store
                 .get_launch_plan(project, domain, name, version)
                 .await?
@@ -184,13 +221,13 @@ impl AdminApi {
     /// Whether `id` is new (`None`: stage its event) or already registered identically.
     async fn is_registered(
         &self,
-        kind: &'static str,
+        kind: Kind,
         id: &Identifier,
         digest: &str,
         staged: &Staged,
     ) -> ApiResult<Option<wire::WriteOutcome>> {
         let existing = self.existing_digest(kind, id, staged).await?;
-        Self::outcome(kind, id, existing.as_deref(), digest)
+        Self::outcome(kind.noun(), id, existing.as_deref(), digest)
     }
 
     async fn stage_task(
@@ -207,7 +244,7 @@ impl AdminApi {
             ..spec.clone()
         });
         let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
-        if let Some(outcome) = self.is_registered("task", &id, &digest, staged).await? {
+        if let Some(outcome) = self.is_registered(Kind::Task, &id, &digest, staged).await? {
             return Ok(answer(&id, outcome));
         }
         staged.tasks.push((id.clone(), spec.clone()));
@@ -217,7 +254,7 @@ impl AdminApi {
             digest: digest.clone(),
             at: now_millis(),
         };
-        staged.stage("task", &id, digest, event);
+        staged.stage(Kind::Task, &id, digest, event);
         Ok(answer(&id, wire::WriteOutcome::Created))
     }
 
@@ -235,7 +272,7 @@ impl AdminApi {
         });
         let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
         let compiled = self.compile(project, domain, id.clone(), &spec, staged).await?;
-        if let Some(outcome) = self.is_registered("workflow", &id, &digest, staged).await? {
+        if let Some(outcome) = self.is_registered(Kind::Workflow, &id, &digest, staged).await? {
             return Ok(answer(&id, outcome));
         }
         staged.workflows.push((id.clone(), compiled.clone()));
@@ -246,7 +283,7 @@ impl AdminApi {
             digest: digest.clone(),
             at: now_millis(),
         };
-        staged.stage("workflow", &id, digest, event);
+        staged.stage(Kind::Workflow, &id, digest, event);
         Ok(answer(&id, wire::WriteOutcome::Created))
     }
 
@@ -356,16 +393,13 @@ impl AdminApi {
         else {
             return Ok(None);
         };
-        let mut workflow = workflow_row.compiled;
-        if row.spec.max_parallelism.is_some() {
-            workflow.max_parallelism = row.spec.max_parallelism;
-        }
-        Ok(Some(ChildPlan {
-            plan: row.id,
-            workflow,
-            default_inputs: row.default_inputs,
-            fixed_inputs: row.fixed_inputs,
-        }))
+        Ok(Some(child_plan(
+            row.id,
+            &row.spec,
+            workflow_row.compiled,
+            row.default_inputs,
+            row.fixed_inputs,
+        )))
     }
 
     async fn stage_launch_plan(
@@ -416,19 +450,16 @@ impl AdminApi {
         };
         let digest = content_digest(&pinned);
         let id = identifier_for(project, domain, &spec.name, spec.version.as_deref(), &digest);
-        if let Some(outcome) = self.is_registered("launch plan", &id, &digest, staged).await? {
+        if let Some(outcome) = self.is_registered(Kind::LaunchPlan, &id, &digest, staged).await? {
             return Ok(answer(&id, outcome));
         }
-        let mut child_workflow = workflow;
-        if spec.max_parallelism.is_some() {
-            child_workflow.max_parallelism = spec.max_parallelism;
-        }
-        staged.plans.push(ChildPlan {
-            plan: id.clone(),
-            workflow: child_workflow,
-            default_inputs: default_inputs.clone(),
-            fixed_inputs: fixed_inputs.clone(),
-        });
+        staged.plans.push(child_plan(
+            id.clone(),
+            &spec,
+            workflow,
+            default_inputs.clone(),
+            fixed_inputs.clone(),
+        ));
         let event = RegistryEvent::LaunchPlanRegistered {
             id: id.clone(),
             spec,
@@ -438,7 +469,7 @@ impl AdminApi {
             digest: digest.clone(),
             at: now_millis(),
         };
-        staged.stage("launch plan", &id, digest, event);
+        staged.stage(Kind::LaunchPlan, &id, digest, event);
         Ok(answer(&id, wire::WriteOutcome::Created))
     }
 }
