@@ -16,6 +16,7 @@ use aloft_proto::v1 as wire;
 
 pub mod containers;
 pub mod faults;
+pub mod rest;
 pub use containers::{attempt_containers, busybox_image, docker, real_container_engine};
 
 pub const PROJECT: &str = "default";
@@ -110,9 +111,17 @@ pub async fn start_fleet_with_auth(
     dir: &Path,
     auth: Option<aloft_auth::AuthConfig>,
 ) -> aloft_cli::fleet::Fleet {
+    start_fleet_with(dir, |config| config.auth = auth).await
+}
+
+/// `start_fleet`, with `adjust` applied to the embedded configuration first (authentication, a blob store).
+pub async fn start_fleet_with(
+    dir: &Path,
+    adjust: impl FnOnce(&mut aloft_cli::fleet::FleetConfig),
+) -> aloft_cli::fleet::Fleet {
     let mut config =
         aloft_cli::fleet::FleetConfig::embedded(dir, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    config.auth = auth;
+    adjust(&mut config);
     let brokers = std::env::var("ALOFT_TEST_KAFKA_BROKERS").ok();
     let database = std::env::var("ALOFT_TEST_DATABASE_URL").ok();
     if let (Some(brokers), Some(database)) = (brokers, database) {

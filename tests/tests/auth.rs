@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aloft_cli::client::connect_as;
+use aloft_e2e::rest::OpenApiClient;
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use aloft_testkit::oidc::{now_seconds, TestIssuer};
@@ -62,69 +63,41 @@ fn role_grants(role: &str, permission: &str) -> bool {
     }
 }
 
-struct Rest {
-    base: String,
-    document: Value,
-    http: reqwest::Client,
-}
+/// The REST API as the matrix calls it: by method and path, with or without a credential.
+struct Rest(OpenApiClient);
 
 impl Rest {
     async fn load(base: &str) -> Rest {
-        let http = reqwest::Client::new();
-        let document: Value = http
-            .get(format!("{base}/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Rest {
-            base: base.to_string(),
-            document,
-            http,
-        }
+        Rest(OpenApiClient::load(base).await)
     }
 
     /// Every route: (rpc, method, path with the parameters filled for `project`).
     fn routes(&self, project: &str) -> Vec<(String, String, String)> {
         let mut routes = Vec::new();
-        for (path, methods) in self.document["paths"].as_object().unwrap() {
-            for (method, operation) in methods.as_object().unwrap() {
-                let filled = path
-                    .replace("{project}", project)
-                    .replace("{domain}", DOMAIN)
-                    .replace("{name}", "no-such-thing")
-                    .replace("{version}", "1")
-                    .replace("{id}", "no-such-key");
-                // `GetTaskVersion` is the route of GetTask that names a version.
-                let operation_id = operation["operationId"].as_str().unwrap();
-                routes.push((
-                    operation_id
-                        .strip_suffix("Version")
-                        .unwrap_or(operation_id)
-                        .to_string(),
-                    method.to_uppercase(),
-                    filled,
-                ));
-            }
+        for operation_id in self.0.operation_ids() {
+            let (method, path, _) = self.0.operation(&operation_id);
+            let filled = path
+                .replace("{project}", project)
+                .replace("{domain}", DOMAIN)
+                .replace("{name}", "no-such-thing")
+                .replace("{version}", "1")
+                .replace("{id}", "no-such-key");
+            // `GetTaskVersion` is the route of GetTask that names a version.
+            routes.push((
+                operation_id
+                    .strip_suffix("Version")
+                    .unwrap_or(&operation_id)
+                    .to_string(),
+                method.to_uppercase(),
+                filled,
+            ));
         }
         routes
     }
 
     async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut request = match method {
-            "GET" => self.http.get(url),
-            "PUT" => self.http.put(url).json(&body),
-            _ => self.http.post(url).json(&body),
-        };
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let body = (method != "GET").then_some(body);
+        let (status, text) = self.0.as_caller(token).send(method, path, &[], body).await;
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }

@@ -1,5 +1,5 @@
-//! The fault harness (issue 22): a steady workload on the real parts while the broker, Postgres, Redis and a
-//! propeller fail in turn, then the checker over the raw log, the read models and the webhooks the notifier
+//! The fault harness (issue 22): a steady workload on the real parts while the broker, Postgres, Redis, a
+//! propeller and the notifier fail in turn, then the checker over the raw log, the read models and the webhooks the notifier
 //! delivered. In CI a short run with
 //! one fault of each kind; `ALOFT_FAULTS_SECONDS` (and `ALOFT_FAULTS_PERIOD_SECONDS`) make a long one,
 //! whose summary the README reports.
@@ -32,7 +32,8 @@ struct Healed {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_losing_or_repeating_work() {
+async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults_without_losing_or_repeating_work(
+) {
     let Some((_, database)) = real_backends() else {
         return;
     };
@@ -44,8 +45,9 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         eprintln!("skipping: no tansu binary for the harness's own broker");
         return;
     };
-    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 130);
-    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 17);
+    // Seven kinds, each 16 s after the last healed (the longest, a 10 s broker stop): all fit in 150 s.
+    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 150);
+    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 16);
     let kinds = Fault::chosen();
 
     let parts_dir = tempfile::tempdir().unwrap();
@@ -99,7 +101,7 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
         ("ALOFT_NOTIFY_RETRY_BASE_MS", "200".to_string()),
         ("ALOFT_NOTIFY_RETRY_MAX_MS", "5000".to_string()),
     ];
-    let _notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
+    let mut notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
     let mut client = deployment.client().await;
     let hook_url = hooks.url("/hook");
     let mut workload = Workload::register(&mut client, deployment.scratch.path(), Some(&hook_url)).await;
@@ -147,6 +149,11 @@ async fn the_fleet_rides_out_broker_database_redis_and_propeller_faults_without_
                     eprintln!("  {killed} connections terminated");
                 }
                 Fault::RedisRestartedEmpty => redis.kill_and_restart(Duration::from_secs(2)),
+                Fault::NotifierKilled => {
+                    notifier.sigkill();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
+                }
                 Fault::DatabaseRestarted => {
                     if let Some(postgres) = own_postgres.as_mut() {
                         postgres.restart(Duration::from_secs(3));

@@ -9,105 +9,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use aloft_e2e::rest::{grpc_json, OpenApiClient};
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use serde_json::{json, Value};
-
-/// A client generated at run time from the OpenAPI document: it knows no URL, only operation ids, and
-/// fills path and query parameters as the document declares them.
-struct OpenApiClient {
-    base: String,
-    document: Value,
-    http: reqwest::Client,
-}
-
-impl OpenApiClient {
-    async fn load(base: &str) -> OpenApiClient {
-        let http = reqwest::Client::new();
-        let document: Value = http
-            .get(format!("{base}/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        OpenApiClient {
-            base: base.to_string(),
-            document,
-            http,
-        }
-    }
-
-    /// The method, path template and declared parameters of `operation_id`.
-    fn operation(&self, operation_id: &str) -> (String, String, Vec<(String, String)>) {
-        for (path, methods) in self.document["paths"].as_object().unwrap() {
-            for (method, operation) in methods.as_object().unwrap() {
-                if operation["operationId"] == operation_id {
-                    let parameters = operation["parameters"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| {
-                            (
-                                p["name"].as_str().unwrap().to_string(),
-                                p["in"].as_str().unwrap().to_string(),
-                            )
-                        })
-                        .collect();
-                    return (method.clone(), path.clone(), parameters);
-                }
-            }
-        }
-        panic!("the OpenAPI document has no operation {operation_id}");
-    }
-
-    /// Calls `operation_id` with `params` (path and query, as declared) and `body`: (status, JSON answer).
-    async fn call(&self, operation_id: &str, params: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
-        let (status, text) = self.call_text(operation_id, params, body).await;
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn call_text(
-        &self,
-        operation_id: &str,
-        params: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> (u16, String) {
-        let (method, mut path, declared) = self.operation(operation_id);
-        let mut query = Vec::new();
-        for (name, value) in params {
-            let place = declared
-                .iter()
-                .find(|(declared, _)| {
-                    declared == name
-                        || declared
-                            .strip_suffix(".{key}")
-                            .is_some_and(|map| name.starts_with(&format!("{map}.")))
-                })
-                .map(|(_, place)| place.as_str());
-            match place {
-                Some("path") => path = path.replace(&format!("{{{name}}}"), value),
-                Some("query") => query.push((name.to_string(), value.to_string())),
-                _ => panic!("{operation_id} declares no parameter {name}"),
-            }
-        }
-        let url = format!("{}{path}", self.base);
-        let mut request = match method.as_str() {
-            "get" => self.http.get(url),
-            "post" => self.http.post(url),
-            "put" => self.http.put(url),
-            other => panic!("unexpected method {other}"),
-        }
-        .query(&query);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
-    }
-}
 
 const TENANT: [(&str, &str); 2] = [("project", PROJECT), ("domain", DOMAIN)];
 
@@ -130,10 +35,6 @@ async fn create(client: &OpenApiClient, name: &str, x: &str, labels: Value) -> (
             })),
         )
         .await
-}
-
-fn grpc_json<T: serde::Serialize>(message: &T) -> Value {
-    serde_json::to_value(message).unwrap()
 }
 
 fn execution_id(name: &str) -> wire::ExecutionIdentifier {

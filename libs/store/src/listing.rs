@@ -49,6 +49,8 @@ pub enum NodeScope {
     Every,
     /// The workflow's own nodes: not map items, not nodes inside subworkflows.
     TopLevel,
+    /// Every node below a top-level node: map items, nodes inside subworkflows and dynamic nodes.
+    Nested,
     /// The direct children of one node: a map's items (`m[3]`), a subworkflow's nodes (`sub/x`).
     ChildrenOf(String),
 }
@@ -182,6 +184,7 @@ fn node_conditions(id: &ExecutionId, scope: &NodeScope) -> Conditions {
     match scope {
         NodeScope::Every => {}
         NodeScope::TopLevel => c.push("node_id NOT LIKE '%/%' AND node_id NOT LIKE '%[%'".to_string()),
+        NodeScope::Nested => c.push("(node_id LIKE '%/%' OR node_id LIKE '%[%')".to_string()),
         NodeScope::ChildrenOf(parent) => {
             let items = c.text(&format!("{}[%", like_literal(parent)));
             let inner = c.text(&format!("{}/%", like_literal(parent)));
@@ -259,6 +262,27 @@ impl Store {
     pub async fn count_nodes(&self, id: &ExecutionId, scope: &NodeScope) -> Result<BTreeMap<String, u64>> {
         let c = node_conditions(id, scope);
         self.counts_by_phase("node_executions", &c).await
+    }
+
+    /// The nested nodes of execution `id` (map items, nodes inside subworkflows and dynamic nodes), counted
+    /// by the top-level node they are under and by phase name.
+    pub async fn count_nested_nodes(
+        &self,
+        id: &ExecutionId,
+    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+        let c = node_conditions(id, &NodeScope::Nested);
+        // Grouped here rather than in SQL: where a node id's top-level part ends is written differently in
+        // Postgres and SQLite, and the rows are two short strings each.
+        let sql = format!("SELECT node_id, phase FROM node_executions{}", c.sql());
+        let rows = c.query(&sql).fetch_all(self.pool()).await?;
+        let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for row in &rows {
+            let node: String = row.try_get("node_id")?;
+            let phase: String = row.try_get("phase")?;
+            let top = node.split(['/', '[']).next().unwrap_or_default().to_string();
+            *counts.entry(top).or_default().entry(phase).or_default() += 1;
+        }
+        Ok(counts)
     }
 
     /// The rows of `from` that `c` selects, counted by their `phase`.

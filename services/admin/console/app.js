@@ -528,7 +528,7 @@ async function entityPage(project, domain, kind, name) {
       h("p", {}, h("a", { href: `/console/launch/${project}/${domain}/${encodeURIComponent(name)}` }, "Launch…")));
     // The spec's nodes as an execution that has not started: the same drawing the execution page uses.
     const nodes = (spec.nodes || []).map((node) => ({ node_id: node.id, phase: "NODE_NOT_STARTED", upstream: upstreamOf(node, spec) }));
-    renderGraph(graph, { nodes }, { project, domain, name }, () => {}, () => "#");
+    renderGraph(graph, { nodes, children: {} }, () => {}, () => "#");
   }
   if (kind === "plan") sections.push(h("p", {}, h("a", { href: `/console/launch/${project}/${domain}/${encodeURIComponent(entity.workflow.name)}?plan=${encodeURIComponent(name)}` }, "Launch…")));
   sections.push(h("h2", {}, "Spec"), h("pre", { "aria-label": "Spec" }, JSON.stringify(spec, null, 2)));
@@ -719,11 +719,11 @@ async function executionPage(project, domain, name) {
   const selected = params.get("node");
   const parent = params.get("parent") || "";
   const id = { project, domain, name };
-  // The Nodes tab pages its nodes itself: the header needs the execution alone (a 10,000-item map's nodes
-  // would otherwise all travel before the first row shows).
+  // The Nodes and Graph tabs page their nodes themselves: the header needs the execution alone (a
+  // 10,000-item map's nodes would otherwise all travel before the first row shows).
   const execution = at
     ? await call("GetExecutionState", { ...id, at_index: at })
-    : await call("GetExecution", { ...id, without_nodes: tab === "nodes" && !selected });
+    : await call("GetExecution", { ...id, without_nodes: (tab === "nodes" || tab === "graph") && !selected });
   document.title = `${name} · Aloft`;
   const link = (changes) => {
     const next = new URLSearchParams(location.search);
@@ -739,7 +739,7 @@ async function executionPage(project, domain, name) {
     at ? h("p", { class: "banner", role: "status" }, `As it was right after event ${at} of the history. `, h("a", { href: link({ at: null }) }, "Back to now")) : "",
     header, tabs, h("div", { class: selected ? "layout with-detail" : "layout" }, panel, detail));
   const openNode = (nodeId) => navigate(link({ node: nodeId }));
-  if (tab === "graph") renderGraph(panel, execution, id, openNode, link);
+  if (tab === "graph") renderGraph(panel, await graphNodes(execution, id, at || selected), openNode, link);
   if (tab === "nodes") await renderNodes(panel, execution, id, parent, openNode, at, link);
   if (tab === "timeline") renderTimeline(panel, execution);
   if (tab === "history") await renderHistory(panel, id, at, link);
@@ -820,16 +820,35 @@ function executionHeader(execution, id, at) {
 
 const isTopLevel = (id) => !id.includes("/") && !id.includes("[");
 
+/// The workflow's own nodes, and for each with nodes under it those nodes' counts by phase. From an execution
+/// that carries its nodes (a point of the history, or a page with a node open), else paged from the API: only
+/// the top-level nodes travel, a 10,000-item map's items as counts.
+async function graphNodes(execution, id, hasNodes) {
+  if (hasNodes) {
+    const children = {};
+    for (const n of execution.nodes) {
+      if (isTopLevel(n.node_id)) continue;
+      const top = n.node_id.split(/[/[]/)[0];
+      (children[top] ||= {})[n.phase] = ((children[top] ||= {})[n.phase] || 0) + 1;
+    }
+    return { nodes: execution.nodes.filter((n) => isTopLevel(n.node_id)), children };
+  }
+  const query = { ...id, top_level: true, limit: 500 };
+  const first = await call("ListNodeExecutions", query);
+  let nodes = first.nodes;
+  for (let token = first.next_page_token; token;) {
+    const page = await call("ListNodeExecutions", { ...query, page_token: token });
+    nodes = nodes.concat(page.nodes);
+    token = page.next_page_token;
+  }
+  const children = Object.fromEntries(Object.entries(first.child_phase_counts || {}).map(([top, counts]) =>
+    [top, Object.fromEntries(Object.entries(counts.by_phase || {}).map(([phase, n]) => [phase, Number(n)]))]));
+  return { nodes, children };
+}
+
 /// A layered drawing of the workflow's own nodes; a map's items, a subworkflow's inner nodes collapse into
 /// their node with counts per phase, and open (in the Nodes tab) on click.
-function renderGraph(panel, execution, id, openNode, link) {
-  const nodes = execution.nodes.filter((n) => isTopLevel(n.node_id));
-  const children = {};
-  for (const n of execution.nodes) {
-    if (isTopLevel(n.node_id)) continue;
-    const top = n.node_id.split(/[/[]/)[0];
-    (children[top] ||= {})[n.phase] = ((children[top] ||= {})[n.phase] || 0) + 1;
-  }
+function renderGraph(panel, { nodes, children }, openNode, link) {
   const layer = {};
   const byId = Object.fromEntries(nodes.map((n) => [n.node_id, n]));
   const depth = (nodeId, seen = new Set()) => {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::compute::{ComputeCapacity, ComputeLedger};
+use crate::disk::DiskGuard;
 use crate::executor::{AttemptOutcome, AttemptRequest, Executors};
 use crate::memo::{self, Catalog, MemoOptions, MemoizedAttempt, PriorLookup};
 use crate::metrics;
@@ -155,6 +156,10 @@ pub struct AttemptOptions {
     pub capacity: usize,
     /// The CPU, memory and GPUs attempts' requests are admitted against.
     pub compute: ComputeCapacity,
+    /// The work directory's free space, which attempts that write there are admitted against.
+    pub disk: DiskGuard,
+    /// How long an ended attempt's directory stays before it is removed.
+    pub attempt_dir_retention: Duration,
     /// Tenant weights and quotas as they are set (read from the registry).
     pub quotas: mpsc::UnboundedReceiver<(Tenant, TenantPolicy)>,
     /// This propeller's member id, named in the message of an interrupted attempt.
@@ -356,6 +361,12 @@ impl AttemptService {
                 self.dispatcher.blocked_by(WaitReason::Compute { shortage });
                 continue;
             }
+            if self.options.executors.writes_work_dir(&attempt.request.task) {
+                if let Some(shortage) = self.options.disk.shortage() {
+                    self.dispatcher.blocked_by(WaitReason::Compute { shortage });
+                    continue;
+                }
+            }
             let wanted: BTreeMap<String, u32> = attempt
                 .request
                 .task
@@ -466,11 +477,17 @@ impl AttemptService {
             ],
         );
         let executors = self.options.executors.clone();
+        // A task that failed while the work directory's filesystem was full is told apart from one that
+        // failed by itself: its retry comes from the system budget and waits for space.
+        let disk = executors
+            .writes_work_dir(&request.task)
+            .then(|| self.options.disk.clone());
+        let clean_up = self.clean_up_later(&request);
         let catalog = self.options.catalog.clone();
         let memo_options = self.options.memo.clone();
         let finished = self.finished_tx.clone();
         tokio::spawn(async move {
-            let memoized = span
+            let mut memoized = span
                 .scope(memo::run_attempt(
                     executors,
                     catalog,
@@ -481,6 +498,9 @@ impl AttemptService {
                     cancel,
                 ))
                 .await;
+            if let Some(disk) = disk {
+                memoized.outcome = failed_for_want_of_disk(memoized.outcome, &disk);
+            }
             if let AttemptOutcome::Failed { message, .. } = &memoized.outcome {
                 span.fail(message);
             }
@@ -496,7 +516,24 @@ impl AttemptService {
                 held_slot: true,
                 released_pools,
             });
+            clean_up.await;
         });
+    }
+
+    /// Removes what the attempt of `request` leaves in the work directory, `attempt_dir_retention` after
+    /// it ended: by then its end is on the log, and a successor that took over sooner still found it.
+    fn clean_up_later(
+        &self,
+        request: &AttemptRequest,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let executors = self.options.executors.clone();
+        let task = request.task.clone();
+        let attempt = request.id();
+        let retention = self.options.attempt_dir_retention;
+        async move {
+            tokio::time::sleep(retention).await;
+            executors.clean_up(&task, &attempt).await;
+        }
     }
 
     /// Follows an attempt whose process still runs on this machine or recorded how it ended
@@ -513,6 +550,7 @@ impl AttemptService {
         }
         let cancel = CancellationToken::new();
         let request_resources = request.task.resources.clone();
+        let clean_up = self.clean_up_later(&request);
         let Some(waiting) = self.options.executors.reattach(request, cancel.clone()) else {
             let _ = self.reports.send(AttemptReport::Lost { partition, key });
             return;
@@ -543,6 +581,7 @@ impl AttemptService {
                 held_slot: false,
                 released_pools: false,
             });
+            clean_up.await;
         });
     }
 
@@ -590,5 +629,29 @@ impl AttemptService {
             &[("tenant", &label)],
             f64::from(self.dispatcher.running_of(tenant)),
         );
+    }
+}
+
+/// `outcome`, made a system error when the task failed by itself while the work directory's filesystem was
+/// short of space (its writes most likely failed for that): it is retried from the system budget, and the
+/// retry waits until there is room.
+fn failed_for_want_of_disk(outcome: AttemptOutcome, disk: &DiskGuard) -> AttemptOutcome {
+    match outcome {
+        AttemptOutcome::Failed {
+            kind: ErrorKind::User,
+            message,
+        } => match disk.shortage() {
+            Some(shortage) => AttemptOutcome::Failed {
+                kind: ErrorKind::System,
+                message: format!(
+                    "{message} (it failed short of space, {shortage}: retried as a system error)"
+                ),
+            },
+            None => AttemptOutcome::Failed {
+                kind: ErrorKind::User,
+                message,
+            },
+        },
+        other => other,
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod attempts;
 pub mod compute;
+pub mod disk;
 pub mod engine;
 pub mod executor;
 pub mod memo;
@@ -55,6 +56,12 @@ pub struct PropellerOptions {
     /// Where and how often the state of each owned partition is stored; `None`: partitions are always
     /// rebuilt by replaying them from offset 0.
     pub snapshots: Option<engine::SnapshotOptions>,
+    /// Between SIGTERM and SIGKILL when an attempt's process or container is stopped (cancel, timeout).
+    pub termination_grace: std::time::Duration,
+    /// Attempts that write to the work directory wait while its filesystem has less free (`--min-free-disk`).
+    pub min_free_disk_bytes: u64,
+    /// How long an ended attempt's directory stays in the work directory (`--attempt-dir-retention-secs`).
+    pub attempt_dir_retention: std::time::Duration,
 }
 
 impl PropellerOptions {
@@ -76,9 +83,16 @@ impl PropellerOptions {
             pools: Arc::new(aloft_fairq::pools::InProcessPools::default()),
             pool_lease: DEFAULT_POOL_LEASE,
             snapshots: None,
+            termination_grace: executor::DEFAULT_TERMINATION_GRACE,
+            min_free_disk_bytes: disk::DEFAULT_MIN_FREE_DISK,
+            attempt_dir_retention: DEFAULT_ATTEMPT_DIR_RETENTION,
         }
     }
 }
+
+/// How long an ended attempt's directory stays before it is removed (`--attempt-dir-retention-secs`): long
+/// past the moment its end is on the log, and time enough to look at its files after a failure.
+pub const DEFAULT_ATTEMPT_DIR_RETENTION: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How long resource-pool tokens stay held without renewal (`--pool-lease-ms`).
 pub const DEFAULT_POOL_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -105,15 +119,22 @@ pub async fn run(
         shutdown.clone(),
     ));
     let member = options.member_id;
+    let disk = disk::DiskGuard {
+        work_dir: options.work_dir.clone(),
+        min_free_bytes: options.min_free_disk_bytes,
+    };
     let (attempt_service, attempts, reports) = attempts::AttemptOptions {
         executors: {
             let secrets = executor::SecretSource::new(options.secrets_dir);
-            let mut executors = Executors::new(options.work_dir.clone(), blobs.clone(), secrets.clone());
+            let grace = options.termination_grace;
+            let mut executors =
+                Executors::new(options.work_dir.clone(), blobs.clone(), secrets.clone(), grace);
             executors.register(Arc::new(executor::ContainerExecutor::new(
                 options.containers,
                 options.work_dir,
                 blobs.clone(),
                 secrets,
+                grace,
             )));
             if let Some(kubernetes) = options.kubernetes {
                 executors.register(Arc::new(executor::KubernetesExecutor::new(kubernetes, blobs)));
@@ -129,6 +150,8 @@ pub async fn run(
         },
         capacity: options.max_running_attempts.unwrap_or(usize::MAX).max(1),
         compute: options.compute,
+        disk,
+        attempt_dir_retention: options.attempt_dir_retention,
         quotas: quota_rx,
         member: member.clone(),
     }

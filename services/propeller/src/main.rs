@@ -91,6 +91,18 @@ struct Args {
     /// (partitions are then replayed from offset 0).
     #[arg(long, env = "ALOFT_SNAPSHOT_INTERVAL_SECS", default_value_t = 30)]
     snapshot_interval_secs: u64,
+    /// When an attempt is cancelled or times out, its processes (or container) get SIGTERM and this long to
+    /// clean up and exit before SIGKILL.
+    #[arg(long, env = "ALOFT_TERMINATION_GRACE_MS", default_value_t = aloft_propeller::executor::DEFAULT_TERMINATION_GRACE.as_millis() as u64)]
+    termination_grace_ms: u64,
+    /// Process and container attempts (which write to the work directory) wait while its filesystem has
+    /// less than this free (e.g. 64Mi, 1Gi; 0: never wait).
+    #[arg(long, env = "ALOFT_MIN_FREE_DISK", value_parser = parse_memory, default_value = "64Mi")]
+    min_free_disk: u64,
+    /// How long an ended attempt's directory (inputs, outputs, files it wrote, log) stays in the work
+    /// directory before it is removed; its log and outputs are in the blob store by then.
+    #[arg(long, env = "ALOFT_ATTEMPT_DIR_RETENTION_SECS", default_value_t = aloft_propeller::DEFAULT_ATTEMPT_DIR_RETENTION.as_secs())]
+    attempt_dir_retention_secs: u64,
 }
 
 #[tokio::main]
@@ -168,6 +180,9 @@ async fn main() -> anyhow::Result<()> {
             None => std::sync::Arc::new(aloft_fairq::pools::InProcessPools::default()),
         },
         pool_lease: std::time::Duration::from_millis(args.pool_lease_ms),
+        termination_grace: std::time::Duration::from_millis(args.termination_grace_ms),
+        min_free_disk_bytes: args.min_free_disk,
+        attempt_dir_retention: std::time::Duration::from_secs(args.attempt_dir_retention_secs),
         snapshots: match args.snapshot_interval_secs {
             0 => None,
             seconds => {

@@ -68,6 +68,7 @@ fn executors_in(dir: &std::path::Path) -> Executors {
         dir.to_path_buf(),
         blobs,
         aloft_propeller::executor::SecretSource::default(),
+        aloft_propeller::executor::DEFAULT_TERMINATION_GRACE,
     )
 }
 
@@ -211,6 +212,61 @@ async fn cancelling_an_attempt_kills_it_and_reports_nothing() {
         .expect("cancel is prompt")
         .unwrap();
     assert_eq!(outcome, AttemptOutcome::Cancelled);
+}
+
+/// Runs `script` as a process attempt under `executors`, cancels it once it has started, and returns the
+/// outcome and how long the cancel took.
+async fn cancel_after_start(executors: Executors, script: &str) -> (AttemptOutcome, Duration) {
+    let task = process_task(script, &[], &[], None);
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { executors.run(request(task, &[]), cancel).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cancelled = Instant::now();
+    cancel.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the cancel ends")
+        .unwrap();
+    (outcome, cancelled.elapsed())
+}
+
+#[tokio::test]
+async fn a_cancelled_task_gets_sigterm_to_clean_up_and_one_that_ignores_it_sigkill_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = aloft_blobstore::BlobStore::local(&dir.path().join(".blobs")).unwrap();
+    let executors = Executors::new(
+        dir.path().to_path_buf(),
+        blobs,
+        aloft_propeller::executor::SecretSource::default(),
+        Duration::from_secs(2),
+    );
+    // A task that cleans up on SIGTERM, taking a moment: the attempt ends once it has.
+    let cleaned = dir.path().join("cleaned");
+    let script = format!(
+        "trap 'sleep 0.3; touch {}; exit 143' TERM; while :; do sleep 0.1; done",
+        cleaned.display()
+    );
+    let (outcome, _) = cancel_after_start(executors.clone(), &script).await;
+    assert_eq!(outcome, AttemptOutcome::Cancelled);
+    assert!(
+        cleaned.exists(),
+        "the task's SIGTERM handler ran before the attempt ended"
+    );
+
+    // A task that ignores SIGTERM (and so do its children) is killed once the grace has passed.
+    let survived = dir.path().join("survived");
+    let script = format!("trap '' TERM; (sleep 4; touch {}) & sleep 30", survived.display());
+    let (outcome, took) = cancel_after_start(executors, &script).await;
+    assert_eq!(outcome, AttemptOutcome::Cancelled);
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGKILL came before the grace had passed: {took:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!survived.exists(), "a process of the group survived the SIGKILL");
 }
 
 #[tokio::test]
@@ -425,6 +481,7 @@ async fn secrets_reach_the_task_by_env_and_file_and_missing_ones_are_named() {
         dir.path().to_path_buf(),
         blobs,
         aloft_propeller::executor::SecretSource::new(Some(source_dir)),
+        aloft_propeller::executor::DEFAULT_TERMINATION_GRACE,
     );
     let mut task = process_task(
         "printf %s \"$TOKEN\" > $ALOFT_OUTPUT_DIR/token; cat $ALOFT_SECRETS_DIR/key.json > $ALOFT_OUTPUT_DIR/key; \

@@ -398,3 +398,77 @@ async fn a_new_leader_starts_from_the_last_cursor_snapshot_and_fires_nothing_twi
     assert_eq!(fired.len(), 35, "every minute fired once across the restart");
     assert_eq!(names.len(), 35);
 }
+
+/// The host's clock stepped back (an NTP correction) and then forward (a suspended VM resuming): times
+/// already fired are not fired again when the clock passes them a second time, and the jump forward is
+/// caught up by each policy as downtime is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_steps_back_and_forward_fire_no_time_twice_and_catch_up_by_each_policy() {
+    let (dir, topics) = setup();
+    let log = aloft_eventlog::open(
+        &LogBackend::Embedded {
+            dir: dir.path().into(),
+        },
+        &topics,
+        4,
+    )
+    .await
+    .unwrap();
+    register(
+        &log,
+        &topics,
+        &[
+            ("all", CatchUp::All),
+            ("latest", CatchUp::Latest),
+            ("none", CatchUp::None),
+        ],
+    )
+    .await;
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let scheduler = start(&log, &topics, &clock, "only");
+    for _ in 0..5 {
+        clock.advance(Minutes::minutes(1));
+        wait_processed(&log, &topics, &[&scheduler.handle], clock.now()).await;
+    }
+    // Back three minutes to 12:02, then through 12:03 ... 12:05 again, minute by minute; the scheduler is
+    // given time to look at each (it has processed past them already, so waiting for progress proves nothing).
+    clock.set(start_time() + Minutes::minutes(2));
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance(Minutes::minutes(1));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Minutes::minutes(1));
+    wait_processed(&log, &topics, &[&scheduler.handle], clock.now()).await;
+    // Forward 10 min 45 s at once (12:06 -> 12:16:45): 12:07 ... 12:16 were never on time.
+    clock.advance(Minutes::minutes(10) + Minutes::seconds(45));
+    wait_processed(&log, &topics, &[&scheduler.handle], clock.now()).await;
+    clock.advance(Minutes::seconds(15));
+    wait_processed(&log, &topics, &[&scheduler.handle], clock.now()).await;
+
+    let fired = requests(&log, &topics).await;
+    let minutes = |plan: &str| {
+        fired
+            .iter()
+            .filter(|f| f.0 == plan)
+            .map(|f| (f.2 - start_time().timestamp_millis()) / 60_000)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        minutes("all"),
+        (1..=17).collect::<Vec<_>>(),
+        "all: every time once, the jump's missed ones in order"
+    );
+    assert_eq!(
+        minutes("latest"),
+        [1, 2, 3, 4, 5, 6, 16, 17],
+        "latest: only the most recent of the jump"
+    );
+    assert_eq!(
+        minutes("none"),
+        [1, 2, 3, 4, 5, 6, 17],
+        "none: nothing of the jump"
+    );
+    scheduler.shutdown.cancel();
+    scheduler.task.await.unwrap().unwrap();
+}

@@ -48,7 +48,11 @@ pub struct Report {
     pub notifications_missing: Vec<String>,
     /// Executions whose webhook arrived more than once, with how often (the notifier delivers at least
     /// once: a delivery sent but not recorded before a fault is sent again, with the same `delivery_id`).
+    /// Executions whose one delivery was sent more than once (a resend after the notifier died between the
+    /// send and its record).
     pub notifications_repeated: Vec<String>,
+    /// Executions notified by more than one delivery: never right.
+    pub notifications_doubled: Vec<String>,
     pub faults: Vec<Injected>,
     /// Launch to start of every checked execution: (created at, milliseconds to its start).
     pub launch_to_start: Vec<(i64, i64)>,
@@ -93,6 +97,10 @@ impl Report {
         list("read models differing from a replay", &self.projection_diffs);
         list("scheduled times skipped", &self.schedule_gaps);
         list("notifications never delivered", &self.notifications_missing);
+        list(
+            "executions notified by more than one delivery",
+            &self.notifications_doubled,
+        );
         if self.max_pool_holders > POOL_LIMIT as usize {
             found.push(format!(
                 "pool limit {POOL_LIMIT} exceeded: {} held at once ({})",
@@ -142,9 +150,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  notifications: {} webhooks delivered, {} executions without one, {} delivered more than once{}",
+            "  notifications: {} webhooks delivered, {} executions without one, {} by two deliveries, {} resent \
+             (the notifier killed between a send and its record){}",
             self.notifications_delivered,
             self.notifications_missing.len(),
+            self.notifications_doubled.len(),
             self.notifications_repeated.len(),
             if self.notifications_repeated.is_empty() {
                 String::new()
@@ -363,11 +373,16 @@ pub fn check_notifications(report: &mut Report, workload: &Workload, bodies: &[S
         match received.get(*name) {
             Some((times, deliveries)) => {
                 report.notifications_delivered += 1;
-                if *times > 1 {
-                    report.notifications_repeated.push(format!(
-                        "{name}: {times} times, {} delivery ids",
-                        deliveries.len()
-                    ));
+                // The same delivery sent again is the notifier's at-least-once resend (killed between a
+                // send and its record); two deliveries for one execution's end would be a bug.
+                if deliveries.len() > 1 {
+                    report
+                        .notifications_doubled
+                        .push(format!("{name}: {} deliveries", deliveries.len()));
+                } else if *times > 1 {
+                    report
+                        .notifications_repeated
+                        .push(format!("{name}: sent {times} times"));
                 }
             }
             // Launches refused as UNAVAILABLE that never landed have nothing to notify; those that exist

@@ -27,16 +27,19 @@ pub enum Fault {
     DatabaseRestarted,
     /// Redis SIGKILLed and restarted empty.
     RedisRestartedEmpty,
+    /// The notifier SIGKILLed while it delivers, and started again.
+    NotifierKilled,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::PropellerKilled,
         Fault::BrokerKilled,
         Fault::BrokerPaused,
         Fault::DatabaseConnectionsKilled,
         Fault::RedisRestartedEmpty,
         Fault::DatabaseRestarted,
+        Fault::NotifierKilled,
     ];
 
     /// The short name `ALOFT_FAULTS_KINDS` takes (a comma-separated list limits a run to those kinds).
@@ -48,6 +51,7 @@ impl Fault {
             Fault::DatabaseConnectionsKilled => "postgres",
             Fault::DatabaseRestarted => "postgres-restart",
             Fault::RedisRestartedEmpty => "redis",
+            Fault::NotifierKilled => "notifier",
         }
     }
 
@@ -76,6 +80,7 @@ impl Fault {
             Fault::DatabaseConnectionsKilled => "Postgres pg_terminate_backend (all connections)",
             Fault::DatabaseRestarted => "Postgres restarted (fast shutdown, 3 s down)",
             Fault::RedisRestartedEmpty => "Redis SIGKILL + restart empty",
+            Fault::NotifierKilled => "notifier SIGKILL + restart",
         }
     }
 }

@@ -120,6 +120,7 @@ async fn through_executor(engine: &str, attempts: usize, first: usize) -> anyhow
         scratch.path().join("work"),
         blobs,
         SecretSource::new(None),
+        aloft_propeller::executor::DEFAULT_TERMINATION_GRACE,
     );
     let task = crate::shared::noop_container_task("noop-container", IMAGE);
     let mut times = Vec::with_capacity(attempts);

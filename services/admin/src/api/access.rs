@@ -169,6 +169,7 @@ impl AdminApi {
         &self,
         request: wire::ListAuditEventsRequest,
     ) -> ApiResult<wire::ListAuditEventsResponse> {
+        self.require_project(&request.project).await?;
         let limit = match request.limit {
             0 => 200,
             n => n.min(5000),

@@ -115,6 +115,7 @@ impl AdminApi {
         request: wire::ListExecutionsRequest,
     ) -> ApiResult<wire::ListExecutionsResponse> {
         let filter = execution_filter(&request)?;
+        self.require_domain(&request.project, &request.domain).await?;
         let after = execution_cursor(&request.page_token)?;
         let limit = page_size(request.limit, DEFAULT_EXECUTIONS_PAGE, MAX_EXECUTIONS_PAGE);
         let mut rows = self
@@ -141,6 +142,7 @@ impl AdminApi {
         request: wire::ListExecutionsRequest,
     ) -> ApiResult<wire::ExecutionCounts> {
         let filter = execution_filter(&request)?;
+        self.require_domain(&request.project, &request.domain).await?;
         let by_phase: HashMap<String, u64> =
             self.store.count_executions(&filter).await?.into_iter().collect();
         Ok(wire::ExecutionCounts {
@@ -190,10 +192,24 @@ impl AdminApi {
             .map(|node| node_to_wire(&id, node))
             .collect::<ApiResult<_>>()?;
         let phase_counts = self.store.count_nodes(&id, &scope).await?.into_iter().collect();
+        let child_phase_counts = if matches!(scope, NodeScope::TopLevel) {
+            self.store
+                .count_nested_nodes(&id)
+                .await?
+                .into_iter()
+                .map(|(top, by_phase)| {
+                    let by_phase = by_phase.into_iter().collect();
+                    (top, wire::NodePhaseCounts { by_phase })
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Ok(wire::ListNodeExecutionsResponse {
             nodes,
             next_page_token,
             phase_counts,
+            child_phase_counts,
         })
     }
 }

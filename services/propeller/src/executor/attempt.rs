@@ -128,6 +128,20 @@ pub trait TaskExecutor: Send + Sync {
         None
     }
 
+    /// Whether its attempts write to the propeller's work directory (their files, inputs, outputs and
+    /// log): those wait while its filesystem is short of space.
+    fn writes_work_dir(&self) -> bool {
+        false
+    }
+
+    /// Removes what an ended attempt left in the work directory. Called a while after its end was
+    /// reported (`--attempt-dir-retention-secs`), so a successor that takes over before the end is on the
+    /// log still finds how it ended.
+    fn clean_up(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
+        let _ = attempt;
+        async {}.boxed()
+    }
+
     /// What the attempt wrote to its log so far (all of it once it ended).
     fn logs(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
         let attempt = attempt.to_string();

@@ -16,6 +16,7 @@ mod process;
 mod registry;
 mod secrets;
 mod staging;
+mod termination;
 mod workdir;
 
 pub use attempt::{kind_of, AttemptId, AttemptOutcome, AttemptRequest, ExecutorError, TaskExecutor};
@@ -29,3 +30,4 @@ pub use log_shipper::{log_prefix, SHIP_INTERVAL};
 pub use process::ProcessExecutor;
 pub use registry::Executors;
 pub use secrets::SecretSource;
+pub use termination::DEFAULT_TERMINATION_GRACE;

@@ -1,6 +1,7 @@
 //! The `process` executor: a local command in a fresh working directory per attempt (inputs staged in as
 //! files and environment variables, outputs read back by type and blobs uploaded to the blob store, a log
-//! file shipped to the store while it runs, timeout and cancel kill its process group). A wrapper shell
+//! file shipped to the store while it runs, timeout and cancel stop its process group: SIGTERM, then SIGKILL
+//! after the termination grace). A wrapper shell
 //! records the exit status next to the pid, so a propeller taking over on the same machine re-attaches to a
 //! process its predecessor started.
 
@@ -12,7 +13,6 @@ use aloft_blobstore::BlobStore;
 use aloft_core::spec::TaskKind;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use super::attempt::{
 use super::log_shipper::LogShipper;
 use super::secrets::{write_secret_files, SecretSource};
 use super::staging::{collect_outputs, stage_inputs};
+use super::termination::{stop_group, DEFAULT_TERMINATION_GRACE};
 use super::workdir::{timed_out, AttemptDir};
 
 /// Runs `process` tasks under `work_root`, one directory per attempt, their data in `blobs`.
@@ -31,6 +32,8 @@ pub struct ProcessExecutor {
     work_root: PathBuf,
     blobs: BlobStore,
     secrets: SecretSource,
+    /// Between SIGTERM and SIGKILL when an attempt is cancelled or times out.
+    termination_grace: Duration,
 }
 
 impl ProcessExecutor {
@@ -41,7 +44,14 @@ impl ProcessExecutor {
             work_root,
             blobs,
             secrets,
+            termination_grace: DEFAULT_TERMINATION_GRACE,
         }
+    }
+
+    /// The same executor, giving a stopped attempt `grace` between SIGTERM and SIGKILL.
+    pub fn with_termination_grace(mut self, grace: Duration) -> ProcessExecutor {
+        self.termination_grace = grace;
+        self
     }
 
     /// The working directory of one attempt, named after its id.
@@ -55,6 +65,14 @@ impl TaskExecutor for ProcessExecutor {
         "process"
     }
 
+    fn writes_work_dir(&self) -> bool {
+        true
+    }
+
+    fn clean_up(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
+        AttemptDir::of(&self.work_root, attempt).remove().boxed()
+    }
+
     fn start(
         &self,
         request: AttemptRequest,
@@ -63,7 +81,8 @@ impl TaskExecutor for ProcessExecutor {
         let dir = AttemptDir::of(&self.work_root, &request.id());
         let blobs = self.blobs.clone();
         let secrets = self.secrets.clone();
-        async move { run_process(&blobs, &secrets, &dir, &request, cancel).await }.boxed()
+        let grace = self.termination_grace;
+        async move { run_process(&blobs, &secrets, &dir, &request, grace, cancel).await }.boxed()
     }
 
     fn reattach(
@@ -75,7 +94,7 @@ impl TaskExecutor for ProcessExecutor {
             return None;
         }
         let dir = AttemptDir::of(&self.work_root, &request.id());
-        reattach_in(self.blobs.clone(), dir, request, cancel)
+        reattach_in(self.blobs.clone(), dir, request, self.termination_grace, cancel)
     }
 
     fn logs(&self, attempt: &AttemptId) -> BoxFuture<'static, Result<String, ExecutorError>> {
@@ -88,6 +107,7 @@ async fn run_process(
     secrets: &SecretSource,
     dir: &AttemptDir,
     request: &AttemptRequest,
+    grace: Duration,
     cancel: CancellationToken,
 ) -> AttemptOutcome {
     let TaskKind::Process {
@@ -181,26 +201,26 @@ async fn run_process(
         .task
         .timeout_millis()
         .map(|m| Duration::from_millis(m.max(0) as u64));
-    let kill_group = || {
-        if let Some(group) = process_group {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
-    };
-    let status = tokio::select! {
-        status = child.wait() => status,
+    let ended = tokio::select! {
+        status = child.wait() => Ok(status),
         _ = async { match timeout { Some(t) => tokio::time::sleep(t).await, None => std::future::pending().await } } => {
-            kill_group();
-            let _ = child.wait().await;
-            shipper.finish().await;
-            dir.remove_secrets().await;
-            return timed_out(&request.task);
+            Err(timed_out(&request.task))
         }
-        _ = cancel.cancelled() => {
-            kill_group();
+        _ = cancel.cancelled() => Err(AttemptOutcome::Cancelled),
+    };
+    let status = match ended {
+        Ok(status) => status,
+        Err(outcome) => {
+            if let Some(group) = process_group {
+                stop_group(group, grace, || {
+                    let _ = child.try_wait();
+                })
+                .await;
+            }
             let _ = child.wait().await;
             shipper.finish().await;
             dir.remove_secrets().await;
-            return AttemptOutcome::Cancelled;
+            return outcome;
         }
     };
     // The whole log is in the store before the attempt's end is reported.
@@ -243,6 +263,7 @@ fn reattach_in(
     blobs: BlobStore,
     dir: AttemptDir,
     request: AttemptRequest,
+    grace: Duration,
     cancel: CancellationToken,
 ) -> Option<BoxFuture<'static, AttemptOutcome>> {
     let pid: i32 = std::fs::read_to_string(dir.path.join(PID_FILE))
@@ -270,7 +291,7 @@ fn reattach_in(
             let id = request.id();
             let from = LogShipper::resume_offset(&blobs, &id).await;
             let shipper = LogShipper::spawn(blobs.clone(), &id, dir.log(), from);
-            let outcome = follow_reattached(&blobs, &dir, &request, pid, deadline, cancel).await;
+            let outcome = follow_reattached(&blobs, &dir, &request, pid, deadline, grace, cancel).await;
             shipper.finish().await;
             outcome
         }
@@ -285,6 +306,7 @@ async fn follow_reattached(
     request: &AttemptRequest,
     pid: i32,
     deadline: Option<std::time::SystemTime>,
+    grace: Duration,
     cancel: CancellationToken,
 ) -> AttemptOutcome {
     while process_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok() {
@@ -294,14 +316,15 @@ async fn follow_reattached(
                 .unwrap_or_default()
         });
         if left == Some(Duration::ZERO) {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            // Not this propeller's child: its init reaps it.
+            stop_group(Pid::from_raw(pid), grace, || {}).await;
             return timed_out(&request.task);
         }
         let poll = left.map_or(REATTACHED_POLL, |left| left.min(REATTACHED_POLL));
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = cancel.cancelled() => {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                stop_group(Pid::from_raw(pid), grace, || {}).await;
                 return AttemptOutcome::Cancelled;
             }
         }

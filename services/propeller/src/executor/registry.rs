@@ -32,13 +32,17 @@ impl fmt::Debug for Executors {
 }
 
 impl Executors {
-    /// The process executor, working under `work_root` with its data in `blobs`, and the built-ins.
+    /// The process executor, working under `work_root` with its data in `blobs` and giving a stopped
+    /// attempt `termination_grace` between SIGTERM and SIGKILL, and the built-ins.
     pub fn new(
         work_root: PathBuf,
         blobs: aloft_blobstore::BlobStore,
         secrets: super::secrets::SecretSource,
+        termination_grace: std::time::Duration,
     ) -> Executors {
-        let process = Arc::new(ProcessExecutor::new(work_root, blobs, secrets));
+        let process = Arc::new(
+            ProcessExecutor::new(work_root, blobs, secrets).with_termination_grace(termination_grace),
+        );
         let mut executors = Executors {
             by_kind: Arc::new(HashMap::new()),
             process: Arc::clone(&process),
@@ -62,6 +66,19 @@ impl Executors {
             .get(kind)
             .cloned()
             .ok_or(ExecutorError::NoExecutor(kind))
+    }
+
+    /// Removes what an ended attempt of `task` left in the work directory (`TaskExecutor::clean_up`).
+    pub async fn clean_up(&self, task: &TaskSpec, attempt: &AttemptId) {
+        if let Ok(executor) = self.for_task(task) {
+            executor.clean_up(attempt).await;
+        }
+    }
+
+    /// Whether `task`'s executor writes to the work directory (`TaskExecutor::writes_work_dir`).
+    pub fn writes_work_dir(&self, task: &TaskSpec) -> bool {
+        self.for_task(task)
+            .is_ok_and(|executor| executor.writes_work_dir())
     }
 
     /// The working directory of one process attempt; deterministic, so a repeat is recognised.

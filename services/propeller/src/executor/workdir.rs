@@ -56,6 +56,20 @@ impl AttemptDir {
         self.path.join(SECRETS_DIR)
     }
 
+    /// Removes the directory, and its node's and execution's directories once they hold nothing else.
+    pub async fn remove(self) {
+        let _ = tokio::fs::remove_dir_all(&self.path).await;
+        // Fails, as it should, while another attempt of the node or execution has its directory there.
+        let mut parent = self.path.parent();
+        for _ in 0..2 {
+            let Some(directory) = parent else { break };
+            if tokio::fs::remove_dir(directory).await.is_err() {
+                break;
+            }
+            parent = directory.parent();
+        }
+    }
+
     /// Replaces a leftover directory of an earlier run of this very attempt (its owner died mid-way) with
     /// empty `inputs/` and `outputs/`.
     pub async fn prepare(&self) -> Result<(), AttemptOutcome> {

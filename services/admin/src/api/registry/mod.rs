@@ -188,6 +188,8 @@ impl AdminApi {
         &self,
         request: wire::ListEntitiesRequest,
     ) -> ApiResult<wire::ListTasksResponse> {
+        // An unknown project or domain is named, not answered with an empty list.
+        self.require_domain(&request.project, &request.domain).await?;
         let rows = self
             .store
             .list_tasks(&request.project, &request.domain, optional_name(&request))
@@ -223,6 +225,8 @@ impl AdminApi {
         &self,
         request: wire::ListEntitiesRequest,
     ) -> ApiResult<wire::ListWorkflowsResponse> {
+        // An unknown project or domain is named, not answered with an empty list.
+        self.require_domain(&request.project, &request.domain).await?;
         let rows = self
             .store
             .list_workflows(&request.project, &request.domain, optional_name(&request))
@@ -292,6 +296,8 @@ impl AdminApi {
         &self,
         request: wire::ListEntitiesRequest,
     ) -> ApiResult<wire::ListLaunchPlansResponse> {
+        // An unknown project or domain is named, not answered with an empty list.
+        self.require_domain(&request.project, &request.domain).await?;
         let rows = self
             .store
             .list_launch_plans(&request.project, &request.domain, optional_name(&request))

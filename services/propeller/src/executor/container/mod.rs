@@ -17,7 +17,9 @@ use std::time::Duration;
 use aloft_blobstore::BlobStore;
 use aloft_core::quantity::human_bytes;
 use aloft_core::spec::{ContainerSpec, TaskKind};
-use bollard::container::{Config, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions};
+use bollard::container::{
+    Config, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions, StopContainerOptions,
+};
 use bollard::errors::Error as EngineError;
 use bollard::models::{DeviceRequest, HostConfig};
 use bollard::{ClientVersion, Docker};
@@ -104,6 +106,8 @@ struct Inner {
     work_root: PathBuf,
     blobs: BlobStore,
     secrets: SecretSource,
+    /// Between the engine's SIGTERM and its SIGKILL when an attempt is cancelled or times out.
+    termination_grace: Duration,
 }
 
 impl std::fmt::Debug for ContainerExecutor {
@@ -122,6 +126,7 @@ impl ContainerExecutor {
         work_root: PathBuf,
         blobs: BlobStore,
         secrets: SecretSource,
+        termination_grace: Duration,
     ) -> ContainerExecutor {
         let work_root = std::path::absolute(&work_root).unwrap_or(work_root);
         let engine =
@@ -138,6 +143,7 @@ impl ContainerExecutor {
                 work_root,
                 blobs,
                 secrets,
+                termination_grace,
             }),
         }
     }
@@ -172,6 +178,15 @@ pub fn container_name(attempt: &AttemptId) -> String {
 impl TaskExecutor for ContainerExecutor {
     fn kind(&self) -> &'static str {
         "container"
+    }
+
+    /// The attempt directory is mounted into the container.
+    fn writes_work_dir(&self) -> bool {
+        true
+    }
+
+    fn clean_up(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
+        AttemptDir::of(&self.inner.work_root, attempt).remove().boxed()
     }
 
     fn start(
@@ -409,9 +424,16 @@ impl Inner {
             _ = cancel.cancelled() => End::Cancelled,
         };
         if !matches!(end, End::Exited) {
-            let _ = engine
-                .kill_container(name, Some(KillContainerOptions { signal: "SIGKILL" }))
+            // The engine sends SIGTERM, and SIGKILL once the grace has passed.
+            let grace = self.termination_grace.as_secs().try_into().unwrap_or(i64::MAX);
+            let stopped = engine
+                .stop_container(name, Some(StopContainerOptions { t: grace }))
                 .await;
+            if stopped.is_err() {
+                let _ = engine
+                    .kill_container(name, Some(KillContainerOptions { signal: "SIGKILL" }))
+                    .await;
+            }
             wait_for_exit(engine, name).await;
         }
         // The log stream ends with the container; bounded in case the engine holds it open.
