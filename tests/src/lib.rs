@@ -440,6 +440,20 @@ pub async fn wait_for_client(url: &str, log: impl Fn() -> String) -> AdminClient
     }
 }
 
+/// A client of admin at `url` calling with bearer `token`, once admin answers it (a panic after 60 s).
+pub async fn client_as(url: &str, token: &str) -> AdminClient {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut client) = aloft_cli::client::connect_as(url, Some(token)).await {
+            if client.who_am_i(wire::WhoAmIRequest {}).await.is_ok() {
+                return client;
+            }
+        }
+        assert!(Instant::now() < deadline, "admin at {url} never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Writes spec `text` to `dir/name` and registers it into the default project and domain.
 pub async fn register_text(client: &mut AdminClient, dir: &Path, name: &str, text: &str) {
     let path = dir.join(name);

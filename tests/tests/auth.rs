@@ -117,19 +117,6 @@ fn auth_config(issuer: &TestIssuer, distinct_approver: &str, service_token: &str
     )
 }
 
-async fn client_as(url: &str, token: &str) -> AdminClient {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut client) = connect_as(url, Some(token)).await {
-            if client.who_am_i(wire::WhoAmIRequest {}).await.is_ok() {
-                return client;
-            }
-        }
-        assert!(Instant::now() < deadline, "admin at {url} never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 const RELEASE: &str = r#"
 kind: task
 name: inc

@@ -327,18 +327,7 @@ async fn a_user_logs_in_to_the_console_through_the_identity_provider() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = start_fleet_with_auth(dir.path(), Some(config)).await;
     let root = issuer.token("root", &[]);
-    let mut client = loop {
-        if let Ok(mut client) = aloft_cli::client::connect_as(&fleet.endpoint(), Some(&root)).await {
-            if client
-                .list_projects(aloft_proto::v1::ListProjectsRequest {})
-                .await
-                .is_ok()
-            {
-                break client;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let mut client = client_as(&fleet.endpoint(), &root).await;
     register_file(&mut client, &repo_root().join("examples/diamond.yaml")).await;
     launch(
         &mut client,

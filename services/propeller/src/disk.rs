@@ -22,7 +22,7 @@ impl DiskGuard {
     /// be read (then nothing is held back for it).
     pub fn free_bytes(&self) -> Option<u64> {
         let stats = nix::sys::statvfs::statvfs(&self.work_dir).ok()?;
-        Some(u64::from(stats.blocks_available()).saturating_mul(u64::from(stats.fragment_size())))
+        Some(stats.blocks_available().saturating_mul(stats.fragment_size()))
     }
 
     /// Why an attempt that writes to the work directory cannot start now, or `None` when there is room.

@@ -205,22 +205,20 @@ async fn requests(log: &Arc<dyn EventLog>, topics: &Topics) -> Vec<(String, Stri
     found
 }
 
-fn setup() -> (tempfile::TempDir, Topics) {
-    (tempfile::tempdir().unwrap(), Topics::with_prefix(""))
+/// An embedded log of four partitions in a fresh directory (kept while the test holds it).
+async fn setup() -> (tempfile::TempDir, Topics, Arc<dyn EventLog>) {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::with_prefix("");
+    let backend = LogBackend::Embedded {
+        dir: dir.path().into(),
+    };
+    let log = aloft_eventlog::open(&backend, &topics, 4).await.unwrap();
+    (dir, topics, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_every_minute_schedule_fires_sixty_times_in_a_simulated_hour_with_the_kickoff_time() {
-    let (dir, topics) = setup();
-    let log = aloft_eventlog::open(
-        &LogBackend::Embedded {
-            dir: dir.path().into(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let (_dir, topics, log) = setup().await;
     register(&log, &topics, &[("hourly-report", CatchUp::Latest)]).await;
     let clock = Arc::new(ManualClock::new(start_time()));
     let scheduler = start(&log, &topics, &clock, "only");
@@ -245,16 +243,7 @@ async fn an_every_minute_schedule_fires_sixty_times_in_a_simulated_hour_with_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_minutes_of_downtime_follow_each_catch_up_policy() {
-    let (dir, topics) = setup();
-    let log = aloft_eventlog::open(
-        &LogBackend::Embedded {
-            dir: dir.path().into(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let (_dir, topics, log) = setup().await;
     register(
         &log,
         &topics,
@@ -305,16 +294,7 @@ async fn ten_minutes_of_downtime_follow_each_catch_up_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_replicas_killing_the_leader_twenty_times_fires_each_time_exactly_once() {
-    let (dir, topics) = setup();
-    let log = aloft_eventlog::open(
-        &LogBackend::Embedded {
-            dir: dir.path().into(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let (_dir, topics, log) = setup().await;
     register(&log, &topics, &[("ha", CatchUp::All)]).await;
     let clock = Arc::new(ManualClock::new(start_time()));
     let mut replicas = vec![
@@ -355,16 +335,7 @@ async fn with_two_replicas_killing_the_leader_twenty_times_fires_each_time_exact
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_starts_from_the_last_cursor_snapshot_and_fires_nothing_twice() {
-    let (dir, topics) = setup();
-    let log = aloft_eventlog::open(
-        &LogBackend::Embedded {
-            dir: dir.path().into(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let (_dir, topics, log) = setup().await;
     register(&log, &topics, &[("snapshotted", CatchUp::All)]).await;
     let clock = Arc::new(ManualClock::new(start_time()));
     let mut options = SchedulerOptions::new(topics.clone(), "first".into());
@@ -404,16 +375,7 @@ async fn a_new_leader_starts_from_the_last_cursor_snapshot_and_fires_nothing_twi
 /// caught up by each policy as downtime is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_steps_back_and_forward_fire_no_time_twice_and_catch_up_by_each_policy() {
-    let (dir, topics) = setup();
-    let log = aloft_eventlog::open(
-        &LogBackend::Embedded {
-            dir: dir.path().into(),
-        },
-        &topics,
-        4,
-    )
-    .await
-    .unwrap();
+    let (_dir, topics, log) = setup().await;
     register(
         &log,
         &topics,
