@@ -1,8 +1,8 @@
 //! The fault harness (issue 22): a steady workload on the real parts while the broker, Postgres, Redis, a
-//! propeller and the notifier fail in turn, then the checker over the raw log, the read models and the webhooks the notifier
-//! delivered. In CI a short run with
-//! one fault of each kind; `ALOFT_FAULTS_SECONDS` (and `ALOFT_FAULTS_PERIOD_SECONDS`) make a long one,
-//! whose summary the README reports.
+//! propeller and the notifier fail in turn, then the checker over the raw log, the read models and the
+//! webhooks the notifier delivered. In CI a short run with one fault of each kind; `ALOFT_FAULTS_SECONDS`
+//! (with `ALOFT_FAULTS_PERIOD_SECONDS` and `ALOFT_FAULTS_LAUNCH_INTERVAL_MS`) makes a long or saturating
+//! one, whose summary the README reports.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -48,6 +48,13 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
     // Seven kinds, each 16 s after the last healed (the longest, a 10 s broker stop): all fit in 150 s.
     let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 150);
     let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 16);
+    // Two launches a second keep the fleet unsaturated; a shorter interval measures what it keeps up with.
+    let launch_interval = Duration::from_millis(
+        std::env::var("ALOFT_FAULTS_LAUNCH_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+    );
     let kinds = Fault::chosen();
 
     let parts_dir = tempfile::tempdir().unwrap();
@@ -107,13 +114,14 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
     let mut workload = Workload::register(&mut client, deployment.scratch.path(), Some(&hook_url)).await;
 
     let started = Instant::now();
+    let run_started_millis = chrono::Utc::now().timestamp_millis();
     let mut healed: Vec<Healed> = Vec::new();
     let mut next_fault = started + period;
     let mut next_launch = started;
     while started.elapsed() < run_for {
         if Instant::now() >= next_launch {
             workload.launch_next(&mut client).await;
-            next_launch += Duration::from_millis(500);
+            next_launch += launch_interval;
         }
         workload.signal_gates(&mut client).await;
         if Instant::now() >= next_fault {
@@ -171,6 +179,7 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let launching = started.elapsed();
+    let launching_ended_millis = chrono::Utc::now().timestamp_millis();
 
     // Drain: everything launched finishes (gates are signalled until they all are).
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -217,6 +226,12 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
     checker::check_notifications(&mut report, &workload, &hook_bodies);
     report.wall = started.elapsed();
     report.throughput_per_minute = report.succeeded as f64 / launching.as_secs_f64() * 60.0;
+    let while_launching = report
+        .finished_at_millis
+        .iter()
+        .filter(|at| (run_started_millis..=launching_ended_millis).contains(*at))
+        .count();
+    report.finished_while_launching_per_minute = while_launching as f64 / launching.as_secs_f64() * 60.0;
     report.faults = recoveries(&mut client, &workload, &healed, &report.launch_to_start).await;
     eprintln!("{report}");
     let violations = report.violations();

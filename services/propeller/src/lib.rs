@@ -94,6 +94,25 @@ impl PropellerOptions {
 /// past the moment its end is on the log, and time enough to look at its files after a failure.
 pub const DEFAULT_ATTEMPT_DIR_RETENTION: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Removes, every `retention` from `retention` after the start, the directories of attempts under
+/// `work_dir` that ended more than `retention` ago.
+async fn sweep_attempt_dirs(work_dir: PathBuf, retention: std::time::Duration, shutdown: CancellationToken) {
+    let period = retention.max(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let removed = executor::sweep_ended_attempts(work_dir.clone(), retention).await;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed the directories of attempts that ended before a propeller removed them"
+            );
+        }
+    }
+}
+
 /// How long resource-pool tokens stay held without renewal (`--pool-lease-ms`).
 pub const DEFAULT_POOL_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -119,6 +138,14 @@ pub async fn run(
         shutdown.clone(),
     ));
     let member = options.member_id;
+    // Directories of attempts that ended while no propeller was left to remove them: swept once this one
+    // has run for the retention (any attempt it re-attached to has reported by then), and every retention
+    // after that.
+    let sweeper = tokio::spawn(sweep_attempt_dirs(
+        options.work_dir.clone(),
+        options.attempt_dir_retention,
+        shutdown.clone(),
+    ));
     let disk = disk::DiskGuard {
         work_dir: options.work_dir.clone(),
         min_free_bytes: options.min_free_disk_bytes,
@@ -176,6 +203,7 @@ pub async fn run(
     // The engine dropped its handle: the service ends, leaving the attempts it runs running.
     let _ = attempt_service.await;
     quota_reader.abort();
+    sweeper.abort();
     ran
 }
 

@@ -57,7 +57,14 @@ pub struct Report {
     /// Launch to start of every checked execution: (created at, milliseconds to its start).
     pub launch_to_start: Vec<(i64, i64)>,
     pub wall: Duration,
+    /// Succeeded executions per minute of launching (all that succeeded, drained ones included).
     pub throughput_per_minute: f64,
+    /// When each succeeded execution finished.
+    pub finished_at_millis: Vec<i64>,
+    /// Executions that succeeded while launches were still coming, per minute of launching: what the
+    /// fleet kept up with, which a saturating rate (`ALOFT_FAULTS_LAUNCH_INTERVAL_MS`) holds below the
+    /// offered rate, and the figure compared with a run without faults.
+    pub finished_while_launching_per_minute: f64,
 }
 
 impl Report {
@@ -126,6 +133,11 @@ impl fmt::Display for Report {
             f,
             "  executions checked {}, succeeded {} ({:.1}/min), scheduled fires {}",
             self.executions, self.succeeded, self.throughput_per_minute, self.scheduled_fires
+        )?;
+        writeln!(
+            f,
+            "  throughput while launching: {:.1} succeeded/min",
+            self.finished_while_launching_per_minute
         )?;
         writeln!(
             f,
@@ -308,6 +320,7 @@ pub async fn check(
     for (name, execution) in &read_models {
         if execution.phase == wire::ExecutionPhase::Succeeded as i32 {
             report.succeeded += 1;
+            report.finished_at_millis.push(execution.finished_at_millis);
         } else {
             let phase = wire::ExecutionPhase::try_from(execution.phase)
                 .map(|p| p.as_str_name())

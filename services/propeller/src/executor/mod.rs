@@ -31,3 +31,4 @@ pub use process::ProcessExecutor;
 pub use registry::Executors;
 pub use secrets::SecretSource;
 pub use termination::DEFAULT_TERMINATION_GRACE;
+pub use workdir::sweep_ended as sweep_ended_attempts;

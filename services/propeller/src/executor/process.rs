@@ -253,7 +253,7 @@ const REATTACHED_POLL: Duration = Duration::from_millis(100);
 /// The file in an attempt directory holding the pid of the attempt's process group leader.
 const PID_FILE: &str = ".aloft-pid";
 /// The file the wrapper shell writes the command's exit status to when it ends.
-const EXIT_STATUS_FILE: &str = ".aloft-exit-status";
+const EXIT_STATUS_FILE: &str = super::workdir::PROCESS_EXIT_FILE;
 
 /// Follows the process of the attempt in `dir`: if it still runs here (same pid, working in that
 /// directory) or ended and recorded its exit status, a future that waits for it and reports how it ended,

@@ -19,6 +19,10 @@ pub(crate) const LOG_FILE: &str = "log.txt";
 pub(crate) const SECRETS_DIR: &str = ".secrets";
 /// The file in an attempt's outputs where a task may explain its failure (kind, message, traceback).
 pub(crate) const ERROR_DOCUMENT: &str = ".aloft-error.json";
+/// The file a process attempt's wrapper shell writes the command's exit status to when it ends.
+pub(crate) const PROCESS_EXIT_FILE: &str = ".aloft-exit-status";
+/// The file a container attempt's exit code (and whether it was killed for memory) is recorded in.
+pub(crate) const CONTAINER_EXIT_FILE: &str = ".aloft-container-exit";
 
 /// One attempt's directory under an executor's work root.
 #[derive(Debug, Clone)]
@@ -164,5 +168,88 @@ pub(crate) fn timed_out(task: &TaskSpec) -> AttemptOutcome {
     AttemptOutcome::Failed {
         kind: ErrorKind::Timeout,
         message: format!("timed out after {limit}"),
+    }
+}
+
+/// Removes the directories under `root` of attempts that ended (their exit recorded) more than `retention`
+/// ago: what a propeller that stopped left behind before its own delayed removal ran. A directory without an
+/// exit record may belong to a process or container still running for a successor to re-attach to, and is
+/// left. Returns how many were removed.
+pub async fn sweep_ended(root: PathBuf, retention: std::time::Duration) -> usize {
+    tokio::task::spawn_blocking(move || {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        // root/PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT
+        for attempt in directories_at_depth(&root, 5) {
+            let ended_at = [PROCESS_EXIT_FILE, CONTAINER_EXIT_FILE]
+                .iter()
+                .filter_map(|marker| std::fs::metadata(attempt.join(marker)).ok()?.modified().ok())
+                .max();
+            let old_enough = ended_at
+                .and_then(|at| now.duration_since(at).ok())
+                .is_some_and(|age| age >= retention);
+            if old_enough && std::fs::remove_dir_all(&attempt).is_ok() {
+                removed += 1;
+                for parent in attempt.ancestors().skip(1).take(2) {
+                    if std::fs::remove_dir(parent).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        removed
+    })
+    .await
+    .unwrap_or(0)
+}
+
+/// The directories exactly `depth` levels below `root` (hidden ones, such as the local blob store, skipped).
+fn directories_at_depth(root: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..depth {
+        level = level
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+            .map(|entry| entry.path())
+            .collect();
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sweep_removes_ended_attempts_and_leaves_running_ones_and_the_blob_store() {
+        let root = tempfile::tempdir().unwrap();
+        let attempt = |execution: &str, n: u32| root.path().join(format!("p/d/{execution}/node/{n}"));
+        for (execution, n) in [("ended", 1), ("contained", 1), ("running", 1)] {
+            std::fs::create_dir_all(attempt(execution, n).join("outputs")).unwrap();
+        }
+        std::fs::write(attempt("ended", 1).join(PROCESS_EXIT_FILE), "0").unwrap();
+        std::fs::write(attempt("contained", 1).join(CONTAINER_EXIT_FILE), "0 -").unwrap();
+        let blobs = root.path().join(".blobs/p/d/e/n/1");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join(PROCESS_EXIT_FILE), "0").unwrap();
+
+        let kept = sweep_ended(root.path().to_path_buf(), std::time::Duration::from_secs(3600)).await;
+        assert_eq!(kept, 0, "nothing ended long enough ago");
+        let removed = sweep_ended(root.path().to_path_buf(), std::time::Duration::ZERO).await;
+        assert_eq!(removed, 2);
+        assert!(
+            !root.path().join("p/d/ended").exists(),
+            "its emptied parents go too"
+        );
+        assert!(!root.path().join("p/d/contained").exists());
+        assert!(
+            attempt("running", 1).exists(),
+            "no exit recorded: it may still run"
+        );
+        assert!(blobs.exists(), "the local blob store is not an attempt directory");
     }
 }

@@ -17,7 +17,7 @@ use crate::executor::workdir::AttemptDir;
 
 /// The file in the attempt directory the container's exit code is written to before the container is
 /// removed: a successor that finds no container but this file still learns how the attempt ended.
-pub(super) const EXIT_CODE_FILE: &str = ".aloft-container-exit";
+pub(super) const EXIT_CODE_FILE: &str = crate::executor::workdir::CONTAINER_EXIT_FILE;
 /// How a container ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct ContainerExit {
