@@ -6,39 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use aloft_e2e::faults::parts::SmallDisk;
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct SmallDisk {
-    path: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(path).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .is_ok_and(|status| status.success());
-        mounted.then(|| SmallDisk {
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .args(["-l"])
-            .arg(&self.path)
-            .status();
-    }
-}
 
 const WRITER: &str = r#"
 kind: task

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use aloft_e2e::faults::parts::{tansu_binary, terminate_database_connections, Broker, OwnPostgres, OwnRedis};
+use aloft_e2e::faults::parts::{
+    tansu_binary, terminate_database_connections, Broker, OwnPostgres, OwnRedis, SmallDisk,
+};
 use aloft_e2e::faults::workload::{Launched, Workload};
 use aloft_e2e::faults::{checker, workload};
 use aloft_e2e::faults::{quantile, Fault, Injected};
@@ -45,8 +47,8 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
         eprintln!("skipping: no tansu binary for the harness's own broker");
         return;
     };
-    // Seven kinds, each 16 s after the last healed (the longest, a 10 s broker stop): all fit in 150 s.
-    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 150);
+    // Eight kinds, each 16 s after the last healed (the longest, a 10 s broker stop): all fit in 170 s.
+    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 170);
     let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 16);
     // Two launches a second keep the fleet unsaturated; a shorter interval measures what it keeps up with.
     let launch_interval = Duration::from_millis(
@@ -83,11 +85,23 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
         }
     };
     let deployment = Deployment::new(&broker.address(), &database).await;
+    // The propellers' work directory on a tmpfs the harness can fill (mounting needs root, as in CI).
+    let work_disk = SmallDisk::mount(&deployment.scratch.path().join("work"), "256m");
+    if work_disk.is_none() {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "the fault harness mounts a tmpfs for the propellers' work directory, which needs root"
+        );
+        eprintln!("cannot mount a tmpfs: the run leaves the full disk out");
+        kinds.retain(|kind| *kind != Fault::DiskFilled);
+    }
     // Leases of 6 s: after Redis restarts empty, new pool grants wait one lease (the grace in which
     // running holders renew), and the default 30 s would carry one fault's backlog into the next.
+    // Attempts wait while the work directory has less than 32 MiB free.
     let redis_env = [
         ("ALOFT_REDIS_URL", redis.url()),
         ("ALOFT_POOL_LEASE_MS", "6000".to_string()),
+        ("ALOFT_MIN_FREE_DISK", "32Mi".to_string()),
     ];
     let _catalog = deployment.start_catalog();
     // Admin checks that a rule's secret reference resolves where it runs; the notifier signs with it.
@@ -162,6 +176,14 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
                     eprintln!("  {killed} connections terminated");
                 }
                 Fault::RedisRestartedEmpty => redis.kill_and_restart(Duration::from_secs(2)),
+                Fault::DiskFilled => {
+                    if let Some(disk) = &work_disk {
+                        let filler = disk.fill("filler", 8 << 20);
+                        eprintln!("  {} MiB left free", disk.free_bytes() >> 20);
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        let _ = std::fs::remove_file(filler);
+                    }
+                }
                 Fault::NotifierKilled => {
                     notifier.sigkill();
                     tokio::time::sleep(Duration::from_secs(2)).await;

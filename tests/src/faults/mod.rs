@@ -29,10 +29,12 @@ pub enum Fault {
     RedisRestartedEmpty,
     /// The notifier SIGKILLed while it delivers, and started again.
     NotifierKilled,
+    /// The propellers' work directory filled below `--min-free-disk` for a while, then freed.
+    DiskFilled,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::PropellerKilled,
         Fault::BrokerKilled,
         Fault::BrokerPaused,
@@ -40,6 +42,7 @@ impl Fault {
         Fault::RedisRestartedEmpty,
         Fault::DatabaseRestarted,
         Fault::NotifierKilled,
+        Fault::DiskFilled,
     ];
 
     /// The short name `ALOFT_FAULTS_KINDS` takes (a comma-separated list limits a run to those kinds).
@@ -52,6 +55,7 @@ impl Fault {
             Fault::DatabaseRestarted => "postgres-restart",
             Fault::RedisRestartedEmpty => "redis",
             Fault::NotifierKilled => "notifier",
+            Fault::DiskFilled => "disk",
         }
     }
 
@@ -81,6 +85,7 @@ impl Fault {
             Fault::DatabaseRestarted => "Postgres restarted (fast shutdown, 3 s down)",
             Fault::RedisRestartedEmpty => "Redis SIGKILL + restart empty",
             Fault::NotifierKilled => "notifier SIGKILL + restart",
+            Fault::DiskFilled => "work directory disk full 5 s",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The parts the harness breaks: its own broker (tansu on a SQLite file, so a restart keeps the log), its
 //! own Redis, its own Postgres (a cluster in a scratch directory, restarted without touching the machine's),
-//! and the deployment's Postgres connections.
+//! the deployment's Postgres connections, and the propellers' work directory (a small tmpfs it can fill).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -317,4 +317,57 @@ pub async fn terminate_database_connections(database_url: &str) -> u64 {
     .await
     .expect("pg_terminate_backend");
     row.try_get::<i64, _>("killed").unwrap_or(0) as u64
+}
+
+/// A small tmpfs mounted for a test (a propeller's work directory that can be filled), unmounted when
+/// dropped. Mounting needs root, as CI and the dev machine have.
+pub struct SmallDisk {
+    pub path: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`16m`, `256m`) at `path`; `None` when this machine does not allow it.
+    pub fn mount(path: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then(|| SmallDisk {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Bytes still free on it.
+    pub fn free_bytes(&self) -> u64 {
+        nix::sys::statvfs::statvfs(&self.path)
+            .map(|stats| stats.blocks_available().saturating_mul(stats.fragment_size()))
+            .unwrap_or(0)
+    }
+
+    /// Writes a file `name` that leaves `leave` bytes free; returns its path.
+    pub fn fill(&self, name: &str, leave: u64) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join(name);
+        let mut left = self.free_bytes().saturating_sub(leave);
+        let chunk = vec![0u8; 1 << 20];
+        if let Ok(mut file) = std::fs::File::create(&filler) {
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                if file.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                left -= n as u64;
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }
