@@ -522,17 +522,24 @@ impl AttemptService {
 
     /// Removes what the attempt of `request` leaves in the work directory, `attempt_dir_retention` after
     /// it ended: by then its end is on the log, and a successor that took over sooner still found it.
+    /// Only the executor is held while it waits, not the request.
     fn clean_up_later(
         &self,
         request: &AttemptRequest,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let executors = self.options.executors.clone();
-        let task = request.task.clone();
+        let executor = self
+            .options
+            .executors
+            .for_task(&request.task)
+            .ok()
+            .filter(|executor| executor.writes_work_dir());
         let attempt = request.id();
         let retention = self.options.attempt_dir_retention;
         async move {
-            tokio::time::sleep(retention).await;
-            executors.clean_up(&task, &attempt).await;
+            if let Some(executor) = executor {
+                tokio::time::sleep(retention).await;
+                executor.clean_up(&attempt).await;
+            }
         }
     }
 

@@ -205,6 +205,15 @@ async fn requests(log: &Arc<dyn EventLog>, topics: &Topics) -> Vec<(String, Stri
     found
 }
 
+/// The scheduled times `plan` fired at, as minutes after the start, in order.
+fn minutes_fired(fired: &[(String, String, i64, Option<Value>)], plan: &str) -> Vec<i64> {
+    fired
+        .iter()
+        .filter(|f| f.0 == plan)
+        .map(|f| (f.2 - start_time().timestamp_millis()) / 60_000)
+        .collect()
+}
+
 /// An embedded log of four partitions in a fresh directory (kept while the test holds it).
 async fn setup() -> (tempfile::TempDir, Topics, Arc<dyn EventLog>) {
     let dir = tempfile::tempdir().unwrap();
@@ -266,13 +275,7 @@ async fn ten_minutes_of_downtime_follow_each_catch_up_policy() {
     let second = start(&log, &topics, &clock, "second");
     wait_processed(&log, &topics, &[&second.handle], clock.now()).await;
     let fired = requests(&log, &topics).await;
-    let times = |plan: &str| {
-        fired
-            .iter()
-            .filter(|f| f.0 == plan)
-            .map(|f| (f.2 - start_time().timestamp_millis()) / 60_000)
-            .collect::<Vec<_>>()
-    };
+    let times = |plan: &str| minutes_fired(&fired, plan);
     assert_eq!(
         times("all"),
         (1..=11).collect::<Vec<_>>(),
@@ -409,13 +412,7 @@ async fn clock_steps_back_and_forward_fire_no_time_twice_and_catch_up_by_each_po
     wait_processed(&log, &topics, &[&scheduler.handle], clock.now()).await;
 
     let fired = requests(&log, &topics).await;
-    let minutes = |plan: &str| {
-        fired
-            .iter()
-            .filter(|f| f.0 == plan)
-            .map(|f| (f.2 - start_time().timestamp_millis()) / 60_000)
-            .collect::<Vec<_>>()
-    };
+    let minutes = |plan: &str| minutes_fired(&fired, plan);
     assert_eq!(
         minutes("all"),
         (1..=17).collect::<Vec<_>>(),

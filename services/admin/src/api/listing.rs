@@ -192,7 +192,9 @@ impl AdminApi {
             .map(|node| node_to_wire(&id, node))
             .collect::<ApiResult<_>>()?;
         let phase_counts = self.store.count_nodes(&id, &scope).await?.into_iter().collect();
-        let child_phase_counts = if matches!(scope, NodeScope::TopLevel) {
+        // Once per listing, not per page: it reads every nested node of the execution.
+        let first_page = request.page_token.is_empty();
+        let child_phase_counts = if first_page && matches!(scope, NodeScope::TopLevel) {
             self.store
                 .count_nested_nodes(&id)
                 .await?

@@ -68,13 +68,6 @@ impl Executors {
             .ok_or(ExecutorError::NoExecutor(kind))
     }
 
-    /// Removes what an ended attempt of `task` left in the work directory (`TaskExecutor::clean_up`).
-    pub async fn clean_up(&self, task: &TaskSpec, attempt: &AttemptId) {
-        if let Ok(executor) = self.for_task(task) {
-            executor.clean_up(attempt).await;
-        }
-    }
-
     /// Whether `task`'s executor writes to the work directory (`TaskExecutor::writes_work_dir`).
     pub fn writes_work_dir(&self, task: &TaskSpec) -> bool {
         self.for_task(task)
