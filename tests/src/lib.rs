@@ -245,7 +245,11 @@ impl Deployment {
     }
 
     fn command(&self, binary_name: &str, log_name: &str) -> Command {
-        let mut command = Command::new(binary(binary_name));
+        self.command_for(&binary(binary_name), log_name)
+    }
+
+    fn command_for(&self, program: &Path, log_name: &str) -> Command {
+        let mut command = Command::new(program);
         let path = self.scratch.path().join(format!("{log_name}.log"));
         // A restarted service's earlier log is kept (`name.log.1`, `.2`, ...): a failure is often explained
         // by what the service wrote before it was killed.
@@ -279,7 +283,32 @@ impl Deployment {
 
     /// Starts any service binary of this deployment with extra environment.
     pub fn start_with_env(&self, binary_name: &str, log_name: &str, env: &[(&str, String)]) -> Service {
-        let mut command = self.command(binary_name, log_name);
+        self.start_adjusted(binary_name, log_name, env, |_| {})
+    }
+
+    /// `start_with_env`, with `adjust` given the command last (the fault harness starts a propeller in a
+    /// network namespace of its own).
+    pub fn start_adjusted(
+        &self,
+        binary_name: &str,
+        log_name: &str,
+        env: &[(&str, String)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Service {
+        self.start_program(&binary(binary_name), binary_name, log_name, env, adjust)
+    }
+
+    /// `start_adjusted` running `program`, another build of `binary_name` (the fault harness runs the
+    /// previous release's propeller beside this build's).
+    pub fn start_program(
+        &self,
+        program: &Path,
+        binary_name: &str,
+        log_name: &str,
+        env: &[(&str, String)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Service {
+        let mut command = self.command_for(program, log_name);
         if binary_name == "aloft-admin" {
             command
                 .env("ALOFT_CATALOG", self.catalog_url())
@@ -297,6 +326,7 @@ impl Deployment {
         for (key, value) in env {
             command.env(key, value);
         }
+        adjust(&mut command);
         Service {
             child: command.spawn().expect("spawn service"),
             name: log_name.into(),

@@ -1,5 +1,5 @@
 //! The fault harness (issue 22): a steady workload on the real parts while the broker, Postgres, Redis, a
-//! propeller and the notifier fail in turn, then the checker over the raw log, the read models and the
+//! propeller, the notifier, the work directory's disk and one propeller's link to the broker fail in turn, then the checker over the raw log, the read models and the
 //! webhooks the notifier delivered. In CI a short run with one fault of each kind; `ALOFT_FAULTS_SECONDS`
 //! (with `ALOFT_FAULTS_PERIOD_SECONDS` and `ALOFT_FAULTS_LAUNCH_INTERVAL_MS`) makes a long or saturating
 //! one, whose summary the README reports.
@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use aloft_e2e::faults::island::Island;
 use aloft_e2e::faults::parts::{
     tansu_binary, terminate_database_connections, Broker, OwnPostgres, OwnRedis, SmallDisk,
 };
@@ -47,9 +48,9 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
         eprintln!("skipping: no tansu binary for the harness's own broker");
         return;
     };
-    // Eight kinds, each 16 s after the last healed (the longest, a 10 s broker stop): all fit in 170 s.
-    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 170);
-    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 16);
+    // Ten kinds, each 14 s after the last healed (together about 52 s long): all fit in 215 s.
+    let run_for = seconds_from_env("ALOFT_FAULTS_SECONDS", 215);
+    let period = seconds_from_env("ALOFT_FAULTS_PERIOD_SECONDS", 14);
     // Two launches a second keep the fleet unsaturated; a shorter interval measures what it keeps up with.
     let launch_interval = Duration::from_millis(
         std::env::var("ALOFT_FAULTS_LAUNCH_INTERVAL_MS")
@@ -103,15 +104,65 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
         ("ALOFT_POOL_LEASE_MS", "6000".to_string()),
         ("ALOFT_MIN_FREE_DISK", "32Mi".to_string()),
     ];
+    // The second propeller in a network namespace of its own, its broker link one the harness can cut.
+    let island = kinds
+        .contains(&Fault::PropellerCutOff)
+        .then(|| {
+            Island::create(&[
+                broker.port(),
+                port_of(&deployment.database_url),
+                redis.port(),
+                deployment.catalog_port,
+            ])
+        })
+        .flatten();
+    if island.is_none() && kinds.contains(&Fault::PropellerCutOff) {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "the fault harness makes a network namespace for a propeller, which needs root"
+        );
+        eprintln!("cannot make a network namespace: the run leaves the propeller cut off out");
+        kinds.retain(|kind| *kind != Fault::PropellerCutOff);
+    }
+    // With a previous release's propeller, p2 runs it beside p1 (this build) until the upgrade fault.
+    let previous_propeller =
+        std::env::var_os("ALOFT_FAULTS_PREVIOUS_PROPELLER").map(std::path::PathBuf::from);
+    if previous_propeller.is_none() && kinds.contains(&Fault::PropellerUpgraded) {
+        kinds.retain(|kind| *kind != Fault::PropellerUpgraded);
+    }
+    let p2_upgraded = std::cell::Cell::new(previous_propeller.is_none());
+    let start_propeller = |member: &str| {
+        let program = match (&previous_propeller, member) {
+            (Some(previous), "p2") if !p2_upgraded.get() => previous.clone(),
+            _ => binary("aloft-propeller"),
+        };
+        deployment.start_program(
+            &program,
+            "aloft-propeller",
+            &format!("propeller-{member}"),
+            &with_member(&redis_env, member),
+            |command| {
+                if let (Some(island), "p2") = (&island, member) {
+                    island.enter(command);
+                }
+            },
+        )
+    };
     let _catalog = deployment.start_catalog();
     // Admin checks that a rule's secret reference resolves where it runs; the notifier signs with it.
     let hook_secret = [(workload::HOOK_SECRET_ENV, "fault-harness".to_string())];
     let _admin = deployment.start_with_env("aloft-admin", "admin", &hook_secret);
-    let mut propellers = [
-        deployment.start_with_env("aloft-propeller", "propeller-p1", &with_member(&redis_env, "p1")),
-        deployment.start_with_env("aloft-propeller", "propeller-p2", &with_member(&redis_env, "p2")),
-    ];
-    let _scheduler = deployment.start_scheduler("s1");
+    let mut propellers = [start_propeller("p1"), start_propeller("p2")];
+    // The scheduler's clock is the machine's plus the offset in this file, which the clock-step fault writes.
+    let clock_offset = deployment.scratch.path().join("scheduler-clock-offset");
+    let _scheduler = deployment.start_with_env(
+        "aloft-scheduler",
+        "scheduler-s1",
+        &[
+            ("ALOFT_MEMBER_ID", "s1".to_string()),
+            ("ALOFT_CLOCK_OFFSET_FILE", clock_offset.display().to_string()),
+        ],
+    );
     // Every launched execution asks for a signed webhook when it ends; the notifier delivers them here.
     let receivers = tokio_util::sync::CancellationToken::new();
     let hooks = aloft_testkit::HttpSink::start(receivers.clone())
@@ -154,21 +205,13 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
                     let member = format!("p{}", victim + 1);
                     propellers[victim].sigkill();
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    propellers[victim] = deployment.start_with_env(
-                        "aloft-propeller",
-                        &format!("propeller-{member}"),
-                        &with_member(&redis_env, &member),
-                    );
+                    propellers[victim] = start_propeller(&member);
                 }
                 Fault::BrokerKilled => broker.kill_and_restart(Duration::from_secs(3)),
                 Fault::BrokerPaused => {
                     broker.pause();
                     // Launches keep coming while it is stopped: they must be answered, not hang.
-                    let until = Instant::now() + Duration::from_secs(10);
-                    while Instant::now() < until {
-                        workload.launch_next(&mut client).await;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    keep_launching(&mut workload, &mut client, Duration::from_secs(10)).await;
                     broker.resume();
                 }
                 Fault::DatabaseConnectionsKilled => {
@@ -188,6 +231,27 @@ async fn the_fleet_rides_out_broker_database_redis_propeller_and_notifier_faults
                     notifier.sigkill();
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     notifier = deployment.start_with_env("aloft-notifier", "notifier", &notifier_env);
+                }
+                Fault::PropellerCutOff => {
+                    if let Some(island) = &island {
+                        // Past the 6 s session timeout (the other propeller takes the partitions over),
+                        // short of the 30 s message timeout (the cut one's queued events arrive late).
+                        island.cut(broker.port());
+                        keep_launching(&mut workload, &mut client, Duration::from_secs(15)).await;
+                        island.heal(broker.port());
+                    }
+                }
+                Fault::SchedulerClockStepped => {
+                    // Forward: the next scheduled times are due early. Back: none of them may fire again.
+                    std::fs::write(&clock_offset, "90").unwrap();
+                    keep_launching(&mut workload, &mut client, Duration::from_secs(10)).await;
+                    std::fs::write(&clock_offset, "0").unwrap();
+                }
+                Fault::PropellerUpgraded => {
+                    propellers[1].signal(nix::sys::signal::Signal::SIGTERM);
+                    stop_within(&mut propellers[1], Duration::from_secs(15)).await;
+                    p2_upgraded.set(true);
+                    propellers[1] = start_propeller("p2");
                 }
                 Fault::DatabaseRestarted => {
                     if let Some(postgres) = own_postgres.as_mut() {
@@ -332,6 +396,36 @@ fn ownership_story(deployment: &Deployment, report: &checker::Report) -> String 
     story
 }
 
+/// Launches (one every 500 ms) and answers gates for `how_long`, while a fault lasts.
+async fn keep_launching(workload: &mut Workload, client: &mut AdminClient, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        workload.launch_next(client).await;
+        workload.signal_gates(client).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits up to `grace` for a service told to stop to exit, then SIGKILLs it.
+async fn stop_within(service: &mut Service, grace: Duration) {
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
+        if service.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    service.sigkill();
+}
+
+/// The port of a `postgres://user@127.0.0.1:PORT/db` URL.
+fn port_of(url: &str) -> u16 {
+    url.split_once("127.0.0.1:")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no 127.0.0.1:PORT in {url}"))
+}
+
 fn with_member(base: &[(&'static str, String)], member: &str) -> Vec<(&'static str, String)> {
     let mut env = base.to_vec();
     env.push(("ALOFT_MEMBER_ID", member.to_string()));
@@ -405,6 +499,58 @@ async fn on_own_broker(
     let mut client = deployment.client().await;
     register_process_task(&mut client, DOMAIN, "hello", "echo hi").await;
     Some((broker, deployment, services, client))
+}
+
+/// The harness's network partition: a process in the island reaches a port of the machine through it
+/// until the link is cut, reaches nothing (and is not told) while it is, and reaches it again once healed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_in_the_island_reaches_a_forwarded_port_only_while_its_link_is_up() {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = connection.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    let Some(island) = Island::create(&[port]) else {
+        assert!(
+            std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
+            "the fault harness makes network namespaces, which needs root"
+        );
+        return;
+    };
+    // Sends "ping" and prints what comes back within 2 s.
+    let ping = || {
+        let mut command = std::process::Command::new("bash");
+        command.args([
+            "-c",
+            &format!("exec 3<>/dev/tcp/127.0.0.1/{port} && printf ping >&3 && timeout 2 head -c 4 <&3"),
+        ]);
+        island.enter(&mut command);
+        let output = command.output().expect("run bash in the island");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(ping(), "ping", "the link is up");
+    island.cut(port);
+    assert_eq!(ping(), "", "nothing comes back across the cut link");
+    island.heal(port);
+    assert_eq!(ping(), "ping", "the healed link carries again");
+
+    // The island has a loopback of its own: a port the machine listens on but the island does not
+    // forward is not reached from inside.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let mut command = std::process::Command::new("bash");
+    command.args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{other_port}")]);
+    island.enter(&mut command);
+    let output = command.output().unwrap();
+    assert!(
+        !output.status.success(),
+        "a port not forwarded is closed inside the island"
+    );
 }
 
 /// Regression (found by the harness): a Kafka read error during a broker restart ended the propeller's

@@ -520,8 +520,9 @@ impl AttemptService {
         });
     }
 
-    /// Removes what the attempt of `request` leaves in the work directory, `attempt_dir_retention` after
-    /// it ended: by then its end is on the log, and a successor that took over sooner still found it.
+    /// Notes that the attempt of `request` ended and removes what it left in the work directory,
+    /// `attempt_dir_retention` after: by then its end is on the log, and a successor that took over sooner
+    /// still found it.
     /// Only the executor is held while it waits, not the request.
     fn clean_up_later(
         &self,
@@ -537,6 +538,7 @@ impl AttemptService {
         let retention = self.options.attempt_dir_retention;
         async move {
             if let Some(executor) = executor {
+                executor.record_end(&attempt).await;
                 tokio::time::sleep(retention).await;
                 executor.clean_up(&attempt).await;
             }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aloft_runtime::{shutdown_on_signals, BackendArgs};
-use aloft_scheduler::clock::SystemClock;
+use aloft_scheduler::clock::{Clock, SteppedClock, SystemClock};
 use aloft_scheduler::{Scheduler, SchedulerOptions};
 use clap::Parser;
 
@@ -23,6 +23,10 @@ struct Args {
     /// Serve /healthz, /readyz (registry read to its end) and /metrics on this address.
     #[arg(long, env = "ALOFT_OPS_LISTEN")]
     ops_listen: Option<std::net::SocketAddr>,
+    /// Add the signed number of seconds this file holds to the system clock, read again every tick: a drill
+    /// of the host's clock stepping forward or back (the fault harness uses it). A missing file adds nothing.
+    #[arg(long, env = "ALOFT_CLOCK_OFFSET_FILE")]
+    clock_offset_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -35,9 +39,11 @@ async fn main() -> anyhow::Result<()> {
         args.backend.topics(),
         args.member_id.unwrap_or_else(aloft_runtime::default_member_id),
     );
-    let clock = Arc::new(SystemClock {
-        interval: Duration::from_millis(500),
-    });
+    let interval = Duration::from_millis(500);
+    let clock: Arc<dyn Clock> = match args.clock_offset_file {
+        Some(file) => Arc::new(SteppedClock::new(interval, file)),
+        None => Arc::new(SystemClock { interval }),
+    };
     let registry = options.topics.registry.clone();
     let (scheduler, handle) = Scheduler::new(options, Arc::clone(&log), clock);
     aloft_scheduler::metrics::register();

@@ -4,9 +4,11 @@
 //! webhooks received afterwards.
 //!
 //! `parts` owns the dependencies the harness can break (its own broker, Redis and Postgres cluster, the
-//! deployment's database connections); `workload` registers and launches the mix; `checker` reads what happened.
+//! deployment's database connections); `island` the network namespace one propeller runs in, whose link to
+//! the broker the harness can cut; `workload` registers and launches the mix; `checker` reads what happened.
 
 pub mod checker;
+pub mod island;
 pub mod parts;
 pub mod workload;
 
@@ -31,10 +33,18 @@ pub enum Fault {
     NotifierKilled,
     /// The propellers' work directory filled below `--min-free-disk` for a while, then freed.
     DiskFilled,
+    /// The scheduler's clock stepped 90 s forward for 10 s, then back (its `--clock-offset-file`).
+    SchedulerClockStepped,
+    /// One propeller's link to the broker cut (silent, not reset) for longer than the session timeout while
+    /// its links to Postgres, Redis and the catalog and its task processes keep running, then healed.
+    PropellerCutOff,
+    /// The previous release's propeller, run beside this build's since the start, stopped as a rolling
+    /// upgrade stops it (SIGTERM) and started from this build. Only with `ALOFT_FAULTS_PREVIOUS_PROPELLER`.
+    PropellerUpgraded,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 11] = [
         Fault::PropellerKilled,
         Fault::BrokerKilled,
         Fault::BrokerPaused,
@@ -43,6 +53,9 @@ impl Fault {
         Fault::DatabaseRestarted,
         Fault::NotifierKilled,
         Fault::DiskFilled,
+        Fault::SchedulerClockStepped,
+        Fault::PropellerCutOff,
+        Fault::PropellerUpgraded,
     ];
 
     /// The short name `ALOFT_FAULTS_KINDS` takes (a comma-separated list limits a run to those kinds).
@@ -56,6 +69,9 @@ impl Fault {
             Fault::RedisRestartedEmpty => "redis",
             Fault::NotifierKilled => "notifier",
             Fault::DiskFilled => "disk",
+            Fault::SchedulerClockStepped => "clock-step",
+            Fault::PropellerCutOff => "propeller-cut",
+            Fault::PropellerUpgraded => "propeller-upgrade",
         }
     }
 
@@ -86,6 +102,9 @@ impl Fault {
             Fault::RedisRestartedEmpty => "Redis SIGKILL + restart empty",
             Fault::NotifierKilled => "notifier SIGKILL + restart",
             Fault::DiskFilled => "work directory disk full 5 s",
+            Fault::SchedulerClockStepped => "scheduler clock +90 s for 10 s, then back",
+            Fault::PropellerCutOff => "propeller cut off from the broker 15 s",
+            Fault::PropellerUpgraded => "previous release's propeller upgraded (SIGTERM, this build)",
         }
     }
 }

@@ -157,6 +157,10 @@ impl Broker {
         format!("127.0.0.1:{}", self.server.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
     /// SIGKILL, then a new broker on the same storage.
     pub fn kill_and_restart(&mut self, down_for: Duration) {
         self.server.kill_and_restart(down_for);
@@ -195,6 +199,10 @@ impl OwnRedis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.server.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
     }
 
     /// SIGKILL, then an empty Redis on the same port.

@@ -88,6 +88,11 @@ impl GroupMember {
     }
 }
 
+/// How many members a group has, counted by client id (see `KafkaMembership::below_share`).
+fn live_members<'a>(client_ids: impl Iterator<Item = &'a str>) -> usize {
+    client_ids.collect::<std::collections::HashSet<_>>().len()
+}
+
 impl Drop for GroupMember {
     fn drop(&mut self) {
         self.poller.abort();
@@ -157,6 +162,9 @@ impl KafkaMembership {
     /// unchanged-rebalance rule never fires: the evicted member's partitions then have no owner at all
     /// (found by the fault harness: a partition's executions waited minutes). Counting the group's members
     /// (DescribeGroups) shows it: with P partitions and M members every member holds at least P / M.
+    /// Members are counted by client id (the member's name): a member evicted while it kept running can
+    /// stay listed beside the fresh member id it rejoined under, and counting both would lower the share
+    /// below what the live members hold (seen once by the fault harness after a broker stop).
     async fn below_share(&self) -> bool {
         let consumer = Arc::clone(&self.joined.consumer);
         let topic = self.topic.clone();
@@ -169,7 +177,7 @@ impl KafkaMembership {
                 .groups()
                 .iter()
                 .find(|g| g.name() == group)
-                .map(|g| g.members().len())?;
+                .map(|g| live_members(g.members().iter().map(|m| m.client_id())))?;
             let partitions = consumer
                 .fetch_metadata(Some(topic.as_str()), Duration::from_secs(5))
                 .ok()?
@@ -309,5 +317,16 @@ impl GroupMembership for KafkaMembership {
         if self.overlap.is_none() && self.holding.contains(&partition) {
             self.overlap = Some((partition, Instant::now()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::live_members;
+
+    #[test]
+    fn a_member_listed_twice_under_two_member_ids_counts_once() {
+        assert_eq!(live_members(["p1", "p2", "p2"].into_iter()), 2);
+        assert_eq!(live_members(std::iter::empty()), 0);
     }
 }

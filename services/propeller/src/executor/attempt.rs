@@ -134,6 +134,14 @@ pub trait TaskExecutor: Send + Sync {
         false
     }
 
+    /// Notes in the work directory that the attempt ended, however it ended: a cancelled or timed-out
+    /// attempt records no exit of its own, and without the note a propeller stopped before `clean_up` ran
+    /// would leave its directory for good (the sweep only removes ended attempts').
+    fn record_end(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
+        let _ = attempt;
+        async {}.boxed()
+    }
+
     /// Removes what an ended attempt left in the work directory. Called a while after its end was
     /// reported (`--attempt-dir-retention-secs`), so a successor that takes over before the end is on the
     /// log still finds how it ended.

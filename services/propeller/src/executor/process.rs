@@ -69,6 +69,10 @@ impl TaskExecutor for ProcessExecutor {
         true
     }
 
+    fn record_end(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
+        AttemptDir::of(&self.work_root, attempt).record_end().boxed()
+    }
+
     fn clean_up(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
         AttemptDir::of(&self.work_root, attempt).remove().boxed()
     }

@@ -23,6 +23,9 @@ pub(crate) const ERROR_DOCUMENT: &str = ".aloft-error.json";
 pub(crate) const PROCESS_EXIT_FILE: &str = ".aloft-exit-status";
 /// The file a container attempt's exit code (and whether it was killed for memory) is recorded in.
 pub(crate) const CONTAINER_EXIT_FILE: &str = ".aloft-container-exit";
+/// The file the propeller writes when an attempt ended however it ended (cancelled and timed-out attempts
+/// record no exit of their own), so the sweep removes its directory if the delayed removal never runs.
+pub(crate) const ENDED_FILE: &str = ".aloft-ended";
 
 /// One attempt's directory under an executor's work root.
 #[derive(Debug, Clone)]
@@ -58,6 +61,13 @@ impl AttemptDir {
 
     pub fn secrets(&self) -> PathBuf {
         self.path.join(SECRETS_DIR)
+    }
+
+    /// Records that the attempt ended (`ENDED_FILE`), if its directory is still there.
+    pub async fn record_end(self) {
+        if tokio::fs::metadata(&self.path).await.is_ok() {
+            let _ = tokio::fs::write(self.path.join(ENDED_FILE), b"").await;
+        }
     }
 
     /// Removes the directory, and its node's and execution's directories once they hold nothing else.
@@ -171,17 +181,17 @@ pub(crate) fn timed_out(task: &TaskSpec) -> AttemptOutcome {
     }
 }
 
-/// Removes the directories under `root` of attempts that ended (their exit recorded) more than `retention`
-/// ago: what a propeller that stopped left behind before its own delayed removal ran. A directory without an
-/// exit record may belong to a process or container still running for a successor to re-attach to, and is
-/// left. Returns how many were removed.
+/// Removes the directories under `root` of attempts that ended (their exit recorded, or their end noted by
+/// the propeller) more than `retention` ago: what a propeller that stopped left behind before its own delayed
+/// removal ran. A directory without either may belong to a process or container still running for a
+/// successor to re-attach to, and is left. Returns how many were removed.
 pub async fn sweep_ended(root: PathBuf, retention: std::time::Duration) -> usize {
     tokio::task::spawn_blocking(move || {
         let now = std::time::SystemTime::now();
         let mut removed = 0;
         // root/PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT
         for attempt in directories_at_depth(&root, 5) {
-            let ended_at = [PROCESS_EXIT_FILE, CONTAINER_EXIT_FILE]
+            let ended_at = [PROCESS_EXIT_FILE, CONTAINER_EXIT_FILE, ENDED_FILE]
                 .iter()
                 .filter_map(|marker| std::fs::metadata(attempt.join(marker)).ok()?.modified().ok())
                 .max();
@@ -228,11 +238,25 @@ mod tests {
     async fn the_sweep_removes_ended_attempts_and_leaves_running_ones_and_the_blob_store() {
         let root = tempfile::tempdir().unwrap();
         let attempt = |execution: &str, n: u32| root.path().join(format!("p/d/{execution}/node/{n}"));
-        for (execution, n) in [("ended", 1), ("contained", 1), ("running", 1)] {
+        for (execution, n) in [("ended", 1), ("contained", 1), ("cancelled", 1), ("running", 1)] {
             std::fs::create_dir_all(attempt(execution, n).join("outputs")).unwrap();
         }
         std::fs::write(attempt("ended", 1).join(PROCESS_EXIT_FILE), "0").unwrap();
         std::fs::write(attempt("contained", 1).join(CONTAINER_EXIT_FILE), "0 -").unwrap();
+        AttemptDir {
+            path: attempt("cancelled", 1),
+        }
+        .record_end()
+        .await;
+        AttemptDir {
+            path: attempt("gone", 1),
+        }
+        .record_end()
+        .await;
+        assert!(
+            !attempt("gone", 1).exists(),
+            "noting the end of an attempt whose directory is gone makes none"
+        );
         let blobs = root.path().join(".blobs/p/d/e/n/1");
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(blobs.join(PROCESS_EXIT_FILE), "0").unwrap();
@@ -240,7 +264,11 @@ mod tests {
         let kept = sweep_ended(root.path().to_path_buf(), std::time::Duration::from_secs(3600)).await;
         assert_eq!(kept, 0, "nothing ended long enough ago");
         let removed = sweep_ended(root.path().to_path_buf(), std::time::Duration::ZERO).await;
-        assert_eq!(removed, 2);
+        assert_eq!(removed, 3);
+        assert!(
+            !root.path().join("p/d/cancelled").exists(),
+            "a cancelled attempt's noted end counts"
+        );
         assert!(
             !root.path().join("p/d/ended").exists(),
             "its emptied parents go too"

@@ -185,6 +185,12 @@ impl TaskExecutor for ContainerExecutor {
         true
     }
 
+    fn record_end(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
+        AttemptDir::of(&self.inner.work_root, attempt)
+            .record_end()
+            .boxed()
+    }
+
     fn clean_up(&self, attempt: &AttemptId) -> BoxFuture<'static, ()> {
         AttemptDir::of(&self.inner.work_root, attempt).remove().boxed()
     }
