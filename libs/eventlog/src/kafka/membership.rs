@@ -21,7 +21,7 @@ const IDLE_REJOIN: Duration = Duration::from_secs(10);
 const UNCHANGED_REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
 /// How long an overlapping assignment may last (a rebalance in progress ends it) before the member rejoins.
 const OVERLAP_PATIENCE: Duration = Duration::from_secs(5);
-/// How often a member holding partitions checks it holds at least its share of them (see `below_share`).
+/// How often a member holding partitions checks the coordinator's view of it (see `astray`).
 const SHARE_CHECK: Duration = Duration::from_secs(15);
 
 struct MembershipContext {
@@ -88,9 +88,43 @@ impl GroupMember {
     }
 }
 
-/// How many members a group has, counted by client id (see `KafkaMembership::below_share`).
+/// How many members a group has, counted by client id (see `KafkaMembership::astray`).
 fn live_members<'a>(client_ids: impl Iterator<Item = &'a str>) -> usize {
     client_ids.collect::<std::collections::HashSet<_>>().len()
+}
+
+/// The partitions of `topic` in a member's assignment as DescribeGroups gives it (the consumer protocol's
+/// `Assignment`: version i16, then topics, each a string and an array of i32 partitions, then user data);
+/// `None` for bytes that are not one.
+fn assigned_partitions(bytes: &[u8], topic: &str) -> Option<Vec<u32>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Some(head)
+    }
+    fn int32(bytes: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
+    }
+    let mut rest = bytes;
+    take(&mut rest, 2)?; // version
+    let topics = int32(&mut rest)?;
+    let mut partitions = Vec::new();
+    for _ in 0..topics.max(0) {
+        let name_length = i16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?);
+        let name = take(&mut rest, usize::try_from(name_length).ok()?)?;
+        let count = int32(&mut rest)?;
+        for _ in 0..count.max(0) {
+            let partition = int32(&mut rest)?;
+            if name == topic.as_bytes() {
+                partitions.push(u32::try_from(partition).ok()?);
+            }
+        }
+    }
+    partitions.sort_unstable();
+    Some(partitions)
 }
 
 impl Drop for GroupMember {
@@ -111,10 +145,10 @@ pub(super) struct KafkaMembership {
     rebalanced: bool,
     /// When this member last rejoined by its own choice (unchanged rebalance, overlap, below its share).
     deliberate_rejoin_at: Option<Instant>,
-    /// When the member last checked its share, and whether it was below it then (two checks in a row
-    /// make it rejoin).
+    /// When the member last checked the coordinator's view of it, and whether that view was astray then
+    /// (two checks in a row make it rejoin; see `astray`).
     share_checked_at: Instant,
-    below_share_before: bool,
+    astray_before: bool,
     /// A partition of this member's assignment another member claimed, and when it was reported: if it is
     /// still assigned here `OVERLAP_PATIENCE` later, the member rejoins.
     overlap: Option<(u32, Instant)>,
@@ -137,7 +171,7 @@ impl KafkaMembership {
             rebalanced: false,
             deliberate_rejoin_at: None,
             share_checked_at: Instant::now(),
-            below_share_before: false,
+            astray_before: false,
             overlap: None,
             pending: None,
         })
@@ -156,28 +190,43 @@ impl KafkaMembership {
         self.rebalanced = true;
     }
 
-    /// Whether this member holds fewer partitions than an even split among the group's live members gives
-    /// each. tansu 0.6 can evict a member whose session ended (its broker stopped past the session timeout)
-    /// without handing its partitions out, and no later rebalance may change this member's share, so the
-    /// unchanged-rebalance rule never fires: the evicted member's partitions then have no owner at all
-    /// (found by the fault harness: a partition's executions waited minutes). Counting the group's members
-    /// (DescribeGroups) shows it: with P partitions and M members every member holds at least P / M.
-    /// Members are counted by client id (the member's name): a member evicted while it kept running can
-    /// stay listed beside the fresh member id it rejoined under, and counting both would lower the share
-    /// below what the live members hold (seen once by the fault harness after a broker stop).
-    async fn below_share(&self) -> bool {
+    /// Whether this member should rejoin because the group's coordinator sees it differently:
+    ///
+    /// - it holds fewer partitions than an even split among the group's live members gives each. tansu 0.6
+    ///   can evict a member whose session ended (its broker stopped past the session timeout) without
+    ///   handing its partitions out, and no later rebalance may change this member's share, so the
+    ///   unchanged-rebalance rule never fires: the evicted member's partitions then have no owner at all
+    ///   (found by the fault harness: a partition's executions waited minutes). Counting the group's members
+    ///   (DescribeGroups) shows it: with P partitions and M members every member holds at least P / M.
+    ///   Members are counted by client id (the member's name): an evicted member can stay listed beside the
+    ///   fresh member id it rejoined under, and counting both would lower the share.
+    /// - the coordinator assigns this member's client id partitions it was never told of: a rebalance it
+    ///   took no part in (its session had timed out) gave them to it, and nobody reads them (seen by the
+    ///   fault harness after a broker stop: one partition unowned for 97 s).
+    async fn astray(&self) -> Option<String> {
         let consumer = Arc::clone(&self.joined.consumer);
         let topic = self.topic.clone();
         let group = self.config.get("group.id").unwrap_or_default().to_string();
-        let held = self.holding.len();
-        let counted = tokio::task::spawn_blocking(move || {
-            let members = consumer
+        let me = self.config.get("client.id").unwrap_or_default().to_string();
+        let looked = tokio::task::spawn_blocking(move || {
+            let groups = consumer
                 .fetch_group_list(Some(group.as_str()), Duration::from_secs(5))
-                .ok()?
-                .groups()
+                .inspect_err(|error| tracing::debug!(%error, "describing the group"))
+                .ok()?;
+            let Some(described) = groups.groups().iter().find(|g| g.name() == group) else {
+                tracing::debug!(group, "the group is not among the groups described");
+                return None;
+            };
+            let members: Vec<(String, Option<Vec<u32>>)> = described
+                .members()
                 .iter()
-                .find(|g| g.name() == group)
-                .map(|g| live_members(g.members().iter().map(|m| m.client_id())))?;
+                .map(|m| {
+                    let assigned = m
+                        .assignment()
+                        .and_then(|bytes| assigned_partitions(bytes, &topic));
+                    (m.client_id().to_string(), assigned)
+                })
+                .collect();
             let partitions = consumer
                 .fetch_metadata(Some(topic.as_str()), Duration::from_secs(5))
                 .ok()?
@@ -188,10 +237,28 @@ impl KafkaMembership {
             Some((members, partitions))
         })
         .await;
-        match counted {
-            Ok(Some((members, partitions))) if members > 0 => held < partitions / members,
-            _ => false,
+        let Ok(Some((members, partitions))) = looked else {
+            return None;
+        };
+        tracing::debug!(topic = %self.topic, ?members, partitions, holding = ?self.holding, "the group as its coordinator describes it");
+        let live = live_members(members.iter().map(|(client, _)| client.as_str()));
+        if live > 0 && self.holding.len() < partitions / live {
+            return Some(format!(
+                "this member holds {} of {partitions} partitions, less than its share among {live} members (a member may have been evicted with its partitions)",
+                self.holding.len()
+            ));
         }
+        let unknown: Vec<u32> = members
+            .iter()
+            .filter(|(client, _)| *client == me)
+            .filter_map(|(_, assigned)| assigned.as_ref())
+            .flatten()
+            .filter(|partition| !self.holding.contains(partition))
+            .copied()
+            .collect();
+        (!unknown.is_empty()).then(|| {
+            format!("the group's coordinator assigns this member partitions {unknown:?} it was never given (a rebalance happened without it)")
+        })
     }
 
     /// Whether the last rejoin this member chose (not one for holding nothing) is at least
@@ -290,18 +357,15 @@ impl GroupMembership for KafkaMembership {
                 }
                 Err(_) if self.pending.is_none() && self.holds_partitions => {
                     self.share_checked_at = Instant::now();
-                    let below = self.below_share().await;
+                    let astray = self.astray().await;
                     let cooled_down = self.deliberate_rejoin_cooled_down();
-                    if below && self.below_share_before && cooled_down {
-                        tracing::info!(
-                            topic = %self.topic,
-                            partitions = ?self.holding,
-                            "this member holds less than its share of the partitions (a member may have been evicted with its partitions); rejoining the group"
-                        );
-                        self.below_share_before = false;
-                        self.rejoin_deliberately()?;
-                    } else {
-                        self.below_share_before = below;
+                    match astray {
+                        Some(why) if self.astray_before && cooled_down => {
+                            tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
+                            self.astray_before = false;
+                            self.rejoin_deliberately()?;
+                        }
+                        astray => self.astray_before = astray.is_some(),
                     }
                 }
                 Err(_) if self.pending.is_none() => {
@@ -322,7 +386,38 @@ impl GroupMembership for KafkaMembership {
 
 #[cfg(test)]
 mod tests {
-    use super::live_members;
+    use super::{assigned_partitions, live_members};
+
+    /// A consumer-protocol assignment of `topics`, as a coordinator hands it out.
+    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut bytes = 0i16.to_be_bytes().to_vec();
+        bytes.extend((topics.len() as i32).to_be_bytes());
+        for (name, partitions) in topics {
+            bytes.extend((name.len() as i16).to_be_bytes());
+            bytes.extend(name.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for partition in *partitions {
+                bytes.extend(partition.to_be_bytes());
+            }
+        }
+        bytes.extend((-1i32).to_be_bytes()); // no user data
+        bytes
+    }
+
+    #[test]
+    fn an_assignment_is_read_for_its_topic_and_garbage_is_refused() {
+        let bytes = assignment(&[("other", &[5]), ("executions", &[2, 0])]);
+        assert_eq!(assigned_partitions(&bytes, "executions"), Some(vec![0, 2]));
+        assert_eq!(assigned_partitions(&bytes, "absent"), Some(vec![]));
+        assert_eq!(
+            assigned_partitions(&bytes[..bytes.len() - 9], "executions"),
+            None,
+            "cut short"
+        );
+        assert_eq!(assigned_partitions(&[], "executions"), None);
+        let negative = assignment(&[("executions", &[-1])]);
+        assert_eq!(assigned_partitions(&negative, "executions"), None);
+    }
 
     #[test]
     fn a_member_listed_twice_under_two_member_ids_counts_once() {
