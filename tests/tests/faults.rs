@@ -476,10 +476,11 @@ async fn recoveries(
 }
 
 /// The harness's own broker and a deployment on it with admin (its ops endpoints on `ops_port`) and one
-/// propeller, or `None` (skipped).
+/// propeller (its ops endpoints on `propeller_ops_port`), or `None` (skipped).
 async fn on_own_broker(
     dir: &std::path::Path,
     ops_port: u16,
+    propeller_ops_port: u16,
 ) -> Option<(Broker, Deployment, Vec<Service>, AdminClient)> {
     let (_, database) = real_backends()?;
     let Some(tansu) = tansu_binary() else {
@@ -494,7 +495,14 @@ async fn on_own_broker(
     let ops = [("ALOFT_OPS_LISTEN", format!("127.0.0.1:{ops_port}"))];
     let services = vec![
         deployment.start_with_env("aloft-admin", "admin", &ops),
-        deployment.start_propeller("p1"),
+        deployment.start_with_env(
+            "aloft-propeller",
+            "propeller-p1",
+            &[
+                ("ALOFT_MEMBER_ID", "p1".to_string()),
+                ("ALOFT_OPS_LISTEN", format!("127.0.0.1:{propeller_ops_port}")),
+            ],
+        ),
     ];
     let mut client = deployment.client().await;
     register_process_task(&mut client, DOMAIN, "hello", "echo hi").await;
@@ -559,7 +567,7 @@ async fn a_process_in_the_island_reaches_a_forwarded_port_only_while_its_link_is
 async fn a_propeller_keeps_running_through_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let Some((mut broker, _deployment, mut services, mut client)) =
-        on_own_broker(dir.path(), free_port()).await
+        on_own_broker(dir.path(), free_port(), free_port()).await
     else {
         return;
     };
@@ -577,19 +585,24 @@ async fn a_propeller_keeps_running_through_a_broker_restart() {
 }
 
 /// While the broker does not answer, a write is answered UNAVAILABLE within seconds, saying why, instead of
-/// hanging, and admin's /readyz says it is not ready; once the broker answers again the write goes through
-/// and admin is ready again, without a restart.
+/// hanging, and admin's and the propeller's /readyz say they are not ready; once the broker answers again
+/// the write goes through and both are ready again, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_answered_unavailable_while_the_broker_is_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let ops_port = free_port();
-    let Some((broker, _deployment, _services, mut client)) = on_own_broker(dir.path(), ops_port).await else {
+    let (ops_port, propeller_ops_port) = (free_port(), free_port());
+    let Some((broker, _deployment, _services, mut client)) =
+        on_own_broker(dir.path(), ops_port, propeller_ops_port).await
+    else {
         return;
     };
     wait_for_readiness(ops_port, 200).await;
+    wait_for_readiness(propeller_ops_port, 200).await;
     broker.pause();
     let (status, body) = wait_for_readiness(ops_port, 503).await;
     assert!(body.contains("event log"), "{status}: {body}");
+    let (status, body) = wait_for_readiness(propeller_ops_port, 503).await;
+    assert!(body.contains("event log"), "the propeller: {status}: {body}");
     let asked = Instant::now();
     let answer = tokio::time::timeout(
         Duration::from_secs(20),
@@ -614,6 +627,7 @@ async fn writes_are_answered_unavailable_while_the_broker_is_stopped() {
     let after = launch_when_answered(&mut client, "after-resume").await;
     wait_succeeded(&mut client, &after, Duration::from_secs(90)).await;
     wait_for_readiness(ops_port, 200).await;
+    wait_for_readiness(propeller_ops_port, 200).await;
 }
 
 /// Polls `/readyz` until it answers `status`; the answer.

@@ -8,6 +8,7 @@
 pub mod http;
 pub mod images;
 mod net;
+pub use net::accept_until;
 pub mod oidc;
 pub mod records;
 pub mod smtp;

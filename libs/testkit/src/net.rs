@@ -11,7 +11,7 @@ pub(crate) fn now_millis() -> i64 {
 }
 
 /// Accepts connections until `shutdown`, serving each in its own task.
-pub(crate) fn accept_until<F, Fut>(listener: TcpListener, shutdown: CancellationToken, serve: F)
+pub fn accept_until<F, Fut>(listener: TcpListener, shutdown: CancellationToken, serve: F)
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,

@@ -114,9 +114,27 @@ async fn main() -> anyhow::Result<()> {
     let blob_store = args.blobs.open(&args.backend.data_dir).await?;
     aloft_propeller::metrics::register();
     if let Some(address) = args.ops_listen {
-        let readiness: aloft_telemetry::ops::ReadinessCheck = std::sync::Arc::new(|| {
-            Box::pin(async {
+        // Not ready while the event log is out of reach (a propeller cut off from the broker holds nothing
+        // once its session ends, and would otherwise look ready) or an owned partition is not yet claimed.
+        let (probe_log, probe_topic) = (std::sync::Arc::clone(&log), args.backend.topics().executions);
+        let readiness: aloft_telemetry::ops::ReadinessCheck = std::sync::Arc::new(move || {
+            let (log, topic) = (std::sync::Arc::clone(&probe_log), probe_topic.clone());
+            Box::pin(async move {
                 use aloft_propeller::metrics::{PARTITIONS_ACTIVE, PARTITIONS_OWNED};
+                let probe = log.end_offset(&topic, 0);
+                match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        return Err(aloft_telemetry::ops::NotReady::because(format!(
+                            "event log unreachable: {error}"
+                        )))
+                    }
+                    Err(_) => {
+                        return Err(aloft_telemetry::ops::NotReady::because(
+                            "the event log did not answer within 2 s",
+                        ))
+                    }
+                }
                 match (PARTITIONS_OWNED.value(&[]), PARTITIONS_ACTIVE.value(&[])) {
                     (Some(owned), Some(active)) if owned == active => Ok(()),
                     (owned, active) => Err(aloft_telemetry::ops::NotReady::because(format!(

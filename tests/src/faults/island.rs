@@ -57,7 +57,10 @@ impl Island {
         for (port, listener) in ports.iter().copied().zip(listeners) {
             let (link, watching) = watch::channel(Link::Up);
             let listener = TcpListener::from_std(listener).expect("a listener of the namespace");
-            tokio::spawn(forward(listener, port, watching, stop.clone()));
+            let until = stop.clone();
+            aloft_testkit::accept_until(listener, stop.clone(), move |inside| {
+                carry(inside, port, watching.clone(), until.clone())
+            });
             links.push((port, link));
         }
         Some(Island {
@@ -151,19 +154,6 @@ fn bring_loopback_up() -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn forward(listener: TcpListener, port: u16, link: watch::Receiver<Link>, stop: CancellationToken) {
-    loop {
-        let inside = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((inside, _)) => inside,
-                Err(_) => continue,
-            },
-        };
-        tokio::spawn(carry(inside, port, link.clone(), stop.clone()));
-    }
 }
 
 /// One connection from inside the island to the machine's `127.0.0.1:port`, silent while the link is cut.
