@@ -203,6 +203,9 @@ impl KafkaMembership {
     /// - the coordinator assigns this member's client id partitions it was never told of: a rebalance it
     ///   took no part in (its session had timed out) gave them to it, and nobody reads them (seen by the
     ///   fault harness after a broker stop: one partition unowned for 97 s).
+    ///
+    /// Both need DescribeGroups. tansu 0.6 answers it with no members (and librdkafka's group listing
+    /// fails against it), so on tansu this check finds nothing and only the other rules act.
     async fn astray(&self) -> Option<String> {
         let consumer = Arc::clone(&self.joined.consumer);
         let topic = self.topic.clone();
