@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{Error, EventLog, GroupMembership, Position, Record, RecordStream, Result};
 
 const FRAME_TOPIC: u8 = 1;
+
 const FRAME_RECORD: u8 = 2;
 const FRAME_COMMIT: u8 = 3;
 
@@ -165,6 +166,8 @@ enum FrameError {
     UnknownPartition(u32),
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
+    #[error("topic {0} has {1} partitions, more than the {max} a topic may have", max = crate::MAX_PARTITIONS)]
+    TooManyPartitions(String, u32),
 }
 
 struct FrameReader<'a> {
@@ -204,6 +207,11 @@ fn apply_frame(body: &[u8], state: &mut State) -> Result<(), FrameError> {
         FRAME_TOPIC => {
             let topic = reader.string()?;
             let partitions = reader.u32()?;
+            // Checked before the partition list is allocated (found by the fuzzer: a topic frame whose
+            // checksum held asked for 1.6 billion partitions).
+            if partitions > crate::MAX_PARTITIONS {
+                return Err(FrameError::TooManyPartitions(topic, partitions));
+            }
             state
                 .topics
                 .entry(topic)
@@ -287,6 +295,13 @@ fn rebalance(members: &mut [GroupMember], partitions: u32) {
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        if partitions > crate::MAX_PARTITIONS {
+            return Err(Error::TooManyPartitions {
+                topic: topic.to_string(),
+                partitions,
+                max: crate::MAX_PARTITIONS,
+            });
+        }
         let mut state = self.shared.lock();
         if state.topics.contains_key(topic) {
             return Ok(());

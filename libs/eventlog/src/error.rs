@@ -18,6 +18,12 @@ pub enum Error {
     Encode(String),
     #[error("the event log was closed")]
     Closed,
+    #[error("topic {topic:?} cannot have {partitions} partitions: at most {max}")]
+    TooManyPartitions {
+        topic: String,
+        partitions: u32,
+        max: u32,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,6 +34,7 @@ impl aloft_proto::status::ServiceError for Error {
         match self {
             Error::Io { .. } | Error::Kafka(_) | Error::InUse(_) | Error::Closed => ErrorCode::Unavailable,
             Error::UnknownTopic(_) | Error::UnknownPartition { .. } => ErrorCode::FailedPrecondition,
+            Error::TooManyPartitions { .. } => ErrorCode::InvalidArgument,
             Error::Decode(_) | Error::Encode(_) => ErrorCode::Internal,
         }
     }

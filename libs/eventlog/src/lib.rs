@@ -18,6 +18,10 @@ use futures::future::BoxFuture;
 pub use envelope::{Envelope, Payload, SCHEMA_VERSION};
 pub use error::{Error, Result};
 
+/// The most partitions a topic may have (`--partitions` is checked against it). The embedded log refuses a
+/// topic with more, and treats a file's topic frame asking for more as corrupt rather than allocating it.
+pub const MAX_PARTITIONS: u32 = 1024;
+
 /// One record read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -309,6 +309,35 @@ mod embedded_only {
         assert!(error.to_string().contains("corrupt"), "{error}");
     }
 
+    /// Found by the fuzzer (`fuzz/corpus/embedded_log/too-many-partitions`): a topic frame whose checksum
+    /// holds but that asks for 1.6 billion partitions made opening the file allocate until it was killed.
+    #[tokio::test]
+    async fn a_topic_frame_asking_for_billions_of_partitions_is_corruption_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = include_bytes!("../../../fuzz/corpus/embedded_log/too-many-partitions");
+        std::fs::write(dir.path().join("events.log"), input).unwrap();
+        let error = EmbeddedLog::open(dir.path()).err().expect("the frame is refused");
+        assert!(
+            error.to_string().contains("corrupt at byte 0")
+                && error.to_string().contains("1633771873 partitions"),
+            "{error}"
+        );
+        let fresh = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(fresh.path()).unwrap();
+        let refused = log.ensure_topic("t", u32::MAX).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Error::TooManyPartitions {
+                    partitions: u32::MAX,
+                    max: 1024,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+    }
+
     #[tokio::test]
     async fn appending_to_an_unknown_topic_is_an_error() {
         let dir = tempfile::tempdir().unwrap();

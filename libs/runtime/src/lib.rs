@@ -75,7 +75,7 @@ pub struct BackendArgs {
     #[arg(long, env = "ALOFT_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
     /// Partitions of aloft.executions when the topic is created.
-    #[arg(long, env = "ALOFT_PARTITIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, env = "ALOFT_PARTITIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=aloft_eventlog::MAX_PARTITIONS as i64))]
     pub partitions: u32,
 }
 
