@@ -283,23 +283,12 @@ impl Deployment {
 
     /// Starts any service binary of this deployment with extra environment.
     pub fn start_with_env(&self, binary_name: &str, log_name: &str, env: &[(&str, String)]) -> Service {
-        self.start_adjusted(binary_name, log_name, env, |_| {})
+        self.start_program(&binary(binary_name), binary_name, log_name, env, |_| {})
     }
 
-    /// `start_with_env`, with `adjust` given the command last (the fault harness starts a propeller in a
-    /// network namespace of its own).
-    pub fn start_adjusted(
-        &self,
-        binary_name: &str,
-        log_name: &str,
-        env: &[(&str, String)],
-        adjust: impl FnOnce(&mut Command),
-    ) -> Service {
-        self.start_program(&binary(binary_name), binary_name, log_name, env, adjust)
-    }
-
-    /// `start_adjusted` running `program`, another build of `binary_name` (the fault harness runs the
-    /// previous release's propeller beside this build's).
+    /// `start_with_env` running `program`, a build of `binary_name` (the fault harness runs the previous
+    /// release's propeller beside this build's), with `adjust` given the command last (it starts a
+    /// propeller in a network namespace of its own).
     pub fn start_program(
         &self,
         program: &Path,

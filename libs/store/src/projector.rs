@@ -107,17 +107,23 @@ pub fn readiness(
                 Ok(Err(error)) => return Err(NotReady::because(Unready::Database(error))),
                 Err(_) => return Err(NotReady::because(Unready::DatabaseSlow)),
             }
-            match tokio::time::timeout(Duration::from_secs(2), log.end_offset(&topic, 0)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(NotReady::because(Unready::Log(error))),
-                Err(_) => return Err(NotReady::because(Unready::LogSlow)),
-            }
+            log_answers(log.as_ref(), &topic).await?;
             if started {
                 Ok(())
             } else {
                 Err(NotReady::because(Unready::ProjectorNotStarted))
             }
         })
+    }
+}
+
+/// Whether the event log answers (`topic`'s first partition's end offset) within 2 s: part of every
+/// service's readiness, since a service cut off from the broker is degraded.
+pub async fn log_answers(log: &dyn EventLog, topic: &str) -> std::result::Result<(), NotReady> {
+    match tokio::time::timeout(Duration::from_secs(2), log.end_offset(topic, 0)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(NotReady::because(Unready::Log(error))),
+        Err(_) => Err(NotReady::because(Unready::LogSlow)),
     }
 }
 

@@ -121,20 +121,7 @@ async fn main() -> anyhow::Result<()> {
             let (log, topic) = (std::sync::Arc::clone(&probe_log), probe_topic.clone());
             Box::pin(async move {
                 use aloft_propeller::metrics::{PARTITIONS_ACTIVE, PARTITIONS_OWNED};
-                let probe = log.end_offset(&topic, 0);
-                match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => {
-                        return Err(aloft_telemetry::ops::NotReady::because(format!(
-                            "event log unreachable: {error}"
-                        )))
-                    }
-                    Err(_) => {
-                        return Err(aloft_telemetry::ops::NotReady::because(
-                            "the event log did not answer within 2 s",
-                        ))
-                    }
-                }
+                aloft_store::projector::log_answers(log.as_ref(), &topic).await?;
                 match (PARTITIONS_OWNED.value(&[]), PARTITIONS_ACTIVE.value(&[])) {
                     (Some(owned), Some(active)) if owned == active => Ok(()),
                     (owned, active) => Err(aloft_telemetry::ops::NotReady::because(format!(
