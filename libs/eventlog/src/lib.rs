@@ -11,6 +11,7 @@ pub mod kafka;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -21,6 +22,28 @@ pub use error::{Error, Result};
 /// The most partitions a topic may have (`--partitions` is checked against it). The embedded log refuses a
 /// topic with more, and treats a file's topic frame asking for more as corrupt rather than allocating it.
 pub const MAX_PARTITIONS: u32 = 1024;
+
+/// How long a readiness probe (`probe_end_offset`) gives the log to answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the log failed a readiness probe.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    #[error("event log unreachable: {0}")]
+    Unreachable(Error),
+    #[error("the event log did not answer within 2 s")]
+    Slow,
+}
+
+/// The end offset of `topic`'s first partition, if the log answers within `PROBE_TIMEOUT`. Every service's
+/// readiness asks it: a service cut off from the broker is degraded (it cannot write, or falls behind).
+pub async fn probe_end_offset(log: &dyn EventLog, topic: &str) -> std::result::Result<u64, Unanswered> {
+    match tokio::time::timeout(PROBE_TIMEOUT, log.end_offset(topic, 0)).await {
+        Ok(Ok(end)) => Ok(end),
+        Ok(Err(error)) => Err(Unanswered::Unreachable(error)),
+        Err(_) => Err(Unanswered::Slow),
+    }
+}
 
 /// One record read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,10 +72,6 @@ enum Unready {
     Database(sqlx::Error),
     #[error("database did not answer within 2 s")]
     DatabaseSlow,
-    #[error("event log unreachable: {0}")]
-    Log(aloft_eventlog::Error),
-    #[error("the event log did not answer within 2 s")]
-    LogSlow,
     #[error("the projector has not started")]
     ProjectorNotStarted,
 }
@@ -118,13 +114,12 @@ pub fn readiness(
 }
 
 /// Whether the event log answers (`topic`'s first partition's end offset) within 2 s: part of every
-/// service's readiness, since a service cut off from the broker is degraded.
+/// service's readiness (see `aloft_eventlog::probe_end_offset`).
 pub async fn log_answers(log: &dyn EventLog, topic: &str) -> std::result::Result<(), NotReady> {
-    match tokio::time::timeout(Duration::from_secs(2), log.end_offset(topic, 0)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(NotReady::because(Unready::Log(error))),
-        Err(_) => Err(NotReady::because(Unready::LogSlow)),
-    }
+    aloft_eventlog::probe_end_offset(log, topic)
+        .await
+        .map(drop)
+        .map_err(NotReady::because)
 }
 
 /// Projects until `shutdown` is cancelled; after an error it resumes from the last committed offsets.

@@ -51,10 +51,9 @@ async fn main() -> anyhow::Result<()> {
         let readiness: aloft_telemetry::ops::ReadinessCheck = Arc::new(move || {
             let (log, registry, progress) = (Arc::clone(&log), registry.clone(), handle.progress.clone());
             Box::pin(async move {
-                let end = log
-                    .end_offset(&registry, 0)
+                let end = aloft_eventlog::probe_end_offset(log.as_ref(), &registry)
                     .await
-                    .map_err(|e| NotReady::because(format!("event log: {e}")))?;
+                    .map_err(NotReady::because)?;
                 let read = progress.borrow().registry_offset;
                 if read >= end {
                     Ok(())

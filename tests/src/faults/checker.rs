@@ -178,9 +178,10 @@ impl fmt::Display for Report {
         let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
         writeln!(
             f,
-            "  launch to start: p50 {}, p99 {}",
+            "  launch to start: p50 {}, p99 {}, longest {} (an execution on a partition nobody owned waits this long)",
             ms(super::quantile(&mut all, 0.5)),
-            ms(super::quantile(&mut all, 0.99))
+            ms(super::quantile(&mut all, 0.99)),
+            ms(all.iter().max().map(|ms| Duration::from_millis(*ms as u64)))
         )?;
         writeln!(f, "  faults injected {}:", self.faults.len())?;
         for fault in &self.faults {

@@ -1,5 +1,7 @@
 //! Partition ownership through a Kafka consumer group: joining, the assignments rebalances hand out (settled
-//! before they are reported), and rejoining when a member holds nothing or a rebalance changed nothing.
+//! before they are reported), and rejoining when a member holds nothing, a rebalance changed nothing, the
+//! coordinator's view of the group is astray, or a partition is stalled (its owner's beats stopped while
+//! its log grew; see `liveness.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 
 use super::client::kafka_error;
+use super::liveness::Liveness;
 use crate::{Error, GroupMembership, Result};
 
 /// How long an empty assignment may wait for the assignment that usually follows it.
@@ -22,7 +25,7 @@ const UNCHANGED_REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
 /// How long an overlapping assignment may last (a rebalance in progress ends it) before the member rejoins.
 const OVERLAP_PATIENCE: Duration = Duration::from_secs(5);
 /// How often a member holding partitions checks the coordinator's view of it (see `astray`).
-const SHARE_CHECK: Duration = Duration::from_secs(15);
+pub(super) const SHARE_CHECK: Duration = Duration::from_secs(15);
 
 struct MembershipContext {
     sender: mpsc::UnboundedSender<Vec<u32>>,
@@ -149,6 +152,10 @@ pub(super) struct KafkaMembership {
     /// (two checks in a row make it rejoin; see `astray`).
     share_checked_at: Instant,
     astray_before: bool,
+    /// This member's beats for the partitions it holds, and its view of every partition's beats.
+    liveness: Liveness,
+    /// Rejoins for a stalled partition since a check last found none stalled.
+    stall_rejoins: u32,
     /// A partition of this member's assignment another member claimed, and when it was reported: if it is
     /// still assigned here `OVERLAP_PATIENCE` later, the member rejoins.
     overlap: Option<(u32, Instant)>,
@@ -161,6 +168,8 @@ impl KafkaMembership {
     /// Joins the group `config` names, on `topic`.
     pub(super) fn join(config: ClientConfig, topic: &str) -> Result<KafkaMembership> {
         let joined = GroupMember::join(&config, topic)?;
+        let group = config.get("group.id").unwrap_or_default().to_string();
+        let liveness = Liveness::start(&config, &group, topic)?;
         Ok(KafkaMembership {
             config,
             topic: topic.to_string(),
@@ -172,6 +181,8 @@ impl KafkaMembership {
             deliberate_rejoin_at: None,
             share_checked_at: Instant::now(),
             astray_before: false,
+            liveness,
+            stall_rejoins: 0,
             overlap: None,
             pending: None,
         })
@@ -205,12 +216,14 @@ impl KafkaMembership {
     ///   fault harness after a broker stop: one partition unowned for 97 s).
     ///
     /// Both need DescribeGroups. tansu 0.6 answers it with no members (and librdkafka's group listing
-    /// fails against it), so on tansu this check finds nothing and only the other rules act.
+    /// fails against it), so on tansu this check finds nothing; there the partitions' beats
+    /// (`Liveness::stalled`) show an unowned partition instead.
     async fn astray(&self) -> Option<String> {
         let consumer = Arc::clone(&self.joined.consumer);
         let topic = self.topic.clone();
         let group = self.config.get("group.id").unwrap_or_default().to_string();
         let me = self.config.get("client.id").unwrap_or_default().to_string();
+        let known_partitions = self.liveness.partition_count();
         let looked = tokio::task::spawn_blocking(move || {
             let groups = consumer
                 .fetch_group_list(Some(group.as_str()), Duration::from_secs(5))
@@ -230,13 +243,16 @@ impl KafkaMembership {
                     (m.client_id().to_string(), assigned)
                 })
                 .collect();
-            let partitions = consumer
-                .fetch_metadata(Some(topic.as_str()), Duration::from_secs(5))
-                .ok()?
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .map(|t| t.partitions().len())?;
+            let partitions = match known_partitions {
+                Some(count) => count as usize,
+                None => consumer
+                    .fetch_metadata(Some(topic.as_str()), Duration::from_secs(5))
+                    .ok()?
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| t.partitions().len())?,
+            };
             Some((members, partitions))
         })
         .await;
@@ -271,6 +287,16 @@ impl KafkaMembership {
             .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN)
     }
 
+    /// Whether a rejoin for a stalled partition may happen now: the cooldown doubles with each such rejoin
+    /// that left a partition stalled, up to 8 times. One rejoin ends what tansu leaves behind; a partition
+    /// that stays stalled is owned by a member that does not beat (a propeller of a build from before the
+    /// beats, during a rolling upgrade), and rejoining every 30 s would only churn the group.
+    fn stall_rejoin_cooled_down(&self) -> bool {
+        let cooldown = UNCHANGED_REJOIN_COOLDOWN * (1 << self.stall_rejoins.min(3));
+        self.deliberate_rejoin_at
+            .is_none_or(|at| at.elapsed() >= cooldown)
+    }
+
     /// A rejoin this member chose (an unchanged rebalance, an overlap, less than its share): remembered, so
     /// the next such rejoin waits out the cooldown.
     fn rejoin_deliberately(&mut self) -> Result<()> {
@@ -296,7 +322,9 @@ impl GroupMembership for KafkaMembership {
     /// get back exactly what they held, and the dead member's partitions have no owner until a member joins
     /// the group. So a member rejoins under a fresh member id, which makes the coordinator assign everything
     /// again, when it held nothing for `IDLE_REJOIN`, or when a rebalance left its partitions as they were
-    /// (at most once per `UNCHANGED_REJOIN_COOLDOWN`). With Kafka a rebalance rarely leaves a member's
+    /// (at most once per `UNCHANGED_REJOIN_COOLDOWN`). A member holding partitions also rejoins when a
+    /// partition is stalled (records nobody has read for a check interval) or the coordinator's view of it
+    /// is astray, under the same cooldown. With Kafka a rebalance rarely leaves a member's
     /// round-robin share unchanged, and one more rebalance is then all it costs.
     async fn next_assignment(&mut self) -> Result<Vec<u32>> {
         loop {
@@ -325,6 +353,7 @@ impl GroupMembership for KafkaMembership {
                     }
                     self.rebalanced = false;
                     self.holds_partitions = !assignment.is_empty();
+                    self.liveness.hold(&assignment);
                     if self.holds_partitions {
                         self.holding = assignment.clone();
                     }
@@ -360,15 +389,28 @@ impl GroupMembership for KafkaMembership {
                 }
                 Err(_) if self.pending.is_none() && self.holds_partitions => {
                     self.share_checked_at = Instant::now();
+                    // A stalled partition is already two observations a check interval apart, so it
+                    // rejoins at once; the coordinator's view must be astray on two checks in a row.
+                    let stalled = self.liveness.stalled().await;
+                    if stalled.is_none() {
+                        self.stall_rejoins = 0;
+                    }
                     let astray = self.astray().await;
                     let cooled_down = self.deliberate_rejoin_cooled_down();
-                    match astray {
-                        Some(why) if self.astray_before && cooled_down => {
+                    match (stalled, astray) {
+                        (Some(why), _) if self.stall_rejoin_cooled_down() => {
+                            tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
+                            self.astray_before = false;
+                            self.stall_rejoins += 1;
+                            self.rejoin_deliberately()?;
+                        }
+                        (Some(_), _) => {}
+                        (_, Some(why)) if self.astray_before && cooled_down => {
                             tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
                             self.astray_before = false;
                             self.rejoin_deliberately()?;
                         }
-                        astray => self.astray_before = astray.is_some(),
+                        (_, astray) => self.astray_before = astray.is_some(),
                     }
                 }
                 Err(_) if self.pending.is_none() => {

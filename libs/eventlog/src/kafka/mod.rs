@@ -2,9 +2,11 @@
 //! replay and projections, and a consumer group used for partition ownership.
 //!
 //! Works with any Kafka-compatible broker (tested against tansu). Kafka transactions are not used. The
-//! readers are `reader.rs`, the group membership `membership.rs`; `client.rs` holds what all three share.
+//! readers are `reader.rs`, the group membership `membership.rs` (its owners' beats in `liveness.rs`);
+//! `client.rs` holds what they share.
 
 mod client;
+mod liveness;
 mod membership;
 mod reader;
 
