@@ -102,6 +102,19 @@ async fn bad_input_is_rejected_with_a_clear_error_and_stores_nothing() {
         .await
         .unwrap();
     wait_finished(&mut client, &execution, Duration::from_secs(30)).await;
+    client
+        .register_task(register_request(
+            r#"{"name": "take-text", "interface": {"inputs": {"text": "string"}}, "run": "noop"}"#,
+        ))
+        .await
+        .unwrap();
+    client
+        .register_workflow(register_request(
+            r#"{"name": "text", "interface": {"inputs": {"text": "string"}},
+              "nodes": [{"id": "a", "task": "take-text", "inputs": {"text": "inputs.text"}}]}"#,
+        ))
+        .await
+        .unwrap();
     let before = counts(&mut client).await;
 
     // Malformed specs.
@@ -234,6 +247,32 @@ async fn bad_input_is_rejected_with_a_clear_error_and_stores_nothing() {
             .map(tonic::Response::new),
         Code::InvalidArgument,
         &["execution name"],
+    );
+    // Inputs too large for one event, and a workflow too large to register: refused by their size, not
+    // answered UNAVAILABLE as if the broker were down.
+    let megabyte_of_text = "a".repeat(1024 * 1024);
+    assert_rejected(
+        launch(&mut client, workflow("text"), "", &[("text", &megabyte_of_text)])
+            .await
+            .map(tonic::Response::new),
+        Code::InvalidArgument,
+        &[
+            "an event of",
+            "more than the 983040 bytes",
+            "pass large data as a blob",
+        ],
+    );
+    let nodes: Vec<String> = (0..8000)
+        .map(|i| format!(r#"{{"id": "n{i}", "task": "take-text", "inputs": {{"text": "inputs.text"}}}}"#))
+        .collect();
+    let huge_workflow = format!(
+        r#"{{"name": "huge", "interface": {{"inputs": {{"text": "string"}}}}, "nodes": [{}]}}"#,
+        nodes.join(",")
+    );
+    assert_rejected(
+        client.register_workflow(register_request(&huge_workflow)).await,
+        Code::InvalidArgument,
+        &["more than the 983040 bytes", "subworkflows"],
     );
     // Terminating a finished execution is refused.
     assert_rejected(

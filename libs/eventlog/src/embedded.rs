@@ -334,6 +334,7 @@ impl EventLog for EmbeddedLog {
         records: Vec<(String, Vec<u8>)>,
     ) -> BoxFuture<'static, Result<Vec<Position>>> {
         let result = (|| {
+            crate::check_record_sizes(topic, &records)?;
             let mut state = self.shared.lock();
             let base = {
                 let partitions = state

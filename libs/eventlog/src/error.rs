@@ -18,6 +18,8 @@ pub enum Error {
     Encode(String),
     #[error("the event log was closed")]
     Closed,
+    #[error("an event of {bytes} bytes for {topic} is more than the {max} bytes an event may be")]
+    RecordTooLarge { topic: String, bytes: usize, max: usize },
     #[error("topic {topic:?} cannot have {partitions} partitions: at most {max}")]
     TooManyPartitions {
         topic: String,
@@ -34,7 +36,7 @@ impl aloft_proto::status::ServiceError for Error {
         match self {
             Error::Io { .. } | Error::Kafka(_) | Error::InUse(_) | Error::Closed => ErrorCode::Unavailable,
             Error::UnknownTopic(_) | Error::UnknownPartition { .. } => ErrorCode::FailedPrecondition,
-            Error::TooManyPartitions { .. } => ErrorCode::InvalidArgument,
+            Error::TooManyPartitions { .. } | Error::RecordTooLarge { .. } => ErrorCode::InvalidArgument,
             Error::Decode(_) | Error::Encode(_) => ErrorCode::Internal,
         }
     }

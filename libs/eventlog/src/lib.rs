@@ -23,6 +23,27 @@ pub use error::{Error, Result};
 /// topic with more, and treats a file's topic frame asking for more as corrupt rather than allocating it.
 pub const MAX_PARTITIONS: u32 = 1024;
 
+/// The most bytes of key and payload one record may have, in every backend. librdkafka refuses a message
+/// over 1,000,000 bytes (`message.max.bytes`) with its framing included; this leaves room for that, so a
+/// record is refused here, by its size and with the same error everywhere, before any of its batch is sent.
+pub const MAX_RECORD_BYTES: usize = 960 * 1024;
+
+/// Refuses a batch holding a record over `MAX_RECORD_BYTES` (checked before anything of it is written).
+pub(crate) fn check_record_sizes(topic: &str, records: &[(String, Vec<u8>)]) -> Result<()> {
+    match records
+        .iter()
+        .map(|(key, payload)| key.len() + payload.len())
+        .find(|bytes| *bytes > MAX_RECORD_BYTES)
+    {
+        Some(bytes) => Err(Error::RecordTooLarge {
+            topic: topic.to_string(),
+            bytes,
+            max: MAX_RECORD_BYTES,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// How long a readiness probe (`probe_end_offset`) gives the log to answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

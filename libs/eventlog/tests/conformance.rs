@@ -189,6 +189,50 @@ macro_rules! conformance_suite {
         }
 
         #[tokio::test]
+        async fn a_batch_with_a_record_over_the_limit_is_refused_whole_by_its_size() {
+            let Some((log, _dir)) = $backend().await else {
+                return;
+            };
+            let topic = unique("large");
+            log.ensure_topic(&topic, 1).await.unwrap();
+            let largest = vec![7u8; aloft_eventlog::MAX_RECORD_BYTES - 1];
+            log.append_batch(&topic, 0, vec![("k".to_string(), largest)])
+                .await
+                .expect("a record of the most bytes allowed is taken");
+            let too_large = vec![7u8; aloft_eventlog::MAX_RECORD_BYTES];
+            let refused = log
+                .append_batch(
+                    &topic,
+                    0,
+                    vec![("k".to_string(), vec![1]), ("k".to_string(), too_large)],
+                )
+                .await
+                .expect_err("a record over the limit is refused");
+            assert!(
+                matches!(
+                    refused,
+                    aloft_eventlog::Error::RecordTooLarge { bytes, .. }
+                        if bytes == aloft_eventlog::MAX_RECORD_BYTES + 1
+                ),
+                "{refused}"
+            );
+            assert!(
+                refused.to_string().contains("more than the 983040 bytes"),
+                "{refused}"
+            );
+            log.append_batch(&topic, 0, vec![("k".to_string(), vec![2])])
+                .await
+                .unwrap();
+            let read = read_all(&log, &topic, 0, 0, 2).await;
+            assert_eq!(
+                read.iter().map(|r| r.offset).collect::<Vec<_>>(),
+                vec![0, 1],
+                "nothing of the refused batch was written"
+            );
+            assert_eq!(read[1].payload, vec![2]);
+        }
+
+        #[tokio::test]
         async fn committed_offsets_are_stored_per_group() {
             let Some((log, _dir)) = $backend().await else {
                 return;

@@ -86,9 +86,18 @@ impl Group {
         let mut membership = log.join_group(&group, &topic, "member").await.unwrap();
         let held = Arc::new(Mutex::new(Vec::new()));
         let holding = Arc::clone(&held);
+        // Followed as the propeller follows it: inside a `select!` that drops the future every time
+        // something else happens (here every 5 ms, as records arrive under load), so nothing the membership does may depend on one call
+        // of `next_assignment` running long.
         let member = tokio::spawn(async move {
-            while let Ok(assignment) = membership.next_assignment().await {
-                *holding.lock().unwrap() = assignment;
+            loop {
+                tokio::select! {
+                    assignment = membership.next_assignment() => match assignment {
+                        Ok(assignment) => *holding.lock().unwrap() = assignment,
+                        Err(_) => return,
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
             }
         });
         wait_for("the two to split the partitions", || {

@@ -122,7 +122,13 @@ impl From<aloft_store::Error> for ApiError {
 
 impl From<aloft_eventlog::Error> for ApiError {
     fn from(error: aloft_eventlog::Error) -> ApiError {
-        ApiError::of_kind(&error, "event log: ")
+        match error {
+            aloft_eventlog::Error::RecordTooLarge { .. } => ApiError::InvalidArgument(format!(
+                "{error}: values and specs travel inline in events, so pass large data as a blob (a file in \
+                 the blob store) and split a very large workflow into subworkflows"
+            )),
+            error => ApiError::of_kind(&error, "event log: "),
+        }
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Report {
     pub faults: Vec<Injected>,
     /// Launch to start of every checked execution: (created at, milliseconds to its start).
     pub launch_to_start: Vec<(i64, i64)>,
+    /// The execution that waited longest from its launch to its start, how long, and its partition.
+    pub slowest_start: Option<(String, i64, u32)>,
     pub wall: Duration,
     /// Succeeded executions per minute of launching (all that succeeded, drained ones included).
     pub throughput_per_minute: f64,
@@ -178,10 +180,13 @@ impl fmt::Display for Report {
         let ms = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
         writeln!(
             f,
-            "  launch to start: p50 {}, p99 {}, longest {} (an execution on a partition nobody owned waits this long)",
+            "  launch to start: p50 {}, p99 {}, longest {} (an execution on a partition nobody owns waits so long)",
             ms(super::quantile(&mut all, 0.5)),
             ms(super::quantile(&mut all, 0.99)),
-            ms(all.iter().max().map(|ms| Duration::from_millis(*ms as u64)))
+            match &self.slowest_start {
+                Some((name, ms, partition)) => format!("{ms} ms ({name}, partition {partition})"),
+                None => "-".to_string(),
+            }
         )?;
         writeln!(f, "  faults injected {}:", self.faults.len())?;
         for fault in &self.faults {
@@ -318,6 +323,19 @@ pub async fn check(
         .filter(|e| e.started_at_millis != 0)
         .map(|e| (e.created_at_millis, e.started_at_millis - e.created_at_millis))
         .collect();
+    report.slowest_start = read_models
+        .iter()
+        .filter(|(_, e)| e.started_at_millis != 0)
+        .max_by_key(|(_, e)| e.started_at_millis - e.created_at_millis)
+        .map(|(name, e)| {
+            let id = aloft_core::ExecutionId {
+                project: crate::PROJECT.into(),
+                domain: crate::DOMAIN.into(),
+                name: name.clone(),
+            };
+            let partition = aloft_eventlog::partition_for_key(&id.partition_key(), crate::PARTITIONS);
+            (name.clone(), e.started_at_millis - e.created_at_millis, partition)
+        });
     for (name, execution) in &read_models {
         if execution.phase == wire::ExecutionPhase::Succeeded as i32 {
             report.succeeded += 1;

@@ -3,7 +3,6 @@
 //! coordinator's view of the group is astray, or a partition is stalled (its owner's beats stopped while
 //! its log grew; see `liveness.rs`).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -13,7 +12,7 @@ use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 
 use super::client::kafka_error;
-use super::liveness::Liveness;
+use super::liveness::{Liveness, Verdict};
 use crate::{Error, GroupMembership, Result};
 
 /// How long an empty assignment may wait for the assignment that usually follows it.
@@ -24,8 +23,6 @@ const IDLE_REJOIN: Duration = Duration::from_secs(10);
 const UNCHANGED_REJOIN_COOLDOWN: Duration = Duration::from_secs(30);
 /// How long an overlapping assignment may last (a rebalance in progress ends it) before the member rejoins.
 const OVERLAP_PATIENCE: Duration = Duration::from_secs(5);
-/// How often a member holding partitions checks the coordinator's view of it (see `astray`).
-pub(super) const SHARE_CHECK: Duration = Duration::from_secs(15);
 
 struct MembershipContext {
     sender: mpsc::UnboundedSender<Vec<u32>>,
@@ -56,9 +53,16 @@ impl ConsumerContext for MembershipContext {
     }
 }
 
-/// One join of the group: its consumer, the task polling it, and the assignments it reports.
+/// What woke a membership waiting for its next assignment.
+enum Woken {
+    Assignment(Option<Vec<u32>>),
+    Checked(Verdict),
+    Deadline,
+}
+
+/// One join of the group: the task polling its consumer (which owns the consumer: aborting it leaves the
+/// group), and the assignments it reports.
 struct GroupMember {
-    consumer: Arc<StreamConsumer<MembershipContext>>,
     receiver: mpsc::UnboundedReceiver<Vec<u32>>,
     poller: tokio::task::JoinHandle<()>,
 }
@@ -70,64 +74,19 @@ impl GroupMember {
             .create_with_context(MembershipContext { sender })
             .map_err(kafka_error("joining the consumer group"))?;
         consumer.subscribe(&[topic]).map_err(kafka_error("subscribing"))?;
-        let consumer = Arc::new(consumer);
-        let polling = Arc::clone(&consumer);
         // The group consumer only tracks ownership: its partitions are paused on assignment and any record
         // that slips through is dropped (owners read their partitions with their own readers). Polling keeps
         // the membership alive and runs the rebalance callbacks.
         let poller = tokio::spawn(async move {
             loop {
-                if let Err(error) = polling.recv().await {
+                if let Err(error) = consumer.recv().await {
                     tracing::debug!(%error, "group membership poll");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         });
-        Ok(GroupMember {
-            consumer,
-            receiver,
-            poller,
-        })
+        Ok(GroupMember { receiver, poller })
     }
-}
-
-/// How many members a group has, counted by client id (see `KafkaMembership::astray`).
-fn live_members<'a>(client_ids: impl Iterator<Item = &'a str>) -> usize {
-    client_ids.collect::<std::collections::HashSet<_>>().len()
-}
-
-/// The partitions of `topic` in a member's assignment as DescribeGroups gives it (the consumer protocol's
-/// `Assignment`: version i16, then topics, each a string and an array of i32 partitions, then user data);
-/// `None` for bytes that are not one.
-fn assigned_partitions(bytes: &[u8], topic: &str) -> Option<Vec<u32>> {
-    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if bytes.len() < n {
-            return None;
-        }
-        let (head, rest) = bytes.split_at(n);
-        *bytes = rest;
-        Some(head)
-    }
-    fn int32(bytes: &mut &[u8]) -> Option<i32> {
-        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
-    }
-    let mut rest = bytes;
-    take(&mut rest, 2)?; // version
-    let topics = int32(&mut rest)?;
-    let mut partitions = Vec::new();
-    for _ in 0..topics.max(0) {
-        let name_length = i16::from_be_bytes(take(&mut rest, 2)?.try_into().ok()?);
-        let name = take(&mut rest, usize::try_from(name_length).ok()?)?;
-        let count = int32(&mut rest)?;
-        for _ in 0..count.max(0) {
-            let partition = int32(&mut rest)?;
-            if name == topic.as_bytes() {
-                partitions.push(u32::try_from(partition).ok()?);
-            }
-        }
-    }
-    partitions.sort_unstable();
-    Some(partitions)
 }
 
 impl Drop for GroupMember {
@@ -148,9 +107,8 @@ pub(super) struct KafkaMembership {
     rebalanced: bool,
     /// When this member last rejoined by its own choice (unchanged rebalance, overlap, below its share).
     deliberate_rejoin_at: Option<Instant>,
-    /// When the member last checked the coordinator's view of it, and whether that view was astray then
-    /// (two checks in a row make it rejoin; see `astray`).
-    share_checked_at: Instant,
+    /// Whether the last check found the coordinator's view of this member astray (two checks in a row make
+    /// it rejoin; see `liveness::coordinator_view`).
     astray_before: bool,
     /// This member's beats for the partitions it holds, and its view of every partition's beats.
     liveness: Liveness,
@@ -168,8 +126,7 @@ impl KafkaMembership {
     /// Joins the group `config` names, on `topic`.
     pub(super) fn join(config: ClientConfig, topic: &str) -> Result<KafkaMembership> {
         let joined = GroupMember::join(&config, topic)?;
-        let group = config.get("group.id").unwrap_or_default().to_string();
-        let liveness = Liveness::start(&config, &group, topic)?;
+        let liveness = Liveness::start(&config, topic)?;
         Ok(KafkaMembership {
             config,
             topic: topic.to_string(),
@@ -179,7 +136,6 @@ impl KafkaMembership {
             holding: Vec::new(),
             rebalanced: false,
             deliberate_rejoin_at: None,
-            share_checked_at: Instant::now(),
             astray_before: false,
             liveness,
             stall_rejoins: 0,
@@ -201,83 +157,37 @@ impl KafkaMembership {
         self.rebalanced = true;
     }
 
-    /// Whether this member should rejoin because the group's coordinator sees it differently:
-    ///
-    /// - it holds fewer partitions than an even split among the group's live members gives each. tansu 0.6
-    ///   can evict a member whose session ended (its broker stopped past the session timeout) without
-    ///   handing its partitions out, and no later rebalance may change this member's share, so the
-    ///   unchanged-rebalance rule never fires: the evicted member's partitions then have no owner at all
-    ///   (found by the fault harness: a partition's executions waited minutes). Counting the group's members
-    ///   (DescribeGroups) shows it: with P partitions and M members every member holds at least P / M.
-    ///   Members are counted by client id (the member's name): an evicted member can stay listed beside the
-    ///   fresh member id it rejoined under, and counting both would lower the share.
-    /// - the coordinator assigns this member's client id partitions it was never told of: a rebalance it
-    ///   took no part in (its session had timed out) gave them to it, and nobody reads them (seen by the
-    ///   fault harness after a broker stop: one partition unowned for 97 s).
-    ///
-    /// Both need DescribeGroups. tansu 0.6 answers it with no members (and librdkafka's group listing
-    /// fails against it), so on tansu this check finds nothing; there the partitions' beats
-    /// (`Liveness::stalled`) show an unowned partition instead.
-    async fn astray(&self) -> Option<String> {
-        let consumer = Arc::clone(&self.joined.consumer);
-        let topic = self.topic.clone();
-        let group = self.config.get("group.id").unwrap_or_default().to_string();
-        let me = self.config.get("client.id").unwrap_or_default().to_string();
-        let known_partitions = self.liveness.partition_count();
-        let looked = tokio::task::spawn_blocking(move || {
-            let groups = consumer
-                .fetch_group_list(Some(group.as_str()), Duration::from_secs(5))
-                .inspect_err(|error| tracing::debug!(%error, "describing the group"))
-                .ok()?;
-            let Some(described) = groups.groups().iter().find(|g| g.name() == group) else {
-                tracing::debug!(group, "the group is not among the groups described");
-                return None;
-            };
-            let members: Vec<(String, Option<Vec<u32>>)> = described
-                .members()
-                .iter()
-                .map(|m| {
-                    let assigned = m
-                        .assignment()
-                        .and_then(|bytes| assigned_partitions(bytes, &topic));
-                    (m.client_id().to_string(), assigned)
-                })
-                .collect();
-            let partitions = match known_partitions {
-                Some(count) => count as usize,
-                None => consumer
-                    .fetch_metadata(Some(topic.as_str()), Duration::from_secs(5))
-                    .ok()?
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic)
-                    .map(|t| t.partitions().len())?,
-            };
-            Some((members, partitions))
-        })
-        .await;
-        let Ok(Some((members, partitions))) = looked else {
-            return None;
-        };
-        tracing::debug!(topic = %self.topic, ?members, partitions, holding = ?self.holding, "the group as its coordinator describes it");
-        let live = live_members(members.iter().map(|(client, _)| client.as_str()));
-        if live > 0 && self.holding.len() < partitions / live {
-            return Some(format!(
-                "this member holds {} of {partitions} partitions, less than its share among {live} members (a member may have been evicted with its partitions)",
-                self.holding.len()
-            ));
+    /// Acts on a check's verdict (see `liveness.rs`). A stalled partition is already two observations a
+    /// check interval apart, so it makes the member rejoin at once; the coordinator's view must be astray
+    /// on two checks in a row. Neither acts while an assignment is settling or the member holds nothing.
+    fn judge(&mut self, verdict: Verdict) -> Result<()> {
+        if verdict.stalled.is_none() {
+            self.stall_rejoins = 0;
         }
-        let unknown: Vec<u32> = members
-            .iter()
-            .filter(|(client, _)| *client == me)
-            .filter_map(|(_, assigned)| assigned.as_ref())
-            .flatten()
-            .filter(|partition| !self.holding.contains(partition))
-            .copied()
-            .collect();
-        (!unknown.is_empty()).then(|| {
-            format!("the group's coordinator assigns this member partitions {unknown:?} it was never given (a rebalance happened without it)")
-        })
+        if self.pending.is_some() || !self.holds_partitions {
+            return Ok(());
+        }
+        match verdict {
+            Verdict {
+                stalled: Some(why), ..
+            } => {
+                if self.stall_rejoin_cooled_down() {
+                    tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
+                    self.astray_before = false;
+                    self.stall_rejoins += 1;
+                    self.rejoin_deliberately()?;
+                }
+            }
+            Verdict {
+                astray: Some(why), ..
+            } if self.astray_before && self.deliberate_rejoin_cooled_down() => {
+                tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
+                self.astray_before = false;
+                self.rejoin_deliberately()?;
+            }
+            Verdict { astray, .. } => self.astray_before = astray.is_some(),
+        }
+        Ok(())
     }
 
     /// Whether the last rejoin this member chose (not one for holding nothing) is at least
@@ -367,18 +277,27 @@ impl GroupMembership for KafkaMembership {
                 }
             }
             let deadline = match &self.pending {
-                Some((_, settle_until)) => *settle_until,
-                None if !self.holds_partitions => self.idle_since + IDLE_REJOIN,
-                None => match self.overlap {
-                    Some((_, at)) => (at + OVERLAP_PATIENCE).min(self.share_checked_at + SHARE_CHECK),
-                    None => self.share_checked_at + SHARE_CHECK,
-                },
+                Some((_, settle_until)) => Some(*settle_until),
+                None if !self.holds_partitions => Some(self.idle_since + IDLE_REJOIN),
+                None => self.overlap.map(|(_, at)| at + OVERLAP_PATIENCE),
             };
-            let received = tokio::time::timeout_at(deadline.into(), self.joined.receiver.recv()).await;
-            match received {
-                Ok(Some(assignment)) => self.receive(assignment),
-                Ok(None) => return Err(Error::Closed),
-                Err(_) if self.pending.is_none() && self.overlap_outlasted() => {
+            let until_deadline = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Every branch is cancel-safe: the caller drops this future whenever a record arrives.
+            let woken = tokio::select! {
+                assignment = self.joined.receiver.recv() => Woken::Assignment(assignment),
+                Some(verdict) = self.liveness.next_verdict() => Woken::Checked(verdict),
+                _ = until_deadline => Woken::Deadline,
+            };
+            match woken {
+                Woken::Assignment(Some(assignment)) => self.receive(assignment),
+                Woken::Assignment(None) => return Err(Error::Closed),
+                Woken::Checked(verdict) => self.judge(verdict)?,
+                Woken::Deadline if self.pending.is_none() && self.overlap_outlasted() => {
                     let partition = self.overlap.take().map(|(partition, _)| partition);
                     tracing::info!(
                         topic = %self.topic,
@@ -387,37 +306,11 @@ impl GroupMembership for KafkaMembership {
                     );
                     self.rejoin_deliberately()?;
                 }
-                Err(_) if self.pending.is_none() && self.holds_partitions => {
-                    self.share_checked_at = Instant::now();
-                    // A stalled partition is already two observations a check interval apart, so it
-                    // rejoins at once; the coordinator's view must be astray on two checks in a row.
-                    let stalled = self.liveness.stalled().await;
-                    if stalled.is_none() {
-                        self.stall_rejoins = 0;
-                    }
-                    let astray = self.astray().await;
-                    let cooled_down = self.deliberate_rejoin_cooled_down();
-                    match (stalled, astray) {
-                        (Some(why), _) if self.stall_rejoin_cooled_down() => {
-                            tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
-                            self.astray_before = false;
-                            self.stall_rejoins += 1;
-                            self.rejoin_deliberately()?;
-                        }
-                        (Some(_), _) => {}
-                        (_, Some(why)) if self.astray_before && cooled_down => {
-                            tracing::info!(topic = %self.topic, partitions = ?self.holding, "{why}; rejoining the group");
-                            self.astray_before = false;
-                            self.rejoin_deliberately()?;
-                        }
-                        (_, astray) => self.astray_before = astray.is_some(),
-                    }
-                }
-                Err(_) if self.pending.is_none() => {
+                Woken::Deadline if self.pending.is_none() && !self.holds_partitions => {
                     tracing::debug!(topic = %self.topic, "no partitions for a while; rejoining the group");
                     self.rejoin()?;
                 }
-                Err(_) => {}
+                Woken::Deadline => {}
             }
         }
     }
@@ -426,47 +319,5 @@ impl GroupMembership for KafkaMembership {
         if self.overlap.is_none() && self.holding.contains(&partition) {
             self.overlap = Some((partition, Instant::now()));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{assigned_partitions, live_members};
-
-    /// A consumer-protocol assignment of `topics`, as a coordinator hands it out.
-    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
-        let mut bytes = 0i16.to_be_bytes().to_vec();
-        bytes.extend((topics.len() as i32).to_be_bytes());
-        for (name, partitions) in topics {
-            bytes.extend((name.len() as i16).to_be_bytes());
-            bytes.extend(name.as_bytes());
-            bytes.extend((partitions.len() as i32).to_be_bytes());
-            for partition in *partitions {
-                bytes.extend(partition.to_be_bytes());
-            }
-        }
-        bytes.extend((-1i32).to_be_bytes()); // no user data
-        bytes
-    }
-
-    #[test]
-    fn an_assignment_is_read_for_its_topic_and_garbage_is_refused() {
-        let bytes = assignment(&[("other", &[5]), ("executions", &[2, 0])]);
-        assert_eq!(assigned_partitions(&bytes, "executions"), Some(vec![0, 2]));
-        assert_eq!(assigned_partitions(&bytes, "absent"), Some(vec![]));
-        assert_eq!(
-            assigned_partitions(&bytes[..bytes.len() - 9], "executions"),
-            None,
-            "cut short"
-        );
-        assert_eq!(assigned_partitions(&[], "executions"), None);
-        let negative = assignment(&[("executions", &[-1])]);
-        assert_eq!(assigned_partitions(&negative, "executions"), None);
-    }
-
-    #[test]
-    fn a_member_listed_twice_under_two_member_ids_counts_once() {
-        assert_eq!(live_members(["p1", "p2", "p2"].into_iter()), 2);
-        assert_eq!(live_members(std::iter::empty()), 0);
     }
 }

@@ -175,6 +175,9 @@ impl EventLog for KafkaLog {
         partition: u32,
         records: Vec<(String, Vec<u8>)>,
     ) -> BoxFuture<'static, Result<Vec<Position>>> {
+        if let Err(error) = crate::check_record_sizes(topic, &records) {
+            return futures::future::ready(Err(error)).boxed();
+        }
         let mut deliveries = Vec::with_capacity(records.len());
         for (key, payload) in &records {
             let mut attempts = 0;
