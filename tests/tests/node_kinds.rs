@@ -391,6 +391,69 @@ last="s$((n-1))"
 printf '{"name":"steps","interface":{"inputs":{"n":"integer"},"outputs":{"total":"integer"}},"nodes":[%s,{"id":"check","branch":{"cases":[{"if":"%s.n > 5","then":{"id":"big","task":"add","inputs":{"a":"%s.n","b":{"value":100}}}}],"else":{"id":"small","task":"inc","inputs":{"n":"%s.n"}}}}],"outputs":{"total":"check.n"}}' "$nodes" "$last" "$last" "$last" > "$ALOFT_OUTPUT_DIR/workflow"
 "#;
 
+/// A map whose items' outputs together are too large for one event fails its execution, saying so, instead
+/// of leaving the propeller to decide the same refused event again and again (which held up every execution
+/// of the partition); the partition goes on with the next execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_whose_gathered_outputs_are_too_large_for_an_event_fails_saying_so_and_the_partition_goes_on() {
+    let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
+        return;
+    };
+    let spec = r#"kind: task
+name: bulky
+version: "1"
+interface: {inputs: {n: integer}, outputs: {s: string}}
+run: {process: {command: ["sh", "-c", "head -c 409600 /dev/zero | tr '\\0' a > \"$ALOFT_OUTPUT_DIR/s\""]}}
+---
+kind: workflow
+name: bulky-fan
+interface: {inputs: {xs: "list<integer>"}, outputs: {ss: "list<string>"}}
+nodes:
+  - {id: each, map: {task: bulky, over: n}, inputs: {n: inputs.xs}}
+outputs: {ss: each.s}
+"#;
+    register_text(&mut client, deployment.scratch.path(), "bulky.yaml", spec).await;
+    let id = launch(
+        &mut client,
+        workflow("bulky-fan"),
+        "bulky-3",
+        &[("xs", "[1, 2, 3]")],
+    )
+    .await
+    .unwrap();
+    let failed = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(
+        failed.phase,
+        wire::ExecutionPhase::Failed as i32,
+        "{}",
+        failed.error
+    );
+    assert!(
+        failed.error.contains("NodeSucceeded") && failed.error.contains("more than the 983040 bytes"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(phase(&failed, "each[2]"), wire::NodePhase::NodeSucceeded);
+    // One item's output fits in an event: the next execution on the same partition runs to its end.
+    let partition_of = |name: &str| {
+        let id = aloft_core::ExecutionId {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            name: name.into(),
+        };
+        aloft_eventlog::partition_for_key(&id.partition_key(), PARTITIONS)
+    };
+    let next = (0..)
+        .map(|i| format!("bulky-1-{i}"))
+        .find(|name| partition_of(name) == partition_of("bulky-3"))
+        .unwrap();
+    let id = launch(&mut client, workflow("bulky-fan"), &next, &[("xs", "[1]")])
+        .await
+        .unwrap();
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Succeeded as i32);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_node_runs_the_workflow_its_planner_writes_on_kafka() {
     let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {

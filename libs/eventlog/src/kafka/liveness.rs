@@ -100,9 +100,15 @@ impl Liveness {
         *self.held.lock().unwrap_or_else(|p| p.into_inner()) = partitions.to_vec();
     }
 
-    /// The next check's verdict. Cancel-safe: a verdict not taken stays queued.
+    /// The newest verdict once a check has given one (older ones queued meanwhile are dropped: a membership
+    /// that was busy acts on what the group looks like now). Cancel-safe: nothing is taken until `recv`
+    /// has completed.
     pub(super) async fn next_verdict(&mut self) -> Option<Verdict> {
-        self.verdicts.recv().await
+        let mut verdict = self.verdicts.recv().await?;
+        while let Ok(newer) = self.verdicts.try_recv() {
+            verdict = newer;
+        }
+        Some(verdict)
     }
 }
 

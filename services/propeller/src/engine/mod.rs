@@ -558,11 +558,34 @@ impl Engine {
     }
 
     /// Sequences decisions after everything already appended for the execution and appends them in order.
+    /// Decisions too large for one event (the gathered outputs of a huge map, say) fail the execution
+    /// instead: deciding them again would make them again, and the partition would never move on.
     fn append_decisions(&mut self, partition: u32, execution: &ExecutionId, events: Vec<ExecutionEvent>) {
         let Some(runtime) = self.partitions.get_mut(&partition) else {
             return;
         };
-        match runtime.sequence(execution, events, RECORD_BYTES) {
+        let mut kinds: Vec<&'static str> = events.iter().map(ExecutionEvent::kind).collect();
+        kinds.dedup();
+        let sequenced = match runtime.sequence(execution, events, RECORD_BYTES) {
+            Err(aloft_eventlog::Error::RecordTooLarge { bytes, max, .. }) => {
+                let error = format!(
+                    "the engine's decision ({}) encodes to {bytes} bytes, more than the {max} bytes an event may be: \
+                     values travel inline in events, so pass large data between tasks as blobs",
+                    kinds.join(", ")
+                );
+                warn!(execution = %execution, %error, "failing the execution");
+                let failure = ExecutionEvent::ExecutionFinished {
+                    execution: execution.clone(),
+                    phase: aloft_core::ExecutionPhase::Failed,
+                    outputs: aloft_core::events::Outputs::new(),
+                    error: Some(error),
+                    at: now_millis(),
+                };
+                runtime.sequence(execution, vec![failure], RECORD_BYTES)
+            }
+            sequenced => sequenced,
+        };
+        match sequenced {
             Ok(Some(Sequenced { records, decisions })) => {
                 metrics::DECISIONS_APPENDED.increment(&[], decisions.len() as f64);
                 self.append(partition, records, decisions);

@@ -245,10 +245,23 @@ impl PartitionRuntime {
             return Ok(None);
         };
         let key = execution.partition_key();
-        let records = Envelope::pack(&envelopes, record_bytes)?
+        let records: Vec<(String, Vec<u8>)> = Envelope::pack(&envelopes, record_bytes)?
             .into_iter()
             .map(|payload| (key.clone(), payload))
             .collect();
+        // Refused here, before the sequence numbers are taken, so the caller can decide something else
+        // (the log would refuse the record, and deciding again would make it again).
+        if let Some(bytes) = records
+            .iter()
+            .map(|(key, payload)| key.len() + payload.len())
+            .find(|bytes| *bytes > aloft_eventlog::MAX_RECORD_BYTES)
+        {
+            return Err(aloft_eventlog::Error::RecordTooLarge {
+                topic: format!("execution {execution}"),
+                bytes,
+                max: aloft_eventlog::MAX_RECORD_BYTES,
+            });
+        }
         let decisions = envelopes
             .into_iter()
             .filter_map(|envelope| match envelope.payload {
