@@ -233,8 +233,8 @@ impl GroupMembership for KafkaMembership {
     /// the group. So a member rejoins under a fresh member id, which makes the coordinator assign everything
     /// again, when it held nothing for `IDLE_REJOIN`, or when a rebalance left its partitions as they were
     /// (at most once per `UNCHANGED_REJOIN_COOLDOWN`). A member holding partitions also rejoins when a
-    /// partition is stalled (records nobody has read for a check interval) or the coordinator's view of it
-    /// is astray, under the same cooldown. With Kafka a rebalance rarely leaves a member's
+    /// partition is stalled (records nobody has read for a check interval; the cooldown doubles while stalls
+    /// persist) or the coordinator's view of it is astray (see `judge`). With Kafka a rebalance rarely leaves a member's
     /// round-robin share unchanged, and one more rebalance is then all it costs.
     async fn next_assignment(&mut self) -> Result<Vec<u32>> {
         loop {
