@@ -215,6 +215,16 @@ fn scratch_dir() -> tempfile::TempDir {
 /// Partitions of every topic a deployment's services create (`ALOFT_PARTITIONS`).
 pub const PARTITIONS: u32 = 4;
 
+/// The partition of `aloft.executions` execution `name` of the test project and domain lands in.
+pub fn partition_of(name: &str) -> u32 {
+    let id = aloft_core::ExecutionId {
+        project: PROJECT.into(),
+        domain: DOMAIN.into(),
+        name: name.into(),
+    };
+    aloft_eventlog::partition_for_key(&id.partition_key(), PARTITIONS)
+}
+
 /// One deployment on the real parts: its own topic prefix, Postgres database and work dir.
 pub struct Deployment {
     pub brokers: String,

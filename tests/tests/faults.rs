@@ -362,14 +362,7 @@ fn ownership_story(deployment: &Deployment, report: &checker::Report) -> String 
         .not_succeeded
         .iter()
         .filter_map(|line| line.split(':').next())
-        .map(|name| {
-            let id = aloft_core::ExecutionId {
-                project: PROJECT.into(),
-                domain: DOMAIN.into(),
-                name: name.into(),
-            };
-            aloft_eventlog::partition_for_key(&id.partition_key(), PARTITIONS)
-        })
+        .map(partition_of)
         .collect();
     let mut story = format!("partitions of the executions not succeeded: {partitions:?}\n");
     for member in ["p1", "p2"] {

@@ -435,14 +435,6 @@ outputs: {ss: each.s}
     );
     assert_eq!(phase(&failed, "each[2]"), wire::NodePhase::NodeSucceeded);
     // One item's output fits in an event: the next execution on the same partition runs to its end.
-    let partition_of = |name: &str| {
-        let id = aloft_core::ExecutionId {
-            project: PROJECT.into(),
-            domain: DOMAIN.into(),
-            name: name.into(),
-        };
-        aloft_eventlog::partition_for_key(&id.partition_key(), PARTITIONS)
-    };
     let next = (0..)
         .map(|i| format!("bulky-1-{i}"))
         .find(|name| partition_of(name) == partition_of("bulky-3"))

@@ -18,7 +18,6 @@ use tokio::sync::{mpsc, watch};
 use crate::{Error, EventLog, GroupMembership, Position, Record, RecordStream, Result};
 
 const FRAME_TOPIC: u8 = 1;
-
 const FRAME_RECORD: u8 = 2;
 const FRAME_COMMIT: u8 = 3;
 

@@ -103,7 +103,9 @@ pub fn readiness(
                 Ok(Err(error)) => return Err(NotReady::because(Unready::Database(error))),
                 Err(_) => return Err(NotReady::because(Unready::DatabaseSlow)),
             }
-            log_answers(log.as_ref(), &topic).await?;
+            aloft_eventlog::probe_end_offset(log.as_ref(), &topic)
+                .await
+                .map_err(NotReady::because)?;
             if started {
                 Ok(())
             } else {
@@ -111,15 +113,6 @@ pub fn readiness(
             }
         })
     }
-}
-
-/// Whether the event log answers (`topic`'s first partition's end offset) within 2 s: part of every
-/// service's readiness (see `aloft_eventlog::probe_end_offset`).
-pub async fn log_answers(log: &dyn EventLog, topic: &str) -> std::result::Result<(), NotReady> {
-    aloft_eventlog::probe_end_offset(log, topic)
-        .await
-        .map(drop)
-        .map_err(NotReady::because)
 }
 
 /// Projects until `shutdown` is cancelled; after an error it resumes from the last committed offsets.

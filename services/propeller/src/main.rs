@@ -121,7 +121,9 @@ async fn main() -> anyhow::Result<()> {
             let (log, topic) = (std::sync::Arc::clone(&probe_log), probe_topic.clone());
             Box::pin(async move {
                 use aloft_propeller::metrics::{PARTITIONS_ACTIVE, PARTITIONS_OWNED};
-                aloft_store::projector::log_answers(log.as_ref(), &topic).await?;
+                aloft_eventlog::probe_end_offset(log.as_ref(), &topic)
+                    .await
+                    .map_err(aloft_telemetry::ops::NotReady::because)?;
                 match (PARTITIONS_OWNED.value(&[]), PARTITIONS_ACTIVE.value(&[])) {
                     (Some(owned), Some(active)) if owned == active => Ok(()),
                     (owned, active) => Err(aloft_telemetry::ops::NotReady::because(format!(

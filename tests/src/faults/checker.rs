@@ -328,13 +328,8 @@ pub async fn check(
         .filter(|(_, e)| e.started_at_millis != 0)
         .max_by_key(|(_, e)| e.started_at_millis - e.created_at_millis)
         .map(|(name, e)| {
-            let id = aloft_core::ExecutionId {
-                project: crate::PROJECT.into(),
-                domain: crate::DOMAIN.into(),
-                name: name.clone(),
-            };
-            let partition = aloft_eventlog::partition_for_key(&id.partition_key(), crate::PARTITIONS);
-            (name.clone(), e.started_at_millis - e.created_at_millis, partition)
+            let waited = e.started_at_millis - e.created_at_millis;
+            (name.clone(), waited, crate::partition_of(name))
         });
     for (name, execution) in &read_models {
         if execution.phase == wire::ExecutionPhase::Succeeded as i32 {

@@ -193,8 +193,13 @@ impl KafkaMembership {
     /// Whether the last rejoin this member chose (not one for holding nothing) is at least
     /// `UNCHANGED_REJOIN_COOLDOWN` ago.
     fn deliberate_rejoin_cooled_down(&self) -> bool {
+        self.rejoined_longer_ago_than(UNCHANGED_REJOIN_COOLDOWN)
+    }
+
+    /// Whether this member's last chosen rejoin is at least `cooldown` ago (or never happened).
+    fn rejoined_longer_ago_than(&self, cooldown: Duration) -> bool {
         self.deliberate_rejoin_at
-            .is_none_or(|at| at.elapsed() >= UNCHANGED_REJOIN_COOLDOWN)
+            .is_none_or(|at| at.elapsed() >= cooldown)
     }
 
     /// Whether a rejoin for a stalled partition may happen now: the cooldown doubles with each such rejoin
@@ -202,9 +207,7 @@ impl KafkaMembership {
     /// that stays stalled is owned by a member that does not beat (a propeller of a build from before the
     /// beats, during a rolling upgrade), and rejoining every 30 s would only churn the group.
     fn stall_rejoin_cooled_down(&self) -> bool {
-        let cooldown = UNCHANGED_REJOIN_COOLDOWN * (1 << self.stall_rejoins.min(3));
-        self.deliberate_rejoin_at
-            .is_none_or(|at| at.elapsed() >= cooldown)
+        self.rejoined_longer_ago_than(UNCHANGED_REJOIN_COOLDOWN * (1 << self.stall_rejoins.min(3)))
     }
 
     /// A rejoin this member chose (an unchanged rebalance, an overlap, less than its share): remembered, so

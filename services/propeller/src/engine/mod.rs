@@ -38,7 +38,7 @@ use tracing::{error, info, warn};
 use crate::attempts::{AttemptFinished, AttemptKey, AttemptReport, AttemptToRun, AttemptsHandle};
 use crate::metrics;
 use cache_gate::{CacheGate, LookupDone};
-use partition::{attempt_request, Activation, AfterEvent, PartitionRuntime, Sequenced};
+use partition::{attempt_request, Activation, AfterEvent, PartitionRuntime, Sequenced, Unsequenced};
 pub use snapshots::SnapshotOptions;
 
 const READ_BATCH: usize = 1000;
@@ -564,14 +564,12 @@ impl Engine {
         let Some(runtime) = self.partitions.get_mut(&partition) else {
             return;
         };
-        let mut kinds: Vec<&'static str> = events.iter().map(ExecutionEvent::kind).collect();
-        kinds.dedup();
         let sequenced = match runtime.sequence(execution, events, RECORD_BYTES) {
-            Err(aloft_eventlog::Error::RecordTooLarge { bytes, max, .. }) => {
+            Err(Unsequenced::TooLarge { kinds, bytes }) => {
                 let error = format!(
-                    "the engine's decision ({}) encodes to {bytes} bytes, more than the {max} bytes an event may be: \
-                     values travel inline in events, so pass large data between tasks as blobs",
-                    kinds.join(", ")
+                    "the engine's decision ({kinds}) encodes to {bytes} bytes, more than the {} bytes an event \
+                     may be: values travel inline in events, so pass large data between tasks as blobs",
+                    aloft_eventlog::MAX_RECORD_BYTES
                 );
                 warn!(execution = %execution, %error, "failing the execution");
                 let failure = ExecutionEvent::ExecutionFinished {
@@ -592,7 +590,13 @@ impl Engine {
             }
             Ok(None) => {}
             // Nothing was appended: the state stays as it was, and the decision is made again.
-            Err(error) => error!(execution = %execution, %error, "cannot encode decisions; not appended"),
+            Err(Unsequenced::Encode(error)) => {
+                error!(execution = %execution, %error, "cannot encode decisions; not appended")
+            }
+            // Only the failure above comes here, and it holds no values: it cannot be over the limit.
+            Err(Unsequenced::TooLarge { kinds, bytes }) => {
+                error!(execution = %execution, kinds, bytes, "decisions too large for one event; not appended")
+            }
         }
     }
 

@@ -41,6 +41,16 @@ pub struct Sequenced {
     pub decisions: Vec<(EventMeta, ExecutionEvent)>,
 }
 
+/// Why decisions were not sequenced (nothing of them was: the execution's sequence numbers are untaken).
+#[derive(Debug)]
+pub enum Unsequenced {
+    /// They could not be encoded.
+    Encode(aloft_eventlog::Error),
+    /// A record of them would be over the log's limit (`aloft_eventlog::MAX_RECORD_BYTES`): the kinds of
+    /// the decisions it held, and its size.
+    TooLarge { kinds: String, bytes: usize },
+}
+
 /// What must follow the application of one event.
 #[derive(Debug, PartialEq)]
 pub enum AfterEvent {
@@ -214,7 +224,7 @@ impl PartitionRuntime {
         execution: &ExecutionId,
         events: Vec<ExecutionEvent>,
         record_bytes: usize,
-    ) -> Result<Option<Sequenced>, aloft_eventlog::Error> {
+    ) -> Result<Option<Sequenced>, Unsequenced> {
         let Some(state) = self.fold.executions.get(execution) else {
             return Ok(None);
         };
@@ -245,7 +255,8 @@ impl PartitionRuntime {
             return Ok(None);
         };
         let key = execution.partition_key();
-        let records: Vec<(String, Vec<u8>)> = Envelope::pack(&envelopes, record_bytes)?
+        let records: Vec<(String, Vec<u8>)> = Envelope::pack(&envelopes, record_bytes)
+            .map_err(Unsequenced::Encode)?
             .into_iter()
             .map(|payload| (key.clone(), payload))
             .collect();
@@ -256,10 +267,17 @@ impl PartitionRuntime {
             .map(|(key, payload)| key.len() + payload.len())
             .find(|bytes| *bytes > aloft_eventlog::MAX_RECORD_BYTES)
         {
-            return Err(aloft_eventlog::Error::RecordTooLarge {
-                topic: format!("execution {execution}"),
+            let mut kinds: Vec<&str> = envelopes
+                .iter()
+                .filter_map(|envelope| match &envelope.payload {
+                    Payload::Execution(event) => Some(event.kind()),
+                    _ => None,
+                })
+                .collect();
+            kinds.dedup();
+            return Err(Unsequenced::TooLarge {
+                kinds: kinds.join(", "),
                 bytes,
-                max: aloft_eventlog::MAX_RECORD_BYTES,
             });
         }
         let decisions = envelopes
