@@ -115,6 +115,13 @@ async fn bad_input_is_rejected_with_a_clear_error_and_stores_nothing() {
         ))
         .await
         .unwrap();
+    client
+        .register_workflow(register_request(
+            r#"{"name": "fan-text", "interface": {"inputs": {"texts": "list<string>"}},
+              "nodes": [{"id": "each", "map": {"task": "take-text", "over": "text"}, "inputs": {"text": "inputs.texts"}}]}"#,
+        ))
+        .await
+        .unwrap();
     let before = counts(&mut client).await;
 
     // Malformed specs.
@@ -248,13 +255,24 @@ async fn bad_input_is_rejected_with_a_clear_error_and_stores_nothing() {
         Code::InvalidArgument,
         &["execution name"],
     );
-    // Inputs too large for one event, and a workflow too large to register: refused by their size, not
-    // answered UNAVAILABLE as if the broker were down.
-    let megabyte_of_text = "a".repeat(1024 * 1024);
+    // Inputs the engine reads (a map's list) stay inline, so a list too large for one event is refused by
+    // its size (not answered UNAVAILABLE as if the broker were down); so is a workflow too large to
+    // register even compressed. Random text, as zstd would shrink repeated text far below the limit.
+    let random_text = |bytes: usize| -> Vec<String> {
+        (0..bytes / 32)
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect()
+    };
+    let three_megabytes = serde_json::to_string(&random_text(3 * 1024 * 1024)).unwrap();
     assert_rejected(
-        launch(&mut client, workflow("text"), "", &[("text", &megabyte_of_text)])
-            .await
-            .map(tonic::Response::new),
+        launch(
+            &mut client,
+            workflow("fan-text"),
+            "",
+            &[("texts", &three_megabytes)],
+        )
+        .await
+        .map(tonic::Response::new),
         Code::InvalidArgument,
         &[
             "an event of",
@@ -262,8 +280,9 @@ async fn bad_input_is_rejected_with_a_clear_error_and_stores_nothing() {
             "pass large data as a blob",
         ],
     );
-    let nodes: Vec<String> = (0..8000)
-        .map(|i| format!(r#"{{"id": "n{i}", "task": "take-text", "inputs": {{"text": "inputs.text"}}}}"#))
+    let nodes: Vec<String> = random_text(40_000 * 32)
+        .iter()
+        .map(|id| format!(r#"{{"id": "n{id}", "task": "take-text", "inputs": {{"text": "inputs.text"}}}}"#))
         .collect();
     let huge_workflow = format!(
         r#"{{"name": "huge", "interface": {{"inputs": {{"text": "string"}}}}, "nodes": [{}]}}"#,

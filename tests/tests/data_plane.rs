@@ -596,3 +596,171 @@ run:
     );
     std::fs::write(&release, "").unwrap();
 }
+
+const OFFLOAD: &str = r#"kind: task
+name: big-list
+version: "1"
+interface: {inputs: {n: integer}, outputs: {xs: "list<integer>"}}
+run:
+  process:
+    command: ["python3", "-c", "import json, os; json.dump(list(range(int(os.environ['ALOFT_INPUT_N']))), open(os.environ['ALOFT_OUTPUT_DIR'] + '/xs', 'w'))"]
+---
+kind: task
+name: sum-list
+version: "1"
+interface: {inputs: {xs: "list<integer>"}, outputs: {total: integer, count: integer}}
+run:
+  process:
+    command: ["python3", "-c", "import json, os; xs = json.load(open(os.environ['ALOFT_INPUT_DIR'] + '/xs')); d = os.environ['ALOFT_OUTPUT_DIR']; open(d + '/total', 'w').write(str(sum(xs))); open(d + '/count', 'w').write(str(len(xs)))"]
+---
+kind: task
+name: too-big
+version: "1"
+interface: {outputs: {data: blob, s: string}}
+run:
+  process:
+    command: ["sh", "-c", "echo kept > \"$ALOFT_OUTPUT_DIR/data\" && head -c 9437184 /dev/zero | tr '\\0' a > \"$ALOFT_OUTPUT_DIR/s\""]
+---
+kind: workflow
+name: offload
+interface: {inputs: {n: integer}, outputs: {xs: "list<integer>", total: integer, count: integer}}
+nodes:
+  - {id: make, task: big-list, inputs: {n: inputs.n}}
+  - {id: go, gate: {signal: {name: go}}, after: [make]}
+  - {id: sum, task: sum-list, inputs: {xs: make.xs}, after: [go]}
+outputs: {xs: make.xs, total: sum.total, count: sum.count}
+"#;
+
+/// A propeller with a work dir of its own and a lower ceiling on values (8 MiB), so a test can pass it.
+fn propeller_with_value_ceiling(deployment: &Deployment, member: &str) -> Service {
+    let work = deployment.scratch.path().join(format!("work-{member}"));
+    deployment.start_with_env(
+        "aloft-propeller",
+        &format!("propeller-{member}"),
+        &[
+            ("ALOFT_MEMBER_ID", member.to_string()),
+            ("ALOFT_WORK_DIR", work.display().to_string()),
+            ("ALOFT_MAX_VALUE_BYTES", (8 * 1024 * 1024).to_string()),
+        ],
+    )
+}
+
+fn offloaded_of(literal: Option<&wire::Literal>) -> wire::OffloadedValue {
+    match literal.and_then(|l| l.value.clone()) {
+        Some(wire::literal::Value::Offloaded(offloaded)) => offloaded,
+        other => panic!("expected an offloaded value, got {other:?}"),
+    }
+}
+
+/// A 5 MiB list output travels as a reference to the store: the downstream node, run on another propeller
+/// after the first was SIGKILLed with its disk wiped, reads the whole list; `aloft get --output` prints
+/// it; a large launch input is offloaded by admin the same way; an output over the ceiling fails its
+/// attempt naming its size, with nothing of the attempt stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_value_is_offloaded_and_read_back_on_another_machine() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let _admin = deployment.start_admin();
+    let _catalog = deployment.start_catalog();
+    let mut first = propeller_with_value_ceiling(&deployment, "a");
+    let mut client = deployment.client().await;
+    register_text(&mut client, deployment.scratch.path(), "offload.yaml", OFFLOAD).await;
+    const N: u64 = 800_000;
+    let id = launch(
+        &mut client,
+        workflow("offload"),
+        "offload",
+        &[("n", &N.to_string())],
+    )
+    .await
+    .unwrap();
+    let running = wire::NodePhase::NodeRunning as i32;
+    let waiting = wait_until(&mut client, &id, Duration::from_secs(60), |e| {
+        node_phase(e, "go") == running
+    })
+    .await;
+    let make = waiting.nodes.iter().find(|n| n.node_id == "make").unwrap();
+    let xs = offloaded_of(make.outputs.as_ref().and_then(|o| o.values.get("xs")));
+    let expected: Vec<u64> = (0..N).collect();
+    let expected_text = serde_json::to_string(&expected).unwrap();
+    assert!(xs.uri.starts_with("s3://"), "{}", xs.uri);
+    assert!(xs.uri.ends_with("/make/1/xs.value"), "{}", xs.uri);
+    assert_eq!(xs.size, expected_text.len() as u64);
+    assert!(xs.size > 5 * 1024 * 1024, "{}", xs.size);
+    assert_eq!(
+        xs.digest,
+        format!("sha256:{}", sha256_hex(expected_text.as_bytes()))
+    );
+
+    first.sigkill();
+    std::fs::remove_dir_all(deployment.scratch.path().join("work-a")).expect("wipe A's disk");
+    let _second = propeller_with_value_ceiling(&deployment, "b");
+    client
+        .signal_execution(wire::SignalExecutionRequest {
+            id: Some(id.clone()),
+            signal: "go".into(),
+            value: String::new(),
+        })
+        .await
+        .expect("signal go");
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(120)).await;
+    let outputs = finished.outputs.as_ref().unwrap();
+    assert_eq!(
+        scalar_outputs(&finished)
+            .into_iter()
+            .filter(|o| !o.starts_with("xs="))
+            .collect::<Vec<_>>(),
+        [format!("count={N}"), format!("total={}", N * (N - 1) / 2)],
+        "the downstream node read the whole list"
+    );
+    assert_eq!(offloaded_of(outputs.values.get("xs")).uri, xs.uri);
+    let cli = std::process::Command::new(binary("aloft"))
+        .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
+        .args(["get", "offload", "--output", "xs"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let printed: Vec<u64> = serde_json::from_slice(&cli.stdout).expect("the list as JSON");
+    assert_eq!(printed, expected, "aloft get --output prints the offloaded list");
+
+    // A launch input too large to travel inline is offloaded by admin, and the task reads it whole.
+    let input_list: Vec<u64> = (0..200_000).collect();
+    let sum_id = launch(
+        &mut client,
+        task("sum-list", "1"),
+        "sum-input",
+        &[("xs", &serde_json::to_string(&input_list).unwrap())],
+    )
+    .await
+    .expect("a large input is offloaded, not refused");
+    let summed = wait_succeeded(&mut client, &sum_id, Duration::from_secs(60)).await;
+    let input = offloaded_of(summed.inputs.as_ref().and_then(|i| i.values.get("xs")));
+    assert!(input.uri.ends_with("/sum-input/inputs/xs.value"), "{}", input.uri);
+    assert_eq!(
+        scalar_outputs(&summed),
+        [
+            "count=200000".to_string(),
+            format!("total={}", 200_000u64 * 199_999 / 2)
+        ]
+    );
+
+    // Over the ceiling: the attempt fails naming the output and its size, and nothing of it is stored.
+    let big_id = launch(&mut client, task("too-big", "1"), "too-big", &[])
+        .await
+        .unwrap();
+    let failed = wait_finished(&mut client, &big_id, Duration::from_secs(60)).await;
+    assert_eq!(failed.phase, wire::ExecutionPhase::Failed as i32);
+    assert!(
+        failed.error.contains("output \"s\" is 9437184 bytes")
+            && failed.error.contains("8388608 bytes a value may be"),
+        "{}",
+        failed.error
+    );
+    let store = aloft_blobstore::BlobStore::from_url(deployment.blob_store.as_deref().unwrap()).unwrap();
+    let stored = store.list(&format!("{PROJECT}/{DOMAIN}/too-big")).await.unwrap();
+    assert!(
+        stored.is_empty(),
+        "nothing of the failed attempt is stored: {stored:?}"
+    );
+}

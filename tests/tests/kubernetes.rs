@@ -223,8 +223,8 @@ async fn an_attempt_is_a_pod_with_its_resources_and_its_outputs_come_back() {
     wait_gone(&pods, pod.metadata.name.as_deref().unwrap()).await;
 }
 
-/// OOMKilled and ImagePullBackOff are the task's errors, said plainly; an evicted pod is the platform's
-/// failure and the attempt is retried in a new pod.
+/// OOMKilled and ImagePullBackOff are the task's errors, said plainly; a missing Kubernetes Secret and an
+/// evicted pod are the platform's failures (the evicted attempt is retried in a new pod).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_failures_map_to_user_and_system_errors() {
     let Some(kubeconfig) = kubeconfig() else { return };
@@ -246,6 +246,13 @@ kind: task
 name: nowhere
 version: "1"
 run: {container: {image: "registry.example.com/missing:1", command: ["true"]}}
+---
+kind: task
+name: secretive
+version: "1"
+retries: {system: 0}
+secrets: [{name: missing-token, env: TOKEN}]
+run: {container: {image: "busybox:1", command: ["true"]}}
 "#;
     register_text(&mut client, deployment.scratch.path(), "fail.yaml", specs).await;
     let (hungry_name, nowhere_name, evicted_name) = (unique("hungry"), unique("nowhere"), unique("evicted"));
@@ -287,6 +294,27 @@ run: {container: {image: "registry.example.com/missing:1", command: ["true"]}}
     );
     assert!(
         finished.error.contains("registry.example.com/missing:1"),
+        "{}",
+        finished.error
+    );
+
+    // The task's secret is a Kubernetes Secret the pod reads itself; one that does not exist keeps the
+    // container from starting, and the attempt fails as the platform's error naming it.
+    let secretive_name = unique("secretive");
+    let secretive = launch(&mut client, task("secretive", "1"), &secretive_name, &[])
+        .await
+        .unwrap();
+    let pod = wait_for_pods(&pods, &secretive_name, 1).await.remove(0);
+    report(&pods, pod.metadata.name.as_deref().unwrap(), serde_json::json!({"phase": "Pending",
+        "containerStatuses": [{"name": "task", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"missing-token\" not found"}}}]}))
+    .await;
+    let finished = wait_finished(&mut client, &secretive, Duration::from_secs(60)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    assert!(
+        finished.error.contains(
+            "the pod cannot start (CreateContainerConfigError): secret \"missing-token\" not found"
+        ),
         "{}",
         finished.error
     );

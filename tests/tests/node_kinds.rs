@@ -391,37 +391,81 @@ last="s$((n-1))"
 printf '{"name":"steps","interface":{"inputs":{"n":"integer"},"outputs":{"total":"integer"}},"nodes":[%s,{"id":"check","branch":{"cases":[{"if":"%s.n > 5","then":{"id":"big","task":"add","inputs":{"a":"%s.n","b":{"value":100}}}}],"else":{"id":"small","task":"inc","inputs":{"n":"%s.n"}}}}],"outputs":{"total":"check.n"}}' "$nodes" "$last" "$last" "$last" > "$ALOFT_OUTPUT_DIR/workflow"
 "#;
 
-/// A map whose items' outputs together are too large for one event fails its execution, saying so, instead
-/// of leaving the propeller to decide the same refused event again and again (which held up every execution
-/// of the partition); the partition goes on with the next execution.
+/// A map whose items' outputs are large gathers references to them (each was offloaded to the blob store);
+/// one whose items' inline outputs together are too large for one event fails its execution, saying so,
+/// instead of leaving the propeller to decide the same refused event again and again (which held up every
+/// execution of the partition); the partition goes on with the next execution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_map_whose_gathered_outputs_are_too_large_for_an_event_fails_saying_so_and_the_partition_goes_on() {
+async fn a_map_of_large_outputs_gathers_references_and_one_too_large_for_an_event_fails_saying_so() {
     let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
         return;
     };
     let spec = r#"kind: task
 name: bulky
 version: "1"
-interface: {inputs: {n: integer}, outputs: {s: string}}
-run: {process: {command: ["sh", "-c", "head -c 409600 /dev/zero | tr '\\0' a > \"$ALOFT_OUTPUT_DIR/s\""]}}
+interface: {inputs: {n: integer, size: integer}, outputs: {s: string}}
+run: {process: {command: ["sh", "-c", "head -c $ALOFT_INPUT_SIZE /dev/zero | tr '\\0' a > \"$ALOFT_OUTPUT_DIR/s\""]}}
 ---
 kind: workflow
 name: bulky-fan
-interface: {inputs: {xs: "list<integer>"}, outputs: {ss: "list<string>"}}
+interface: {inputs: {xs: "list<integer>", size: integer}, outputs: {ss: "list<string>"}}
 nodes:
-  - {id: each, map: {task: bulky, over: n}, inputs: {n: inputs.xs}}
+  - {id: each, map: {task: bulky, over: n}, inputs: {n: inputs.xs, size: inputs.size}}
 outputs: {ss: each.s}
 "#;
     register_text(&mut client, deployment.scratch.path(), "bulky.yaml", spec).await;
+    // Each item's 400 KiB output is offloaded to the blob store: the map gathers three references, and the
+    // whole list downloads as its text.
     let id = launch(
         &mut client,
         workflow("bulky-fan"),
         "bulky-3",
-        &[("xs", "[1, 2, 3]")],
+        &[("xs", "[1, 2, 3]"), ("size", "409600")],
     )
     .await
     .unwrap();
-    let failed = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+    let done = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    let ss = done.outputs.as_ref().and_then(|o| o.values.get("ss")).cloned();
+    let Some(wire::literal::Value::List(items)) = ss.and_then(|l| l.value) else {
+        panic!("ss is not a list: {:?}", done.outputs)
+    };
+    assert_eq!(items.values.len(), 3);
+    for item in &items.values {
+        let Some(wire::literal::Value::Offloaded(offloaded)) = &item.value else {
+            panic!("an item's 400 KiB output travels as a reference: {item:?}")
+        };
+        assert_eq!(offloaded.size, 409_600);
+    }
+    let mut chunks = client
+        .download_data(wire::DownloadDataRequest {
+            id: Some(id.clone()),
+            name: "ss".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("download the gathered list")
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = chunks.message().await.unwrap() {
+        text.extend_from_slice(&chunk.data);
+    }
+    let strings: Vec<String> = serde_json::from_slice(&text).expect("the list as JSON");
+    assert_eq!(strings, vec!["a".repeat(409_600); 3]);
+
+    // Twenty 60 KiB outputs stay inline, one by one, but gathered they are too large for one event: the
+    // engine fails the execution saying so rather than write what the broker refuses.
+    let id = launch(
+        &mut client,
+        workflow("bulky-fan"),
+        "bulky-20",
+        &[
+            ("xs", &format!("{:?}", (0..20).collect::<Vec<_>>())),
+            ("size", "61440"),
+        ],
+    )
+    .await
+    .unwrap();
+    let failed = wait_finished(&mut client, &id, Duration::from_secs(90)).await;
     assert_eq!(
         failed.phase,
         wire::ExecutionPhase::Failed as i32,
@@ -433,15 +477,20 @@ outputs: {ss: each.s}
         "{}",
         failed.error
     );
-    assert_eq!(phase(&failed, "each[2]"), wire::NodePhase::NodeSucceeded);
-    // One item's output fits in an event: the next execution on the same partition runs to its end.
+    assert_eq!(phase(&failed, "each[19]"), wire::NodePhase::NodeSucceeded);
+    // The next execution on the same partition runs to its end.
     let next = (0..)
         .map(|i| format!("bulky-1-{i}"))
-        .find(|name| partition_of(name) == partition_of("bulky-3"))
+        .find(|name| partition_of(name) == partition_of("bulky-20"))
         .unwrap();
-    let id = launch(&mut client, workflow("bulky-fan"), &next, &[("xs", "[1]")])
-        .await
-        .unwrap();
+    let id = launch(
+        &mut client,
+        workflow("bulky-fan"),
+        &next,
+        &[("xs", "[1]"), ("size", "10")],
+    )
+    .await
+    .unwrap();
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
     assert_eq!(finished.phase, wire::ExecutionPhase::Succeeded as i32);
 }
@@ -657,5 +706,71 @@ nodes:
         aborted.error.contains("its parent") && aborted.error.contains("ended ABORTED"),
         "{}",
         aborted.error
+    );
+}
+
+/// A workflow of 20,000 task nodes registers as one event (its payload compressed; plain it would be
+/// several times the broker's limit), reads back whole, and runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_of_twenty_thousand_task_nodes_registers_and_runs() {
+    let Some((deployment, _services, mut client)) = deploy(Some("p1")).await else {
+        return;
+    };
+    const NODES: usize = 20_000;
+    let nodes: Vec<String> = (0..NODES)
+        .map(|i| format!(r#"{{"id": "n{i}", "task": "nothing", "inputs": {{"x": "inputs.x"}}}}"#))
+        .collect();
+    let spec = format!(
+        r#"{{"kind": "task", "name": "nothing", "version": "1", "interface": {{"inputs": {{"x": "integer"}}}}, "run": "noop"}}
+---
+{{"kind": "workflow", "name": "wide", "version": "1", "interface": {{"inputs": {{"x": "integer"}}}}, "nodes": [{}]}}
+"#,
+        nodes.join(",")
+    );
+    assert!(spec.len() > 1_000_000, "{}", spec.len());
+    register_text(&mut client, deployment.scratch.path(), "wide.yaml", &spec).await;
+    let read = client
+        .get_workflow(wire::GetEntityRequest {
+            id: Some(wire::Identifier {
+                project: PROJECT.into(),
+                domain: DOMAIN.into(),
+                name: "wide".into(),
+                version: "1".into(),
+            }),
+        })
+        .await
+        .expect("the workflow reads back")
+        .into_inner();
+    let stored: serde_json::Value = serde_json::from_str(&read.spec_json).unwrap();
+    assert_eq!(stored["nodes"].as_array().map(Vec::len), Some(NODES));
+    let id = launch(&mut client, workflow("wide"), "wide", &[("x", "7")])
+        .await
+        .expect("launch the wide workflow");
+    // Polled without its nodes: 20,000 of them on every read would load admin more than the run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let done = loop {
+        let execution = client
+            .get_execution(wire::GetExecutionRequest {
+                id: Some(id.clone()),
+                without_nodes: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if aloft_cli::render::is_terminal(execution.phase) {
+            break execution;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {:?}",
+            execution.phase
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(
+        done.phase,
+        wire::ExecutionPhase::Succeeded as i32,
+        "{}",
+        done.error
     );
 }

@@ -61,6 +61,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             prefix: StorePath::default(),
             local: None,
             signer: None,
+            value_limits: crate::ValueLimits::default(),
         });
     }
     let bucket = parsed
@@ -148,6 +149,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         prefix,
         local: None,
         signer: Some(signer),
+        value_limits: crate::ValueLimits::default(),
     })
 }
 
@@ -166,6 +168,7 @@ pub(crate) fn open_local(dir: &std::path::Path) -> Result<BlobStore> {
         prefix: StorePath::default(),
         local: Some(store),
         signer: None,
+        value_limits: crate::ValueLimits::default(),
     })
 }
 

@@ -22,6 +22,9 @@ pub enum BlobError {
     },
     #[error("{path}: {reason}")]
     Local { path: String, reason: String },
+    /// An offloaded value whose stored text is not what its reference says.
+    #[error("the offloaded value at {uri} is damaged: {reason}")]
+    Corrupt { uri: String, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, BlobError>;

@@ -1,5 +1,6 @@
 //! Where Aloft's data lives under the store's root: an attempt's blob outputs under
-//! `PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT/OUTPUT`, its log under `logs/PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT/`
+//! `PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT/OUTPUT` (its offloaded values at `OUTPUT.value` there, an
+//! execution's offloaded launch inputs at `PROJECT/DOMAIN/EXECUTION/inputs/INPUT.value`), its log under `logs/PROJECT/DOMAIN/EXECUTION/NODE/ATTEMPT/`
 //! in chunks named by the byte offset they start at.
 
 use crate::error::Result;
@@ -15,6 +16,11 @@ pub fn attempt_key(
     output: &str,
 ) -> String {
     format!("{project}/{domain}/{execution}/{node}/{attempt}/{output}")
+}
+
+/// The key of launch input `input` of an execution, when it is too large to travel inline.
+pub fn input_key(project: &str, domain: &str, execution: &str, input: &str) -> String {
+    format!("{project}/{domain}/{execution}/inputs/{input}.value")
 }
 
 /// The folder of one attempt's log chunks.

@@ -20,6 +20,8 @@ pub struct BlobStore {
     pub(crate) local: Option<Arc<object_store::local::LocalFileSystem>>,
     /// The same store as a URL signer, when it can sign (S3, GCS, Azure with a key).
     pub(crate) signer: Option<Arc<dyn object_store::signer::Signer>>,
+    /// When a value is offloaded here rather than carried inline in an event, and how large one may be.
+    pub(crate) value_limits: crate::ValueLimits,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -29,6 +31,17 @@ impl std::fmt::Debug for BlobStore {
 }
 
 impl BlobStore {
+    /// This store, offloading values by `limits`.
+    pub fn with_value_limits(mut self, limits: crate::ValueLimits) -> BlobStore {
+        self.value_limits = limits;
+        self
+    }
+
+    /// When a value is offloaded here, and how large one may be.
+    pub fn value_limits(&self) -> crate::ValueLimits {
+        self.value_limits
+    }
+
     /// The root every key lives under, as a URI.
     pub fn root(&self) -> &str {
         &self.root

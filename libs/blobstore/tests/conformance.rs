@@ -254,3 +254,93 @@ async fn signed_urls_read_without_credentials_where_the_store_signs() {
         ));
     }
 }
+
+/// Values too large to travel inline are offloaded (over the inline limit, then the largest while the rest
+/// take more than the budget together; never one the engine reads), and resolve back to the same value;
+/// a reference whose content does not match its digest is refused as damaged.
+#[tokio::test]
+async fn large_values_are_offloaded_and_resolve_back() {
+    use aloft_blobstore::{encoded_len, ValueLimits, INLINE_VALUES_BUDGET};
+    use aloft_core::{LiteralType, Value};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let (_dir, stores) = stores("values");
+    let list_type: LiteralType = "list<integer>".parse().unwrap();
+    let big = Value::List((0..20_000).map(Value::Integer).collect());
+    let medium = Value::String("m".repeat(60_000));
+    for store in stores {
+        let mut values = BTreeMap::from([
+            ("big".to_string(), big.clone()),
+            ("read".to_string(), big.clone()),
+            ("small".to_string(), Value::Integer(7)),
+        ]);
+        // Ten values each under the inline limit, together over the budget.
+        for index in 0..10 {
+            values.insert(format!("m{index}"), medium.clone());
+        }
+        let mut types: BTreeMap<String, LiteralType> = values
+            .keys()
+            .map(|name| (name.clone(), LiteralType::String))
+            .collect();
+        types.insert("big".into(), list_type.clone());
+        types.insert("read".into(), list_type.clone());
+        types.insert("small".into(), LiteralType::Integer);
+        let keep = BTreeSet::from(["read".to_string()]);
+        let offloaded = store
+            .offload_large(&mut values, &types, &keep, ValueLimits::default(), |name| {
+                format!("p/d/e/n/1/{name}.value")
+            })
+            .await
+            .unwrap();
+        assert_eq!(offloaded[0], "big", "the largest first");
+        assert!(
+            !offloaded.contains(&"read".to_string()),
+            "a value the engine reads stays inline"
+        );
+        assert!(!offloaded.contains(&"small".to_string()));
+        let inline: usize = values
+            .iter()
+            .filter(|(name, _)| name.as_str() != "read")
+            .map(|(_, value)| encoded_len(value))
+            .sum();
+        assert!(values["read"] == big, "kept inline, though over the budget alone");
+        assert!(inline <= INLINE_VALUES_BUDGET, "{inline}");
+        assert!(offloaded.len() >= 2, "some medium values too: {offloaded:?}");
+        let Value::Offloaded {
+            uri,
+            size,
+            digest,
+            value_type,
+        } = values["big"].clone()
+        else {
+            panic!("big is not offloaded: {:?}", values["big"])
+        };
+        assert_eq!(uri, format!("{}/p/d/e/n/1/big.value", store.root()));
+        assert_eq!(value_type, list_type);
+        let text = big.to_text();
+        assert_eq!(size, text.len() as u64);
+        assert_eq!(digest, sha256_of(text.as_bytes()));
+        assert!(
+            list_type.check(&values["big"]).is_ok(),
+            "a reference checks as its type"
+        );
+        assert!(LiteralType::String.check(&values["big"]).is_err());
+        assert_eq!(store.resolve(&values["big"]).await.unwrap(), big);
+        // A list gathering references resolves whole.
+        let gathered = Value::List(vec![values["big"].clone(), Value::List(vec![])]);
+        assert_eq!(
+            store.resolve(&gathered).await.unwrap(),
+            Value::List(vec![big.clone(), Value::List(vec![])])
+        );
+        // Changed behind the reference's back: refused, naming it.
+        store
+            .put("p/d/e/n/1/big.value", bytes::Bytes::from_static(b"[1,2,3]"))
+            .await
+            .unwrap();
+        let damaged = store.resolve(&values["big"]).await.unwrap_err().to_string();
+        assert!(
+            damaged.contains("big.value is damaged") && damaged.contains("sha256:"),
+            "{damaged}"
+        );
+    }
+}

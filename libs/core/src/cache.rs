@@ -234,6 +234,14 @@ fn canonical_value(out: &mut String, value: &Value) {
             canonical_json(out, json);
         }
         Value::None => out.push('n'),
+        Value::Offloaded {
+            digest, value_type, ..
+        } => {
+            // Its stored text, wherever it lies.
+            out.push('o');
+            push_text(out, digest);
+            push_text(out, &value_type.to_string());
+        }
     }
 }
 

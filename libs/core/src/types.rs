@@ -90,6 +90,16 @@ impl LiteralType {
     /// Checks that `value` has this type; the error says where inside the value the mismatch is.
     pub fn check(&self, value: &Value) -> Result<(), ValueError> {
         match (self, value) {
+            (expected, Value::Offloaded { value_type, .. }) => {
+                if value_type.is_assignable_to(expected) {
+                    Ok(())
+                } else {
+                    Err(ValueError::Mismatch {
+                        expected: expected.clone(),
+                        found: format!("an offloaded {value_type}"),
+                    })
+                }
+            }
             (LiteralType::Optional(_), Value::None) => Ok(()),
             (LiteralType::Optional(inner), other) => inner.check(other),
             (LiteralType::Integer, Value::Integer(_))
@@ -341,6 +351,18 @@ pub enum Value {
     Map(BTreeMap<String, Value>),
     Struct(serde_json::Value),
     None,
+    /// A value too large to travel inline in an event: its text (what a task reads: scalars bare,
+    /// collections as JSON) lies in the blob store at `uri`. Readers that need the value itself fetch it
+    /// and parse it by `value_type`; identity (cache keys) goes by `digest`.
+    Offloaded {
+        uri: String,
+        /// Bytes of the stored text.
+        size: u64,
+        /// `sha256:HEX` of the stored text.
+        digest: String,
+        #[serde(rename = "type")]
+        value_type: LiteralType,
+    },
 }
 
 impl Value {
@@ -357,6 +379,7 @@ impl Value {
             Value::Map(_) => "map",
             Value::Struct(_) => "struct",
             Value::None => "none",
+            Value::Offloaded { .. } => "offloaded value",
         }
     }
 
@@ -380,6 +403,13 @@ impl Value {
             ),
             Value::Struct(json) => json.clone(),
             Value::None => J::Null,
+            // Its content is elsewhere: shown by reference, resolved by whoever needs the value.
+            Value::Offloaded {
+                uri,
+                size,
+                value_type,
+                ..
+            } => serde_json::json!({"offloaded": uri, "size": size, "type": value_type.to_string()}),
         }
     }
 
@@ -391,7 +421,8 @@ impl Value {
             Value::Datetime(d) => d.to_rfc3339(),
             Value::Duration { millis } => format_duration_millis(*millis),
             Value::None => String::new(),
-            Value::Integer(_)
+            Value::Offloaded { .. }
+            | Value::Integer(_)
             | Value::Float(_)
             | Value::Boolean(_)
             | Value::List(_)

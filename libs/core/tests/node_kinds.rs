@@ -1199,3 +1199,79 @@ outputs: {result: pick.n}
         prop_assert_eq!(&restored, &run.fold);
     }
 }
+
+fn offloaded(value_type: &str) -> Value {
+    Value::Offloaded {
+        uri: "s3://b/p/d/e/n/1/x.value".into(),
+        size: 1_048_576,
+        digest: "sha256:00".into(),
+        value_type: value_type.parse().unwrap(),
+    }
+}
+
+/// Outputs the engine itself reads (a map's list, a branch's operands) are known per node, so executors keep
+/// them inline; if one arrives offloaded anyway, the node fails saying why instead of deciding blind. Other
+/// offloaded values pass through the engine untouched.
+#[test]
+fn the_engine_names_the_outputs_it_reads_and_refuses_to_decide_on_offloaded_ones() {
+    let mapped_prep = compile(&[r#"
+name: read
+interface: {inputs: {x: integer}, outputs: {ns: integer}}
+nodes:
+  - {id: prep, task: inc, inputs: {n: inputs.x}}
+  - {id: pick, branch: {cases: [{if: "prep.n > 3", then: {id: big, task: inc, inputs: {n: prep.n}}}], else: {id: small, task: inc, inputs: {n: prep.n}}}}
+  - {id: also, task: add, inputs: {a: prep.n, b: pick.n}}
+outputs: {ns: also.n}
+"#])
+    .unwrap();
+    let run = Run::start(&mapped_prep, x(1));
+    let state = run.state();
+    let node = |id: &str| state.workflow.nodes.iter().position(|n| n.id == id).unwrap();
+    assert_eq!(
+        state.outputs_read_by_the_engine(node("prep")),
+        ["n".to_string()].into(),
+        "the branch's condition reads prep.n"
+    );
+    assert!(state.outputs_read_by_the_engine(node("also")).is_empty());
+
+    // The branch's operand arrives offloaded: the case cannot be evaluated, and the message says why.
+    let mut run = Run::start(&mapped_prep, x(1));
+    run.settle();
+    let (prep, attempt) = run.state().running_attempts().next().unwrap();
+    let seq = run.state().last_seq + 1;
+    run.offer(
+        EventMeta { seq, writer_epoch: 1 },
+        ExecutionEvent::AttemptSucceeded {
+            execution: run.id.clone(),
+            node: prep,
+            attempt,
+            outputs: [("n".to_string(), offloaded("integer"))].into(),
+            at: 0,
+            cache: None,
+        },
+    );
+    run.settle();
+    assert_eq!(run.phase_of("pick/big"), NodePhase::Skipped, "else is taken");
+    let decided = run
+        .log
+        .iter()
+        .find_map(|(_, event)| match event {
+            ExecutionEvent::BranchTaken { condition, .. } => Some(condition.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(decided, "else");
+
+    // A map's list arrives offloaded (a launch input kept inline by admin would not be): the map fails naming it.
+    let workflow = mapped("");
+    assert_eq!(workflow.inputs_read_by_the_engine(), ["xs".to_string()].into());
+    let mut run = Run::start(&workflow, [("xs".to_string(), offloaded("list<integer>"))].into());
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Failed);
+    let error = run.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("offloaded to the blob store (1048576 bytes"),
+        "{error}"
+    );
+    run.assert_replay_gives_the_live_state();
+}

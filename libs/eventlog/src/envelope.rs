@@ -13,7 +13,20 @@ use crate::error::Error;
 /// log is the audit record, and events written today must replay in every later version.
 ///
 /// 2: `GateWaiting.waiting_for` is a typed `WaitingFor` (version 1 carried its text; still read).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the payload may be zstd-compressed JSON (`payload_encoding`). Only such envelopes are written with
+/// version 3, so a reader of version 2 reads every other event of a newer writer during a rolling upgrade.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The version an envelope with a plain JSON payload is written with.
+const PLAIN_SCHEMA_VERSION: u32 = 2;
+
+/// A payload's JSON larger than this is compressed: a workflow of 20,000 nodes registers as one event
+/// (its JSON repeats each node's task, and compresses about fiftyfold).
+pub const COMPRESS_ABOVE_BYTES: usize = 64 * 1024;
+/// zstd's level: its default, fast on both sides.
+const ZSTD_LEVEL: i32 = 3;
+/// The most a compressed payload may expand to, so a damaged or hostile record cannot exhaust memory.
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024 * 1024;
 
 // Payloads are decoded and handled one at a time, never stored in bulk: the size gap between variants
 // costs nothing worth a box on every registry event.
@@ -109,19 +122,30 @@ impl Envelope {
                 self.stream
             ))
         };
+        let json = match &self.payload {
+            Payload::Registry(event) => serde_json::to_vec(event),
+            Payload::Execution(event) => serde_json::to_vec(event),
+            Payload::Schedule(event) => serde_json::to_vec(event),
+            Payload::Delivery(event) => serde_json::to_vec(event),
+        }
+        .map_err(encode_error)?;
+        let (bytes, encoding, schema_version) = if json.len() > COMPRESS_ABOVE_BYTES {
+            let compressed = zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|error| {
+                Error::Encode(format!(
+                    "compressing the {} event of stream {}: {error}",
+                    self.payload.kind(),
+                    self.stream
+                ))
+            })?;
+            (compressed, wire::PayloadEncoding::ZstdJson, SCHEMA_VERSION)
+        } else {
+            (json, wire::PayloadEncoding::Json, PLAIN_SCHEMA_VERSION)
+        };
         let payload = match &self.payload {
-            Payload::Registry(event) => {
-                wire::envelope::Payload::RegistryEventJson(serde_json::to_vec(event).map_err(encode_error)?)
-            }
-            Payload::Execution(event) => {
-                wire::envelope::Payload::ExecutionEventJson(serde_json::to_vec(event).map_err(encode_error)?)
-            }
-            Payload::Schedule(event) => {
-                wire::envelope::Payload::ScheduleEventJson(serde_json::to_vec(event).map_err(encode_error)?)
-            }
-            Payload::Delivery(event) => {
-                wire::envelope::Payload::DeliveryEventJson(serde_json::to_vec(event).map_err(encode_error)?)
-            }
+            Payload::Registry(_) => wire::envelope::Payload::RegistryEventJson(bytes),
+            Payload::Execution(_) => wire::envelope::Payload::ExecutionEventJson(bytes),
+            Payload::Schedule(_) => wire::envelope::Payload::ScheduleEventJson(bytes),
+            Payload::Delivery(_) => wire::envelope::Payload::DeliveryEventJson(bytes),
         };
         Ok(wire::Envelope {
             stream: self.stream.clone(),
@@ -131,7 +155,8 @@ impl Envelope {
             traceparent: self.traceparent.clone(),
             payload: Some(payload),
             then: Vec::new(),
-            schema_version: SCHEMA_VERSION,
+            schema_version,
+            payload_encoding: encoding as i32,
             principal: self.principal.as_ref().map(|p| wire::EventPrincipal {
                 subject: p.subject.clone(),
                 name: p.name.clone(),
@@ -177,18 +202,39 @@ impl Envelope {
                 wire.stream, wire.schema_version
             )));
         }
+        let encoding = wire::PayloadEncoding::try_from(wire.payload_encoding).map_err(|_| {
+            Error::Decode(format!(
+                "envelope of stream {} has an unknown payload encoding {}",
+                wire.stream, wire.payload_encoding
+            ))
+        })?;
+        let json = |bytes: Vec<u8>| -> Result<Vec<u8>, Error> {
+            match encoding {
+                wire::PayloadEncoding::Json => Ok(bytes),
+                wire::PayloadEncoding::ZstdJson => decompress(&bytes).map_err(|error| {
+                    Error::Decode(format!(
+                        "envelope of stream {}: its compressed payload does not decompress: {error}",
+                        wire.stream
+                    ))
+                }),
+            }
+        };
         let payload = match wire.payload {
-            Some(wire::envelope::Payload::RegistryEventJson(json)) => Payload::Registry(
-                serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("registry event: {e}")))?,
+            Some(wire::envelope::Payload::RegistryEventJson(bytes)) => Payload::Registry(
+                serde_json::from_slice(&json(bytes)?)
+                    .map_err(|e| Error::Decode(format!("registry event: {e}")))?,
             ),
-            Some(wire::envelope::Payload::ExecutionEventJson(json)) => Payload::Execution(
-                serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("execution event: {e}")))?,
+            Some(wire::envelope::Payload::ExecutionEventJson(bytes)) => Payload::Execution(
+                serde_json::from_slice(&json(bytes)?)
+                    .map_err(|e| Error::Decode(format!("execution event: {e}")))?,
             ),
-            Some(wire::envelope::Payload::ScheduleEventJson(json)) => Payload::Schedule(
-                serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("schedule event: {e}")))?,
+            Some(wire::envelope::Payload::ScheduleEventJson(bytes)) => Payload::Schedule(
+                serde_json::from_slice(&json(bytes)?)
+                    .map_err(|e| Error::Decode(format!("schedule event: {e}")))?,
             ),
-            Some(wire::envelope::Payload::DeliveryEventJson(json)) => Payload::Delivery(
-                serde_json::from_slice(&json).map_err(|e| Error::Decode(format!("delivery event: {e}")))?,
+            Some(wire::envelope::Payload::DeliveryEventJson(bytes)) => Payload::Delivery(
+                serde_json::from_slice(&json(bytes)?)
+                    .map_err(|e| Error::Decode(format!("delivery event: {e}")))?,
             ),
             None => {
                 return Err(Error::Decode(format!(
@@ -220,6 +266,21 @@ impl Envelope {
             principal,
         })
     }
+}
+
+/// A zstd payload's JSON, refused when it would expand past `MAX_PAYLOAD_BYTES`.
+fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut json = Vec::new();
+    zstd::stream::read::Decoder::new(bytes)?
+        .take(MAX_PAYLOAD_BYTES as u64 + 1)
+        .read_to_end(&mut json)?;
+    if json.len() > MAX_PAYLOAD_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it expands past {MAX_PAYLOAD_BYTES} bytes"
+        )));
+    }
+    Ok(json)
 }
 
 /// One record of `group` (not empty): the first envelope, carrying the others in `then`.
@@ -301,7 +362,7 @@ mod tests {
     #[test]
     fn an_envelope_of_a_newer_schema_is_refused_naming_both_versions_and_an_unversioned_one_is_read() {
         let mut wire = envelope(1, 1).to_wire().unwrap();
-        assert_eq!(wire.schema_version, SCHEMA_VERSION);
+        assert_eq!(wire.schema_version, PLAIN_SCHEMA_VERSION);
         wire.schema_version = SCHEMA_VERSION + 1;
         let error = Envelope::decode(&wire.encode_to_vec()).unwrap_err().to_string();
         assert!(
@@ -313,5 +374,41 @@ mod tests {
         // Records written before versions were recorded carry none (0) and read as they always did.
         wire.schema_version = 0;
         assert_eq!(Envelope::decode(&wire.encode_to_vec()).unwrap(), envelope(1, 1));
+    }
+
+    #[test]
+    fn a_large_payload_is_compressed_as_version_3_and_a_small_one_stays_plain_json_of_version_2() {
+        let large = envelope(2, 2 * COMPRESS_ABOVE_BYTES);
+        let wire = large.to_wire().unwrap();
+        assert_eq!(wire.payload_encoding, wire::PayloadEncoding::ZstdJson as i32);
+        assert_eq!(wire.schema_version, SCHEMA_VERSION);
+        assert!(
+            wire.encoded_len() < COMPRESS_ABOVE_BYTES / 10,
+            "{}",
+            wire.encoded_len()
+        );
+        assert_eq!(Envelope::decode(&wire.encode_to_vec()).unwrap(), large);
+        // Packed with others, it still reads back in order.
+        let batch = [envelope(1, 1), large.clone(), envelope(3, 1)];
+        let records = Envelope::pack(&batch, 1_000_000).unwrap();
+        assert_eq!(Envelope::decode_all(&records[0]).unwrap(), batch);
+
+        let small = envelope(1, 100).to_wire().unwrap();
+        assert_eq!(small.payload_encoding, wire::PayloadEncoding::Json as i32);
+        assert_eq!(small.schema_version, PLAIN_SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_damaged_compressed_payload_or_an_unknown_encoding_is_refused_naming_the_stream() {
+        let mut wire = envelope(1, 1).to_wire().unwrap();
+        wire.payload_encoding = wire::PayloadEncoding::ZstdJson as i32;
+        let error = Envelope::decode(&wire.encode_to_vec()).unwrap_err().to_string();
+        assert!(
+            error.contains("execution/p/d/e") && error.contains("does not decompress"),
+            "{error}"
+        );
+        wire.payload_encoding = 9;
+        let error = Envelope::decode(&wire.encode_to_vec()).unwrap_err().to_string();
+        assert!(error.contains("unknown payload encoding 9"), "{error}");
     }
 }

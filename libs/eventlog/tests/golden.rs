@@ -158,6 +158,15 @@ fn samples() -> Vec<(&'static str, Json)> {
             "cache": {"key": "9f2c", "status": "POPULATED"}}),
         ),
         (
+            "execution@3-offloaded",
+            json!({"event": "attempt_succeeded", "execution": execution(), "node": 0, "attempt": 1, "outputs": {
+                "reads": {"type": "offloaded", "value": {
+                    "uri": "s3://aloft-data/genomics/production/align-2026-12-06/align/1/reads.value",
+                    "size": 5_242_880_u64, "digest": "sha256:9f2c", "type": "list<string>"}},
+                "count": {"type": "integer", "value": 3}
+            }, "at": 8}),
+        ),
+        (
             "execution",
             json!({"event": "attempt_failed", "execution": execution(), "node": 0, "attempt": 2, "kind": "timeout",
             "message": "timed out after 2h", "at": 9}),

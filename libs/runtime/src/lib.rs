@@ -121,6 +121,14 @@ pub struct BlobStoreArgs {
     /// Default: the directory `blobs` in --data-dir, which only this machine can read.
     #[arg(long, env = "ALOFT_BLOB_STORE")]
     pub blob_store: Option<String>,
+    /// A value (not a blob) whose encoding takes more bytes than this is written to the blob store and
+    /// travels in events as a typed reference; at most 524288 (what the values of one event may take).
+    #[arg(long, env = "ALOFT_INLINE_VALUE_LIMIT", default_value_t = aloft_blobstore::DEFAULT_INLINE_VALUE_LIMIT)]
+    pub inline_value_limit: usize,
+    /// The largest value (not a blob) a task may output, in bytes; a larger one fails its attempt naming it.
+    /// Larger data belongs in a blob output.
+    #[arg(long, env = "ALOFT_MAX_VALUE_BYTES", default_value_t = aloft_blobstore::DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: u64,
 }
 
 impl BlobStoreArgs {
@@ -132,7 +140,35 @@ impl BlobStoreArgs {
             None => aloft_blobstore::BlobStore::local(&data_dir.join("blobs"))?,
         };
         store.check().await?;
-        tracing::info!(root = store.root(), "blob store");
-        Ok(store)
+        let limits = self.value_limits()?;
+        tracing::info!(
+            root = store.root(),
+            inline_value_limit = limits.inline,
+            "blob store"
+        );
+        Ok(store.with_value_limits(limits))
+    }
+
+    /// The value limits given, checked.
+    pub fn value_limits(&self) -> anyhow::Result<aloft_blobstore::ValueLimits> {
+        let budget = aloft_blobstore::INLINE_VALUES_BUDGET;
+        if self.inline_value_limit > budget {
+            anyhow::bail!(
+                "--inline-value-limit (ALOFT_INLINE_VALUE_LIMIT) {} is more than {budget}, what the values of one \
+                 event may take together",
+                self.inline_value_limit
+            );
+        }
+        if self.max_value_bytes < self.inline_value_limit as u64 {
+            anyhow::bail!(
+                "--max-value-bytes (ALOFT_MAX_VALUE_BYTES) {} is less than --inline-value-limit {}",
+                self.max_value_bytes,
+                self.inline_value_limit
+            );
+        }
+        Ok(aloft_blobstore::ValueLimits {
+            inline: self.inline_value_limit,
+            max: self.max_value_bytes,
+        })
     }
 }

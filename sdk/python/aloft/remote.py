@@ -14,6 +14,7 @@ import json
 import os
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from aloft.dynamic import Dynamic
@@ -34,8 +35,9 @@ class RemoteError(Exception):
         self.message = message
 
 
-def literal_json(literal: dict[str, Any]) -> Any:
-    """The plain JSON value (as tasks read it) of a literal as the REST API writes it."""
+def literal_json(literal: dict[str, Any], fetch: Callable[[], str] | None = None) -> Any:
+    """The plain JSON value (as tasks read it) of a literal as the REST API writes it. An offloaded value
+    (one too large to travel inline) is read with ``fetch``, which returns its stored text."""
     if len(literal) != 1:
         raise ValueError(f"not a literal: {literal!r}")
     ((kind, value),) = literal.items()
@@ -49,6 +51,9 @@ def literal_json(literal: dict[str, Any]) -> Any:
         return format_duration(dt.timedelta(milliseconds=int(value)))
     if kind == "blob":
         return value.get("uri", "")
+    if kind in ("list", "map") and fetch is not None and _holds_offloaded(literal):
+        # Gathered from items some of which were offloaded: the download gives it whole, as JSON.
+        return json.loads(fetch())
     if kind == "list":
         return [literal_json(item) for item in value.get("values", [])]
     if kind == "map":
@@ -57,7 +62,29 @@ def literal_json(literal: dict[str, Any]) -> Any:
         return json.loads(value)
     if kind == "none":
         return None
+    if kind == "offloaded":
+        if fetch is None:
+            raise ValueError(f"the value at {value.get('uri')} was offloaded to the blob store; read it by name")
+        text = fetch()
+        # Scalars are stored bare, collections as JSON (as a task reads its input file).
+        value_type = value.get("type", {})
+        while "optional" in value_type:
+            value_type = value_type["optional"]
+        if value_type.get("simple") in ("STRING", "DATETIME", "DURATION"):
+            return text
+        return json.loads(text)
     raise ValueError(f"unknown literal kind {kind!r}")
+
+
+def _holds_offloaded(literal: dict[str, Any]) -> bool:
+    ((kind, value),) = literal.items()
+    if kind == "offloaded":
+        return True
+    if kind == "list":
+        return any(_holds_offloaded(item) for item in value.get("values", []))
+    if kind == "map":
+        return any(_holds_offloaded(item) for item in value.get("values", {}).values())
+    return False
 
 
 class Execution:
@@ -100,7 +127,10 @@ class Execution:
         data = self.remote._call("GET", self._path(f"/node_data?{query}"))
         if "inputs" not in data:
             raise LookupError(f"node {node!r} of execution {self.name} has no inputs yet")
-        return {name: literal_json(literal) for name, literal in data["inputs"].get("values", {}).items()}
+        return {
+            name: literal_json(literal, lambda name=name: self._download(name, node=node, inputs=True))
+            for name, literal in data["inputs"].get("values", {}).items()
+        }
 
     def node_outputs(self, node: str) -> dict[str, Any]:
         """The outputs of node ``node`` (its id in the workflow) as plain values, once it succeeded."""
@@ -111,7 +141,19 @@ class Execution:
             raise KeyError(
                 f"execution {self.name} has no outputs of node {node!r} (nodes with outputs: {known})"
             )
-        return {name: literal_json(literal) for name, literal in by_node[node].get("values", {}).items()}
+        return {
+            name: literal_json(literal, lambda name=name: self._download(name, node=node))
+            for name, literal in by_node[node].get("values", {}).items()
+        }
+
+    def _download(self, name: str, node: str | None = None, inputs: bool = False) -> str:
+        """The text of one input or output (of the execution, or of ``node``), as DownloadData streams it."""
+        query: dict[str, str] = {"name": name}
+        if node is not None:
+            query["node_id"] = node
+        if inputs:
+            query["from_inputs"] = "true"
+        return self.remote._get_bytes(self._path(f"/download?{urllib.parse.urlencode(query)}")).decode()
 
     def history(self) -> list[dict[str, Any]]:
         """Every event of the execution in log order, each with its ``index``, ``kind``, ``summary`` and
@@ -149,7 +191,9 @@ class Execution:
     def outputs(self) -> dict[str, Any]:
         """The outputs as Python values of their declared types (plain JSON values when run by name)."""
         values = self.state.get("outputs", {}).get("values", {})
-        plain = {name: literal_json(literal) for name, literal in values.items()}
+        plain = {
+            name: literal_json(literal, lambda name=name: self._download(name)) for name, literal in values.items()
+        }
         if self._output_hints is None:
             return plain
         return {
@@ -172,6 +216,24 @@ class Remote:
         self.project = project
         self.domain = domain
         self.token = token if token is not None else os.environ.get("ALOFT_TOKEN")
+
+    def _get_bytes(self, path: str) -> bytes:
+        """The body of a GET that answers bytes (a download)."""
+        import urllib.error
+        import urllib.request
+
+        url = f"{self.endpoint}/api/v1/projects/{self.project}/domains/{self.domain}/{path}"
+        request = urllib.request.Request(url, method="GET")
+        if self.token:
+            request.add_header("authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as error:
+            raise RemoteError(error.code, error.read().decode(errors="replace")) from None
+        except urllib.error.URLError as error:
+            raise RemoteError(0, f"cannot reach {self.endpoint}: {error.reason}") from None
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         # Imported here: `urllib.request` takes ~20 ms to import, and every task attempt imports `aloft`.

@@ -28,6 +28,18 @@ def test_rest_literals_become_the_values_tasks_read() -> None:
         literal_json({"mystery": 1})
 
 
+def test_an_offloaded_value_is_read_through_the_fetch_it_is_given() -> None:
+    reference = {"uri": "s3://b/p/d/e/n/1/xs.value", "size": "7", "digest": "sha256:00"}
+    listed = {"offloaded": {**reference, "type": {"list": {"simple": "INTEGER"}}}}
+    assert literal_json(listed, lambda: "[1,2,3]") == [1, 2, 3]
+    text = {"offloaded": {**reference, "type": {"simple": "STRING"}}}
+    assert literal_json(text, lambda: "a long text") == "a long text"
+    gathered = {"list": {"values": [listed, {"list": {"values": []}}]}}
+    assert literal_json(gathered, lambda: "[[1,2,3],[]]") == [[1, 2, 3], []]
+    with pytest.raises(ValueError, match="offloaded to the blob store"):
+        literal_json(listed)
+
+
 @task
 def inc(n: int) -> int:
     return n + 1

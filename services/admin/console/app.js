@@ -215,6 +215,7 @@ function literalText(literal) {
   if ("map" in literal) return `{${Object.entries(literal.map.values || {}).map(([k, v]) => `${k}: ${literalText(v)}`).join(", ")}}`;
   if ("struct_json" in literal) return literal.struct_json;
   if ("none" in literal) return "none";
+  if ("offloaded" in literal) return `(offloaded to the blob store, ${literal.offloaded.size} bytes)`;
   return JSON.stringify(literal);
 }
 
@@ -237,6 +238,10 @@ function valuesTable(map, caption, source = null) {
 function valueCell(name, value, source) {
   if (value && "struct_json" in value) {
     try { return jsonTree(JSON.parse(value.struct_json)); } catch { return value.struct_json; }
+  }
+  if (value && "offloaded" in value && source) {
+    return [literalText(value), " ", h("button", { type: "button", "data-download": name,
+      onclick: (event) => download(event.target, { ...source.id, node_id: source.node_id, from_inputs: source.from_inputs ? "true" : undefined }, name) }, "Download")];
   }
   if (value && "blob" in value && source && !value.blob.uri.endsWith("/")) {
     return [shortened(value.blob.uri), " ", h("button", { type: "button", "data-download": name,

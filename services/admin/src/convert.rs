@@ -79,6 +79,17 @@ pub fn value_to_wire(value: &Value) -> wire::Literal {
         Value::Map(entries) => W::Map(outputs_to_wire(entries)),
         Value::Struct(json) => W::StructJson(json.to_string()),
         Value::None => W::None(wire::NoneValue {}),
+        Value::Offloaded {
+            uri,
+            size,
+            digest,
+            value_type,
+        } => W::Offloaded(wire::OffloadedValue {
+            uri: uri.clone(),
+            size: *size,
+            digest: digest.clone(),
+            r#type: Some(literal_type_to_wire(value_type)),
+        }),
     };
     wire::Literal {
         value: Some(converted),
@@ -139,6 +150,11 @@ pub fn value_from_wire(literal: &wire::Literal, expected: &LiteralType, path: &s
                 .map(|(k, item)| value_from_wire(item, inner, &format!("{path}.{k}")).map(|v| (k.clone(), v)))
                 .collect::<ApiResult<_>>()?,
         ),
+        (_, W::Offloaded(_)) => return Err(invalid(
+            "an offloaded value (a reference into the blob store) cannot be given; pass the value itself, \
+                 which is offloaded again if it is large"
+                .to_string(),
+        )),
         (expected, _) => return Err(invalid(format!("expected a value of type {expected}"))),
     };
     expected.check(&converted).map_err(|e| invalid(e.to_string()))?;

@@ -1,4 +1,4 @@
-//! `aloft admin gc`: removes the raw data (blob outputs) of executions that finished before a cutoff, except
+//! `aloft admin gc`: removes the raw data (blob outputs and offloaded values) of executions that finished before a cutoff, except
 //! what a cache entry or an unfinished execution still references. Works on the read models, the catalog's
 //! table and the blob store directly, like the other operator tools; task logs are kept.
 
@@ -23,10 +23,10 @@ pub struct GcReport {
     pub kept_objects: usize,
 }
 
-/// Every blob URI inside `value`.
+/// Every blob or offloaded value's URI inside `value`.
 fn blob_uris(value: &Value, into: &mut BTreeSet<String>) {
     match value {
-        Value::Blob { uri, .. } => {
+        Value::Blob { uri, .. } | Value::Offloaded { uri, .. } => {
             into.insert(uri.clone());
         }
         Value::List(items) => items.iter().for_each(|item| blob_uris(item, into)),

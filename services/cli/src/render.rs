@@ -23,6 +23,10 @@ pub fn literal_text(literal: &wire::Literal) -> String {
         Some(W::Map(map)) => format!("{{{}}}", map_text(map)),
         Some(W::StructJson(json)) => json.clone(),
         Some(W::None(_)) | None => "none".to_string(),
+        Some(W::Offloaded(offloaded)) => format!(
+            "(offloaded, {} bytes: `aloft get EXECUTION --output NAME` prints it)",
+            offloaded.size
+        ),
     }
 }
 

@@ -58,6 +58,7 @@ fn request(task: TaskSpec, inputs: &[(&str, Value)]) -> AttemptRequest {
         task,
         task_version: "1".into(),
         inputs: inputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        keep_inline: Default::default(),
     }
 }
 
@@ -533,27 +534,97 @@ async fn secrets_reach_the_task_by_env_and_file_and_missing_ones_are_named() {
     );
 }
 
-/// Values travel inline in events: an attempt whose non-blob outputs exceed the inline limit fails as the
-/// user's error naming the largest output and its size, instead of producing a record the broker refuses.
+/// An output too large to travel inline is offloaded to the store beside the attempt's blobs and given back
+/// as a reference, and the next task reads the whole value from its input file; an output the engine reads
+/// stays inline; one over the ceiling fails the attempt as the user's error naming it and its size, before
+/// anything of the attempt is stored.
 #[tokio::test]
-async fn outputs_too_large_to_travel_inline_are_refused_naming_them() {
+async fn large_outputs_are_offloaded_and_staged_back_and_oversized_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let executors = executors_in(dir.path());
-    let task = process_task(
-        "echo 1 > $ALOFT_OUTPUT_DIR/small; head -c 600000 /dev/zero | tr '\\0' 'a' > $ALOFT_OUTPUT_DIR/big",
+    let blobs = aloft_blobstore::BlobStore::local(&dir.path().join(".blobs"))
+        .unwrap()
+        .with_value_limits(aloft_blobstore::ValueLimits {
+            inline: 64 * 1024,
+            max: 1024 * 1024,
+        });
+    let executors = Executors::new(
+        dir.path().to_path_buf(),
+        blobs.clone(),
+        aloft_propeller::executor::SecretSource::default(),
+        aloft_propeller::executor::DEFAULT_TERMINATION_GRACE,
+    );
+    let make = process_task(
+        "echo 1 > $ALOFT_OUTPUT_DIR/small; head -c 600000 /dev/zero | tr '\\0' 'a' > $ALOFT_OUTPUT_DIR/big; head -c 100000 /dev/zero | tr '\\0' 'b' > $ALOFT_OUTPUT_DIR/read",
         &[],
-        &[("small", "integer"), ("big", "string")],
+        &[("small", "integer"), ("big", "string"), ("read", "string")],
         None,
     );
-    let AttemptOutcome::Failed { kind, message } =
-        executors.run(request(task, &[]), CancellationToken::new()).await
+    let mut made_request = request(make, &[]);
+    made_request.keep_inline = ["read".to_string()].into();
+    let AttemptOutcome::Succeeded(made) = executors
+        .run(made_request.clone(), CancellationToken::new())
+        .await
+    else {
+        panic!("make failed")
+    };
+    assert_eq!(made["small"], Value::Integer(1));
+    assert_eq!(
+        made["read"],
+        Value::String("b".repeat(100_000)),
+        "the engine reads it: inline"
+    );
+    let Value::Offloaded { uri, size, .. } = &made["big"] else {
+        panic!("big is not offloaded: {:?}", made["big"])
+    };
+    assert_eq!(*size, 600_000);
+    assert!(
+        uri.ends_with(&format!("/{}/n/1/big.value", made_request.execution.name)),
+        "{uri}"
+    );
+    let check = process_task(
+        "wc -c < $ALOFT_INPUT_DIR/text > $ALOFT_OUTPUT_DIR/length; test \"$ALOFT_INPUT_TEXT\" = \"$ALOFT_INPUT_DIR/text\" && echo yes > $ALOFT_OUTPUT_DIR/by_path",
+        &[("text", "string")],
+        &[("length", "integer"), ("by_path", "string")],
+        None,
+    );
+    let AttemptOutcome::Succeeded(checked) = executors
+        .run(
+            request(check, &[("text", made["big"].clone())]),
+            CancellationToken::new(),
+        )
+        .await
+    else {
+        panic!("check failed")
+    };
+    assert_eq!(checked["length"], Value::Integer(600_000));
+    assert_eq!(checked["by_path"], Value::String("yes".into()));
+
+    let oversized = process_task(
+        "echo kept > $ALOFT_OUTPUT_DIR/data; head -c 2000000 /dev/zero | tr '\\0' 'a' > $ALOFT_OUTPUT_DIR/huge",
+        &[],
+        &[("data", "blob"), ("huge", "string")],
+        None,
+    );
+    let oversized_request = request(oversized, &[]);
+    let AttemptOutcome::Failed { kind, message } = executors
+        .run(oversized_request.clone(), CancellationToken::new())
+        .await
     else {
         panic!("an oversized output fails")
     };
     assert_eq!(kind, ErrorKind::User);
     assert!(
-        message.contains("output \"big\" alone is 600000 bytes") && message.contains("blob output"),
+        message.contains("output \"huge\" is 2000000 bytes, more than the 1048576 bytes a value may be")
+            && message.contains("blob output"),
         "{message}"
+    );
+    let stored = blobs
+        .list(&format!("p/d/{}", oversized_request.execution.name))
+        .await
+        .unwrap();
+    assert!(
+        stored.is_empty(),
+        "nothing of the refused attempt is stored: {stored:?}"
     );
 }
 

@@ -1,7 +1,9 @@
 //! `aloft-bench blobs`: the data plane. A blob of `--size-mib` uploaded to and downloaded from the blob store
 //! (MiB/s, and against a plain file copy on a local store); the same blob passed between two process tasks
-//! of the in-process fleet, with how much the process's resident memory grew; and how long a line a
-//! running task prints takes to reach `GetTaskLogs --follow` (p50/p99).
+//! of the in-process fleet, with how much the process's resident memory grew; a list of a million integers
+//! (offloaded to the store, as it is too large to travel inline) passed between two tasks, against a small
+//! one carried inline; and how long a line a running task prints takes to reach `GetTaskLogs --follow`
+//! (p50/p99).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,7 +28,16 @@ pub struct BlobBench {
     pub log_lines: usize,
     pub log_p50_ms: f64,
     pub log_p99_ms: f64,
+    /// Seconds to pass a list of `OFFLOADED_ITEMS` integers between two tasks (offloaded), and one of
+    /// `INLINE_ITEMS` (inline).
+    pub offloaded_seconds: f64,
+    pub inline_seconds: f64,
 }
+
+/// The lists passed between two tasks: a million integers (about 6.9 MB of JSON) is offloaded; a thousand
+/// travel inline.
+pub const OFFLOADED_ITEMS: i64 = 1_000_000;
+pub const INLINE_ITEMS: i64 = 1_000;
 
 /// Writes `size_mib` MiB of non-repeating bytes to `path`, a MiB at a time.
 fn write_sample(path: &Path, size_mib: u64) -> anyhow::Result<()> {
@@ -77,7 +88,8 @@ pub async fn run(store_url: Option<&str>, size_mib: u64, staged_tasks: usize) ->
     store.delete_prefix("bench").await?;
 
     let through = through_the_fleet(scratch.path(), store_url, size_mib, staged_tasks).await?;
-    let (handover_seconds, rss_growth_mib, staging_seconds, latencies) = through;
+    let (handover_seconds, rss_growth_mib, staging_seconds, latencies, (offloaded_seconds, inline_seconds)) =
+        through;
     let mut latencies = latencies;
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| {
@@ -98,6 +110,8 @@ pub async fn run(store_url: Option<&str>, size_mib: u64, staged_tasks: usize) ->
         log_lines: latencies.len(),
         log_p50_ms: percentile(0.5),
         log_p99_ms: percentile(0.99),
+        offloaded_seconds,
+        inline_seconds,
     })
 }
 
@@ -146,6 +160,30 @@ nodes:
 outputs: {sizes: read.bytes}
 ---
 kind: task
+name: big-list
+version: "1"
+interface: {inputs: {n: integer}, outputs: {xs: "list<integer>"}}
+run:
+  process:
+    command: ["python3", "-c", "import json, os; json.dump(list(range(int(os.environ['ALOFT_INPUT_N']))), open(os.environ['ALOFT_OUTPUT_DIR'] + '/xs', 'w'))"]
+---
+kind: task
+name: sum-list
+version: "1"
+interface: {inputs: {xs: "list<integer>"}, outputs: {total: integer}}
+run:
+  process:
+    command: ["python3", "-c", "import json, os; open(os.environ['ALOFT_OUTPUT_DIR'] + '/total', 'w').write(str(sum(json.load(open(os.environ['ALOFT_INPUT_DIR'] + '/xs')))))"]
+---
+kind: workflow
+name: value-handover
+interface: {inputs: {n: integer}, outputs: {total: integer}}
+nodes:
+  - {id: make, task: big-list, inputs: {n: inputs.n}}
+  - {id: sum, task: sum-list, inputs: {xs: make.xs}}
+outputs: {total: sum.total}
+---
+kind: task
 name: ticker
 version: "1"
 run:
@@ -154,14 +192,15 @@ run:
 "#;
 
 /// The fleet in this process: one blob of `size_mib` between two tasks (seconds, resident-memory growth),
-/// `staged_tasks` tasks each writing a 1 MiB blob another reads (seconds), then a task printing timestamps,
-/// followed through `GetTaskLogs` (latency of each line, ms).
+/// `staged_tasks` tasks each writing a 1 MiB blob another reads (seconds), a large and a small list between
+/// two tasks (seconds each), then a task printing timestamps, followed through `GetTaskLogs` (latency of
+/// each line, ms).
 async fn through_the_fleet(
     scratch: &Path,
     store_url: Option<&str>,
     size_mib: u64,
     staged_tasks: usize,
-) -> anyhow::Result<(f64, f64, f64, Vec<f64>)> {
+) -> anyhow::Result<(f64, f64, f64, Vec<f64>, (f64, f64))> {
     let mut config = FleetConfig::embedded(&scratch.join("fleet"), SocketAddr::from(([127, 0, 0, 1], 0)));
     config.bootstrap_project = Some("bench".to_string());
     if let Some(url) = store_url {
@@ -223,9 +262,36 @@ async fn through_the_fleet(
             finished.error
         );
 
+        let mut list_seconds = Vec::new();
+        for items in [OFFLOADED_ITEMS, INLINE_ITEMS] {
+            let n = wire::Literal {
+                value: Some(wire::literal::Value::Integer(items)),
+            };
+            let started = Instant::now();
+            let id = launch(&mut client, "value-handover", vec![("n", n)]).await?;
+            let finished = wait_finished(&mut client, &id).await?;
+            list_seconds.push(started.elapsed().as_secs_f64());
+            let total = finished
+                .outputs
+                .as_ref()
+                .and_then(|outputs| outputs.values.get("total"))
+                .and_then(|total| total.value.clone());
+            anyhow::ensure!(
+                total == Some(wire::literal::Value::Integer(items * (items - 1) / 2)),
+                "the list of {items} was not passed whole: {} {total:?}",
+                finished.error
+            );
+        }
+
         let id = launch_task(&mut client, "ticker").await?;
         let latencies = follow_latencies(&mut client, &id).await?;
-        Ok::<_, anyhow::Error>((handover, growth_mib, staging, latencies))
+        Ok::<_, anyhow::Error>((
+            handover,
+            growth_mib,
+            staging,
+            latencies,
+            (list_seconds[0], list_seconds[1]),
+        ))
     }
     .await;
     fleet.stop().await?;

@@ -136,6 +136,7 @@ async fn through_executor(engine: &str, attempts: usize, first: usize) -> anyhow
             task: task.clone(),
             task_version: "1".into(),
             inputs: Default::default(),
+            keep_inline: Default::default(),
         };
         let started = Instant::now();
         let outcome = executor.start(request, CancellationToken::new()).await;

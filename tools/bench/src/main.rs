@@ -310,7 +310,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             );
             let result = crate::blobs::run(blob_store.as_deref(), *size_mib, *nodes).await?;
             println!(
-                "blobs size={} MiB upload={:.0} MiB/s download={:.0} MiB/s{}; between two tasks {:.1} s, resident memory +{:.0} MiB; {} tasks each passing 1 MiB on: {:.1} s ({:.0} MiB/s); logs --follow lines={} p50={:.0} ms p99={:.0} ms",
+                "blobs size={} MiB upload={:.0} MiB/s download={:.0} MiB/s{}; between two tasks {:.1} s, resident memory +{:.0} MiB; {} tasks each passing 1 MiB on: {:.1} s ({:.0} MiB/s); a list of {} integers between two tasks (offloaded): {:.2} s, of {} (inline): {:.2} s; logs --follow lines={} p50={:.0} ms p99={:.0} ms",
                 result.size_mib,
                 result.upload_mib_s,
                 result.download_mib_s,
@@ -323,6 +323,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 result.staged_tasks,
                 result.staging_seconds,
                 result.staged_tasks as f64 / result.staging_seconds,
+                crate::blobs::OFFLOADED_ITEMS,
+                result.offloaded_seconds,
+                crate::blobs::INLINE_ITEMS,
+                result.inline_seconds,
                 result.log_lines,
                 result.log_p50_ms,
                 result.log_p99_ms

@@ -68,6 +68,7 @@ pub async fn run(attempts: usize) -> anyhow::Result<PodBench> {
             task: task.clone(),
             task_version: "1".into(),
             inputs: Default::default(),
+            keep_inline: Default::default(),
         };
         let executor = executor.clone();
         let done = done_tx.clone();

@@ -42,6 +42,20 @@ pub struct CompiledNode {
 }
 
 impl CompiledNode {
+    /// The bindings of this node whose values the engine itself reads: the list a map expands, a branch's
+    /// condition operands, a dynamic node's plan. Their values must travel inline (never offloaded to the
+    /// blob store). Each names a node upstream of this one, or a workflow input.
+    pub fn bindings_read_by_the_engine(&self) -> Vec<&NodeBinding> {
+        match &self.control {
+            Some(Control::Map(control)) => self.inputs.get(&control.over).into_iter().collect(),
+            Some(Control::Branch { cases, .. }) => {
+                cases.iter().flat_map(|case| case.condition.refs()).collect()
+            }
+            Some(Control::Dynamic(control)) => vec![&control.plan],
+            _ => Vec::new(),
+        }
+    }
+
     pub fn is_task(&self) -> bool {
         self.control.is_none()
     }
@@ -198,6 +212,18 @@ pub struct CompiledWorkflow {
 }
 
 impl CompiledWorkflow {
+    /// The workflow inputs the engine reads (see [`CompiledNode::bindings_read_by_the_engine`]).
+    pub fn inputs_read_by_the_engine(&self) -> std::collections::BTreeSet<String> {
+        self.nodes
+            .iter()
+            .flat_map(CompiledNode::bindings_read_by_the_engine)
+            .filter_map(|binding| match binding {
+                NodeBinding::WorkflowInput(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A workflow of one node that runs a single task, so `aloft run TASK` goes through the same engine.
     pub fn for_single_task(task_id: Identifier, task: TaskSpec) -> CompiledWorkflow {
         let inputs = task

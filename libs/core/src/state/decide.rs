@@ -10,6 +10,7 @@ use crate::interface::Outputs;
 use crate::phase::{ExecutionPhase, NodePhase};
 use crate::types::Value;
 
+use super::errors::ResolveError;
 use super::model::ExecutionState;
 
 /// The most attempts one `decide` starts.
@@ -175,7 +176,10 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
         let mut tried = Vec::new();
         let mut taken = None;
         for (index, case) in cases.iter().enumerate() {
-            match case.condition.evaluate(&|binding| state.resolve(binding)) {
+            match case
+                .condition
+                .evaluate(&|binding| state.resolve(binding).and_then(ResolveError::inline))
+            {
                 Ok(true) => {
                     taken = Some(index);
                     break;
@@ -289,6 +293,12 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                         .map(|mut inputs| inputs.remove(&control.over))
                     {
                         Ok(Some(Value::List(values))) => Ok(values.len()),
+                        Ok(Some(Value::Offloaded { size, .. })) => Err(format!(
+                            "map input {:?} is a list offloaded to the blob store ({size} bytes, over the \
+                             inline limit); a map expands a list carried inline, so pass fewer or smaller \
+                             items (or their data as blobs)",
+                            control.over
+                        )),
                         Ok(other) => Err(format!(
                             "map input {:?} is not a list: {}",
                             control.over,

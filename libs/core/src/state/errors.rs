@@ -10,6 +10,21 @@ pub enum ResolveError {
     WorkflowInput { name: String },
     #[error("node {node:?} has no output {output:?}")]
     NodeOutput { node: String, output: String },
+    #[error(
+        "its value was offloaded to the blob store ({size} bytes, over the inline limit), and the engine \
+         decides only on values carried inline"
+    )]
+    Offloaded { size: u64 },
+}
+
+impl ResolveError {
+    /// `value` when the engine can read it, not when only a reference to it travels inline.
+    pub(crate) fn inline(value: crate::Value) -> Result<crate::Value, ResolveError> {
+        match value {
+            crate::Value::Offloaded { size, .. } => Err(ResolveError::Offloaded { size }),
+            inline => Ok(inline),
+        }
+    }
 }
 
 /// Why a map node's items cannot be gathered into its outputs.

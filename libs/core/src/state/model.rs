@@ -250,7 +250,7 @@ impl ExecutionState {
         let Some(Control::Dynamic(control)) = &compiled.control else {
             return Err(PlannedError::NotDynamic);
         };
-        let plan = self.resolve(&control.plan)?;
+        let plan = self.resolve(&control.plan).and_then(ResolveError::inline)?;
         Ok(control.compile_plan(&compiled.id, &self.workflow.id, &plan)?)
     }
 
@@ -372,6 +372,22 @@ impl ExecutionState {
             })),
             labels: Default::default(),
         })
+    }
+
+    /// The outputs of `node` the engine itself reads: the list a map expands, a branch's condition operands,
+    /// a dynamic node's plan. They must stay inline, where `decide` sees them, rather than be offloaded to
+    /// the blob store.
+    pub fn outputs_read_by_the_engine(&self, node: usize) -> BTreeSet<String> {
+        // Whatever reads a node's output is downstream of it.
+        let readers = self.downstream.get(node).map_or(&[][..], Vec::as_slice);
+        readers
+            .iter()
+            .flat_map(|&reader| self.workflow.nodes[reader].bindings_read_by_the_engine())
+            .filter_map(|binding| match binding {
+                NodeBinding::NodeOutput { node: source, output } if *source == node => Some(output.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The input values of a node, resolved from workflow inputs, constants and upstream outputs.

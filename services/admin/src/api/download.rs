@@ -1,5 +1,5 @@
-//! Downloading data: an execution's (or a node's) input or output streamed back, a blob from the blob store
-//! and any other value as its text. A blob is only served to its own project and domain.
+//! Downloading data: an execution's (or a node's) input or output streamed back, a blob or an offloaded
+//! value from the blob store and any other value as its text. A blob is only served to its own project and domain.
 
 use aloft_core::Value;
 
@@ -21,6 +21,33 @@ fn blob_error(error: aloft_blobstore::BlobError) -> ApiError {
     match error {
         aloft_blobstore::BlobError::NotFound { .. } => ApiError::NotFound(error.to_string()),
         other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
+/// Refuses `uri` unless it lies in this deployment's store under the project and domain of execution `id`.
+fn readable_by(blobs: &aloft_blobstore::BlobStore, uri: &str, id: &ExecutionId) -> ApiResult<()> {
+    if !blobs.owns(uri) {
+        return Err(ApiError::FailedPrecondition(format!(
+            "{uri} is not in this deployment's blob store; read it where it lives"
+        )));
+    }
+    let tenant_root = blobs.uri_of(&format!("{}/{}/", id.project, id.domain));
+    if !uri.starts_with(&tenant_root) {
+        return Err(ApiError::PermissionDenied(format!(
+            "{uri} belongs to another project or domain than {}/{}",
+            id.project, id.domain
+        )));
+    }
+    Ok(())
+}
+
+/// The URIs of the offloaded values inside `value`.
+fn offloaded_uris<'a>(value: &'a Value, into: &mut Vec<&'a str>) {
+    match value {
+        Value::Offloaded { uri, .. } => into.push(uri),
+        Value::List(items) => items.iter().for_each(|item| offloaded_uris(item, into)),
+        Value::Map(entries) => entries.values().for_each(|item| offloaded_uris(item, into)),
+        _ => {}
     }
 }
 
@@ -104,24 +131,26 @@ impl AdminApi {
             let names: Vec<&str> = values.keys().map(String::as_str).collect();
             ApiError::NotFound(format!("{whose} have no {:?} (they are {names:?})", request.name))
         })?;
-        let Value::Blob { uri, .. } = value else {
-            return Ok(Wanted::Text(value.to_text()));
-        };
-        let blobs = self.blobs.clone().ok_or_else(|| {
+        let no_store = || {
             ApiError::FailedPrecondition("this admin has no blob store configured (--blob-store)".to_string())
-        })?;
-        if !blobs.owns(uri) {
-            return Err(ApiError::FailedPrecondition(format!(
-                "{uri} is not in this deployment's blob store; read it where it lives"
-            )));
-        }
-        let tenant_root = blobs.uri_of(&format!("{}/{}/", id.project, id.domain));
-        if !uri.starts_with(&tenant_root) {
-            return Err(ApiError::PermissionDenied(format!(
-                "{uri} belongs to another project or domain than {}/{}",
-                id.project, id.domain
-            )));
-        }
+        };
+        let uri = match value {
+            Value::Blob { uri, .. } | Value::Offloaded { uri, .. } => uri,
+            // A list or map gathered from items some of which were offloaded: whole again, as its text.
+            collection if aloft_blobstore::holds_offloaded(collection) => {
+                let blobs = self.blobs.clone().ok_or_else(no_store)?;
+                let mut uris = Vec::new();
+                offloaded_uris(collection, &mut uris);
+                for uri in uris {
+                    readable_by(&blobs, uri, &id)?;
+                }
+                let resolved = blobs.resolve(collection).await.map_err(blob_error)?;
+                return Ok(Wanted::Text(resolved.to_text()));
+            }
+            other => return Ok(Wanted::Text(other.to_text())),
+        };
+        let blobs = self.blobs.clone().ok_or_else(no_store)?;
+        readable_by(&blobs, uri, &id)?;
         if !uri.ends_with('/') {
             let uri = uri.clone();
             return Ok(Wanted::Blob { blobs, uri });

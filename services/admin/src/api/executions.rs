@@ -161,6 +161,9 @@ impl AdminApi {
         let id = self
             .new_execution_id(&source.project, &source.domain, &request.name)
             .await?;
+        // The source's offloaded inputs stay where they are (referenced again); a large replacement is
+        // offloaded like a launch's.
+        let inputs = self.offload_large_inputs(&id, &workflow, inputs).await?;
         // A relaunch keeps the source's notification override (a silenced run stays silent) and labels.
         let options = LaunchOptions {
             overwrite_cache: false,
@@ -359,6 +362,30 @@ pub(super) fn merge_inputs(
 }
 
 impl AdminApi {
+    /// `inputs` with those too large to travel inline in the request's event offloaded to the blob store
+    /// (all but those the engine reads); unchanged when this admin has no store.
+    async fn offload_large_inputs(
+        &self,
+        id: &ExecutionId,
+        workflow: &CompiledWorkflow,
+        mut inputs: Outputs,
+    ) -> ApiResult<Outputs> {
+        let Some(blobs) = &self.blobs else {
+            return Ok(inputs);
+        };
+        blobs
+            .offload_large(
+                &mut inputs,
+                &workflow.interface.inputs,
+                &workflow.inputs_read_by_the_engine(),
+                blobs.value_limits(),
+                |name| aloft_blobstore::input_key(&id.project, &id.domain, &id.name, name),
+            )
+            .await
+            .map_err(|error| ApiError::Unavailable(format!("offloading large inputs: {error}")))?;
+        Ok(inputs)
+    }
+
     /// Launches what `request` names (the RPC's span gives `traceparent`, the execution's trace).
     pub(super) async fn create_execution_rpc(
         &self,
@@ -372,6 +399,7 @@ impl AdminApi {
             .await?;
         let (workflow, launch_plan, defaults, fixed) = self.resolve_launch(&request).await?;
         let inputs = merge_inputs(&workflow.interface.inputs, defaults, &fixed, &request)?;
+        let inputs = self.offload_large_inputs(&id, &workflow, inputs).await?;
         let notifications = notifications::execution_override(&request)?;
         let labels: BTreeMap<String, String> = request.labels.clone().into_iter().collect();
         aloft_core::ids::validate_labels(&labels).map_err(|e| invalid(e.to_string()))?;

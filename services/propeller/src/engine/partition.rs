@@ -468,6 +468,7 @@ pub fn attempt_request(
         task: compiled.task.clone(),
         task_version: compiled.task_id.version.clone(),
         inputs: state.node_inputs(node)?,
+        keep_inline: state.outputs_read_by_the_engine(node),
     })
 }
 

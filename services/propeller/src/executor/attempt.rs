@@ -1,6 +1,7 @@
 //! What executors are asked and answer: an attempt's request, its deterministic id, its outcome, and the
 //! `TaskExecutor` trait every way of running tasks implements.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use aloft_core::events::{ErrorKind, Outputs};
@@ -20,6 +21,9 @@ pub struct AttemptRequest {
     /// The registered version of the task (recorded with cached results and lineage).
     pub task_version: String,
     pub inputs: Outputs,
+    /// Outputs the engine reads (a map's list, a condition's operand, a dynamic plan): they stay inline in
+    /// the result rather than be offloaded to the blob store, however large.
+    pub keep_inline: BTreeSet<String>,
 }
 
 impl AttemptRequest {

@@ -246,7 +246,14 @@ async fn process_ended(
 ) -> AttemptOutcome {
     dir.remove_secrets().await;
     if code == Some(0) {
-        return collect_outputs(blobs, &request.id(), &dir.outputs(), &request.task).await;
+        return collect_outputs(
+            blobs,
+            &request.id(),
+            &dir.outputs(),
+            &request.task,
+            &request.keep_inline,
+        )
+        .await;
     }
     let code = code.map_or_else(|| "a signal".to_string(), |c| c.to_string());
     dir.failed(request, &format!("exited with {code}")).await

@@ -1,7 +1,9 @@
 //! Moving an attempt's data between its working directory and the blob store: inputs staged in before it
-//! starts (blobs of the store downloaded, streamed), outputs read back by type after it ends (blobs uploaded,
-//! streamed, under the attempt's key, with their size and digest).
+//! starts (blobs of the store and offloaded values downloaded, streamed), outputs read back by type after it
+//! ends (blobs uploaded, streamed, under the attempt's key, with their size and digest; values too large to
+//! travel inline in an event offloaded beside them).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use aloft_blobstore::{BlobError, BlobStore};
@@ -11,20 +13,16 @@ use aloft_core::{LiteralType, Value};
 
 use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome};
 
-/// What an attempt's non-blob outputs may take together, as text: they travel inline in its result event,
-/// and the producer refuses records over 1 MB (librdkafka's `message.max.bytes`). Larger data belongs in a
-/// blob output (offloading large values to the blob store is not built yet).
-pub const MAX_INLINE_OUTPUT_BYTES: usize = 512 * 1024;
-
 /// The environment variable an input is given in.
 pub(crate) fn env_name(input: &str) -> String {
     format!("ALOFT_INPUT_{}", input.to_ascii_uppercase())
 }
 
-/// Writes every input into `inputs_dir` (a blob of the store: its content, downloaded; any other value: its
-/// text) and returns the environment variables that carry them (a blob: its local path, or its URI when it
-/// lives elsewhere or `by_uri` says the task reads blobs itself). A blob input that does not exist is the
-/// user's error.
+/// Writes every input into `inputs_dir` (a blob of the store: its content, downloaded; an offloaded value:
+/// its text, downloaded; any other value: its text) and returns the environment variables that carry them (a
+/// blob: its local path, or its URI when it lives elsewhere or `by_uri` says the task reads blobs itself; an
+/// offloaded value: the path of its file, as it may be too large for a variable). A blob input that does not
+/// exist is the user's error.
 pub(crate) async fn stage_inputs(
     blobs: &BlobStore,
     inputs_dir: &Path,
@@ -61,6 +59,20 @@ pub(crate) async fn stage_inputs(
                     None => uri.clone(),
                 }
             }
+            Value::Offloaded { uri, .. } => match blobs.download(uri, &target).await {
+                Ok(_) => target.display().to_string(),
+                Err(error) => return Err(system_error(format!("staging input {name:?}: {error}"))),
+            },
+            // A list or map gathered from items some of which were offloaded: whole again, as its text.
+            collection if aloft_blobstore::holds_offloaded(collection) => {
+                let resolved = blobs
+                    .resolve(collection)
+                    .await
+                    .map_err(|error| system_error(format!("staging input {name:?}: {error}")))?;
+                let text = resolved.to_text();
+                write_text(&target, &text).await?;
+                target.display().to_string()
+            }
             other => {
                 let text = other.to_text();
                 write_text(&target, &text).await?;
@@ -79,16 +91,35 @@ async fn write_text(path: &Path, text: &str) -> Result<(), AttemptOutcome> {
 }
 
 /// Reads the outputs `task` declares from `outputs_dir`, by type; blobs are uploaded to the store under
-/// `attempt`'s key. A missing or ill-typed output is the user's error; a store that fails is the system's.
+/// `attempt`'s key, and values too large to travel inline are offloaded beside them (all but `keep_inline`,
+/// which the engine reads). A missing, ill-typed or oversized output is the user's error, found before
+/// anything is uploaded; a store that fails is the system's.
 pub(crate) async fn collect_outputs(
     blobs: &BlobStore,
     attempt: &AttemptId,
     outputs_dir: &Path,
     task: &TaskSpec,
+    keep_inline: &BTreeSet<String>,
 ) -> AttemptOutcome {
+    let limits = blobs.value_limits();
+    // Sizes first, so an oversized output fails the attempt with nothing of it stored.
+    for (name, output_type) in &task.interface.outputs {
+        if matches!(output_type, LiteralType::Blob { .. }) {
+            continue;
+        }
+        let size = match tokio::fs::metadata(outputs_dir.join(name)).await {
+            Ok(metadata) => metadata.len(),
+            Err(_) => continue,
+        };
+        if size > limits.max {
+            return user_error(format!(
+                "output {name:?} is {size} bytes, more than the {} bytes a value may be \
+                 (--max-value-bytes); write large data as a blob output",
+                limits.max
+            ));
+        }
+    }
     let mut outputs = Outputs::new();
-    // (bytes, name) of the largest inline output, and all of them together.
-    let (mut largest, mut inline_bytes) = ((0usize, String::new()), 0usize);
     for (name, output_type) in &task.interface.outputs {
         let path = outputs_dir.join(name);
         if !path.exists() {
@@ -111,22 +142,6 @@ pub(crate) async fn collect_outputs(
                 Err(error) => return system_error(format!("storing output {name:?}: {error}")),
             },
             other => {
-                let size = tokio::fs::metadata(&path)
-                    .await
-                    .map(|m| m.len() as usize)
-                    .unwrap_or(0);
-                inline_bytes += size;
-                if size > largest.0 {
-                    largest = (size, name.clone());
-                }
-                if inline_bytes > MAX_INLINE_OUTPUT_BYTES {
-                    return user_error(format!(
-                        "outputs are over the {} KiB an attempt's values may take inline (output {:?} alone is {} bytes); write large data as a blob output",
-                        MAX_INLINE_OUTPUT_BYTES / 1024,
-                        largest.1,
-                        largest.0
-                    ));
-                }
                 let text = match tokio::fs::read_to_string(&path).await {
                     Ok(text) => text,
                     Err(error) => return user_error(format!("output {name:?} is unreadable: {error}")),
@@ -146,7 +161,57 @@ pub(crate) async fn collect_outputs(
         };
         outputs.insert(name.clone(), value);
     }
-    AttemptOutcome::Succeeded(outputs)
+    offload_large_outputs(blobs, attempt, task, keep_inline, outputs).await
+}
+
+/// `outputs` with the values too large to travel inline offloaded to the store, beside the attempt's blobs
+/// (`OUTPUT.value`); an output the engine reads must fit inline, or the attempt fails naming it.
+pub(crate) async fn offload_large_outputs(
+    blobs: &BlobStore,
+    attempt: &AttemptId,
+    task: &TaskSpec,
+    keep_inline: &BTreeSet<String>,
+    mut outputs: Outputs,
+) -> AttemptOutcome {
+    for name in keep_inline {
+        let size = outputs.get(name).map_or(0, aloft_blobstore::encoded_len);
+        if size > aloft_blobstore::INLINE_VALUES_BUDGET {
+            return user_error(format!(
+                "output {name:?} takes {size} bytes, and the engine reads it (a map's list, a condition or a \
+                 dynamic plan), so it must travel inline: at most {} bytes",
+                aloft_blobstore::INLINE_VALUES_BUDGET
+            ));
+        }
+    }
+    let id = &attempt.execution;
+    let key_of = |name: &str| {
+        aloft_blobstore::attempt_key(
+            &id.project,
+            &id.domain,
+            &id.name,
+            &attempt.node_id,
+            attempt.attempt,
+            &format!("{name}.value"),
+        )
+    };
+    match blobs
+        .offload_large(
+            &mut outputs,
+            &task.interface.outputs,
+            keep_inline,
+            blobs.value_limits(),
+            key_of,
+        )
+        .await
+    {
+        Ok(offloaded) => {
+            if !offloaded.is_empty() {
+                tracing::debug!(attempt = %attempt, ?offloaded, "outputs offloaded to the blob store");
+            }
+            AttemptOutcome::Succeeded(outputs)
+        }
+        Err(error) => system_error(format!("offloading outputs: {error}")),
+    }
 }
 
 async fn upload_output(

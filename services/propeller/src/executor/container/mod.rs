@@ -496,7 +496,14 @@ impl Inner {
             return dir.failed(request, &format!("out of memory: {how}")).await;
         }
         if exit.code == 0 {
-            return collect_outputs(&self.blobs, &request.id(), &dir.outputs(), &request.task).await;
+            return collect_outputs(
+                &self.blobs,
+                &request.id(),
+                &dir.outputs(),
+                &request.task,
+                &request.keep_inline,
+            )
+            .await;
         }
         dir.failed(request, &format!("exited with {}", exit.code)).await
     }

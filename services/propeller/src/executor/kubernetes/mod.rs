@@ -4,9 +4,10 @@
 //! it ends (its log is copied to the blob store first), and a new owner re-attaches to a running pod by its
 //! name instead of starting the attempt again.
 //!
-//! Data: the pod gets its inputs as `ALOFT_INPUT_<NAME>` (blobs as their URIs in the store, which the task
-//! reads itself) and writes each output to the store under `$ALOFT_OUTPUT_URI/<NAME>`; when it succeeds the
-//! executor reads them back by type, as it reads a process task's output directory.
+//! Data: the pod gets its inputs as `ALOFT_INPUT_<NAME>` (blobs and offloaded values as their URIs in the
+//! store, which the task reads itself) and writes each output to the store under `$ALOFT_OUTPUT_URI/<NAME>`;
+//! when it succeeds the executor reads them back by type, as it reads a process task's output directory, and
+//! offloads those too large to travel inline.
 
 mod pod;
 mod status;
@@ -32,6 +33,7 @@ pub use status::{pod_state, PodState};
 use super::attempt::{
     kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, TaskExecutor,
 };
+use super::staging::offload_large_outputs;
 
 /// Where the API server is and how pods are placed.
 #[derive(Debug, Clone)]
@@ -300,6 +302,9 @@ impl Inner {
             PodState::ImageUnavailable { reason, message } => {
                 user_error(format!("image cannot be pulled ({reason}): {message}"))
             }
+            PodState::Unconfigurable { reason, message } => {
+                system_error(format!("the pod cannot start ({reason}): {message}"))
+            }
             PodState::OutOfMemory => {
                 let limit = request
                     .task
@@ -368,6 +373,17 @@ impl Inner {
                     continue;
                 }
             } else {
+                let size = written
+                    .iter()
+                    .find(|(found, _)| *found == key)
+                    .map_or(0, |(_, size)| *size);
+                let max = self.blobs.value_limits().max;
+                if size > max {
+                    return user_error(format!(
+                        "output {name:?} is {size} bytes, more than the {max} bytes a value may be \
+                         (--max-value-bytes); write large data as a blob output"
+                    ));
+                }
                 match self.blobs.get(&uri).await {
                     Ok(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);
@@ -395,7 +411,14 @@ impl Inner {
                 "output {name:?} was not written (expected an object at $ALOFT_OUTPUT_URI/{name})"
             ));
         }
-        AttemptOutcome::Succeeded(outputs)
+        offload_large_outputs(
+            &self.blobs,
+            &request.id(),
+            &request.task,
+            &request.keep_inline,
+            outputs,
+        )
+        .await
     }
 }
 

@@ -103,8 +103,8 @@ pub fn attempt_selector(attempt: &AttemptId) -> String {
     format!("{LABEL_ATTEMPT}={}", attempt_hash(attempt))
 }
 
-/// The environment an attempt's container gets: where its outputs go, its inputs (blobs by URI: the pod
-/// reads them from the store itself), its identity, and the task's own variables.
+/// The environment an attempt's container gets: where its outputs go, its inputs (blobs and offloaded values
+/// by URI: the pod reads them from the store itself), its identity, and the task's own variables.
 pub fn attempt_env(
     attempt: &AttemptId,
     inputs: &Outputs,
@@ -124,7 +124,7 @@ pub fn attempt_env(
     ];
     for (name, input) in inputs {
         let text = match input {
-            Value::Blob { uri, .. } => uri.clone(),
+            Value::Blob { uri, .. } | Value::Offloaded { uri, .. } => uri.clone(),
             other => other.to_text(),
         };
         env.push(value(&format!("ALOFT_INPUT_{}", name.to_ascii_uppercase()), text));

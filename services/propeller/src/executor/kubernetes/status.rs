@@ -1,5 +1,6 @@
 //! What a pod's status says about its attempt: still going, or how it ended. Kubelets report the reasons
-//! this reads (`OOMKilled`, `ErrImagePull`/`ImagePullBackOff`, `Evicted`, `DeadlineExceeded`); the mapping
+//! this reads (`OOMKilled`, `ErrImagePull`/`ImagePullBackOff`, `CreateContainerConfigError`, `Evicted`,
+//! `DeadlineExceeded`); the mapping
 //! to user, timeout and system errors is the same as the container executor's.
 
 use k8s_openapi::api::core::v1::Pod;
@@ -11,6 +12,12 @@ pub enum PodState {
     Going,
     /// Its image cannot be pulled: the task's error, with the kubelet's message.
     ImageUnavailable {
+        reason: String,
+        message: String,
+    },
+    /// Its container cannot be set up, such as for a Kubernetes Secret of a task secret that does not exist
+    /// (`CreateContainerConfigError`: the kubelet's message names the secret): the platform's error.
+    Unconfigurable {
         reason: String,
         message: String,
     },
@@ -54,6 +61,15 @@ pub fn pod_state(pod: &Pod) -> PodState {
                 "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
             ) {
                 return PodState::ImageUnavailable {
+                    reason: waiting_reason,
+                    message: waiting.message.clone().unwrap_or_default(),
+                };
+            }
+            if matches!(
+                waiting_reason.as_str(),
+                "CreateContainerConfigError" | "CreateContainerError"
+            ) {
+                return PodState::Unconfigurable {
                     reason: waiting_reason,
                     message: waiting.message.clone().unwrap_or_default(),
                 };
@@ -126,6 +142,17 @@ mod tests {
             PodState::ImageUnavailable {
                 reason: "ImagePullBackOff".into(),
                 message: "pull access denied".into()
+            }
+        );
+        assert_eq!(
+            pod_state(&pod(
+                serde_json::json!({"phase": "Pending", "containerStatuses": [{
+                "name": "task", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"hf-token\" not found"}}}]})
+            )),
+            PodState::Unconfigurable {
+                reason: "CreateContainerConfigError".into(),
+                message: "secret \"hf-token\" not found".into()
             }
         );
         assert_eq!(
