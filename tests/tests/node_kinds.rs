@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use sha2::Digest;
+
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use tonic::Code;
@@ -404,7 +406,7 @@ async fn a_map_of_large_outputs_gathers_references_and_one_too_large_for_an_even
 name: bulky
 version: "1"
 interface: {inputs: {n: integer, size: integer}, outputs: {s: string}}
-run: {process: {command: ["sh", "-c", "head -c $ALOFT_INPUT_SIZE /dev/zero | tr '\\0' a > \"$ALOFT_OUTPUT_DIR/s\""]}}
+run: {process: {command: ["sh", "-c", "head -c $ALOFT_INPUT_SIZE /dev/urandom | base64 -w0 | head -c $ALOFT_INPUT_SIZE > \"$ALOFT_OUTPUT_DIR/s\""]}}
 ---
 kind: workflow
 name: bulky-fan
@@ -450,16 +452,32 @@ outputs: {ss: each.s}
         text.extend_from_slice(&chunk.data);
     }
     let strings: Vec<String> = serde_json::from_slice(&text).expect("the list as JSON");
-    assert_eq!(strings, vec!["a".repeat(409_600); 3]);
+    assert_eq!(strings.len(), 3);
+    for (text, item) in strings.iter().zip(&items.values) {
+        let Some(wire::literal::Value::Offloaded(offloaded)) = &item.value else {
+            unreachable!()
+        };
+        assert_eq!(text.len(), 409_600);
+        let digest: String = sha2::Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            format!("sha256:{digest}"),
+            offloaded.digest,
+            "each item's own text"
+        );
+    }
 
-    // Twenty 60 KiB outputs stay inline, one by one, but gathered they are too large for one event: the
-    // engine fails the execution saying so rather than write what the broker refuses.
+    // Thirty 60 KiB outputs stay inline, one by one, but gathered they are too large for one event even
+    // compressed (they are random): the engine fails the execution saying so rather than write what the
+    // broker refuses.
     let id = launch(
         &mut client,
         workflow("bulky-fan"),
-        "bulky-20",
+        "bulky-30",
         &[
-            ("xs", &format!("{:?}", (0..20).collect::<Vec<_>>())),
+            ("xs", &format!("{:?}", (0..30).collect::<Vec<_>>())),
             ("size", "61440"),
         ],
     )
@@ -477,11 +495,11 @@ outputs: {ss: each.s}
         "{}",
         failed.error
     );
-    assert_eq!(phase(&failed, "each[19]"), wire::NodePhase::NodeSucceeded);
+    assert_eq!(phase(&failed, "each[29]"), wire::NodePhase::NodeSucceeded);
     // The next execution on the same partition runs to its end.
     let next = (0..)
         .map(|i| format!("bulky-1-{i}"))
-        .find(|name| partition_of(name) == partition_of("bulky-20"))
+        .find(|name| partition_of(name) == partition_of("bulky-30"))
         .unwrap();
     let id = launch(
         &mut client,

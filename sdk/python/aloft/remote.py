@@ -10,6 +10,7 @@ and recover. It speaks admin's REST API (``/api/v1``) with the standard library 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import time
@@ -64,7 +65,8 @@ def literal_json(literal: dict[str, Any], fetch: Callable[[], str] | None = None
         return None
     if kind == "offloaded":
         if fetch is None:
-            raise ValueError(f"the value at {value.get('uri')} was offloaded to the blob store; read it by name")
+            uri = value.get("uri")
+            raise ValueError(f"the value at {uri} was offloaded to the blob store; read it by name")
         text = fetch()
         # Scalars are stored bare, collections as JSON (as a task reads its input file).
         value_type = value.get("type", {})
@@ -128,7 +130,7 @@ class Execution:
         if "inputs" not in data:
             raise LookupError(f"node {node!r} of execution {self.name} has no inputs yet")
         return {
-            name: literal_json(literal, lambda name=name: self._download(name, node=node, inputs=True))
+            name: literal_json(literal, functools.partial(self._download, name, node=node, inputs=True))
             for name, literal in data["inputs"].get("values", {}).items()
         }
 
@@ -142,7 +144,7 @@ class Execution:
                 f"execution {self.name} has no outputs of node {node!r} (nodes with outputs: {known})"
             )
         return {
-            name: literal_json(literal, lambda name=name: self._download(name, node=node))
+            name: literal_json(literal, functools.partial(self._download, name, node=node))
             for name, literal in by_node[node].get("values", {}).items()
         }
 
@@ -192,7 +194,8 @@ class Execution:
         """The outputs as Python values of their declared types (plain JSON values when run by name)."""
         values = self.state.get("outputs", {}).get("values", {})
         plain = {
-            name: literal_json(literal, lambda name=name: self._download(name)) for name, literal in values.items()
+            name: literal_json(literal, functools.partial(self._download, name))
+            for name, literal in values.items()
         }
         if self._output_hints is None:
             return plain
