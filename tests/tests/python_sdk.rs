@@ -418,8 +418,9 @@ fn a_dynamic_python_workflow_runs_the_plan_its_inputs_make() {
 
 /// `aloft.Remote` from a Python script against a running fleet (Kafka and Postgres in CI): it registers a
 /// workflow and its tasks over the REST API, launches it with Python values, waits, reads typed outputs, a
-/// node's outputs and the history, relaunches with a changed input, terminates a running execution and
-/// recovers it; an input of the wrong type is refused before anything is sent, and an unknown project is named.
+/// node's outputs and the history, reads an output offloaded to the blob store, relaunches with a changed
+/// input, terminates a running execution and recovers it; an input of the wrong type is refused before
+/// anything is sent, and an unknown project is named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_script_runs_a_workflow_on_a_fleet_through_remote() {
     if !sdk_installed() {
@@ -451,6 +452,14 @@ def nap(seconds: float) -> int:
     time.sleep(seconds)
     return 0
 
+@task
+def many(n: int) -> list[int]:
+    return list(range(n))
+
+@workflow
+def big(n: int) -> list[int]:
+    return many(n=n)
+
 @workflow
 def slow(seconds: float) -> int:
     return nap(seconds=seconds)
@@ -469,6 +478,9 @@ if __name__ == "__main__":
     except RemoteError as error:
         print("unknown node", error.status, error.message)
     print("history starts", run.history()[0]["kind"])
+    large = remote.run(big, n=200000).wait(timeout=90)
+    values = large.outputs["o0"]
+    print("offloaded", large.phase, len(values), sum(values), len(large.node_outputs("many")["o0"]))
     again = run.relaunch(n=5).wait(timeout=90)
     print("relaunched", again.name != run.name, sorted(again.outputs.items()))
     stopped = remote.run(slow, seconds=60.0)
@@ -529,6 +541,11 @@ if __name__ == "__main__":
     );
     assert_eq!(stdout_of(&given).trim(), "5");
     assert!(stdout.contains("history starts ExecutionRequested"), "{stdout}");
+    // A list of 200,000 integers (1.3 MB) is offloaded to the store; Remote reads it back whole.
+    assert!(
+        stdout.contains("offloaded SUCCEEDED 200000 19999900000 200000"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("relaunched True [('o0', 14), ('o1', 'OK')]"),
         "{stdout}"
