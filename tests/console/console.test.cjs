@@ -217,7 +217,7 @@ async function main() {
 
   const SHAPES = process.env.ALOFT_CONSOLE_SHAPES_EXECUTION || "";
   if (SHAPES) {
-    await step("17-a-struct-is-a-tree-and-a-blob-downloads", async () => {
+    await step("17-a-struct-is-a-tree-and-a-blob-and-an-offloaded-value-download", async () => {
       await page.goto(`${base}/console/executions/default/development/${SHAPES}`);
       const report = page.locator('section[aria-label="Execution"] [data-output="report"]');
       await expectText(report.locator("details.json summary").first(), "{1 fields}");
@@ -228,6 +228,15 @@ async function main() {
       ]);
       const text = fs.readFileSync(await file.path(), "utf8");
       if (text.trim() !== "hello-blob") throw new Error(`downloaded ${JSON.stringify(text)}`);
+      // A value too long to travel inline is shown by its size and downloads whole from the blob store.
+      await expectText(page.locator('section[aria-label="Execution"] [data-output="long"]'),
+        "(offloaded to the blob store, 100000 bytes)");
+      const [long] = await Promise.all([
+        page.waitForEvent("download"),
+        page.locator('section[aria-label="Execution"] button[data-download="long"]').click(),
+      ]);
+      const longText = fs.readFileSync(await long.path(), "utf8");
+      if (longText !== "x".repeat(100000)) throw new Error(`downloaded ${longText.length} characters`);
     });
   }
 

@@ -200,16 +200,18 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         "kind: launch_plan\nname: diamond-fixed\nworkflow: diamond\nfixed_inputs: {x: 5}\n",
     )
     .await;
-    // A struct and a blob output, for the tree of fields and the download button.
+    // A struct, a blob and a text too long to travel inline (offloaded to the blob store), for the tree of
+    // fields and the download buttons.
     register_text(
         &mut client,
         dir.path(),
         "shapes.yaml",
-        "kind: task\nname: shapes\nversion: \"1\"\ninterface: {outputs: {report: struct, data: blob}}\n\
+        "kind: task\nname: shapes\nversion: \"1\"\ninterface: {outputs: {report: struct, data: blob, long: string}}\n\
          run:\n  process:\n    command: [\"sh\", \"-c\", \"echo '{\\\"scores\\\": {\\\"auc\\\": 0.91, \\\"folds\\\": [1, 2]}}' > \
-         $ALOFT_OUTPUT_DIR/report; echo hello-blob > $ALOFT_OUTPUT_DIR/data\"]\n---\n\
-         kind: workflow\nname: shapes\ninterface: {outputs: {report: struct, data: blob}}\n\
-         nodes:\n  - {id: make, task: shapes}\noutputs: {report: make.report, data: make.data}\n",
+         $ALOFT_OUTPUT_DIR/report; echo hello-blob > $ALOFT_OUTPUT_DIR/data; \
+         head -c 100000 /dev/zero | tr '\\\\0' x > $ALOFT_OUTPUT_DIR/long\"]\n---\n\
+         kind: workflow\nname: shapes\ninterface: {outputs: {report: struct, data: blob, long: string}}\n\
+         nodes:\n  - {id: make, task: shapes}\noutputs: {report: make.report, data: make.data, long: make.long}\n",
     )
     .await;
     let shapes = launch(&mut client, workflow("shapes"), "shapes-1", &[])
@@ -283,7 +285,7 @@ async fn a_user_launches_watches_inspects_travels_relaunches_approves_and_filter
         "ok   14-tenants-with-their-quotas-and-the-pools",
         "ok   15-a-graph-of-2000-nodes-stays-interactive",
         "ok   16-a-launch-plan-form-prefills-defaults-and-fixes-its-fixed-inputs",
-        "ok   17-a-struct-is-a-tree-and-a-blob-downloads",
+        "ok   17-a-struct-is-a-tree-and-a-blob-and-an-offloaded-value-download",
     ] {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
