@@ -416,6 +416,30 @@ run:
         stderr.contains("--blob-store") && stderr.contains("unknown scheme \"ftp\""),
         "{stderr}"
     );
+    // A raw-data store that does not say whose it is, or names a bad project, stops it naming the entry.
+    for (entry, said) in [
+        (
+            "s3://aloft-test/y".to_string(),
+            "expected PROJECT=URL or PROJECT/DOMAIN=URL",
+        ),
+        (format!("Bad Name={store}"), "--raw-data-store"),
+    ] {
+        let output = std::process::Command::new(binary("aloft-propeller"))
+            .env("ALOFT_KAFKA_BROKERS", &deployment.brokers)
+            .env("ALOFT_TOPIC_PREFIX", &deployment.topic_prefix)
+            .env("ALOFT_DATA_DIR", deployment.scratch.path())
+            .env("ALOFT_SNAPSHOT_INTERVAL_SECS", "0")
+            .env("ALOFT_BLOB_STORE", &store)
+            .env("ALOFT_RAW_DATA_STORES", &entry)
+            .output()
+            .expect("run the propeller");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--raw-data-store (ALOFT_RAW_DATA_STORES)") && stderr.contains(said),
+            "{entry}: {stderr}"
+        );
+    }
     // A store nobody answers stops it too, naming the setting, within seconds.
     let started = std::time::Instant::now();
     let output = std::process::Command::new(binary("aloft-propeller"))
@@ -763,4 +787,180 @@ async fn a_large_value_is_offloaded_and_read_back_on_another_machine() {
         stored.is_empty(),
         "nothing of the failed attempt is stored: {stored:?}"
     );
+}
+
+const TENANT_DATA: &str = r#"kind: task
+name: make
+version: "1"
+interface: {outputs: {data: blob, long: string}}
+run:
+  process:
+    command: ["sh", "-c", "echo tenant-bytes > \"$ALOFT_OUTPUT_DIR/data\" && head -c 100000 /dev/zero | tr '\\0' t > \"$ALOFT_OUTPUT_DIR/long\" && echo made in its own store"]
+---
+kind: task
+name: check
+version: "1"
+interface: {inputs: {data: blob, long: string}, outputs: {read: string, length: integer}}
+run:
+  process:
+    command: ["sh", "-c", "cat \"$ALOFT_INPUT_DATA\" > \"$ALOFT_OUTPUT_DIR/read\" && wc -c < \"$ALOFT_INPUT_DIR/long\" > \"$ALOFT_OUTPUT_DIR/length\""]
+---
+kind: workflow
+name: tenant-data
+interface: {outputs: {read: string, length: integer, data: blob, long: string}}
+nodes:
+  - {id: make, task: make}
+  - {id: check, task: check, inputs: {data: make.data, long: make.long}}
+outputs: {read: check.read, length: check.length, data: make.data, long: make.long}
+"#;
+
+/// A domain given its own raw-data store (`--raw-data-store default/staging=URL`) has its blobs, offloaded
+/// values and task logs written there, read back by the next task, through the API and by the CLI; another
+/// domain's go to the deployment's store as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_with_its_own_raw_data_store_keeps_its_data_there() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let default_store = deployment.blob_store.clone().unwrap();
+    let endpoint = std::env::var("ALOFT_TEST_S3_ENDPOINT").unwrap();
+    let bucket = std::env::var("ALOFT_TEST_S3_BUCKET").unwrap_or_else(|_| "aloft-test".into());
+    let prefix = format!("e2e-staging-{}", uuid::Uuid::new_v4().simple());
+    let staging_store = format!("s3://{bucket}/{prefix}?endpoint={endpoint}&region=us-east-1");
+    let raw_data = (
+        "ALOFT_RAW_DATA_STORES",
+        format!("default/staging={staging_store}"),
+    );
+    let _admin = deployment.start_with_env(
+        "aloft-admin",
+        "admin",
+        &[
+            (
+                "ALOFT_ADMIN_LISTEN",
+                format!("127.0.0.1:{}", deployment.admin_port),
+            ),
+            ("ALOFT_BOOTSTRAP_PROJECT", PROJECT.to_string()),
+            raw_data.clone(),
+        ],
+    );
+    let work = deployment.scratch.path().join("work-a");
+    let _propeller = deployment.start_with_env(
+        "aloft-propeller",
+        "propeller-a",
+        &[
+            ("ALOFT_MEMBER_ID", "a".to_string()),
+            ("ALOFT_WORK_DIR", work.display().to_string()),
+            raw_data.clone(),
+        ],
+    );
+    let mut client = deployment.client().await;
+    register_text_in(&mut client, "staging", TENANT_DATA).await;
+    register_text_in(&mut client, DOMAIN, TENANT_DATA).await;
+    let staging_root = format!("s3://{bucket}/{prefix}/default/staging/");
+    let default_root = format!(
+        "{}/default/development/",
+        default_store.split('?').next().unwrap()
+    );
+
+    for (domain, root) in [("staging", &staging_root), (DOMAIN, &default_root)] {
+        let name = format!("tenant-{domain}");
+        let id = client
+            .create_execution(wire::CreateExecutionRequest {
+                project: PROJECT.into(),
+                domain: domain.into(),
+                name: name.clone(),
+                target: Some(wire::create_execution_request::Target::Workflow(
+                    wire::Identifier {
+                        project: PROJECT.into(),
+                        domain: domain.into(),
+                        name: "tenant-data".into(),
+                        version: String::new(),
+                    },
+                )),
+                ..Default::default()
+            })
+            .await
+            .expect("launch")
+            .into_inner()
+            .id
+            .unwrap();
+        let done = wait_succeeded(&mut client, &id, Duration::from_secs(90)).await;
+        let outputs = done.outputs.as_ref().unwrap();
+        assert_eq!(
+            scalar_outputs(&done)
+                .into_iter()
+                .filter(|o| !o.starts_with("long="))
+                .collect::<Vec<_>>(),
+            ["length=100000", "read=\"tenant-bytes\""],
+            "{domain}"
+        );
+        let Some(wire::literal::Value::Blob(blob)) = outputs.values["data"].value.clone() else {
+            panic!("no blob")
+        };
+        assert!(
+            blob.uri.starts_with(root.as_str()),
+            "{domain}: {} not under {root}",
+            blob.uri
+        );
+        let long = offloaded_of(outputs.values.get("long"));
+        assert!(
+            long.uri.starts_with(root.as_str()),
+            "{domain}: {} not under {root}",
+            long.uri
+        );
+        // The offloaded text and the blob download through admin from whichever store holds them.
+        let cli = std::process::Command::new(binary("aloft"))
+            .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
+            .args(["--domain", domain, "get", &name, "--output", "long"])
+            .output()
+            .unwrap();
+        assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&cli.stdout),
+            "t".repeat(100_000),
+            "{domain}"
+        );
+        let mut chunks = client
+            .download_data(wire::DownloadDataRequest {
+                id: Some(id.clone()),
+                name: "data".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("download the blob")
+            .into_inner();
+        let mut downloaded = Vec::new();
+        while let Some(chunk) = chunks.message().await.unwrap() {
+            downloaded.extend_from_slice(&chunk.data);
+        }
+        assert_eq!(downloaded, b"tenant-bytes\n", "{domain}");
+        assert_eq!(
+            read_log(&mut client, &id, "make").await,
+            "made in its own store\n",
+            "{domain}"
+        );
+    }
+    // The staging store holds the staging execution's data, and the default store none of it.
+    let staging = aloft_blobstore::BlobStore::from_url(&staging_store).unwrap();
+    assert!(!staging
+        .list(&format!("{PROJECT}/staging/tenant-staging"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!staging
+        .list(&format!("logs/{PROJECT}/staging/tenant-staging"))
+        .await
+        .unwrap()
+        .is_empty());
+    let default = aloft_blobstore::BlobStore::from_url(&default_store).unwrap();
+    assert!(default
+        .list(&format!("{PROJECT}/staging"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(default
+        .list(&format!("logs/{PROJECT}/staging"))
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -62,6 +62,8 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             local: None,
             signer: None,
             value_limits: crate::ValueLimits::default(),
+            tenants: Default::default(),
+            routes: Default::default(),
         });
     }
     let bucket = parsed
@@ -150,6 +152,8 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         local: None,
         signer: Some(signer),
         value_limits: crate::ValueLimits::default(),
+        tenants: Default::default(),
+        routes: Default::default(),
     })
 }
 
@@ -169,6 +173,8 @@ pub(crate) fn open_local(dir: &std::path::Path) -> Result<BlobStore> {
         local: Some(store),
         signer: None,
         value_limits: crate::ValueLimits::default(),
+        tenants: Default::default(),
+        routes: Default::default(),
     })
 }
 

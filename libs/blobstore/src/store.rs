@@ -22,6 +22,20 @@ pub struct BlobStore {
     pub(crate) signer: Option<Arc<dyn object_store::signer::Signer>>,
     /// When a value is offloaded here rather than carried inline in an event, and how large one may be.
     pub(crate) value_limits: crate::ValueLimits,
+    /// Stores that override this one for a project (`None`: every domain) or one of its domains: where
+    /// their raw data is written ([`BlobStore::for_tenant`]).
+    pub(crate) tenants: Arc<Vec<TenantStore>>,
+    /// Every store of the deployment (the default first), without routes of their own: a URI in any of
+    /// them is read through any handle.
+    pub(crate) routes: Arc<Vec<BlobStore>>,
+}
+
+/// A project's (or one of its domains') own store for raw data.
+#[derive(Clone, Debug)]
+pub(crate) struct TenantStore {
+    project: String,
+    domain: Option<String>,
+    store: BlobStore,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -40,6 +54,88 @@ impl BlobStore {
     /// When a value is offloaded here, and how large one may be.
     pub fn value_limits(&self) -> crate::ValueLimits {
         self.value_limits
+    }
+
+    /// This store as the deployment's default, with `tenants` overriding it for their raw data: each is
+    /// `(project, domain, store)`, a `None` domain meaning every domain of the project.
+    pub fn with_tenant_stores(self, tenants: Vec<(String, Option<String>, BlobStore)>) -> BlobStore {
+        let limits = self.value_limits;
+        let plain = |store: BlobStore| BlobStore {
+            tenants: Arc::new(Vec::new()),
+            routes: Arc::new(Vec::new()),
+            value_limits: limits,
+            ..store
+        };
+        let tenants: Vec<TenantStore> = tenants
+            .into_iter()
+            .map(|(project, domain, store)| TenantStore {
+                project,
+                domain,
+                store: plain(store),
+            })
+            .collect();
+        let routes: Vec<BlobStore> = std::iter::once(plain(self.clone()))
+            .chain(tenants.iter().map(|tenant| tenant.store.clone()))
+            .collect();
+        BlobStore {
+            tenants: Arc::new(tenants),
+            routes: Arc::new(routes),
+            ..self
+        }
+    }
+
+    /// The store raw data of `project`/`domain` is written to: its own when the deployment gives it one,
+    /// else the default. URIs of every store of the deployment stay readable through it.
+    pub fn for_tenant(&self, project: &str, domain: &str) -> BlobStore {
+        let own = self
+            .tenants
+            .iter()
+            .find(|t| t.project == project && t.domain.as_deref() == Some(domain))
+            .or_else(|| {
+                self.tenants
+                    .iter()
+                    .find(|t| t.project == project && t.domain.is_none())
+            });
+        let Some(tenant) = own else {
+            return self.default_store();
+        };
+        let chosen = tenant.store.clone();
+        BlobStore {
+            tenants: self.tenants.clone(),
+            routes: self.routes.clone(),
+            value_limits: self.value_limits,
+            ..chosen
+        }
+    }
+
+    /// The deployment's default store (with the same routes).
+    pub fn default_store(&self) -> BlobStore {
+        match self.routes.first() {
+            Some(default) => BlobStore {
+                tenants: self.tenants.clone(),
+                routes: self.routes.clone(),
+                value_limits: self.value_limits,
+                ..default.clone()
+            },
+            None => self.clone(),
+        }
+    }
+
+    /// The roots of every store of the deployment (the default first).
+    pub fn roots(&self) -> Vec<String> {
+        if self.routes.is_empty() {
+            vec![self.root.clone()]
+        } else {
+            self.routes.iter().map(|store| store.root.clone()).collect()
+        }
+    }
+
+    /// Another store of the deployment that `uri` lies in, when this one does not hold it.
+    pub(crate) fn routed(&self, uri: &str) -> Option<&BlobStore> {
+        if self.owns_directly(uri) {
+            return None;
+        }
+        self.routes.iter().find(|store| store.owns_directly(uri))
     }
 
     /// The root every key lives under, as a URI.
@@ -77,8 +173,12 @@ impl BlobStore {
         format!("{}/{}", self.root, relative)
     }
 
-    /// Whether `uri` lies in this store.
+    /// Whether `uri` lies in this store, or in another store of the deployment (read through this one).
     pub fn owns(&self, uri: &str) -> bool {
+        self.owns_directly(uri) || self.routed(uri).is_some()
+    }
+
+    fn owns_directly(&self, uri: &str) -> bool {
         uri.strip_prefix(&self.root)
             .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
     }
@@ -102,6 +202,9 @@ impl BlobStore {
 
     /// The object at `uri`, opened for reading.
     async fn open(&self, uri: &str) -> Result<object_store::GetResult> {
+        if let Some(other) = self.routed(uri) {
+            return Box::pin(other.open(uri)).await;
+        }
         let path = self.path_of_uri(uri)?;
         self.store
             .get(&path)
@@ -126,6 +229,9 @@ impl BlobStore {
     /// A URL that reads the object at `uri` without credentials until `expires_in` has passed, when the store
     /// can sign one (`None`: a local directory or memory).
     pub async fn signed_url(&self, uri: &str, expires_in: std::time::Duration) -> Result<Option<String>> {
+        if let Some(other) = self.routed(uri) {
+            return Box::pin(other.signed_url(uri, expires_in)).await;
+        }
         let Some(signer) = &self.signer else {
             return Ok(None);
         };
@@ -144,6 +250,9 @@ impl BlobStore {
 
     /// The files of the directory blob at `uri` (ending with `/`), as paths relative to it.
     pub async fn list_uri(&self, uri: &str) -> Result<Vec<String>> {
+        if let Some(other) = self.routed(uri) {
+            return Box::pin(other.list_uri(uri)).await;
+        }
         let key = self.key_of(&self.path_of_uri(uri)?);
         Ok(self
             .list(&key)

@@ -124,6 +124,9 @@ impl BlobStore {
     /// Downloads the blob at `uri` to `local`: a file, or for a URI ending with `/` a directory of files.
     /// Returns the bytes written. A URI with nothing behind it is `NotFound`.
     pub async fn download(&self, uri: &str, local: &Path) -> Result<u64> {
+        if let Some(other) = self.routed(uri) {
+            return Box::pin(other.download(uri, local)).await;
+        }
         let path = self.path_of_uri(uri)?;
         if !uri.ends_with('/') {
             return self.download_object(&path, uri, local).await;

@@ -344,3 +344,52 @@ async fn large_values_are_offloaded_and_resolve_back() {
         );
     }
 }
+
+/// A project's or domain's own store takes its raw data; URIs of every store of the deployment read through
+/// any handle, and one outside them all is still refused.
+#[tokio::test]
+async fn a_tenant_store_takes_its_raw_data_and_every_store_reads_through_any_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = BlobStore::local(&dir.path().join("default")).unwrap();
+    let project = BlobStore::local(&dir.path().join("project")).unwrap();
+    let domain = BlobStore::local(&dir.path().join("domain")).unwrap();
+    let stores = default.clone().with_tenant_stores(vec![
+        ("genomics".into(), None, project.clone()),
+        ("genomics".into(), Some("production".into()), domain.clone()),
+    ]);
+    assert_eq!(stores.for_tenant("genomics", "production").root(), domain.root());
+    assert_eq!(
+        stores.for_tenant("genomics", "development").root(),
+        project.root()
+    );
+    assert_eq!(stores.for_tenant("other", "production").root(), default.root());
+    assert_eq!(
+        stores.for_tenant("genomics", "production").default_store().root(),
+        default.root()
+    );
+    assert_eq!(stores.roots(), [default.root(), project.root(), domain.root()]);
+
+    let written = stores
+        .for_tenant("genomics", "production")
+        .put(
+            "genomics/production/e/n/1/out",
+            bytes::Bytes::from_static(b"tenant"),
+        )
+        .await
+        .unwrap();
+    assert!(written.starts_with(domain.root()), "{written}");
+    // Read through the default handle and through another tenant's.
+    for handle in [stores.clone(), stores.for_tenant("other", "x")] {
+        assert!(handle.owns(&written));
+        assert_eq!(&handle.get(&written).await.unwrap()[..], b"tenant");
+        let copy = dir.path().join("copy");
+        handle.download(&written, &copy).await.unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"tenant");
+    }
+    assert!(
+        default.get(&written).await.is_err(),
+        "a plain store does not route"
+    );
+    let foreign = stores.get("s3://someone-else/x").await.unwrap_err().to_string();
+    assert!(foreign.contains("is not in the blob store"), "{foreign}");
+}

@@ -112,6 +112,33 @@ impl BackendArgs {
     }
 }
 
+/// One `PROJECT[/DOMAIN]=URL` of `--raw-data-store`, opened and checked like the default store.
+async fn open_raw_data_store(
+    entry: &str,
+) -> anyhow::Result<(String, Option<String>, aloft_blobstore::BlobStore)> {
+    let setting = "--raw-data-store (ALOFT_RAW_DATA_STORES)";
+    let (tenant, url) = entry
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("{setting} {entry:?}: expected PROJECT=URL or PROJECT/DOMAIN=URL"))?;
+    let (project, domain) = match tenant.split_once('/') {
+        Some((project, domain)) => (project, Some(domain)),
+        None => (tenant, None),
+    };
+    aloft_core::ids::validate_name("project", project)
+        .map_err(|error| anyhow::anyhow!("{setting}: {error}"))?;
+    if let Some(domain) = domain {
+        aloft_core::ids::validate_name("domain", domain)
+            .map_err(|error| anyhow::anyhow!("{setting}: {error}"))?;
+    }
+    let store = aloft_blobstore::BlobStore::from_url(url)
+        .map_err(|error| anyhow::anyhow!("{setting} for {tenant}: {error}"))?;
+    store
+        .check()
+        .await
+        .map_err(|error| anyhow::anyhow!("{setting} for {tenant}: {error}"))?;
+    Ok((project.to_string(), domain.map(str::to_string), store))
+}
+
 /// Where blob outputs and task logs live: the services that read or write task data take it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BlobStoreArgs {
@@ -129,6 +156,11 @@ pub struct BlobStoreArgs {
     /// Larger data belongs in a blob output.
     #[arg(long, env = "ALOFT_MAX_VALUE_BYTES", default_value_t = aloft_blobstore::DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: u64,
+    /// A project's (PROJECT=URL) or one of its domains' (PROJECT/DOMAIN=URL) own store for its raw data (blob
+    /// outputs, offloaded values, task logs), overriding --blob-store for it; repeatable (the variable takes
+    /// them separated by spaces). Every propeller and admin must be given the same ones.
+    #[arg(long = "raw-data-store", env = "ALOFT_RAW_DATA_STORES", value_delimiter = ' ')]
+    pub raw_data_stores: Vec<String>,
 }
 
 impl BlobStoreArgs {
@@ -146,7 +178,13 @@ impl BlobStoreArgs {
             inline_value_limit = limits.inline,
             "blob store"
         );
-        Ok(store.with_value_limits(limits))
+        let mut tenants = Vec::new();
+        for entry in self.raw_data_stores.iter().filter(|entry| !entry.is_empty()) {
+            let (project, domain, tenant) = open_raw_data_store(entry).await?;
+            tracing::info!(project, domain, root = tenant.root(), "raw data store");
+            tenants.push((project, domain, tenant));
+        }
+        Ok(store.with_value_limits(limits).with_tenant_stores(tenants))
     }
 
     /// The value limits given, checked.

@@ -455,9 +455,9 @@ pub enum AdminCommand {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
-        /// The deployment's blob store (as given to its propellers; default: `blobs` in --data-dir).
-        #[arg(long, env = "ALOFT_BLOB_STORE")]
-        blob_store: Option<String>,
+        /// The deployment's blob stores, as given to its propellers (default: `blobs` in --data-dir).
+        #[command(flatten)]
+        blobs: aloft_runtime::BlobStoreArgs,
         #[command(flatten)]
         deployment: DeploymentArgs,
     },

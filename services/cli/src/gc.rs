@@ -92,16 +92,21 @@ pub async fn gc(
             (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         report.executions += 1;
         let (mut removed, mut bytes, mut kept) = (0usize, 0u64, 0usize);
-        for (key, size) in blobs.list(&format!("{project}/{domain}/{name}")).await? {
-            if referenced(&blobs.uri_of(&key), &references) {
-                kept += 1;
-                continue;
+        // Its project's own store, and the default (data written before the project had one).
+        let mut stores = vec![blobs.for_tenant(&project, &domain), blobs.default_store()];
+        stores.dedup_by(|a, b| a.root() == b.root());
+        for store in &stores {
+            for (key, size) in store.list(&format!("{project}/{domain}/{name}")).await? {
+                if referenced(&store.uri_of(&key), &references) {
+                    kept += 1;
+                    continue;
+                }
+                if !dry_run {
+                    store.delete(&key).await?;
+                }
+                removed += 1;
+                bytes += size;
             }
-            if !dry_run {
-                blobs.delete(&key).await?;
-            }
-            removed += 1;
-            bytes += size;
         }
         if removed + kept > 0 {
             say(format!(

@@ -31,8 +31,12 @@ fn readable_by(blobs: &aloft_blobstore::BlobStore, uri: &str, id: &ExecutionId) 
             "{uri} is not in this deployment's blob store; read it where it lives"
         )));
     }
-    let tenant_root = blobs.uri_of(&format!("{}/{}/", id.project, id.domain));
-    if !uri.starts_with(&tenant_root) {
+    // Under the project and domain, in their own store or (data written before they had one) the default.
+    let key = format!("{}/{}/", id.project, id.domain);
+    let in_tenant = [blobs.for_tenant(&id.project, &id.domain), blobs.default_store()]
+        .iter()
+        .any(|store| uri.starts_with(&store.uri_of(&key)));
+    if !in_tenant {
         return Err(ApiError::PermissionDenied(format!(
             "{uri} belongs to another project or domain than {}/{}",
             id.project, id.domain

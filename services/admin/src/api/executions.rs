@@ -373,6 +373,7 @@ impl AdminApi {
         let Some(blobs) = &self.blobs else {
             return Ok(inputs);
         };
+        let blobs = blobs.for_tenant(&id.project, &id.domain);
         blobs
             .offload_large(
                 &mut inputs,

@@ -13,9 +13,15 @@ impl AdminApi {
     pub(super) async fn task_logs_rpc(&self, request: wire::GetTaskLogsRequest) -> ApiResult<TaskLogStream> {
         let id = execution_id_from_wire(request.id.as_ref())?;
         self.execution_row(&id).await?;
-        let blobs = self.blobs.clone().ok_or_else(|| {
-            ApiError::FailedPrecondition("this admin has no blob store configured (--blob-store)".to_string())
-        })?;
+        let blobs = self
+            .blobs
+            .as_ref()
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(
+                    "this admin has no blob store configured (--blob-store)".to_string(),
+                )
+            })?
+            .for_tenant(&id.project, &id.domain);
         let attempt = self.attempt_of(&id, &request.node_id, request.attempt).await?;
         let prefix =
             aloft_blobstore::log_prefix(&id.project, &id.domain, &id.name, &request.node_id, attempt);

@@ -32,13 +32,10 @@ pub(super) async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<i32
         AdminCommand::Gc {
             older_than,
             dry_run,
-            blob_store,
+            blobs,
             deployment,
         } => {
-            let blobs = match blob_store {
-                Some(url) => aloft_blobstore::BlobStore::from_url(url)?,
-                None => aloft_blobstore::BlobStore::local(&cli.data_dir.join("blobs"))?,
-            };
+            let blobs = blobs.open(&cli.data_dir).await?;
             let report = crate::gc::gc(
                 &deployment.address(),
                 &cli.data_dir,

@@ -39,6 +39,7 @@ impl LogShipper {
     /// Ships `log_path` to the attempt's folder from byte `from` on (what an earlier owner already shipped
     /// is not repeated), every `SHIP_INTERVAL`.
     pub fn spawn(blobs: BlobStore, attempt: &AttemptId, log_path: PathBuf, from: u64) -> LogShipper {
+        let blobs = tenant_store(&blobs, attempt);
         let stop = CancellationToken::new();
         let prefix = log_prefix(attempt);
         let task = tokio::spawn({
@@ -72,8 +73,16 @@ impl LogShipper {
 
     /// Where a new owner resumes shipping the log of an attempt it re-attached to.
     pub async fn resume_offset(blobs: &BlobStore, attempt: &AttemptId) -> u64 {
-        blobs.log_size(&log_prefix(attempt)).await.unwrap_or(0)
+        tenant_store(blobs, attempt)
+            .log_size(&log_prefix(attempt))
+            .await
+            .unwrap_or(0)
     }
+}
+
+/// The store the attempt's raw data goes to: its project's (or domain's) own, when it has one.
+pub(crate) fn tenant_store(blobs: &BlobStore, attempt: &AttemptId) -> BlobStore {
+    blobs.for_tenant(&attempt.execution.project, &attempt.execution.domain)
 }
 
 /// Why a round of shipping stopped short; the bytes stay in the local file for the next round.

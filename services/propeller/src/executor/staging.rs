@@ -12,6 +12,7 @@ use aloft_core::spec::TaskSpec;
 use aloft_core::{LiteralType, Value};
 
 use super::attempt::{system_error, user_error, AttemptId, AttemptOutcome};
+use super::log_shipper::tenant_store;
 
 /// The environment variable an input is given in.
 pub(crate) fn env_name(input: &str) -> String {
@@ -90,8 +91,8 @@ async fn write_text(path: &Path, text: &str) -> Result<(), AttemptOutcome> {
         .map_err(|error| system_error(format!("cannot write input {}: {error}", path.display())))
 }
 
-/// Reads the outputs `task` declares from `outputs_dir`, by type; blobs are uploaded to the store under
-/// `attempt`'s key, and values too large to travel inline are offloaded beside them (all but `keep_inline`,
+/// Reads the outputs `task` declares from `outputs_dir`, by type; blobs are uploaded to the store (the
+/// attempt's project's own, when it has one) under `attempt`'s key, and values too large to travel inline are offloaded beside them (all but `keep_inline`,
 /// which the engine reads). A missing, ill-typed or oversized output is the user's error, found before
 /// anything is uploaded; a store that fails is the system's.
 pub(crate) async fn collect_outputs(
@@ -101,6 +102,7 @@ pub(crate) async fn collect_outputs(
     task: &TaskSpec,
     keep_inline: &BTreeSet<String>,
 ) -> AttemptOutcome {
+    let blobs = &tenant_store(blobs, attempt);
     let limits = blobs.value_limits();
     // Sizes first, so an oversized output fails the attempt with nothing of it stored.
     for (name, output_type) in &task.interface.outputs {
@@ -173,6 +175,7 @@ pub(crate) async fn offload_large_outputs(
     keep_inline: &BTreeSet<String>,
     mut outputs: Outputs,
 ) -> AttemptOutcome {
+    let blobs = &tenant_store(blobs, attempt);
     for name in keep_inline {
         let size = outputs.get(name).map_or(0, aloft_blobstore::encoded_len);
         if size > aloft_blobstore::INLINE_VALUES_BUDGET {

@@ -33,6 +33,7 @@ pub use status::{pod_state, PodState};
 use super::attempt::{
     kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, TaskExecutor,
 };
+use super::log_shipper::tenant_store;
 use super::staging::offload_large_outputs;
 
 /// Where the API server is and how pods are placed.
@@ -179,7 +180,7 @@ impl Inner {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert(namespace.clone());
         }
-        let output_uri = self.blobs.uri_of(&self.output_key(&id));
+        let output_uri = tenant_store(&self.blobs, &id).uri_of(&self.output_key(&id));
         let pod = attempt_pod(
             &self.options.pods,
             &id,
@@ -278,8 +279,7 @@ impl Inner {
         {
             Ok(text) if !text.is_empty() => {
                 let prefix = super::log_shipper::log_prefix(attempt);
-                if let Err(error) = self
-                    .blobs
+                if let Err(error) = tenant_store(&self.blobs, attempt)
                     .put_log_chunk(&prefix, 0, bytes::Bytes::from(text))
                     .await
                 {
@@ -343,15 +343,16 @@ impl Inner {
     /// The outputs the pod wrote under its output prefix, by declared type.
     async fn read_outputs(&self, request: &AttemptRequest) -> AttemptOutcome {
         let prefix = self.output_key(&request.id());
+        let blobs = tenant_store(&self.blobs, &request.id());
         // Everything the pod wrote, once: a blob output is an object `NAME` or a folder `NAME/...`.
-        let written = match self.blobs.list(&prefix).await {
+        let written = match blobs.list(&prefix).await {
             Ok(written) => written,
             Err(error) => return system_error(format!("listing the pod's outputs: {error}")),
         };
         let mut outputs = Outputs::new();
         for (name, output_type) in &request.task.interface.outputs {
             let key = format!("{prefix}/{name}");
-            let uri = self.blobs.uri_of(&key);
+            let uri = blobs.uri_of(&key);
             if let LiteralType::Blob { format } = output_type {
                 let folder = format!("{key}/");
                 let parts: Vec<u64> = written
@@ -377,14 +378,14 @@ impl Inner {
                     .iter()
                     .find(|(found, _)| *found == key)
                     .map_or(0, |(_, size)| *size);
-                let max = self.blobs.value_limits().max;
+                let max = blobs.value_limits().max;
                 if size > max {
                     return user_error(format!(
                         "output {name:?} is {size} bytes, more than the {max} bytes a value may be \
                          (--max-value-bytes); write large data as a blob output"
                     ));
                 }
-                match self.blobs.get(&uri).await {
+                match blobs.get(&uri).await {
                     Ok(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);
                         match output_type.parse_text(&text) {
