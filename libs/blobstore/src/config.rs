@@ -61,7 +61,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
             prefix: StorePath::default(),
             local: None,
             signer: None,
-            value_limits: crate::ValueLimits::default(),
+            value_limits: crate::limits::ValueLimits::default(),
             tenants: Default::default(),
             routes: Default::default(),
         });
@@ -151,7 +151,7 @@ pub(crate) fn open(url: &str) -> Result<BlobStore> {
         prefix,
         local: None,
         signer: Some(signer),
-        value_limits: crate::ValueLimits::default(),
+        value_limits: crate::limits::ValueLimits::default(),
         tenants: Default::default(),
         routes: Default::default(),
     })
@@ -172,7 +172,7 @@ pub(crate) fn open_local(dir: &std::path::Path) -> Result<BlobStore> {
         prefix: StorePath::default(),
         local: Some(store),
         signer: None,
-        value_limits: crate::ValueLimits::default(),
+        value_limits: crate::limits::ValueLimits::default(),
         tenants: Default::default(),
         routes: Default::default(),
     })

@@ -10,15 +10,14 @@
 mod config;
 mod error;
 mod layout;
+mod limits;
 mod store;
 mod transfer;
 mod values;
 
 pub use error::{BlobError, Result, SETTING};
 pub use layout::{attempt_key, input_key, log_prefix, LogChunk};
+pub use limits::{ValueLimits, DEFAULT_INLINE_VALUE_LIMIT, DEFAULT_MAX_VALUE_BYTES, INLINE_VALUES_BUDGET};
 pub use store::BlobStore;
 pub use transfer::StoredBlob;
-pub use values::{
-    encoded_len, holds_offloaded, sha256_digest, ValueLimits, DEFAULT_INLINE_VALUE_LIMIT,
-    DEFAULT_MAX_VALUE_BYTES, INLINE_VALUES_BUDGET,
-};
+pub use values::{encoded_len, holds_offloaded, sha256_digest};

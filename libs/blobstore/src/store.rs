@@ -21,7 +21,7 @@ pub struct BlobStore {
     /// The same store as a URL signer, when it can sign (S3, GCS, Azure with a key).
     pub(crate) signer: Option<Arc<dyn object_store::signer::Signer>>,
     /// When a value is offloaded here rather than carried inline in an event, and how large one may be.
-    pub(crate) value_limits: crate::ValueLimits,
+    pub(crate) value_limits: crate::limits::ValueLimits,
     /// Stores that override this one for a project (`None`: every domain) or one of its domains: where
     /// their raw data is written ([`BlobStore::for_tenant`]).
     pub(crate) tenants: Arc<Vec<TenantStore>>,
@@ -46,13 +46,13 @@ impl std::fmt::Debug for BlobStore {
 
 impl BlobStore {
     /// This store, offloading values by `limits`.
-    pub fn with_value_limits(mut self, limits: crate::ValueLimits) -> BlobStore {
+    pub fn with_value_limits(mut self, limits: crate::limits::ValueLimits) -> BlobStore {
         self.value_limits = limits;
         self
     }
 
     /// When a value is offloaded here, and how large one may be.
-    pub fn value_limits(&self) -> crate::ValueLimits {
+    pub fn value_limits(&self) -> crate::limits::ValueLimits {
         self.value_limits
     }
 

@@ -19,9 +19,9 @@ pub enum ResolveError {
 
 impl ResolveError {
     /// `value` when the engine can read it, not when only a reference to it travels inline.
-    pub(crate) fn inline(value: crate::Value) -> Result<crate::Value, ResolveError> {
+    pub(crate) fn inline(value: crate::types::Value) -> Result<crate::types::Value, ResolveError> {
         match value {
-            crate::Value::Offloaded { size, .. } => Err(ResolveError::Offloaded { size }),
+            crate::types::Value::Offloaded { size, .. } => Err(ResolveError::Offloaded { size }),
             inline => Ok(inline),
         }
     }
