@@ -58,6 +58,29 @@ nodes:
 outputs: {made: make.digest, read: check.digest}
 "#;
 
+/// SIGKILLs propeller `first` (member `a`), wipes its work dir, starts member `b` with `start` and lets
+/// execution `id` past its `go` gate: what runs next runs on B, as on another machine.
+async fn fail_over_and_go(
+    deployment: &Deployment,
+    first: &mut Service,
+    start: fn(&Deployment, &str) -> Service,
+    client: &mut AdminClient,
+    id: &wire::ExecutionIdentifier,
+) -> Service {
+    first.sigkill();
+    std::fs::remove_dir_all(deployment.scratch.path().join("work-a")).expect("wipe A's disk");
+    let second = start(deployment, "b");
+    client
+        .signal_execution(wire::SignalExecutionRequest {
+            id: Some(id.clone()),
+            signal: "go".into(),
+            value: String::new(),
+        })
+        .await
+        .expect("signal go");
+    second
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
@@ -148,17 +171,7 @@ async fn a_blob_written_on_a_killed_propeller_is_read_on_its_successor() {
     assert_eq!(blob.size, 3_000_000);
     assert!(blob.digest.starts_with("sha256:"), "{}", blob.digest);
 
-    first.sigkill();
-    std::fs::remove_dir_all(deployment.scratch.path().join("work-a")).expect("wipe A's disk");
-    let _second = propeller_on_own_disk(&deployment, "b");
-    client
-        .signal_execution(wire::SignalExecutionRequest {
-            id: Some(id.clone()),
-            signal: "go".into(),
-            value: String::new(),
-        })
-        .await
-        .expect("signal go");
+    let _second = fail_over_and_go(&deployment, &mut first, propeller_on_own_disk, &mut client, &id).await;
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(120)).await;
     let outputs = scalar_outputs(&finished);
     let made_digest = outputs
@@ -717,17 +730,14 @@ async fn a_large_value_is_offloaded_and_read_back_on_another_machine() {
         format!("sha256:{}", sha256_hex(expected_text.as_bytes()))
     );
 
-    first.sigkill();
-    std::fs::remove_dir_all(deployment.scratch.path().join("work-a")).expect("wipe A's disk");
-    let _second = propeller_with_value_ceiling(&deployment, "b");
-    client
-        .signal_execution(wire::SignalExecutionRequest {
-            id: Some(id.clone()),
-            signal: "go".into(),
-            value: String::new(),
-        })
-        .await
-        .expect("signal go");
+    let _second = fail_over_and_go(
+        &deployment,
+        &mut first,
+        propeller_with_value_ceiling,
+        &mut client,
+        &id,
+    )
+    .await;
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(120)).await;
     let outputs = finished.outputs.as_ref().unwrap();
     assert_eq!(

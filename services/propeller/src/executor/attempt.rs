@@ -45,6 +45,21 @@ pub struct AttemptId {
     pub attempt: u32,
 }
 
+impl AttemptId {
+    /// The store key of output `output` of this attempt (with an empty name: the folder of its outputs).
+    pub fn output_key(&self, output: &str) -> String {
+        let id = &self.execution;
+        aloft_blobstore::attempt_key(
+            &id.project,
+            &id.domain,
+            &id.name,
+            &self.node_id,
+            self.attempt,
+            output,
+        )
+    }
+}
+
 impl fmt::Display for AttemptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.execution, self.node_id, self.attempt)

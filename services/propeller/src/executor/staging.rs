@@ -186,17 +186,7 @@ pub(crate) async fn offload_large_outputs(
             ));
         }
     }
-    let id = &attempt.execution;
-    let key_of = |name: &str| {
-        aloft_blobstore::attempt_key(
-            &id.project,
-            &id.domain,
-            &id.name,
-            &attempt.node_id,
-            attempt.attempt,
-            &format!("{name}.value"),
-        )
-    };
+    let key_of = |name: &str| attempt.output_key(&format!("{name}.value"));
     match blobs
         .offload_large(
             &mut outputs,
@@ -223,16 +213,7 @@ async fn upload_output(
     name: &str,
     path: &Path,
 ) -> Result<aloft_blobstore::StoredBlob, BlobError> {
-    let id = &attempt.execution;
-    let key = aloft_blobstore::attempt_key(
-        &id.project,
-        &id.domain,
-        &id.name,
-        &attempt.node_id,
-        attempt.attempt,
-        name,
-    );
-    blobs.upload(path, &key).await
+    blobs.upload(path, &attempt.output_key(name)).await
 }
 
 /// Blobs inside a list, map or optional output that name a file by a path relative to the outputs directory

@@ -140,17 +140,7 @@ impl Inner {
 
     /// The store prefix an attempt's pod writes its outputs under.
     fn output_key(&self, attempt: &AttemptId) -> String {
-        let id = &attempt.execution;
-        aloft_blobstore::attempt_key(
-            &id.project,
-            &id.domain,
-            &id.name,
-            &attempt.node_id,
-            attempt.attempt,
-            "",
-        )
-        .trim_end_matches('/')
-        .to_string()
+        attempt.output_key("").trim_end_matches('/').to_string()
     }
 
     async fn run(&self, request: &AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
