@@ -13,8 +13,10 @@ use crate::error::Error;
 /// log is the audit record, and events written today must replay in every later version.
 ///
 /// 2: `GateWaiting.waiting_for` is a typed `WaitingFor` (version 1 carried its text; still read).
-/// 3: the payload may be zstd-compressed JSON (`payload_encoding`). Only such envelopes are written with
-/// version 3, so a reader of version 2 reads every other event of a newer writer during a rolling upgrade.
+/// 3: the payload may be zstd-compressed JSON (`payload_encoding`), and a value may be `offloaded` (a
+/// reference into the blob store). Only compressed envelopes are written with version 3, so a reader of
+/// version 2 reads every other event of a newer writer during a rolling upgrade; one holding an offloaded
+/// value it refuses by the unknown variant instead (it could not use the value either).
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// The version an envelope with a plain JSON payload is written with.
