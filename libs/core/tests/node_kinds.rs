@@ -1234,6 +1234,29 @@ outputs: {ns: also.n}
     );
     assert!(state.outputs_read_by_the_engine(node("also")).is_empty());
 
+    // Through a subworkflow that passes its inner node's output on to a condition.
+    let through = compile(&[
+        PLUS_TWO,
+        r#"
+name: through
+interface: {inputs: {x: integer}, outputs: {n: integer}}
+nodes:
+  - {id: twice, workflow: plus_two, inputs: {n: inputs.x}}
+  - {id: pick, branch: {cases: [{if: "twice.n > 3", then: {id: big, task: inc, inputs: {n: twice.n}}}], else: {id: small, task: inc, inputs: {n: twice.n}}}}
+outputs: {n: pick.n}
+"#,
+    ])
+    .unwrap();
+    let run = Run::start(&through, x(1));
+    let state = run.state();
+    let node = |id: &str| state.workflow.nodes.iter().position(|n| n.id == id).unwrap();
+    assert_eq!(
+        state.outputs_read_by_the_engine(node("twice/b")),
+        ["n".to_string()].into(),
+        "the subworkflow's end passes twice/b.n on to the condition"
+    );
+    assert!(state.outputs_read_by_the_engine(node("twice/a")).is_empty());
+
     // The branch's operand arrives offloaded: the case cannot be evaluated, and the message says why.
     let mut run = Run::start(&mapped_prep, x(1));
     run.settle();

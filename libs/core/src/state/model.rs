@@ -375,19 +375,40 @@ impl ExecutionState {
     }
 
     /// The outputs of `node` the engine itself reads: the list a map expands, a branch's condition operands,
-    /// a dynamic node's plan. They must stay inline, where `decide` sees them, rather than be offloaded to
-    /// the blob store.
+    /// a dynamic node's plan, also through the end of a subworkflow that passes them on. They must stay
+    /// inline, where `decide` sees them, rather than be offloaded to the blob store.
     pub fn outputs_read_by_the_engine(&self, node: usize) -> BTreeSet<String> {
+        self.engine_reads(node, 0)
+    }
+
+    fn engine_reads(&self, node: usize, depth: usize) -> BTreeSet<String> {
+        /// Subworkflows nest far less deep than this; it only bounds the walk.
+        const MAX_NESTING: usize = 32;
+        let mut read = BTreeSet::new();
+        let mut note = |binding: &NodeBinding| {
+            if let NodeBinding::NodeOutput { node: source, output } = binding {
+                if *source == node {
+                    read.insert(output.clone());
+                }
+            }
+        };
         // Whatever reads a node's output is downstream of it.
-        let readers = self.downstream.get(node).map_or(&[][..], Vec::as_slice);
-        readers
-            .iter()
-            .flat_map(|&reader| self.workflow.nodes[reader].bindings_read_by_the_engine())
-            .filter_map(|binding| match binding {
-                NodeBinding::NodeOutput { node: source, output } if *source == node => Some(output.clone()),
-                _ => None,
-            })
-            .collect()
+        for &reader in self.downstream.get(node).map_or(&[][..], Vec::as_slice) {
+            let compiled = &self.workflow.nodes[reader];
+            compiled
+                .bindings_read_by_the_engine()
+                .into_iter()
+                .for_each(&mut note);
+            // A subworkflow's end passes its inputs on as its outputs: what the engine reads of those, it
+            // reads of the nodes they come from.
+            if matches!(compiled.control, Some(Control::Subworkflow { .. })) && depth < MAX_NESTING {
+                self.engine_reads(reader, depth + 1)
+                    .iter()
+                    .filter_map(|output| compiled.inputs.get(output))
+                    .for_each(&mut note);
+            }
+        }
+        read
     }
 
     /// The input values of a node, resolved from workflow inputs, constants and upstream outputs.
