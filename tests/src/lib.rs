@@ -333,12 +333,19 @@ impl Deployment {
     }
 
     pub fn start_admin(&self) -> Service {
-        let child = self
-            .command("aloft-admin", "admin")
+        self.start_admin_with_env(&[])
+    }
+
+    /// `start_admin` with `extra` environment.
+    pub fn start_admin_with_env(&self, extra: &[(&str, String)]) -> Service {
+        let mut command = self.command("aloft-admin", "admin");
+        command
             .env("ALOFT_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
-            .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT)
-            .spawn()
-            .expect("spawn admin");
+            .env("ALOFT_BOOTSTRAP_PROJECT", PROJECT);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("spawn admin");
         Service {
             child,
             name: "admin".into(),

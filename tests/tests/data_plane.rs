@@ -21,15 +21,18 @@ async fn s3_deployment() -> Option<Deployment> {
 
 /// A propeller with a work dir of its own (as on another machine).
 fn propeller_on_own_disk(deployment: &Deployment, member: &str) -> Service {
+    propeller_on_own_disk_with(deployment, member, &[])
+}
+
+/// `propeller_on_own_disk` with `extra` environment.
+fn propeller_on_own_disk_with(deployment: &Deployment, member: &str, extra: &[(&str, String)]) -> Service {
     let work = deployment.scratch.path().join(format!("work-{member}"));
-    deployment.start_with_env(
-        "aloft-propeller",
-        &format!("propeller-{member}"),
-        &[
-            ("ALOFT_MEMBER_ID", member.to_string()),
-            ("ALOFT_WORK_DIR", work.display().to_string()),
-        ],
-    )
+    let mut env = vec![
+        ("ALOFT_MEMBER_ID", member.to_string()),
+        ("ALOFT_WORK_DIR", work.display().to_string()),
+    ];
+    env.extend_from_slice(extra);
+    deployment.start_with_env("aloft-propeller", &format!("propeller-{member}"), &env)
 }
 
 const HAND_OVER: &str = r#"kind: task
@@ -670,15 +673,10 @@ outputs: {xs: make.xs, total: sum.total, count: sum.count}
 
 /// A propeller with a work dir of its own and a lower ceiling on values (8 MiB), so a test can pass it.
 fn propeller_with_value_ceiling(deployment: &Deployment, member: &str) -> Service {
-    let work = deployment.scratch.path().join(format!("work-{member}"));
-    deployment.start_with_env(
-        "aloft-propeller",
-        &format!("propeller-{member}"),
-        &[
-            ("ALOFT_MEMBER_ID", member.to_string()),
-            ("ALOFT_WORK_DIR", work.display().to_string()),
-            ("ALOFT_MAX_VALUE_BYTES", (8 * 1024 * 1024).to_string()),
-        ],
+    propeller_on_own_disk_with(
+        deployment,
+        member,
+        &[("ALOFT_MAX_VALUE_BYTES", (8 * 1024 * 1024).to_string())],
     )
 }
 
@@ -841,28 +839,8 @@ async fn a_domain_with_its_own_raw_data_store_keeps_its_data_there() {
         "ALOFT_RAW_DATA_STORES",
         format!("default/staging={staging_store}"),
     );
-    let _admin = deployment.start_with_env(
-        "aloft-admin",
-        "admin",
-        &[
-            (
-                "ALOFT_ADMIN_LISTEN",
-                format!("127.0.0.1:{}", deployment.admin_port),
-            ),
-            ("ALOFT_BOOTSTRAP_PROJECT", PROJECT.to_string()),
-            raw_data.clone(),
-        ],
-    );
-    let work = deployment.scratch.path().join("work-a");
-    let _propeller = deployment.start_with_env(
-        "aloft-propeller",
-        "propeller-a",
-        &[
-            ("ALOFT_MEMBER_ID", "a".to_string()),
-            ("ALOFT_WORK_DIR", work.display().to_string()),
-            raw_data.clone(),
-        ],
-    );
+    let _admin = deployment.start_admin_with_env(std::slice::from_ref(&raw_data));
+    let _propeller = propeller_on_own_disk_with(&deployment, "a", std::slice::from_ref(&raw_data));
     let mut client = deployment.client().await;
     register_text_in(&mut client, "staging", TENANT_DATA).await;
     register_text_in(&mut client, DOMAIN, TENANT_DATA).await;

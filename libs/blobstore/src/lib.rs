@@ -20,4 +20,4 @@ pub use layout::{attempt_key, input_key, log_prefix, LogChunk};
 pub use limits::{ValueLimits, DEFAULT_INLINE_VALUE_LIMIT, DEFAULT_MAX_VALUE_BYTES, INLINE_VALUES_BUDGET};
 pub use store::BlobStore;
 pub use transfer::StoredBlob;
-pub use values::{encoded_len, holds_offloaded, sha256_digest};
+pub use values::{encoded_len, holds_offloaded, offloaded_uris, sha256_digest};

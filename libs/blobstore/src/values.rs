@@ -148,10 +148,20 @@ impl BlobStore {
 
 /// Whether `value` holds an offloaded value anywhere.
 pub fn holds_offloaded(value: &Value) -> bool {
-    match value {
-        Value::Offloaded { .. } => true,
-        Value::List(items) => items.iter().any(holds_offloaded),
-        Value::Map(entries) => entries.values().any(holds_offloaded),
-        _ => false,
+    !offloaded_uris(value).is_empty()
+}
+
+/// The URIs of the offloaded values inside `value`.
+pub fn offloaded_uris(value: &Value) -> Vec<&str> {
+    fn walk<'a>(value: &'a Value, into: &mut Vec<&'a str>) {
+        match value {
+            Value::Offloaded { uri, .. } => into.push(uri),
+            Value::List(items) => items.iter().for_each(|item| walk(item, into)),
+            Value::Map(entries) => entries.values().for_each(|item| walk(item, into)),
+            _ => {}
+        }
     }
+    let mut found = Vec::new();
+    walk(value, &mut found);
+    found
 }

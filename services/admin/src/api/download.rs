@@ -45,16 +45,6 @@ fn readable_by(blobs: &aloft_blobstore::BlobStore, uri: &str, id: &ExecutionId) 
     Ok(())
 }
 
-/// The URIs of the offloaded values inside `value`.
-fn offloaded_uris<'a>(value: &'a Value, into: &mut Vec<&'a str>) {
-    match value {
-        Value::Offloaded { uri, .. } => into.push(uri),
-        Value::List(items) => items.iter().for_each(|item| offloaded_uris(item, into)),
-        Value::Map(entries) => entries.values().for_each(|item| offloaded_uris(item, into)),
-        _ => {}
-    }
-}
-
 impl AdminApi {
     pub(super) async fn download_data_rpc(
         &self,
@@ -143,9 +133,7 @@ impl AdminApi {
             // A list or map gathered from items some of which were offloaded: whole again, as its text.
             collection if aloft_blobstore::holds_offloaded(collection) => {
                 let blobs = self.blobs.clone().ok_or_else(no_store)?;
-                let mut uris = Vec::new();
-                offloaded_uris(collection, &mut uris);
-                for uri in uris {
+                for uri in aloft_blobstore::offloaded_uris(collection) {
                     readable_by(&blobs, uri, &id)?;
                 }
                 let resolved = blobs.resolve(collection).await.map_err(blob_error)?;
