@@ -98,6 +98,21 @@ ensure_s3() {
   command -v curl >/dev/null || apt_install curl
   curl -sf -X PUT "$ALOFT_TEST_S3_ENDPOINT/$ALOFT_TEST_S3_BUCKET" -o /dev/null \
     || die "cannot create bucket $ALOFT_TEST_S3_BUCKET at $ALOFT_TEST_S3_ENDPOINT (see $LOG_DIR/moto.log)"
+  # The GCS store runs the conformance suite over the same server, through Cloud Storage's XML API (which is
+  # S3's) with OAuth off: its bucket lets unsigned requests in, which a policy says (moto checks policies).
+  export ALOFT_TEST_GCS_BUCKET="${ALOFT_TEST_GCS_BUCKET:-aloft-test-gcs}"
+  python3 - "$ALOFT_TEST_S3_ENDPOINT" "$ALOFT_TEST_GCS_BUCKET" >"$LOG_DIR/gcs-bucket.log" 2>&1 <<'PY' \
+    || die "cannot create bucket $ALOFT_TEST_GCS_BUCKET at $ALOFT_TEST_S3_ENDPOINT (see $LOG_DIR/gcs-bucket.log)"
+import json, sys
+import boto3
+endpoint, bucket = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+    s3.create_bucket(Bucket=bucket)
+arn = f"arn:aws:s3:::{bucket}"
+s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": [arn, arn + "/*"]}]}))
+PY
 }
 AZURITE_PID=""
 AZURITE_DIR="$HOME/.cache/aloft/azurite"
