@@ -1,6 +1,7 @@
 //! The container executor on a real container engine (Docker Engine, started by `scripts/test.sh`), with
 //! Kafka and Postgres: tasks in three different images pass typed values and a blob, a task over its
-//! memory limit fails as out of memory naming the limit, a missing image fails with the engine's message,
+//! memory limit fails as out of memory naming the limit, one over its ephemeral-storage limit is stopped
+//! naming that, a missing image fails with the engine's message,
 //! terminating an execution kills its container, a propeller SIGKILLed mid-task is succeeded by one that
 //! re-attaches to the running container (the task runs once), and bad images or quantities are refused at
 //! registration. Images are built in the test from a static busybox; nothing is pulled.
@@ -156,8 +157,8 @@ async fn a_workflow_of_three_images_passes_typed_values_and_a_blob() {
     );
 }
 
-/// Over its memory limit, a task is killed and fails as out of memory, naming the limit; an image that
-/// cannot be pulled fails with the engine's message.
+/// Over its memory limit, a task is killed and fails as out of memory, naming the limit (over its
+/// ephemeral-storage limit, likewise); an image that cannot be pulled fails with the engine's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_and_a_missing_image_fail_saying_why() {
     let Some((deployment, engine)) = container_deployment().await else {
@@ -184,12 +185,25 @@ run:
   container:
     image: 127.0.0.1:1/aloft-test/missing:1
     command: ["true"]
+---
+kind: task
+name: hoarder
+version: "1"
+resources: {ephemeral_storage: 8Mi}
+retries: {user: 0}
+run:
+  container:
+    image: aloft-test/stage-a:1
+    command: ["sh", "-c", "echo filling the disk; dd if=/dev/zero of=/tmp/fill bs=1048576 count=32; sleep 120"]
 "#;
     register_text(&mut client, deployment.scratch.path(), "fail.yaml", specs).await;
     let hungry = launch(&mut client, task("hungry", "1"), "hungry-1", &[])
         .await
         .unwrap();
     let nowhere = launch(&mut client, task("nowhere", "1"), "nowhere-1", &[])
+        .await
+        .unwrap();
+    let hoarder = launch(&mut client, task("hoarder", "1"), "hoarder-1", &[])
         .await
         .unwrap();
     let finished = wait_finished(&mut client, &hungry, Duration::from_secs(120)).await;
@@ -213,6 +227,16 @@ run:
         node(&finished, "nowhere").attempts,
         1,
         "a pull failure is the user's: not retried"
+    );
+    // Over its ephemeral-storage limit, a task is stopped (long before its sleep ends) naming the limit.
+    let finished = wait_finished(&mut client, &hoarder, Duration::from_secs(90)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    let error = &node(&finished, "hoarder").error;
+    assert!(error.contains("local storage"), "{error}");
+    assert!(error.contains("8 MiB"), "the limit is named: {error}");
+    assert!(
+        error.contains("filling the disk"),
+        "the log's end is quoted: {error}"
     );
 }
 

@@ -1,11 +1,11 @@
 //! The container engine's side of an attempt: making sure the image is there (pulling it, a failure being the
 //! task's), waiting for a container to stop, when it started, following its output into the attempt's log,
-//! and the exit code recorded for a successor.
+//! watching the local storage it uses against its limit, and the exit code recorded for a successor.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::container::{LogOutput, LogsOptions, WaitContainerOptions};
+use bollard::container::{InspectContainerOptions, LogOutput, LogsOptions, WaitContainerOptions};
 use bollard::errors::Error as EngineError;
 use bollard::image::CreateImageOptions;
 use bollard::Docker;
@@ -95,6 +95,54 @@ pub(super) async fn wait_for_exit(engine: &Docker, name: &str) {
             }
         }
     }
+}
+
+/// How often a container with an ephemeral-storage limit has its local storage measured.
+pub(super) const STORAGE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Returns (the bytes used) once container `name` uses more local storage than `limit`: its writable layer
+/// and the attempt directory mounted into it (inputs, outputs, log), as a kubelet counts a pod's writable
+/// layers, emptyDir volumes and logs against its ephemeral-storage limit. Never returns without a limit.
+pub(super) async fn storage_exceeded(
+    engine: &Docker,
+    name: &str,
+    attempt_dir: &Path,
+    limit: Option<u64>,
+) -> u64 {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(STORAGE_CHECK_INTERVAL).await;
+        let layer = engine
+            .inspect_container(name, Some(InspectContainerOptions { size: true }))
+            .await
+            .ok()
+            .and_then(|inspected| inspected.size_rw)
+            .map_or(0, |bytes| bytes.max(0) as u64);
+        let dir = attempt_dir.to_path_buf();
+        let mounted = tokio::task::spawn_blocking(move || disk_usage(&dir))
+            .await
+            .unwrap_or(0);
+        if layer + mounted > limit {
+            return layer + mounted;
+        }
+    }
+}
+
+/// The bytes of the files under `dir` (symbolic links not followed; what cannot be read counts nothing).
+fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => disk_usage(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// When container `name` started, as the engine recorded it.

@@ -6,8 +6,10 @@
 //! The attempt's working directory is mounted at `/aloft`: inputs are staged into `/aloft/inputs` and read
 //! back from `/aloft/outputs` exactly as for a process task (`$ALOFT_INPUT_DIR`, `$ALOFT_OUTPUT_DIR`), so
 //! the engine must see the propeller's work directory at the same path (the propeller runs on the engine's
-//! machine, or in a container with that directory mounted at the same path). Resources become cgroup limits;
-//! the container's output is followed into the attempt's log and shipped to the blob store.
+//! machine, or in a container with that directory mounted at the same path). Resources become cgroup limits,
+//! and an ephemeral-storage limit is watched (writable layer and attempt directory, measured every second) as
+//! a kubelet watches a pod's: a container over it is stopped and fails saying so. The container's output is
+//! followed into the attempt's log and shipped to the blob store.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 mod engine;
 
 use engine::{
-    engine_failure, ensure_image, recorded_exit, started_at, wait_for_exit, write_log, ContainerExit,
-    EXIT_CODE_FILE,
+    engine_failure, ensure_image, recorded_exit, started_at, storage_exceeded, wait_for_exit, write_log,
+    ContainerExit, EXIT_CODE_FILE,
 };
 
 use super::attempt::{
@@ -419,13 +421,20 @@ impl Inner {
             }
             None => None,
         };
+        let storage_limit = request
+            .task
+            .resources
+            .as_ref()
+            .and_then(|resources| resources.limits().ephemeral_storage_bytes);
         enum End {
             Exited,
             TimedOut,
             Cancelled,
+            OverStorage(u64),
         }
         let end = tokio::select! {
             _ = wait_for_exit(engine, name) => End::Exited,
+            used = storage_exceeded(engine, name, &dir.path, storage_limit) => End::OverStorage(used),
             _ = async { match left { Some(left) => tokio::time::sleep(left).await, None => std::future::pending().await } } => End::TimedOut,
             _ = cancel.cancelled() => End::Cancelled,
         };
@@ -469,6 +478,17 @@ impl Inner {
             (End::TimedOut, _) => {
                 dir.remove_secrets().await;
                 timed_out(&request.task)
+            }
+            (End::OverStorage(used), _) => {
+                dir.remove_secrets().await;
+                let limit = storage_limit.unwrap_or_default();
+                let how = format!(
+                    "stopped for using {} of local storage (its writable layer and /aloft), more than its limit of {} \
+                     (resources.ephemeral_storage, or resources.limits.ephemeral_storage)",
+                    human_bytes(used),
+                    human_bytes(limit)
+                );
+                dir.failed(request, &how).await
             }
             _ => {
                 dir.remove_secrets().await;
