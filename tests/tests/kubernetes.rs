@@ -12,103 +12,10 @@ use std::time::{Duration, Instant};
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 
-const NAMESPACE: &str = "default-development";
-
-/// An execution name no earlier run on the same API server used (pods outlive a failed test).
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
-
-/// The test cluster's kubeconfig, or `None` (skipped) unless real backends are required.
-fn kubeconfig() -> Option<String> {
-    match std::env::var("ALOFT_TEST_KUBECONFIG") {
-        Ok(path) => Some(path),
-        Err(_) => {
-            assert!(
-                std::env::var("ALOFT_REQUIRE_REAL_BACKENDS").is_err(),
-                "ALOFT_TEST_KUBECONFIG is required (scripts/test.sh starts kube-apiserver)"
-            );
-            eprintln!("skipping: no Kubernetes API server");
-            None
-        }
-    }
-}
-
-async fn kube_client(kubeconfig: &str) -> kube::Client {
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
-fn kube_propeller(deployment: &Deployment, kubeconfig: &str, member: &str) -> Service {
-    deployment.start_with_env(
-        "aloft-propeller",
-        &format!("propeller-{member}"),
-        &[
-            ("ALOFT_MEMBER_ID", member.to_string()),
-            ("ALOFT_KUBERNETES", "kubeconfig".to_string()),
-            ("KUBECONFIG", kubeconfig.to_string()),
-            // The GPUs the cluster may give this propeller's attempts (it admits GPU requests against them).
-            ("ALOFT_GPUS", "4".to_string()),
-        ],
-    )
-}
-
-/// The pods of `execution`, waiting until there are `count`.
-async fn wait_for_pods(pods: &Api<Pod>, execution: &str, count: usize) -> Vec<Pod> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let listed = pods
-            .list(&ListParams::default().labels(&format!("aloft.dev/execution={execution}")))
-            .await
-            .unwrap();
-        if listed.items.len() >= count {
-            return listed.items;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{execution}: {count} pod(s) never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_gone(pods: &Api<Pod>, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while pods.get_opt(name).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "pod {name} was never deleted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Reports `status` for pod `name`, as a kubelet would.
-async fn report(pods: &Api<Pod>, name: &str, status: serde_json::Value) {
-    pods.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
-    )
-    .await
-    .unwrap();
-}
-
-fn terminated(exit_code: i32, reason: &str) -> serde_json::Value {
-    serde_json::json!([{"name": "task", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-        "state": {"terminated": {"exitCode": exit_code, "reason": reason}}}])
-}
-
-fn env_of(pod: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::EnvVar> {
-    pod.spec.as_ref()?.containers[0]
-        .env
-        .as_ref()?
-        .iter()
-        .find(|var| var.name == name)
-        .cloned()
-}
+mod kube_support;
+use kube_support::*;
 
 /// Writes an output the way the task in the pod would: an object under `$ALOFT_OUTPUT_URI/NAME`.
 async fn write_output(deployment: &Deployment, pod: &Pod, name: &str, bytes: &[u8]) {

@@ -461,6 +461,52 @@ pub enum AdminCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Move a task pod's data through the blob store: what the helper containers the propeller gives task
+    /// pods (--kubernetes-helper-image) run. Settings come from the environment the propeller sets.
+    PodData {
+        #[command(subcommand)]
+        step: PodDataStep,
+        /// The pod's shared volume, holding `inputs/` and `outputs/`.
+        #[arg(
+            long,
+            env = "ALOFT_POD_DATA_DIR",
+            default_value = "/var/run/aloft",
+            global = true
+        )]
+        pod_dir: PathBuf,
+        /// Where a failure's message is written for the kubelet to report in the pod's status.
+        #[arg(
+            long,
+            env = "ALOFT_TERMINATION_LOG",
+            default_value = "/dev/termination-log",
+            global = true
+        )]
+        termination_log: PathBuf,
+        /// The deployment's blob stores, as the propeller's.
+        #[command(flatten)]
+        blobs: aloft_runtime::BlobStoreArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PodDataStep {
+    /// Write the attempt's inputs into POD_DIR/inputs (blobs and offloaded values downloaded) and make
+    /// POD_DIR/outputs writable for the task. Exits 2 when an input does not exist (the task's error).
+    StageIn {
+        /// The attempt's inputs, as JSON.
+        #[arg(long, env = "ALOFT_POD_INPUTS", hide_env_values = true)]
+        inputs: String,
+    },
+    /// Wait until the task's processes (seen through the pod's shared process namespace) have ended, then
+    /// upload every file and directory in POD_DIR/outputs under the attempt's output key.
+    StageOut {
+        /// The store key the attempt's outputs go under (in the store of --project/--domain).
+        #[arg(long, env = "ALOFT_OUTPUT_KEY")]
+        output_key: String,
+        /// Where the pod's processes are listed.
+        #[arg(long, default_value = "/proc")]
+        proc_dir: PathBuf,
+    },
 }
 
 /// Why a value given on the command line does not parse (clap prints it after the flag's name).

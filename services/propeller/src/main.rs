@@ -46,6 +46,20 @@ struct Args {
         default_value = "aloft.dev/accelerator"
     )]
     kubernetes_accelerator_label: String,
+    /// Give task pods helper containers in this image (Aloft's own, holding the `aloft` binary) that stage
+    /// their inputs into $ALOFT_INPUT_DIR and upload $ALOFT_OUTPUT_DIR through the blob store, so a task's
+    /// image needs no client of the store. Needs a --blob-store the pods reach (s3://, gs://, az://).
+    /// Without it a pod gets its inputs' URIs and writes its outputs under $ALOFT_OUTPUT_URI itself.
+    #[arg(long, env = "ALOFT_KUBERNETES_HELPER_IMAGE", requires = "kubernetes")]
+    kubernetes_helper_image: Option<String>,
+    /// The Secret in each task namespace whose keys the helper containers get as their environment (the
+    /// store's credentials, e.g. AWS_ACCESS_KEY_ID); optional, as the pods' cloud identity does as well.
+    #[arg(
+        long,
+        env = "ALOFT_KUBERNETES_HELPER_SECRET",
+        default_value = "aloft-blob-store"
+    )]
+    kubernetes_helper_secret: String,
     /// Unique name of this instance in the consumer group (default: host name + process id).
     #[arg(long, env = "ALOFT_MEMBER_ID")]
     member_id: Option<String>,
@@ -108,6 +122,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = aloft_runtime::config::parse();
+    let data_helper = data_helper(&args)?;
     aloft_telemetry::init_tracing("aloft-propeller", "info");
     let shutdown = shutdown_on_signals();
     let log = args.backend.open_log().await?;
@@ -159,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
                     service_account: args.kubernetes_service_account,
                     image_pull_secrets: args.kubernetes_image_pull_secrets,
                     accelerator_label: args.kubernetes_accelerator_label,
+                    data_helper,
                 },
             }),
         catalog: match &args.catalog {
@@ -208,6 +224,43 @@ async fn main() -> anyhow::Result<()> {
     // Spans still buffered go out before the process ends.
     aloft_telemetry::trace::flush();
     result
+}
+
+/// The helper containers of task pods, when `--kubernetes-helper-image` is given: they get the propeller's
+/// store URLs, which must be reachable from a pod (not a local directory).
+fn data_helper(args: &Args) -> anyhow::Result<Option<aloft_propeller::executor::DataHelper>> {
+    let Some(image) = &args.kubernetes_helper_image else {
+        return Ok(None);
+    };
+    let local = |url: &str| !url.contains("://") || url.starts_with("file:") || url.starts_with("memory:");
+    let store = match &args.blobs.blob_store {
+        Some(url) if !local(url) => url.clone(),
+        other => anyhow::bail!(
+            "--kubernetes-helper-image (ALOFT_KUBERNETES_HELPER_IMAGE) needs a --blob-store (ALOFT_BLOB_STORE) \
+             that task pods can reach, such as s3://BUCKET/PREFIX; {} is local to this machine",
+            other.as_deref().unwrap_or("the default (a directory under --data-dir)")
+        ),
+    };
+    for entry in &args.blobs.raw_data_stores {
+        if entry.split_once('=').is_some_and(|(_, url)| local(url)) {
+            anyhow::bail!(
+                "--kubernetes-helper-image (ALOFT_KUBERNETES_HELPER_IMAGE) needs raw-data stores that task pods \
+                 can reach; --raw-data-store {entry:?} is local to this machine"
+            );
+        }
+    }
+    let mut store_env = vec![("ALOFT_BLOB_STORE".to_string(), store)];
+    if !args.blobs.raw_data_stores.is_empty() {
+        store_env.push((
+            "ALOFT_RAW_DATA_STORES".to_string(),
+            args.blobs.raw_data_stores.join(" "),
+        ));
+    }
+    Ok(Some(aloft_propeller::executor::DataHelper {
+        image: image.clone(),
+        store_env,
+        credentials_secret: args.kubernetes_helper_secret.clone(),
+    }))
 }
 
 /// `--cpus`: a Kubernetes CPU quantity (`8`, `7.5`, `7500m`), in millicores.

@@ -1,7 +1,7 @@
 //! `aloft-bench pods`: the Kubernetes executor holding `--nodes` concurrent attempts on a real API server
 //! (`KUBECONFIG`). It measures how long creating every attempt's pod takes, the resident memory of this
-//! process while it watches them all, the API requests per second it causes while they run (a watch per pod,
-//! so idle attempts should cause none), and, playing the kubelet, how long after a pod is reported
+//! process while it watches them all, the API requests per second it causes while they run (one watch per
+//! namespace shared by all of them, so idle attempts should cause none), and, playing the kubelet, how long after a pod is reported
 //! Succeeded its attempt's outcome arrives (p50/p99).
 
 use std::time::{Duration, Instant};

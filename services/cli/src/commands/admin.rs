@@ -29,6 +29,12 @@ pub(super) async fn run(cli: &Cli, command: &AdminCommand) -> anyhow::Result<i32
             .await?;
             Ok(0)
         }
+        AdminCommand::PodData {
+            step,
+            pod_dir,
+            termination_log,
+            blobs,
+        } => Ok(super::pod_data::run(cli, step, pod_dir, termination_log, blobs).await),
         AdminCommand::Gc {
             older_than,
             dry_run,

@@ -13,6 +13,7 @@ mod history;
 mod launchplan;
 mod list;
 mod logs;
+mod pod_data;
 mod project;
 mod quota;
 mod recover;

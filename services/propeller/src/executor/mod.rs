@@ -23,8 +23,8 @@ pub use attempt::{kind_of, AttemptId, AttemptOutcome, AttemptRequest, ExecutorEr
 pub use builtin::BuiltinExecutor;
 pub use container::{container_name, ContainerExecutor, ContainerOptions};
 pub use kubernetes::{
-    attempt_pod, attempt_selector, pod_name, pod_state, KubernetesExecutor, KubernetesOptions, PodSettings,
-    PodState,
+    attempt_pod, attempt_selector, pod_data, pod_name, pod_state, DataHelper, KubernetesExecutor,
+    KubernetesOptions, PodSettings, PodState,
 };
 pub use log_shipper::{log_prefix, SHIP_INTERVAL};
 pub use process::ProcessExecutor;

@@ -1,19 +1,23 @@
 //! The `kubernetes` executor: `container` tasks as one Pod per attempt (kube-rs), in a namespace per
-//! project/domain. It creates the attempt's pod (deterministic name and labels), watches it (a watch on that
-//! pod, not polling), maps its phase and reasons to the attempt's outcome, deletes it on cancel and after
+//! project/domain. It creates the attempt's pod (deterministic name and labels), watches it (one watch per
+//! namespace shared by every attempt there, not polling), maps its phase and reasons to the attempt's outcome, deletes it on cancel and after
 //! it ends (its log is copied to the blob store first), and a new owner re-attaches to a running pod by its
 //! name instead of starting the attempt again.
 //!
-//! Data: the pod gets its inputs as `ALOFT_INPUT_<NAME>` (blobs and offloaded values as their URIs in the
-//! store, which the task reads itself) and writes each output to the store under `$ALOFT_OUTPUT_URI/<NAME>`;
-//! when it succeeds the executor reads them back by type, as it reads a process task's output directory, and
-//! offloads those too large to travel inline.
+//! Data: with a helper image (`--kubernetes-helper-image`), helper containers stage the inputs into
+//! `$ALOFT_INPUT_DIR` and upload `$ALOFT_OUTPUT_DIR` (the process task's contract, see `helpers`); without
+//! one, the pod gets its inputs as `ALOFT_INPUT_<NAME>` (blobs and offloaded values as their URIs in the
+//! store, which the task reads itself) and writes each output to the store under `$ALOFT_OUTPUT_URI/<NAME>`.
+//! Either way the outputs end up under that prefix, and when the pod succeeds the executor reads them back
+//! by type, as it reads a process task's output directory, and offloads those too large to travel inline.
 
+mod helpers;
 mod pod;
+pub mod pod_data;
 mod status;
+mod watches;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aloft_blobstore::{BlobError, BlobStore};
 use aloft_core::events::{ErrorKind, Outputs};
@@ -21,12 +25,12 @@ use aloft_core::quantity::human_bytes;
 use aloft_core::spec::TaskKind;
 use aloft_core::{LiteralType, Value};
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, LogParams, PostParams};
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
+pub use helpers::DataHelper;
 pub use pod::{attempt_pod, attempt_selector, pod_name, PodSettings};
 pub use status::{pod_state, PodState};
 
@@ -56,6 +60,7 @@ struct Inner {
     client: tokio::sync::OnceCell<kube::Client>,
     /// Namespaces known to exist: looked up (or created) once, not for every attempt.
     namespaces: std::sync::Mutex<std::collections::HashSet<String>>,
+    watches: watches::PodWatches,
 }
 
 impl std::fmt::Debug for KubernetesExecutor {
@@ -74,6 +79,7 @@ impl KubernetesExecutor {
                 blobs,
                 client: tokio::sync::OnceCell::new(),
                 namespaces: Default::default(),
+                watches: Default::default(),
             }),
         }
     }
@@ -171,7 +177,7 @@ impl Inner {
                 .insert(namespace.clone());
         }
         let output_uri = tenant_store(&self.blobs, &id).uri_of(&self.output_key(&id));
-        let pod = attempt_pod(
+        let mut pod = attempt_pod(
             &self.options.pods,
             &id,
             &request.task,
@@ -180,17 +186,33 @@ impl Inner {
             &output_uri,
             request.task.interruptible,
         );
+        if let (Some(helper), Some(spec)) = (&self.options.pods.data_helper, pod.spec.as_mut()) {
+            let output_key = self.output_key(&id);
+            if let Err(error) =
+                helpers::add_data_helpers(spec, helper, &self.blobs, &id, &request.inputs, &output_key)
+            {
+                return system_error(format!("cannot give the pod its inputs: {error}"));
+            }
+        }
         let name = pod_name(&id);
+        // Before creating it, so that no event of the pod is missed.
+        let following = self.watches.follow(&client, &namespace, &name);
         match pods.create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
-            // Ours from an earlier start of this very attempt: follow it.
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Ok(created) => following.seed(created),
+            // Ours from an earlier start of this very attempt: follow it from where it is.
+            Err(kube::Error::Api(status)) if status.code == 409 => match pods.get_opt(&name).await {
+                Ok(Some(existing)) => following.seed(existing),
+                Ok(None) => {
+                    return system_error(format!("pod {namespace}/{name} was deleted as it was created"))
+                }
+                Err(error) => return system_error(format!("cannot read pod {namespace}/{name}: {error}")),
+            },
             Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
                 return user_error(format!("pod {namespace}/{name} was refused: {}", status.message))
             }
             Err(error) => return system_error(format!("cannot create pod {namespace}/{name}: {error}")),
         }
-        self.follow(&pods, &name, request, cancel).await
+        self.follow(&pods, &name, following, request, cancel).await
     }
 
     async fn reattach(&self, request: &AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
@@ -201,50 +223,53 @@ impl Inner {
         let id = request.id();
         let (pods, namespace) = self.pods(&client, &id);
         let name = pod_name(&id);
+        let following = self.watches.follow(&client, &namespace, &name);
         match pods.get_opt(&name).await {
-            Ok(Some(_)) => {
+            Ok(Some(pod)) => {
                 tracing::info!(pod = %name, %namespace, "re-attached to the pod of a previous owner");
-                self.follow(&pods, &name, request, cancel).await
+                following.seed(pod);
+                self.follow(&pods, &name, following, request, cancel).await
             }
             Ok(None) => system_error(format!("attempt lost: its pod {namespace}/{name} is gone")),
             Err(error) => system_error(format!("cannot read pod {namespace}/{name}: {error}")),
         }
     }
 
-    /// Watches pod `name` until it ends (or `cancel`), then reads its outcome, keeps its log and deletes it.
+    /// Follows pod `name` through the namespace's watch until it ends (or `cancel`), then reads its outcome,
+    /// keeps its log and deletes it.
     async fn follow(
         &self,
         pods: &Api<Pod>,
         name: &str,
+        mut following: watches::Following,
         request: &AttemptRequest,
         cancel: CancellationToken,
     ) -> AttemptOutcome {
-        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let mut events = watcher(pods.clone(), config).boxed();
         let ended = loop {
-            let event = tokio::select! {
-                event = events.next() => event,
-                _ = cancel.cancelled() => {
-                    let _ = pods.delete(name, &DeleteParams::background()).await;
-                    return AttemptOutcome::Cancelled;
-                }
-            };
-            match event {
-                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
-                    let state = pod_state(&pod);
+            match &*following.seen.borrow_and_update() {
+                watches::Seen::Present(pod) => {
+                    let state = pod_state(pod);
                     if state != PodState::Going {
                         break Some(state);
                     }
                 }
-                Some(Ok(watcher::Event::Delete(_))) => break None,
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    tracing::warn!(pod = %name, %error, "watching the attempt's pod failed; watching again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                watches::Seen::Deleted => break None,
+                watches::Seen::NotYet => {}
+            }
+            tokio::select! {
+                changed = following.seen.changed() => {
+                    if changed.is_err() {
+                        // Unreachable while `following` is held; said rather than spun on.
+                        return system_error(format!("stopped following pod {name}"));
+                    }
                 }
-                None => break None,
+                _ = cancel.cancelled() => {
+                    let _ = pods.delete(name, &DeleteParams::background()).await;
+                    return AttemptOutcome::Cancelled;
+                }
             }
         };
+        drop(following);
         let Some(state) = ended else {
             return system_error(format!("attempt lost: its pod {name} was deleted while it ran"));
         };
@@ -316,6 +341,14 @@ impl Inner {
                     request.task.timeout.clone().unwrap_or_default()
                 ),
             },
+            PodState::StagingFailed {
+                step,
+                user: true,
+                message,
+            } => user_error(format!("{step} failed: {message}")),
+            PodState::StagingFailed { step, message, .. } => {
+                system_error(format!("the pod's helper failed {step}: {message}"))
+            }
             PodState::Lost { reason, message } => {
                 system_error(format!("the pod was lost ({reason}): {message}"))
             }

@@ -42,6 +42,9 @@ pub struct PodSettings {
     pub image_pull_secrets: Vec<String>,
     /// The node label whose value must equal a task's `accelerator`.
     pub accelerator_label: String,
+    /// Helper containers that stage the attempt's data through the store (`--kubernetes-helper-image`);
+    /// without them the task reads its inputs' URIs and writes its outputs to the store itself.
+    pub data_helper: Option<super::helpers::DataHelper>,
 }
 
 impl Default for PodSettings {
@@ -51,6 +54,7 @@ impl Default for PodSettings {
             service_account: None,
             image_pull_secrets: Vec::new(),
             accelerator_label: "aloft.dev/accelerator".to_string(),
+            data_helper: None,
         }
     }
 }

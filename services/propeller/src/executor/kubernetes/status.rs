@@ -3,7 +3,10 @@
 //! `DeadlineExceeded`); the mapping
 //! to user, timeout and system errors is the same as the container executor's.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
+
+use super::helpers::{STAGE_IN_CONTAINER, STAGE_OUT_CONTAINER};
+use super::pod_data::USER_ERROR_EXIT;
 
 /// Where a pod stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +34,13 @@ pub enum PodState {
         reason: String,
         message: String,
     },
+    /// A data helper failed: staging the inputs (an input that does not exist is the user's error, `user`)
+    /// or uploading the outputs.
+    StagingFailed {
+        step: &'static str,
+        user: bool,
+        message: String,
+    },
     /// Its command exited non-zero.
     Exited {
         code: i32,
@@ -42,6 +52,16 @@ pub enum PodState {
 pub fn pod_state(pod: &Pod) -> PodState {
     let Some(status) = &pod.status else {
         return PodState::Going;
+    };
+    let helpers = || {
+        let inits = status.init_container_statuses.iter().flatten();
+        inits.chain(
+            status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter(|s| s.name != "task"),
+        )
     };
     let reason = status.reason.clone().unwrap_or_default();
     let message = status.message.clone().unwrap_or_default();
@@ -75,6 +95,26 @@ pub fn pod_state(pod: &Pod) -> PodState {
                 };
             }
         }
+        // A helper that cannot start (its image, its credentials' Secret) is the platform's to fix.
+        for helper in helpers() {
+            if let Some(waiting) = helper.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+                let reason = waiting.reason.clone().unwrap_or_default();
+                if reason.starts_with("ErrImage")
+                    || (reason.ends_with("BackOff") && reason != "CrashLoopBackOff")
+                    || reason.starts_with("CreateContainer")
+                    || reason == "InvalidImageName"
+                {
+                    return PodState::Unconfigurable {
+                        reason,
+                        message: format!(
+                            "helper container {}: {}",
+                            helper.name,
+                            waiting.message.clone().unwrap_or_default()
+                        ),
+                    };
+                }
+            }
+        }
         return PodState::Going;
     }
     if phase == "Succeeded" {
@@ -97,8 +137,34 @@ pub fn pod_state(pod: &Pod) -> PodState {
     let terminated = container
         .and_then(|c| c.state.as_ref())
         .and_then(|s| s.terminated.as_ref());
+    if let Some(failed) = failed_helper(status.init_container_statuses.as_deref(), STAGE_IN_CONTAINER) {
+        return PodState::StagingFailed {
+            step: "staging its inputs",
+            user: failed.exit_code == USER_ERROR_EXIT,
+            message: failed.message.clone().unwrap_or_default(),
+        };
+    }
     match terminated {
-        Some(terminated) if terminated.reason.as_deref() == Some("OOMKilled") => PodState::OutOfMemory,
+        Some(terminated) if terminated.reason.as_deref() == Some("OOMKilled") => {
+            return PodState::OutOfMemory
+        }
+        Some(terminated) if terminated.exit_code != 0 => {
+            return PodState::Exited {
+                code: terminated.exit_code,
+                message: terminated.message.clone().unwrap_or(message),
+            }
+        }
+        _ => {}
+    }
+    // The task ended well, but its outputs did not reach the store.
+    if let Some(failed) = failed_helper(status.container_statuses.as_deref(), STAGE_OUT_CONTAINER) {
+        return PodState::StagingFailed {
+            step: "uploading its outputs",
+            user: false,
+            message: failed.message.clone().unwrap_or_default(),
+        };
+    }
+    match terminated {
         Some(terminated) => PodState::Exited {
             code: terminated.exit_code,
             message: terminated.message.clone().unwrap_or(message),
@@ -112,6 +178,21 @@ pub fn pod_state(pod: &Pod) -> PodState {
             message,
         },
     }
+}
+
+/// How helper container `name` ended, when it failed.
+fn failed_helper<'a>(
+    statuses: Option<&'a [ContainerStatus]>,
+    name: &str,
+) -> Option<&'a ContainerStateTerminated> {
+    statuses?
+        .iter()
+        .find(|s| s.name == name)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .filter(|terminated| terminated.exit_code != 0)
 }
 
 #[cfg(test)]
@@ -187,6 +268,49 @@ mod tests {
         assert!(matches!(
             pod_state(&pod(serde_json::json!({"phase": "Unknown"}))),
             PodState::Lost { reason, .. } if reason == "Unknown"
+        ));
+    }
+
+    #[test]
+    fn helper_failures_say_which_step_and_whose_fault() {
+        let container = |name: &str, state: serde_json::Value| serde_json::json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0, "state": state});
+        let missing_input = pod(serde_json::json!({"phase": "Failed",
+            "initContainerStatuses": [container("aloft-inputs",
+                serde_json::json!({"terminated": {"exitCode": 2, "message": "input \"reads\": s3://b/x does not exist"}}))],
+            "containerStatuses": [container("task", serde_json::json!({"waiting": {"reason": "PodInitializing"}}))]}));
+        assert_eq!(
+            pod_state(&missing_input),
+            PodState::StagingFailed {
+                step: "staging its inputs",
+                user: true,
+                message: "input \"reads\": s3://b/x does not exist".into()
+            }
+        );
+        let upload_failed = pod(serde_json::json!({"phase": "Failed", "containerStatuses": [
+            container("aloft-outputs", serde_json::json!({"terminated": {"exitCode": 1, "message": "store unreachable"}})),
+            container("task", serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}}))]}));
+        assert!(matches!(
+            pod_state(&upload_failed),
+            PodState::StagingFailed {
+                user: false,
+                step: "uploading its outputs",
+                ..
+            }
+        ));
+        // The task's own failure comes first.
+        let task_failed = pod(serde_json::json!({"phase": "Failed", "containerStatuses": [
+            container("aloft-outputs", serde_json::json!({"terminated": {"exitCode": 1}})),
+            container("task", serde_json::json!({"terminated": {"exitCode": 5, "reason": "Error"}}))]}));
+        assert!(matches!(
+            pod_state(&task_failed),
+            PodState::Exited { code: 5, .. }
+        ));
+        let helper_image = pod(serde_json::json!({"phase": "Pending",
+            "initContainerStatuses": [container("aloft-inputs",
+                serde_json::json!({"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}))]}));
+        assert!(matches!(
+            pod_state(&helper_image),
+            PodState::Unconfigurable { message, .. } if message.contains("aloft-inputs")
         ));
     }
 }
