@@ -3,6 +3,7 @@
 //! `{uri, size, digest, type}`, which a reader that needs the value itself resolves here.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use aloft_core::{LiteralType, Value};
 use futures::future::BoxFuture;
@@ -97,6 +98,39 @@ impl BlobStore {
             offloaded.push(name);
         }
         Ok(offloaded)
+    }
+
+    /// Downloads the offloaded value `uri` (whose reference says `digest`) to the file `local`, streamed, and
+    /// checks the file against the digest: a changed object is refused as damaged and its file removed, so a
+    /// task never reads it. Returns the bytes written.
+    pub async fn download_offloaded(&self, uri: &str, digest: &str, local: &Path) -> Result<u64> {
+        let size = self.download(uri, local).await?;
+        let file = local.to_path_buf();
+        let found = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut std::fs::File::open(&file)?, &mut hasher)?;
+            let hex: String = hasher
+                .finalize()
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            Ok(format!("sha256:{hex}"))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|hashed| hashed)
+        .map_err(|e| BlobError::Corrupt {
+            uri: uri.to_string(),
+            reason: format!("cannot read it back from {}: {e}", local.display()),
+        })?;
+        if found != digest {
+            let _ = tokio::fs::remove_file(local).await;
+            return Err(BlobError::Corrupt {
+                uri: uri.to_string(),
+                reason: format!("its content is {found}, the reference says {digest}"),
+            });
+        }
+        Ok(size)
     }
 
     /// `value` with every offloaded value in it fetched, checked against its digest and parsed by its type.

@@ -376,7 +376,20 @@ async fn large_values_are_offloaded_and_resolve_back() {
             store.resolve(&gathered).await.unwrap(),
             Value::List(vec![big.clone(), Value::List(vec![])])
         );
-        // Changed behind the reference's back: refused, naming it.
+        // Staged into a task's input file, streamed and checked.
+        let Value::Offloaded { uri, digest, .. } = &values["big"] else {
+            panic!("big is not offloaded")
+        };
+        let staged = tempfile::tempdir().unwrap();
+        let file = staged.path().join("big");
+        store.download_offloaded(uri, digest, &file).await.unwrap();
+        assert_eq!(
+            list_type
+                .parse_text(&std::fs::read_to_string(&file).unwrap())
+                .unwrap(),
+            big
+        );
+        // Changed behind the reference's back: refused, naming it, and no staged file is left to read.
         store
             .put("p/d/e/n/1/big.value", bytes::Bytes::from_static(b"[1,2,3]"))
             .await
@@ -386,6 +399,13 @@ async fn large_values_are_offloaded_and_resolve_back() {
             damaged.contains("big.value is damaged") && damaged.contains("sha256:"),
             "{damaged}"
         );
+        let refused = store
+            .download_offloaded(uri, digest, &file)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("big.value is damaged"), "{refused}");
+        assert!(!file.exists(), "the damaged copy was left for a task to read");
     }
 }
 

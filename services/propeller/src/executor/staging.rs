@@ -60,10 +60,12 @@ pub(crate) async fn stage_inputs(
                     None => uri.clone(),
                 }
             }
-            Value::Offloaded { uri, .. } => match blobs.download(uri, &target).await {
-                Ok(_) => target.display().to_string(),
-                Err(error) => return Err(system_error(format!("staging input {name:?}: {error}"))),
-            },
+            Value::Offloaded { uri, digest, .. } => {
+                match blobs.download_offloaded(uri, digest, &target).await {
+                    Ok(_) => target.display().to_string(),
+                    Err(error) => return Err(system_error(format!("staging input {name:?}: {error}"))),
+                }
+            }
             // A list or map gathered from items some of which were offloaded: whole again, as its text.
             collection if aloft_blobstore::holds_offloaded(collection) => {
                 let resolved = blobs
