@@ -22,12 +22,12 @@ use kube_support::*;
 const COUNT_LINES: &str = r#"kind: task
 name: count-lines
 version: "1"
-interface: {inputs: {lines: blob, extra: integer}, outputs: {count: integer, copy: blob}}
+interface: {inputs: {lines: blob, extra: integer}, outputs: {count: integer, copy: blob, parts: "list<blob>"}}
 retries: {system: 0}
 run:
   container:
     image: "registry.example.com/tools/busybox:1"
-    command: ["sh", "-c", "sleep 1; echo $(( $(wc -l < \"$ALOFT_INPUT_LINES\") + ALOFT_INPUT_EXTRA )) > \"$ALOFT_OUTPUT_DIR/count\"; cp \"$ALOFT_INPUT_LINES\" \"$ALOFT_OUTPUT_DIR/copy\""]
+    command: ["sh", "-c", "sleep 1; echo $(( $(wc -l < \"$ALOFT_INPUT_LINES\") + ALOFT_INPUT_EXTRA )) > \"$ALOFT_OUTPUT_DIR/count\"; cp \"$ALOFT_INPUT_LINES\" \"$ALOFT_OUTPUT_DIR/copy\"; cd \"$ALOFT_OUTPUT_DIR\"; mkdir parts.items; echo first > parts.items/0; echo second > parts.items/1; echo '[\"parts.items/0\",\"parts.items/1\"]' > parts"]
 "#;
 
 /// The pod's volume on this machine: `/var/run/aloft` in the pod.
@@ -174,7 +174,7 @@ async fn helper_containers_stage_a_pods_inputs_and_outputs_through_the_store() {
         "{} / helper: {helper_log}",
         String::from_utf8_lossy(&ran.stderr)
     );
-    assert!(helper_log.contains("uploaded 2 output(s)"), "{helper_log}");
+    assert!(helper_log.contains("uploaded 4 output(s)"), "{helper_log}");
     report(
         &pods,
         &pod_name,
@@ -182,12 +182,22 @@ async fn helper_containers_stage_a_pods_inputs_and_outputs_through_the_store() {
     )
     .await;
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
-    assert_eq!(scalar_outputs(&finished), ["count=5"]);
-    let copy = match finished.outputs.unwrap().values["copy"].value.clone() {
+    let scalars = scalar_outputs(&finished);
+    assert_eq!(scalars[0], "count=5");
+    let outputs = finished.outputs.unwrap();
+    let copy = match outputs.values["copy"].value.clone() {
         Some(wire::literal::Value::Blob(blob)) => blob,
         other => panic!("copy is not a blob: {other:?}"),
     };
     assert_eq!(&store.get(&copy.uri).await.unwrap()[..], b"a\nb\nc\n");
+    // A list of blobs named by paths in the output directory (as the Python SDK writes one) comes back as
+    // the URIs of the objects the helper uploaded.
+    let first = copy.uri.replace("/copy", "/parts.items/0");
+    assert_eq!(
+        scalars[1],
+        format!("parts=[{first}, {}]", first.replace("/0", "/1"))
+    );
+    assert_eq!(&store.get(&first).await.unwrap()[..], b"first\n");
     wait_gone(&pods, &pod_name).await;
 
     // An input that does not exist: the init container exits 2 naming it, and the attempt fails as USER.

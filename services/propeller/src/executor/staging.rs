@@ -260,13 +260,29 @@ fn is_relative_blob(uri: &str) -> bool {
     !uri.is_empty() && !uri.contains("://") && !uri.starts_with('/')
 }
 
-fn collect_relative_blobs(value: &Value, found: &mut Vec<String>) {
+pub(crate) fn collect_relative_blobs(value: &Value, found: &mut Vec<String>) {
     match value {
         Value::Blob { uri, .. } if is_relative_blob(uri) => found.push(uri.clone()),
         Value::List(items) => items.iter().for_each(|item| collect_relative_blobs(item, found)),
         Value::Map(entries) => entries
             .values()
             .for_each(|item| collect_relative_blobs(item, found)),
+        _ => {}
+    }
+}
+
+/// Gives every blob in `value` whose URI is a key of `located` that object's URI and size (its digest is
+/// unknown: the store wrote it, not this propeller).
+pub(crate) fn locate_blobs(value: &mut Value, located: &std::collections::HashMap<String, (String, u64)>) {
+    match value {
+        Value::Blob { uri, size, .. } => {
+            if let Some((found, bytes)) = located.get(uri.as_str()) {
+                *size = Some(*bytes);
+                *uri = found.clone();
+            }
+        }
+        Value::List(items) => items.iter_mut().for_each(|item| locate_blobs(item, located)),
+        Value::Map(entries) => entries.values_mut().for_each(|item| locate_blobs(item, located)),
         _ => {}
     }
 }

@@ -412,7 +412,12 @@ impl Inner {
                     Ok(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);
                         match output_type.parse_text(&text) {
-                            Ok(value) => {
+                            Ok(mut value) => {
+                                if let Err(outcome) =
+                                    locate_relative_blobs(&blobs, &prefix, &written, name, &mut value)
+                                {
+                                    return outcome;
+                                }
                                 outputs.insert(name.clone(), value);
                                 continue;
                             }
@@ -444,6 +449,32 @@ impl Inner {
         )
         .await
     }
+}
+
+/// Blobs inside a list, map or optional output that name a file by a path relative to the outputs directory
+/// (`["o0.items/0"]`, as the Python SDK writes a `list[Blob]`): the pod's output helper uploaded that
+/// directory beside the outputs, so each becomes the URI of its object there, or the user's error if it is not.
+fn locate_relative_blobs(
+    blobs: &BlobStore,
+    prefix: &str,
+    written: &[(String, u64)],
+    name: &str,
+    value: &mut Value,
+) -> Result<(), AttemptOutcome> {
+    let mut relative = Vec::new();
+    super::staging::collect_relative_blobs(value, &mut relative);
+    let mut located = std::collections::HashMap::new();
+    for path in relative {
+        let key = format!("{prefix}/{path}");
+        let Some((_, size)) = written.iter().find(|(found, _)| *found == key) else {
+            return Err(user_error(format!(
+                "output {name:?}: blob {path:?} was not written (expected $ALOFT_OUTPUT_DIR/{path})"
+            )));
+        };
+        located.insert(path, (blobs.uri_of(&key), *size));
+    }
+    super::staging::locate_blobs(value, &located);
+    Ok(())
 }
 
 /// Creates the namespace when it does not exist yet (a deployment may also create them itself and deny this).
