@@ -350,3 +350,134 @@ run: {container: {image: "busybox:1", command: ["sleep", "3600"]}}
     assert_eq!(finished.nodes[0].attempts, 1, "followed, not retried");
     wait_gone(&pods, &name).await;
 }
+
+/// A map whose items say what they need (`item_resources`): each item's pod asks for its own memory over the
+/// task's CPU; an item that names no valid quantity fails the map naming the item before any pod exists; a
+/// template that reads nothing of the item is refused at registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_map_item_asks_for_the_resources_it_names() {
+    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some((brokers, database)) = real_backends() else {
+        return;
+    };
+    let deployment = Deployment::new(&brokers, &database).await;
+    let _admin = deployment.start_admin();
+    let _propeller = kube_propeller(&deployment, &kubeconfig, "a");
+    let pods: Api<Pod> = Api::namespaced(kube_client(&kubeconfig).await, NAMESPACE);
+    let mut client = deployment.client().await;
+    let specs = r#"kind: task
+name: align-sample
+version: "1"
+interface: {inputs: {sample: struct}}
+resources: {cpu: 1, memory: 32Mi}
+run: {container: {image: "busybox:1", command: ["true"]}}
+---
+kind: workflow
+name: align-samples
+interface: {inputs: {samples: "list<struct>"}}
+nodes:
+  - id: align
+    map: {task: align-sample, over: sample, item_resources: {memory: "{{item.memory}}"}}
+    inputs: {sample: inputs.samples}
+"#;
+    register_text(&mut client, deployment.scratch.path(), "samples.yaml", specs).await;
+    let name = unique("samples");
+    let id = launch(
+        &mut client,
+        workflow("align-samples"),
+        &name,
+        &[(
+            "samples",
+            r#"[{"id": "big", "memory": "96Mi"}, {"id": "small", "memory": "16Mi"}]"#,
+        )],
+    )
+    .await
+    .unwrap();
+    let mut by_item: Vec<(String, String, String)> = wait_for_pods(&pods, &name, 2)
+        .await
+        .iter()
+        .map(|pod| {
+            let task = pod
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers
+                .iter()
+                .find(|c| c.name == "task")
+                .unwrap();
+            let requests = task.resources.clone().unwrap().requests.unwrap();
+            let attempt = pod.metadata.annotations.clone().unwrap()["aloft.dev/attempt"].clone();
+            (attempt, requests["memory"].0.clone(), requests["cpu"].0.clone())
+        })
+        .collect();
+    by_item.sort();
+    assert!(
+        by_item[0].0.contains("align[0]") && by_item[1].0.contains("align[1]"),
+        "{by_item:?}"
+    );
+    assert_eq!((by_item[0].1.as_str(), by_item[0].2.as_str()), ("96Mi", "1"));
+    assert_eq!((by_item[1].1.as_str(), by_item[1].2.as_str()), ("16Mi", "1"));
+    for pod in wait_for_pods(&pods, &name, 2).await {
+        let pod_name = pod.metadata.name.clone().unwrap();
+        report(
+            &pods,
+            &pod_name,
+            serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
+        )
+        .await;
+    }
+    wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+
+    // An item whose value is no quantity: the map fails naming the item, and no pod was made for it.
+    let name = unique("samples-bad");
+    let id = launch(
+        &mut client,
+        workflow("align-samples"),
+        &name,
+        &[(
+            "samples",
+            r#"[{"id": "ok", "memory": "16Mi"}, {"id": "bad", "memory": "lots"}]"#,
+        )],
+    )
+    .await
+    .unwrap();
+    let finished = wait_finished(&mut client, &id, Duration::from_secs(60)).await;
+    assert_eq!(finished.phase, wire::ExecutionPhase::Failed as i32);
+    let error = &finished
+        .nodes
+        .iter()
+        .find(|n| n.node_id == "align")
+        .unwrap()
+        .error;
+    assert!(
+        error.contains("map item 1") && error.contains("memory"),
+        "{error}"
+    );
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("aloft.dev/execution={name}")))
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty(), "no pod for a map that failed");
+
+    // A template that reads something other than the item is refused at registration, naming the field.
+    let refused = client
+        .register_workflow(wire::RegisterRequest {
+            project: PROJECT.into(),
+            domain: DOMAIN.into(),
+            spec_json: serde_json::json!({
+                "name": "align-wrong",
+                "interface": {"inputs": {"samples": "list<struct>"}},
+                "nodes": [{"id": "align", "inputs": {"sample": "inputs.samples"},
+                    "map": {"task": "align-sample", "over": "sample", "item_resources": {"memory": "{{sample.memory}}"}}}]
+            })
+            .to_string(),
+        })
+        .await
+        .expect_err("a bad template is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("item_resources.memory"),
+        "{}",
+        refused.message()
+    );
+}

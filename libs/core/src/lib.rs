@@ -14,6 +14,7 @@ pub mod events;
 pub mod ids;
 pub mod interface;
 pub mod invalid;
+pub mod item_resources;
 pub mod notify;
 pub mod phase;
 pub mod principal;

@@ -492,6 +492,10 @@ pub struct MapSpec {
     /// their place in each output list is empty (the outputs are lists of optional values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_success_ratio: Option<f64>,
+    /// What each item asks for, read from the item: `{memory: "{{item.memory}}"}` over a struct or map item
+    /// (see [`crate::item_resources`]); over the task's and the node's resources, field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_resources: Option<crate::compute::Resources>,
 }
 
 /// A workflow planned at run time: `task` (the planner) gets the node's inputs and writes its output

@@ -60,6 +60,7 @@ pub fn workflow_spec(shape: Shape, nodes: usize, cached: bool) -> WorkflowSpec {
         let map = NodeSpec {
             task: None,
             map: Some(aloft_core::spec::MapSpec {
+                item_resources: None,
                 task: ITEM_TASK.to_string(),
                 over: "i".to_string(),
                 concurrency: None,

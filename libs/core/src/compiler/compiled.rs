@@ -128,6 +128,9 @@ pub struct MapControl {
     pub min_success_ratio: f64,
     /// Each item's retry budget.
     pub retries: RetryPolicy,
+    /// What each item asks for, read from the item (`crate::item_resources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_resources: Option<Box<crate::compute::Resources>>,
 }
 
 impl Control {

@@ -209,7 +209,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
             };
             interface
                 .inputs
-                .insert(map.over.clone(), LiteralType::List(Box::new(item_type)));
+                .insert(map.over.clone(), LiteralType::List(Box::new(item_type.clone())));
             if map.concurrency == Some(0) {
                 return Err(node_error(
                     &node.id,
@@ -232,6 +232,10 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
                 *output = LiteralType::List(Box::new(item));
             }
             let task = with_node_overrides(node, task)?;
+            if let Some(template) = &map.item_resources {
+                crate::item_resources::check(template, &item_type, &task)
+                    .map_err(|reason| node_error(&node.id, reason))?;
+            }
             let control = MapControl {
                 task_id,
                 retries: node.retries.unwrap_or(task.retries),
@@ -239,6 +243,7 @@ pub(super) fn resolve_node(node: &NodeSpec, registry: &Registry) -> Result<Resol
                 over: map.over.clone(),
                 concurrency: map.concurrency,
                 min_success_ratio: ratio,
+                item_resources: map.item_resources.clone().map(Box::new),
             };
             Ok(ResolvedNode {
                 kind: ResolvedKind::Map(Box::new(control)),

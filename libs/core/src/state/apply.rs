@@ -133,7 +133,13 @@ impl ExecutionState {
             workflow.nodes.push(CompiledNode {
                 id: format!("{map_id}[{index}]"),
                 task_id: control.task_id.clone(),
-                task: (*control.task).clone(),
+                // Checked when the map was decided; a value that no longer fits keeps the task's own.
+                task: crate::item_resources::item_task(
+                    &control.task,
+                    control.item_resources.as_deref(),
+                    value,
+                )
+                .unwrap_or_else(|_| (*control.task).clone()),
                 inputs: item_inputs,
                 upstream: Vec::new(),
                 retries: control.retries,
