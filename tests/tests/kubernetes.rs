@@ -48,15 +48,18 @@ run:
 /// A pod per attempt with the task's spec; a succeeded pod's outputs are read back by type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_is_a_pod_with_its_resources_and_its_outputs_come_back() {
-    let Some(kubeconfig) = kubeconfig() else { return };
-    let Some((brokers, database)) = real_backends() else {
+    // The services are bound, not left to `..`: dropping them would stop them.
+    let Some(KubeFleet {
+        deployment,
+        pods,
+        mut client,
+        admin: _admin,
+        propeller: _propeller,
+        ..
+    }) = kube_fleet(None, &[]).await
+    else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = kube_propeller(&deployment, &kubeconfig, "a");
-    let pods: Api<Pod> = Api::namespaced(kube_client(&kubeconfig).await, NAMESPACE);
-    let mut client = deployment.client().await;
     register_text(&mut client, deployment.scratch.path(), "train.yaml", TRAIN).await;
     let train_name = unique("train");
     let id = launch(&mut client, task("train", "1"), &train_name, &[("rate", "0.5")])
@@ -134,15 +137,18 @@ async fn an_attempt_is_a_pod_with_its_resources_and_its_outputs_come_back() {
 /// evicted pod are the platform's failures (the evicted attempt is retried in a new pod).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_failures_map_to_user_and_system_errors() {
-    let Some(kubeconfig) = kubeconfig() else { return };
-    let Some((brokers, database)) = real_backends() else {
+    // The services are bound, not left to `..`: dropping them would stop them.
+    let Some(KubeFleet {
+        deployment,
+        pods,
+        mut client,
+        admin: _admin,
+        propeller: _propeller,
+        ..
+    }) = kube_fleet(None, &[]).await
+    else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = kube_propeller(&deployment, &kubeconfig, "a");
-    let pods: Api<Pod> = Api::namespaced(kube_client(&kubeconfig).await, NAMESPACE);
-    let mut client = deployment.client().await;
     let specs = r#"kind: task
 name: hungry
 version: "1"
@@ -356,15 +362,18 @@ run: {container: {image: "busybox:1", command: ["sleep", "3600"]}}
 /// template that reads nothing of the item is refused at registration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_map_item_asks_for_the_resources_it_names() {
-    let Some(kubeconfig) = kubeconfig() else { return };
-    let Some((brokers, database)) = real_backends() else {
+    // The services are bound, not left to `..`: dropping them would stop them.
+    let Some(KubeFleet {
+        deployment,
+        pods,
+        mut client,
+        admin: _admin,
+        propeller: _propeller,
+        ..
+    }) = kube_fleet(None, &[]).await
+    else {
         return;
     };
-    let deployment = Deployment::new(&brokers, &database).await;
-    let _admin = deployment.start_admin();
-    let _propeller = kube_propeller(&deployment, &kubeconfig, "a");
-    let pods: Api<Pod> = Api::namespaced(kube_client(&kubeconfig).await, NAMESPACE);
-    let mut client = deployment.client().await;
     let specs = r#"kind: task
 name: align-sample
 version: "1"

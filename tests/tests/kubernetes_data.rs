@@ -14,7 +14,6 @@ use std::time::Duration;
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::Api;
 
 mod kube_support;
 use kube_support::*;
@@ -68,10 +67,6 @@ fn helper_command(helper: &Container, volume: &Path, termination_log: &Path) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helper_containers_stage_a_pods_inputs_and_outputs_through_the_store() {
-    let Some(kubeconfig) = kubeconfig() else { return };
-    let Some((brokers, database)) = real_backends() else {
-        return;
-    };
     let Some(store_url) = real_s3_store() else { return };
     let namespaces = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
@@ -82,13 +77,18 @@ async fn helper_containers_stage_a_pods_inputs_and_outputs_through_the_store() {
         "this test runs a task and its output helper in a process namespace of their own: \
          `unshare --pid --fork --mount-proc` must work here (as root)"
     );
-    let mut deployment = Deployment::new(&brokers, &database).await;
-    deployment.blob_store = Some(store_url.clone());
-    let _admin = deployment.start_admin();
     let helper_image = ("ALOFT_KUBERNETES_HELPER_IMAGE", "aloft:test".to_string());
-    let _propeller = kube_propeller_with(&deployment, &kubeconfig, "a", std::slice::from_ref(&helper_image));
-    let pods: Api<Pod> = Api::namespaced(kube_client(&kubeconfig).await, NAMESPACE);
-    let mut client = deployment.client().await;
+    let Some(KubeFleet {
+        deployment,
+        kubeconfig,
+        pods,
+        mut client,
+        admin: _admin,
+        propeller: _propeller,
+    }) = kube_fleet(Some(store_url.clone()), std::slice::from_ref(&helper_image)).await
+    else {
+        return;
+    };
     register_text(&mut client, deployment.scratch.path(), "count.yaml", COUNT_LINES).await;
     let store = aloft_blobstore::BlobStore::from_url(&store_url).unwrap();
     let lines = store

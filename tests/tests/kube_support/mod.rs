@@ -61,6 +61,36 @@ pub fn kube_propeller_with(
     deployment.start_with_env("aloft-propeller", &format!("propeller-{member}"), &env)
 }
 
+/// A deployment on Kafka + Postgres (and `blob_store`, when given) with admin and a propeller (member `a`,
+/// with `extra` environment) running pods on the test cluster; `None` (skipped) without the real parts.
+pub struct KubeFleet {
+    pub deployment: Deployment,
+    pub kubeconfig: String,
+    pub pods: Api<Pod>,
+    pub client: AdminClient,
+    pub admin: Service,
+    pub propeller: Service,
+}
+
+pub async fn kube_fleet(blob_store: Option<String>, extra: &[(&str, String)]) -> Option<KubeFleet> {
+    let kubeconfig = kubeconfig()?;
+    let (brokers, database) = real_backends()?;
+    let mut deployment = Deployment::new(&brokers, &database).await;
+    deployment.blob_store = blob_store;
+    let admin = deployment.start_admin();
+    let propeller = kube_propeller_with(&deployment, &kubeconfig, "a", extra);
+    let pods = Api::namespaced(kube_client(&kubeconfig).await, NAMESPACE);
+    let client = deployment.client().await;
+    Some(KubeFleet {
+        deployment,
+        kubeconfig,
+        pods,
+        client,
+        admin,
+        propeller,
+    })
+}
+
 /// The pods of `execution`, waiting until there are `count`.
 pub async fn wait_for_pods(pods: &Api<Pod>, execution: &str, count: usize) -> Vec<Pod> {
     let deadline = Instant::now() + Duration::from_secs(60);
