@@ -244,10 +244,17 @@ def decorate(make: Callable[..., Any], function: Callable[..., Any] | None, **op
 class MapTask:
     """``map_task(t)(over=list_promise, other=...)``: one node running ``t`` once per item of a list input."""
 
-    def __init__(self, inner: Task, concurrency: int | None, min_success_ratio: float | None) -> None:
+    def __init__(
+        self,
+        inner: Task,
+        concurrency: int | None,
+        min_success_ratio: float | None,
+        item_resources: dict[str, str] | None = None,
+    ) -> None:
         self.task = inner
         self.concurrency = concurrency
         self.min_success_ratio = min_success_ratio
+        self.item_resources = item_resources
 
     def __call__(self, **kwargs: Any) -> Any:
         builder = _TRACING.get()
@@ -283,8 +290,17 @@ class MapTask:
         return tuple([result[index] for result in results] for index in range(len(names)))
 
 
-def map_task(inner: Task, concurrency: int | None = None, min_success_ratio: float | None = None) -> MapTask:
-    """A map node over ``inner``: call it with one input given a list; each output becomes a list."""
+def map_task(
+    inner: Task,
+    concurrency: int | None = None,
+    min_success_ratio: float | None = None,
+    item_resources: dict[str, str] | None = None,
+) -> MapTask:
+    """A map node over ``inner``: call it with one input given a list; each output becomes a list.
+
+    ``item_resources`` lets each item ask for its own resources, read from the item (a dataclass or dict):
+    ``{"memory": "{{item.memory}}"}``; each field is a quantity or ``{{item.FIELD}}``.
+    """
     if not isinstance(inner, Task):
         raise DefinitionError(f"{_caller_location()}: map_task takes a @task, got {inner!r}")
-    return MapTask(inner, concurrency, min_success_ratio)
+    return MapTask(inner, concurrency, min_success_ratio, item_resources)

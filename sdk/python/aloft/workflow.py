@@ -187,6 +187,8 @@ class _Builder:
             spec["concurrency"] = mapped.concurrency
         if mapped.min_success_ratio is not None:
             spec["min_success_ratio"] = mapped.min_success_ratio
+        if mapped.item_resources is not None:
+            spec["item_resources"] = dict(mapped.item_resources)
         self.nodes.append(
             {"id": node_id, "map": spec, "inputs": self._bindings(mapped.task, kwargs, where, over)}
         )

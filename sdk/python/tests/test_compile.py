@@ -54,6 +54,26 @@ def test_map_tasks_blobs_caches_and_defaults_compile() -> None:
 
 
 @task
+def align_sample(sample: dict[str, str]) -> int:
+    return len(sample)
+
+
+def test_a_map_passes_item_resources_on() -> None:
+    from aloft import map_task
+
+    @workflow
+    def align_all(samples: list[dict[str, str]]) -> list[int]:
+        return map_task(align_sample, item_resources={"memory": "{{item.memory}}"})(sample=samples)  # type: ignore[no-any-return]
+
+    mapped = next(node for node in align_all.spec()["nodes"] if "map" in node)
+    assert mapped["map"] == {
+        "task": "align_sample",
+        "over": "sample",
+        "item_resources": {"memory": "{{item.memory}}"},
+    }
+
+
+@task
 def shout(text: str) -> str:
     return text.upper()
 
