@@ -169,6 +169,25 @@ ensure_container_engine() {
   die "the Docker engine did not start (see $LOG_DIR/dockerd.log)"
 }
 
+PODMAN_PID=""
+ensure_podman() {
+  # podman (Debian's, 4.3; installs in about a minute) serving its Docker-compatible API on a socket of our
+  # own, with the project's containers.conf: the container executor's tests run on it too.
+  export ALOFT_TEST_PODMAN_ENGINE="${ALOFT_TEST_PODMAN_ENGINE:-unix://$LOG_DIR/podman.sock}"
+  command -v podman >/dev/null || apt_install podman
+  if DOCKER_HOST="$ALOFT_TEST_PODMAN_ENGINE" docker version >/dev/null 2>&1; then return 0; fi
+  say "starting podman's API service"
+  rm -f "${ALOFT_TEST_PODMAN_ENGINE#unix://}"
+  CONTAINERS_CONF="$PWD/scripts/podman/containers.conf" podman system service --time=0 "$ALOFT_TEST_PODMAN_ENGINE" \
+    >"$LOG_DIR/podman.log" 2>&1 &
+  PODMAN_PID=$!
+  for _ in $(seq 1 150); do
+    DOCKER_HOST="$ALOFT_TEST_PODMAN_ENGINE" docker version >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  die "podman's API service did not start (see $LOG_DIR/podman.log)"
+}
+
 KUBE_PIDS=""
 ensure_kubernetes() {
   # A real Kubernetes API server (v1.20.2, built once from Debian's kubernetes source package with Go 1.19:
@@ -272,8 +291,13 @@ cleanup() {
   # in /var/lib/docker for the next run).
   if [ -n "$(command -v docker)" ]; then
     docker ps --all --quiet --filter label=aloft.attempt 2>/dev/null | xargs -r docker rm --force >/dev/null 2>&1 || true
+    if [ -n "${ALOFT_TEST_PODMAN_ENGINE:-}" ]; then
+      DOCKER_HOST="$ALOFT_TEST_PODMAN_ENGINE" docker ps --all --quiet --filter label=aloft.attempt 2>/dev/null |
+        xargs -r env DOCKER_HOST="$ALOFT_TEST_PODMAN_ENGINE" docker rm --force >/dev/null 2>&1 || true
+    fi
   fi
   if [ -n "$DOCKERD_PID" ]; then kill "$DOCKERD_PID" 2>/dev/null || true; fi
+  if [ -n "$PODMAN_PID" ]; then kill "$PODMAN_PID" 2>/dev/null || true; fi
   for pid in $KUBE_PIDS; do kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
@@ -291,6 +315,7 @@ ensure_kafka
 ensure_s3
 ensure_azurite
 ensure_container_engine
+ensure_podman
 ensure_kubernetes
 ensure_python_sdk
 ensure_browser
@@ -316,6 +341,11 @@ results="$LOG_DIR/test-results.txt"
 set +e
 cargo test --workspace --lib --bins --tests --quiet --no-fail-fast -- --test-threads "${ALOFT_TEST_THREADS:-2}" 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
+say "running the container executor's tests again on podman's compatible API"
+ALOFT_TEST_CONTAINER_ENGINE="$ALOFT_TEST_PODMAN_ENGINE" cargo test -p aloft-e2e --test containers --quiet --no-fail-fast \
+  -- --test-threads "${ALOFT_TEST_THREADS:-2}" 2>&1 | tee -a "$results"
+podman_status=${PIPESTATUS[0]}
+if [ "$status" -eq 0 ]; then status=$podman_status; fi
 set -e
 # One closing line with the totals over every test binary.
 passed=$(grep -Eo '[0-9]+ passed' "$results" | awk '{sum += $1} END {print sum + 0}')

@@ -67,9 +67,11 @@ pub(super) async fn ensure_image(engine: &Docker, image: &str) -> Result<(), Att
                     return Err(user_error(format!("image {image} cannot be pulled: {error}")));
                 }
             }
-            Err(EngineError::DockerResponseServerError { message, .. }) => {
-                return Err(user_error(format!("image {image} cannot be pulled: {message}")))
-            }
+            // Docker refuses the request; podman answers 200 and reports the failure in the stream.
+            Err(
+                EngineError::DockerResponseServerError { message, .. }
+                | EngineError::DockerStreamError { error: message },
+            ) => return Err(user_error(format!("image {image} cannot be pulled: {message}"))),
             Err(error) => return Err(system_error(format!("pulling image {image}: {error}"))),
         }
     }

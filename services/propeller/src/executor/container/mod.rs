@@ -500,12 +500,22 @@ impl Inner {
     /// The outcome of a container that exited: its outputs, or a user error that says why it failed.
     async fn ended(&self, dir: &AttemptDir, request: &AttemptRequest, exit: ContainerExit) -> AttemptOutcome {
         dir.remove_secrets().await;
+        let limit = request
+            .task
+            .resources
+            .as_ref()
+            .and_then(|resources| resources.limits().memory_bytes);
+        // podman 4 under cgroup v2 does not report OOMKilled through its compatible API: a container with a
+        // memory limit that this executor did not stop and that died of SIGKILL (137) was, almost surely,
+        // killed by the kernel over that limit.
+        if let (false, 137, Some(bytes)) = (exit.oom_killed, exit.code, limit) {
+            let how = format!(
+                "out of memory, most likely: killed by SIGKILL (exit 137) under its memory limit of {}                  (resources.memory, or resources.limits.memory); the engine did not say why",
+                human_bytes(bytes)
+            );
+            return dir.failed(request, &how).await;
+        }
         if exit.oom_killed {
-            let limit = request
-                .task
-                .resources
-                .as_ref()
-                .and_then(|resources| resources.limits().memory_bytes);
             let how = match limit {
                 Some(bytes) => format!(
                     "killed for using more memory than its limit of {} (resources.memory, or resources.limits.memory)",
