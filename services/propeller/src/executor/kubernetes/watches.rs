@@ -91,6 +91,19 @@ impl Followers {
     }
 }
 
+impl Followers {
+    /// The followed pods a (re)list did not show that had been seen before: deleted, or created after the
+    /// list was taken. A pod not seen yet is not among them: it may not be created yet (an attempt
+    /// subscribes before it creates its pod).
+    fn unlisted(&self, listed: &HashSet<String>) -> Vec<String> {
+        lock(&self.by_pod)
+            .iter()
+            .filter(|(name, seen)| !listed.contains(*name) && matches!(*seen.borrow(), Seen::Present(_)))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+}
+
 impl PodWatches {
     /// Subscribes to pod `name` in `namespace`, starting the namespace's watch on first use.
     pub(super) fn follow(&self, client: &kube::Client, namespace: &str, name: &str) -> Following {
@@ -150,11 +163,7 @@ async fn dispatch(api: Api<Pod>, followers: Weak<Followers>) {
                 followers.publish(&name, Seen::Deleted);
             }
             watcher::Event::InitDone => {
-                let missing: Vec<String> = lock(&followers.by_pod)
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
+                let missing = followers.unlisted(&listed);
                 // Not listed may also mean created after the list was taken: ask before calling it deleted.
                 for name in missing {
                     let (api, followers) = (api.clone(), Arc::clone(&followers));
@@ -214,5 +223,18 @@ mod tests {
         assert!(matches!(*seen.borrow(), Seen::Deleted));
         // Another pod's events reach nobody.
         followers.publish("q", Seen::Deleted);
+    }
+
+    #[test]
+    fn after_a_relist_only_pods_seen_before_are_checked() {
+        let followers = Followers::default();
+        let (seen_sender, _seen) = watch::channel(Seen::Present(Box::new(pod("5", "Running"))));
+        let (new_sender, _new) = watch::channel(Seen::NotYet);
+        lock(&followers.by_pod).insert("seen".into(), seen_sender);
+        lock(&followers.by_pod).insert("not-created-yet".into(), new_sender);
+        assert_eq!(followers.unlisted(&HashSet::new()), ["seen"]);
+        assert!(followers
+            .unlisted(&HashSet::from(["seen".to_string()]))
+            .is_empty());
     }
 }
