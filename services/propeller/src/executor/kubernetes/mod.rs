@@ -12,6 +12,7 @@
 //! by type, as it reads a process task's output directory, and offloads those too large to travel inline.
 
 mod helpers;
+mod outputs;
 mod pod;
 pub mod pod_data;
 mod status;
@@ -19,11 +20,10 @@ mod watches;
 
 use std::sync::Arc;
 
-use aloft_blobstore::{BlobError, BlobStore};
-use aloft_core::events::{ErrorKind, Outputs};
+use aloft_blobstore::BlobStore;
+use aloft_core::events::ErrorKind;
 use aloft_core::quantity::human_bytes;
 use aloft_core::spec::TaskKind;
-use aloft_core::{LiteralType, Value};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -38,7 +38,6 @@ use super::attempt::{
     kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, TaskExecutor,
 };
 use super::log_shipper::tenant_store;
-use super::staging::offload_large_outputs;
 
 /// Where the API server is and how pods are placed.
 #[derive(Debug, Clone)]
@@ -313,7 +312,9 @@ impl Inner {
         );
         match state {
             PodState::Going => system_error("the pod has not ended"),
-            PodState::Succeeded => self.read_outputs(request).await,
+            PodState::Succeeded => {
+                outputs::read_outputs(&self.blobs, &self.output_key(&request.id()), request).await
+            }
             PodState::ImageUnavailable { reason, message } => {
                 user_error(format!("image cannot be pulled ({reason}): {message}"))
             }
@@ -362,119 +363,6 @@ impl Inner {
             }
         }
     }
-
-    /// The outputs the pod wrote under its output prefix, by declared type.
-    async fn read_outputs(&self, request: &AttemptRequest) -> AttemptOutcome {
-        let prefix = self.output_key(&request.id());
-        let blobs = tenant_store(&self.blobs, &request.id());
-        // Everything the pod wrote, once: a blob output is an object `NAME` or a folder `NAME/...`.
-        let written = match blobs.list(&prefix).await {
-            Ok(written) => written,
-            Err(error) => return system_error(format!("listing the pod's outputs: {error}")),
-        };
-        let mut outputs = Outputs::new();
-        for (name, output_type) in &request.task.interface.outputs {
-            let key = format!("{prefix}/{name}");
-            let uri = blobs.uri_of(&key);
-            if let LiteralType::Blob { format } = output_type {
-                let folder = format!("{key}/");
-                let parts: Vec<u64> = written
-                    .iter()
-                    .filter(|(found, _)| *found == key || found.starts_with(&folder))
-                    .map(|(_, size)| *size)
-                    .collect();
-                if !parts.is_empty() {
-                    let is_folder = written.iter().any(|(found, _)| found.starts_with(&folder));
-                    outputs.insert(
-                        name.clone(),
-                        Value::Blob {
-                            uri: if is_folder { format!("{uri}/") } else { uri },
-                            format: format.clone(),
-                            digest: None,
-                            size: Some(parts.iter().sum()),
-                        },
-                    );
-                    continue;
-                }
-            } else {
-                let size = written
-                    .iter()
-                    .find(|(found, _)| *found == key)
-                    .map_or(0, |(_, size)| *size);
-                let max = blobs.value_limits().max;
-                if size > max {
-                    return user_error(format!(
-                        "output {name:?} is {size} bytes, more than the {max} bytes a value may be \
-                         (--max-value-bytes); write large data as a blob output"
-                    ));
-                }
-                match blobs.get(&uri).await {
-                    Ok(bytes) => {
-                        let text = String::from_utf8_lossy(&bytes);
-                        match output_type.parse_text(&text) {
-                            Ok(mut value) => {
-                                if let Err(outcome) =
-                                    locate_relative_blobs(&blobs, &prefix, &written, name, &mut value)
-                                {
-                                    return outcome;
-                                }
-                                outputs.insert(name.clone(), value);
-                                continue;
-                            }
-                            Err(reason) => {
-                                return user_error(format!(
-                                    "output {name:?} is not a valid {output_type}: {reason}"
-                                ))
-                            }
-                        }
-                    }
-                    Err(BlobError::NotFound { .. }) => {}
-                    Err(error) => return system_error(format!("reading output {name:?}: {error}")),
-                }
-            }
-            if matches!(output_type, LiteralType::Optional(_)) {
-                outputs.insert(name.clone(), Value::None);
-                continue;
-            }
-            return user_error(format!(
-                "output {name:?} was not written (expected an object at $ALOFT_OUTPUT_URI/{name})"
-            ));
-        }
-        offload_large_outputs(
-            &self.blobs,
-            &request.id(),
-            &request.task,
-            &request.keep_inline,
-            outputs,
-        )
-        .await
-    }
-}
-
-/// Blobs inside a list, map or optional output that name a file by a path relative to the outputs directory
-/// (`["o0.items/0"]`, as the Python SDK writes a `list[Blob]`): the pod's output helper uploaded that
-/// directory beside the outputs, so each becomes the URI of its object there, or the user's error if it is not.
-fn locate_relative_blobs(
-    blobs: &BlobStore,
-    prefix: &str,
-    written: &[(String, u64)],
-    name: &str,
-    value: &mut Value,
-) -> Result<(), AttemptOutcome> {
-    let mut relative = Vec::new();
-    super::staging::collect_relative_blobs(value, &mut relative);
-    let mut located = std::collections::HashMap::new();
-    for path in relative {
-        let key = format!("{prefix}/{path}");
-        let Some((_, size)) = written.iter().find(|(found, _)| *found == key) else {
-            return Err(user_error(format!(
-                "output {name:?}: blob {path:?} was not written (expected $ALOFT_OUTPUT_DIR/{path})"
-            )));
-        };
-        located.insert(path, (blobs.uri_of(&key), *size));
-    }
-    super::staging::locate_blobs(value, &located);
-    Ok(())
 }
 
 /// Creates the namespace when it does not exist yet (a deployment may also create them itself and deny this).
