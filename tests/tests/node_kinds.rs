@@ -495,7 +495,14 @@ outputs: {ss: each.s}
         "{}",
         failed.error
     );
-    assert_eq!(phase(&failed, "each[29]"), wire::NodePhase::NodeSucceeded);
+    // Every item ran to its end: none failed or was left running. The results decided together with the
+    // gathering, in the refused batch, are recorded as aborted; which and how many depends on when the
+    // attempts' results arrive (from 1 to 5 seen), so only that split is checked.
+    let phases: Vec<wire::NodePhase> = (0..30).map(|i| phase(&failed, &format!("each[{i}]"))).collect();
+    let ended_well =
+        |p: &&wire::NodePhase| matches!(p, wire::NodePhase::NodeSucceeded | wire::NodePhase::NodeAborted);
+    assert_eq!(phases.iter().filter(ended_well).count(), 30, "{phases:?}");
+    assert!(phases.contains(&wire::NodePhase::NodeSucceeded), "{phases:?}");
     // The next execution on the same partition runs to its end.
     let next = (0..)
         .map(|i| format!("bulky-1-{i}"))
