@@ -162,11 +162,15 @@ ensure_container_engine() {
   say "starting the Docker engine"
   dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
+  wait_engine "$ALOFT_TEST_CONTAINER_ENGINE" "the Docker engine" dockerd.log
+}
+# Waits until the engine API at $1 answers the docker CLI, or dies naming $2 and its log $3.
+wait_engine() {
   for _ in $(seq 1 150); do
-    DOCKER_HOST="$ALOFT_TEST_CONTAINER_ENGINE" docker version >/dev/null 2>&1 && return 0
+    DOCKER_HOST="$1" docker version >/dev/null 2>&1 && return 0
     sleep 0.2
   done
-  die "the Docker engine did not start (see $LOG_DIR/dockerd.log)"
+  die "$2 did not start (see $LOG_DIR/$3)"
 }
 
 PODMAN_PID=""
@@ -181,11 +185,7 @@ ensure_podman() {
   CONTAINERS_CONF="$PWD/scripts/podman/containers.conf" podman system service --time=0 "$ALOFT_TEST_PODMAN_ENGINE" \
     >"$LOG_DIR/podman.log" 2>&1 &
   PODMAN_PID=$!
-  for _ in $(seq 1 150); do
-    DOCKER_HOST="$ALOFT_TEST_PODMAN_ENGINE" docker version >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  die "podman's API service did not start (see $LOG_DIR/podman.log)"
+  wait_engine "$ALOFT_TEST_PODMAN_ENGINE" "podman's API service" podman.log
 }
 
 KUBE_PIDS=""

@@ -292,19 +292,20 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                         .node_inputs(node)
                         .map(|mut inputs| inputs.remove(&control.over))
                     {
-                        Ok(Some(Value::List(values))) => values
-                            .iter()
-                            .enumerate()
-                            .try_for_each(|(index, item)| {
-                                crate::item_resources::item_task(
-                                    &control.task,
-                                    control.item_resources.as_deref(),
-                                    item,
-                                )
-                                .map(drop)
-                                .map_err(|reason| format!("map item {index}: {reason}"))
-                            })
-                            .map(|()| values.len()),
+                        // Items are checked only when they name their own resources: otherwise every one
+                        // runs the map's task as it is, and nothing needs building per item here.
+                        Ok(Some(Value::List(values))) => match control.item_resources.as_deref() {
+                            None => Ok(values.len()),
+                            Some(template) => values
+                                .iter()
+                                .enumerate()
+                                .try_for_each(|(index, item)| {
+                                    crate::item_resources::item_task(&control.task, Some(template), item)
+                                        .map(drop)
+                                        .map_err(|reason| format!("map item {index}: {reason}"))
+                                })
+                                .map(|()| values.len()),
+                        },
                         Ok(Some(Value::Offloaded { size, .. })) => Err(format!(
                             "map input {:?} is a list offloaded to the blob store ({size} bytes, over the \
                              inline limit); a map expands a list carried inline, so pass fewer or smaller \

@@ -76,19 +76,13 @@ pub fn pod_state(pod: &Pod) -> PodState {
             .and_then(|s| s.waiting.as_ref())
         {
             let waiting_reason = waiting.reason.clone().unwrap_or_default();
-            if matches!(
-                waiting_reason.as_str(),
-                "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
-            ) {
+            if image_unavailable(&waiting_reason) {
                 return PodState::ImageUnavailable {
                     reason: waiting_reason,
                     message: waiting.message.clone().unwrap_or_default(),
                 };
             }
-            if matches!(
-                waiting_reason.as_str(),
-                "CreateContainerConfigError" | "CreateContainerError"
-            ) {
+            if unconfigurable(&waiting_reason) {
                 return PodState::Unconfigurable {
                     reason: waiting_reason,
                     message: waiting.message.clone().unwrap_or_default(),
@@ -99,11 +93,7 @@ pub fn pod_state(pod: &Pod) -> PodState {
         for helper in helpers() {
             if let Some(waiting) = helper.state.as_ref().and_then(|s| s.waiting.as_ref()) {
                 let reason = waiting.reason.clone().unwrap_or_default();
-                if reason.starts_with("ErrImage")
-                    || (reason.ends_with("BackOff") && reason != "CrashLoopBackOff")
-                    || reason.starts_with("CreateContainer")
-                    || reason == "InvalidImageName"
-                {
+                if image_unavailable(&reason) || unconfigurable(&reason) {
                     return PodState::Unconfigurable {
                         reason,
                         message: format!(
@@ -178,6 +168,19 @@ pub fn pod_state(pod: &Pod) -> PodState {
             message,
         },
     }
+}
+
+/// A container waiting for an image it cannot get.
+fn image_unavailable(reason: &str) -> bool {
+    matches!(
+        reason,
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
+    )
+}
+
+/// A container the kubelet cannot set up (a Secret or a volume it needs is missing).
+fn unconfigurable(reason: &str) -> bool {
+    matches!(reason, "CreateContainerConfigError" | "CreateContainerError")
 }
 
 /// How helper container `name` ended, when it failed.
