@@ -33,4 +33,20 @@ for tree in deploy/k8s/base deploy/k8s/overlays/*; do
     || die "$tree does not validate against the Kubernetes $KUBERNETES_VERSION schemas"
   say "$tree: $(grep -c '^kind:' "$out") resources valid for Kubernetes $KUBERNETES_VERSION"
 done
+# Each optional component on the prod base (with task-pods, which the others extend), as an overlay would.
+scratch_overlay="deploy/k8s/.component-check"
+trap 'rm -rf "$rendered" "$scratch_overlay"' EXIT
+for component in deploy/k8s/components/*; do
+  rm -rf "$scratch_overlay" && mkdir -p "$scratch_overlay"
+  name=$(basename "$component")
+  { echo "apiVersion: kustomize.config.k8s.io/v1beta1"; echo "kind: Kustomization"; echo "namespace: aloft"
+    echo "resources: [../base]"; echo "components:"; echo "  - ../components/task-pods"
+    [ "$name" = task-pods ] || echo "  - ../components/$name"; } >"$scratch_overlay/kustomization.yaml"
+  out="$rendered/component_$name.yaml"
+  kustomize_build "$scratch_overlay" >"$out" || die "kustomize build with $component failed"
+  "$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBERNETES_VERSION" "$out" \
+    || die "$component does not validate against the Kubernetes $KUBERNETES_VERSION schemas"
+  say "$component: $(grep -c '^kind:' "$out") resources valid for Kubernetes $KUBERNETES_VERSION"
+done
+rm -rf "$scratch_overlay"
 "$VENV/bin/python" scripts/check_deploy.py || die "deploy/compose or the dashboard is inconsistent"

@@ -794,3 +794,21 @@ pub async fn metric(port: u16, sample: &str) -> f64 {
         _ => 0.0,
     }
 }
+
+/// The whole log of a node's latest attempt, read once (no follow).
+pub async fn read_task_log(client: &mut AdminClient, id: &wire::ExecutionIdentifier, node: &str) -> String {
+    let mut stream = client
+        .get_task_logs(wire::GetTaskLogsRequest {
+            id: Some(id.clone()),
+            node_id: node.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("read the log")
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("a log chunk") {
+        text.extend_from_slice(&chunk.data);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}

@@ -10,30 +10,8 @@ use std::time::{Duration, Instant};
 use aloft_e2e::*;
 use aloft_proto::v1 as wire;
 
-/// A deployment whose services all use a fresh prefix of the test S3 bucket.
-async fn s3_deployment() -> Option<Deployment> {
-    let (brokers, database) = real_backends()?;
-    let store = real_s3_store()?;
-    let mut deployment = Deployment::new(&brokers, &database).await;
-    deployment.blob_store = Some(store);
-    Some(deployment)
-}
-
-/// A propeller with a work dir of its own (as on another machine).
-fn propeller_on_own_disk(deployment: &Deployment, member: &str) -> Service {
-    propeller_on_own_disk_with(deployment, member, &[])
-}
-
-/// `propeller_on_own_disk` with `extra` environment.
-fn propeller_on_own_disk_with(deployment: &Deployment, member: &str, extra: &[(&str, String)]) -> Service {
-    let work = deployment.scratch.path().join(format!("work-{member}"));
-    let mut env = vec![
-        ("ALOFT_MEMBER_ID", member.to_string()),
-        ("ALOFT_WORK_DIR", work.display().to_string()),
-    ];
-    env.extend_from_slice(extra);
-    deployment.start_with_env("aloft-propeller", &format!("propeller-{member}"), &env)
-}
+mod data_support;
+use data_support::*;
 
 const HAND_OVER: &str = r#"kind: task
 name: make
@@ -60,29 +38,6 @@ nodes:
   - {id: check, task: check, inputs: {data: make.data}, after: [go]}
 outputs: {made: make.digest, read: check.digest}
 "#;
-
-/// SIGKILLs propeller `first` (member `a`), wipes its work dir, starts member `b` with `start` and lets
-/// execution `id` past its `go` gate: what runs next runs on B, as on another machine.
-async fn fail_over_and_go(
-    deployment: &Deployment,
-    first: &mut Service,
-    start: fn(&Deployment, &str) -> Service,
-    client: &mut AdminClient,
-    id: &wire::ExecutionIdentifier,
-) -> Service {
-    first.sigkill();
-    std::fs::remove_dir_all(deployment.scratch.path().join("work-a")).expect("wipe A's disk");
-    let second = start(deployment, "b");
-    client
-        .signal_execution(wire::SignalExecutionRequest {
-            id: Some(id.clone()),
-            signal: "go".into(),
-            value: String::new(),
-        })
-        .await
-        .expect("signal go");
-    second
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -115,24 +70,6 @@ fn node_phase(execution: &wire::Execution, node: &str) -> i32 {
         .iter()
         .find(|n| n.node_id == node)
         .map_or(-1, |n| n.phase)
-}
-
-/// The whole log of a node's latest attempt, read once (no follow).
-async fn read_log(client: &mut AdminClient, id: &wire::ExecutionIdentifier, node: &str) -> String {
-    let mut stream = client
-        .get_task_logs(wire::GetTaskLogsRequest {
-            id: Some(id.clone()),
-            node_id: node.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("read the log")
-        .into_inner();
-    let mut text = Vec::new();
-    while let Some(chunk) = stream.message().await.expect("a log chunk") {
-        text.extend_from_slice(&chunk.data);
-    }
-    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// A blob written on propeller A is read on propeller B after A was SIGKILLed and its disk wiped: the
@@ -282,7 +219,7 @@ async fn a_blob_written_on_a_killed_propeller_is_read_on_its_successor() {
         refused.message()
     );
 
-    let log = read_log(&mut client, &id, "make").await;
+    let log = read_task_log(&mut client, &id, "make").await;
     assert_eq!(
         log, "made the data\n",
         "the log of an attempt whose propeller died"
@@ -336,7 +273,7 @@ async fn a_running_tasks_log_is_followed_and_outlives_its_propeller() {
 
     propeller.sigkill();
     drop(follow);
-    assert_eq!(read_log(&mut client, &id, &node).await, "first line\n");
+    assert_eq!(read_task_log(&mut client, &id, &node).await, "first line\n");
     let cli = std::process::Command::new(binary("aloft"))
         .args(["--admin", &format!("http://127.0.0.1:{}", deployment.admin_port)])
         .args(["logs", "talk", &node])
@@ -680,13 +617,6 @@ fn propeller_with_value_ceiling(deployment: &Deployment, member: &str) -> Servic
     )
 }
 
-fn offloaded_of(literal: Option<&wire::Literal>) -> wire::OffloadedValue {
-    match literal.and_then(|l| l.value.clone()) {
-        Some(wire::literal::Value::Offloaded(offloaded)) => offloaded,
-        other => panic!("expected an offloaded value, got {other:?}"),
-    }
-}
-
 /// A 5 MiB list output travels as a reference to the store: the downstream node, run on another propeller
 /// after the first was SIGKILLed with its disk wiped, reads the whole list; `aloft get --output` prints
 /// it; a large launch input is offloaded by admin the same way; an output over the ceiling fails its
@@ -923,7 +853,7 @@ async fn a_domain_with_its_own_raw_data_store_keeps_its_data_there() {
         }
         assert_eq!(downloaded, b"tenant-bytes\n", "{domain}");
         assert_eq!(
-            read_log(&mut client, &id, "make").await,
+            read_task_log(&mut client, &id, "make").await,
             "made in its own store\n",
             "{domain}"
         );

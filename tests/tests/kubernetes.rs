@@ -17,22 +17,6 @@ use kube::api::{Api, ListParams};
 mod kube_support;
 use kube_support::*;
 
-/// Writes an output the way the task in the pod would: an object under `$ALOFT_OUTPUT_URI/NAME`.
-async fn write_output(deployment: &Deployment, pod: &Pod, name: &str, bytes: &[u8]) {
-    let prefix = env_of(pod, "ALOFT_OUTPUT_URI").unwrap().value.unwrap();
-    let root = deployment.scratch.path().join("blobs");
-    let store = aloft_blobstore::BlobStore::local(&root).unwrap();
-    let root_uri = format!("{}/", store.root());
-    let key = format!("{prefix}/{name}")
-        .strip_prefix(&root_uri)
-        .unwrap()
-        .to_string();
-    store
-        .put(&key, bytes::Bytes::copy_from_slice(bytes))
-        .await
-        .unwrap();
-}
-
 const TRAIN: &str = r#"kind: task
 name: train
 version: "1"

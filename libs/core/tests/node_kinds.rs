@@ -1209,9 +1209,10 @@ fn offloaded(value_type: &str) -> Value {
     }
 }
 
-/// Outputs the engine itself reads (a map's list, a branch's operands) are known per node, so executors keep
-/// them inline; if one arrives offloaded anyway, the node fails saying why instead of deciding blind. Other
-/// offloaded values pass through the engine untouched.
+/// Outputs the engine itself reads (a branch's operands, a dynamic plan) are known per node, so executors
+/// keep them inline; if one arrives offloaded anyway, the node fails saying why instead of deciding blind. A
+/// map's list may be offloaded: the engine waits until it is fetched. Other offloaded values pass through
+/// the engine untouched.
 #[test]
 fn the_engine_names_the_outputs_it_reads_and_refuses_to_decide_on_offloaded_ones() {
     let mapped_prep = compile(&[r#"
@@ -1285,16 +1286,63 @@ outputs: {n: pick.n}
         .unwrap();
     assert_eq!(decided, "else");
 
-    // A map's list arrives offloaded (a launch input kept inline by admin would not be): the map fails naming it.
+    // A map's list arrives offloaded: the map waits until the propeller has fetched the list, then expands,
+    // and its items read their elements from the fetched list. The log holds no copy of the list, so
+    // replaying it gives the same state without one.
     let workflow = mapped("");
-    assert_eq!(workflow.inputs_read_by_the_engine(), ["xs".to_string()].into());
-    let mut run = Run::start(&workflow, [("xs".to_string(), offloaded("list<integer>"))].into());
-    run.run_until(1_000);
-    assert_eq!(run.state().phase, ExecutionPhase::Failed);
-    let error = run.state().error.clone().unwrap_or_default();
     assert!(
-        error.contains("offloaded to the blob store (1048576 bytes"),
-        "{error}"
+        workflow.inputs_read_by_the_engine().is_empty(),
+        "a map's list need not travel inline"
+    );
+    let list = offloaded("list<integer>");
+    let mut run = Run::start(&workflow, [("xs".to_string(), list.clone())].into());
+    run.run_until(100);
+    assert_eq!(run.phase_of("m"), NodePhase::Queued, "the map waits for its list");
+    assert_eq!(run.state().fetches_needed(), vec![list.clone()]);
+    let Value::Offloaded { uri, .. } = &list else {
+        unreachable!()
+    };
+    let elements = Value::List([4, 5, 6].map(Value::Integer).to_vec());
+    run.fold
+        .executions
+        .get_mut(&run.id)
+        .unwrap()
+        .store_fetched(uri.clone(), elements.clone());
+    assert!(run.state().fetches_needed().is_empty());
+    run.run_until(1_000);
+    assert_eq!(run.state().phase, ExecutionPhase::Succeeded);
+    assert_eq!(
+        run.state().outputs["ns"],
+        Value::List([5, 6, 7].map(Value::Integer).to_vec())
     );
     run.assert_replay_gives_the_live_state();
+
+    // Another owner that replayed the log needs the list again before an item can start.
+    let mut fresh = Run::start(&workflow, [("xs".to_string(), list.clone())].into());
+    fresh.run_until(100);
+    fresh
+        .fold
+        .executions
+        .get_mut(&fresh.id)
+        .unwrap()
+        .store_fetched(uri.clone(), elements);
+    fresh.settle();
+    let item = fresh
+        .state()
+        .workflow
+        .nodes
+        .iter()
+        .position(|n| n.id == "m[1]")
+        .unwrap();
+    fresh
+        .fold
+        .executions
+        .get_mut(&fresh.id)
+        .unwrap()
+        .forget_fetched();
+    assert_eq!(fresh.state().fetches_needed(), vec![list]);
+    assert!(
+        fresh.state().node_inputs(item).is_err(),
+        "an item's element is not known until its list is fetched"
+    );
 }

@@ -164,7 +164,10 @@ pub async fn run(
                 grace,
             )));
             if let Some(kubernetes) = options.kubernetes {
-                executors.register(Arc::new(executor::KubernetesExecutor::new(kubernetes, blobs)));
+                executors.register(Arc::new(executor::KubernetesExecutor::new(
+                    kubernetes,
+                    blobs.clone(),
+                )));
             }
             executors
         },
@@ -196,6 +199,7 @@ pub async fn run(
             reports,
             catalog: options.catalog,
             snapshots: options.snapshots,
+            blobs: Some(blobs),
         },
         shutdown,
     )

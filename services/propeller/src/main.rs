@@ -33,6 +33,11 @@ struct Args {
         default_value = "{project}-{domain}"
     )]
     kubernetes_namespace: String,
+    /// Create a project/domain's namespace when its first pod finds none (needs the RBAC of
+    /// deploy/k8s/components/task-namespaces). Without it the namespaces must exist: a pod whose namespace
+    /// does not fails its attempt, naming the namespace.
+    #[arg(long, env = "ALOFT_KUBERNETES_CREATE_NAMESPACES")]
+    kubernetes_create_namespaces: bool,
     /// The service account task pods run as (the namespace's default when left out).
     #[arg(long, env = "ALOFT_KUBERNETES_SERVICE_ACCOUNT")]
     kubernetes_service_account: Option<String>,
@@ -171,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
                 api,
                 pods: aloft_propeller::executor::PodSettings {
                     namespace_pattern: args.kubernetes_namespace,
+                    create_namespaces: args.kubernetes_create_namespaces,
                     service_account: args.kubernetes_service_account,
                     image_pull_secrets: args.kubernetes_image_pull_secrets,
                     accelerator_label: args.kubernetes_accelerator_label,

@@ -54,6 +54,7 @@ pub fn kube_propeller_with(
         ("ALOFT_MEMBER_ID", member.to_string()),
         ("ALOFT_KUBERNETES", "kubeconfig".to_string()),
         ("KUBECONFIG", kubeconfig.to_string()),
+        ("ALOFT_KUBERNETES_CREATE_NAMESPACES", "true".to_string()),
         // The GPUs the cluster may give this propeller's attempts (it admits GPU requests against them).
         ("ALOFT_GPUS", "4".to_string()),
     ];
@@ -89,6 +90,22 @@ pub async fn kube_fleet(blob_store: Option<String>, extra: &[(&str, String)]) ->
         admin,
         propeller,
     })
+}
+
+/// Writes an output the way the task in the pod would: an object under `$ALOFT_OUTPUT_URI/NAME`.
+pub async fn write_output(deployment: &Deployment, pod: &Pod, name: &str, bytes: &[u8]) {
+    let prefix = env_of(pod, "ALOFT_OUTPUT_URI").unwrap().value.unwrap();
+    let root = deployment.scratch.path().join("blobs");
+    let store = aloft_blobstore::BlobStore::local(&root).unwrap();
+    let root_uri = format!("{}/", store.root());
+    let key = format!("{prefix}/{name}")
+        .strip_prefix(&root_uri)
+        .unwrap()
+        .to_string();
+    store
+        .put(&key, bytes::Bytes::copy_from_slice(bytes))
+        .await
+        .unwrap();
 }
 
 /// The pods of `execution`, waiting until there are `count`.
@@ -146,4 +163,46 @@ pub fn env_of(pod: &Pod, name: &str) -> Option<k8s_openapi::api::core::v1::EnvVa
         .iter()
         .find(|var| var.name == name)
         .cloned()
+}
+
+/// Registers a Node whose kubelet is `kubelet` (on 127.0.0.1), with the status a kubelet registers (the
+/// API server keeps a Node's status given at creation); its name.
+pub async fn fake_node(kubeconfig: &str, kubelet: &aloft_testkit::FakeKubelet) -> String {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(kube_client(kubeconfig).await);
+    let name = unique("aloft-test-node");
+    let node = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port()}},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    }))
+    .unwrap();
+    nodes
+        .create(&kube::api::PostParams::default(), &node)
+        .await
+        .unwrap();
+    name
+}
+
+/// Binds pod `name` to `node`, as the scheduler does.
+pub async fn bind(pods: &Api<Pod>, name: &str, node: &str) {
+    let binding = serde_json::json!({
+        "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    pods.create_subresource::<_, serde_json::Value>(
+        "binding",
+        name,
+        &kube::api::PostParams::default(),
+        &binding,
+    )
+    .await
+    .unwrap();
+}
+
+pub fn running() -> serde_json::Value {
+    serde_json::json!([{"name": "task", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+        "state": {"running": {}}}])
 }

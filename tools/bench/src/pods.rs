@@ -46,6 +46,7 @@ pub async fn run(attempts: usize) -> anyhow::Result<PodBench> {
             api: "kubeconfig".into(),
             pods: PodSettings {
                 namespace_pattern,
+                create_namespaces: true,
                 ..Default::default()
             },
         },

@@ -218,7 +218,7 @@ impl Scope<'_> {
                 NodeBinding::NodeOutput { node, output } => {
                     format!("{}.{output}", self.spec.nodes[*node].id)
                 }
-                NodeBinding::Constant(_) => "a constant".to_string(),
+                NodeBinding::Constant(_) | NodeBinding::Item { .. } => "a constant".to_string(),
             };
             return Err(BindingFailure::TypeMismatch(
                 expected_type.to_string(),

@@ -17,6 +17,9 @@ pub enum NodeBinding {
     WorkflowInput(String),
     NodeOutput { node: usize, output: String },
     Constant(Value),
+    /// Element `index` of the list `list` resolves to: the input of a map's item when the map's list was
+    /// offloaded to the blob store (an inline list gives each item its element as a `Constant`).
+    Item { list: Box<NodeBinding>, index: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,12 +45,12 @@ pub struct CompiledNode {
 }
 
 impl CompiledNode {
-    /// The bindings of this node whose values the engine itself reads: the list a map expands, a branch's
-    /// condition operands, a dynamic node's plan. Their values must travel inline (never offloaded to the
-    /// blob store). Each names a node upstream of this one, or a workflow input.
+    /// The bindings of this node whose values the engine itself reads and which must travel inline (never
+    /// offloaded to the blob store): a branch's condition operands and a dynamic node's plan. A map's list
+    /// is not among them: the propeller fetches an offloaded one before the map is decided (see
+    /// `ExecutionState::fetched`). Each names a node upstream of this one, or a workflow input.
     pub fn bindings_read_by_the_engine(&self) -> Vec<&NodeBinding> {
         match &self.control {
-            Some(Control::Map(control)) => self.inputs.get(&control.over).into_iter().collect(),
             Some(Control::Branch { cases, .. }) => {
                 cases.iter().flat_map(|case| case.condition.refs()).collect()
             }

@@ -8,6 +8,7 @@ use crate::compiler::{inline_workflow, CompiledNode, Control, NodeBinding};
 use crate::events::ExecutionEvent;
 use crate::interface::Outputs;
 use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
+use crate::spec::TaskSpec;
 use crate::types::Value;
 
 use super::model::{AttemptState, ExecutionState, NodeState};
@@ -106,17 +107,47 @@ impl ExecutionState {
     }
 
     /// Adds `map`'s item nodes, one per element of its `over` input: ordinary task nodes (ids `MAP[i]`)
-    /// the map waits for.
-    pub(super) fn expand_map(&mut self, map: usize, at: i64) {
+    /// the map waits for. An inline list gives each item its element (and the resources it names); the
+    /// `items` of an offloaded list are bound to their elements, read when they run (see `fetched`).
+    pub(super) fn expand_map(&mut self, map: usize, items: usize, at: i64) {
         let Some(Control::Map(control)) = self.workflow.nodes[map].control.clone() else {
             return;
         };
         let Ok(inputs) = self.node_inputs(map) else {
             return;
         };
-        let Some(Value::List(values)) = inputs.get(&control.over) else {
-            return;
+        let elements: Vec<(NodeBinding, TaskSpec)> = match inputs.get(&control.over) {
+            Some(Value::List(values)) => values
+                .iter()
+                .map(|value| {
+                    // Checked when the map was decided; a value that no longer fits keeps the task's own.
+                    let task = crate::item_resources::item_task(
+                        &control.task,
+                        control.item_resources.as_deref(),
+                        value,
+                    )
+                    .unwrap_or_else(|_| (*control.task).clone());
+                    (NodeBinding::Constant(value.clone()), task)
+                })
+                .collect(),
+            Some(Value::Offloaded { .. }) => {
+                let Some(list) = self.workflow.nodes[map].inputs.get(&control.over).cloned() else {
+                    return;
+                };
+                self.offloaded_maps.insert(map);
+                (0..items)
+                    .map(|index| {
+                        let item = NodeBinding::Item {
+                            list: Box::new(list.clone()),
+                            index,
+                        };
+                        (item, (*control.task).clone())
+                    })
+                    .collect()
+            }
+            _ => return,
         };
+        let count = elements.len();
         let first = self.nodes.len();
         let map_id = self.workflow.nodes[map].id.clone();
         let shared: BTreeMap<String, NodeBinding> = self.workflow.nodes[map]
@@ -127,19 +158,13 @@ impl ExecutionState {
             .collect();
         let workflow = Arc::make_mut(&mut self.workflow);
         let downstream = Arc::make_mut(&mut self.downstream);
-        for (index, value) in values.iter().enumerate() {
+        for (index, (binding, task)) in elements.into_iter().enumerate() {
             let mut item_inputs = shared.clone();
-            item_inputs.insert(control.over.clone(), NodeBinding::Constant(value.clone()));
+            item_inputs.insert(control.over.clone(), binding);
             workflow.nodes.push(CompiledNode {
                 id: format!("{map_id}[{index}]"),
                 task_id: control.task_id.clone(),
-                // Checked when the map was decided; a value that no longer fits keeps the task's own.
-                task: crate::item_resources::item_task(
-                    &control.task,
-                    control.item_resources.as_deref(),
-                    value,
-                )
-                .unwrap_or_else(|_| (*control.task).clone()),
+                task,
                 inputs: item_inputs,
                 upstream: Vec::new(),
                 retries: control.retries,
@@ -156,7 +181,7 @@ impl ExecutionState {
         self.touch(map);
         let state = &mut self.nodes[map];
         state.items = Some(first..end);
-        state.waiting_on = values.len();
+        state.waiting_on = count;
         state.phase = NodePhase::Running;
         state.started_at.get_or_insert(at);
         self.ready.remove(&map);
@@ -464,9 +489,11 @@ impl ExecutionState {
                     self.expand_dynamic(*node, *at);
                 }
             }
-            ExecutionEvent::MapExpanded { node, at, .. } => {
+            ExecutionEvent::MapExpanded {
+                node, items, at, ..
+            } => {
                 if self.may_expand(*node, |control| matches!(control, Control::Map(_))) {
-                    self.expand_map(*node, *at);
+                    self.expand_map(*node, *items, *at);
                 }
             }
             ExecutionEvent::BranchTaken { node, case, at, .. } => {

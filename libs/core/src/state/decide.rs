@@ -10,7 +10,6 @@ use crate::interface::Outputs;
 use crate::phase::{ExecutionPhase, NodePhase};
 use crate::types::Value;
 
-use super::errors::ResolveError;
 use super::model::ExecutionState;
 
 /// The most attempts one `decide` starts.
@@ -178,7 +177,7 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
         for (index, case) in cases.iter().enumerate() {
             match case
                 .condition
-                .evaluate(&|binding| state.resolve(binding).and_then(ResolveError::inline))
+                .evaluate(&|binding| state.resolve(binding).and_then(|value| state.read_whole(value)))
             {
                 Ok(true) => {
                     taken = Some(index);
@@ -288,10 +287,19 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                     Err(error) => failed(node, NodePhase::Failed, error.to_string()),
                 }),
                 None => {
-                    let items = match state
+                    let over = state
                         .node_inputs(node)
-                        .map(|mut inputs| inputs.remove(&control.over))
-                    {
+                        .map(|mut inputs| inputs.remove(&control.over));
+                    // An offloaded list is read as the propeller fetched it; until it has (see
+                    // `fetches_needed`), the map waits.
+                    let fetched = match &over {
+                        Ok(Some(reference @ Value::Offloaded { .. })) => match state.fetched_value(reference) {
+                            Some(list) => Some(list),
+                            None => continue,
+                        },
+                        _ => None,
+                    };
+                    let items = match fetched.map_or_else(|| over.as_ref().map(Option::as_ref), |list| Ok(Some(list))) {
                         // Items are checked only when they name their own resources: otherwise every one
                         // runs the map's task as it is, and nothing needs building per item here.
                         Ok(Some(Value::List(values))) => match control.item_resources.as_deref() {
@@ -306,12 +314,6 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                                 })
                                 .map(|()| values.len()),
                         },
-                        Ok(Some(Value::Offloaded { size, .. })) => Err(format!(
-                            "map input {:?} is a list offloaded to the blob store ({size} bytes, over the \
-                             inline limit); a map expands a list carried inline, so pass fewer or smaller \
-                             items (or their data as blobs)",
-                            control.over
-                        )),
                         Ok(other) => Err(format!(
                             "map input {:?} is not a list: {}",
                             control.over,

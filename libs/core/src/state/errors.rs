@@ -12,19 +12,11 @@ pub enum ResolveError {
     NodeOutput { node: String, output: String },
     #[error(
         "its value was offloaded to the blob store ({size} bytes, over the inline limit), and the engine \
-         decides only on values carried inline"
+         decides only on values carried inline or fetched for it (a map's list)"
     )]
-    Offloaded { size: u64 },
-}
-
-impl ResolveError {
-    /// `value` when the engine can read it, not when only a reference to it travels inline.
-    pub(crate) fn inline(value: crate::types::Value) -> Result<crate::types::Value, ResolveError> {
-        match value {
-            crate::types::Value::Offloaded { size, .. } => Err(ResolveError::Offloaded { size }),
-            inline => Ok(inline),
-        }
-    }
+    Offloaded { size: u64, uri: String },
+    #[error("a map item's list has no element {index}")]
+    NotAList { index: usize },
 }
 
 /// Why a map node's items cannot be gathered into its outputs.

@@ -4,12 +4,14 @@
 //!
 //! `model` holds the state, `apply` its transitions, `decide` what follows from it, `fencing` the admission
 //! rule and the fold of a partition, `snapshot` the fold's stored form,
+//! `fetched` the offloaded values the engine reads, fetched for it by the propeller,
 //! `transitions` what one `apply` changed (for the read models, which write those parts of the state).
 
 mod apply;
 mod decide;
 mod errors;
 mod fencing;
+mod fetched;
 mod model;
 mod snapshot;
 mod transitions;
@@ -18,6 +20,7 @@ pub use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 pub use decide::{child_execution_id, decide, MAX_STARTS_PER_DECISION};
 pub use errors::{GatherError, PlannedError, ResolveError};
 pub use fencing::{admit, AppliedEvent, EventMeta, PartitionFold};
+pub use fetched::FetchedValues;
 pub use model::{AttemptState, ExecutionState, NodeState};
 pub use snapshot::SnapshotError;
 pub use transitions::Transitions;

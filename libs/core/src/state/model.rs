@@ -15,6 +15,7 @@ use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 use crate::types::Value;
 
 use super::errors::{GatherError, PlannedError, ResolveError};
+use super::fetched::FetchedValues;
 use super::transitions::Recorder;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +144,12 @@ pub struct ExecutionState {
     pub(super) failed_node: Option<usize>,
     /// Nodes with an attempt running now (bounded by the workflow's `max_parallelism`).
     pub(super) running_nodes: usize,
+    /// Expanded maps whose list was offloaded: their items are bound to elements of it (see `fetched`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(super) offloaded_maps: BTreeSet<usize>,
+    /// Offloaded values the propeller fetched for the engine; not part of the state (see `fetched`).
+    #[serde(skip)]
+    pub(super) fetched: FetchedValues,
     /// What the event being applied changed (see `Transitions`); empty between events.
     #[serde(skip)]
     pub(super) changes: Recorder,
@@ -204,6 +211,8 @@ impl ExecutionState {
             running_items: BTreeMap::new(),
             failed_node: None,
             running_nodes: 0,
+            offloaded_maps: BTreeSet::new(),
+            fetched: FetchedValues::default(),
             changes: Recorder::default(),
         }
     }
@@ -250,7 +259,7 @@ impl ExecutionState {
         let Some(Control::Dynamic(control)) = &compiled.control else {
             return Err(PlannedError::NotDynamic);
         };
-        let plan = self.resolve(&control.plan).and_then(ResolveError::inline)?;
+        let plan = self.resolve(&control.plan).and_then(|plan| self.read_whole(plan))?;
         Ok(control.compile_plan(&compiled.id, &self.workflow.id, &plan)?)
     }
 
@@ -374,9 +383,9 @@ impl ExecutionState {
         })
     }
 
-    /// The outputs of `node` the engine itself reads: the list a map expands, a branch's condition operands,
-    /// a dynamic node's plan, also through the end of a subworkflow that passes them on. They must stay
-    /// inline, where `decide` sees them, rather than be offloaded to the blob store.
+    /// The outputs of `node` the engine itself reads and which must stay inline, where `decide` sees them,
+    /// rather than be offloaded to the blob store: a branch's condition operands, a dynamic node's plan, also
+    /// through the end of a subworkflow that passes them on. (A map's list is fetched when offloaded.)
     pub fn outputs_read_by_the_engine(&self, node: usize) -> BTreeSet<String> {
         self.engine_reads(node, 0)
     }
@@ -438,6 +447,7 @@ impl ExecutionState {
                     node: self.workflow.nodes[*node].id.clone(),
                     output: output.clone(),
                 }),
+            NodeBinding::Item { list, index } => self.resolve_item(list, *index),
         }
     }
 

@@ -94,7 +94,7 @@ impl AdminApi {
         node_id: &str,
     ) -> ApiResult<(Option<Outputs>, Option<Outputs>)> {
         let history = self.store.execution_history(id).await?;
-        let state = aloft_store::queries::fold_history(id, &history)?;
+        let mut state = aloft_store::queries::fold_history(id, &history)?;
         let Some(index) = state.workflow.nodes.iter().position(|node| node.id == node_id) else {
             let known: Vec<&str> = state.workflow.nodes.iter().map(|n| n.id.as_str()).collect();
             return Err(ApiError::NotFound(format!(
@@ -102,6 +102,19 @@ impl AdminApi {
                 known.join(", ")
             )));
         };
+        // A map item of an offloaded list: its input is an element of the list, fetched as the engine does.
+        if let (Err(aloft_core::state::ResolveError::Offloaded { .. }), Some(blobs)) =
+            (state.node_inputs(index), &self.blobs)
+        {
+            let store = blobs.for_tenant(&id.project, &id.domain);
+            for reference in state.fetches_needed() {
+                if let (aloft_core::Value::Offloaded { uri, .. }, Ok(value)) =
+                    (&reference, store.resolve(&reference).await)
+                {
+                    state.store_fetched(uri.clone(), value);
+                }
+            }
+        }
         let inputs = state.node_inputs(index).ok();
         let outputs = state.nodes.get(index).and_then(|node| node.outputs.clone());
         Ok((inputs, outputs))

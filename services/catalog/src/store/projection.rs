@@ -270,6 +270,11 @@ async fn record_attempt(
         return Ok(());
     };
     for (input_name, binding) in &node.inputs {
+        // A map item of an offloaded list consumes that list.
+        let binding = match binding {
+            NodeBinding::Item { list, .. } => list.as_ref(),
+            direct => direct,
+        };
         let consumed = match binding {
             NodeBinding::WorkflowInput(name) => artifact_id(id, INPUTS_NODE, name),
             NodeBinding::NodeOutput {
@@ -280,7 +285,7 @@ async fn record_attempt(
                 None => continue,
             },
             // Constants are part of the workflow version, not artifacts.
-            NodeBinding::Constant(_) => continue,
+            NodeBinding::Constant(_) | NodeBinding::Item { .. } => continue,
         };
         sqlx::query(
             "INSERT INTO artifact_consumers (project, domain, execution, node, input_name, artifact_id) \

@@ -5,7 +5,9 @@
 //! The loop owns partitions and decisions only. Attempts live behind the attempt service's handle
 //! (`crate::attempts`): the loop tells it what to run or cancel and hears back what was dispatched, is
 //! waiting, was lost or finished. Cached starts pass the cache gate (`cache_gate.rs`); snapshots are
-//! stored and restored by `snapshots.rs`. None of them calls back into the engine: they return plain values.
+//! stored and restored by `snapshots.rs`; offloaded lists a map expands are fetched by `fetches.rs`, and
+//! decisions too large for an event have their gathered values offloaded by `offloads.rs` (their follow-ups
+//! are `data_followups.rs`). None of them calls back into the engine: they return plain values.
 //!
 //! Own decisions are applied when the broker acknowledges them (acknowledgements are handled in append
 //! order, which is log order) or when they are read back, whichever comes first; the admission rule makes
@@ -18,6 +20,9 @@
 //! sequencing and activation; the cache gate; snapshots; the attempts) lives in its own module.
 
 mod cache_gate;
+mod data_followups;
+mod fetches;
+mod offloads;
 mod partition;
 mod snapshots;
 
@@ -25,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use aloft_core::events::{ErrorKind, ExecutionEvent};
-use aloft_core::state::{decide, EventMeta};
+use aloft_core::state::{decide, EventMeta, ResolveError};
 use aloft_core::{ExecutionId, StreamId};
 use aloft_eventlog::{Envelope, EventLog, Payload, Position, Record, RecordStream};
 use futures::future::BoxFuture;
@@ -38,6 +43,9 @@ use tracing::{error, info, warn};
 use crate::attempts::{AttemptFinished, AttemptKey, AttemptReport, AttemptToRun, AttemptsHandle};
 use crate::metrics;
 use cache_gate::{CacheGate, LookupDone};
+use data_followups::runtime_fetches_needed;
+use fetches::{AfterFetch, Fetches};
+use offloads::Offloads;
 use partition::{attempt_request, Activation, AfterEvent, PartitionRuntime, Sequenced, Unsequenced};
 pub use snapshots::SnapshotOptions;
 
@@ -83,6 +91,8 @@ pub struct EngineParts {
     /// The catalog cached starts ask before they are decided (none: cached tasks just run).
     pub catalog: Option<Arc<dyn crate::memo::Catalog>>,
     pub snapshots: Option<SnapshotOptions>,
+    /// Where offloaded values the engine reads (a map's list) are fetched from.
+    pub blobs: Option<aloft_blobstore::BlobStore>,
 }
 
 pub struct Engine {
@@ -97,6 +107,8 @@ pub struct Engine {
     handed: HashSet<AttemptKey>,
     in_flight: FuturesOrdered<BoxFuture<'static, Acknowledged>>,
     cache_gate: CacheGate,
+    fetches: Fetches,
+    offloads: Offloads,
     /// Partitions this member was assigned that another member claimed since the loop last told the
     /// membership (`GroupMembership::report_overlap`).
     overlaps: Vec<u32>,
@@ -116,8 +128,11 @@ impl Engine {
             mut reports,
             catalog,
             snapshots,
+            blobs,
         } = parts;
         let (cache_gate, mut lookup_answers) = CacheGate::new(catalog);
+        let (fetches, mut fetched_values) = Fetches::new(blobs.clone());
+        let (offloads, mut offloaded_decisions) = Offloads::new(blobs);
         let mut membership = log.join_group(&group, &topic, &member).await?;
         let snapshot_interval = snapshots
             .as_ref()
@@ -132,6 +147,8 @@ impl Engine {
             handed: HashSet::new(),
             in_flight: FuturesOrdered::new(),
             cache_gate,
+            fetches,
+            offloads,
             overlaps: Vec::new(),
         };
         info!(member = %engine.member, topic = %engine.topic, "propeller joined the group");
@@ -193,6 +210,8 @@ impl Engine {
                     }
                     engine.on_lookups_answered(answered);
                 }
+                Some(fetched) = fetched_values.recv() => engine.on_fetched(fetched),
+                Some(offloaded) = offloaded_decisions.recv() => engine.on_offloaded(offloaded),
                 _ = lag_tick.tick() => engine.publish_lag(),
                 _ = gate_tick.tick() => engine.decide_due_gates(),
                 _ = snapshot_tick.tick(), if engine.snapshots.is_some() => {
@@ -461,7 +480,15 @@ impl Engine {
             self.attempts.reattach(attempt);
         }
         for key in unresolvable {
-            self.record_lost(partition, key);
+            let needed = runtime_fetches_needed(&self.partitions, partition, &key.execution);
+            if needed.is_empty() {
+                self.record_lost(partition, key);
+            } else {
+                // Its inputs are elements of an offloaded list: followed once the list is fetched.
+                let execution = key.execution.clone();
+                self.fetches.request(partition, &execution, needed);
+                self.fetches.wait(&execution, AfterFetch::Reattach(key));
+            }
         }
         for execution in to_decide {
             self.decide_and_append(partition, &execution);
@@ -542,6 +569,14 @@ impl Engine {
         let Some(state) = runtime.fold.executions.get(execution) else {
             return;
         };
+        if self.fetches.is_fetching(execution) || self.offloads.is_offloading(execution) {
+            return;
+        }
+        let needed = state.fetches_needed();
+        if !needed.is_empty() {
+            self.fetches.request(partition, execution, needed);
+            return;
+        }
         let decisions = decide(state, now_millis());
         let traceparent = runtime.trace_of(execution);
         let decisions = self.cache_gate.filter(partition, state, &traceparent, decisions);
@@ -558,14 +593,36 @@ impl Engine {
     }
 
     /// Sequences decisions after everything already appended for the execution and appends them in order.
-    /// Decisions too large for one event (the gathered outputs of a huge map, say) fail the execution
-    /// instead: deciding them again would make them again, and the partition would never move on.
+    /// Decisions too large for one event (the gathered outputs of a huge map, say) have their large values
+    /// offloaded first (`offloads`), and are appended when that is done; those that stay too large fail the
+    /// execution: deciding them again would make them again, and the partition would never move on.
     fn append_decisions(&mut self, partition: u32, execution: &ExecutionId, events: Vec<ExecutionEvent>) {
+        self.append_or_offload(partition, execution, events, true);
+    }
+
+    fn append_or_offload(
+        &mut self,
+        partition: u32,
+        execution: &ExecutionId,
+        events: Vec<ExecutionEvent>,
+        may_offload: bool,
+    ) {
         let Some(runtime) = self.partitions.get_mut(&partition) else {
             return;
         };
         let sequenced = match runtime.sequence(execution, events, RECORD_BYTES) {
-            Err(Unsequenced::TooLarge { kinds, bytes }) => {
+            Err(Unsequenced::TooLarge { kinds, bytes, events }) => {
+                let events = match runtime.fold.executions.get(execution) {
+                    Some(state) if may_offload => match self.offloads.offload(partition, state, events) {
+                        Ok(()) => {
+                            info!(execution = %execution, kinds, bytes, "offloading the large values of decisions");
+                            return;
+                        }
+                        Err(events) => events,
+                    },
+                    _ => events,
+                };
+                drop(events);
                 let error = format!(
                     "the engine's decision ({kinds}) encodes to {bytes} bytes, more than the {} bytes an event \
                      may be: values travel inline in events, so pass large data between tasks as blobs",
@@ -594,7 +651,7 @@ impl Engine {
                 error!(execution = %execution, %error, "cannot encode decisions; not appended")
             }
             // Only the failure above comes here, and it holds no values: it cannot be over the limit.
-            Err(Unsequenced::TooLarge { kinds, bytes }) => {
+            Err(Unsequenced::TooLarge { kinds, bytes, .. }) => {
                 error!(execution = %execution, kinds, bytes, "decisions too large for one event; not appended")
             }
         }
@@ -620,6 +677,14 @@ impl Engine {
         };
         let request = match attempt_request(state, node, attempt) {
             Ok(request) => request,
+            // An element of an offloaded list: started once the list is fetched.
+            Err(ResolveError::Offloaded { .. }) => {
+                let needed = state.fetches_needed();
+                self.fetches.request(partition, execution, needed);
+                self.fetches
+                    .wait(execution, AfterFetch::Start { node, attempt });
+                return;
+            }
             Err(message) => {
                 let event = ExecutionEvent::AttemptFailed {
                     execution: execution.clone(),
@@ -737,6 +802,9 @@ impl Engine {
         let Some(runtime) = self.partitions.get(&partition) else {
             return Vec::new();
         };
+        if self.offloads.is_offloading(execution) || self.fetches.is_fetching(execution) {
+            return Vec::new();
+        }
         runtime.decided_after(
             execution,
             results,
@@ -762,3 +830,4 @@ fn is_attempt_result(event: &ExecutionEvent) -> bool {
         ExecutionEvent::AttemptSucceeded { .. } | ExecutionEvent::AttemptFailed { .. }
     )
 }
+

@@ -47,8 +47,12 @@ pub enum Unsequenced {
     /// They could not be encoded.
     Encode(aloft_eventlog::Error),
     /// A record of them would be over the log's limit (`aloft_eventlog::MAX_RECORD_BYTES`): the kinds of
-    /// the decisions it held, and its size.
-    TooLarge { kinds: String, bytes: usize },
+    /// the decisions it held, its size, and the events, given back.
+    TooLarge {
+        kinds: String,
+        bytes: usize,
+        events: Vec<ExecutionEvent>,
+    },
 }
 
 /// What must follow the application of one event.
@@ -275,10 +279,15 @@ impl PartitionRuntime {
                 })
                 .collect();
             kinds.dedup();
-            return Err(Unsequenced::TooLarge {
-                kinds: kinds.join(", "),
-                bytes,
-            });
+            let kinds = kinds.join(", ");
+            let events = envelopes
+                .into_iter()
+                .filter_map(|envelope| match envelope.payload {
+                    Payload::Execution(event) => Some(event),
+                    _ => None,
+                })
+                .collect();
+            return Err(Unsequenced::TooLarge { kinds, bytes, events });
         }
         let decisions = envelopes
             .into_iter()
@@ -323,6 +332,10 @@ impl PartitionRuntime {
         let mut next = state.clone();
         for result in results {
             next.apply(result);
+        }
+        // A list to fetch first: decided on the way that fetches it.
+        if !next.fetches_needed().is_empty() {
+            return Vec::new();
         }
         let decisions = decide(&next, now);
         let asks_cache = |event: &ExecutionEvent| match event {
@@ -465,7 +478,7 @@ pub fn attempt_request(
         execution: state.id.clone(),
         node_id: compiled.id.clone(),
         attempt,
-        task: compiled.task.clone(),
+        task: state.attempt_task(node)?,
         task_version: compiled.task_id.version.clone(),
         inputs: state.node_inputs(node)?,
         keep_inline: state.outputs_read_by_the_engine(node),

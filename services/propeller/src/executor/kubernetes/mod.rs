@@ -1,7 +1,7 @@
 //! The `kubernetes` executor: `container` tasks as one Pod per attempt (kube-rs), in a namespace per
 //! project/domain. It creates the attempt's pod (deterministic name and labels), watches it (one watch per
 //! namespace shared by every attempt there, not polling), maps its phase and reasons to the attempt's outcome, deletes it on cancel and after
-//! it ends (its log is copied to the blob store first), and a new owner re-attaches to a running pod by its
+//! it ends (its log follows it into the blob store, see `logs`), and a new owner re-attaches to a running pod by its
 //! name instead of starting the attempt again.
 //!
 //! Data: with a helper image (`--kubernetes-helper-image`), helper containers stage the inputs into
@@ -12,6 +12,7 @@
 //! by type, as it reads a process task's output directory, and offloads those too large to travel inline.
 
 mod helpers;
+mod logs;
 mod outputs;
 mod pod;
 pub mod pod_data;
@@ -27,12 +28,12 @@ use aloft_core::spec::TaskKind;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 pub use helpers::DataHelper;
 pub use pod::{attempt_pod, attempt_selector, pod_name, PodSettings};
-pub use status::{pod_state, PodState};
+pub use status::{pod_state, task_started, PodState};
 
 use super::attempt::{
     kind_of, system_error, user_error, AttemptId, AttemptOutcome, AttemptRequest, TaskExecutor,
@@ -57,8 +58,6 @@ struct Inner {
     options: KubernetesOptions,
     blobs: BlobStore,
     client: tokio::sync::OnceCell<kube::Client>,
-    /// Namespaces known to exist: looked up (or created) once, not for every attempt.
-    namespaces: std::sync::Mutex<std::collections::HashSet<String>>,
     watches: watches::PodWatches,
 }
 
@@ -77,7 +76,6 @@ impl KubernetesExecutor {
                 options,
                 blobs,
                 client: tokio::sync::OnceCell::new(),
-                namespaces: Default::default(),
                 watches: Default::default(),
             }),
         }
@@ -161,20 +159,6 @@ impl Inner {
         };
         let id = request.id();
         let (pods, namespace) = self.pods(&client, &id);
-        let known = self
-            .namespaces
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&namespace);
-        if !known {
-            if let Err(outcome) = ensure_namespace(&client, &namespace).await {
-                return outcome;
-            }
-            self.namespaces
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(namespace.clone());
-        }
         let output_uri = tenant_store(&self.blobs, &id).uri_of(&self.output_key(&id));
         let mut pod = attempt_pod(
             &self.options.pods,
@@ -196,22 +180,57 @@ impl Inner {
         let name = pod_name(&id);
         // Before creating it, so that no event of the pod is missed.
         let following = self.watches.follow(&client, &namespace, &name);
-        match pods.create(&PostParams::default(), &pod).await {
-            Ok(created) => following.seed(created),
+        let log = match self.create_pod(&client, &pods, &namespace, &pod).await {
+            Ok(created) => {
+                following.seed(created);
+                logs::PodLog::new(&pods, &name, &self.blobs, &request.id())
+            }
             // Ours from an earlier start of this very attempt: follow it from where it is.
             Err(kube::Error::Api(status)) if status.code == 409 => match pods.get_opt(&name).await {
-                Ok(Some(existing)) => following.seed(existing),
+                Ok(Some(existing)) => {
+                    following.seed(existing);
+                    logs::PodLog::resumed(&pods, &name, &self.blobs, &request.id()).await
+                }
                 Ok(None) => {
                     return system_error(format!("pod {namespace}/{name} was deleted as it was created"))
                 }
                 Err(error) => return system_error(format!("cannot read pod {namespace}/{name}: {error}")),
             },
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return system_error(format!(
+                    "namespace {namespace} does not exist ({}): create it, or let the propeller create the \
+                     namespaces of projects and domains (--kubernetes-create-namespaces, with the RBAC of \
+                     deploy/k8s/components/task-namespaces)",
+                    status.message
+                ))
+            }
             Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
                 return user_error(format!("pod {namespace}/{name} was refused: {}", status.message))
             }
             Err(error) => return system_error(format!("cannot create pod {namespace}/{name}: {error}")),
+        };
+        self.follow(&pods, &name, following, log, request, cancel).await
+    }
+
+    /// Creates the attempt's pod. A namespace that does not exist is created first when the propeller may
+    /// (`--kubernetes-create-namespaces`); otherwise the attempt fails naming it. No namespace is looked up
+    /// beforehand: the pod's creation says when one is missing, and the propeller needs no right to read
+    /// namespaces.
+    async fn create_pod(
+        &self,
+        client: &kube::Client,
+        pods: &Api<Pod>,
+        namespace: &str,
+        pod: &Pod,
+    ) -> Result<Pod, kube::Error> {
+        match pods.create(&PostParams::default(), pod).await {
+            Err(kube::Error::Api(status)) if status.code == 404 && self.options.pods.create_namespaces => {
+                create_namespace(client, namespace).await?;
+                tracing::info!(%namespace, "created the namespace of a project and domain");
+                pods.create(&PostParams::default(), pod).await
+            }
+            created => created,
         }
-        self.follow(&pods, &name, following, request, cancel).await
     }
 
     async fn reattach(&self, request: &AttemptRequest, cancel: CancellationToken) -> AttemptOutcome {
@@ -227,26 +246,31 @@ impl Inner {
             Ok(Some(pod)) => {
                 tracing::info!(pod = %name, %namespace, "re-attached to the pod of a previous owner");
                 following.seed(pod);
-                self.follow(&pods, &name, following, request, cancel).await
+                let log = logs::PodLog::resumed(&pods, &name, &self.blobs, &id).await;
+                self.follow(&pods, &name, following, log, request, cancel).await
             }
             Ok(None) => system_error(format!("attempt lost: its pod {namespace}/{name} is gone")),
             Err(error) => system_error(format!("cannot read pod {namespace}/{name}: {error}")),
         }
     }
 
-    /// Follows pod `name` through the namespace's watch until it ends (or `cancel`), then reads its outcome,
-    /// keeps its log and deletes it.
+    /// Follows pod `name` through the namespace's watch until it ends (or `cancel`), its log into the store
+    /// from when its task starts, then reads its outcome, stores the rest of its log and deletes it.
     async fn follow(
         &self,
         pods: &Api<Pod>,
         name: &str,
         mut following: watches::Following,
+        mut log: logs::PodLog,
         request: &AttemptRequest,
         cancel: CancellationToken,
     ) -> AttemptOutcome {
         let ended = loop {
             match &*following.seen.borrow_and_update() {
                 watches::Seen::Present(pod) => {
+                    if task_started(pod) {
+                        log.task_started();
+                    }
                     let state = pod_state(pod);
                     if state != PodState::Going {
                         break Some(state);
@@ -263,6 +287,7 @@ impl Inner {
                     }
                 }
                 _ = cancel.cancelled() => {
+                    log.finish().await;
                     let _ = pods.delete(name, &DeleteParams::background()).await;
                     return AttemptOutcome::Cancelled;
                 }
@@ -272,37 +297,10 @@ impl Inner {
         let Some(state) = ended else {
             return system_error(format!("attempt lost: its pod {name} was deleted while it ran"));
         };
-        self.keep_log(pods, name, &request.id()).await;
+        log.finish().await;
         let outcome = self.outcome(state, request).await;
         let _ = pods.delete(name, &DeleteParams::background()).await;
         outcome
-    }
-
-    /// Copies the pod's log to the store, where `aloft logs` reads it (best effort: a pod that never ran has
-    /// none).
-    async fn keep_log(&self, pods: &Api<Pod>, name: &str, attempt: &AttemptId) {
-        match pods
-            .logs(
-                name,
-                &LogParams {
-                    container: Some("task".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            Ok(text) if !text.is_empty() => {
-                let prefix = super::log_shipper::log_prefix(attempt);
-                if let Err(error) = tenant_store(&self.blobs, attempt)
-                    .put_log_chunk(&prefix, 0, bytes::Bytes::from(text))
-                    .await
-                {
-                    tracing::warn!(pod = %name, %error, "cannot store the pod's log");
-                }
-            }
-            Ok(_) => {}
-            Err(error) => tracing::debug!(pod = %name, %error, "the pod has no log to keep"),
-        }
     }
 
     async fn outcome(&self, state: PodState, request: &AttemptRequest) -> AttemptOutcome {
@@ -365,31 +363,15 @@ impl Inner {
     }
 }
 
-/// Creates the namespace when it does not exist yet (a deployment may also create them itself and deny this).
-async fn ensure_namespace(client: &kube::Client, namespace: &str) -> Result<(), AttemptOutcome> {
+/// Creates `namespace` (one that appeared meanwhile will do).
+async fn create_namespace(client: &kube::Client, namespace: &str) -> Result<(), kube::Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces.get_opt(namespace).await {
-        Ok(Some(_)) => return Ok(()),
-        Ok(None) => {}
-        // Not allowed to read namespaces: assume it exists; creating the pod says otherwise.
-        Err(kube::Error::Api(status)) if status.code == 403 => return Ok(()),
-        Err(error) => {
-            return Err(system_error(format!(
-                "cannot read namespace {namespace}: {error}"
-            )))
-        }
-    }
-    let wanted: Namespace = match serde_json::from_value(serde_json::json!({
-        "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "aloft"}}
-    })) {
-        Ok(wanted) => wanted,
-        Err(error) => return Err(system_error(format!("namespace {namespace}: {error}"))),
-    };
+    let mut wanted = Namespace::default();
+    wanted.metadata.name = Some(namespace.to_string());
+    wanted.metadata.labels = Some([(pod::LABEL_MANAGED_BY.to_string(), "aloft".to_string())].into());
     match namespaces.create(&PostParams::default(), &wanted).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(system_error(format!(
-            "cannot create namespace {namespace}: {error}"
-        ))),
+        Err(error) => Err(error),
     }
 }

@@ -38,6 +38,8 @@ pub const SECRET_KEY: &str = "value";
 pub struct PodSettings {
     /// The namespace of a project/domain: `{project}` and `{domain}` are replaced (`{project}-{domain}`).
     pub namespace_pattern: String,
+    /// Create a namespace that does not exist yet (on the first pod's 404), rather than fail the attempt.
+    pub create_namespaces: bool,
     pub service_account: Option<String>,
     pub image_pull_secrets: Vec<String>,
     /// The node label whose value must equal a task's `accelerator`.
@@ -51,6 +53,7 @@ impl Default for PodSettings {
     fn default() -> Self {
         PodSettings {
             namespace_pattern: "{project}-{domain}".to_string(),
+            create_namespaces: false,
             service_account: None,
             image_pull_secrets: Vec::new(),
             accelerator_label: "aloft.dev/accelerator".to_string(),

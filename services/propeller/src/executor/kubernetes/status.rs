@@ -171,6 +171,16 @@ pub fn pod_state(pod: &Pod) -> PodState {
 }
 
 /// A container waiting for an image it cannot get.
+/// Whether `pod`'s task container has started (it runs, or ran): from then on the kubelet has a log of it.
+pub fn task_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.container_statuses.as_ref())
+        .and_then(|statuses| statuses.iter().find(|s| s.name == "task"))
+        .and_then(|task| task.state.as_ref())
+        .is_some_and(|state| state.running.is_some() || state.terminated.is_some())
+}
+
 fn image_unavailable(reason: &str) -> bool {
     matches!(
         reason,

@@ -1,0 +1,129 @@
+//! Offloaded values the engine reads, fetched for it. A map's list may be too large to travel inline in an
+//! event, and then only its reference `{uri, size, digest, type}` is in the state. `decide` and `apply` are
+//! pure and never touch the blob store: the propeller asks `fetches_needed`, fetches those values (checked
+//! against their digests) and hands them over with `store_fetched` before it decides again. A map whose
+//! list is not fetched yet is not decided; the items of an offloaded list are bound to their element
+//! (`NodeBinding::Item`) rather than to a copy of it, so applying the map's expansion needs no value.
+//! Fetched values are a cache beside the state, never part of it: not stored, not logged, and two states
+//! that differ only here are equal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::compiler::{Control, NodeBinding};
+use crate::phase::NodePhase;
+use crate::spec::TaskSpec;
+use crate::types::Value;
+
+use super::errors::ResolveError;
+use super::model::ExecutionState;
+
+/// Fetched values by the URI of their reference.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedValues(HashMap<String, Arc<Value>>);
+
+impl PartialEq for FetchedValues {
+    fn eq(&self, _other: &FetchedValues) -> bool {
+        true
+    }
+}
+
+impl ExecutionState {
+    /// The offloaded references (`Value::Offloaded`) the engine needs fetched before it can go on: the
+    /// lists of ready maps, and those of expanded maps whose items are bound to an element of them.
+    pub fn fetches_needed(&self) -> Vec<Value> {
+        let mut needed: Vec<Value> = Vec::new();
+        let running_maps = self
+            .offloaded_maps
+            .iter()
+            .filter(|&&map| self.nodes[map].phase == NodePhase::Running);
+        for &node in self.ready.iter().chain(running_maps) {
+            let compiled = &self.workflow.nodes[node];
+            let Some(Control::Map(control)) = &compiled.control else {
+                continue;
+            };
+            let Some(binding) = compiled.inputs.get(&control.over) else {
+                continue;
+            };
+            if let Ok(reference @ Value::Offloaded { .. }) = self.resolve(binding) {
+                if self.fetched_value(&reference).is_none() && !needed.contains(&reference) {
+                    needed.push(reference);
+                }
+            }
+        }
+        needed
+    }
+
+    /// Hands over the value `uri` names, fetched from the blob store and checked against its digest.
+    pub fn store_fetched(&mut self, uri: String, value: Value) {
+        self.fetched.0.insert(uri, Arc::new(value));
+    }
+
+    /// Forgets every fetched value (when the execution has ended, say).
+    pub fn forget_fetched(&mut self) {
+        self.fetched.0.clear();
+    }
+
+    /// What an offloaded `reference` holds, when it was fetched; `value` itself when it is inline.
+    pub(super) fn fetched_value<'a>(&'a self, value: &'a Value) -> Option<&'a Value> {
+        match value {
+            Value::Offloaded { uri, .. } => self.fetched.0.get(uri).map(Arc::as_ref),
+            inline => Some(inline),
+        }
+    }
+
+    /// `value`, read whole: an offloaded one as fetched, or an error when it was not.
+    pub(super) fn read_whole(&self, value: Value) -> Result<Value, ResolveError> {
+        match &value {
+            Value::Offloaded { uri, size, .. } => match self.fetched.0.get(uri) {
+                Some(fetched) => Ok(fetched.as_ref().clone()),
+                None => Err(ResolveError::Offloaded {
+                    size: *size,
+                    uri: uri.clone(),
+                }),
+            },
+            _ => Ok(value),
+        }
+    }
+
+    /// Element `index` of the list `list` binds.
+    pub(super) fn resolve_item(&self, list: &NodeBinding, index: usize) -> Result<Value, ResolveError> {
+        let reference = self.resolve(list)?;
+        let whole = self.fetched_value(&reference).ok_or_else(|| match &reference {
+            Value::Offloaded { uri, size, .. } => ResolveError::Offloaded {
+                size: *size,
+                uri: uri.clone(),
+            },
+            _ => ResolveError::NotAList { index },
+        })?;
+        match whole {
+            Value::List(values) => values
+                .get(index)
+                .cloned()
+                .ok_or(ResolveError::NotAList { index }),
+            _ => Err(ResolveError::NotAList { index }),
+        }
+    }
+
+    /// The task an attempt of `node` runs: its compiled task, or for the item of a map over an offloaded
+    /// list, the map's task with the resources the item names (`item_resources`), which could not be
+    /// filled in when the map expanded without its list.
+    pub fn attempt_task(&self, node: usize) -> Result<TaskSpec, ResolveError> {
+        let compiled = &self.workflow.nodes[node];
+        let Some(map) = compiled.item_of else {
+            return Ok(compiled.task.clone());
+        };
+        let Some(Control::Map(control)) = &self.workflow.nodes[map].control else {
+            return Ok(compiled.task.clone());
+        };
+        let (Some(template), Some(NodeBinding::Item { list, index })) =
+            (control.item_resources.as_deref(), compiled.inputs.get(&control.over))
+        else {
+            return Ok(compiled.task.clone());
+        };
+        let item = self.resolve_item(list, *index)?;
+        // Checked when the map was decided; a value that no longer fits keeps the task's own.
+        Ok(crate::item_resources::item_task(&control.task, Some(template), &item)
+            .unwrap_or_else(|_| (*control.task).clone()))
+    }
+}
