@@ -75,11 +75,9 @@ async fn a_pods_log_is_followed_live_and_survives_its_propeller_and_the_pod() {
     assert_eq!(String::from_utf8_lossy(&line.data), "first line\n");
     eprintln!("first followed line of the pod after {:?}", asked.elapsed());
     assert!(
-        kubelet
-            .requests()
-            .iter()
-            .any(|request| request.starts_with(&format!("/containerLogs/{NAMESPACE}/{pod_name}/task"))
-                && request.contains("follow=true")),
+        kubelet.requests().iter().any(|request| request
+            .starts_with(&format!("/containerLogs/{NAMESPACE}/{pod_name}/task"))
+            && request.contains("follow=true")),
         "the API server proxied a follow request to the pod's kubelet: {:?}",
         kubelet.requests()
     );

@@ -498,7 +498,11 @@ outputs: {ss: each.s}
         Some(wire::literal::Value::Offloaded(offloaded)) => offloaded,
         other => panic!("the gathered list travels as a reference: {other:?}"),
     };
-    assert!(gathered.uri.ends_with("/bulky-30/each/gathered/s.value"), "{}", gathered.uri);
+    assert!(
+        gathered.uri.ends_with("/bulky-30/each/gathered/s.value"),
+        "{}",
+        gathered.uri
+    );
     let mut chunks = client
         .download_data(wire::DownloadDataRequest {
             id: Some(id.clone()),

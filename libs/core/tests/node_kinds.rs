@@ -1334,12 +1334,7 @@ outputs: {n: pick.n}
         .iter()
         .position(|n| n.id == "m[1]")
         .unwrap();
-    fresh
-        .fold
-        .executions
-        .get_mut(&fresh.id)
-        .unwrap()
-        .forget_fetched();
+    fresh.fold.executions.get_mut(&fresh.id).unwrap().forget_fetched();
     assert_eq!(fresh.state().fetches_needed(), vec![list]);
     assert!(
         fresh.state().node_inputs(item).is_err(),

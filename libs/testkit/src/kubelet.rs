@@ -64,11 +64,7 @@ impl FakeKubelet {
                 }
             }
         });
-        Ok(FakeKubelet {
-            port,
-            logs,
-            shutdown,
-        })
+        Ok(FakeKubelet { port, logs, shutdown })
     }
 
     /// The port a Node's `status.daemonEndpoints.kubeletEndpoint.port` names.

@@ -21,7 +21,11 @@ pub fn propeller_on_own_disk(deployment: &Deployment, member: &str) -> Service {
 }
 
 /// `propeller_on_own_disk` with `extra` environment.
-pub fn propeller_on_own_disk_with(deployment: &Deployment, member: &str, extra: &[(&str, String)]) -> Service {
+pub fn propeller_on_own_disk_with(
+    deployment: &Deployment,
+    member: &str,
+    extra: &[(&str, String)],
+) -> Service {
     let work = deployment.scratch.path().join(format!("work-{member}"));
     let mut env = vec![
         ("ALOFT_MEMBER_ID", member.to_string()),
@@ -30,7 +34,6 @@ pub fn propeller_on_own_disk_with(deployment: &Deployment, member: &str, extra: 
     env.extend_from_slice(extra);
     deployment.start_with_env("aloft-propeller", &format!("propeller-{member}"), &env)
 }
-
 
 /// SIGKILLs propeller `first` (member `a`), wipes its work dir, starts member `b` with `start` and lets
 /// execution `id` past its `go` gate: what runs next runs on B, as on another machine.
@@ -54,7 +57,6 @@ pub async fn fail_over_and_go(
         .expect("signal go");
     second
 }
-
 
 pub fn offloaded_of(literal: Option<&wire::Literal>) -> wire::OffloadedValue {
     match literal.and_then(|l| l.value.clone()) {

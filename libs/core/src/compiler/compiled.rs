@@ -15,11 +15,17 @@ use crate::types::{LiteralType, Value};
 #[serde(rename_all = "snake_case")]
 pub enum NodeBinding {
     WorkflowInput(String),
-    NodeOutput { node: usize, output: String },
+    NodeOutput {
+        node: usize,
+        output: String,
+    },
     Constant(Value),
     /// Element `index` of the list `list` resolves to: the input of a map's item when the map's list was
     /// offloaded to the blob store (an inline list gives each item its element as a `Constant`).
-    Item { list: Box<NodeBinding>, index: usize },
+    Item {
+        list: Box<NodeBinding>,
+        index: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

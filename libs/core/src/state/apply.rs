@@ -489,9 +489,7 @@ impl ExecutionState {
                     self.expand_dynamic(*node, *at);
                 }
             }
-            ExecutionEvent::MapExpanded {
-                node, items, at, ..
-            } => {
+            ExecutionEvent::MapExpanded { node, items, at, .. } => {
                 if self.may_expand(*node, |control| matches!(control, Control::Map(_))) {
                     self.expand_map(*node, *items, *at);
                 }

@@ -293,13 +293,16 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
                     // An offloaded list is read as the propeller fetched it; until it has (see
                     // `fetches_needed`), the map waits.
                     let fetched = match &over {
-                        Ok(Some(reference @ Value::Offloaded { .. })) => match state.fetched_value(reference) {
+                        Ok(Some(reference @ Value::Offloaded { .. })) => match state.fetched_value(reference)
+                        {
                             Some(list) => Some(list),
                             None => continue,
                         },
                         _ => None,
                     };
-                    let items = match fetched.map_or_else(|| over.as_ref().map(Option::as_ref), |list| Ok(Some(list))) {
+                    let items = match fetched
+                        .map_or_else(|| over.as_ref().map(Option::as_ref), |list| Ok(Some(list)))
+                    {
                         // Items are checked only when they name their own resources: otherwise every one
                         // runs the map's task as it is, and nothing needs building per item here.
                         Ok(Some(Value::List(values))) => match control.item_resources.as_deref() {

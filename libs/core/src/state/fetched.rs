@@ -54,6 +54,26 @@ impl ExecutionState {
         needed
     }
 
+    /// The offloaded references node `node`'s inputs need fetched: the list its elements come from, for the
+    /// item of a map over an offloaded list (a read model resolving an item's inputs after the map ended).
+    pub fn fetches_needed_by(&self, node: usize) -> Vec<Value> {
+        let Some(compiled) = self.workflow.nodes.get(node) else {
+            return Vec::new();
+        };
+        let mut needed: Vec<Value> = Vec::new();
+        for binding in compiled.inputs.values() {
+            let NodeBinding::Item { list, .. } = binding else {
+                continue;
+            };
+            if let Ok(reference @ Value::Offloaded { .. }) = self.resolve(list) {
+                if self.fetched_value(&reference).is_none() && !needed.contains(&reference) {
+                    needed.push(reference);
+                }
+            }
+        }
+        needed
+    }
+
     /// Hands over the value `uri` names, fetched from the blob store and checked against its digest.
     pub fn store_fetched(&mut self, uri: String, value: Value) {
         self.fetched.0.insert(uri, Arc::new(value));
@@ -97,10 +117,7 @@ impl ExecutionState {
             _ => ResolveError::NotAList { index },
         })?;
         match whole {
-            Value::List(values) => values
-                .get(index)
-                .cloned()
-                .ok_or(ResolveError::NotAList { index }),
+            Value::List(values) => values.get(index).cloned().ok_or(ResolveError::NotAList { index }),
             _ => Err(ResolveError::NotAList { index }),
         }
     }
@@ -116,14 +133,17 @@ impl ExecutionState {
         let Some(Control::Map(control)) = &self.workflow.nodes[map].control else {
             return Ok(compiled.task.clone());
         };
-        let (Some(template), Some(NodeBinding::Item { list, index })) =
-            (control.item_resources.as_deref(), compiled.inputs.get(&control.over))
-        else {
+        let (Some(template), Some(NodeBinding::Item { list, index })) = (
+            control.item_resources.as_deref(),
+            compiled.inputs.get(&control.over),
+        ) else {
             return Ok(compiled.task.clone());
         };
         let item = self.resolve_item(list, *index)?;
         // Checked when the map was decided; a value that no longer fits keeps the task's own.
-        Ok(crate::item_resources::item_task(&control.task, Some(template), &item)
-            .unwrap_or_else(|_| (*control.task).clone()))
+        Ok(
+            crate::item_resources::item_task(&control.task, Some(template), &item)
+                .unwrap_or_else(|_| (*control.task).clone()),
+        )
     }
 }

@@ -259,7 +259,9 @@ impl ExecutionState {
         let Some(Control::Dynamic(control)) = &compiled.control else {
             return Err(PlannedError::NotDynamic);
         };
-        let plan = self.resolve(&control.plan).and_then(|plan| self.read_whole(plan))?;
+        let plan = self
+            .resolve(&control.plan)
+            .and_then(|plan| self.read_whole(plan))?;
         Ok(control.compile_plan(&compiled.id, &self.workflow.id, &plan)?)
     }
 

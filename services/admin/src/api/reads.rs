@@ -107,7 +107,7 @@ impl AdminApi {
             (state.node_inputs(index), &self.blobs)
         {
             let store = blobs.for_tenant(&id.project, &id.domain);
-            for reference in state.fetches_needed() {
+            for reference in state.fetches_needed_by(index) {
                 if let (aloft_core::Value::Offloaded { uri, .. }, Ok(value)) =
                     (&reference, store.resolve(&reference).await)
                 {

@@ -681,8 +681,7 @@ impl Engine {
             Err(ResolveError::Offloaded { .. }) => {
                 let needed = state.fetches_needed();
                 self.fetches.request(partition, execution, needed);
-                self.fetches
-                    .wait(execution, AfterFetch::Start { node, attempt });
+                self.fetches.wait(execution, AfterFetch::Start { node, attempt });
                 return;
             }
             Err(message) => {
@@ -830,4 +829,3 @@ fn is_attempt_result(event: &ExecutionEvent) -> bool {
         ExecutionEvent::AttemptSucceeded { .. } | ExecutionEvent::AttemptFailed { .. }
     )
 }
-

@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use aloft_blobstore::BlobStore;
+use aloft_core::compiler::Control;
 use aloft_core::events::ExecutionEvent;
 use aloft_core::state::ExecutionState;
-use aloft_core::compiler::Control;
 use aloft_core::{ExecutionId, LiteralType};
 use tokio::sync::mpsc;
 

@@ -74,7 +74,12 @@ impl PodLog {
 
     /// The log of a pod an earlier owner (or an earlier start of this attempt) followed: shipping resumes
     /// after what it stored.
-    pub(super) async fn resumed(pods: &Api<Pod>, pod: &str, blobs: &BlobStore, attempt: &AttemptId) -> PodLog {
+    pub(super) async fn resumed(
+        pods: &Api<Pod>,
+        pod: &str,
+        blobs: &BlobStore,
+        attempt: &AttemptId,
+    ) -> PodLog {
         let mut log = PodLog::new(pods, pod, blobs, attempt);
         log.shipped = log.target.store.log_size(&log.target.prefix).await.unwrap_or(0);
         log

@@ -59,6 +59,8 @@ struct Inner {
     blobs: BlobStore,
     client: tokio::sync::OnceCell<kube::Client>,
     watches: watches::PodWatches,
+    /// Namespaces this propeller created (`--kubernetes-create-namespaces`).
+    created_namespaces: tokio::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for KubernetesExecutor {
@@ -77,6 +79,7 @@ impl KubernetesExecutor {
                 blobs,
                 client: tokio::sync::OnceCell::new(),
                 watches: Default::default(),
+                created_namespaces: Default::default(),
             }),
         }
     }
@@ -225,8 +228,15 @@ impl Inner {
     ) -> Result<Pod, kube::Error> {
         match pods.create(&PostParams::default(), pod).await {
             Err(kube::Error::Api(status)) if status.code == 404 && self.options.pods.create_namespaces => {
-                create_namespace(client, namespace).await?;
-                tracing::info!(%namespace, "created the namespace of a project and domain");
+                {
+                    // One creation per namespace, however many attempts found it missing at once.
+                    let mut created = self.created_namespaces.lock().await;
+                    if !created.contains(namespace) {
+                        create_namespace(client, namespace).await?;
+                        tracing::info!(%namespace, "created the namespace of a project and domain");
+                        created.insert(namespace.to_string());
+                    }
+                }
                 pods.create(&PostParams::default(), pod).await
             }
             created => created,
