@@ -7,7 +7,6 @@
 //! Fetched values are a cache beside the state, never part of it: not stored, not logged, and two states
 //! that differ only here are equal.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::compiler::{Control, NodeBinding};
@@ -17,16 +16,6 @@ use crate::types::Value;
 
 use super::errors::ResolveError;
 use super::model::ExecutionState;
-
-/// Fetched values by the URI of their reference.
-#[derive(Debug, Clone, Default)]
-pub struct FetchedValues(HashMap<String, Arc<Value>>);
-
-impl PartialEq for FetchedValues {
-    fn eq(&self, _other: &FetchedValues) -> bool {
-        true
-    }
-}
 
 impl ExecutionState {
     /// The offloaded references (`Value::Offloaded`) the engine needs fetched before it can go on: the

@@ -20,7 +20,6 @@ pub use crate::phase::{AttemptPhase, ErrorKind, ExecutionPhase, NodePhase};
 pub use decide::{child_execution_id, decide, MAX_STARTS_PER_DECISION};
 pub use errors::{GatherError, PlannedError, ResolveError};
 pub use fencing::{admit, AppliedEvent, EventMeta, PartitionFold};
-pub use fetched::FetchedValues;
-pub use model::{AttemptState, ExecutionState, NodeState};
+pub use model::{AttemptState, ExecutionState, FetchedValues, NodeState};
 pub use snapshot::SnapshotError;
 pub use transitions::Transitions;

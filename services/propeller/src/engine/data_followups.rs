@@ -2,15 +2,12 @@
 //! to its execution's state, with the attempt starts and re-attachments that waited for it; decisions whose
 //! large values were offloaded, appended at last.
 
-use std::collections::HashMap;
-
 use aloft_core::events::ExecutionEvent;
-use aloft_core::ExecutionId;
 use tracing::warn;
 
 use super::fetches::{AfterFetch, Fetched};
 use super::offloads::Offloaded;
-use super::partition::{attempt_request, PartitionRuntime};
+use super::partition::attempt_request;
 use super::{now_millis, Engine};
 use crate::attempts::{AttemptKey, AttemptToReattach};
 
@@ -138,17 +135,4 @@ impl Engine {
             Err(_) => self.record_lost(partition, key),
         }
     }
-}
-
-/// What `execution` (of `partition`) needs fetched before it can go on.
-pub(super) fn runtime_fetches_needed(
-    partitions: &HashMap<u32, PartitionRuntime>,
-    partition: u32,
-    execution: &ExecutionId,
-) -> Vec<aloft_core::Value> {
-    partitions
-        .get(&partition)
-        .and_then(|runtime| runtime.fold.executions.get(execution))
-        .map(|state| state.fetches_needed())
-        .unwrap_or_default()
 }

@@ -43,7 +43,6 @@ use tracing::{error, info, warn};
 use crate::attempts::{AttemptFinished, AttemptKey, AttemptReport, AttemptToRun, AttemptsHandle};
 use crate::metrics;
 use cache_gate::{CacheGate, LookupDone};
-use data_followups::runtime_fetches_needed;
 use fetches::{AfterFetch, Fetches};
 use offloads::Offloads;
 use partition::{attempt_request, Activation, AfterEvent, PartitionRuntime, Sequenced, Unsequenced};
@@ -828,4 +827,17 @@ fn is_attempt_result(event: &ExecutionEvent) -> bool {
         event,
         ExecutionEvent::AttemptSucceeded { .. } | ExecutionEvent::AttemptFailed { .. }
     )
+}
+
+/// What `execution` (of `partition`) needs fetched before it can go on.
+fn runtime_fetches_needed(
+    partitions: &HashMap<u32, PartitionRuntime>,
+    partition: u32,
+    execution: &ExecutionId,
+) -> Vec<aloft_core::Value> {
+    partitions
+        .get(&partition)
+        .and_then(|runtime| runtime.fold.executions.get(execution))
+        .map(|state| state.fetches_needed())
+        .unwrap_or_default()
 }
