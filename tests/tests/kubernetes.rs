@@ -101,12 +101,7 @@ async fn an_attempt_is_a_pod_with_its_resources_and_its_outputs_come_back() {
     .await;
     write_output(&deployment, &pod, "score", b"0.93\n").await;
     write_output(&deployment, &pod, "model", b"weights").await;
-    report(
-        &pods,
-        pod.metadata.name.as_deref().unwrap(),
-        serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
-    )
-    .await;
+    report(&pods, pod.metadata.name.as_deref().unwrap(), succeeded()).await;
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
     assert_eq!(scalar_outputs(&finished), ["score=0.93"]);
     let model = finished.outputs.unwrap().values["model"].clone();
@@ -246,12 +241,7 @@ run: {container: {image: "busybox:1", command: ["true"]}}
         "{:?}",
         second.metadata.name
     );
-    report(
-        &pods,
-        second.metadata.name.as_deref().unwrap(),
-        serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
-    )
-    .await;
+    report(&pods, second.metadata.name.as_deref().unwrap(), succeeded()).await;
     let finished = wait_succeeded(&mut client, &evicted, Duration::from_secs(60)).await;
     let attempts: Vec<(u32, String)> = finished
         .attempts
@@ -314,27 +304,14 @@ run: {container: {image: "busybox:1", command: ["sleep", "3600"]}}
     let pod = wait_for_pods(&pods, &kept_name, 1).await.remove(0);
     let name = pod.metadata.name.clone().unwrap();
     report(&pods, &name, serde_json::json!({"phase": "Running"})).await;
-    first.sigkill();
-    let _second = kube_propeller(&deployment, &kubeconfig, "b");
-    deployment
-        .wait_for_logs(
-            &["propeller-b"],
-            "re-attached to the pod of a previous owner",
-            Duration::from_secs(60),
-        )
-        .await;
+    let _second = take_over(&deployment, &kubeconfig, &mut first).await;
     assert_eq!(
         wait_for_pods(&pods, &kept_name, 1).await.len(),
         1,
         "no second pod"
     );
     write_output(&deployment, &pod, "answer", b"42").await;
-    report(
-        &pods,
-        &name,
-        serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
-    )
-    .await;
+    report(&pods, &name, succeeded()).await;
     let finished = wait_succeeded(&mut client, &kept, Duration::from_secs(60)).await;
     assert_eq!(scalar_outputs(&finished), ["answer=42"]);
     assert_eq!(finished.nodes[0].attempts, 1, "followed, not retried");
@@ -412,12 +389,7 @@ nodes:
     assert_eq!((by_item[1].1.as_str(), by_item[1].2.as_str()), ("16Mi", "1"));
     for pod in wait_for_pods(&pods, &name, 2).await {
         let pod_name = pod.metadata.name.clone().unwrap();
-        report(
-            &pods,
-            &pod_name,
-            serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
-        )
-        .await;
+        report(&pods, &pod_name, succeeded()).await;
     }
     wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
 

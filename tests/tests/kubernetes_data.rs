@@ -175,12 +175,7 @@ async fn helper_containers_stage_a_pods_inputs_and_outputs_through_the_store() {
         String::from_utf8_lossy(&ran.stderr)
     );
     assert!(helper_log.contains("uploaded 4 output(s)"), "{helper_log}");
-    report(
-        &pods,
-        &pod_name,
-        serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
-    )
-    .await;
+    report(&pods, &pod_name, succeeded()).await;
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
     let scalars = scalar_outputs(&finished);
     assert_eq!(scalars[0], "count=5");

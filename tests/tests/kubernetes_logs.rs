@@ -83,24 +83,11 @@ async fn a_pods_log_is_followed_live_and_survives_its_propeller_and_the_pod() {
     );
     drop(follow);
 
-    first.sigkill();
-    let _second = kube_propeller(&deployment, &kubeconfig, "b");
-    deployment
-        .wait_for_logs(
-            &["propeller-b"],
-            "re-attached to the pod of a previous owner",
-            Duration::from_secs(60),
-        )
-        .await;
+    let _second = take_over(&deployment, &kubeconfig, &mut first).await;
     kubelet.print(NAMESPACE, &pod_name, "task", "second line\n");
     kubelet.end(NAMESPACE, &pod_name, "task");
     write_output(&deployment, &pod, "answer", b"7").await;
-    report(
-        &pods,
-        &pod_name,
-        serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")}),
-    )
-    .await;
+    report(&pods, &pod_name, succeeded()).await;
     let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
     assert_eq!(finished.nodes[0].attempts, 1, "followed, not retried");
     wait_gone(&pods, &pod_name).await;

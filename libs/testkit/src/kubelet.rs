@@ -74,26 +74,26 @@ impl FakeKubelet {
 
     /// Appends `text` to what `container` of `pod` printed.
     pub fn print(&self, namespace: &str, pod: &str, container: &str, text: &str) {
-        self.logs
-            .containers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(key(namespace, pod, container))
-            .or_default()
-            .bytes
-            .extend_from_slice(text.as_bytes());
-        self.logs.changed.notify_waiters();
+        self.change(namespace, pod, container, |log| {
+            log.bytes.extend_from_slice(text.as_bytes())
+        });
     }
 
     /// Ends `container` of `pod`: its follow streams close after the last byte, as a kubelet's do.
     pub fn end(&self, namespace: &str, pod: &str, container: &str) {
-        self.logs
-            .containers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(key(namespace, pod, container))
-            .or_default()
-            .ended = true;
+        self.change(namespace, pod, container, |log| log.ended = true);
+    }
+
+    /// Changes the log of `container` of `pod` and wakes its follow streams.
+    fn change(&self, namespace: &str, pod: &str, container: &str, change: impl FnOnce(&mut ContainerLog)) {
+        change(
+            self.logs
+                .containers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .entry(key(namespace, pod, container))
+                .or_default(),
+        );
         self.logs.changed.notify_waiters();
     }
 

@@ -146,6 +146,25 @@ pub async fn report(pods: &Api<Pod>, name: &str, status: serde_json::Value) {
     .unwrap();
 }
 
+/// The status of a pod whose task ran to its end.
+pub fn succeeded() -> serde_json::Value {
+    serde_json::json!({"phase": "Succeeded", "containerStatuses": terminated(0, "Completed")})
+}
+
+/// SIGKILLs propeller `first` and starts member `b`, which re-attaches to the running pods of `a`.
+pub async fn take_over(deployment: &Deployment, kubeconfig: &str, first: &mut Service) -> Service {
+    first.sigkill();
+    let second = kube_propeller(deployment, kubeconfig, "b");
+    deployment
+        .wait_for_logs(
+            &["propeller-b"],
+            "re-attached to the pod of a previous owner",
+            Duration::from_secs(60),
+        )
+        .await;
+    second
+}
+
 pub fn terminated(exit_code: i32, reason: &str) -> serde_json::Value {
     serde_json::json!([{"name": "task", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"terminated": {"exitCode": exit_code, "reason": reason}}}])

@@ -2,13 +2,12 @@
 //! to its execution's state, with the attempt starts and re-attachments that waited for it; decisions whose
 //! large values were offloaded, appended at last.
 
-use aloft_core::events::ExecutionEvent;
 use tracing::warn;
 
 use super::fetches::{AfterFetch, Fetched};
 use super::offloads::Offloaded;
 use super::partition::attempt_request;
-use super::{now_millis, Engine};
+use super::{execution_failed, Engine};
 use crate::attempts::{AttemptKey, AttemptToReattach};
 
 impl Engine {
@@ -34,14 +33,7 @@ impl Engine {
             Err(error) => {
                 let error = format!("cannot read the offloaded list {uri} a map expands: {error}");
                 warn!(execution = %execution, %error, "failing the execution");
-                let failure = ExecutionEvent::ExecutionFinished {
-                    execution: execution.clone(),
-                    phase: aloft_core::ExecutionPhase::Failed,
-                    outputs: aloft_core::events::Outputs::new(),
-                    error: Some(error),
-                    at: now_millis(),
-                };
-                self.append_decisions(partition, &execution, vec![failure]);
+                self.append_decisions(partition, &execution, vec![execution_failed(&execution, error)]);
                 return;
             }
         }
@@ -86,13 +78,7 @@ impl Engine {
             Ok(decisions) => self.append_or_offload(partition, &execution, decisions, false),
             Err(error) => {
                 warn!(execution = %execution, %error, "failing the execution");
-                let failure = ExecutionEvent::ExecutionFinished {
-                    execution: execution.clone(),
-                    phase: aloft_core::ExecutionPhase::Failed,
-                    outputs: aloft_core::events::Outputs::new(),
-                    error: Some(error),
-                    at: now_millis(),
-                };
+                let failure = execution_failed(&execution, error);
                 self.append_or_offload(partition, &execution, vec![failure], false);
             }
         }

@@ -628,13 +628,7 @@ impl Engine {
                     aloft_eventlog::MAX_RECORD_BYTES
                 );
                 warn!(execution = %execution, %error, "failing the execution");
-                let failure = ExecutionEvent::ExecutionFinished {
-                    execution: execution.clone(),
-                    phase: aloft_core::ExecutionPhase::Failed,
-                    outputs: aloft_core::events::Outputs::new(),
-                    error: Some(error),
-                    at: now_millis(),
-                };
+                let failure = execution_failed(execution, error);
                 runtime.sequence(execution, vec![failure], RECORD_BYTES)
             }
             sequenced => sequenced,
@@ -840,4 +834,15 @@ fn runtime_fetches_needed(
         .and_then(|runtime| runtime.fold.executions.get(execution))
         .map(|state| state.fetches_needed())
         .unwrap_or_default()
+}
+
+/// The decision that fails `execution` with `error`.
+fn execution_failed(execution: &ExecutionId, error: String) -> ExecutionEvent {
+    ExecutionEvent::ExecutionFinished {
+        execution: execution.clone(),
+        phase: aloft_core::ExecutionPhase::Failed,
+        outputs: aloft_core::events::Outputs::new(),
+        error: Some(error),
+        at: now_millis(),
+    }
 }
