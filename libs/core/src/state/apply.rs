@@ -558,6 +558,8 @@ impl ExecutionState {
                 self.error = error.clone();
                 self.finished_at = Some(*at);
                 self.changes.0.execution = true;
+                // Nothing is decided any more: lists fetched for the engine are not needed.
+                self.forget_fetched();
                 // A terminate request read before or after the finish leaves the same state: the owner
                 // applies its own decisions on acknowledgement, possibly before a request that precedes
                 // them in the log, and replay must still give the live state.

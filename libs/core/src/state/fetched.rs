@@ -34,13 +34,28 @@ impl ExecutionState {
             let Some(binding) = compiled.inputs.get(&control.over) else {
                 continue;
             };
-            if let Ok(reference @ Value::Offloaded { .. }) = self.resolve(binding) {
-                if self.fetched_value(&reference).is_none() && !needed.contains(&reference) {
-                    needed.push(reference);
-                }
-            }
+            self.note_unfetched(binding, &mut needed);
         }
         needed
+    }
+
+    /// Adds the value `binding` resolves to, to `needed` when it is an offloaded reference not fetched yet
+    /// (read in place: a ready map's inline list is not copied to be looked at).
+    fn note_unfetched(&self, binding: &NodeBinding, needed: &mut Vec<Value>) {
+        let reference = match binding {
+            NodeBinding::WorkflowInput(name) => self.inputs.get(name),
+            NodeBinding::NodeOutput { node, output } => self
+                .nodes
+                .get(*node)
+                .and_then(|state| state.outputs.as_ref())
+                .and_then(|outputs| outputs.get(output)),
+            NodeBinding::Constant(_) | NodeBinding::Item { .. } => None,
+        };
+        if let Some(reference @ Value::Offloaded { .. }) = reference {
+            if self.fetched_value(reference).is_none() && !needed.contains(reference) {
+                needed.push(reference.clone());
+            }
+        }
     }
 
     /// The offloaded references node `node`'s inputs need fetched: the list its elements come from, for the
@@ -51,13 +66,8 @@ impl ExecutionState {
         };
         let mut needed: Vec<Value> = Vec::new();
         for binding in compiled.inputs.values() {
-            let NodeBinding::Item { list, .. } = binding else {
-                continue;
-            };
-            if let Ok(reference @ Value::Offloaded { .. }) = self.resolve(list) {
-                if self.fetched_value(&reference).is_none() && !needed.contains(&reference) {
-                    needed.push(reference);
-                }
+            if let NodeBinding::Item { list, .. } = binding {
+                self.note_unfetched(list, &mut needed);
             }
         }
         needed
