@@ -46,6 +46,10 @@ fn task(name: &str) -> Option<TaskSpec> {
             ..Default::default()
         },
         "noop" | "spot" => Interface::default(),
+        "sized" => Interface {
+            inputs: [("sample".to_string(), LiteralType::Struct)].into(),
+            ..Default::default()
+        },
         "planner" | "bad_planner" => Interface {
             inputs: integer(&["n"]),
             outputs: [("workflow".to_string(), LiteralType::Struct)].into(),
@@ -1340,4 +1344,46 @@ outputs: {n: pick.n}
         fresh.state().node_inputs(item).is_err(),
         "an item's element is not known until its list is fetched"
     );
+}
+
+/// The items of a map over an offloaded list that name their own resources (`item_resources`) get them when
+/// they run: the map expanded without the list, so each attempt's task is filled in from its element then.
+#[test]
+fn items_of_an_offloaded_list_ask_for_the_resources_they_name() {
+    let workflow = compile(&[r#"
+name: sized-fan
+interface: {inputs: {samples: "list<struct>"}}
+nodes:
+  - {id: m, map: {task: sized, over: sample, item_resources: {memory: "{{item.memory}}"}}, inputs: {sample: inputs.samples}}
+"#])
+    .unwrap();
+    let list = offloaded("list<struct>");
+    let mut run = Run::start(&workflow, [("samples".to_string(), list.clone())].into());
+    run.settle();
+    let Value::Offloaded { uri, .. } = &list else {
+        unreachable!()
+    };
+    let samples = ["96Mi", "16Mi"]
+        .map(|memory| Value::Struct(serde_json::json!({"memory": memory})))
+        .to_vec();
+    run.fold
+        .executions
+        .get_mut(&run.id)
+        .unwrap()
+        .store_fetched(uri.clone(), Value::List(samples));
+    run.settle();
+    let state = run.state();
+    let memory = |id: &str| {
+        let node = state.workflow.nodes.iter().position(|n| n.id == id).unwrap();
+        state
+            .attempt_task(node)
+            .unwrap()
+            .resources
+            .unwrap()
+            .memory
+            .unwrap()
+    };
+    assert_eq!(memory("m[0]"), "96Mi");
+    assert_eq!(memory("m[1]"), "16Mi");
+    run.assert_replay_gives_the_live_state();
 }
