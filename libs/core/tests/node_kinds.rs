@@ -1213,12 +1213,34 @@ fn offloaded(value_type: &str) -> Value {
     }
 }
 
-/// Outputs the engine itself reads (a branch's operands, a dynamic plan) are known per node, so executors
-/// keep them inline; if one arrives offloaded anyway, the node fails saying why instead of deciding blind. A
-/// map's list may be offloaded: the engine waits until it is fetched. Other offloaded values pass through
-/// the engine untouched.
+/// The outputs the engine reads whole while applying an event (a dynamic node's plan) are known per node, so
+/// executors keep them inline. A branch's operand or a map's list may be offloaded: the engine waits until it
+/// is fetched, then decides on the value. Other offloaded values pass through the engine untouched.
 #[test]
-fn the_engine_names_the_outputs_it_reads_and_refuses_to_decide_on_offloaded_ones() {
+fn the_engine_names_the_outputs_it_reads_and_waits_for_offloaded_ones() {
+    let planned = compile(&[r#"
+name: planned
+interface: {inputs: {x: integer}, outputs: {total: integer}}
+nodes:
+  - {id: planned, dynamic: {task: planner, uses: [inc, add], outputs: {total: integer}}, inputs: {n: inputs.x}}
+outputs: {total: planned.total}
+"#])
+    .unwrap();
+    let run = Run::start(&planned, x(1));
+    let state = run.state();
+    let planner = state
+        .workflow
+        .nodes
+        .iter()
+        .position(|n| n.task.name == "planner")
+        .unwrap();
+    assert_eq!(
+        state.outputs_read_by_the_engine(planner),
+        ["workflow".to_string()].into(),
+        "the dynamic node's expansion reads its planner's plan"
+    );
+
+    // The branch's operand arrives offloaded: the branch waits for it to be fetched, then decides on it.
     let mapped_prep = compile(&[r#"
 name: read
 interface: {inputs: {x: integer}, outputs: {ns: integer}}
@@ -1229,57 +1251,40 @@ nodes:
 outputs: {ns: also.n}
 "#])
     .unwrap();
-    let run = Run::start(&mapped_prep, x(1));
-    let state = run.state();
-    let node = |id: &str| state.workflow.nodes.iter().position(|n| n.id == id).unwrap();
-    assert_eq!(
-        state.outputs_read_by_the_engine(node("prep")),
-        ["n".to_string()].into(),
-        "the branch's condition reads prep.n"
-    );
-    assert!(state.outputs_read_by_the_engine(node("also")).is_empty());
-
-    // Through a subworkflow that passes its inner node's output on to a condition.
-    let through = compile(&[
-        PLUS_TWO,
-        r#"
-name: through
-interface: {inputs: {x: integer}, outputs: {n: integer}}
-nodes:
-  - {id: twice, workflow: plus_two, inputs: {n: inputs.x}}
-  - {id: pick, branch: {cases: [{if: "twice.n > 3", then: {id: big, task: inc, inputs: {n: twice.n}}}], else: {id: small, task: inc, inputs: {n: twice.n}}}}
-outputs: {n: pick.n}
-"#,
-    ])
-    .unwrap();
-    let run = Run::start(&through, x(1));
-    let state = run.state();
-    let node = |id: &str| state.workflow.nodes.iter().position(|n| n.id == id).unwrap();
-    assert_eq!(
-        state.outputs_read_by_the_engine(node("twice/b")),
-        ["n".to_string()].into(),
-        "the subworkflow's end passes twice/b.n on to the condition"
-    );
-    assert!(state.outputs_read_by_the_engine(node("twice/a")).is_empty());
-
-    // The branch's operand arrives offloaded: the case cannot be evaluated, and the message says why.
     let mut run = Run::start(&mapped_prep, x(1));
+    let state = run.state();
+    let prep = state.workflow.nodes.iter().position(|n| n.id == "prep").unwrap();
+    assert!(
+        state.outputs_read_by_the_engine(prep).is_empty(),
+        "a condition's operand need not travel inline"
+    );
     run.settle();
     let (prep, attempt) = run.state().running_attempts().next().unwrap();
     let seq = run.state().last_seq + 1;
+    let operand = offloaded("integer");
     run.offer(
         EventMeta { seq, writer_epoch: 1 },
         ExecutionEvent::AttemptSucceeded {
             execution: run.id.clone(),
             node: prep,
             attempt,
-            outputs: [("n".to_string(), offloaded("integer"))].into(),
+            outputs: [("n".to_string(), operand.clone())].into(),
             at: 0,
             cache: None,
         },
     );
     run.settle();
-    assert_eq!(run.phase_of("pick/big"), NodePhase::Skipped, "else is taken");
+    assert_eq!(run.phase_of("pick"), NodePhase::Pending, "the branch waits");
+    assert_eq!(run.state().fetches_needed(), vec![operand.clone()]);
+    let Value::Offloaded { uri, .. } = &operand else {
+        unreachable!()
+    };
+    run.fold
+        .executions
+        .get_mut(&run.id)
+        .unwrap()
+        .store_fetched(uri.clone(), Value::Integer(5));
+    run.settle();
     let decided = run
         .log
         .iter()
@@ -1288,7 +1293,9 @@ outputs: {n: pick.n}
             _ => None,
         })
         .unwrap();
-    assert_eq!(decided, "else");
+    assert_eq!(decided, "prep.n > 3", "decided on the fetched value, 5");
+    assert_eq!(run.phase_of("pick/small"), NodePhase::Skipped);
+    run.assert_replay_gives_the_live_state();
 
     // A map's list arrives offloaded: the map waits until the propeller has fetched the list, then expands,
     // and its items read their elements from the fetched list. The log holds no copy of the list, so

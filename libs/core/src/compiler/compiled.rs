@@ -52,14 +52,11 @@ pub struct CompiledNode {
 
 impl CompiledNode {
     /// The bindings of this node whose values the engine itself reads and which must travel inline (never
-    /// offloaded to the blob store): a branch's condition operands and a dynamic node's plan. A map's list
-    /// is not among them: the propeller fetches an offloaded one before the map is decided (see
-    /// `ExecutionState::fetched`). Each names a node upstream of this one, or a workflow input.
+    /// offloaded to the blob store): a dynamic node's plan, which applying its expansion reads. A map's list
+    /// and a branch's condition operands are not among them: the propeller fetches an offloaded one before
+    /// the node is decided (see `ExecutionState::fetches_needed`). Each names a node upstream of this one.
     pub fn bindings_read_by_the_engine(&self) -> Vec<&NodeBinding> {
         match &self.control {
-            Some(Control::Branch { cases, .. }) => {
-                cases.iter().flat_map(|case| case.condition.refs()).collect()
-            }
             Some(Control::Dynamic(control)) => vec![&control.plan],
             _ => Vec::new(),
         }

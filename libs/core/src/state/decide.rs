@@ -172,6 +172,14 @@ fn decide_control_nodes(state: &ExecutionState, now: i64, decisions: &mut Vec<Ex
         let Some(Control::Branch { cases, otherwise, .. }) = &state.workflow.nodes[branch].control else {
             continue;
         };
+        // An offloaded operand is read as the propeller fetched it; until it has, the branch waits.
+        if cases
+            .iter()
+            .flat_map(|case| case.condition.refs())
+            .any(|operand| state.awaits_fetch(operand))
+        {
+            continue;
+        }
         let mut tried = Vec::new();
         let mut taken = None;
         for (index, case) in cases.iter().enumerate() {

@@ -1,8 +1,9 @@
-//! Offloaded values the engine reads, fetched for it. A map's list may be too large to travel inline in an
-//! event, and then only its reference `{uri, size, digest, type}` is in the state. `decide` and `apply` are
+//! Offloaded values the engine reads, fetched for it. A map's list (or a branch's condition operand) may be
+//! too large to travel inline in an event, and then only its reference `{uri, size, digest, type}` is in the
+//! state. `decide` and `apply` are
 //! pure and never touch the blob store: the propeller asks `fetches_needed`, fetches those values (checked
 //! against their digests) and hands them over with `store_fetched` before it decides again. A map whose
-//! list is not fetched yet is not decided; the items of an offloaded list are bound to their element
+//! list (a branch whose operand) is not fetched yet is not decided; the items of an offloaded list are bound to their element
 //! (`NodeBinding::Item`) rather than to a copy of it, so applying the map's expansion needs no value.
 //! Fetched values are a cache beside the state, never part of it: not stored, not logged, and two states
 //! that differ only here are equal.
@@ -19,9 +20,17 @@ use super::model::ExecutionState;
 
 impl ExecutionState {
     /// The offloaded references (`Value::Offloaded`) the engine needs fetched before it can go on: the
-    /// lists of ready maps, and those of expanded maps whose items are bound to an element of them.
+    /// lists of ready maps, those of expanded maps whose items are bound to an element of them, and the
+    /// condition operands of branches that can choose.
     pub fn fetches_needed(&self) -> Vec<Value> {
         let mut needed: Vec<Value> = Vec::new();
+        for branch in self.decidable_branches() {
+            if let Some(Control::Branch { cases, .. }) = &self.workflow.nodes[branch].control {
+                for operand in cases.iter().flat_map(|case| case.condition.refs()) {
+                    self.note_unfetched(operand, &mut needed);
+                }
+            }
+        }
         let running_maps = self
             .offloaded_maps
             .iter()
@@ -71,6 +80,13 @@ impl ExecutionState {
             }
         }
         needed
+    }
+
+    /// Whether the value `binding` resolves to is offloaded and not fetched yet.
+    pub(super) fn awaits_fetch(&self, binding: &NodeBinding) -> bool {
+        let mut needed = Vec::new();
+        self.note_unfetched(binding, &mut needed);
+        !needed.is_empty()
     }
 
     /// Hands over the value `uri` names, fetched from the blob store and checked against its digest.

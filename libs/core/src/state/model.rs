@@ -395,9 +395,9 @@ impl ExecutionState {
         })
     }
 
-    /// The outputs of `node` the engine itself reads and which must stay inline, where `decide` sees them,
-    /// rather than be offloaded to the blob store: a branch's condition operands, a dynamic node's plan, also
-    /// through the end of a subworkflow that passes them on. (A map's list is fetched when offloaded.)
+    /// The outputs of `node` the engine itself reads and which must stay inline, where `apply` sees them,
+    /// rather than be offloaded to the blob store: a dynamic node's plan, also through the end of a
+    /// subworkflow that passes one on. (A map's list or a condition's operand is fetched when offloaded.)
     pub fn outputs_read_by_the_engine(&self, node: usize) -> BTreeSet<String> {
         self.engine_reads(node, 0)
     }

@@ -21,9 +21,9 @@ pub struct AttemptRequest {
     /// The registered version of the task (recorded with cached results and lineage).
     pub task_version: String,
     pub inputs: Outputs,
-    /// Outputs the engine reads (a condition's operand, a dynamic plan): they stay inline in the result
-    /// rather than be offloaded to the blob store, however large. (A map's list may be offloaded: the
-    /// engine fetches it.)
+    /// Outputs the engine reads while applying an event (a dynamic plan): they stay inline in the result
+    /// rather than be offloaded to the blob store, however large. (A map's list or a condition's operand
+    /// may be offloaded: the engine fetches it.)
     pub keep_inline: BTreeSet<String>,
 }
 

@@ -182,8 +182,8 @@ pub(crate) async fn offload_large_outputs(
         let size = outputs.get(name).map_or(0, aloft_blobstore::encoded_len);
         if size > aloft_blobstore::INLINE_VALUES_BUDGET {
             return user_error(format!(
-                "output {name:?} takes {size} bytes, and the engine reads it (a condition's operand or a \
-                 dynamic plan), so it must travel inline: at most {} bytes",
+                "output {name:?} takes {size} bytes, and the engine reads it (a dynamic plan), so it must \
+                 travel inline: at most {} bytes",
                 aloft_blobstore::INLINE_VALUES_BUDGET
             ));
         }
