@@ -1,6 +1,6 @@
-//! A map over a list too large to travel inline, on Kafka, Postgres and the S3 server: the list is offloaded
-//! to the blob store, and the engine fetches it to expand the map, on whichever propeller owns the
-//! execution by then.
+//! Values the engine decides on that are too large to travel inline, on Kafka, Postgres and the S3 server: a
+//! map's list and a branch's operand are offloaded to the blob store, and the engine fetches them to expand
+//! the map or choose the case, on whichever propeller owns the execution by then.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -36,6 +36,30 @@ nodes:
   - {id: go, gate: {signal: {name: go}}, after: [make]}
   - {id: each, map: {task: measure, over: w}, inputs: {w: make.ws}, after: [go]}
 outputs: {sizes: each.size}
+---
+kind: task
+name: long-text
+version: "1"
+interface: {outputs: {text: string}}
+run:
+  process:
+    command: ["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a > \"$ALOFT_OUTPUT_DIR/text\""]
+---
+kind: task
+name: mark
+version: "1"
+interface: {inputs: {n: integer}, outputs: {n: integer}}
+run:
+  process:
+    command: ["sh", "-c", "echo $ALOFT_INPUT_N > \"$ALOFT_OUTPUT_DIR/n\""]
+---
+kind: workflow
+name: decide-on-long
+interface: {outputs: {taken: integer}}
+nodes:
+  - {id: make, task: long-text}
+  - {id: pick, branch: {cases: [{if: "make.text != 'short'", then: {id: long, task: mark, inputs: {n: {value: 1}}}}], else: {id: short, task: mark, inputs: {n: {value: 0}}}}}
+outputs: {taken: pick.n}
 "#;
 
 /// The list the map reads (12 words of 10 KB, 120 KB) is offloaded by the task that makes it; after that
@@ -104,4 +128,25 @@ async fn a_map_over_an_offloaded_list_expands_on_another_propeller() {
         "an item's input is its element of the fetched list, not {:.80?}",
         element
     );
+}
+
+/// A branch whose operand was offloaded (a 100 KB text) decides on the text the propeller fetched: the case
+/// holds, where an engine that could not read the operand would have taken the else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_decides_on_an_offloaded_operand() {
+    let Some(deployment) = s3_deployment().await else {
+        return;
+    };
+    let _admin = deployment.start_admin();
+    let _propeller = propeller_on_own_disk(&deployment, "a");
+    let mut client = deployment.client().await;
+    register_text(&mut client, deployment.scratch.path(), "words.yaml", WORDS).await;
+    let id = launch(&mut client, workflow("decide-on-long"), "decide-on-long", &[])
+        .await
+        .unwrap();
+    let finished = wait_succeeded(&mut client, &id, Duration::from_secs(60)).await;
+    let make = finished.nodes.iter().find(|n| n.node_id == "make").unwrap();
+    let text = offloaded_of(make.outputs.as_ref().and_then(|o| o.values.get("text")));
+    assert_eq!(text.size, 100_000);
+    assert_eq!(scalar_outputs(&finished), ["taken=1"], "the case held");
 }
