@@ -671,7 +671,7 @@ impl Engine {
         let request = match attempt_request(state, node, attempt) {
             Ok(request) => request,
             // An element of an offloaded list: started once the list is fetched.
-            Err(ResolveError::Offloaded { .. }) => {
+            Err(ResolveError::Offloaded { .. }) if !state.fetches_needed().is_empty() => {
                 let needed = state.fetches_needed();
                 self.fetches.request(partition, execution, needed);
                 self.fetches.wait(execution, AfterFetch::Start { node, attempt });
