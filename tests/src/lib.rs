@@ -812,3 +812,17 @@ pub async fn read_task_log(client: &mut AdminClient, id: &wire::ExecutionIdentif
     }
     String::from_utf8_lossy(&text).into_owned()
 }
+
+/// The bytes `DownloadData` streams for `request` (a blob, or a value's text), gathered.
+pub async fn download_data(client: &mut AdminClient, request: wire::DownloadDataRequest) -> Vec<u8> {
+    let mut chunks = client
+        .download_data(request)
+        .await
+        .expect("download the data")
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = chunks.message().await.expect("a chunk") {
+        bytes.extend_from_slice(&chunk.data);
+    }
+    bytes
+}

@@ -130,20 +130,16 @@ async fn a_blob_written_on_a_killed_propeller_is_read_on_its_successor() {
     );
 
     // The blob downloads through the API and the CLI with the bytes the store's digest names.
-    let mut chunks = client
-        .download_data(wire::DownloadDataRequest {
+    let downloaded = download_data(
+        &mut client,
+        wire::DownloadDataRequest {
             id: Some(id.clone()),
             node_id: "make".into(),
             name: "data".into(),
             ..Default::default()
-        })
-        .await
-        .expect("download the blob")
-        .into_inner();
-    let mut downloaded = Vec::new();
-    while let Some(chunk) = chunks.message().await.expect("a chunk") {
-        downloaded.extend_from_slice(&chunk.data);
-    }
+        },
+    )
+    .await;
     assert_eq!(downloaded.len(), 3_000_000);
     assert_eq!(format!("sha256:{}", sha256_hex(&downloaded)), blob.digest);
     let file = deployment.scratch.path().join("downloaded.bin");
@@ -838,19 +834,15 @@ async fn a_domain_with_its_own_raw_data_store_keeps_its_data_there() {
             "t".repeat(100_000),
             "{domain}"
         );
-        let mut chunks = client
-            .download_data(wire::DownloadDataRequest {
+        let downloaded = download_data(
+            &mut client,
+            wire::DownloadDataRequest {
                 id: Some(id.clone()),
                 name: "data".into(),
                 ..Default::default()
-            })
-            .await
-            .expect("download the blob")
-            .into_inner();
-        let mut downloaded = Vec::new();
-        while let Some(chunk) = chunks.message().await.unwrap() {
-            downloaded.extend_from_slice(&chunk.data);
-        }
+            },
+        )
+        .await;
         assert_eq!(downloaded, b"tenant-bytes\n", "{domain}");
         assert_eq!(
             read_task_log(&mut client, &id, "make").await,

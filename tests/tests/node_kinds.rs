@@ -393,24 +393,6 @@ last="s$((n-1))"
 printf '{"name":"steps","interface":{"inputs":{"n":"integer"},"outputs":{"total":"integer"}},"nodes":[%s,{"id":"check","branch":{"cases":[{"if":"%s.n > 5","then":{"id":"big","task":"add","inputs":{"a":"%s.n","b":{"value":100}}}}],"else":{"id":"small","task":"inc","inputs":{"n":"%s.n"}}}}],"outputs":{"total":"check.n"}}' "$nodes" "$last" "$last" "$last" > "$ALOFT_OUTPUT_DIR/workflow"
 "#;
 
-/// The text of output `name` of execution `id`, downloaded through the API.
-async fn download(client: &mut AdminClient, id: &wire::ExecutionIdentifier, name: &str) -> Vec<u8> {
-    let mut chunks = client
-        .download_data(wire::DownloadDataRequest {
-            id: Some(id.clone()),
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("download the output")
-        .into_inner();
-    let mut text = Vec::new();
-    while let Some(chunk) = chunks.message().await.unwrap() {
-        text.extend_from_slice(&chunk.data);
-    }
-    text
-}
-
 /// A map whose items' outputs are large gathers references to them (each was offloaded to the blob store);
 /// one whose items' inline outputs together are too large for one event has the gathered list offloaded by
 /// the engine, instead of failing or leaving the propeller to decide the same refused event again and again
@@ -456,7 +438,15 @@ outputs: {ss: each.s}
         };
         assert_eq!(offloaded.size, 409_600);
     }
-    let text = download(&mut client, &id, "ss").await;
+    let text = download_data(
+        &mut client,
+        wire::DownloadDataRequest {
+            id: Some(id.clone()),
+            name: "ss".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let strings: Vec<String> = serde_json::from_slice(&text).expect("the list as JSON");
     assert_eq!(strings.len(), 3);
     for (text, item) in strings.iter().zip(&items.values) {
@@ -509,7 +499,15 @@ outputs: {ss: each.s}
         "{}",
         gathered.uri
     );
-    let text = download(&mut client, &id, "ss").await;
+    let text = download_data(
+        &mut client,
+        wire::DownloadDataRequest {
+            id: Some(id.clone()),
+            name: "ss".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let strings: Vec<String> = serde_json::from_slice(&text).expect("the list as JSON");
     assert_eq!(strings.len(), 30);
     assert!(strings.iter().all(|s| s.len() == 61_440));

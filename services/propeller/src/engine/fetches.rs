@@ -6,17 +6,12 @@
 //! wait here until it has come. Like the cache gate, this never calls back into the engine.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use aloft_blobstore::BlobStore;
 use aloft_core::{ExecutionId, Value};
 use tokio::sync::mpsc;
 
 use crate::attempts::AttemptKey;
-
-/// How often a fetch is tried before the execution fails, and the first pause between tries (doubling).
-const TRIES: u32 = 5;
-const FIRST_PAUSE: Duration = Duration::from_millis(500);
 
 /// A fetch that ended: the value of `uri`, or why it could not be read.
 pub(super) struct Fetched {
@@ -79,8 +74,9 @@ impl Fetches {
                 .as_ref()
                 .map(|blobs| blobs.for_tenant(&execution.project, &execution.domain));
             tokio::spawn(async move {
+                // The store retries what fails on its way (`aloft_blobstore`'s retry config).
                 let value = match store {
-                    Some(store) => fetch(&store, &reference).await,
+                    Some(store) => store.resolve(&reference).await.map_err(|e| e.to_string()),
                     None => Err("the propeller has no blob store to read it from".to_string()),
                 };
                 let _ = answered.send(Fetched {
@@ -112,23 +108,4 @@ impl Fetches {
         }
         self.waiting.remove(&fetched.execution).unwrap_or_default()
     }
-}
-
-/// The value `reference` names, tried `TRIES` times (a store may be briefly unreachable); a value whose
-/// content does not match its digest is not tried again.
-async fn fetch(store: &BlobStore, reference: &Value) -> Result<Value, String> {
-    let mut pause = FIRST_PAUSE;
-    for tried in 1..=TRIES {
-        match store.resolve(reference).await {
-            Ok(value) => return Ok(value),
-            Err(error @ aloft_blobstore::BlobError::Corrupt { .. }) => return Err(error.to_string()),
-            Err(error) if tried == TRIES => return Err(error.to_string()),
-            Err(error) => {
-                tracing::warn!(%error, tried, "cannot fetch an offloaded value yet; trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-    }
-    Err("not fetched".to_string())
 }

@@ -558,6 +558,12 @@ impl Engine {
         }
     }
 
+    /// Whether `execution` waits for the blob store (a fetch, or decisions being offloaded): nothing more is
+    /// decided for it meanwhile.
+    fn awaits_store(&self, execution: &ExecutionId) -> bool {
+        self.fetches.is_fetching(execution) || self.offloads.is_offloading(execution)
+    }
+
     fn decide_and_append(&mut self, partition: u32, execution: &ExecutionId) {
         let Some(runtime) = self.partitions.get(&partition) else {
             return;
@@ -568,7 +574,7 @@ impl Engine {
         let Some(state) = runtime.fold.executions.get(execution) else {
             return;
         };
-        if self.fetches.is_fetching(execution) || self.offloads.is_offloading(execution) {
+        if self.awaits_store(execution) {
             return;
         }
         let needed = state.fetches_needed();
@@ -670,14 +676,17 @@ impl Engine {
         };
         let request = match attempt_request(state, node, attempt) {
             Ok(request) => request,
-            // An element of an offloaded list: started once the list is fetched.
-            Err(ResolveError::Offloaded { .. }) if !state.fetches_needed().is_empty() => {
-                let needed = state.fetches_needed();
-                self.fetches.request(partition, execution, needed);
-                self.fetches.wait(execution, AfterFetch::Start { node, attempt });
-                return;
-            }
             Err(message) => {
+                // An element of an offloaded list: started once the list is fetched.
+                let needed = match message {
+                    ResolveError::Offloaded { .. } => state.fetches_needed(),
+                    _ => Vec::new(),
+                };
+                if !needed.is_empty() {
+                    self.fetches.request(partition, execution, needed);
+                    self.fetches.wait(execution, AfterFetch::Start { node, attempt });
+                    return;
+                }
                 let event = ExecutionEvent::AttemptFailed {
                     execution: execution.clone(),
                     node,
@@ -794,7 +803,7 @@ impl Engine {
         let Some(runtime) = self.partitions.get(&partition) else {
             return Vec::new();
         };
-        if self.offloads.is_offloading(execution) || self.fetches.is_fetching(execution) {
+        if self.awaits_store(execution) {
             return Vec::new();
         }
         runtime.decided_after(
